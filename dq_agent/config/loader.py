@@ -1,0 +1,442 @@
+"""Load a project directory into validated models, collecting every error in one pass."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from dq_agent.config import expectations
+from dq_agent.config.models import (
+    BUILTIN_CHECKS,
+    CONNECTOR_TYPES,
+    PLANNED_CHECKS,
+    PLANNED_CONNECTOR_TYPES,
+    SOURCE_SPECS,
+    CheckArgs,
+    CheckSpec,
+    Connector,
+    Settings,
+    Suite,
+    SuiteHeader,
+)
+from dq_agent.config.secrets import resolve_references
+from dq_agent.config.yamlfile import NodePath, YamlDocument, YamlSyntaxError, load_yaml
+from dq_agent.errors import ConfigIssue
+
+SETTINGS_FILE = "dq-agent.yml"
+CONNECTORS_DIR = "connectors"
+SUITES_DIR = "checks"
+
+
+@dataclass(frozen=True)
+class Project:
+    """A loaded project: what is valid, and every issue with what is not."""
+
+    root: Path
+    settings: Settings
+    connectors: Mapping[str, Connector]
+    suites: Mapping[str, Suite]
+    issues: tuple[ConfigIssue, ...]
+    # Suites (by id, or file stem when the id is unreadable) that cannot run, with why.
+    broken_suites: Mapping[str, tuple[ConfigIssue, ...]] = field(default_factory=dict)
+
+    @property
+    def state_url(self) -> str:
+        """The state store URL, a relative SQLite path taken from the project directory."""
+        return resolve_sqlite_path(self.settings.state_url, self.root)
+
+
+def resolve_sqlite_path(url: str, root: Path) -> str:
+    """Make ``sqlite:///relative.db`` relative to the project rather than the working dir."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/"):
+        rest = url[len(prefix) :]
+        if rest and not rest.startswith(":memory:"):
+            return prefix + str((root / rest).resolve())
+    return url
+
+
+def load_project(root: Path | str, env: Mapping[str, str] | None = None) -> Project:
+    """Parse ``dq-agent.yml``, ``connectors/*.yml`` and ``checks/*.yml`` under ``root``."""
+    root = Path(root)
+    env = os.environ if env is None else env
+    issues: list[ConfigIssue] = []
+
+    settings = _load_settings(root, env, issues)
+    connectors, broken_connectors, connector_types = _load_connectors(root, env, issues)
+
+    suites: dict[str, Suite] = {}
+    broken: dict[str, tuple[ConfigIssue, ...]] = {}
+    suite_files = _yaml_files(root / SUITES_DIR)
+    if not suite_files:
+        issues.append(
+            ConfigIssue(root / SUITES_DIR, 1, 1, "", "no suite files (*.yml) found in this folder")
+        )
+    seen: dict[str, Path] = {}
+    for file in suite_files:
+        suite_issues: list[ConfigIssue] = []
+        suite, suite_id = _load_suite(
+            file, settings, connector_types, broken_connectors, suite_issues
+        )
+        if suite_id in seen:
+            suite_issues.append(
+                ConfigIssue(
+                    file,
+                    1,
+                    1,
+                    "suite",
+                    f"duplicate suite id {suite_id!r}: also in {seen[suite_id]}",
+                )
+            )
+        seen.setdefault(suite_id, file)
+        issues.extend(suite_issues)
+        if suite_issues or suite is None:
+            broken[suite_id] = tuple(suite_issues)
+        else:
+            suites[suite_id] = suite
+    # Report each file's issues top to bottom, files in the order they were read.
+    order = {file: index for index, file in enumerate(dict.fromkeys(i.file for i in issues))}
+    issues.sort(key=lambda i: (order[i.file], i.line, i.col))
+    return Project(root, settings, connectors, suites, tuple(issues), broken)
+
+
+def _yaml_files(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.suffix in {".yml", ".yaml"} and p.is_file())
+
+
+def _read(file: Path, issues: list[ConfigIssue]) -> YamlDocument | None:
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        issues.append(ConfigIssue(file, 1, 1, "", f"cannot read file: {exc}"))
+        return None
+    try:
+        return load_yaml(text, file)
+    except YamlSyntaxError as exc:
+        issues.append(exc.issue)
+        return None
+
+
+def _validate(
+    model: type[BaseModel],
+    value: Any,
+    doc: YamlDocument,
+    base: NodePath,
+    issues: list[ConfigIssue],
+) -> Any:
+    """Validate ``value`` (found at ``base`` in ``doc``) against ``model``; None on failure."""
+    try:
+        return model.model_validate(value)
+    except ValidationError as exc:
+        for error in exc.errors(include_url=False):
+            issues.append(_issue_from_pydantic(model, error, doc, base))
+        return None
+
+
+def _issue_from_pydantic(
+    model: type[BaseModel], error: Any, doc: YamlDocument, base: NodePath
+) -> ConfigIssue:
+    loc: NodePath = tuple(p for p in error["loc"] if isinstance(p, str | int))
+    # Pydantic names the model's Python field; the user wrote the alias.
+    loc = tuple(p.rstrip("_") if isinstance(p, str) else p for p in loc)
+    path = (*base, *loc)
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        expected = ", ".join(sorted(_field_names(model, loc[:-1])))
+        return doc.issue(path, f"unknown key; expected one of: {expected}", key=True)
+    if kind == "missing":
+        return doc.issue(path, "required key is missing")
+    message = str(error["msg"])
+    if kind == "bool_parsing":
+        message = "expected true or false"
+    for prefix, replacement in (("Input should be ", "expected "), ("Value error, ", "")):
+        if message.startswith(prefix):
+            message = replacement + message[len(prefix) :]
+    scalar = not isinstance(error.get("input"), dict | list)
+    if message.startswith("expected ") and " got " not in message and scalar and "input" in error:
+        message = f"{message}, got {error['input']!r}"
+    return doc.issue(path, message)
+
+
+def _field_names(model: type[BaseModel], loc: NodePath) -> list[str]:
+    """The keys a user may write at ``loc`` inside ``model`` (aliases where set)."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        fields = getattr(current, "model_fields", {})
+        name = part if part in fields else f"{part}_"
+        if name not in fields:
+            return []
+        current = fields[name].annotation
+    fields = getattr(current, "model_fields", {})
+    return [info.alias or name for name, info in fields.items()]
+
+
+def _load_settings(root: Path, env: Mapping[str, str], issues: list[ConfigIssue]) -> Settings:
+    file = root / SETTINGS_FILE
+    if not file.exists():
+        return Settings()
+    doc = _read(file, issues)
+    if doc is None or doc.value is None:
+        return Settings()
+    if not isinstance(doc.value, dict):
+        issues.append(doc.issue((), "expected a mapping of settings"))
+        return Settings()
+    value, ref_issues = resolve_references(doc, env, root)
+    if ref_issues:  # the values are incomplete: validating them would only repeat the cause
+        issues.extend(ref_issues)
+        return Settings()
+    settings = _validate(Settings, value, doc, (), issues)
+    return settings if isinstance(settings, Settings) else Settings()
+
+
+def _load_connectors(
+    root: Path, env: Mapping[str, str], issues: list[ConfigIssue]
+) -> tuple[dict[str, Connector], dict[str, Path], dict[str, str]]:
+    """Valid connectors; broken ones (name → file); the declared type of every named one."""
+    connectors: dict[str, Connector] = {}
+    broken: dict[str, Path] = {}
+    types: dict[str, str] = {}
+    for file in _yaml_files(root / CONNECTORS_DIR):
+        name = file.stem
+        before = len(issues)
+        doc = _read(file, issues)
+        connector = _parse_connector(doc, root, env, issues) if doc is not None else None
+        if doc is not None and isinstance(doc.value, dict):
+            types[name] = str(doc.value.get("type", ""))
+        if connector is None or len(issues) > before:
+            broken[name] = file
+        else:
+            connectors[name] = connector
+    return connectors, broken, types
+
+
+def _parse_connector(
+    doc: YamlDocument, root: Path, env: Mapping[str, str], issues: list[ConfigIssue]
+) -> Connector | None:
+    if not isinstance(doc.value, dict):
+        issues.append(doc.issue((), "expected a mapping with type: and its settings"))
+        return None
+    kind = doc.value.get("type")
+    if kind is None:
+        issues.append(
+            doc.issue(
+                ("type",), f"required key is missing; expected one of: {', '.join(CONNECTOR_TYPES)}"
+            )
+        )
+        return None
+    if kind in PLANNED_CONNECTOR_TYPES:
+        issues.append(doc.issue(("type",), f"connector type {kind!r} is not supported yet"))
+        return None
+    if kind not in CONNECTOR_TYPES:
+        valid = ", ".join(CONNECTOR_TYPES)
+        issues.append(
+            doc.issue(("type",), f"unknown connector type {kind!r}; expected one of: {valid}")
+        )
+        return None
+    value, ref_issues = resolve_references(doc, env, root)
+    if ref_issues:  # the values are incomplete: validating them would only repeat the cause
+        issues.extend(ref_issues)
+        return None
+    parsed = _validate(CONNECTOR_TYPES[kind], value, doc, (), issues)
+    return parsed if isinstance(parsed, CONNECTOR_TYPES[kind]) else None  # type: ignore[return-value]
+
+
+def _load_suite(
+    file: Path,
+    settings: Settings,
+    connector_types: Mapping[str, str],
+    broken_connectors: Mapping[str, Path],
+    issues: list[ConfigIssue],
+) -> tuple[Suite | None, str]:
+    doc = _read(file, issues)
+    if doc is None:
+        return None, file.stem
+    if not isinstance(doc.value, dict):
+        issues.append(doc.issue((), "expected a mapping with suite:, source: and checks:"))
+        return None, file.stem
+    raw_id = doc.value.get("suite")
+    suite_id = raw_id if isinstance(raw_id, str) and raw_id else file.stem
+
+    header = _validate(SuiteHeader, doc.value, doc, (), issues)
+    source = _parse_source(doc, connector_types, broken_connectors, issues)
+    raw_checks = doc.value.get("checks")
+    checks = _parse_checks(doc, raw_checks, issues) if isinstance(raw_checks, list) else []
+    if not isinstance(header, SuiteHeader) or source is None or issues:
+        return None, suite_id
+    suite = Suite(
+        suite=header.suite,
+        description=header.description,
+        schedule=header.schedule,
+        timezone=header.timezone or settings.defaults.timezone,
+        owner=header.owner,
+        escalation=header.escalation,
+        key=header.key,
+        runbook=header.runbook,
+        max_findings=(
+            header.max_findings
+            if header.max_findings is not None
+            else settings.defaults.max_findings
+        ),
+        source=source,
+        checks=tuple(checks),
+        file=str(file),
+    )
+    return suite, suite_id
+
+
+def _parse_source(
+    doc: YamlDocument,
+    connector_types: Mapping[str, str],
+    broken_connectors: Mapping[str, Path],
+    issues: list[ConfigIssue],
+) -> Any:
+    raw = doc.value.get("source")
+    if not isinstance(raw, dict):
+        return None  # the header validation already reported it
+    name = raw.get("connector")
+    if not isinstance(name, str):
+        issues.append(
+            doc.issue(
+                ("source", "connector"),
+                "required key is missing; name a connector profile (connectors/<name>.yml)",
+            )
+        )
+        return None
+    if name not in connector_types:
+        available = ", ".join(sorted(connector_types)) or "none: add connectors/<name>.yml"
+        issues.append(
+            doc.issue(
+                ("source", "connector"), f"unknown connector {name!r}; available: {available}"
+            )
+        )
+        return None
+    if name in broken_connectors:
+        issues.append(
+            doc.issue(
+                ("source", "connector"),
+                f"connector {name!r} is invalid: see {broken_connectors[name]}",
+            )
+        )
+        return None
+    spec_model = SOURCE_SPECS[connector_types[name]]
+    return _validate(spec_model, raw, doc, ("source",), issues)
+
+
+def _parse_checks(
+    doc: YamlDocument, raw_checks: list[Any], issues: list[ConfigIssue]
+) -> list[CheckSpec]:
+    checks: list[CheckSpec] = []
+    names: set[str] = set()
+    for index, item in enumerate(raw_checks):
+        path: NodePath = ("checks", index)
+        if isinstance(item, str):
+            item = {item: None}
+        if not isinstance(item, dict) or len(item) != 1:
+            issues.append(doc.issue(path, "expected a one-key mapping like {row_count: {min: 1}}"))
+            continue
+        [(kind, args)] = item.items()
+        kind = str(kind)
+        args = {} if args is None else args
+        if not isinstance(args, dict):
+            issues.append(
+                doc.issue((*path, kind), f"expected a mapping of arguments, got {args!r}")
+            )
+            continue
+        spec = _parse_check(doc, (*path, kind), kind, args, issues)
+        if spec is None:
+            continue
+        if spec.name in names:
+            issues.append(
+                doc.issue(
+                    (*path, kind), f"duplicate check name {spec.name!r}; give one of them a name:"
+                )
+            )
+            continue
+        names.add(spec.name)
+        checks.append(spec)
+    return checks
+
+
+def _parse_check(
+    doc: YamlDocument, path: NodePath, kind: str, args: dict[str, Any], issues: list[ConfigIssue]
+) -> CheckSpec | None:
+    line = doc.position(path, key=True)[0]
+    if kind in BUILTIN_CHECKS:
+        parsed = _validate(BUILTIN_CHECKS[kind], args, doc, path, issues)
+        if not isinstance(parsed, CheckArgs):
+            return None
+        column = getattr(parsed, "column", None)
+        default_name = f"{kind}({column})" if column else kind
+        return CheckSpec(
+            type=kind,
+            name=parsed.name or default_name,
+            severity=parsed.severity,
+            owner=parsed.owner,
+            args=parsed,
+            line=line,
+        )
+    if kind in PLANNED_CHECKS:
+        issues.append(doc.issue(path, f"check type {kind!r} is not supported yet", key=True))
+        return None
+    if kind.startswith("expect_"):
+        return _parse_expectation(doc, path, kind, args, issues, line)
+    builtins = ", ".join(sorted(BUILTIN_CHECKS))
+    hint = expectations.suggest(kind, sorted(BUILTIN_CHECKS))
+    issues.append(
+        doc.issue(
+            path,
+            f"unknown check type {kind!r}{hint}; expected one of: {builtins}, "
+            "or a Great Expectations expectation (expect_*)",
+            key=True,
+        )
+    )
+    return None
+
+
+def _parse_expectation(
+    doc: YamlDocument,
+    path: NodePath,
+    kind: str,
+    args: dict[str, Any],
+    issues: list[ConfigIssue],
+    line: int,
+) -> CheckSpec | None:
+    native = expectations.NATIVE_EXPECTATIONS.get(kind)
+    common = {k: args[k] for k in ("name", "severity", "owner") if k in args}
+    kwargs = {k: v for k, v in args.items() if k not in common}
+    if native is not None:
+        base = _validate(native, args, doc, path, issues)
+        if not isinstance(base, CheckArgs):
+            return None
+    else:
+        names = expectations.expectation_names()
+        if kind not in names:
+            hint = expectations.suggest(kind, names)
+            issues.append(doc.issue(path, f"unknown expectation {kind!r}{hint}", key=True))
+            return None
+        before = len(issues)
+        base = _validate(CheckArgs, common, doc, path, issues)
+        for loc, message in expectations.validate_expectation(kind, kwargs):
+            unknown = bool(loc) and message.startswith("unknown")
+            issues.append(doc.issue((*path, *loc), message, key=unknown))
+        if len(issues) > before or not isinstance(base, CheckArgs):
+            return None
+    target = kwargs.get("column") or ",".join(kwargs.get("column_list", []) or [])
+    return CheckSpec(
+        type=kind,
+        name=base.name or (f"{kind}({target})" if target else kind),
+        severity=base.severity,
+        owner=base.owner,
+        args=None,
+        expectation_kwargs=kwargs,
+        line=line,
+    )

@@ -1,0 +1,243 @@
+"""Frozen, typed models of a project's YAML: settings, connector profiles, suites, checks.
+
+The core never touches raw dicts: everything is validated here once, at the edge.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from dq_agent.config.durations import parse_duration
+
+DEFAULT_STATE_URL = "sqlite:///.dq-agent/state.db"
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def _duration(value: Any) -> timedelta:
+    if isinstance(value, timedelta):
+        return value
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise PydanticCustomError("duration", str(exc)) from None
+
+
+def _timezone(value: Any) -> str:
+    if not isinstance(value, str):
+        raise PydanticCustomError("timezone", f"expected a timezone name like UTC, got {value!r}")
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise PydanticCustomError(
+            "timezone", f"expected an IANA timezone like Europe/Berlin, got {value!r}"
+        ) from None
+    return value
+
+
+def _as_list(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+Duration = Annotated[timedelta, BeforeValidator(_duration)]
+Timezone = Annotated[str, BeforeValidator(_timezone)]
+People = Annotated[tuple[str, ...], BeforeValidator(_as_list)]
+Identifier = Annotated[str, Field(min_length=1)]
+
+
+# --- dq-agent.yml ---------------------------------------------------------------------------
+
+
+class Defaults(Model):
+    timezone: Timezone = "UTC"
+    max_findings: int = Field(20, ge=0, le=10_000)
+
+
+class Settings(Model):
+    """Global settings from ``dq-agent.yml``."""
+
+    state_url: str = DEFAULT_STATE_URL
+    defaults: Defaults = Defaults()
+
+
+# --- connectors/*.yml -----------------------------------------------------------------------
+
+
+class SqlConnector(Model):
+    """Any database SQLAlchemy can reach (``sqlite:///…`` is the embedded default)."""
+
+    type: Literal["sql"]
+    url: Identifier
+    schema_: str | None = Field(None, alias="schema")
+    connect_args: dict[str, Any] = {}
+    # Seconds to wait for a connection before the source counts as unreachable.
+    connect_timeout: int = Field(10, ge=1, le=600)
+
+
+Connector = SqlConnector
+CONNECTOR_TYPES: dict[str, type[Model]] = {"sql": SqlConnector}
+# Named in the product but arriving in a later release: reported as "not supported yet".
+PLANNED_CONNECTOR_TYPES = ("salesforce", "gsheets")
+
+
+# --- sources (the `source:` block of a suite) -----------------------------------------------
+
+
+class SqlSourceSpec(Model):
+    """A table (optionally schema-qualified) or a read-only query on a ``sql`` connector."""
+
+    connector: Identifier
+    table: str | None = None
+    query: str | None = None
+    schema_: str | None = Field(None, alias="schema")
+
+    @model_validator(mode="after")
+    def _one_of_table_or_query(self) -> SqlSourceSpec:
+        if (self.table is None) == (self.query is None):
+            raise PydanticCustomError("table_or_query", "expected exactly one of table: or query:")
+        if self.query is not None and self.schema_ is not None:
+            raise PydanticCustomError("schema_with_query", "schema: applies to table: only")
+        return self
+
+
+SOURCE_SPECS: dict[str, type[Model]] = {"sql": SqlSourceSpec}
+SourceSpec = SqlSourceSpec
+
+
+# --- checks ---------------------------------------------------------------------------------
+
+
+class CheckArgs(Model):
+    """Arguments every check accepts."""
+
+    name: str | None = None
+    severity: Literal["warn", "fail"] = "fail"
+    owner: People | None = None
+
+
+class RowCountArgs(CheckArgs):
+    min: int | None = Field(1, ge=0)
+    max: int | None = Field(None, ge=0)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> RowCountArgs:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise PydanticCustomError("bounds", f"min ({self.min}) is above max ({self.max})")
+        return self
+
+
+class FreshnessArgs(CheckArgs):
+    column: Identifier
+    max_age: Duration
+    # How to read timestamps stored without a timezone; defaults to the suite's timezone.
+    timezone: Timezone | None = None
+
+
+COLUMN_TYPES = ("integer", "number", "string", "boolean", "date", "timestamp", "any")
+ColumnType = Literal["integer", "number", "string", "boolean", "date", "timestamp", "any"]
+
+
+def _columns_mapping(value: Any) -> Any:
+    if isinstance(value, list):
+        return {name: "any" for name in value} if all(isinstance(v, str) for v in value) else value
+    if isinstance(value, dict):
+        return {k: "any" if v is None else v for k, v in value.items()}
+    return value
+
+
+class SchemaArgs(CheckArgs):
+    # Required columns: a list of names, or a mapping of name → type family.
+    columns: Annotated[dict[str, ColumnType], BeforeValidator(_columns_mapping)] = {}
+    # Compare against the schema seen on the previous run: added/removed/retyped columns.
+    drift: bool = True
+
+
+BUILTIN_CHECKS: dict[str, type[CheckArgs]] = {
+    "row_count": RowCountArgs,
+    "freshness": FreshnessArgs,
+    "schema": SchemaArgs,
+}
+# Named in the product but arriving in a later release: reported as "not supported yet".
+PLANNED_CHECKS = ("volume_anomaly", "fat_finger")
+
+
+class CheckSpec(Model):
+    """One entry of a suite's ``checks:`` list, after validation."""
+
+    type: str
+    name: str
+    severity: Literal["warn", "fail"]
+    owner: tuple[str, ...] | None
+    # A built-in check's typed arguments, or a GX expectation's keyword arguments.
+    args: CheckArgs | None
+    expectation_kwargs: dict[str, Any] = {}
+    line: int = 0
+
+    @property
+    def is_expectation(self) -> bool:
+        return self.type.startswith("expect_")
+
+
+# --- checks/*.yml ---------------------------------------------------------------------------
+
+
+def _cron(value: Any) -> str:
+    # Imported here: APScheduler is only needed to validate the expression.
+    from apscheduler.triggers.cron import CronTrigger
+
+    if not isinstance(value, str):
+        raise PydanticCustomError("cron", f"expected a cron expression, got {value!r}")
+    try:
+        CronTrigger.from_crontab(value, timezone="UTC")
+    except ValueError as exc:
+        raise PydanticCustomError(
+            "cron", f"expected a 5-field cron expression like '*/30 * * * *', got {value!r} ({exc})"
+        ) from None
+    return value
+
+
+class SuiteHeader(Model):
+    """The parts of a suite validated without knowing its connector or checks."""
+
+    suite: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")]
+    description: str = ""
+    schedule: Annotated[str, BeforeValidator(_cron)] | None = None
+    timezone: Timezone | None = None
+    owner: People = ()
+    escalation: People = ()
+    key: People = ()
+    runbook: str = ""
+    max_findings: int | None = Field(None, ge=0, le=10_000)
+    source: dict[str, Any]
+    checks: list[Any] = Field(min_length=1)
+
+    @field_validator("source", mode="before")
+    @classmethod
+    def _source_mapping(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            raise PydanticCustomError("source", "expected a mapping with connector: and table:")
+        return value
+
+
+class Suite(Model):
+    """A validated suite: what to read, how to identify records, what to check."""
+
+    suite: str
+    description: str
+    schedule: str | None
+    timezone: str
+    owner: tuple[str, ...]
+    escalation: tuple[str, ...]
+    key: tuple[str, ...]
+    runbook: str
+    max_findings: int
+    source: SourceSpec
+    checks: tuple[CheckSpec, ...]
+    file: str

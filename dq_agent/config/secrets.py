@@ -1,0 +1,68 @@
+"""``${ENV_VAR}`` and ``${file:/path}`` references in connector profiles and settings.
+
+Secrets never live in YAML; they are looked up when the project is loaded, and a missing one is
+reported with the variable's name and the place that asked for it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from dq_agent.config.yamlfile import NodePath, YamlDocument
+from dq_agent.errors import ConfigIssue
+
+_REFERENCE = re.compile(r"\$\$|\$\{([^}]*)\}")
+_VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def resolve_references(
+    doc: YamlDocument, env: Mapping[str, str], base_dir: Path
+) -> tuple[Any, list[ConfigIssue]]:
+    """Return ``doc.value`` with every reference substituted, and the issues found."""
+    issues: list[ConfigIssue] = []
+    value = _resolve(doc.value, (), doc, env, base_dir, issues)
+    return value, issues
+
+
+def _resolve(
+    value: Any,
+    path: NodePath,
+    doc: YamlDocument,
+    env: Mapping[str, str],
+    base_dir: Path,
+    issues: list[ConfigIssue],
+) -> Any:
+    if isinstance(value, dict):
+        return {k: _resolve(v, (*path, k), doc, env, base_dir, issues) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve(v, (*path, i), doc, env, base_dir, issues) for i, v in enumerate(value)]
+    if not isinstance(value, str) or "$" not in value:
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":  # "$$" is a literal dollar sign
+            return "$"
+        ref = match.group(1).strip()
+        if ref.startswith("file:"):
+            file = Path(ref[5:].strip()).expanduser()
+            file = file if file.is_absolute() else base_dir / file
+            try:
+                return file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                reason = exc.strerror or exc.__class__.__name__
+                issues.append(doc.issue(path, f"cannot read secret file {file}: {reason}"))
+                return ""
+        if not _VAR_NAME.fullmatch(ref):
+            issues.append(
+                doc.issue(path, f"expected ${{ENV_VAR}} or ${{file:/path}}, got ${{{ref}}}")
+            )
+            return ""
+        if ref not in env:
+            issues.append(doc.issue(path, f"environment variable {ref} is not set"))
+            return ""
+        return env[ref]
+
+    return _REFERENCE.sub(substitute, value)

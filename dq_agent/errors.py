@@ -1,0 +1,41 @@
+"""The exception hierarchy: one root, a few children a caller can act on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class DqAgentError(Exception):
+    """Root of every error dq-agent raises on purpose."""
+
+
+@dataclass(frozen=True)
+class ConfigIssue:
+    """One problem in one YAML file, located to the node that caused it."""
+
+    file: Path
+    line: int
+    col: int
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}:{self.col}"
+        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+
+class SourceError(DqAgentError):
+    """A source could not be read.
+
+    ``transient`` says whether trying again later may succeed (a timeout, a dropped connection)
+    or not (bad credentials, a missing table): the daemon's retry policy depends on it.
+    """
+
+    def __init__(self, message: str, *, transient: bool) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+class StoreError(DqAgentError):
+    """The state store could not be opened, migrated or written."""

@@ -1,0 +1,124 @@
+"""What a run produces: suite, check and finding results, and their stable JSON shape."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+Status = Literal["pass", "warn", "fail", "error"]
+Severity = Literal["warn", "fail"]
+Action = Literal["auto_correct", "propose", "report"]
+
+_RANK: dict[Status, int] = {"pass": 0, "warn": 1, "fail": 2, "error": 3}
+
+
+def worst(statuses: Iterable[Status]) -> Status:
+    """The most severe of ``statuses`` (``pass`` when there are none)."""
+    return max(statuses, key=_RANK.__getitem__, default="pass")
+
+
+def exit_code(status: Status) -> int:
+    """The command-line exit code for an overall status (0 pass, 1 warn, 2 fail, 3 error)."""
+    return _RANK[status]
+
+
+def failed_status(severity: Severity) -> Status:
+    """The status of a check that did not hold, given its severity."""
+    return "warn" if severity == "warn" else "fail"
+
+
+def to_jsonable(value: Any) -> Any:
+    """Convert database values (decimals, datetimes, tuples) into JSON-native ones."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, bytes):
+        return value.hex()
+    return value
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One record-level problem: which record, which column, what was seen, what to do."""
+
+    key: Mapping[str, Any]
+    column: str | None
+    observed: Any
+    proposed: Any = None
+    action: Action = "report"
+    confidence: float | None = None
+    reason: str = ""
+    evidence: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "key": to_jsonable(self.key),
+            "column": self.column,
+            "observed": to_jsonable(self.observed),
+            "proposed": to_jsonable(self.proposed),
+            "action": self.action,
+            "confidence": self.confidence,
+            "reason": self.reason,
+            "evidence": list(self.evidence),
+        }
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The outcome of one check. A failed check is a result, never an exception."""
+
+    name: str
+    type: str
+    status: Status
+    severity: Severity
+    message: str
+    observed: Mapping[str, Any] = field(default_factory=dict)
+    findings: tuple[Finding, ...] = ()
+    # Numeric measurements kept as history in the state store (row counts, ages, null counts).
+    metrics: Mapping[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "type": self.type,
+            "status": self.status,
+            "severity": self.severity,
+            "message": self.message,
+            "observed": to_jsonable(self.observed),
+            "findings": [finding.to_json() for finding in self.findings],
+        }
+
+
+@dataclass(frozen=True)
+class SuiteResult:
+    """The outcome of one suite on one run."""
+
+    suite: str
+    status: Status
+    started_at: datetime
+    duration_s: float
+    checks: tuple[CheckResult, ...] = ()
+    error: str | None = None
+    as_of: datetime | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "suite": self.suite,
+            "status": self.status,
+            "started_at": self.started_at.isoformat(),
+            "duration_s": round(self.duration_s, 3),
+            "checks": [check.to_json() for check in self.checks],
+        }
+        if self.error is not None:
+            doc["error"] = self.error
+        if self.as_of is not None:
+            doc["as_of"] = self.as_of.isoformat()
+        return doc

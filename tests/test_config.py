@@ -1,0 +1,336 @@
+"""A user's YAML becomes typed models, or every error is reported with file:line:col."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from dq_agent.config import FreshnessArgs, load_project, parse_duration
+from dq_agent.config.durations import format_duration
+from tests.helpers import make_project
+
+WAREHOUSE = """
+type: sql
+url: sqlite:///warehouse.db
+"""
+
+
+def issues_of(root: Path, env: dict[str, str] | None = None) -> list[str]:
+    return [str(i) for i in load_project(root, env=env or {}).issues]
+
+
+def test_a_valid_project_becomes_frozen_typed_models(tmp_path: Path) -> None:
+    make_project(
+        tmp_path,
+        connectors={"warehouse": WAREHOUSE},
+        suites={
+            "forecast": """
+            suite: us_forecast
+            owner: pete@acme.com
+            schedule: "*/30 * * * *"
+            source: {connector: warehouse, table: us_forecast_dec_v1}
+            key: [id]
+            checks:
+              - row_count: {min: 1}
+              - freshness: {column: updated_at, max_age: 26h, severity: warn}
+              - expect_column_values_to_not_be_null: {column: amount, mostly: 0.95}
+            """
+        },
+    )
+    project = load_project(tmp_path, env={})
+    assert project.issues == ()
+    suite = project.suites["us_forecast"]
+    assert suite.owner == ("pete@acme.com",)
+    assert suite.timezone == "UTC"
+    assert suite.max_findings == 20
+    assert suite.source.table == "us_forecast_dec_v1"
+    names = [c.name for c in suite.checks]
+    assert names == [
+        "row_count",
+        "freshness(updated_at)",
+        "expect_column_values_to_not_be_null(amount)",
+    ]
+    freshness = suite.checks[1]
+    assert isinstance(freshness.args, FreshnessArgs)
+    assert freshness.args.max_age == timedelta(hours=26)
+    assert freshness.severity == "warn"
+    assert suite.checks[2].expectation_kwargs == {"column": "amount", "mostly": 0.95}
+    with pytest.raises(Exception, match="frozen"):
+        suite.suite = "other"  # type: ignore[misc]
+
+
+def test_every_error_in_every_file_is_reported_in_one_pass(tmp_path: Path) -> None:
+    make_project(
+        tmp_path,
+        connectors={"warehouse": WAREHOUSE},
+        suites={
+            "a": """
+            suite: a
+            source: {connector: warehouse, table: t}
+            checks:
+              - row_count: {min: 1}
+              - freshness: {column: updated_at, max_age: soon}
+              - row_cnt: {}
+            """,
+            "b": """
+            suite: b
+            source: {connector: warehous, table: t}
+            checks:
+              - schema: {columns: [a], drift: maybe, extra: 1}
+            """,
+        },
+    )
+    root = tmp_path
+    assert issues_of(root) == [
+        f"{root}/checks/a.yml:5:46: checks[1].freshness.max_age: "
+        "expected a duration like 26h, got 'soon'",
+        f"{root}/checks/a.yml:6:5: checks[2].row_cnt: unknown check type 'row_cnt' "
+        "(did you mean row_count?); expected one of: freshness, row_count, schema, "
+        "or a Great Expectations expectation (expect_*)",
+        f"{root}/checks/b.yml:2:21: source.connector: unknown connector 'warehous'; "
+        "available: warehouse",
+        f"{root}/checks/b.yml:4:35: checks[0].schema.drift: expected true or false, got 'maybe'",
+        f"{root}/checks/b.yml:4:42: checks[0].schema.extra: unknown key; "
+        "expected one of: columns, drift, name, owner, severity",
+    ]
+
+
+def test_missing_required_keys_point_at_their_parent(tmp_path: Path) -> None:
+    make_project(
+        tmp_path,
+        connectors={"warehouse": WAREHOUSE},
+        suites={
+            "a": """
+            suite: a
+            source:
+              connector: warehouse
+            checks:
+              - freshness: {max_age: 2h}
+            """
+        },
+    )
+    assert issues_of(tmp_path) == [
+        f"{tmp_path}/checks/a.yml:3:3: source: expected exactly one of table: or query:",
+        f"{tmp_path}/checks/a.yml:5:16: checks[0].freshness.column: required key is missing",
+    ]
+
+
+def test_unset_environment_variable_is_named_with_its_place(tmp_path: Path) -> None:
+    make_project(
+        tmp_path,
+        connectors={
+            "warehouse": """
+            type: sql
+            url: postgresql+psycopg://dq:${WAREHOUSE_PASSWORD}@db/analytics
+            """
+        },
+        suites={"a": "suite: a\nsource: {connector: warehouse, table: t}\nchecks: [row_count]\n"},
+    )
+    assert issues_of(tmp_path) == [
+        f"{tmp_path}/connectors/warehouse.yml:2:6: url: "
+        "environment variable WAREHOUSE_PASSWORD is not set",
+        f"{tmp_path}/checks/a.yml:2:21: source.connector: connector 'warehouse' is invalid: "
+        f"see {tmp_path}/connectors/warehouse.yml",
+    ]
+    project = load_project(tmp_path, env={"WAREHOUSE_PASSWORD": "s3cret"})
+    assert project.issues == ()
+    assert project.connectors["warehouse"].url == "postgresql+psycopg://dq:s3cret@db/analytics"
+
+
+def test_secrets_can_come_from_files(tmp_path: Path) -> None:
+    (tmp_path / "pw.txt").write_text("from-a-file\n")
+    make_project(
+        tmp_path,
+        connectors={"warehouse": f"type: sql\nurl: 'x://u:${{file:{tmp_path}/pw.txt}}@h/d'\n"},
+        suites={"a": "suite: a\nsource: {connector: warehouse, table: t}\nchecks: [row_count]\n"},
+    )
+    project = load_project(tmp_path, env={})
+    assert project.connectors["warehouse"].url == "x://u:from-a-file@h/d"
+
+
+def test_unknown_expectation_and_arguments_are_reported(tmp_path: Path) -> None:
+    make_project(
+        tmp_path,
+        connectors={"warehouse": WAREHOUSE},
+        suites={
+            "a": """
+            suite: a
+            source: {connector: warehouse, table: t}
+            checks:
+              - expect_column_valuez_to_be_null: {column: x}
+              - expect_column_values_to_be_between: {column: x, min_value: 0, mostly: 2}
+              - expect_column_values_to_match_regex: {column: x, regex: "^a", colour: red}
+            """
+        },
+    )
+    found = issues_of(tmp_path)
+    assert found[0] == (
+        f"{tmp_path}/checks/a.yml:4:5: checks[0].expect_column_valuez_to_be_null: unknown "
+        "expectation 'expect_column_valuez_to_be_null' (did you mean "
+        "expect_column_values_to_be_null?)"
+    )
+    assert found[1] == (
+        f"{tmp_path}/checks/a.yml:5:75: checks[1].expect_column_values_to_be_between.mostly: "
+        "expected less than or equal to 1, got 2"
+    )
+    assert found[2].startswith(
+        f"{tmp_path}/checks/a.yml:6:67: checks[2].expect_column_values_to_match_regex.colour: "
+        "unknown argument for expect_column_values_to_match_regex; expected one of: column,"
+    )
+    assert len(found) == 3
+
+
+def test_yaml_syntax_errors_have_a_position(tmp_path: Path) -> None:
+    make_project(
+        tmp_path,
+        connectors={"warehouse": WAREHOUSE},
+        suites={"a": "suite: a\nsource: {connector: warehouse, table: t\nchecks: []\n"},
+    )
+    [issue] = issues_of(tmp_path)
+    assert issue.startswith(f"{tmp_path}/checks/a.yml:3:7: invalid YAML: expected ',' or '}}'")
+
+
+def test_duplicate_keys_are_an_error_not_a_silent_overwrite(tmp_path: Path) -> None:
+    make_project(
+        tmp_path,
+        connectors={"warehouse": WAREHOUSE},
+        suites={
+            "a": "suite: a\nsource: {connector: warehouse, table: t}\nsuite: b\nchecks: [row_count]\n"
+        },
+    )
+    assert issues_of(tmp_path) == [
+        f"{tmp_path}/checks/a.yml:3:1: invalid YAML: duplicate key 'suite'"
+    ]
+
+
+def test_unknown_and_planned_connector_types(tmp_path: Path) -> None:
+    make_project(
+        tmp_path,
+        connectors={"crm": "type: salesforce\n", "x": "type: mongo\nurl: m://\n"},
+        suites={
+            "a": "suite: a\nsource: {connector: crm, object: Opportunity}\nchecks: [row_count]\n"
+        },
+    )
+    assert issues_of(tmp_path) == [
+        f"{tmp_path}/connectors/crm.yml:1:7: type: connector type 'salesforce' is not supported yet",
+        f"{tmp_path}/connectors/x.yml:1:7: type: unknown connector type 'mongo'; expected one of: sql",
+        f"{tmp_path}/checks/a.yml:2:21: source.connector: connector 'crm' is invalid: "
+        f"see {tmp_path}/connectors/crm.yml",
+    ]
+
+
+def test_bad_cron_timezone_and_duplicate_suite_ids(tmp_path: Path) -> None:
+    make_project(
+        tmp_path,
+        connectors={"warehouse": WAREHOUSE},
+        suites={
+            "a": """
+            suite: same
+            schedule: "*/30 * * 13 *"
+            timezone: Mars/Olympus
+            source: {connector: warehouse, table: t}
+            checks: [row_count]
+            """,
+            "b": "suite: same\nsource: {connector: warehouse, table: t}\nchecks: [row_count]\n",
+        },
+    )
+    found = issues_of(tmp_path)
+    assert found[0].startswith(
+        f"{tmp_path}/checks/a.yml:2:11: schedule: expected a 5-field cron expression like "
+        "'*/30 * * * *', got '*/30 * * 13 *'"
+    )
+    assert found[1] == (
+        f"{tmp_path}/checks/a.yml:3:11: timezone: expected an IANA timezone like Europe/Berlin, "
+        "got 'Mars/Olympus'"
+    )
+    assert found[2] == (
+        f"{tmp_path}/checks/b.yml:1:1: suite: duplicate suite id 'same': "
+        f"also in {tmp_path}/checks/a.yml"
+    )
+
+
+def test_planned_check_types_say_not_supported_yet(tmp_path: Path) -> None:
+    make_project(
+        tmp_path,
+        connectors={"warehouse": WAREHOUSE},
+        suites={
+            "a": """
+            suite: a
+            source: {connector: warehouse, table: t}
+            checks:
+              - fat_finger: {column: Amount}
+            """
+        },
+    )
+    assert issues_of(tmp_path) == [
+        f"{tmp_path}/checks/a.yml:4:5: checks[0].fat_finger: "
+        "check type 'fat_finger' is not supported yet"
+    ]
+
+
+def test_a_broken_suite_does_not_hide_the_valid_ones(tmp_path: Path) -> None:
+    make_project(
+        tmp_path,
+        connectors={"warehouse": WAREHOUSE},
+        suites={
+            "good": "suite: good\nsource: {connector: warehouse, table: t}\nchecks: [row_count]\n",
+            "bad": "suite: bad\nsource: {connector: warehouse, table: t}\nchecks: [nope]\n",
+        },
+    )
+    project = load_project(tmp_path, env={})
+    assert list(project.suites) == ["good"]
+    assert list(project.broken_suites) == ["bad"]
+
+
+def test_settings_file_is_validated(tmp_path: Path) -> None:
+    make_project(
+        tmp_path,
+        connectors={"warehouse": WAREHOUSE},
+        suites={"a": "suite: a\nsource: {connector: warehouse, table: t}\nchecks: [row_count]\n"},
+        settings="state_url: sqlite:///state.db\ndefaults: {max_findings: -1, colour: blue}\n",
+    )
+    assert issues_of(tmp_path) == [
+        f"{tmp_path}/dq-agent.yml:2:26: defaults.max_findings: "
+        "expected greater than or equal to 0, got -1",
+        f"{tmp_path}/dq-agent.yml:2:30: defaults.colour: unknown key; "
+        "expected one of: max_findings, timezone",
+    ]
+
+
+def test_relative_sqlite_state_url_is_inside_the_project(tmp_path: Path) -> None:
+    make_project(
+        tmp_path,
+        connectors={"warehouse": WAREHOUSE},
+        suites={"a": "suite: a\nsource: {connector: warehouse, table: t}\nchecks: [row_count]\n"},
+    )
+    project = load_project(tmp_path, env={})
+    assert project.state_url == f"sqlite:///{tmp_path.resolve()}/.dq-agent/state.db"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("26h", timedelta(hours=26)),
+        ("90m", timedelta(minutes=90)),
+        ("1d12h", timedelta(hours=36)),
+        ("2w", timedelta(weeks=2)),
+        ("45s", timedelta(seconds=45)),
+    ],
+)
+def test_durations(text: str, expected: timedelta) -> None:
+    assert parse_duration(text) == expected
+
+
+@pytest.mark.parametrize("text", ["soon", "26", "h", "-3h", "0h", ""])
+def test_bad_durations(text: str) -> None:
+    with pytest.raises(ValueError, match="expected a"):
+        parse_duration(text)
+
+
+def test_duration_formatting() -> None:
+    assert [
+        format_duration(timedelta(seconds=s))
+        for s in (45, 600, 3 * 3600 + 1200, 26 * 3600, 74 * 3600)
+    ] == ["45s", "10m", "3h20m", "26h", "3d2h"]
