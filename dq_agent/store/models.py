@@ -1,0 +1,127 @@
+"""The state store's tables, as SQLAlchemy typed declarative models."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """A timezone-aware timestamp that is always written and read as UTC.
+
+    SQLite keeps no offset, so values are converted to UTC before writing and UTC is
+    attached again on reading. Naive datetimes are taken to be UTC already.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: Any | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise TypeError(f"expected a datetime from the database, got {type(value).__name__}")
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+# Fixed constraint names so the hand-written migration and the models name things alike
+# on every backend.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime()}
+
+
+class Run(Base):
+    """One invocation of a command (``check``, a daemon cycle, ...)."""
+
+    __tablename__ = "runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    command: Mapped[str] = mapped_column(sa.String(64))
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    as_of: Mapped[datetime | None]
+    status: Mapped[str | None] = mapped_column(sa.String(16))
+    suites: Mapped[list[str]] = mapped_column(sa.JSON)
+
+
+class SuiteRun(Base):
+    """One suite's outcome within a run."""
+
+    __tablename__ = "suite_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(sa.ForeignKey("runs.id"), index=True)
+    suite: Mapped[str] = mapped_column(sa.String(255), index=True)
+    status: Mapped[str] = mapped_column(sa.String(16))
+    started_at: Mapped[datetime]
+    duration_s: Mapped[float] = mapped_column(sa.Float)
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    as_of: Mapped[datetime | None]
+
+
+class CheckResultRow(Base):
+    """One check's outcome within a suite run."""
+
+    __tablename__ = "check_results"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    suite_run_id: Mapped[int] = mapped_column(sa.ForeignKey("suite_runs.id"), index=True)
+    suite: Mapped[str] = mapped_column(sa.String(255), index=True)
+    name: Mapped[str] = mapped_column(sa.String(255))
+    type: Mapped[str] = mapped_column(sa.String(64))
+    status: Mapped[str] = mapped_column(sa.String(16))
+    severity: Mapped[str] = mapped_column(sa.String(16))
+    message: Mapped[str] = mapped_column(sa.Text)
+    observed: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    findings: Mapped[list[dict[str, Any]]] = mapped_column(sa.JSON)
+
+
+class Metric(Base):
+    """One numeric measurement taken by a check, kept as history."""
+
+    __tablename__ = "metrics"
+    __table_args__ = (
+        sa.Index("ix_metrics_series", "suite", "check_name", "metric", "measured_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    suite_run_id: Mapped[int] = mapped_column(sa.ForeignKey("suite_runs.id"), index=True)
+    suite: Mapped[str] = mapped_column(sa.String(255))
+    check_name: Mapped[str] = mapped_column(sa.String(255))
+    metric: Mapped[str] = mapped_column(sa.String(255))
+    value: Mapped[float | None] = mapped_column(sa.Float)
+    measured_at: Mapped[datetime]
+
+
+class SchemaSnapshot(Base):
+    """The columns of a suite's table as seen at one moment; stored only when they change."""
+
+    __tablename__ = "schema_snapshots"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    suite: Mapped[str] = mapped_column(sa.String(255), index=True)
+    columns: Mapped[list[list[str]]] = mapped_column(sa.JSON)
+    seen_at: Mapped[datetime]
+    run_id: Mapped[int | None] = mapped_column(sa.ForeignKey("runs.id"), index=True)

@@ -1,0 +1,273 @@
+"""The state store API: open (and migrate) a database, record runs, read history back."""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.util import CommandError
+from sqlalchemy import event
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from dq_agent.errors import StoreError
+from dq_agent.results import Status, SuiteResult, to_jsonable
+from dq_agent.store.models import CheckResultRow, Metric, Run, SchemaSnapshot, SuiteRun
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+# Arbitrary but fixed ("dqagent1" in ASCII): every dq-agent process contends for the same lock.
+MIGRATION_LOCK_KEY = 0x6471_6167_656E_7431
+
+# Alembic keeps the running migration's context in module globals, so two threads of one
+# process must not migrate at the same time, even against different databases.
+_ALEMBIC_LOCK = threading.Lock()
+
+_PASSWORD_IN_URL = re.compile(r"(://[^:/@]*:)[^@]*@")
+
+
+def alembic_config(connection: sa.Connection) -> Config:
+    """An Alembic configuration for the packaged migrations, bound to ``connection``."""
+    config = Config()
+    # Config values go through configparser interpolation, where "%" is special.
+    config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
+    config.attributes["connection"] = connection
+    return config
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        return str(exc.orig).strip()
+    return str(exc).strip() or exc.__class__.__name__
+
+
+def _redact(text: str, password: str | None) -> str:
+    return text.replace(password, "***") if password else text
+
+
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # The sqlite3 driver's own transaction handling skips BEGIN before DDL and SELECT;
+    # taking it over makes migrations atomic and read-then-write sequences consistent.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _sqlite_begin(connection: sa.Connection) -> None:
+    # IMMEDIATE takes the write lock up front, so two writers wait for each other
+    # (up to the busy timeout) instead of one failing when it upgrades its lock.
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _create_engine(url: sa.URL) -> sa.Engine:
+    if url.get_backend_name() == "sqlite":
+        database = url.database or ""
+        if database not in ("", ":memory:") and "uri" not in url.query:
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(url)
+    if engine.dialect.name == "sqlite" and engine.dialect.driver == "pysqlite":
+        event.listen(engine, "connect", _sqlite_connect)
+        event.listen(engine, "begin", _sqlite_begin)
+    return engine
+
+
+def _migrate(engine: sa.Engine) -> None:
+    with _ALEMBIC_LOCK, engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Held until this transaction ends, i.e. until the migration is committed.
+            connection.execute(sa.select(sa.func.pg_advisory_xact_lock(MIGRATION_LOCK_KEY)))
+        command.upgrade(alembic_config(connection), "head")
+
+
+class Store:
+    """Run, metric and schema history in a SQLite or PostgreSQL database."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        self._display_url = engine.url.render_as_string(hide_password=True)
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    @classmethod
+    def open(cls, url: str) -> Self:
+        """Connect to ``url`` and bring its schema up to date; errors become StoreError."""
+        try:
+            parsed = sa.make_url(url)
+        except (SQLAlchemyError, ValueError) as exc:  # ValueError: e.g. a non-numeric port
+            shown = _PASSWORD_IN_URL.sub(r"\1***@", url)
+            raise StoreError(f"invalid state store URL {shown}: {_describe(exc)}") from exc
+        shown = parsed.render_as_string(hide_password=True)
+        engine: sa.Engine | None = None
+        try:
+            engine = _create_engine(parsed)
+            _migrate(engine)
+        except (SQLAlchemyError, CommandError, OSError, ImportError) as exc:
+            if engine is not None:
+                engine.dispose()
+            reason = _redact(_describe(exc), parsed.password)
+            raise StoreError(f"cannot open state store {shown}: {reason}") from exc
+        return cls(engine)
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @contextmanager
+    def _transaction(self, what: str) -> Iterator[Session]:
+        try:
+            with self._sessions.begin() as session:
+                yield session
+        except SQLAlchemyError as exc:
+            message = f"cannot {what} in state store {self._display_url}: {_describe(exc)}"
+            raise StoreError(message) from exc
+
+    def start_run(
+        self,
+        *,
+        command: str,
+        started_at: datetime,
+        as_of: datetime | None,
+        suites: Sequence[str],
+    ) -> int:
+        """Record the start of a run and return its id."""
+        run = Run(command=command, started_at=started_at, as_of=as_of, suites=list(suites))
+        with self._transaction("start a run") as session:
+            session.add(run)
+        return run.id
+
+    def record_suite(self, run_id: int, result: SuiteResult) -> None:
+        """Store one suite's result, its checks and their metrics in one transaction."""
+        measured_at = result.as_of or result.started_at
+        with self._transaction(f"record suite {result.suite!r}") as session:
+            suite_run = SuiteRun(
+                run_id=run_id,
+                suite=result.suite,
+                status=result.status,
+                started_at=result.started_at,
+                duration_s=result.duration_s,
+                error=result.error,
+                as_of=result.as_of,
+            )
+            session.add(suite_run)
+            session.flush()
+            for check in result.checks:
+                session.add(
+                    CheckResultRow(
+                        suite_run_id=suite_run.id,
+                        suite=result.suite,
+                        name=check.name,
+                        type=check.type,
+                        status=check.status,
+                        severity=check.severity,
+                        message=check.message,
+                        observed=to_jsonable(check.observed),
+                        findings=[finding.to_json() for finding in check.findings],
+                    )
+                )
+                session.add_all(
+                    Metric(
+                        suite_run_id=suite_run.id,
+                        suite=result.suite,
+                        check_name=check.name,
+                        metric=name,
+                        value=None if value is None else float(value),
+                        measured_at=measured_at,
+                    )
+                    for name, value in check.metrics.items()
+                )
+
+    def finish_run(self, run_id: int, *, status: Status, finished_at: datetime) -> None:
+        """Mark a run finished with its overall status."""
+        with self._transaction(f"finish run {run_id}") as session:
+            run = session.get(Run, run_id)
+            if run is None:
+                raise StoreError(f"no run {run_id} in state store {self._display_url}")
+            run.status = status
+            run.finished_at = finished_at
+
+    def last_schema(self, suite: str) -> list[tuple[str, str]] | None:
+        """The most recent column snapshot for ``suite``, or None if there is none."""
+        with self._transaction(f"read the schema of {suite!r}") as session:
+            columns = session.scalar(self._latest_schema(suite))
+        return None if columns is None else [(str(name), str(type_)) for name, type_ in columns]
+
+    def save_schema(
+        self,
+        suite: str,
+        columns: Sequence[tuple[str, str]],
+        *,
+        seen_at: datetime,
+        run_id: int | None = None,
+    ) -> bool:
+        """Store a column snapshot unless it equals the latest one; True if stored."""
+        wanted = [[name, type_] for name, type_ in columns]
+        with self._transaction(f"save the schema of {suite!r}") as session:
+            if session.scalar(self._latest_schema(suite)) == wanted:
+                return False
+            session.add(SchemaSnapshot(suite=suite, columns=wanted, seen_at=seen_at, run_id=run_id))
+        return True
+
+    @staticmethod
+    def _latest_schema(suite: str) -> sa.Select[list[list[str]]]:
+        return (
+            sa.select(SchemaSnapshot.columns)
+            .where(SchemaSnapshot.suite == suite)
+            .order_by(SchemaSnapshot.seen_at.desc(), SchemaSnapshot.id.desc())
+            .limit(1)
+        )
+
+    def metric_history(
+        self,
+        suite: str,
+        check: str,
+        metric: str,
+        *,
+        since: datetime | None = None,
+    ) -> list[tuple[datetime, float | None]]:
+        """(measured_at, value) pairs for one metric, oldest first."""
+        query = (
+            sa.select(Metric.measured_at, Metric.value)
+            .where(Metric.suite == suite, Metric.check_name == check, Metric.metric == metric)
+            .order_by(Metric.measured_at, Metric.id)
+        )
+        if since is not None:
+            query = query.where(Metric.measured_at >= since)
+        with self._transaction(f"read metric {suite}/{check}/{metric}") as session:
+            return [(row.measured_at, row.value) for row in session.execute(query)]
+
+    def recent_runs(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The latest ``limit`` runs, newest first."""
+        query = sa.select(Run).order_by(Run.started_at.desc(), Run.id.desc()).limit(limit)
+        with self._transaction("list runs") as session:
+            runs = session.scalars(query).all()
+        return [
+            {
+                "id": run.id,
+                "command": run.command,
+                "started_at": run.started_at,
+                "finished_at": run.finished_at,
+                "status": run.status,
+                "suites": list(run.suites),
+            }
+            for run in runs
+        ]

@@ -1,0 +1,352 @@
+"""The state store on SQLite and PostgreSQL: migrations, round trips, concurrency, errors."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Barrier
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from dq_agent.errors import StoreError
+from dq_agent.results import CheckResult, Finding, SuiteResult
+from dq_agent.store import Store
+from dq_agent.store.models import Base
+from dq_agent.store.store import alembic_config
+
+TABLES = {"runs", "suite_runs", "check_results", "metrics", "schema_snapshots"}
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+
+
+def _head() -> str:
+    with sa.create_engine("sqlite://").connect() as conn:
+        head = ScriptDirectory.from_config(alembic_config(conn)).get_current_head()
+    assert head is not None
+    return head
+
+
+def _tables(engine: sa.Engine) -> set[str]:
+    return set(sa.inspect(engine).get_table_names())
+
+
+def _versions(engine: sa.Engine) -> list[str]:
+    with engine.connect() as conn:
+        return list(conn.scalars(sa.text("SELECT version_num FROM alembic_version")))
+
+
+def _model_diff(engine: sa.Engine) -> list[object]:
+    with engine.connect() as conn:
+        return list(compare_metadata(MigrationContext.configure(conn), Base.metadata))
+
+
+def test_open_migrates_a_fresh_database_and_reopening_is_a_no_op(db_url: str) -> None:
+    with Store.open(db_url) as store:
+        assert _tables(store.engine) == TABLES | {"alembic_version"}
+        assert _versions(store.engine) == [_head()] == ["0001"]
+        run_id = store.start_run(command="check", started_at=T0, as_of=None, suites=["a"])
+
+    with Store.open(db_url) as store:
+        assert _tables(store.engine) == TABLES | {"alembic_version"}
+        assert _versions(store.engine) == ["0001"]
+        assert [run["id"] for run in store.recent_runs()] == [run_id]
+
+
+def test_models_and_migration_agree(db_url: str) -> None:
+    with Store.open(db_url) as store:
+        assert _model_diff(store.engine) == []
+
+
+def test_downgrade_to_base_and_upgrade_again(db_url: str) -> None:
+    with Store.open(db_url) as store:
+        with store.engine.begin() as conn:
+            command.downgrade(alembic_config(conn), "base")
+        assert _tables(store.engine) == {"alembic_version"}
+        assert _versions(store.engine) == []
+
+        with store.engine.begin() as conn:
+            command.upgrade(alembic_config(conn), "head")
+        assert _tables(store.engine) == TABLES | {"alembic_version"}
+        assert _versions(store.engine) == ["0001"]
+        assert _model_diff(store.engine) == []
+
+
+def _orders(started_at: datetime, rows: int, as_of: datetime | None = None) -> SuiteResult:
+    return SuiteResult(
+        suite="orders",
+        status="fail",
+        started_at=started_at,
+        duration_s=1.5,
+        as_of=as_of,
+        checks=(
+            CheckResult(
+                name="row_count",
+                type="row_count",
+                status="pass",
+                severity="fail",
+                message=f"{rows} rows",
+                observed={"rows": Decimal(rows)},
+                metrics={"rows": rows},
+            ),
+            CheckResult(
+                name="email_not_null",
+                type="not_null",
+                status="fail",
+                severity="fail",
+                message="1 null email",
+                observed={"nulls": 1},
+                findings=(Finding(key={"id": 7}, column="email", observed=None),),
+                metrics={"nulls": 1.0},
+            ),
+        ),
+    )
+
+
+def test_runs_and_metrics_round_trip(db_url: str) -> None:
+    t1 = T0 + timedelta(hours=1)
+    # A backfill: the second run measures an earlier point in time than the first.
+    backfill_as_of = datetime(2024, 4, 30, 23, 0, tzinfo=timezone(timedelta(hours=2)))
+    with Store.open(db_url) as store:
+        first = store.start_run(command="check", started_at=T0, as_of=None, suites=["orders"])
+        store.record_suite(first, _orders(T0, 10))
+        store.record_suite(
+            first,
+            SuiteResult(
+                suite="customers",
+                status="error",
+                started_at=T0,
+                duration_s=0.25,
+                error="source unreachable",
+            ),
+        )
+        store.finish_run(first, status="fail", finished_at=T0 + timedelta(seconds=5))
+
+        second = store.start_run(
+            command="backfill", started_at=t1, as_of=backfill_as_of, suites=["orders"]
+        )
+        store.record_suite(second, _orders(t1, 8, as_of=backfill_as_of))
+
+        assert store.recent_runs() == [
+            {
+                "id": second,
+                "command": "backfill",
+                "started_at": t1,
+                "finished_at": None,
+                "status": None,
+                "suites": ["orders"],
+            },
+            {
+                "id": first,
+                "command": "check",
+                "started_at": T0,
+                "finished_at": T0 + timedelta(seconds=5),
+                "status": "fail",
+                "suites": ["orders"],
+            },
+        ]
+        assert [run["id"] for run in store.recent_runs(limit=1)] == [second]
+
+        history = store.metric_history("orders", "row_count", "rows")
+        assert history == [(datetime(2024, 4, 30, 21, 0, tzinfo=UTC), 8.0), (T0, 10.0)]
+        assert all(when.tzinfo is UTC for when, _ in history)
+        assert store.metric_history("orders", "row_count", "rows", since=T0) == [(T0, 10.0)]
+        assert store.metric_history("orders", "email_not_null", "nulls") == [
+            (datetime(2024, 4, 30, 21, 0, tzinfo=UTC), 1.0),
+            (T0, 1.0),
+        ]
+        assert store.metric_history("customers", "row_count", "rows") == []
+
+        with store.engine.connect() as conn:
+            suite_rows = conn.execute(
+                sa.text(
+                    "SELECT run_id, suite, status, duration_s, error FROM suite_runs ORDER BY id"
+                )
+            ).all()
+            check_rows = conn.execute(
+                sa.text(
+                    "SELECT c.suite, c.name, c.status, c.message, c.observed, c.findings"
+                    " FROM check_results c JOIN suite_runs s ON s.id = c.suite_run_id"
+                    " WHERE s.run_id = :run ORDER BY c.id"
+                ).columns(observed=sa.JSON, findings=sa.JSON),
+                {"run": first},
+            ).all()
+        assert [tuple(row) for row in suite_rows] == [
+            (first, "orders", "fail", 1.5, None),
+            (first, "customers", "error", 0.25, "source unreachable"),
+            (second, "orders", "fail", 1.5, None),
+        ]
+        assert [tuple(row) for row in check_rows] == [
+            ("orders", "row_count", "pass", "10 rows", {"rows": 10}, []),
+            (
+                "orders",
+                "email_not_null",
+                "fail",
+                "1 null email",
+                {"nulls": 1},
+                [
+                    {
+                        "key": {"id": 7},
+                        "column": "email",
+                        "observed": None,
+                        "proposed": None,
+                        "action": "report",
+                        "confidence": None,
+                        "reason": "",
+                        "evidence": [],
+                    }
+                ],
+            ),
+        ]
+
+
+def test_save_schema_inserts_only_on_change(db_url: str) -> None:
+    v1 = [("id", "INTEGER"), ("email", "TEXT")]
+    v2 = [("id", "BIGINT"), ("email", "TEXT")]
+    with Store.open(db_url) as store:
+        assert store.last_schema("orders") is None
+        run_id = store.start_run(command="check", started_at=T0, as_of=None, suites=["orders"])
+
+        assert store.save_schema("orders", v1, seen_at=T0, run_id=run_id) is True
+        assert store.save_schema("orders", v1, seen_at=T0 + timedelta(hours=1)) is False
+        assert store.save_schema("orders", v2, seen_at=T0 + timedelta(hours=2)) is True
+        assert store.save_schema("orders", v2, seen_at=T0 + timedelta(hours=3)) is False
+        assert store.save_schema("orders", v1, seen_at=T0 + timedelta(hours=4)) is True
+        assert store.save_schema("customers", v1, seen_at=T0) is True
+
+        assert store.last_schema("orders") == v1
+        assert store.last_schema("customers") == v1
+        with store.engine.connect() as conn:
+            counts = conn.execute(
+                sa.text(
+                    "SELECT suite, COUNT(*) FROM schema_snapshots GROUP BY suite ORDER BY suite"
+                )
+            ).all()
+        assert [tuple(row) for row in counts] == [("customers", 1), ("orders", 3)]
+
+
+def test_last_schema_returns_the_newest_snapshot(db_url: str) -> None:
+    with Store.open(db_url) as store:
+        store.save_schema("orders", [("a", "TEXT")], seen_at=T0 + timedelta(hours=1))
+        store.save_schema("orders", [("b", "TEXT")], seen_at=T0)
+        assert store.last_schema("orders") == [("a", "TEXT")]
+
+
+def test_datetimes_come_back_in_utc(db_url: str) -> None:
+    local = datetime(2024, 5, 1, 14, 30, tzinfo=timezone(timedelta(hours=2)))
+    with Store.open(db_url) as store:
+        store.start_run(command="check", started_at=local, as_of=None, suites=[])
+        (run,) = store.recent_runs()
+    assert run["started_at"] == datetime(2024, 5, 1, 12, 30, tzinfo=UTC)
+    assert run["started_at"].tzinfo is UTC
+
+
+def test_unknown_run_is_a_store_error(db_url: str) -> None:
+    with Store.open(db_url) as store:
+        with pytest.raises(StoreError, match="no run 999"):
+            store.finish_run(999, status="pass", finished_at=T0)
+        with pytest.raises(StoreError, match="cannot record suite 'orders'"):
+            store.record_suite(999, _orders(T0, 1))
+        assert store.metric_history("orders", "row_count", "rows") == []
+
+
+def test_concurrent_open_migrates_once(postgres_url: str) -> None:
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def open_store() -> None:
+        try:
+            barrier.wait()
+            Store.open(postgres_url).close()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_store) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    with Store.open(postgres_url) as store:
+        assert _versions(store.engine) == ["0001"]
+        assert _tables(store.engine) == TABLES | {"alembic_version"}
+
+
+def _open_in_child(url: str, barrier: Barrier, outcomes: Queue[str]) -> None:
+    barrier.wait(timeout=60)
+    try:
+        Store.open(url).close()
+    except StoreError as exc:
+        outcomes.put(str(exc))
+    else:
+        outcomes.put("ok")
+
+
+def test_concurrent_processes_migrate_once(db_url: str) -> None:
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(2)
+    outcomes: Queue[str] = context.Queue()
+    processes = [
+        context.Process(target=_open_in_child, args=(db_url, barrier, outcomes)) for _ in range(2)
+    ]
+    for process in processes:
+        process.start()
+    results = [outcomes.get(timeout=120) for _ in processes]
+    for process in processes:
+        process.join(timeout=60)
+
+    assert results == ["ok", "ok"]
+    assert [process.exitcode for process in processes] == [0, 0]
+    with Store.open(db_url) as store:
+        assert _versions(store.engine) == ["0001"]
+        assert _tables(store.engine) == TABLES | {"alembic_version"}
+
+
+def test_unreachable_database_is_a_store_error_without_the_password() -> None:
+    with pytest.raises(StoreError) as caught:
+        Store.open("postgresql+psycopg://nobody:s3cret@127.0.0.1:1/x")
+    message = str(caught.value)
+    assert "postgresql+psycopg://nobody:***@127.0.0.1:1/x" in message
+    assert "s3cret" not in message
+
+
+def test_unreachable_database_without_password_names_the_url() -> None:
+    with pytest.raises(StoreError, match=r"postgresql\+psycopg://nobody@127\.0\.0\.1:1/x"):
+        Store.open("postgresql+psycopg://nobody@127.0.0.1:1/x")
+
+
+def test_sqlite_parent_directory_is_created(tmp_path: Path) -> None:
+    path = tmp_path / "nested" / "deeper" / "state.sqlite"
+    with Store.open(f"sqlite:///{path}") as store:
+        assert _tables(store.engine) == TABLES | {"alembic_version"}
+    assert path.is_file()
+
+
+def test_sqlite_directory_that_cannot_be_created_is_a_store_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(StoreError, match="cannot open state store sqlite:///"):
+        Store.open(f"sqlite:///{blocker / 'state.sqlite'}")
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("not a url://user:hunter2@host/db", "not a url://user:***@host/db"),
+        ("postgresql://user:hunter2@host:port/db", "postgresql://user:***@host:port/db"),
+        ("nosuchdialect://user:hunter2@host/db", "nosuchdialect://user:***@host/db"),
+    ],
+)
+def test_bad_url_is_a_store_error_without_the_password(url: str, shown: str) -> None:
+    with pytest.raises(StoreError) as caught:
+        Store.open(url)
+    assert shown in str(caught.value)
+    assert "hunter2" not in str(caught.value)
