@@ -1,0 +1,31 @@
+"""Check types: how each built-in check and GX expectation is planned and judged."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from dq_agent.checks.base import CheckContext, PlannedCheck
+from dq_agent.checks.compiled import CompiledExpectation, can_compile
+from dq_agent.checks.freshness import Freshness
+from dq_agent.checks.gx import run_expectations
+from dq_agent.checks.row_count import RowCount
+from dq_agent.checks.schema import Schema
+from dq_agent.config.models import CheckSpec
+from dq_agent.sources.base import Relation
+
+PlanFactory = Callable[[CheckSpec, Relation, CheckContext], PlannedCheck]
+
+BUILTIN: dict[str, PlanFactory] = {
+    "row_count": RowCount,
+    "freshness": Freshness,
+    "schema": Schema,
+}
+
+__all__ = [
+    "BUILTIN",
+    "CheckContext",
+    "CompiledExpectation",
+    "PlannedCheck",
+    "can_compile",
+    "run_expectations",
+]

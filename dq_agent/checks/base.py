@@ -1,0 +1,122 @@
+"""How a check takes part in a suite's single scan of its source."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+
+from dq_agent.config.models import CheckSpec
+from dq_agent.results import CheckResult, Finding, Status, failed_status
+from dq_agent.sources.base import Relation
+
+
+@dataclass(frozen=True)
+class CheckContext:
+    """What a check may know beyond its own arguments."""
+
+    suite: str
+    now: datetime
+    # Evaluate time-bucketed checks as if it were this moment (rows after it are ignored).
+    as_of: datetime | None
+    timezone: str
+    key: tuple[str, ...]
+    max_findings: int
+    # The column list seen on the previous run (for schema drift), oldest knowledge first.
+    previous_schema: list[tuple[str, str]] | None = None
+
+    @property
+    def at(self) -> datetime:
+        return self.as_of or self.now
+
+
+class PlannedCheck(Protocol):
+    """A check compiled against a relation: aggregates for the one scan, then a verdict."""
+
+    spec: CheckSpec
+
+    def aggregates(self) -> dict[str, sa.ColumnElement[Any]]:
+        """Named aggregate expressions over the relation (names are local to the check)."""
+        ...
+
+    def evaluate(self, values: Mapping[str, Any]) -> CheckResult:
+        """The result from the values of :meth:`aggregates` (may fetch bounded findings)."""
+        ...
+
+
+def result(
+    spec: CheckSpec,
+    ok: bool,
+    message: str,
+    *,
+    observed: Mapping[str, Any] | None = None,
+    findings: tuple[Finding, ...] = (),
+    metrics: Mapping[str, float] | None = None,
+) -> CheckResult:
+    """A pass, or a warn/fail according to the check's severity."""
+    status: Status = "pass" if ok else failed_status(spec.severity)
+    return CheckResult(
+        name=spec.name,
+        type=spec.type,
+        status=status,
+        severity=spec.severity,
+        message=message,
+        observed=dict(observed or {}),
+        findings=findings,
+        metrics=dict(metrics or {}),
+    )
+
+
+def error_result(spec: CheckSpec, message: str) -> CheckResult:
+    """The check could not be evaluated (missing column, query error)."""
+    return CheckResult(spec.name, spec.type, "error", spec.severity, message)
+
+
+def missing_columns(relation: Relation, names: list[str]) -> list[str]:
+    return [name for name in names if name not in relation.columns]
+
+
+def count_where(condition: sa.ColumnElement[bool]) -> sa.ColumnElement[Any]:
+    """``COUNT(CASE WHEN condition THEN 1 END)``: portable and parallel-safe on PostgreSQL."""
+    return sa.func.count(sa.case((condition, sa.literal(1))))
+
+
+def fetch_findings(
+    relation: Relation,
+    ctx: CheckContext,
+    violation: sa.ColumnElement[bool],
+    column: str | None,
+    reason: str,
+) -> tuple[Finding, ...]:
+    """Up to ``max_findings`` records matching ``violation``, as ``report`` findings."""
+    key = ctx.key or relation.primary_key
+    if not key or ctx.max_findings == 0 or any(k not in relation.columns for k in key):
+        return ()
+    selected = [relation.column(k) for k in key]
+    if column is not None and column not in key:
+        selected.append(relation.column(column))
+    query = (
+        sa.select(*selected)
+        .where(violation)
+        .order_by(*[relation.column(k) for k in key])
+        .limit(ctx.max_findings)
+    )
+    with relation.connect() as conn:
+        rows = conn.execute(query).mappings().all()
+    return tuple(
+        Finding(
+            key={k: row[k] for k in key},
+            column=column,
+            observed=row[column] if column is not None else None,
+            reason=reason,
+        )
+        for row in rows
+    )
+
+
+def plural(count: int, singular: str, plural_form: str | None = None) -> str:
+    word = singular if count == 1 else (plural_form or singular + "s")
+    return f"{count:,} {word}"

@@ -1,0 +1,198 @@
+"""Expectations that run through Great Expectations itself: one validation per suite."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from dq_agent.checks.base import CheckContext, error_result, result
+from dq_agent.config.expectations import expectation_class
+from dq_agent.config.models import CheckSpec, SqlSourceSpec
+from dq_agent.results import CheckResult, Finding
+from dq_agent.sources.base import Relation
+
+_META_KEY = "dq_agent_check"
+# Numbers worth showing from a GX result; the long lists stay out of the observed block.
+_OBSERVED_KEYS = (
+    "observed_value",
+    "element_count",
+    "unexpected_count",
+    "unexpected_percent",
+    "missing_count",
+    "missing_percent",
+    "partial_unexpected_list",
+)
+
+
+def run_expectations(
+    specs: Sequence[CheckSpec],
+    relation: Relation,
+    source: SqlSourceSpec,
+    url: str,
+    schema: str | None,
+    ctx: CheckContext,
+) -> list[CheckResult]:
+    """Validate ``specs`` in one GX validation against the same database; one result each."""
+    if not specs:
+        return []
+    try:
+        outcome = _validate(specs, relation, source, url, schema, ctx)
+    except Exception as exc:  # GX raises many unrelated types; every one means "could not run"
+        logging.getLogger(__name__).debug("GX validation failed", exc_info=True)
+        if len(specs) > 1:
+            # One expectation can sink the whole validation: run each alone to find which.
+            return [
+                r
+                for spec in specs
+                for r in run_expectations([spec], relation, source, url, schema, ctx)
+            ]
+        message = f"Great Expectations could not run: {exc.__class__.__name__}: {exc}"
+        return [error_result(specs[0], message)]
+    by_name = {spec.name: spec for spec in specs}
+    results: dict[str, CheckResult] = {}
+    for item in outcome.results:
+        name = (item.expectation_config.meta or {}).get(_META_KEY)
+        if name in by_name:
+            results[name] = _to_result(by_name[name], item, ctx, finding_key(relation, ctx))
+    return [
+        results.get(spec.name) or error_result(spec, "Great Expectations returned no result")
+        for spec in specs
+    ]
+
+
+def _validate(
+    specs: Sequence[CheckSpec],
+    relation: Relation,
+    source: SqlSourceSpec,
+    url: str,
+    schema: str | None,
+    ctx: CheckContext,
+) -> Any:
+    with warnings.catch_warnings():
+        # GX's deprecation notices (e.g. string row conditions) are about its API, which the
+        # user does not call: they are not theirs to act on.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return _validate_with_gx(specs, relation, source, url, schema, ctx)
+
+
+def _validate_with_gx(
+    specs: Sequence[CheckSpec],
+    relation: Relation,
+    source: SqlSourceSpec,
+    url: str,
+    schema: str | None,
+    ctx: CheckContext,
+) -> Any:
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    backend = relation.engine.dialect.name
+    datasource: Any
+    if backend == "sqlite":
+        datasource = context.data_sources.add_sqlite(name="source", connection_string=url)
+    elif backend == "postgresql":
+        datasource = context.data_sources.add_postgres(name="source", connection_string=url)
+    else:
+        datasource = context.data_sources.add_sql(name="source", connection_string=url)
+    asset: Any
+    if source.table is not None:
+        asset = datasource.add_table_asset(name="data", table_name=source.table, schema_name=schema)
+    else:
+        asset = datasource.add_query_asset(name="data", query=source.query)
+    batch = asset.add_batch_definition_whole_table("all")
+
+    suite = context.suites.add(gx.ExpectationSuite(name=ctx.suite))
+    for spec in specs:
+        kwargs = dict(spec.expectation_kwargs)
+        kwargs["meta"] = {**(kwargs.get("meta") or {}), _META_KEY: spec.name}
+        suite.add_expectation(expectation_class(spec.type)(**kwargs))
+
+    result_format: dict[str, Any] = {
+        "result_format": "COMPLETE",
+        "partial_unexpected_count": ctx.max_findings,
+    }
+    key = finding_key(relation, ctx)
+    if key:
+        result_format["unexpected_index_column_names"] = key
+    else:
+        result_format["return_unexpected_index_query"] = False
+    definition = context.validation_definitions.add(
+        gx.ValidationDefinition(name=f"{ctx.suite}-validation", data=batch, suite=suite)
+    )
+    try:
+        return definition.run(result_format=result_format)
+    finally:
+        # GX keeps its engine (and a pooled connection) alive with the context: release it.
+        datasource.get_engine().dispose()
+
+
+def finding_key(relation: Relation, ctx: CheckContext) -> list[str]:
+    """The columns that identify a record: the suite's ``key``, else the primary key."""
+    key = list(ctx.key or relation.primary_key)
+    return key if all(k in relation.columns for k in key) else []
+
+
+def _to_result(spec: CheckSpec, item: Any, ctx: CheckContext, key: list[str]) -> CheckResult:
+    crash = _exception_message(item.exception_info)
+    if crash is not None:
+        return error_result(spec, f"Great Expectations could not evaluate it: {crash}")
+    raw: Mapping[str, Any] = item.result or {}
+    observed = {k: raw[k] for k in _OBSERVED_KEYS if k in raw}
+    column = spec.expectation_kwargs.get("column")
+    # Like compiled checks, only a check that did not hold reports records.
+    rows = [] if item.success else (raw.get("unexpected_index_list") or [])
+    findings = tuple(
+        Finding(
+            key={k: row[k] for k in key if k in row},
+            column=column,
+            observed=row.get(column) if column else None,
+            reason=f"{spec.type} not met",
+        )
+        for row in rows[: ctx.max_findings]
+        if isinstance(row, Mapping)
+    )
+    metrics = {
+        k: float(raw[k])
+        for k in ("unexpected_count", "element_count", "observed_value")
+        if isinstance(raw.get(k), int | float) and not isinstance(raw.get(k), bool)
+    }
+    return result(
+        spec,
+        bool(item.success),
+        _message(raw, bool(item.success)),
+        observed=observed,
+        findings=findings,
+        metrics=metrics,
+    )
+
+
+def _message(raw: Mapping[str, Any], ok: bool) -> str:
+    if "unexpected_count" in raw and "element_count" in raw:
+        unexpected, total = raw["unexpected_count"], raw["element_count"]
+        # GX counts unexpected values among the non-null ones for most expectations.
+        total -= raw.get("missing_count") or 0
+        if not unexpected:
+            return f"all {total:,} values as expected"
+        pct = raw.get("unexpected_percent")
+        share = f" ({pct:.2f}%)" if isinstance(pct, int | float) else ""
+        return f"{unexpected:,} of {total:,} values unexpected{share}"
+    if "observed_value" in raw:
+        return f"observed {raw['observed_value']!r}" + ("" if ok else ", outside the expectation")
+    return "expectation met" if ok else "expectation not met"
+
+
+def _exception_message(info: Any) -> str | None:
+    """GX reports a crash in the result, not by raising: find it in ``exception_info``."""
+    if not isinstance(info, Mapping):
+        return None
+    if info.get("raised_exception"):
+        return str(info.get("exception_message") or "unknown error").strip().splitlines()[-1]
+    for value in info.values():
+        found = _exception_message(value)
+        if found is not None:
+            return found
+    return None

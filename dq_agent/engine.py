@@ -1,0 +1,278 @@
+"""Runs suites: one scan per source for everything that compiles, one GX validation for the rest."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from dq_agent.checks import BUILTIN, CheckContext, CompiledExpectation, PlannedCheck, can_compile
+from dq_agent.checks.base import error_result
+from dq_agent.checks.gx import run_expectations
+from dq_agent.config.loader import Project
+from dq_agent.config.models import CheckSpec, Suite
+from dq_agent.errors import DqAgentError, SourceError
+from dq_agent.results import CheckResult, Status, SuiteResult, worst
+from dq_agent.sources import Relation, SqlSource, create_engine
+from dq_agent.sources.sql import connection_url, translate
+from dq_agent.store import Store
+
+Clock = Callable[[], datetime]
+Progress = Callable[[str, SuiteResult | None], None]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class RunOptions:
+    """How to run: the moment to evaluate at, the clock, and engine switches."""
+
+    as_of: datetime | None = None
+    clock: Clock = utc_now
+    # Answer common GX expectations from the single scan (False sends all of them to GX).
+    compile_expectations: bool = True
+
+
+@dataclass
+class _Engines:
+    """One SQLAlchemy engine per connector for the duration of a run."""
+
+    project: Project
+    engines: dict[str, sa.Engine] = field(default_factory=dict)
+
+    def get(self, name: str) -> sa.Engine:
+        if name not in self.engines:
+            self.engines[name] = create_engine(self.project.connectors[name], self.project.root)
+        return self.engines[name]
+
+    def dispose(self) -> None:
+        for engine in self.engines.values():
+            engine.dispose()
+
+
+def select_suites(project: Project, names: Sequence[str]) -> list[str]:
+    """The suite ids to run, in file order; raises if a named suite does not exist."""
+    known = [*project.suites, *project.broken_suites]
+    if not names:
+        return known
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        available = ", ".join(sorted(known)) or "none"
+        raise DqAgentError(f"unknown suite {', '.join(map(repr, unknown))}; available: {available}")
+    return list(dict.fromkeys(names))
+
+
+def run_checks(
+    project: Project,
+    suite_ids: Iterable[str],
+    *,
+    store: Store | None = None,
+    options: RunOptions | None = None,
+    progress: Progress | None = None,
+    command: str = "check",
+) -> list[SuiteResult]:
+    """Run the suites read-only, record them in ``store``, and return their results."""
+    options = options or RunOptions()
+    ids = list(suite_ids)
+    run_id = None
+    if store is not None:
+        run_id = store.start_run(
+            command=command, started_at=options.clock(), as_of=options.as_of, suites=ids
+        )
+    engines = _Engines(project)
+    results: list[SuiteResult] = []
+    try:
+        for suite_id in ids:
+            if progress:
+                progress(suite_id, None)
+            if suite_id in project.broken_suites:
+                outcome = _broken(suite_id, project, options)
+            else:
+                outcome = run_suite(
+                    project.suites[suite_id], project, engines, store, options, run_id
+                )
+            if store is not None and run_id is not None:
+                store.record_suite(run_id, outcome)
+            results.append(outcome)
+            if progress:
+                progress(suite_id, outcome)
+    finally:
+        engines.dispose()
+        if store is not None and run_id is not None:
+            store.finish_run(
+                run_id, status=worst(r.status for r in results), finished_at=options.clock()
+            )
+    return results
+
+
+def _broken(suite_id: str, project: Project, options: RunOptions) -> SuiteResult:
+    issues = project.broken_suites[suite_id]
+    reason = "invalid configuration: " + "; ".join(str(i) for i in issues)
+    return SuiteResult(suite_id, "error", options.clock(), 0.0, error=reason, as_of=options.as_of)
+
+
+def run_suite(
+    suite: Suite,
+    project: Project,
+    engines: _Engines,
+    store: Store | None,
+    options: RunOptions,
+    run_id: int | None = None,
+) -> SuiteResult:
+    """Run one suite; an unreachable source makes it ``error``, never an exception."""
+    started_at = options.clock()
+    started = time.perf_counter()
+
+    def finish(
+        status: Status, checks: Sequence[CheckResult] = (), error: str | None = None
+    ) -> SuiteResult:
+        return SuiteResult(
+            suite.suite,
+            status,
+            started_at,
+            time.perf_counter() - started,
+            tuple(checks),
+            error,
+            options.as_of,
+        )
+
+    connector = project.connectors[suite.source.connector]
+    try:
+        engine = engines.get(suite.source.connector)
+        relation = SqlSource(engine, suite.source, connector).open()
+    except SourceError as exc:
+        return finish("error", error=str(exc))
+
+    missing_key = [k for k in suite.key if k not in relation.columns]
+    if missing_key:
+        return finish(
+            "error",
+            error=f"key column(s) {', '.join(missing_key)} not in {relation.label}; "
+            f"available: {', '.join(relation.columns)}",
+        )
+
+    current_schema = [(c.name, c.family) for c in relation.columns.values()]
+    ctx = CheckContext(
+        suite=suite.suite,
+        now=started_at,
+        as_of=options.as_of,
+        timezone=suite.timezone,
+        key=suite.key,
+        max_findings=suite.max_findings,
+        previous_schema=store.last_schema(suite.suite) if store is not None else None,
+    )
+
+    planned: dict[str, PlannedCheck] = {}
+    early: dict[str, CheckResult] = {}
+    via_gx: list[CheckSpec] = []
+    for spec in suite.checks:
+        missing = _missing_column(spec, relation)
+        if missing:
+            early[spec.name] = error_result(
+                spec,
+                f"column {missing!r} not found in {relation.label}; "
+                f"available: {', '.join(relation.columns)}",
+            )
+        elif not spec.is_expectation:
+            planned[spec.name] = BUILTIN[spec.type](spec, relation, ctx)
+        elif options.compile_expectations and can_compile(spec):
+            planned[spec.name] = CompiledExpectation(spec, relation, ctx)
+        else:
+            via_gx.append(spec)
+
+    try:
+        scanned = _scan(relation, planned)
+    except SourceError as exc:
+        return finish("error", error=str(exc))
+
+    gx_results = {
+        r.name: r
+        for r in run_expectations(
+            via_gx,
+            relation,
+            suite.source,
+            connection_url(connector, project.root),
+            suite.source.schema_ or connector.schema_,
+            ctx,
+        )
+    }
+    checks: list[CheckResult] = []
+    for spec in suite.checks:
+        if spec.name in early:
+            checks.append(early[spec.name])
+        elif spec.name in gx_results:
+            checks.append(gx_results[spec.name])
+        else:
+            checks.append(_evaluate(planned[spec.name], scanned[spec.name]))
+
+    if store is not None:
+        store.save_schema(suite.suite, current_schema, seen_at=started_at, run_id=run_id)
+    return finish(worst(c.status for c in checks), checks)
+
+
+def _missing_column(spec: CheckSpec, relation: Relation) -> str | None:
+    column = spec.expectation_kwargs.get("column") or getattr(spec.args, "column", None)
+    return column if isinstance(column, str) and column not in relation.columns else None
+
+
+def _evaluate(check: PlannedCheck, values: Mapping[str, Any] | Exception) -> CheckResult:
+    if isinstance(values, Exception):
+        return error_result(check.spec, str(values))
+    try:
+        return check.evaluate(values)
+    except (ValueError, TypeError, ArithmeticError) as exc:
+        return error_result(check.spec, f"cannot evaluate: {exc}")
+    except sa.exc.SQLAlchemyError as exc:
+        return error_result(check.spec, f"query failed: {_first_line(exc)}")
+
+
+def _scan(
+    relation: Relation, planned: Mapping[str, PlannedCheck]
+) -> dict[str, Mapping[str, Any] | Exception]:
+    """All checks' aggregates in one statement; if it fails, each alone to find the culprit."""
+    labelled: list[sa.ColumnElement[Any]] = []
+    owners: dict[str, tuple[str, str]] = {}
+    aggregates: dict[str, dict[str, sa.ColumnElement[Any]]] = {}
+    for index, (name, check) in enumerate(planned.items()):
+        aggregates[name] = check.aggregates()
+        for local, expression in aggregates[name].items():
+            label = f"c{index}_{local}"
+            owners[label] = (name, local)
+            labelled.append(expression.label(label))
+    values: dict[str, Mapping[str, Any] | Exception] = {name: {} for name in planned}
+    if not labelled:
+        return values
+    try:
+        row = _select_one(relation, labelled)
+    except sa.exc.OperationalError as exc:
+        raise translate(exc, relation.engine.url) from exc
+    except sa.exc.SQLAlchemyError:
+        # One check's expression is at fault (a type mismatch, say): isolate it.
+        for name, exprs in aggregates.items():
+            if not exprs:
+                continue
+            try:
+                values[name] = _select_one(relation, [e.label(k) for k, e in exprs.items()])
+            except sa.exc.SQLAlchemyError as exc:
+                values[name] = RuntimeError(f"query failed: {_first_line(exc)}")
+        return values
+    for label, value in row.items():
+        name, local = owners[label]
+        values[name] = {**values[name], local: value}  # type: ignore[dict-item]
+    return values
+
+
+def _select_one(relation: Relation, columns: list[sa.ColumnElement[Any]]) -> Mapping[str, Any]:
+    query = sa.select(*columns).select_from(relation.selectable)
+    with relation.connect() as conn:
+        return dict(conn.execute(query).mappings().one())
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]

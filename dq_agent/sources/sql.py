@@ -1,0 +1,100 @@
+"""``type: sql`` — any database SQLAlchemy can reach, read through one table or query."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from dq_agent.config.loader import resolve_sqlite_path
+from dq_agent.config.models import SqlConnector, SqlSourceSpec
+from dq_agent.errors import SourceError
+from dq_agent.sources.base import ColumnInfo, Relation, type_family
+
+
+def connection_url(connector: SqlConnector, project_root: Path) -> str:
+    """The connector's URL with a relative SQLite path taken from the project directory."""
+    return resolve_sqlite_path(connector.url, project_root)
+
+
+def create_engine(connector: SqlConnector, project_root: Path) -> sa.Engine:
+    """An engine for ``connector``; refuses to create a SQLite file that is not there."""
+    url_text = connection_url(connector, project_root)
+    try:
+        url = sa.make_url(url_text)
+    except sa.exc.ArgumentError as exc:
+        raise SourceError(f"invalid database URL: {exc}", transient=False) from exc
+    connect_args = dict(connector.connect_args)
+    if url.get_backend_name() == "sqlite":
+        database = url.database or ""
+        in_file = database and database != ":memory:" and not database.startswith("file:")
+        if in_file and not Path(database).exists():
+            raise SourceError(f"SQLite database file not found: {database}", transient=False)
+    elif url.get_backend_name() == "postgresql":
+        connect_args.setdefault("connect_timeout", connector.connect_timeout)
+    try:
+        return sa.create_engine(url, connect_args=connect_args, pool_pre_ping=True)
+    except (sa.exc.ArgumentError, ImportError) as exc:
+        raise SourceError(
+            f"cannot use database URL {_masked(url)}: {exc}", transient=False
+        ) from exc
+
+
+class SqlSource:
+    """Reads one table or query of a ``sql`` connector."""
+
+    def __init__(self, engine: sa.Engine, spec: SqlSourceSpec, connector: SqlConnector) -> None:
+        self._engine = engine
+        self._spec = spec
+        self._schema = spec.schema_ or connector.schema_
+
+    def open(self) -> Relation:
+        try:
+            with self._engine.connect() as conn:
+                if self._spec.table is not None:
+                    return self._open_table(conn, self._spec.table)
+                assert self._spec.query is not None
+                return self._open_query(conn, self._spec.query)
+        except SourceError:
+            raise
+        except sa.exc.NoSuchTableError as exc:
+            where = f"{self._schema}.{exc}" if self._schema else str(exc)
+            raise SourceError(
+                f"table {where} not found in {_masked(self._engine.url)}", transient=False
+            ) from exc
+        except sa.exc.SQLAlchemyError as exc:
+            raise translate(exc, self._engine.url) from exc
+
+    def close(self) -> None:
+        """Nothing to release: the engine belongs to the run and is disposed with it."""
+
+    def _open_table(self, conn: sa.Connection, name: str) -> Relation:
+        table = sa.Table(name, sa.MetaData(), schema=self._schema, autoload_with=conn)
+        columns = {c.name: ColumnInfo(c.name, type_family(c.type), c.type) for c in table.columns}
+        primary_key = tuple(c.name for c in table.primary_key.columns)
+        label = f"{self._schema}.{name}" if self._schema else name
+        return Relation(self._engine, table, columns, primary_key, label)
+
+    def _open_query(self, conn: sa.Connection, query: str) -> Relation:
+        probe = sa.text(f"SELECT * FROM ({query}) AS dq_probe WHERE 1 = 0")
+        names = list(conn.execute(probe).keys())
+        # Column types of an arbitrary query are not reflected: the schema check says so.
+        sub = sa.text(query).columns(*[sa.column(n) for n in names]).subquery("dq_source")
+        columns = {n: ColumnInfo(n, "unknown", None) for n in names}
+        return Relation(self._engine, sub, columns, (), "query")
+
+
+def translate(exc: sa.exc.SQLAlchemyError, url: sa.URL) -> SourceError:
+    """A database error as our own, saying whether trying again may help."""
+    detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+    if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError | sa.exc.TimeoutError):
+        # Connection refused, timeouts and dropped connections usually pass; the daemon retries.
+        return SourceError(f"cannot reach {_masked(url)}: {detail}", transient=True)
+    return SourceError(f"query failed on {_masked(url)}: {detail}", transient=False)
+
+
+def _masked(url: sa.URL | Any) -> str:
+    if isinstance(url, sa.URL):
+        return url.render_as_string(hide_password=True)
+    return str(url)
