@@ -1,0 +1,63 @@
+"""How results reach a person (a rich table) or a script (the stable JSON document)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from dq_agent.results import SuiteResult, to_jsonable
+
+_STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red", "error": "bold magenta"}
+
+
+def to_json(results: Sequence[SuiteResult]) -> str:
+    """The ``check --format json`` document (SPEC §4); keep its shape stable."""
+    return json.dumps({"suites": [r.to_json() for r in results]}, indent=2, default=to_jsonable)
+
+
+def print_text(console: Console, results: Sequence[SuiteResult]) -> None:
+    """One table per suite, findings under the check that produced them, then a summary."""
+    for suite in results:
+        title = Text.assemble(
+            (suite.suite, "bold"),
+            "  ",
+            (suite.status.upper(), _STYLE[suite.status]),
+            (f"  {suite.duration_s:.2f}s", "dim"),
+        )
+        console.print(title)
+        if suite.error is not None:
+            console.print(Text(f"  {suite.error}", style=_STYLE["error"]))
+            console.print()
+            continue
+        table = Table(show_header=True, header_style="dim", box=None, padding=(0, 2, 0, 2))
+        table.add_column("status", no_wrap=True)
+        table.add_column("check", no_wrap=True)
+        table.add_column("result")
+        for check in suite.checks:
+            table.add_row(Text(check.status, _STYLE[check.status]), check.name, check.message)
+            for finding in check.findings:
+                key = ", ".join(f"{k}={v}" for k, v in finding.key.items())
+                detail = f"  ↳ {key}: {finding.column}={finding.observed!r}"
+                if finding.proposed is not None:
+                    detail += f" → {finding.proposed!r} ({finding.action})"
+                table.add_row("", "", Text(detail, style="dim"))
+        console.print(table)
+        console.print()
+    console.print(summary(results))
+
+
+def summary(results: Sequence[SuiteResult]) -> Text:
+    counts: dict[str, int] = {}
+    for suite in results:
+        counts[suite.status] = counts.get(suite.status, 0) + 1
+    parts: list[Any] = [f"{len(results)} suite{'s' if len(results) != 1 else ''}: "]
+    for status in ("pass", "warn", "fail", "error"):
+        if counts.get(status):
+            parts.append((f"{counts[status]} {status}", _STYLE[status]))
+            parts.append("  ")
+    return Text.assemble(*parts)

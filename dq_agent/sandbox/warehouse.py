@@ -1,0 +1,140 @@
+"""The running example's warehouse: Pete's empty US forecast sheet and a stale aggregate.
+
+Timestamps are laid out relative to ``now`` so the story reads the same whenever it runs.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import sqlalchemy as sa
+
+REGIONS = {"US": ["CA", "NY", "TX", "WA"], "EU": ["DE", "FR", "NL", "ES"]}
+PRODUCTS = ["Seats", "Support", "Training"]
+STAGES = ["Prospecting", "Qualification", "Proposal", "Negotiation", "Closed Won", "Closed Lost"]
+
+
+def _forecast_table(metadata: sa.MetaData, name: str) -> sa.Table:
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("region", sa.String(8), nullable=False),
+        sa.Column("state", sa.String(8), nullable=False),
+        sa.Column("product", sa.String(32), nullable=False),
+        sa.Column("month", sa.Date, nullable=False),
+        sa.Column("units", sa.Integer, nullable=False),
+        sa.Column("amount", sa.Numeric(14, 2), nullable=False),
+        sa.Column("updated_at", sa.DateTime, nullable=False),
+        sa.Column("updated_by", sa.String(64), nullable=False),
+    )
+
+
+def build_demo_warehouse(path: Path, now: datetime) -> Path:
+    """(Re)create the SQLite warehouse at ``path`` as the scenario has it at ``now`` (UTC)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    rng = random.Random(20261201)
+    naive_now = now.replace(tzinfo=None)
+    metadata = sa.MetaData()
+    us = _forecast_table(metadata, "us_forecast_dec_v1")
+    eu = _forecast_table(metadata, "eu_forecast_dec_v1")
+    agg = sa.Table(
+        "forecasts_agg",
+        metadata,
+        sa.Column("region", sa.String(8), primary_key=True),
+        sa.Column("month", sa.Date, primary_key=True),
+        sa.Column("total_units", sa.Integer, nullable=False),
+        sa.Column("total_amount", sa.Numeric(16, 2), nullable=False),
+        sa.Column("refreshed_at", sa.DateTime, nullable=False),
+    )
+    opps = sa.Table(
+        "opportunities",
+        metadata,
+        sa.Column("Id", sa.String(18), primary_key=True),
+        sa.Column("Name", sa.String(120), nullable=False),
+        sa.Column("Amount", sa.Numeric(16, 2)),
+        sa.Column("Seats__c", sa.Integer),
+        sa.Column("Price_Per_Seat__c", sa.Numeric(12, 2)),
+        sa.Column("StageName", sa.String(40)),
+        sa.Column("OwnerEmail", sa.String(120)),
+        sa.Column("CreatedDate", sa.DateTime, nullable=False),
+        sa.Column("LastModifiedDate", sa.DateTime, nullable=False),
+    )
+    december = date(now.year, 12, 1)
+
+    def forecast_rows(region: str, updated: datetime, who: str) -> list[dict[str, object]]:
+        rows = []
+        for state in REGIONS[region]:
+            for product in PRODUCTS:
+                units = rng.randint(40, 400)
+                rows.append(
+                    {
+                        "region": region,
+                        "state": state,
+                        "product": product,
+                        "month": december,
+                        "units": units,
+                        "amount": Decimal(units * rng.choice([1200, 1500, 5000])),
+                        "updated_at": updated - timedelta(minutes=rng.randint(0, 90)),
+                        "updated_by": who,
+                    }
+                )
+        return rows
+
+    us_rows = forecast_rows("US", naive_now - timedelta(days=3, hours=4), "pete@acme.com")
+    eu_rows = forecast_rows("EU", naive_now - timedelta(hours=3), "marie@acme.com")
+    # The aggregate was last rebuilt before Pete's overwrite: three days ago.
+    refreshed = naive_now - timedelta(days=3, hours=2)
+    agg_rows = [
+        {
+            "region": region,
+            "month": december,
+            "total_units": sum(int(r["units"]) for r in rows),  # type: ignore[call-overload]
+            "total_amount": sum(Decimal(str(r["amount"])) for r in rows),
+            "refreshed_at": refreshed,
+        }
+        for region, rows in (("US", us_rows), ("EU", eu_rows))
+    ]
+
+    opp_rows = []
+    for n in range(1, 401):
+        seats = rng.choice([5, 10, 20, 25, 50, 100, 150])
+        price = Decimal(rng.choice([900, 1200, 1500, 2500]))
+        created = naive_now - timedelta(days=rng.randint(1, 120), minutes=rng.randint(0, 1440))
+        opp_rows.append(
+            {
+                "Id": f"006Dn000004{n:07d}",
+                "Name": f"Acme deal {n}",
+                "Amount": seats * price,
+                "Seats__c": seats,
+                "Price_Per_Seat__c": price,
+                "StageName": rng.choice(STAGES),
+                "OwnerEmail": rng.choice(["dana@acme.com", "li@acme.com", "sam@acme.com"]),
+                "CreatedDate": created,
+                "LastModifiedDate": created + timedelta(days=rng.randint(0, 1)),
+            }
+        )
+    # The fat finger: 200 seats at $5,000 typed as $10,000,000 (one zero too many).
+    opp_rows[41].update(Seats__c=200, Price_Per_Seat__c=Decimal(5000), Amount=Decimal(10_000_000))
+    # The whale: a real $10m deal, seats × price agree.
+    opp_rows[87].update(Seats__c=2000, Price_Per_Seat__c=Decimal(5000), Amount=Decimal(10_000_000))
+    # Two deals saved without a stage: worth a warning, not a page.
+    opp_rows[120]["StageName"] = None
+    opp_rows[301]["StageName"] = None
+
+    engine = sa.create_engine(f"sqlite:///{path}")
+    try:
+        metadata.create_all(engine)
+        with engine.begin() as conn:
+            conn.execute(eu.insert(), eu_rows)
+            conn.execute(agg.insert(), agg_rows)
+            conn.execute(opps.insert(), opp_rows)
+            # us_forecast_dec_v1 stays empty: Pete overwrote the sheet it is loaded from.
+            assert us is not None
+    finally:
+        engine.dispose()
+    return path

@@ -1,0 +1,193 @@
+"""The command line: output shapes, exit codes, and the demo, as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from dq_agent.cli import main
+from tests.sources import load_orders, order_rows, project_for
+
+REPO = Path(__file__).resolve().parents[1]
+
+SUITE = """
+suite: {name}
+owner: ops@acme.com
+source: {{connector: warehouse, table: orders}}
+key: [id]
+checks:
+{checks}
+"""
+
+
+def invoke(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def orders_project(tmp_path: Path, **suites: str) -> Path:
+    url = f"sqlite:///{tmp_path / 'warehouse.db'}"
+    rows = order_rows(10, newest=datetime.now(UTC) - timedelta(minutes=5))
+    rows[3]["status"] = None
+    load_orders(url, rows)
+    return project_for(
+        tmp_path / "project",
+        url,
+        {name: SUITE.format(name=name, checks=checks) for name, checks in suites.items()},
+    )
+
+
+PASSING = "  - row_count\n  - freshness: {column: updated_at, max_age: 1h}"
+WARNING = "  - expect_column_values_to_not_be_null: {column: status, severity: warn}"
+FAILING = "  - row_count: {min: 100}"
+
+
+def test_check_json_has_the_documented_shape(tmp_path: Path) -> None:
+    project = orders_project(
+        tmp_path, nulls="  - expect_column_values_to_not_be_null: {column: status}"
+    )
+    code, out, _ = invoke("check", "--project", str(project), "--format", "json")
+    assert code == 2
+    doc = json.loads(out)
+    [suite] = doc["suites"]
+    assert set(suite) == {"suite", "status", "started_at", "duration_s", "checks"}
+    assert (suite["suite"], suite["status"]) == ("nulls", "fail")
+    datetime.fromisoformat(suite["started_at"])
+    assert isinstance(suite["duration_s"], float)
+    [check] = suite["checks"]
+    assert set(check) == {"name", "type", "status", "severity", "message", "observed", "findings"}
+    assert check["name"] == "expect_column_values_to_not_be_null(status)"
+    assert check["type"] == "expect_column_values_to_not_be_null"
+    assert (check["status"], check["severity"]) == ("fail", "fail")
+    assert check["message"] == "1 of 10 status values null (10.00%)"
+    assert check["observed"] == {
+        "element_count": 10,
+        "unexpected_count": 1,
+        "unexpected_percent": 10.0,
+    }
+    assert check["findings"] == [
+        {
+            "key": {"id": 4},
+            "column": "status",
+            "observed": None,
+            "proposed": None,
+            "action": "report",
+            "confidence": None,
+            "reason": "status is null",
+            "evidence": [],
+        }
+    ]
+
+
+def test_exit_codes_follow_the_worst_status(tmp_path: Path) -> None:
+    project = orders_project(tmp_path, a_pass=PASSING, b_warn=WARNING, c_fail=FAILING)
+    assert invoke("check", "a_pass", "--project", str(project))[0] == 0
+    assert invoke("check", "b_warn", "--project", str(project))[0] == 1
+    assert invoke("check", "a_pass", "b_warn", "--project", str(project))[0] == 1
+    assert invoke("check", "c_fail", "--project", str(project))[0] == 2
+    assert invoke("check", "--project", str(project))[0] == 2
+
+
+def test_an_unknown_suite_cannot_run(tmp_path: Path) -> None:
+    project = orders_project(tmp_path, a_pass=PASSING)
+    code, _, err = invoke("check", "nope", "--project", str(project))
+    assert code == 3
+    assert "unknown suite 'nope'; available: a_pass" in err
+
+
+def test_unreachable_source_exits_3_but_the_other_suites_report(tmp_path: Path) -> None:
+    project = orders_project(tmp_path, a_pass=PASSING)
+    (project / "connectors" / "down.yml").write_text(
+        "type: sql\nurl: postgresql+psycopg://nobody@127.0.0.1:1/x\n"
+    )
+    (project / "checks" / "down.yml").write_text(
+        "suite: down\nsource: {connector: down, table: t}\nchecks: [row_count]\n"
+    )
+    code, out, _ = invoke("check", "--project", str(project), "--format", "json")
+    assert code == 3
+    statuses = {s["suite"]: s["status"] for s in json.loads(out)["suites"]}
+    assert statuses == {"a_pass": "pass", "down": "error"}
+
+
+def test_a_broken_suite_is_reported_and_the_others_still_run(tmp_path: Path) -> None:
+    project = orders_project(tmp_path, a_pass=PASSING, b_bad="  - row_count: {min: lots}")
+    code, out, err = invoke("check", "--project", str(project), "--format", "json")
+    assert code == 3
+    assert "checks/b_bad.yml:6:22: checks[0].row_count.min: expected a valid integer" in err
+    suites = {s["suite"]: s for s in json.loads(out)["suites"]}
+    assert suites["a_pass"]["status"] == "pass"
+    assert suites["b_bad"]["status"] == "error"
+    assert suites["b_bad"]["error"].startswith("invalid configuration: ")
+
+
+def test_as_of_is_validated_and_reported(tmp_path: Path) -> None:
+    project = orders_project(tmp_path, a_pass=PASSING)
+    code, _, err = invoke("check", "--project", str(project), "--as-of", "yesterday")
+    assert code == 2  # click's usage error
+    assert "expected an ISO-8601 timestamp" in err
+    as_of = (datetime.now(UTC) - timedelta(days=1)).isoformat()
+    code, out, _ = invoke("check", "--project", str(project), "--as-of", as_of, "--format", "json")
+    [suite] = json.loads(out)["suites"]
+    assert suite["as_of"] == as_of
+    assert suite["status"] == "fail"  # the rows are from the last ten hours: none yet then
+    assert code == 2
+
+
+def test_text_output_is_a_table_with_a_summary(tmp_path: Path) -> None:
+    project = orders_project(tmp_path, b_warn=WARNING)
+    code, out, _ = invoke("check", "--project", str(project))
+    assert code == 1
+    assert "b_warn  WARN" in out
+    assert "expect_column_values_to_not_be_null(status)" in out
+    assert "1 of 10 status values null (10.00%)" in out
+    assert "↳ id=4: status=None" in out
+    assert out.rstrip().endswith("1 suite: 1 warn")
+
+
+def test_validate_reports_every_error_and_exits_3(tmp_path: Path) -> None:
+    project = orders_project(
+        tmp_path, a_pass=PASSING, b_bad="  - row_count: {min: lots}\n  - rowcount"
+    )
+    code, out, err = invoke("validate", "--project", str(project))
+    assert code == 3
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert lines[0].endswith(
+        "checks/b_bad.yml:6:22: checks[0].row_count.min: expected a valid integer, unable to parse string as an integer, got 'lots'"
+    )
+    assert "checks/b_bad.yml:7:5: checks[1].rowcount: unknown check type 'rowcount'" in lines[1]
+    assert lines[-1] == "2 errors in 1 file"
+
+
+def test_validate_a_good_project(tmp_path: Path) -> None:
+    project = orders_project(tmp_path, a_pass=PASSING)
+    assert invoke("validate", "--project", str(project)) == (0, "OK: 1 suite, 1 connector\n", "")
+
+
+def test_the_demo_tells_the_running_example(tmp_path: Path) -> None:
+    for part in ("checks", "connectors"):
+        shutil.copytree(REPO / part, tmp_path / part)
+    shutil.copy(REPO / "dq-agent.yml", tmp_path / "dq-agent.yml")
+    code, out, err = invoke("demo", "--project", str(tmp_path), "--format", "json")
+    assert code == 0, err
+    assert (tmp_path / ".dq-agent" / "demo-warehouse.db").exists()
+    suites = {s["suite"]: s for s in json.loads(out)["suites"]}
+    assert {name: s["status"] for name, s in suites.items()} == {
+        "crm_opportunities": "warn",
+        "eu_forecast_dec_v1": "pass",
+        "forecasts_agg": "fail",
+        "us_forecast_dec_v1": "fail",
+    }
+    us = {c["name"]: c for c in suites["us_forecast_dec_v1"]["checks"]}
+    assert us["row_count"]["message"] == "the source is empty"
+    agg = {c["name"]: c for c in suites["forecasts_agg"]["checks"]}
+    assert agg["freshness(refreshed_at)"]["status"] == "fail"
+    assert agg["freshness(refreshed_at)"]["message"].startswith(
+        "stale: newest refreshed_at is 3d2h old"
+    )
+    # The repository's example validates cleanly too.
+    assert invoke("validate", "--project", str(tmp_path))[0] == 0
