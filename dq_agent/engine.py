@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from dq_agent.checks import BUILTIN, CheckContext, CompiledExpectation, PlannedCheck, can_compile
 from dq_agent.checks.base import error_result
-from dq_agent.checks.gx import run_expectations
+from dq_agent.checks.gx import GxTarget, run_expectations
 from dq_agent.config.loader import Project
 from dq_agent.config.models import CheckSpec, Suite
 from dq_agent.errors import DqAgentError, SourceError
@@ -191,17 +191,13 @@ def run_suite(
     except SourceError as exc:
         return finish("error", error=str(exc))
 
-    gx_results = {
-        r.name: r
-        for r in run_expectations(
-            via_gx,
-            relation,
-            suite.source,
-            connection_url(connector, project.root),
-            suite.source.schema_ or connector.schema_,
-            ctx,
-        )
-    }
+    target = GxTarget(
+        relation,
+        suite.source,
+        connection_url(connector, project.root),
+        suite.source.schema_ or connector.schema_,
+    )
+    gx_results = {r.name: r for r in run_expectations(via_gx, target, ctx)}
     checks: list[CheckResult] = []
     for spec in suite.checks:
         if spec.name in early:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from dq_agent.checks.base import CheckContext, error_result, result
@@ -26,70 +27,55 @@ _OBSERVED_KEYS = (
 )
 
 
+@dataclass(frozen=True)
+class GxTarget:
+    """Where GX reads: the same table or query, over its own connection to the same URL."""
+
+    relation: Relation
+    source: SqlSourceSpec
+    url: str
+    schema: str | None
+
+
 def run_expectations(
-    specs: Sequence[CheckSpec],
-    relation: Relation,
-    source: SqlSourceSpec,
-    url: str,
-    schema: str | None,
-    ctx: CheckContext,
+    specs: Sequence[CheckSpec], target: GxTarget, ctx: CheckContext
 ) -> list[CheckResult]:
     """Validate ``specs`` in one GX validation against the same database; one result each."""
     if not specs:
         return []
     try:
-        outcome = _validate(specs, relation, source, url, schema, ctx)
+        with warnings.catch_warnings():
+            # GX's deprecation notices (e.g. string row conditions) concern its Python API,
+            # which the user never calls: nothing for them to act on.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            outcome = _validate(specs, target, ctx)
     except Exception as exc:  # GX raises many unrelated types; every one means "could not run"
         logging.getLogger(__name__).debug("GX validation failed", exc_info=True)
         if len(specs) > 1:
             # One expectation can sink the whole validation: run each alone to find which.
-            return [
-                r
-                for spec in specs
-                for r in run_expectations([spec], relation, source, url, schema, ctx)
-            ]
+            return [r for spec in specs for r in run_expectations([spec], target, ctx)]
         message = f"Great Expectations could not run: {exc.__class__.__name__}: {exc}"
         return [error_result(specs[0], message)]
+    key = finding_key(target.relation, ctx)
     by_name = {spec.name: spec for spec in specs}
     results: dict[str, CheckResult] = {}
     for item in outcome.results:
         name = (item.expectation_config.meta or {}).get(_META_KEY)
         if name in by_name:
-            results[name] = _to_result(by_name[name], item, ctx, finding_key(relation, ctx))
+            results[name] = _to_result(by_name[name], item, ctx, key)
     return [
         results.get(spec.name) or error_result(spec, "Great Expectations returned no result")
         for spec in specs
     ]
 
 
-def _validate(
-    specs: Sequence[CheckSpec],
-    relation: Relation,
-    source: SqlSourceSpec,
-    url: str,
-    schema: str | None,
-    ctx: CheckContext,
-) -> Any:
-    with warnings.catch_warnings():
-        # GX's deprecation notices (e.g. string row conditions) are about its API, which the
-        # user does not call: they are not theirs to act on.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        return _validate_with_gx(specs, relation, source, url, schema, ctx)
-
-
-def _validate_with_gx(
-    specs: Sequence[CheckSpec],
-    relation: Relation,
-    source: SqlSourceSpec,
-    url: str,
-    schema: str | None,
-    ctx: CheckContext,
-) -> Any:
+def _validate(specs: Sequence[CheckSpec], target: GxTarget, ctx: CheckContext) -> Any:
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    relation, source, url = target.relation, target.source, target.url
     backend = relation.engine.dialect.name
     datasource: Any
     if backend == "sqlite":
@@ -100,7 +86,9 @@ def _validate_with_gx(
         datasource = context.data_sources.add_sql(name="source", connection_string=url)
     asset: Any
     if source.table is not None:
-        asset = datasource.add_table_asset(name="data", table_name=source.table, schema_name=schema)
+        asset = datasource.add_table_asset(
+            name="data", table_name=source.table, schema_name=target.schema
+        )
     else:
         asset = datasource.add_query_asset(name="data", query=source.query)
     batch = asset.add_batch_definition_whole_table("all")
