@@ -232,15 +232,18 @@ def _scan(
     relation: Relation, planned: Mapping[str, PlannedCheck]
 ) -> dict[str, Mapping[str, Any] | Exception]:
     """All checks' aggregates in one statement; if it fails, each alone to find the culprit."""
-    labelled: list[sa.ColumnElement[Any]] = []
-    owners: dict[str, tuple[str, str]] = {}
+    labelled: list[sa.Label[Any]] = []
+    # Several checks often ask for the same aggregate (COUNT(*), COUNT(col)): compute it once.
+    owners: dict[str, list[tuple[str, str]]] = {}
     aggregates: dict[str, dict[str, sa.ColumnElement[Any]]] = {}
-    for index, (name, check) in enumerate(planned.items()):
+    for name, check in planned.items():
         aggregates[name] = check.aggregates()
         for local, expression in aggregates[name].items():
-            label = f"c{index}_{local}"
-            owners[label] = (name, local)
-            labelled.append(expression.label(label))
+            label = next((e.name for e in labelled if _same(e, expression)), None)
+            if label is None:
+                label = f"a{len(labelled)}"
+                labelled.append(expression.label(label))
+            owners.setdefault(label, []).append((name, local))
     values: dict[str, Mapping[str, Any] | Exception] = {name: {} for name in planned}
     if not labelled:
         return values
@@ -259,12 +262,17 @@ def _scan(
                 values[name] = RuntimeError(f"query failed: {_first_line(exc)}")
         return values
     for label, value in row.items():
-        name, local = owners[label]
-        values[name] = {**values[name], local: value}  # type: ignore[dict-item]
+        for name, local in owners[label]:
+            values[name] = {**values[name], local: value}  # type: ignore[dict-item]
     return values
 
 
-def _select_one(relation: Relation, columns: list[sa.ColumnElement[Any]]) -> Mapping[str, Any]:
+def _same(labelled: sa.Label[Any], expression: sa.ColumnElement[Any]) -> bool:
+    """Whether two aggregates are the same SQL (bound values included)."""
+    return bool(labelled.element.compare(expression, compare_values=True))
+
+
+def _select_one(relation: Relation, columns: Sequence[sa.ColumnElement[Any]]) -> Mapping[str, Any]:
     query = sa.select(*columns).select_from(relation.selectable)
     with relation.connect() as conn:
         return dict(conn.execute(query).mappings().one())

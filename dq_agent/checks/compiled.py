@@ -150,9 +150,7 @@ class CompiledExpectation:
             "expect_column_values_to_not_be_null": lambda: col.is_(None),
             "expect_column_values_to_be_null": lambda: col.is_not(None),
             "expect_column_values_to_be_between": self._outside_bounds,
-            "expect_column_values_to_be_in_set": lambda: sa.and_(
-                col.is_not(None), col.not_in(list(self.kwargs["value_set"]))
-            ),
+            "expect_column_values_to_be_in_set": lambda: col.not_in(list(self.kwargs["value_set"])),
             "expect_column_values_to_not_be_in_set": lambda: col.in_(
                 list(self.kwargs["value_set"])
             ),
@@ -168,7 +166,8 @@ class CompiledExpectation:
             outside.append(col <= low if self.kwargs.get("strict_min") else col < low)
         if high is not None:
             outside.append(col >= high if self.kwargs.get("strict_max") else col > high)
-        return sa.and_(col.is_not(None), sa.or_(*outside))
+        # A NULL compares as unknown, so nulls never count as outside: GX's rule too.
+        return sa.or_(*outside)
 
     def _duplicated(self) -> sa.ColumnElement[bool]:
         col = self._col()

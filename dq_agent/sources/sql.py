@@ -70,9 +70,19 @@ class SqlSource:
         """Nothing to release: the engine belongs to the run and is disposed with it."""
 
     def _open_table(self, conn: sa.Connection, name: str) -> Relation:
-        table = sa.Table(name, sa.MetaData(), schema=self._schema, autoload_with=conn)
+        # Columns and primary key only: full reflection (indexes, foreign keys, comments)
+        # costs a dozen catalog queries per suite that nothing here uses.
+        inspector = sa.inspect(conn)
+        described = inspector.get_columns(name, schema=self._schema)
+        table = sa.Table(
+            name,
+            sa.MetaData(),
+            *[sa.Column(c["name"], c["type"]) for c in described],
+            schema=self._schema,
+        )
         columns = {c.name: ColumnInfo(c.name, type_family(c.type), c.type) for c in table.columns}
-        primary_key = tuple(c.name for c in table.primary_key.columns)
+        pk = inspector.get_pk_constraint(name, schema=self._schema)
+        primary_key = tuple(pk.get("constrained_columns") or ())
         label = f"{self._schema}.{name}" if self._schema else name
         return Relation(self._engine, table, columns, primary_key, label)
 
