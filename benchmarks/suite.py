@@ -1,0 +1,142 @@
+"""The benchmark's ten checks, defined once and rendered for each of the three tools.
+
+Every tool names its checks the same way, so their outcomes can be compared check by check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+TABLE = "bench_orders"
+POSTGRES_SCHEMA = "dq_bench"
+STATUSES = ("new", "paid", "shipped", "cancelled")
+NOT_NULL = ("customer_id", "email", "created_at")
+BETWEEN: tuple[tuple[str, float, float], ...] = (("quantity", 1, 100), ("discount", 0, 0.5))
+FRESHNESS_COLUMN = "updated_at"
+MAX_AGE = timedelta(hours=26)
+
+# One expectation per check, in GX's own terms; dq-agent runs them under the same names.
+ColumnCheck = tuple[str, str, dict[str, Any]]
+
+
+def column_checks() -> list[ColumnCheck]:
+    """The eight column-level checks as (name, expectation, arguments)."""
+    checks: list[ColumnCheck] = [
+        (f"not_null({c})", "expect_column_values_to_not_be_null", {"column": c}) for c in NOT_NULL
+    ]
+    checks += [
+        (
+            f"between({c})",
+            "expect_column_values_to_be_between",
+            {"column": c, "min_value": low, "max_value": high},
+        )
+        for c, low, high in BETWEEN
+    ]
+    checks.append(("unique(id)", "expect_column_values_to_be_unique", {"column": "id"}))
+    checks.append(
+        (
+            "in_set(status)",
+            "expect_column_values_to_be_in_set",
+            {"column": "status", "value_set": list(STATUSES)},
+        )
+    )
+    checks.append(
+        (
+            "positive(amount)",
+            "expect_column_values_to_be_between",
+            {"column": "amount", "min_value": 0, "strict_min": True},
+        )
+    )
+    return checks
+
+
+def check_names() -> list[str]:
+    return ["row_count", "freshness", *(name for name, _, _ in column_checks())]
+
+
+def utc_naive(moment: datetime) -> datetime:
+    """``moment`` in UTC without a timezone: how the table stores its timestamps."""
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def gx_checks(now: datetime) -> list[ColumnCheck]:
+    """All ten checks as GX expectations; freshness becomes a lower bound on the newest value."""
+    oldest_fresh = utc_naive(now - MAX_AGE)
+    return [
+        ("row_count", "expect_table_row_count_to_be_between", {"min_value": 1}),
+        (
+            "freshness",
+            "expect_column_max_to_be_between",
+            {"column": FRESHNESS_COLUMN, "min_value": oldest_fresh},
+        ),
+        *column_checks(),
+    ]
+
+
+def write_dq_agent_project(root: Path, url: str, schema: str | None) -> Path:
+    """A dq-agent project for the benchmark table, its state store a SQLite file inside it."""
+    (root / "connectors").mkdir(parents=True, exist_ok=True)
+    (root / "checks").mkdir(exist_ok=True)
+    settings = {"state_url": f"sqlite:///{root / 'state.db'}"}
+    connector: dict[str, Any] = {"type": "sql", "url": url}
+    if schema:
+        connector["schema"] = schema
+    hours = int(MAX_AGE.total_seconds() // 3600)
+    checks: list[dict[str, Any]] = [
+        {"row_count": {"name": "row_count", "min": 1}},
+        {"freshness": {"name": "freshness", "column": FRESHNESS_COLUMN, "max_age": f"{hours}h"}},
+        *({kind: {"name": name, **kwargs}} for name, kind, kwargs in column_checks()),
+    ]
+    suite = {
+        "suite": "bench_orders",
+        "description": "Benchmark: ten checks on a generated orders table",
+        "source": {"connector": "bench", "table": TABLE},
+        "key": ["id"],
+        "checks": checks,
+    }
+    for path, doc in (
+        (root / "dq-agent.yml", settings),
+        (root / "connectors" / "bench.yml", connector),
+        (root / "checks" / "bench.yml", suite),
+    ):
+        path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    return root
+
+
+def single_pass_sql(table: str) -> str:
+    """Every check's metric in one aggregate SELECT over ``table`` (NULLs are not violations)."""
+    statuses = ", ".join(f"'{s}'" for s in STATUSES)
+    (q, q_low, q_high), (d, d_low, d_high) = BETWEEN
+    parts = [
+        "COUNT(*) AS row_count",
+        f"MAX({FRESHNESS_COLUMN}) AS newest",
+        *(f"COUNT({c}) AS nonnull_{c}" for c in NOT_NULL),
+        f"COUNT(CASE WHEN {q} < {q_low} OR {q} > {q_high} THEN 1 END) AS outside_{q}",
+        f"COUNT(CASE WHEN {d} < {d_low} OR {d} > {d_high} THEN 1 END) AS outside_{d}",
+        "COUNT(id) AS nonnull_id",
+        "COUNT(DISTINCT id) AS distinct_id",
+        f"COUNT(CASE WHEN status NOT IN ({statuses}) THEN 1 END) AS outside_status",
+        "COUNT(CASE WHEN amount <= 0 THEN 1 END) AS not_positive_amount",
+    ]
+    return "SELECT\n  " + ",\n  ".join(parts) + f"\nFROM {table}"
+
+
+def evaluate_single_pass(row: Mapping[str, Any], now: datetime) -> dict[str, bool]:
+    """Each check's verdict from the single-pass row (same names as the other tools)."""
+    newest = row["newest"]
+    if isinstance(newest, str):  # SQLite keeps timestamps as text
+        newest = datetime.fromisoformat(newest)
+    fresh = newest is not None and utc_naive(now) - newest <= MAX_AGE
+    rows = int(row["row_count"])
+    outcomes = {"row_count": rows >= 1, "freshness": fresh}
+    outcomes.update({f"not_null({c})": int(row[f"nonnull_{c}"]) == rows for c in NOT_NULL})
+    outcomes.update({f"between({c})": int(row[f"outside_{c}"]) == 0 for c, _, _ in BETWEEN})
+    outcomes["unique(id)"] = int(row["distinct_id"]) == int(row["nonnull_id"])
+    outcomes["in_set(status)"] = int(row["outside_status"]) == 0
+    outcomes["positive(amount)"] = int(row["not_positive_amount"]) == 0
+    return outcomes

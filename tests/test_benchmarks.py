@@ -1,0 +1,51 @@
+"""The benchmark harness end to end on a tiny SQLite table (never PostgreSQL)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_harness_runs_all_three_tools_on_sqlite(tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "run.py"),
+            "--rows",
+            "2000",
+            "--repeat",
+            "1",
+            "--backends",
+            "sqlite",
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--json",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    results = json.loads(out.read_text(encoding="utf-8"))
+    assert list(results["backends"]) == ["sqlite"]
+    samples = results["backends"]["sqlite"]["samples"]
+    by_tool = {s["tool"]: s for s in samples}
+    assert set(by_tool) == {"single_sql", "dq_agent", "gx", "cli"}
+    for tool in ("single_sql", "dq_agent", "gx"):
+        sample = by_tool[tool]
+        assert sample["work_s"] > 0 and sample["import_s"] > 0, sample
+        assert sample["statements"] >= 1
+        assert sample["passed"] is True
+        assert len(sample["outcomes"]) == 10 and all(sample["outcomes"].values()), sample
+    assert by_tool["single_sql"]["statements"] == 1
+    assert by_tool["cli"]["cli_wall_s"] > 0 and by_tool["cli"]["passed"] is True
+    assert "dq-agent / single-pass SQL" in done.stdout
