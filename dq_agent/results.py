@@ -84,6 +84,9 @@ class CheckResult:
     findings: tuple[Finding, ...] = ()
     # Numeric measurements kept as history in the state store (row counts, ages, null counts).
     metrics: Mapping[str, float] = field(default_factory=dict)
+    # Time-bucketed values seen by this run (bucket start, UTC → value), kept by the store so
+    # that a baseline survives the source purging old rows.
+    series: Mapping[datetime, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -23,7 +23,15 @@ from dq_agent.store import Store
 from dq_agent.store.models import Base
 from dq_agent.store.store import alembic_config
 
-TABLES = {"runs", "suite_runs", "check_results", "metrics", "schema_snapshots"}
+TABLES = {
+    "runs",
+    "suite_runs",
+    "check_results",
+    "metrics",
+    "schema_snapshots",
+    "feedback",
+    "bucket_values",
+}
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
 
@@ -51,12 +59,12 @@ def _model_diff(engine: sa.Engine) -> list[object]:
 def test_open_migrates_a_fresh_database_and_reopening_is_a_no_op(db_url: str) -> None:
     with Store.open(db_url) as store:
         assert _tables(store.engine) == TABLES | {"alembic_version"}
-        assert _versions(store.engine) == [_head()] == ["0001"]
+        assert _versions(store.engine) == [_head()] == ["0002"]
         run_id = store.start_run(command="check", started_at=T0, as_of=None, suites=["a"])
 
     with Store.open(db_url) as store:
         assert _tables(store.engine) == TABLES | {"alembic_version"}
-        assert _versions(store.engine) == ["0001"]
+        assert _versions(store.engine) == ["0002"]
         assert [run["id"] for run in store.recent_runs()] == [run_id]
 
 
@@ -75,7 +83,7 @@ def test_downgrade_to_base_and_upgrade_again(db_url: str) -> None:
         with store.engine.begin() as conn:
             command.upgrade(alembic_config(conn), "head")
         assert _tables(store.engine) == TABLES | {"alembic_version"}
-        assert _versions(store.engine) == ["0001"]
+        assert _versions(store.engine) == ["0002"]
         assert _model_diff(store.engine) == []
 
 
@@ -276,7 +284,7 @@ def test_concurrent_open_migrates_once(postgres_url: str) -> None:
 
     assert errors == []
     with Store.open(postgres_url) as store:
-        assert _versions(store.engine) == ["0001"]
+        assert _versions(store.engine) == ["0002"]
         assert _tables(store.engine) == TABLES | {"alembic_version"}
 
 
@@ -306,7 +314,7 @@ def test_concurrent_processes_migrate_once(db_url: str) -> None:
     assert results == ["ok", "ok"]
     assert [process.exitcode for process in processes] == [0, 0]
     with Store.open(db_url) as store:
-        assert _versions(store.engine) == ["0001"]
+        assert _versions(store.engine) == ["0002"]
         assert _tables(store.engine) == TABLES | {"alembic_version"}
 
 
@@ -350,3 +358,34 @@ def test_bad_url_is_a_store_error_without_the_password(url: str, shown: str) -> 
         Store.open(url)
     assert shown in str(caught.value)
     assert "hunter2" not in str(caught.value)
+
+
+def test_feedback_latest_verdict_wins(db_url: str) -> None:
+    day = datetime(2024, 4, 30, tzinfo=UTC)
+    other = day - timedelta(days=1)
+    with Store.open(db_url) as store:
+        assert store.expected_buckets("orders", "volume") == set()
+        store.add_feedback("orders", "volume", day, verdict="expected", by="pete", at=T0)
+        store.add_feedback("orders", "volume", other, verdict="expected", by="pete", at=T0)
+        store.add_feedback(
+            "orders", "volume", other, verdict="unexpected", by="ana", at=T0 + timedelta(hours=1)
+        )
+        store.add_feedback("orders", "other_check", other, verdict="expected", by="x", at=T0)
+        assert store.expected_buckets("orders", "volume") == {day}
+
+
+def test_bucket_series_are_kept_and_the_newest_observation_counts(db_url: str) -> None:
+    day1, day2 = datetime(2024, 4, 29, tzinfo=UTC), datetime(2024, 4, 30, tzinfo=UTC)
+
+    def volume(started_at: datetime, series: dict[datetime, float]) -> SuiteResult:
+        check = CheckResult("volume", "volume_anomaly", "pass", "fail", "ok", series=series)
+        return SuiteResult("orders", "pass", started_at, 0.1, (check,))
+
+    with Store.open(db_url) as store:
+        run = store.start_run(command="check", started_at=T0, as_of=None, suites=["orders"])
+        store.record_suite(run, volume(T0, {day1: 100.0, day2: 7.0}))
+        later = T0 + timedelta(hours=5)
+        store.record_suite(run, volume(later, {day2: 120.0}))
+        assert store.bucket_history("orders", "volume") == {day1: 100.0, day2: 120.0}
+        assert store.bucket_history("orders", "volume", since=day2) == {day2: 120.0}
+        assert store.bucket_history("orders", "nope") == {}

@@ -125,3 +125,34 @@ class SchemaSnapshot(Base):
     columns: Mapped[list[list[str]]] = mapped_column(sa.JSON)
     seen_at: Mapped[datetime]
     run_id: Mapped[int | None] = mapped_column(sa.ForeignKey("runs.id"), index=True)
+
+
+class Feedback(Base):
+    """A person's verdict on one bucket of a time-bucketed check (e.g. "expected")."""
+
+    __tablename__ = "feedback"
+    __table_args__ = (sa.Index("ix_feedback_check", "suite", "check_name", "bucket"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    suite: Mapped[str] = mapped_column(sa.String(255))
+    check_name: Mapped[str] = mapped_column(sa.String(255))
+    bucket: Mapped[datetime]
+    verdict: Mapped[str] = mapped_column(sa.String(16))
+    note: Mapped[str] = mapped_column(sa.Text)
+    created_by: Mapped[str] = mapped_column(sa.String(255))
+    created_at: Mapped[datetime]
+
+
+class BucketValue(Base):
+    """A time-bucketed value (rows per day, ...) as one run saw it; the newest one counts."""
+
+    __tablename__ = "bucket_values"
+    __table_args__ = (sa.Index("ix_bucket_values_series", "suite", "check_name", "bucket"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    suite_run_id: Mapped[int] = mapped_column(sa.ForeignKey("suite_runs.id"), index=True)
+    suite: Mapped[str] = mapped_column(sa.String(255))
+    check_name: Mapped[str] = mapped_column(sa.String(255))
+    bucket: Mapped[datetime]
+    value: Mapped[float] = mapped_column(sa.Float)
+    observed_at: Mapped[datetime]

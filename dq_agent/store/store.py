@@ -21,7 +21,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from dq_agent.errors import StoreError
 from dq_agent.results import Status, SuiteResult, to_jsonable
-from dq_agent.store.models import CheckResultRow, Metric, Run, SchemaSnapshot, SuiteRun
+from dq_agent.store.models import (
+    BucketValue,
+    CheckResultRow,
+    Feedback,
+    Metric,
+    Run,
+    SchemaSnapshot,
+    SuiteRun,
+)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -195,6 +203,17 @@ class Store:
                     )
                     for name, value in check.metrics.items()
                 )
+                session.add_all(
+                    BucketValue(
+                        suite_run_id=suite_run.id,
+                        suite=result.suite,
+                        check_name=check.name,
+                        bucket=bucket,
+                        value=float(value),
+                        observed_at=result.started_at,
+                    )
+                    for bucket, value in check.series.items()
+                )
 
     def finish_run(self, run_id: int, *, status: Status, finished_at: datetime) -> None:
         """Mark a run finished with its overall status."""
@@ -271,3 +290,52 @@ class Store:
             }
             for run in runs
         ]
+
+    def add_feedback(
+        self,
+        suite: str,
+        check: str,
+        bucket: datetime,
+        *,
+        verdict: str,
+        by: str,
+        at: datetime,
+        note: str = "",
+    ) -> None:
+        """Record a person's verdict on one bucket of a time-bucketed check."""
+        row = Feedback(
+            suite=suite,
+            check_name=check,
+            bucket=bucket,
+            verdict=verdict,
+            note=note,
+            created_by=by,
+            created_at=at,
+        )
+        with self._transaction(f"record feedback on {suite}/{check}") as session:
+            session.add(row)
+
+    def expected_buckets(self, suite: str, check: str) -> set[datetime]:
+        """Bucket starts (UTC) whose latest verdict is "expected"."""
+        query = (
+            sa.select(Feedback.bucket, Feedback.verdict)
+            .where(Feedback.suite == suite, Feedback.check_name == check)
+            .order_by(Feedback.created_at, Feedback.id)
+        )
+        with self._transaction(f"read feedback on {suite}/{check}") as session:
+            latest = {row.bucket: row.verdict for row in session.execute(query)}
+        return {bucket for bucket, verdict in latest.items() if verdict == "expected"}
+
+    def bucket_history(
+        self, suite: str, check: str, *, since: datetime | None = None
+    ) -> dict[datetime, float]:
+        """The newest recorded value of every bucket (UTC start → value)."""
+        query = (
+            sa.select(BucketValue.bucket, BucketValue.value)
+            .where(BucketValue.suite == suite, BucketValue.check_name == check)
+            .order_by(BucketValue.observed_at, BucketValue.id)
+        )
+        if since is not None:
+            query = query.where(BucketValue.bucket >= since)
+        with self._transaction(f"read bucket history of {suite}/{check}") as session:
+            return {row.bucket: row.value for row in session.execute(query)}
