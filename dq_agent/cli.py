@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import click
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from dq_agent import report
+from dq_agent.checks.volume import bucket_floor, to_local, to_utc
 from dq_agent.config import Project, load_project
 from dq_agent.config.loader import resolve_sqlite_path
-from dq_agent.engine import RunOptions, run_checks, select_suites, utc_now
+from dq_agent.config.models import CheckSpec, VolumeAnomalyArgs
+from dq_agent.engine import RunOptions, backtest_suite, run_checks, select_suites, utc_now
 from dq_agent.errors import DqAgentError
 from dq_agent.results import SuiteResult, exit_code, worst
 from dq_agent.sandbox import build_demo_warehouse
@@ -121,7 +125,7 @@ def _check(
         with Store.open(project.state_url) as store:
             results = _run_with_progress(project, ids, store, options, console)
     except DqAgentError as exc:
-        console.print(f"error: {exc}", style="bold red", markup=False)
+        click.echo(f"error: {exc}", err=True)  # unwrapped: users grep and copy it
         return EXIT_CANNOT_RUN
     if fmt == "json":
         click.echo(report.to_json(results))
@@ -196,3 +200,119 @@ def _sqlite_file(url: str, project_dir: Path) -> Path | None:
     if not resolved.startswith(prefix) or resolved.endswith(":memory:"):
         return None
     return Path(resolved[len(prefix) :])
+
+
+@main.command()
+@click.argument("suite")
+@project_option
+@click.option(
+    "--check",
+    "checks",
+    multiple=True,
+    metavar="NAME",
+    help="Only this check (repeatable); default: every time-bucketed check.",
+)
+@click.option(
+    "--from",
+    "start",
+    required=True,
+    callback=_parse_as_of,
+    metavar="TS",
+    help="First bucket to evaluate (ISO date or timestamp; UTC if no zone).",
+)
+@click.option(
+    "--to",
+    "end",
+    required=True,
+    callback=_parse_as_of,
+    metavar="TS",
+    help="End of the range, exclusive.",
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+def backtest(
+    suite: str,
+    project_dir: Path,
+    checks: tuple[str, ...],
+    start: datetime,
+    end: datetime,
+    fmt: str,
+) -> None:
+    """Replay a monitor over past buckets: which ones would have alerted.
+
+    Each bucket is judged only on what came before it, as the live check would have been,
+    so sensitivity can be tuned before the monitor is turned on. Writes nothing.
+    """
+    project = load_project(project_dir)
+    try:
+        with Store.open(project.state_url) as store:
+            replays = backtest_suite(
+                project, suite, checks=checks, start=start, end=end, store=store
+            )
+    except DqAgentError as exc:
+        click.echo(f"error: {exc}", err=True)  # unwrapped: users grep and copy it
+        sys.exit(EXIT_CANNOT_RUN)
+    if fmt == "json":
+        click.echo(report.backtest_json(suite, replays))
+    else:
+        report.print_backtest(Console(highlight=False), replays)
+
+
+@main.command()
+@click.argument("suite")
+@click.argument("check")
+@click.argument("bucket")
+@click.argument("verdict", type=click.Choice(["expected", "unexpected"]))
+@project_option
+@click.option(
+    "--by",
+    default=lambda: os.environ.get("USER", "cli"),
+    show_default="$USER",
+    help="Who gives the verdict (kept with it).",
+)
+@click.option("--note", default="", help="Why, for the people who read it later.")
+def feedback(
+    suite: str, check: str, bucket: str, verdict: str, project_dir: Path, by: str, note: str
+) -> None:
+    """Mark one bucket of a monitor as expected (it leaves the baseline) or undo that.
+
+    BUCKET is a date or timestamp inside the bucket, read in the check's timezone,
+    e.g. 2026-11-23 for a daily bucket.
+    """
+    project = load_project(project_dir)
+    try:
+        spec, zone = _bucketed_check(project, suite, check)
+        start = _bucket_of(bucket, spec, zone)
+        with Store.open(project.state_url) as store:
+            store.add_feedback(suite, check, start, verdict=verdict, by=by, at=utc_now(), note=note)
+    except DqAgentError as exc:
+        click.echo(f"error: {exc}", err=True)  # unwrapped: users grep and copy it
+        sys.exit(EXIT_CANNOT_RUN)
+    click.echo(f"{suite} / {check}: bucket {start.isoformat()} marked {verdict} by {by}")
+
+
+def _bucketed_check(project: Project, suite_id: str, check: str) -> tuple[CheckSpec, ZoneInfo]:
+    ids = select_suites(project, [suite_id])
+    if ids[0] not in project.suites:
+        raise DqAgentError(f"suite {suite_id!r} has configuration errors: run dq-agent validate")
+    suite = project.suites[ids[0]]
+    bucketed = {c.name: c for c in suite.checks if isinstance(c.args, VolumeAnomalyArgs)}
+    if check not in bucketed:
+        available = ", ".join(bucketed) or "none"
+        raise DqAgentError(
+            f"no time-bucketed check {check!r} in suite {suite_id!r}; available: {available}"
+        )
+    spec = bucketed[check]
+    assert isinstance(spec.args, VolumeAnomalyArgs)
+    return spec, ZoneInfo(spec.args.timezone or suite.timezone)
+
+
+def _bucket_of(text: str, spec: CheckSpec, zone: ZoneInfo) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise DqAgentError(f"expected a date or timestamp like 2026-11-23, got {text!r}") from None
+    assert isinstance(spec.args, VolumeAnomalyArgs)
+    local = to_local(moment, zone) if moment.tzinfo else moment
+    return to_utc(bucket_floor(local, spec.args.bucket), zone)

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from dq_agent.checks import BUILTIN, CheckContext, CompiledExpectation, PlannedCheck, can_compile
 from dq_agent.checks.base import error_result
 from dq_agent.checks.gx import GxTarget, run_expectations
+from dq_agent.checks.volume import BucketVerdict, backtest
 from dq_agent.config.loader import Project
 from dq_agent.config.models import CheckSpec, Suite
 from dq_agent.errors import DqAgentError, SourceError
@@ -22,6 +23,9 @@ from dq_agent.sources.sql import connection_url, translate
 from dq_agent.store import Store
 
 Clock = Callable[[], datetime]
+Backtest = Callable[[CheckSpec, Relation, CheckContext, datetime, datetime], list[BucketVerdict]]
+# Checks whose verdict is per time bucket, so a range of past buckets can be replayed.
+BACKTESTS: dict[str, Backtest] = {"volume_anomaly": backtest}
 Progress = Callable[[str, SuiteResult | None], None]
 
 
@@ -158,15 +162,7 @@ def run_suite(
         )
 
     current_schema = [(c.name, c.family) for c in relation.columns.values()]
-    ctx = CheckContext(
-        suite=suite.suite,
-        now=started_at,
-        as_of=options.as_of,
-        timezone=suite.timezone,
-        key=suite.key,
-        max_findings=suite.max_findings,
-        previous_schema=store.last_schema(suite.suite) if store is not None else None,
-    )
+    ctx = _context(suite, store, options, started_at)
 
     planned: dict[str, PlannedCheck] = {}
     early: dict[str, CheckResult] = {}
@@ -210,6 +206,60 @@ def run_suite(
     if store is not None:
         store.save_schema(suite.suite, current_schema, seen_at=started_at, run_id=run_id)
     return finish(worst(c.status for c in checks), checks)
+
+
+def _context(suite: Suite, store: Store | None, options: RunOptions, now: datetime) -> CheckContext:
+    return CheckContext(
+        suite=suite.suite,
+        now=now,
+        as_of=options.as_of,
+        timezone=suite.timezone,
+        key=suite.key,
+        max_findings=suite.max_findings,
+        previous_schema=store.last_schema(suite.suite) if store is not None else None,
+        history=store,
+    )
+
+
+def backtest_suite(
+    project: Project,
+    suite_id: str,
+    *,
+    checks: Sequence[str],
+    start: datetime,
+    end: datetime,
+    store: Store | None,
+    options: RunOptions | None = None,
+) -> list[tuple[CheckSpec, list[BucketVerdict]]]:
+    """Every bucket in [start, end) of the suite's time-bucketed checks, judged as if live."""
+    options = options or RunOptions()
+    if suite_id in project.broken_suites:
+        raise DqAgentError(f"suite {suite_id!r} has configuration errors: run dq-agent validate")
+    suite = project.suites[select_suites(project, [suite_id])[0]]
+    bucketed = [c for c in suite.checks if c.type in BACKTESTS]
+    unknown = [name for name in checks if name not in {c.name for c in bucketed}]
+    if unknown or not bucketed:
+        available = ", ".join(c.name for c in bucketed) or "none"
+        raise DqAgentError(
+            f"no time-bucketed check {', '.join(map(repr, unknown))} in suite {suite_id!r}; "
+            f"available: {available}"
+            if unknown
+            else f"suite {suite_id!r} has no time-bucketed checks ({', '.join(BACKTESTS)})"
+        )
+    if end <= start:
+        raise DqAgentError(f"--to ({end.isoformat()}) must be after --from ({start.isoformat()})")
+    engines = _Engines(project)
+    try:
+        connector = project.connectors[suite.source.connector]
+        relation = SqlSource(engines.get(suite.source.connector), suite.source, connector).open()
+        ctx = _context(suite, store, options, options.clock())
+        return [
+            (spec, BACKTESTS[spec.type](spec, relation, ctx, start, end))
+            for spec in bucketed
+            if not checks or spec.name in checks
+        ]
+    finally:
+        engines.dispose()
 
 
 def _missing_column(spec: CheckSpec, relation: Relation) -> str | None:

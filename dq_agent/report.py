@@ -10,6 +10,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from dq_agent.checks.volume import BucketVerdict
+from dq_agent.config.models import CheckSpec
 from dq_agent.results import SuiteResult, to_jsonable
 
 _STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red", "error": "bold magenta"}
@@ -61,3 +63,53 @@ def summary(results: Sequence[SuiteResult]) -> Text:
             parts.append((f"{counts[status]} {status}", _STYLE[status]))
             parts.append("  ")
     return Text.assemble(*parts)
+
+
+def backtest_json(suite: str, replays: Sequence[tuple[CheckSpec, Sequence[BucketVerdict]]]) -> str:
+    """``backtest --format json``: every bucket's verdict per check."""
+    doc = {
+        "suite": suite,
+        "checks": [
+            {
+                "name": spec.name,
+                "type": spec.type,
+                "buckets": [
+                    {
+                        "bucket": v.bucket.isoformat(),
+                        "rows": v.rows,
+                        "status": v.status,
+                        "message": v.message,
+                        "baseline_median": v.baseline_median,
+                        "lower": v.lower,
+                        "upper": v.upper,
+                    }
+                    for v in verdicts
+                ],
+                "alerts": sum(1 for v in verdicts if v.status in ("warn", "fail")),
+            }
+            for spec, verdicts in replays
+        ],
+    }
+    return json.dumps(doc, indent=2, default=to_jsonable)
+
+
+def print_backtest(
+    console: Console, replays: Sequence[tuple[CheckSpec, Sequence[BucketVerdict]]]
+) -> None:
+    """One table per check: every bucket, its value, the usual range and the verdict."""
+    for spec, verdicts in replays:
+        console.print(Text(spec.name, style="bold"))
+        table = Table(show_header=True, header_style="dim", box=None, padding=(0, 2, 0, 2))
+        for column in ("bucket", "rows", "usual", "verdict"):
+            table.add_column(column, no_wrap=column != "verdict")
+        for v in verdicts:
+            usual = "" if v.lower is None or v.upper is None else f"{v.lower:,.0f}–{v.upper:,.0f}"
+            table.add_row(
+                v.bucket.isoformat(),
+                f"{v.rows:,.0f}",
+                usual,
+                Text(v.message, _STYLE[v.status]),
+            )
+        console.print(table)
+        alerts = sum(1 for v in verdicts if v.status in ("warn", "fail"))
+        console.print(f"{alerts} of {len(verdicts)} buckets would have alerted\n")

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import shutil
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from click.testing import CliRunner
 
 from dq_agent.cli import main
 from tests.sources import load_orders, order_rows, project_for
+from tests.test_volume import daily_counts, event_rows, events_table
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -177,13 +178,21 @@ def test_the_demo_tells_the_running_example(tmp_path: Path) -> None:
     assert (tmp_path / ".dq-agent" / "demo-warehouse.db").exists()
     suites = {s["suite"]: s for s in json.loads(out)["suites"]}
     assert {name: s["status"] for name, s in suites.items()} == {
-        "crm_opportunities": "warn",
+        "crm_opportunities": "fail",
         "eu_forecast_dec_v1": "pass",
         "forecasts_agg": "fail",
         "us_forecast_dec_v1": "fail",
     }
     us = {c["name"]: c for c in suites["us_forecast_dec_v1"]["checks"]}
     assert us["row_count"]["message"] == "the source is empty"
+    crm = {c["name"]: c for c in suites["crm_opportunities"]["checks"]}
+    [slip] = crm["fat_finger(Amount)"]["findings"]
+    assert (slip["observed"], slip["proposed"], slip["action"]) == (
+        10000000,
+        1000000,
+        "auto_correct",
+    )
+    assert crm["volume_anomaly(CreatedDate)"]["status"] == "pass"
     agg = {c["name"]: c for c in suites["forecasts_agg"]["checks"]}
     assert agg["freshness(refreshed_at)"]["status"] == "fail"
     assert agg["freshness(refreshed_at)"]["message"].startswith(
@@ -191,3 +200,108 @@ def test_the_demo_tells_the_running_example(tmp_path: Path) -> None:
     )
     # The repository's example validates cleanly too.
     assert invoke("validate", "--project", str(tmp_path))[0] == 0
+
+
+def events_project(tmp_path: Path, changed: dict[date, int]) -> Path:
+    url = f"sqlite:///{tmp_path / 'events.db'}"
+    load_orders(url, event_rows(daily_counts(changed)), events_table())
+    suite = "suite: events\nsource: {connector: warehouse, table: events}\n"
+    suite += "checks:\n  - volume_anomaly: {timestamp_column: created_at}\n"
+    return project_for(tmp_path / "project", url, {"events": suite})
+
+
+AS_OF = "2026-11-24T12:00:00Z"
+VOLUME = "volume_anomaly(created_at)"
+
+
+def test_an_owner_marks_a_day_expected_and_the_monitor_accepts_it(tmp_path: Path) -> None:
+    project = events_project(tmp_path, {date(2026, 11, 23): 23})
+    code, out, _ = invoke("check", "--project", str(project), "--as-of", AS_OF)
+    assert code == 2
+    assert "2026-11-23: 23 rows, 88% below baseline 200" in out
+
+    code, out, err = invoke(
+        "feedback",
+        "events",
+        VOLUME,
+        "2026-11-23",
+        "expected",
+        "--by",
+        "pete",
+        "--project",
+        str(project),
+    )
+    assert (code, err) == (0, "")
+    assert out == f"events / {VOLUME}: bucket 2026-11-23T00:00:00+00:00 marked expected by pete\n"
+
+    code, out, _ = invoke("check", "--project", str(project), "--as-of", AS_OF, "--format", "json")
+    [check] = json.loads(out)["suites"][0]["checks"]
+    assert (code, check["status"]) == (0, "pass")
+    assert "expected" in check["message"]
+
+
+def test_feedback_names_what_is_wrong(tmp_path: Path) -> None:
+    project = events_project(tmp_path, {})
+    code, _, err = invoke(
+        "feedback", "events", "nope", "2026-11-23", "expected", "--project", str(project)
+    )
+    assert code == 3
+    assert f"no time-bucketed check 'nope' in suite 'events'; available: {VOLUME}" in err
+    code, _, err = invoke(
+        "feedback", "events", VOLUME, "soon", "expected", "--project", str(project)
+    )
+    assert code == 3
+    assert "expected a date or timestamp like 2026-11-23, got 'soon'" in err
+
+
+def test_backtest_replays_every_day_and_says_which_would_have_alerted(tmp_path: Path) -> None:
+    project = events_project(tmp_path, {date(2026, 11, 18): 520, date(2026, 11, 20): 0})
+    code, out, _ = invoke(
+        "backtest",
+        "events",
+        "--from",
+        "2026-11-16",
+        "--to",
+        "2026-11-23",
+        "--project",
+        str(project),
+        "--format",
+        "json",
+    )
+    assert code == 0
+    doc = json.loads(out)
+    [check] = doc["checks"]
+    assert check["name"] == VOLUME
+    assert [b["bucket"][:10] for b in check["buckets"]] == [f"2026-11-{d}" for d in range(16, 23)]
+    alerted = [b["bucket"][:10] for b in check["buckets"] if b["status"] != "pass"]
+    assert alerted == ["2026-11-18", "2026-11-20"]
+    assert check["alerts"] == 2
+
+    code, out, _ = invoke(
+        "backtest",
+        "events",
+        "--from",
+        "2026-11-16",
+        "--to",
+        "2026-11-23",
+        "--project",
+        str(project),
+    )
+    assert code == 0
+    assert out.rstrip().endswith("2 of 7 buckets would have alerted")
+
+
+def test_backtest_refuses_a_suite_without_time_bucketed_checks(tmp_path: Path) -> None:
+    project = orders_project(tmp_path, a_pass=PASSING)
+    code, _, err = invoke(
+        "backtest",
+        "a_pass",
+        "--from",
+        "2026-11-01",
+        "--to",
+        "2026-11-02",
+        "--project",
+        str(project),
+    )
+    assert code == 3
+    assert "suite 'a_pass' has no time-bucketed checks (volume_anomaly)" in err

@@ -87,7 +87,7 @@ def test_every_error_in_every_file_is_reported_in_one_pass(tmp_path: Path) -> No
         f"{root}/checks/a.yml:5:46: checks[1].freshness.max_age: "
         "expected a duration like 26h, got 'soon'",
         f"{root}/checks/a.yml:6:5: checks[2].row_cnt: unknown check type 'row_cnt' "
-        "(did you mean row_count?); expected one of: freshness, row_count, schema, "
+        "(did you mean row_count?); expected one of: fat_finger, freshness, row_count, schema, volume_anomaly, "
         "or a Great Expectations expectation (expect_*)",
         f"{root}/checks/b.yml:2:21: source.connector: unknown connector 'warehous'; "
         "available: warehouse",
@@ -251,7 +251,7 @@ def test_bad_cron_timezone_and_duplicate_suite_ids(tmp_path: Path) -> None:
     )
 
 
-def test_planned_check_types_say_not_supported_yet(tmp_path: Path) -> None:
+def test_detection_checks_are_validated(tmp_path: Path) -> None:
     make_project(
         tmp_path,
         connectors={"warehouse": WAREHOUSE},
@@ -260,13 +260,21 @@ def test_planned_check_types_say_not_supported_yet(tmp_path: Path) -> None:
             suite: a
             source: {connector: warehouse, table: t}
             checks:
-              - fat_finger: {column: Amount}
+              - fat_finger: {column: Amount, witness: "__import__('os')"}
+              - fat_finger: {name: ok, column: Amount, witness: "Seats * (Price"}
+              - volume_anomaly: {timestamp_column: created_at, bucket: month, sensitivity: 0}
             """
         },
     )
     assert issues_of(tmp_path) == [
-        f"{tmp_path}/checks/a.yml:4:5: checks[0].fat_finger: "
-        "check type 'fat_finger' is not supported yet"
+        f"{tmp_path}/checks/a.yml:4:43: checks[0].fat_finger.witness: invalid witness "
+        "\"__import__('os')\": unknown function '__import__' at 0; available: abs, coalesce, sum_of",
+        f"{tmp_path}/checks/a.yml:5:53: checks[1].fat_finger.witness: invalid witness "
+        "'Seats * (Price': expected an operator or ')' at 14, got the end",
+        f"{tmp_path}/checks/a.yml:6:60: checks[2].volume_anomaly.bucket: "
+        "expected 'hour', 'day' or 'week', got 'month'",
+        f"{tmp_path}/checks/a.yml:6:80: checks[2].volume_anomaly.sensitivity: "
+        "expected greater than 0, got 0",
     ]
 
 

@@ -6,10 +6,12 @@ from collections.abc import Callable
 
 from dq_agent.checks.base import CheckContext, PlannedCheck
 from dq_agent.checks.compiled import CompiledExpectation, can_compile
+from dq_agent.checks.fat_finger import FatFinger
 from dq_agent.checks.freshness import Freshness
 from dq_agent.checks.gx import run_expectations
 from dq_agent.checks.row_count import RowCount
 from dq_agent.checks.schema import Schema
+from dq_agent.checks.volume import VolumeAnomaly
 from dq_agent.config.models import CheckSpec
 from dq_agent.sources.base import Relation
 
@@ -19,6 +21,8 @@ BUILTIN: dict[str, PlanFactory] = {
     "row_count": RowCount,
     "freshness": Freshness,
     "schema": Schema,
+    "volume_anomaly": VolumeAnomaly,
+    "fat_finger": FatFinger,
 }
 
 __all__ = [

@@ -14,6 +14,20 @@ from dq_agent.results import CheckResult, Finding, Status, failed_status
 from dq_agent.sources.base import Relation
 
 
+class History(Protocol):
+    """What a check may read back from earlier runs and from people's feedback."""
+
+    def expected_buckets(self, suite: str, check: str) -> set[datetime]:
+        """Bucket starts (UTC) an owner marked "expected": they leave the baseline."""
+        ...
+
+    def bucket_history(
+        self, suite: str, check: str, *, since: datetime | None = None
+    ) -> dict[datetime, float]:
+        """The latest recorded value per bucket start (UTC), e.g. rows per day."""
+        ...
+
+
 @dataclass(frozen=True)
 class CheckContext:
     """What a check may know beyond its own arguments."""
@@ -27,6 +41,8 @@ class CheckContext:
     max_findings: int
     # The column list seen on the previous run (for schema drift), oldest knowledge first.
     previous_schema: list[tuple[str, str]] | None = None
+    # What earlier runs and people said (the state store), when one is attached.
+    history: History | None = None
 
     @property
     def at(self) -> datetime:

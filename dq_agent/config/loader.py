@@ -374,7 +374,7 @@ def _parse_check(
         parsed = _validate(BUILTIN_CHECKS[kind], args, doc, path, issues)
         if not isinstance(parsed, CheckArgs):
             return None
-        column = getattr(parsed, "column", None)
+        column = getattr(parsed, "column", None) or getattr(parsed, "timestamp_column", None)
         default_name = f"{kind}({column})" if column else kind
         return CheckSpec(
             type=kind,

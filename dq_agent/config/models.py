@@ -13,6 +13,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 from pydantic_core import PydanticCustomError
 
 from dq_agent.config.durations import parse_duration
+from dq_agent.expressions import ExpressionError, parse
 
 DEFAULT_STATE_URL = "sqlite:///.dq-agent/state.db"
 
@@ -159,13 +160,63 @@ class SchemaArgs(CheckArgs):
     drift: bool = True
 
 
+class VolumeAnomalyArgs(CheckArgs):
+    """Rows per time bucket compared with a robust, seasonality-aware baseline."""
+
+    timestamp_column: Identifier
+    bucket: Literal["hour", "day", "week"] = "day"
+    # How many robust standard deviations (1.4826 × MAD) from the baseline median alert.
+    sensitivity: float = Field(3.0, gt=0, le=50)
+    training_days: int = Field(28, ge=1, le=3660)
+    direction: Literal["both", "drop", "spike"] = "both"
+    # Changes smaller than this share of the baseline are never anomalies (the noise floor).
+    min_change_pct: float = Field(20.0, ge=0, le=1000)
+    seasonality: Literal["auto", "none", "weekday"] = "auto"
+    # Fewer baseline buckets than this: the check warns that it cannot judge yet.
+    min_history: int = Field(7, ge=2, le=10_000)
+    # How to read timestamps stored without a timezone; defaults to the suite's timezone.
+    timezone: Timezone | None = None
+
+
+def _witness(value: Any) -> str:
+    if not isinstance(value, str):
+        raise PydanticCustomError(
+            "witness", f"expected an expression like 'Seats * Price', got {value!r}"
+        )
+    try:
+        parse(value)
+    except ExpressionError as exc:
+        raise PydanticCustomError("witness", f"invalid witness {value!r}: {exc.message}") from None
+    return value
+
+
+class PeersArgs(Model):
+    group_by: list[Identifier] = Field(default_factory=list)
+
+
+class FatFingerArgs(CheckArgs):
+    """Values a typing slip away from what the record should hold."""
+
+    column: Identifier
+    # Arithmetic over the record's other columns giving the exact expected value.
+    witness: Annotated[str, BeforeValidator(_witness)] | None = None
+    # Use the record's own previous values as evidence, where the source keeps them.
+    history: bool = True
+    peers: PeersArgs | None = None
+    auto_correct: bool = False
+    # The largest power of ten a slip may be off by (×/÷ 10^k, k ≤ max_magnitude).
+    max_magnitude: int = Field(3, ge=1, le=9)
+
+
 BUILTIN_CHECKS: dict[str, type[CheckArgs]] = {
     "row_count": RowCountArgs,
     "freshness": FreshnessArgs,
     "schema": SchemaArgs,
+    "volume_anomaly": VolumeAnomalyArgs,
+    "fat_finger": FatFingerArgs,
 }
 # Named in the product but arriving in a later release: reported as "not supported yet".
-PLANNED_CHECKS = ("volume_anomaly", "fat_finger")
+PLANNED_CHECKS: tuple[str, ...] = ()
 
 
 class CheckSpec(Model):

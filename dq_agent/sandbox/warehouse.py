@@ -6,7 +6,7 @@ Timestamps are laid out relative to ``now`` so the story reads the same whenever
 from __future__ import annotations
 
 import random
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -101,10 +101,23 @@ def build_demo_warehouse(path: Path, now: datetime) -> Path:
     ]
 
     opp_rows = []
-    for n in range(1, 401):
+    # Eight weeks of deals: about 28 a weekday and 4 a weekend day, so the volume monitor
+    # has a weekly pattern to learn; today's are still coming in.
+    first_day = naive_now.date() - timedelta(days=56)
+    created_times = []
+    for offset in range(57):
+        day = first_day + timedelta(days=offset)
+        count = (28 if day.weekday() < 5 else 4) + rng.randint(-3, 3)
+        for _ in range(count):
+            moment = datetime.combine(day, time(7)) + timedelta(minutes=rng.randint(0, 660))
+            if moment < naive_now:
+                created_times.append(moment)
+    for n, created in enumerate(sorted(created_times), start=1):
         seats = rng.choice([5, 10, 20, 25, 50, 100, 150])
         price = Decimal(rng.choice([900, 1200, 1500, 2500]))
-        created = naive_now - timedelta(days=rng.randint(1, 120), minutes=rng.randint(0, 1440))
+        modified = min(
+            created + timedelta(hours=rng.randint(0, 30)), naive_now - timedelta(minutes=7)
+        )
         opp_rows.append(
             {
                 "Id": f"006Dn000004{n:07d}",
@@ -115,7 +128,7 @@ def build_demo_warehouse(path: Path, now: datetime) -> Path:
                 "StageName": rng.choice(STAGES),
                 "OwnerEmail": rng.choice(["dana@acme.com", "li@acme.com", "sam@acme.com"]),
                 "CreatedDate": created,
-                "LastModifiedDate": created + timedelta(days=rng.randint(0, 1)),
+                "LastModifiedDate": modified,
             }
         )
     # The fat finger: 200 seats at $5,000 typed as $10,000,000 (one zero too many).

@@ -1,0 +1,612 @@
+"""``volume_anomaly``: rows per time bucket against a robust, seasonality-aware baseline.
+
+The database counts rows per bucket (one GROUP BY over the training window); :func:`detect`
+judges the last complete bucket against the earlier ones, in memory and without I/O, so that a
+run, a backtest and a benchmark all make the very same decision.
+"""
+
+from __future__ import annotations
+
+import calendar
+import math
+import statistics
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+
+from dq_agent.checks.base import CheckContext, error_result, plural, result
+from dq_agent.config.models import CheckSpec, VolumeAnomalyArgs
+from dq_agent.errors import DqAgentError
+from dq_agent.results import CheckResult, Status, failed_status
+from dq_agent.sources.base import Relation
+from dq_agent.sources.sql import translate
+
+BucketUnit = Literal["hour", "day", "week"]
+Seasonality = Literal["none", "weekday", "hour_of_day"]
+Outcome = Literal["normal", "anomaly", "too_little_history", "expected"]
+
+# 1.4826 × MAD estimates the standard deviation of normally distributed data.
+MAD_SCALE = 1.4826
+# A seasonal slot (a weekday, an hour of the day) needs this many points to have a median.
+MIN_SEASON_POINTS = 3
+# Between-slot spread, in within-slot robust deviations, that counts as a real pattern.
+SEASONAL_SPREAD = 3.0
+# Slots whose levels are within this factor of each other share one noise estimate.
+SIMILAR_LEVEL = 2.0
+
+_STEP = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(weeks=1)}
+SUPPORTED_DIALECTS = ("postgresql", "sqlite")
+
+
+@dataclass(frozen=True)
+class Detection:
+    """The verdict on one bucket and the baseline it was judged against."""
+
+    bucket: datetime  # start, UTC
+    label: str  # the bucket as a person reads it, in the check's timezone
+    rows: int
+    outcome: Outcome
+    message: str
+    baseline_median: float | None
+    lower: float | None
+    upper: float | None
+    baseline_buckets: int
+    seasonality: Seasonality
+
+    @property
+    def anomalous(self) -> bool:
+        return self.outcome == "anomaly"
+
+
+@dataclass(frozen=True)
+class BucketVerdict:
+    """One line of a backtest: what the check would have said at the end of ``bucket``."""
+
+    bucket: datetime  # start, UTC
+    rows: int
+    status: Status
+    message: str
+    baseline_median: float | None
+    lower: float | None
+    upper: float | None
+
+
+# --- calendar: buckets are wall-clock intervals in the check's timezone ----------------------
+
+
+def bucket_floor(local: datetime, unit: BucketUnit) -> datetime:
+    """The start of the bucket holding the naive wall-clock time ``local`` (weeks: Monday)."""
+    if unit == "hour":
+        return local.replace(minute=0, second=0, microsecond=0)
+    day = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    return day - timedelta(days=day.weekday()) if unit == "week" else day
+
+
+def to_local(moment: datetime, zone: ZoneInfo) -> datetime:
+    """An aware moment as naive wall-clock time in ``zone`` (naive input is taken as UTC)."""
+    aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return aware.astimezone(zone).replace(tzinfo=None)
+
+
+def to_utc(local: datetime, zone: ZoneInfo) -> datetime:
+    """Naive wall-clock time in ``zone`` as an aware UTC moment (the first one, if repeated)."""
+    return local.replace(tzinfo=zone).astimezone(UTC)
+
+
+def _exists(local: datetime, zone: ZoneInfo) -> bool:
+    """Whether a wall-clock time happens at all (not skipped by a daylight-saving jump)."""
+    return to_local(to_utc(local, zone), zone) == local
+
+
+def bucket_starts(
+    start: datetime, end: datetime, unit: BucketUnit, zone: ZoneInfo
+) -> list[datetime]:
+    """Naive wall-clock bucket starts in ``[start, end)``; hours a clock skips have none."""
+    starts: list[datetime] = []
+    current = bucket_floor(start, unit)
+    if current < start:
+        current += _STEP[unit]
+    while current < end:
+        if unit != "hour" or _exists(current, zone):
+            starts.append(current)
+        current += _STEP[unit]
+    return starts
+
+
+def last_complete_bucket(at: datetime, unit: BucketUnit, zone: ZoneInfo) -> datetime:
+    """The naive start of the last bucket that had ended by ``at``."""
+    current = bucket_floor(to_local(at, zone), unit)
+    previous = current - _STEP[unit]
+    while unit == "hour" and not _exists(previous, zone):
+        previous -= _STEP[unit]
+    return previous
+
+
+def training_span(args: VolumeAnomalyArgs) -> timedelta:
+    """How far back the baseline reaches: ``training_days``, in whole weeks for weekly buckets."""
+    if args.bucket == "week":
+        return timedelta(weeks=max(1, round(args.training_days / 7)))
+    return timedelta(days=args.training_days)
+
+
+def bucket_label(local: datetime, unit: BucketUnit) -> str:
+    if unit == "hour":
+        return local.strftime("%Y-%m-%d %H:00")
+    if unit == "week":
+        return f"week of {local:%Y-%m-%d}"
+    return f"{local:%Y-%m-%d}"
+
+
+# --- the decision ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Baseline:
+    median: float
+    scale: float
+    seasonality: Seasonality
+    # Seasonal data whose evaluated slot has this few points (< MIN_SEASON_POINTS) to go by.
+    thin_slot: int | None = None
+
+
+def detect(
+    series: Mapping[datetime, float],
+    bucket: datetime,
+    args: VolumeAnomalyArgs,
+    *,
+    zone: ZoneInfo | None = None,
+    expected: Collection[datetime] = frozenset(),
+) -> Detection:
+    """Judge the bucket starting at ``bucket`` against the buckets before it in ``series``.
+
+    ``series`` maps aware bucket starts to row counts; buckets after the first non-empty one
+    that are missing count as zero. Only buckets within the training window before ``bucket``
+    form the baseline, minus those in ``expected`` (aware starts an owner marked "expected").
+    """
+    zone = zone or ZoneInfo("UTC")
+    unit: BucketUnit = args.bucket
+    local = to_local(bucket, zone)
+    utc = to_utc(local, zone)
+    label = bucket_label(local, unit)
+    rows = int(series.get(utc, 0))
+    history = _baseline_points(series, local, args, zone, expected)
+    baseline = _baseline(history, local, args)
+
+    def verdict(outcome: Outcome, message: str, band: tuple[float, float] | None) -> Detection:
+        return Detection(
+            bucket=utc,
+            label=label,
+            rows=rows,
+            outcome=outcome,
+            message=f"{label}: {message}",
+            baseline_median=baseline.median if history else None,
+            lower=band[0] if band else None,
+            upper=band[1] if band else None,
+            baseline_buckets=len(history),
+            seasonality=baseline.seasonality,
+        )
+
+    if utc in expected:
+        return verdict("expected", f"{plural(rows, 'row')}, marked as expected", None)
+    if len(history) < args.min_history:
+        have = f"only {plural(len(history), unit)} of history" if history else "no history yet"
+        message = f"{have} (needs {args.min_history}): cannot judge yet"
+        return verdict("too_little_history", message, None)
+    if baseline.thin_slot is not None:
+        have = _slot_history(baseline.thin_slot, local, unit)
+        message = f"only {have} of history (needs {MIN_SEASON_POINTS}): cannot judge yet"
+        return verdict("too_little_history", message, None)
+
+    median, allowed = baseline.median, _allowed_change(baseline, args)
+    band = (max(0.0, median - allowed), median + allowed)
+    usual = f"{_count(band[0])}–{_count(band[1])}{_season_words(baseline.seasonality, local)}"
+    if not _is_anomaly(rows, baseline, args):
+        return verdict("normal", f"{plural(rows, 'row')}, within the usual {usual}", band)
+    change = ""
+    if rows and median:
+        share = abs(rows - median) / median * 100
+        change = f"{share:,.0f}% {'below' if rows < median else 'above'} "
+    message = f"{plural(rows, 'row')}, {change}baseline {_count(median)} (usually {usual})"
+    return verdict("anomaly", message, band)
+
+
+def _baseline_points(
+    series: Mapping[datetime, float],
+    local: datetime,
+    args: VolumeAnomalyArgs,
+    zone: ZoneInfo,
+    expected: Collection[datetime],
+) -> list[tuple[datetime, float]]:
+    """(naive start, rows) of the buckets the evaluated one is compared with."""
+    first = min((moment for moment, rows in series.items() if rows > 0), default=None)
+    if first is None:
+        return []
+    start = max(local - training_span(args), bucket_floor(to_local(first, zone), args.bucket))
+    points: list[tuple[datetime, float]] = []
+    for start_local in bucket_starts(start, local, args.bucket, zone):
+        moment = to_utc(start_local, zone)
+        if moment not in expected:
+            points.append((start_local, float(series.get(moment, 0))))
+    return points
+
+
+_SLOT_KIND: dict[str, Seasonality] = {"day": "weekday", "hour": "hour_of_day", "week": "none"}
+
+
+def _slot_of(local: datetime, unit: BucketUnit) -> int | None:
+    """The seasonal slot of a bucket: its weekday (daily) or hour of day (hourly)."""
+    if unit == "day":
+        return local.weekday()
+    return local.hour if unit == "hour" else None
+
+
+def _slot_history(points: int, local: datetime, unit: BucketUnit) -> str:
+    if unit == "day":
+        return plural(points, calendar.day_name[local.weekday()])
+    return f"{plural(points, 'day')} of {local:%H}:00"
+
+
+def _baseline(
+    history: list[tuple[datetime, float]], local: datetime, args: VolumeAnomalyArgs
+) -> _Baseline:
+    values = [rows for _, rows in history]
+    if not values:
+        return _Baseline(0.0, 1.0, "none")
+    groups: dict[int, list[float]] = {}
+    for start, rows in history:
+        slot = _slot_of(start, args.bucket)
+        if slot is not None:
+            groups.setdefault(slot, []).append(rows)
+    slot = _slot_of(local, args.bucket)
+    kind = _SLOT_KIND[args.bucket]
+    if slot is not None and _use_seasonality(args, groups, values):
+        own = groups.get(slot, [])
+        median = statistics.median(own or values)
+        if len(own) < MIN_SEASON_POINTS:
+            # A weekly rhythm with too few of this weekday to go by: the other days are no
+            # baseline for it (a Saturday is not a slow Friday), so it cannot be judged yet.
+            return _Baseline(median, 1.0, kind, thin_slot=len(own))
+        # Four Mondays are too few for a stable spread, so the noise is pooled over the slots
+        # at a similar level (a quiet Sunday is as erratic as a quiet Saturday, not as a
+        # busy Monday), relative to each slot's level.
+        alike = [v for v in groups.values() if _similar(statistics.median(v), median)]
+        return _Baseline(median, _floored(_relative_noise(alike) * median, median), kind)
+    median = statistics.median(values)
+    return _Baseline(median, _floored(_mad(values) * MAD_SCALE, median), "none")
+
+
+def _use_seasonality(
+    args: VolumeAnomalyArgs, groups: Mapping[int, list[float]], values: list[float]
+) -> bool:
+    """Whether to compare a bucket only with its own weekday (hour of day).
+
+    ``auto`` decides from the data: a pattern is material when the slot medians (a slot with
+    one point yet counts, so that a rhythm shows in the second week) spread, largest minus
+    smallest, by more than half the noise floor (``min_change_pct`` / 2 of the overall median:
+    a difference that could reach an alert on its own) AND by more than three within-slot
+    robust deviations (from slots with two points or more), so that the sampling noise of
+    medians over a few points does not pass for a rhythm.
+    """
+    if args.seasonality != "auto":
+        return args.seasonality == "weekday"
+    slots = list(groups.values())
+    medians = [statistics.median(v) for v in slots]
+    residuals = [abs(x - m) for v, m in zip(slots, medians, strict=True) if len(v) >= 2 for x in v]
+    if len(medians) < 2 or not residuals:
+        return False
+    overall = statistics.median(values)
+    spread = max(medians) - min(medians)
+    within = _floored(statistics.median(residuals) * MAD_SCALE, overall)
+    return spread > args.min_change_pct / 200 * overall and spread > SEASONAL_SPREAD * within
+
+
+def _similar(level: float, other: float) -> bool:
+    """Whether two slot levels are within a factor of ``SIMILAR_LEVEL`` of each other."""
+    return min(level, other) * SIMILAR_LEVEL >= max(level, other)
+
+
+def _relative_noise(groups: Iterable[list[float]]) -> float:
+    """1.4826 × the MAD of each point from the median of the rest of its slot, relative to it.
+
+    Leaving the point out measures the error of the very prediction made (a median of the
+    other Mondays), which in-sample deviations from three or four points understate.
+    """
+    shares = [
+        abs(x - median) / median
+        for values in groups
+        if len(values) >= 3
+        for x, median in _leave_one_out_medians(values)
+        if median > 0
+    ]
+    return statistics.median(shares) * MAD_SCALE if shares else 0.0
+
+
+def _leave_one_out_medians(values: list[float]) -> list[tuple[float, float]]:
+    """Each value with the median of all the others, in O(n log n)."""
+    ordered = sorted(values)
+    rest = len(ordered) - 1
+    pairs: list[tuple[float, float]] = []
+    for i, x in enumerate(ordered):
+        upper = _without(ordered, i, rest // 2)
+        median = upper if rest % 2 else (_without(ordered, i, rest // 2 - 1) + upper) / 2
+        pairs.append((x, median))
+    return pairs
+
+
+def _without(ordered: list[float], skipped: int, k: int) -> float:
+    """The ``k``-th smallest of ``ordered`` once the value at ``skipped`` is left out."""
+    return ordered[k] if k < skipped else ordered[k + 1]
+
+
+def _mad(values: list[float]) -> float:
+    median = statistics.median(values)
+    return statistics.median(abs(x - median) for x in values)
+
+
+def _floored(scale: float, median: float) -> float:
+    """A count cannot be steadier than Poisson noise (√median), nor a spread below one row.
+
+    Without the floor a perfectly flat history (MAD 0) would alert on a one-row change.
+    """
+    return max(scale, math.sqrt(max(median, 0.0)), 1.0)
+
+
+def _allowed_change(baseline: _Baseline, args: VolumeAnomalyArgs) -> float:
+    """Half the width of the usual band: beyond it a change is both unusual and material."""
+    return max(args.sensitivity * baseline.scale, args.min_change_pct / 100 * baseline.median)
+
+
+def _is_anomaly(rows: int, baseline: _Baseline, args: VolumeAnomalyArgs) -> bool:
+    median = baseline.median
+    if rows == 0 and median > 0 and args.direction != "spike":
+        return True  # an empty bucket after non-empty ones is always news
+    change = rows - median
+    if args.direction == "drop" and change >= 0 or args.direction == "spike" and change <= 0:
+        return False
+    unusual = abs(change) > args.sensitivity * baseline.scale
+    material = abs(change) >= args.min_change_pct / 100 * median
+    return unusual and material
+
+
+def _count(value: float) -> str:
+    return f"{math.floor(value + 0.5):,}"  # half up: 980.5 reads as 981
+
+
+def _season_words(seasonality: Seasonality, local: datetime) -> str:
+    if seasonality == "weekday":
+        return f" on {calendar.day_name[local.weekday()]}s"
+    if seasonality == "hour_of_day":
+        return f" at {local:%H}:00"
+    return ""
+
+
+# --- the check -------------------------------------------------------------------------------
+
+
+class VolumeAnomaly:
+    """Counts rows per bucket in the database and judges the last complete bucket."""
+
+    def __init__(self, spec: CheckSpec, relation: Relation, ctx: CheckContext) -> None:
+        assert isinstance(spec.args, VolumeAnomalyArgs)
+        self.spec = spec
+        self.args = spec.args
+        self.relation = relation
+        self.ctx = ctx
+        self.zone = ZoneInfo(self.args.timezone or ctx.timezone)
+
+    def aggregates(self) -> dict[str, sa.ColumnElement[Any]]:
+        return {}  # a GROUP BY of its own, not part of the shared scan
+
+    def evaluate(self, values: Mapping[str, Any]) -> CheckResult:
+        problem = self.problem()
+        if problem:
+            return error_result(self.spec, problem)
+        unit = self.args.bucket
+        local = last_complete_bucket(self.ctx.at, unit, self.zone)
+        window_start = local - training_span(self.args)
+        series = self.series(window_start, local + _STEP[unit])
+        found = detect(
+            series, to_utc(local, self.zone), self.args, zone=self.zone, expected=self.expected()
+        )
+        return self._result(found, local, series)
+
+    def series(self, start: datetime, end: datetime) -> dict[datetime, float]:
+        """Rows per bucket (UTC start) for naive wall-clock ``[start, end)``, from the first
+        non-empty bucket on; stored counts stand in for buckets the source has purged."""
+        counts = self._count_rows(start, end)
+        starts = [
+            to_utc(local, self.zone)
+            for local in bucket_starts(start, end, self.args.bucket, self.zone)
+        ]
+        if not starts:
+            return {}
+        # Sources purge their oldest rows: only buckets before the oldest one the table still
+        # holds (and never the last, the one being judged) were purged rather than emptied.
+        purged_before = min([*counts, starts[-1]])
+        stored = {
+            moment: rows
+            for moment, rows in self._stored(starts[0]).items()
+            if moment < purged_before
+        }
+        merged = {moment: float(counts.get(moment, stored.get(moment, 0))) for moment in starts}
+        first = next((m for m, rows in merged.items() if rows > 0), None)
+        return {m: rows for m, rows in merged.items() if first is not None and m >= first}
+
+    def problem(self) -> str | None:
+        """Why the check cannot run here (a missing column, an unsupported database), if so."""
+        column = self.args.timestamp_column
+        if column not in self.relation.columns:
+            return (
+                f"column {column!r} not found in {self.relation.label}; "
+                f"available: {', '.join(self.relation.columns)}"
+            )
+        dialect = self.relation.engine.dialect.name
+        if dialect not in SUPPORTED_DIALECTS:
+            return f"volume_anomaly is not supported yet on {dialect}"
+        return None
+
+    def expected(self) -> set[datetime]:
+        """Bucket starts (UTC) an owner marked "expected"."""
+        history = self.ctx.history
+        return (
+            set() if history is None else history.expected_buckets(self.ctx.suite, self.spec.name)
+        )
+
+    def _stored(self, since: datetime) -> dict[datetime, float]:
+        history = self.ctx.history
+        if history is None:
+            return {}
+        return history.bucket_history(self.ctx.suite, self.spec.name, since=since)
+
+    def _count_rows(self, start: datetime, end: datetime) -> dict[datetime, int]:
+        """One GROUP BY: rows per bucket for naive wall-clock ``[start, end)``."""
+        local_expr, low, high = self._local_timestamp(start, end)
+        bucket = self._bucket_expression(local_expr)
+        inner = (
+            sa.select(bucket.label("bucket"))
+            .select_from(self.relation.selectable)
+            .where(low, high)
+            .subquery("buckets")
+        )
+        query = sa.select(inner.c.bucket, sa.func.count().label("rows")).group_by(inner.c.bucket)
+        with self.relation.connect() as conn:
+            rows = conn.execute(query).all()
+        return {
+            to_utc(_as_datetime(start_value), self.zone): int(count)
+            for start_value, count in rows
+            if start_value is not None
+        }
+
+    def _local_timestamp(
+        self, start: datetime, end: datetime
+    ) -> tuple[sa.ColumnElement[Any], sa.ColumnElement[bool], sa.ColumnElement[bool]]:
+        """The column as wall-clock time in the zone, and the window's bounds on it."""
+        column = self.relation.column(self.args.timestamp_column)
+        info = self.relation.columns[self.args.timestamp_column]
+        if self.relation.engine.dialect.name == "sqlite":
+            # SQLite keeps timestamps as text: normalise it so that text compares in time order.
+            text = sa.func.strftime("%Y-%m-%d %H:%M:%S", column)
+            return text, text >= f"{start:%Y-%m-%d %H:%M:%S}", text < f"{end:%Y-%m-%d %H:%M:%S}"
+        if info.family == "timestamp" and getattr(info.sql_type, "timezone", False):
+            # Bounds on the column itself so that an index on it can serve the window.
+            low = sa.literal(to_utc(start, self.zone), info.sql_type)
+            high = sa.literal(to_utc(end, self.zone), info.sql_type)
+            return sa.func.timezone(self.zone.key, column), column >= low, column < high
+        if info.family == "timestamp":
+            return column, column >= sa.literal(start, info.sql_type), column < sa.literal(end)
+        local = sa.cast(column, sa.DateTime())
+        return local, local >= sa.literal(start, sa.DateTime()), local < sa.literal(end)
+
+    def _bucket_expression(self, local: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+        unit = self.args.bucket
+        if self.relation.engine.dialect.name == "postgresql":
+            return sa.func.date_trunc(unit, local)  # ISO weeks: they start on Monday
+        if unit == "hour":
+            return sa.func.strftime("%Y-%m-%d %H:00:00", local)
+        if unit == "week":
+            # The coming Sunday (today if Sunday), then back to that week's Monday.
+            return sa.func.date(local, "weekday 0", "-6 days")
+        return sa.func.date(local)
+
+    def _result(
+        self, found: Detection, local: datetime, series: Mapping[datetime, float]
+    ) -> CheckResult:
+        observed = {
+            "bucket": local.replace(tzinfo=self.zone).isoformat(),
+            "rows": found.rows,
+            "baseline_median": _rounded(found.baseline_median),
+            "lower": _rounded(found.lower),
+            "upper": _rounded(found.upper),
+            "baseline_buckets": found.baseline_buckets,
+            "seasonality": found.seasonality,
+            "direction": self.args.direction,
+        }
+        base = result(
+            self.spec,
+            found.outcome != "anomaly",
+            found.message,
+            observed=observed,
+            metrics={"rows": found.rows},
+        )
+        status: Status = "warn" if found.outcome == "too_little_history" else base.status
+        return CheckResult(
+            name=base.name,
+            type=base.type,
+            status=status,
+            severity=base.severity,
+            message=base.message,
+            observed=base.observed,
+            metrics=base.metrics,
+            series=dict(series),
+        )
+
+
+def _as_datetime(value: Any) -> datetime:
+    """A bucket start from the database: a datetime, or ISO text from SQLite."""
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=None)
+    return datetime.fromisoformat(str(value))
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
+
+
+# --- backtest --------------------------------------------------------------------------------
+
+
+def backtest(
+    spec: CheckSpec, relation: Relation, ctx: CheckContext, start: datetime, end: datetime
+) -> list[BucketVerdict]:
+    """What the check would have said at the end of every bucket in ``[start, end)``.
+
+    One query reads every count; each bucket is then judged on earlier buckets only. Buckets
+    that had not ended by ``end`` (or by ``ctx.at``) are left out. Raises
+    :class:`~dq_agent.errors.DqAgentError` when the check cannot run on this source.
+    """
+    check = VolumeAnomaly(spec, relation, ctx)
+    problem = check.problem()
+    if problem:
+        raise DqAgentError(f"{spec.name}: {problem}")
+    unit, zone = check.args.bucket, check.zone
+    horizon = to_local(min(end, ctx.at), zone)
+    first = bucket_floor(to_local(start, zone), unit)
+    judged = [
+        local
+        for local in bucket_starts(first, horizon, unit, zone)
+        if local + _STEP[unit] <= horizon
+    ]
+    if not judged:
+        return []
+    try:
+        series = check.series(first - training_span(check.args), judged[-1] + _STEP[unit])
+    except sa.exc.SQLAlchemyError as exc:
+        raise translate(exc, relation.engine.url) from exc
+    expected = check.expected()
+    return [
+        _verdict(
+            detect(series, to_utc(local, zone), check.args, zone=zone, expected=expected), spec
+        )
+        for local in judged
+    ]
+
+
+def _verdict(found: Detection, spec: CheckSpec) -> BucketVerdict:
+    status: Status = "pass"
+    if found.outcome == "anomaly":
+        status = failed_status(spec.severity)
+    elif found.outcome == "too_little_history":
+        status = "warn"
+    return BucketVerdict(
+        bucket=found.bucket,
+        rows=found.rows,
+        status=status,
+        message=found.message,
+        baseline_median=_rounded(found.baseline_median),
+        lower=_rounded(found.lower),
+        upper=_rounded(found.upper),
+    )

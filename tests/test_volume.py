@@ -1,0 +1,561 @@
+"""``volume_anomaly``: the decision on in-memory series, then end to end on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+import sqlalchemy as sa
+
+from dq_agent.checks.base import CheckContext
+from dq_agent.checks.volume import (
+    Detection,
+    VolumeAnomaly,
+    backtest,
+    bucket_starts,
+    detect,
+    last_complete_bucket,
+)
+from dq_agent.config import load_project
+from dq_agent.config.models import VolumeAnomalyArgs
+from dq_agent.errors import DqAgentError
+from dq_agent.results import CheckResult
+from dq_agent.sources import SqlSource, create_engine
+from tests.sources import NOW, load_orders, project_for, run_one
+
+MONDAY = datetime(2026, 11, 23, tzinfo=UTC)  # the last complete day at NOW
+
+
+def args(**overrides: Any) -> VolumeAnomalyArgs:
+    return VolumeAnomalyArgs(timestamp_column="created_at", **overrides)
+
+
+def days_before(end: datetime, counts: Sequence[float]) -> dict[datetime, float]:
+    """``counts`` on the consecutive days that end the day before ``end``."""
+    first = end - timedelta(days=len(counts))
+    return {first + timedelta(days=i): float(n) for i, n in enumerate(counts)}
+
+
+def judge(
+    history: Sequence[float], rows: float, *, at: datetime = MONDAY, **overrides: Any
+) -> Detection:
+    series = {**days_before(at, history), at: float(rows)}
+    return detect(series, at, args(**overrides))
+
+
+def weekly(weeks: int, weekday: int = 1000, weekend: int = 300) -> list[int]:
+    """Whole weeks ending on a Sunday, small wobbles around a weekday and a weekend level."""
+    wobble = (0, 12, -9, 5, -14, 8, -3)
+    return [
+        (weekday if day % 7 < 5 else weekend) + wobble[(day * 3 + day // 7) % 7]
+        for day in range(weeks * 7)
+    ]
+
+
+# --- the decision on a series in memory ------------------------------------------------------
+
+
+def test_median_and_mad_are_robust_to_one_outlier_in_the_baseline() -> None:
+    history = [100, 102, 98, 101, 99, 100, 103, 97, 100, 5000, 101, 99, 100, 100]
+    found = judge(history, 125, seasonality="none")
+    # MAD 1 (×1.4826) is below Poisson noise √100 = 10: the band is 100 ± 3 × 10.
+    assert (found.baseline_median, found.lower, found.upper) == (100.0, 70.0, 130.0)
+    assert found.outcome == "normal"
+    assert found.message == "2026-11-23: 125 rows, within the usual 70–130"
+    spike = judge(history, 135, seasonality="none")
+    assert spike.message == "2026-11-23: 135 rows, 35% above baseline 100 (usually 70–130)"
+    assert spike.anomalous
+
+
+def test_the_scale_is_1_4826_mad_when_the_counts_are_large() -> None:
+    history = [10_000 + d for d in (0, 500, -500, 1000, -1000, 250, -250, 0, 750, -750)]
+    found = judge(history, 10_000, seasonality="none", min_change_pct=0)
+    # |deviations| 0,500,500,1000,1000,250,250,0,750,750 → MAD 500 → scale 741.3 → ±2,223.9
+    assert (found.baseline_median, found.lower, found.upper) == (10_000.0, 7_776.1, 12_223.9)
+    assert judge(history, 12_200, seasonality="none", min_change_pct=0).outcome == "normal"
+    assert judge(history, 12_250, seasonality="none", min_change_pct=0).outcome == "anomaly"
+
+
+def test_a_clear_spike_fails() -> None:
+    found = judge(weekly(4), 3000)
+    assert found.anomalous
+    assert found.message == (
+        "2026-11-23: 3,000 rows, 199% above baseline 1,003 (usually 802–1,203 on Mondays)"
+    )
+
+
+def test_the_evaluated_bucket_is_not_part_of_its_own_baseline() -> None:
+    found = judge([100] * 7, 0, seasonality="none")
+    assert (found.baseline_buckets, found.baseline_median) == (7, 100.0)
+    assert found.message == "2026-11-23: 0 rows, baseline 100 (usually 70–130)"
+    # Nor are later buckets: a backtest hands detect() the whole range.
+    later = {MONDAY + timedelta(days=1): 0.0, MONDAY + timedelta(days=2): 0.0}
+    series = {**days_before(MONDAY, [100] * 7), MONDAY: 0.0, **later}
+    assert detect(series, MONDAY, args(seasonality="none")) == found
+    assert judge([100] * 6, 100).message == (
+        "2026-11-23: only 6 days of history (needs 7): cannot judge yet"
+    )
+
+
+def test_a_normal_weekend_dip_does_not_alert_with_weekday_seasonality() -> None:
+    sunday = MONDAY - timedelta(days=1)
+    history = weekly(4)[:-1]  # up to the Saturday before
+    found = judge(history, 296, at=sunday)
+    assert found.outcome == "normal"
+    assert found.seasonality == "weekday"
+    assert found.message == "2026-11-22: 296 rows, within the usual 225–369 on Sundays"
+    # Without seasonality a Sunday is judged against weekdays, and every weekend alerts.
+    flat = judge(history, 296, at=sunday, seasonality="none")
+    assert flat.message == "2026-11-22: 296 rows, 70% below baseline 997 (usually 798–1,196)"
+
+
+def test_a_weekend_outage_still_alerts_with_weekday_seasonality() -> None:
+    found = judge(weekly(4)[:-1], 90, at=MONDAY - timedelta(days=1))
+    assert (
+        found.message == "2026-11-22: 90 rows, 70% below baseline 297 (usually 225–369 on Sundays)"
+    )
+
+
+def test_auto_seasonality_needs_a_material_weekly_pattern() -> None:
+    # Weekdays and weekends differ by 2%: not a pattern worth judging weekdays apart.
+    assert judge(weekly(4, 1000, 980), 1000).seasonality == "none"
+    assert judge(weekly(4), 1000).seasonality == "weekday"
+    assert judge(weekly(4), 1000, seasonality="none").seasonality == "none"
+    assert judge(weekly(4, 1000, 980), 1000, seasonality="weekday").seasonality == "weekday"
+
+
+def test_a_weekly_pattern_with_too_few_of_this_weekday_cannot_be_judged_yet() -> None:
+    # Two weeks of history: the pattern shows, but two Mondays are no baseline.
+    found = judge(weekly(2), 1000)
+    assert found.outcome == "too_little_history"
+    assert found.message == "2026-11-23: only 2 Mondays of history (needs 3): cannot judge yet"
+
+
+def test_changes_below_min_change_pct_never_alert_even_with_a_tiny_mad() -> None:
+    history = [1_000_000 + d for d in (0, 50, -50, 100, -100, 20, -20, 0, 70, -70)]
+    plus_8_pct = 1_080_000
+    quiet = judge(history, plus_8_pct, seasonality="none")
+    assert quiet.outcome == "normal"
+    assert quiet.message == "2026-11-23: 1,080,000 rows, within the usual 800,000–1,200,000"
+    loud = judge(history, plus_8_pct, seasonality="none", min_change_pct=5)
+    assert loud.message == (
+        "2026-11-23: 1,080,000 rows, 8% above baseline 1,000,000 (usually 950,000–1,050,000)"
+    )
+
+
+def test_zero_rows_always_alert_when_the_baseline_has_rows() -> None:
+    noisy = [1, 60, 2, 55, 3, 50, 4, 45, 5, 40]  # so noisy that 0 is inside the band
+    found = judge(noisy, 0, seasonality="none")
+    assert found.lower == 0.0
+    assert found.message == "2026-11-23: 0 rows, baseline 23 (usually 0–116)"
+    assert judge(noisy, 0, seasonality="none", direction="drop").anomalous
+    assert not judge(noisy, 0, seasonality="none", direction="spike").anomalous
+    assert judge([0] * 7 + [5] + [0] * 6, 0).outcome == "normal"  # nothing usually arrives
+
+
+def test_direction_drop_ignores_spikes_and_spike_ignores_drops() -> None:
+    history = [100] * 14
+    assert judge(history, 300, seasonality="none", direction="drop").outcome == "normal"
+    assert judge(history, 30, seasonality="none", direction="drop").anomalous
+    assert judge(history, 30, seasonality="none", direction="spike").outcome == "normal"
+    assert judge(history, 300, seasonality="none", direction="spike").anomalous
+    assert judge(history, 300, seasonality="none").anomalous
+
+
+def test_too_little_history_says_why() -> None:
+    assert judge([100, 100, 100], 0).message == (
+        "2026-11-23: only 3 days of history (needs 7): cannot judge yet"
+    )
+    assert judge([], 50).message == "2026-11-23: no history yet (needs 7): cannot judge yet"
+    assert judge([100] * 3, 0, min_history=3).outcome == "anomaly"
+    hourly = detect({MONDAY - timedelta(hours=1): 5.0}, MONDAY, args(bucket="hour"))
+    assert hourly.message == "2026-11-23 00:00: only 1 hour of history (needs 7): cannot judge yet"
+
+
+def test_buckets_before_the_first_row_are_not_zeros_but_later_gaps_are() -> None:
+    series = days_before(MONDAY, [100] * 8)
+    del series[MONDAY - timedelta(days=3)]  # a day without rows after the first one
+    found = detect({**series, MONDAY: 100.0}, MONDAY, args(seasonality="none"))
+    assert found.baseline_buckets == 8  # the training window holds 28 days; 20 are before
+    assert found.message == "2026-11-23: 100 rows, within the usual 70–130"
+
+
+def test_expected_buckets_leave_the_baseline() -> None:
+    # Every other day a batch import quadruples the rows; the owner marked those "expected".
+    history = [100.0, 400.0] * 7
+    series = {**days_before(MONDAY, history), MONDAY: 30.0}
+    imports = {MONDAY - timedelta(days=i) for i in range(1, 15, 2)}
+    unmarked = detect(series, MONDAY, args(seasonality="none"))
+    assert unmarked.message == "2026-11-23: 30 rows, within the usual 0–917"  # drop missed
+    marked = detect(series, MONDAY, args(seasonality="none"), expected=imports)
+    assert (marked.baseline_buckets, marked.baseline_median) == (7, 100.0)
+    assert marked.message == "2026-11-23: 30 rows, 70% below baseline 100 (usually 70–130)"
+    too_few = detect(series, MONDAY, args(seasonality="none", min_history=8), expected=imports)
+    assert too_few.message == "2026-11-23: only 7 days of history (needs 8): cannot judge yet"
+
+
+def test_an_expected_evaluated_bucket_passes() -> None:
+    series = {**days_before(MONDAY, [100] * 14), MONDAY: 5000.0}
+    found = detect(series, MONDAY, args(), expected={MONDAY})
+    assert (found.outcome, found.message) == (
+        "expected",
+        "2026-11-23: 5,000 rows, marked as expected",
+    )
+
+
+def test_buckets_follow_the_timezone_and_weeks_start_on_monday() -> None:
+    tokyo = ZoneInfo("Asia/Tokyo")
+    start = datetime(2026, 11, 22, 15, tzinfo=UTC)  # 2026-11-23 00:00 in Tokyo
+    series = {start - timedelta(days=7 - i): 50.0 for i in range(7)} | {start: 50.0}
+    found = detect(series, start, args(seasonality="none"), zone=tokyo)
+    assert (found.label, found.bucket, found.baseline_buckets) == ("2026-11-23", start, 7)
+    weeks = {MONDAY - timedelta(weeks=8 - i): 700.0 for i in range(8)} | {MONDAY: 700.0}
+    weekly_found = detect(weeks, MONDAY, args(bucket="week", training_days=56, min_history=3))
+    assert weekly_found.message == "week of 2026-11-23: 700 rows, within the usual 560–840"
+
+
+def test_hours_a_clock_skips_are_not_buckets() -> None:
+    new_york = ZoneInfo("America/New_York")
+    night = datetime(2026, 3, 8)  # clocks jump from 02:00 to 03:00
+    starts = bucket_starts(night, night + timedelta(hours=4), "hour", new_york)
+    assert [f"{s:%H}" for s in starts] == ["00", "01", "03"]
+    at = datetime(2026, 3, 8, 7, 30, tzinfo=UTC)  # 03:30 in New York
+    assert last_complete_bucket(at, "hour", new_york) == datetime(2026, 3, 8, 1)
+
+
+# --- end to end on SQLite and PostgreSQL -----------------------------------------------------
+
+FIRST_DAY = date(2026, 10, 12)  # a Monday: six weeks of events up to NOW (Tue 2026-11-24 12:00)
+LAST_DAY = date(2026, 11, 24)
+
+
+def events_table(aware: bool = False) -> sa.Table:
+    return sa.Table(
+        "events",
+        sa.MetaData(),
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("created_at", sa.DateTime(timezone=aware)),
+    )
+
+
+def usual_rows(day: date) -> int:
+    """About 200 events on weekdays and 60 at weekends, wobbling by a few."""
+    wobble = (day.toordinal() * 7) % 11 - 5
+    return (200 if day.weekday() < 5 else 60) + wobble
+
+
+def nov(day: int) -> date:
+    return date(2026, 11, day)
+
+
+def daily_counts(
+    changed: dict[date, int] | None = None, *, first: date = FIRST_DAY, last: date = LAST_DAY
+) -> dict[date, int]:
+    """The usual rows per day from ``first`` to ``last``, but for the ``changed`` days."""
+    days = (first + timedelta(days=i) for i in range((last - first).days + 1))
+    return {day: usual_rows(day) for day in days} | (changed or {})
+
+
+def event_rows(counts: dict[date, int], zone: ZoneInfo | None = None) -> list[dict[str, Any]]:
+    """Each day's rows spread over its hours; naive wall-clock times unless ``zone`` is given."""
+    rows: list[dict[str, Any]] = []
+    for day, count in counts.items():
+        for i in range(count):
+            moment = datetime.combine(day, time(i * 24 // count, (i * 7) % 60))
+            if zone is not None:
+                moment = moment.replace(tzinfo=zone).astimezone(UTC)
+            rows.append({"id": len(rows) + 1, "created_at": moment})
+    return rows
+
+
+def suite(check: str = "{timestamp_column: created_at}", timezone: str = "UTC") -> str:
+    return f"""
+    suite: events
+    timezone: {timezone}
+    source: {{connector: warehouse, table: events}}
+    checks:
+      - volume_anomaly: {check}
+    """
+
+
+def only_check(root: Path, url: str, suite_yaml: str, **kwargs: Any) -> CheckResult:
+    [result] = run_one(root, url, suite_yaml, **kwargs).checks
+    return result
+
+
+def test_a_normal_day_passes(tmp_path: Path, db_url: str) -> None:
+    load_orders(db_url, event_rows(daily_counts()), events_table())
+    result = only_check(tmp_path, db_url, suite())
+    assert (result.status, result.message) == (
+        "pass",
+        "2026-11-23: 204 rows, within the usual 157–242 on Mondays",
+    )
+    # Mondays had 199, 205, 200 and 195 rows; √199.5 (Poisson noise) sets the width.
+    assert result.observed == {
+        "bucket": "2026-11-23T00:00:00+00:00",
+        "rows": 204,
+        "baseline_median": 199.5,
+        "lower": 157.13,
+        "upper": 241.87,
+        "baseline_buckets": 28,
+        "seasonality": "weekday",
+        "direction": "both",
+    }
+    assert result.metrics == {"rows": 204}
+    # Every day of the window, from the evaluated day back 28 days, goes to the state store.
+    assert len(result.series) == 29
+    assert result.series[datetime(2026, 10, 26, tzinfo=UTC)] == usual_rows(date(2026, 10, 26))
+
+
+def test_a_dropped_day_fails(tmp_path: Path, db_url: str) -> None:
+    load_orders(db_url, event_rows(daily_counts({nov(23): 23})), events_table())
+    result = only_check(tmp_path, db_url, suite())
+    assert (result.status, result.message) == (
+        "fail",
+        "2026-11-23: 23 rows, 88% below baseline 200 (usually 157–242 on Mondays)",
+    )
+    empty = daily_counts({nov(23): 0})
+    load_orders(db_url, event_rows(empty), events_table())
+    assert only_check(tmp_path, db_url, suite()).message == (
+        "2026-11-23: 0 rows, baseline 200 (usually 157–242 on Mondays)"
+    )
+
+
+def test_as_of_evaluates_an_earlier_day_and_ignores_later_rows(tmp_path: Path, db_url: str) -> None:
+    load_orders(db_url, event_rows(daily_counts({nov(20): 5, nov(23): 0})), events_table())
+    # As of Saturday 10:00 the last complete day is Friday 20th: its outage shows, later days not.
+    result = only_check(tmp_path, db_url, suite(), as_of=datetime(2026, 11, 21, 10, tzinfo=UTC))
+    assert (result.status, result.message) == (
+        "fail",
+        "2026-11-20: 5 rows, 97% below baseline 198 (usually 156–240 on Fridays)",
+    )
+    assert max(result.series) == datetime(2026, 11, 20, tzinfo=UTC)
+
+
+def test_a_timezone_aware_column_is_bucketed_in_the_checks_timezone(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    new_york = ZoneInfo("America/New_York")
+    counts = daily_counts({nov(23): 20}, last=nov(23))
+    load_orders(postgres_url, event_rows(counts, new_york), events_table(aware=True))
+    check = "{timestamp_column: created_at, timezone: America/New_York}"
+    result = only_check(tmp_path, postgres_url, suite(check))
+    # NOW is 07:00 in New York: the last complete day there is Monday the 23rd.
+    assert (result.status, result.message) == (
+        "fail",
+        "2026-11-23: 20 rows, 90% below baseline 200 (usually 157–242 on Mondays)",
+    )
+    assert result.observed["bucket"] == "2026-11-23T00:00:00-05:00"
+    assert result.series[datetime(2026, 11, 23, 5, tzinfo=UTC)] == 20
+
+
+def test_naive_timestamps_are_wall_clock_time_in_the_suites_timezone(
+    tmp_path: Path, db_url: str
+) -> None:
+    load_orders(db_url, event_rows(daily_counts()), events_table())
+    # At NOW it is 01:00 on Wednesday the 25th in Auckland: Tuesday the 24th is complete.
+    result = only_check(tmp_path, db_url, suite(timezone="Pacific/Auckland"))
+    assert result.message == "2026-11-24: 200 rows, within the usual 156–241 on Tuesdays"
+    assert result.observed["bucket"] == "2026-11-24T00:00:00+13:00"
+
+
+def test_hourly_buckets_compare_the_same_hour_of_day(tmp_path: Path, db_url: str) -> None:
+    first = NOW - timedelta(days=10)
+    rows: list[dict[str, Any]] = []
+    for h in range(10 * 24 + 12):
+        start = (first + timedelta(hours=h)).replace(tzinfo=None)
+        busy = 8 <= start.hour < 20
+        count = (60 if busy else 6) + (h * 5) % 7 - 3
+        if start == datetime(2026, 11, 24, 11):
+            count = 9  # the evaluated hour lost most of its rows
+        rows += [{"created_at": start + timedelta(minutes=(i * 13) % 60)} for i in range(count)]
+    rows = [{"id": i, **row} for i, row in enumerate(rows, 1)]
+    load_orders(db_url, rows, events_table())
+    check = "{timestamp_column: created_at, bucket: hour, training_days: 7}"
+    result = only_check(tmp_path, db_url, suite(check))
+    assert (result.status, result.message) == (
+        "fail",
+        "2026-11-24 11:00: 9 rows, 85% below baseline 60 (usually 37–83 at 11:00)",
+    )
+    assert result.observed["seasonality"] == "hour_of_day"
+    assert result.observed["baseline_buckets"] == 168
+    night = only_check(tmp_path, db_url, suite(check), as_of=datetime(2026, 11, 24, 4, tzinfo=UTC))
+    assert (night.status, night.message) == (
+        "pass",
+        "2026-11-24 03:00: 3 rows, within the usual 0–16 at 03:00",
+    )
+
+
+def test_backtest_finds_exactly_the_injected_anomalies(tmp_path: Path, db_url: str) -> None:
+    counts = daily_counts({nov(12): 0, nov(18): 640, nov(21): 15})
+    load_orders(db_url, event_rows(counts), events_table())
+    project_for(tmp_path, db_url, {"s": suite()})
+    start, end = datetime(2026, 11, 9, tzinfo=UTC), datetime(2026, 11, 24, tzinfo=UTC)
+    with planned(tmp_path) as (spec, relation, ctx):
+        verdicts = backtest(spec, relation, ctx, start, end)
+    assert [v.bucket.date() for v in verdicts] == [
+        date(2026, 11, 9) + timedelta(days=i) for i in range(15)
+    ]
+    failed = [(v.bucket.date().isoformat(), v.message) for v in verdicts if v.status != "pass"]
+    assert failed == [
+        ("2026-11-12", "2026-11-12: 0 rows, baseline 200 (usually 157–242 on Thursdays)"),
+        (
+            "2026-11-18",
+            "2026-11-18: 640 rows, 219% above baseline 201 (usually 158–243 on Wednesdays)",
+        ),
+        ("2026-11-21", "2026-11-21: 15 rows, 75% below baseline 60 (usually 36–83 on Saturdays)"),
+    ]
+    assert {v.status for v in verdicts} == {"pass", "fail"}
+    # The Thursday after the outage keeps its baseline: one zero does not move a median.
+    after = verdicts[10]
+    assert (after.message, after.baseline_median, after.lower, after.upper) == (
+        "2026-11-19: 198 rows, within the usual 157–242 on Thursdays",
+        199.5,
+        157.13,
+        241.87,
+    )
+
+
+class FakeHistory:
+    """What the state store would say: stored rows per day and owners' "expected" marks."""
+
+    def __init__(self, stored: dict[datetime, float], expected: set[datetime]) -> None:
+        self.stored, self.expected = stored, expected
+
+    def expected_buckets(self, suite: str, check: str) -> set[datetime]:
+        return self.expected
+
+    def bucket_history(
+        self, suite: str, check: str, *, since: datetime | None = None
+    ) -> dict[datetime, float]:
+        return {b: v for b, v in self.stored.items() if since is None or b >= since}
+
+
+def test_stored_counts_fill_in_purged_days_and_expected_days_leave_the_baseline(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    counts = daily_counts()
+    kept = {day: n for day, n in counts.items() if day >= nov(9)}
+    load_orders(sqlite_url, event_rows(kept), events_table())
+    project_for(tmp_path, sqlite_url, {"s": suite()})
+    stored = {datetime.combine(d, time(), UTC): float(n) for d, n in counts.items()}
+    with planned(tmp_path, FakeHistory(stored, set())) as (spec, relation, ctx):
+        result = VolumeAnomaly(spec, relation, ctx).evaluate({})
+    assert result.message == "2026-11-23: 204 rows, within the usual 157–242 on Mondays"
+    assert result.observed["baseline_buckets"] == 28
+
+    # Without the stored counts only two Mondays are left: too few to judge.
+    with planned(tmp_path) as (spec, relation, ctx):
+        alone = VolumeAnomaly(spec, relation, ctx).evaluate({})
+    assert (alone.status, alone.message) == (
+        "warn",
+        "2026-11-23: only 2 Mondays of history (needs 3): cannot judge yet",
+    )
+
+    mondays = {datetime(2026, 11, d, tzinfo=UTC) for d in (2, 9, 16)}
+    with planned(tmp_path, FakeHistory(stored, mondays)) as (spec, relation, ctx):
+        warned = VolumeAnomaly(spec, relation, ctx).evaluate({})
+    assert (warned.status, warned.message) == (
+        "warn",
+        "2026-11-23: only 1 Monday of history (needs 3): cannot judge yet",
+    )
+
+
+def test_a_baseline_survives_the_source_purging_old_rows(tmp_path: Path, db_url: str) -> None:
+    load_orders(db_url, event_rows(daily_counts()), events_table())
+    first = only_check(tmp_path, db_url, suite())
+    engine = sa.create_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM events WHERE created_at < '2026-11-09'"))
+    engine.dispose()
+    again = only_check(tmp_path, db_url, suite())
+    assert (again.message, again.observed) == (first.message, first.observed)
+
+
+def test_too_little_history_is_a_warning_whatever_the_severity(tmp_path: Path, db_url: str) -> None:
+    counts = daily_counts(first=nov(20))
+    load_orders(db_url, event_rows(counts), events_table())
+    result = only_check(tmp_path, db_url, suite("{timestamp_column: created_at, severity: fail}"))
+    assert (result.status, result.message) == (
+        "warn",
+        "2026-11-23: only 3 days of history (needs 7): cannot judge yet",
+    )
+
+
+def test_a_missing_timestamp_column_is_an_error(tmp_path: Path, db_url: str) -> None:
+    load_orders(db_url, event_rows(daily_counts()), events_table())
+    result = only_check(tmp_path, db_url, suite("{timestamp_column: inserted_at}"))
+    assert (result.status, result.message) == (
+        "error",
+        "column 'inserted_at' not found in events; available: id, created_at",
+    )
+
+
+def test_a_backtest_that_cannot_run_raises_a_readable_error(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    load_orders(sqlite_url, event_rows(daily_counts()), events_table())
+    project_for(tmp_path, sqlite_url, {"s": suite("{timestamp_column: inserted_at}")})
+    start, end = datetime(2026, 11, 9, tzinfo=UTC), datetime(2026, 11, 24, tzinfo=UTC)
+    with planned(tmp_path) as (spec, relation, ctx), pytest.raises(DqAgentError) as raised:
+        backtest(spec, relation, ctx, start, end)
+    assert str(raised.value) == (
+        "volume_anomaly(inserted_at): column 'inserted_at' not found in events; available: id, created_at"
+    )
+
+
+def test_other_databases_are_not_supported_yet(tmp_path: Path, sqlite_url: str) -> None:
+    load_orders(sqlite_url, event_rows(daily_counts()), events_table())
+    project_for(tmp_path, sqlite_url, {"s": suite()})
+    with planned(tmp_path) as (spec, relation, ctx):
+        relation.engine.dialect.name = "duckdb"
+        result = VolumeAnomaly(spec, relation, ctx).evaluate({})
+    assert (result.status, result.message) == (
+        "error",
+        "volume_anomaly is not supported yet on duckdb",
+    )
+
+
+@contextmanager
+def planned(root: Path, history: FakeHistory | None = None) -> Iterator[tuple[Any, Any, Any]]:
+    """The one check of the project's one suite, its relation and a context at NOW."""
+    project = load_project(root, env={})
+    [suite_] = project.suites.values()
+    connector = project.connectors[suite_.source.connector]
+    engine = create_engine(connector, root)
+    try:
+        relation = SqlSource(engine, suite_.source, connector).open()
+        ctx = CheckContext(
+            suite=suite_.suite,
+            now=NOW,
+            as_of=None,
+            timezone=suite_.timezone,
+            key=(),
+            max_findings=20,
+            history=history,
+        )
+        yield suite_.checks[0], relation, ctx
+    finally:
+        engine.dispose()
+
+
+def test_the_benchmark_runs_on_real_series() -> None:
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, str(root / "benchmarks" / "volume.py"), "--rounds", "1"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    for line in ("  drop ", "  spike ", "  zero ", "  all of the above "):
+        assert line in done.stdout
