@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import sys
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -16,11 +19,12 @@ from dq_agent import report
 from dq_agent.checks.volume import bucket_floor, to_local, to_utc
 from dq_agent.config import Project, load_project
 from dq_agent.config.loader import resolve_sqlite_path
-from dq_agent.config.models import CheckSpec, VolumeAnomalyArgs
+from dq_agent.config.models import CheckSpec, SqlConnector, VolumeAnomalyArgs
 from dq_agent.engine import RunOptions, backtest_suite, run_checks, select_suites, utc_now
 from dq_agent.errors import DqAgentError
 from dq_agent.results import SuiteResult, exit_code, worst
 from dq_agent.sandbox import build_demo_warehouse
+from dq_agent.sandbox.runner import DEFAULT_PORT_BASE, demo_seed, load_seed, start_sandbox
 from dq_agent.store import Store
 
 EXIT_CANNOT_RUN = 3
@@ -176,7 +180,8 @@ def demo(project_dir: Path, fmt: str) -> None:
     console = _err()
     project = load_project(project_dir)
     warehouse = project.connectors.get(DEMO_CONNECTOR)
-    database = _sqlite_file(warehouse.url if warehouse else "", project_dir)
+    url = warehouse.url if isinstance(warehouse, SqlConnector) else ""
+    database = _sqlite_file(url, project_dir)
     if database is None:
         console.print(
             f"the demo needs connectors/{DEMO_CONNECTOR}.yml with a sqlite:/// URL in "
@@ -184,9 +189,17 @@ def demo(project_dir: Path, fmt: str) -> None:
             style="bold red",
         )
         sys.exit(EXIT_CANNOT_RUN)
-    build_demo_warehouse(database, utc_now())
+    now = utc_now()
+    build_demo_warehouse(database, now)
     console.print(f"demo warehouse written to {database}", style="dim")
-    code = _check(project_dir, (), as_of=None, fmt=fmt)
+    try:
+        with start_sandbox(demo_seed(now), port_base=DEFAULT_PORT_BASE) as emulators:
+            endpoints = ", ".join(f"{n} {srv.base_url}" for n, srv in emulators.servers.items())
+            console.print(f"emulators: {endpoints}", style="dim")
+            code = _check(project_dir, (), as_of=None, fmt=fmt)
+    except DqAgentError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_CANNOT_RUN)
     # The scenario is meant to fail checks; only "could not run" is a failed demo.
     sys.exit(EXIT_CANNOT_RUN if code == EXIT_CANNOT_RUN else 0)
 
@@ -316,3 +329,42 @@ def _bucket_of(text: str, spec: CheckSpec, zone: ZoneInfo) -> datetime:
     assert isinstance(spec.args, VolumeAnomalyArgs)
     local = to_local(moment, zone) if moment.tzinfo else moment
     return to_utc(bucket_floor(local, spec.args.bucket), zone)
+
+
+@main.command()
+@click.option(
+    "--seed",
+    "seed_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Records and sheets to start with (YAML/JSON); default: the running example.",
+)
+@click.option(
+    "--port-base",
+    type=click.IntRange(1, 65534),
+    default=DEFAULT_PORT_BASE,
+    show_default=True,
+    help="Salesforce listens on N, Google Sheets on N+1.",
+)
+def sandbox(seed_file: Path | None, port_base: int) -> None:
+    """Serve loopback emulators of Salesforce and Google Sheets until interrupted.
+
+    Prints one JSON line with each service's URL and credentials. Point connectors at them:
+    type: salesforce, instance_url: http://127.0.0.1:N, session_id: sandbox; type: gsheets,
+    base_url: http://127.0.0.1:N+1.
+    """
+    try:
+        seed = load_seed(seed_file) if seed_file else demo_seed(utc_now())
+        running = start_sandbox(seed, port_base=port_base)
+    except DqAgentError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_CANNOT_RUN)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    with running:
+        click.echo(json.dumps(running.info))
+        stop.wait()
+
+
+if __name__ == "__main__":
+    main()

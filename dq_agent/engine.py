@@ -12,14 +12,16 @@ import sqlalchemy as sa
 
 from dq_agent.checks import BUILTIN, CheckContext, CompiledExpectation, PlannedCheck, can_compile
 from dq_agent.checks.base import error_result
-from dq_agent.checks.gx import GxTarget, run_expectations
+from dq_agent.checks.gx import run_expectations
 from dq_agent.checks.volume import BucketVerdict, backtest
 from dq_agent.config.loader import Project
 from dq_agent.config.models import CheckSpec, Suite
 from dq_agent.errors import DqAgentError, SourceError
 from dq_agent.results import CheckResult, Status, SuiteResult, worst
-from dq_agent.sources import Relation, SqlSource, create_engine
-from dq_agent.sources.sql import connection_url, translate
+from dq_agent.sources import Relation, Source
+from dq_agent.sources.registry import Connections
+from dq_agent.sources.retry import RetryPolicy
+from dq_agent.sources.sql import translate
 from dq_agent.store import Store
 
 Clock = Callable[[], datetime]
@@ -41,23 +43,8 @@ class RunOptions:
     clock: Clock = utc_now
     # Answer common GX expectations from the single scan (False sends all of them to GX).
     compile_expectations: bool = True
-
-
-@dataclass
-class _Engines:
-    """One SQLAlchemy engine per connector for the duration of a run."""
-
-    project: Project
-    engines: dict[str, sa.Engine] = field(default_factory=dict)
-
-    def get(self, name: str) -> sa.Engine:
-        if name not in self.engines:
-            self.engines[name] = create_engine(self.project.connectors[name], self.project.root)
-        return self.engines[name]
-
-    def dispose(self) -> None:
-        for engine in self.engines.values():
-            engine.dispose()
+    # How API sources retry transient faults (tests inject one that does not sleep).
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
 
 
 def select_suites(project: Project, names: Sequence[str]) -> list[str]:
@@ -89,7 +76,7 @@ def run_checks(
         run_id = store.start_run(
             command=command, started_at=options.clock(), as_of=options.as_of, suites=ids
         )
-    engines = _Engines(project)
+    connections = Connections(project.root, project.connectors, retry=options.retry)
     results: list[SuiteResult] = []
     try:
         for suite_id in ids:
@@ -98,16 +85,14 @@ def run_checks(
             if suite_id in project.broken_suites:
                 outcome = _broken(suite_id, project, options)
             else:
-                outcome = run_suite(
-                    project.suites[suite_id], project, engines, store, options, run_id
-                )
+                outcome = run_suite(project.suites[suite_id], connections, store, options, run_id)
             if store is not None and run_id is not None:
                 store.record_suite(run_id, outcome)
             results.append(outcome)
             if progress:
                 progress(suite_id, outcome)
     finally:
-        engines.dispose()
+        connections.dispose()
         if store is not None and run_id is not None:
             store.finish_run(
                 run_id, status=worst(r.status for r in results), finished_at=options.clock()
@@ -123,8 +108,7 @@ def _broken(suite_id: str, project: Project, options: RunOptions) -> SuiteResult
 
 def run_suite(
     suite: Suite,
-    project: Project,
-    engines: _Engines,
+    connections: Connections,
     store: Store | None,
     options: RunOptions,
     run_id: int | None = None,
@@ -146,10 +130,27 @@ def run_suite(
             options.as_of,
         )
 
-    connector = project.connectors[suite.source.connector]
     try:
-        engine = engines.get(suite.source.connector)
-        relation = SqlSource(engine, suite.source, connector).open()
+        source = connections.source(suite.source)
+    except SourceError as exc:
+        return finish("error", error=str(exc))
+    try:
+        return _run_on_source(suite, source, store, options, run_id, started_at, finish)
+    finally:
+        source.close()
+
+
+def _run_on_source(
+    suite: Suite,
+    source: Source,
+    store: Store | None,
+    options: RunOptions,
+    run_id: int | None,
+    started_at: datetime,
+    finish: Callable[..., SuiteResult],
+) -> SuiteResult:
+    try:
+        relation = source.open()
     except SourceError as exc:
         return finish("error", error=str(exc))
 
@@ -187,13 +188,7 @@ def run_suite(
     except SourceError as exc:
         return finish("error", error=str(exc))
 
-    target = GxTarget(
-        relation,
-        suite.source,
-        connection_url(connector, project.root),
-        suite.source.schema_ or connector.schema_,
-    )
-    gx_results = {r.name: r for r in run_expectations(via_gx, target, ctx)}
+    gx_results = {r.name: r for r in run_expectations(via_gx, relation, ctx)}
     checks: list[CheckResult] = []
     for spec in suite.checks:
         if spec.name in early:
@@ -248,18 +243,21 @@ def backtest_suite(
         )
     if end <= start:
         raise DqAgentError(f"--to ({end.isoformat()}) must be after --from ({start.isoformat()})")
-    engines = _Engines(project)
+    connections = Connections(project.root, project.connectors, retry=options.retry)
     try:
-        connector = project.connectors[suite.source.connector]
-        relation = SqlSource(engines.get(suite.source.connector), suite.source, connector).open()
-        ctx = _context(suite, store, options, options.clock())
-        return [
-            (spec, BACKTESTS[spec.type](spec, relation, ctx, start, end))
-            for spec in bucketed
-            if not checks or spec.name in checks
-        ]
+        source = connections.source(suite.source)
+        try:
+            relation = source.open()
+            ctx = _context(suite, store, options, options.clock())
+            return [
+                (spec, BACKTESTS[spec.type](spec, relation, ctx, start, end))
+                for spec in bucketed
+                if not checks or spec.name in checks
+            ]
+        finally:
+            source.close()
     finally:
-        engines.dispose()
+        connections.dispose()
 
 
 def _missing_column(spec: CheckSpec, relation: Relation) -> str | None:

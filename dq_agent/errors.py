@@ -32,9 +32,20 @@ class SourceError(DqAgentError):
     or not (bad credentials, a missing table): the daemon's retry policy depends on it.
     """
 
-    def __init__(self, message: str, *, transient: bool) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        transient: bool,
+        retry_after: float | None = None,
+        code: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.transient = transient
+        # Seconds the service asked us to wait (a Retry-After header), if it said.
+        self.retry_after = retry_after
+        # The service's error code or HTTP status, when it gave one (e.g. "412").
+        self.code = code
 
 
 class StoreError(DqAgentError):

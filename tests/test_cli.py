@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -182,7 +187,10 @@ def test_the_demo_tells_the_running_example(tmp_path: Path) -> None:
         "eu_forecast_dec_v1": "pass",
         "forecasts_agg": "fail",
         "us_forecast_dec_v1": "fail",
+        "us_forecast_sheet": "fail",
     }
+    sheet = {c["name"]: c for c in suites["us_forecast_sheet"]["checks"]}
+    assert sheet["row_count"]["message"] == "the source is empty"
     us = {c["name"]: c for c in suites["us_forecast_dec_v1"]["checks"]}
     assert us["row_count"]["message"] == "the source is empty"
     crm = {c["name"]: c for c in suites["crm_opportunities"]["checks"]}
@@ -305,3 +313,59 @@ def test_backtest_refuses_a_suite_without_time_bucketed_checks(tmp_path: Path) -
     )
     assert code == 3
     assert "suite 'a_pass' has no time-bucketed checks (volume_anomaly)" in err
+
+
+def _free_port_pair() -> int:
+    for _ in range(50):
+        with socket.socket() as first:
+            first.bind(("127.0.0.1", 0))
+            port = int(first.getsockname()[1])
+            with socket.socket() as second:
+                try:
+                    second.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+                return port
+    raise AssertionError("no two adjacent free ports")
+
+
+def test_sandbox_serves_the_emulators_until_terminated(tmp_path: Path) -> None:
+    seed = tmp_path / "seed.yml"
+    seed.write_text(
+        "salesforce:\n  objects:\n    Opportunity:\n      fields: {Name: string, Amount: currency}\n"
+        "      records: [{Name: Acme, Amount: 10000000}]\n"
+        "gsheets:\n  spreadsheets:\n    finance: {key: fin, sheets: {US: [[region], [CA]]}}\n"
+    )
+    base = _free_port_pair()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "dq_agent.cli",
+            "sandbox",
+            "--seed",
+            str(seed),
+            "--port-base",
+            str(base),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        info = json.loads(process.stdout.readline())
+        assert info == {
+            "salesforce": {"instance_url": f"http://127.0.0.1:{base}", "session_id": "sandbox"},
+            "gsheets": {
+                "base_url": f"http://127.0.0.1:{base + 1}",
+                "spreadsheets": {"finance": "fin"},
+            },
+        }
+        with urllib.request.urlopen(f"http://127.0.0.1:{base}/_sandbox/state", timeout=5) as reply:
+            state = json.load(reply)
+        assert [r["Amount"] for r in state["objects"]["Opportunity"]] == [10000000]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=10)
+    assert process.returncode == 0, err

@@ -205,20 +205,47 @@ def test_duplicate_keys_are_an_error_not_a_silent_overwrite(tmp_path: Path) -> N
     ]
 
 
-def test_unknown_and_planned_connector_types(tmp_path: Path) -> None:
+def test_connector_types_and_their_credentials(tmp_path: Path) -> None:
     make_project(
         tmp_path,
-        connectors={"crm": "type: salesforce\n", "x": "type: mongo\nurl: m://\n"},
+        connectors={
+            "crm": "type: salesforce\ninstance_url: https://acme.my.salesforce.com\n",
+            "sheets": "type: gsheets\n",
+            "x": "type: mongo\nurl: m://\n",
+        },
         suites={
-            "a": "suite: a\nsource: {connector: crm, object: Opportunity}\nchecks: [row_count]\n"
+            "a": "suite: a\nsource: {connector: crm, object: Opportunity, fields: []}\nchecks: [row_count]\n"
         },
     )
     assert issues_of(tmp_path) == [
-        f"{tmp_path}/connectors/crm.yml:1:7: type: connector type 'salesforce' is not supported yet",
-        f"{tmp_path}/connectors/x.yml:1:7: type: unknown connector type 'mongo'; expected one of: sql",
+        f"{tmp_path}/connectors/crm.yml:1:1: expected session_id with instance_url, "
+        "or username with password (and security_token)",
+        f"{tmp_path}/connectors/sheets.yml:1:1: expected exactly one of service_account_file: or base_url:",
+        f"{tmp_path}/connectors/x.yml:1:7: type: unknown connector type 'mongo'; "
+        "expected one of: sql, salesforce, gsheets",
         f"{tmp_path}/checks/a.yml:2:21: source.connector: connector 'crm' is invalid: "
         f"see {tmp_path}/connectors/crm.yml",
     ]
+
+
+def test_salesforce_and_sheets_sources_are_validated(tmp_path: Path) -> None:
+    make_project(
+        tmp_path,
+        connectors={
+            "crm": "type: salesforce\ninstance_url: http://127.0.0.1:9\nsession_id: ${SF_SESSION}\n",
+            "sheets": "type: gsheets\nbase_url: http://127.0.0.1:9\n",
+        },
+        suites={
+            "a": "suite: a\nsource: {connector: crm, object: Opportunity, fields: []}\nchecks: [row_count]\n",
+            "b": "suite: b\nsource: {connector: sheets, spreadsheet: k}\nchecks: [row_count]\n",
+        },
+    )
+    assert issues_of(tmp_path, env={"SF_SESSION": "00D!secret"}) == [
+        f"{tmp_path}/checks/a.yml:2:55: source.fields: expected at least 1 item",
+        f"{tmp_path}/checks/b.yml:2:9: source.worksheet: required key is missing",
+    ]
+    project = load_project(tmp_path, env={"SF_SESSION": "00D!secret"})
+    assert "secret" not in repr(project.connectors["crm"])
 
 
 def test_bad_cron_timezone_and_duplicate_suite_ids(tmp_path: Path) -> None:

@@ -5,12 +5,11 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from dq_agent.checks.base import CheckContext, error_result, result
 from dq_agent.config.expectations import expectation_class
-from dq_agent.config.models import CheckSpec, SqlSourceSpec
+from dq_agent.config.models import CheckSpec
 from dq_agent.results import CheckResult, Finding
 from dq_agent.sources.base import Relation
 
@@ -27,18 +26,8 @@ _OBSERVED_KEYS = (
 )
 
 
-@dataclass(frozen=True)
-class GxTarget:
-    """Where GX reads: the same table or query, over its own connection to the same URL."""
-
-    relation: Relation
-    source: SqlSourceSpec
-    url: str
-    schema: str | None
-
-
 def run_expectations(
-    specs: Sequence[CheckSpec], target: GxTarget, ctx: CheckContext
+    specs: Sequence[CheckSpec], relation: Relation, ctx: CheckContext
 ) -> list[CheckResult]:
     """Validate ``specs`` in one GX validation against the same database; one result each."""
     if not specs:
@@ -48,15 +37,15 @@ def run_expectations(
             # GX's deprecation notices (e.g. string row conditions) concern its Python API,
             # which the user never calls: nothing for them to act on.
             warnings.simplefilter("ignore", DeprecationWarning)
-            outcome = _validate(specs, target, ctx)
+            outcome = _validate(specs, relation, ctx)
     except Exception as exc:  # GX raises many unrelated types; every one means "could not run"
         logging.getLogger(__name__).debug("GX validation failed", exc_info=True)
         if len(specs) > 1:
             # One expectation can sink the whole validation: run each alone to find which.
-            return [r for spec in specs for r in run_expectations([spec], target, ctx)]
+            return [r for spec in specs for r in run_expectations([spec], relation, ctx)]
         message = f"Great Expectations could not run: {exc.__class__.__name__}: {exc}"
         return [error_result(specs[0], message)]
-    key = finding_key(target.relation, ctx)
+    key = finding_key(relation, ctx)
     by_name = {spec.name: spec for spec in specs}
     results: dict[str, CheckResult] = {}
     for item in outcome.results:
@@ -69,13 +58,13 @@ def run_expectations(
     ]
 
 
-def _validate(specs: Sequence[CheckSpec], target: GxTarget, ctx: CheckContext) -> Any:
+def _validate(specs: Sequence[CheckSpec], relation: Relation, ctx: CheckContext) -> Any:
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    relation, source, url = target.relation, target.source, target.url
+    url = relation.url
     backend = relation.engine.dialect.name
     datasource: Any
     if backend == "sqlite":
@@ -85,12 +74,12 @@ def _validate(specs: Sequence[CheckSpec], target: GxTarget, ctx: CheckContext) -
     else:
         datasource = context.data_sources.add_sql(name="source", connection_string=url)
     asset: Any
-    if source.table is not None:
+    if relation.table is not None:
         asset = datasource.add_table_asset(
-            name="data", table_name=source.table, schema_name=target.schema
+            name="data", table_name=relation.table, schema_name=relation.schema
         )
     else:
-        asset = datasource.add_query_asset(name="data", query=source.query)
+        asset = datasource.add_query_asset(name="data", query=relation.query)
     batch = asset.add_batch_definition_whole_table("all")
 
     suite = context.suites.add(gx.ExpectationSuite(name=ctx.suite))

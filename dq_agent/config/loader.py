@@ -156,6 +156,9 @@ def _issue_from_pydantic(
     message = str(error["msg"])
     if kind == "bool_parsing":
         message = "expected true or false"
+    if kind == "too_short":
+        minimum = error.get("ctx", {}).get("min_length", 1)
+        message = f"expected at least {minimum} item{'s' if minimum != 1 else ''}"
     for prefix, replacement in (("Input should be ", "expected "), ("Value error, ", "")):
         if message.startswith(prefix):
             message = replacement + message[len(prefix) :]

@@ -9,7 +9,15 @@ from datetime import timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from dq_agent.config.durations import parse_duration
@@ -82,10 +90,67 @@ class SqlConnector(Model):
     connect_timeout: int = Field(10, ge=1, le=600)
 
 
-Connector = SqlConnector
-CONNECTOR_TYPES: dict[str, type[Model]] = {"sql": SqlConnector}
+class SalesforceConnector(Model):
+    """A Salesforce org through its REST API (simple-salesforce).
+
+    Authenticate with ``session_id`` + ``instance_url``, or ``username`` + ``password`` +
+    ``security_token`` (``domain: test`` for sandboxes). ``instance_url`` may be an
+    ``http://127.0.0.1:PORT`` loopback emulator.
+    """
+
+    type: Literal["salesforce"]
+    instance_url: str | None = None
+    session_id: SecretStr | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    security_token: SecretStr | None = None
+    domain: str = "login"
+    api_version: str = Field("59.0", pattern=r"^\d+\.\d$")
+    # Seconds before a request counts as timed out (a transient fault, retried).
+    timeout: float = Field(30.0, gt=0, le=600)
+
+    @model_validator(mode="after")
+    def _credentials(self) -> SalesforceConnector:
+        by_session = self.session_id is not None and self.instance_url is not None
+        by_password = self.username is not None and self.password is not None
+        if not (by_session or by_password):
+            raise PydanticCustomError(
+                "credentials",
+                "expected session_id with instance_url, or username with password "
+                "(and security_token)",
+            )
+        return self
+
+
+class GSheetsConnector(Model):
+    """Google Sheets through the Sheets v4 API (gspread).
+
+    Authenticate with a service-account key file; ``base_url`` points at a loopback emulator
+    instead (which needs no credentials).
+    """
+
+    type: Literal["gsheets"]
+    service_account_file: str | None = None
+    base_url: str | None = None
+    timeout: float = Field(30.0, gt=0, le=600)
+
+    @model_validator(mode="after")
+    def _credentials(self) -> GSheetsConnector:
+        if (self.service_account_file is None) == (self.base_url is None):
+            raise PydanticCustomError(
+                "credentials", "expected exactly one of service_account_file: or base_url:"
+            )
+        return self
+
+
+Connector = SqlConnector | SalesforceConnector | GSheetsConnector
+CONNECTOR_TYPES: dict[str, type[Model]] = {
+    "sql": SqlConnector,
+    "salesforce": SalesforceConnector,
+    "gsheets": GSheetsConnector,
+}
 # Named in the product but arriving in a later release: reported as "not supported yet".
-PLANNED_CONNECTOR_TYPES = ("salesforce", "gsheets")
+PLANNED_CONNECTOR_TYPES: tuple[str, ...] = ()
 
 
 # --- sources (the `source:` block of a suite) -----------------------------------------------
@@ -108,8 +173,30 @@ class SqlSourceSpec(Model):
         return self
 
 
-SOURCE_SPECS: dict[str, type[Model]] = {"sql": SqlSourceSpec}
-SourceSpec = SqlSourceSpec
+class SalesforceSourceSpec(Model):
+    """An object's records: ``object``, the ``fields`` to read, an optional SOQL ``where``."""
+
+    connector: Identifier
+    object: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$")]
+    fields: list[Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_.]*$")]] = Field(min_length=1)
+    where: str | None = None
+
+
+class GSheetsSourceSpec(Model):
+    """One worksheet; its header row names the columns."""
+
+    connector: Identifier
+    # The spreadsheet's key, or its URL (https://docs.google.com/spreadsheets/d/KEY/...).
+    spreadsheet: Identifier
+    worksheet: Identifier
+
+
+SOURCE_SPECS: dict[str, type[Model]] = {
+    "sql": SqlSourceSpec,
+    "salesforce": SalesforceSourceSpec,
+    "gsheets": GSheetsSourceSpec,
+}
+SourceSpec = SqlSourceSpec | SalesforceSourceSpec | GSheetsSourceSpec
 
 
 # --- checks ---------------------------------------------------------------------------------

@@ -1,5 +1,18 @@
 """Loopback stand-ins for the systems dq-agent talks to, for tests and ``dq-agent demo``."""
 
+from dq_agent.sandbox.gsheets import SheetsEmulator
+from dq_agent.sandbox.http import LoopbackServer
+from dq_agent.sandbox.runner import Sandbox, demo_seed, load_seed, start_sandbox
+from dq_agent.sandbox.salesforce import SalesforceEmulator
 from dq_agent.sandbox.warehouse import build_demo_warehouse
 
-__all__ = ["build_demo_warehouse"]
+__all__ = [
+    "LoopbackServer",
+    "Sandbox",
+    "SalesforceEmulator",
+    "SheetsEmulator",
+    "build_demo_warehouse",
+    "demo_seed",
+    "load_seed",
+    "start_sandbox",
+]

@@ -9,12 +9,65 @@ import random
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
 REGIONS = {"US": ["CA", "NY", "TX", "WA"], "EU": ["DE", "FR", "NL", "ES"]}
 PRODUCTS = ["Seats", "Support", "Training"]
 STAGES = ["Prospecting", "Qualification", "Proposal", "Negotiation", "Closed Won", "Closed Lost"]
+# Salesforce users who own deals: User Id → e-mail.
+OWNERS = {
+    "005Dn000001AbCdIAK": "dana@acme.com",
+    "005Dn000001AbCeIAK": "li@acme.com",
+    "005Dn000001AbCfIAK": "sam@acme.com",
+}
+
+
+def opportunities(naive_now: datetime) -> list[dict[str, Any]]:
+    """The CRM's deals at ``naive_now`` (UTC): eight weeks of them, one fat finger, one whale.
+
+    About 28 deals open on a weekday and 4 on a weekend day, so a volume monitor has a
+    weekly pattern to learn; today's are still coming in.
+    """
+    rng = random.Random(20261124)
+    first_day = naive_now.date() - timedelta(days=56)
+    created_times = []
+    for offset in range(57):
+        day = first_day + timedelta(days=offset)
+        count = (28 if day.weekday() < 5 else 4) + rng.randint(-3, 3)
+        for _ in range(count):
+            moment = datetime.combine(day, time(7)) + timedelta(minutes=rng.randint(0, 660))
+            if moment < naive_now:
+                created_times.append(moment)
+    deals: list[dict[str, Any]] = []
+    for n, created in enumerate(sorted(created_times), start=1):
+        seats = rng.choice([5, 10, 20, 25, 50, 100, 150])
+        price = Decimal(rng.choice([900, 1200, 2500, 5000]))
+        modified = min(
+            created + timedelta(hours=rng.randint(0, 30)), naive_now - timedelta(minutes=7)
+        )
+        deals.append(
+            {
+                "Id": f"006Dn000004{n:07d}",
+                "Name": f"Acme deal {n}",
+                "Amount": seats * price,
+                "Seats__c": seats,
+                "Price_Per_Seat__c": price,
+                "StageName": rng.choice(STAGES),
+                "OwnerId": rng.choice(sorted(OWNERS)),
+                "CreatedDate": created,
+                "LastModifiedDate": modified,
+            }
+        )
+    # The fat finger: 200 seats at $5,000 typed as $10,000,000 (one zero too many).
+    deals[41].update(Seats__c=200, Price_Per_Seat__c=Decimal(5000), Amount=Decimal(10_000_000))
+    # The whale: a real $10m deal, seats × price agree.
+    deals[87].update(Seats__c=2000, Price_Per_Seat__c=Decimal(5000), Amount=Decimal(10_000_000))
+    # Two deals saved without a stage: worth a warning, not a page.
+    deals[120]["StageName"] = None
+    deals[301]["StageName"] = None
+    return deals
 
 
 def _forecast_table(metadata: sa.MetaData, name: str) -> sa.Table:
@@ -100,44 +153,11 @@ def build_demo_warehouse(path: Path, now: datetime) -> Path:
         for region, rows in (("US", us_rows), ("EU", eu_rows))
     ]
 
-    opp_rows = []
-    # Eight weeks of deals: about 28 a weekday and 4 a weekend day, so the volume monitor
-    # has a weekly pattern to learn; today's are still coming in.
-    first_day = naive_now.date() - timedelta(days=56)
-    created_times = []
-    for offset in range(57):
-        day = first_day + timedelta(days=offset)
-        count = (28 if day.weekday() < 5 else 4) + rng.randint(-3, 3)
-        for _ in range(count):
-            moment = datetime.combine(day, time(7)) + timedelta(minutes=rng.randint(0, 660))
-            if moment < naive_now:
-                created_times.append(moment)
-    for n, created in enumerate(sorted(created_times), start=1):
-        seats = rng.choice([5, 10, 20, 25, 50, 100, 150])
-        price = Decimal(rng.choice([900, 1200, 1500, 2500]))
-        modified = min(
-            created + timedelta(hours=rng.randint(0, 30)), naive_now - timedelta(minutes=7)
-        )
-        opp_rows.append(
-            {
-                "Id": f"006Dn000004{n:07d}",
-                "Name": f"Acme deal {n}",
-                "Amount": seats * price,
-                "Seats__c": seats,
-                "Price_Per_Seat__c": price,
-                "StageName": rng.choice(STAGES),
-                "OwnerEmail": rng.choice(["dana@acme.com", "li@acme.com", "sam@acme.com"]),
-                "CreatedDate": created,
-                "LastModifiedDate": modified,
-            }
-        )
-    # The fat finger: 200 seats at $5,000 typed as $10,000,000 (one zero too many).
-    opp_rows[41].update(Seats__c=200, Price_Per_Seat__c=Decimal(5000), Amount=Decimal(10_000_000))
-    # The whale: a real $10m deal, seats × price agree.
-    opp_rows[87].update(Seats__c=2000, Price_Per_Seat__c=Decimal(5000), Amount=Decimal(10_000_000))
-    # Two deals saved without a stage: worth a warning, not a page.
-    opp_rows[120]["StageName"] = None
-    opp_rows[301]["StageName"] = None
+    opp_rows = [
+        {**deal, "OwnerEmail": OWNERS[deal["OwnerId"]]} for deal in opportunities(naive_now)
+    ]
+    for row in opp_rows:
+        del row["OwnerId"]
 
     engine = sa.create_engine(f"sqlite:///{path}")
     try:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from decimal import Decimal
+from typing import Any, Literal, Protocol
 
 import sqlalchemy as sa
 
@@ -28,6 +29,12 @@ class Relation:
     primary_key: tuple[str, ...]
     # What a person recognises: the table name or "query".
     label: str
+    # Where another client (Great Expectations) reads the same data: a URL, and the table
+    # (with its schema) or the query.
+    url: str
+    table: str | None = None
+    schema: str | None = None
+    query: str | None = None
 
     def column(self, name: str) -> sa.ColumnElement[Any]:
         return self.selectable.c[name]
@@ -40,14 +47,47 @@ class Relation:
         return conn
 
 
+@dataclass(frozen=True)
+class WriteResult:
+    """The outcome of a compare-and-set write: ``written``, or ``conflict`` (nothing changed)."""
+
+    status: Literal["written", "conflict"]
+    # The value found before writing, and after (re-read from the source).
+    before: Any
+    after: Any
+    detail: str = ""
+
+
 class Source(Protocol):
     """A connector bound to one suite's ``source:`` block."""
 
     def open(self) -> Relation:
-        """Connect and describe the data; raises :class:`~dq_agent.errors.SourceError`."""
+        """Connect and read or describe the data; raises :class:`~dq_agent.errors.SourceError`."""
         ...
 
-    def close(self) -> None: ...
+    def write(
+        self, key: Mapping[str, Any], column: str, expected_old: Any, new: Any
+    ) -> WriteResult:
+        """Set ``column`` of the record ``key`` to ``new`` only if it still holds ``expected_old``.
+
+        A record changed since it was read is a ``conflict``, never an overwrite.
+        """
+        ...
+
+    def close(self) -> None:
+        """Release what :meth:`open` acquired (temporary copies, sessions)."""
+        ...
+
+
+def same_value(a: Any, b: Any) -> bool:
+    """Equality across the types sources hand back (Decimal vs float, int vs float)."""
+    if a is None or b is None:
+        return a is None and b is None
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b or a == b
+    if isinstance(a, int | float | Decimal) and isinstance(b, int | float | Decimal):
+        return Decimal(str(a)) == Decimal(str(b))
+    return bool(a == b)
 
 
 def type_family(sql_type: sa.types.TypeEngine[Any] | None) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ import sqlalchemy as sa
 from dq_agent.config.loader import resolve_sqlite_path
 from dq_agent.config.models import SqlConnector, SqlSourceSpec
 from dq_agent.errors import SourceError
-from dq_agent.sources.base import ColumnInfo, Relation, type_family
+from dq_agent.sources.base import ColumnInfo, Relation, WriteResult, type_family
 
 
 def connection_url(connector: SqlConnector, project_root: Path) -> str:
@@ -48,14 +49,19 @@ class SqlSource:
         self._engine = engine
         self._spec = spec
         self._schema = spec.schema_ or connector.schema_
+        # Great Expectations opens its own connection to the same database.
+        self._url = engine.url.render_as_string(hide_password=False)
+        self._relation: Relation | None = None
 
     def open(self) -> Relation:
         try:
             with self._engine.connect() as conn:
                 if self._spec.table is not None:
-                    return self._open_table(conn, self._spec.table)
-                assert self._spec.query is not None
-                return self._open_query(conn, self._spec.query)
+                    self._relation = self._open_table(conn, self._spec.table)
+                else:
+                    assert self._spec.query is not None
+                    self._relation = self._open_query(conn, self._spec.query)
+                return self._relation
         except SourceError:
             raise
         except sa.exc.NoSuchTableError as exc:
@@ -68,6 +74,35 @@ class SqlSource:
 
     def close(self) -> None:
         """Nothing to release: the engine belongs to the run and is disposed with it."""
+
+    def write(
+        self, key: Mapping[str, Any], column: str, expected_old: Any, new: Any
+    ) -> WriteResult:
+        """``UPDATE … WHERE key AND column = expected_old``: one statement, so it is atomic."""
+        if self._spec.table is None:
+            raise SourceError("cannot write through a query source: name a table", transient=False)
+        relation = self._relation or self.open()
+        unknown = [c for c in (*key, column) if c not in relation.columns]
+        if unknown:
+            raise SourceError(
+                f"unknown column(s) {', '.join(unknown)} in {relation.label}", transient=False
+            )
+        table = relation.selectable
+        assert isinstance(table, sa.Table)
+        where = [table.c[k] == v for k, v in key.items()]
+        current = table.c[column]
+        unchanged = current.is_(None) if expected_old is None else current == expected_old
+        try:
+            with self._engine.begin() as conn:
+                updated = conn.execute(
+                    sa.update(table).where(*where, unchanged).values({column: new})
+                ).rowcount
+                after = conn.execute(sa.select(current).where(*where)).scalar_one_or_none()
+        except sa.exc.SQLAlchemyError as exc:
+            raise translate(exc, self._engine.url) from exc
+        if updated == 1:
+            return WriteResult("written", expected_old, after)
+        return WriteResult("conflict", after, after, f"{column} is {after!r}, not {expected_old!r}")
 
     def _open_table(self, conn: sa.Connection, name: str) -> Relation:
         # Columns and primary key only: full reflection (indexes, foreign keys, comments)
@@ -84,7 +119,16 @@ class SqlSource:
         pk = inspector.get_pk_constraint(name, schema=self._schema)
         primary_key = tuple(pk.get("constrained_columns") or ())
         label = f"{self._schema}.{name}" if self._schema else name
-        return Relation(self._engine, table, columns, primary_key, label)
+        return Relation(
+            self._engine,
+            table,
+            columns,
+            primary_key,
+            label,
+            self._url,
+            table=name,
+            schema=self._schema,
+        )
 
     def _open_query(self, conn: sa.Connection, query: str) -> Relation:
         probe = sa.text(f"SELECT * FROM ({query}) AS dq_probe WHERE 1 = 0")
@@ -92,7 +136,7 @@ class SqlSource:
         # Column types of an arbitrary query are not reflected: the schema check says so.
         sub = sa.text(query).columns(*[sa.column(n) for n in names]).subquery("dq_source")
         columns = {n: ColumnInfo(n, "unknown", None) for n in names}
-        return Relation(self._engine, sub, columns, (), "query")
+        return Relation(self._engine, sub, columns, (), "query", self._url, query=query)
 
 
 def translate(exc: sa.exc.SQLAlchemyError, url: sa.URL) -> SourceError:

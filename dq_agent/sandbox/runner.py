@@ -1,0 +1,147 @@
+"""Start the loopback emulators together, seeded from a file or from the running example."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dq_agent.errors import DqAgentError
+from dq_agent.sandbox.gsheets import SheetsEmulator
+from dq_agent.sandbox.http import Emulator, LoopbackServer
+from dq_agent.sandbox.salesforce import SalesforceEmulator
+from dq_agent.sandbox.warehouse import OWNERS, PRODUCTS, REGIONS, opportunities
+
+DEFAULT_PORT_BASE = 8791
+SESSION_ID = "sandbox"
+# The demo's finance spreadsheet keeps a fixed key so suites can name it.
+FINANCE_KEY = "1DqAgentDemoFinanceForecastsSheetKey000000"
+
+
+@dataclass
+class Sandbox:
+    """Running emulators; :meth:`stop` shuts them down."""
+
+    servers: dict[str, LoopbackServer]
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def stop(self) -> None:
+        for server in self.servers.values():
+            server.stop()
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+
+def start_sandbox(seed: Mapping[str, Any], *, port_base: int | None = None) -> Sandbox:
+    """Seed and start the Salesforce and Google Sheets emulators on 127.0.0.1.
+
+    ``port_base`` N puts Salesforce on N and Sheets on N+1; without it, free ports are used.
+    """
+    salesforce = SalesforceEmulator(
+        session_id=seed.get("salesforce", {}).get("session_id", SESSION_ID)
+    )
+    salesforce.seed(seed.get("salesforce", {}).get("objects", {}))
+    sheets = SheetsEmulator()
+    keys = sheets.seed(seed.get("gsheets", {}).get("spreadsheets", {}))
+    servers: dict[str, LoopbackServer] = {}
+    try:
+        emulators: list[Emulator] = [salesforce, sheets]
+        for offset, emulator in enumerate(emulators):
+            port = 0 if port_base is None else port_base + offset
+            try:
+                servers[emulator.name] = LoopbackServer(emulator, port).start()
+            except OSError as exc:
+                raise DqAgentError(
+                    f"cannot start the {emulator.name} emulator on 127.0.0.1:{port}: {exc.strerror}"
+                ) from exc
+    except DqAgentError:
+        for server in servers.values():
+            server.stop()
+        raise
+    info = {
+        "salesforce": {
+            "instance_url": servers["salesforce"].base_url,
+            "session_id": salesforce_session(seed),
+        },
+        "gsheets": {"base_url": servers["gsheets"].base_url, "spreadsheets": keys},
+    }
+    return Sandbox(servers, info)
+
+
+def salesforce_session(seed: Mapping[str, Any]) -> str:
+    return str(seed.get("salesforce", {}).get("session_id", SESSION_ID))
+
+
+def load_seed(path: Path) -> dict[str, Any]:
+    """A seed file (YAML or JSON): ``{salesforce: {objects: …}, gsheets: {spreadsheets: …}}``."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise DqAgentError(f"cannot read seed file {path}: {exc}") from exc
+    if not isinstance(data, dict) or not set(data) <= {"salesforce", "gsheets"}:
+        raise DqAgentError(f"{path}: expected a mapping with salesforce: and/or gsheets:")
+    return data
+
+
+def demo_seed(now: datetime) -> dict[str, Any]:
+    """The running example: the CRM with its fat finger and whale, Pete's finance sheet."""
+    naive_now = now.astimezone(UTC).replace(tzinfo=None)
+    users = [
+        {"Id": user_id, "Email": email, "Name": email.split("@")[0].title()}
+        for user_id, email in OWNERS.items()
+    ]
+    deals = [{k: _json_value(v) for k, v in deal.items()} for deal in opportunities(naive_now)]
+    eu_rows = [
+        ["EU", state, product, "2026-12-01", 120 + 10 * i, (120 + 10 * i) * 1500]
+        for i, (state, product) in enumerate((s, p) for s in REGIONS["EU"] for p in PRODUCTS)
+    ]
+    header = ["region", "state", "product", "month", "units", "amount"]
+    return {
+        "salesforce": {
+            "session_id": SESSION_ID,
+            "objects": {
+                "User": {"fields": {"Email": "email", "Name": "string"}, "records": users},
+                "Opportunity": {
+                    "fields": {
+                        "Name": "string",
+                        "Amount": "currency",
+                        "Seats__c": "double",
+                        "Price_Per_Seat__c": "currency",
+                        "StageName": "picklist",
+                        "OwnerId": "reference",
+                    },
+                    "records": deals,
+                },
+            },
+        },
+        "gsheets": {
+            "spreadsheets": {
+                "finance_forecasts": {
+                    "key": FINANCE_KEY,
+                    "title": "Finance forecasts FY27",
+                    "sheets": {
+                        # Pete pasted over the US tab: only the header row survived.
+                        "us_forecast_dec_v1": [header],
+                        "eu_forecast_dec_v1": [header, *eu_rows],
+                    },
+                }
+            }
+        },
+    }
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=UTC).isoformat()
+    return value

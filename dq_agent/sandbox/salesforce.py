@@ -1,0 +1,614 @@
+"""A loopback Salesforce org: the REST API's shapes, status codes and errors, and SOAP login.
+
+The real ``simple-salesforce`` client talks to it over HTTP (through :class:`LoopbackServer`), so
+tests and ``dq-agent demo`` exercise the same requests a production org would see: SOQL with
+pagination, sObject rows with ``If-Unmodified-Since``, field history, describe, session expiry
+and API limits. SOQL syntax lives in :mod:`~dq_agent.sandbox.soql`; the records, their types and
+how a query runs over them in :mod:`~dq_agent.sandbox.sobjects`.
+
+Seed format, per object type (see :meth:`SalesforceEmulator.seed`)::
+
+    {"Opportunity": {
+        "fields": {"Name": "string", "Amount": "currency", "OwnerId": "reference",
+                   "AccountId": {"type": "reference", "referenceTo": "Account"}},
+        "records": [{"Name": "Acme renewal", "Amount": 1200.0, "CloseDate": "2026-12-31"}]}}
+"""
+
+from __future__ import annotations
+
+import threading
+import xml.etree.ElementTree as ElementTree
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import format_datetime, parsedate_to_datetime
+from typing import Any
+from urllib.parse import unquote
+from xml.sax.saxutils import escape
+
+from dq_agent.sandbox.http import Request, Response
+from dq_agent.sandbox.sobjects import (
+    ID_TYPES,
+    KEY_PREFIXES,
+    QueryPlan,
+    Record,
+    SObjectType,
+    attributes,
+    coerce,
+    error_type_name,
+    field_from_spec,
+    fill_system_dates,
+    history_name,
+    history_parent_field,
+    key_prefix,
+    looks_like_id,
+    make_id,
+    no_such_column,
+    render,
+    to_18,
+    utc,
+)
+from dq_agent.sandbox.soql import SoqlError, parse
+
+__all__ = ["SalesforceEmulator"]
+
+QUERY_LOCATOR_PREFIX = "01g"
+DEFAULT_REQUEST_LIMIT = 15_000
+_MAX_OPEN_CURSORS = 50  # Salesforce caps open query cursors per user; so do we, to bound memory
+_SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
+_PARTNER_NS = "urn:partner.soap.sforce.com"
+_FAULT_NS = "urn:fault.partner.soap.sforce.com"
+_NOT_FOUND = "The requested resource does not exist"
+_INVALID_SESSION = "Session expired or invalid"
+ORG_ID = to_18("00D000000000001")
+
+
+# ---- errors ----------------------------------------------------------------------------------
+
+
+class _ApiError(Exception):
+    """An error answered in Salesforce's shape: ``[{"message", "errorCode"}]``."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+    def response(self) -> Response:
+        return Response(self.status, [{"message": self.message, "errorCode": self.code}])
+
+
+def _not_found() -> _ApiError:
+    return _ApiError(404, "NOT_FOUND", _NOT_FOUND)
+
+
+@dataclass(frozen=True)
+class _Fault:
+    status: int
+    code: str
+    message: str
+    headers: Mapping[str, str]
+
+
+# ---- the emulator ----------------------------------------------------------------------------
+
+
+class SalesforceEmulator:
+    """An in-memory Salesforce org behind the REST API (and SOAP login); thread-safe."""
+
+    name = "salesforce"
+
+    def __init__(
+        self,
+        *,
+        session_id: str = "sandbox",
+        api_version: str = "59.0",
+        page_size: int = 2000,
+        clock: Callable[[], datetime] | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        security_token: str | None = None,
+        request_limit: int = DEFAULT_REQUEST_LIMIT,
+    ) -> None:
+        self.api_version = api_version
+        self.page_size = page_size
+        self.request_limit = request_limit
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._credentials = (
+            (username, password + (security_token or ""))
+            if username is not None and password is not None
+            else None
+        )
+        self._lock = threading.Lock()
+        self._sessions = {session_id}
+        self._logins = 0
+        self._types: dict[str, SObjectType] = {}
+        self._ids: set[str] = set()
+        self._counters: dict[str, int] = {}
+        self._cursors: dict[str, list[dict[str, Any]]] = {}
+        self._faults: list[_Fault] = []
+        self._requests = 0
+        self._api_calls = 0
+        self.user_id = self._new_id(KEY_PREFIXES["User"])  # who the API session acts as
+
+    # -- set-up and fault injection (for tests and the demo)
+
+    def seed(self, objects: Mapping[str, Mapping[str, Any]]) -> None:
+        """Add object types and records: ``{type: {"fields": {name: spec}, "records": [...]}}``.
+
+        A field spec is a describe type name (string, textarea, picklist, email, reference,
+        double, currency, percent, int, boolean, date, datetime) or a mapping with ``type`` and
+        optionally ``referenceTo``, ``label``, ``nillable``, ``updateable``. ``Id``,
+        ``CreatedDate``, ``LastModifiedDate`` and ``SystemModstamp`` always exist; missing ones
+        are filled in. Seeding a type again adds fields and records. Field-history objects
+        (``OpportunityFieldHistory``, ``<Type>History``) exist with their parent and can be
+        seeded directly.
+        """
+        with self._lock:
+            # Parents before their history objects (which they create), and every schema before
+            # any record, since records may refer to each other.
+            names = sorted(objects, key=lambda n: any(history_name(p) == n for p in objects))
+            for name in names:
+                self._define(name, objects[name].get("fields", {}))
+            for name, spec in objects.items():
+                sobject = self._require_type(name)
+                for index, values in enumerate(spec.get("records", [])):
+                    self._insert(sobject, self._seed_values(sobject, index, values))
+
+    def fail_next(
+        self,
+        status: int,
+        error_code: str,
+        message: str,
+        *,
+        times: int = 1,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        """Answer the next ``times`` authenticated API requests with this error."""
+        with self._lock:
+            fault = _Fault(status, error_code, message, dict(headers or {}))
+            self._faults.extend([fault] * times)
+
+    def expire_session(self) -> None:
+        """Invalidate every session: requests get 401 INVALID_SESSION_ID until a renewal."""
+        with self._lock:
+            self._sessions.clear()
+
+    def renew_session(self, new_id: str) -> None:
+        """Accept ``new_id`` as a valid session (as a fresh OAuth token would be)."""
+        with self._lock:
+            self._sessions.add(new_id)
+
+    def state(self) -> dict[str, Any]:
+        """Every object's records (history included) as the API renders them, and the number of
+        requests handled (``GET /_sandbox/state`` itself not counted)."""
+        with self._lock:
+            objects = {
+                name: [{k: render(v) for k, v in record.items()} for record in t.records.values()]
+                for name, t in self._types.items()
+            }
+            return {"objects": objects, "requests": self._requests}
+
+    # -- schema and records
+
+    def _type(self, name: str) -> SObjectType | None:
+        """Object names are case-insensitive in Salesforce."""
+        found = self._types.get(name)
+        if found is not None:
+            return found
+        lowered = name.lower()
+        return next((t for t in self._types.values() if t.name.lower() == lowered), None)
+
+    def _require_type(self, name: str) -> SObjectType:
+        found = self._type(name)
+        if found is None:
+            raise ValueError(f"unknown object type {name!r}")
+        return found
+
+    def _define(self, name: str, field_specs: Mapping[str, Any]) -> None:
+        sobject = self._type(name) or self._create_type(name)
+        for field_name, spec in field_specs.items():
+            sobject.add_field(field_from_spec(sobject.name, field_name, spec))
+
+    def _create_type(self, name: str) -> SObjectType:
+        prefix = key_prefix(name, (t.key_prefix for t in self._types.values()))
+        sobject = self._types[name] = SObjectType.regular(name, prefix)
+        history = SObjectType.history_of(name)
+        self._types.setdefault(history.name, history)
+        return sobject
+
+    def _new_id(self, prefix: str) -> str:
+        while True:  # seeded records may already hold the next number
+            self._counters[prefix] = self._counters.get(prefix, 0) + 1
+            candidate = make_id(prefix, self._counters[prefix])
+            if candidate not in self._ids:
+                return candidate
+
+    def _seed_values(self, sobject: SObjectType, index: int, values: Mapping[str, Any]) -> Record:
+        record: Record = {}
+        for key, value in values.items():
+            definition = sobject.field(key)
+            if definition is None:
+                raise ValueError(f"{sobject.name} record {index}: no field {key!r} in its fields")
+            try:
+                record[definition.name] = coerce(definition, value)
+            except ValueError:
+                raise ValueError(
+                    f"{sobject.name} record {index}: {value!r} is not a valid "
+                    f"{definition.type} value for {definition.name}"
+                ) from None
+        return record
+
+    def _insert(self, sobject: SObjectType, values: Record) -> str:
+        now = self._now()
+        record: Record = {}
+        for definition in sobject.fields.values():
+            record[definition.name] = False if definition.type == "boolean" else None
+        record.update(values)
+        record_id = str(record["Id"] or self._new_id(sobject.key_prefix))
+        if record_id in self._ids:
+            raise ValueError(f"duplicate id {record_id} in {sobject.name}")
+        record["Id"] = record_id
+        fill_system_dates(record, now)
+        self._ids.add(record_id)
+        sobject.records[record_id] = record
+        return record_id
+
+    def _now(self) -> datetime:
+        return utc(self._clock())
+
+    # -- HTTP
+
+    def handle(self, request: Request) -> Response:
+        with self._lock:
+            self._requests += 1
+            try:
+                return self._route(request)
+            except _ApiError as error:
+                return error.response()
+
+    def _route(self, request: Request) -> Response:
+        path = request.path
+        if path.startswith("/services/Soap/u/") and request.method == "POST":
+            return self._soap_login(request, path.removeprefix("/services/Soap/u/"))
+        if path.rstrip("/") == "/services/data":
+            return Response(200, [self._version_entry(self.api_version)])
+        if not path.startswith("/services/data/v"):
+            raise _not_found()
+        version, _, rest = path.removeprefix("/services/data/v").partition("/")
+        if not self._supports(version):
+            raise _not_found()
+        self._authenticate(request)
+        self._api_calls += 1
+        if self._faults:
+            fault = self._faults.pop(0)
+            body = [{"message": fault.message, "errorCode": fault.code}]
+            return Response(fault.status, body, dict(fault.headers))
+        if self._api_calls > self.request_limit:
+            raise _ApiError(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
+        parts = [unquote(part) for part in rest.split("/") if part]
+        try:
+            response = self._dispatch(request, version, parts)
+        except SoqlError as error:
+            response = _ApiError(400, error.code, error.message).response()
+        except _ApiError as error:
+            response = error.response()
+        response.headers["Sforce-Limit-Info"] = f"api-usage={self._api_calls}/{self.request_limit}"
+        return response
+
+    def _supports(self, version: str) -> bool:
+        major, dot, minor = version.partition(".")
+        if not (major.isdigit() and dot and minor == "0"):
+            return False
+        return 20 <= int(major) <= int(float(self.api_version))
+
+    def _version_entry(self, version: str) -> dict[str, str]:
+        return {"label": "Sandbox", "url": f"/services/data/v{version}", "version": version}
+
+    def _authenticate(self, request: Request) -> None:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() not in ("bearer", "oauth") or token.strip() not in self._sessions:
+            raise _ApiError(401, "INVALID_SESSION_ID", _INVALID_SESSION)
+
+    def _dispatch(self, request: Request, version: str, parts: list[str]) -> Response:
+        method = request.method
+        match parts:
+            case []:
+                _allow(method, "GET")
+                return Response(200, self._resources(version))
+            case ["query" | "queryAll"]:
+                _allow(method, "GET")
+                return self._query(request.param("q"), version)
+            case ["query" | "queryAll", locator]:
+                _allow(method, "GET")
+                return self._query_more(locator, version)
+            case ["limits"]:
+                _allow(method, "GET")
+                remaining = max(self.request_limit - self._api_calls, 0)
+                limits = {"Max": self.request_limit, "Remaining": remaining}
+                return Response(200, {"DailyApiRequests": limits})
+            case ["sobjects"]:
+                _allow(method, "GET")
+                return Response(200, self._describe_global(version))
+            case ["sobjects", type_name]:
+                return self._sobject(request, self._sobject_type(type_name), version)
+            case ["sobjects", type_name, "describe"]:
+                _allow(method, "GET")
+                sobject = self._sobject_type(type_name)
+                fields = [f.describe() for f in sobject.fields.values()]
+                return Response(200, {**sobject.summary(version), "fields": fields})
+            case ["sobjects", type_name, record_id]:
+                return self._row(request, self._sobject_type(type_name), record_id, version)
+        raise _not_found()
+
+    def _resources(self, version: str) -> dict[str, str]:
+        base = f"/services/data/v{version}"
+        return {name: f"{base}/{name}" for name in ("sobjects", "query", "queryAll", "limits")}
+
+    def _describe_global(self, version: str) -> dict[str, Any]:
+        sobjects = [t.summary(version) for t in self._types.values()]
+        return {"encoding": "UTF-8", "maxBatchSize": 200, "sobjects": sobjects}
+
+    def _sobject_type(self, name: str) -> SObjectType:
+        sobject = self._type(name)
+        if sobject is None:
+            raise _not_found()
+        return sobject
+
+    # -- SOQL
+
+    def _query(self, text: str | None, version: str) -> Response:
+        if not text:
+            raise _ApiError(400, "MALFORMED_QUERY", "A query string has to be specified")
+        query = parse(text)
+        root = self._type(query.object_name)
+        if root is None:
+            reason = (
+                f"sObject type '{query.object_name}' is not supported. If you are attempting to "
+                "use a custom object, be sure to append the '__c' after the entity name. Please "
+                "reference your WSDL or the describe call for the appropriate names."
+            )
+            raise SoqlError("INVALID_TYPE", reason, source=text, position=query.object_position)
+        plan = QueryPlan(query, root, self._type, self._now().date())
+        rows = plan.matching(root.records.values())
+        if query.count_only:
+            return Response(200, {"totalSize": len(rows), "done": True, "records": []})
+        rendered = [plan.render(row, version) for row in rows]
+        cursor = self._new_id(QUERY_LOCATOR_PREFIX) if len(rendered) > self.page_size else None
+        if cursor:
+            self._cursors[cursor] = rendered
+            while len(self._cursors) > _MAX_OPEN_CURSORS:
+                del self._cursors[next(iter(self._cursors))]
+        return Response(200, self._page(rendered, cursor, 0, version))
+
+    def _query_more(self, locator: str, version: str) -> Response:
+        cursor, _, offset = locator.rpartition("-")
+        rows = self._cursors.get(cursor)
+        if rows is None or not offset.isdigit() or int(offset) > len(rows):
+            raise _ApiError(400, "INVALID_QUERY_LOCATOR", "invalid query locator")
+        page = self._page(rows, cursor, int(offset), version)
+        if page["done"]:
+            del self._cursors[cursor]  # Salesforce closes a cursor once it is read to the end
+        return Response(200, page)
+
+    def _page(
+        self, rows: list[dict[str, Any]], cursor: str | None, offset: int, version: str
+    ) -> dict[str, Any]:
+        end = offset + self.page_size
+        page: dict[str, Any] = {"totalSize": len(rows), "done": end >= len(rows)}
+        if not page["done"]:
+            page["nextRecordsUrl"] = f"/services/data/v{version}/query/{cursor}-{end}"
+        page["records"] = rows[offset:end]
+        return page
+
+    # -- sObject basic information and rows
+
+    def _sobject(self, request: Request, sobject: SObjectType, version: str) -> Response:
+        _allow(request.method, "GET", "POST")
+        if request.method == "GET":
+            return Response(200, {"objectDescribe": sobject.summary(version), "recentItems": []})
+        values = self._write_values(sobject, _json_object(request), creating=True)
+        _require_fields(sobject, values, creating=True)
+        record_id = self._insert(sobject, values)
+        return Response(201, {"id": record_id, "success": True, "errors": []})
+
+    def _row(
+        self, request: Request, sobject: SObjectType, record_id: str, version: str
+    ) -> Response:
+        _allow(request.method, "GET", "PATCH", "DELETE")
+        record = sobject.records.get(to_18(record_id)) if looks_like_id(record_id) else None
+        if record is None:
+            raise _not_found()
+        if request.method == "GET":
+            return Response(
+                200, self._render_row(sobject, record, request.param("fields"), version)
+            )
+        if request.method == "DELETE":
+            _require_writable(sobject, "deleted")
+            del sobject.records[str(record["Id"])]
+            return Response(204)
+        self._check_unmodified_since(request, record)
+        self._update(sobject, record, _json_object(request))
+        return Response(204)
+
+    def _render_row(
+        self, sobject: SObjectType, record: Record, fields: str | None, version: str
+    ) -> dict[str, Any]:
+        names = [name.strip() for name in fields.split(",")] if fields else list(sobject.fields)
+        out = attributes(sobject.name, record, version)
+        for name in names:
+            definition = sobject.field(name)
+            if definition is None:
+                raise _ApiError(400, "INVALID_FIELD", no_such_column(name, sobject.name))
+            out[definition.name] = render(record.get(definition.name))
+        return out
+
+    def _check_unmodified_since(self, request: Request, record: Record) -> None:
+        header = request.headers.get("if-unmodified-since")
+        if header is None:
+            return
+        try:
+            since = utc(parsedate_to_datetime(header))
+        except (TypeError, ValueError):
+            raise _ApiError(
+                400, "INVALID_HEADER_TYPE", f"Invalid If-Unmodified-Since header: {header}"
+            ) from None
+        modified = record["LastModifiedDate"]
+        assert isinstance(modified, datetime)
+        # HTTP dates have whole seconds: a change within the header's second does not count.
+        if modified.replace(microsecond=0) > since:
+            message = (
+                f"The requested resource was modified at {format_datetime(modified, usegmt=True)},"
+                f" after the If-Unmodified-Since date {format_datetime(since, usegmt=True)}"
+            )
+            raise _ApiError(412, "PRECONDITION_FAILED", message)
+
+    def _update(self, sobject: SObjectType, record: Record, body: Mapping[str, Any]) -> None:
+        values = self._write_values(sobject, body, creating=False)
+        _require_fields(sobject, values, creating=False)
+        now = self._now()
+        history = self._types[history_name(sobject.name)]
+        parent_field = history_parent_field(sobject.name)
+        for name, new in values.items():
+            old = record.get(name)
+            if old == new and type(old) is type(new):
+                continue
+            record[name] = new
+            change: Record = {parent_field: record["Id"], "Field": name, "OldValue": old}
+            change |= {"NewValue": new, "CreatedById": self.user_id, "CreatedDate": now}
+            self._insert(history, change)
+        record["LastModifiedDate"] = record["SystemModstamp"] = now
+
+    def _write_values(
+        self, sobject: SObjectType, body: Mapping[str, Any], *, creating: bool
+    ) -> Record:
+        _require_writable(sobject, "inserted" if creating else "updated")
+        values: Record = {}
+        read_only: list[str] = []
+        for key, raw in body.items():
+            if key == "attributes":
+                continue  # clients may echo a record's attributes back; Salesforce ignores them
+            definition = sobject.field(key)
+            if definition is None:
+                message = f"No such column '{key}' on sobject of type {sobject.name}"
+                raise _ApiError(400, "INVALID_FIELD", message)
+            if not (definition.createable if creating else definition.updateable):
+                read_only.append(definition.name)
+                continue
+            try:
+                values[definition.name] = coerce(definition, raw)
+            except ValueError:
+                if definition.type in ID_TYPES and isinstance(raw, str):
+                    message = f"{definition.label}: id value of incorrect type: {raw}"
+                    raise _ApiError(400, "MALFORMED_ID", message) from None
+                kind = error_type_name(definition.type)
+                message = (
+                    f"Cannot deserialize instance of {kind} from VALUE_STRING value {raw} or "
+                    "request may be missing a required field"
+                )
+                raise _ApiError(400, "JSON_PARSER_ERROR", message) from None
+        if read_only:
+            message = (
+                f"Unable to create/update fields: {', '.join(read_only)}. Please check the "
+                "security settings of this field and verify that it is read/write for your "
+                "profile or permission set."
+            )
+            raise _ApiError(400, "INVALID_FIELD_FOR_INSERT_UPDATE", message)
+        return values
+
+    # -- SOAP login (simple-salesforce's username + password + security token)
+
+    def _soap_login(self, request: Request, version: str) -> Response:
+        try:
+            envelope = ElementTree.fromstring(request.body)
+        except ElementTree.ParseError:
+            return _soap_fault("INVALID_LOGIN", "Unable to parse the login request")
+        given = {
+            element.tag.rpartition("}")[2]: element.text or ""
+            for element in envelope.iter()
+            if element.tag.endswith(("}username", "}password"))
+        }
+        if self._credentials is None or (given.get("username"), given.get("password")) != (
+            self._credentials
+        ):
+            message = "Invalid username, password, security token; or user locked out."
+            return _soap_fault("INVALID_LOGIN", message)
+        self._logins += 1
+        session_id = f"{ORG_ID[:15]}!login{self._logins}"
+        self._sessions.add(session_id)
+        host = request.headers.get("host", "127.0.0.1")
+        return _soap_login_result(host, version.strip("/"), session_id, self.user_id, given)
+
+
+def _require_fields(sobject: SObjectType, values: Record, *, creating: bool) -> None:
+    """Non-nillable fields need a value; an absent boolean is false, as in Salesforce."""
+    missing = [
+        f.name
+        for f in sobject.fields.values()
+        if not f.nillable
+        and values.get(f.name) is None
+        and (f.name in values or (creating and f.createable and f.type != "boolean"))
+    ]
+    if missing:
+        message = f"Required fields are missing: [{', '.join(missing)}]"
+        raise _ApiError(400, "REQUIRED_FIELD_MISSING", message)
+
+
+def _allow(method: str, *allowed: str) -> None:
+    if method not in allowed:
+        message = f"HTTP Method '{method}' not allowed. Allowed are {','.join(allowed)}"
+        raise _ApiError(405, "METHOD_NOT_ALLOWED", message)
+
+
+def _require_writable(sobject: SObjectType, verb: str) -> None:
+    if sobject.parent is not None:
+        message = f"entity type cannot be {verb}: {sobject.label}"
+        raise _ApiError(400, "INVALID_TYPE_FOR_OPERATION", message)
+
+
+def _json_object(request: Request) -> Mapping[str, Any]:
+    try:
+        body = request.json()
+    except (ValueError, UnicodeDecodeError) as error:
+        raise _ApiError(400, "JSON_PARSER_ERROR", f"Unexpected character: {error}") from None
+    if not isinstance(body, dict):
+        raise _ApiError(400, "JSON_PARSER_ERROR", "The request body must be a JSON object")
+    return body
+
+
+def _soap_login_result(
+    host: str, version: str, session_id: str, user_id: str, given: Mapping[str, str]
+) -> Response:
+    server = f"https://{host}/services/Soap/u/{version}/{ORG_ID[:15]}"
+    metadata = f"https://{host}/services/Soap/m/{version}/{ORG_ID[:15]}"
+    username = escape(given.get("username", ""))
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        f'<soapenv:Envelope xmlns:soapenv="{_SOAP_ENV}" xmlns="{_PARTNER_NS}">'
+        "<soapenv:Body><loginResponse><result>"
+        f"<metadataServerUrl>{escape(metadata)}</metadataServerUrl>"
+        "<passwordExpired>false</passwordExpired><sandbox>true</sandbox>"
+        f"<serverUrl>{escape(server)}</serverUrl>"
+        f"<sessionId>{escape(session_id)}</sessionId><userId>{user_id}</userId>"
+        f"<userInfo><organizationId>{ORG_ID}</organizationId><userId>{user_id}</userId>"
+        f"<userName>{username}</userName></userInfo>"
+        "</result></loginResponse></soapenv:Body></soapenv:Envelope>"
+    )
+    return Response(200, body.encode("utf-8"), {"Content-Type": "text/xml; charset=utf-8"})
+
+
+def _soap_fault(code: str, message: str) -> Response:
+    # simple-salesforce looks the code up by the literal tag name "sf:exceptionCode".
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        f'<soapenv:Envelope xmlns:soapenv="{_SOAP_ENV}" xmlns:sf="{_FAULT_NS}"'
+        ' xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">'
+        "<soapenv:Body><soapenv:Fault>"
+        f"<faultcode>sf:{code}</faultcode><faultstring>{code}: {escape(message)}</faultstring>"
+        '<detail><sf:LoginFault xsi:type="sf:LoginFault">'
+        f"<sf:exceptionCode>{code}</sf:exceptionCode>"
+        f"<sf:exceptionMessage>{escape(message)}</sf:exceptionMessage>"
+        "</sf:LoginFault></detail></soapenv:Fault></soapenv:Body></soapenv:Envelope>"
+    )
+    return Response(500, body.encode("utf-8"), {"Content-Type": "text/xml; charset=utf-8"})

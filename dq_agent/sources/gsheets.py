@@ -1,0 +1,221 @@
+"""``type: gsheets`` — one worksheet of a Google Sheet (gspread, Sheets API v4).
+
+The header row names the columns; every other row becomes a record keyed by its sheet row
+number (column ``_row``), typed from the cells' unformatted values. Writes re-read the cell,
+write only if it still holds the expected value, and re-read it after. The Sheets API has no
+conditional write, so a person typing into the same cell in the milliseconds between the
+re-read and the write is the one race this cannot see.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime
+from typing import Any
+
+import requests
+
+from dq_agent.config.models import GSheetsConnector, GSheetsSourceSpec
+from dq_agent.errors import SourceError
+from dq_agent.sources.base import Relation, WriteResult, same_value
+from dq_agent.sources.fetched import FetchedColumn, FetchedCopy, infer_type
+from dq_agent.sources.http import ApiSession
+from dq_agent.sources.retry import RetryPolicy
+
+ROW_COLUMN = "_row"
+SHEETS_API = "https://sheets.googleapis.com"
+_KEY_IN_URL = re.compile(r"/spreadsheets/d/([A-Za-z0-9_-]+)")
+
+
+def connect(connector: GSheetsConnector) -> Any:
+    """A gspread client: service-account credentials, or none for a loopback emulator."""
+    try:
+        import gspread
+    except ImportError as exc:
+        raise SourceError(
+            "the gsheets connector needs gspread: pip install 'dq-agent[gsheets]'", transient=False
+        ) from exc
+    if connector.base_url is not None:
+        session = ApiSession(
+            timeout=connector.timeout, rewrite_from=SHEETS_API, rewrite_to=connector.base_url
+        )
+        return gspread.Client(auth=None, session=session)  # type: ignore[arg-type]
+    try:
+        client = gspread.service_account(filename=str(connector.service_account_file))
+    except (OSError, ValueError) as exc:
+        raise SourceError(
+            f"cannot use service account file {connector.service_account_file}: {exc}",
+            transient=False,
+        ) from exc
+    client.set_timeout(connector.timeout)
+    return client
+
+
+def spreadsheet_key(text: str) -> str:
+    """The key from a spreadsheet URL, or the text itself when it is already a key."""
+    found = _KEY_IN_URL.search(text)
+    return found.group(1) if found else text
+
+
+def translate(exc: Exception) -> SourceError:
+    """A gspread or HTTP error as our own, saying whether trying again may help."""
+    if isinstance(exc, SourceError):
+        return exc
+    if isinstance(exc, requests.Timeout | requests.ConnectionError):
+        return SourceError(f"cannot reach Google Sheets: {exc.__class__.__name__}", transient=True)
+    name = exc.__class__.__name__
+    if name == "SpreadsheetNotFound":
+        return SourceError(
+            "spreadsheet not found (or not shared with this account)", transient=False, code="404"
+        )
+    if name == "WorksheetNotFound":
+        return SourceError(f"worksheet not found: {exc}", transient=False, code="404")
+    response = getattr(exc, "response", None)
+    status = getattr(response, "status_code", None)
+    if status is None:
+        raise exc
+    error = getattr(exc, "error", {}) or {}
+    message = error.get("message") if isinstance(error, dict) else None
+    retry_after = None
+    header = response.headers.get("Retry-After") if response is not None else None
+    if header and header.isdigit():
+        retry_after = float(header)
+    transient = status == 429 or status >= 500
+    return SourceError(
+        f"Google Sheets {status}: {message or name}",
+        transient=transient,
+        retry_after=retry_after,
+        code=str(status),
+    )
+
+
+class GSheetsSource:
+    """Reads one worksheet; writes single cells back compare-and-set."""
+
+    def __init__(
+        self, client: Any, spec: GSheetsSourceSpec, *, retry: RetryPolicy | None = None
+    ) -> None:
+        self._client = client
+        self._spec = spec
+        self._key = spreadsheet_key(spec.spreadsheet)
+        self._retry = retry or RetryPolicy()
+        self._copy: FetchedCopy | None = None
+        self._header: list[str] = []
+
+    def open(self) -> Relation:
+        grid = self._grid()
+        self._header = _header(grid[0]) if grid else []
+        rows = [
+            {ROW_COLUMN: number, **self._typed(cells)}
+            for number, cells in enumerate(grid[1:], start=2)
+            if any(cell not in ("", None) for cell in cells)
+        ]
+        names = [n for n in self._header if n]
+        columns = [FetchedColumn(ROW_COLUMN, infer_type([1]))]
+        columns += [FetchedColumn(n, infer_type(r.get(n) for r in rows)) for n in names]
+        self._copy = FetchedCopy(f"{self._spec.worksheet}")
+        return self._copy.load(columns, rows, (ROW_COLUMN,))
+
+    def write(
+        self, key: Mapping[str, Any], column: str, expected_old: Any, new: Any
+    ) -> WriteResult:
+        worksheet = self._worksheet()
+        if not self._header:
+            self._header = _header(self._grid()[0])
+        if column not in self._header:
+            raise SourceError(
+                f"no column {column!r} in worksheet {self._spec.worksheet}", transient=False
+            )
+        row = self._row_of(key)
+        if row is None:
+            return WriteResult("conflict", None, None, f"no row matches {dict(key)}")
+        col = self._header.index(column) + 1
+        before = self._cell(worksheet, row, col)
+        if not same_value(before, expected_old):
+            return WriteResult("conflict", before, before, f"{column} is now {before!r}")
+        self._call("write", lambda: worksheet.update_cell(row, col, new))
+        after = self._cell(worksheet, row, col)
+        if not same_value(after, new):
+            return WriteResult("conflict", before, after, f"{column} reads {after!r} after writing")
+        return WriteResult("written", before, after)
+
+    def close(self) -> None:
+        if self._copy is not None:
+            self._copy.close()
+            self._copy = None
+
+    # -- pieces -------------------------------------------------------------------------------
+
+    def _worksheet(self) -> Any:
+        spreadsheet = self._call("open", lambda: self._client.open_by_key(self._key))
+        return self._call("worksheet", lambda: spreadsheet.worksheet(self._spec.worksheet))
+
+    def _grid(self) -> list[list[Any]]:
+        worksheet = self._worksheet()
+        return list(
+            self._call(
+                "read",
+                lambda: worksheet.get_all_values(
+                    value_render_option="UNFORMATTED_VALUE",
+                    date_time_render_option="FORMATTED_STRING",
+                ),
+            )
+        )
+
+    def _typed(self, cells: Sequence[Any]) -> dict[str, Any]:
+        return {
+            name: _cell_value(cells[i] if i < len(cells) else None)
+            for i, name in enumerate(self._header)
+            if name
+        }
+
+    def _row_of(self, key: Mapping[str, Any]) -> int | None:
+        if ROW_COLUMN in key:
+            return int(key[ROW_COLUMN])
+        # Keyed by the suite's own columns: find the one row that matches now.
+        grid = self._grid()
+        found = [
+            number
+            for number, cells in enumerate(grid[1:], start=2)
+            if all(same_value(self._typed(cells).get(k), v) for k, v in key.items())
+        ]
+        return found[0] if len(found) == 1 else None
+
+    def _cell(self, worksheet: Any, row: int, col: int) -> Any:
+        cell = self._call(
+            "read cell", lambda: worksheet.cell(row, col, value_render_option="UNFORMATTED_VALUE")
+        )
+        return _cell_value(cell.value)
+
+    def _call(self, what: str, action: Any) -> Any:
+        label = f"Google Sheets {what} on {self._spec.worksheet}"
+        return self._retry.call(label, action, translate)
+
+
+def _header(cells: Sequence[Any]) -> list[str]:
+    names = [str(c).strip() if c is not None else "" for c in cells]
+    duplicates = sorted({n for n in names if n and names.count(n) > 1})
+    if duplicates:
+        raise SourceError(f"duplicate column header(s): {', '.join(duplicates)}", transient=False)
+    if ROW_COLUMN in names:
+        raise SourceError(
+            f"column header {ROW_COLUMN!r} is reserved for row numbers", transient=False
+        )
+    return names
+
+
+def _cell_value(value: Any) -> Any:
+    """Empty cells are None; ISO dates and timestamps typed as text become dates."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            if len(text) == 10:
+                return date.fromisoformat(text)
+            if len(text) > 10 and text[4] == "-" and text[10] in " T":
+                return datetime.fromisoformat(text)
+        except ValueError:
+            return value
+    return value

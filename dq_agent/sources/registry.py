@@ -1,0 +1,82 @@
+"""One place that turns a suite's ``source:`` into a :class:`Source` for its connector type."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from dq_agent.config.models import (
+    Connector,
+    GSheetsConnector,
+    GSheetsSourceSpec,
+    SalesforceConnector,
+    SalesforceSourceSpec,
+    SourceSpec,
+    SqlConnector,
+    SqlSourceSpec,
+)
+from dq_agent.errors import SourceError
+from dq_agent.sources.base import Source
+from dq_agent.sources.retry import RetryPolicy
+from dq_agent.sources.sql import SqlSource, create_engine
+
+
+class Connections:
+    """Per run: one engine or API client per connector, shared by the suites using it."""
+
+    def __init__(
+        self,
+        root: Path,
+        connectors: Mapping[str, Connector],
+        *,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self._root = root
+        self._connectors = connectors
+        self._retry = retry or RetryPolicy()
+        self._engines: dict[str, sa.Engine] = {}
+        self._clients: dict[str, Any] = {}
+
+    def source(self, spec: SourceSpec) -> Source:
+        """The source for ``spec``; raises :class:`SourceError` if it cannot be set up."""
+        connector = self._connectors[spec.connector]
+        if isinstance(connector, SqlConnector) and isinstance(spec, SqlSourceSpec):
+            return SqlSource(self._engine(spec.connector, connector), spec, connector)
+        if isinstance(connector, SalesforceConnector) and isinstance(spec, SalesforceSourceSpec):
+            from dq_agent.sources.salesforce import SalesforceSource, connect
+
+            client = self._client(spec.connector, lambda: connect(connector))
+            return SalesforceSource(client, spec, retry=self._retry)
+        if isinstance(connector, GSheetsConnector) and isinstance(spec, GSheetsSourceSpec):
+            from dq_agent.sources.gsheets import GSheetsSource
+            from dq_agent.sources.gsheets import connect as connect_sheets
+
+            client = self._client(spec.connector, lambda: connect_sheets(connector))
+            return GSheetsSource(client, spec, retry=self._retry)
+        raise SourceError(
+            f"source of connector {spec.connector!r} does not match its type {connector.type!r}",
+            transient=False,
+        )
+
+    def _engine(self, name: str, connector: SqlConnector) -> sa.Engine:
+        if name not in self._engines:
+            self._engines[name] = create_engine(connector, self._root)
+        return self._engines[name]
+
+    def _client(self, name: str, make: Any) -> Any:
+        if name not in self._clients:
+            self._clients[name] = make()
+        return self._clients[name]
+
+    def dispose(self) -> None:
+        for engine in self._engines.values():
+            engine.dispose()
+        for client in self._clients.values():
+            close = getattr(client, "close", None)
+            if callable(close):
+                close()
+        self._engines.clear()
+        self._clients.clear()

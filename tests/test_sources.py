@@ -1,0 +1,547 @@
+"""One contract for every source (sql, salesforce, gsheets), through the real clients.
+
+The same records are served by a SQLite table, the Salesforce emulator (simple-salesforce)
+and the Sheets emulator (gspread); each source must read them with the same types, key its
+records, survive an empty source, say an unreachable one is transient, and write back only
+compare-and-set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from dq_agent.config.models import (
+    GSheetsConnector,
+    GSheetsSourceSpec,
+    SalesforceConnector,
+    SalesforceSourceSpec,
+    SqlConnector,
+    SqlSourceSpec,
+)
+from dq_agent.errors import SourceError
+from dq_agent.sandbox.gsheets import SheetsEmulator
+from dq_agent.sandbox.http import LoopbackServer
+from dq_agent.sandbox.salesforce import SalesforceEmulator
+from dq_agent.sources import gsheets, salesforce
+from dq_agent.sources.base import Relation, Source
+from dq_agent.sources.retry import RetryPolicy
+from dq_agent.sources.sql import SqlSource, create_engine
+
+SLEPT: list[float] = []
+FAST = RetryPolicy(attempts=3, base_delay=1.0, sleep=SLEPT.append)
+
+RECORDS = [
+    {
+        "name": "Acme",
+        "amount": 1200.5,
+        "seats": 10,
+        "won": True,
+        "close": date(2026, 12, 1),
+        "seen": datetime(2026, 11, 20, 9, 30, tzinfo=UTC),
+    },
+    {
+        "name": "Globex",
+        "amount": 5000.0,
+        "seats": 2,
+        "won": False,
+        "close": date(2026, 12, 15),
+        "seen": datetime(2026, 11, 21, 17, 0, tzinfo=UTC),
+    },
+    {"name": None, "amount": None, "seats": 3, "won": None, "close": None, "seen": None},
+]
+FAMILIES = {
+    "name": "string",
+    "amount": "number",
+    "seats": "integer",
+    "won": "boolean",
+    "close": "date",
+    "seen": "timestamp",
+}
+
+
+@dataclass
+class Case:
+    """A source holding ``RECORDS`` (or nothing), and how to reach and change its records."""
+
+    kind: str
+    make: Callable[[list[dict[str, Any]]], Source]
+    key_of: Callable[[Relation, int], dict[str, Any]]  # the key of the n-th record
+    edit: Callable[[dict[str, Any], str, Any], None]  # someone else changes a value
+    read: Callable[[dict[str, Any], str], Any]  # the value as the system now holds it
+    unreachable: Callable[[], Source]
+
+
+# --- sql ------------------------------------------------------------------------------------
+
+
+def sql_case(tmp_path: Path) -> Case:
+    url = f"sqlite:///{tmp_path / 'crm.db'}"
+    connector = SqlConnector(type="sql", url=url)
+    table = sa.Table(
+        "deals",
+        sa.MetaData(),
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("name", sa.String),
+        sa.Column("amount", sa.Float),
+        sa.Column("seats", sa.Integer),
+        sa.Column("won", sa.Boolean),
+        sa.Column("close", sa.Date),
+        sa.Column("seen", sa.DateTime(timezone=True)),
+    )
+    engine = sa.create_engine(url)
+
+    def make(records: list[dict[str, Any]]) -> Source:
+        table.metadata.drop_all(engine)
+        table.metadata.create_all(engine)
+        with engine.begin() as conn:
+            for i, record in enumerate(records, start=1):
+                conn.execute(table.insert().values(id=i, **record))
+        return SqlSource(
+            create_engine(connector, tmp_path),
+            SqlSourceSpec(connector="w", table="deals"),
+            connector,
+        )
+
+    def edit(key: dict[str, Any], column: str, value: Any) -> None:
+        with engine.begin() as conn:
+            conn.execute(table.update().where(table.c.id == key["id"]).values({column: value}))
+
+    def read(key: dict[str, Any], column: str) -> Any:
+        with engine.connect() as conn:
+            return conn.execute(sa.select(table.c[column]).where(table.c.id == key["id"])).scalar()
+
+    def unreachable() -> Source:
+        down = SqlConnector(
+            type="sql", url="postgresql+psycopg://nobody@127.0.0.1:1/x", connect_timeout=2
+        )
+        return SqlSource(
+            create_engine(down, tmp_path), SqlSourceSpec(connector="d", table="t"), down
+        )
+
+    return Case("sql", make, lambda rel, n: {"id": n + 1}, edit, read, unreachable)
+
+
+# --- salesforce -----------------------------------------------------------------------------
+
+SF_FIELDS = {
+    "Name": "string",
+    "Amount": "currency",
+    "Seats__c": "int",
+    "IsWon": "boolean",
+    "CloseDate": "date",
+    "Seen__c": "datetime",
+}
+SF_NAMES = dict(
+    zip(FAMILIES, ["Name", "Amount", "Seats__c", "IsWon", "CloseDate", "Seen__c"], strict=True)
+)
+
+
+def salesforce_case(server: LoopbackServer, emulator: SalesforceEmulator) -> Case:
+    connector = SalesforceConnector(
+        type="salesforce", instance_url=server.base_url, session_id="sandbox"
+    )  # type: ignore[arg-type]
+    spec = SalesforceSourceSpec(connector="crm", object="Deal__c", fields=list(SF_NAMES.values()))
+    client = salesforce.connect(connector)
+
+    def make(records: list[dict[str, Any]]) -> Source:
+        rows = [{SF_NAMES[k]: _sf(v) for k, v in r.items()} for r in records]
+        emulator.seed({"Deal__c": {"fields": SF_FIELDS, "records": rows}})
+        return salesforce.SalesforceSource(client, spec, retry=FAST)
+
+    def key_of(relation: Relation, n: int) -> dict[str, Any]:
+        name = relation.column("Name") == RECORDS[n]["name"]
+        with relation.connect() as conn:
+            return {"Id": conn.execute(sa.select(relation.column("Id")).where(name)).scalar_one()}
+
+    def edit(key: dict[str, Any], column: str, value: Any) -> None:
+        client.Deal__c.update(key["Id"], {SF_NAMES.get(column, column): value})
+
+    def read(key: dict[str, Any], column: str) -> Any:
+        return client.Deal__c.get(key["Id"])[SF_NAMES.get(column, column)]
+
+    def unreachable() -> Source:
+        down = SalesforceConnector(
+            type="salesforce", instance_url="http://127.0.0.1:1", session_id="x", timeout=2
+        )  # type: ignore[arg-type]
+        return salesforce.SalesforceSource(salesforce.connect(down), spec, retry=FAST)
+
+    return Case("salesforce", make, key_of, edit, read, unreachable)
+
+
+def _sf(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return value
+
+
+# --- gsheets --------------------------------------------------------------------------------
+
+
+def gsheets_case(server: LoopbackServer, emulator: SheetsEmulator) -> Case:
+    connector = GSheetsConnector(type="gsheets", base_url=server.base_url)
+    spec = GSheetsSourceSpec(connector="sheets", spreadsheet="deals", worksheet="Deals")
+    client = gsheets.connect(connector)
+    header = list(FAMILIES)
+    made: dict[str, str] = {}
+
+    def make(records: list[dict[str, Any]]) -> Source:
+        grid = [header] + [[_cell(r[c]) for c in header] for r in records]
+        keys = emulator.seed({"deals": {"key": "deals", "sheets": {"Deals": grid}}})
+        made.update(keys)
+        return gsheets.GSheetsSource(client, spec, retry=FAST)
+
+    def edit(key: dict[str, Any], column: str, value: Any) -> None:
+        client.open_by_key("deals").worksheet("Deals").update_cell(
+            key["_row"], header.index(column) + 1, value
+        )
+
+    def read(key: dict[str, Any], column: str) -> Any:
+        cell = (
+            client.open_by_key("deals")
+            .worksheet("Deals")
+            .cell(key["_row"], header.index(column) + 1, value_render_option="UNFORMATTED_VALUE")
+        )
+        return cell.value
+
+    def unreachable() -> Source:
+        down = gsheets.connect(
+            GSheetsConnector(type="gsheets", base_url="http://127.0.0.1:1", timeout=2)
+        )
+        return gsheets.GSheetsSource(down, spec, retry=FAST)
+
+    return Case("gsheets", make, lambda rel, n: {"_row": n + 2}, edit, read, unreachable)
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+# --- fixtures -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def sf_server() -> Iterator[tuple[LoopbackServer, SalesforceEmulator]]:
+    emulator = SalesforceEmulator()
+    with LoopbackServer(emulator) as server:
+        yield server, emulator
+
+
+@pytest.fixture(scope="module")
+def sheets_server() -> Iterator[tuple[LoopbackServer, SheetsEmulator]]:
+    emulator = SheetsEmulator()
+    with LoopbackServer(emulator) as server:
+        yield server, emulator
+
+
+@pytest.fixture(params=["sql", "salesforce", "gsheets"])
+def case(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Case]:
+    SLEPT.clear()
+    if request.param == "sql":
+        yield sql_case(tmp_path)
+    elif request.param == "salesforce":
+        server, emulator = request.getfixturevalue("sf_server")
+        yield salesforce_case(server, emulator)
+    else:
+        server, sheets = request.getfixturevalue("sheets_server")
+        sheets.reset()
+        yield gsheets_case(server, sheets)
+
+
+def rows_of(relation: Relation, names: list[str]) -> list[dict[str, Any]]:
+    with relation.connect() as conn:
+        query = sa.select(*[relation.column(n) for n in names])
+        return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def column_names(case: Case) -> dict[str, str]:
+    return SF_NAMES if case.kind == "salesforce" else {k: k for k in FAMILIES}
+
+
+# --- the contract ---------------------------------------------------------------------------
+
+
+def test_values_are_read_with_their_types(case: Case) -> None:
+    source = case.make(RECORDS)
+    try:
+        relation = source.open()
+        names = column_names(case)
+        assert {k: relation.columns[v].family for k, v in names.items()} == FAMILIES
+        rows = sorted(rows_of(relation, list(names.values())), key=lambda r: str(r[names["name"]]))
+        got = [{k: r[v] for k, v in names.items()} for r in rows]
+        for row in got:
+            if row["seen"] is not None:
+                row["seen"] = row["seen"].replace(tzinfo=UTC)
+        assert got == sorted(RECORDS, key=lambda r: str(r["name"]))
+    finally:
+        source.close()
+
+
+def test_records_are_keyed(case: Case) -> None:
+    source = case.make(RECORDS)
+    try:
+        relation = source.open()
+        expected = {"sql": ("id",), "salesforce": ("Id",), "gsheets": ("_row",)}[case.kind]
+        assert relation.primary_key == expected
+        if case.kind == "gsheets":
+            assert [r["_row"] for r in rows_of(relation, ["_row"])] == [2, 3, 4]
+    finally:
+        source.close()
+
+
+def test_an_empty_source_reads_as_no_rows(case: Case) -> None:
+    source = case.make([])
+    try:
+        relation = source.open()
+        with relation.connect() as conn:
+            count = conn.execute(
+                sa.select(sa.func.count()).select_from(relation.selectable)
+            ).scalar()
+        assert count == 0
+    finally:
+        source.close()
+
+
+def test_an_unreachable_source_is_a_transient_error(case: Case) -> None:
+    source = case.unreachable()
+    with pytest.raises(SourceError) as raised:
+        source.open()
+    assert raised.value.transient is True
+    assert "sandbox" not in str(raised.value) and "x@" not in str(raised.value)
+
+
+def test_compare_and_set_writes_when_the_value_is_unchanged(case: Case) -> None:
+    source = case.make(RECORDS)
+    try:
+        relation = source.open()
+        key = case.key_of(relation, 0)
+        column = column_names(case)["amount"]
+        result = source.write(key, column, 1200.5, 120.05)
+        assert (result.status, result.before, result.after) == ("written", 1200.5, 120.05)
+        assert case.read(key, "amount") == 120.05
+    finally:
+        source.close()
+
+
+def test_compare_and_set_never_overwrites_a_concurrent_edit(case: Case) -> None:
+    source = case.make(RECORDS)
+    try:
+        relation = source.open()
+        key = case.key_of(relation, 0)
+        case.edit(key, "amount", 999.0)  # someone fixed it by hand meanwhile
+        result = source.write(key, column_names(case)["amount"], 1200.5, 120.05)
+        assert (result.status, result.after) == ("conflict", 999.0)
+        assert case.read(key, "amount") == 999.0
+    finally:
+        source.close()
+
+
+# --- what each service adds -----------------------------------------------------------------
+
+
+def opportunity_source(server: LoopbackServer, fields: list[str]) -> salesforce.SalesforceSource:
+    connector = SalesforceConnector(
+        type="salesforce", instance_url=server.base_url, session_id="sandbox"
+    )  # type: ignore[arg-type]
+    spec = SalesforceSourceSpec(connector="crm", object="Opportunity", fields=fields)
+    return salesforce.SalesforceSource(salesforce.connect(connector), spec, retry=FAST)
+
+
+OPPORTUNITY = {
+    "Name": "string",
+    "Amount": "currency",
+    "StageName": "picklist",
+    "OwnerId": "reference",
+}
+LONG_AGO = "2026-11-20T08:00:00+00:00"
+
+
+def test_salesforce_reads_every_page_beyond_2000_records(sf_server: Any) -> None:
+    server, emulator = sf_server
+    deals = [{"Name": f"deal {i}", "Amount": i, "LastModifiedDate": LONG_AGO} for i in range(4_500)]
+    emulator.seed({"Opportunity": {"fields": OPPORTUNITY, "records": deals}})
+    source = opportunity_source(server, ["Name", "Amount"])
+    try:
+        relation = source.open()
+        with relation.connect() as conn:
+            total = conn.execute(
+                sa.select(sa.func.count(), sa.func.sum(relation.column("Amount"))).select_from(
+                    relation.selectable
+                )
+            ).one()
+        assert tuple(total) == (4_500, sum(range(4_500)))
+    finally:
+        source.close()
+
+
+def test_salesforce_write_loses_to_any_change_since_the_read(sf_server: Any) -> None:
+    server, emulator = sf_server
+    emulator.seed(
+        {
+            "Opportunity": {
+                "fields": OPPORTUNITY,
+                "records": [
+                    {
+                        "Name": "Acme",
+                        "Amount": 10_000_000,
+                        "StageName": "Proposal",
+                        "LastModifiedDate": LONG_AGO,
+                    }
+                ],
+            }
+        }
+    )
+    source = opportunity_source(server, ["Name", "Amount"])
+    try:
+        relation = source.open()
+        with relation.connect() as conn:
+            record_id = conn.execute(sa.select(relation.column("Id"))).scalar_one()
+        # The owner moves the stage after we read: Amount is unchanged, the record is not.
+        source._sf.Opportunity.update(record_id, {"StageName": "Negotiation"})
+        result = source.write({"Id": record_id}, "Amount", 10_000_000, 1_000_000)
+        assert result.status == "conflict"
+        assert result.detail == "the record changed after it was read (412)"
+        assert source._sf.Opportunity.get(record_id)["Amount"] == 10_000_000
+    finally:
+        source.close()
+
+
+def test_salesforce_write_records_field_history(sf_server: Any) -> None:
+    server, emulator = sf_server
+    emulator.seed(
+        {
+            "Opportunity": {
+                "fields": OPPORTUNITY,
+                "records": [{"Name": "Acme", "Amount": 10_000_000, "LastModifiedDate": LONG_AGO}],
+            }
+        }
+    )
+    source = opportunity_source(server, ["Name", "Amount"])
+    try:
+        relation = source.open()
+        with relation.connect() as conn:
+            record_id = conn.execute(sa.select(relation.column("Id"))).scalar_one()
+        assert source.write({"Id": record_id}, "Amount", 10_000_000, 1_000_000).status == "written"
+        [change] = source.field_history(record_id, "Amount")
+        assert (change["old"], change["new"]) == (10_000_000, 1_000_000)
+    finally:
+        source.close()
+
+
+def test_salesforce_owner_emails(sf_server: Any) -> None:
+    server, emulator = sf_server
+    emulator.seed(
+        {
+            "User": {
+                "fields": {"Email": "email"},
+                "records": [
+                    {"Id": "005Dn000001AbCdIAK", "Email": "dana@acme.com"},
+                    {"Id": "005Dn000001AbCeIAK", "Email": "li@acme.com"},
+                ],
+            }
+        }
+    )
+    source = opportunity_source(server, ["Name"])
+    assert source.owner_emails(
+        ["005Dn000001AbCdIAK", "005Dn000001AbCeIAK", "005Dn000001AbCdIAK"]
+    ) == {
+        "005Dn000001AbCdIAK": "dana@acme.com",
+        "005Dn000001AbCeIAK": "li@acme.com",
+    }
+
+
+def test_salesforce_request_limit_is_retried_with_backoff(sf_server: Any) -> None:
+    server, emulator = sf_server
+    emulator.seed(
+        {"Opportunity": {"fields": OPPORTUNITY, "records": [{"Name": "Acme", "Amount": 1}]}}
+    )
+    emulator.fail_next(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.", times=2)
+    SLEPT.clear()
+    source = opportunity_source(server, ["Name", "Amount"])
+    try:
+        relation = source.open()
+        assert len(relation.columns) == 3
+        assert SLEPT == [1.0, 2.0]
+    finally:
+        source.close()
+
+
+def test_salesforce_expired_session_is_permanent_and_says_so(sf_server: Any) -> None:
+    server, emulator = sf_server
+    emulator.seed({"Opportunity": {"fields": OPPORTUNITY, "records": []}})
+    emulator.expire_session()
+    SLEPT.clear()
+    with pytest.raises(SourceError) as raised:
+        opportunity_source(server, ["Name"]).open()
+    assert str(raised.value) == "Salesforce session expired or invalid (INVALID_SESSION_ID)"
+    assert raised.value.transient is False
+    assert SLEPT == []
+
+
+def test_salesforce_unknown_field_is_named(sf_server: Any) -> None:
+    server, emulator = sf_server
+    emulator.seed({"Opportunity": {"fields": OPPORTUNITY, "records": []}})
+    with pytest.raises(SourceError, match=r"^Opportunity has no field\(s\) Seats__c$"):
+        opportunity_source(server, ["Name", "Seats__c"]).open()
+
+
+def test_salesforce_credentials_stay_out_of_reprs() -> None:
+    connector = SalesforceConnector(
+        type="salesforce", username="ops@acme.com", password="hunter2", security_token="tok3n"
+    )  # type: ignore[arg-type]
+    assert "hunter2" not in repr(connector) and "tok3n" not in repr(connector)
+
+
+def sheet_source(server: LoopbackServer, key: str, worksheet: str) -> gsheets.GSheetsSource:
+    connector = GSheetsConnector(type="gsheets", base_url=server.base_url)
+    spec = GSheetsSourceSpec(connector="s", spreadsheet=key, worksheet=worksheet)
+    return gsheets.GSheetsSource(gsheets.connect(connector), spec, retry=FAST)
+
+
+def test_sheets_rate_limit_waits_as_long_as_google_asks(sheets_server: Any) -> None:
+    server, emulator = sheets_server
+    emulator.reset()
+    emulator.seed({"f": {"key": "f", "sheets": {"US": [["region", "units"], ["CA", 10]]}}})
+    emulator.fail_next(429, "Quota exceeded for quota metric 'Read requests'", retry_after=7)
+    SLEPT.clear()
+    source = sheet_source(server, "https://docs.google.com/spreadsheets/d/f/edit#gid=0", "US")
+    try:
+        relation = source.open()
+        assert rows_of(relation, ["region", "units"]) == [{"region": "CA", "units": 10}]
+        assert SLEPT == [7.0]
+    finally:
+        source.close()
+
+
+def test_sheets_unknown_spreadsheet_and_worksheet(sheets_server: Any) -> None:
+    server, emulator = sheets_server
+    emulator.reset()
+    emulator.seed({"f": {"key": "f", "sheets": {"US": [["region"]]}}})
+    with pytest.raises(SourceError, match="spreadsheet not found") as raised:
+        sheet_source(server, "nope", "US").open()
+    assert raised.value.transient is False
+    with pytest.raises(SourceError, match="worksheet not found: EU"):
+        sheet_source(server, "f", "EU").open()
+
+
+def test_a_sheet_pasted_over_keeps_only_its_header(sheets_server: Any) -> None:
+    server, emulator = sheets_server
+    emulator.reset()
+    emulator.seed({"f": {"key": "f", "sheets": {"US": [["region", "units"]]}}})
+    source = sheet_source(server, "f", "US")
+    try:
+        relation = source.open()
+        assert list(relation.columns) == ["_row", "region", "units"]
+        assert rows_of(relation, ["_row"]) == []
+    finally:
+        source.close()
