@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -22,10 +23,18 @@ from dq_agent.config.loader import resolve_sqlite_path
 from dq_agent.config.models import CheckSpec, SqlConnector, VolumeAnomalyArgs
 from dq_agent.engine import RunOptions, backtest_suite, run_checks, select_suites, utc_now
 from dq_agent.errors import DqAgentError
+from dq_agent.remedy import (
+    Outcome,
+    approve_correction,
+    reject_correction,
+    revert_correction,
+    run_cycle,
+)
 from dq_agent.results import SuiteResult, exit_code, worst
 from dq_agent.sandbox import build_demo_warehouse
 from dq_agent.sandbox.runner import DEFAULT_PORT_BASE, demo_seed, load_seed, start_sandbox
 from dq_agent.store import Store
+from dq_agent.store.ledger import STATUS_AFTER
 
 EXIT_CANNOT_RUN = 3
 
@@ -167,6 +176,192 @@ def _run_with_progress(
 
 
 @main.command()
+@click.argument("suites", nargs=-1)
+@project_option
+@click.option("--dry-run", is_flag=True, help="Print the changeset; write nothing, record nothing.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+def run(suites: tuple[str, ...], project_dir: Path, dry_run: bool, fmt: str) -> None:
+    """One agent cycle now: check, then correct what is clearly a slip (see corrections:).
+
+    Settles corrections a crash interrupted, runs the suites, proposes what it may not write,
+    and writes allowed auto-corrections after verifying them on a copy. Exit code as check.
+    """
+    sys.exit(_run(project_dir, suites, dry_run=dry_run, fmt=fmt))
+
+
+@main.command()
+@click.argument("suites", nargs=-1)
+@project_option
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+def plan(suites: tuple[str, ...], project_dir: Path, fmt: str) -> None:
+    """Print the corrections a run would make, and what it would refuse; change nothing."""
+    sys.exit(_run(project_dir, suites, dry_run=True, fmt=fmt))
+
+
+def _run(project_dir: Path, suites: tuple[str, ...], *, dry_run: bool, fmt: str) -> int:
+    console = _err()
+    project = load_project(project_dir)
+    for issue in project.issues:
+        click.echo(str(issue), err=True)
+    if _settings_broken(project):
+        console.print("dq-agent.yml is invalid: nothing was run", style="bold red")
+        return EXIT_CANNOT_RUN
+    try:
+        ids = select_suites(project, suites)
+        options = RunOptions(clock=utc_now)
+        with Store.open(project.state_url) as store:
+            results, outcomes, settled = run_cycle(project, ids, store, options, dry_run=dry_run)
+    except DqAgentError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return EXIT_CANNOT_RUN
+    if fmt == "json":
+        doc = json.loads(report.to_json(results))
+        doc["corrections"] = [report.outcome_json(o) for o in outcomes]
+        doc["settled"] = settled
+        click.echo(json.dumps(doc, indent=2))
+    else:
+        out = _out()
+        report.print_text(out, results)
+        report.print_outcomes(out, outcomes, settled, dry_run=dry_run)
+    return exit_code(worst(r.status for r in results))
+
+
+def _out() -> Console:
+    out = Console(highlight=False)
+    return out if out.is_terminal else Console(highlight=False, width=120)
+
+
+@main.group()
+def corrections() -> None:
+    """The corrections ledger: list, show, approve, reject, revert, verify."""
+
+
+@corrections.command("list")
+@project_option
+@click.option("--suite", default=None, help="Only this suite's corrections.")
+@click.option("--status", type=click.Choice(sorted(set(STATUS_AFTER.values()))), default=None)
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+def corrections_list(project_dir: Path, suite: str | None, status: str | None, fmt: str) -> None:
+    """Every correction, newest first."""
+    with _ledger(project_dir) as (_, store):
+        found = store.corrections(suite=suite, status=status)
+    if fmt == "json":
+        click.echo(json.dumps([c.to_json() for c in found], indent=2))
+    else:
+        report.print_corrections(_out(), found)
+
+
+@corrections.command("show")
+@click.argument("correction_id", type=int)
+@project_option
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+def corrections_show(correction_id: int, project_dir: Path, fmt: str) -> None:
+    """One correction with its evidence and every event in its ledger."""
+    with _ledger(project_dir) as (_, store):
+        found = store.correction(correction_id)
+    if found is None:
+        click.echo(f"error: no correction {correction_id}", err=True)
+        sys.exit(EXIT_CANNOT_RUN)
+    if fmt == "json":
+        click.echo(json.dumps(found.to_json(events=True), indent=2))
+    else:
+        report.print_correction(_out(), found)
+
+
+@corrections.command("revert")
+@click.argument("correction_id", type=int)
+@project_option
+@click.option("--by", default=lambda: os.environ.get("USER", "cli"), show_default="$USER")
+def corrections_revert(correction_id: int, project_dir: Path, by: str) -> None:
+    """Put the old value back, compare-and-set (refused if it changed since)."""
+    _decide(
+        project_dir,
+        lambda project, store, options: revert_correction(
+            project, store, correction_id, by=by, options=options
+        ),
+    )
+
+
+@corrections.command("approve")
+@click.argument("correction_id", type=int)
+@project_option
+@click.option("--by", required=True, metavar="EMAIL", help="An owner of the suite.")
+def corrections_approve(correction_id: int, project_dir: Path, by: str) -> None:
+    """Approve a proposed correction: verified on a copy, then written compare-and-set."""
+    _decide(
+        project_dir,
+        lambda project, store, options: approve_correction(
+            project, store, correction_id, by=by, options=options
+        ),
+    )
+
+
+@corrections.command("reject")
+@click.argument("correction_id", type=int)
+@project_option
+@click.option("--by", required=True, metavar="EMAIL", help="An owner of the suite.")
+def corrections_reject(correction_id: int, project_dir: Path, by: str) -> None:
+    """Reject a proposed correction; nothing is written."""
+    with _ledger(project_dir) as (project, store):
+        try:
+            reject_correction(store, project, correction_id, by=by, clock=utc_now)
+        except DqAgentError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_CANNOT_RUN)
+    click.echo(f"correction {correction_id}: rejected by {by}")
+
+
+@corrections.command("verify")
+@project_option
+def corrections_verify(project_dir: Path) -> None:
+    """Check the ledger's hash chain: any edited or deleted entry is reported."""
+    with _ledger(project_dir) as (_, store):
+        problems = store.verify_ledger()
+        entries = len(store.corrections())
+    for problem in problems:
+        click.echo(problem, err=True)
+    if problems:
+        sys.exit(EXIT_CANNOT_RUN)
+    click.echo(f"ledger intact: {entries} correction{'s' if entries != 1 else ''}")
+
+
+class _ledger:
+    def __init__(self, project_dir: Path) -> None:
+        self._project = load_project(project_dir)
+
+    def __enter__(self) -> tuple[Project, Store]:
+        try:
+            self._store = Store.open(self._project.state_url)
+        except DqAgentError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_CANNOT_RUN)
+        return self._project, self._store
+
+    def __exit__(self, *_exc: object) -> None:
+        self._store.close()
+
+
+def _decide(project_dir: Path, action: Callable[[Project, Store, RunOptions], Outcome]) -> None:
+    with _ledger(project_dir) as (project, store):
+        try:
+            outcome = action(project, store, RunOptions(clock=utc_now))
+        except DqAgentError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_CANNOT_RUN)
+    click.echo(f"correction {outcome.correction_id}: {outcome.status}: {outcome.detail}")
+    if outcome.status not in ("applied", "reverted"):
+        sys.exit(2)
+
+
+@main.command()
 @project_option
 @click.option(
     "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
@@ -196,7 +391,8 @@ def demo(project_dir: Path, fmt: str) -> None:
         with start_sandbox(demo_seed(now), port_base=DEFAULT_PORT_BASE) as emulators:
             endpoints = ", ".join(f"{n} {srv.base_url}" for n, srv in emulators.servers.items())
             console.print(f"emulators: {endpoints}", style="dim")
-            code = _check(project_dir, (), as_of=None, fmt=fmt)
+            code = _run(project_dir, (), dry_run=False, fmt=fmt)
+            _demo_undo(project_dir, fmt)
     except DqAgentError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_CANNOT_RUN)
@@ -205,6 +401,24 @@ def demo(project_dir: Path, fmt: str) -> None:
 
 
 DEMO_CONNECTOR = "warehouse"
+
+
+def _demo_undo(project_dir: Path, fmt: str) -> None:
+    """Show the undo: revert what this run corrected, compare-and-set, through the ledger."""
+    with _ledger(project_dir) as (project, store):
+        applied = [c for c in store.corrections(status="applied") if c.decided_by == "rule"]
+        for correction in applied:
+            outcome = revert_correction(
+                project, store, correction.id, by="demo", options=RunOptions(clock=utc_now)
+            )
+            line = (
+                f"undo: dq-agent corrections revert {correction.id} → {outcome.status}: "
+                f"{outcome.detail}"
+            )
+            if fmt == "json":
+                click.echo(line, err=True)
+            else:
+                click.echo(line)
 
 
 def _sqlite_file(url: str, project_dir: Path) -> Path | None:

@@ -29,6 +29,8 @@ Backtest = Callable[[CheckSpec, Relation, CheckContext, datetime, datetime], lis
 # Checks whose verdict is per time bucket, so a range of past buckets can be replayed.
 BACKTESTS: dict[str, Backtest] = {"volume_anomaly": backtest}
 Progress = Callable[[str, SuiteResult | None], None]
+# Called with each suite's result while its source is still open (remedy acts there).
+SuiteHook = Callable[[Suite, Source, Relation, SuiteResult], None]
 
 
 def utc_now() -> datetime:
@@ -67,6 +69,7 @@ def run_checks(
     options: RunOptions | None = None,
     progress: Progress | None = None,
     command: str = "check",
+    hook: SuiteHook | None = None,
 ) -> list[SuiteResult]:
     """Run the suites read-only, record them in ``store``, and return their results."""
     options = options or RunOptions()
@@ -85,7 +88,9 @@ def run_checks(
             if suite_id in project.broken_suites:
                 outcome = _broken(suite_id, project, options)
             else:
-                outcome = run_suite(project.suites[suite_id], connections, store, options, run_id)
+                outcome = run_suite(
+                    project.suites[suite_id], connections, store, options, run_id, hook
+                )
             if store is not None and run_id is not None:
                 store.record_suite(run_id, outcome)
             results.append(outcome)
@@ -112,6 +117,7 @@ def run_suite(
     store: Store | None,
     options: RunOptions,
     run_id: int | None = None,
+    hook: SuiteHook | None = None,
 ) -> SuiteResult:
     """Run one suite; an unreachable source makes it ``error``, never an exception."""
     started_at = options.clock()
@@ -135,7 +141,7 @@ def run_suite(
     except SourceError as exc:
         return finish("error", error=str(exc))
     try:
-        return _run_on_source(suite, source, store, options, run_id, started_at, finish)
+        return _run_on_source(suite, source, store, options, run_id, started_at, finish, hook)
     finally:
         source.close()
 
@@ -148,6 +154,7 @@ def _run_on_source(
     run_id: int | None,
     started_at: datetime,
     finish: Callable[..., SuiteResult],
+    hook: SuiteHook | None,
 ) -> SuiteResult:
     try:
         relation = source.open()
@@ -163,8 +170,23 @@ def _run_on_source(
         )
 
     current_schema = [(c.name, c.family) for c in relation.columns.values()]
-    ctx = _context(suite, store, options, started_at)
+    ctx = context_for(suite, store, options, started_at)
+    try:
+        checks = evaluate_checks(suite, relation, ctx, options)
+    except SourceError as exc:
+        return finish("error", error=str(exc))
+    if store is not None:
+        store.save_schema(suite.suite, current_schema, seen_at=started_at, run_id=run_id)
+    result = finish(worst(c.status for c in checks), checks)
+    if hook is not None:
+        hook(suite, source, relation, result)
+    return result
 
+
+def evaluate_checks(
+    suite: Suite, relation: Relation, ctx: CheckContext, options: RunOptions
+) -> list[CheckResult]:
+    """Every check of ``suite`` on ``relation``: one scan, one GX validation, in suite order."""
     planned: dict[str, PlannedCheck] = {}
     early: dict[str, CheckResult] = {}
     via_gx: list[CheckSpec] = []
@@ -183,11 +205,7 @@ def _run_on_source(
         else:
             via_gx.append(spec)
 
-    try:
-        scanned = _scan(relation, planned)
-    except SourceError as exc:
-        return finish("error", error=str(exc))
-
+    scanned = _scan(relation, planned)
     gx_results = {r.name: r for r in run_expectations(via_gx, relation, ctx)}
     checks: list[CheckResult] = []
     for spec in suite.checks:
@@ -197,13 +215,12 @@ def _run_on_source(
             checks.append(gx_results[spec.name])
         else:
             checks.append(_evaluate(planned[spec.name], scanned[spec.name]))
-
-    if store is not None:
-        store.save_schema(suite.suite, current_schema, seen_at=started_at, run_id=run_id)
-    return finish(worst(c.status for c in checks), checks)
+    return checks
 
 
-def _context(suite: Suite, store: Store | None, options: RunOptions, now: datetime) -> CheckContext:
+def context_for(
+    suite: Suite, store: Store | None, options: RunOptions, now: datetime
+) -> CheckContext:
     return CheckContext(
         suite=suite.suite,
         now=now,
@@ -248,7 +265,7 @@ def backtest_suite(
         source = connections.source(suite.source)
         try:
             relation = source.open()
-            ctx = _context(suite, store, options, options.clock())
+            ctx = context_for(suite, store, options, options.clock())
             return [
                 (spec, BACKTESTS[spec.type](spec, relation, ctx, start, end))
                 for spec in bucketed

@@ -12,7 +12,9 @@ from rich.text import Text
 
 from dq_agent.checks.volume import BucketVerdict
 from dq_agent.config.models import CheckSpec
+from dq_agent.remedy.apply import Outcome
 from dq_agent.results import SuiteResult, to_jsonable
+from dq_agent.store.ledger import Correction
 
 _STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red", "error": "bold magenta"}
 
@@ -113,3 +115,90 @@ def print_backtest(
         console.print(table)
         alerts = sum(1 for v in verdicts if v.status in ("warn", "fail"))
         console.print(f"{alerts} of {len(verdicts)} buckets would have alerted\n")
+
+
+_OUTCOME_STYLE = {
+    "applied": "bold green",
+    "reverted": "green",
+    "planned": "cyan",
+    "proposed": "yellow",
+    "refused": "yellow",
+    "conflict": "bold red",
+    "failed": "bold magenta",
+}
+
+
+def outcome_json(outcome: Outcome) -> dict[str, Any]:
+    change = outcome.change
+    return {
+        "correction": outcome.correction_id,
+        "status": outcome.status,
+        "detail": outcome.detail,
+        "suite": change.suite,
+        "check": change.check,
+        "source": change.source,
+        "key": to_jsonable(dict(change.key)),
+        "column": change.column,
+        "old": to_jsonable(change.old),
+        "new": to_jsonable(change.new),
+        "action": change.action,
+    }
+
+
+def print_outcomes(
+    console: Console, outcomes: Sequence[Outcome], settled: Sequence[str], *, dry_run: bool
+) -> None:
+    """What the remedy step did (or, in a dry run, would do) with each change."""
+    for note in settled:
+        console.print(Text(note, style="dim"))
+    if not outcomes:
+        console.print("corrections: none" + (" (dry run)" if dry_run else ""))
+        return
+    console.print(Text("corrections" + (" (dry run: nothing written)" if dry_run else ""), "bold"))
+    for outcome in outcomes:
+        change = outcome.change
+        key = ", ".join(f"{k}={v}" for k, v in change.key.items())
+        ref = f"#{outcome.correction_id} " if outcome.correction_id else ""
+        console.print(
+            Text.assemble(
+                (f"  {outcome.status:<9}", _OUTCOME_STYLE.get(outcome.status, "")),
+                f" {ref}{change.source} {key}: {change.column} {change.old!r} → {change.new!r}",
+                (f"  {outcome.detail}", "dim"),
+            )
+        )
+
+
+def print_corrections(console: Console, corrections: Sequence[Correction]) -> None:
+    table = Table(show_header=True, header_style="dim", box=None, padding=(0, 2, 0, 0))
+    for column in ("id", "status", "suite", "record", "change", "decided by", "when"):
+        table.add_column(column, no_wrap=column != "change")
+    for c in corrections:
+        key = ", ".join(f"{k}={v}" for k, v in c.key.items())
+        table.add_row(
+            str(c.id),
+            Text(c.status, _OUTCOME_STYLE.get(c.status, "")),
+            c.suite,
+            f"{c.source} {key}",
+            f"{c.column}: {c.old!r} → {c.new!r}",
+            c.decided_by,
+            c.created_at.strftime("%Y-%m-%d %H:%M"),
+        )
+    console.print(table if corrections else "no corrections")
+
+
+def print_correction(console: Console, c: Correction) -> None:
+    key = ", ".join(f"{k}={v}" for k, v in c.key.items())
+    console.print(
+        Text.assemble(
+            (f"correction {c.id}", "bold"), "  ", (c.status, _OUTCOME_STYLE.get(c.status, ""))
+        )
+    )
+    console.print(f"  {c.suite} / {c.check}: {c.source} {key}")
+    console.print(f"  {c.column}: {c.old!r} → {c.new!r}  (decided by {c.decided_by})")
+    for line in c.evidence:
+        console.print(Text(f"  • {line}", style="dim"))
+    for event in c.events:
+        console.print(
+            f"  {event.at.strftime('%Y-%m-%d %H:%M:%S')}  {event.event:<14} "
+            f"{event.decided_by:<22} {event.detail}"
+        )

@@ -31,6 +31,7 @@ TABLES = {
     "schema_snapshots",
     "feedback",
     "bucket_values",
+    "ledger",
 }
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -59,12 +60,12 @@ def _model_diff(engine: sa.Engine) -> list[object]:
 def test_open_migrates_a_fresh_database_and_reopening_is_a_no_op(db_url: str) -> None:
     with Store.open(db_url) as store:
         assert _tables(store.engine) == TABLES | {"alembic_version"}
-        assert _versions(store.engine) == [_head()] == ["0002"]
+        assert _versions(store.engine) == [_head()] == ["0003"]
         run_id = store.start_run(command="check", started_at=T0, as_of=None, suites=["a"])
 
     with Store.open(db_url) as store:
         assert _tables(store.engine) == TABLES | {"alembic_version"}
-        assert _versions(store.engine) == ["0002"]
+        assert _versions(store.engine) == ["0003"]
         assert [run["id"] for run in store.recent_runs()] == [run_id]
 
 
@@ -83,7 +84,7 @@ def test_downgrade_to_base_and_upgrade_again(db_url: str) -> None:
         with store.engine.begin() as conn:
             command.upgrade(alembic_config(conn), "head")
         assert _tables(store.engine) == TABLES | {"alembic_version"}
-        assert _versions(store.engine) == ["0002"]
+        assert _versions(store.engine) == ["0003"]
         assert _model_diff(store.engine) == []
 
 
@@ -284,7 +285,7 @@ def test_concurrent_open_migrates_once(postgres_url: str) -> None:
 
     assert errors == []
     with Store.open(postgres_url) as store:
-        assert _versions(store.engine) == ["0002"]
+        assert _versions(store.engine) == ["0003"]
         assert _tables(store.engine) == TABLES | {"alembic_version"}
 
 
@@ -314,7 +315,7 @@ def test_concurrent_processes_migrate_once(db_url: str) -> None:
     assert results == ["ok", "ok"]
     assert [process.exitcode for process in processes] == [0, 0]
     with Store.open(db_url) as store:
-        assert _versions(store.engine) == ["0002"]
+        assert _versions(store.engine) == ["0003"]
         assert _tables(store.engine) == TABLES | {"alembic_version"}
 
 
@@ -389,3 +390,67 @@ def test_bucket_series_are_kept_and_the_newest_observation_counts(db_url: str) -
         assert store.bucket_history("orders", "volume") == {day1: 100.0, day2: 120.0}
         assert store.bucket_history("orders", "volume", since=day2) == {day2: 120.0}
         assert store.bucket_history("orders", "nope") == {}
+
+
+def test_the_ledger_folds_events_into_corrections_and_detects_tampering(db_url: str) -> None:
+    with Store.open(db_url) as store:
+        first = store.ledger_append(
+            event="intent",
+            at=T0,
+            suite="crm",
+            check="fat_finger(Amount)",
+            source="crm/Opportunity",
+            key={"Id": "006A"},
+            column="Amount",
+            old=Decimal("10000000"),
+            new=1_000_000,
+            evidence=["seats × price = 1,000,000"],
+            decided_by="rule",
+            idempotency_key="k1",
+        )
+        store.ledger_append(
+            event="applied",
+            at=T0 + timedelta(seconds=1),
+            correction_id=first,
+            old=10_000_000,
+            new=1_000_000,
+            decided_by="rule",
+        )
+        second = store.ledger_append(
+            event="proposed",
+            at=T0,
+            suite="crm",
+            check="fat_finger(Amount)",
+            source="crm/Opportunity",
+            key={"Id": "006B"},
+            column="Amount",
+            old=5,
+            new=50,
+            decided_by="rule",
+        )
+        assert (first, second) == (1, 2)
+        applied = store.correction(first)
+        assert applied is not None
+        assert (applied.status, applied.old, applied.new, applied.key) == (
+            "applied",
+            10000000,
+            1000000,
+            {"Id": "006A"},
+        )
+        assert applied.applied_at == T0 + timedelta(seconds=1)
+        assert [c.status for c in store.corrections()] == ["pending", "applied"]
+        assert store.verify_ledger() == []
+        with pytest.raises(StoreError):
+            store.ledger_append(
+                event="intent",
+                at=T0,
+                suite="crm",
+                check="c",
+                source="s",
+                key={},
+                column="x",
+                idempotency_key="k1",
+            )
+        with store.engine.begin() as conn:
+            conn.execute(sa.text("UPDATE ledger SET new = '2000000' WHERE id = 2"))
+        assert store.verify_ledger() == ["entry 2: content does not match its hash"]

@@ -289,6 +289,7 @@ def _load_suite(
             if header.max_findings is not None
             else settings.defaults.max_findings
         ),
+        corrections=header.corrections,
         source=source,
         checks=tuple(checks),
         file=str(file),

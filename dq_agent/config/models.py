@@ -69,11 +69,40 @@ class Defaults(Model):
     max_findings: int = Field(20, ge=0, le=10_000)
 
 
+class AllowRule(Model):
+    """Fields a correction may write: nothing is writable unless a rule lists it."""
+
+    connector: Identifier
+    # The object (Salesforce) or worksheet (Sheets); omitted means any of the connector's.
+    object: str | None = None
+    fields: list[Identifier] = Field(min_length=1)
+
+
+class CorrectionLimits(Model):
+    """Limits a suite may tighten (or, deliberately, relax) for itself."""
+
+    enabled: bool | None = None
+    # Blast radius: a run that would correct more than this in one suite writes nothing.
+    max_per_run: int | None = Field(None, ge=0, le=10_000)
+    # The largest change allowed, as a power of ten between old and new value.
+    max_magnitude: int | None = Field(None, ge=1, le=9)
+
+
+class CorrectionsSettings(Model):
+    """Whether and what the agent may write back to sources."""
+
+    enabled: bool = False
+    allow: list[AllowRule] = Field(default_factory=list)
+    max_per_run: int = Field(5, ge=0, le=10_000)
+    max_magnitude: int = Field(3, ge=1, le=9)
+
+
 class Settings(Model):
     """Global settings from ``dq-agent.yml``."""
 
     state_url: str = DEFAULT_STATE_URL
     defaults: Defaults = Defaults()
+    corrections: CorrectionsSettings = CorrectionsSettings()
 
 
 # --- connectors/*.yml -----------------------------------------------------------------------
@@ -353,6 +382,7 @@ class SuiteHeader(Model):
     key: People = ()
     runbook: str = ""
     max_findings: int | None = Field(None, ge=0, le=10_000)
+    corrections: CorrectionLimits = CorrectionLimits()
     source: dict[str, Any]
     checks: list[Any] = Field(min_length=1)
 
@@ -376,6 +406,7 @@ class Suite(Model):
     key: tuple[str, ...]
     runbook: str
     max_findings: int
+    corrections: CorrectionLimits
     source: SourceSpec
     checks: tuple[CheckSpec, ...]
     file: str

@@ -74,6 +74,10 @@ class Source(Protocol):
         """
         ...
 
+    def read(self, key: Mapping[str, Any], column: str) -> Any:
+        """The value ``column`` of record ``key`` holds in the source right now."""
+        ...
+
     def close(self) -> None:
         """Release what :meth:`open` acquired (temporary copies, sessions)."""
         ...

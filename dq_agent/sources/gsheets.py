@@ -140,6 +140,15 @@ class GSheetsSource:
             return WriteResult("conflict", before, after, f"{column} reads {after!r} after writing")
         return WriteResult("written", before, after)
 
+    def read(self, key: Mapping[str, Any], column: str) -> Any:
+        worksheet = self._worksheet()
+        if not self._header:
+            self._header = _header(self._grid()[0])
+        row = self._row_of(key)
+        if row is None or column not in self._header:
+            return None
+        return self._cell(worksheet, row, self._header.index(column) + 1)
+
     def close(self) -> None:
         if self._copy is not None:
             self._copy.close()

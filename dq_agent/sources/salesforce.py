@@ -223,6 +223,9 @@ class SalesforceSource:
             return WriteResult("conflict", before, after, f"{column} reads {after!r} after writing")
         return WriteResult("written", before, after)
 
+    def read(self, key: Mapping[str, Any], column: str) -> Any:
+        return self._read(str(key["Id"]), column)
+
     def _read(self, record_id: str, column: str) -> Any:
         record = self._call("read", lambda: self._object().get(record_id))
         return self._typed(column, record.get(column))

@@ -75,6 +75,16 @@ class SqlSource:
     def close(self) -> None:
         """Nothing to release: the engine belongs to the run and is disposed with it."""
 
+    def read(self, key: Mapping[str, Any], column: str) -> Any:
+        relation = self._relation or self.open()
+        table = relation.selectable
+        where = [table.c[k] == v for k, v in key.items()]
+        try:
+            with self._engine.connect() as conn:
+                return conn.execute(sa.select(table.c[column]).where(*where)).scalar_one_or_none()
+        except sa.exc.SQLAlchemyError as exc:
+            raise translate(exc, self._engine.url) from exc
+
     def write(
         self, key: Mapping[str, Any], column: str, expected_old: Any, new: Any
     ) -> WriteResult:

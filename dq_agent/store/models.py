@@ -156,3 +156,32 @@ class BucketValue(Base):
     bucket: Mapped[datetime]
     value: Mapped[float] = mapped_column(sa.Float)
     observed_at: Mapped[datetime]
+
+
+class LedgerEntry(Base):
+    """One event in the life of a correction; rows are only ever added, and hash-chained.
+
+    A correction is the group of entries sharing ``correction_id`` (the id of its first
+    entry); its status is that of its latest entry.
+    """
+
+    __tablename__ = "ledger"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    correction_id: Mapped[int] = mapped_column(sa.Integer, index=True)
+    at: Mapped[datetime]
+    event: Mapped[str] = mapped_column(sa.String(16))
+    suite: Mapped[str] = mapped_column(sa.String(255), index=True)
+    check_name: Mapped[str] = mapped_column(sa.String(255))
+    source: Mapped[str] = mapped_column(sa.String(255))
+    record_key: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
+    column: Mapped[str] = mapped_column(sa.String(255))
+    old: Mapped[Any] = mapped_column(sa.JSON, nullable=True)
+    new: Mapped[Any] = mapped_column(sa.JSON, nullable=True)
+    evidence: Mapped[list[str]] = mapped_column(sa.JSON)
+    decided_by: Mapped[str] = mapped_column(sa.String(255))
+    detail: Mapped[str] = mapped_column(sa.Text)
+    # Unique per intent, so a retried or replayed run cannot write the same change twice.
+    idempotency_key: Mapped[str | None] = mapped_column(sa.String(128), unique=True)
+    prev_hash: Mapped[str] = mapped_column(sa.String(64))
+    hash: Mapped[str] = mapped_column(sa.String(64))

@@ -1,0 +1,253 @@
+"""Write corrections through the ledger: intent first, outcome after, undo on demand.
+
+The intent row is committed before the source is called, so a crash in between leaves a
+trace that :func:`reconcile` settles on the next start by reading the source: applied if the
+new value is there, not applied if the old one still is. Nothing is ever written twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from dq_agent.errors import SourceError, StoreError
+from dq_agent.remedy.plan import Change
+from dq_agent.sources.base import Source, same_value
+from dq_agent.store import Store
+from dq_agent.store.ledger import Correction
+
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one change in a run."""
+
+    change: Change
+    status: str  # applied | conflict | failed | refused | proposed | planned | rejected
+    detail: str
+    correction_id: int | None = None
+
+
+def record_refused(store: Store, change: Change, reason: str, at: datetime) -> Outcome:
+    """A change the policy did not allow becomes a pending proposal for the owner."""
+    return propose(
+        store, change, at, detail=f"not applied automatically: {reason}", status="refused"
+    )
+
+
+def propose(
+    store: Store, change: Change, at: datetime, *, detail: str = "", status: str = "proposed"
+) -> Outcome:
+    """A pending correction an owner can approve, unless the same one is already pending."""
+    for pending in store.corrections(suite=change.suite, status="pending"):
+        if (
+            pending.check == change.check
+            and pending.key == dict(change.key)
+            and pending.column == change.column
+            and same_value(pending.new, change.new)
+        ):
+            return Outcome(
+                change, status, f"{detail} (pending as correction {pending.id})".strip(), pending.id
+            )
+    correction_id = store.ledger_append(
+        event="proposed",
+        at=at,
+        suite=change.suite,
+        check=change.check,
+        source=change.source,
+        key=change.key,
+        column=change.column,
+        old=change.old,
+        new=change.new,
+        evidence=change.evidence,
+        decided_by="rule",
+        detail=detail or change.reason,
+    )
+    return Outcome(change, status, detail or "proposed to the owner", correction_id)
+
+
+def apply(
+    store: Store,
+    source: Source,
+    change: Change,
+    *,
+    decided_by: str,
+    marker: str,
+    clock: Clock,
+    correction_id: int | None = None,
+) -> Outcome:
+    """Intent, compare-and-set write, outcome: the ledger holds each step."""
+    try:
+        correction_id = store.ledger_append(
+            event="intent",
+            at=clock(),
+            correction_id=correction_id,
+            suite=change.suite,
+            check=change.check,
+            source=change.source,
+            key=change.key,
+            column=change.column,
+            old=change.old,
+            new=change.new,
+            evidence=change.evidence,
+            decided_by=decided_by,
+            detail=change.reason,
+            idempotency_key=change.idempotency_key(marker),
+        )
+    except StoreError as exc:
+        return Outcome(change, "failed", f"not written: the ledger refused the intent ({exc})")
+    try:
+        written = source.write(change.key, change.column, change.old, change.new)
+    except SourceError as exc:
+        store.ledger_append(
+            event="failed",
+            at=clock(),
+            correction_id=correction_id,
+            old=change.old,
+            new=change.new,
+            decided_by=decided_by,
+            detail=str(exc),
+        )
+        return Outcome(change, "failed", str(exc), correction_id)
+    if written.status == "written":
+        store.ledger_append(
+            event="applied",
+            at=clock(),
+            correction_id=correction_id,
+            old=written.before,
+            new=written.after,
+            decided_by=decided_by,
+            detail="written compare-and-set",
+        )
+        return Outcome(
+            change,
+            "applied",
+            f"{change.column}: {written.before!r} → {written.after!r}",
+            correction_id,
+        )
+    detail = f"conflict: {written.detail}; nothing overwritten"
+    store.ledger_append(
+        event="conflict",
+        at=clock(),
+        correction_id=correction_id,
+        old=written.before,
+        new=change.new,
+        decided_by=decided_by,
+        detail=detail,
+    )
+    return Outcome(change, "conflict", detail, correction_id)
+
+
+def revert(
+    store: Store, source: Source, correction: Correction, *, by: str, clock: Clock
+) -> Outcome:
+    """Put the old value back, compare-and-set: refused if the value changed since."""
+    change = Change(
+        suite=correction.suite,
+        check=correction.check,
+        connector=correction.source.split("/", 1)[0],
+        object=correction.source.split("/", 1)[-1],
+        key=correction.key,
+        column=correction.column,
+        old=correction.new,
+        new=correction.old,
+        evidence=(f"revert of correction {correction.id}",),
+        reason="revert",
+        confidence=None,
+        action="propose",
+    )
+    if correction.status != "applied":
+        return Outcome(
+            change, "refused", f"correction {correction.id} is {correction.status}, not applied"
+        )
+    store.ledger_append(
+        event="revert_intent",
+        at=clock(),
+        correction_id=correction.id,
+        old=correction.new,
+        new=correction.old,
+        decided_by=by,
+        detail="revert requested",
+    )
+    try:
+        written = source.write(correction.key, correction.column, correction.new, correction.old)
+    except SourceError as exc:
+        store.ledger_append(
+            event="revert_refused",
+            at=clock(),
+            correction_id=correction.id,
+            old=correction.new,
+            new=correction.old,
+            decided_by=by,
+            detail=f"revert failed: {exc}",
+        )
+        return Outcome(change, "failed", str(exc), correction.id)
+    if written.status != "written":
+        detail = f"revert refused: {written.detail}; nothing overwritten"
+        store.ledger_append(
+            event="revert_refused",
+            at=clock(),
+            correction_id=correction.id,
+            old=written.before,
+            new=correction.old,
+            decided_by=by,
+            detail=detail,
+        )
+        return Outcome(change, "conflict", detail, correction.id)
+    store.ledger_append(
+        event="reverted",
+        at=clock(),
+        correction_id=correction.id,
+        old=written.before,
+        new=written.after,
+        decided_by=by,
+        detail="reverted compare-and-set",
+    )
+    return Outcome(
+        change,
+        "reverted",
+        f"{correction.column}: {written.before!r} → {written.after!r}",
+        correction.id,
+    )
+
+
+def reconcile(store: Store, correction: Correction, source: Source, *, clock: Clock) -> str:
+    """Settle a correction interrupted between its intent and its outcome."""
+    last = correction.events[-1].event
+    if last not in ("intent", "revert_intent"):
+        return "nothing to settle"
+    current = source.read(correction.key, correction.column)
+    reverting = last == "revert_intent"
+    target, original = (
+        (correction.old, correction.new) if reverting else (correction.new, correction.old)
+    )
+    if same_value(current, target):
+        event, detail = (
+            ("reverted" if reverting else "applied"),
+            "settled on start: the write had gone through",
+        )
+    elif same_value(current, original):
+        event = "revert_refused" if reverting else "failed"
+        detail = "settled on start: interrupted before the write; nothing changed"
+    else:
+        event = "revert_refused" if reverting else "conflict"
+        detail = f"settled on start: the value is now {current!r}, changed by someone else"
+    store.ledger_append(
+        event=event,
+        at=clock(),
+        correction_id=correction.id,
+        old=original,
+        new=current,
+        decided_by="reconcile",
+        detail=detail,
+    )
+    return f"correction {correction.id}: {event} ({detail})"
+
+
+def interrupted(store: Store) -> Sequence[Correction]:
+    """Corrections whose latest entry is an intent: a run stopped in the middle."""
+    return [c for c in store.corrections(status="pending") if c.events[-1].event == "intent"] + [
+        c for c in store.corrections(status="applied") if c.events[-1].event == "revert_intent"
+    ]

@@ -1,0 +1,103 @@
+"""Verify a changeset on a branch: a private copy of the data the suite just read.
+
+The copy is made with SQLite's online backup (cheap for the operational records sources
+return), the changes are applied to it, and the suite's checks run again on it. The source
+itself is never touched here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import sqlite3
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from dq_agent.checks.base import CheckContext
+from dq_agent.config.models import Suite
+from dq_agent.engine import RunOptions, evaluate_checks
+from dq_agent.errors import DqAgentError
+from dq_agent.remedy.plan import Change
+from dq_agent.results import CheckResult, worst
+from dq_agent.sources.base import Relation
+
+_PREFIX = "sqlite:///"
+
+
+@dataclasses.dataclass(frozen=True)
+class BranchVerdict:
+    ok: bool
+    detail: str
+    checks: tuple[CheckResult, ...] = ()
+
+
+def verify_on_branch(
+    suite: Suite,
+    relation: Relation,
+    changes: Sequence[Change],
+    ctx: CheckContext,
+    baseline: Sequence[CheckResult],
+) -> BranchVerdict:
+    """Apply ``changes`` to a copy of ``relation`` and re-run the suite's checks on it.
+
+    Passes when none of the changed values is still a finding and no check got worse.
+    """
+    if not relation.url.startswith(_PREFIX) or relation.table is None:
+        raise DqAgentError(f"{relation.label} has no private copy to branch from")
+    folder = Path(tempfile.mkdtemp(prefix="dq-agent-branch-"))
+    branch_url = f"{_PREFIX}{folder / 'branch.db'}"
+    engine = sa.create_engine(branch_url)
+    try:
+        _copy(relation.url[len(_PREFIX) :], folder / "branch.db")
+        branch = dataclasses.replace(relation, engine=engine, url=branch_url)
+        table = branch.selectable
+        assert isinstance(table, sa.Table)
+        with engine.begin() as conn:
+            for change in changes:
+                where = [table.c[k] == v for k, v in change.key.items()]
+                conn.execute(sa.update(table).where(*where).values({change.column: change.new}))
+        # No state store on the branch: nothing it computes is history.
+        quiet = dataclasses.replace(ctx, history=None)
+        after = evaluate_checks(suite, branch, quiet, RunOptions(as_of=ctx.as_of))
+    finally:
+        engine.dispose()
+        shutil.rmtree(folder, ignore_errors=True)
+    return _compare(changes, baseline, after)
+
+
+def _copy(source: str, target: Path) -> None:
+    with sqlite3.connect(source) as origin, sqlite3.connect(target) as copy:
+        origin.backup(copy)
+    origin.close()
+    copy.close()
+
+
+def _compare(
+    changes: Sequence[Change], before: Sequence[CheckResult], after: Sequence[CheckResult]
+) -> BranchVerdict:
+    changed = {(c.check, tuple(sorted(c.key.items())), c.column) for c in changes}
+    still = [
+        f"{check.name}: {dict(key)} {column} is still a finding"
+        for check in after
+        for finding in check.findings
+        for (name, key, column) in [
+            (check.name, tuple(sorted(finding.key.items())), finding.column)
+        ]
+        if (name, key, column) in changed
+    ]
+    if still:
+        return BranchVerdict(False, "; ".join(still), tuple(after))
+    was = {c.name: c.status for c in before}
+    worse = [
+        f"{c.name} would go from {was[c.name]} to {c.status}"
+        for c in after
+        if c.name in was and worst([was[c.name], c.status]) != was[c.name]
+    ]
+    if worse:
+        return BranchVerdict(False, "; ".join(worse), tuple(after))
+    return BranchVerdict(
+        True, "verified on a copy: the values are no longer findings", tuple(after)
+    )

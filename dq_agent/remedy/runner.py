@@ -1,0 +1,289 @@
+"""The remedy step of a run: plan → guardrails → verify on a branch → write, per suite."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from dq_agent.config.loader import Project
+from dq_agent.config.models import Suite
+from dq_agent.engine import RunOptions, context_for, run_checks
+from dq_agent.errors import DqAgentError, SourceError
+from dq_agent.remedy.apply import (
+    Clock,
+    Outcome,
+    apply,
+    interrupted,
+    propose,
+    reconcile,
+    record_refused,
+    revert,
+)
+from dq_agent.remedy.branch import verify_on_branch
+from dq_agent.remedy.guard import guard
+from dq_agent.remedy.plan import Change, plan
+from dq_agent.results import SuiteResult
+from dq_agent.sources.base import Relation, Source
+from dq_agent.sources.registry import Connections
+from dq_agent.store import Store
+from dq_agent.store.ledger import Correction
+
+
+@dataclass
+class Remedy:
+    """Called by the engine with each suite's result while its source is open."""
+
+    project: Project
+    store: Store
+    options: RunOptions
+    dry_run: bool = False
+    env: Mapping[str, str] | None = None
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    def __call__(
+        self, suite: Suite, source: Source, relation: Relation, result: SuiteResult
+    ) -> None:
+        if result.status == "error":
+            return
+        changes = plan(suite, result, relation.label)
+        if not changes:
+            return
+        auto = [c for c in changes if c.action == "auto_correct"]
+        proposals = [c for c in changes if c.action == "propose"]
+        kind = self.project.connectors[suite.source.connector].type
+        verdict = guard(auto, suite, self.project.settings.corrections, kind, env=self.env)
+        if self.dry_run:
+            self.outcomes += [
+                Outcome(c, "planned", "would be verified and written") for c in verdict.allowed
+            ]
+            self.outcomes += [Outcome(c, "refused", reason) for c, reason in verdict.refused]
+            self.outcomes += [
+                Outcome(c, "proposed", "would be proposed to the owner") for c in proposals
+            ]
+            return
+        at = self.options.clock()
+        self.outcomes += [
+            record_refused(self.store, c, reason, at) for c, reason in verdict.refused
+        ]
+        self.outcomes += [propose(self.store, c, at) for c in proposals]
+        if verdict.allowed:
+            self._write(suite, source, relation, result, verdict.allowed, decided_by="rule")
+
+    def _write(
+        self,
+        suite: Suite,
+        source: Source,
+        relation: Relation,
+        result: SuiteResult,
+        changes: Sequence[Change],
+        *,
+        decided_by: str,
+        correction_id: int | None = None,
+    ) -> None:
+        ctx = context_for(suite, self.store, self.options, self.options.clock())
+        branch = verify_on_branch(suite, relation, changes, ctx, result.checks)
+        if not branch.ok:
+            for change in changes:
+                self.outcomes.append(
+                    propose(
+                        self.store,
+                        change,
+                        self.options.clock(),
+                        detail=f"the branch check failed: {branch.detail}",
+                        status="refused",
+                    )
+                )
+            return
+        marker = f"{result.started_at.isoformat()}/{decided_by}"
+        for change in changes:
+            self.outcomes.append(
+                apply(
+                    self.store,
+                    source,
+                    change,
+                    decided_by=decided_by,
+                    marker=marker,
+                    clock=self.options.clock,
+                    correction_id=correction_id,
+                )
+            )
+
+
+def run_cycle(
+    project: Project,
+    suite_ids: Sequence[str],
+    store: Store,
+    options: RunOptions,
+    *,
+    dry_run: bool = False,
+    env: Mapping[str, str] | None = None,
+    progress: Any = None,
+) -> tuple[list[SuiteResult], list[Outcome], list[str]]:
+    """One agent cycle: settle interrupted corrections, check, then correct."""
+    settled = [] if dry_run else settle(project, store, options)
+    remedy = Remedy(project, store, options, dry_run=dry_run, env=env)
+    results = run_checks(
+        project,
+        suite_ids,
+        store=store,
+        options=options,
+        progress=progress,
+        command="run",
+        hook=remedy,
+    )
+    return results, remedy.outcomes, settled
+
+
+def settle(project: Project, store: Store, options: RunOptions) -> list[str]:
+    """Reconcile every correction a crash left between intent and outcome."""
+    notes = []
+    for correction in interrupted(store):
+        try:
+            with _open(project, correction.suite, options) as source:
+                notes.append(reconcile(store, correction, source, clock=options.clock))
+        except (DqAgentError, SourceError) as exc:
+            notes.append(f"correction {correction.id}: still unsettled ({exc})")
+    return notes
+
+
+def revert_correction(
+    project: Project, store: Store, correction_id: int, *, by: str, options: RunOptions
+) -> Outcome:
+    correction = _correction(store, correction_id)
+    with _open(project, correction.suite, options) as source:
+        return revert(store, source, correction, by=by, clock=options.clock)
+
+
+def approve_correction(
+    project: Project,
+    store: Store,
+    correction_id: int,
+    *,
+    by: str,
+    options: RunOptions,
+    env: Mapping[str, str] | None = None,
+) -> Outcome:
+    """An owner approves a pending proposal: guardrails, branch check and write, as for a rule."""
+    correction = _correction(store, correction_id)
+    suite = _suite_of(project, correction)
+    _require_owner(suite, correction, by)
+    if correction.status != "pending" or correction.events[-1].event != "proposed":
+        raise DqAgentError(
+            f"correction {correction.id} is {correction.status}: only a proposal can be approved"
+        )
+    change = _change_of(correction, suite)
+    kind = project.connectors[suite.source.connector].type
+    verdict = guard([change], suite, project.settings.corrections, kind, env=env, count_limit=False)
+    if verdict.refused:
+        raise DqAgentError(f"correction {correction.id} cannot be written: {verdict.refused[0][1]}")
+    remedy = Remedy(project, store, options)
+
+    def approve_hook(s: Suite, source: Source, relation: Relation, result: SuiteResult) -> None:
+        remedy._write(
+            s,
+            source,
+            relation,
+            result,
+            [change],
+            decided_by=f"owner:{by}",
+            correction_id=correction.id,
+        )
+
+    run_checks(
+        project, [suite.suite], store=store, options=options, command="approve", hook=approve_hook
+    )
+    if not remedy.outcomes:
+        raise DqAgentError(f"suite {suite.suite} could not be read: nothing was written")
+    return remedy.outcomes[0]
+
+
+def reject_correction(
+    store: Store, project: Project, correction_id: int, *, by: str, clock: Clock
+) -> None:
+    correction = _correction(store, correction_id)
+    _require_owner(_suite_of(project, correction), correction, by)
+    if correction.status != "pending":
+        raise DqAgentError(
+            f"correction {correction.id} is {correction.status}: only a pending one can be rejected"
+        )
+    store.ledger_append(
+        event="rejected",
+        at=clock(),
+        correction_id=correction.id,
+        old=correction.old,
+        new=correction.new,
+        decided_by=f"owner:{by}",
+        detail="rejected by the owner",
+    )
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+class _open:
+    """A suite's source, opened (so writes know what was read) and closed after."""
+
+    def __init__(self, project: Project, suite_id: str, options: RunOptions) -> None:
+        if suite_id not in project.suites:
+            raise DqAgentError(f"suite {suite_id!r} is not in this project (or is invalid)")
+        self._connections = Connections(project.root, project.connectors, retry=options.retry)
+        self._source = self._connections.source(project.suites[suite_id].source)
+
+    def __enter__(self) -> Source:
+        try:
+            self._source.open()
+        except BaseException:
+            self._connections.dispose()
+            raise
+        return self._source
+
+    def __exit__(self, *_exc: object) -> None:
+        self._source.close()
+        self._connections.dispose()
+
+
+def _correction(store: Store, correction_id: int) -> Correction:
+    correction = store.correction(correction_id)
+    if correction is None:
+        raise DqAgentError(f"no correction {correction_id}")
+    return correction
+
+
+def _suite_of(project: Project, correction: Correction) -> Suite:
+    if correction.suite not in project.suites:
+        raise DqAgentError(
+            f"suite {correction.suite!r} of correction {correction.id} is not in this project"
+        )
+    return project.suites[correction.suite]
+
+
+def _require_owner(suite: Suite, correction: Correction, by: str) -> None:
+    people = {p.lower() for p in (*suite.owner, *suite.escalation)}
+    for spec in suite.checks:
+        if spec.name == correction.check and spec.owner:
+            people |= {p.lower() for p in spec.owner}
+    if by.lower() not in people:
+        listed = ", ".join(sorted(people)) or "nobody"
+        raise DqAgentError(
+            f"{by} may not decide corrections of suite {suite.suite} "
+            f"(owners and escalation: {listed})"
+        )
+
+
+def _change_of(correction: Correction, suite: Suite) -> Change:
+    connector, _, obj = correction.source.partition("/")
+    return Change(
+        suite=correction.suite,
+        check=correction.check,
+        connector=connector,
+        object=obj,
+        key=correction.key,
+        column=correction.column,
+        old=correction.old,
+        new=correction.new,
+        evidence=correction.evidence,
+        reason=correction.detail,
+        confidence=None,
+        action="propose",
+    )

@@ -1,0 +1,279 @@
+"""Corrections end to end: the running example's $10m slip on the Salesforce emulator."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dq_agent.config import load_project
+from dq_agent.engine import RunOptions
+from dq_agent.errors import DqAgentError
+from dq_agent.remedy import approve_correction, revert_correction, run_cycle, settle
+from dq_agent.sandbox import LoopbackServer, SalesforceEmulator, demo_seed
+from dq_agent.sources.retry import RetryPolicy
+from dq_agent.store import Store
+from tests.helpers import make_project
+
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+SLIP = "006Dn0000040000042"  # 200 seats × $5,000 typed as $10,000,000
+WHALE = "006Dn0000040000088"  # 2,000 seats × $5,000: a real $10m deal
+OPTIONS = RunOptions(clock=lambda: NOW, retry=RetryPolicy(attempts=2, sleep=lambda _s: None))
+
+SETTINGS = """
+state_url: 'sqlite:///{root}/state.db'
+corrections:
+  enabled: {enabled}
+  allow:
+    - {{connector: crm, object: Opportunity, fields: [Amount]}}
+  max_per_run: {max_per_run}
+"""
+SUITE = """
+suite: crm_opportunities
+owner: sales-ops@acme.com
+escalation: [cro@acme.com]
+source:
+  connector: crm
+  object: Opportunity
+  fields: [Id, Name, Amount, Seats__c, Price_Per_Seat__c, StageName]
+key: [Id]
+checks:
+  - fat_finger: {{column: Amount, witness: "Seats__c * Price_Per_Seat__c", auto_correct: {auto}}}
+"""
+
+
+@pytest.fixture
+def crm() -> Iterator[tuple[LoopbackServer, SalesforceEmulator]]:
+    emulator = SalesforceEmulator()
+    emulator.seed(demo_seed(NOW)["salesforce"]["objects"])
+    with LoopbackServer(emulator) as server:
+        yield server, emulator
+
+
+def project(
+    root: Path,
+    server: LoopbackServer,
+    *,
+    enabled: bool = True,
+    max_per_run: int = 5,
+    auto: bool = True,
+) -> Path:
+    return make_project(
+        root,
+        connectors={
+            "crm": f"type: salesforce\ninstance_url: {server.base_url}\nsession_id: sandbox\n"
+        },
+        suites={"crm": SUITE.format(auto=str(auto).lower())},
+        settings=SETTINGS.format(root=root, enabled=str(enabled).lower(), max_per_run=max_per_run),
+    )
+
+
+def amount(emulator: SalesforceEmulator, record_id: str) -> Any:
+    [record] = [r for r in emulator.state()["objects"]["Opportunity"] if r["Id"] == record_id]
+    return record["Amount"]
+
+
+def cycle(root: Path, **kwargs: Any) -> tuple[Any, Any, Any]:
+    loaded = load_project(root, env={})
+    assert loaded.issues == ()
+    with Store.open(loaded.state_url) as store:
+        return run_cycle(loaded, ["crm_opportunities"], store, OPTIONS, **kwargs)
+
+
+def ledger(root: Path) -> list[dict[str, Any]]:
+    with Store.open(f"sqlite:///{root}/state.db") as store:
+        assert store.verify_ledger() == []
+        return [c.to_json() for c in store.corrections()]
+
+
+def test_the_ten_million_dollar_slip_is_corrected_and_can_be_undone(
+    tmp_path: Path, crm: Any
+) -> None:
+    server, emulator = crm
+    root = project(tmp_path, server)
+    results, outcomes, _ = cycle(root)
+    [outcome] = outcomes
+    assert (outcome.status, outcome.change.key, outcome.change.old, outcome.change.new) == (
+        "applied",
+        {"Id": SLIP},
+        10000000,
+        1000000,
+    )
+    assert amount(emulator, SLIP) == 1_000_000  # what the owner now sees in the CRM
+    assert amount(emulator, WHALE) == 10_000_000  # the whale is untouched
+    [entry] = ledger(tmp_path)
+    assert {
+        k: entry[k] for k in ("id", "suite", "key", "column", "old", "new", "status", "decided_by")
+    } == {
+        "id": 1,
+        "suite": "crm_opportunities",
+        "key": {"Id": SLIP},
+        "column": "Amount",
+        "old": 10000000,
+        "new": 1000000,
+        "status": "applied",
+        "decided_by": "rule",
+    }
+    # The next run finds nothing left to correct.
+    assert cycle(root)[1] == []
+
+    loaded = load_project(root, env={})
+    with Store.open(loaded.state_url) as store:
+        undone = revert_correction(loaded, store, 1, by="sales-ops@acme.com", options=OPTIONS)
+    assert undone.status == "reverted"
+    assert amount(emulator, SLIP) == 10_000_000
+    assert [e["status"] for e in ledger(tmp_path)] == ["reverted"]
+
+
+def test_a_human_edit_between_plan_and_write_wins(
+    tmp_path: Path, crm: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server, emulator = crm
+    root = project(tmp_path, server)
+    import dq_agent.remedy.runner as runner
+
+    real = runner.verify_on_branch
+
+    def meanwhile(*args: Any, **kwargs: Any) -> Any:
+        verdict = real(*args, **kwargs)
+        # The owner fixes the amount by hand while the agent is verifying its change.
+        from tests.sf_client import salesforce_client
+
+        salesforce_client(server.base_url).Opportunity.update(SLIP, {"Amount": 1_000_001})
+        return verdict
+
+    monkeypatch.setattr(runner, "verify_on_branch", meanwhile)
+    _, [outcome], _ = cycle(root)
+    assert outcome.status == "conflict"
+    assert amount(emulator, SLIP) == 1_000_001
+    assert [e["status"] for e in ledger(tmp_path)] == ["conflict"]
+
+
+@pytest.mark.parametrize(
+    ("settings", "env", "reason"),
+    [
+        ({"enabled": False}, {}, "corrections are disabled (corrections: enabled: false)"),
+        ({}, {"DQ_AGENT_READ_ONLY": "1"}, "read-only mode (DQ_AGENT_READ_ONLY=1)"),
+        (
+            {"max_per_run": 0},
+            {},
+            "1 corrections in one run exceed max_per_run (0): nothing is written, the owner decides",
+        ),
+    ],
+)
+def test_guardrails_write_nothing_and_ask_the_owner(
+    tmp_path: Path, crm: Any, settings: dict[str, Any], env: dict[str, str], reason: str
+) -> None:
+    server, emulator = crm
+    root = project(tmp_path, server, **settings)
+    _, [outcome], _ = cycle(root, env=env)
+    assert outcome.status == "refused"
+    assert outcome.detail == f"not applied automatically: {reason}"
+    assert amount(emulator, SLIP) == 10_000_000
+    [entry] = ledger(tmp_path)
+    assert (entry["status"], entry["new"]) == ("pending", 1000000)
+
+
+def test_a_dry_run_writes_and_records_nothing(tmp_path: Path, crm: Any) -> None:
+    server, emulator = crm
+    root = project(tmp_path, server)
+    _, [outcome], _ = cycle(root, dry_run=True)
+    assert (outcome.status, outcome.change.new) == ("planned", 1000000)
+    assert amount(emulator, SLIP) == 10_000_000
+    assert ledger(tmp_path) == []
+
+
+def test_an_owner_approves_a_proposal(tmp_path: Path, crm: Any) -> None:
+    server, emulator = crm
+    root = project(tmp_path, server, auto=False)
+    _, [outcome], _ = cycle(root)
+    assert (outcome.status, outcome.correction_id) == ("proposed", 1)
+    assert amount(emulator, SLIP) == 10_000_000
+    loaded = load_project(root, env={})
+    with Store.open(loaded.state_url) as store:
+        with pytest.raises(DqAgentError, match="mallory@acme.com may not decide corrections"):
+            approve_correction(loaded, store, 1, by="mallory@acme.com", options=OPTIONS)
+        approved = approve_correction(loaded, store, 1, by="CRO@acme.com", options=OPTIONS)
+    assert approved.status == "applied"
+    assert amount(emulator, SLIP) == 1_000_000
+    [entry] = ledger(tmp_path)
+    assert (entry["status"], entry["decided_by"]) == ("applied", "owner:CRO@acme.com")
+    # A second run does not propose it again.
+    assert cycle(root)[1] == []
+
+
+CRASH = """
+import os, sys
+from dq_agent.config import load_project
+from dq_agent.engine import RunOptions
+from dq_agent.remedy import run_cycle
+from dq_agent.sources.salesforce import SalesforceSource
+from dq_agent.store import Store
+
+real = SalesforceSource.write
+
+def write_then_die(self, *args, **kwargs):
+    real(self, *args, **kwargs)
+    os._exit(9)  # killed after the API call, before the ledger hears of it
+
+SalesforceSource.write = write_then_die
+project = load_project(sys.argv[1], env={})
+with Store.open(project.state_url) as store:
+    run_cycle(project, ["crm_opportunities"], store, RunOptions())
+"""
+
+
+def test_a_crash_between_intent_and_outcome_is_settled_without_a_second_write(
+    tmp_path: Path, crm: Any
+) -> None:
+    server, emulator = crm
+    root = project(tmp_path, server)
+    script = tmp_path / "crash.py"
+    script.write_text(textwrap.dedent(CRASH))
+    died = subprocess.run(
+        [sys.executable, str(script), str(root)], capture_output=True, text=True, timeout=120
+    )
+    assert died.returncode == 9, died.stderr
+    assert amount(emulator, SLIP) == 1_000_000
+    assert [e["status"] for e in ledger(tmp_path)] == ["pending"]  # the intent, and nothing after
+
+    requests_before = emulator.state()["requests"]
+    loaded = load_project(root, env={})
+    with Store.open(loaded.state_url) as store:
+        notes = settle(loaded, store, OPTIONS)
+        [correction] = store.corrections()
+    assert notes == ["correction 1: applied (settled on start: the write had gone through)"]
+    assert correction.status == "applied"
+    assert emulator.state()["requests"] > requests_before  # it read the source...
+    assert amount(emulator, SLIP) == 1_000_000  # ...and wrote nothing again
+    assert cycle(root)[1] == []
+
+
+def test_corrections_cli_lists_shows_and_verifies(tmp_path: Path, crm: Any) -> None:
+    from click.testing import CliRunner
+
+    from dq_agent.cli import main
+
+    server, _ = crm
+    root = project(tmp_path, server)
+    cycle(root)
+    runner = CliRunner()
+    listed = runner.invoke(
+        main, ["corrections", "list", "--project", str(root), "--format", "json"]
+    )
+    assert listed.exit_code == 0
+    [entry] = json.loads(listed.stdout)
+    assert {"id", "suite", "key", "column", "old", "new", "status"} <= set(entry)
+    shown = runner.invoke(
+        main, ["corrections", "show", "1", "--project", str(root), "--format", "json"]
+    )
+    assert [e["event"] for e in json.loads(shown.stdout)["events"]] == ["intent", "applied"]
+    verified = runner.invoke(main, ["corrections", "verify", "--project", str(root)])
+    assert (verified.exit_code, verified.stdout) == (0, "ledger intact: 1 correction\n")
