@@ -277,3 +277,63 @@ def test_corrections_cli_lists_shows_and_verifies(tmp_path: Path, crm: Any) -> N
     assert [e["event"] for e in json.loads(shown.stdout)["events"]] == ["intent", "applied"]
     verified = runner.invoke(main, ["corrections", "verify", "--project", str(root)])
     assert (verified.exit_code, verified.stdout) == (0, "ledger intact: 1 correction\n")
+
+
+SHEET_SUITE = """
+suite: us_forecast_sheet
+owner: pete@acme.com
+source: {connector: sheets, spreadsheet: fin, worksheet: US}
+checks:
+  - row_count: {min: 1}
+"""
+HEADER = ["region", "state", "units"]
+ROWS = [["US", "CA", 120], ["US", "NY", 95]]
+
+
+def test_an_overwritten_sheet_is_restored_from_its_last_good_snapshot(tmp_path: Path) -> None:
+    from dq_agent.sandbox import SheetsEmulator
+    from tests.sheets_client import open_sheets_client
+
+    emulator = SheetsEmulator()
+    emulator.seed({"finance": {"key": "fin", "sheets": {"US": [HEADER, *ROWS]}}})
+    with LoopbackServer(emulator) as server:
+        root = make_project(
+            tmp_path,
+            connectors={"sheets": f"type: gsheets\nbase_url: {server.base_url}\n"},
+            suites={"sheet": SHEET_SUITE},
+            settings=SETTINGS.format(root=tmp_path, enabled="true", max_per_run=5),
+        )
+
+        def sheet() -> list[list[Any]]:
+            return [list(r) for r in emulator.state()["spreadsheets"]["fin"]["sheets"]["US"]]
+
+        def run_sheet() -> list[Any]:
+            loaded = load_project(root, env={})
+            with Store.open(loaded.state_url) as store:
+                return run_cycle(loaded, ["us_forecast_sheet"], store, OPTIONS)[1]
+
+        assert run_sheet() == []  # a good read: kept as a snapshot, nothing to do
+        # Pete pastes over the tab: only the header survives.
+        with open_sheets_client(server.base_url) as client:
+            client.open_by_key("fin").worksheet("US").batch_clear(["A2:C3"])
+        [proposal] = run_sheet()
+        assert (proposal.status, proposal.correction_id) == ("proposed", 1)
+        assert proposal.detail == "restore the last good snapshot from 2026-11-24 12:00 UTC"
+        assert sheet() == [HEADER]
+        assert run_sheet()[0].correction_id == 1  # proposed once, not again every run
+
+        loaded = load_project(root, env={})
+        with Store.open(loaded.state_url) as store:
+            restored = approve_correction(loaded, store, 1, by="pete@acme.com", options=OPTIONS)
+            assert restored.status == "applied"
+            assert sheet() == [HEADER, *ROWS]
+            undone = revert_correction(loaded, store, 1, by="pete@acme.com", options=OPTIONS)
+            assert undone.status == "reverted"
+            assert sheet() == [HEADER]
+            assert [e.event for e in store.correction(1).events] == [  # type: ignore[union-attr]
+                "proposed",
+                "intent",
+                "applied",
+                "revert_intent",
+                "reverted",
+            ]

@@ -97,12 +97,21 @@ class CorrectionsSettings(Model):
     max_magnitude: int = Field(3, ge=1, le=9)
 
 
+class SnapshotSettings(Model):
+    """What runs keep of operational sources (worksheets) so an overwrite can be restored."""
+
+    keep: int = Field(5, ge=0, le=1_000)
+    # Larger sources are not snapshotted (the state store is not a backup system).
+    max_rows: int = Field(10_000, ge=0, le=1_000_000)
+
+
 class Settings(Model):
     """Global settings from ``dq-agent.yml``."""
 
     state_url: str = DEFAULT_STATE_URL
     defaults: Defaults = Defaults()
     corrections: CorrectionsSettings = CorrectionsSettings()
+    snapshots: SnapshotSettings = SnapshotSettings()
 
 
 # --- connectors/*.yml -----------------------------------------------------------------------

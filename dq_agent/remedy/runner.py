@@ -25,6 +25,7 @@ from dq_agent.remedy.guard import guard
 from dq_agent.remedy.plan import Change, plan
 from dq_agent.results import SuiteResult
 from dq_agent.sources.base import Relation, Source
+from dq_agent.sources.gsheets import WHOLE_SHEET, GSheetsSource
 from dq_agent.sources.registry import Connections
 from dq_agent.store import Store
 from dq_agent.store.ledger import Correction
@@ -46,6 +47,8 @@ class Remedy:
     ) -> None:
         if result.status == "error":
             return
+        if isinstance(source, GSheetsSource):
+            self._snapshot_or_restore(suite, source, relation)
         changes = plan(suite, result, relation.label)
         if not changes:
             return
@@ -69,6 +72,43 @@ class Remedy:
         self.outcomes += [propose(self.store, c, at) for c in proposals]
         if verdict.allowed:
             self._write(suite, source, relation, result, verdict.allowed, decided_by="rule")
+
+    def _snapshot_or_restore(self, suite: Suite, source: GSheetsSource, relation: Relation) -> None:
+        """Keep what was read; if the worksheet is now empty, propose the last good copy."""
+        grid = source.last_grid
+        rows = sum(1 for row in grid[1:] if any(cell not in ("", None) for cell in row))
+        limits = self.project.settings.snapshots
+        at = self.options.clock()
+        if rows:
+            if not self.dry_run and limits.keep and rows <= limits.max_rows:
+                self.store.save_snapshot(suite.suite, grid, row_count=rows, at=at, keep=limits.keep)
+            return
+        good = self.store.last_good_snapshot(suite.suite)
+        if good is None:
+            return
+        taken_at, content = good
+        when = taken_at.strftime("%Y-%m-%d %H:%M UTC")
+        change = Change(
+            suite=suite.suite,
+            check="restore",
+            connector=suite.source.connector,
+            object=relation.label,
+            key={"worksheet": relation.label},
+            column=WHOLE_SHEET,
+            old=[list(row) for row in grid],
+            new=content,
+            evidence=(
+                f"{relation.label} has no rows now",
+                f"the snapshot from {when} has {len(content) - 1} rows",
+            ),
+            reason=f"restore the last good snapshot from {when}",
+            confidence=None,
+            action="propose",
+        )
+        if self.dry_run:
+            self.outcomes.append(Outcome(change, "proposed", f"would propose: {change.reason}"))
+        else:
+            self.outcomes.append(propose(self.store, change, at, detail=change.reason))
 
     def _write(
         self,
@@ -174,6 +214,25 @@ def approve_correction(
         )
     change = _change_of(correction, suite)
     kind = project.connectors[suite.source.connector].type
+    if correction.column == WHOLE_SHEET:
+        # A restore puts back data that was there: the owner's approval is the decision,
+        # within the global switches (the field allow-list is about single values).
+        refused = guard(
+            [change], suite, project.settings.corrections, kind, env=env, count_limit=False
+        )
+        switched_off = [reason for _, reason in refused.refused if "allow" not in reason]
+        if switched_off:
+            raise DqAgentError(f"correction {correction.id} cannot be written: {switched_off[0]}")
+        with _open(project, suite.suite, options) as source:
+            return apply(
+                store,
+                source,
+                change,
+                decided_by=f"owner:{by}",
+                marker=options.clock().isoformat(),
+                clock=options.clock,
+                correction_id=correction.id,
+            )
     verdict = guard([change], suite, project.settings.corrections, kind, env=env, count_limit=False)
     if verdict.refused:
         raise DqAgentError(f"correction {correction.id} cannot be written: {verdict.refused[0][1]}")

@@ -24,6 +24,8 @@ from dq_agent.sources.http import ApiSession
 from dq_agent.sources.retry import RetryPolicy
 
 ROW_COLUMN = "_row"
+# The "column" a restore writes: every cell of the worksheet at once.
+WHOLE_SHEET = "(all cells)"
 SHEETS_API = "https://sheets.googleapis.com"
 _KEY_IN_URL = re.compile(r"/spreadsheets/d/([A-Za-z0-9_-]+)")
 
@@ -102,9 +104,12 @@ class GSheetsSource:
         self._retry = retry or RetryPolicy()
         self._copy: FetchedCopy | None = None
         self._header: list[str] = []
+        # The worksheet's cells as the last open() read them, header row first.
+        self.last_grid: list[list[Any]] = []
 
     def open(self) -> Relation:
         grid = self._grid()
+        self.last_grid = [list(row) for row in grid]
         self._header = _header(grid[0]) if grid else []
         rows = [
             {ROW_COLUMN: number, **self._typed(cells)}
@@ -120,6 +125,8 @@ class GSheetsSource:
     def write(
         self, key: Mapping[str, Any], column: str, expected_old: Any, new: Any
     ) -> WriteResult:
+        if column == WHOLE_SHEET:
+            return self.write_grid(expected_old or [], new or [])
         worksheet = self._worksheet()
         if not self._header:
             self._header = _header(self._grid()[0])
@@ -140,7 +147,30 @@ class GSheetsSource:
             return WriteResult("conflict", before, after, f"{column} reads {after!r} after writing")
         return WriteResult("written", before, after)
 
+    def write_grid(
+        self, expected: Sequence[Sequence[Any]], new: Sequence[Sequence[Any]]
+    ) -> WriteResult:
+        """Replace the whole worksheet, compare-and-set: only if it still holds ``expected``."""
+        before = _trimmed(self._grid())
+        if before != _trimmed(expected):
+            return WriteResult(
+                "conflict", before, before, "the worksheet changed since it was read"
+            )
+        worksheet = self._worksheet()
+        self._call("clear", lambda: worksheet.clear())
+        rows = [list(row) for row in new]
+        if rows:
+            self._call("write", lambda: worksheet.update(rows, "A1", value_input_option="RAW"))
+        after = _trimmed(self._grid())
+        if after != _trimmed(new):
+            return WriteResult(
+                "conflict", before, after, "the worksheet reads differently after writing"
+            )
+        return WriteResult("written", before, after)
+
     def read(self, key: Mapping[str, Any], column: str) -> Any:
+        if column == WHOLE_SHEET:
+            return _trimmed(self._grid())
         worksheet = self._worksheet()
         if not self._header:
             self._header = _header(self._grid()[0])
@@ -228,3 +258,14 @@ def _cell_value(value: Any) -> Any:
         except ValueError:
             return value
     return value
+
+
+def _trimmed(grid: Sequence[Sequence[Any]]) -> list[list[Any]]:
+    """A grid without trailing empty cells and rows, as the API returns it."""
+    rows = [list(row) for row in grid]
+    for row in rows:
+        while row and row[-1] in ("", None):
+            row.pop()
+    while rows and not rows[-1]:
+        rows.pop()
+    return rows

@@ -185,3 +185,17 @@ class LedgerEntry(Base):
     idempotency_key: Mapped[str | None] = mapped_column(sa.String(128), unique=True)
     prev_hash: Mapped[str] = mapped_column(sa.String(64))
     hash: Mapped[str] = mapped_column(sa.String(64))
+
+
+class Snapshot(Base):
+    """What a run read from an operational source, kept (bounded) so it can be restored."""
+
+    __tablename__ = "snapshots"
+    __table_args__ = (sa.Index("ix_snapshots_suite_taken", "suite", "taken_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    suite: Mapped[str] = mapped_column(sa.String(255))
+    taken_at: Mapped[datetime]
+    row_count: Mapped[int] = mapped_column(sa.Integer)
+    # The source's own shape: for a worksheet, its rows of cells, header first.
+    content: Mapped[list[Any]] = mapped_column(sa.JSON)
