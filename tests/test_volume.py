@@ -65,7 +65,7 @@ def weekly(weeks: int, weekday: int = 1000, weekend: int = 300) -> list[int]:
 def test_median_and_mad_are_robust_to_one_outlier_in_the_baseline() -> None:
     history = [100, 102, 98, 101, 99, 100, 103, 97, 100, 5000, 101, 99, 100, 100]
     found = judge(history, 125, seasonality="none")
-    # MAD 1 (×1.4826) is below Poisson noise √100 = 10: the band is 100 ± 3 × 10.
+    # The spread of log ratios (about 1%) is below Poisson noise √100 = 10: 100 ± 3 × 10.
     assert (found.baseline_median, found.lower, found.upper) == (100.0, 70.0, 130.0)
     assert found.outcome == "normal"
     assert found.message == "2026-11-23: 125 rows, within the usual 70–130"
@@ -74,13 +74,32 @@ def test_median_and_mad_are_robust_to_one_outlier_in_the_baseline() -> None:
     assert spike.anomalous
 
 
-def test_the_scale_is_1_4826_mad_when_the_counts_are_large() -> None:
+def test_the_band_is_3_spreads_of_log_ratios_either_way_when_the_counts_are_large() -> None:
     history = [10_000 + d for d in (0, 500, -500, 1000, -1000, 250, -250, 0, 750, -750)]
     found = judge(history, 10_000, seasonality="none", min_change_pct=0)
-    # |deviations| 0,500,500,1000,1000,250,250,0,750,750 → MAD 500 → scale 741.3 → ±2,223.9
-    assert (found.baseline_median, found.lower, found.upper) == (10_000.0, 7_776.1, 12_223.9)
-    assert judge(history, 12_200, seasonality="none", min_change_pct=0).outcome == "normal"
-    assert judge(history, 12_250, seasonality="none", min_change_pct=0).outcome == "anomaly"
+    # |log((x + 10) / 10,010)|: 0, 0, .0247, .0253, .0488, .0512, .0723, .0778, .0952, .1053
+    # → median .0500 → spread × 1.4826 = .0741 → 3 spreads = ×/÷ e^.2224 = 1.2490 (on x + 10)
+    assert found.baseline_median == 10_000.0
+    assert (round(found.lower or 0, 2), round(found.upper or 0, 2)) == (8_004.33, 12_492.61)
+    # A ratio either way: 1,996 rows fewer is as unusual as 2,493 rows more.
+    for rows, outcome in ((8_050, "normal"), (7_950, "anomaly")):
+        assert judge(history, rows, seasonality="none", min_change_pct=0).outcome == outcome
+    for rows, outcome in ((12_450, "normal"), (12_550, "anomaly")):
+        assert judge(history, rows, seasonality="none", min_change_pct=0).outcome == outcome
+    # So a 23% fall (÷1.30) alerts where a 23% rise (×1.23) does not.
+    assert judge(history, 7_700, seasonality="none", min_change_pct=0).anomalous
+    assert not judge(history, 12_300, seasonality="none", min_change_pct=0).anomalous
+
+
+def test_a_handful_of_rows_compares_by_difference_not_by_ratio() -> None:
+    # Around 3 rows a bucket, chance alone moves the count by ±2 (√3): 1 row is no 67% drop.
+    # Ratios of rows + 10 keep the band at the Poisson floor, 3 ± 3 × √3 rows, where plain
+    # ratios (1 against 3 is ÷3) would stretch it to 0–14 and let a tripled count through.
+    small = [2, 4, 3, 1, 5, 3, 2, 4, 3, 3, 5, 1, 4, 2]
+    assert judge(small, 1, seasonality="none").message == "2026-11-23: 1 row, within the usual 0–8"
+    assert judge(small, 9, seasonality="none").message == (
+        "2026-11-23: 9 rows, 200% above baseline 3 (usually 0–8)"
+    )
 
 
 def test_a_clear_spike_fails() -> None:
@@ -110,7 +129,7 @@ def test_a_normal_weekend_dip_does_not_alert_with_weekday_seasonality() -> None:
     found = judge(history, 296, at=sunday)
     assert found.outcome == "normal"
     assert found.seasonality == "weekday"
-    assert found.message == "2026-11-22: 296 rows, within the usual 225–369 on Sundays"
+    assert found.message == "2026-11-22: 296 rows, within the usual 232–379 on Sundays"
     # Without seasonality a Sunday is judged against weekdays, and every weekend alerts.
     flat = judge(history, 296, at=sunday, seasonality="none")
     assert flat.message == "2026-11-22: 296 rows, 70% below baseline 997 (usually 798–1,196)"
@@ -119,7 +138,7 @@ def test_a_normal_weekend_dip_does_not_alert_with_weekday_seasonality() -> None:
 def test_a_weekend_outage_still_alerts_with_weekday_seasonality() -> None:
     found = judge(weekly(4)[:-1], 90, at=MONDAY - timedelta(days=1))
     assert (
-        found.message == "2026-11-22: 90 rows, 70% below baseline 297 (usually 225–369 on Sundays)"
+        found.message == "2026-11-22: 90 rows, 70% below baseline 297 (usually 232–379 on Sundays)"
     )
 
 
@@ -129,6 +148,32 @@ def test_auto_seasonality_needs_a_material_weekly_pattern() -> None:
     assert judge(weekly(4), 1000).seasonality == "weekday"
     assert judge(weekly(4), 1000, seasonality="none").seasonality == "none"
     assert judge(weekly(4, 1000, 980), 1000, seasonality="weekday").seasonality == "weekday"
+
+
+def test_the_level_follows_a_drift_that_the_latest_week_shows() -> None:
+    # Three weeks as usual, then a week 8% busier on every day: the median of the last four
+    # Mondays (1,006) trails; the latest week over its weekdays' medians says where it is now.
+    grown = weekly(3) + [round(rows * 1.08) for rows in weekly(1)]
+    assert judge(grown, 860).message == (
+        "2026-11-23: 860 rows, 20% below baseline 1,080 (usually 864–1,296 on Mondays)"
+    )
+    # Without the drift, 860 rows is a 14% dip: under the 20% floor.
+    steady = judge(weekly(4), 860)
+    assert (steady.outcome, steady.baseline_median) == ("normal", 1002.5)
+
+
+def test_a_week_of_failed_loads_is_no_trend_to_follow() -> None:
+    # Every day of the latest week lost 90% of its rows. The level follows by up to half of
+    # min_change_pct (÷1.1 from 996), so the next broken Monday still alerts, and the Monday
+    # things are back to normal is not an anomaly either.
+    broken = weekly(3) + [round(rows * 0.1) for rows in weekly(1)]
+    assert judge(broken, 100).message == (
+        "2026-11-23: 100 rows, 89% below baseline 905 (usually 724–1,086 on Mondays)"
+    )
+    assert (
+        judge(broken, 1000).message
+        == "2026-11-23: 1,000 rows, within the usual 724–1,086 on Mondays"
+    )
 
 
 def test_a_weekly_pattern_with_too_few_of_this_weekday_cannot_be_judged_yet() -> None:
@@ -154,7 +199,8 @@ def test_zero_rows_always_alert_when_the_baseline_has_rows() -> None:
     noisy = [1, 60, 2, 55, 3, 50, 4, 45, 5, 40]  # so noisy that 0 is inside the band
     found = judge(noisy, 0, seasonality="none")
     assert found.lower == 0.0
-    assert found.message == "2026-11-23: 0 rows, baseline 23 (usually 0–116)"
+    # Swinging sixty-fold, as ratios, makes for a wide band: 0 rows alerts all the same.
+    assert found.message == "2026-11-23: 0 rows, baseline 23 (usually 0–989)"
     assert judge(noisy, 0, seasonality="none", direction="drop").anomalous
     assert not judge(noisy, 0, seasonality="none", direction="spike").anomalous
     assert judge([0] * 7 + [5] + [0] * 6, 0).outcome == "normal"  # nothing usually arrives
@@ -193,7 +239,7 @@ def test_expected_buckets_leave_the_baseline() -> None:
     series = {**days_before(MONDAY, history), MONDAY: 30.0}
     imports = {MONDAY - timedelta(days=i) for i in range(1, 15, 2)}
     unmarked = detect(series, MONDAY, args(seasonality="none"))
-    assert unmarked.message == "2026-11-23: 30 rows, within the usual 0–917"  # drop missed
+    assert unmarked.message == "2026-11-23: 30 rows, within the usual 4–4,839"  # drop missed
     marked = detect(series, MONDAY, args(seasonality="none"), expected=imports)
     assert (marked.baseline_buckets, marked.baseline_median) == (7, 100.0)
     assert marked.message == "2026-11-23: 30 rows, 70% below baseline 100 (usually 70–130)"
@@ -297,7 +343,8 @@ def test_a_normal_day_passes(tmp_path: Path, db_url: str) -> None:
         "pass",
         "2026-11-23: 204 rows, within the usual 157–242 on Mondays",
     )
-    # Mondays had 199, 205, 200 and 195 rows; √199.5 (Poisson noise) sets the width.
+    # Mondays had 199, 205, 200 and 195 rows; √199.5 (Poisson noise) sets the width. The
+    # latest week is within chance of its weekdays' medians: the level stays their median.
     assert result.observed == {
         "bucket": "2026-11-23T00:00:00+00:00",
         "rows": 204,
@@ -389,7 +436,7 @@ def test_hourly_buckets_compare_the_same_hour_of_day(tmp_path: Path, db_url: str
     night = only_check(tmp_path, db_url, suite(check), as_of=datetime(2026, 11, 24, 4, tzinfo=UTC))
     assert (night.status, night.message) == (
         "pass",
-        "2026-11-24 03:00: 3 rows, within the usual 0–16 at 03:00",
+        "2026-11-24 03:00: 3 rows, within the usual 0–21 at 03:00",
     )
 
 
@@ -410,7 +457,7 @@ def test_backtest_finds_exactly_the_injected_anomalies(tmp_path: Path, db_url: s
             "2026-11-18",
             "2026-11-18: 640 rows, 219% above baseline 201 (usually 158–243 on Wednesdays)",
         ),
-        ("2026-11-21", "2026-11-21: 15 rows, 75% below baseline 60 (usually 36–83 on Saturdays)"),
+        ("2026-11-21", "2026-11-21: 15 rows, 75% below baseline 60 (usually 36–86 on Saturdays)"),
     ]
     assert {v.status for v in verdicts} == {"pass", "fail"}
     # The Thursday after the outage keeps its baseline: one zero does not move a median.

@@ -3,6 +3,12 @@
 The database counts rows per bucket (one GROUP BY over the training window); :func:`detect`
 judges the last complete bucket against the earlier ones, in memory and without I/O, so that a
 run, a backtest and a benchmark all make the very same decision.
+
+Counts vary by ratios, not by differences: a busy Friday wobbles by more rows than a quiet
+Sunday, and losing half the rows is as far from normal as doubling them. So the noise is
+measured as the spread of log ratios to the level, and the usual band reaches as far below the
+level as above it in those terms (÷ and × e^(k·spread)): a 50% drop and a 2× spike are equally
+unusual, where a band symmetric in rows would be blind to drops long before it is to spikes.
 """
 
 from __future__ import annotations
@@ -37,6 +43,17 @@ MIN_SEASON_POINTS = 3
 SEASONAL_SPREAD = 3.0
 # Slots whose levels are within this factor of each other share one noise estimate.
 SIMILAR_LEVEL = 2.0
+# The latest week (day, for hourly buckets) can move a seasonal level when this many slots
+# tell, and when it stands this many standard errors off the slot medians.
+MIN_RECENT_SLOTS = 3
+TREND_ERRORS = 2.0
+# Ratios are taken between counts plus this many rows. It is nothing to thousands of rows, but
+# makes a handful compare by difference: counting noise (about ±√rows by chance alone) is
+# even in rows, not in ratios, and 2 rows where 5 are usual is no 60% drop.
+RATIO_OFFSET = 10.0
+# A band wider than e^20 either way (a factor of 500 million) is as good as none; the cap
+# keeps its edges finite numbers whatever the sensitivity.
+MAX_LOG_RATIO = 20.0
 
 _STEP = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(weeks=1)}
 SUPPORTED_DIALECTS = ("postgresql", "sqlite")
@@ -51,6 +68,8 @@ class Detection:
     rows: int
     outcome: Outcome
     message: str
+    # The level judged against: the median of the bucket's slot (of all buckets, without
+    # seasonality), moved by a drift the latest week shows, if any.
     baseline_median: float | None
     lower: float | None
     upper: float | None
@@ -146,8 +165,10 @@ def bucket_label(local: datetime, unit: BucketUnit) -> str:
 
 @dataclass(frozen=True)
 class _Baseline:
-    median: float
-    scale: float
+    level: float  # the rows the bucket is expected to hold
+    # A robust standard deviation of the log distance (see _log_distance) of a usual bucket
+    # from its level: 0.1 is about 10% either way. The band's floors come on top of it.
+    spread: float
     seasonality: Seasonality
     # Seasonal data whose evaluated slot has this few points (< MIN_SEASON_POINTS) to go by.
     thin_slot: int | None = None
@@ -183,7 +204,7 @@ def detect(
             rows=rows,
             outcome=outcome,
             message=f"{label}: {message}",
-            baseline_median=baseline.median if history else None,
+            baseline_median=baseline.level if history else None,
             lower=band[0] if band else None,
             upper=band[1] if band else None,
             baseline_buckets=len(history),
@@ -201,16 +222,15 @@ def detect(
         message = f"only {have} of history (needs {MIN_SEASON_POINTS}): cannot judge yet"
         return verdict("too_little_history", message, None)
 
-    median, allowed = baseline.median, _allowed_change(baseline, args)
-    band = (max(0.0, median - allowed), median + allowed)
+    level, band = baseline.level, _band(baseline, args)
     usual = f"{_count(band[0])}–{_count(band[1])}{_season_words(baseline.seasonality, local)}"
-    if not _is_anomaly(rows, baseline, args):
+    if not _is_anomaly(rows, level, band, args):
         return verdict("normal", f"{plural(rows, 'row')}, within the usual {usual}", band)
     change = ""
-    if rows and median:
-        share = abs(rows - median) / median * 100
-        change = f"{share:,.0f}% {'below' if rows < median else 'above'} "
-    message = f"{plural(rows, 'row')}, {change}baseline {_count(median)} (usually {usual})"
+    if rows and level:
+        share = abs(rows - level) / level * 100
+        change = f"{share:,.0f}% {'below' if rows < level else 'above'} "
+    message = f"{plural(rows, 'row')}, {change}baseline {_count(level)} (usually {usual})"
     return verdict("anomaly", message, band)
 
 
@@ -255,7 +275,7 @@ def _baseline(
 ) -> _Baseline:
     values = [rows for _, rows in history]
     if not values:
-        return _Baseline(0.0, 1.0, "none")
+        return _Baseline(0.0, 0.0, "none")
     groups: dict[int, list[float]] = {}
     for start, rows in history:
         slot = _slot_of(start, args.bucket)
@@ -269,14 +289,18 @@ def _baseline(
         if len(own) < MIN_SEASON_POINTS:
             # A weekly rhythm with too few of this weekday to go by: the other days are no
             # baseline for it (a Saturday is not a slow Friday), so it cannot be judged yet.
-            return _Baseline(median, 1.0, kind, thin_slot=len(own))
+            return _Baseline(median, 0.0, kind, thin_slot=len(own))
         # Four Mondays are too few for a stable spread, so the noise is pooled over the slots
         # at a similar level (a quiet Sunday is as erratic as a quiet Saturday, not as a
-        # busy Monday), relative to each slot's level.
+        # busy Monday), each point measured against the median of the rest of its slot.
         alike = [v for v in groups.values() if _similar(statistics.median(v), median)]
-        return _Baseline(median, _floored(_relative_noise(alike) * median, median), kind)
+        spread = _log_spread(alike)
+        return _Baseline(median * _recent_factor(groups, spread, args), spread, kind)
+    # A week or more of points in one group: the in-sample spread about the median (the MAD
+    # of log counts) is stable enough.
     median = statistics.median(values)
-    return _Baseline(median, _floored(_mad(values) * MAD_SCALE, median), "none")
+    distances = [_log_distance(x, median) for x in values]
+    return _Baseline(median, statistics.median(distances) * MAD_SCALE, "none")
 
 
 def _use_seasonality(
@@ -309,20 +333,55 @@ def _similar(level: float, other: float) -> bool:
     return min(level, other) * SIMILAR_LEVEL >= max(level, other)
 
 
-def _relative_noise(groups: Iterable[list[float]]) -> float:
-    """1.4826 × the MAD of each point from the median of the rest of its slot, relative to it.
+def _recent_factor(
+    groups: Mapping[int, list[float]], spread: float, args: VolumeAnomalyArgs
+) -> float:
+    """Where the level stands now, as a factor on the slot medians (1: where they are).
+
+    A median over the last four Mondays trails a trend by two weeks or so. The latest point of
+    every slot (the last seven days, the last 24 hours) over its slot's median says how the
+    latest cycle compares, and their median is not moved by a broken day or two in it. It is
+    followed only when it stands out from chance: by more than ``TREND_ERRORS`` standard
+    errors of a median of that many points (√(π/2) × spread / √n). And only by up to half of
+    ``min_change_pct``: a larger shift is what the check is there to report, not a trend to
+    follow. So a load that keeps failing for days does not become the new normal, and the day
+    it recovers is no material change from the level followed either.
+    """
+    ratios = [
+        values[-1] / median
+        for values in groups.values()  # each in time order
+        if len(values) >= MIN_SEASON_POINTS and (median := statistics.median(values)) > 0
+    ]
+    if len(ratios) < MIN_RECENT_SLOTS:
+        return 1.0
+    factor = statistics.median(ratios)
+    shift = math.log(factor) if factor > 0 else -math.inf
+    standard_error = math.sqrt(math.pi / 2) * spread / math.sqrt(len(ratios))
+    if abs(shift) <= TREND_ERRORS * standard_error:
+        return 1.0
+    most = math.log1p(args.min_change_pct / 200)
+    return math.exp(max(-most, min(most, shift)))
+
+
+def _log_spread(groups: Iterable[list[float]]) -> float:
+    """1.4826 × the median log distance of each point from the median of the rest of its group.
 
     Leaving the point out measures the error of the very prediction made (a median of the
     other Mondays), which in-sample deviations from three or four points understate.
     """
-    shares = [
-        abs(x - median) / median
+    distances = [
+        _log_distance(x, median)
         for values in groups
-        if len(values) >= 3
+        if len(values) >= MIN_SEASON_POINTS
         for x, median in _leave_one_out_medians(values)
-        if median > 0
     ]
-    return statistics.median(shares) * MAD_SCALE if shares else 0.0
+    return statistics.median(distances) * MAD_SCALE if distances else 0.0
+
+
+def _log_distance(rows: float, level: float) -> float:
+    """How far ``rows`` is from ``level`` as a ratio: |log| of one over the other, both plus
+    ``RATIO_OFFSET`` (so that an empty bucket is a long but finite way from the rest)."""
+    return abs(math.log((rows + RATIO_OFFSET) / (level + RATIO_OFFSET)))
 
 
 def _leave_one_out_medians(values: list[float]) -> list[tuple[float, float]]:
@@ -342,34 +401,44 @@ def _without(ordered: list[float], skipped: int, k: int) -> float:
     return ordered[k] if k < skipped else ordered[k + 1]
 
 
-def _mad(values: list[float]) -> float:
-    median = statistics.median(values)
-    return statistics.median(abs(x - median) for x in values)
-
-
 def _floored(scale: float, median: float) -> float:
-    """A count cannot be steadier than Poisson noise (√median), nor a spread below one row.
+    """A spread in rows no smaller than counting noise."""
+    return max(scale, _counting_noise(median))
 
-    Without the floor a perfectly flat history (MAD 0) would alert on a one-row change.
+
+def _counting_noise(level: float) -> float:
+    """A count cannot be steadier than Poisson noise (√level), nor than one row."""
+    return max(math.sqrt(max(level, 0.0)), 1.0)
+
+
+def _band(baseline: _Baseline, args: VolumeAnomalyArgs) -> tuple[float, float]:
+    """The usual rows: outside this range a change is both unusual and material.
+
+    Unusual: more than ``sensitivity`` spreads away in log distance (÷ or × e^(k·spread), on
+    counts plus ``RATIO_OFFSET``), and more than ``sensitivity`` × Poisson noise away in rows
+    (without that floor a perfectly flat history would alert on a one-row change). Material:
+    at least ``min_change_pct`` of the level either way. Each rule can only widen the band, so
+    its edges are the widest of the three.
     """
-    return max(scale, math.sqrt(max(median, 0.0)), 1.0)
+    level, k = baseline.level, args.sensitivity
+    ratio = math.exp(min(k * baseline.spread, MAX_LOG_RATIO))
+    noise = k * _counting_noise(level)
+    floor = args.min_change_pct / 100 * level
+    offset = level + RATIO_OFFSET
+    lower = min(offset / ratio - RATIO_OFFSET, level - noise, level - floor)
+    upper = max(offset * ratio - RATIO_OFFSET, level + noise, level + floor)
+    return max(0.0, lower), upper
 
 
-def _allowed_change(baseline: _Baseline, args: VolumeAnomalyArgs) -> float:
-    """Half the width of the usual band: beyond it a change is both unusual and material."""
-    return max(args.sensitivity * baseline.scale, args.min_change_pct / 100 * baseline.median)
-
-
-def _is_anomaly(rows: int, baseline: _Baseline, args: VolumeAnomalyArgs) -> bool:
-    median = baseline.median
-    if rows == 0 and median > 0 and args.direction != "spike":
+def _is_anomaly(
+    rows: int, level: float, band: tuple[float, float], args: VolumeAnomalyArgs
+) -> bool:
+    """Outside the usual band, in a direction the check watches."""
+    if rows == 0 and level > 0 and args.direction != "spike":
         return True  # an empty bucket after non-empty ones is always news
-    change = rows - median
-    if args.direction == "drop" and change >= 0 or args.direction == "spike" and change <= 0:
-        return False
-    unusual = abs(change) > args.sensitivity * baseline.scale
-    material = abs(change) >= args.min_change_pct / 100 * median
-    return unusual and material
+    if rows < band[0]:
+        return args.direction != "spike"
+    return rows > band[1] and args.direction != "drop"
 
 
 def _count(value: float) -> str:
