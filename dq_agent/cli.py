@@ -15,10 +15,12 @@ from zoneinfo import ZoneInfo
 import click
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
 from dq_agent import report
+from dq_agent.agent import run_cycle
 from dq_agent.checks.volume import bucket_floor, to_local, to_utc
-from dq_agent.config import Project, load_project
+from dq_agent.config import Project, load_project, parse_duration
 from dq_agent.config.loader import resolve_sqlite_path
 from dq_agent.config.models import CheckSpec, SqlConnector, VolumeAnomalyArgs
 from dq_agent.engine import RunOptions, backtest_suite, run_checks, select_suites, utc_now
@@ -28,7 +30,6 @@ from dq_agent.remedy import (
     approve_correction,
     reject_correction,
     revert_correction,
-    run_cycle,
 )
 from dq_agent.results import SuiteResult, exit_code, worst
 from dq_agent.sandbox import build_demo_warehouse
@@ -37,6 +38,16 @@ from dq_agent.store import Store
 from dq_agent.store.ledger import STATUS_AFTER
 
 EXIT_CANNOT_RUN = 3
+INCIDENT_STATUSES = [
+    "open",
+    "notified",
+    "acknowledged",
+    "fixing",
+    "verifying",
+    "resolved",
+    "snoozed",
+    "expected",
+]
 
 project_option = click.option(
     "--project",
@@ -214,20 +225,23 @@ def _run(project_dir: Path, suites: tuple[str, ...], *, dry_run: bool, fmt: str)
         ids = select_suites(project, suites)
         options = RunOptions(clock=utc_now)
         with Store.open(project.state_url) as store:
-            results, outcomes, settled = run_cycle(project, ids, store, options, dry_run=dry_run)
+            cycle = run_cycle(project, ids, store, options, dry_run=dry_run)
     except DqAgentError as exc:
         click.echo(f"error: {exc}", err=True)
         return EXIT_CANNOT_RUN
     if fmt == "json":
-        doc = json.loads(report.to_json(results))
-        doc["corrections"] = [report.outcome_json(o) for o in outcomes]
-        doc["settled"] = settled
+        doc = json.loads(report.to_json(cycle.results))
+        doc["corrections"] = [report.outcome_json(o) for o in cycle.outcomes]
+        doc["settled"] = cycle.settled
+        doc["incidents"] = [vars(n) | {"owners": list(n.owners)} for n in cycle.notices]
         click.echo(json.dumps(doc, indent=2))
     else:
         out = _out()
-        report.print_text(out, results)
-        report.print_outcomes(out, outcomes, settled, dry_run=dry_run)
-    return exit_code(worst(r.status for r in results))
+        report.print_text(out, cycle.results)
+        report.print_outcomes(out, cycle.outcomes, cycle.settled, dry_run=dry_run)
+        for notice in cycle.notices:
+            out.print(Text(str(notice), style="yellow" if notice.event != "resolved" else "green"))
+    return exit_code(worst(r.status for r in cycle.results))
 
 
 def _out() -> Console:
@@ -331,6 +345,99 @@ def corrections_verify(project_dir: Path) -> None:
     if problems:
         sys.exit(EXIT_CANNOT_RUN)
     click.echo(f"ledger intact: {entries} correction{'s' if entries != 1 else ''}")
+
+
+@main.group()
+def incidents() -> None:
+    """Problems people are told about until they are fixed: list, show, resolve, snooze."""
+
+
+@incidents.command("list")
+@project_option
+@click.option("--status", type=click.Choice(INCIDENT_STATUSES), default=None)
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+def incidents_list(project_dir: Path, status: str | None, fmt: str) -> None:
+    """Every incident, newest first."""
+    with _ledger(project_dir) as (_, store):
+        found = store.incidents(status=status)
+    if fmt == "json":
+        click.echo(
+            json.dumps([{k: v for k, v in i.items() if k != "events"} for i in found], indent=2)
+        )
+        return
+    for i in found:
+        click.echo(
+            f"#{i['id']:<4} {i['status']:<9} {i['suite']} / {i['check']}  "
+            f"({i['failures']} failure{'s' if i['failures'] != 1 else ''}, "
+            f"opened {i['opened_at'][:16]})  {i['summary']}"
+        )
+    if not found:
+        click.echo("no incidents")
+
+
+@incidents.command("show")
+@click.argument("incident_id", type=int)
+@project_option
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+def incidents_show(incident_id: int, project_dir: Path, fmt: str) -> None:
+    """One incident with its history."""
+    with _ledger(project_dir) as (_, store):
+        found = [i for i in store.incidents() if i["id"] == incident_id]
+    if not found:
+        click.echo(f"error: no incident {incident_id}", err=True)
+        sys.exit(EXIT_CANNOT_RUN)
+    [incident] = found
+    if fmt == "json":
+        click.echo(json.dumps(incident, indent=2))
+        return
+    click.echo(f"incident #{incident['id']}  {incident['status']}")
+    click.echo(f"  {incident['suite']} / {incident['check']} on {incident['dataset']}")
+    click.echo(f"  owners: {', '.join(incident['owners']) or 'none set'}")
+    click.echo(f"  {incident['summary']}")
+    for event in incident["events"]:
+        click.echo(
+            f"  {event['at'][:19]}  {event['event']:<13} {event['by']:<18} {event['detail']}"
+        )
+
+
+@incidents.command("resolve")
+@click.argument("incident_id", type=int)
+@project_option
+@click.option("--by", default=lambda: os.environ.get("USER", "cli"), show_default="$USER")
+def incidents_resolve(incident_id: int, project_dir: Path, by: str) -> None:
+    """Close an incident by hand (it re-opens if the check fails again)."""
+    _set_incident(project_dir, incident_id, "resolved", by=by)
+
+
+@incidents.command("snooze")
+@click.argument("incident_id", type=int)
+@project_option
+@click.option("--for", "duration", required=True, metavar="DURATION", help="e.g. 4h, 2d")
+@click.option("--by", default=lambda: os.environ.get("USER", "cli"), show_default="$USER")
+def incidents_snooze(incident_id: int, project_dir: Path, duration: str, by: str) -> None:
+    """Quiet an incident for a while; failures still count."""
+    try:
+        length = parse_duration(duration)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--for") from None
+    _set_incident(project_dir, incident_id, "snoozed", by=by, until=utc_now() + length)
+
+
+def _set_incident(
+    project_dir: Path, incident_id: int, status: str, *, by: str, until: datetime | None = None
+) -> None:
+    with _ledger(project_dir) as (_, store):
+        try:
+            store.set_incident_status(incident_id, status, at=utc_now(), by=by, until=until)
+        except DqAgentError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_CANNOT_RUN)
+    suffix = f" until {until.isoformat(timespec='minutes')}" if until else ""
+    click.echo(f"incident #{incident_id}: {status} by {by}{suffix}")
 
 
 class _ledger:

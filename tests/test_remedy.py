@@ -13,10 +13,11 @@ from typing import Any
 
 import pytest
 
+from dq_agent.agent import run_cycle
 from dq_agent.config import load_project
 from dq_agent.engine import RunOptions
 from dq_agent.errors import DqAgentError
-from dq_agent.remedy import approve_correction, revert_correction, run_cycle, settle
+from dq_agent.remedy import approve_correction, revert_correction, settle
 from dq_agent.sandbox import LoopbackServer, SalesforceEmulator, demo_seed
 from dq_agent.sources.retry import RetryPolicy
 from dq_agent.store import Store
@@ -80,7 +81,7 @@ def amount(emulator: SalesforceEmulator, record_id: str) -> Any:
     return record["Amount"]
 
 
-def cycle(root: Path, **kwargs: Any) -> tuple[Any, Any, Any]:
+def cycle(root: Path, **kwargs: Any) -> Any:
     loaded = load_project(root, env={})
     assert loaded.issues == ()
     with Store.open(loaded.state_url) as store:
@@ -98,8 +99,7 @@ def test_the_ten_million_dollar_slip_is_corrected_and_can_be_undone(
 ) -> None:
     server, emulator = crm
     root = project(tmp_path, server)
-    results, outcomes, _ = cycle(root)
-    [outcome] = outcomes
+    [outcome] = cycle(root).outcomes
     assert (outcome.status, outcome.change.key, outcome.change.old, outcome.change.new) == (
         "applied",
         {"Id": SLIP},
@@ -122,7 +122,7 @@ def test_the_ten_million_dollar_slip_is_corrected_and_can_be_undone(
         "decided_by": "rule",
     }
     # The next run finds nothing left to correct.
-    assert cycle(root)[1] == []
+    assert cycle(root).outcomes == []
 
     loaded = load_project(root, env={})
     with Store.open(loaded.state_url) as store:
@@ -150,7 +150,7 @@ def test_a_human_edit_between_plan_and_write_wins(
         return verdict
 
     monkeypatch.setattr(runner, "verify_on_branch", meanwhile)
-    _, [outcome], _ = cycle(root)
+    [outcome] = cycle(root).outcomes
     assert outcome.status == "conflict"
     assert amount(emulator, SLIP) == 1_000_001
     assert [e["status"] for e in ledger(tmp_path)] == ["conflict"]
@@ -173,7 +173,7 @@ def test_guardrails_write_nothing_and_ask_the_owner(
 ) -> None:
     server, emulator = crm
     root = project(tmp_path, server, **settings)
-    _, [outcome], _ = cycle(root, env=env)
+    [outcome] = cycle(root, env=env).outcomes
     assert outcome.status == "refused"
     assert outcome.detail == f"not applied automatically: {reason}"
     assert amount(emulator, SLIP) == 10_000_000
@@ -184,7 +184,7 @@ def test_guardrails_write_nothing_and_ask_the_owner(
 def test_a_dry_run_writes_and_records_nothing(tmp_path: Path, crm: Any) -> None:
     server, emulator = crm
     root = project(tmp_path, server)
-    _, [outcome], _ = cycle(root, dry_run=True)
+    [outcome] = cycle(root, dry_run=True).outcomes
     assert (outcome.status, outcome.change.new) == ("planned", 1000000)
     assert amount(emulator, SLIP) == 10_000_000
     assert ledger(tmp_path) == []
@@ -193,7 +193,7 @@ def test_a_dry_run_writes_and_records_nothing(tmp_path: Path, crm: Any) -> None:
 def test_an_owner_approves_a_proposal(tmp_path: Path, crm: Any) -> None:
     server, emulator = crm
     root = project(tmp_path, server, auto=False)
-    _, [outcome], _ = cycle(root)
+    [outcome] = cycle(root).outcomes
     assert (outcome.status, outcome.correction_id) == ("proposed", 1)
     assert amount(emulator, SLIP) == 10_000_000
     loaded = load_project(root, env={})
@@ -206,14 +206,14 @@ def test_an_owner_approves_a_proposal(tmp_path: Path, crm: Any) -> None:
     [entry] = ledger(tmp_path)
     assert (entry["status"], entry["decided_by"]) == ("applied", "owner:CRO@acme.com")
     # A second run does not propose it again.
-    assert cycle(root)[1] == []
+    assert cycle(root).outcomes == []
 
 
 CRASH = """
 import os, sys
 from dq_agent.config import load_project
 from dq_agent.engine import RunOptions
-from dq_agent.remedy import run_cycle
+from dq_agent.agent import run_cycle
 from dq_agent.sources.salesforce import SalesforceSource
 from dq_agent.store import Store
 
@@ -253,7 +253,7 @@ def test_a_crash_between_intent_and_outcome_is_settled_without_a_second_write(
     assert correction.status == "applied"
     assert emulator.state()["requests"] > requests_before  # it read the source...
     assert amount(emulator, SLIP) == 1_000_000  # ...and wrote nothing again
-    assert cycle(root)[1] == []
+    assert cycle(root).outcomes == []
 
 
 def test_corrections_cli_lists_shows_and_verifies(tmp_path: Path, crm: Any) -> None:
@@ -310,7 +310,7 @@ def test_an_overwritten_sheet_is_restored_from_its_last_good_snapshot(tmp_path: 
         def run_sheet() -> list[Any]:
             loaded = load_project(root, env={})
             with Store.open(loaded.state_url) as store:
-                return run_cycle(loaded, ["us_forecast_sheet"], store, OPTIONS)[1]
+                return run_cycle(loaded, ["us_forecast_sheet"], store, OPTIONS).outcomes
 
         assert run_sheet() == []  # a good read: kept as a snapshot, nothing to do
         # Pete pastes over the tab: only the header survives.

@@ -7,7 +7,6 @@ from dq_agent.remedy.runner import (
     approve_correction,
     reject_correction,
     revert_correction,
-    run_cycle,
     settle,
 )
 
@@ -18,6 +17,5 @@ __all__ = [
     "approve_correction",
     "reject_correction",
     "revert_correction",
-    "run_cycle",
     "settle",
 ]

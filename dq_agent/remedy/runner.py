@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from dq_agent.config.loader import Project
 from dq_agent.config.models import Suite
@@ -148,31 +147,6 @@ class Remedy:
                     correction_id=correction_id,
                 )
             )
-
-
-def run_cycle(
-    project: Project,
-    suite_ids: Sequence[str],
-    store: Store,
-    options: RunOptions,
-    *,
-    dry_run: bool = False,
-    env: Mapping[str, str] | None = None,
-    progress: Any = None,
-) -> tuple[list[SuiteResult], list[Outcome], list[str]]:
-    """One agent cycle: settle interrupted corrections, check, then correct."""
-    settled = [] if dry_run else settle(project, store, options)
-    remedy = Remedy(project, store, options, dry_run=dry_run, env=env)
-    results = run_checks(
-        project,
-        suite_ids,
-        store=store,
-        options=options,
-        progress=progress,
-        command="run",
-        hook=remedy,
-    )
-    return results, remedy.outcomes, settled
 
 
 def settle(project: Project, store: Store, options: RunOptions) -> list[str]:

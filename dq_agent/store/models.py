@@ -199,3 +199,36 @@ class Snapshot(Base):
     row_count: Mapped[int] = mapped_column(sa.Integer)
     # The source's own shape: for a worksheet, its rows of cells, header first.
     content: Mapped[list[Any]] = mapped_column(sa.JSON)
+
+
+class Incident(Base):
+    """One problem (suite, check, dataset) that people are told about until it is fixed."""
+
+    __tablename__ = "incidents"
+    __table_args__ = (sa.Index("ix_incidents_problem", "suite", "check_name", "dataset"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    suite: Mapped[str] = mapped_column(sa.String(255))
+    check_name: Mapped[str] = mapped_column(sa.String(255))
+    dataset: Mapped[str] = mapped_column(sa.String(255))
+    status: Mapped[str] = mapped_column(sa.String(16))
+    owners: Mapped[list[str]] = mapped_column(sa.JSON)
+    summary: Mapped[str] = mapped_column(sa.Text)
+    failures: Mapped[int] = mapped_column(sa.Integer)
+    opened_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    resolved_at: Mapped[datetime | None]
+    snoozed_until: Mapped[datetime | None]
+
+
+class IncidentEvent(Base):
+    """Something that happened to an incident: opened, failed again, snoozed, resolved..."""
+
+    __tablename__ = "incident_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    incident_id: Mapped[int] = mapped_column(sa.ForeignKey("incidents.id"), index=True)
+    at: Mapped[datetime]
+    event: Mapped[str] = mapped_column(sa.String(32))
+    by: Mapped[str] = mapped_column(sa.String(255))
+    detail: Mapped[str] = mapped_column(sa.Text)

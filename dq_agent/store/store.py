@@ -33,6 +33,8 @@ from dq_agent.store.models import (
     BucketValue,
     CheckResultRow,
     Feedback,
+    Incident,
+    IncidentEvent,
     LedgerEntry,
     Metric,
     Run,
@@ -384,6 +386,154 @@ class Store:
         with self._transaction(f"read snapshots of {suite!r}") as session:
             row = session.execute(query).first()
         return None if row is None else (row.taken_at, list(row.content))
+
+    # -- incidents ------------------------------------------------------------------------------
+
+    def record_problem(
+        self,
+        *,
+        suite: str,
+        check: str,
+        dataset: str,
+        owners: Sequence[str],
+        summary: str,
+        at: datetime,
+    ) -> tuple[int, str]:
+        """One more failure of a problem: opens, re-opens or updates its incident.
+
+        Returns the incident id and what happened: ``opened``, ``reopened`` or ``failed_again``.
+        """
+        with self._transaction(f"record a problem of {suite}/{check}") as session:
+            incident = session.scalars(
+                sa.select(Incident)
+                .where(
+                    Incident.suite == suite,
+                    Incident.check_name == check,
+                    Incident.dataset == dataset,
+                )
+                .order_by(Incident.id.desc())
+                .limit(1)
+            ).first()
+            if incident is None:
+                incident = Incident(
+                    suite=suite,
+                    check_name=check,
+                    dataset=dataset,
+                    status="open",
+                    owners=list(owners),
+                    summary=summary,
+                    failures=1,
+                    opened_at=at,
+                    updated_at=at,
+                    resolved_at=None,
+                    snoozed_until=None,
+                )
+                session.add(incident)
+                event = "opened"
+            else:
+                event = "reopened" if incident.status == "resolved" else "failed_again"
+                if event == "reopened":
+                    incident.status, incident.resolved_at, incident.failures = "open", None, 0
+                elif incident.status == "snoozed" and (
+                    incident.snoozed_until is None or incident.snoozed_until <= at
+                ):
+                    incident.status, incident.snoozed_until = "open", None
+                incident.failures += 1
+                incident.summary, incident.updated_at = summary, at
+                incident.owners = list(owners)
+            session.flush()
+            session.add(
+                IncidentEvent(
+                    incident_id=incident.id, at=at, event=event, by="agent", detail=summary
+                )
+            )
+            return incident.id, event
+
+    def problems_gone(self, *, suite: str, check: str, dataset: str, at: datetime) -> int | None:
+        """The check passes again: resolve its open incident, if any. Returns its id."""
+        with self._transaction(f"resolve {suite}/{check}") as session:
+            incident = session.scalars(
+                sa.select(Incident).where(
+                    Incident.suite == suite,
+                    Incident.check_name == check,
+                    Incident.dataset == dataset,
+                    Incident.status != "resolved",
+                )
+            ).first()
+            if incident is None:
+                return None
+            incident.status, incident.resolved_at, incident.updated_at = "resolved", at, at
+            session.add(
+                IncidentEvent(
+                    incident_id=incident.id,
+                    at=at,
+                    event="resolved",
+                    by="agent",
+                    detail="the check passes again",
+                )
+            )
+            return incident.id
+
+    def set_incident_status(
+        self,
+        incident_id: int,
+        status: str,
+        *,
+        at: datetime,
+        by: str,
+        detail: str = "",
+        until: datetime | None = None,
+    ) -> None:
+        """A person's decision: resolved, snoozed (until), expected, acknowledged."""
+        with self._transaction(f"update incident {incident_id}") as session:
+            incident = session.get(Incident, incident_id)
+            if incident is None:
+                raise StoreError(f"no incident {incident_id}")
+            incident.status, incident.updated_at = status, at
+            incident.snoozed_until = until if status == "snoozed" else None
+            if status == "resolved":
+                incident.resolved_at = at
+            session.add(
+                IncidentEvent(incident_id=incident_id, at=at, event=status, by=by, detail=detail)
+            )
+
+    def incidents(self, *, status: str | None = None) -> list[dict[str, Any]]:
+        """Incidents, newest first, each with its events."""
+        query = sa.select(Incident).order_by(Incident.id.desc())
+        if status is not None:
+            query = query.where(Incident.status == status)
+        with self._transaction("list incidents") as session:
+            found = list(session.scalars(query))
+            events = list(
+                session.scalars(
+                    sa.select(IncidentEvent)
+                    .where(IncidentEvent.incident_id.in_([i.id for i in found]))
+                    .order_by(IncidentEvent.id)
+                )
+            )
+        by_incident: dict[int, list[dict[str, Any]]] = {}
+        for e in events:
+            by_incident.setdefault(e.incident_id, []).append(
+                {"at": e.at.isoformat(), "event": e.event, "by": e.by, "detail": e.detail}
+            )
+        return [
+            {
+                "id": i.id,
+                "suite": i.suite,
+                "check": i.check_name,
+                "dataset": i.dataset,
+                "status": i.status,
+                "owners": list(i.owners),
+                "summary": i.summary,
+                "failures": i.failures,
+                "opened_at": i.opened_at.isoformat(),
+                "updated_at": i.updated_at.isoformat(),
+                "resolved_at": i.resolved_at.isoformat() if i.resolved_at else None,
+                "snoozed_until": i.snoozed_until.isoformat() if i.snoozed_until else None,
+                "events": by_incident.get(i.id, []),
+            }
+            for i in found
+        ]
 
     # -- the corrections ledger ---------------------------------------------------------------
 

@@ -1,0 +1,112 @@
+"""Incidents: one per problem, updated by repeated failures, resolved when the data is right."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from click.testing import CliRunner
+
+from dq_agent.agent import run_cycle
+from dq_agent.cli import main
+from dq_agent.config import load_project
+from dq_agent.engine import RunOptions
+from dq_agent.store import Store
+from tests.sources import load_orders, order_rows, project_for
+
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+SUITE = """
+suite: us_forecast
+owner: pete@acme.com
+source: {connector: warehouse, table: orders}
+checks:
+  - row_count: {min: 1}
+  - freshness: {column: updated_at, max_age: 26h, owner: data-eng@acme.com}
+"""
+
+
+def cycle(root: Path, at: datetime) -> Any:
+    project = load_project(root, env={})
+    with Store.open(project.state_url) as store:
+        return run_cycle(project, ["us_forecast"], store, RunOptions(clock=lambda: at))
+
+
+def test_an_empty_table_opens_one_incident_that_repeats_resolve_and_reopen(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    load_orders(url, [])
+    root = project_for(tmp_path / "p", url, {"s": SUITE})
+
+    first = cycle(root, NOW)
+    assert [str(n) for n in first.notices] == [
+        "incident #1 opened → pete@acme.com: us_forecast / row_count: the source is empty",
+        "incident #2 opened → data-eng@acme.com: us_forecast / freshness(updated_at): "
+        "no timestamps in updated_at",
+    ]
+    for hours in (1, 2, 3):  # three more failing runs: the same incidents, updated
+        again = cycle(root, NOW + timedelta(hours=hours))
+        assert [(n.incident_id, n.event) for n in again.notices] == [
+            (1, "failed_again"),
+            (2, "failed_again"),
+        ]
+
+    load_orders(url, order_rows(3, newest=NOW + timedelta(hours=3)))  # Pete restores the data
+    fixed = cycle(root, NOW + timedelta(hours=4))
+    assert [(n.incident_id, n.event) for n in fixed.notices] == [(1, "resolved"), (2, "resolved")]
+    assert cycle(root, NOW + timedelta(hours=5)).notices == []
+
+    load_orders(url, [])
+    broken = cycle(root, NOW + timedelta(hours=6))
+    assert [(n.incident_id, n.event) for n in broken.notices] == [(1, "reopened"), (2, "reopened")]
+
+    listed = CliRunner().invoke(
+        main, ["incidents", "list", "--project", str(root), "--format", "json"]
+    )
+    first_incident = json.loads(listed.stdout)[-1]
+    assert {k: first_incident[k] for k in ("id", "suite", "check", "status", "failures")} == {
+        "id": 1,
+        "suite": "us_forecast",
+        "check": "row_count",
+        "status": "open",
+        "failures": 1,
+    }
+    shown = CliRunner().invoke(
+        main, ["incidents", "show", "1", "--project", str(root), "--format", "json"]
+    )
+    assert [e["event"] for e in json.loads(shown.stdout)["events"]] == [
+        "opened",
+        "failed_again",
+        "failed_again",
+        "failed_again",
+        "resolved",
+        "reopened",
+    ]
+
+
+def test_owners_snooze_and_resolve_by_hand(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    load_orders(url, [])
+    root = project_for(tmp_path / "p", url, {"s": SUITE})
+    cycle(root, NOW)
+    runner = CliRunner()
+    snoozed = runner.invoke(
+        main, ["incidents", "snooze", "1", "--for", "4h", "--by", "pete", "--project", str(root)]
+    )
+    assert snoozed.exit_code == 0
+    assert snoozed.stdout.startswith("incident #1: snoozed by pete until ")
+    bad = runner.invoke(main, ["incidents", "snooze", "1", "--for", "soon", "--project", str(root)])
+    assert bad.exit_code == 2
+    assert "expected a duration like 26h, got 'soon'" in bad.stderr
+    resolved = runner.invoke(
+        main, ["incidents", "resolve", "2", "--by", "ana", "--project", str(root)]
+    )
+    assert resolved.stdout == "incident #2: resolved by ana\n"
+    listed = json.loads(
+        runner.invoke(
+            main, ["incidents", "list", "--project", str(root), "--format", "json"]
+        ).stdout
+    )
+    assert {i["id"]: i["status"] for i in listed} == {1: "snoozed", 2: "resolved"}
+    missing = runner.invoke(main, ["incidents", "resolve", "9", "--project", str(root)])
+    assert (missing.exit_code, missing.stderr) == (3, "error: no incident 9\n")
