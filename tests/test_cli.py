@@ -315,18 +315,24 @@ def test_backtest_refuses_a_suite_without_time_bucketed_checks(tmp_path: Path) -
     assert "suite 'a_pass' has no time-bucketed checks (volume_anomaly)" in err
 
 
-def _free_port_pair() -> int:
+def _free_ports(count: int) -> int:
+    """The first of ``count`` adjacent free ports on 127.0.0.1."""
     for _ in range(50):
         with socket.socket() as first:
             first.bind(("127.0.0.1", 0))
             port = int(first.getsockname()[1])
-            with socket.socket() as second:
-                try:
-                    second.bind(("127.0.0.1", port + 1))
-                except OSError:
-                    continue
-                return port
-    raise AssertionError("no two adjacent free ports")
+        probes: list[socket.socket] = []
+        try:
+            for offset in range(count):
+                probes.append(socket.socket())
+                probes[-1].bind(("127.0.0.1", port + offset))
+        except OSError:
+            continue
+        finally:
+            for probe in probes:
+                probe.close()
+        return port
+    raise AssertionError(f"no {count} adjacent free ports")
 
 
 def test_sandbox_serves_the_emulators_until_terminated(tmp_path: Path) -> None:
@@ -336,7 +342,7 @@ def test_sandbox_serves_the_emulators_until_terminated(tmp_path: Path) -> None:
         "      records: [{Name: Acme, Amount: 10000000}]\n"
         "gsheets:\n  spreadsheets:\n    finance: {key: fin, sheets: {US: [[region], [CA]]}}\n"
     )
-    base = _free_port_pair()
+    base = _free_ports(3)
     process = subprocess.Popen(
         [
             sys.executable,
@@ -360,6 +366,11 @@ def test_sandbox_serves_the_emulators_until_terminated(tmp_path: Path) -> None:
             "gsheets": {
                 "base_url": f"http://127.0.0.1:{base + 1}",
                 "spreadsheets": {"finance": "fin"},
+            },
+            "slack": {
+                "base_url": f"http://127.0.0.1:{base + 2}/api/",
+                "token": "xoxb-sandbox",
+                "signing_secret": "sandbox-signing-secret",
             },
         }
         with urllib.request.urlopen(f"http://127.0.0.1:{base}/_sandbox/state", timeout=5) as reply:

@@ -4,6 +4,7 @@ from dq_agent.sandbox.gsheets import SheetsEmulator
 from dq_agent.sandbox.http import LoopbackServer
 from dq_agent.sandbox.runner import Sandbox, demo_seed, load_seed, start_sandbox
 from dq_agent.sandbox.salesforce import SalesforceEmulator
+from dq_agent.sandbox.slack import SlackEmulator, button_click, signed_interaction
 from dq_agent.sandbox.warehouse import build_demo_warehouse
 
 __all__ = [
@@ -11,8 +12,11 @@ __all__ = [
     "Sandbox",
     "SalesforceEmulator",
     "SheetsEmulator",
+    "SlackEmulator",
     "build_demo_warehouse",
+    "button_click",
     "demo_seed",
     "load_seed",
+    "signed_interaction",
     "start_sandbox",
 ]

@@ -15,10 +15,13 @@ from dq_agent.errors import DqAgentError
 from dq_agent.sandbox.gsheets import SheetsEmulator
 from dq_agent.sandbox.http import Emulator, LoopbackServer
 from dq_agent.sandbox.salesforce import SalesforceEmulator
+from dq_agent.sandbox.slack import SlackEmulator
 from dq_agent.sandbox.warehouse import OWNERS, PRODUCTS, REGIONS, opportunities
 
 DEFAULT_PORT_BASE = 8791
 SESSION_ID = "sandbox"
+SLACK_TOKEN = "xoxb-sandbox"
+SLACK_SIGNING_SECRET = "sandbox-signing-secret"
 # The demo's finance spreadsheet keeps a fixed key so suites can name it.
 FINANCE_KEY = "1DqAgentDemoFinanceForecastsSheetKey000000"
 
@@ -44,7 +47,8 @@ class Sandbox:
 def start_sandbox(seed: Mapping[str, Any], *, port_base: int | None = None) -> Sandbox:
     """Seed and start the Salesforce and Google Sheets emulators on 127.0.0.1.
 
-    ``port_base`` N puts Salesforce on N and Sheets on N+1; without it, free ports are used.
+    ``port_base`` N puts Salesforce on N, Sheets on N+1 and Slack on N+2; without it, free
+    ports are used.
     """
     salesforce = SalesforceEmulator(
         session_id=seed.get("salesforce", {}).get("session_id", SESSION_ID)
@@ -52,9 +56,11 @@ def start_sandbox(seed: Mapping[str, Any], *, port_base: int | None = None) -> S
     salesforce.seed(seed.get("salesforce", {}).get("objects", {}))
     sheets = SheetsEmulator()
     keys = sheets.seed(seed.get("gsheets", {}).get("spreadsheets", {}))
+    slack = SlackEmulator()
+    slack.seed(seed.get("slack", {}))
     servers: dict[str, LoopbackServer] = {}
     try:
-        emulators: list[Emulator] = [salesforce, sheets]
+        emulators: list[Emulator] = [salesforce, sheets, slack]
         for offset, emulator in enumerate(emulators):
             port = 0 if port_base is None else port_base + offset
             try:
@@ -73,6 +79,11 @@ def start_sandbox(seed: Mapping[str, Any], *, port_base: int | None = None) -> S
             "session_id": salesforce_session(seed),
         },
         "gsheets": {"base_url": servers["gsheets"].base_url, "spreadsheets": keys},
+        "slack": {
+            "base_url": servers["slack"].base_url + "/api/",
+            "token": SLACK_TOKEN,
+            "signing_secret": SLACK_SIGNING_SECRET,
+        },
     }
     return Sandbox(servers, info)
 
@@ -82,13 +93,14 @@ def salesforce_session(seed: Mapping[str, Any]) -> str:
 
 
 def load_seed(path: Path) -> dict[str, Any]:
-    """A seed file (YAML or JSON): ``{salesforce: {objects: …}, gsheets: {spreadsheets: …}}``."""
+    """A seed file (YAML or JSON): ``{salesforce: {objects: …}, gsheets: {spreadsheets: …},
+    slack: {users: …, channels: …}}``."""
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
         raise DqAgentError(f"cannot read seed file {path}: {exc}") from exc
-    if not isinstance(data, dict) or not set(data) <= {"salesforce", "gsheets"}:
-        raise DqAgentError(f"{path}: expected a mapping with salesforce: and/or gsheets:")
+    if not isinstance(data, dict) or not set(data) <= {"salesforce", "gsheets", "slack"}:
+        raise DqAgentError(f"{path}: expected a mapping with salesforce:, gsheets:, slack:")
     return data
 
 
