@@ -59,6 +59,11 @@ project_option = click.option(
 )
 
 
+format_option = click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+
+
 def _err() -> Console:
     return Console(stderr=True, highlight=False)
 
@@ -115,9 +120,7 @@ def _parse_as_of(
     metavar="TS",
     help="Evaluate as if it were this moment (rows after it are ignored).",
 )
-@click.option(
-    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
-)
+@format_option
 def check(suites: tuple[str, ...], project_dir: Path, as_of: datetime | None, fmt: str) -> None:
     """Run checks read-only and print results; writes nothing to sources, notifies nobody.
 
@@ -190,9 +193,7 @@ def _run_with_progress(
 @click.argument("suites", nargs=-1)
 @project_option
 @click.option("--dry-run", is_flag=True, help="Print the changeset; write nothing, record nothing.")
-@click.option(
-    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
-)
+@format_option
 def run(suites: tuple[str, ...], project_dir: Path, dry_run: bool, fmt: str) -> None:
     """One agent cycle now: check, then correct what is clearly a slip (see corrections:).
 
@@ -205,9 +206,7 @@ def run(suites: tuple[str, ...], project_dir: Path, dry_run: bool, fmt: str) -> 
 @main.command()
 @click.argument("suites", nargs=-1)
 @project_option
-@click.option(
-    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
-)
+@format_option
 def plan(suites: tuple[str, ...], project_dir: Path, fmt: str) -> None:
     """Print the corrections a run would make, and what it would refuse; change nothing."""
     sys.exit(_run(project_dir, suites, dry_run=True, fmt=fmt))
@@ -258,9 +257,7 @@ def corrections() -> None:
 @project_option
 @click.option("--suite", default=None, help="Only this suite's corrections.")
 @click.option("--status", type=click.Choice(sorted(set(STATUS_AFTER.values()))), default=None)
-@click.option(
-    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
-)
+@format_option
 def corrections_list(project_dir: Path, suite: str | None, status: str | None, fmt: str) -> None:
     """Every correction, newest first."""
     with _ledger(project_dir) as (_, store):
@@ -274,9 +271,7 @@ def corrections_list(project_dir: Path, suite: str | None, status: str | None, f
 @corrections.command("show")
 @click.argument("correction_id", type=int)
 @project_option
-@click.option(
-    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
-)
+@format_option
 def corrections_show(correction_id: int, project_dir: Path, fmt: str) -> None:
     """One correction with its evidence and every event in its ledger."""
     with _ledger(project_dir) as (_, store):
@@ -355,9 +350,7 @@ def incidents() -> None:
 @incidents.command("list")
 @project_option
 @click.option("--status", type=click.Choice(INCIDENT_STATUSES), default=None)
-@click.option(
-    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
-)
+@format_option
 def incidents_list(project_dir: Path, status: str | None, fmt: str) -> None:
     """Every incident, newest first."""
     with _ledger(project_dir) as (_, store):
@@ -380,9 +373,7 @@ def incidents_list(project_dir: Path, status: str | None, fmt: str) -> None:
 @incidents.command("show")
 @click.argument("incident_id", type=int)
 @project_option
-@click.option(
-    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
-)
+@format_option
 def incidents_show(incident_id: int, project_dir: Path, fmt: str) -> None:
     """One incident with its history."""
     with _ledger(project_dir) as (_, store):
@@ -470,14 +461,14 @@ def _decide(project_dir: Path, action: Callable[[Project, Store, RunOptions], Ou
 
 @main.command()
 @project_option
-@click.option(
-    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
-)
+@format_option
 def demo(project_dir: Path, fmt: str) -> None:
-    """The running example: build the embedded warehouse, then check it.
+    """The running example end to end, on the embedded warehouse and loopback emulators.
 
     Pete overwrote the US forecast sheet, so ``us_forecast_dec_v1`` is empty and
-    ``forecasts_agg`` is stale. Needs no credentials and no network.
+    ``forecasts_agg`` is stale; a CRM deal was typed as $10m instead of $1m. One agent cycle
+    runs (the slip is corrected in the Salesforce emulator), then the correction is undone.
+    Needs no credentials and no network.
     """
     console = _err()
     project = load_project(project_dir)
@@ -562,9 +553,7 @@ def _sqlite_file(url: str, project_dir: Path) -> Path | None:
     metavar="TS",
     help="End of the range, exclusive.",
 )
-@click.option(
-    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
-)
+@format_option
 def backtest(
     suite: str,
     project_dir: Path,

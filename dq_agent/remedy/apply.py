@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from dq_agent.errors import SourceError, StoreError
 from dq_agent.remedy.plan import Change
@@ -54,18 +55,25 @@ def propose(
     correction_id = store.ledger_append(
         event="proposed",
         at=at,
-        suite=change.suite,
-        check=change.check,
-        source=change.source,
-        key=change.key,
-        column=change.column,
-        old=change.old,
-        new=change.new,
-        evidence=change.evidence,
         decided_by="rule",
         detail=detail or change.reason,
+        **_subject(change),
     )
     return Outcome(change, status, detail or "proposed to the owner", correction_id)
+
+
+def _subject(change: Change) -> dict[str, Any]:
+    """What a ledger entry is about: the record, the value, the evidence."""
+    return {
+        "suite": change.suite,
+        "check": change.check,
+        "source": change.source,
+        "key": change.key,
+        "column": change.column,
+        "old": change.old,
+        "new": change.new,
+        "evidence": change.evidence,
+    }
 
 
 def apply(
@@ -84,17 +92,10 @@ def apply(
             event="intent",
             at=clock(),
             correction_id=correction_id,
-            suite=change.suite,
-            check=change.check,
-            source=change.source,
-            key=change.key,
-            column=change.column,
-            old=change.old,
-            new=change.new,
-            evidence=change.evidence,
             decided_by=decided_by,
             detail=change.reason,
             idempotency_key=change.idempotency_key(marker),
+            **_subject(change),
         )
     except StoreError as exc:
         return Outcome(change, "failed", f"not written: the ledger refused the intent ({exc})")
@@ -124,7 +125,7 @@ def apply(
         return Outcome(
             change,
             "applied",
-            f"{change.column}: {written.before!r} → {written.after!r}",
+            "verified on a copy, then written compare-and-set",
             correction_id,
         )
     detail = f"conflict: {written.detail}; nothing overwritten"
@@ -208,7 +209,7 @@ def revert(
     return Outcome(
         change,
         "reverted",
-        f"{correction.column}: {written.before!r} → {written.after!r}",
+        f"{correction.column} is {written.after!r} again, written compare-and-set",
         correction.id,
     )
 
