@@ -137,11 +137,8 @@ def _check(
     fmt: str,
 ) -> int:
     console = _err()
-    project = load_project(project_dir)
-    for issue in project.issues:
-        click.echo(str(issue), err=True)
-    if _settings_broken(project):
-        console.print("dq-agent.yml is invalid: nothing was run", style="bold red")
+    project = _project_to_run(project_dir, console)
+    if project is None:
         return EXIT_CANNOT_RUN
     try:
         ids = select_suites(project, suites)
@@ -157,15 +154,22 @@ def _check(
     if fmt == "json":
         click.echo(report.to_json(results))
     else:
-        out = Console(highlight=False)
-        if not out.is_terminal:
-            out = Console(highlight=False, width=120)  # piped output: wide enough for a table
-        report.print_text(out, results)
+        report.print_text(_out(), results)
     return exit_code(worst(r.status for r in results))
 
 
-def _settings_broken(project: Project) -> bool:
-    return any(issue.file.name == "dq-agent.yml" for issue in project.issues)
+def _project_to_run(project_dir: Path, console: Console) -> Project | None:
+    """The project, its config issues printed; None when dq-agent.yml itself is broken.
+
+    Broken suites are still returned (they report as ``error``) so the others run.
+    """
+    project = load_project(project_dir)
+    for issue in project.issues:
+        click.echo(str(issue), err=True)
+    if any(issue.file.name == "dq-agent.yml" for issue in project.issues):
+        console.print("dq-agent.yml is invalid: nothing was run", style="bold red")
+        return None
+    return project
 
 
 def _run_with_progress(
@@ -213,12 +217,8 @@ def plan(suites: tuple[str, ...], project_dir: Path, fmt: str) -> None:
 
 
 def _run(project_dir: Path, suites: tuple[str, ...], *, dry_run: bool, fmt: str) -> int:
-    console = _err()
-    project = load_project(project_dir)
-    for issue in project.issues:
-        click.echo(str(issue), err=True)
-    if _settings_broken(project):
-        console.print("dq-agent.yml is invalid: nothing was run", style="bold red")
+    project = _project_to_run(project_dir, _err())
+    if project is None:
         return EXIT_CANNOT_RUN
     try:
         ids = select_suites(project, suites)
@@ -245,6 +245,7 @@ def _run(project_dir: Path, suites: tuple[str, ...], *, dry_run: bool, fmt: str)
 
 def _out() -> Console:
     out = Console(highlight=False)
+    # Piped output: wide enough for a table rather than rich's 80 columns.
     return out if out.is_terminal else Console(highlight=False, width=120)
 
 
@@ -579,7 +580,7 @@ def backtest(
     if fmt == "json":
         click.echo(report.backtest_json(suite, replays))
     else:
-        report.print_backtest(Console(highlight=False), replays)
+        report.print_backtest(_out(), replays)
 
 
 @main.command()

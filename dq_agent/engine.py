@@ -19,7 +19,7 @@ from dq_agent.config.models import CheckSpec, Suite
 from dq_agent.errors import DqAgentError, SourceError
 from dq_agent.results import CheckResult, Status, SuiteResult, worst
 from dq_agent.sources import Relation, Source
-from dq_agent.sources.registry import Connections
+from dq_agent.sources.registry import Connections, opened
 from dq_agent.sources.retry import RetryPolicy
 from dq_agent.sources.sql import translate
 from dq_agent.store import Store
@@ -260,21 +260,14 @@ def backtest_suite(
         )
     if end <= start:
         raise DqAgentError(f"--to ({end.isoformat()}) must be after --from ({start.isoformat()})")
-    connections = Connections(project.root, project.connectors, retry=options.retry)
-    try:
-        source = connections.source(suite.source)
-        try:
-            relation = source.open()
-            ctx = context_for(suite, store, options, options.clock())
-            return [
-                (spec, BACKTESTS[spec.type](spec, relation, ctx, start, end))
-                for spec in bucketed
-                if not checks or spec.name in checks
-            ]
-        finally:
-            source.close()
-    finally:
-        connections.dispose()
+    reading = opened(project.root, project.connectors, suite.source, retry=options.retry)
+    with reading as (_, relation):
+        ctx = context_for(suite, store, options, options.clock())
+        return [
+            (spec, BACKTESTS[spec.type](spec, relation, ctx, start, end))
+            for spec in bucketed
+            if not checks or spec.name in checks
+        ]
 
 
 def _missing_column(spec: CheckSpec, relation: Relation) -> str | None:

@@ -91,10 +91,6 @@ def error_result(spec: CheckSpec, message: str) -> CheckResult:
     return CheckResult(spec.name, spec.type, "error", spec.severity, message)
 
 
-def missing_columns(relation: Relation, names: list[str]) -> list[str]:
-    return [name for name in names if name not in relation.columns]
-
-
 def count_where(condition: sa.ColumnElement[bool]) -> sa.ColumnElement[Any]:
     """``COUNT(CASE WHEN condition THEN 1 END)``: portable and parallel-safe on PostgreSQL."""
     return sa.func.count(sa.case((condition, sa.literal(1))))

@@ -14,6 +14,7 @@ unusual, where a band symmetric in rows would be blind to drops long before it i
 from __future__ import annotations
 
 import calendar
+import dataclasses
 import math
 import statistics
 from collections.abc import Collection, Iterable, Mapping
@@ -601,17 +602,9 @@ class VolumeAnomaly:
             observed=observed,
             metrics={"rows": found.rows},
         )
+        # Too little history is never a pass, and never more than a warning.
         status: Status = "warn" if found.outcome == "too_little_history" else base.status
-        return CheckResult(
-            name=base.name,
-            type=base.type,
-            status=status,
-            severity=base.severity,
-            message=base.message,
-            observed=base.observed,
-            metrics=base.metrics,
-            series=dict(series),
-        )
+        return dataclasses.replace(base, status=status, series=dict(series))
 
 
 def _as_datetime(value: Any) -> datetime:

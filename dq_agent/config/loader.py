@@ -14,8 +14,6 @@ from dq_agent.config import expectations
 from dq_agent.config.models import (
     BUILTIN_CHECKS,
     CONNECTOR_TYPES,
-    PLANNED_CHECKS,
-    PLANNED_CONNECTOR_TYPES,
     SOURCE_SPECS,
     CheckArgs,
     CheckSpec,
@@ -236,9 +234,6 @@ def _parse_connector(
             )
         )
         return None
-    if kind in PLANNED_CONNECTOR_TYPES:
-        issues.append(doc.issue(("type",), f"connector type {kind!r} is not supported yet"))
-        return None
     if kind not in CONNECTOR_TYPES:
         valid = ", ".join(CONNECTOR_TYPES)
         issues.append(
@@ -388,9 +383,6 @@ def _parse_check(
             args=parsed,
             line=line,
         )
-    if kind in PLANNED_CHECKS:
-        issues.append(doc.issue(path, f"check type {kind!r} is not supported yet", key=True))
-        return None
     if kind.startswith("expect_"):
         return _parse_expectation(doc, path, kind, args, issues, line)
     builtins = ", ".join(sorted(BUILTIN_CHECKS))

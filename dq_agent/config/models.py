@@ -187,8 +187,6 @@ CONNECTOR_TYPES: dict[str, type[Model]] = {
     "salesforce": SalesforceConnector,
     "gsheets": GSheetsConnector,
 }
-# Named in the product but arriving in a later release: reported as "not supported yet".
-PLANNED_CONNECTOR_TYPES: tuple[str, ...] = ()
 
 
 # --- sources (the `source:` block of a suite) -----------------------------------------------
@@ -340,8 +338,6 @@ BUILTIN_CHECKS: dict[str, type[CheckArgs]] = {
     "volume_anomaly": VolumeAnomalyArgs,
     "fat_finger": FatFingerArgs,
 }
-# Named in the product but arriving in a later release: reported as "not supported yet".
-PLANNED_CHECKS: tuple[str, ...] = ()
 
 
 class CheckSpec(Model):

@@ -7,6 +7,7 @@ new value is there, not applied if the old one still is. Nothing is ever written
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -99,45 +100,18 @@ def apply(
         )
     except StoreError as exc:
         return Outcome(change, "failed", f"not written: the ledger refused the intent ({exc})")
+    note = _noter(store, correction_id, decided_by, clock)
     try:
         written = source.write(change.key, change.column, change.old, change.new)
     except SourceError as exc:
-        store.ledger_append(
-            event="failed",
-            at=clock(),
-            correction_id=correction_id,
-            old=change.old,
-            new=change.new,
-            decided_by=decided_by,
-            detail=str(exc),
-        )
+        note("failed", change.old, change.new, str(exc))
         return Outcome(change, "failed", str(exc), correction_id)
     if written.status == "written":
-        store.ledger_append(
-            event="applied",
-            at=clock(),
-            correction_id=correction_id,
-            old=written.before,
-            new=written.after,
-            decided_by=decided_by,
-            detail="written compare-and-set",
-        )
-        return Outcome(
-            change,
-            "applied",
-            "verified on a copy, then written compare-and-set",
-            correction_id,
-        )
+        note("applied", written.before, written.after, "written compare-and-set")
+        done = "verified on a copy, then written compare-and-set"
+        return Outcome(change, "applied", done, correction_id)
     detail = f"conflict: {written.detail}; nothing overwritten"
-    store.ledger_append(
-        event="conflict",
-        at=clock(),
-        correction_id=correction_id,
-        old=written.before,
-        new=change.new,
-        decided_by=decided_by,
-        detail=detail,
-    )
+    note("conflict", written.before, change.new, detail)
     return Outcome(change, "conflict", detail, correction_id)
 
 
@@ -145,73 +119,50 @@ def revert(
     store: Store, source: Source, correction: Correction, *, by: str, clock: Clock
 ) -> Outcome:
     """Put the old value back, compare-and-set: refused if the value changed since."""
-    change = Change(
-        suite=correction.suite,
-        check=correction.check,
-        connector=correction.source.split("/", 1)[0],
-        object=correction.source.split("/", 1)[-1],
-        key=correction.key,
-        column=correction.column,
+    change = dataclasses.replace(
+        Change.of(correction),
         old=correction.new,
         new=correction.old,
         evidence=(f"revert of correction {correction.id}",),
         reason="revert",
-        confidence=None,
-        action="propose",
     )
     if correction.status != "applied":
         return Outcome(
             change, "refused", f"correction {correction.id} is {correction.status}, not applied"
         )
-    store.ledger_append(
-        event="revert_intent",
-        at=clock(),
-        correction_id=correction.id,
-        old=correction.new,
-        new=correction.old,
-        decided_by=by,
-        detail="revert requested",
-    )
+    note = _noter(store, correction.id, by, clock)
+    note("revert_intent", correction.new, correction.old, "revert requested")
     try:
         written = source.write(correction.key, correction.column, correction.new, correction.old)
     except SourceError as exc:
-        store.ledger_append(
-            event="revert_refused",
-            at=clock(),
-            correction_id=correction.id,
-            old=correction.new,
-            new=correction.old,
-            decided_by=by,
-            detail=f"revert failed: {exc}",
-        )
+        note("revert_refused", correction.new, correction.old, f"revert failed: {exc}")
         return Outcome(change, "failed", str(exc), correction.id)
     if written.status != "written":
         detail = f"revert refused: {written.detail}; nothing overwritten"
+        note("revert_refused", written.before, correction.old, detail)
+        return Outcome(change, "conflict", detail, correction.id)
+    note("reverted", written.before, written.after, "reverted compare-and-set")
+    done = f"{correction.column} is {written.after!r} again, written compare-and-set"
+    return Outcome(change, "reverted", done, correction.id)
+
+
+def _noter(
+    store: Store, correction_id: int, by: str, clock: Clock
+) -> Callable[[str, Any, Any, str], None]:
+    """Append the next event of one correction: what happened, old → new, and why."""
+
+    def note(event: str, old: Any, new: Any, detail: str) -> None:
         store.ledger_append(
-            event="revert_refused",
+            event=event,
             at=clock(),
-            correction_id=correction.id,
-            old=written.before,
-            new=correction.old,
+            correction_id=correction_id,
+            old=old,
+            new=new,
             decided_by=by,
             detail=detail,
         )
-        return Outcome(change, "conflict", detail, correction.id)
-    store.ledger_append(
-        event="reverted",
-        at=clock(),
-        correction_id=correction.id,
-        old=written.before,
-        new=written.after,
-        decided_by=by,
-        detail="reverted compare-and-set",
-    )
-    return Outcome(
-        change,
-        "reverted",
-        f"{correction.column} is {written.after!r} again, written compare-and-set",
-        correction.id,
-    )
+
+    return note
 
 
 def reconcile(store: Store, correction: Correction, source: Source, *, clock: Clock) -> str:
@@ -235,20 +186,10 @@ def reconcile(store: Store, correction: Correction, source: Source, *, clock: Cl
     else:
         event = "revert_refused" if reverting else "conflict"
         detail = f"settled on start: the value is now {current!r}, changed by someone else"
-    store.ledger_append(
-        event=event,
-        at=clock(),
-        correction_id=correction.id,
-        old=original,
-        new=current,
-        decided_by="reconcile",
-        detail=detail,
-    )
+    _noter(store, correction.id, "reconcile", clock)(event, original, current, detail)
     return f"correction {correction.id}: {event} ({detail})"
 
 
 def interrupted(store: Store) -> Sequence[Correction]:
     """Corrections whose latest entry is an intent: a run stopped in the middle."""
-    return [c for c in store.corrections(status="pending") if c.events[-1].event == "intent"] + [
-        c for c in store.corrections(status="applied") if c.events[-1].event == "revert_intent"
-    ]
+    return [c for c in store.corrections() if c.events[-1].event in ("intent", "revert_intent")]

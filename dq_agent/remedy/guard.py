@@ -21,6 +21,25 @@ class Verdict:
     refused: list[tuple[Change, str]] = field(default_factory=list)
 
 
+def switched_off(
+    suite: Suite,
+    settings: CorrectionsSettings,
+    connector_type: str,
+    *,
+    env: Mapping[str, str] | None = None,
+) -> str | None:
+    """Why nothing may be written to this suite's source at all, or None if writes may go."""
+    env = os.environ if env is None else env
+    if env.get(READ_ONLY_ENV) == "1":
+        return f"read-only mode ({READ_ONLY_ENV}=1)"
+    enabled = suite.corrections.enabled
+    if not (settings.enabled if enabled is None else enabled):
+        return "corrections are disabled (corrections: enabled: false)"
+    if connector_type not in WRITABLE_TYPES:
+        return f"{connector_type} sources are not corrected (only {', '.join(WRITABLE_TYPES)})"
+    return None
+
+
 def guard(
     changes: Sequence[Change],
     suite: Suite,
@@ -31,22 +50,11 @@ def guard(
     count_limit: bool = True,
 ) -> Verdict:
     """Split ``changes`` into those the policy allows and those it refuses, with why."""
-    env = os.environ if env is None else env
     verdict = Verdict()
-
-    def refuse_all(reason: str) -> Verdict:
-        verdict.refused.extend((change, reason) for change in changes)
+    off = switched_off(suite, settings, connector_type, env=env)
+    if off is not None:
+        verdict.refused.extend((change, off) for change in changes)
         return verdict
-
-    if env.get(READ_ONLY_ENV) == "1":
-        return refuse_all(f"read-only mode ({READ_ONLY_ENV}=1)")
-    enabled = suite.corrections.enabled
-    if not (settings.enabled if enabled is None else enabled):
-        return refuse_all("corrections are disabled (corrections: enabled: false)")
-    if connector_type not in WRITABLE_TYPES:
-        return refuse_all(
-            f"{connector_type} sources are not corrected (only {', '.join(WRITABLE_TYPES)})"
-        )
 
     magnitude = suite.corrections.max_magnitude or settings.max_magnitude
     candidates: list[Change] = []

@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from dq_agent.config.models import FatFingerArgs, Suite
 from dq_agent.results import SuiteResult, to_jsonable
+from dq_agent.store.ledger import Correction
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,25 @@ class Change:
     @property
     def source(self) -> str:
         return f"{self.connector}/{self.object}"
+
+    @classmethod
+    def of(cls, correction: Correction) -> Change:
+        """The change a ledger correction stands for (to approve, or to undo)."""
+        connector, _, obj = correction.source.partition("/")
+        return cls(
+            suite=correction.suite,
+            check=correction.check,
+            connector=connector,
+            object=obj,
+            key=correction.key,
+            column=correction.column,
+            old=correction.old,
+            new=correction.new,
+            evidence=correction.evidence,
+            reason=correction.detail,
+            confidence=None,
+            action="propose",
+        )
 
     def idempotency_key(self, marker: str) -> str:
         """The same change in the same run always has the same key: it can be recorded once."""

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from dq_agent.config.loader import Project
@@ -20,12 +21,12 @@ from dq_agent.remedy.apply import (
     revert,
 )
 from dq_agent.remedy.branch import verify_on_branch
-from dq_agent.remedy.guard import guard
+from dq_agent.remedy.guard import guard, switched_off
 from dq_agent.remedy.plan import Change, plan
 from dq_agent.results import SuiteResult
 from dq_agent.sources.base import Relation, Source
 from dq_agent.sources.gsheets import WHOLE_SHEET, GSheetsSource
-from dq_agent.sources.registry import Connections
+from dq_agent.sources.registry import opened
 from dq_agent.store import Store
 from dq_agent.store.ledger import Correction
 
@@ -186,17 +187,14 @@ def approve_correction(
         raise DqAgentError(
             f"correction {correction.id} is {correction.status}: only a proposal can be approved"
         )
-    change = _change_of(correction, suite)
+    change = Change.of(correction)
     kind = project.connectors[suite.source.connector].type
     if correction.column == WHOLE_SHEET:
         # A restore puts back data that was there: the owner's approval is the decision,
-        # within the global switches (the field allow-list is about single values).
-        refused = guard(
-            [change], suite, project.settings.corrections, kind, env=env, count_limit=False
-        )
-        switched_off = [reason for _, reason in refused.refused if "allow" not in reason]
-        if switched_off:
-            raise DqAgentError(f"correction {correction.id} cannot be written: {switched_off[0]}")
+        # within the global switches (the allow-list and limits are about single values).
+        off = switched_off(suite, project.settings.corrections, kind, env=env)
+        if off is not None:
+            raise DqAgentError(f"correction {correction.id} cannot be written: {off}")
         with _open(project, suite.suite, options) as source:
             return apply(
                 store,
@@ -254,26 +252,14 @@ def reject_correction(
 # -- helpers ---------------------------------------------------------------------------------
 
 
-class _open:
+@contextmanager
+def _open(project: Project, suite_id: str, options: RunOptions) -> Iterator[Source]:
     """A suite's source, opened (so writes know what was read) and closed after."""
-
-    def __init__(self, project: Project, suite_id: str, options: RunOptions) -> None:
-        if suite_id not in project.suites:
-            raise DqAgentError(f"suite {suite_id!r} is not in this project (or is invalid)")
-        self._connections = Connections(project.root, project.connectors, retry=options.retry)
-        self._source = self._connections.source(project.suites[suite_id].source)
-
-    def __enter__(self) -> Source:
-        try:
-            self._source.open()
-        except BaseException:
-            self._connections.dispose()
-            raise
-        return self._source
-
-    def __exit__(self, *_exc: object) -> None:
-        self._source.close()
-        self._connections.dispose()
+    if suite_id not in project.suites:
+        raise DqAgentError(f"suite {suite_id!r} is not in this project (or is invalid)")
+    spec = project.suites[suite_id].source
+    with opened(project.root, project.connectors, spec, retry=options.retry) as (source, _):
+        yield source
 
 
 def _correction(store: Store, correction_id: int) -> Correction:
@@ -302,21 +288,3 @@ def _require_owner(suite: Suite, correction: Correction, by: str) -> None:
             f"{by} may not decide corrections of suite {suite.suite} "
             f"(owners and escalation: {listed})"
         )
-
-
-def _change_of(correction: Correction, suite: Suite) -> Change:
-    connector, _, obj = correction.source.partition("/")
-    return Change(
-        suite=correction.suite,
-        check=correction.check,
-        connector=connector,
-        object=obj,
-        key=correction.key,
-        column=correction.column,
-        old=correction.old,
-        new=correction.new,
-        evidence=correction.evidence,
-        reason=correction.detail,
-        confidence=None,
-        action="propose",
-    )

@@ -50,9 +50,8 @@ def start_sandbox(seed: Mapping[str, Any], *, port_base: int | None = None) -> S
     ``port_base`` N puts Salesforce on N, Sheets on N+1 and Slack on N+2; without it, free
     ports are used.
     """
-    salesforce = SalesforceEmulator(
-        session_id=seed.get("salesforce", {}).get("session_id", SESSION_ID)
-    )
+    session_id = str(seed.get("salesforce", {}).get("session_id", SESSION_ID))
+    salesforce = SalesforceEmulator(session_id=session_id)
     salesforce.seed(seed.get("salesforce", {}).get("objects", {}))
     sheets = SheetsEmulator()
     keys = sheets.seed(seed.get("gsheets", {}).get("spreadsheets", {}))
@@ -76,7 +75,7 @@ def start_sandbox(seed: Mapping[str, Any], *, port_base: int | None = None) -> S
     info = {
         "salesforce": {
             "instance_url": servers["salesforce"].base_url,
-            "session_id": salesforce_session(seed),
+            "session_id": session_id,
         },
         "gsheets": {"base_url": servers["gsheets"].base_url, "spreadsheets": keys},
         "slack": {
@@ -86,10 +85,6 @@ def start_sandbox(seed: Mapping[str, Any], *, port_base: int | None = None) -> S
         },
     }
     return Sandbox(servers, info)
-
-
-def salesforce_session(seed: Mapping[str, Any]) -> str:
-    return str(seed.get("salesforce", {}).get("session_id", SESSION_ID))
 
 
 def load_seed(path: Path) -> dict[str, Any]:

@@ -115,7 +115,3 @@ def type_family(sql_type: sa.types.TypeEngine[Any] | None) -> str:
         if isinstance(sql_type, cls):
             return family
     return str(sql_type).lower()
-
-
-def jsonable_key(row: Mapping[str, Any], key: tuple[str, ...]) -> dict[str, Any]:
-    return {name: row[name] for name in key}

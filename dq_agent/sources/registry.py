@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from dq_agent.config.models import (
     SqlSourceSpec,
 )
 from dq_agent.errors import SourceError
-from dq_agent.sources.base import Source
+from dq_agent.sources.base import Relation, Source
 from dq_agent.sources.retry import RetryPolicy
 from dq_agent.sources.sql import SqlSource, create_engine
 
@@ -80,3 +81,27 @@ class Connections:
                 close()
         self._engines.clear()
         self._clients.clear()
+
+
+@contextmanager
+def opened(
+    root: Path,
+    connectors: Mapping[str, Connector],
+    spec: SourceSpec,
+    *,
+    retry: RetryPolicy | None = None,
+) -> Iterator[tuple[Source, Relation]]:
+    """One suite's source, opened for the ``with`` block and released after.
+
+    For work outside a run (backtests, reverts, approvals); a run shares its connections
+    across suites instead.
+    """
+    connections = Connections(root, connectors, retry=retry)
+    try:
+        source = connections.source(spec)
+        try:
+            yield source, source.open()
+        finally:
+            source.close()
+    finally:
+        connections.dispose()

@@ -14,14 +14,12 @@ from dq_agent.errors import SourceError
 from dq_agent.sources.base import ColumnInfo, Relation, WriteResult, type_family
 
 
-def connection_url(connector: SqlConnector, project_root: Path) -> str:
-    """The connector's URL with a relative SQLite path taken from the project directory."""
-    return resolve_sqlite_path(connector.url, project_root)
-
-
 def create_engine(connector: SqlConnector, project_root: Path) -> sa.Engine:
-    """An engine for ``connector``; refuses to create a SQLite file that is not there."""
-    url_text = connection_url(connector, project_root)
+    """An engine for ``connector``; refuses to create a SQLite file that is not there.
+
+    A relative SQLite path is taken from the project directory.
+    """
+    url_text = resolve_sqlite_path(connector.url, project_root)
     try:
         url = sa.make_url(url_text)
     except sa.exc.ArgumentError as exc:
