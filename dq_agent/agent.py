@@ -1,17 +1,21 @@
-"""One agent cycle: check → correct what is clearly a slip → track incidents for the rest."""
+"""One agent cycle: check → correct what is clearly a slip → track incidents → tell people."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from dq_agent.config.loader import Project
+from dq_agent.config.models import Suite
 from dq_agent.engine import RunOptions, run_checks
-from dq_agent.escalate.incidents import Notice, track
+from dq_agent.escalate.incidents import Notice, RecordOwners, track
+from dq_agent.escalate.notify import Delivery, Escalation
+from dq_agent.escalate.slack import SlackApi
 from dq_agent.remedy.apply import Outcome
 from dq_agent.remedy.runner import Remedy, settle
 from dq_agent.results import SuiteResult
+from dq_agent.sources.base import Relation, Source
 from dq_agent.store import Store
 
 
@@ -23,6 +27,7 @@ class Cycle:
     outcomes: list[Outcome]
     settled: list[str]
     notices: list[Notice]
+    delivery: Delivery = field(default_factory=Delivery)
 
 
 def run_cycle(
@@ -34,10 +39,23 @@ def run_cycle(
     dry_run: bool = False,
     env: Mapping[str, str] | None = None,
     progress: Any = None,
+    slack: SlackApi | None = None,
 ) -> Cycle:
-    """Settle interrupted corrections, check, correct, then open/update/resolve incidents."""
+    """Settle interrupted corrections, check, correct, track incidents, then tell people.
+
+    Telling people: the events of this run, reminders that are due, and the daily digests go
+    to the outbox, and whatever in the outbox is due is sent (with ``slack``; without it the
+    caller prints the notices).
+    """
     settled = [] if dry_run else settle(project, store, options)
     remedy = Remedy(project, store, options, dry_run=dry_run, env=env)
+    records = RecordOwners()
+
+    def hook(suite: Suite, source: Source, relation: Relation, result: SuiteResult) -> None:
+        if not dry_run:
+            records(suite, source, relation, result)
+        remedy(suite, source, relation, result)
+
     results = run_checks(
         project,
         suite_ids,
@@ -45,7 +63,20 @@ def run_cycle(
         options=options,
         progress=progress,
         command="run",
-        hook=remedy,
+        hook=hook,
     )
-    notices = [] if dry_run else track(project, store, results, remedy.outcomes, options.clock())
-    return Cycle(results, remedy.outcomes, settled, notices)
+    if dry_run:
+        return Cycle(results, remedy.outcomes, settled, [])
+    notices = track(project, store, results, remedy.outcomes, options.clock(), records)
+    escalation = Escalation(project, store, slack, options.clock)
+    notices += escalation.cadence()
+    escalation.announce(notices)
+    escalation.corrected(remedy.outcomes, records)
+    escalation.digests()
+    return Cycle(results, remedy.outcomes, settled, notices, escalation.deliver())
+
+
+def connect_slack(project: Project) -> SlackApi | None:
+    """The Slack client when ``slack:`` is configured, else None (people hear in the terminal)."""
+    settings = project.settings.slack
+    return SlackApi(settings) if settings is not None else None

@@ -18,13 +18,16 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
 from dq_agent import report
-from dq_agent.agent import run_cycle
+from dq_agent.agent import connect_slack, run_cycle
 from dq_agent.checks.volume import bucket_floor, to_local, to_utc
 from dq_agent.config import Project, load_project, parse_duration
 from dq_agent.config.loader import resolve_sqlite_path
 from dq_agent.config.models import CheckSpec, SqlConnector, VolumeAnomalyArgs
 from dq_agent.engine import RunOptions, backtest_suite, run_checks, select_suites, utc_now
 from dq_agent.errors import DqAgentError
+from dq_agent.escalate.actions import Actions
+from dq_agent.escalate.endpoint import ACTIONS_PATH, InteractionsServer, Verifier
+from dq_agent.escalate.slack import SlackApi
 from dq_agent.remedy import (
     Outcome,
     approve_correction,
@@ -224,7 +227,9 @@ def _run(project_dir: Path, suites: tuple[str, ...], *, dry_run: bool, fmt: str)
         ids = select_suites(project, suites)
         options = RunOptions(clock=utc_now)
         with Store.open(project.state_url) as store:
-            cycle = run_cycle(project, ids, store, options, dry_run=dry_run)
+            cycle = run_cycle(
+                project, ids, store, options, dry_run=dry_run, slack=connect_slack(project)
+            )
     except DqAgentError as exc:
         click.echo(f"error: {exc}", err=True)
         return EXIT_CANNOT_RUN
@@ -233,6 +238,7 @@ def _run(project_dir: Path, suites: tuple[str, ...], *, dry_run: bool, fmt: str)
         doc["corrections"] = [report.outcome_json(o) for o in cycle.outcomes]
         doc["settled"] = cycle.settled
         doc["incidents"] = [vars(n) | {"owners": list(n.owners)} for n in cycle.notices]
+        doc["messages"] = vars(cycle.delivery)
         click.echo(json.dumps(doc, indent=2))
     else:
         out = _out()
@@ -240,6 +246,7 @@ def _run(project_dir: Path, suites: tuple[str, ...], *, dry_run: bool, fmt: str)
         report.print_outcomes(out, cycle.outcomes, cycle.settled, dry_run=dry_run)
         for notice in cycle.notices:
             out.print(Text(str(notice), style="yellow" if notice.event != "resolved" else "green"))
+        report.print_delivery(out, cycle.delivery)
     return exit_code(worst(r.status for r in cycle.results))
 
 
@@ -640,6 +647,48 @@ def _bucket_of(text: str, spec: CheckSpec, zone: ZoneInfo) -> datetime:
     assert isinstance(spec.args, VolumeAnomalyArgs)
     local = to_local(moment, zone) if moment.tzinfo else moment
     return to_utc(bucket_floor(local, spec.args.bucket), zone)
+
+
+@main.command()
+@project_option
+@click.option(
+    "--listen",
+    default="127.0.0.1:8787",
+    show_default=True,
+    metavar="HOST:PORT",
+    help="Where Slack sends button clicks (POST /slack/actions).",
+)
+def interactions(project_dir: Path, listen: str) -> None:
+    """Serve the Slack interactions endpoint on its own, until interrupted.
+
+    Button clicks on the agent's messages (Approve fix, I fixed it, Snooze, This is expected,
+    Undo) arrive here, signed by Slack; forged and replayed requests are refused. Point the
+    Slack app's Interactivity Request URL at https://<public host>/slack/actions.
+    """
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise click.BadParameter(f"expected HOST:PORT, got {listen!r}", param_hint="--listen")
+    project = _project_to_run(project_dir, _err())
+    if project is None:
+        sys.exit(EXIT_CANNOT_RUN)
+    settings = project.settings.slack
+    if settings is None:
+        click.echo("error: dq-agent.yml has no slack: section (token, signing_secret)", err=True)
+        sys.exit(EXIT_CANNOT_RUN)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        with Store.open(project.state_url) as store:
+            slack = SlackApi(settings)
+            actions = Actions(project, store, slack, RunOptions(clock=utc_now))
+            verifier = Verifier(settings.signing_secret.get_secret_value())
+            with InteractionsServer(verifier, actions.handle, host=host, port=int(port)) as server:
+                click.echo(f"listening on {server.base_url}{ACTIONS_PATH}", err=True)
+                stop.wait()
+    except (DqAgentError, OSError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_CANNOT_RUN)
 
 
 @main.command()

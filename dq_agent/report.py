@@ -12,6 +12,7 @@ from rich.text import Text
 
 from dq_agent.checks.volume import BucketVerdict
 from dq_agent.config.models import CheckSpec
+from dq_agent.escalate.notify import Delivery
 from dq_agent.remedy.apply import Outcome
 from dq_agent.results import SuiteResult, to_jsonable
 from dq_agent.store.ledger import Correction
@@ -202,3 +203,18 @@ def print_correction(console: Console, c: Correction) -> None:
             f"  {event.at.strftime('%Y-%m-%d %H:%M:%S')}  {event.event:<14} "
             f"{event.decided_by:<22} {event.detail}"
         )
+
+
+def print_delivery(out: Console, delivery: Delivery) -> None:
+    """What went to Slack in this run (nothing is printed when Slack is not configured)."""
+    if delivery.sent:
+        out.print(Text(f"slack: {len(delivery.sent)} message(s) sent", style="dim"))
+    if delivery.waiting:
+        out.print(
+            Text(
+                f"slack: {delivery.waiting} message(s) waiting (working hours, retries)",
+                style="dim",
+            )
+        )
+    for problem in delivery.failed:
+        out.print(Text(f"slack: not delivered: {problem}", style="red"))

@@ -68,7 +68,7 @@ def test_an_empty_table_opens_one_incident_that_repeats_resolve_and_reopen(tmp_p
         "id": 1,
         "suite": "us_forecast",
         "check": "row_count",
-        "status": "open",
+        "status": "notified",
         "failures": 1,
     }
     shown = CliRunner().invoke(
@@ -76,11 +76,13 @@ def test_an_empty_table_opens_one_incident_that_repeats_resolve_and_reopen(tmp_p
     )
     assert [e["event"] for e in json.loads(shown.stdout)["events"]] == [
         "opened",
+        "notified",
         "failed_again",
         "failed_again",
         "failed_again",
         "resolved",
         "reopened",
+        "notified",
     ]
 
 

@@ -15,10 +15,11 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry import builtin_handlers
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
+from slack_sdk.models.metadata import Metadata
 from slack_sdk.signature import Clock, SignatureVerifier
 from slack_sdk.webhook import WebhookClient
 
-from dq_agent.sandbox.http import LoopbackServer
+from dq_agent.sandbox.http import LoopbackServer, Request, Response
 from dq_agent.sandbox.slack import (
     APP_ID,
     BOT_ID,
@@ -112,7 +113,7 @@ def bot_message(text: str, at: str, **extra: Any) -> dict[str, Any]:
 
 def stored(channel: str, at: str, text: str, **extra: Any) -> dict[str, Any]:
     message = {"channel": channel, "ts": at, "thread_ts": None, "text": text, "blocks": None}
-    return {**message, "user": BOT_USER_ID, "edited": False, **extra}
+    return {**message, "user": BOT_USER_ID, "edited": False, "metadata": None, **extra}
 
 
 def dm_id(client: WebClient, user_id: str) -> str:
@@ -498,6 +499,294 @@ def test_concurrent_posts_get_distinct_ordered_timestamps(
 
     stamps = [m["ts"] for m in emulator.state()["messages"]]
     assert stamps == [ts(i) for i in range(30)]
+
+
+# --------------------------------------------------------------------------- metadata, history
+
+INCIDENT_METADATA: dict[str, Any] = {
+    "event_type": "dq_incident_opened",
+    "event_payload": {"incident_id": 7, "check": "orders.amount_not_null", "rows": [1, 2, 3]},
+}
+NUDGE_METADATA: dict[str, Any] = {
+    "event_type": "dq_nudge",
+    "event_payload": {"incident_id": 7, "attempt": 1},
+}
+
+
+def history_page(messages: list[dict[str, Any]], next_cursor: str = "") -> dict[str, Any]:
+    return {
+        "ok": True,
+        "messages": messages,
+        "has_more": next_cursor != "",
+        "pin_count": 0,
+        "response_metadata": {"next_cursor": next_cursor},
+    }
+
+
+def test_metadata_from_json_and_form_bodies_reads_back_only_when_asked(
+    client: WebClient, emulator: SlackEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    content_types: list[str] = []
+    handle = emulator.handle
+
+    def spy(request: Request) -> Response:
+        content_types.append(request.headers.get("content-type", "").partition(";")[0])
+        return handle(request)
+
+    monkeypatch.setattr(emulator, "handle", spy)
+    with_blocks = client.chat_postMessage(
+        channel=REVENUE_ID,
+        text="Approve?",
+        blocks=APPROVE_BLOCKS,
+        metadata=Metadata(**INCIDENT_METADATA),
+    )
+    form = client.api_call(
+        "chat.postMessage",
+        params={"channel": REVENUE_ID, "text": "Nudge", "metadata": json.dumps(NUDGE_METADATA)},
+    )
+    plain = client.chat_postMessage(channel=REVENUE_ID, text="No metadata")
+
+    assert content_types == [
+        "application/json",
+        "application/x-www-form-urlencoded",
+        "application/json",
+    ]
+    # chat.postMessage's own answer leaves the metadata out.
+    assert with_blocks["message"] == bot_message("Approve?", ts(0), blocks=APPROVE_BLOCKS)
+    assert (form["ts"], plain["ts"]) == (ts(1), ts(2))
+    asked = client.conversations_history(channel=REVENUE_ID, include_all_metadata=True)
+    assert asked.data == history_page(
+        [
+            bot_message("No metadata", ts(2)),
+            bot_message("Nudge", ts(1), metadata=NUDGE_METADATA),
+            bot_message("Approve?", ts(0), blocks=APPROVE_BLOCKS, metadata=INCIDENT_METADATA),
+        ]
+    )
+    assert client.conversations_history(channel=REVENUE_ID).data == history_page(
+        [
+            bot_message("No metadata", ts(2)),
+            bot_message("Nudge", ts(1)),
+            bot_message("Approve?", ts(0), blocks=APPROVE_BLOCKS),
+        ]
+    )
+    assert (
+        client.conversations_history(channel=REVENUE_ID, include_all_metadata=False).data
+        == client.conversations_history(channel=REVENUE_ID).data
+    )
+    assert emulator.state()["messages"] == [
+        stored(REVENUE_ID, ts(0), "Approve?", blocks=APPROVE_BLOCKS, metadata=INCIDENT_METADATA),
+        stored(REVENUE_ID, ts(1), "Nudge", metadata=NUDGE_METADATA),
+        stored(REVENUE_ID, ts(2), "No metadata"),
+    ]
+
+
+def test_replies_show_metadata_only_when_asked(client: WebClient) -> None:
+    root = client.chat_postMessage(
+        channel=REVENUE_ID, text="Incident 7", metadata=INCIDENT_METADATA
+    )
+    reply = client.chat_postMessage(
+        channel=REVENUE_ID, text="Nudge 1", thread_ts=root["ts"], metadata=NUDGE_METADATA
+    )
+
+    asked = client.conversations_replies(
+        channel=REVENUE_ID, ts=root["ts"], include_all_metadata=True
+    )
+    unasked = client.conversations_replies(channel=REVENUE_ID, ts=root["ts"])
+
+    root_view = {"thread_ts": ts(0), "reply_count": 1, "latest_reply": ts(1)}
+    reply_view = {"thread_ts": ts(0), "parent_user_id": BOT_USER_ID}
+    assert reply["ts"] == ts(1)
+    assert asked["messages"] == [
+        bot_message("Incident 7", ts(0), **root_view, metadata=INCIDENT_METADATA),
+        bot_message("Nudge 1", ts(1), **reply_view, metadata=NUDGE_METADATA),
+    ]
+    assert unasked["messages"] == [
+        bot_message("Incident 7", ts(0), **root_view),
+        bot_message("Nudge 1", ts(1), **reply_view),
+    ]
+
+
+def test_chat_update_replaces_metadata_only_when_sent(
+    client: WebClient, emulator: SlackEmulator
+) -> None:
+    posted = client.chat_postMessage(channel=REVENUE_ID, text="Open", metadata=INCIDENT_METADATA)
+    client.chat_update(channel=REVENUE_ID, ts=posted["ts"], text="Still open")
+    kept = emulator.state()["messages"][0]["metadata"]
+    resolved = {"event_type": "dq_incident_resolved", "event_payload": {"incident_id": 7}}
+    client.chat_update(channel=REVENUE_ID, ts=posted["ts"], text="Resolved", metadata=resolved)
+
+    assert kept == INCIDENT_METADATA
+    assert emulator.state()["messages"] == [
+        stored(REVENUE_ID, ts(0), "Resolved", edited=True, metadata=resolved)
+    ]
+    [message] = client.conversations_history(channel=REVENUE_ID, include_all_metadata=True)[
+        "messages"
+    ]
+    assert message == bot_message(
+        "Resolved", ts(0), edited={"user": BOT_USER_ID, "ts": ts(2)}, metadata=resolved
+    )
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        "not json",
+        json.dumps(["dq_incident_opened", {}]),
+        json.dumps({"event_type": "dq_incident_opened"}),
+        json.dumps({"event_payload": {"incident_id": 7}}),
+        json.dumps({"event_type": "", "event_payload": {}}),
+        json.dumps({"event_type": 7, "event_payload": {}}),
+        json.dumps({"event_type": "dq_incident_opened", "event_payload": "incident 7"}),
+        json.dumps({**INCIDENT_METADATA, "extra": True}),
+    ],
+)
+def test_malformed_metadata_is_refused_in_a_form_body(
+    client: WebClient, emulator: SlackEmulator, metadata: str
+) -> None:
+    with pytest.raises(SlackApiError) as caught:
+        client.api_call(
+            "chat.postMessage",
+            params={"channel": REVENUE_ID, "text": "x", "metadata": metadata},
+        )
+
+    assert caught.value.response.status_code == 200
+    assert caught.value.response.data == {"ok": False, "error": "invalid_metadata_format"}
+    assert emulator.state()["messages"] == []
+
+
+def test_malformed_metadata_is_refused_in_a_json_body_and_on_update(
+    client: WebClient, emulator: SlackEmulator
+) -> None:
+    with pytest.raises(SlackApiError) as posted:
+        client.chat_postMessage(
+            channel=REVENUE_ID, text="x", blocks=APPROVE_BLOCKS, metadata={"event_type": "x"}
+        )
+    original = client.chat_postMessage(channel=REVENUE_ID, text="kept", metadata=NUDGE_METADATA)
+    with pytest.raises(SlackApiError) as updated:
+        client.chat_update(
+            channel=REVENUE_ID,
+            ts=original["ts"],
+            text="changed",
+            metadata={"event_type": "x", "event_payload": [1]},
+        )
+
+    assert posted.value.response["error"] == "invalid_metadata_format"
+    assert updated.value.response["error"] == "invalid_metadata_format"
+    assert emulator.state()["messages"] == [
+        stored(REVENUE_ID, ts(0), "kept", metadata=NUDGE_METADATA)
+    ]
+
+
+def test_history_is_newest_first_and_leaves_out_replies_other_channels_and_ephemerals(
+    client: WebClient,
+) -> None:
+    first = client.chat_postMessage(channel=REVENUE_ID, text="Incident 7")["ts"]
+    client.chat_postMessage(channel=REVENUE_ID, text="Nudge 1", thread_ts=first)
+    client.chat_postMessage(channel="#elsewhere", text="Other channel")
+    client.chat_postEphemeral(channel=REVENUE_ID, user=PETE_ID, text="Only Pete")
+    second = client.chat_postMessage(channel=REVENUE_ID, text="Incident 8")["ts"]
+    client.chat_postMessage(channel=REVENUE_ID, text="Nudge 2", thread_ts=first)
+
+    history = client.conversations_history(channel=REVENUE_ID)
+
+    assert (first, second) == (ts(0), ts(4))
+    assert history.data == history_page(
+        [
+            bot_message("Incident 8", ts(4)),
+            bot_message("Incident 7", ts(0), thread_ts=ts(0), reply_count=2, latest_reply=ts(5)),
+        ]
+    )
+
+
+def test_history_pages_with_a_limit_and_cursor(client: WebClient) -> None:
+    for n in range(5):
+        client.chat_postMessage(channel=REVENUE_ID, text=f"message {n}")
+
+    pages: list[list[str]] = []
+    flags: list[bool] = []
+    cursor: str | None = None
+    while True:
+        page = client.conversations_history(channel=REVENUE_ID, limit=2, cursor=cursor)
+        pages.append([m["ts"] for m in page["messages"]])
+        flags.append(page["has_more"])
+        cursor = page["response_metadata"]["next_cursor"]
+        if not cursor:
+            break
+
+    assert pages == [[ts(4), ts(3)], [ts(2), ts(1)], [ts(0)]]
+    assert flags == [True, True, False]
+    # A cursor resumes where its page ended, whatever was posted since.
+    first = client.conversations_history(channel=REVENUE_ID, limit=2)
+    client.chat_postMessage(channel=REVENUE_ID, text="message 5")
+    resumed = client.conversations_history(
+        channel=REVENUE_ID, limit=2, cursor=first["response_metadata"]["next_cursor"]
+    )
+    assert [m["text"] for m in resumed["messages"]] == ["message 2", "message 1"]
+    assert resumed["has_more"] is True
+
+
+def test_history_limit_is_clamped(client: WebClient) -> None:
+    for n in range(3):
+        client.chat_postMessage(channel=REVENUE_ID, text=f"message {n}")
+
+    zero = client.conversations_history(channel=REVENUE_ID, limit=0)
+    huge = client.conversations_history(channel=REVENUE_ID, limit=5000)
+
+    assert [m["ts"] for m in zero["messages"]] == [ts(2)]
+    assert zero["has_more"] is True
+    assert [m["ts"] for m in huge["messages"]] == [ts(2), ts(1), ts(0)]
+    assert huge["has_more"] is False
+
+
+def test_history_bounds_are_exclusive_unless_inclusive(client: WebClient) -> None:
+    for n in range(5):
+        client.chat_postMessage(channel=REVENUE_ID, text=f"message {n}")
+
+    def stamps(**bounds: Any) -> list[str]:
+        return [
+            m["ts"] for m in client.conversations_history(channel=REVENUE_ID, **bounds)["messages"]
+        ]
+
+    assert stamps(oldest=ts(1), latest=ts(4)) == [ts(3), ts(2)]
+    assert stamps(oldest=ts(1), latest=ts(4), inclusive=True) == [ts(4), ts(3), ts(2), ts(1)]
+    assert stamps(oldest=ts(2)) == [ts(4), ts(3)]
+    assert stamps(latest=ts(2), inclusive=True) == [ts(2), ts(1), ts(0)]
+    assert stamps(latest="1764000000") == []
+    assert stamps(oldest="1764000000") == [ts(4), ts(3), ts(2), ts(1)]
+    assert stamps(oldest="1764000000", inclusive=True) == [ts(4), ts(3), ts(2), ts(1), ts(0)]
+    # Paging within bounds keeps to them.
+    page = client.conversations_history(channel=REVENUE_ID, oldest=ts(0), limit=3)
+    rest = client.conversations_history(
+        channel=REVENUE_ID, oldest=ts(0), limit=3, cursor=page["response_metadata"]["next_cursor"]
+    )
+    assert [m["ts"] for m in page["messages"]] == [ts(4), ts(3), ts(2)]
+    assert rest.data == history_page([bot_message("message 1", ts(1))])
+
+
+@pytest.mark.parametrize(
+    ("arguments", "error"),
+    [
+        ({"channel": "C0000000000"}, "channel_not_found"),
+        ({"channel": ""}, "channel_not_found"),
+        ({"channel": REVENUE_ID, "oldest": "yesterday"}, "invalid_ts_oldest"),
+        ({"channel": REVENUE_ID, "latest": "NaN"}, "invalid_ts_latest"),
+        ({"channel": REVENUE_ID, "cursor": "not a cursor"}, "invalid_cursor"),
+        ({"channel": REVENUE_ID, "limit": "many"}, "invalid_arguments"),
+    ],
+)
+def test_history_errors(client: WebClient, arguments: dict[str, Any], error: str) -> None:
+    with pytest.raises(SlackApiError) as caught:
+        client.api_call("conversations.history", http_verb="GET", params=arguments)
+
+    assert caught.value.response.status_code == 200
+    assert caught.value.response.data == {"ok": False, "error": error}
+
+
+def test_history_of_an_unknown_channel_fails(client: WebClient) -> None:
+    with pytest.raises(SlackApiError) as caught:
+        client.conversations_history(channel="CNOSUCH0001")
+
+    assert caught.value.response["error"] == "channel_not_found"
 
 
 # --------------------------------------------------------------------------- interactions

@@ -105,6 +105,91 @@ class SnapshotSettings(Model):
     max_rows: int = Field(10_000, ge=0, le=1_000_000)
 
 
+class SlackSettings(Model):
+    """The Slack app the agent posts as (a bot token) and verifies interactions with."""
+
+    token: SecretStr
+    signing_secret: SecretStr
+    # Only to point at a loopback emulator; the real Web API otherwise.
+    base_url: str | None = None
+    timeout: int = Field(30, ge=1, le=600)
+
+
+_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def _clock_time(value: Any) -> str:
+    text = str(value)
+    hours, _, minutes = text.partition(":")
+    if not (hours.isdigit() and minutes.isdigit() and len(minutes) == 2):
+        raise PydanticCustomError("time", f"expected a time of day like 09:00, got {value!r}")
+    if int(hours) > 24 or int(minutes) > 59 or (int(hours) == 24 and int(minutes) > 0):
+        raise PydanticCustomError("time", f"expected a time of day like 09:00, got {value!r}")
+    return f"{int(hours):02d}:{minutes}"
+
+
+def _days(value: Any) -> Any:
+    if not isinstance(value, list | tuple):
+        return value
+    days = [str(d).lower()[:3] for d in value]
+    unknown = [d for d in days if d not in _DAYS]
+    if unknown:
+        raise PydanticCustomError(
+            "days", f"expected days among {', '.join(_DAYS)}, got {', '.join(unknown)}"
+        )
+    return tuple(days)
+
+
+ClockTime = Annotated[str, BeforeValidator(_clock_time)]
+Days = Annotated[tuple[str, ...], BeforeValidator(_days)]
+
+
+class WorkingHours(Model):
+    """When a person may be messaged, in their own timezone. Outside it, messages queue."""
+
+    start: ClockTime = "09:00"
+    end: ClockTime = "18:00"
+    days: Days = ("mon", "tue", "wed", "thu", "fri")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> WorkingHours:
+        if self.start >= self.end:
+            raise PydanticCustomError(
+                "hours", f"expected start before end, got {self.start}-{self.end}"
+            )
+        return self
+
+
+class Person(Model):
+    """One person's overrides, keyed by e-mail under ``people:``."""
+
+    timezone: Timezone | None = None
+    working_hours: WorkingHours | None = None
+    # One message a day listing their open incidents instead of one message per incident.
+    digest: bool | None = None
+
+
+class NudgeSettings(Model):
+    """How often people are reminded, and when the next in the escalation chain is told."""
+
+    every: Duration = timedelta(hours=4)
+    # Unanswered nudges to one person before the next one in the chain is told.
+    escalate_after: int = Field(2, ge=1, le=100)
+    snooze: Duration = timedelta(hours=4)
+    # When Slack does not say a person's timezone (and people: does not either).
+    timezone: Timezone = "UTC"
+    working_hours: WorkingHours = WorkingHours()
+    digest: bool = False
+    digest_at: ClockTime = "09:00"
+
+    @field_validator("every", "snooze")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise PydanticCustomError("duration", "expected a duration above zero, like 4h")
+        return value
+
+
 class Settings(Model):
     """Global settings from ``dq-agent.yml``."""
 
@@ -112,6 +197,15 @@ class Settings(Model):
     defaults: Defaults = Defaults()
     corrections: CorrectionsSettings = CorrectionsSettings()
     snapshots: SnapshotSettings = SnapshotSettings()
+    slack: SlackSettings | None = None
+    nudges: NudgeSettings = NudgeSettings()
+    people: dict[str, Person] = Field(default_factory=dict)
+
+    @field_validator("people")
+    @classmethod
+    def _emails(cls, value: dict[str, Person]) -> dict[str, Person]:
+        # Looked up case-insensitively, as e-mail addresses are.
+        return {k.lower(): v for k, v in value.items()}
 
 
 # --- connectors/*.yml -----------------------------------------------------------------------

@@ -6,14 +6,18 @@ again resolves it; a resolved one that fails again re-opens with its history.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from dq_agent.config.loader import Project
 from dq_agent.config.models import GSheetsSourceSpec, SalesforceSourceSpec, Suite
+from dq_agent.errors import SourceError
 from dq_agent.remedy.apply import Outcome
-from dq_agent.results import SuiteResult
+from dq_agent.results import Finding, SuiteResult
+from dq_agent.sources.base import Relation, Source
+from dq_agent.sources.salesforce import SalesforceSource
 from dq_agent.store import Store
 
 SOURCE_PROBLEM = "(source)"
@@ -21,19 +25,61 @@ SOURCE_PROBLEM = "(source)"
 
 @dataclass(frozen=True)
 class Notice:
-    """Something people should hear about (until Slack is configured: the terminal)."""
+    """Something people should hear about: printed, and with Slack configured, messaged."""
 
     incident_id: int
-    event: str  # opened | reopened | failed_again | resolved
+    # opened | reopened | failed_again | resolved | nudged | escalated, or a person's answer
+    event: str
     suite: str
     check: str
     owners: tuple[str, ...]
     summary: str
+    event_id: int = 0
 
     def __str__(self) -> str:
         who = ", ".join(self.owners) or "no owner set"
         where = f"{self.suite} / {self.check}"
         return f"incident #{self.incident_id} {self.event} → {who}: {where}: {self.summary}"
+
+
+# Findings kept with an incident as its evidence (the check reports up to max_findings).
+EVIDENCE_FINDINGS = 5
+
+
+@dataclass
+class RecordOwners:
+    """Engine hook: who owns the records behind row-level findings, where the source says.
+
+    Salesforce records carry an ``OwnerId``; its User's e-mail is who hears about the record
+    first. Other sources do not know, and routing falls back to the check's owner.
+    """
+
+    by_record: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    def __call__(
+        self, suite: Suite, source: Source, relation: Relation, result: SuiteResult
+    ) -> None:
+        if not isinstance(source, SalesforceSource):
+            return
+        ids = {
+            str(f.key["Id"])
+            for check in result.checks
+            if check.status != "pass"
+            for f in check.findings
+            if "Id" in f.key
+        }
+        if not ids:
+            return
+        try:
+            owners = source.record_owners(sorted(ids))
+        except SourceError:
+            return  # routing falls back to the check's owner; the run itself went fine
+        for record_id, email in owners.items():
+            self.by_record[(suite.suite, record_id)] = email
+
+    def of(self, suite: str, key: Mapping[str, Any]) -> str | None:
+        record_id = key.get("Id")
+        return None if record_id is None else self.by_record.get((suite, str(record_id)))
 
 
 def dataset_of(suite: Suite) -> str:
@@ -46,12 +92,30 @@ def dataset_of(suite: Suite) -> str:
     return f"{source.connector}/{source.table or 'query'}"
 
 
-def owners_of(suite: Suite, check: str) -> tuple[str, ...]:
-    """The check's owner, else the suite's."""
+def owners_of(
+    suite: Suite, check: str, findings: Sequence[Finding] = (), records: RecordOwners | None = None
+) -> tuple[str, ...]:
+    """The records' owners for row-level findings when known, else the check's, else the suite's."""
+    if records is not None:
+        found = [records.of(suite.suite, f.key) for f in findings]
+        known = tuple(dict.fromkeys(e for e in found if e))
+        if known:
+            return known
     for spec in suite.checks:
         if spec.name == check and spec.owner:
             return spec.owner
     return suite.owner
+
+
+def chain_of(suite: Suite, owners: Sequence[str]) -> list[list[str]]:
+    """Who hears about a problem, step by step: its owners, then the suite's escalation list."""
+    told = {o.lower() for o in owners}
+    chain = [list(owners)] if owners else []
+    for person in suite.escalation:
+        if person.lower() not in told:
+            told.add(person.lower())
+            chain.append([person])
+    return chain
 
 
 def track(
@@ -60,6 +124,7 @@ def track(
     results: Sequence[SuiteResult],
     outcomes: Sequence[Outcome],
     at: datetime,
+    records: RecordOwners | None = None,
 ) -> list[Notice]:
     """Open, update or resolve incidents from one run; what people should hear about."""
     fixed = {
@@ -74,39 +139,62 @@ def track(
             continue
         dataset = dataset_of(suite)
         if result.status == "error" and result.error is not None:
-            notices += _problem(store, suite, SOURCE_PROBLEM, dataset, result.error, at)
+            evidence = {"message": result.error}
+            notices.append(
+                _problem(store, suite, SOURCE_PROBLEM, "", dataset, evidence, suite.owner, at)
+            )
             continue
-        store.problems_gone(suite=suite.suite, check=SOURCE_PROBLEM, dataset=dataset, at=at)
+        notices += _gone(store, suite, SOURCE_PROBLEM, dataset, at)
         for check in result.checks:
             corrected = check.findings and all(
                 (suite.suite, check.name, tuple(sorted(f.key.items())), f.column) in fixed
                 for f in check.findings
             )
             if check.status in ("fail", "error") and not corrected:
-                notices += _problem(store, suite, check.name, dataset, check.message, at)
-            elif check.status == "pass" or corrected:
-                resolved = store.problems_gone(
-                    suite=suite.suite, check=check.name, dataset=dataset, at=at
+                owners = owners_of(suite, check.name, check.findings, records)
+                evidence = check.to_json()
+                evidence["findings"] = evidence["findings"][:EVIDENCE_FINDINGS]
+                notices.append(
+                    _problem(store, suite, check.name, check.type, dataset, evidence, owners, at)
                 )
-                if resolved is not None:
-                    notices.append(
-                        Notice(
-                            resolved,
-                            "resolved",
-                            suite.suite,
-                            check.name,
-                            owners_of(suite, check.name),
-                            "the check passes again",
-                        )
-                    )
+            elif check.status == "pass" or corrected:
+                notices += _gone(store, suite, check.name, dataset, at)
     return notices
 
 
 def _problem(
-    store: Store, suite: Suite, check: str, dataset: str, summary: str, at: datetime
-) -> list[Notice]:
-    owners = owners_of(suite, check)
-    incident_id, event = store.record_problem(
-        suite=suite.suite, check=check, dataset=dataset, owners=owners, summary=summary, at=at
+    store: Store,
+    suite: Suite,
+    check: str,
+    check_type: str,
+    dataset: str,
+    evidence: dict[str, Any],
+    owners: tuple[str, ...],
+    at: datetime,
+) -> Notice:
+    summary = str(evidence.get("message", ""))
+    change = store.record_problem(
+        suite=suite.suite,
+        check=check,
+        dataset=dataset,
+        owners=owners,
+        summary=summary,
+        at=at,
+        check_type=check_type,
+        evidence=evidence,
+        chain=chain_of(suite, owners),
     )
-    return [Notice(incident_id, event, suite.suite, check, owners, summary)]
+    return Notice(
+        change.incident_id, change.event, suite.suite, check, owners, summary, change.event_id
+    )
+
+
+def _gone(store: Store, suite: Suite, check: str, dataset: str, at: datetime) -> list[Notice]:
+    change = store.problems_gone(suite=suite.suite, check=check, dataset=dataset, at=at)
+    if change is None:
+        return []
+    summary = "the check passes again"
+    owners = owners_of(suite, check)
+    return [
+        Notice(change.incident_id, "resolved", suite.suite, check, owners, summary, change.event_id)
+    ]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import dataclasses
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -55,6 +56,7 @@ class Remedy:
         auto = [c for c in changes if c.action == "auto_correct"]
         proposals = [c for c in changes if c.action == "propose"]
         kind = self.project.connectors[suite.source.connector].type
+        auto = self._not_undone(auto)
         verdict = guard(auto, suite, self.project.settings.corrections, kind, env=self.env)
         if self.dry_run:
             self.outcomes += [
@@ -72,6 +74,29 @@ class Remedy:
         self.outcomes += [propose(self.store, c, at) for c in proposals]
         if verdict.allowed:
             self._write(suite, source, relation, result, verdict.allowed, decided_by="rule")
+
+    def _not_undone(self, changes: list[Change]) -> list[Change]:
+        """A change a person undid is theirs to decide: proposed to them, never rewritten."""
+        if not changes:
+            return changes
+        undone = {
+            (c.check, tuple(sorted(c.key.items())), c.column, repr(c.new)): c
+            for c in self.store.corrections(suite=changes[0].suite, status="reverted")
+        }
+        kept = []
+        for change in changes:
+            key = (change.check, tuple(sorted(change.key.items())), change.column, repr(change.new))
+            if key in undone:
+                change = dataclasses.replace(
+                    change,
+                    action="propose",
+                    reason=f"{change.reason}; correction {undone[key].id} of the same value "
+                    "was undone, so a person decides",
+                )
+                self.outcomes.append(propose(self.store, change, self.options.clock()))
+            else:
+                kept.append(change)
+        return kept
 
     def _snapshot_or_restore(self, suite: Suite, source: GSheetsSource, relation: Relation) -> None:
         """Keep what was read; if the worksheet is now empty, propose the last good copy."""
@@ -178,11 +203,16 @@ def approve_correction(
     by: str,
     options: RunOptions,
     env: Mapping[str, str] | None = None,
+    also: Iterable[str] = (),
 ) -> Outcome:
-    """An owner approves a pending proposal: guardrails, branch check and write, as for a rule."""
+    """An owner approves a pending proposal: guardrails, branch check and write, as for a rule.
+
+    ``also``: people who may decide besides the suite's owners and escalation list (the
+    owners of the records an incident is about).
+    """
     correction = _correction(store, correction_id)
     suite = _suite_of(project, correction)
-    _require_owner(suite, correction, by)
+    _require_owner(suite, correction, by, also)
     if correction.status != "pending" or correction.events[-1].event != "proposed":
         raise DqAgentError(
             f"correction {correction.id} is {correction.status}: only a proposal can be approved"
@@ -277,8 +307,8 @@ def _suite_of(project: Project, correction: Correction) -> Suite:
     return project.suites[correction.suite]
 
 
-def _require_owner(suite: Suite, correction: Correction, by: str) -> None:
-    people = {p.lower() for p in (*suite.owner, *suite.escalation)}
+def _require_owner(suite: Suite, correction: Correction, by: str, also: Iterable[str] = ()) -> None:
+    people = {p.lower() for p in (*suite.owner, *suite.escalation, *also)}
     for spec in suite.checks:
         if spec.name == correction.check and spec.owner:
             people |= {p.lower() for p in spec.owner}

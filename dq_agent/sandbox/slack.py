@@ -14,6 +14,11 @@ Where the emulation stops, it says so here rather than guessing:
 - blocks are checked for shape (a list of at most 50 objects with a ``type``) and stored as
   sent: Slack's normalisation (generated ``block_id``\\s, ``emoji`` flags) is not applied;
 - ``conversations.open`` opens one-to-one direct messages only;
+- message metadata is ``{"event_type", "event_payload"}`` and nothing else (no work-object
+  ``entities``), checked for shape only: no event schemas, no size limit;
+- ``conversations.history`` lists top-level messages only (a reply broadcast to the channel is
+  not modelled), newest first, whether or not ``oldest`` is given; a non-numeric ``limit`` is
+  ``invalid_arguments``; ``conversations.replies`` returns a whole thread and ignores paging;
 - membership is not modelled: the bot can post to, and any user can see, every channel.
 """
 
@@ -31,6 +36,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -58,6 +64,8 @@ BOT_NAME = "dq-agent"
 DEFAULT_TZ = "UTC"
 MAX_BLOCKS = 50
 MAX_TEXT = 40_000
+HISTORY_LIMIT = 100  # conversations.history's default page size
+MAX_HISTORY_LIMIT = 999
 
 _LOOKS_LIKE_ID = re.compile(r"[CDGUW][A-Z0-9]{8,}")
 _USER_ID = re.compile(r"[UW][A-Z0-9]{8,}")
@@ -139,6 +147,7 @@ class _Message:
     ephemeral_for: str | None = None
     edited_ts: str | None = None
     user: str = BOT_USER_ID
+    metadata: JsonObject | None = None
 
     def summary(self) -> JsonObject:
         summary: JsonObject = {
@@ -149,6 +158,7 @@ class _Message:
             "blocks": copy.deepcopy(self.blocks),
             "user": self.user,
             "edited": self.edited_ts is not None,
+            "metadata": copy.deepcopy(self.metadata),
         }
         if self.ephemeral_for is not None:
             summary["ephemeral_for"] = self.ephemeral_for
@@ -215,6 +225,65 @@ def _blocks(params: Mapping[str, Any]) -> list[JsonObject] | None:
     ):
         raise _SlackError("invalid_blocks")
     return copy.deepcopy(raw)
+
+
+def _metadata(params: Mapping[str, Any]) -> JsonObject | None:
+    """``{"event_type", "event_payload"}``: a JSON string in a form body, an object in JSON."""
+    raw = params.get("metadata")
+    if raw is None or raw == "":
+        return None
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            raise _SlackError("invalid_metadata_format") from None
+    if (
+        not isinstance(raw, dict)
+        or set(raw) != {"event_type", "event_payload"}
+        or not isinstance(raw["event_type"], str)
+        or not raw["event_type"]
+        or not isinstance(raw["event_payload"], dict)
+    ):
+        raise _SlackError("invalid_metadata_format")
+    return copy.deepcopy(raw)
+
+
+def _ts_value(value: object, invalid: str) -> Decimal:
+    """A message timestamp (``"1764000000.000001"``, or whole seconds) as a number."""
+    try:
+        number = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise _SlackError(invalid) from None
+    if not number.is_finite() or number < 0:
+        raise _SlackError(invalid)
+    return number
+
+
+def _limit(params: Mapping[str, Any], default: int, maximum: int) -> int:
+    raw = params.get("limit")
+    if raw is None or raw == "":
+        return default
+    try:
+        limit = int(str(raw).strip())
+    except ValueError:
+        raise _SlackError("invalid_arguments") from None
+    return min(max(limit, 1), maximum)
+
+
+def _history_cursor(ts: str) -> str:
+    """An opaque cursor naming the newest message of the next page, as Slack's own do."""
+    return base64.b64encode(f"next_ts:{ts}".encode()).decode("ascii")
+
+
+def _cursor_ts(cursor: str) -> Decimal:
+    try:
+        decoded = base64.b64decode(cursor.encode("ascii"), validate=True).decode("ascii")
+    except (ValueError, UnicodeError):
+        raise _SlackError("invalid_cursor") from None
+    prefix, _, ts = decoded.partition(":")
+    if prefix != "next_ts":
+        raise _SlackError("invalid_cursor")
+    return _ts_value(ts, "invalid_cursor")
 
 
 def _content(params: Mapping[str, Any]) -> tuple[str, list[JsonObject] | None]:
@@ -365,6 +434,8 @@ class SlackEmulator:
             "users.info": self._users_info,
             "conversations.open": self._conversations_open,
             "conversations.replies": self._conversations_replies,
+            "conversations.history": self._conversations_history,
+            "conversations.list": self._conversations_list,
             "chat.postMessage": self._chat_post_message,
             "chat.update": self._chat_update,
             "chat.postEphemeral": self._chat_post_ephemeral,
@@ -539,8 +610,8 @@ class SlackEmulator:
         self._last_micros = micros
         return f"{micros // 1_000_000}.{micros % 1_000_000:06d}"
 
-    def _view(self, message: _Message) -> JsonObject:
-        """A message as the Web API returns it."""
+    def _view(self, message: _Message, *, metadata: bool = False) -> JsonObject:
+        """A message as the Web API returns it; ``metadata`` for ``include_all_metadata``."""
         view: JsonObject = {
             "type": "message",
             "user": message.user,
@@ -563,6 +634,8 @@ class SlackEmulator:
                 view["latest_reply"] = replies[-1].ts
         if message.edited_ts is not None:
             view["edited"] = {"user": message.user, "ts": message.edited_ts}
+        if metadata and message.metadata is not None:
+            view["metadata"] = copy.deepcopy(message.metadata)
         return view
 
     def _post(self, channel: _Channel, params: Mapping[str, Any], **extra: Any) -> _Message:
@@ -625,11 +698,73 @@ class SlackEmulator:
             if message.thread_ts is None
             else self._message(channel, message.thread_ts, "thread_not_found")
         )
-        return {"messages": [self._view(m) for m in self._thread(root)], "has_more": False}
+        metadata = _flag(params.get("include_all_metadata"))
+        return {
+            "messages": [self._view(m, metadata=metadata) for m in self._thread(root)],
+            "has_more": False,
+        }
+
+    def _conversations_list(self, params: JsonObject) -> JsonObject:
+        """Named channels, by name, a page at a time (direct messages are not listed)."""
+        limit = _limit(params, HISTORY_LIMIT, MAX_HISTORY_LIMIT)
+        named = sorted(
+            (c for c in self._channels.values() if c.name is not None), key=lambda c: str(c.name)
+        )
+        start = 0
+        if params.get("cursor"):
+            try:
+                decoded = base64.b64decode(str(params["cursor"]), validate=True).decode("ascii")
+                start = int(decoded.removeprefix("offset:"))
+            except (ValueError, UnicodeError):
+                raise _SlackError("invalid_cursor") from None
+        page = named[start : start + limit]
+        more = start + limit < len(named)
+        cursor = base64.b64encode(f"offset:{start + limit}".encode()).decode() if more else ""
+        return {
+            "channels": [
+                {"id": c.id, "name": c.name, "is_channel": True, "is_archived": False} for c in page
+            ],
+            "response_metadata": {"next_cursor": cursor},
+        }
+
+    def _conversations_history(self, params: JsonObject) -> JsonObject:
+        """Top-level messages, newest first, within ``oldest``..``latest`` and a cursor."""
+        channel = self._channel(_arg(params, "channel", "channel_not_found"))
+        limit = _limit(params, HISTORY_LIMIT, MAX_HISTORY_LIMIT)
+        inclusive = _flag(params.get("inclusive"))
+        oldest = latest = None
+        if params.get("oldest") not in (None, ""):
+            oldest = _ts_value(params["oldest"], "invalid_ts_oldest")
+        if params.get("latest") not in (None, ""):
+            latest = _ts_value(params["latest"], "invalid_ts_latest")
+        below = _cursor_ts(str(params["cursor"])) if params.get("cursor") else None
+
+        def listed(message: _Message) -> bool:
+            at = Decimal(message.ts)
+            return (
+                message.channel == channel.id
+                and message.thread_ts is None
+                and message.ephemeral_for is None
+                and (oldest is None or at > oldest or (inclusive and at == oldest))
+                and (latest is None or at < latest or (inclusive and at == latest))
+                and (below is None or at <= below)
+            )
+
+        found = sorted(
+            (m for m in self._messages if listed(m)), key=lambda m: Decimal(m.ts), reverse=True
+        )
+        page, rest = found[:limit], found[limit:]
+        metadata = _flag(params.get("include_all_metadata"))
+        return {
+            "messages": [self._view(m, metadata=metadata) for m in page],
+            "has_more": bool(rest),
+            "pin_count": 0,
+            "response_metadata": {"next_cursor": _history_cursor(rest[0].ts) if rest else ""},
+        }
 
     def _chat_post_message(self, params: JsonObject) -> JsonObject:
         channel = self._channel(_arg(params, "channel", "channel_not_found"), create=True)
-        message = self._post(channel, params)
+        message = self._post(channel, params, metadata=_metadata(params))
         return {"channel": channel.id, "ts": message.ts, "message": self._view(message)}
 
     def _chat_update(self, params: JsonObject) -> JsonObject:
@@ -637,7 +772,10 @@ class SlackEmulator:
         message = self._message(
             channel, _arg(params, "ts", "message_not_found"), "message_not_found"
         )
+        metadata = _metadata(params)
         self._edit(message, params)
+        if metadata is not None:  # chat.update keeps the metadata unless it is sent new
+            message.metadata = metadata
         return {
             "channel": channel.id,
             "ts": message.ts,

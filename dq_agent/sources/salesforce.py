@@ -244,6 +244,21 @@ class SalesforceSource:
                     emails[str(row["Id"])] = str(row["Email"])
         return emails
 
+    def record_owners(self, record_ids: Sequence[str]) -> dict[str, str]:
+        """Record ``Id`` → its owner's e-mail, for objects that have an ``OwnerId``."""
+        if "OwnerId" not in self._types:
+            return {}
+        owner_of: dict[str, str] = {}
+        ids = sorted(set(record_ids))
+        for start in range(0, len(ids), _IN_CHUNK):
+            chunk = ", ".join(_quote(i) for i in ids[start : start + _IN_CHUNK])
+            soql = f"SELECT Id, OwnerId FROM {self._spec.object} WHERE Id IN ({chunk})"
+            for row in self._call("owners", lambda soql=soql: self._sf.query_all(soql)["records"]):
+                if row.get("OwnerId"):
+                    owner_of[str(row["Id"])] = str(row["OwnerId"])
+        emails = self.owner_emails(list(owner_of.values()))
+        return {rid: emails[oid] for rid, oid in owner_of.items() if oid in emails}
+
     def field_history(self, record_id: str, field: str) -> list[dict[str, Any]]:
         """A field's past values, oldest first, from ``<Object>History``."""
         obj = self._spec.object

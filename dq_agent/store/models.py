@@ -219,6 +219,15 @@ class Incident(Base):
     updated_at: Mapped[datetime]
     resolved_at: Mapped[datetime | None]
     snoozed_until: Mapped[datetime | None]
+    check_type: Mapped[str] = mapped_column(sa.String(64), server_default="")
+    # The latest failure as the check reported it (message, observed, a few findings).
+    evidence: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
+    # Who hears about it, in order: each step is a list of e-mails or #channels.
+    chain: Mapped[list[list[str]] | None] = mapped_column(sa.JSON)
+    # How far along the chain it has gone, and the unanswered nudges at that step.
+    level: Mapped[int] = mapped_column(sa.Integer, server_default="0")
+    nudges: Mapped[int] = mapped_column(sa.Integer, server_default="0")
+    last_nudged_at: Mapped[datetime | None]
 
 
 class IncidentEvent(Base):
@@ -232,3 +241,36 @@ class IncidentEvent(Base):
     event: Mapped[str] = mapped_column(sa.String(32))
     by: Mapped[str] = mapped_column(sa.String(255))
     detail: Mapped[str] = mapped_column(sa.Text)
+
+
+class OutboxMessage(Base):
+    """A message to a person, recorded before it is sent so a crash neither loses nor repeats it.
+
+    ``key`` is the idempotency key of the event it tells about; it also travels with the
+    message (Slack message metadata), so after a crash the sender can find out whether the
+    message went out before marking it sent.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        sa.UniqueConstraint("key"),
+        sa.Index("ix_outbox_status", "status"),
+        sa.Index("ix_outbox_incident_id", "incident_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(sa.String(255))
+    kind: Mapped[str] = mapped_column(sa.String(16))  # root | reply | update | fyi | digest
+    incident_id: Mapped[int | None] = mapped_column(sa.Integer)
+    correction_id: Mapped[int | None] = mapped_column(sa.Integer)
+    recipient: Mapped[str] = mapped_column(sa.String(255))  # an e-mail or a #channel
+    text: Mapped[str] = mapped_column(sa.Text)
+    status: Mapped[str] = mapped_column(sa.String(16))  # pending | sent | cancelled | failed
+    created_at: Mapped[datetime]
+    due_at: Mapped[datetime]
+    attempted_at: Mapped[datetime | None]
+    sent_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(sa.Integer)
+    channel: Mapped[str | None] = mapped_column(sa.String(64))
+    ts: Mapped[str | None] = mapped_column(sa.String(32))
+    error: Mapped[str | None] = mapped_column(sa.Text)

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, NamedTuple, Self
 
 import sqlalchemy as sa
 from alembic import command
@@ -37,6 +37,7 @@ from dq_agent.store.models import (
     IncidentEvent,
     LedgerEntry,
     Metric,
+    OutboxMessage,
     Run,
     SchemaSnapshot,
     Snapshot,
@@ -53,6 +54,15 @@ LEDGER_LOCK_KEY = 0x6471_6C65_6467_6572
 # Alembic keeps the running migration's context in module globals, so two threads of one
 # process must not migrate at the same time, even against different databases.
 _ALEMBIC_LOCK = threading.Lock()
+
+
+class IncidentChange(NamedTuple):
+    """What one call did to an incident: which incident, what happened, the event's id."""
+
+    incident_id: int
+    event: str
+    event_id: int
+
 
 _PASSWORD_IN_URL = re.compile(r"(://[^:/@]*:)[^@]*@")
 
@@ -398,10 +408,14 @@ class Store:
         owners: Sequence[str],
         summary: str,
         at: datetime,
-    ) -> tuple[int, str]:
+        check_type: str = "",
+        evidence: Mapping[str, Any] | None = None,
+        chain: Sequence[Sequence[str]] = (),
+    ) -> IncidentChange:
         """One more failure of a problem: opens, re-opens or updates its incident.
 
-        Returns the incident id and what happened: ``opened``, ``reopened`` or ``failed_again``.
+        The event is ``opened``, ``reopened`` or ``failed_again``. A re-opened incident starts
+        its escalation again from the first step of its chain.
         """
         with self._transaction(f"record a problem of {suite}/{check}") as session:
             incident = session.scalars(
@@ -420,13 +434,13 @@ class Store:
                     check_name=check,
                     dataset=dataset,
                     status="open",
-                    owners=list(owners),
-                    summary=summary,
-                    failures=1,
+                    failures=0,
                     opened_at=at,
-                    updated_at=at,
                     resolved_at=None,
                     snoozed_until=None,
+                    level=0,
+                    nudges=0,
+                    last_nudged_at=None,
                 )
                 session.add(incident)
                 event = "opened"
@@ -434,23 +448,23 @@ class Store:
                 event = "reopened" if incident.status == "resolved" else "failed_again"
                 if event == "reopened":
                     incident.status, incident.resolved_at, incident.failures = "open", None, 0
+                    incident.level, incident.nudges, incident.last_nudged_at = 0, 0, None
                 elif incident.status == "snoozed" and (
                     incident.snoozed_until is None or incident.snoozed_until <= at
                 ):
                     incident.status, incident.snoozed_until = "open", None
-                incident.failures += 1
-                incident.summary, incident.updated_at = summary, at
-                incident.owners = list(owners)
+            incident.failures += 1
+            incident.summary, incident.updated_at = summary, at
+            incident.owners, incident.check_type = list(owners), check_type
+            incident.evidence = to_jsonable(evidence) if evidence is not None else None
+            incident.chain = [list(step) for step in chain] or [list(owners)]
             session.flush()
-            session.add(
-                IncidentEvent(
-                    incident_id=incident.id, at=at, event=event, by="agent", detail=summary
-                )
-            )
-            return incident.id, event
+            return self._event(session, incident.id, at, event, "agent", summary)
 
-    def problems_gone(self, *, suite: str, check: str, dataset: str, at: datetime) -> int | None:
-        """The check passes again: resolve its open incident, if any. Returns its id."""
+    def problems_gone(
+        self, *, suite: str, check: str, dataset: str, at: datetime
+    ) -> IncidentChange | None:
+        """The check passes again: resolve its open incident, if any."""
         with self._transaction(f"resolve {suite}/{check}") as session:
             incident = session.scalars(
                 sa.select(Incident).where(
@@ -463,16 +477,9 @@ class Store:
             if incident is None:
                 return None
             incident.status, incident.resolved_at, incident.updated_at = "resolved", at, at
-            session.add(
-                IncidentEvent(
-                    incident_id=incident.id,
-                    at=at,
-                    event="resolved",
-                    by="agent",
-                    detail="the check passes again",
-                )
+            return self._event(
+                session, incident.id, at, "resolved", "agent", "the check passes again"
             )
-            return incident.id
 
     def set_incident_status(
         self,
@@ -483,8 +490,11 @@ class Store:
         by: str,
         detail: str = "",
         until: datetime | None = None,
-    ) -> None:
-        """A person's decision: resolved, snoozed (until), expected, acknowledged."""
+    ) -> IncidentChange:
+        """A person's decision (resolved, snoozed until, expected, acknowledged...).
+
+        An answer from a person resets the count of unanswered nudges.
+        """
         with self._transaction(f"update incident {incident_id}") as session:
             incident = session.get(Incident, incident_id)
             if incident is None:
@@ -493,15 +503,56 @@ class Store:
             incident.snoozed_until = until if status == "snoozed" else None
             if status == "resolved":
                 incident.resolved_at = at
-            session.add(
-                IncidentEvent(incident_id=incident_id, at=at, event=status, by=by, detail=detail)
-            )
+            if by != "agent":
+                incident.nudges = 0
+            return self._event(session, incident_id, at, status, by, detail)
 
-    def incidents(self, *, status: str | None = None) -> list[dict[str, Any]]:
-        """Incidents, newest first, each with its events."""
+    def note_incident(
+        self, incident_id: int, event: str, *, at: datetime, by: str, detail: str
+    ) -> IncidentChange:
+        """Something happened to an incident that does not change its status."""
+        with self._transaction(f"note {event} on incident {incident_id}") as session:
+            if session.get(Incident, incident_id) is None:
+                raise StoreError(f"no incident {incident_id}")
+            return self._event(session, incident_id, at, event, by, detail)
+
+    def nudged(
+        self, incident_id: int, *, at: datetime, level: int, nudges: int, event: str, detail: str
+    ) -> IncidentChange:
+        """People were (or are about to be) reminded: where along the chain it now stands."""
+        with self._transaction(f"record a nudge on incident {incident_id}") as session:
+            incident = session.get(Incident, incident_id)
+            if incident is None:
+                raise StoreError(f"no incident {incident_id}")
+            incident.level, incident.nudges, incident.last_nudged_at = level, nudges, at
+            if incident.status == "open":
+                incident.status = "notified"
+            return self._event(session, incident_id, at, event, "agent", detail)
+
+    @staticmethod
+    def _event(
+        session: Session, incident_id: int, at: datetime, event: str, by: str, detail: str
+    ) -> IncidentChange:
+        row = IncidentEvent(incident_id=incident_id, at=at, event=event, by=by, detail=detail)
+        session.add(row)
+        session.flush()
+        return IncidentChange(incident_id, event, row.id)
+
+    def incident(self, incident_id: int) -> dict[str, Any] | None:
+        """One incident with its events, or None."""
+        found = self._incidents(sa.select(Incident).where(Incident.id == incident_id))
+        return found[0] if found else None
+
+    def incidents(self, *, status: str | None = None, active: bool = False) -> list[dict[str, Any]]:
+        """Incidents, newest first, each with its events; ``active``: not resolved."""
         query = sa.select(Incident).order_by(Incident.id.desc())
         if status is not None:
             query = query.where(Incident.status == status)
+        if active:
+            query = query.where(Incident.status != "resolved")
+        return self._incidents(query)
+
+    def _incidents(self, query: sa.Select[Incident]) -> list[dict[str, Any]]:
         with self._transaction("list incidents") as session:
             found = list(session.scalars(query))
             events = list(
@@ -514,26 +565,117 @@ class Store:
         by_incident: dict[int, list[dict[str, Any]]] = {}
         for e in events:
             by_incident.setdefault(e.incident_id, []).append(
-                {"at": e.at.isoformat(), "event": e.event, "by": e.by, "detail": e.detail}
+                {
+                    "id": e.id,
+                    "at": e.at.isoformat(),
+                    "event": e.event,
+                    "by": e.by,
+                    "detail": e.detail,
+                }
             )
         return [
             {
                 "id": i.id,
                 "suite": i.suite,
                 "check": i.check_name,
+                "check_type": i.check_type,
                 "dataset": i.dataset,
                 "status": i.status,
                 "owners": list(i.owners),
+                "chain": [list(step) for step in i.chain or [i.owners]],
+                "level": i.level,
+                "nudges": i.nudges,
                 "summary": i.summary,
+                "evidence": i.evidence or {},
                 "failures": i.failures,
                 "opened_at": i.opened_at.isoformat(),
                 "updated_at": i.updated_at.isoformat(),
                 "resolved_at": i.resolved_at.isoformat() if i.resolved_at else None,
                 "snoozed_until": i.snoozed_until.isoformat() if i.snoozed_until else None,
+                "last_nudged_at": i.last_nudged_at.isoformat() if i.last_nudged_at else None,
                 "events": by_incident.get(i.id, []),
             }
             for i in found
         ]
+
+    # -- the outbox of messages to people -------------------------------------------------------
+
+    def outbox_add(self, messages: Sequence[Mapping[str, Any]], *, at: datetime) -> int:
+        """Record messages to send; one whose key is already recorded is left alone.
+
+        Each mapping has ``key``, ``kind``, ``recipient``, ``text`` and optionally
+        ``incident_id``, ``correction_id``, ``due_at``. Returns how many were new.
+        """
+        if not messages:
+            return 0
+        with self._transaction("record messages to send") as session:
+            keys = [m["key"] for m in messages]
+            known = set(
+                session.scalars(sa.select(OutboxMessage.key).where(OutboxMessage.key.in_(keys)))
+            )
+            added = 0
+            for m in messages:
+                if m["key"] in known:
+                    continue
+                known.add(m["key"])
+                session.add(
+                    OutboxMessage(
+                        key=m["key"],
+                        kind=m["kind"],
+                        incident_id=m.get("incident_id"),
+                        correction_id=m.get("correction_id"),
+                        recipient=m["recipient"],
+                        text=m["text"],
+                        status="pending",
+                        created_at=at,
+                        due_at=m.get("due_at") or at,
+                        attempted_at=None,
+                        sent_at=None,
+                        attempts=0,
+                    )
+                )
+                added += 1
+            return added
+
+    def outbox(
+        self,
+        *,
+        status: str | None = None,
+        due_by: datetime | None = None,
+        incident_id: int | None = None,
+        correction_id: int | None = None,
+    ) -> list[OutboxMessage]:
+        """Recorded messages, oldest first."""
+        query = sa.select(OutboxMessage).order_by(OutboxMessage.id)
+        if status is not None:
+            query = query.where(OutboxMessage.status == status)
+        if due_by is not None:
+            query = query.where(OutboxMessage.due_at <= due_by)
+        if incident_id is not None:
+            query = query.where(OutboxMessage.incident_id == incident_id)
+        if correction_id is not None:
+            query = query.where(OutboxMessage.correction_id == correction_id)
+        with self._transaction("read the outbox") as session:
+            return list(session.scalars(query))
+
+    def outbox_update(self, message_id: int, **values: Any) -> None:
+        """Record what became of one message (attempted, sent with its ts, failed...)."""
+        allowed = {
+            "status",
+            "attempted_at",
+            "sent_at",
+            "attempts",
+            "channel",
+            "ts",
+            "error",
+            "due_at",
+        }
+        if not set(values) <= allowed:
+            raise StoreError(f"cannot set {sorted(set(values) - allowed)} on an outbox message")
+        with self._transaction(f"update outbox message {message_id}") as session:
+            session.execute(
+                sa.update(OutboxMessage).where(OutboxMessage.id == message_id).values(**values)
+            )
 
     # -- the corrections ledger ---------------------------------------------------------------
 

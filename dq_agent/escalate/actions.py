@@ -1,0 +1,239 @@
+"""What a click on one of the agent's Slack buttons does.
+
+The interactions endpoint acknowledges the click at once and hands the payload to
+:meth:`Actions.handle`, which identifies the person (their Slack e-mail), checks they may do
+it, does it through the same functions as the command line, and tells the thread.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from dq_agent.agent import run_cycle
+from dq_agent.config.loader import Project
+from dq_agent.engine import RunOptions
+from dq_agent.errors import DqAgentError
+from dq_agent.escalate import messages
+from dq_agent.escalate.incidents import Notice
+from dq_agent.escalate.notify import Escalation
+from dq_agent.escalate.slack import SlackApi, SlackError
+from dq_agent.remedy.runner import approve_correction, revert_correction
+from dq_agent.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class Actions:
+    """Acts on button clicks for one project, as the person who clicked."""
+
+    def __init__(
+        self,
+        project: Project,
+        store: Store,
+        slack: SlackApi,
+        options: RunOptions,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.project = project
+        self.store = store
+        self.slack = slack
+        self.options = options
+        self.env = env
+        self.escalation = Escalation(project, store, slack, options.clock)
+
+    def handle(self, payload: Mapping[str, Any]) -> None:
+        """One ``block_actions`` payload; anything else is ignored."""
+        if payload.get("type") != "block_actions" or not payload.get("actions"):
+            return
+        action = payload["actions"][0]
+        user_id = str((payload.get("user") or {}).get("id", ""))
+        channel = str(
+            (payload.get("channel") or {}).get("id")
+            or (payload.get("container") or {}).get("channel_id", "")
+        )
+        try:
+            value = json.loads(action.get("value") or "{}")
+            email = self.slack.email_of(user_id)
+            if email is None:
+                raise DqAgentError(
+                    "Slack does not show me your e-mail address, so I cannot tell whether you "
+                    "may do this"
+                )
+            self._act(str(action.get("action_id")), value, email)
+        except (DqAgentError, ValueError, TypeError, KeyError) as exc:
+            self._refuse(channel, user_id, str(exc))
+        finally:
+            self.escalation.deliver()
+
+    def _refuse(self, channel: str, user_id: str, text: str) -> None:
+        try:
+            self.slack.ephemeral(channel, user_id, text)
+        except SlackError as exc:
+            log.error("could not tell %s: %s (%s)", user_id, text, exc)
+
+    def _act(self, action_id: str, value: Mapping[str, Any], email: str) -> None:
+        if action_id == messages.UNDO:
+            self._undo(int(value["correction"]), email)
+            return
+        incident = self.store.incident(int(value["incident"]))
+        if incident is None:
+            raise DqAgentError(f"incident {value['incident']} is not in this agent's store")
+        if incident["status"] == "resolved" and action_id != messages.RECHECK:
+            raise DqAgentError(f"incident #{incident['id']} is already resolved")
+        if action_id == messages.RECHECK:
+            self._recheck(incident, email)
+        elif action_id == messages.APPROVE:
+            self._require(incident, email, "approve a fix for")
+            self._approve(incident, int(value["correction"]), email)
+        elif action_id == messages.SNOOZE:
+            self._require(incident, email, "snooze")
+            until = self.options.clock() + self.project.settings.nudges.snooze
+            detail = f"snoozed by {email} until {until:%H:%M} UTC"
+            self._status(incident, "snoozed", email, detail, until)
+        elif action_id == messages.EXPECTED:
+            self._require(incident, email, "mark as expected")
+            self._expected(incident, email)
+        else:
+            raise DqAgentError(f"unknown action {action_id!r}")
+
+    # -- who may ---------------------------------------------------------------------------------
+
+    def _people(self, suite_id: str, check: str, also: Iterable[str] = ()) -> set[str]:
+        suite = self.project.suites.get(suite_id)
+        people = {p.lower() for p in also}
+        if suite is not None:
+            people |= {p.lower() for p in (*suite.owner, *suite.escalation)}
+            for spec in suite.checks:
+                if spec.name == check and spec.owner:
+                    people |= {p.lower() for p in spec.owner}
+        return {p for p in people if not p.startswith("#")}
+
+    def _require(self, incident: Mapping[str, Any], email: str, what: str) -> None:
+        chain = [p for step in incident["chain"] for p in step]
+        people = self._people(incident["suite"], incident["check"], chain)
+        if email.lower() not in people:
+            raise DqAgentError(
+                f"Only the owners and escalation list of {incident['suite']} may {what} "
+                f"incident #{incident['id']} ({', '.join(sorted(people)) or 'nobody'})."
+            )
+
+    # -- the actions -----------------------------------------------------------------------------
+
+    def _status(
+        self,
+        incident: Mapping[str, Any],
+        status: str,
+        email: str,
+        detail: str,
+        until: datetime | None = None,
+    ) -> None:
+        change = self.store.set_incident_status(
+            incident["id"], status, at=self.options.clock(), by=email, detail=detail, until=until
+        )
+        self._tell(incident, change.event, change.event_id, detail)
+
+    def _note(self, incident: Mapping[str, Any], event: str, email: str, detail: str) -> None:
+        change = self.store.note_incident(
+            incident["id"], event, at=self.options.clock(), by=email, detail=detail
+        )
+        self._tell(incident, event, change.event_id, detail)
+
+    def _tell(self, incident: Mapping[str, Any], event: str, event_id: int, detail: str) -> None:
+        notice = Notice(
+            incident["id"],
+            event,
+            incident["suite"],
+            incident["check"],
+            tuple(incident["owners"]),
+            detail,
+            event_id,
+        )
+        self.escalation.announce([notice])
+        self.escalation.deliver()
+
+    def _recheck(self, incident: Mapping[str, Any], email: str) -> None:
+        """Someone says it is fixed: check now; it resolves, or the thread hears it does not."""
+        self._status(incident, "verifying", email, f"{email} says it is fixed: checking again now")
+        self._rerun(incident)
+        after = self.store.incident(incident["id"])
+        if after is not None and after["status"] != "resolved":
+            self._status(
+                after,
+                "acknowledged",
+                email,
+                f"checked again at {self.options.clock():%H:%M} UTC: still failing: "
+                f"{after['summary']}",
+            )
+
+    def _rerun(self, incident: Mapping[str, Any]) -> None:
+        if incident["suite"] not in self.project.suites:
+            raise DqAgentError(f"suite {incident['suite']} is not in this project (or is invalid)")
+        run_cycle(
+            self.project,
+            [incident["suite"]],
+            self.store,
+            self.options,
+            env=self.env,
+            slack=self.slack,
+        )
+
+    def _approve(self, incident: Mapping[str, Any], correction_id: int, email: str) -> None:
+        chain = [p for step in incident["chain"] for p in step]
+        self._status(incident, "fixing", email, f"{email} approved correction {correction_id}")
+        outcome = approve_correction(
+            self.project,
+            self.store,
+            correction_id,
+            by=email,
+            options=self.options,
+            env=self.env,
+            also=chain,
+        )
+        event = "fix_applied" if outcome.status == "applied" else "fix_not_applied"
+        self._note(incident, event, email, f"correction {correction_id} ({outcome.detail})")
+        self._rerun(incident)
+
+    def _expected(self, incident: Mapping[str, Any], email: str) -> None:
+        bucket = (incident.get("evidence") or {}).get("observed", {}).get("bucket")
+        if incident.get("check_type") == "volume_anomaly" and bucket:
+            start = datetime.fromisoformat(bucket).astimezone(UTC)
+            self.store.add_feedback(
+                incident["suite"],
+                incident["check"],
+                start,
+                verdict="expected",
+                by=email,
+                at=self.options.clock(),
+                note=f"from Slack, incident #{incident['id']}",
+            )
+            detail = (
+                f"{email} marked this expected: the bucket of {bucket[:10]} leaves the baseline"
+            )
+        else:
+            detail = f"{email} marked this expected: no more reminders until it passes again"
+        self._status(incident, "expected", email, detail)
+
+    def _undo(self, correction_id: int, email: str) -> None:
+        correction = self.store.correction(correction_id)
+        if correction is None:
+            raise DqAgentError(f"correction {correction_id} is not in this agent's ledger")
+        told = [m.recipient for m in self.store.outbox(correction_id=correction_id)]
+        if email.lower() not in self._people(correction.suite, correction.check, told):
+            raise DqAgentError(
+                f"Only the owners and escalation list of {correction.suite} may undo "
+                f"correction {correction_id}."
+            )
+        outcome = revert_correction(
+            self.project, self.store, correction_id, by=email, options=self.options
+        )
+        after = self.store.correction(correction_id) or correction
+        text = (
+            f"Undone by {email}: {correction.column} is {messages.amount(correction.old)} again."
+            if outcome.status == "reverted"
+            else f"Could not undo ({outcome.status}): {outcome.detail}"
+        )
+        self.escalation.correction_event(after, outcome.status, text)

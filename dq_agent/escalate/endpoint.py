@@ -1,0 +1,183 @@
+"""The Slack interactions endpoint: ``POST /slack/actions``.
+
+Slack wants an answer within three seconds, so a click is verified (signature and
+timestamp, and a request seen before is refused as a replay), acknowledged with an empty
+200, and acted on afterwards by one worker thread, in the order clicks arrived.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+log = logging.getLogger(__name__)
+
+ACTIONS_PATH = "/slack/actions"
+# Slack's own rule: a request older than five minutes is refused.
+REPLAY_WINDOW_S = 300
+MAX_BODY = 1 << 20
+
+Act = Callable[[Mapping[str, Any]], None]
+
+
+class Verifier:
+    """Checks Slack's request signature and refuses replays of a request already seen."""
+
+    def __init__(self, signing_secret: str, clock: Callable[[], float] = time.time) -> None:
+        from slack_sdk.signature import Clock, SignatureVerifier
+
+        class _Clock(Clock):
+            def now(self) -> float:
+                return clock()
+
+        self._verifier = SignatureVerifier(signing_secret, clock=_Clock())
+        self._clock = clock
+        self._seen: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def check(self, body: bytes, headers: Mapping[str, str]) -> str | None:
+        """None when the request is genuine and new, else why it is refused."""
+        timestamp = headers.get("x-slack-request-timestamp", "")
+        signature = headers.get("x-slack-signature", "")
+        if not timestamp or not signature:
+            return "missing Slack signature headers"
+        if not self._verifier.is_valid(body, timestamp, signature):
+            # The verifier also refuses timestamps more than five minutes away.
+            return "bad signature or stale timestamp"
+        now = self._clock()
+        with self._lock:
+            self._seen = {s: t for s, t in self._seen.items() if now - t <= REPLAY_WINDOW_S}
+            if signature in self._seen:
+                return "replayed request"
+            self._seen[signature] = now
+        return None
+
+
+class InteractionsServer:
+    """Serves :data:`ACTIONS_PATH` (and ``/healthz``) until :meth:`stop`."""
+
+    def __init__(
+        self,
+        verifier: Verifier,
+        act: Act,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 8787,
+    ) -> None:
+        self._verifier = verifier
+        self._act = act
+        self._work: queue.Queue[Mapping[str, Any] | None] = queue.Queue()
+        self._server = ThreadingHTTPServer((host, port), self._handler())
+        self._server.daemon_threads = True
+        self._threads = [
+            threading.Thread(
+                target=self._server.serve_forever,
+                kwargs={"poll_interval": 0.05},  # so that stop() returns promptly
+                name="slack-http",
+                daemon=True,
+            ),
+            threading.Thread(target=self._worker, name="slack-actions", daemon=True),
+        ]
+        self.refused = 0
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> InteractionsServer:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def drain(self) -> None:
+        """Wait until every acknowledged click has been acted on."""
+        self._work.join()
+
+    def stop(self) -> None:
+        """Stop taking clicks; finish the ones already acknowledged."""
+        self._server.shutdown()
+        self._server.server_close()
+        self._work.put(None)
+        for thread in self._threads:
+            thread.join(timeout=30)
+
+    def __enter__(self) -> InteractionsServer:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+    def _worker(self) -> None:
+        while True:
+            payload = self._work.get()
+            try:
+                if payload is None:
+                    return
+                self._act(payload)
+            except Exception:  # one bad click must not stop the others
+                log.exception("acting on a Slack interaction failed")
+            finally:
+                self._work.task_done()
+
+    def _accept(self, body: bytes, headers: Mapping[str, str]) -> tuple[int, str]:
+        reason = self._verifier.check(body, headers)
+        if reason is not None:
+            self.refused += 1
+            log.warning("refused a Slack interaction: %s", reason)
+            return 401, reason
+        try:
+            form = parse_qs(body.decode("utf-8"), strict_parsing=True)
+            payload = json.loads(form["payload"][0])
+        except (ValueError, KeyError, UnicodeDecodeError):
+            return 400, "expected a form with a JSON payload"
+        if not isinstance(payload, dict):
+            return 400, "expected a JSON object payload"
+        self._work.put(payload)
+        return 200, ""
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                if urlsplit(self.path).path != ACTIONS_PATH:
+                    self._reply(404, "not found")
+                    return
+                if length > MAX_BODY:
+                    self._reply(413, "request too large")
+                    return
+                body = self.rfile.read(length) if length else b""
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                self._reply(*server._accept(body, headers))
+
+            def do_GET(self) -> None:
+                if urlsplit(self.path).path == "/healthz":
+                    self._reply(200, "ok")
+                else:
+                    self._reply(404, "not found")
+
+            def _reply(self, status: int, text: str) -> None:
+                payload = text.encode("utf-8")
+                self.send_response(status)
+                self.send_header("Content-Type", "text/plain; charset=utf-8")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                if payload:
+                    self.wfile.write(payload)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                log.debug("slack endpoint: " + format, *args)
+
+        return Handler

@@ -1,0 +1,248 @@
+"""What people read: incident cards, thread replies and correction notes, as Block Kit.
+
+Every message has a plain ``text`` too: it is what notifications and screen readers show,
+and what the terminal prints when Slack is not configured.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from dq_agent.config.loader import Project
+from dq_agent.config.models import (
+    GSheetsConnector,
+    GSheetsSourceSpec,
+    SalesforceConnector,
+    SalesforceSourceSpec,
+)
+from dq_agent.sources.gsheets import WHOLE_SHEET
+from dq_agent.store.ledger import Correction
+
+Block = dict[str, Any]
+
+# Button action ids, shared with the interactions endpoint.
+APPROVE, RECHECK, SNOOZE, EXPECTED, UNDO = "approve_fix", "recheck", "snooze", "expected", "undo"
+
+_ICON = {"resolved": ":white_check_mark:", "snoozed": ":zzz:", "expected": ":ok_hand:"}
+_MAX_RUNBOOK_LINES = 4
+_WORD = re.compile(r"[a-z]{4,}")
+
+
+def amount(value: Any) -> str:
+    """A value as a person reads it: 10,000,000 rather than 10000000.0."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return f"{value:,}"
+
+
+def record_link(project: Project, suite_id: str, key: Mapping[str, Any]) -> str | None:
+    """A link to the record (Salesforce) or the sheet (Google Sheets), when there is one."""
+    suite = project.suites.get(suite_id)
+    if suite is None:
+        return None
+    connector = project.connectors.get(suite.source.connector)
+    source = suite.source
+    if (
+        isinstance(source, SalesforceSourceSpec)
+        and isinstance(connector, SalesforceConnector)
+        and connector.instance_url
+        and "Id" in key
+    ):
+        base = connector.instance_url.rstrip("/")
+        return f"{base}/lightning/r/{source.object}/{key['Id']}/view"
+    if isinstance(source, GSheetsSourceSpec) and isinstance(connector, GSheetsConnector):
+        return f"https://docs.google.com/spreadsheets/d/{source.spreadsheet}/edit"
+    return None
+
+
+def _linked(text: str, url: str | None) -> str:
+    return f"<{url}|{text}>" if url else text
+
+
+def _record(key: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in key.items()) or "the source"
+
+
+def fix_of(correction: Correction) -> str:
+    """A pending correction as a suggestion a person can approve."""
+    if correction.column == WHOLE_SHEET:
+        rows = max(len(correction.new or []) - 1, 0)
+        return f"restore the last good copy of the worksheet ({rows:,} rows) kept by the agent"
+    return (
+        f"change {correction.column} on {_record(correction.key)} from "
+        f"{amount(correction.old)} to {amount(correction.new)}"
+    )
+
+
+def runbook_lines(runbook: str, incident: Mapping[str, Any]) -> list[str]:
+    """The runbook's lines that speak of this problem; all of a short runbook."""
+    lines = [" ".join(p.split()) for p in re.split(r"\n\s*\n", runbook.strip()) if p.strip()]
+    if not lines:
+        return []
+    # A runbook paragraph per line; a short one applies whole.
+    sentences = [s for line in lines for s in re.split(r"(?<=[.!?])\s+", line) if s]
+    if len(sentences) <= _MAX_RUNBOOK_LINES:
+        return sentences
+    context = " ".join(
+        [incident["check"], incident.get("check_type", ""), incident["summary"]]
+    ).lower()
+    words = set(_WORD.findall(context))
+    return [s for s in sentences if words & set(_WORD.findall(s.lower()))][:_MAX_RUNBOOK_LINES]
+
+
+def _button(text: str, action_id: str, value: Mapping[str, Any], style: str | None = None) -> Block:
+    button: Block = {
+        "type": "button",
+        "text": {"type": "plain_text", "text": text},
+        "action_id": action_id,
+        "value": json.dumps(value, separators=(",", ":")),
+    }
+    if style:
+        button["style"] = style
+    return button
+
+
+def headline(incident: Mapping[str, Any]) -> str:
+    """What failed, in one sentence."""
+    return (
+        f"{incident['suite']} / {incident['check']} on {incident['dataset']}: {incident['summary']}"
+    )
+
+
+def card(
+    project: Project,
+    incident: Mapping[str, Any],
+    pending: Sequence[Correction],
+    *,
+    similar: str = "",
+) -> tuple[str, list[Block]]:
+    """The first message of an incident, kept current by ``chat.update``."""
+    status = incident["status"]
+    icon = _ICON.get(status, ":rotating_light:")
+    text = f"{icon} {headline(incident)}"
+    blocks: list[Block] = [{"type": "section", "text": {"type": "mrkdwn", "text": f"*{text}*"}}]
+    failures = incident["failures"]
+    state = (
+        f"Incident #{incident['id']} · *{status}* · failed {failures} "
+        f"time{'s' if failures != 1 else ''} since {incident['opened_at'][:16]} UTC · "
+        f"owner: {', '.join(incident['owners']) or 'none set'}"
+    )
+    if incident.get("snoozed_until") and status == "snoozed":
+        state += f" · snoozed until {incident['snoozed_until'][:16]} UTC"
+    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": state}]})
+    evidence = _evidence(project, incident)
+    if evidence:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": evidence}})
+    if pending:
+        fixes = "\n".join(f"• {fix_of(c)} (correction {c.id})" for c in pending)
+        blocks.append(
+            {"type": "section", "text": {"type": "mrkdwn", "text": f"*Suggested fix*\n{fixes}"}}
+        )
+    suite = project.suites.get(incident["suite"])
+    lines = runbook_lines(suite.runbook, incident) if suite else []
+    if lines:
+        runbook = "\n".join(f"> {line}" for line in lines)
+        blocks.append(
+            {"type": "section", "text": {"type": "mrkdwn", "text": f"*Runbook*\n{runbook}"}}
+        )
+    if similar:
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": similar}]})
+    if status not in ("resolved", "expected"):
+        blocks.append(
+            {"type": "actions", "block_id": "incident", "elements": _buttons(incident, pending)}
+        )
+    return text, blocks
+
+
+def _buttons(incident: Mapping[str, Any], pending: Sequence[Correction]) -> list[Block]:
+    ref = {"incident": incident["id"]}
+    buttons = [
+        _button(
+            f"Approve fix ({c.id})" if len(pending) > 1 else "Approve fix",
+            APPROVE,
+            ref | {"correction": c.id},
+            "primary",
+        )
+        for c in pending[:3]
+    ]
+    buttons.append(_button("I fixed it", RECHECK, ref))
+    buttons.append(_button("Snooze", SNOOZE, ref))
+    buttons.append(_button("This is expected", EXPECTED, ref))
+    return buttons
+
+
+def _evidence(project: Project, incident: Mapping[str, Any]) -> str:
+    evidence = incident.get("evidence") or {}
+    lines: list[str] = []
+    observed = evidence.get("observed") or {}
+    shown = {k: v for k, v in observed.items() if v is not None and not isinstance(v, dict | list)}
+    if shown:
+        lines.append("Observed: " + ", ".join(f"{k} {amount(v)}" for k, v in shown.items()))
+    for finding in evidence.get("findings") or []:
+        key = finding.get("key") or {}
+        where = _linked(_record(key), record_link(project, incident["suite"], key))
+        line = f"• {where}"
+        if finding.get("column"):
+            line += f" {finding['column']} = {amount(finding.get('observed'))}"
+        if finding.get("proposed") is not None:
+            line += f" (should be {amount(finding['proposed'])})"
+        if finding.get("reason"):
+            line += f": {finding['reason']}"
+        lines.append(line)
+    if not evidence.get("findings"):
+        link = record_link(project, incident["suite"], {})
+        if link:
+            lines.append(f"Source: {_linked(incident['dataset'], link)}")
+    return "\n".join(f"*Evidence*\n{lines[0]}".splitlines() + lines[1:]) if lines else ""
+
+
+def fyi(project: Project, correction: Correction, reason: str) -> tuple[str, list[Block]]:
+    """A note to the owner that the agent changed a value, with Undo while it stands."""
+    link = record_link(project, correction.suite, correction.key)
+    where = _linked(_record(correction.key), link)
+    because = f" because {reason}" if reason else ""
+    text = (
+        f"I changed {correction.column} on {where} from {amount(correction.old)} to "
+        f"{amount(correction.new)}{because}."
+    )
+    blocks: list[Block] = [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]
+    state = (
+        f"Correction {correction.id} · {correction.status} · "
+        f"`dq-agent corrections show {correction.id}`"
+    )
+    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": state}]})
+    if correction.status == "applied":
+        blocks.append(
+            {
+                "type": "actions",
+                "block_id": "correction",
+                "elements": [_button("Undo", UNDO, {"correction": correction.id}, "danger")],
+            }
+        )
+    return text, blocks
+
+
+def digest(
+    person: str, incidents: Sequence[Mapping[str, Any]], at: datetime
+) -> tuple[str, list[Block]]:
+    """One message listing a person's open incidents, instead of one message each."""
+    count = len(incidents)
+    text = f"Daily digest for {person}: {count} open incident{'s' if count != 1 else ''}"
+    blocks: list[Block] = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": f"*{text}* ({at:%Y-%m-%d})"}}
+    ]
+    for incident in incidents[:45]:  # Slack allows 50 blocks a message
+        blocks.append(
+            {
+                "type": "section",
+                "text": {"type": "mrkdwn", "text": f"• #{incident['id']} {headline(incident)}"},
+                "accessory": _button("I fixed it", RECHECK, {"incident": incident["id"]}),
+            }
+        )
+    return text, blocks

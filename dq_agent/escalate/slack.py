@@ -1,0 +1,262 @@
+"""The Slack Web API as the agent uses it, through slack-sdk's ``WebClient``.
+
+Vendor errors are translated here into :class:`SlackError`, which says whether trying again
+later may help (rate limits, timeouts, Slack's own outages) or not (a bad token, a channel
+that does not exist).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from dq_agent.config.models import SlackSettings
+from dq_agent.errors import DqAgentError
+
+if TYPE_CHECKING:
+    from slack_sdk.web import SlackResponse
+
+# Answers from Slack that will not change by trying again.
+_PERMANENT = {
+    "account_inactive",
+    "channel_not_found",
+    "invalid_auth",
+    "invalid_blocks",
+    "invalid_metadata_format",
+    "is_archived",
+    "message_not_found",
+    "missing_scope",
+    "not_authed",
+    "not_in_channel",
+    "token_revoked",
+    "user_not_found",
+    "users_not_found",
+}
+# The longest Retry-After honoured in place; longer waits are left to the next delivery round.
+MAX_RETRY_AFTER_S = 60
+METADATA_EVENT = "dq_agent_message"
+
+
+class SlackError(DqAgentError):
+    """A Slack Web API call failed; ``transient`` says whether a later try may succeed."""
+
+    def __init__(self, message: str, *, transient: bool, code: str = "") -> None:
+        super().__init__(message)
+        self.transient = transient
+        self.code = code
+
+
+@dataclass(frozen=True)
+class SlackUser:
+    id: str
+    email: str
+    tz: str | None
+
+
+def _rate_limit_handler(sleep: Callable[[float], None], retries: int) -> Any:
+    from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
+
+    class _HonourRetryAfter(RateLimitErrorRetryHandler):
+        """Waits exactly what ``Retry-After`` asks (capped), with a sleep that can be injected."""
+
+        def prepare_for_next_attempt(
+            self, *, state: Any, request: Any, response: Any = None, error: Any = None
+        ) -> None:
+            if response is None:
+                raise error
+            values = {k.lower(): v for k, v in response.headers.items()}.get("retry-after")
+            try:
+                wait = float(str(values[0] if isinstance(values, list) else values))
+            except (TypeError, ValueError, IndexError):
+                wait = 1.0
+            state.next_attempt_requested = True
+            sleep(min(max(wait, 0.0), MAX_RETRY_AFTER_S))
+            state.increment_current_attempt()
+
+    return _HonourRetryAfter(max_retry_count=retries)
+
+
+class SlackApi:
+    """Posting, threading, updating and looking people up; users and DMs are cached."""
+
+    def __init__(
+        self,
+        settings: SlackSettings,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        rate_limit_retries: int = 3,
+    ) -> None:
+        try:
+            from slack_sdk import WebClient
+            from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler
+        except ImportError as exc:  # pragma: no cover - depends on the installed extras
+            raise DqAgentError(
+                "slack: is configured but slack-sdk is not installed: pip install 'dq-agent[slack]'"
+            ) from exc
+        self._client = WebClient(
+            token=settings.token.get_secret_value(),
+            base_url=settings.base_url or WebClient.BASE_URL,
+            timeout=settings.timeout,
+            retry_handlers=[
+                ConnectionErrorRetryHandler(max_retry_count=2),
+                _rate_limit_handler(sleep, rate_limit_retries),
+            ],
+        )
+        self._users: dict[str, SlackUser] = {}
+        self._emails: dict[str, str | None] = {}
+        self._channels: dict[str, str] = {}
+
+    def _call(self, what: str, method: Callable[[], SlackResponse]) -> SlackResponse:
+        from slack_sdk.errors import SlackApiError, SlackRequestError
+
+        try:
+            return method()
+        except SlackApiError as exc:
+            code = str(exc.response.get("error", "")) if exc.response is not None else ""
+            status = exc.response.status_code if exc.response is not None else 0
+            transient = code not in _PERMANENT and (status == 429 or status >= 500 or not code)
+            raise SlackError(
+                f"Slack {what}: {code or status}", transient=transient, code=code
+            ) from exc
+        except (SlackRequestError, OSError) as exc:
+            raise SlackError(f"Slack {what}: {exc}", transient=True) from exc
+
+    # -- people and places ---------------------------------------------------------------------
+
+    def user(self, email: str) -> SlackUser:
+        """The Slack user with this e-mail address (``users.lookupByEmail``)."""
+        key = email.lower()
+        if key not in self._users:
+            response = self._call(
+                f"users.lookupByEmail {email}",
+                lambda: self._client.users_lookupByEmail(email=email),
+            )
+            user = response["user"]
+            self._users[key] = SlackUser(str(user["id"]), email, user.get("tz"))
+        return self._users[key]
+
+    def email_of(self, user_id: str) -> str | None:
+        """A Slack user's e-mail address (``users.info``), None when Slack does not show it."""
+        if user_id not in self._emails:
+            response = self._call(
+                f"users.info {user_id}", lambda: self._client.users_info(user=user_id)
+            )
+            email = (response["user"].get("profile") or {}).get("email")
+            self._emails[user_id] = str(email) if email else None
+        return self._emails[user_id]
+
+    def channel_for(self, recipient: str) -> str:
+        """The channel id to post to: a DM for an e-mail, the channel for ``#name``."""
+        if recipient not in self._channels:
+            if recipient.startswith("#"):
+                self._channels[recipient] = self._channel_id(recipient[1:])
+            else:
+                user = self.user(recipient)
+                response = self._call(
+                    f"conversations.open with {recipient}",
+                    lambda: self._client.conversations_open(users=[user.id]),
+                )
+                self._channels[recipient] = str(response["channel"]["id"])
+        return self._channels[recipient]
+
+    def _channel_id(self, name: str) -> str:
+        if name and name[0] in "CG" and name.isupper():
+            return name  # already an id (#C0123ABCD)
+        cursor: str | None = None
+        while True:
+            response = self._call(
+                "conversations.list",
+                lambda cursor=cursor: self._client.conversations_list(  # type: ignore[misc]
+                    types="public_channel,private_channel",
+                    exclude_archived=True,
+                    limit=200,
+                    cursor=cursor,
+                ),
+            )
+            for channel in response["channels"]:
+                if channel.get("name") == name:
+                    return str(channel["id"])
+            cursor = (response.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                raise SlackError(
+                    f"Slack: no channel #{name}", transient=False, code="channel_not_found"
+                )
+
+    # -- messages ------------------------------------------------------------------------------
+
+    def post(
+        self,
+        channel: str,
+        text: str,
+        blocks: Sequence[Mapping[str, Any]] | None,
+        *,
+        key: str,
+        thread_ts: str | None = None,
+    ) -> str:
+        """Post a message carrying its idempotency key as metadata; returns its ``ts``."""
+        response = self._call(
+            "chat.postMessage",
+            lambda: self._client.chat_postMessage(
+                channel=channel,
+                text=text,
+                blocks=[dict(b) for b in blocks] if blocks is not None else None,
+                thread_ts=thread_ts,
+                metadata={"event_type": METADATA_EVENT, "event_payload": {"key": key}},
+                unfurl_links=False,
+            ),
+        )
+        return str(response["ts"])
+
+    def update(
+        self, channel: str, ts: str, text: str, blocks: Sequence[Mapping[str, Any]] | None
+    ) -> None:
+        self._call(
+            "chat.update",
+            lambda: self._client.chat_update(
+                channel=channel, ts=ts, text=text, blocks=[dict(b) for b in blocks or []]
+            ),
+        )
+
+    def ephemeral(self, channel: str, user_id: str, text: str) -> None:
+        """A message only ``user_id`` sees (a refusal, a confirmation)."""
+        self._call(
+            "chat.postEphemeral",
+            lambda: self._client.chat_postEphemeral(channel=channel, user=user_id, text=text),
+        )
+
+    def find(self, channel: str, key: str, *, thread_ts: str | None = None) -> str | None:
+        """The ``ts`` of a message already posted with this key, if any.
+
+        After a crash between "about to send" and "sent", this tells the two cases apart.
+        """
+        if thread_ts is not None:
+            response = self._call(
+                "conversations.replies",
+                lambda: self._client.conversations_replies(
+                    channel=channel, ts=thread_ts, include_all_metadata=True, limit=200
+                ),
+            )
+            return _with_key(response["messages"], key)
+        cursor: str | None = None
+        for _page in range(5):  # recent history is enough: the crash was moments ago
+            response = self._call(
+                "conversations.history",
+                lambda cursor=cursor: self._client.conversations_history(  # type: ignore[misc]
+                    channel=channel, include_all_metadata=True, limit=200, cursor=cursor
+                ),
+            )
+            found = _with_key(response["messages"], key)
+            cursor = (response.get("response_metadata") or {}).get("next_cursor")
+            if found is not None or not cursor:
+                return found
+        return None
+
+
+def _with_key(messages: Sequence[Mapping[str, Any]], key: str) -> str | None:
+    for message in messages:
+        metadata = message.get("metadata") or {}
+        if (metadata.get("event_payload") or {}).get("key") == key:
+            return str(message["ts"])
+    return None

@@ -1,0 +1,562 @@
+"""Escalation on Slack, with the real slack-sdk client on the Slack emulator.
+
+The scenario is the running example: Pete's forecast sheet is emptied, Pete hears about it
+once, is reminded on a cadence, the chain is walked when nobody answers, and the incident
+closes in its thread when the rows are back. The clock is injected: nothing sleeps.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dq_agent.agent import Cycle, connect_slack, run_cycle
+from dq_agent.config import load_project
+from dq_agent.engine import RunOptions
+from dq_agent.escalate.actions import Actions
+from dq_agent.escalate.endpoint import ACTIONS_PATH, InteractionsServer, Verifier
+from dq_agent.escalate.notify import Escalation
+from dq_agent.escalate.slack import SlackApi
+from dq_agent.sandbox import LoopbackServer, SalesforceEmulator, SheetsEmulator, demo_seed
+from dq_agent.sandbox.slack import SlackEmulator, button_click, signed_interaction
+from dq_agent.sources.retry import RetryPolicy
+from dq_agent.store import Store
+from tests.helpers import make_project
+from tests.sheets_client import open_sheets_client
+
+TOKEN, SECRET = "xoxb-test", "test-signing-secret"
+TUESDAY = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
+HEADER = ["region", "units", "amount"]
+ROWS = [["US-East", 10, 1000], ["US-West", 20, 2000]]
+PETE, LEAD, MALLORY = "pete@acme.com", "finance-lead@acme.com", "mallory@acme.com"
+
+SHEET_SUITE = """
+suite: us_forecast_sheet
+owner: pete@acme.com
+escalation: [pete@acme.com, finance-lead@acme.com, "#finance-data"]
+source: {connector: sheets, spreadsheet: fin, worksheet: US}
+checks:
+  - row_count: {min: 1}
+runbook: |
+  Pete keeps this tab. When it is empty he has pasted over it: File → Version history
+  restores the previous version.
+"""
+
+SLIP = "006Dn0000040000042"  # 200 seats × $5,000 typed as $10,000,000; Dana's deal
+DANA = "dana@acme.com"
+CRM_SUITE = """
+suite: crm_opportunities
+owner: sales-ops@acme.com
+escalation: [sales-ops@acme.com, cro@acme.com]
+source:
+  connector: crm
+  object: Opportunity
+  fields: [Id, Name, Amount, Seats__c, Price_Per_Seat__c, StageName, OwnerId]
+key: [Id]
+checks:
+  - fat_finger: {column: Amount, witness: "Seats__c * Price_Per_Seat__c", auto_correct: true}
+"""
+
+
+@dataclass
+class Clock:
+    at: datetime = TUESDAY
+
+    def __call__(self) -> datetime:
+        return self.at
+
+
+@dataclass
+class World:
+    """The emulators, a project pointed at them, and the agent's side of Slack."""
+
+    root: Path
+    sheets: SheetsEmulator
+    sheets_url: str
+    slack: SlackEmulator
+    slack_base: str
+    clock: Clock
+    endpoint: InteractionsServer | None = None
+    crm: SalesforceEmulator | None = None
+    sleeps: list[float] = field(default_factory=list)
+
+    def crm_url(self) -> str:
+        project = load_project(self.root, env={})
+        return str(project.connectors["crm"].instance_url)  # type: ignore[union-attr]
+
+    def options(self) -> RunOptions:
+        return RunOptions(clock=self.clock, retry=RetryPolicy(attempts=2, sleep=lambda _s: None))
+
+    def api(self) -> SlackApi:
+        project = load_project(self.root, env={})
+        assert project.settings.slack is not None
+        return SlackApi(project.settings.slack, sleep=self.sleeps.append)
+
+    def cycle(self, at: datetime, suite: str = "us_forecast_sheet") -> Cycle:
+        self.clock.at = at
+        project = load_project(self.root, env={})
+        assert project.issues == ()
+        with Store.open(project.state_url) as store:
+            return run_cycle(project, [suite], store, self.options(), slack=self.api())
+
+    def empty_the_sheet(self) -> None:
+        with open_sheets_client(self.sheets_url) as client:
+            client.open_by_key("fin").worksheet("US").batch_clear(["A2:C3"])
+
+    def restore_the_sheet(self) -> None:
+        with open_sheets_client(self.sheets_url) as client:
+            client.open_by_key("fin").worksheet("US").update([HEADER, *ROWS], "A1")
+
+    def messages(self) -> list[dict[str, Any]]:
+        return [m for m in self.slack.state()["messages"] if "ephemeral_for" not in m]
+
+    def ephemerals(self) -> list[dict[str, Any]]:
+        return [m for m in self.slack.state()["messages"] if "ephemeral_for" in m]
+
+    def user_id(self, email: str) -> str:
+        [user] = [u for u in self.slack.state()["users"] if u["email"] == email]
+        return str(user["id"])
+
+    def dm(self, email: str) -> str:
+        user = self.user_id(email)
+        [channel] = [c for c in self.slack.state()["channels"] if c["user"] == user]
+        return str(channel["id"])
+
+    def roots(self, email: str) -> list[dict[str, Any]]:
+        dm = self.dm(email)
+        return [m for m in self.messages() if m["channel"] == dm and m["thread_ts"] is None]
+
+    def thread(self, root: dict[str, Any]) -> list[str]:
+        return [m["text"] for m in self.messages() if m["thread_ts"] == root["ts"]]
+
+    def click(
+        self, email: str, message: dict[str, Any], action_id: str, *, timestamp: int | None = None
+    ) -> int:
+        """``email`` presses a button on ``message``; the endpoint's answer, once acted on."""
+        assert self.endpoint is not None
+        value = button_value(message, action_id)
+        payload = button_click(
+            user_id=self.user_id(email),
+            action_id=action_id,
+            value=value,
+            channel_id=message["channel"],
+            message_ts=message["ts"],
+            trigger_id=f"{time.time_ns()}.1.{action_id}",  # each click is a new request
+        )
+        headers, body = signed_interaction(
+            SECRET, payload, timestamp=int(time.time()) if timestamp is None else timestamp
+        )
+        status = post(self.endpoint.base_url + ACTIONS_PATH, headers, body)
+        self.endpoint.drain()
+        return status
+
+    def incident(self, incident_id: int = 1) -> dict[str, Any]:
+        project = load_project(self.root, env={})
+        with Store.open(project.state_url) as store:
+            found = store.incident(incident_id)
+        assert found is not None
+        return found
+
+
+def post(url: str, headers: dict[str, str], body: bytes) -> int:
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+def buttons(message: dict[str, Any]) -> list[str]:
+    return [
+        element["text"]["text"]
+        for block in message["blocks"] or []
+        if block["type"] == "actions"
+        for element in block["elements"]
+    ]
+
+
+def button_value(message: dict[str, Any], action_id: str) -> str:
+    for block in message["blocks"] or []:
+        for element in block.get("elements", []) if block["type"] == "actions" else []:
+            if element["action_id"] == action_id:
+                return str(element["value"])
+    raise AssertionError(f"no {action_id} button on {message['text']!r}")
+
+
+def settings(root: Path, slack_url: str, extra: str = "") -> str:
+    return f"""
+state_url: 'sqlite:///{root}/state.db'
+corrections:
+  enabled: true
+  allow:
+    - {{connector: crm, object: Opportunity, fields: [Amount]}}
+slack:
+  token: {TOKEN}
+  signing_secret: {SECRET}
+  base_url: {slack_url}/api/
+nudges:
+  every: 4h
+  escalate_after: 2
+  working_hours: {{start: "07:00", end: "23:00"}}
+{extra}
+"""
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    sheets = SheetsEmulator()
+    sheets.seed({"finance": {"key": "fin", "sheets": {"US": [HEADER, *ROWS]}}})
+    slack = SlackEmulator(token=TOKEN, signing_secret=SECRET)
+    crm = SalesforceEmulator()
+    crm.seed(demo_seed(TUESDAY)["salesforce"]["objects"])
+    with (
+        LoopbackServer(sheets) as sheets_server,
+        LoopbackServer(slack) as slack_server,
+        LoopbackServer(crm) as crm_server,
+    ):
+        root = make_project(
+            tmp_path,
+            connectors={
+                "sheets": f"type: gsheets\nbase_url: {sheets_server.base_url}\n",
+                "crm": f"type: salesforce\ninstance_url: {crm_server.base_url}\n"
+                "session_id: sandbox\n",
+            },
+            suites={"sheet": SHEET_SUITE, "crm": CRM_SUITE},
+            settings=settings(tmp_path, slack_server.base_url),
+        )
+        world = World(root, sheets, sheets_server.base_url, slack, slack_server.base_url, Clock())
+        world.crm = crm
+        yield world
+
+
+@pytest.fixture
+def endpoint(world: World) -> Iterator[InteractionsServer]:
+    project = load_project(world.root, env={})
+    with Store.open(project.state_url) as store:
+        actions = Actions(project, store, world.api(), world.options())
+        with InteractionsServer(Verifier(SECRET), actions.handle, port=0) as server:
+            world.endpoint = server
+            yield server
+
+
+def test_the_empty_forecast_sheet_is_chased_until_it_is_back(
+    world: World, endpoint: InteractionsServer
+) -> None:
+    world.cycle(TUESDAY - timedelta(hours=1))  # a good read: kept as the last good copy
+    assert world.messages() == []
+
+    world.empty_the_sheet()
+    first = world.cycle(TUESDAY)
+    assert [(n.event, n.owners) for n in first.notices] == [("opened", (PETE,))]
+    [root] = world.roots(PETE)
+    assert root["text"] == (
+        ":rotating_light: us_forecast_sheet / row_count on sheets/US: the source is empty"
+    )
+    # The agent kept the sheet's last good copy, so the fix is one click away.
+    assert buttons(root) == ["Approve fix", "I fixed it", "Snooze", "This is expected"]
+    card = json.dumps(root["blocks"])
+    assert "restore the last good copy of the worksheet (2 rows)" in card
+    assert "File \\u2192 Version history restores the previous version." in card
+    assert "https://docs.google.com/spreadsheets/d/fin/edit" in card
+
+    for hours in (1, 2, 3):  # three more failing runs: no new message, the card is updated
+        world.cycle(TUESDAY + timedelta(hours=hours))
+    assert [m["ts"] for m in world.messages()] == [root["ts"]]
+    [root] = world.roots(PETE)
+    assert root["edited"] is True
+    assert "failed 4 times" in json.dumps(root["blocks"])
+
+    # The cadence: a reminder every 4h in the thread, then the next person in the chain.
+    world.cycle(TUESDAY + timedelta(hours=4))
+    world.cycle(TUESDAY + timedelta(hours=8))
+    pete = world.user_id(PETE)
+    assert world.thread(root) == [
+        f"<@{pete}> reminder 1: still failing (the source is empty). "
+        "Buttons above: I fixed it, Snooze, This is expected.",
+        f"<@{pete}> reminder 2: still failing (the source is empty). "
+        "Buttons above: I fixed it, Snooze, This is expected.",
+    ]
+    assert world.incident()["status"] == "notified"
+    escalated = world.cycle(TUESDAY + timedelta(hours=12))
+    assert [(n.event, n.owners) for n in escalated.notices][-1] == ("escalated", (LEAD,))
+    lead = world.user_id(LEAD)
+    assert world.thread(root)[-1] == (
+        f"no answer after 2 reminders: telling {LEAD}. <@{lead}>, can you help?"
+    )
+    [lead_root] = world.roots(LEAD)
+    assert lead_root["text"] == root["text"]
+
+    # "I fixed it" while the sheet is still empty: the thread says so.
+    world.clock.at = TUESDAY + timedelta(hours=13)
+    assert world.click(PETE, root, "recheck") == 200
+    assert world.thread(root)[-2:] == [
+        f"Verifying: {PETE} says it is fixed: checking again now",
+        "Acknowledged: checked again at 21:00 UTC: still failing: the source is empty",
+    ]
+    assert world.incident()["status"] == "acknowledged"
+
+    # Pete restores the tab; his next "I fixed it" closes the incident in every thread.
+    world.restore_the_sheet()
+    world.clock.at = TUESDAY + timedelta(hours=14)
+    assert world.click(PETE, root, "recheck") == 200
+    assert world.incident()["status"] == "resolved"
+    closing = ":white_check_mark: Resolved: the check passes again. Closing incident #1."
+    assert world.thread(root)[-1] == closing
+    assert world.thread(lead_root)[-1] == closing
+    [root] = world.roots(PETE)
+    assert root["text"].startswith(":white_check_mark: ")
+    assert buttons(root) == []  # nothing left to press
+    assert len(world.roots(PETE)) == 1  # one top-level message to Pete, ever
+
+
+def test_a_crash_between_recording_and_sending_neither_loses_nor_repeats(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world.cycle(TUESDAY - timedelta(hours=1))
+    world.empty_the_sheet()
+
+    # 1. The process dies after the message is recorded, before anything is sent.
+    monkeypatch.setattr(Escalation, "deliver", lambda self: (_ for _ in ()).throw(SystemExit(1)))
+    with pytest.raises(SystemExit):
+        world.cycle(TUESDAY)
+    assert world.messages() == []
+    monkeypatch.undo()
+    world.cycle(TUESDAY + timedelta(minutes=5))  # restarted: the recorded message goes out
+    assert len(world.roots(PETE)) == 1
+
+    # 2. It dies after Slack took a reply, before the outbox heard back.
+    real_post = SlackApi.post
+
+    def post_then_die(self: SlackApi, *args: Any, **kwargs: Any) -> str:
+        real_post(self, *args, **kwargs)
+        raise SystemExit(1)
+
+    monkeypatch.setattr(SlackApi, "post", post_then_die)
+    with pytest.raises(SystemExit):
+        world.cycle(TUESDAY + timedelta(hours=4))  # the first reminder
+    monkeypatch.undo()
+    replies = world.slack.requests_for("chat.postMessage")
+    world.cycle(TUESDAY + timedelta(hours=4, minutes=5))
+    [root] = world.roots(PETE)
+    assert len(world.thread(root)) == 1  # found by its key in the thread, not posted again
+    assert world.slack.requests_for("chat.postMessage") == replies
+    project = load_project(world.root, env={})
+    with Store.open(project.state_url) as store:
+        assert {m.status for m in store.outbox() if m.kind != "update"} == {"sent"}
+
+
+def test_forged_stale_and_replayed_callbacks_are_refused(
+    world: World, endpoint: InteractionsServer
+) -> None:
+    world.empty_the_sheet()
+    world.cycle(TUESDAY)
+    [root] = world.roots(PETE)
+    payload = button_click(
+        user_id=world.user_id(PETE),
+        action_id="snooze",
+        value=button_value(root, "snooze"),
+        channel_id=root["channel"],
+        message_ts=root["ts"],
+    )
+    url = endpoint.base_url + ACTIONS_PATH
+    forged_headers, body = signed_interaction("not-the-secret", payload, timestamp=int(time.time()))
+    assert post(url, forged_headers, body) == 401
+    stale_headers, stale_body = signed_interaction(
+        SECRET, payload, timestamp=int(time.time()) - 600
+    )
+    assert post(url, stale_headers, stale_body) == 401
+    unsigned = {"Content-Type": "application/x-www-form-urlencoded"}
+    assert post(url, unsigned, body) == 401
+    endpoint.drain()
+    assert world.incident()["status"] == "notified"  # none of them did anything
+
+    headers, body = signed_interaction(SECRET, payload, timestamp=int(time.time()))
+    assert post(url, headers, body) == 200
+    assert post(url, headers, body) == 401  # the same request again: a replay
+    endpoint.drain()
+    snoozed = world.incident()
+    assert snoozed["status"] == "snoozed"
+    assert [e["event"] for e in snoozed["events"]].count("snoozed") == 1
+    assert endpoint.refused == 4
+    assert world.thread(root) == [f"Snoozed: snoozed by {PETE} until 12:00 UTC"]
+
+
+def test_only_owners_may_approve_and_the_approved_fix_closes_the_incident(
+    world: World, endpoint: InteractionsServer
+) -> None:
+    world.cycle(TUESDAY - timedelta(hours=1))
+    world.empty_the_sheet()
+    world.cycle(TUESDAY)
+    [root] = world.roots(PETE)
+    world.api().user(MALLORY)  # Mallory is in the workspace, not in the suite's chain
+
+    assert world.click(MALLORY, root, "approve_fix") == 200
+    [refusal] = world.ephemerals()
+    assert refusal["ephemeral_for"] == world.user_id(MALLORY)
+    assert refusal["text"] == (
+        "Only the owners and escalation list of us_forecast_sheet may approve a fix for "
+        "incident #1 (finance-lead@acme.com, pete@acme.com)."
+    )
+    assert world.sheets.state()["spreadsheets"]["fin"]["sheets"]["US"] == [HEADER]
+    assert world.incident()["status"] == "notified"
+
+    world.clock.at = TUESDAY + timedelta(minutes=10)
+    assert world.click(PETE, root, "approve_fix") == 200
+    assert world.sheets.state()["spreadsheets"]["fin"]["sheets"]["US"] == [HEADER, *ROWS]
+    assert world.incident()["status"] == "resolved"
+    assert world.thread(root) == [
+        f"Fixing: {PETE} approved correction 1",
+        "Fix applied: correction 1 (verified on a copy, then written compare-and-set)",
+        ":white_check_mark: Resolved: the check passes again. Closing incident #1.",
+    ]
+
+
+def test_rate_limits_are_waited_out_as_slack_asks(world: World) -> None:
+    world.empty_the_sheet()
+    world.slack.fail_next("ratelimited", status=429, retry_after=7, times=2)
+    world.cycle(TUESDAY)
+    assert len(world.roots(PETE)) == 1
+    assert world.sleeps == [7.0, 7.0]
+
+
+def test_outside_working_hours_messages_wait_for_the_morning(world: World) -> None:
+    (world.root / "dq-agent.yml").write_text(
+        settings(
+            world.root,
+            world.slack_base,
+            "people:\n  pete@acme.com: {timezone: America/New_York}\n",
+        )
+    )
+    world.empty_the_sheet()
+    saturday = datetime(2026, 11, 28, 15, 0, tzinfo=UTC)
+    queued = world.cycle(saturday)
+    assert [n.event for n in queued.notices] == ["opened"]
+    assert (queued.delivery.sent, queued.delivery.waiting) == ([], 1)
+    assert world.messages() == []
+    world.cycle(datetime(2026, 11, 30, 11, 59, tzinfo=UTC))  # Monday 06:59 in New York
+    assert world.messages() == []
+    world.cycle(datetime(2026, 11, 30, 12, 0, tzinfo=UTC))  # 07:00 there
+    assert len(world.roots(PETE)) == 1
+
+
+def test_a_digest_reader_gets_one_message_a_day(world: World) -> None:
+    (world.root / "dq-agent.yml").write_text(
+        settings(world.root, world.slack_base, "people:\n  pete@acme.com: {digest: true}\n")
+    )
+    world.empty_the_sheet()
+    world.cycle(datetime(2026, 11, 24, 7, 0, tzinfo=UTC))  # before 09:00: nothing yet
+    assert world.messages() == []
+    world.cycle(datetime(2026, 11, 24, 9, 30, tzinfo=UTC))
+    world.cycle(datetime(2026, 11, 24, 15, 0, tzinfo=UTC))
+    [digest] = world.messages()
+    assert digest["text"] == "Daily digest for pete@acme.com: 1 open incident"
+    assert buttons(digest) == []  # its buttons sit beside each incident
+    assert "#1 us_forecast_sheet / row_count" in json.dumps(digest["blocks"])
+    world.cycle(datetime(2026, 11, 25, 9, 0, tzinfo=UTC))
+    assert len(world.messages()) == 2
+
+
+def test_without_slack_the_cycle_still_tracks_and_reminds(world: World) -> None:
+    (world.root / "dq-agent.yml").write_text(f"state_url: 'sqlite:///{world.root}/state.db'\n")
+    world.empty_the_sheet()
+    project = load_project(world.root, env={})
+    assert connect_slack(project) is None
+    with Store.open(project.state_url) as store:
+        world.clock.at = TUESDAY
+        first = run_cycle(project, ["us_forecast_sheet"], store, world.options())
+        world.clock.at = TUESDAY + timedelta(hours=4)
+        later = run_cycle(project, ["us_forecast_sheet"], store, world.options())
+    assert [str(n) for n in first.notices] == [
+        "incident #1 opened → pete@acme.com: us_forecast_sheet / row_count: the source is empty"
+    ]
+    assert [n.event for n in later.notices] == ["failed_again", "nudged"]
+    assert world.messages() == []
+
+
+def amount(world: World, record_id: str) -> Any:
+    assert world.crm is not None
+    [record] = [r for r in world.crm.state()["objects"]["Opportunity"] if r["Id"] == record_id]
+    return record["Amount"]
+
+
+def test_an_auto_correction_tells_the_deal_owner_who_can_undo_it(
+    world: World, endpoint: InteractionsServer
+) -> None:
+    first = world.cycle(TUESDAY, "crm_opportunities")
+    assert [(o.status, o.change.key["Id"]) for o in first.outcomes] == [("applied", SLIP)]
+    assert amount(world, SLIP) == 1_000_000
+    assert first.notices == []  # corrected: nothing for anyone to do
+    # Told to the record's owner (OwnerId → User e-mail → Slack), not the suite's owner.
+    [fyi] = world.roots(DANA)
+    assert fyi["text"] == (
+        f"I changed Amount on <{world.crm_url()}/lightning/r/Opportunity/{SLIP}/view|Id={SLIP}> "
+        "from 10,000,000 to 1,000,000 because observed = 10 × witness "
+        "Seats__c * Price_Per_Seat__c."
+    )
+    assert buttons(fyi) == ["Undo"]
+
+    world.api().user(MALLORY)
+    assert world.click(MALLORY, fyi, "undo") == 200
+    assert [m["text"] for m in world.ephemerals()] == [
+        "Only the owners and escalation list of crm_opportunities may undo correction 1."
+    ]
+    assert amount(world, SLIP) == 1_000_000
+
+    assert world.click(DANA, fyi, "undo") == 200
+    assert amount(world, SLIP) == 10_000_000
+    assert world.thread(fyi) == [f"Undone by {DANA}: Amount is 10,000,000 again."]
+    [fyi] = world.roots(DANA)
+    assert buttons(fyi) == []
+    assert "Correction 1 · reverted" in json.dumps(fyi["blocks"], ensure_ascii=False)
+
+    # Undone by a person: the agent does not write it again; it asks the owner instead.
+    again = world.cycle(TUESDAY + timedelta(hours=1), "crm_opportunities")
+    assert [o.status for o in again.outcomes] == ["proposed"]
+    assert amount(world, SLIP) == 10_000_000
+    assert [(n.event, n.owners) for n in again.notices] == [("opened", (DANA,))]
+    [_, card] = world.roots(DANA)
+    assert buttons(card) == ["Approve fix", "I fixed it", "Snooze", "This is expected"]
+
+
+def test_this_is_expected_takes_a_volume_bucket_out_of_the_baseline(
+    world: World, endpoint: InteractionsServer
+) -> None:
+    from tests.sources import load_orders
+    from tests.test_volume import daily_counts, event_rows, events_table, nov
+
+    url = f"sqlite:///{world.root / 'events.db'}"
+    load_orders(url, event_rows(daily_counts({nov(23): 2000})), events_table())
+    (world.root / "connectors" / "warehouse.yml").write_text(f"type: sql\nurl: '{url}'\n")
+    (world.root / "checks" / "events.yml").write_text(
+        "suite: events\nowner: ana@acme.com\n"
+        "source: {connector: warehouse, table: events}\n"
+        "checks:\n  - volume_anomaly: {timestamp_column: created_at}\n"
+    )
+    opened = world.cycle(TUESDAY, "events")
+    [notice] = opened.notices
+    assert (notice.event, notice.check) == ("opened", "volume_anomaly(created_at)")
+    [root] = world.roots("ana@acme.com")
+
+    assert world.click("ana@acme.com", root, "expected") == 200
+    assert world.thread(root) == [
+        "Expected: ana@acme.com marked this expected: the bucket of 2026-11-23 leaves the baseline"
+    ]
+    project = load_project(world.root, env={})
+    with Store.open(project.state_url) as store:
+        assert store.expected_buckets("events", "volume_anomaly(created_at)") == {
+            datetime(2026, 11, 23, tzinfo=UTC)
+        }
+    # The expected bucket now passes: the incident resolves in its thread.
+    world.cycle(TUESDAY + timedelta(hours=1), "events")
+    assert world.incident()["status"] == "resolved"
+    assert world.thread(root)[-1].startswith(":white_check_mark: Resolved")
