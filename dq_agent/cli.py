@@ -23,6 +23,7 @@ from dq_agent.checks.volume import bucket_floor, to_local, to_utc
 from dq_agent.config import Project, load_project, parse_duration
 from dq_agent.config.loader import resolve_sqlite_path
 from dq_agent.config.models import CheckSpec, SqlConnector, VolumeAnomalyArgs
+from dq_agent.demo import Clock, Demo, fresh_state, start_time
 from dq_agent.engine import RunOptions, backtest_suite, run_checks, select_suites, utc_now
 from dq_agent.errors import DqAgentError
 from dq_agent.escalate.actions import Actions
@@ -219,13 +220,21 @@ def plan(suites: tuple[str, ...], project_dir: Path, fmt: str) -> None:
     sys.exit(_run(project_dir, suites, dry_run=True, fmt=fmt))
 
 
-def _run(project_dir: Path, suites: tuple[str, ...], *, dry_run: bool, fmt: str) -> int:
+def _run(
+    project_dir: Path,
+    suites: tuple[str, ...],
+    *,
+    dry_run: bool,
+    fmt: str,
+    clock: Callable[[], datetime] = utc_now,
+) -> int:
+    """One cycle, printed as ``fmt`` (``quiet``: nothing); returns the exit code."""
     project = _project_to_run(project_dir, _err())
     if project is None:
         return EXIT_CANNOT_RUN
     try:
         ids = select_suites(project, suites)
-        options = RunOptions(clock=utc_now)
+        options = RunOptions(clock=clock)
         with Store.open(project.state_url) as store:
             cycle = run_cycle(
                 project, ids, store, options, dry_run=dry_run, slack=connect_slack(project)
@@ -233,7 +242,9 @@ def _run(project_dir: Path, suites: tuple[str, ...], *, dry_run: bool, fmt: str)
     except DqAgentError as exc:
         click.echo(f"error: {exc}", err=True)
         return EXIT_CANNOT_RUN
-    if fmt == "json":
+    if fmt == "quiet":
+        pass
+    elif fmt == "json":
         doc = json.loads(report.to_json(cycle.results))
         doc["corrections"] = [report.outcome_json(o) for o in cycle.outcomes]
         doc["settled"] = cycle.settled
@@ -475,8 +486,9 @@ def demo(project_dir: Path, fmt: str) -> None:
 
     Pete overwrote the US forecast sheet, so ``us_forecast_dec_v1`` is empty and
     ``forecasts_agg`` is stale; a CRM deal was typed as $10m instead of $1m. One agent cycle
-    runs (the slip is corrected in the Salesforce emulator), then the correction is undone.
-    Needs no credentials and no network.
+    runs: the slip is corrected in the Salesforce emulator and its owner told on Slack; Pete
+    is messaged. Then, on a simulated clock: a reminder, Pete's fix and "I fixed it", and the
+    undo of the correction. Needs no credentials and no network.
     """
     console = _err()
     project = load_project(project_dir)
@@ -490,15 +502,26 @@ def demo(project_dir: Path, fmt: str) -> None:
             style="bold red",
         )
         sys.exit(EXIT_CANNOT_RUN)
-    now = utc_now()
-    build_demo_warehouse(database, now)
-    console.print(f"demo warehouse written to {database}", style="dim")
+    clock = Clock(start_time(utc_now()))
     try:
-        with start_sandbox(demo_seed(now), port_base=DEFAULT_PORT_BASE) as emulators:
+        fresh_state(project)
+        build_demo_warehouse(database, clock.at)
+        console.print(f"demo warehouse written to {database}", style="dim")
+        with start_sandbox(demo_seed(clock.at), port_base=DEFAULT_PORT_BASE) as emulators:
             endpoints = ", ".join(f"{n} {srv.base_url}" for n, srv in emulators.servers.items())
             console.print(f"emulators: {endpoints}", style="dim")
-            code = _run(project_dir, (), dry_run=False, fmt=fmt)
-            _demo_undo(project_dir, fmt)
+            console.print(f"the story starts {clock.at:%a %Y-%m-%d %H:%M} UTC", style="dim")
+            first = True
+
+            def run_once(at: Callable[[], datetime]) -> int:
+                # The first cycle prints its results (as JSON with --format json); later ones
+                # are told through the Slack conversation.
+                nonlocal first
+                shown, first = (fmt if first else "quiet"), False
+                return _run(project_dir, (), dry_run=False, fmt=shown, clock=at)
+
+            story = Demo(project, emulators, clock, console if fmt == "json" else _out(), run_once)
+            code = story.play()
     except DqAgentError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_CANNOT_RUN)
@@ -507,24 +530,6 @@ def demo(project_dir: Path, fmt: str) -> None:
 
 
 DEMO_CONNECTOR = "warehouse"
-
-
-def _demo_undo(project_dir: Path, fmt: str) -> None:
-    """Show the undo: revert what this run corrected, compare-and-set, through the ledger."""
-    with _ledger(project_dir) as (project, store):
-        applied = [c for c in store.corrections(status="applied") if c.decided_by == "rule"]
-        for correction in applied:
-            outcome = revert_correction(
-                project, store, correction.id, by="demo", options=RunOptions(clock=utc_now)
-            )
-            line = (
-                f"undo: dq-agent corrections revert {correction.id} → {outcome.status}: "
-                f"{outcome.detail}"
-            )
-            if fmt == "json":
-                click.echo(line, err=True)
-            else:
-                click.echo(line)
 
 
 def _sqlite_file(url: str, project_dir: Path) -> Path | None:

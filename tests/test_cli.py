@@ -206,6 +206,12 @@ def test_the_demo_tells_the_running_example(tmp_path: Path) -> None:
     assert agg["freshness(refreshed_at)"]["message"].startswith(
         "stale: newest refreshed_at is 3d2h old"
     )
+    # Then the Slack side, on a simulated clock: a reminder, Pete's fix, the undo.
+    assert "slack › DM @pete: 🚨 us_forecast_sheet / row_count" in err
+    assert "↳ @pete reminder 1: still failing (the source is empty)." in err
+    assert "↳ ✅ Resolved: the check passes again. Closing incident #1." in err
+    assert "slack › DM @dana: I changed Amount on Id=006Dn0000040000042 from 10,000,000 to" in err
+    assert "↳ Undone by dana@acme.com: Amount is 10,000,000 again." in err
     # The repository's example validates cleanly too.
     assert invoke("validate", "--project", str(tmp_path))[0] == 0
 

@@ -15,7 +15,7 @@ from dq_agent.config.loader import Project
 from dq_agent.config.models import GSheetsSourceSpec, SalesforceSourceSpec, Suite
 from dq_agent.errors import SourceError
 from dq_agent.remedy.apply import Outcome
-from dq_agent.results import Finding, SuiteResult
+from dq_agent.results import CheckResult, Finding, SuiteResult
 from dq_agent.sources.base import Relation, Source
 from dq_agent.sources.salesforce import SalesforceSource
 from dq_agent.store import Store
@@ -139,27 +139,51 @@ def track(
             continue
         dataset = dataset_of(suite)
         if result.status == "error" and result.error is not None:
-            evidence = {"message": result.error}
+            evidence: dict[str, Any] = {"message": result.error}
             notices.append(
                 _problem(store, suite, SOURCE_PROBLEM, "", dataset, evidence, suite.owner, at)
             )
             continue
         notices += _gone(store, suite, SOURCE_PROBLEM, dataset, at)
+        empty = _emptied(result)
         for check in result.checks:
             corrected = check.findings and all(
                 (suite.suite, check.name, tuple(sorted(f.key.items())), f.column) in fixed
                 for f in check.findings
             )
-            if check.status in ("fail", "error") and not corrected:
+            failed = check.status in ("fail", "error")
+            if failed and empty is not None and check is not empty:
+                continue  # a consequence of the empty source: told under its row count
+            if failed and not corrected:
                 owners = owners_of(suite, check.name, check.findings, records)
                 evidence = check.to_json()
                 evidence["findings"] = evidence["findings"][:EVIDENCE_FINDINGS]
+                if check is empty:
+                    evidence["also"] = [
+                        c.name
+                        for c in result.checks
+                        if c is not empty and c.status in ("fail", "error")
+                    ]
                 notices.append(
                     _problem(store, suite, check.name, check.type, dataset, evidence, owners, at)
                 )
             elif check.status == "pass" or corrected:
                 notices += _gone(store, suite, check.name, dataset, at)
     return notices
+
+
+def _emptied(result: SuiteResult) -> CheckResult | None:
+    """The failing row count of an empty source: one problem, whatever else fails with it."""
+    return next(
+        (
+            c
+            for c in result.checks
+            if c.type == "row_count"
+            and c.status in ("fail", "error")
+            and c.observed.get("row_count") == 0
+        ),
+        None,
+    )
 
 
 def _problem(

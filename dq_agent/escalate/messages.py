@@ -195,11 +195,13 @@ def _evidence(project: Project, incident: Mapping[str, Any]) -> str:
         if finding.get("reason"):
             line += f": {finding['reason']}"
         lines.append(line)
+    if evidence.get("also"):
+        lines.append("Failing with it while the source is empty: " + ", ".join(evidence["also"]))
     if not evidence.get("findings"):
         link = record_link(project, incident["suite"], {})
         if link:
             lines.append(f"Source: {_linked(incident['dataset'], link)}")
-    return "\n".join(f"*Evidence*\n{lines[0]}".splitlines() + lines[1:]) if lines else ""
+    return "*Evidence*\n" + "\n".join(lines) if lines else ""
 
 
 def fyi(project: Project, correction: Correction, reason: str) -> tuple[str, list[Block]]:

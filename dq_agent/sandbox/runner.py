@@ -99,6 +99,17 @@ def load_seed(path: Path) -> dict[str, Any]:
     return data
 
 
+FORECAST_HEADER = ["region", "state", "product", "month", "units", "amount"]
+
+
+def forecast_rows(region: str) -> list[list[Any]]:
+    """A region's December forecast, as the finance sheet holds it (header not included)."""
+    return [
+        [region, state, product, "2026-12-01", 120 + 10 * i, (120 + 10 * i) * 1500]
+        for i, (state, product) in enumerate((s, p) for s in REGIONS[region] for p in PRODUCTS)
+    ]
+
+
 def demo_seed(now: datetime) -> dict[str, Any]:
     """The running example: the CRM with its fat finger and whale, Pete's finance sheet."""
     naive_now = now.astimezone(UTC).replace(tzinfo=None)
@@ -107,11 +118,7 @@ def demo_seed(now: datetime) -> dict[str, Any]:
         for user_id, email in OWNERS.items()
     ]
     deals = [{k: _json_value(v) for k, v in deal.items()} for deal in opportunities(naive_now)]
-    eu_rows = [
-        ["EU", state, product, "2026-12-01", 120 + 10 * i, (120 + 10 * i) * 1500]
-        for i, (state, product) in enumerate((s, p) for s in REGIONS["EU"] for p in PRODUCTS)
-    ]
-    header = ["region", "state", "product", "month", "units", "amount"]
+    header = FORECAST_HEADER
     return {
         "salesforce": {
             "session_id": SESSION_ID,
@@ -138,7 +145,7 @@ def demo_seed(now: datetime) -> dict[str, Any]:
                     "sheets": {
                         # Pete pasted over the US tab: only the header row survived.
                         "us_forecast_dec_v1": [header],
-                        "eu_forecast_dec_v1": [header, *eu_rows],
+                        "eu_forecast_dec_v1": [header, *forecast_rows("EU")],
                     },
                 }
             }

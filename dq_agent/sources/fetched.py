@@ -26,6 +26,9 @@ _BATCH = 5_000
 class FetchedColumn:
     name: str
     sql_type: sa.types.TypeEngine[Any]
+    # False when the type is a guess from no values: the schema check then calls it unknown,
+    # so an emptied sheet does not look "retyped" once its rows are back.
+    known: bool = True
 
 
 class FetchedCopy:
@@ -59,7 +62,12 @@ class FetchedCopy:
                     batch = []
             if batch:
                 conn.execute(table.insert(), batch)
-        infos = {c.name: ColumnInfo(c.name, type_family(c.sql_type), c.sql_type) for c in columns}
+        infos = {
+            c.name: ColumnInfo(
+                c.name, type_family(c.sql_type) if c.known else "unknown", c.sql_type
+            )
+            for c in columns
+        }
         return Relation(
             self.engine, table, infos, tuple(primary_key), self.label, self.url, table=TABLE
         )

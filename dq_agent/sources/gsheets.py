@@ -118,7 +118,14 @@ class GSheetsSource:
         ]
         names = [n for n in self._header if n]
         columns = [FetchedColumn(ROW_COLUMN, infer_type([1]))]
-        columns += [FetchedColumn(n, infer_type(r.get(n) for r in rows)) for n in names]
+        columns += [
+            FetchedColumn(
+                n,
+                infer_type(r.get(n) for r in rows),
+                known=any(r.get(n) is not None for r in rows),
+            )
+            for n in names
+        ]
         self._copy = FetchedCopy(f"{self._spec.worksheet}")
         return self._copy.load(columns, rows, (ROW_COLUMN,))
 
