@@ -396,11 +396,25 @@ def incidents_list(project_dir: Path, status: str | None, fmt: str) -> None:
 def incidents_show(incident_id: int, project_dir: Path, fmt: str) -> None:
     """One incident with its history."""
     with _ledger(project_dir) as (_, store):
-        found = [i for i in store.incidents() if i["id"] == incident_id]
-    if not found:
+        incident = store.incident(incident_id)
+        messages = [
+            {
+                "kind": m.kind,
+                "to": m.recipient,
+                "status": m.status,
+                "due_at": m.due_at.isoformat(),
+                "sent_at": m.sent_at.isoformat() if m.sent_at else None,
+                "channel": m.channel,
+                "ts": m.ts,
+                "error": m.error,
+            }
+            for m in store.outbox(incident_id=incident_id)
+            if m.kind != "update"
+        ]
+    if incident is None:
         click.echo(f"error: no incident {incident_id}", err=True)
         sys.exit(EXIT_CANNOT_RUN)
-    [incident] = found
+    incident["messages"] = messages
     if fmt == "json":
         click.echo(json.dumps(incident, indent=2))
         return
@@ -412,6 +426,10 @@ def incidents_show(incident_id: int, project_dir: Path, fmt: str) -> None:
         click.echo(
             f"  {event['at'][:19]}  {event['event']:<13} {event['by']:<18} {event['detail']}"
         )
+    for m in messages:
+        when = m["sent_at"] or f"due {m['due_at']}"
+        problem = f" ({m['error']})" if m["error"] else ""
+        click.echo(f"  slack: {m['kind']:<6} to {m['to']}: {m['status']} {when[:19]}{problem}")
 
 
 @incidents.command("resolve")

@@ -187,7 +187,9 @@ class Demo:
             if "ephemeral_for" in message:
                 head = f"  slack › only {names.get(message['ephemeral_for'], '?')} sees: "
             elif message["thread_ts"] is not None:
-                head = "    ↳ "
+                root = self.shown.get(message["thread_ts"], "").splitlines()
+                about = root[0].split(" ", 1)[-1].split(" on ")[0] if root else ""
+                head = f"    ↳ [{place} · {about}] "
             else:
                 head = f"  slack › {place}: "
             indent = " " * (6 if message["thread_ts"] is not None else 4)

@@ -369,3 +369,65 @@ def test_duration_formatting() -> None:
         format_duration(timedelta(seconds=s))
         for s in (45, 600, 3 * 3600 + 1200, 26 * 3600, 74 * 3600)
     ] == ["45s", "10m", "3h20m", "26h", "3d2h"]
+
+
+ANY_SUITE = "suite: a\nsource: {connector: warehouse, table: t}\nchecks: [row_count]\n"
+
+
+def test_slack_and_nudge_settings_are_validated(tmp_path: Path) -> None:
+    make_project(
+        tmp_path,
+        connectors={"warehouse": WAREHOUSE},
+        suites={"a": ANY_SUITE},
+        settings="""
+        slack: {token: "${SLACK_BOT_TOKEN}"}
+        nudges:
+          every: 0h
+          escalate_after: 0
+          working_hours: {start: "9am", days: [Monday, someday]}
+        people:
+          pete@acme.com: {timezone: Mars/Olympus, working_hours: {start: "18:00", end: "09:00"}}
+        """,
+    )
+    assert issues_of(tmp_path, env={"SLACK_BOT_TOKEN": "xoxb-1"}) == [
+        f"{tmp_path}/dq-agent.yml:1:8: slack.signing_secret: required key is missing",
+        f"{tmp_path}/dq-agent.yml:3:10: nudges.every: expected a positive duration like 26h, "
+        "got '0h'",
+        f"{tmp_path}/dq-agent.yml:4:19: nudges.escalate_after: "
+        "expected greater than or equal to 1, got 0",
+        f"{tmp_path}/dq-agent.yml:5:26: nudges.working_hours.start: "
+        "expected a time of day like 09:00, got '9am'",
+        f"{tmp_path}/dq-agent.yml:5:39: nudges.working_hours.days: "
+        "expected days among mon, tue, wed, thu, fri, sat, sun, got someday",
+        f"{tmp_path}/dq-agent.yml:7:29: people.pete@acme.com.timezone: "
+        "expected an IANA timezone like Europe/Berlin, got 'Mars/Olympus'",
+        f"{tmp_path}/dq-agent.yml:7:58: people.pete@acme.com.working_hours: "
+        "expected start before end, got 18:00-09:00",
+    ]
+
+
+def test_slack_secrets_come_from_the_environment_and_are_never_shown(tmp_path: Path) -> None:
+    make_project(
+        tmp_path,
+        connectors={"warehouse": WAREHOUSE},
+        suites={"a": ANY_SUITE},
+        settings="""
+        slack:
+          token: ${SLACK_BOT_TOKEN}
+          signing_secret: ${SLACK_SIGNING_SECRET}
+        people:
+          Pete@Acme.com: {timezone: America/New_York, digest: true}
+        """,
+    )
+    assert issues_of(tmp_path, env={"SLACK_BOT_TOKEN": "xoxb-1"}) == [
+        f"{tmp_path}/dq-agent.yml:3:19: slack.signing_secret: "
+        "environment variable SLACK_SIGNING_SECRET is not set"
+    ]
+    project = load_project(tmp_path, env={"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s"})
+    slack = project.settings.slack
+    assert slack is not None
+    assert slack.token.get_secret_value() == "xoxb-1"
+    assert "xoxb-1" not in repr(project.settings)
+    assert project.settings.nudges.every == timedelta(hours=4)  # the defaults
+    assert project.settings.nudges.working_hours.days == ("mon", "tue", "wed", "thu", "fri")
+    assert project.settings.people["pete@acme.com"].digest is True

@@ -18,8 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 from dq_agent.agent import Cycle, connect_slack, run_cycle
+from dq_agent.cli import main
 from dq_agent.config import load_project
 from dq_agent.engine import RunOptions
 from dq_agent.escalate.actions import Actions
@@ -317,6 +319,23 @@ def test_the_empty_forecast_sheet_is_chased_until_it_is_back(
     assert root["text"].startswith(":white_check_mark: ")
     assert buttons(root) == []  # nothing left to press
     assert len(world.roots(PETE)) == 1  # one top-level message to Pete, ever
+
+    shown = CliRunner().invoke(main, ["incidents", "show", "1", "--project", str(world.root)])
+    assert [line for line in shown.stdout.splitlines() if "slack:" in line] == [
+        "  slack: root   to pete@acme.com: sent 2026-11-24T08:00:00",
+        "  slack: reply  to pete@acme.com: sent 2026-11-24T12:00:00",
+        "  slack: reply  to pete@acme.com: sent 2026-11-24T16:00:00",
+        "  slack: reply  to pete@acme.com: sent 2026-11-24T20:00:00",
+        "  slack: root   to finance-lead@acme.com: sent 2026-11-24T20:00:00",
+        "  slack: reply  to pete@acme.com: sent 2026-11-24T21:00:00",
+        "  slack: reply  to finance-lead@acme.com: sent 2026-11-24T21:00:00",
+        "  slack: reply  to pete@acme.com: sent 2026-11-24T21:00:00",
+        "  slack: reply  to finance-lead@acme.com: sent 2026-11-24T21:00:00",
+        "  slack: reply  to pete@acme.com: sent 2026-11-24T22:00:00",
+        "  slack: reply  to finance-lead@acme.com: sent 2026-11-24T22:00:00",
+        "  slack: reply  to pete@acme.com: sent 2026-11-24T22:00:00",
+        "  slack: reply  to finance-lead@acme.com: sent 2026-11-24T22:00:00",
+    ]
 
 
 def test_a_crash_between_recording_and_sending_neither_loses_nor_repeats(

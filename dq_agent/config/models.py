@@ -128,11 +128,19 @@ def _clock_time(value: Any) -> str:
     return f"{int(hours):02d}:{minutes}"
 
 
+_DAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
 def _days(value: Any) -> Any:
     if not isinstance(value, list | tuple):
         return value
-    days = [str(d).lower()[:3] for d in value]
-    unknown = [d for d in days if d not in _DAYS]
+    days, unknown = [], []
+    for day in value:
+        text = str(day).lower()
+        if text in _DAYS or text in _DAY_NAMES:
+            days.append(text[:3])
+        else:
+            unknown.append(str(day))
     if unknown:
         raise PydanticCustomError(
             "days", f"expected days among {', '.join(_DAYS)}, got {', '.join(unknown)}"
@@ -181,13 +189,6 @@ class NudgeSettings(Model):
     working_hours: WorkingHours = WorkingHours()
     digest: bool = False
     digest_at: ClockTime = "09:00"
-
-    @field_validator("every", "snooze")
-    @classmethod
-    def _positive(cls, value: timedelta) -> timedelta:
-        if value <= timedelta(0):
-            raise PydanticCustomError("duration", "expected a duration above zero, like 4h")
-        return value
 
 
 class Settings(Model):
