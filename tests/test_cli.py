@@ -207,11 +207,17 @@ def test_the_demo_tells_the_running_example(tmp_path: Path) -> None:
         "stale: newest refreshed_at is 3d2h old"
     )
     # Then the Slack side, on a simulated clock: a reminder, Pete's fix, the undo.
-    assert "slack › DM @pete: 🚨 us_forecast_sheet / row_count" in err
-    assert "↳ @pete reminder 1: still failing (the source is empty)." in err
-    assert "↳ ✅ Resolved: the check passes again. Closing incident #1." in err
-    assert "slack › DM @dana: I changed Amount on Id=006Dn0000040000042 from 10,000,000 to" in err
-    assert "↳ Undone by dana@acme.com: Amount is 10,000,000 again." in err
+    told = " ".join(err.split())  # as printed, but for the terminal's line wrapping
+    sheet = "[DM @pete · us_forecast_sheet / row_count]"
+    for line in (
+        "slack › DM @pete: 🚨 us_forecast_sheet / row_count on finance_sheets/us_forecast_dec_v1: "
+        "the source is empty",
+        f"↳ {sheet} @pete reminder 1: still failing (the source is empty).",
+        f"↳ {sheet} ✅ Resolved: the check passes again. Closing incident #1.",
+        "slack › DM @dana: I changed Amount on Id=006Dn0000040000042 from 10,000,000 to 1,000,000",
+        "↳ [DM @dana · changed Amount] Undone by dana@acme.com: Amount is 10,000,000 again.",
+    ):
+        assert line in told
     # The repository's example validates cleanly too.
     assert invoke("validate", "--project", str(tmp_path))[0] == 0
 

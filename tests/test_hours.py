@@ -49,4 +49,3 @@ def test_round_the_clock_and_the_local_day() -> None:
     assert is_working(datetime(2026, 11, 29, 23, 59, tzinfo=UTC), UTC_ZONE, always)
     assert not is_working(datetime(2026, 11, 30, 0, 0, tzinfo=UTC), UTC_ZONE, always)
     assert local_date(datetime(2026, 11, 25, 3, 0, tzinfo=UTC), NEW_YORK) == "2026-11-24"
-
