@@ -7,7 +7,13 @@ closes in its thread when the rows are back. The clock is injected: nothing slee
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
+import signal
+import subprocess
+import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -579,3 +585,59 @@ def test_this_is_expected_takes_a_volume_bucket_out_of_the_baseline(
     world.cycle(TUESDAY + timedelta(hours=1), "events")
     assert world.incident()["status"] == "resolved"
     assert world.thread(root)[-1].startswith(":white_check_mark: Resolved")
+
+
+def test_the_endpoint_answers_at_once_and_acts_after() -> None:
+    release, acted = threading.Event(), []
+
+    def slow_act(payload: Any) -> None:
+        release.wait(timeout=10)  # acting may take long: a re-check reads the source
+        acted.append(payload["type"])
+
+    with InteractionsServer(Verifier(SECRET), slow_act, port=0) as server:
+        headers, body = signed_interaction(
+            SECRET, {"type": "block_actions"}, timestamp=int(time.time())
+        )
+        assert post(server.base_url + ACTIONS_PATH, headers, body) == 200
+        assert acted == []  # answered while the action is still waiting
+        release.set()
+        server.drain()
+        assert acted == ["block_actions"]
+        garbled = b"nothing=1"  # signed, but no payload
+        garbled_headers = signed_raw(garbled)
+        assert post(server.base_url + ACTIONS_PATH, garbled_headers, garbled) == 400
+        assert post(server.base_url + "/elsewhere", headers, body) == 404
+        with urllib.request.urlopen(server.base_url + "/healthz", timeout=10) as health:
+            assert health.read() == b"ok"
+
+
+def signed_raw(body: bytes) -> dict[str, str]:
+    timestamp = str(int(time.time()))
+    digest = hmac.new(SECRET.encode(), f"v0:{timestamp}:".encode() + body, hashlib.sha256)
+    return {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-Slack-Request-Timestamp": timestamp,
+        "X-Slack-Signature": f"v0={digest.hexdigest()}",
+    }
+
+
+def test_the_interactions_command_serves_until_stopped(world: World) -> None:
+    command = [sys.executable, "-m", "dq_agent.cli", "interactions", "--project", str(world.root)]
+    with subprocess.Popen(
+        [*command, "--listen", "127.0.0.1:0"], stderr=subprocess.PIPE, text=True
+    ) as process:
+        assert process.stderr is not None
+        try:
+            line = process.stderr.readline()
+            assert line.startswith("listening on http://127.0.0.1:")
+            assert line.endswith("/slack/actions\n")
+            url = line.split()[-1]
+            forged_headers, body = signed_interaction(
+                "forged", {"type": "block_actions"}, timestamp=int(time.time())
+            )
+            assert post(url, forged_headers, body) == 401
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=30) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
