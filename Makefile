@@ -31,6 +31,7 @@ bench: $(VENV)/.bench
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/volume.py
 	$(BIN)/python benchmarks/fat_finger.py
+	$(BIN)/python benchmarks/escalation.py
 
 clean:
 	rm -rf $(VENV) .dq-agent .pytest_cache .mypy_cache .ruff_cache

@@ -70,7 +70,8 @@ def fresh_state(project: Project) -> None:
             "the demo keeps its state in the project's .dq-agent/ folder: set state_url to "
             "sqlite:///.dq-agent/state.db in dq-agent.yml (it is replaced on every demo)"
         )
-    path.unlink(missing_ok=True)
+    for leftover in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        leftover.unlink(missing_ok=True)
 
 
 @dataclass

@@ -49,3 +49,23 @@ def test_harness_runs_all_three_tools_on_sqlite(tmp_path: Path) -> None:
     assert by_tool["single_sql"]["statements"] == 1
     assert by_tool["cli"]["cli_wall_s"] > 0 and by_tool["cli"]["passed"] is True
     assert "dq-agent / single-pass SQL" in done.stdout
+
+
+def test_the_escalation_benchmark_runs() -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "escalation.py"),
+            "--incidents",
+            "6",
+            "--owners",
+            "2",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "messages posted: 18 (raw 6 + first 6 + reminders 6)" in done.stdout

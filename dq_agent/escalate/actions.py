@@ -79,7 +79,7 @@ class Actions:
         if action_id == messages.UNDO:
             self._undo(int(value["correction"]), email)
             return
-        incident = self.store.incident(int(value["incident"]))
+        incident = self.store.incident(int(value["incident"]), events=False)
         if incident is None:
             raise DqAgentError(f"incident {value['incident']} is not in this agent's store")
         if incident["status"] == "resolved" and action_id != messages.RECHECK:
@@ -159,7 +159,7 @@ class Actions:
         """Someone says it is fixed: check now; it resolves, or the thread hears it does not."""
         self._status(incident, "verifying", email, f"{email} says it is fixed: checking again now")
         self._rerun(incident)
-        after = self.store.incident(incident["id"])
+        after = self.store.incident(incident["id"], events=False)
         if after is not None and after["status"] != "resolved":
             self._status(
                 after,

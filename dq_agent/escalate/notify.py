@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dq_agent.config.loader import Project
 from dq_agent.config.models import WorkingHours
@@ -83,8 +83,12 @@ class Escalation:
                 log.warning("timezone of %s unknown: %s", email, exc)
         hours = override.working_hours if override and override.working_hours else None
         digest = override.digest if override and override.digest is not None else None
+        try:
+            zone = ZoneInfo(zone_name or self.settings.timezone)
+        except (ZoneInfoNotFoundError, ValueError):  # a name Slack knows and this host does not
+            zone = ZoneInfo(self.settings.timezone)
         return (
-            ZoneInfo(zone_name or self.settings.timezone),
+            zone,
             hours or self.settings.working_hours,
             self.settings.digest if digest is None else digest,
         )
@@ -110,7 +114,7 @@ class Escalation:
         """Record the messages these incident events call for."""
         now = self.clock()
         for notice in notices:
-            incident = self.store.incident(notice.incident_id)
+            incident = self.store.incident(notice.incident_id, events=False)
             if incident is None:
                 continue
             self._plan(incident, notice, now)
@@ -263,7 +267,7 @@ class Escalation:
         """Re-nudge what is due, and walk the chain after enough unanswered nudges."""
         now = self.clock()
         notices = []
-        for incident in self.store.incidents(active=True):
+        for incident in self.store.incidents(active=True, events=False):
             notice = self._next_nudge(incident, now)
             if notice is not None:
                 notices.append(notice)
@@ -317,7 +321,7 @@ class Escalation:
         """Each digest reader's open incidents, once a day at ``digest_at`` their time."""
         now = self.clock()
         readers: dict[str, list[dict[str, Any]]] = {}
-        for incident in self.store.incidents(active=True):
+        for incident in self.store.incidents(active=True, events=False):
             if incident["status"] in ("expected", "snoozed"):
                 continue
             for step in incident["chain"][: incident["level"] + 1]:
@@ -397,7 +401,7 @@ class Escalation:
                 return False
             thread_ts = thread.ts
         if message.kind == "root":
-            incident = self.store.incident(message.incident_id or 0)
+            incident = self.store.incident(message.incident_id or 0, events=False)
             if incident is None or incident["status"] == "resolved":
                 self.store.outbox_update(
                     message.id, status="cancelled", error="resolved before sent"
@@ -446,7 +450,7 @@ class Escalation:
         if message.kind == "digest":
             incidents = [
                 i
-                for i in self.store.incidents(active=True)
+                for i in self.store.incidents(active=True, events=False)
                 if any(
                     r.lower() == message.recipient.lower()
                     for step in i["chain"][: i["level"] + 1]
@@ -457,7 +461,7 @@ class Escalation:
         return message.text, None
 
     def _card(self, incident_id: int) -> tuple[str, list[messages.Block]]:
-        incident = self.store.incident(incident_id)
+        incident = self.store.incident(incident_id, events=False)
         if incident is None:
             return f"incident {incident_id}", []
         return messages.card(self.project, incident, self.pending(incident))

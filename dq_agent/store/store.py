@@ -92,6 +92,9 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
+    # Write-ahead logging: one sync per commit instead of two, and readers never wait for the
+    # writer (the daemon's scheduler and its interactions endpoint share the file).
+    cursor.execute("PRAGMA journal_mode=WAL")
     cursor.close()
 
 
@@ -538,32 +541,43 @@ class Store:
         session.flush()
         return IncidentChange(incident_id, event, row.id)
 
-    def incident(self, incident_id: int) -> dict[str, Any] | None:
-        """One incident with its events, or None."""
-        found = self._incidents(sa.select(Incident).where(Incident.id == incident_id))
+    def incident(self, incident_id: int, *, events: bool = True) -> dict[str, Any] | None:
+        """One incident (with its events unless ``events=False``), or None."""
+        query = sa.select(Incident).where(Incident.id == incident_id)
+        found = self._incidents(query, events=events)
         return found[0] if found else None
 
-    def incidents(self, *, status: str | None = None, active: bool = False) -> list[dict[str, Any]]:
-        """Incidents, newest first, each with its events; ``active``: not resolved."""
+    def incidents(
+        self, *, status: str | None = None, active: bool = False, events: bool = True
+    ) -> list[dict[str, Any]]:
+        """Incidents, newest first, each with its events; ``active``: not resolved.
+
+        ``events=False`` leaves the history out (``"events": []``): a long-lived incident
+        gathers an event per failing run, and the agent's own loops do not need them.
+        """
         query = sa.select(Incident).order_by(Incident.id.desc())
         if status is not None:
             query = query.where(Incident.status == status)
         if active:
             query = query.where(Incident.status != "resolved")
-        return self._incidents(query)
+        return self._incidents(query, events=events)
 
-    def _incidents(self, query: sa.Select[Incident]) -> list[dict[str, Any]]:
+    def _incidents(self, query: sa.Select[Incident], *, events: bool) -> list[dict[str, Any]]:
         with self._transaction("list incidents") as session:
             found = list(session.scalars(query))
-            events = list(
-                session.scalars(
-                    sa.select(IncidentEvent)
-                    .where(IncidentEvent.incident_id.in_([i.id for i in found]))
-                    .order_by(IncidentEvent.id)
+            history = (
+                list(
+                    session.scalars(
+                        sa.select(IncidentEvent)
+                        .where(IncidentEvent.incident_id.in_([i.id for i in found]))
+                        .order_by(IncidentEvent.id)
+                    )
                 )
+                if events
+                else []
             )
         by_incident: dict[int, list[dict[str, Any]]] = {}
-        for e in events:
+        for e in history:
             by_incident.setdefault(e.incident_id, []).append(
                 {
                     "id": e.id,
