@@ -297,12 +297,10 @@ def test_the_empty_forecast_sheet_is_chased_until_it_is_back(
     assert world.incident()["status"] == "notified"
     escalated = world.cycle(TUESDAY + timedelta(hours=12))
     assert [(n.event, n.owners) for n in escalated.notices][-1] == ("escalated", (LEAD,))
-    lead = world.user_id(LEAD)
-    assert world.thread(root)[-1] == (
-        f"no answer after 2 reminders: telling {LEAD}. <@{lead}>, can you help?"
-    )
+    assert world.thread(root)[-1] == f"no answer after 2 reminders: telling {LEAD}."
     [lead_root] = world.roots(LEAD)
     assert lead_root["text"] == root["text"]
+    assert f"escalated: {PETE} → {LEAD}" in json.dumps(lead_root["blocks"], ensure_ascii=False)
 
     # "I fixed it" while the sheet is still empty: the thread says so.
     world.clock.at = TUESDAY + timedelta(hours=13)
@@ -641,3 +639,61 @@ def test_the_interactions_command_serves_until_stopped(world: World) -> None:
         finally:
             if process.poll() is None:
                 process.kill()
+
+
+def test_an_approved_fix_that_cannot_be_written_says_why_in_the_thread(
+    world: World, endpoint: InteractionsServer
+) -> None:
+    world.cycle(TUESDAY - timedelta(hours=1))
+    world.empty_the_sheet()
+    world.cycle(TUESDAY)
+    [root] = world.roots(PETE)
+    with open_sheets_client(world.sheets_url) as client:  # someone starts typing new rows
+        client.open_by_key("fin").worksheet("US").update([["US-North", 5, 500]], "A2")
+
+    world.clock.at = TUESDAY + timedelta(minutes=10)
+    assert world.click(PETE, root, "approve_fix") == 200
+    assert world.sheets.state()["spreadsheets"]["fin"]["sheets"]["US"] == [
+        HEADER,
+        ["US-North", 5, 500],
+    ]
+    assert world.thread(root)[-1].startswith(
+        "Acknowledged: correction 1 was not written (conflict): "
+    )
+    assert world.incident()["status"] == "acknowledged"
+
+
+def test_the_chain_ends_in_a_channel_and_an_unknown_channel_is_reported(world: World) -> None:
+    world.empty_the_sheet()
+    channels = world.slack.seed({"channels": [{"name": "finance-data"}]})["channels"]
+    # Every 4h for a day and a half: Pete twice, then the lead (when at work) twice, then
+    # the channel, which has no working hours.
+    for hours in range(0, 33, 4):
+        world.cycle(TUESDAY + timedelta(hours=hours))
+    in_channel = [m for m in world.messages() if m["channel"] == channels["finance-data"]]
+    assert [m["text"] for m in in_channel] == [
+        ":rotating_light: us_forecast_sheet / row_count on sheets/US: the source is empty"
+    ]
+    assert (world.incident()["level"], world.incident()["status"]) == (2, "notified")
+
+    project = load_project(world.root, env={})
+    with Store.open(project.state_url) as store:
+        store.outbox_add(
+            [
+                {
+                    "key": "incident:1:root:#no-such-channel",
+                    "kind": "root",
+                    "incident_id": 1,
+                    "recipient": "#no-such-channel",
+                    "text": "",
+                }
+            ],
+            at=TUESDAY + timedelta(hours=33),
+        )
+        world.clock.at = TUESDAY + timedelta(hours=33)
+        delivery = Escalation(project, store, world.api(), world.clock).deliver()
+        assert delivery.failed == [
+            "incident:1:root:#no-such-channel: Slack: no channel #no-such-channel"
+        ]
+        [failed] = [m for m in store.outbox() if m.status == "failed"]
+        assert (failed.attempts, failed.error) == (1, "Slack: no channel #no-such-channel")

@@ -184,17 +184,24 @@ class Actions:
     def _approve(self, incident: Mapping[str, Any], correction_id: int, email: str) -> None:
         chain = [p for step in incident["chain"] for p in step]
         self._status(incident, "fixing", email, f"{email} approved correction {correction_id}")
-        outcome = approve_correction(
-            self.project,
-            self.store,
-            correction_id,
-            by=email,
-            options=self.options,
-            env=self.env,
-            also=chain,
-        )
-        event = "fix_applied" if outcome.status == "applied" else "fix_not_applied"
-        self._note(incident, event, email, f"correction {correction_id} ({outcome.detail})")
+        try:
+            outcome = approve_correction(
+                self.project,
+                self.store,
+                correction_id,
+                by=email,
+                options=self.options,
+                env=self.env,
+                also=chain,
+            )
+        except DqAgentError as exc:
+            self._status(incident, "acknowledged", email, f"the fix was not written: {exc}")
+            return
+        if outcome.status != "applied":
+            detail = f"correction {correction_id} was not written ({outcome.status}): "
+            self._status(incident, "acknowledged", email, detail + outcome.detail)
+            return
+        self._note(incident, "fix_applied", email, f"correction {correction_id} ({outcome.detail})")
         self._rerun(incident)
 
     def _expected(self, incident: Mapping[str, Any], email: str) -> None:

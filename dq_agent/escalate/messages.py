@@ -128,11 +128,14 @@ def card(
     text = f"{icon} {headline(incident)}"
     blocks: list[Block] = [{"type": "section", "text": {"type": "mrkdwn", "text": f"*{text}*"}}]
     failures = incident["failures"]
+    told = [", ".join(step) for step in incident["chain"][: incident["level"] + 1]]
     state = (
         f"Incident #{incident['id']} · *{status}* · failed {failures} "
         f"time{'s' if failures != 1 else ''} since {incident['opened_at'][:16]} UTC · "
         f"owner: {', '.join(incident['owners']) or 'none set'}"
     )
+    if len(told) > 1:
+        state += f" · escalated: {' → '.join(told)}"
     if incident.get("snoozed_until") and status == "snoozed":
         state += f" · snoozed until {incident['snoozed_until'][:16]} UTC"
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": state}]})

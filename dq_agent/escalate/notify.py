@@ -23,7 +23,7 @@ from dq_agent.config.loader import Project
 from dq_agent.config.models import WorkingHours
 from dq_agent.escalate import messages
 from dq_agent.escalate.hours import is_working, local_date, next_working
-from dq_agent.escalate.incidents import Notice, RecordOwners
+from dq_agent.escalate.incidents import Notice, RecordOwners, owners_of
 from dq_agent.escalate.slack import SlackApi, SlackError
 from dq_agent.remedy.apply import Outcome
 from dq_agent.sources.gsheets import WHOLE_SHEET
@@ -234,7 +234,10 @@ class Escalation:
             change = outcome.change
             owner = records.of(change.suite, change.key) if records else None
             suite = self.project.suites.get(change.suite)
-            recipients = [owner] if owner else list(suite.owner if suite else ())
+            if owner:
+                recipients: Sequence[str] = [owner]
+            else:
+                recipients = owners_of(suite, change.check) if suite else ()
             for recipient in recipients:
                 row = self._row(
                     f"correction:{outcome.correction_id}:fyi:{recipient.lower()}",
@@ -506,7 +509,7 @@ def _reply_text(incident: Mapping[str, Any], notice: Notice, mentions: Sequence[
     if event == "nudged":
         return f"{people} {detail}. Buttons above: I fixed it, Snooze, This is expected."
     if event == "escalated":
-        return f"{detail}. {people}, can you help?"
+        return f"{detail}."  # the people told get a first message of their own
     if event == "reopened":
         return f"{people} failing again after it was resolved: {incident['summary']}"
     if event == "resolved":

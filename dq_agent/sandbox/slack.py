@@ -208,16 +208,24 @@ def _flag(value: object) -> bool:
     return value is True or str(value).lower() in ("1", "true")
 
 
-def _blocks(params: Mapping[str, Any]) -> list[JsonObject] | None:
-    """Blocks arrive as a JSON string in a form body and as a list in a JSON body."""
-    raw = params.get("blocks")
+def _json_param(params: Mapping[str, Any], name: str, error: str) -> Any:
+    """A structured argument: a JSON string in a form body, already decoded in a JSON body."""
+    raw = params.get(name)
     if raw is None or raw == "":
         return None
     if isinstance(raw, str):
         try:
-            raw = json.loads(raw)
+            return json.loads(raw)
         except ValueError:
-            raise _SlackError("invalid_blocks_format") from None
+            raise _SlackError(error) from None
+    return raw
+
+
+def _blocks(params: Mapping[str, Any]) -> list[JsonObject] | None:
+    """Blocks arrive as a JSON string in a form body and as a list in a JSON body."""
+    raw = _json_param(params, "blocks", "invalid_blocks_format")
+    if raw is None:
+        return None
     if (
         not isinstance(raw, list)
         or len(raw) > MAX_BLOCKS
@@ -229,14 +237,9 @@ def _blocks(params: Mapping[str, Any]) -> list[JsonObject] | None:
 
 def _metadata(params: Mapping[str, Any]) -> JsonObject | None:
     """``{"event_type", "event_payload"}``: a JSON string in a form body, an object in JSON."""
-    raw = params.get("metadata")
-    if raw is None or raw == "":
+    raw = _json_param(params, "metadata", "invalid_metadata_format")
+    if raw is None:
         return None
-    if isinstance(raw, str):
-        try:
-            raw = json.loads(raw)
-        except ValueError:
-            raise _SlackError("invalid_metadata_format") from None
     if (
         not isinstance(raw, dict)
         or set(raw) != {"event_type", "event_payload"}

@@ -234,30 +234,27 @@ class SalesforceSource:
 
     def owner_emails(self, owner_ids: Sequence[str]) -> dict[str, str]:
         """``OwnerId`` → the owner's e-mail (User object)."""
-        emails: dict[str, str] = {}
-        ids = sorted(set(owner_ids))
-        for start in range(0, len(ids), _IN_CHUNK):
-            chunk = ", ".join(_quote(i) for i in ids[start : start + _IN_CHUNK])
-            soql = f"SELECT Id, Email FROM User WHERE Id IN ({chunk})"
-            for row in self._call("owners", lambda soql=soql: self._sf.query_all(soql)["records"]):
-                if row.get("Email"):
-                    emails[str(row["Id"])] = str(row["Email"])
-        return emails
+        rows = self._where_id_in("SELECT Id, Email FROM User", owner_ids)
+        return {str(r["Id"]): str(r["Email"]) for r in rows if r.get("Email")}
 
     def record_owners(self, record_ids: Sequence[str]) -> dict[str, str]:
         """Record ``Id`` → its owner's e-mail, for objects that have an ``OwnerId``."""
         if "OwnerId" not in self._types:
             return {}
-        owner_of: dict[str, str] = {}
-        ids = sorted(set(record_ids))
-        for start in range(0, len(ids), _IN_CHUNK):
-            chunk = ", ".join(_quote(i) for i in ids[start : start + _IN_CHUNK])
-            soql = f"SELECT Id, OwnerId FROM {self._spec.object} WHERE Id IN ({chunk})"
-            for row in self._call("owners", lambda soql=soql: self._sf.query_all(soql)["records"]):
-                if row.get("OwnerId"):
-                    owner_of[str(row["Id"])] = str(row["OwnerId"])
+        rows = self._where_id_in(f"SELECT Id, OwnerId FROM {self._spec.object}", record_ids)
+        owner_of = {str(r["Id"]): str(r["OwnerId"]) for r in rows if r.get("OwnerId")}
         emails = self.owner_emails(list(owner_of.values()))
         return {rid: emails[oid] for rid, oid in owner_of.items() if oid in emails}
+
+    def _where_id_in(self, select: str, ids: Sequence[str]) -> list[dict[str, Any]]:
+        """``select … WHERE Id IN (…)`` over any number of ids, in chunks SOQL accepts."""
+        unique = sorted(set(ids))
+        rows: list[dict[str, Any]] = []
+        for start in range(0, len(unique), _IN_CHUNK):
+            chunk = ", ".join(_quote(i) for i in unique[start : start + _IN_CHUNK])
+            soql = f"{select} WHERE Id IN ({chunk})"
+            rows += self._call("query", lambda soql=soql: self._sf.query_all(soql)["records"])
+        return rows
 
     def field_history(self, record_id: str, field: str) -> list[dict[str, Any]]:
         """A field's past values, oldest first, from ``<Object>History``."""

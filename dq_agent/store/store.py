@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -93,8 +94,13 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     # Write-ahead logging: one sync per commit instead of two, and readers never wait for the
-    # writer (the daemon's scheduler and its interactions endpoint share the file).
-    cursor.execute("PRAGMA journal_mode=WAL")
+    # writer (the daemon's scheduler and its interactions endpoint share the file). The mode
+    # is kept in the file, so it is switched once; a process that finds another one switching
+    # it at that moment goes on as it is.
+    (mode,) = cursor.execute("PRAGMA journal_mode").fetchone()
+    if mode not in ("wal", "memory"):
+        with suppress(sqlite3.OperationalError):
+            cursor.execute("PRAGMA journal_mode=WAL")
     cursor.close()
 
 
