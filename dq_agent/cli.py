@@ -28,6 +28,7 @@ from dq_agent.engine import RunOptions, backtest_suite, run_checks, select_suite
 from dq_agent.errors import DqAgentError
 from dq_agent.escalate.actions import Actions
 from dq_agent.escalate.endpoint import ACTIONS_PATH, InteractionsServer, Verifier
+from dq_agent.escalate.notify import Escalation
 from dq_agent.escalate.slack import SlackApi
 from dq_agent.remedy import (
     Outcome,
@@ -310,12 +311,16 @@ def corrections_show(correction_id: int, project_dir: Path, fmt: str) -> None:
 @click.option("--by", default=lambda: os.environ.get("USER", "cli"), show_default="$USER")
 def corrections_revert(correction_id: int, project_dir: Path, by: str) -> None:
     """Put the old value back, compare-and-set (refused if it changed since)."""
-    _decide(
-        project_dir,
-        lambda project, store, options: revert_correction(
-            project, store, correction_id, by=by, options=options
-        ),
-    )
+
+    def undo(project: Project, store: Store, options: RunOptions) -> Outcome:
+        outcome = revert_correction(project, store, correction_id, by=by, options=options)
+        # The owner told about the correction hears about its undo in the same thread.
+        escalation = Escalation(project, store, connect_slack(project), options.clock)
+        escalation.undone(correction_id, outcome, by)
+        escalation.deliver()
+        return outcome
+
+    _decide(project_dir, undo)
 
 
 @corrections.command("approve")

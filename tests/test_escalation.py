@@ -697,3 +697,17 @@ def test_the_chain_ends_in_a_channel_and_an_unknown_channel_is_reported(world: W
         ]
         [failed] = [m for m in store.outbox() if m.status == "failed"]
         assert (failed.attempts, failed.error) == (1, "Slack: no channel #no-such-channel")
+
+
+def test_an_undo_from_the_command_line_is_told_in_the_fyi_thread(world: World) -> None:
+    world.cycle(TUESDAY, "crm_opportunities")
+    [fyi] = world.roots(DANA)
+    undone = CliRunner().invoke(
+        main,
+        ["corrections", "revert", "1", "--by", "sales-ops@acme.com", "--project", str(world.root)],
+    )
+    assert undone.exit_code == 0, undone.output
+    assert amount(world, SLIP) == 10_000_000
+    assert world.thread(fyi) == ["Undone by sales-ops@acme.com: Amount is 10,000,000 again."]
+    [fyi] = world.roots(DANA)
+    assert buttons(fyi) == []

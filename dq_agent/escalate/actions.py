@@ -237,10 +237,4 @@ class Actions:
         outcome = revert_correction(
             self.project, self.store, correction_id, by=email, options=self.options
         )
-        after = self.store.correction(correction_id) or correction
-        text = (
-            f"Undone by {email}: {correction.column} is {messages.amount(correction.old)} again."
-            if outcome.status == "reverted"
-            else f"Could not undo ({outcome.status}): {outcome.detail}"
-        )
-        self.escalation.correction_event(after, outcome.status, text)
+        self.escalation.undone(correction_id, outcome, email)

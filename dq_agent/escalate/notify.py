@@ -250,6 +250,18 @@ class Escalation:
                 planned.append(row)
         self.store.outbox_add(planned, at=now)
 
+    def undone(self, correction_id: int, outcome: Outcome, by: str) -> None:
+        """Tell a correction's FYI thread what became of an undo (from Slack or the CLI)."""
+        correction = self.store.correction(correction_id)
+        if correction is None:
+            return
+        text = (
+            f"Undone by {by}: {correction.column} is {messages.amount(correction.old)} again."
+            if outcome.status == "reverted"
+            else f"Could not undo ({outcome.status}): {outcome.detail}"
+        )
+        self.correction_event(correction, outcome.status, text)
+
     def correction_event(self, correction: Correction, event: str, text: str) -> None:
         """A later word on a correction (undone...) in its FYI thread; its FYI is updated."""
         now = self.clock()
