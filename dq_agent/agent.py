@@ -14,6 +14,7 @@ from dq_agent.escalate.notify import Delivery, Escalation
 from dq_agent.escalate.slack import SlackApi
 from dq_agent.remedy.apply import Outcome
 from dq_agent.remedy.runner import Remedy, settle
+from dq_agent.restart.runner import Restarts
 from dq_agent.results import SuiteResult
 from dq_agent.sources.base import Relation, Source
 from dq_agent.store import Store
@@ -40,12 +41,14 @@ def run_cycle(
     env: Mapping[str, str] | None = None,
     progress: Any = None,
     slack: SlackApi | None = None,
+    restarts: Restarts | None = None,
 ) -> Cycle:
     """Settle interrupted corrections, check, correct, track incidents, then tell people.
 
-    Telling people: the events of this run, reminders that are due, and the daily digests go
-    to the outbox, and whatever in the outbox is due is sent (with ``slack``; without it the
-    caller prints the notices).
+    Suites green again restart their pipelines (``restarts`` keeps the targets a long-running
+    caller polls across cycles). Telling people: the events of this run, reminders that are
+    due, and the daily digests go to the outbox, and whatever in the outbox is due is sent
+    (with ``slack``; without it the caller prints the notices).
     """
     settled = [] if dry_run else settle(project, store, options)
     remedy = Remedy(project, store, options, dry_run=dry_run, env=env)
@@ -68,12 +71,45 @@ def run_cycle(
     if dry_run:
         return Cycle(results, remedy.outcomes, settled, [])
     notices = track(project, store, results, remedy.outcomes, options.clock(), records)
+    restarts = restarts or Restarts(project, store, options)
+    restarts.plan(results)
+    notices, delivery = _follow_up(
+        project, store, options, slack, restarts, notices, remedy.outcomes, records
+    )
+    return Cycle(results, remedy.outcomes, settled, notices, delivery)
+
+
+def tick(
+    project: Project,
+    store: Store,
+    options: RunOptions,
+    *,
+    slack: SlackApi | None = None,
+    restarts: Restarts | None = None,
+) -> Cycle:
+    """Between scheduled runs: move restarts along, remind people, send what is due."""
+    restarts = restarts or Restarts(project, store, options)
+    notices, delivery = _follow_up(project, store, options, slack, restarts, [], [], None)
+    return Cycle([], [], [], notices, delivery)
+
+
+def _follow_up(
+    project: Project,
+    store: Store,
+    options: RunOptions,
+    slack: SlackApi | None,
+    restarts: Restarts,
+    notices: list[Notice],
+    outcomes: Sequence[Outcome],
+    records: RecordOwners | None,
+) -> tuple[list[Notice], Delivery]:
+    notices = notices + restarts.advance()
     escalation = Escalation(project, store, slack, options.clock)
     notices += escalation.cadence()
     escalation.announce(notices)
-    escalation.corrected(remedy.outcomes, records)
+    escalation.corrected(outcomes, records)
     escalation.digests()
-    return Cycle(results, remedy.outcomes, settled, notices, escalation.deliver())
+    return notices, escalation.deliver()
 
 
 def connect_slack(project: Project) -> SlackApi | None:

@@ -23,6 +23,8 @@ from dq_agent.checks.volume import bucket_floor, to_local, to_utc
 from dq_agent.config import Project, load_project, parse_duration
 from dq_agent.config.loader import resolve_sqlite_path
 from dq_agent.config.models import CheckSpec, SqlConnector, VolumeAnomalyArgs
+from dq_agent.daemon.logs import configure_logging
+from dq_agent.daemon.service import Daemon
 from dq_agent.demo import Clock, Demo, fresh_state, start_time
 from dq_agent.engine import RunOptions, backtest_suite, run_checks, select_suites, utc_now
 from dq_agent.errors import DqAgentError
@@ -530,7 +532,11 @@ def demo(project_dir: Path, fmt: str) -> None:
         fresh_state(project)
         build_demo_warehouse(database, clock.at)
         console.print(f"demo warehouse written to {database}", style="dim")
-        with start_sandbox(demo_seed(clock.at), port_base=DEFAULT_PORT_BASE) as emulators:
+        with start_sandbox(
+            demo_seed(clock.at),
+            port_base=DEFAULT_PORT_BASE,
+            clock=lambda: clock.at.timestamp(),
+        ) as emulators:
             endpoints = ", ".join(f"{n} {srv.base_url}" for n, srv in emulators.servers.items())
             console.print(f"emulators: {endpoints}", style="dim")
             console.print(f"the story starts {clock.at:%a %Y-%m-%d %H:%M} UTC", style="dim")
@@ -543,7 +549,8 @@ def demo(project_dir: Path, fmt: str) -> None:
                 shown, first = (fmt if first else "quiet"), False
                 return _run(project_dir, (), dry_run=False, fmt=shown, clock=at)
 
-            story = Demo(project, emulators, clock, console if fmt == "json" else _out(), run_once)
+            out = console if fmt == "json" else _out()
+            story = Demo(project, emulators, clock, out, run_once, database)
             code = story.play()
     except DqAgentError as exc:
         click.echo(f"error: {exc}", err=True)
@@ -677,6 +684,49 @@ def _bucket_of(text: str, spec: CheckSpec, zone: ZoneInfo) -> datetime:
     return to_utc(bucket_floor(local, spec.args.bucket), zone)
 
 
+def _listen(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit():
+        raise click.BadParameter(f"expected HOST:PORT, got {value!r}", param_hint="--listen")
+    return host, int(port)
+
+
+@main.command()
+@project_option
+@click.option(
+    "--listen",
+    default="127.0.0.1:8787",
+    show_default=True,
+    metavar="HOST:PORT",
+    help="/healthz, /metrics and the Slack interactions endpoint (POST /slack/actions).",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json: one JSON object per log line, for log collectors.",
+)
+def daemon(project_dir: Path, listen: str, log_format: str) -> None:
+    """Run the agent on its own: every suite on its cron, until SIGTERM or Ctrl-C.
+
+    Replicas may share one PostgreSQL state store: one of them leads and runs the schedule,
+    the others stand by and take over if it stops. Suite files are re-read every few
+    seconds. On SIGTERM, no new runs start, running ones finish, and it exits 0.
+    """
+    host, port = _listen(listen)
+    configure_logging(log_format)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        agent = Daemon(project_dir, host=host, port=port)
+    except (DqAgentError, OSError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_CANNOT_RUN)
+    agent.serve(stop)
+
+
 @main.command()
 @project_option
 @click.option(
@@ -693,9 +743,7 @@ def interactions(project_dir: Path, listen: str) -> None:
     Undo) arrive here, signed by Slack; forged and replayed requests are refused. Point the
     Slack app's Interactivity Request URL at https://<public host>/slack/actions.
     """
-    host, _, port = listen.rpartition(":")
-    if not host or not port.isdigit():
-        raise click.BadParameter(f"expected HOST:PORT, got {listen!r}", param_hint="--listen")
+    host, port = _listen(listen)
     project = _project_to_run(project_dir, _err())
     if project is None:
         sys.exit(EXIT_CANNOT_RUN)
@@ -711,7 +759,7 @@ def interactions(project_dir: Path, listen: str) -> None:
             slack = SlackApi(settings)
             actions = Actions(project, store, slack, RunOptions(clock=utc_now))
             verifier = Verifier(settings.signing_secret.get_secret_value())
-            with InteractionsServer(verifier, actions.handle, host=host, port=int(port)) as server:
+            with InteractionsServer(verifier, actions.handle, host=host, port=port) as server:
                 click.echo(f"listening on {server.base_url}{ACTIONS_PATH}", err=True)
                 stop.wait()
     except (DqAgentError, OSError) as exc:
@@ -731,15 +779,16 @@ def interactions(project_dir: Path, listen: str) -> None:
     type=click.IntRange(1, 65534),
     default=DEFAULT_PORT_BASE,
     show_default=True,
-    help="Salesforce listens on N, Google Sheets on N+1, Slack on N+2.",
+    help="Salesforce listens on N, Google Sheets on N+1, Slack on N+2, Airflow on N+3.",
 )
 def sandbox(seed_file: Path | None, port_base: int) -> None:
-    """Serve loopback emulators of Salesforce, Google Sheets and Slack until interrupted.
+    """Serve loopback emulators of Salesforce, Google Sheets, Slack and Airflow until interrupted.
 
     Prints one JSON line with each service's URL and credentials. Point connectors at them:
     type: salesforce, instance_url: http://127.0.0.1:N, session_id: sandbox; type: gsheets,
-    base_url: http://127.0.0.1:N+1; and dq-agent.yml's slack: at base_url:
-    http://127.0.0.1:N+2/api/ with the printed token and signing_secret.
+    base_url: http://127.0.0.1:N+1; dq-agent.yml's slack: at base_url:
+    http://127.0.0.1:N+2/api/ with the printed token and signing_secret; type: airflow,
+    base_url: http://127.0.0.1:N+3 with the printed username and password.
     """
     try:
         seed = load_seed(seed_file) if seed_file else demo_seed(utc_now())

@@ -3,8 +3,10 @@
 The story: one agent cycle finds Pete's emptied forecast tab, the stale aggregate and the
 $10m typing slip (corrected at once, and its owner told). Four hours later nobody has answered,
 so Pete is reminded in the thread. Pete restores the tab and presses "I fixed it": the agent
-checks again and closes the incident. Dana presses Undo on the correction to show the undo.
-The Slack conversation is printed as it happens.
+checks again, sees the rows and restarts the forecasts_agg DAG on the Airflow emulator; when
+the run has finished it checks the aggregate, finds it fresh, and closes the incidents. Dana
+presses Undo on the correction to show the undo. The Slack conversation is printed as it
+happens.
 """
 
 from __future__ import annotations
@@ -28,8 +30,10 @@ from dq_agent.errors import DqAgentError
 from dq_agent.escalate.actions import Actions
 from dq_agent.escalate.endpoint import ACTIONS_PATH, InteractionsServer, Verifier
 from dq_agent.escalate.slack import SlackApi
+from dq_agent.sandbox.airflow import AirflowEmulator
 from dq_agent.sandbox.runner import FORECAST_HEADER, Sandbox, forecast_rows
 from dq_agent.sandbox.slack import SlackEmulator, button_click, signed_interaction
+from dq_agent.sandbox.warehouse import run_forecasts_dag
 from dq_agent.sources import gsheets
 from dq_agent.store import Store
 
@@ -83,6 +87,7 @@ class Demo:
     clock: Clock
     out: Console
     run: RunCycle
+    warehouse: Path
     shown: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -103,7 +108,27 @@ class Demo:
             verifier = Verifier(settings.signing_secret.get_secret_value())
             with InteractionsServer(verifier, actions.handle, port=0) as endpoint:
                 self.later(endpoint, settings.signing_secret.get_secret_value())
+            self.summary(store)
         return code
+
+    def summary(self, store: Store) -> None:
+        incidents = store.incidents(events=False)
+        resolved = sum(1 for i in incidents if i["status"] == "resolved")
+        corrections = store.corrections()
+        restarts = store.restarts()
+        sent = [m for m in store.outbox(status="sent") if m.kind != "update"]
+        self.out.print()
+        self.out.print(Text("── Summary", style="bold"))
+        self.out.print(
+            f"  incidents: {len(incidents)} opened, {resolved} resolved · "
+            f"corrections: {len(corrections)} ({', '.join(c.status for c in corrections)}) · "
+            f"pipeline restarts: {len(restarts)} ({', '.join(r.state for r in restarts)}) · "
+            f"Slack messages: {len(sent)}"
+        )
+        self.out.print(
+            "  look closer: .venv/bin/dq-agent incidents show 1 · "
+            ".venv/bin/dq-agent corrections show 1 · .venv/bin/dq-agent corrections verify"
+        )
 
     def later(self, endpoint: InteractionsServer, secret: str) -> None:
         self.clock.at += timedelta(hours=4)
@@ -118,9 +143,23 @@ class Demo:
         self.transcript()
 
         self.clock.at += timedelta(minutes=5)
+        self.step("The forecasts_agg DAG has run. The agent checks what it built.")
+        self.pipeline_ran()
+        self.run(self.clock)
+        self.transcript()
+
+        self.clock.at += timedelta(minutes=5)
         self.step("Dana presses Undo on the corrected deal, to show the undo.")
         self.click(endpoint, secret, DANA, "undo")
         self.transcript()
+
+    def pipeline_ran(self) -> None:
+        """Do in the warehouse what a finished run of the DAG does (the emulator only runs it)."""
+        emulator = self.sandbox.servers["airflow"].emulator
+        assert isinstance(emulator, AirflowEmulator)
+        runs = emulator.state()["dag_runs"]
+        if any(r["dag_id"] == "forecasts_agg" and r["state"] == "success" for r in runs):
+            run_forecasts_dag(self.warehouse, self.clock.at, forecast_rows("US"))
 
     def step(self, text: str) -> None:
         self.out.print()

@@ -124,7 +124,10 @@ def run_suite(
     started = time.perf_counter()
 
     def finish(
-        status: Status, checks: Sequence[CheckResult] = (), error: str | None = None
+        status: Status,
+        checks: Sequence[CheckResult] = (),
+        error: str | None = None,
+        transient: bool | None = None,
     ) -> SuiteResult:
         return SuiteResult(
             suite.suite,
@@ -134,12 +137,13 @@ def run_suite(
             tuple(checks),
             error,
             options.as_of,
+            transient,
         )
 
     try:
         source = connections.source(suite.source)
     except SourceError as exc:
-        return finish("error", error=str(exc))
+        return finish("error", error=str(exc), transient=exc.transient)
     try:
         return _run_on_source(suite, source, store, options, run_id, started_at, finish, hook)
     finally:
@@ -159,7 +163,7 @@ def _run_on_source(
     try:
         relation = source.open()
     except SourceError as exc:
-        return finish("error", error=str(exc))
+        return finish("error", error=str(exc), transient=exc.transient)
 
     missing_key = [k for k in suite.key if k not in relation.columns]
     if missing_key:
@@ -174,7 +178,7 @@ def _run_on_source(
     try:
         checks = evaluate_checks(suite, relation, ctx, options)
     except SourceError as exc:
-        return finish("error", error=str(exc))
+        return finish("error", error=str(exc), transient=exc.transient)
     if store is not None:
         store.save_schema(suite.suite, current_schema, seen_at=started_at, run_id=run_id)
     result = finish(worst(c.status for c in checks), checks)

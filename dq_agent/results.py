@@ -111,6 +111,9 @@ class SuiteResult:
     checks: tuple[CheckResult, ...] = ()
     error: str | None = None
     as_of: datetime | None = None
+    # For an ``error``: whether trying again later may succeed (a timeout) or not (bad
+    # credentials, a missing table). Not part of the JSON shape.
+    transient: bool | None = None
 
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {

@@ -213,7 +213,12 @@ def test_the_demo_tells_the_running_example(tmp_path: Path) -> None:
         "slack › DM @pete: 🚨 us_forecast_sheet / row_count on finance_sheets/us_forecast_dec_v1: "
         "the source is empty",
         f"↳ {sheet} @pete reminder 1: still failing (the source is empty).",
-        f"↳ {sheet} ✅ Resolved: the check passes again. Closing incident #1.",
+        f"↳ {sheet} Recovered: the check passes again; restarting airflow DAG forecasts_agg",
+        f"↳ {sheet} Restarted: airflow DAG forecasts_agg: run dq_agent__us_forecast_sheet:",
+        f"↳ {sheet} ✅ Resolved: airflow DAG forecasts_agg ran; us_forecast_dec_v1, forecasts_agg "
+        "pass. Closing incident #1.",
+        "incidents: 3 opened, 3 resolved · corrections: 1 (reverted) · pipeline restarts: 1 "
+        "(verified)",
         "slack › DM @dana: I changed Amount on Id=006Dn0000040000042 from 10,000,000 to 1,000,000",
         "↳ [DM @dana · changed Amount] Undone by dana@acme.com: Amount is 10,000,000 again.",
     ):
@@ -354,7 +359,7 @@ def test_sandbox_serves_the_emulators_until_terminated(tmp_path: Path) -> None:
         "      records: [{Name: Acme, Amount: 10000000}]\n"
         "gsheets:\n  spreadsheets:\n    finance: {key: fin, sheets: {US: [[region], [CA]]}}\n"
     )
-    base = _free_ports(3)
+    base = _free_ports(4)
     process = subprocess.Popen(
         [
             sys.executable,
@@ -383,6 +388,12 @@ def test_sandbox_serves_the_emulators_until_terminated(tmp_path: Path) -> None:
                 "base_url": f"http://127.0.0.1:{base + 2}/api/",
                 "token": "xoxb-sandbox",
                 "signing_secret": "sandbox-signing-secret",
+            },
+            "airflow": {
+                "base_url": f"http://127.0.0.1:{base + 3}",
+                "token": "sandbox-airflow-token",
+                "username": "admin",
+                "password": "admin",
             },
         }
         with urllib.request.urlopen(f"http://127.0.0.1:{base}/_sandbox/state", timeout=5) as reply:

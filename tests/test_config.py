@@ -222,7 +222,7 @@ def test_connector_types_and_their_credentials(tmp_path: Path) -> None:
         "or username with password (and security_token)",
         f"{tmp_path}/connectors/sheets.yml:1:1: expected exactly one of service_account_file: or base_url:",
         f"{tmp_path}/connectors/x.yml:1:7: type: unknown connector type 'mongo'; "
-        "expected one of: sql, salesforce, gsheets",
+        "expected one of: sql, salesforce, gsheets, airflow, dbt_cloud, webhook",
         f"{tmp_path}/checks/a.yml:2:21: source.connector: connector 'crm' is invalid: "
         f"see {tmp_path}/connectors/crm.yml",
     ]
@@ -431,3 +431,52 @@ def test_slack_secrets_come_from_the_environment_and_are_never_shown(tmp_path: P
     assert project.settings.nudges.every == timedelta(hours=4)  # the defaults
     assert project.settings.nudges.working_hours.days == ("mon", "tue", "wed", "thu", "fri")
     assert project.settings.people["pete@acme.com"].digest is True
+
+
+def test_restarts_and_verify_are_validated(tmp_path: Path) -> None:
+    make_project(
+        tmp_path,
+        connectors={
+            "warehouse": WAREHOUSE,
+            "airflow": "type: airflow\nbase_url: http://af\ntoken: t\n",
+            "hook": "type: webhook\nurl: http://hook\n",
+        },
+        suites={
+            "a": """
+            suite: a
+            source: {connector: warehouse, table: t}
+            checks: [row_count]
+            restart:
+              - airflow: {connector: hook, dag_id: agg}
+              - kubernetes: {job: agg}
+              - command: {run: [], timeout: 5m}
+              - airflow: {connector: airflow, dag_id: agg, mode: retry}
+            """,
+            "b": """
+            suite: b
+            source: {connector: airflow, table: t}
+            checks: [row_count]
+            """,
+            "c": """
+            suite: c
+            source: {connector: warehouse, table: t}
+            checks: [row_count]
+            restart:
+              - webhook: {connector: hook, body: {pipeline: agg}}
+            verify: [a, nope]
+            """,
+        },
+    )
+    assert issues_of(tmp_path) == [
+        f"{tmp_path}/checks/a.yml:5:26: restart[0].airflow.connector: "
+        "'hook' is of type webhook; expected a connector of type airflow",
+        f"{tmp_path}/checks/a.yml:6:5: restart[1]: "
+        "unknown restart type 'kubernetes'; expected one of: airflow, dbt_cloud, webhook, command",
+        f"{tmp_path}/checks/a.yml:7:20: restart[2].command.run: expected at least 1 item",
+        f"{tmp_path}/checks/a.yml:8:54: restart[3].airflow.mode: "
+        "expected 'trigger' or 'clear', got 'retry'",
+        f"{tmp_path}/checks/b.yml:2:21: source.connector: connector 'airflow' is of type "
+        "airflow, not a data source; expected a connector of type sql, salesforce, gsheets",
+        f"{tmp_path}/checks/c.yml:6:9: verify: unknown suite(s) nope; "
+        "expected suite ids among: a, b, c",
+    ]

@@ -14,10 +14,13 @@ from dq_agent.config import expectations
 from dq_agent.config.models import (
     BUILTIN_CHECKS,
     CONNECTOR_TYPES,
+    RESTART_CONNECTORS,
+    RESTART_TYPES,
     SOURCE_SPECS,
     CheckArgs,
     CheckSpec,
     Connector,
+    RestartSpec,
     Settings,
     Suite,
     SuiteHeader,
@@ -97,6 +100,22 @@ def load_project(root: Path | str, env: Mapping[str, str] | None = None) -> Proj
             broken[suite_id] = tuple(suite_issues)
         else:
             suites[suite_id] = suite
+    for suite_id, suite in list(suites.items()):
+        unknown = [v for v in suite.verify if v not in seen]
+        if unknown:
+            doc = _read(Path(suite.file), [])
+            line, col = doc.position(("verify",)) if doc is not None else (1, 1)
+            known = ", ".join(sorted(seen))
+            issue = ConfigIssue(
+                Path(suite.file),
+                line,
+                col,
+                "verify",
+                f"unknown suite(s) {', '.join(unknown)}; expected suite ids among: {known}",
+            )
+            issues.append(issue)
+            broken[suite_id] = (issue,)
+            del suites[suite_id]
     # Report each file's issues top to bottom, files in the order they were read.
     order = {file: index for index, file in enumerate(dict.fromkeys(i.file for i in issues))}
     issues.sort(key=lambda i: (order[i.file], i.line, i.col))
@@ -268,6 +287,12 @@ def _load_suite(
     source = _parse_source(doc, connector_types, broken_connectors, issues)
     raw_checks = doc.value.get("checks")
     checks = _parse_checks(doc, raw_checks, issues) if isinstance(raw_checks, list) else []
+    raw_restart = doc.value.get("restart")
+    restart = (
+        _parse_restarts(doc, raw_restart, connector_types, issues)
+        if isinstance(raw_restart, list)
+        else []
+    )
     if not isinstance(header, SuiteHeader) or source is None or issues:
         return None, suite_id
     suite = Suite(
@@ -288,6 +313,8 @@ def _load_suite(
         source=source,
         checks=tuple(checks),
         file=str(file),
+        restart=tuple(restart),
+        verify=header.verify,
     )
     return suite, suite_id
 
@@ -326,8 +353,65 @@ def _parse_source(
             )
         )
         return None
+    if connector_types[name] not in SOURCE_SPECS:
+        issues.append(
+            doc.issue(
+                ("source", "connector"),
+                f"connector {name!r} is of type {connector_types[name]}, not a data source; "
+                f"expected a connector of type {', '.join(SOURCE_SPECS)}",
+            )
+        )
+        return None
     spec_model = SOURCE_SPECS[connector_types[name]]
     return _validate(spec_model, raw, doc, ("source",), issues)
+
+
+def _parse_restarts(
+    doc: YamlDocument,
+    raw: list[Any],
+    connector_types: Mapping[str, str],
+    issues: list[ConfigIssue],
+) -> list[RestartSpec]:
+    """``restart:`` items, each ``{type: {args}}``, with their connectors checked."""
+    restarts: list[RestartSpec] = []
+    for index, item in enumerate(raw):
+        path: NodePath = ("restart", index)
+        if not isinstance(item, dict) or len(item) != 1:
+            issues.append(
+                doc.issue(
+                    path, "expected a one-key mapping like {airflow: {connector: …, dag_id: …}}"
+                )
+            )
+            continue
+        [(kind, args)] = item.items()
+        kind = str(kind)
+        if kind not in RESTART_TYPES:
+            issues.append(
+                doc.issue(
+                    path,
+                    f"unknown restart type {kind!r}; expected one of: {', '.join(RESTART_TYPES)}",
+                    key=True,
+                )
+            )
+            continue
+        parsed = _validate(RESTART_TYPES[kind], args or {}, doc, (*path, kind), issues)
+        if parsed is None:
+            continue
+        needed = RESTART_CONNECTORS.get(kind)
+        name = getattr(parsed, "connector", None)
+        if needed is not None and connector_types.get(str(name)) != needed:
+            found = connector_types.get(str(name))
+            problem = f"of type {found}" if found else "not a connector profile"
+            issues.append(
+                doc.issue(
+                    (*path, kind, "connector"),
+                    f"{name!r} is {problem}; expected a connector of type {needed}",
+                )
+            )
+            continue
+        line = doc.position(path)[0]
+        restarts.append(RestartSpec(type=kind, args=parsed, line=line))
+    return restarts
 
 
 def _parse_checks(

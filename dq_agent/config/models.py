@@ -276,11 +276,70 @@ class GSheetsConnector(Model):
         return self
 
 
-Connector = SqlConnector | SalesforceConnector | GSheetsConnector
+class AirflowConnector(Model):
+    """An Airflow 3 API server (REST API v2) that runs the pipelines to restart.
+
+    Authenticate with a ``token`` (sent as a bearer token), or ``username`` + ``password``,
+    exchanged for one at ``POST /auth/token`` (Airflow's simple auth manager and most others).
+    """
+
+    type: Literal["airflow"]
+    base_url: Identifier  # e.g. https://airflow.acme.com (the API is under /api/v2)
+    token: SecretStr | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    timeout: float = Field(30.0, gt=0, le=600)
+
+    @model_validator(mode="after")
+    def _credentials(self) -> AirflowConnector:
+        by_token = self.token is not None
+        by_login = self.username is not None and self.password is not None
+        if by_token == by_login or (not by_login and (self.username or self.password)):
+            raise PydanticCustomError(
+                "credentials", "expected exactly one of token:, or username: with password:"
+            )
+        return self
+
+
+class DbtCloudConnector(Model):
+    """A dbt Cloud account whose jobs can be run (Administrative API v2)."""
+
+    type: Literal["dbt_cloud"]
+    base_url: Identifier = "https://cloud.getdbt.com"
+    account_id: int = Field(ge=1)
+    token: SecretStr
+    timeout: float = Field(30.0, gt=0, le=600)
+
+
+class WebhookConnector(Model):
+    """An HTTP endpoint that restarts a pipeline when POSTed to.
+
+    With a ``secret``, the request is signed: ``X-Dq-Agent-Timestamp: <unix seconds>`` and
+    ``X-Dq-Agent-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>." + the body>``.
+    """
+
+    type: Literal["webhook"]
+    url: Identifier
+    secret: SecretStr | None = None
+    headers: dict[str, str] = {}
+    timeout: float = Field(30.0, gt=0, le=600)
+
+
+Connector = (
+    SqlConnector
+    | SalesforceConnector
+    | GSheetsConnector
+    | AirflowConnector
+    | DbtCloudConnector
+    | WebhookConnector
+)
 CONNECTOR_TYPES: dict[str, type[Model]] = {
     "sql": SqlConnector,
     "salesforce": SalesforceConnector,
     "gsheets": GSheetsConnector,
+    "airflow": AirflowConnector,
+    "dbt_cloud": DbtCloudConnector,
+    "webhook": WebhookConnector,
 }
 
 
@@ -328,6 +387,75 @@ SOURCE_SPECS: dict[str, type[Model]] = {
     "gsheets": GSheetsSourceSpec,
 }
 SourceSpec = SqlSourceSpec | SalesforceSourceSpec | GSheetsSourceSpec
+
+
+# --- restarts (the `restart:` list of a suite) ----------------------------------------------
+
+
+class AirflowRestart(Model):
+    """Trigger a new run of a DAG, or clear the failed task instances of its latest run."""
+
+    connector: Identifier
+    dag_id: Identifier
+    mode: Literal["trigger", "clear"] = "trigger"
+    conf: dict[str, Any] = {}
+    # clear: only these tasks (default: every failed one of the latest run)
+    task_ids: list[Identifier] = []
+
+
+class DbtCloudRestart(Model):
+    """Run a dbt Cloud job."""
+
+    connector: Identifier
+    job_id: int = Field(ge=1)
+    cause: str = "dq-agent: the source data is right again"
+
+
+class WebhookRestart(Model):
+    """POST a JSON body to a webhook connector."""
+
+    connector: Identifier
+    body: dict[str, Any] = {}
+
+
+class CommandRestart(Model):
+    """Run a local command (no shell): argv, a time limit, a working directory."""
+
+    run: list[Identifier] = Field(min_length=1)
+    timeout: Duration = timedelta(minutes=10)
+    cwd: str | None = None
+    env: dict[str, str] = {}
+
+
+RESTART_TYPES: dict[str, type[Model]] = {
+    "airflow": AirflowRestart,
+    "dbt_cloud": DbtCloudRestart,
+    "webhook": WebhookRestart,
+    "command": CommandRestart,
+}
+# Which connector type each restart target needs (``command`` needs none).
+RESTART_CONNECTORS = {"airflow": "airflow", "dbt_cloud": "dbt_cloud", "webhook": "webhook"}
+RestartArgs = AirflowRestart | DbtCloudRestart | WebhookRestart | CommandRestart
+
+
+class RestartSpec(Model):
+    """One entry of a suite's ``restart:`` list, after validation."""
+
+    type: str
+    args: RestartArgs
+    line: int = 0
+
+    @property
+    def label(self) -> str:
+        """How people name it: ``airflow forecasts_agg``, ``command make agg``."""
+        args = self.args
+        if isinstance(args, AirflowRestart):
+            return f"airflow DAG {args.dag_id}"
+        if isinstance(args, DbtCloudRestart):
+            return f"dbt Cloud job {args.job_id}"
+        if isinstance(args, WebhookRestart):
+            return f"webhook {args.connector}"
+        return "command " + " ".join(args.run)
 
 
 # --- checks ---------------------------------------------------------------------------------
@@ -456,13 +584,12 @@ class CheckSpec(Model):
 
 
 def _cron(value: Any) -> str:
-    # Imported here: APScheduler is only needed to validate the expression.
-    from apscheduler.triggers.cron import CronTrigger
+    from dq_agent.config.schedule import cron_trigger
 
     if not isinstance(value, str):
         raise PydanticCustomError("cron", f"expected a cron expression, got {value!r}")
     try:
-        CronTrigger.from_crontab(value, timezone="UTC")
+        cron_trigger(value, "UTC")
     except ValueError as exc:
         raise PydanticCustomError(
             "cron", f"expected a 5-field cron expression like '*/30 * * * *', got {value!r} ({exc})"
@@ -485,6 +612,9 @@ class SuiteHeader(Model):
     corrections: CorrectionLimits = CorrectionLimits()
     source: dict[str, Any]
     checks: list[Any] = Field(min_length=1)
+    restart: list[Any] = []
+    # Suites that must pass after the restarted pipelines finish, before the incident closes.
+    verify: People = ()
 
     @field_validator("source", mode="before")
     @classmethod
@@ -510,3 +640,5 @@ class Suite(Model):
     source: SourceSpec
     checks: tuple[CheckSpec, ...]
     file: str
+    restart: tuple[RestartSpec, ...] = ()
+    verify: tuple[str, ...] = ()

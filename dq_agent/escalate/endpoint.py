@@ -60,19 +60,33 @@ class Verifier:
         return None
 
 
+# A GET route: () -> (HTTP status, content type, body).
+Page = Callable[[], tuple[int, str, str]]
+
+
+def _alive() -> tuple[int, str, str]:
+    return 200, "text/plain; charset=utf-8", "ok"
+
+
 class InteractionsServer:
-    """Serves :data:`ACTIONS_PATH` (and ``/healthz``) until :meth:`stop`."""
+    """Serves :data:`ACTIONS_PATH` and GET routes (``/healthz`` at least) until :meth:`stop`.
+
+    Without a ``verifier`` (Slack not configured) the actions path answers 404. The daemon
+    adds its own pages (``/healthz`` with details, ``/metrics``) through ``pages``.
+    """
 
     def __init__(
         self,
-        verifier: Verifier,
+        verifier: Verifier | None,
         act: Act,
         *,
         host: str = "127.0.0.1",
         port: int = 8787,
+        pages: Mapping[str, Page] | None = None,
     ) -> None:
         self._verifier = verifier
         self._act = act
+        self._pages: dict[str, Page] = {"/healthz": _alive, **(pages or {})}
         self._work: queue.Queue[Mapping[str, Any] | None] = queue.Queue()
         self._server = ThreadingHTTPServer((host, port), self._handler())
         self._server.daemon_threads = True
@@ -128,6 +142,8 @@ class InteractionsServer:
                 self._work.task_done()
 
     def _accept(self, body: bytes, headers: Mapping[str, str]) -> tuple[int, str]:
+        if self._verifier is None:
+            return 404, "Slack is not configured (dq-agent.yml has no slack: section)"
         reason = self._verifier.check(body, headers)
         if reason is not None:
             self.refused += 1
@@ -163,15 +179,23 @@ class InteractionsServer:
                 self._reply(*server._accept(body, headers))
 
             def do_GET(self) -> None:
-                if urlsplit(self.path).path == "/healthz":
-                    self._reply(200, "ok")
-                else:
+                page = server._pages.get(urlsplit(self.path).path)
+                if page is None:
                     self._reply(404, "not found")
+                    return
+                try:
+                    status, kind, text = page()
+                except Exception as exc:  # a broken page must answer, not hang the client
+                    log.exception("serving %s failed", self.path)
+                    status, kind, text = 500, "text/plain; charset=utf-8", str(exc)
+                self._reply(status, text, kind)
 
-            def _reply(self, status: int, text: str) -> None:
+            def _reply(
+                self, status: int, text: str, kind: str = "text/plain; charset=utf-8"
+            ) -> None:
                 payload = text.encode("utf-8")
                 self.send_response(status)
-                self.send_header("Content-Type", "text/plain; charset=utf-8")
+                self.send_header("Content-Type", kind)
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 if payload:

@@ -214,11 +214,17 @@ def _problem(
 
 
 def _gone(store: Store, suite: Suite, check: str, dataset: str, at: datetime) -> list[Notice]:
-    change = store.problems_gone(suite=suite.suite, check=check, dataset=dataset, at=at)
+    # A suite that restarts pipelines holds its incidents until the restart is verified.
+    hold = bool(suite.restart) and check != SOURCE_PROBLEM
+    change = store.problems_gone(suite=suite.suite, check=check, dataset=dataset, at=at, hold=hold)
     if change is None:
         return []
     summary = "the check passes again"
+    if change.event == "recovered":
+        summary += f"; restarting {', '.join(r.label for r in suite.restart)} before closing"
     owners = owners_of(suite, check)
     return [
-        Notice(change.incident_id, "resolved", suite.suite, check, owners, summary, change.event_id)
+        Notice(
+            change.incident_id, change.event, suite.suite, check, owners, summary, change.event_id
+        )
     ]

@@ -1,5 +1,6 @@
 """Loopback stand-ins for the systems dq-agent talks to, for tests and ``dq-agent demo``."""
 
+from dq_agent.sandbox.airflow import AirflowEmulator
 from dq_agent.sandbox.gsheets import SheetsEmulator
 from dq_agent.sandbox.http import LoopbackServer
 from dq_agent.sandbox.runner import Sandbox, demo_seed, load_seed, start_sandbox
@@ -8,6 +9,7 @@ from dq_agent.sandbox.slack import SlackEmulator, button_click, signed_interacti
 from dq_agent.sandbox.warehouse import build_demo_warehouse
 
 __all__ = [
+    "AirflowEmulator",
     "LoopbackServer",
     "Sandbox",
     "SalesforceEmulator",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from dq_agent.errors import DqAgentError
+from dq_agent.sandbox.airflow import AirflowEmulator
 from dq_agent.sandbox.gsheets import SheetsEmulator
 from dq_agent.sandbox.http import Emulator, LoopbackServer
 from dq_agent.sandbox.salesforce import SalesforceEmulator
@@ -22,6 +23,9 @@ DEFAULT_PORT_BASE = 8791
 SESSION_ID = "sandbox"
 SLACK_TOKEN = "xoxb-sandbox"
 SLACK_SIGNING_SECRET = "sandbox-signing-secret"
+AIRFLOW_TOKEN = "sandbox-airflow-token"
+AIRFLOW_USERNAME = "admin"
+AIRFLOW_PASSWORD = "admin"
 # The demo's finance spreadsheet keeps a fixed key so suites can name it.
 FINANCE_KEY = "1DqAgentDemoFinanceForecastsSheetKey000000"
 
@@ -44,11 +48,16 @@ class Sandbox:
         self.stop()
 
 
-def start_sandbox(seed: Mapping[str, Any], *, port_base: int | None = None) -> Sandbox:
-    """Seed and start the Salesforce and Google Sheets emulators on 127.0.0.1.
+def start_sandbox(
+    seed: Mapping[str, Any],
+    *,
+    port_base: int | None = None,
+    clock: Callable[[], float] | None = None,
+) -> Sandbox:
+    """Seed and start the Salesforce, Google Sheets, Slack and Airflow emulators on 127.0.0.1.
 
-    ``port_base`` N puts Salesforce on N, Sheets on N+1 and Slack on N+2; without it, free
-    ports are used.
+    ``port_base`` N puts Salesforce on N, Sheets on N+1, Slack on N+2 and Airflow on N+3;
+    without it, free ports are used.
     """
     session_id = str(seed.get("salesforce", {}).get("session_id", SESSION_ID))
     salesforce = SalesforceEmulator(session_id=session_id)
@@ -57,9 +66,14 @@ def start_sandbox(seed: Mapping[str, Any], *, port_base: int | None = None) -> S
     keys = sheets.seed(seed.get("gsheets", {}).get("spreadsheets", {}))
     slack = SlackEmulator()
     slack.seed(seed.get("slack", {}))
+    # ``clock``: the demo's simulated time, so that pipeline runs take their time in it.
+    airflow = AirflowEmulator(
+        token=AIRFLOW_TOKEN, username=AIRFLOW_USERNAME, password=AIRFLOW_PASSWORD, clock=clock
+    )
+    airflow.seed(seed.get("airflow", {}))
     servers: dict[str, LoopbackServer] = {}
     try:
-        emulators: list[Emulator] = [salesforce, sheets, slack]
+        emulators: list[Emulator] = [salesforce, sheets, slack, airflow]
         for offset, emulator in enumerate(emulators):
             port = 0 if port_base is None else port_base + offset
             try:
@@ -83,19 +97,27 @@ def start_sandbox(seed: Mapping[str, Any], *, port_base: int | None = None) -> S
             "token": SLACK_TOKEN,
             "signing_secret": SLACK_SIGNING_SECRET,
         },
+        "airflow": {
+            "base_url": servers["airflow"].base_url,
+            "token": AIRFLOW_TOKEN,
+            "username": AIRFLOW_USERNAME,
+            "password": AIRFLOW_PASSWORD,
+        },
     }
     return Sandbox(servers, info)
 
 
 def load_seed(path: Path) -> dict[str, Any]:
     """A seed file (YAML or JSON): ``{salesforce: {objects: …}, gsheets: {spreadsheets: …},
-    slack: {users: …, channels: …}}``."""
+    slack: {users: …, channels: …}, airflow: {dags: …}}``."""
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
         raise DqAgentError(f"cannot read seed file {path}: {exc}") from exc
-    if not isinstance(data, dict) or not set(data) <= {"salesforce", "gsheets", "slack"}:
-        raise DqAgentError(f"{path}: expected a mapping with salesforce:, gsheets:, slack:")
+    if not isinstance(data, dict) or not set(data) <= {"salesforce", "gsheets", "slack", "airflow"}:
+        raise DqAgentError(
+            f"{path}: expected a mapping with salesforce:, gsheets:, slack:, airflow:"
+        )
     return data
 
 
@@ -147,6 +169,14 @@ def demo_seed(now: datetime) -> dict[str, Any]:
                         "us_forecast_dec_v1": [header],
                         "eu_forecast_dec_v1": [header, *forecast_rows("EU")],
                     },
+                }
+            }
+        },
+        "airflow": {
+            "dags": {
+                "forecasts_agg": {
+                    "tasks": ["load_forecasts", "aggregate", "publish"],
+                    "duration_s": 90,
                 }
             }
         },

@@ -6,7 +6,7 @@ Timestamps are laid out relative to ``now`` so the story reads the same whenever
 from __future__ import annotations
 
 import random
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -171,3 +171,60 @@ def build_demo_warehouse(path: Path, now: datetime) -> Path:
     finally:
         engine.dispose()
     return path
+
+
+def run_forecasts_dag(path: Path, at: datetime, us_rows: list[list[object]]) -> None:
+    """What the ``forecasts_agg`` DAG does in the demo: load the US tab, rebuild the aggregate.
+
+    ``us_rows`` are the sheet's data rows (region, state, product, month, units, amount).
+    """
+    naive = at.astimezone(UTC).replace(tzinfo=None) if at.tzinfo else at
+    engine = sa.create_engine(f"sqlite:///{path}")
+    try:
+        metadata = sa.MetaData()
+        metadata.reflect(engine, only=["us_forecast_dec_v1", "eu_forecast_dec_v1", "forecasts_agg"])
+        us, eu, agg = (
+            metadata.tables[n]
+            for n in ("us_forecast_dec_v1", "eu_forecast_dec_v1", "forecasts_agg")
+        )
+        loaded = [
+            {
+                "region": region,
+                "state": state,
+                "product": product,
+                "month": date.fromisoformat(str(month)),
+                "units": int(str(units)),
+                "amount": Decimal(str(amount)),
+                "updated_at": naive,
+                "updated_by": "forecasts_agg DAG",
+            }
+            for region, state, product, month, units, amount in us_rows
+        ]
+        with engine.begin() as conn:
+            conn.execute(us.delete())
+            conn.execute(us.insert(), loaded)
+            conn.execute(agg.delete())
+            for table in (us, eu):
+                totals = conn.execute(
+                    sa.select(
+                        table.c.region,
+                        table.c.month,
+                        sa.func.sum(table.c.units),
+                        sa.func.sum(table.c.amount),
+                    ).group_by(table.c.region, table.c.month)
+                ).all()
+                conn.execute(
+                    agg.insert(),
+                    [
+                        {
+                            "region": region,
+                            "month": month,
+                            "total_units": units,
+                            "total_amount": amount,
+                            "refreshed_at": naive,
+                        }
+                        for region, month, units, amount in totals
+                    ],
+                )
+    finally:
+        engine.dispose()

@@ -274,3 +274,32 @@ class OutboxMessage(Base):
     channel: Mapped[str | None] = mapped_column(sa.String(64))
     ts: Mapped[str | None] = mapped_column(sa.String(32))
     error: Mapped[str | None] = mapped_column(sa.Text)
+
+
+class Restart(Base):
+    """One pipeline restart: a target of a suite, started once per recovery of that suite.
+
+    ``key`` (suite, recovery, target) is unique, so a recovery never restarts a pipeline twice;
+    it is also the idempotency key the target is started with.
+    """
+
+    __tablename__ = "restarts"
+    __table_args__ = (sa.UniqueConstraint("key"), sa.Index("ix_restarts_state", "state"))
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(sa.String(255))
+    batch: Mapped[str] = mapped_column(sa.String(255))  # the recovery: all targets together
+    suite: Mapped[str] = mapped_column(sa.String(255))
+    target: Mapped[int] = mapped_column(sa.Integer)  # index in the suite's restart: list
+    label: Mapped[str] = mapped_column(sa.String(255))
+    incidents: Mapped[list[int]] = mapped_column(sa.JSON)  # held until the pipeline is verified
+    # pending | queued | running | success | failed | cancelled | verified
+    state: Mapped[str] = mapped_column(sa.String(16))
+    run_id: Mapped[str | None] = mapped_column(sa.String(255))
+    url: Mapped[str | None] = mapped_column(sa.Text)
+    detail: Mapped[str] = mapped_column(sa.Text)
+    attempts: Mapped[int] = mapped_column(sa.Integer)
+    created_at: Mapped[datetime]
+    next_try_at: Mapped[datetime]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]

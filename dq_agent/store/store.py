@@ -39,6 +39,7 @@ from dq_agent.store.models import (
     LedgerEntry,
     Metric,
     OutboxMessage,
+    Restart,
     Run,
     SchemaSnapshot,
     Snapshot,
@@ -462,6 +463,8 @@ class Store:
                     incident.snoozed_until is None or incident.snoozed_until <= at
                 ):
                     incident.status, incident.snoozed_until = "open", None
+                elif incident.status == "verifying":
+                    incident.status = "open"  # the fix did not hold
             incident.failures += 1
             incident.summary, incident.updated_at = summary, at
             incident.owners, incident.check_type = list(owners), check_type
@@ -471,9 +474,14 @@ class Store:
             return self._event(session, incident.id, at, event, "agent", summary)
 
     def problems_gone(
-        self, *, suite: str, check: str, dataset: str, at: datetime
+        self, *, suite: str, check: str, dataset: str, at: datetime, hold: bool = False
     ) -> IncidentChange | None:
-        """The check passes again: resolve its open incident, if any."""
+        """The check passes again: resolve its open incident, if any.
+
+        With ``hold`` (the suite restarts pipelines) the incident is not resolved yet but
+        ``verifying`` with the event ``recovered``, once per recovery, until the restarted
+        pipelines are verified.
+        """
         with self._transaction(f"resolve {suite}/{check}") as session:
             incident = session.scalars(
                 sa.select(Incident).where(
@@ -485,10 +493,28 @@ class Store:
             ).first()
             if incident is None:
                 return None
-            incident.status, incident.resolved_at, incident.updated_at = "resolved", at, at
-            return self._event(
-                session, incident.id, at, "resolved", "agent", "the check passes again"
+            if not hold:
+                incident.status, incident.resolved_at, incident.updated_at = "resolved", at, at
+                return self._event(
+                    session, incident.id, at, "resolved", "agent", "the check passes again"
+                )
+            latest = session.scalar(
+                sa.select(IncidentEvent.event)
+                .where(
+                    IncidentEvent.incident_id == incident.id,
+                    # "verifying": a person says it is fixed, e.g. after a failed restart
+                    IncidentEvent.event.in_(
+                        ["opened", "reopened", "failed_again", "recovered", "verifying"]
+                    ),
+                )
+                .order_by(IncidentEvent.id.desc())
+                .limit(1)
             )
+            if latest == "recovered":
+                return None  # held already: the restart of this recovery is under way
+            incident.status, incident.updated_at = "verifying", at
+            detail = "the check passes again; the pipelines restart before it closes"
+            return self._event(session, incident.id, at, "recovered", "agent", detail)
 
     def set_incident_status(
         self,
@@ -617,6 +643,69 @@ class Store:
             }
             for i in found
         ]
+
+    # -- pipeline restarts ----------------------------------------------------------------------
+
+    def restarts_add(self, rows: Sequence[Mapping[str, Any]], *, at: datetime) -> int:
+        """Record restarts to make; one whose key is already recorded is left alone."""
+        if not rows:
+            return 0
+        with self._transaction("record restarts") as session:
+            keys = [r["key"] for r in rows]
+            known = set(session.scalars(sa.select(Restart.key).where(Restart.key.in_(keys))))
+            added = 0
+            for r in rows:
+                if r["key"] in known:
+                    continue
+                session.add(
+                    Restart(
+                        key=r["key"],
+                        batch=r["batch"],
+                        suite=r["suite"],
+                        target=r["target"],
+                        label=r["label"],
+                        incidents=list(r["incidents"]),
+                        state="pending",
+                        run_id=None,
+                        url=None,
+                        detail="",
+                        attempts=0,
+                        created_at=at,
+                        next_try_at=at,
+                        started_at=None,
+                        finished_at=None,
+                    )
+                )
+                added += 1
+            return added
+
+    def restarts(
+        self, *, suite: str | None = None, states: Sequence[str] | None = None
+    ) -> list[Restart]:
+        """Recorded restarts, oldest first."""
+        query = sa.select(Restart).order_by(Restart.id)
+        if suite is not None:
+            query = query.where(Restart.suite == suite)
+        if states is not None:
+            query = query.where(Restart.state.in_(list(states)))
+        with self._transaction("read restarts") as session:
+            return list(session.scalars(query))
+
+    def restart_update(self, restart_id: int, **values: Any) -> None:
+        allowed = {
+            "state",
+            "run_id",
+            "url",
+            "detail",
+            "attempts",
+            "next_try_at",
+            "started_at",
+            "finished_at",
+        }
+        if not set(values) <= allowed:
+            raise StoreError(f"cannot set {sorted(set(values) - allowed)} on a restart")
+        with self._transaction(f"update restart {restart_id}") as session:
+            session.execute(sa.update(Restart).where(Restart.id == restart_id).values(**values))
 
     # -- the outbox of messages to people -------------------------------------------------------
 

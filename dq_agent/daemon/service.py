@@ -1,0 +1,439 @@
+"""``dq-agent daemon``: every suite on its cron, one agent cycle at a time, on the leader only.
+
+One process among the replicas sharing a state store holds the leadership and runs the
+schedule (APScheduler 3: a cron trigger per suite in its timezone, coalesced, one instance
+at a time); the others stand by and take over when it goes. Every replica serves the HTTP
+endpoints: ``/healthz``, ``/metrics`` and the Slack interactions.
+
+Between scheduled runs a tick moves restarts along, reminds people and sends what is due.
+Suite files are re-read on a short interval: a changed suite is rescheduled, a removed one
+unscheduled, and a broken one keeps running in its last good version while its owner hears
+about the broken file.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+
+from dq_agent.agent import Cycle, connect_slack, run_cycle, tick
+from dq_agent.config.loader import Project, load_project
+from dq_agent.config.models import Suite
+from dq_agent.config.schedule import cron_trigger
+from dq_agent.daemon.leader import Leadership
+from dq_agent.engine import RunOptions, utc_now
+from dq_agent.errors import DqAgentError
+from dq_agent.escalate.actions import Actions
+from dq_agent.escalate.endpoint import InteractionsServer, Verifier
+from dq_agent.escalate.incidents import Notice
+from dq_agent.escalate.notify import Escalation
+from dq_agent.restart.runner import Restarts
+from dq_agent.results import SuiteResult
+from dq_agent.store import Store
+
+log = logging.getLogger(__name__)
+
+# APScheduler job options: a late run is still made within 5 minutes, missed runs collapse
+# into one, and a suite never runs twice at the same time.
+JOB_DEFAULTS = {"coalesce": True, "misfire_grace_time": 300, "max_instances": 1}
+TICK = timedelta(minutes=1)
+RELOAD = timedelta(seconds=15)
+# Transient source failures are tried again after these waits, then left to the schedule.
+RETRY_BACKOFF = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=15))
+CONFIG_PROBLEM = "(config)"
+_WINDOW = re.compile(r"retry between (\d{1,2}:\d{2}) and (\d{1,2}:\d{2})(?: ?UTC)?", re.IGNORECASE)
+
+Clock = Callable[[], datetime]
+
+
+def retry_windows(runbook: str) -> list[tuple[time, time]]:
+    """The runbook's "retry between 02:47 and 03:12 UTC" windows, as UTC (start, end)."""
+    return [(_clock(a), _clock(b)) for a, b in _WINDOW.findall(runbook)]
+
+
+def _clock(text: str) -> time:
+    hours, minutes = text.split(":")
+    return time(int(hours), int(minutes))
+
+
+def next_retry(suite: Suite, attempt: int, now: datetime) -> datetime | None:
+    """When to try a transiently failing suite again; None once the retries are spent.
+
+    Without runbook windows: after a growing wait. Inside a window: the same, if still in
+    the window. Outside every window: at the start of the next one.
+    """
+    if attempt >= len(RETRY_BACKOFF):
+        return None
+    wait = now + RETRY_BACKOFF[attempt]
+    windows = retry_windows(suite.runbook)
+    if not windows:
+        return wait
+    utc = now.astimezone(UTC)
+    day = utc.date()
+    for start, end in windows:
+        opens = datetime.combine(day, start, tzinfo=UTC)
+        closes = datetime.combine(day, end, tzinfo=UTC)
+        if opens <= utc < closes:
+            return wait if wait < closes else None
+    starts = [datetime.combine(day, start, tzinfo=UTC) for start, _ in windows]
+    return min(s if s > utc else s + timedelta(days=1) for s in starts)
+
+
+@dataclass
+class Metrics:
+    """What ``/metrics`` reports (Prometheus text format), counted since the process started."""
+
+    runs: Counter[tuple[str, str]] = field(default_factory=Counter)
+    duration_sum: dict[str, float] = field(default_factory=dict)
+    notifications: int = 0
+    failed_notifications: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def record(self, cycle: Cycle) -> None:
+        with self.lock:
+            for result in cycle.results:
+                self.runs[(result.suite, result.status)] += 1
+                total = self.duration_sum.get(result.suite, 0.0)
+                self.duration_sum[result.suite] = total + result.duration_s
+            self.notifications += len(cycle.delivery.sent)
+            self.failed_notifications += len(cycle.delivery.failed)
+
+    def render(self, store: Store, leader: bool) -> str:
+        open_incidents = len(store.incidents(active=True, events=False))
+        corrections = Counter(c.status for c in store.corrections())
+        with self.lock:
+            lines = [
+                "# HELP dq_agent_leader 1 when this replica runs the schedule.",
+                "# TYPE dq_agent_leader gauge",
+                f"dq_agent_leader {int(leader)}",
+                "# HELP dq_agent_runs_total Suite runs by status.",
+                "# TYPE dq_agent_runs_total counter",
+                *(
+                    f'dq_agent_runs_total{{suite="{s}",status="{st}"}} {n}'
+                    for (s, st), n in sorted(self.runs.items())
+                ),
+                "# HELP dq_agent_run_duration_seconds Time spent running suites.",
+                "# TYPE dq_agent_run_duration_seconds summary",
+            ]
+            for suite in sorted(self.duration_sum):
+                count = sum(n for (s, _), n in self.runs.items() if s == suite)
+                lines.append(
+                    f'dq_agent_run_duration_seconds_sum{{suite="{suite}"}} '
+                    f"{self.duration_sum[suite]:.3f}"
+                )
+                lines.append(f'dq_agent_run_duration_seconds_count{{suite="{suite}"}} {count}')
+            lines += [
+                "# HELP dq_agent_incidents_open Incidents not resolved.",
+                "# TYPE dq_agent_incidents_open gauge",
+                f"dq_agent_incidents_open {open_incidents}",
+                "# HELP dq_agent_corrections Corrections in the ledger by status.",
+                "# TYPE dq_agent_corrections gauge",
+                *(
+                    f'dq_agent_corrections{{status="{status}"}} {corrections.get(status, 0)}'
+                    for status in ("applied", "reverted", "pending", "conflict", "failed")
+                ),
+                "# HELP dq_agent_notifications_sent_total Slack messages sent.",
+                "# TYPE dq_agent_notifications_sent_total counter",
+                f"dq_agent_notifications_sent_total {self.notifications}",
+                "# HELP dq_agent_notifications_failed_total Slack messages given up on.",
+                "# TYPE dq_agent_notifications_failed_total counter",
+                f"dq_agent_notifications_failed_total {self.failed_notifications}",
+            ]
+        return "\n".join(lines) + "\n"
+
+
+class Daemon:
+    """The scheduled agent for one project directory."""
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 8787,
+        clock: Clock = utc_now,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        from apscheduler.schedulers.background import BackgroundScheduler
+
+        self.root = root
+        self.clock = clock
+        self.env = env
+        self.project = self._load()
+        if self.project is None:
+            raise DqAgentError("dq-agent.yml is invalid: nothing was started")
+        self.store = Store.open(self.project.state_url)
+        self.options = RunOptions(clock=clock)
+        self.slack = connect_slack(self.project)
+        self.restarts = Restarts(self.project, self.store, self.options)
+        self.leadership = Leadership(self.project.state_url)
+        self.metrics = Metrics()
+        self.scheduler = BackgroundScheduler(timezone="UTC", job_defaults=JOB_DEFAULTS)
+        self._cycle_lock = threading.Lock()  # one agent cycle at a time
+        self._retries: dict[str, int] = {}
+        self._broken_seen: dict[str, str] = {}
+        self._leading = False
+        self._stopping = threading.Event()
+        settings = self.project.settings.slack
+        self.actions = (
+            Actions(self.project, self.store, self.slack, self.options, env=env)
+            if self.slack is not None
+            else None
+        )
+        self.server = InteractionsServer(
+            Verifier(settings.signing_secret.get_secret_value()) if settings else None,
+            self._act,
+            host=host,
+            port=port,
+            pages={"/healthz": self._health, "/metrics": self._metrics},
+        )
+
+    def _load(self) -> Project | None:
+        project = load_project(self.root, env=self.env)
+        for issue in project.issues:
+            log.error("%s", issue)
+        if any(issue.file.name == "dq-agent.yml" for issue in project.issues):
+            return None
+        return project
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def serve(self, stop: threading.Event, *, poll_s: float = 1.0) -> None:
+        """Run until ``stop`` is set: lead when possible, stand by otherwise."""
+        self.server.start()
+        log.info("serving on %s", self.server.base_url)
+        try:
+            while not stop.is_set():
+                self.step()
+                stop.wait(poll_s)
+        finally:
+            self.shutdown()
+
+    def step(self) -> None:
+        """One turn of the leadership loop: take the lead if free, give it up if lost."""
+        if not self._leading and self.leadership.try_acquire():
+            self._leading = True
+            self._schedule_all()
+            if not self.scheduler.running:
+                self.scheduler.start()
+            else:
+                self.scheduler.resume()
+            log.info("leading: %d suites scheduled", len(self.scheduler.get_jobs()))
+        elif self._leading and not self.leadership.holds():
+            self._leading = False
+            self.scheduler.pause()
+            log.warning("lost the leadership: standing by")
+
+    def shutdown(self) -> None:
+        """Stop taking new runs, let the running ones finish, answer what was clicked."""
+        self._stopping.set()
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=True)
+        self.server.stop()
+        self.leadership.release()
+        self.store.close()
+
+    # -- jobs --------------------------------------------------------------------------------
+
+    def _schedule_all(self) -> None:
+        from apscheduler.triggers.interval import IntervalTrigger
+
+        self.scheduler.remove_all_jobs()
+        assert self.project is not None
+        for suite in self.project.suites.values():
+            self._schedule(suite)
+        self.scheduler.add_job(
+            self.tick_once, IntervalTrigger(seconds=TICK.total_seconds()), id="tick"
+        )
+        self.scheduler.add_job(
+            self.reload, IntervalTrigger(seconds=RELOAD.total_seconds()), id="reload"
+        )
+
+    def _schedule(self, suite: Suite) -> None:
+        job_id = f"suite:{suite.suite}"
+        if self.scheduler.get_job(job_id) is not None:
+            self.scheduler.remove_job(job_id)
+        if suite.schedule is None:
+            return
+        trigger = cron_trigger(suite.schedule, suite.timezone)
+        self.scheduler.add_job(
+            self.run_suite, trigger, args=[suite.suite], id=job_id, name=suite.suite
+        )
+
+    def run_suite(self, suite_id: str) -> Cycle | None:
+        """One scheduled cycle of one suite; transient source failures are tried again soon."""
+        if self._stopping.is_set():
+            return None
+        with self._cycle_lock:
+            assert self.project is not None
+            cycle = run_cycle(
+                self.project,
+                [suite_id],
+                self.store,
+                self.options,
+                env=self.env,
+                slack=self.slack,
+                restarts=self.restarts,
+            )
+        self.metrics.record(cycle)
+        for result in cycle.results:
+            self._after(result)
+        return cycle
+
+    def _after(self, result: SuiteResult) -> None:
+        suite = self.project.suites.get(result.suite) if self.project else None
+        if suite is None:
+            return
+        if result.status != "error" or not result.transient:
+            self._retries.pop(result.suite, None)
+            return
+        attempt = self._retries.get(result.suite, 0)
+        when = next_retry(suite, attempt, self.clock())
+        if when is None:
+            self._retries.pop(result.suite, None)
+            log.warning("%s: giving up retrying until its next scheduled run", result.suite)
+            return
+        self._retries[result.suite] = attempt + 1
+        log.info("%s: transient failure, trying again at %s", result.suite, when.isoformat())
+        if self.scheduler.running:
+            self.scheduler.add_job(
+                self.run_suite,
+                "date",
+                run_date=when,
+                args=[result.suite],
+                id=f"retry:{result.suite}",
+                replace_existing=True,
+            )
+
+    def tick_once(self) -> Cycle:
+        with self._cycle_lock:
+            assert self.project is not None
+            cycle = tick(
+                self.project,
+                self.store,
+                self.options,
+                slack=self.slack,
+                restarts=self.restarts,
+            )
+        self.metrics.record(cycle)
+        return cycle
+
+    def reload(self) -> list[str]:
+        """Pick up added, changed, removed and broken suite files; what changed, in words."""
+        fresh = self._load()
+        if fresh is None or self.project is None:
+            return []
+        changes: list[str] = []
+        suites = dict(fresh.suites)
+        for suite_id, issues in fresh.broken_suites.items():
+            old = self.project.suites.get(suite_id)
+            message = "; ".join(str(i) for i in issues) or "invalid"
+            if old is not None:
+                suites[suite_id] = old  # keeps running in its last good version
+            if self._broken_seen.get(suite_id) != message:
+                self._broken_seen[suite_id] = message
+                changes.append(f"{suite_id}: broken, {'kept' if old else 'not scheduled'}")
+                self._tell_broken(suite_id, old, message)
+        for suite_id in list(self._broken_seen):
+            if suite_id not in fresh.broken_suites:
+                del self._broken_seen[suite_id]
+                self._fixed(suite_id)
+        for suite_id, suite in suites.items():
+            if self.project.suites.get(suite_id) != suite:
+                changes.append(
+                    f"{suite_id}: {'changed' if suite_id in self.project.suites else 'added'}"
+                )
+                if self._leading:
+                    self._schedule(suite)
+        for suite_id in self.project.suites:
+            if suite_id not in suites and suite_id not in fresh.broken_suites:
+                changes.append(f"{suite_id}: removed")
+                if self._leading and self.scheduler.get_job(f"suite:{suite_id}"):
+                    self.scheduler.remove_job(f"suite:{suite_id}")
+        with self._cycle_lock:
+            self.project = replace(fresh, suites=suites)
+            self.restarts.project = self.project
+            if self.actions is not None:
+                self.actions.project = self.project
+                self.actions.escalation.project = self.project
+        for change in changes:
+            log.info("reloaded: %s", change)
+        return changes
+
+    def _tell_broken(self, suite_id: str, old: Suite | None, message: str) -> None:
+        owners = old.owner if old else ()
+        state = "the last good version keeps running" if old else "not running"
+        change = self.store.record_problem(
+            suite=suite_id,
+            check=CONFIG_PROBLEM,
+            dataset=f"checks/{suite_id}.yml",
+            owners=owners,
+            summary=f"the suite file is broken ({state}): {message}",
+            at=self.clock(),
+            check_type="config",
+            evidence={"message": message},
+        )
+        notice = Notice(
+            change.incident_id,
+            change.event,
+            suite_id,
+            CONFIG_PROBLEM,
+            tuple(owners),
+            message,
+            change.event_id,
+        )
+        assert self.project is not None
+        Escalation(self.project, self.store, self.slack, self.clock).announce([notice])
+
+    def _fixed(self, suite_id: str) -> None:
+        change = self.store.problems_gone(
+            suite=suite_id, check=CONFIG_PROBLEM, dataset=f"checks/{suite_id}.yml", at=self.clock()
+        )
+        if change is not None and self.project is not None:
+            notice = Notice(
+                change.incident_id,
+                "resolved",
+                suite_id,
+                CONFIG_PROBLEM,
+                (),
+                "the suite file is valid again",
+                change.event_id,
+            )
+            Escalation(self.project, self.store, self.slack, self.clock).announce([notice])
+
+    # -- endpoints ---------------------------------------------------------------------------
+
+    def _act(self, payload: Mapping[str, Any]) -> None:
+        if self.actions is None:
+            return
+        with self._cycle_lock:
+            self.actions.handle(payload)
+
+    def _health(self) -> tuple[int, str, str]:
+        import json
+
+        try:
+            self.store.incidents(status="none", events=False)
+            store_ok = True
+        except DqAgentError:
+            store_ok = False
+        scheduler = "running" if self.scheduler.running and self._leading else "standby"
+        healthy = store_ok and (not self._leading or self.scheduler.running)
+        doc = {
+            "status": "ok" if healthy else "unhealthy",
+            "role": "leader" if self._leading else "standby",
+            "scheduler": scheduler,
+            "store": "ok" if store_ok else "unreachable",
+            "suites": len(self.project.suites) if self.project else 0,
+        }
+        return (200 if healthy else 503), "application/json", json.dumps(doc)
+
+    def _metrics(self) -> tuple[int, str, str]:
+        return 200, "text/plain; version=0.0.4", self.metrics.render(self.store, self._leading)

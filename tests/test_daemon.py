@@ -1,0 +1,300 @@
+"""The daemon: schedules, hot reload, retries, endpoints, SIGTERM, and replicas that fail over."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from dq_agent.config import load_project
+from dq_agent.daemon.service import Daemon, next_retry, retry_windows
+from tests.helpers import make_project
+from tests.sources import NOW, load_orders, order_rows
+
+BERLIN_SUITE = """
+suite: orders
+owner: pete@acme.com
+schedule: "0 6 * * 1-5"
+timezone: Europe/Berlin
+source: {connector: warehouse, table: orders}
+checks:
+  - row_count: {min: 1}
+runbook: |
+  The loader is flaky at night: retry between 02:47 and 03:12 UTC.
+"""
+EVERY_HALF_HOUR = """
+suite: payments
+owner: ana@acme.com
+schedule: "*/30 * * * *"
+source: {connector: warehouse, table: orders}
+checks:
+  - row_count: {min: 1}
+"""
+
+
+def project(root: Path, url: str, state_url: str | None = None) -> Path:
+    return make_project(
+        root,
+        connectors={"warehouse": f"type: sql\nurl: '{url}'\n"},
+        suites={"orders": BERLIN_SUITE, "payments": EVERY_HALF_HOUR},
+        settings=f"state_url: '{state_url or f'sqlite:///{root}/state.db'}'\n",
+    )
+
+
+@pytest.fixture
+def agent(tmp_path: Path) -> Iterator[Daemon]:
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    load_orders(url, [])
+    root = project(tmp_path / "p", url)
+    daemon = Daemon(root, port=0, clock=lambda: NOW, env={})
+    daemon.server.start()
+    try:
+        yield daemon
+    finally:
+        daemon.shutdown()
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return int(response.status), response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), exc.read().decode()
+
+
+def test_each_suite_runs_on_its_cron_in_its_timezone_once_at_a_time(agent: Daemon) -> None:
+    agent.step()  # the only replica: it leads
+    assert agent.leadership.holds()
+    orders = agent.scheduler.get_job("suite:orders")
+    assert orders.trigger.timezone == ZoneInfo("Europe/Berlin")
+    assert str(orders.trigger) == (
+        "cron[month='*', day='*', day_of_week='mon,tue,wed,thu,fri', hour='6', minute='0']"
+    )
+    assert (orders.coalesce, orders.misfire_grace_time, orders.max_instances) == (True, 300, 1)
+    monday = datetime(2026, 11, 30, 0, 0, tzinfo=UTC)
+    assert orders.trigger.get_next_fire_time(None, monday) == datetime(
+        2026, 11, 30, 6, 0, tzinfo=ZoneInfo("Europe/Berlin")
+    )
+    assert {job.id for job in agent.scheduler.get_jobs()} == {
+        "suite:orders",
+        "suite:payments",
+        "tick",
+        "reload",
+    }
+    cycle = agent.run_suite("orders")  # what the scheduler calls at 06:00 Berlin time
+    assert cycle is not None
+    assert [(r.suite, r.status) for r in cycle.results] == [("orders", "fail")]
+    assert [n.event for n in cycle.notices] == ["opened"]
+
+
+def test_suite_files_are_picked_up_without_a_restart(agent: Daemon) -> None:
+    agent.step()
+    checks = agent.root / "checks"
+    (checks / "payments.yml").write_text(EVERY_HALF_HOUR.replace("*/30", "*/15"))
+    (checks / "refunds.yml").write_text(
+        EVERY_HALF_HOUR.replace("payments", "refunds").replace("*/30 * * * *", "0 * * * *")
+    )
+    assert sorted(agent.reload()) == ["payments: changed", "refunds: added"]
+    assert "minute='*/15'" in str(agent.scheduler.get_job("suite:payments").trigger)
+    assert agent.scheduler.get_job("suite:refunds") is not None
+
+    # A broken file: the last good version keeps running, and its owner hears why.
+    (checks / "orders.yml").write_text(BERLIN_SUITE.replace("row_count", "row_cont"))
+    assert agent.reload() == ["orders: broken, kept"]
+    assert agent.project is not None and "orders" in agent.project.suites
+    assert agent.scheduler.get_job("suite:orders") is not None
+    [broken] = agent.store.incidents(active=True)
+    assert (broken["suite"], broken["check"], broken["owners"]) == (
+        "orders",
+        "(config)",
+        ["pete@acme.com"],
+    )
+    assert "unknown check type 'row_cont'" in broken["summary"]
+    assert agent.reload() == []  # the same breakage is told once
+
+    (checks / "orders.yml").write_text(BERLIN_SUITE)  # fixed (a line lower than before)
+    assert agent.reload() == ["orders: changed"]
+    assert agent.store.incident(broken["id"])["status"] == "resolved"  # type: ignore[index]
+    (checks / "refunds.yml").unlink()
+    assert agent.reload() == ["refunds: removed"]
+    assert agent.scheduler.get_job("suite:refunds") is None
+
+
+def test_transient_failures_are_retried_in_the_runbooks_window() -> None:
+    [suite] = [s for s in _suites(BERLIN_SUITE)]
+    assert retry_windows(suite.runbook) == [
+        (datetime(1, 1, 1, 2, 47).time(), datetime(1, 1, 1, 3, 12).time())
+    ]
+    night = datetime(2026, 11, 24, 1, 0, tzinfo=UTC)
+    assert next_retry(suite, 0, night) == datetime(2026, 11, 24, 2, 47, tzinfo=UTC)
+    inside = datetime(2026, 11, 24, 2, 50, tzinfo=UTC)
+    assert next_retry(suite, 0, inside) == inside + timedelta(minutes=1)
+    late = datetime(2026, 11, 24, 3, 0, tzinfo=UTC)
+    assert next_retry(suite, 2, late) is None  # 15 minutes on, the window has closed
+    day = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+    assert next_retry(suite, 0, day) == datetime(2026, 11, 25, 2, 47, tzinfo=UTC)
+    [plain] = _suites(EVERY_HALF_HOUR)
+    assert [next_retry(plain, n, day) for n in range(4)] == [
+        day + timedelta(minutes=1),
+        day + timedelta(minutes=5),
+        day + timedelta(minutes=15),
+        None,
+    ]
+
+
+def _suites(text: str) -> list[Any]:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = project(Path(tmp), f"sqlite:///{tmp}/w.db")
+        (root / "checks" / "payments.yml").write_text(text)
+        (root / "checks" / "orders.yml").unlink()
+        loaded = load_project(root, env={})
+        return list(loaded.suites.values())
+
+
+def test_health_and_metrics(agent: Daemon) -> None:
+    status, body = get(agent.server.base_url + "/healthz")
+    assert (status, json.loads(body)["role"]) == (200, "standby")
+    agent.step()
+    agent.run_suite("orders")
+    status, body = get(agent.server.base_url + "/healthz")
+    assert status == 200
+    assert json.loads(body) == {
+        "status": "ok",
+        "role": "leader",
+        "scheduler": "running",
+        "store": "ok",
+        "suites": 2,
+    }
+    status, metrics = get(agent.server.base_url + "/metrics")
+    assert status == 200
+    assert 'dq_agent_runs_total{suite="orders",status="fail"} 1' in metrics
+    assert "dq_agent_leader 1" in metrics
+    assert "dq_agent_incidents_open 1" in metrics
+    assert 'dq_agent_run_duration_seconds_count{suite="orders"} 1' in metrics
+
+
+def _start(root: Path) -> tuple[subprocess.Popen[str], str]:
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "dq_agent.cli",
+            "daemon",
+            "--project",
+            str(root),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert process.stderr is not None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = process.stderr.readline()
+        if "serving on " in line:
+            return process, line.rsplit("serving on ", 1)[1].strip()
+        if not line and process.poll() is not None:
+            break
+    process.kill()
+    raise AssertionError("the daemon did not start")
+
+
+def _role(url: str) -> str | None:
+    try:
+        return str(json.loads(get(url + "/healthz")[1])["role"])
+    except (OSError, ValueError):
+        return None
+
+
+def test_sigterm_stops_cleanly(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    load_orders(url, order_rows(3, newest=NOW))
+    root = project(tmp_path / "p", url)
+    process, base = _start(root)
+    try:
+        deadline = time.monotonic() + 30
+        while _role(base) != "leader" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _role(base) == "leader"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        assert process.stderr is not None
+        process.stderr.close()
+
+
+def test_replicas_elect_one_leader_and_fail_over(tmp_path: Path, postgres_url: str) -> None:
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    load_orders(url, order_rows(3, newest=NOW))
+    root = project(tmp_path / "p", url, state_url=postgres_url)
+    replicas = [_start(root) for _ in range(3)]
+    try:
+        deadline = time.monotonic() + 30
+        roles: list[str | None] = []
+        while time.monotonic() < deadline:
+            roles = [_role(base) for _, base in replicas]
+            if roles.count("leader") == 1 and roles.count("standby") == 2:
+                break
+            time.sleep(0.05)
+        assert sorted(map(str, roles)) == ["leader", "standby", "standby"]
+        leader = roles.index("leader")
+        replicas[leader][0].kill()  # no goodbye: the lock goes with its connection
+        replicas[leader][0].wait()
+        survivors = [r for i, r in enumerate(replicas) if i != leader]
+        started = time.monotonic()
+        while time.monotonic() - started < 15:
+            roles = [_role(base) for _, base in survivors]
+            if roles.count("leader") == 1:
+                break
+            time.sleep(0.05)
+        assert sorted(map(str, roles)) == ["leader", "standby"]
+        assert time.monotonic() - started < 15
+    finally:
+        for process, _ in replicas:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process, _ in replicas:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            assert process.stderr is not None
+            process.stderr.close()
+
+
+@pytest.mark.parametrize(
+    ("field", "days"),
+    [
+        ("1-5", "mon,tue,wed,thu,fri"),  # APScheduler's from_crontab would run Tue-Sat
+        ("0", "sun"),
+        ("7", "sun"),
+        ("*/2", "tue,thu,sat,sun"),  # cron counts from Sunday: 0, 2, 4, 6
+        ("5-7", "fri,sat,sun"),
+        ("mon-fri", "mon,tue,wed,thu,fri"),
+        ("*", "*"),
+    ],
+)
+def test_cron_days_of_the_week_mean_what_cron_means(field: str, days: str) -> None:
+    from dq_agent.config.schedule import cron_days
+
+    assert cron_days(field) == days
