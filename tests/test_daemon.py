@@ -298,3 +298,76 @@ def test_cron_days_of_the_week_mean_what_cron_means(field: str, days: str) -> No
     from dq_agent.config.schedule import cron_days
 
     assert cron_days(field) == days
+
+
+def test_a_stop_mid_run_lets_the_run_finish_and_starts_nothing_new(tmp_path: Path) -> None:
+    import threading
+
+    from dq_agent.store import Store
+
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    load_orders(url, [])
+    go = tmp_path / "go"
+    wait_for_go = f"import os, time\nwhile not os.path.exists({str(go)!r}): time.sleep(0.01)"
+    root = make_project(
+        tmp_path / "p",
+        connectors={"warehouse": f"type: sql\nurl: '{url}'\n"},
+        suites={
+            "orders": f"""
+            suite: orders
+            owner: pete@acme.com
+            source: {{connector: warehouse, table: orders}}
+            checks: [row_count]
+            restart:
+              - command: {{run: ["{sys.executable}", "-c", {json.dumps(wait_for_go)}]}}
+            """
+        },
+        settings=f"state_url: 'sqlite:///{tmp_path}/state.db'\n",
+    )
+    daemon = Daemon(root, port=0, clock=lambda: NOW, env={})
+    daemon.run_suite("orders")  # empty: an incident
+    load_orders(url, order_rows(3, newest=NOW))
+    running = threading.Thread(target=daemon.run_suite, args=("orders",))
+    running.start()  # green again: the restart command runs, and waits
+    state_url = f"sqlite:///{tmp_path}/state.db"
+    deadline = time.monotonic() + 30
+    with Store.open(state_url) as store:
+        while time.monotonic() < deadline and [r.state for r in store.restarts()] != ["running"]:
+            time.sleep(0.01)
+        assert [r.state for r in store.restarts()] == ["running"]
+
+    stopping = threading.Thread(target=daemon.shutdown)
+    stopping.start()
+    stopping.join(timeout=0.3)
+    assert stopping.is_alive()  # the stop waits for the run in progress
+    go.touch()
+    running.join(timeout=30)
+    stopping.join(timeout=30)
+    assert not stopping.is_alive() and not running.is_alive()
+    assert daemon.run_suite("orders") is None  # stopped: no new runs
+    with Store.open(state_url) as store:
+        assert [r.state for r in store.restarts()] == ["verified"]
+        assert store.incident(1)["status"] == "resolved"  # type: ignore[index]
+
+
+def test_json_logs_are_one_object_per_line(capsys: pytest.CaptureFixture[str]) -> None:
+    import logging
+
+    from dq_agent.daemon.logs import configure_logging
+
+    logger = logging.getLogger("dq_agent")
+    try:
+        configure_logging("json")
+        logging.getLogger("dq_agent.daemon.service").warning("lost the %s", "leadership")
+        [line] = capsys.readouterr().err.splitlines()
+        doc = json.loads(line)
+        assert {k: doc[k] for k in ("level", "logger", "message")} == {
+            "level": "warning",
+            "logger": "dq_agent.daemon.service",
+            "message": "lost the leadership",
+        }
+        assert datetime.fromisoformat(doc["at"]).tzinfo is not None
+    finally:
+        logger.handlers.clear()
+        logger.propagate = True
+        logger.setLevel(logging.NOTSET)

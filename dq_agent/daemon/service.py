@@ -48,6 +48,8 @@ RELOAD = timedelta(seconds=15)
 # Transient source failures are tried again after these waits, then left to the schedule.
 RETRY_BACKOFF = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=15))
 CONFIG_PROBLEM = "(config)"
+# How long a stop waits for the running cycle before leaving it to the next start.
+SHUTDOWN_GRACE_S = 60.0
 _WINDOW = re.compile(r"retry between (\d{1,2}:\d{2}) and (\d{1,2}:\d{2})(?: ?UTC)?", re.IGNORECASE)
 
 Clock = Callable[[], datetime]
@@ -232,10 +234,20 @@ class Daemon:
             log.warning("lost the leadership: standing by")
 
     def shutdown(self) -> None:
-        """Stop taking new runs, let the running ones finish, answer what was clicked."""
+        """Stop taking new runs, let the running one finish, answer what was clicked.
+
+        A cycle still running after :data:`SHUTDOWN_GRACE_S` is abandoned: every write it made
+        was recorded first (ledger, outbox, restarts), and the next start settles it.
+        """
         self._stopping.set()
         if self.scheduler.running:
-            self.scheduler.shutdown(wait=True)
+            self.scheduler.shutdown(wait=False)
+        if self._cycle_lock.acquire(timeout=SHUTDOWN_GRACE_S):
+            self._cycle_lock.release()
+        else:
+            log.warning(
+                "a run did not finish in %ss: abandoned, settled on next start", SHUTDOWN_GRACE_S
+            )
         self.server.stop()
         self.leadership.release()
         self.store.close()
@@ -269,9 +281,9 @@ class Daemon:
 
     def run_suite(self, suite_id: str) -> Cycle | None:
         """One scheduled cycle of one suite; transient source failures are tried again soon."""
-        if self._stopping.is_set():
-            return None
         with self._cycle_lock:
+            if self._stopping.is_set():
+                return None
             assert self.project is not None
             cycle = run_cycle(
                 self.project,
@@ -312,8 +324,10 @@ class Daemon:
                 replace_existing=True,
             )
 
-    def tick_once(self) -> Cycle:
+    def tick_once(self) -> Cycle | None:
         with self._cycle_lock:
+            if self._stopping.is_set():
+                return None
             assert self.project is not None
             cycle = tick(
                 self.project,

@@ -100,6 +100,7 @@ class InteractionsServer:
             threading.Thread(target=self._worker, name="slack-actions", daemon=True),
         ]
         self.refused = 0
+        self._started = False
 
     @property
     def base_url(self) -> str:
@@ -109,6 +110,7 @@ class InteractionsServer:
     def start(self) -> InteractionsServer:
         for thread in self._threads:
             thread.start()
+        self._started = True
         return self
 
     def drain(self) -> None:
@@ -117,11 +119,13 @@ class InteractionsServer:
 
     def stop(self) -> None:
         """Stop taking clicks; finish the ones already acknowledged."""
-        self._server.shutdown()
+        if self._started:  # shutdown() waits for a serve_forever() that never began otherwise
+            self._server.shutdown()
+            self._work.put(None)
+            for thread in self._threads:
+                thread.join(timeout=30)
         self._server.server_close()
-        self._work.put(None)
-        for thread in self._threads:
-            thread.join(timeout=30)
+        self._started = False
 
     def __enter__(self) -> InteractionsServer:
         return self.start()
