@@ -599,3 +599,18 @@ def test_the_sandbox_serves_airflow_with_the_demo_dag() -> None:
         spec = AirflowRestart(connector="airflow", dag_id="forecasts_agg")
         run = AirflowTarget(connector, spec, session=session).start("demo")
         assert (run.run_id, run.state) == ("dq_agent__demo", "queued")
+
+
+def test_basic_auth_sends_the_credentials_on_every_request(
+    emulator: AirflowEmulator, server: LoopbackServer, session: requests.Session, clock: Clock
+) -> None:
+    emulator.username, emulator.password = "ops", "s3cret"
+    basic = {"username": "ops", "password": "s3cret", "auth": "basic"}
+    run = _target(server, session, credentials=basic).start("incident-9")
+    assert run.state == "queued"
+    assert emulator.requests_for("POST", "/auth/token") == []  # no token exchange
+    wrong = _target(server, session, credentials={**basic, "password": "guess"})
+    with pytest.raises(RestartError) as refused:
+        wrong.start("incident-10")
+    assert refused.value.transient is False
+    assert "HTTP 401: Invalid credentials" in str(refused.value)

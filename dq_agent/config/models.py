@@ -279,8 +279,10 @@ class GSheetsConnector(Model):
 class AirflowConnector(Model):
     """An Airflow 3 API server (REST API v2) that runs the pipelines to restart.
 
-    Authenticate with a ``token`` (sent as a bearer token), or ``username`` + ``password``,
-    exchanged for one at ``POST /auth/token`` (Airflow's simple auth manager and most others).
+    Authenticate with a ``token`` (sent as a bearer token), or ``username`` + ``password``:
+    exchanged for a token at ``POST /auth/token`` (``auth: token``, the default; Airflow's
+    simple auth manager and most others), or sent as HTTP basic auth on every request
+    (``auth: basic``; the FAB auth manager's basic-auth backend).
     """
 
     type: Literal["airflow"]
@@ -288,6 +290,7 @@ class AirflowConnector(Model):
     token: SecretStr | None = None
     username: str | None = None
     password: SecretStr | None = None
+    auth: Literal["token", "basic"] = "token"
     timeout: float = Field(30.0, gt=0, le=600)
 
     @model_validator(mode="after")
@@ -298,6 +301,8 @@ class AirflowConnector(Model):
             raise PydanticCustomError(
                 "credentials", "expected exactly one of token:, or username: with password:"
             )
+        if self.auth == "basic" and not by_login:
+            raise PydanticCustomError("credentials", "auth: basic needs username: and password:")
         return self
 
 

@@ -21,8 +21,9 @@ its failed task instances.
 
 Authentication is the connector's bearer ``token``, or a token fetched once from
 ``POST /auth/token`` with ``username`` and ``password`` and fetched again when Airflow answers
-401 (it expired). Safe requests (reads, the trigger with its fixed run id, the dry run) are
-tried a second time after a transient failure, after ``Retry-After`` when Airflow says.
+401 (it expired), or with ``auth: basic`` the username and password on every request. Safe
+requests (reads, the trigger with its fixed run id, the dry run) are tried a second time after
+a transient failure, after ``Retry-After`` when Airflow says.
 """
 
 from __future__ import annotations
@@ -224,8 +225,13 @@ class AirflowTarget:
         """One exchange, with a fresh token and a second go when a fetched one expired."""
         fresh = False
         while True:
-            token = self._bearer(what)
-            response = self._request(what, method, self._base + "/api/v2" + path, token, **kwargs)
+            url = self._base + "/api/v2" + path
+            if self._connector.auth == "basic":
+                response = self._request(
+                    what, method, url, None, auth=self._credentials(), **kwargs
+                )
+            else:
+                response = self._request(what, method, url, self._bearer(what), **kwargs)
             if response.status_code == 401 and self._logs_in and not fresh:
                 self._token, fresh = None, True  # expired: log in again, once
                 continue
@@ -235,7 +241,11 @@ class AirflowTarget:
 
     @property
     def _logs_in(self) -> bool:
-        return self._connector.token is None
+        return self._connector.token is None and self._connector.auth == "token"
+
+    def _credentials(self) -> tuple[str, str]:
+        password = self._connector.password
+        return self._connector.username or "", password.get_secret_value() if password else ""
 
     def _bearer(self, what: str) -> str:
         if self._token is None:
@@ -243,8 +253,7 @@ class AirflowTarget:
         return self._token
 
     def _login(self, what: str) -> str:
-        username = self._connector.username or ""
-        password = self._connector.password.get_secret_value() if self._connector.password else ""
+        username, password = self._credentials()
         response = self._request(
             what,
             "POST",

@@ -44,6 +44,7 @@ Where the emulation stops, it says so here rather than guessing:
 
 from __future__ import annotations
 
+import base64
 import copy
 import re
 import threading
@@ -589,6 +590,14 @@ class AirflowEmulator:
         """The user a request's bearer token stands for, or the error Airflow answers."""
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         token = token.strip()
+        if scheme.lower() == "basic":  # as the FAB auth manager's basic-auth backend takes it
+            try:
+                user, _, password = base64.b64decode(token).decode("utf-8").partition(":")
+            except (ValueError, UnicodeDecodeError):
+                user, password = "", ""
+            if (user, password) != (self.username, self.password):
+                raise _AirflowError(401, "Invalid credentials", {"WWW-Authenticate": "Basic"})
+            return user
         if scheme.lower() != "bearer" or not token:
             raise _AirflowError(401, "Not authenticated", {"WWW-Authenticate": "Bearer"})
         if token in self._expired:
