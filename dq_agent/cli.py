@@ -691,15 +691,15 @@ def _listen(value: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def listen_option(help: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    return click.option(
+        "--listen", default="127.0.0.1:8787", show_default=True, metavar="HOST:PORT", help=help
+    )
+
+
 @main.command()
 @project_option
-@click.option(
-    "--listen",
-    default="127.0.0.1:8787",
-    show_default=True,
-    metavar="HOST:PORT",
-    help="/healthz, /metrics and the Slack interactions endpoint (POST /slack/actions).",
-)
+@listen_option("/healthz, /metrics and the Slack interactions endpoint (POST /slack/actions).")
 @click.option(
     "--log-format",
     type=click.Choice(["text", "json"]),
@@ -729,13 +729,7 @@ def daemon(project_dir: Path, listen: str, log_format: str) -> None:
 
 @main.command()
 @project_option
-@click.option(
-    "--listen",
-    default="127.0.0.1:8787",
-    show_default=True,
-    metavar="HOST:PORT",
-    help="Where Slack sends button clicks (POST /slack/actions).",
-)
+@listen_option("Where Slack sends button clicks (POST /slack/actions).")
 def interactions(project_dir: Path, listen: str) -> None:
     """Serve the Slack interactions endpoint on its own, until interrupted.
 

@@ -9,7 +9,7 @@ incidents resolved. A pipeline run that fails keeps them open and escalates.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -220,10 +220,8 @@ class Restarts:
         """The pipeline did not run: the incidents stay open and go one step up the chain."""
         notices = []
         now = self.options.clock()
-        for incident_id in row.incidents:
-            incident = self.store.incident(incident_id, events=False)
-            if incident is None or incident["status"] == "resolved":
-                continue
+        for incident in self._waiting(row):
+            incident_id = incident["id"]
             # Open again: a person's "I fixed it" starts the next recovery and restart.
             detail = f"{row.label} failed: {why}"
             change = self.store.set_incident_status(
@@ -277,12 +275,11 @@ class Restarts:
     def _resolve(self, row: Restart, detail: str) -> list[Notice]:
         notices = []
         now = self.options.clock()
-        for incident_id in row.incidents:
-            incident = self.store.incident(incident_id, events=False)
-            if incident is None or incident["status"] != "verifying":
+        for incident in self._waiting(row):
+            if incident["status"] != "verifying":
                 continue
             change = self.store.set_incident_status(
-                incident_id, "resolved", at=now, by="agent", detail=detail
+                incident["id"], "resolved", at=now, by="agent", detail=detail
             )
             notices.append(_notice(incident, "resolved", detail, change.event_id))
         return notices
@@ -290,13 +287,19 @@ class Restarts:
     def _tell(self, row: Restart, event: str, detail: str) -> list[Notice]:
         notices = []
         now = self.options.clock()
-        for incident_id in row.incidents:
-            incident = self.store.incident(incident_id, events=False)
-            if incident is None or incident["status"] == "resolved":
-                continue
-            change = self.store.note_incident(incident_id, event, at=now, by="agent", detail=detail)
+        for incident in self._waiting(row):
+            change = self.store.note_incident(
+                incident["id"], event, at=now, by="agent", detail=detail
+            )
             notices.append(_notice(incident, event, detail, change.event_id))
         return notices
+
+    def _waiting(self, row: Restart) -> Iterator[dict[str, Any]]:
+        """The incidents a restart is for that are not resolved yet."""
+        for incident_id in row.incidents:
+            incident = self.store.incident(incident_id, events=False)
+            if incident is not None and incident["status"] != "resolved":
+                yield incident
 
 
 def _notice(

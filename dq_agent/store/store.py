@@ -57,6 +57,14 @@ LEDGER_LOCK_KEY = 0x6471_6C65_6467_6572
 # process must not migrate at the same time, even against different databases.
 _ALEMBIC_LOCK = threading.Lock()
 
+# What may change on a row after it is recorded.
+RESTART_FIELDS = frozenset(
+    {"state", "run_id", "url", "detail", "attempts", "next_try_at", "started_at", "finished_at"}
+)
+OUTBOX_FIELDS = frozenset(
+    {"status", "attempted_at", "sent_at", "attempts", "channel", "ts", "error", "due_at"}
+)
+
 
 class IncidentChange(NamedTuple):
     """What one call did to an incident: which incident, what happened, the event's id."""
@@ -692,20 +700,21 @@ class Store:
             return list(session.scalars(query))
 
     def restart_update(self, restart_id: int, **values: Any) -> None:
-        allowed = {
-            "state",
-            "run_id",
-            "url",
-            "detail",
-            "attempts",
-            "next_try_at",
-            "started_at",
-            "finished_at",
-        }
+        """Record where a restart stands (started with its run id, polled, finished...)."""
+        self._update(Restart, restart_id, values, RESTART_FIELDS, "restart")
+
+    def _update(
+        self,
+        model: type[Restart | OutboxMessage],
+        row_id: int,
+        values: Mapping[str, Any],
+        allowed: frozenset[str],
+        what: str,
+    ) -> None:
         if not set(values) <= allowed:
-            raise StoreError(f"cannot set {sorted(set(values) - allowed)} on a restart")
-        with self._transaction(f"update restart {restart_id}") as session:
-            session.execute(sa.update(Restart).where(Restart.id == restart_id).values(**values))
+            raise StoreError(f"cannot set {sorted(set(values) - allowed)} on a {what}")
+        with self._transaction(f"update {what} {row_id}") as session:
+            session.execute(sa.update(model).where(model.id == row_id).values(**values))
 
     # -- the outbox of messages to people -------------------------------------------------------
 
@@ -769,22 +778,7 @@ class Store:
 
     def outbox_update(self, message_id: int, **values: Any) -> None:
         """Record what became of one message (attempted, sent with its ts, failed...)."""
-        allowed = {
-            "status",
-            "attempted_at",
-            "sent_at",
-            "attempts",
-            "channel",
-            "ts",
-            "error",
-            "due_at",
-        }
-        if not set(values) <= allowed:
-            raise StoreError(f"cannot set {sorted(set(values) - allowed)} on an outbox message")
-        with self._transaction(f"update outbox message {message_id}") as session:
-            session.execute(
-                sa.update(OutboxMessage).where(OutboxMessage.id == message_id).values(**values)
-            )
+        self._update(OutboxMessage, message_id, values, OUTBOX_FIELDS, "outbox message")
 
     # -- the corrections ledger ---------------------------------------------------------------
 
