@@ -773,16 +773,21 @@ def interactions(project_dir: Path, listen: str) -> None:
     type=click.IntRange(1, 65534),
     default=DEFAULT_PORT_BASE,
     show_default=True,
-    help="Salesforce listens on N, Google Sheets on N+1, Slack on N+2, Airflow on N+3.",
+    help=(
+        "Salesforce listens on N, Google Sheets on N+1, Slack on N+2, Airflow on N+3, "
+        "Anthropic on N+4."
+    ),
 )
 def sandbox(seed_file: Path | None, port_base: int) -> None:
-    """Serve loopback emulators of Salesforce, Google Sheets, Slack and Airflow until interrupted.
+    """Serve loopback emulators of Salesforce, Google Sheets, Slack, Airflow and Anthropic until
+    interrupted.
 
     Prints one JSON line with each service's URL and credentials. Point connectors at them:
     type: salesforce, instance_url: http://127.0.0.1:N, session_id: sandbox; type: gsheets,
     base_url: http://127.0.0.1:N+1; dq-agent.yml's slack: at base_url:
     http://127.0.0.1:N+2/api/ with the printed token and signing_secret; type: airflow,
-    base_url: http://127.0.0.1:N+3 with the printed username and password.
+    base_url: http://127.0.0.1:N+3 with the printed username and password; the Anthropic
+    client at base_url: http://127.0.0.1:N+4 with the printed api_key.
     """
     try:
         seed = load_seed(seed_file) if seed_file else demo_seed(utc_now())

@@ -359,7 +359,7 @@ def test_sandbox_serves_the_emulators_until_terminated(tmp_path: Path) -> None:
         "      records: [{Name: Acme, Amount: 10000000}]\n"
         "gsheets:\n  spreadsheets:\n    finance: {key: fin, sheets: {US: [[region], [CA]]}}\n"
     )
-    base = _free_ports(4)
+    base = _free_ports(5)
     process = subprocess.Popen(
         [
             sys.executable,
@@ -394,6 +394,10 @@ def test_sandbox_serves_the_emulators_until_terminated(tmp_path: Path) -> None:
                 "token": "sandbox-airflow-token",
                 "username": "admin",
                 "password": "admin",
+            },
+            "anthropic": {
+                "base_url": f"http://127.0.0.1:{base + 4}",
+                "api_key": "sandbox-anthropic-key",
             },
         }
         with urllib.request.urlopen(f"http://127.0.0.1:{base}/_sandbox/state", timeout=5) as reply:

@@ -37,6 +37,7 @@ from dq_agent.escalate.notify import Escalation
 from dq_agent.restart.runner import Restarts
 from dq_agent.results import SuiteResult
 from dq_agent.store import Store
+from dq_agent.triage import classify
 
 log = logging.getLogger(__name__)
 
@@ -303,7 +304,7 @@ class Daemon:
         suite = self.project.suites.get(result.suite) if self.project else None
         if suite is None:
             return
-        if result.status != "error" or not result.transient:
+        if result.status != "error" or classify(suite, result).kind != "transient":
             self._retries.pop(result.suite, None)
             return
         attempt = self._retries.get(result.suite, 0)

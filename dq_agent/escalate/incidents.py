@@ -19,6 +19,7 @@ from dq_agent.results import CheckResult, Finding, SuiteResult
 from dq_agent.sources.base import Relation, Source
 from dq_agent.sources.salesforce import SalesforceSource
 from dq_agent.store import Store
+from dq_agent.triage import classify
 
 SOURCE_PROBLEM = "(source)"
 
@@ -139,7 +140,10 @@ def track(
             continue
         dataset = dataset_of(suite)
         if result.status == "error" and result.error is not None:
-            evidence: dict[str, Any] = {"message": result.error}
+            evidence: dict[str, Any] = {
+                "message": result.error,
+                "triage": classify(suite, result).to_json(),
+            }
             notices.append(
                 _problem(store, suite, SOURCE_PROBLEM, "", dataset, evidence, suite.owner, at)
             )
@@ -158,6 +162,7 @@ def track(
                 owners = owners_of(suite, check.name, check.findings, records)
                 evidence = check.to_json()
                 evidence["findings"] = evidence["findings"][:EVIDENCE_FINDINGS]
+                evidence["triage"] = classify(suite, result, check).to_json()
                 if check is empty:
                     evidence["also"] = [
                         c.name
@@ -168,7 +173,7 @@ def track(
                     _problem(store, suite, check.name, check.type, dataset, evidence, owners, at)
                 )
             elif check.status == "pass" or corrected:
-                notices += _gone(store, suite, check.name, dataset, at)
+                notices += _gone(store, suite, check.name, dataset, at, corrected=bool(corrected))
     return notices
 
 
@@ -213,10 +218,14 @@ def _problem(
     )
 
 
-def _gone(store: Store, suite: Suite, check: str, dataset: str, at: datetime) -> list[Notice]:
+def _gone(
+    store: Store, suite: Suite, check: str, dataset: str, at: datetime, corrected: bool = False
+) -> list[Notice]:
     # A suite that restarts pipelines holds its incidents until the restart is verified.
     hold = bool(suite.restart) and check != SOURCE_PROBLEM
-    change = store.problems_gone(suite=suite.suite, check=check, dataset=dataset, at=at, hold=hold)
+    change = store.problems_gone(
+        suite=suite.suite, check=check, dataset=dataset, at=at, hold=hold, corrected=corrected
+    )
     if change is None:
         return []
     summary = "the check passes again"

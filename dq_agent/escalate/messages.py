@@ -69,6 +69,26 @@ def _record(key: Mapping[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in key.items()) or "the source"
 
 
+def memory(incident: Mapping[str, Any], similar: Sequence[Mapping[str, Any]]) -> str:
+    """The most similar past incident and how it ended, in one sentence."""
+    if not similar:
+        return ""
+    last = similar[0]
+    when = datetime.fromisoformat(str(last["at"]))
+    minutes = last.get("minutes_after_first_nudge")
+    took = f", {_duration(int(minutes))} after the first message" if minutes is not None else ""
+    alike = (last["suite"], last["check"]) == (incident["suite"], incident["check"])
+    same = "" if alike else f" on {last['suite']} / {last['check']}"
+    return f"Last time{same} ({when:%b} {when.day}) {last['how']}{took}."
+
+
+def _duration(minutes: int) -> str:
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, rest = divmod(minutes, 60)
+    return f"{hours}h{rest:02d}" if hours < 48 else f"{hours // 24} days"
+
+
 def fix_of(correction: Correction) -> str:
     """A pending correction as a suggestion a person can approve."""
     if correction.column == WHOLE_SHEET:
@@ -139,6 +159,15 @@ def card(
     if incident.get("snoozed_until") and status == "snoozed":
         state += f" · snoozed until {incident['snoozed_until'][:16]} UTC"
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": state}]})
+    triage = (incident.get("evidence") or {}).get("triage") or {}
+    if triage.get("kind"):
+        kind = str(triage["kind"]).replace("_", " ")
+        blocks.append(
+            {
+                "type": "context",
+                "elements": [{"type": "mrkdwn", "text": f"Triage: {kind}: {triage['action']}"}],
+            }
+        )
     evidence = _evidence(project, incident)
     if evidence:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": evidence}})
@@ -154,7 +183,7 @@ def card(
         blocks.append(
             {"type": "section", "text": {"type": "mrkdwn", "text": f"*Runbook*\n{runbook}"}}
         )
-    if similar:
+    if similar and status != "resolved":
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": similar}]})
     if status not in ("resolved", "expected"):
         blocks.append(

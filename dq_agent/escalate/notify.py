@@ -479,7 +479,8 @@ class Escalation:
         incident = self.store.incident(incident_id, events=False)
         if incident is None:
             return f"incident {incident_id}", []
-        return messages.card(self.project, incident, self.pending(incident))
+        similar = messages.memory(incident, self.store.similar(incident))
+        return messages.card(self.project, incident, self.pending(incident), similar=similar)
 
     def pending(self, incident: Mapping[str, Any]) -> list[Correction]:
         """Proposals awaiting an owner's approval for this incident's check.

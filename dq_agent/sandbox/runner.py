@@ -13,6 +13,7 @@ import yaml
 
 from dq_agent.errors import DqAgentError
 from dq_agent.sandbox.airflow import AirflowEmulator
+from dq_agent.sandbox.anthropic import AnthropicEmulator
 from dq_agent.sandbox.gsheets import SheetsEmulator
 from dq_agent.sandbox.http import Emulator, LoopbackServer
 from dq_agent.sandbox.salesforce import SalesforceEmulator
@@ -26,6 +27,7 @@ SLACK_SIGNING_SECRET = "sandbox-signing-secret"
 AIRFLOW_TOKEN = "sandbox-airflow-token"
 AIRFLOW_USERNAME = "admin"
 AIRFLOW_PASSWORD = "admin"
+ANTHROPIC_API_KEY = "sandbox-anthropic-key"
 # The demo's finance spreadsheet keeps a fixed key so suites can name it.
 FINANCE_KEY = "1DqAgentDemoFinanceForecastsSheetKey000000"
 
@@ -54,10 +56,11 @@ def start_sandbox(
     port_base: int | None = None,
     clock: Callable[[], float] | None = None,
 ) -> Sandbox:
-    """Seed and start the Salesforce, Google Sheets, Slack and Airflow emulators on 127.0.0.1.
+    """Seed and start the Salesforce, Google Sheets, Slack, Airflow and Anthropic emulators on
+    127.0.0.1.
 
-    ``port_base`` N puts Salesforce on N, Sheets on N+1, Slack on N+2 and Airflow on N+3;
-    without it, free ports are used.
+    ``port_base`` N puts Salesforce on N, Sheets on N+1, Slack on N+2, Airflow on N+3 and
+    Anthropic on N+4; without it, free ports are used.
     """
     session_id = str(seed.get("salesforce", {}).get("session_id", SESSION_ID))
     salesforce = SalesforceEmulator(session_id=session_id)
@@ -71,9 +74,11 @@ def start_sandbox(
         token=AIRFLOW_TOKEN, username=AIRFLOW_USERNAME, password=AIRFLOW_PASSWORD, clock=clock
     )
     airflow.seed(seed.get("airflow", {}))
+    anthropic = AnthropicEmulator(api_key=ANTHROPIC_API_KEY)
+    anthropic.seed(seed.get("anthropic", {}))
     servers: dict[str, LoopbackServer] = {}
     try:
-        emulators: list[Emulator] = [salesforce, sheets, slack, airflow]
+        emulators: list[Emulator] = [salesforce, sheets, slack, airflow, anthropic]
         for offset, emulator in enumerate(emulators):
             port = 0 if port_base is None else port_base + offset
             try:
@@ -103,20 +108,22 @@ def start_sandbox(
             "username": AIRFLOW_USERNAME,
             "password": AIRFLOW_PASSWORD,
         },
+        "anthropic": {"base_url": servers["anthropic"].base_url, "api_key": ANTHROPIC_API_KEY},
     }
     return Sandbox(servers, info)
 
 
 def load_seed(path: Path) -> dict[str, Any]:
     """A seed file (YAML or JSON): ``{salesforce: {objects: …}, gsheets: {spreadsheets: …},
-    slack: {users: …, channels: …}, airflow: {dags: …}}``."""
+    slack: {users: …, channels: …}, airflow: {dags: …}, anthropic: {script: […]}}``."""
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
         raise DqAgentError(f"cannot read seed file {path}: {exc}") from exc
-    if not isinstance(data, dict) or not set(data) <= {"salesforce", "gsheets", "slack", "airflow"}:
+    sections = {"salesforce", "gsheets", "slack", "airflow", "anthropic"}
+    if not isinstance(data, dict) or not set(data) <= sections:
         raise DqAgentError(
-            f"{path}: expected a mapping with salesforce:, gsheets:, slack:, airflow:"
+            f"{path}: expected a mapping with salesforce:, gsheets:, slack:, airflow:, anthropic:"
         )
     return data
 

@@ -228,6 +228,8 @@ class Incident(Base):
     level: Mapped[int] = mapped_column(sa.Integer, server_default="0")
     nudges: Mapped[int] = mapped_column(sa.Integer, server_default="0")
     last_nudged_at: Mapped[datetime | None]
+    # How it was resolved (how, by whom, how long it took), for similar incidents later.
+    resolution: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
 
 
 class IncidentEvent(Base):

@@ -467,6 +467,7 @@ class Store:
                 if event == "reopened":
                     incident.status, incident.resolved_at, incident.failures = "open", None, 0
                     incident.level, incident.nudges, incident.last_nudged_at = 0, 0, None
+                    # incident.resolution stays: how it ended last time is worth knowing now
                 elif incident.status == "snoozed" and (
                     incident.snoozed_until is None or incident.snoozed_until <= at
                 ):
@@ -482,7 +483,14 @@ class Store:
             return self._event(session, incident.id, at, event, "agent", summary)
 
     def problems_gone(
-        self, *, suite: str, check: str, dataset: str, at: datetime, hold: bool = False
+        self,
+        *,
+        suite: str,
+        check: str,
+        dataset: str,
+        at: datetime,
+        hold: bool = False,
+        corrected: bool = False,
     ) -> IncidentChange | None:
         """The check passes again: resolve its open incident, if any.
 
@@ -503,9 +511,11 @@ class Store:
                 return None
             if not hold:
                 incident.status, incident.resolved_at, incident.updated_at = "resolved", at, at
-                return self._event(
-                    session, incident.id, at, "resolved", "agent", "the check passes again"
+                incident.resolution = _resolution(
+                    session, incident, at, "agent", "the agent corrected it" if corrected else ""
                 )
+                detail = "corrected by the agent" if corrected else "the check passes again"
+                return self._event(session, incident.id, at, "resolved", "agent", detail)
             latest = session.scalar(
                 sa.select(IncidentEvent.event)
                 .where(
@@ -546,6 +556,8 @@ class Store:
             incident.snoozed_until = until if status == "snoozed" else None
             if status == "resolved":
                 incident.resolved_at = at
+                how = "" if by == "agent" else f"{by} resolved it by hand"
+                incident.resolution = _resolution(session, incident, at, by, how)
             if by != "agent":
                 incident.nudges = 0
             return self._event(session, incident_id, at, status, by, detail)
@@ -580,6 +592,38 @@ class Store:
         session.add(row)
         session.flush()
         return IncidentChange(incident_id, event, row.id)
+
+    def similar(self, incident: Mapping[str, Any], limit: int = 3) -> list[dict[str, Any]]:
+        """Past resolutions most like this incident: its own last one (a re-opened incident)
+        and others of the same suite and check first, then of the same dataset, then of the
+        same kind of check; newest first within each."""
+        query = sa.select(Incident).where(
+            Incident.resolution.is_not(None),
+            sa.or_(
+                sa.and_(
+                    Incident.suite == incident["suite"], Incident.check_name == incident["check"]
+                ),
+                Incident.dataset == incident["dataset"],
+                sa.and_(
+                    Incident.check_type == incident.get("check_type", ""), Incident.check_type != ""
+                ),
+            ),
+        )
+        with self._transaction("find similar incidents") as session:
+            found = list(session.scalars(query))
+
+        def rank(i: Incident) -> tuple[int, float]:
+            same = (
+                0
+                if (i.suite, i.check_name) == (incident["suite"], incident["check"])
+                else (1 if i.dataset == incident["dataset"] else 2)
+            )
+            return same, -(i.resolved_at or i.updated_at).timestamp()
+
+        return [
+            {"id": i.id, "suite": i.suite, "check": i.check_name, **(i.resolution or {})}
+            for i in sorted(found, key=rank)[:limit]
+        ]
 
     def incident(self, incident_id: int, *, events: bool = True) -> dict[str, Any] | None:
         """One incident (with its events unless ``events=False``), or None."""
@@ -647,6 +691,7 @@ class Store:
                 "resolved_at": i.resolved_at.isoformat() if i.resolved_at else None,
                 "snoozed_until": i.snoozed_until.isoformat() if i.snoozed_until else None,
                 "last_nudged_at": i.last_nudged_at.isoformat() if i.last_nudged_at else None,
+                "resolution": i.resolution,
                 "events": by_incident.get(i.id, []),
             }
             for i in found
@@ -920,6 +965,43 @@ class Store:
                     problems.append(f"entry {entry.id}: content does not match its hash")
                 prev_hash = entry.hash
         return problems
+
+
+def _resolution(
+    session: Session, incident: Incident, at: datetime, by: str, how: str
+) -> dict[str, Any]:
+    """How an incident ended, in words, with who and how long: remembered for next time."""
+    events = list(
+        session.scalars(
+            sa.select(IncidentEvent)
+            .where(IncidentEvent.incident_id == incident.id)
+            .order_by(IncidentEvent.id)
+        )
+    )
+    people = [e for e in events if e.by != "agent"]
+    if not how:
+        fixes = [e for e in events if e.event == "fix_applied"]
+        restarted = any(e.event == "restart_succeeded" for e in events)
+        if fixes:
+            how = f"{fixes[-1].by} approved the suggested fix"
+        elif people and people[-1].event in ("verifying", "acknowledged", "fixing"):
+            how = f"{people[-1].by} fixed it"
+        elif incident.check_name == "(source)":
+            how = "it recovered by itself"
+        else:
+            how = "the data came back"
+        if restarted:
+            how += " and the agent restarted the pipelines"
+    first_nudge = next((e.at for e in events if e.event == "notified"), None)
+    return {
+        "how": how,
+        "by": people[-1].by if people and by == "agent" else by,
+        "at": at.isoformat(),
+        "minutes_open": round((at - incident.opened_at).total_seconds() / 60),
+        "minutes_after_first_nudge": (
+            round((at - first_nudge).total_seconds() / 60) if first_nudge else None
+        ),
+    }
 
 
 def _fold(rows: Sequence[LedgerEntry]) -> Correction:
