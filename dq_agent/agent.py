@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 from dq_agent.config.loader import Project
 from dq_agent.config.models import Suite
 from dq_agent.engine import RunOptions, run_checks
+from dq_agent.errors import DqAgentError
 from dq_agent.escalate.incidents import Notice, RecordOwners, track
 from dq_agent.escalate.notify import Delivery, Escalation
 from dq_agent.escalate.slack import SlackApi
@@ -18,6 +20,9 @@ from dq_agent.restart.runner import Restarts
 from dq_agent.results import SuiteResult
 from dq_agent.sources.base import Relation, Source
 from dq_agent.store import Store
+from dq_agent.triage.llm import Reviewer
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,8 @@ def run_cycle(
     if dry_run:
         return Cycle(results, remedy.outcomes, settled, [])
     notices = track(project, store, results, remedy.outcomes, options.clock(), records)
+    if project.settings.llm is not None:
+        _review(project, store, options, notices, env)
     restarts = restarts or Restarts(project, store, options)
     restarts.plan(results)
     notices, delivery = _follow_up(
@@ -110,6 +117,23 @@ def _follow_up(
     escalation.corrected(outcomes, records)
     escalation.digests()
     return notices, escalation.deliver()
+
+
+def _review(
+    project: Project,
+    store: Store,
+    options: RunOptions,
+    notices: Sequence[Notice],
+    env: Mapping[str, str] | None,
+) -> None:
+    """The optional LLM's look at new incidents the rules leave open; never fails the run."""
+    escalation = Escalation(project, store, None, options.clock)
+    try:
+        reviewer = Reviewer(project, store, options.clock, env=env)
+        for note in reviewer.consider(notices, lambda i: bool(escalation.pending(i))):
+            log.info("%s", note)
+    except DqAgentError as exc:
+        log.warning("the LLM review was skipped: %s", exc)
 
 
 def connect_slack(project: Project) -> SlackApi | None:

@@ -191,6 +191,29 @@ class NudgeSettings(Model):
     digest_at: ClockTime = "09:00"
 
 
+class LlmBudget(Model):
+    """Tokens (input and output together) the LLM may use."""
+
+    tokens_per_incident: int = Field(20_000, ge=0)
+    tokens_per_day: int = Field(500_000, ge=0)
+
+
+class LlmSettings(Model):
+    """The optional language model (Anthropic's Messages API) and what it may use."""
+
+    provider: Literal["anthropic"] = "anthropic"
+    model: Identifier
+    api_key: SecretStr
+    base_url: str | None = None  # a proxy, or the sandbox's emulator
+    budget: LlmBudget = LlmBudget()
+    # Columns whose values the model never sees (also anything that looks like a secret).
+    redact_columns: list[Identifier] = []
+    max_tokens: int = Field(1024, ge=1, le=64_000)
+    # Model turns in one conversation before the agent stops it and keeps its own answer.
+    max_turns: int = Field(6, ge=1, le=50)
+    timeout: float = Field(60.0, gt=0, le=600)
+
+
 class Settings(Model):
     """Global settings from ``dq-agent.yml``."""
 
@@ -199,6 +222,7 @@ class Settings(Model):
     corrections: CorrectionsSettings = CorrectionsSettings()
     snapshots: SnapshotSettings = SnapshotSettings()
     slack: SlackSettings | None = None
+    llm: LlmSettings | None = None
     nudges: NudgeSettings = NudgeSettings()
     people: dict[str, Person] = Field(default_factory=dict)
 

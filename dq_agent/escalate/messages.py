@@ -168,6 +168,11 @@ def card(
                 "elements": [{"type": "mrkdwn", "text": f"Triage: {kind}: {triage['action']}"}],
             }
         )
+    draft = (incident.get("evidence") or {}).get("draft")
+    if draft:
+        blocks.append(
+            {"type": "section", "text": {"type": "mrkdwn", "text": f"*In short*\n{draft}"}}
+        )
     evidence = _evidence(project, incident)
     if evidence:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": evidence}})

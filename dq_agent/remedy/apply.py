@@ -40,9 +40,18 @@ def record_refused(store: Store, change: Change, reason: str, at: datetime) -> O
 
 
 def propose(
-    store: Store, change: Change, at: datetime, *, detail: str = "", status: str = "proposed"
+    store: Store,
+    change: Change,
+    at: datetime,
+    *,
+    detail: str = "",
+    status: str = "proposed",
+    by: str = "rule",
 ) -> Outcome:
-    """A pending correction an owner can approve, unless the same one is already pending."""
+    """A pending correction an owner can approve, unless the same one is already pending.
+
+    ``by``: who proposes it, ``rule`` (the checks) or ``llm`` (the optional reviewer).
+    """
     for pending in store.corrections(suite=change.suite, status="pending"):
         if (
             pending.check == change.check
@@ -56,7 +65,7 @@ def propose(
     correction_id = store.ledger_append(
         event="proposed",
         at=at,
-        decided_by="rule",
+        decided_by=by,
         detail=detail or change.reason,
         **_subject(change),
     )

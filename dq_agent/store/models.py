@@ -305,3 +305,19 @@ class Restart(Base):
     next_try_at: Mapped[datetime]
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+
+
+class LlmCall(Base):
+    """One request to the language model: what for, and the tokens it used."""
+
+    __tablename__ = "llm_calls"
+    __table_args__ = (sa.Index("ix_llm_calls_at", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    at: Mapped[datetime]
+    incident_id: Mapped[int | None] = mapped_column(sa.Integer)
+    purpose: Mapped[str] = mapped_column(sa.String(32))  # classify | draft | review
+    model: Mapped[str] = mapped_column(sa.String(128))
+    input_tokens: Mapped[int] = mapped_column(sa.Integer)
+    output_tokens: Mapped[int] = mapped_column(sa.Integer)
+    outcome: Mapped[str] = mapped_column(sa.String(32))  # ok | error | budget

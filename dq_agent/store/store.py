@@ -37,6 +37,7 @@ from dq_agent.store.models import (
     Incident,
     IncidentEvent,
     LedgerEntry,
+    LlmCall,
     Metric,
     OutboxMessage,
     Restart,
@@ -562,6 +563,14 @@ class Store:
                 incident.nudges = 0
             return self._event(session, incident_id, at, status, by, detail)
 
+    def annotate_incident(self, incident_id: int, updates: Mapping[str, Any]) -> None:
+        """Add to an incident's evidence (a triage, a draft for its owner...)."""
+        with self._transaction(f"annotate incident {incident_id}") as session:
+            incident = session.get(Incident, incident_id)
+            if incident is None:
+                raise StoreError(f"no incident {incident_id}")
+            incident.evidence = {**(incident.evidence or {}), **to_jsonable(dict(updates))}
+
     def note_incident(
         self, incident_id: int, event: str, *, at: datetime, by: str, detail: str
     ) -> IncidentChange:
@@ -696,6 +705,43 @@ class Store:
             }
             for i in found
         ]
+
+    # -- language-model calls -------------------------------------------------------------------
+
+    def record_llm_call(
+        self,
+        *,
+        at: datetime,
+        incident_id: int | None,
+        purpose: str,
+        model: str,
+        input_tokens: int,
+        output_tokens: int,
+        outcome: str,
+    ) -> None:
+        with self._transaction("record a language-model call") as session:
+            session.add(
+                LlmCall(
+                    at=at,
+                    incident_id=incident_id,
+                    purpose=purpose,
+                    model=model,
+                    input_tokens=input_tokens,
+                    output_tokens=output_tokens,
+                    outcome=outcome,
+                )
+            )
+
+    def llm_tokens(self, *, incident_id: int | None = None, since: datetime | None = None) -> int:
+        """Tokens used, input and output together: for one incident, or since a moment."""
+        total = sa.func.coalesce(sa.func.sum(LlmCall.input_tokens + LlmCall.output_tokens), 0)
+        query = sa.select(total)
+        if incident_id is not None:
+            query = query.where(LlmCall.incident_id == incident_id)
+        if since is not None:
+            query = query.where(LlmCall.at >= since)
+        with self._transaction("sum language-model tokens") as session:
+            return int(session.scalar(query) or 0)
 
     # -- pipeline restarts ----------------------------------------------------------------------
 
