@@ -43,6 +43,7 @@ from dq_agent.sandbox import build_demo_warehouse
 from dq_agent.sandbox.runner import DEFAULT_PORT_BASE, demo_seed, load_seed, start_sandbox
 from dq_agent.store import Store
 from dq_agent.store.ledger import STATUS_AFTER
+from dq_agent.triage.mcp_server import serve as serve_mcp
 
 EXIT_CANNOT_RUN = 3
 INCIDENT_STATUSES = [
@@ -757,6 +758,26 @@ def interactions(project_dir: Path, listen: str) -> None:
                 click.echo(f"listening on {server.base_url}{ACTIONS_PATH}", err=True)
                 stop.wait()
     except (DqAgentError, OSError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_CANNOT_RUN)
+
+
+@main.command()
+@project_option
+def mcp(project_dir: Path) -> None:
+    """Serve the agent's investigation tools to an MCP client over stdio (the same tools and
+    policy the optional LLM uses).
+
+    Run it from the MCP client's configuration, e.g. command: dq-agent, args: [mcp,
+    --project, /path/to/project]. Stdout carries only the MCP protocol; errors go to stderr.
+    """
+    project = _project_to_run(project_dir, _err())
+    if project is None:
+        sys.exit(EXIT_CANNOT_RUN)
+    try:
+        with Store.open(project.state_url) as store:
+            serve_mcp(project, store, clock=utc_now)
+    except DqAgentError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_CANNOT_RUN)
 

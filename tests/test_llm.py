@@ -168,7 +168,7 @@ def test_a_failure_the_rules_cannot_place_is_classified_by_the_model(
         "kind": "infrastructure",
         "reason": "claude-sonnet-4-6: the warehouse file is corrupt or not SQLite at all",
         "action": "tell the owners with the error: credentials, permissions, quota or host",
-        "by": "llm",
+        "by": "claude-sonnet-4-6",
     }
     assert evidence["draft"] == "The orders warehouse file cannot be read: restore it."
     assert evidence["llm_tokens"] > 0

@@ -1027,9 +1027,12 @@ def _resolution(
     people = [e for e in events if e.by != "agent"]
     if not how:
         fixes = [e for e in events if e.event == "fix_applied"]
+        expected = [e for e in events if e.event == "expected"]
         restarted = any(e.event == "restart_succeeded" for e in events)
         if fixes:
             how = f"{fixes[-1].by} approved the suggested fix"
+        elif expected:
+            how = f"{expected[-1].by} said it was expected"
         elif people and people[-1].event in ("verifying", "acknowledged", "fixing"):
             how = f"{people[-1].by} fixed it"
         elif incident.check_name == "(source)":

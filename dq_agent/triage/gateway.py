@@ -21,7 +21,7 @@ from dq_agent.remedy.apply import propose
 from dq_agent.remedy.guard import guard
 from dq_agent.remedy.plan import Change
 from dq_agent.store import Store
-from dq_agent.triage.rules import KINDS
+from dq_agent.triage.rules import ACTIONS, KINDS
 
 REDACTED = "[redacted]"
 # Values never shown to a model whatever redact_columns says: they look like credentials.
@@ -103,11 +103,14 @@ class Gateway:
         clock: Callable[[], datetime],
         *,
         env: Mapping[str, str] | None = None,
+        actor: str = "llm",
     ) -> None:
         self.project = project
         self.store = store
         self.clock = clock
         self.env = env
+        # Who is behind the calls, kept with what they record: "llm: <model>", "mcp".
+        self.actor = actor
         llm = project.settings.llm
         self.redact = {c.lower() for c in (llm.redact_columns if llm else [])}
         # What the model said, per incident, for the agent to use after the conversation.
@@ -179,12 +182,17 @@ class Gateway:
         kind = str(arguments["kind"])
         if kind not in KINDS:
             raise ToolRefused(f"kind must be one of {', '.join(KINDS)}")
-        self.classified[incident["id"]] = (kind, str(arguments["reason"])[:500])
+        reason = str(arguments["reason"])[:500]
+        self.classified[incident["id"]] = (kind, reason)
+        triage = {"kind": kind, "reason": f"{self.actor}: {reason}", "action": ACTIONS[kind]}
+        self.store.annotate_incident(incident["id"], {"triage": {**triage, "by": self.actor}})
         return f"recorded: incident {incident['id']} is {kind}"
 
     def _tool_draft_message(self, arguments: Mapping[str, Any]) -> str:
         incident = self._incident(arguments)
-        self.drafts[incident["id"]] = str(arguments["text"]).strip()[:1500]
+        draft = str(arguments["text"]).strip()[:1500]
+        self.drafts[incident["id"]] = draft
+        self.store.annotate_incident(incident["id"], {"draft": draft})
         return "recorded: the owner will read this draft"
 
     def _tool_propose_correction(self, arguments: Mapping[str, Any]) -> str:
@@ -236,7 +244,9 @@ class Gateway:
             why = verdict.refused[0][1]
             self.refused.append(f"{key} {column}: {why}")
             raise ToolRefused(f"the policy refuses this proposal: {why}")
-        outcome = propose(self.store, change, self.clock(), detail=change.reason, by="llm")
+        # In the ledger, who proposed: the optional LLM reviewer, or a person through MCP.
+        by = "mcp" if self.actor == "mcp" else "llm"
+        outcome = propose(self.store, change, self.clock(), detail=change.reason, by=by)
         if outcome.correction_id is not None:
             self.proposed.append(outcome.correction_id)
         return f"proposed as correction {outcome.correction_id}: an owner decides"

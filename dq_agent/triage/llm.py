@@ -20,7 +20,6 @@ from dq_agent.errors import DqAgentError
 from dq_agent.escalate.incidents import Notice
 from dq_agent.store import Store
 from dq_agent.triage.gateway import TOOLS, Gateway, ToolRefused
-from dq_agent.triage.rules import ACTIONS
 
 if TYPE_CHECKING:
     from anthropic import Anthropic
@@ -61,7 +60,7 @@ class Reviewer:
         self.settings = settings
         self.store = store
         self.clock = clock
-        self.gateway = Gateway(project, store, clock, env=env)
+        self.gateway = Gateway(project, store, clock, env=env, actor=settings.model)
         self._client = client
 
     @property
@@ -173,18 +172,7 @@ class Reviewer:
         return f"incident {iid}: reviewed by {self.settings.model} ({purpose})"
 
     def _apply(self, incident_id: int) -> None:
-        """What the model said goes with the incident: its kind, its draft for the owner."""
-        updates: dict[str, Any] = {}
-        if incident_id in self.gateway.classified:
-            kind, reason = self.gateway.classified[incident_id]
-            updates["triage"] = {
-                "kind": kind,
-                "reason": f"{self.settings.model}: {reason}",
-                "action": ACTIONS[kind],  # type: ignore[index]
-                "by": "llm",
-            }
-        if incident_id in self.gateway.drafts:
-            updates["draft"] = self.gateway.drafts[incident_id]
-        tokens = self.store.llm_tokens(incident_id=incident_id)
-        updates["llm_tokens"] = tokens
-        self.store.annotate_incident(incident_id, updates)
+        """The conversation's cost goes with the incident (its answers are already there)."""
+        self.store.annotate_incident(
+            incident_id, {"llm_tokens": self.store.llm_tokens(incident_id=incident_id)}
+        )
