@@ -323,6 +323,8 @@ def test_the_empty_forecast_sheet_is_chased_until_it_is_back(
     assert root["text"].startswith(":white_check_mark: ")
     assert buttons(root) == []  # nothing left to press
     assert len(world.roots(PETE)) == 1  # one top-level message to Pete, ever
+    assert world.click(PETE, lead_root, "recheck") == 200  # a button seen before it closed
+    assert [m["text"] for m in world.ephemerals()] == ["incident #1 is already resolved"]
 
     shown = CliRunner().invoke(main, ["incidents", "show", "1", "--project", str(world.root)])
     assert [line for line in shown.stdout.splitlines() if "slack:" in line] == [

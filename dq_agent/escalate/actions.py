@@ -82,7 +82,7 @@ class Actions:
         incident = self.store.incident(int(value["incident"]), events=False)
         if incident is None:
             raise DqAgentError(f"incident {value['incident']} is not in this agent's store")
-        if incident["status"] == "resolved" and action_id != messages.RECHECK:
+        if incident["status"] == "resolved":
             raise DqAgentError(f"incident #{incident['id']} is already resolved")
         if action_id == messages.RECHECK:
             self._recheck(incident, email)
