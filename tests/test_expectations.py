@@ -151,3 +151,48 @@ def test_mixed_suite_uses_one_scan_and_one_gx_validation(tmp_path: Path, sqlite_
     [result] = [run_one(tmp_path, sqlite_url, suite)]
     assert [c.status for c in result.checks] == ["pass"] * 4
     assert run(tmp_path)[0].status == "pass"
+
+
+def test_uniqueness_comes_from_the_catalog_or_a_probe_never_from_count_distinct(
+    tmp_path: Path, db_url: str
+) -> None:
+    import sqlalchemy as sa
+    from sqlalchemy import event
+
+    rows = messy_rows()
+    load_orders(db_url, rows)
+    suite = SUITE + (
+        "  - expect_column_values_to_be_unique: {column: id}\n"  # the primary key: proven
+        "  - expect_column_values_to_be_unique: {column: customer}\n"  # probed
+    )
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(sa.engine.Engine, "before_cursor_execute", seen)
+    try:
+        result = run_one(tmp_path, db_url, suite)
+    finally:
+        event.remove(sa.engine.Engine, "before_cursor_execute", seen)
+    by_name = {c.name: c for c in result.checks}
+    assert by_name["expect_column_values_to_be_unique(id)"].status == "pass"
+    assert by_name["expect_column_values_to_be_unique(customer)"].observed["unexpected_count"] > 0
+    on_orders = [s for s in statements if "orders" in s and "alembic" not in s]
+    assert not any("count(distinct" in s.lower() for s in on_orders)
+    probes = [s for s in on_orders if "HAVING" in s.upper() and "sum(" in s.lower()]
+    assert len(probes) == 1  # for customer only: id is the table's primary key
+
+
+def test_a_suite_can_send_every_expectation_through_great_expectations(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    load_orders(sqlite_url, messy_rows())
+    lines = "".join(f"  - {line}\n" for line in _named(COMPILED[:6]))
+    compiled = run_one(tmp_path / "a", sqlite_url, SUITE + lines)
+    through_gx = run_one(
+        tmp_path / "b", sqlite_url, SUITE.replace("checks:", "engine: gx\nchecks:") + lines
+    )
+    assert [_essence(c) for c in through_gx.checks] == [_essence(c) for c in compiled.checks]
+    # GX reports its own way ("partial_unexpected_list"), which the compiled path never does.
+    assert all("partial_unexpected_list" in c.observed for c in through_gx.checks)

@@ -315,6 +315,7 @@ def _load_suite(
         file=str(file),
         restart=tuple(restart),
         verify=header.verify,
+        engine=header.engine,
     )
     return suite, suite_id
 

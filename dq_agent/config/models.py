@@ -644,6 +644,9 @@ class SuiteHeader(Model):
     restart: list[Any] = []
     # Suites that must pass after the restarted pipelines finish, before the incident closes.
     verify: People = ()
+    # compiled: common expectations answered from dq-agent's own scan; gx: every expectation
+    # through Great Expectations (for debugging a difference).
+    engine: Literal["compiled", "gx"] = "compiled"
 
     @field_validator("source", mode="before")
     @classmethod
@@ -671,3 +674,4 @@ class Suite(Model):
     file: str
     restart: tuple[RestartSpec, ...] = ()
     verify: tuple[str, ...] = ()
+    engine: Literal["compiled", "gx"] = "compiled"
