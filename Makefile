@@ -27,8 +27,17 @@ $(VENV)/.bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	touch $(VENV)/.bench
 
-bench: $(VENV)/.bench
+# Soda Core 4, compared on PostgreSQL, in a virtualenv of its own: its pins may clash with ours.
+SODA_VENV := benchmarks/.soda-venv
+$(SODA_VENV)/.installed: benchmarks/soda-requirements.txt
+	$(PYTHON) -m venv $(SODA_VENV)
+	$(SODA_VENV)/bin/pip install --quiet --upgrade pip
+	$(SODA_VENV)/bin/pip install --quiet -r benchmarks/soda-requirements.txt
+	touch $@
+
+bench: $(VENV)/.bench $(SODA_VENV)/.installed
 	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/run.py --backends postgresql --rows 10000000
 	$(BIN)/python benchmarks/volume.py
 	$(BIN)/python benchmarks/fat_finger.py
 	$(BIN)/python benchmarks/escalation.py

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from benchmarks.suite import POSTGRES_SCHEMA, STATUSES, TABLE, utc_naive
+from benchmarks.suite import DEFAULT_ROWS, POSTGRES_SCHEMA, STATUSES, TABLE, utc_naive
 
 Log = Callable[[str], None]
 
@@ -50,6 +50,17 @@ class Dataset:
     def table(self) -> str:
         """The table name as SQL, schema-qualified where there is a schema."""
         return f"{self.schema}.{TABLE}" if self.schema else TABLE
+
+
+def postgres_schema(rows: int) -> str:
+    """Each size has its own table: schema ``dq_bench`` at the default size, else ``dq_bench_N``."""
+    return POSTGRES_SCHEMA if rows == DEFAULT_ROWS else f"{POSTGRES_SCHEMA}_{rows}"
+
+
+def sqlite_path(data_dir: Path, rows: int) -> Path:
+    """Each size has its own file: ``bench.sqlite`` at the default size, else ``bench-N.sqlite``."""
+    name = "bench.sqlite" if rows == DEFAULT_ROWS else f"bench-{rows}.sqlite"
+    return (data_dir / name).resolve()
 
 
 class Unreachable(Exception):
@@ -116,7 +127,7 @@ def _reusable(url: str, schema: str | None, rows: int, log: Log) -> bool:
 
 def prepare_sqlite(data_dir: Path, rows: int, log: Log) -> Dataset:
     """The SQLite benchmark file, generated unless a valid one is already there."""
-    path = (data_dir / "bench.sqlite").resolve()
+    path = sqlite_path(data_dir, rows)
     dataset = Dataset("sqlite", f"sqlite:///{path}", None, rows)
     if path.exists() and _reusable(dataset.url, None, rows, log):
         log(f"sqlite: reusing {rows:,} rows in {path}")
@@ -153,8 +164,9 @@ def prepare_sqlite(data_dir: Path, rows: int, log: Log) -> Dataset:
 
 
 def prepare_postgres(url: str, rows: int, log: Log) -> Dataset:
-    """The PostgreSQL benchmark table in schema ``dq_bench``, generated unless already valid."""
-    dataset = Dataset("postgresql", url, POSTGRES_SCHEMA, rows)
+    """The PostgreSQL benchmark table (``postgres_schema(rows)``), generated unless still valid."""
+    schema = postgres_schema(rows)
+    dataset = Dataset("postgresql", url, schema, rows)
     engine = sa.create_engine(url, connect_args={"connect_timeout": 5})
     try:
         with engine.connect() as conn:
@@ -163,7 +175,7 @@ def prepare_postgres(url: str, rows: int, log: Log) -> Dataset:
         raise Unreachable(str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]) from exc
     finally:
         engine.dispose()
-    if _reusable(url, POSTGRES_SCHEMA, rows, log):
+    if _reusable(url, schema, rows, log):
         log(f"postgresql: reusing {rows:,} rows in {dataset.table}")
         return dataset
     log(f"postgresql: generating {rows:,} rows in {dataset.table} ...")
@@ -171,7 +183,7 @@ def prepare_postgres(url: str, rows: int, log: Log) -> Dataset:
     engine = sa.create_engine(url)
     try:
         with engine.begin() as conn:
-            conn.execute(sa.text(f"CREATE SCHEMA IF NOT EXISTS {POSTGRES_SCHEMA}"))
+            conn.execute(sa.text(f"CREATE SCHEMA IF NOT EXISTS {schema}"))
             conn.execute(sa.text(f"DROP TABLE IF EXISTS {dataset.table}"))
             conn.execute(
                 sa.text(

@@ -1,8 +1,10 @@
-"""Benchmark: the same ten checks on a generated table, three ways, side by side.
+"""Benchmark: the same ten checks on a generated table, four ways, side by side.
 
 1. dq-agent, the product path (a generated project, its state store in a temporary file);
 2. plain Great Expectations 1.x with the same expectations (one ValidationDefinition);
-3. one hand-written single-pass aggregate query (the floor: every metric in one SELECT).
+3. one hand-written single-pass aggregate query (the floor: every metric in one SELECT);
+4. Soda Core 4 with the same checks as a data contract (PostgreSQL only), run by the Python
+   of its own virtualenv, ``benchmarks/.soda-venv`` (``make bench`` builds it).
 
 Each measurement runs in a fresh process; the tools take turns within each repeat (in a
 rotating order) so machine noise hits all of them alike, and medians are reported.
@@ -10,7 +12,7 @@ rotating order) so machine noise hits all of them alike, and medians are reporte
 Targets: dq-agent's checking work within 1.5x of the single-pass query, and faster than GX.
 A miss is reported, not turned into an error; a tool whose checks fail aborts the run.
 
-Usage: ``.venv/bin/python benchmarks/run.py [--rows N] [--repeat N] [--backends ...]``
+Usage: ``.venv/bin/python benchmarks/run.py [--rows N[,N...]] [--repeat N] [--backends ...]``
 """
 
 from __future__ import annotations
@@ -37,27 +39,38 @@ import sqlalchemy as sa  # noqa: E402
 
 from benchmarks.data import Dataset, Unreachable, prepare_postgres, prepare_sqlite  # noqa: E402
 from benchmarks.suite import (  # noqa: E402
+    DEFAULT_ROWS,
+    SODA_NOTES,
     evaluate_single_pass,
     single_pass_sql,
     write_dq_agent_project,
+    write_soda_project,
 )
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+DEFAULT_SODA_PYTHON = ROOT / "benchmarks" / ".soda-venv" / "bin" / "python"
+SODA_CHILD = ROOT / "benchmarks" / "soda_child.py"
+SODA_ENV = {"SODA_CORE_TELEMETRY_ENABLED": "false"}
 BACKENDS = ("sqlite", "postgresql")
-TOOLS = ("single_sql", "dq_agent", "gx", "cli")  # "cli": the whole `dq-agent check` command
+# "cli": the whole `dq-agent check` command; "soda": Soda Core 4, on PostgreSQL when installed.
+TOOLS = ("single_sql", "dq_agent", "gx", "cli", "soda")
+TIMED = ("single_sql", "dq_agent", "gx", "soda")  # the tools timed from inside their process
 LABELS = {
     "single_sql": "single-pass SQL",
     "dq_agent": "dq-agent",
     "gx": "plain GX",
     "cli": "dq-agent CLI",
+    "soda": "Soda Core 4",
 }
 MAX_RATIO_TO_SQL = 1.5
 LEGEND = """\
 Targets: dq-agent's work within {ratio}x of the single-pass query's, and below plain GX's.
   work     reading the table and judging the checks (dq-agent: connect, reflect the table,
-           scan, record the run in its state store; GX: the ValidationDefinition run)
+           scan, record the run in its state store; GX: the ValidationDefinition run;
+           Soda: verify_contract_locally, parsing the contract, connecting, querying)
   setup    configuration before that (dq-agent: load the project, open the state store;
-           GX: context, datasource, asset, suite; single-pass SQL: create the engine)
+           GX: context, datasource, asset, suite; single-pass SQL: create the engine;
+           Soda: build its data source from the YAML)
   import   module imports, database driver included
   process  the child process's whole wall clock, interpreter start included"""
 CHILD_TIMEOUT_S = 3600
@@ -73,11 +86,28 @@ class CheckFailure(SystemExit):
     """A tool reported a failing check: its timings would be meaningless."""
 
 
+def _sizes(text: str) -> list[int]:
+    """``--rows``: one size or several, comma-separated (``1000000,10_000_000``)."""
+    try:
+        sizes = [int(part.strip().replace("_", "")) for part in text.split(",") if part.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected N[,N...], got {text!r}") from exc
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"row counts must be at least 1, got {text!r}")
+    return list(dict.fromkeys(sizes))
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description="dq-agent vs plain GX vs one hand-written query on the same ten checks."
+        description="dq-agent vs plain GX vs one hand-written query vs Soda Core 4 on the "
+        "same ten checks."
     )
-    parser.add_argument("--rows", type=int, default=1_000_000, help="rows in the table")
+    parser.add_argument(
+        "--rows",
+        type=_sizes,
+        default=[DEFAULT_ROWS],
+        help="rows in the table; several sizes comma-separated, each run on every backend",
+    )
     parser.add_argument("--repeat", type=int, default=3, help="timed rounds (median reported)")
     parser.add_argument(
         "--backends", default=",".join(BACKENDS), help="comma-separated: sqlite,postgresql"
@@ -85,13 +115,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--postgres-url",
         default=os.environ.get("DQ_AGENT_BENCH_POSTGRES_URL", DEFAULT_POSTGRES_URL),
-        help="database for schema dq_bench (env DQ_AGENT_BENCH_POSTGRES_URL)",
+        help="database for the dq_bench schemas (env DQ_AGENT_BENCH_POSTGRES_URL)",
     )
     parser.add_argument(
         "--data-dir",
         type=Path,
         default=ROOT / "benchmarks" / ".data",
-        help="where the SQLite file is kept",
+        help="where the SQLite files are kept",
+    )
+    parser.add_argument(
+        "--soda-python",
+        type=Path,
+        default=Path(os.environ.get("DQ_AGENT_BENCH_SODA_PYTHON", DEFAULT_SODA_PYTHON)),
+        help="Python of Soda Core's virtualenv (env DQ_AGENT_BENCH_SODA_PYTHON); "
+        "Soda is skipped when it is missing",
     )
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     args = parser.parse_args(argv)
@@ -99,8 +136,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     unknown = sorted(set(args.backends) - set(BACKENDS))
     if unknown or not args.backends:
         parser.error(f"--backends: expected some of {', '.join(BACKENDS)}, got {unknown}")
-    if args.rows < 1 or args.repeat < 1:
-        parser.error("--rows and --repeat must be at least 1")
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
     return args
 
 
@@ -113,6 +150,20 @@ def _dq_agent_command() -> list[str]:
     if found is None:
         raise SystemExit("cannot find the dq-agent command next to this Python or on PATH")
     return [found]
+
+
+def _report_from(tool: str, dataset: Dataset, done: subprocess.CompletedProcess[str]) -> Any:
+    """The JSON report a child prints on its last stdout line; a crash stops the run."""
+    lines = done.stdout.strip().splitlines()
+    if done.returncode == 0 and lines:
+        try:
+            return json.loads(lines[-1])
+        except ValueError:
+            pass
+    raise SystemExit(
+        f"{tool} on {dataset.backend} crashed (exit {done.returncode}):\n"
+        f"{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
+    )
 
 
 def run_child(tool: str, dataset: Dataset, project: Path) -> dict[str, Any]:
@@ -138,13 +189,54 @@ def run_child(tool: str, dataset: Dataset, project: Path) -> dict[str, Any]:
         command, cwd=ROOT, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S, check=False
     )
     elapsed = time.perf_counter() - started
-    lines = done.stdout.strip().splitlines()
-    if done.returncode != 0 or not lines:
-        raise SystemExit(
-            f"{tool} on {dataset.backend} crashed (exit {done.returncode}):\n"
-            f"{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
+    report: dict[str, Any] = _report_from(tool, dataset, done)
+    report["process_s"] = elapsed
+    return report
+
+
+def soda_unavailable(python: Path) -> str | None:
+    """Why Soda Core cannot run from ``python``, or None if it can (checked once per run)."""
+    if not python.exists():
+        return (
+            f"no Soda virtualenv ({python} is missing); `make bench` builds "
+            "benchmarks/.soda-venv with soda-core and soda-postgres 4.28.0"
         )
-    report: dict[str, Any] = json.loads(lines[-1])
+    done = subprocess.run(
+        [str(python), "-c", "import soda_core, soda_postgres"],
+        env={**os.environ, **SODA_ENV},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines() or ["(no error output)"]
+        return f"{python} cannot import soda_core and soda_postgres: {lines[-1]}"
+    return None
+
+
+def run_soda(dataset: Dataset, project: Path, python: Path) -> dict[str, Any]:
+    """One Soda Core measurement in a fresh interpreter of Soda's own virtualenv."""
+    command = [
+        str(python),
+        str(SODA_CHILD),
+        "--data-source",
+        str(project / "soda-data-source.yml"),
+        "--contract",
+        str(project / "soda-contract.yml"),
+    ]
+    started = time.perf_counter()
+    done = subprocess.run(
+        command,
+        cwd=project,  # whatever Soda might write stays in the temporary project
+        env={**os.environ, **SODA_ENV},
+        capture_output=True,
+        text=True,
+        timeout=CHILD_TIMEOUT_S,
+        check=False,
+    )
+    elapsed = time.perf_counter() - started
+    report: dict[str, Any] = _report_from("soda", dataset, done)
     report["process_s"] = elapsed
     return report
 
@@ -188,8 +280,12 @@ def require_pass(report: dict[str, Any]) -> None:
     )
 
 
-def warm_up(dataset: Dataset, project: Path) -> None:
-    """Read the table once (and check the data passes), then create dq-agent's state store."""
+def warm_up(dataset: Dataset, project: Path, soda_python: Path | None) -> None:
+    """Read the table once (and check the data passes), then create dq-agent's state store.
+
+    Soda, where it runs, verifies its contract once too: a contract that does not pass stops
+    the run before anything is timed.
+    """
     started = time.perf_counter()
     engine = sa.create_engine(dataset.url)
     try:
@@ -209,18 +305,33 @@ def warm_up(dataset: Dataset, project: Path) -> None:
     log(f"{dataset.backend}: warm-up query {time.perf_counter() - started:.2f}s")
     # A scheduled monitor finds its state store already there: create it before timing.
     require_pass(run_cli(dataset, project))
+    if soda_python is not None:
+        report = run_soda(dataset, project, soda_python)
+        require_pass(report)
+        log(f"{dataset.backend}: Soda Core {report.get('soda_version', '?')}'s contract passes")
 
 
-def measure(dataset: Dataset, repeat: int, project: Path) -> list[dict[str, Any]]:
+def measure(
+    dataset: Dataset,
+    repeat: int,
+    project: Path,
+    tools: Sequence[str],
+    soda_python: Path | None,
+) -> list[dict[str, Any]]:
     samples: list[dict[str, Any]] = []
+    order = tuple(tools)
     for round_ in range(repeat):
-        shift = round_ % len(TOOLS)
-        for tool in TOOLS[shift:] + TOOLS[:shift]:
+        shift = round_ % len(order)
+        for tool in order[shift:] + order[:shift]:
             if tool == "cli":
                 report = run_cli(dataset, project)
                 shown = f"wall {report['cli_wall_s']:.3f}s"
             else:
-                report = run_child(tool, dataset, project)
+                if tool == "soda":
+                    assert soda_python is not None
+                    report = run_soda(dataset, project, soda_python)
+                else:
+                    report = run_child(tool, dataset, project)
                 shown = (
                     f"work {report['work_s']:.3f}s, import {report['import_s']:.2f}s, "
                     f"{report['statements']} statements"
@@ -228,7 +339,10 @@ def measure(dataset: Dataset, repeat: int, project: Path) -> list[dict[str, Any]
             require_pass(report)
             report["round"] = round_ + 1
             samples.append(report)
-            log(f"{dataset.backend} round {round_ + 1}/{repeat}: {LABELS[tool]:<16} {shown}")
+            log(
+                f"{dataset.backend} {dataset.rows:,} round {round_ + 1}/{repeat}: "
+                f"{LABELS[tool]:<16} {shown}"
+            )
     return samples
 
 
@@ -240,6 +354,8 @@ def summarize(samples: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     summary: dict[str, dict[str, Any]] = {}
     for tool in TOOLS:
         mine = [s for s in samples if s["tool"] == tool]
+        if not mine:
+            continue
         if tool == "cli":
             summary[tool] = {"cli_wall_s": statistics.median(s["cli_wall_s"] for s in mine)}
             continue
@@ -251,11 +367,15 @@ def summarize(samples: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         summary[tool]["statements"] = sorted({s["statements"] for s in mine})
         summary[tool]["other_statements"] = sorted({s["other_statements"] for s in mine})
         summary[tool]["sql"] = mine[-1]["sql"]
-    work = {tool: float(summary[tool]["work_s"]) for tool in ("single_sql", "dq_agent", "gx")}
-    summary["ratios"] = {
+    work = {tool: float(summary[tool]["work_s"]) for tool in TIMED if tool in summary}
+    ratios = {
         "dq_agent_over_single_sql": work["dq_agent"] / work["single_sql"],
         "gx_over_dq_agent": work["gx"] / work["dq_agent"],
     }
+    if "soda" in work:
+        ratios["soda_over_dq_agent"] = work["soda"] / work["dq_agent"]
+        ratios["soda_over_single_sql"] = work["soda"] / work["single_sql"]
+    summary["ratios"] = ratios
     return summary
 
 
@@ -263,7 +383,9 @@ def _counts(values: list[int]) -> str:
     return "/".join(str(v) for v in values)
 
 
-def print_report(dataset: Dataset, repeat: int, summary: dict[str, dict[str, Any]]) -> None:
+def print_report(
+    dataset: Dataset, repeat: int, summary: dict[str, dict[str, Any]], soda_skipped: str | None
+) -> None:
     print()
     print(f"== {dataset.backend}: {dataset.rows:,} rows, 10 checks, median of {repeat} ==")
     header = (
@@ -272,11 +394,15 @@ def print_report(dataset: Dataset, repeat: int, summary: dict[str, dict[str, Any
     )
     print(header)
     print("-" * len(header))
-    for tool in ("single_sql", "dq_agent", "gx"):
+    for tool in TIMED:
+        if tool not in summary:
+            continue
         row = summary[tool]
         statements = _counts(row["statements"])
         if any(row["other_statements"]):
             statements += f" (+{_counts(row['other_statements'])} to its state store)"
+        if tool == "soda":
+            statements += " (counted at the psycopg cursor)"
         print(
             f"{LABELS[tool]:<18}{row['work_s']:>9.3f}{row['setup_s']:>9.3f}{row['import_s']:>10.2f}"
             f"{row['process_s']:>11.2f}{row['peak_rss_mb']:>13.0f}  {statements}"
@@ -285,56 +411,113 @@ def print_report(dataset: Dataset, repeat: int, summary: dict[str, dict[str, Any
         f"{LABELS['cli']:<18}{summary['cli']['cli_wall_s']:>9.3f}"
         "  (wall clock of the whole `dq-agent check --format json` command)"
     )
+    if soda_skipped:
+        print(f"{LABELS['soda']:<18}  skipped: {soda_skipped}")
     ratios = summary["ratios"]
     to_sql, gx_ratio = ratios["dq_agent_over_single_sql"], ratios["gx_over_dq_agent"]
     verdict = {True: "PASS", False: "MISS"}
-    print(
-        f"dq-agent / single-pass SQL (work): {to_sql:6.2f}x   "
-        f"target <= {MAX_RATIO_TO_SQL}x   {verdict[to_sql <= MAX_RATIO_TO_SQL]}"
-    )
-    print(
-        f"plain GX / dq-agent (work):        {gx_ratio:6.2f}x   "
-        f"target > 1x (dq-agent faster)   {verdict[gx_ratio > 1]}"
-    )
+    lines = [
+        (
+            "dq-agent / single-pass SQL (work):",
+            to_sql,
+            f"target <= {MAX_RATIO_TO_SQL}x   {verdict[to_sql <= MAX_RATIO_TO_SQL]}",
+        ),
+        (
+            "plain GX / dq-agent (work):",
+            gx_ratio,
+            f"target > 1x (dq-agent faster)   {verdict[gx_ratio > 1]}",
+        ),
+    ]
+    if "soda_over_dq_agent" in ratios:
+        lines.append(("Soda Core 4 / dq-agent (work):", ratios["soda_over_dq_agent"], ""))
+        lines.append(("Soda Core 4 / single-pass SQL (work):", ratios["soda_over_single_sql"], ""))
+    for label, ratio, target in lines:
+        print(f"{label:<38}{ratio:6.2f}x   {target}".rstrip())
     print("dq-agent's statements to the database (last round):")
     for statement in summary["dq_agent"]["sql"]:
         print(f"  {statement}")
+    if "soda" in summary:
+        print("Soda Core 4's statements to the database (last round):")
+        for statement in summary["soda"]["sql"]:
+            print(f"  {statement}")
+        print("Soda Core 4's contract against the others' checks:")
+        for note in SODA_NOTES:
+            print(f"  - {note}")
+
+
+def _soda_for(backend: str, unavailable: str | None) -> str | None:
+    """Why Soda is skipped on ``backend``, or None when it runs there."""
+    if backend != "postgresql":
+        return "no SQLite data source for Soda Core 4 on PyPI (PostgreSQL only)"
+    return unavailable
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     print(__doc__.split("\n\n")[0] if __doc__ else "", flush=True)
     print(LEGEND.format(ratio=MAX_RATIO_TO_SQL), flush=True)
+
+    soda_unavailable_reason: str | None = None
+    if "postgresql" in args.backends:
+        soda_unavailable_reason = soda_unavailable(args.soda_python)
+        if soda_unavailable_reason:
+            log(f"Soda Core 4 skipped: {soda_unavailable_reason}")
+    if "sqlite" in args.backends:
+        log(f"Soda Core 4 skipped on SQLite: {_soda_for('sqlite', None)}")
+
     datasets: list[Dataset] = []
-    for backend in args.backends:
-        if backend == "sqlite":
-            datasets.append(prepare_sqlite(args.data_dir, args.rows, log))
-            continue
-        try:
-            datasets.append(prepare_postgres(args.postgres_url, args.rows, log))
-        except Unreachable as exc:
-            log(f"PostgreSQL is unreachable at {args.postgres_url} ({exc}): skipping PostgreSQL")
+    postgres_reachable = True
+    for rows in args.rows:
+        for backend in args.backends:
+            if backend == "sqlite":
+                datasets.append(prepare_sqlite(args.data_dir, rows, log))
+            elif postgres_reachable:
+                try:
+                    datasets.append(prepare_postgres(args.postgres_url, rows, log))
+                except Unreachable as exc:
+                    log(f"PostgreSQL is unreachable at {args.postgres_url} ({exc}): skipping it")
+                    postgres_reachable = False
     if not datasets:
+        if not postgres_reachable:  # like the PostgreSQL half of a run, skipped, not failed
+            log("nothing to measure: PostgreSQL, the only backend asked for, is unreachable")
+            return 0
         raise SystemExit("nothing to measure")
 
     results: dict[str, Any] = {
         "started_at": datetime.now(UTC).isoformat(),
-        "rows": args.rows,
+        "rows": args.rows[0] if len(args.rows) == 1 else args.rows,
         "repeat": args.repeat,
         "python": sys.version.split()[0],
-        "backends": {},
+        "backends": {},  # backend -> its run at the first size in --rows
+        "runs": [],  # every (backend, size) run
     }
+    reports: list[tuple[Dataset, dict[str, dict[str, Any]], str | None]] = []
     with tempfile.TemporaryDirectory(prefix="dq-bench-") as tmp:
         for dataset in datasets:
             project = write_dq_agent_project(
-                Path(tmp) / dataset.backend, dataset.url, dataset.schema
+                Path(tmp) / f"{dataset.backend}-{dataset.rows}", dataset.url, dataset.schema
             )
-            warm_up(dataset, project)
-            samples = measure(dataset, args.repeat, project)
+            skipped = _soda_for(dataset.backend, soda_unavailable_reason)
+            soda_python = None if skipped else args.soda_python
+            tools = [tool for tool in TOOLS if tool != "soda" or soda_python is not None]
+            if soda_python is not None:
+                assert dataset.schema is not None
+                write_soda_project(project, dataset.url, dataset.schema)
+            warm_up(dataset, project, soda_python)
+            samples = measure(dataset, args.repeat, project, tools, soda_python)
             summary = summarize(samples)
-            results["backends"][dataset.backend] = {"summary": summary, "samples": samples}
-    for dataset in datasets:
-        print_report(dataset, args.repeat, results["backends"][dataset.backend]["summary"])
+            run = {
+                "backend": dataset.backend,
+                "rows": dataset.rows,
+                "soda_skipped": skipped,
+                "summary": summary,
+                "samples": samples,
+            }
+            results["runs"].append(run)
+            results["backends"].setdefault(dataset.backend, run)
+            reports.append((dataset, summary, skipped))
+    for dataset, summary, skipped in reports:
+        print_report(dataset, args.repeat, summary, skipped)
     results["total_s"] = time.perf_counter() - _T0
     print(f"\ntotal {results['total_s']:.0f}s")
     if args.json:

@@ -1,4 +1,4 @@
-"""The benchmark's ten checks, defined once and rendered for each of the three tools.
+"""The benchmark's ten checks, defined once and rendered for each of the four tools.
 
 Every tool names its checks the same way, so their outcomes can be compared check by check.
 """
@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from sqlalchemy.engine import make_url
 
 TABLE = "bench_orders"
 POSTGRES_SCHEMA = "dq_bench"
+DEFAULT_ROWS = 1_000_000
 STATUSES = ("new", "paid", "shipped", "cancelled")
 NOT_NULL = ("customer_id", "email", "created_at")
 BETWEEN: tuple[tuple[str, float, float], ...] = (("quantity", 1, 100), ("discount", 0, 0.5))
@@ -106,6 +108,77 @@ def write_dq_agent_project(root: Path, url: str, schema: str | None) -> Path:
     ):
         path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
     return root
+
+
+# Where Soda Core 4's contract differs from the others' checks (printed with its results).
+SODA_NOTES = (
+    "all ten checks are Soda's own check types and judge the same predicates as the others "
+    "(NULLs are 'missing', never 'invalid'), in one aggregate query",
+    "positive(amount): Soda has no exclusive minimum, so amount > 0 is written as an 'invalid' "
+    "check with valid_min: 0 plus invalid_values: [0] (exact for a numeric column)",
+    "unique(id): a 'duplicate' check, rows - missing - COUNT(DISTINCT id) must be 0 "
+    "(the same count as the single-pass query's)",
+    "freshness: the age of MAX(updated_at) (a naive timestamp, read as UTC) against Soda's "
+    "verification time, floored to whole seconds, must be <= 26 hours",
+    "its one query computes 15 aggregates to the single-pass query's 11 (it also counts the "
+    "NULLs of every column with an 'invalid' check) and wraps the table in a CTE",
+)
+
+
+def soda_contract(database: str, schema: str) -> dict[str, Any]:
+    """The ten checks as a Soda Core 4 data contract on ``<database>.<schema>.bench_orders``."""
+    hours = int(MAX_AGE.total_seconds() // 3600)
+    columns: dict[str, list[dict[str, Any]]] = {}
+
+    def add(column: str, kind: str, name: str, **body: Any) -> None:
+        columns.setdefault(column, []).append({kind: {"name": name, **body}})
+
+    add("id", "duplicate", "unique(id)")
+    for column in NOT_NULL:
+        add(column, "missing", f"not_null({column})")
+    for column, low, high in BETWEEN:
+        add(column, "invalid", f"between({column})", valid_min=low, valid_max=high)
+    add("status", "invalid", "in_set(status)", valid_values=list(STATUSES))
+    add("amount", "invalid", "positive(amount)", valid_min=0, invalid_values=[0])
+    return {
+        "dataset": f"bench/{database}/{schema}/{TABLE}",
+        "checks": [
+            {"row_count": {"name": "row_count", "threshold": {"must_be_greater_than_or_equal": 1}}},
+            {
+                "freshness": {
+                    "name": "freshness",
+                    "column": FRESHNESS_COLUMN,
+                    "unit": "hour",
+                    "threshold": {"must_be_less_than_or_equal": hours},
+                }
+            },
+        ],
+        "columns": [{"name": column, "checks": checks} for column, checks in columns.items()],
+    }
+
+
+def write_soda_project(root: Path, url: str, schema: str) -> tuple[Path, Path]:
+    """Soda's data source (from the SQLAlchemy ``url``) and contract files; their paths."""
+    parsed = make_url(url)
+    if not parsed.database:
+        raise ValueError(f"the PostgreSQL URL names no database: {url}")
+    connection: dict[str, Any] = {
+        "host": parsed.host or "localhost",
+        "port": parsed.port or 5432,
+        "database": parsed.database,
+        "user": parsed.username or "postgres",
+        "password": parsed.password or "",  # Soda requires the key; trust auth ignores it
+    }
+    connection.update({key: str(value) for key, value in parsed.query.items()})
+    root.mkdir(parents=True, exist_ok=True)
+    data_source = root / "soda-data-source.yml"
+    contract = root / "soda-contract.yml"
+    for path, doc in (
+        (data_source, {"type": "postgres", "name": "bench", "connection": connection}),
+        (contract, soda_contract(parsed.database, schema)),
+    ):
+        path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    return data_source, contract
 
 
 def single_pass_sql(table: str) -> str:

@@ -204,7 +204,11 @@ def evaluate_checks(
             )
         elif not spec.is_expectation:
             planned[spec.name] = BUILTIN[spec.type](spec, relation, ctx)
-        elif options.compile_expectations and suite.engine == "compiled" and can_compile(spec):
+        elif (
+            options.compile_expectations
+            and suite.engine == "compiled"
+            and can_compile(spec, relation.engine.dialect.name)
+        ):
             planned[spec.name] = CompiledExpectation(spec, relation, ctx)
         else:
             via_gx.append(spec)

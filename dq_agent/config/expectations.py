@@ -6,11 +6,12 @@ seconds and hundreds of megabytes.
 
 from __future__ import annotations
 
+import datetime as dt
 import difflib
 from functools import cache
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import BeforeValidator, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from dq_agent.config.models import CheckArgs, Model
@@ -59,6 +60,46 @@ class _ValueSet(_ColumnValues):
     value_set: list[Any]
 
 
+class _ValueLengthsBetween(_ColumnValues, _Bounds):
+    min_value: int | None = None
+    max_value: int | None = None
+
+
+def _comparable(value: Any) -> Any:
+    """What GX compares a column's min, max, mean or sum with: a number, a date or a datetime
+    (written as such, or as a string that reads as one)."""
+    if isinstance(value, int | float | dt.date) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        for parse in (float, dt.date.fromisoformat, dt.datetime.fromisoformat):
+            try:
+                parse(value)
+            except ValueError:
+                continue
+            return value
+    raise PydanticCustomError("comparable", "expected a number, a date or a datetime")
+
+
+_Comparable = Annotated[Any, BeforeValidator(_comparable)]
+
+
+class _StatisticBetween(_Expectation):
+    # GX's own rule: no bound at all is allowed (the statistic then only has to exist).
+    column: str = Field(min_length=1)
+    min_value: _Comparable = None
+    max_value: _Comparable = None
+    strict_min: bool = False
+    strict_max: bool = False
+
+
+class _CompoundUnique(_Expectation):
+    column_list: list[Annotated[str, Field(min_length=1)]] = Field(min_length=2)
+    mostly: float = Field(1.0, ge=0.0, le=1.0)
+    ignore_row_if: Literal["all_values_are_missing", "any_value_is_missing", "never"] = (
+        "all_values_are_missing"
+    )
+
+
 class _RowCountBetween(_Expectation, _Bounds):
     min_value: int | None = Field(None, ge=0)
     max_value: int | None = Field(None, ge=0)
@@ -70,6 +111,7 @@ class _RowCountEqual(_Expectation):
 
 # Expectations dq-agent answers from its own single scan (see checks/compiled.py), validated
 # here with GX's argument names and rules so that suites using only these never import GX.
+# (expect_column_values_to_match_regex compiles on PostgreSQL only: GX validates it.)
 NATIVE_EXPECTATIONS: dict[str, type[CheckArgs]] = {
     "expect_column_values_to_not_be_null": _ColumnValues,
     "expect_column_values_to_be_null": _ColumnValues,
@@ -77,6 +119,12 @@ NATIVE_EXPECTATIONS: dict[str, type[CheckArgs]] = {
     "expect_column_values_to_be_in_set": _ValueSet,
     "expect_column_values_to_not_be_in_set": _ValueSet,
     "expect_column_values_to_be_unique": _ColumnValues,
+    "expect_column_value_lengths_to_be_between": _ValueLengthsBetween,
+    "expect_column_min_to_be_between": _StatisticBetween,
+    "expect_column_max_to_be_between": _StatisticBetween,
+    "expect_column_mean_to_be_between": _StatisticBetween,
+    "expect_column_sum_to_be_between": _StatisticBetween,
+    "expect_compound_columns_to_be_unique": _CompoundUnique,
     "expect_table_row_count_to_be_between": _RowCountBetween,
     "expect_table_row_count_to_equal": _RowCountEqual,
 }
