@@ -56,6 +56,8 @@ COMPILED = [
     "expect_column_values_to_be_in_set: {column: status, value_set: [open, paid]}",
     "expect_column_values_to_be_in_set: {column: status, value_set: [open, paid], mostly: 0.8}",
     "expect_column_values_to_not_be_in_set: {column: status, value_set: [refunded]}",
+    # Found by the differential test: an empty set leaves the NULLs out, as GX does.
+    "expect_column_values_to_be_in_set: {column: status, value_set: []}",
     "expect_column_values_to_be_unique: {column: customer}",
     "expect_column_values_to_be_unique: {column: id}",
     "expect_column_values_to_be_unique: {column: customer, mostly: 0.1}",
@@ -412,3 +414,19 @@ def test_a_suite_can_send_every_expectation_through_great_expectations(
     assert [_essence(c) for c in through_gx.checks] == [_essence(c) for c in compiled.checks]
     # GX reports its own way ("partial_unexpected_list"), which the compiled path never does.
     assert all("partial_unexpected_list" in c.observed for c in through_gx.checks)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "expect_column_values_to_be_between: {column: amount, min_value: 10, max_value: 0}",
+        "expect_table_row_count_to_be_between: {min_value: 5, max_value: 1}",
+    ],
+)
+def test_bounds_the_wrong_way_round_are_a_configuration_error(tmp_path: Path, line: str) -> None:
+    from dq_agent.config import load_project
+    from tests.sources import project_for
+
+    root = project_for(tmp_path, f"sqlite:///{tmp_path / 'w.db'}", {"s": SUITE + f"  - {line}\n"})
+    [issue] = load_project(root, env={}).issues
+    assert issue.message.startswith("min_value ") and "is greater than max_value" in issue.message

@@ -263,7 +263,13 @@ class CompiledExpectation:
             "expect_column_values_to_not_be_null": lambda: col.is_(None),
             "expect_column_values_to_be_null": lambda: col.is_not(None),
             "expect_column_values_to_be_between": self._outside_bounds,
-            "expect_column_values_to_be_in_set": lambda: col.not_in(list(self.kwargs["value_set"])),
+            # An empty set: every value is unexpected, NULLs excepted (an empty NOT IN would
+            # count the NULLs too).
+            "expect_column_values_to_be_in_set": lambda: (
+                col.not_in(list(self.kwargs["value_set"]))
+                if self.kwargs["value_set"]
+                else col.is_not(None)
+            ),
             "expect_column_values_to_not_be_in_set": lambda: col.in_(
                 list(self.kwargs["value_set"])
             ),

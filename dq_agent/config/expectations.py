@@ -52,7 +52,24 @@ class _Bounds(Model):
         return self
 
 
-class _ValuesBetween(_ColumnValues, _Bounds):
+class _Ordered(_Bounds):
+    """Bounds GX itself refuses when min_value is above max_value."""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> _Ordered:
+        low, high = self.min_value, self.max_value
+        try:
+            above = low is not None and high is not None and low > high
+        except TypeError:
+            above = False  # values of different kinds: GX decides when it runs
+        if above:
+            raise PydanticCustomError(
+                "bounds", f"min_value {low!r} is greater than max_value {high!r}"
+            )
+        return self
+
+
+class _ValuesBetween(_ColumnValues, _Ordered):
     pass
 
 
@@ -100,7 +117,7 @@ class _CompoundUnique(_Expectation):
     )
 
 
-class _RowCountBetween(_Expectation, _Bounds):
+class _RowCountBetween(_Expectation, _Ordered):
     min_value: int | None = Field(None, ge=0)
     max_value: int | None = Field(None, ge=0)
 
