@@ -78,11 +78,16 @@ def run_cycle(
     notices = track(project, store, results, remedy.outcomes, options.clock(), records)
     if project.settings.llm is not None:
         _review(project, store, options, notices, env)
+    own = restarts is None
     restarts = restarts or Restarts(project, store, options)
-    restarts.plan(results)
-    notices, delivery = _follow_up(
-        project, store, options, slack, restarts, notices, remedy.outcomes, records
-    )
+    try:
+        restarts.plan(results)
+        notices, delivery = _follow_up(
+            project, store, options, slack, restarts, notices, remedy.outcomes, records
+        )
+    finally:
+        if own:  # a caller's (the daemon's) keeps its targets across cycles
+            restarts.close()
     return Cycle(results, remedy.outcomes, settled, notices, delivery)
 
 
@@ -95,8 +100,13 @@ def tick(
     restarts: Restarts | None = None,
 ) -> Cycle:
     """Between scheduled runs: move restarts along, remind people, send what is due."""
+    own = restarts is None
     restarts = restarts or Restarts(project, store, options)
-    notices, delivery = _follow_up(project, store, options, slack, restarts, [], [], None)
+    try:
+        notices, delivery = _follow_up(project, store, options, slack, restarts, [], [], None)
+    finally:
+        if own:
+            restarts.close()
     return Cycle([], [], [], notices, delivery)
 
 
@@ -130,10 +140,16 @@ def _review(
     escalation = Escalation(project, store, None, options.clock)
     try:
         reviewer = Reviewer(project, store, options.clock, env=env)
+    except DqAgentError as exc:
+        log.warning("the LLM review was skipped: %s", exc)
+        return
+    try:
         for note in reviewer.consider(notices, lambda i: bool(escalation.pending(i))):
             log.info("%s", note)
     except DqAgentError as exc:
         log.warning("the LLM review was skipped: %s", exc)
+    finally:
+        reviewer.close()
 
 
 def connect_slack(project: Project) -> SlackApi | None:

@@ -50,8 +50,22 @@ def emulator(server: LoopbackServer) -> AnthropicEmulator:
     return emulator
 
 
+# Clients a test made, closed after it: an open one leaves a socket for the garbage collector,
+# whose ResourceWarning (an error here) would land in whichever test runs then.
+_OPEN: list[anthropic.Anthropic] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    yield
+    while _OPEN:
+        _OPEN.pop().close()
+
+
 def client(server: LoopbackServer, *, key: str = KEY, retries: int = 0) -> anthropic.Anthropic:
-    return anthropic.Anthropic(api_key=key, base_url=server.base_url, max_retries=retries)
+    api = anthropic.Anthropic(api_key=key, base_url=server.base_url, max_retries=retries)
+    _OPEN.append(api)
+    return api
 
 
 def ask(api: anthropic.Anthropic, text: str = "Is orders healthy?") -> Message:
@@ -425,6 +439,7 @@ def test_the_sandbox_serves_anthropic_next_to_the_others(tmp_path: Any) -> None:
             "api_key": "sandbox-anthropic-key",
         }
         api = anthropic.Anthropic(api_key=info["api_key"], base_url=info["base_url"], max_retries=0)
+        _OPEN.append(api)
         assert text_of(ask(api)) == "from the seed"
         with urllib.request.urlopen(info["base_url"] + "/_sandbox/state", timeout=5) as reply:
             assert json.load(reply)["pending_script"] == 0

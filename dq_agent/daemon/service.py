@@ -250,6 +250,7 @@ class Daemon:
                 "a run did not finish in %ss: abandoned, settled on next start", SHUTDOWN_GRACE_S
             )
         self.server.stop()
+        self.restarts.close()
         self.leadership.release()
         self.store.close()
 

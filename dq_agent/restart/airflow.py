@@ -83,6 +83,7 @@ class AirflowTarget:
     ) -> None:
         self._connector = connector
         self._spec = spec
+        self._owns_session = session is None
         self._session = session or requests.Session()
         self._sleep = sleep
         self._base = connector.base_url.rstrip("/")
@@ -91,6 +92,11 @@ class AirflowTarget:
         self.label = f"airflow DAG {spec.dag_id}"
 
     # ----------------------------------------------------------------- the protocol
+
+    def close(self) -> None:
+        """Close the HTTP connections this target opened (not a session it was given)."""
+        if self._owns_session:
+            self._session.close()
 
     def start(self, key: str) -> PipelineRun:
         if self._spec.mode == "clear":

@@ -65,9 +65,15 @@ class DbtCloudTarget:
     ) -> None:
         self._connector = connector
         self._spec = spec
+        self._owns_session = session is None
         self._session = session or requests.Session()
         self._api = f"{connector.base_url.rstrip('/')}/api/v2/accounts/{connector.account_id}"
         self.label = f"dbt Cloud job {spec.job_id}"
+
+    def close(self) -> None:
+        """Close the HTTP connections this target opened (not a session it was given)."""
+        if self._owns_session:
+            self._session.close()
 
     def start(self, key: str) -> PipelineRun:
         existing = self._find_run(key)

@@ -188,8 +188,18 @@ class Restarts:
             run = target.poll(run)
         return run
 
+    def close(self) -> None:
+        """Release what the targets hold (HTTP connections)."""
+        for target in self._live.values():
+            close = getattr(target, "close", None)
+            if close is not None:
+                close()
+        self._live.clear()
+
     def _poll(self, row: Restart) -> list[Notice]:
         target = self._target(row)
+        if target is not None:
+            self._live[row.key] = target
         if target is None:
             self.store.restart_update(row.id, state="cancelled", detail="no longer configured")
             return []

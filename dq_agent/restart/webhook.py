@@ -63,9 +63,15 @@ class WebhookTarget:
     ) -> None:
         self._connector = connector
         self._spec = spec
+        self._owns_session = session is None
         self._session = session or requests.Session()
         self._clock = clock
         self.label = f"webhook {name}"
+
+    def close(self) -> None:
+        """Close the HTTP connections this target opened (not a session it was given)."""
+        if self._owns_session:
+            self._session.close()
 
     def start(self, key: str) -> PipelineRun:
         payload = {**self._spec.body, "idempotency_key": key}

@@ -62,6 +62,13 @@ class Reviewer:
         self.clock = clock
         self.gateway = Gateway(project, store, clock, env=env, actor=settings.model)
         self._client = client
+        self._owns_client = client is None
+
+    def close(self) -> None:
+        """Close the API client's connections, if this reviewer opened it."""
+        if self._client is not None and self._owns_client:
+            self._client.close()
+            self._client = None
 
     @property
     def client(self) -> Anthropic:
