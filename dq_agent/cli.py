@@ -25,7 +25,6 @@ from dq_agent.config.loader import resolve_sqlite_path
 from dq_agent.config.models import CheckSpec, SqlConnector, VolumeAnomalyArgs
 from dq_agent.daemon.logs import configure_logging
 from dq_agent.daemon.service import Daemon
-from dq_agent.demo import Clock, Demo, fresh_state, start_time
 from dq_agent.engine import RunOptions, backtest_suite, run_checks, select_suites, utc_now
 from dq_agent.errors import DqAgentError
 from dq_agent.escalate.actions import Actions
@@ -516,6 +515,9 @@ def demo(project_dir: Path, fmt: str) -> None:
     is messaged. Then, on a simulated clock: a reminder, Pete's fix and "I fixed it", and the
     undo of the correction. Needs no credentials and no network.
     """
+    # Imported here: the emulators are of no use to the other commands, which start faster.
+    from dq_agent.demo import Clock, Demo, fresh_state, start_time
+
     console = _err()
     project = load_project(project_dir)
     warehouse = project.connectors.get(DEMO_CONNECTOR)

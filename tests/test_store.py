@@ -460,3 +460,24 @@ def test_the_ledger_folds_events_into_corrections_and_detects_tampering(db_url: 
         with store.engine.begin() as conn:
             conn.execute(sa.text("UPDATE ledger SET new = '2000000' WHERE id = 2"))
         assert store.verify_ledger() == ["entry 2: content does not match its hash"]
+
+
+def test_the_head_revision_is_read_without_alembic_and_matches_it() -> None:
+    from dq_agent.store.store import head_revision
+
+    assert head_revision() == _head()
+
+
+def test_an_up_to_date_store_opens_without_importing_alembic(sqlite_url: str) -> None:
+    import subprocess
+    import sys
+
+    Store.open(sqlite_url).close()  # created and migrated here
+    probe = (
+        "import sys\nfrom dq_agent.store import Store\n"
+        f"Store.open({sqlite_url!r}).close()\nprint('alembic' in sys.modules)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == "False"

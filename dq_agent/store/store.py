@@ -10,12 +10,9 @@ from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, NamedTuple, Self
+from typing import TYPE_CHECKING, Any, NamedTuple, Self
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.util import CommandError
 from sqlalchemy import event
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -46,6 +43,9 @@ from dq_agent.store.models import (
     Snapshot,
     SuiteRun,
 )
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -80,6 +80,8 @@ _PASSWORD_IN_URL = re.compile(r"(://[^:/@]*:)[^@]*@")
 
 def alembic_config(connection: sa.Connection) -> Config:
     """An Alembic configuration for the packaged migrations, bound to ``connection``."""
+    from alembic.config import Config
+
     config = Config()
     # Config values go through configparser interpolation, where "%" is special.
     config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
@@ -132,12 +134,32 @@ def _create_engine(url: sa.URL) -> sa.Engine:
     return engine
 
 
+class _MigrationError(Exception):
+    """Alembic could not bring the schema up to date."""
+
+
+def head_revision() -> str:
+    """The newest migration's revision: its file is ``NNNN_what.py`` with revision ``NNNN``."""
+    names = sorted(f.name for f in (MIGRATIONS_DIR / "versions").glob("[0-9][0-9][0-9][0-9]_*.py"))
+    return names[-1][:4]
+
+
 def _migrate(engine: sa.Engine) -> None:
     with _ALEMBIC_LOCK, engine.begin() as connection:
         if connection.dialect.name == "postgresql":
             # Held until this transaction ends, i.e. until the migration is committed.
             connection.execute(sa.select(sa.func.pg_advisory_xact_lock(MIGRATION_LOCK_KEY)))
-        command.upgrade(alembic_config(connection), "head")
+        if sa.inspect(connection).has_table("alembic_version"):
+            current = connection.execute(sa.text("SELECT version_num FROM alembic_version"))
+            if current.scalar() == head_revision():
+                return  # up to date: Alembic (a tenth of a second to import) is not needed
+        from alembic import command
+        from alembic.util import CommandError
+
+        try:
+            command.upgrade(alembic_config(connection), "head")
+        except CommandError as exc:
+            raise _MigrationError(str(exc)) from exc
 
 
 class Store:
@@ -161,7 +183,7 @@ class Store:
         try:
             engine = _create_engine(parsed)
             _migrate(engine)
-        except (SQLAlchemyError, CommandError, OSError, ImportError) as exc:
+        except (SQLAlchemyError, _MigrationError, OSError, ImportError) as exc:
             if engine is not None:
                 engine.dispose()
             reason = _redact(_describe(exc), parsed.password)
