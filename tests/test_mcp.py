@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,31 +23,14 @@ from mcp.types import CallToolResult, TextContent
 from dq_agent.agent import run_cycle
 from dq_agent.cli import main
 from dq_agent.config import load_project
-from dq_agent.engine import RunOptions
 from dq_agent.sandbox import LoopbackServer, SalesforceEmulator, demo_seed
-from dq_agent.sources.retry import RetryPolicy
 from dq_agent.store import Store
 from dq_agent.triage.gateway import TOOLS
 from tests.helpers import make_project
+from tests.test_llm import CRM_SUITE, NOW, OPTIONS, SESSION, SLIP
 
-NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
-SESSION = "sf-secret-session-123"
-SLIP = "006Dn0000040000042"  # 200 seats × $5,000 typed as $10,000,000
 WHALE = "006Dn0000040000088"  # a real $10,000,000 deal: not a finding
 REPO = Path(__file__).resolve().parent.parent
-OPTIONS = RunOptions(clock=lambda: NOW, retry=RetryPolicy(attempts=1, sleep=lambda _s: None))
-
-CRM_SUITE = """
-suite: crm_opportunities
-owner: sales-ops@acme.com
-source:
-  connector: crm
-  object: Opportunity
-  fields: [Id, Name, Amount, Seats__c, Price_Per_Seat__c]
-key: [Id]
-checks:
-  - fat_finger: {column: Amount, witness: "Seats__c * Price_Per_Seat__c", auto_correct: false}
-"""
 
 
 @pytest.fixture

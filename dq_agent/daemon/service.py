@@ -436,7 +436,7 @@ class Daemon:
         import json
 
         try:
-            self.store.incidents(status="none", events=False)
+            self.store.ping()
             store_ok = True
         except DqAgentError:
             store_ok = False

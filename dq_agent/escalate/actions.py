@@ -21,7 +21,7 @@ from dq_agent.escalate import messages
 from dq_agent.escalate.incidents import Notice
 from dq_agent.escalate.notify import Escalation
 from dq_agent.escalate.slack import SlackApi, SlackError
-from dq_agent.remedy.runner import approve_correction, revert_correction
+from dq_agent.remedy.runner import approve_correction, deciders, revert_correction
 from dq_agent.store import Store
 
 log = logging.getLogger(__name__)
@@ -103,13 +103,9 @@ class Actions:
     # -- who may ---------------------------------------------------------------------------------
 
     def _people(self, suite_id: str, check: str, also: Iterable[str] = ()) -> set[str]:
+        """The people (channels cannot press buttons) who may decide about this check."""
         suite = self.project.suites.get(suite_id)
-        people = {p.lower() for p in also}
-        if suite is not None:
-            people |= {p.lower() for p in (*suite.owner, *suite.escalation)}
-            for spec in suite.checks:
-                if spec.name == check and spec.owner:
-                    people |= {p.lower() for p in spec.owner}
+        people = deciders(suite, check, also) if suite else {p.lower() for p in also}
         return {p for p in people if not p.startswith("#")}
 
     def _require(self, incident: Mapping[str, Any], email: str, what: str) -> None:

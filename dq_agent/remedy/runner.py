@@ -307,11 +307,18 @@ def _suite_of(project: Project, correction: Correction) -> Suite:
     return project.suites[correction.suite]
 
 
-def _require_owner(suite: Suite, correction: Correction, by: str, also: Iterable[str] = ()) -> None:
+def deciders(suite: Suite, check: str, also: Iterable[str] = ()) -> set[str]:
+    """Who may decide about a check's corrections and incidents, lower-cased: the suite's
+    owners and escalation list, the check's own owners, and ``also``."""
     people = {p.lower() for p in (*suite.owner, *suite.escalation, *also)}
     for spec in suite.checks:
-        if spec.name == correction.check and spec.owner:
+        if spec.name == check and spec.owner:
             people |= {p.lower() for p in spec.owner}
+    return people
+
+
+def _require_owner(suite: Suite, correction: Correction, by: str, also: Iterable[str] = ()) -> None:
+    people = deciders(suite, correction.check, also)
     if by.lower() not in people:
         listed = ", ".join(sorted(people)) or "nobody"
         raise DqAgentError(

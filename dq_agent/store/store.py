@@ -205,6 +205,11 @@ class Store:
     ) -> None:
         self.close()
 
+    def ping(self) -> None:
+        """Raise StoreError unless the database answers."""
+        with self._transaction("reach the state store") as session:
+            session.execute(sa.text("SELECT 1"))
+
     @contextmanager
     def _transaction(self, what: str) -> Iterator[Session]:
         try:
