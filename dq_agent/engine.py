@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 
 from dq_agent.checks import BUILTIN, CheckContext, CompiledExpectation, PlannedCheck, can_compile
-from dq_agent.checks.base import error_result
+from dq_agent.checks.base import FindingsQuery, error_result, fetch_findings
+from dq_agent.checks.conditions import row_condition_of
 from dq_agent.checks.gx import run_expectations
 from dq_agent.checks.volume import BucketVerdict, backtest
 from dq_agent.config.loader import Project
@@ -214,6 +215,8 @@ def evaluate_checks(
             via_gx.append(spec)
 
     scanned = _scan(relation, planned)
+    judged = {name: _evaluate(check, scanned[name]) for name, check in planned.items()}
+    judged.update(_with_findings(relation, ctx, planned, judged))
     gx_results = {r.name: r for r in run_expectations(via_gx, relation, ctx)}
     checks: list[CheckResult] = []
     for spec in suite.checks:
@@ -222,8 +225,48 @@ def evaluate_checks(
         elif spec.name in gx_results:
             checks.append(gx_results[spec.name])
         else:
-            checks.append(_evaluate(planned[spec.name], scanned[spec.name]))
+            checks.append(judged[spec.name])
     return checks
+
+
+def _with_findings(
+    relation: Relation,
+    ctx: CheckContext,
+    planned: Mapping[str, PlannedCheck],
+    judged: Mapping[str, CheckResult],
+) -> dict[str, CheckResult]:
+    """The failed compiled checks' results with their records, read in one extra statement."""
+    wanted: dict[str, FindingsQuery] = {
+        name: check.wanted
+        for name, check in planned.items()
+        if isinstance(check, CompiledExpectation)
+        and check.wanted is not None
+        and judged[name].status != "error"
+    }
+    if not wanted:
+        return {}
+    notes: dict[str, str] = {}
+    try:
+        found = fetch_findings(relation, ctx, wanted)
+    except sa.exc.OperationalError as exc:
+        raise translate(exc, relation.engine.url) from exc
+    except sa.exc.SQLAlchemyError:
+        # One check's records cannot be read (e.g. a type mismatch): its verdict stands, and
+        # the others still get theirs.
+        found = {}
+        for name, query in wanted.items():
+            try:
+                found.update(fetch_findings(relation, ctx, {name: query}))
+            except sa.exc.SQLAlchemyError as exc:
+                notes[name] = f"; its records could not be read: {_first_line(exc)}"
+    return {
+        name: replace(
+            judged[name],
+            findings=found.get(name, ()),
+            message=judged[name].message + notes.get(name, ""),
+        )
+        for name in wanted
+    }
 
 
 def context_for(
@@ -280,7 +323,11 @@ def backtest_suite(
 
 def _missing_column(spec: CheckSpec, relation: Relation) -> str | None:
     column = spec.expectation_kwargs.get("column") or getattr(spec.args, "column", None)
-    return column if isinstance(column, str) and column not in relation.columns else None
+    condition = row_condition_of(spec.expectation_kwargs)
+    for name in (column, condition.column if condition else None):
+        if isinstance(name, str) and name not in relation.columns:
+            return name
+    return None
 
 
 def _evaluate(check: PlannedCheck, values: Mapping[str, Any] | Exception) -> CheckResult:

@@ -10,9 +10,12 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import event
 
 from dq_agent.checks.compiled import can_compile
+from dq_agent.checks.conditions import RowCondition, parse_row_condition
 from dq_agent.config import load_project
 from dq_agent.config.models import CheckSpec
 from dq_agent.results import CheckResult
@@ -42,6 +45,7 @@ def messy_rows() -> list[dict[str, Any]]:
     return rows
 
 
+GX_PARSER = "condition_parser: great_expectations"
 COMPILED = [
     "expect_column_values_to_not_be_null: {column: status}",
     "expect_column_values_to_not_be_null: {column: status, mostly: 0.8}",
@@ -99,6 +103,21 @@ COMPILED = [
     "expect_column_values_to_match_regex: {column: status, regex: '^p', mostly: 0.5}",
     "expect_column_values_to_match_regex: {column: status, regex: '^(open|paid|refunded)$'}",
     "expect_column_values_to_match_regex: {column: customer, regex: 'c[0-3]'}",
+    # GX's row filter: every number is over the rows it keeps.
+    "expect_column_values_to_be_in_set:"
+    " {column: status, value_set: [paid], row_condition: 'col(\"id\")>5', " + GX_PARSER + "}",
+    "expect_column_values_to_be_unique:"
+    " {column: customer, row_condition: 'col(\"amount\") >= 0', " + GX_PARSER + "}",
+    "expect_compound_columns_to_be_unique:"
+    " {column_list: [customer, status], row_condition: 'col(\"id\")>4', " + GX_PARSER + "}",
+    "expect_column_mean_to_be_between:"
+    ' {column: amount, min_value: 50, row_condition: \'col("status")=="paid"\', ' + GX_PARSER + "}",
+    "expect_column_values_to_match_regex:"
+    " {column: status, regex: '^p', row_condition: 'col(\"id\")>2', " + GX_PARSER + "}",
+    "expect_table_row_count_to_equal:"
+    " {value: 8, row_condition: 'col(\"customer\").notnull()', " + GX_PARSER + "}",
+    "expect_column_values_to_not_be_null:"
+    " {column: status, row_condition: 'col(\"customer\") != ''c1''', " + GX_PARSER + "}",
 ]
 REGEX = "expect_column_values_to_match_regex"
 COMPOUND = "expect_compound_columns_to_be_unique"
@@ -178,11 +197,8 @@ def test_other_expectations_run_through_great_expectations(tmp_path: Path, db_ur
   - expect_column_median_to_be_between: {column: amount, min_value: 40, max_value: 60}
   - expect_column_max_to_be_between: {name: dated, column: updated_at, max_value: 2020-01-01}
   - expect_compound_columns_to_be_unique:
-      {name: late_pairs, column_list: [customer, status], row_condition: 'col("id")>4',
-       condition_parser: great_expectations}
-  - expect_column_values_to_be_in_set:
-      {name: paid_only_filtered, column: status, value_set: [paid], row_condition: 'col("id")>5',
-       condition_parser: great_expectations}
+      {name: late_pairs, column_list: [customer, status],
+       row_condition: 'col("id")>4 # GX reads up to here', condition_parser: great_expectations}
 """
     )
     result = run_one(tmp_path, db_url, suite)
@@ -199,9 +215,10 @@ def test_other_expectations_run_through_great_expectations(tmp_path: Path, db_ur
     assert by_name["expect_column_median_to_be_between(amount)"].status == "pass"
     # A date bound is GX's to interpret (it parses the column's values): not compiled.
     assert by_name["dated"].status == "fail"
+    # A row filter with more than GX's grammar (GX ignores the rest): GX's to read.
     assert by_name["late_pairs"].status == "fail"
     assert by_name["late_pairs"].observed["unexpected_count"] == 3  # (c1, paid): 5, 7, 9
-    assert by_name["paid_only_filtered"].status == "fail"
+    assert "partial_unexpected_list" in by_name["late_pairs"].observed
 
 
 def test_a_crash_inside_great_expectations_is_an_error_not_a_failure(
@@ -331,6 +348,154 @@ def test_arguments_gx_reads_its_own_way_are_left_to_gx(kind: str, kwargs: dict[s
     assert not can_compile(_spec(kind, **kwargs), "postgresql")
 
 
+# -- row conditions ---------------------------------------------------------------------------
+
+# Well-formed conditions in GX's grammar, with the spacing and quoting people write.
+CONDITIONS = {
+    'col("id")>4': RowCondition("id", ">", 4),
+    ' col("id") <= -2.5 ': RowCondition("id", "<=", -2.5),
+    'col("Amount")>=1e3': RowCondition("Amount", ">=", 1000.0),
+    'col("status")=="paid"': RowCondition("status", "==", "paid"),
+    "col(\"status\") != 'paid off'": RowCondition("status", "!=", "paid off"),
+    'col("when") < date("2024-01-01")': RowCondition("when", "<", "2024-01-01"),
+    'col("n")=="5"': RowCondition("n", "==", "5"),
+    'col("customer").notnull()': RowCondition("customer"),
+    'col("customer") .NotNull()': RowCondition("customer"),
+}
+# What GX reads differently, or not at all: left to GX.
+LEFT_TO_GX = [
+    'col("id")>4 and col("id")<9',  # GX ignores everything after the first condition
+    "col('id')>4",  # GX wants double quotes around the column
+    'col("id") > " 4"',  # GX drops the leading space inside the quotes
+    'col("a\\tb")>4',  # GX turns the \\t into a tab
+    'col("id").isnull()',
+    'col("id") = 4',
+    "",
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), CONDITIONS.items())
+def test_row_conditions_are_read_as_gx_reads_them(text: str, expected: RowCondition) -> None:
+    assert parse_row_condition(text) == expected
+    assert parse_row_condition(text) == _as_gx_reads(text)
+
+
+@pytest.mark.parametrize("text", LEFT_TO_GX)
+def test_a_row_condition_read_otherwise_is_left_to_gx(text: str) -> None:
+    assert parse_row_condition(text) is None
+    kwargs = {"column": "id", "row_condition": text, "condition_parser": "great_expectations"}
+    assert not can_compile(_spec("expect_column_values_to_not_be_null", **kwargs))
+    # Nor with another parser, or none: GX refuses those on SQL, and says so.
+    ok = {"column": "id", "row_condition": 'col("id")>4'}
+    assert not can_compile(_spec("expect_column_values_to_not_be_null", **ok))
+    pandas = {**ok, "condition_parser": "pandas"}
+    assert not can_compile(_spec("expect_column_values_to_not_be_null", **pandas))
+
+
+_PIECES = st.sampled_from(
+    [
+        'col("',
+        '")',
+        "col(",
+        '"',
+        "'",
+        "id",
+        "a b",
+        "\\t",
+        "\\n",
+        "\t",
+        " ",
+        "\n",
+        "\f",
+        "é",
+        "ü",
+        ">",
+        "<",
+        "=",
+        "!",
+        "==",
+        ">=",
+        ".notnull()",
+        ".NOTNULL()",
+        "date(",
+        ")",
+        "(",
+        "-",
+        "+",
+        "1",
+        "0",
+        ".",
+        "e",
+        "5.",
+        "x",
+        "#",
+        "\\\\",
+        "and",
+    ]
+)
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.lists(_PIECES, max_size=12).map("".join))
+def test_a_row_condition_read_here_is_what_gx_reads(text: str) -> None:
+    """Any text at all: where this module reads a condition, GX's parser reads the same."""
+    ours = parse_row_condition(text)
+    if ours is not None:
+        assert ours == _as_gx_reads(text), text
+
+
+def _as_gx_reads(text: str) -> RowCondition | None:
+    from great_expectations.expectations.expectation import _convert_string_to_condition
+    from great_expectations.expectations.row_conditions import NullityCondition
+
+    try:
+        condition: Any = _convert_string_to_condition(text)
+    except Exception:  # GX's parser raises its own error types
+        return None
+    if isinstance(condition, NullityCondition):
+        return RowCondition(condition.column.name)
+    parameter = condition.parameter
+    assert type(parameter) in (int, float, str)
+    return RowCondition(condition.column.name, str(condition.operator), parameter)
+
+
+def test_row_condition_on_a_missing_column_names_it(tmp_path: Path, sqlite_url: str) -> None:
+    load_orders(sqlite_url, order_rows(3))
+    suite = SUITE + (
+        "  - expect_column_values_to_not_be_null:\n"
+        "      {column: id, row_condition: 'col(\"nope\")>1', condition_parser: great_expectations}\n"
+    )
+    [check] = run_one(tmp_path, sqlite_url, suite).checks
+    assert check.status == "error"
+    assert check.message.startswith("column 'nope' not found in orders; available: id, ")
+
+
+def test_the_failed_checks_records_come_in_one_statement(tmp_path: Path, db_url: str) -> None:
+    load_orders(db_url, messy_rows())
+    suite = _suite(
+        [
+            "expect_column_values_to_not_be_null: {column: status}",
+            "expect_column_values_to_be_between: {column: amount, min_value: 0}",
+            "expect_column_values_to_be_in_set: {column: status, value_set: [open, paid]}",
+            "expect_column_values_to_not_be_null: {column: id}",  # holds: no records wanted
+            "expect_column_values_to_be_unique:"
+            " {column: customer, row_condition: 'col(\"id\")<8', " + GX_PARSER + "}",
+        ]
+    )
+    result, statements = _run_recording(tmp_path, db_url, suite)
+    nulls, negative, unknown, ids, repeated = result.checks
+    assert [f.key["id"] for f in nulls.findings] == [2, 6]
+    assert [(f.key["id"], f.observed) for f in negative.findings] == [(5, -5)]
+    assert [(f.key["id"], f.observed) for f in unknown.findings] == [(3, "refunded")]
+    assert (ids.status, ids.findings) == ("pass", ())
+    # Among orders 1-7 only: c1 on 1, 5 and 7, c2 on 2 and 6 (not 9 and 10: filtered out).
+    assert [f.key["id"] for f in repeated.findings] == [1, 2, 5, 6, 7]
+    # The scan, the uniqueness probe and one read of records; no statement per failed check.
+    reads = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+    assert len(reads) == 3, reads
+    assert len([s for s in reads if "LIMIT" in s.upper()]) == 1
+
+
 def test_the_new_expectations_arguments_are_validated_natively(tmp_path: Path) -> None:
     make_project(
         tmp_path,
@@ -430,3 +595,37 @@ def test_bounds_the_wrong_way_round_are_a_configuration_error(tmp_path: Path, li
     root = project_for(tmp_path, f"sqlite:///{tmp_path / 'w.db'}", {"s": SUITE + f"  - {line}\n"})
     [issue] = load_project(root, env={}).issues
     assert issue.message.startswith("min_value ") and "is greater than max_value" in issue.message
+
+
+def test_values_in_order_need_a_key_to_order_the_rows(tmp_path: Path, sqlite_url: str) -> None:
+    load_orders(sqlite_url, messy_rows())
+    suite = """
+suite: orders
+source: {connector: warehouse, query: "SELECT amount FROM orders"}
+checks:
+  - expect_column_values_to_be_increasing: {column: amount}
+"""
+    [check] = run_one(tmp_path, sqlite_url, suite).checks
+    assert check.status == "error"
+    assert check.message == (
+        "needs the suite's key (or a primary key) to put the rows in order: "
+        "a table has no order of its own"
+    )
+    assert not can_compile(_spec(INCREASING, column="a", strictly="yes"), "sqlite")
+
+
+INCREASING = "expect_column_values_to_be_increasing"
+
+
+def test_values_in_order_are_read_in_key_order(tmp_path: Path, db_url: str) -> None:
+    load_orders(db_url, messy_rows())
+    suite = SUITE + (
+        "  - expect_column_values_to_be_increasing: {column: amount}\n"
+        "  - expect_column_values_to_be_increasing: {column: customer, strictly: true}\n"
+    )
+    amounts, customers = run_one(tmp_path, db_url, suite).checks
+    # 10, 20, 30, 40, -5 (after 40), NULL, 70, 80, 90, 100.
+    assert amounts.message == "1 of 9 amount values unexpected (11.11%)"
+    assert [(f.key["id"], f.observed) for f in amounts.findings] == [(5, -5)]
+    # c1, c2, c3, c1 (5), c2, c1 (7), c0 (8), c1, c2: strings compare as the database orders.
+    assert [f.key["id"] for f in customers.findings] == [5, 7, 8]

@@ -96,37 +96,67 @@ def count_where(condition: sa.ColumnElement[bool]) -> sa.ColumnElement[Any]:
     return sa.func.count(sa.case((condition, sa.literal(1))))
 
 
+@dataclass(frozen=True)
+class FindingsQuery:
+    """The records a failed check reports: those matching ``violation``."""
+
+    violation: sa.ColumnElement[bool]
+    column: str | None
+    reason: str
+
+
+# Which check a row of the findings statement belongs to.
+_CHECK_TAG = "dq_agent_check_no"
+
+
 def fetch_findings(
-    relation: Relation,
-    ctx: CheckContext,
-    violation: sa.ColumnElement[bool],
-    column: str | None,
-    reason: str,
-) -> tuple[Finding, ...]:
-    """Up to ``max_findings`` records matching ``violation``, as ``report`` findings."""
-    key = ctx.key or relation.primary_key
-    if not key or ctx.max_findings == 0 or any(k not in relation.columns for k in key):
-        return ()
-    selected = [relation.column(k) for k in key]
-    if column is not None and column not in key:
-        selected.append(relation.column(column))
-    query = (
-        sa.select(*selected)
-        .where(violation)
-        .order_by(*[relation.column(k) for k in key])
-        .limit(ctx.max_findings)
-    )
+    relation: Relation, ctx: CheckContext, wanted: Mapping[str, FindingsQuery]
+) -> dict[str, tuple[Finding, ...]]:
+    """Up to ``max_findings`` records per check of ``wanted``, all in one statement.
+
+    Each check's records are chosen (first keys first) in a branch of a ``UNION ALL``; every
+    branch selects the same columns (the key and every reported column), so the branches
+    line up on any database.
+    """
+    key = list(ctx.key or relation.primary_key)
+    if not wanted or not key or ctx.max_findings == 0:
+        return {}
+    if any(k not in relation.columns for k in key):
+        return {}
+    columns = list(dict.fromkeys([*key, *(q.column for q in wanted.values() if q.column)]))
+    names = list(wanted)
+    branches: list[sa.Select[Any]] = []
+    for number, name in enumerate(names):
+        branch = (
+            sa.select(
+                sa.literal(number).label(_CHECK_TAG),
+                *[relation.column(c).label(c) for c in columns],
+            )
+            .where(wanted[name].violation)
+            .order_by(*[relation.column(k) for k in key])
+            .limit(ctx.max_findings)
+        )
+        # A bounded branch of a compound statement must be a subquery (SQLite insists).
+        branches.append(sa.select(*branch.subquery().c) if len(names) > 1 else branch)
+    query: sa.Select[Any] | sa.CompoundSelect[Any] = branches[0]
+    if len(branches) > 1:
+        union = sa.union_all(*branches)
+        query = union.order_by(*[union.selected_columns[c] for c in [_CHECK_TAG, *key]])
     with relation.connect() as conn:
         rows = conn.execute(query).mappings().all()
-    return tuple(
-        Finding(
-            key={k: row[k] for k in key},
-            column=column,
-            observed=row[column] if column is not None else None,
-            reason=reason,
+    found: dict[str, list[Finding]] = {name: [] for name in names}
+    for row in rows:
+        name = names[row[_CHECK_TAG]]
+        column = wanted[name].column
+        found[name].append(
+            Finding(
+                key={k: row[k] for k in key},
+                column=column,
+                observed=row[column] if column is not None else None,
+                reason=wanted[name].reason,
+            )
         )
-        for row in rows
-    )
+    return {name: tuple(findings) for name, findings in found.items()}
 
 
 def plural(count: int, singular: str, plural_form: str | None = None) -> str:

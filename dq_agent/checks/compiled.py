@@ -4,8 +4,9 @@ Great Expectations reads a table many times per suite; these expectations are an
 the one aggregate query instead. The numbers reported (element_count, unexpected_count,
 unexpected_percent, missing_count, observed_value) and the success rule (``mostly`` over the
 rows considered) are GX's, and the test suite checks them against GX itself. Anything not
-listed here, or any argument not understood here (e.g. ``row_condition``), runs through GX
-unchanged.
+listed here, or any argument not understood here (a ``row_condition`` beyond the ones
+:mod:`dq_agent.checks.conditions` reads), runs through GX unchanged. A row condition filters
+every aggregate of the check, as GX filters its domain before computing anything.
 """
 
 from __future__ import annotations
@@ -18,13 +19,16 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from dq_agent.checks.base import CheckContext, count_where, error_result, fetch_findings, result
+from dq_agent.checks import conditions
+from dq_agent.checks.base import CheckContext, FindingsQuery, count_where, error_result, result
 from dq_agent.config.models import CheckSpec
-from dq_agent.results import CheckResult, Finding
+from dq_agent.results import CheckResult
 from dq_agent.sources.base import Relation
 
 # Arguments that do not change what an expectation computes.
 _INERT = {"meta", "notes", "description"}
+# GX's row filter: compiled when conditions.compiles() reads it with certainty.
+_FILTER = {"row_condition", "condition_parser"}
 _BOUNDS = {"min_value", "max_value", "strict_min", "strict_max"}
 
 # Row-by-row checks of one column: GX counts the unexpected values among the non-null ones.
@@ -37,6 +41,7 @@ _COLUMN_MAP_ARGS: dict[str, set[str]] = {
     "expect_column_values_to_be_unique": {"column", "mostly"},
     "expect_column_value_lengths_to_be_between": {"column", "mostly", *_BOUNDS},
     "expect_column_values_to_match_regex": {"column", "mostly", "regex"},
+    "expect_column_values_to_be_increasing": {"column", "mostly", "strictly"},
 }
 # One statistic of a column (MIN, MAX, AVG, SUM), reported as observed_value.
 _COLUMN_AGGREGATE_ARGS: dict[str, set[str]] = {
@@ -64,7 +69,9 @@ def can_compile(spec: CheckSpec, dialect: str | None = None) -> bool:
     """
     allowed = _ARGS.get(spec.type)
     kwargs = spec.expectation_kwargs
-    if allowed is None or not set(kwargs) <= allowed | _INERT:
+    if allowed is None or not set(kwargs) <= allowed | _INERT | _FILTER:
+        return False
+    if not conditions.compiles(kwargs):
         return False
     only = _DIALECTS.get(spec.type)
     if only is not None and dialect not in only:
@@ -76,6 +83,8 @@ def _arguments_compile(kind: str, kwargs: Mapping[str, Any]) -> bool:
     """Whether the arguments' values are ones the SQL here means the same by as GX does
     (GX coerces others, e.g. a date string bound or ``strict_min: "yes"``: it answers those)."""
     if any(not isinstance(kwargs.get(k, False), bool) for k in ("strict_min", "strict_max")):
+        return False
+    if not isinstance(kwargs.get("strictly", False), bool | None):
         return False
     bounds = [kwargs.get("min_value"), kwargs.get("max_value")]
     if kind == "expect_column_value_lengths_to_be_between":
@@ -119,34 +128,40 @@ class CompiledExpectation:
         self.ctx = ctx
         self.column_name: str | None = self.kwargs.get("column")
         self.column_list: list[str] = list(self.kwargs.get("column_list") or [])
+        row_condition = conditions.row_condition_of(self.kwargs)
+        # GX's row filter: only the rows it keeps take part, in every number reported.
+        self.condition = row_condition.clause(relation) if row_condition else None
+        # The records to report, once evaluate() has found the check failed.
+        self.wanted: FindingsQuery | None = None
 
     # -- the scan -------------------------------------------------------------------------
 
     def aggregates(self) -> dict[str, sa.ColumnElement[Any]]:
         kind = self.spec.type
         if kind in _TABLE_ARGS:
-            return {"rows": sa.func.count()}
+            return {"rows": self._rows()}
         if kind in _COLUMN_AGGREGATE_ARGS:
             return {"value": self._statistic()}
         if kind in _MULTICOLUMN_ARGS:
             if self._missing_columns():
                 return {}  # evaluate reports it
             # Uniqueness, as for one column, is proven or probed outside the scan.
-            return {"rows": sa.func.count(), "considered": self._considered_rows()}
+            return {"rows": self._rows(), "considered": self._considered_rows()}
         col = self._col()
         aggs: dict[str, sa.ColumnElement[Any]] = {
-            "rows": sa.func.count(),
-            "nonnull": sa.func.count(col),
+            "rows": self._rows(),
+            "nonnull": sa.func.count(self._kept(col)),
         }
-        if kind == "expect_column_values_to_be_unique":
+        if kind in ("expect_column_values_to_be_unique", "expect_column_values_to_be_increasing"):
             # No COUNT(DISTINCT) here: it stops PostgreSQL running the scan in parallel.
-            # Uniqueness is proven from the catalog, or probed on its own (see evaluate).
+            # Uniqueness is proven from the catalog, or probed on its own; the order of
+            # values needs a window over the rows, in a statement of its own (see evaluate).
             pass
         elif kind not in (
             "expect_column_values_to_not_be_null",
             "expect_column_values_to_be_null",
         ):
-            aggs["unexpected"] = count_where(self._violation())
+            aggs["unexpected"] = count_where(self._filtered(self._violation()))
         return aggs
 
     def evaluate(self, values: Mapping[str, Any]) -> CheckResult:
@@ -177,6 +192,14 @@ class CompiledExpectation:
             return self._judge(rows, rows, lambda: rows - nonnull)
         if kind == "expect_column_values_to_be_null":
             return self._judge(rows, rows, lambda: nonnull)
+        if kind == "expect_column_values_to_be_increasing":
+            if not self._order():
+                return error_result(
+                    self.spec,
+                    "needs the suite's key (or a primary key) to put the rows in order: "
+                    "a table has no order of its own",
+                )
+            return self._judge(rows, nonnull, self._out_of_order_rows, missing=rows - nonnull)
         if kind == "expect_column_values_to_be_unique":
             assert self.column_name is not None
             return self._judge(
@@ -219,10 +242,9 @@ class CompiledExpectation:
         observed["unexpected_count"] = unexpected
         observed["unexpected_percent"] = _pct(unexpected, considered)
         ok = _mostly_ok(considered, unexpected, mostly)
-        findings: tuple[Finding, ...] = ()
         if unexpected and not ok:
-            findings = fetch_findings(
-                self.relation, self.ctx, self._violation(), self.column_name, self._reason()
+            self.wanted = FindingsQuery(
+                self._filtered(self._violation()), self.column_name, self._reason()
             )
         what = "null" if self.spec.type == "expect_column_values_to_not_be_null" else "unexpected"
         if unexpected == 0:
@@ -235,9 +257,21 @@ class CompiledExpectation:
             if mostly < 1:
                 message += f", mostly={mostly:g} {'met' if ok else 'not met'}"
         metrics = {"unexpected_count": float(unexpected), "element_count": float(rows)}
-        return result(self.spec, ok, message, observed=observed, findings=findings, metrics=metrics)
+        return result(self.spec, ok, message, observed=observed, metrics=metrics)
 
     # -- pieces ---------------------------------------------------------------------------
+
+    def _rows(self) -> sa.ColumnElement[Any]:
+        """The rows the check looks at: all of them, or those its row condition keeps."""
+        return sa.func.count() if self.condition is None else count_where(self.condition)
+
+    def _kept(self, value: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+        """``value`` on the rows the row condition keeps, NULL on the others."""
+        return value if self.condition is None else sa.case((self.condition, value))
+
+    def _filtered(self, condition: sa.ColumnElement[bool]) -> sa.ColumnElement[bool]:
+        """``condition``, on the rows the row condition keeps."""
+        return condition if self.condition is None else sa.and_(self.condition, condition)
 
     def _col(self) -> sa.ColumnElement[Any]:
         assert self.column_name is not None
@@ -274,6 +308,7 @@ class CompiledExpectation:
                 list(self.kwargs["value_set"])
             ),
             "expect_column_values_to_be_unique": self._duplicated,
+            "expect_column_values_to_be_increasing": self._out_of_order,
             "expect_column_value_lengths_to_be_between": lambda: self._unexpected_unless(
                 self._length_within()
             ),
@@ -311,7 +346,7 @@ class CompiledExpectation:
     def _statistic(self) -> sa.ColumnElement[Any]:
         # GX's own SQL, on the column as the driver returns it (no SQLAlchemy result type:
         # GX reads it untyped too, so e.g. SQLite hands back the stored int, not a Decimal).
-        col = sa.type_coerce(self._col(), sa.types.NULLTYPE)
+        col = self._kept(sa.type_coerce(self._col(), sa.types.NULLTYPE))
         stat = self._stat_name()
         if stat == "mean":
             return sa.func.avg(1.0 * col)  # GX multiplies by 1.0 (integer AVG on SQL Server)
@@ -327,25 +362,72 @@ class CompiledExpectation:
         nulls = [c.is_(None) for c in self._cols()]
         rule = self.kwargs.get("ignore_row_if", "all_values_are_missing")
         if rule == "never":
-            return sa.func.count()
+            return self._rows()
         ignored = sa.and_(*nulls) if rule == "all_values_are_missing" else sa.or_(*nulls)
-        return count_where(sa.not_(ignored))
+        return count_where(self._filtered(sa.not_(ignored)))
 
     def _duplicated(self) -> sa.ColumnElement[bool]:
         col = self._col()
-        dupes = sa.select(col).where(col.is_not(None)).group_by(col).having(sa.func.count() > 1)
+        dupes = (
+            sa.select(col)
+            .where(self._filtered(col.is_not(None)))
+            .group_by(col)
+            .having(sa.func.count() > 1)
+            .correlate(None)
+        )
         return col.in_(dupes.scalar_subquery())
 
     def _duplicated_together(self) -> sa.ColumnElement[bool]:
         cols = self._cols()
         dupes = (
             sa.select(*cols)
-            .where(*[c.is_not(None) for c in cols])
+            .where(self._filtered(sa.and_(*[c.is_not(None) for c in cols])))
             .group_by(*cols)
             .having(sa.func.count() > 1)
             .correlate(None)
         )
         return sa.and_(*[c.is_not(None) for c in cols], sa.tuple_(*cols).in_(dupes))
+
+    def _order(self) -> list[str]:
+        """The columns that put rows in order: the suite's key, else the primary key."""
+        key = list(self.ctx.key or self.relation.primary_key)
+        return key if all(k in self.relation.columns for k in key) else []
+
+    def _lagged(self) -> sa.Subquery:
+        """The key, the value and the value before it, in key order, over the non-null values
+        the row condition keeps: what GX compares when it takes the differences of a column."""
+        col = self._col()
+        order = [self.relation.column(k) for k in self._order()]
+        return (
+            sa.select(
+                *[c.label(f"k{i}") for i, c in enumerate(order)],
+                col.label("value"),
+                sa.func.lag(col).over(order_by=order).label("previous"),
+            )
+            .where(self._filtered(col.is_not(None)))
+            .subquery()
+        )
+
+    def _out_of_order_where(self, lagged: sa.Subquery) -> sa.ColumnElement[bool]:
+        value, previous = lagged.c.value, lagged.c.previous
+        # The first value has nothing before it: GX lets it pass.
+        worse = value <= previous if self.kwargs.get("strictly") else value < previous
+        return sa.and_(previous.is_not(None), worse)
+
+    def _out_of_order_rows(self) -> int:
+        lagged = self._lagged()
+        query = sa.select(count_where(self._out_of_order_where(lagged))).select_from(lagged)
+        with self.relation.connect() as conn:
+            return int(conn.execute(query).scalar() or 0)
+
+    def _out_of_order(self) -> sa.ColumnElement[bool]:
+        lagged = self._lagged()
+        keys = [lagged.c[f"k{i}"] for i in range(len(self._order()))]
+        wrong = sa.select(*keys).where(self._out_of_order_where(lagged))
+        order = [self.relation.column(k) for k in self._order()]
+        if len(order) == 1:
+            return order[0].in_(wrong)
+        return sa.tuple_(*order).in_(wrong)
 
     def _duplicates(self, columns: Sequence[str]) -> int:
         """GX's unexpected count for uniqueness: none if the catalog proves it, else probed."""
@@ -384,7 +466,7 @@ class CompiledExpectation:
         """Rows whose values (all non-null) appear more than once: GX counts every copy."""
         groups = (
             sa.select(sa.func.count().label("n"))
-            .where(*[c.is_not(None) for c in cols])
+            .where(self._filtered(sa.and_(*[c.is_not(None) for c in cols])))
             .group_by(*cols)
             .having(sa.func.count() > 1)
             .subquery()
@@ -409,6 +491,9 @@ class CompiledExpectation:
                 f"{_or(kw.get('max_value'), 'inf')}]"
             ),
             "expect_column_values_to_match_regex": f"{col} does not match {kw.get('regex')!r}",
+            "expect_column_values_to_be_increasing": (
+                f"{col} is {'not above' if kw.get('strictly') else 'below'} the value before it"
+            ),
             "expect_compound_columns_to_be_unique": (
                 f"{', '.join(self.column_list)} combination is duplicated"
             ),
