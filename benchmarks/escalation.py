@@ -34,7 +34,8 @@ from dq_agent.config import load_project  # noqa: E402
 from dq_agent.escalate.incidents import Notice  # noqa: E402
 from dq_agent.escalate.notify import Escalation  # noqa: E402
 from dq_agent.escalate.slack import SlackApi  # noqa: E402
-from dq_agent.sandbox import LoopbackServer, SlackEmulator  # noqa: E402
+from dq_agent.sandbox.http import LoopbackServer  # noqa: E402
+from dq_agent.sandbox.slack import SlackEmulator  # noqa: E402
 from dq_agent.store import Store  # noqa: E402
 
 TOKEN, SECRET = "xoxb-bench", "bench-secret"

@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 import click
@@ -18,31 +19,22 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
 from dq_agent import report
-from dq_agent.agent import connect_slack, run_cycle
 from dq_agent.checks.volume import bucket_floor, to_local, to_utc
 from dq_agent.config import Project, load_project, parse_duration
 from dq_agent.config.loader import resolve_sqlite_path
 from dq_agent.config.models import CheckSpec, SqlConnector, VolumeAnomalyArgs
-from dq_agent.daemon.logs import configure_logging
-from dq_agent.daemon.service import Daemon
 from dq_agent.engine import RunOptions, backtest_suite, run_checks, select_suites, utc_now
 from dq_agent.errors import DqAgentError
-from dq_agent.escalate.actions import Actions
-from dq_agent.escalate.endpoint import ACTIONS_PATH, InteractionsServer, Verifier
-from dq_agent.escalate.notify import Escalation
-from dq_agent.escalate.slack import SlackApi
-from dq_agent.remedy import (
-    Outcome,
-    approve_correction,
-    reject_correction,
-    revert_correction,
-)
 from dq_agent.results import SuiteResult, exit_code, worst
-from dq_agent.sandbox import build_demo_warehouse
-from dq_agent.sandbox.runner import DEFAULT_PORT_BASE, demo_seed, load_seed, start_sandbox
+from dq_agent.sandbox import DEFAULT_PORT_BASE
 from dq_agent.store import Store
 from dq_agent.store.ledger import STATUS_AFTER
-from dq_agent.triage.mcp_server import serve as serve_mcp
+
+if TYPE_CHECKING:
+    from dq_agent.remedy import Outcome
+
+# The agent's parts beyond checking (Slack, corrections, the daemon, the emulators) are
+# imported by the commands that use them: `dq-agent check` starts without loading them.
 
 EXIT_CANNOT_RUN = 3
 INCIDENT_STATUSES = [
@@ -235,6 +227,8 @@ def _run(
     project = _project_to_run(project_dir, _err())
     if project is None:
         return EXIT_CANNOT_RUN
+    from dq_agent.agent import connect_slack, run_cycle
+
     try:
         ids = select_suites(project, suites)
         options = RunOptions(clock=clock)
@@ -313,6 +307,9 @@ def corrections_show(correction_id: int, project_dir: Path, fmt: str) -> None:
 @click.option("--by", default=lambda: os.environ.get("USER", "cli"), show_default="$USER")
 def corrections_revert(correction_id: int, project_dir: Path, by: str) -> None:
     """Put the old value back, compare-and-set (refused if it changed since)."""
+    from dq_agent.agent import connect_slack
+    from dq_agent.escalate.notify import Escalation
+    from dq_agent.remedy import revert_correction
 
     def undo(project: Project, store: Store, options: RunOptions) -> Outcome:
         outcome = revert_correction(project, store, correction_id, by=by, options=options)
@@ -331,6 +328,8 @@ def corrections_revert(correction_id: int, project_dir: Path, by: str) -> None:
 @click.option("--by", required=True, metavar="EMAIL", help="An owner of the suite.")
 def corrections_approve(correction_id: int, project_dir: Path, by: str) -> None:
     """Approve a proposed correction: verified on a copy, then written compare-and-set."""
+    from dq_agent.remedy import approve_correction
+
     _decide(
         project_dir,
         lambda project, store, options: approve_correction(
@@ -345,6 +344,8 @@ def corrections_approve(correction_id: int, project_dir: Path, by: str) -> None:
 @click.option("--by", required=True, metavar="EMAIL", help="An owner of the suite.")
 def corrections_reject(correction_id: int, project_dir: Path, by: str) -> None:
     """Reject a proposed correction; nothing is written."""
+    from dq_agent.remedy import reject_correction
+
     with _ledger(project_dir) as (project, store):
         try:
             reject_correction(store, project, correction_id, by=by, clock=utc_now)
@@ -517,6 +518,8 @@ def demo(project_dir: Path, fmt: str) -> None:
     """
     # Imported here: the emulators are of no use to the other commands, which start faster.
     from dq_agent.demo import Clock, Demo, fresh_state, start_time
+    from dq_agent.sandbox.runner import demo_seed, start_sandbox
+    from dq_agent.sandbox.warehouse import build_demo_warehouse
 
     console = _err()
     project = load_project(project_dir)
@@ -717,6 +720,9 @@ def daemon(project_dir: Path, listen: str, log_format: str) -> None:
     the others stand by and take over if it stops. Suite files are re-read every few
     seconds. On SIGTERM, no new runs start, running ones finish, and it exits 0.
     """
+    from dq_agent.daemon.logs import configure_logging
+    from dq_agent.daemon.service import Daemon
+
     host, port = _listen(listen)
     configure_logging(log_format)
     stop = threading.Event()
@@ -740,6 +746,10 @@ def interactions(project_dir: Path, listen: str) -> None:
     Undo) arrive here, signed by Slack; forged and replayed requests are refused. Point the
     Slack app's Interactivity Request URL at https://<public host>/slack/actions.
     """
+    from dq_agent.escalate.actions import Actions
+    from dq_agent.escalate.endpoint import ACTIONS_PATH, InteractionsServer, Verifier
+    from dq_agent.escalate.slack import SlackApi
+
     host, port = _listen(listen)
     project = _project_to_run(project_dir, _err())
     if project is None:
@@ -773,6 +783,8 @@ def mcp(project_dir: Path) -> None:
     Run it from the MCP client's configuration, e.g. command: dq-agent, args: [mcp,
     --project, /path/to/project]. Stdout carries only the MCP protocol; errors go to stderr.
     """
+    from dq_agent.triage.mcp_server import serve as serve_mcp
+
     project = _project_to_run(project_dir, _err())
     if project is None:
         sys.exit(EXIT_CANNOT_RUN)
@@ -812,6 +824,8 @@ def sandbox(seed_file: Path | None, port_base: int) -> None:
     base_url: http://127.0.0.1:N+3 with the printed username and password; the Anthropic
     client at base_url: http://127.0.0.1:N+4 with the printed api_key.
     """
+    from dq_agent.sandbox.runner import demo_seed, load_seed, start_sandbox
+
     try:
         seed = load_seed(seed_file) if seed_file else demo_seed(utc_now())
         running = start_sandbox(seed, port_base=port_base)

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from dq_agent.checks.volume import BucketVerdict
-from dq_agent.config.models import CheckSpec
-from dq_agent.escalate.notify import Delivery
-from dq_agent.remedy.apply import Outcome
 from dq_agent.results import SuiteResult, to_jsonable
-from dq_agent.store.ledger import Correction
+
+if TYPE_CHECKING:  # named in annotations only: printing a check result loads none of them
+    from dq_agent.checks.volume import BucketVerdict
+    from dq_agent.config.models import CheckSpec
+    from dq_agent.escalate.notify import Delivery
+    from dq_agent.remedy.apply import Outcome
+    from dq_agent.store.ledger import Correction
 
 _STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red", "error": "bold magenta"}
 

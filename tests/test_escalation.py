@@ -34,7 +34,10 @@ from dq_agent.escalate.actions import Actions
 from dq_agent.escalate.endpoint import ACTIONS_PATH, InteractionsServer, Verifier
 from dq_agent.escalate.notify import Escalation
 from dq_agent.escalate.slack import SlackApi
-from dq_agent.sandbox import LoopbackServer, SalesforceEmulator, SheetsEmulator, demo_seed
+from dq_agent.sandbox.gsheets import SheetsEmulator
+from dq_agent.sandbox.http import LoopbackServer
+from dq_agent.sandbox.runner import demo_seed
+from dq_agent.sandbox.salesforce import SalesforceEmulator
 from dq_agent.sandbox.slack import SlackEmulator, button_click, signed_interaction
 from dq_agent.sources.retry import RetryPolicy
 from dq_agent.store import Store

@@ -567,6 +567,41 @@ def test_a_suite_of_compiled_expectations_never_imports_great_expectations(
     assert done.stdout.splitlines() == ["['fail', 'pass']", "False"]
 
 
+def test_dq_agent_check_loads_only_what_checking_needs(tmp_path: Path, sqlite_url: str) -> None:
+    """Start-up time is import time: `dq-agent check` leaves Slack, the LLM, the scheduler,
+    corrections and the emulators unloaded."""
+    load_orders(sqlite_url, messy_rows())
+    project_for(tmp_path, sqlite_url, {"s": _suite(COMPILED[:3])})
+    heavy = [
+        "great_expectations",
+        "slack_sdk",
+        "anthropic",
+        "apscheduler",
+        "simple_salesforce",
+        "gspread",
+        "dq_agent.escalate.notify",
+        "dq_agent.remedy",
+        "dq_agent.daemon.service",
+        "dq_agent.sandbox.runner",
+    ]
+    script = textwrap.dedent(
+        f"""\
+        import sys
+        from dq_agent.cli import main
+        try:
+            main(["check", "--project", {str(tmp_path)!r}])
+        except SystemExit as exit:
+            print("exit", exit.code, file=sys.stderr)
+        print([name for name in {heavy!r} if name in sys.modules])
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.stderr.splitlines()[-1] == "exit 2", done.stderr  # a check failed: it ran
+    assert done.stdout.splitlines()[-1] == "[]"
+
+
 def test_a_suite_can_send_every_expectation_through_great_expectations(
     tmp_path: Path, sqlite_url: str
 ) -> None:

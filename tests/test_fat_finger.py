@@ -19,7 +19,7 @@ from dq_agent.checks.fat_finger.decide import Peer, Witnessed, judge_witnessed
 from dq_agent.checks.fat_finger.peers import Spread
 from dq_agent.expressions import parse
 from dq_agent.results import CheckResult, Finding
-from dq_agent.sandbox import build_demo_warehouse
+from dq_agent.sandbox.warehouse import build_demo_warehouse
 from tests.sources import load_orders, run_one
 
 D = Decimal

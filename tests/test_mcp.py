@@ -23,7 +23,9 @@ from mcp.types import CallToolResult, TextContent
 from dq_agent.agent import run_cycle
 from dq_agent.cli import main
 from dq_agent.config import load_project
-from dq_agent.sandbox import LoopbackServer, SalesforceEmulator, demo_seed
+from dq_agent.sandbox.http import LoopbackServer
+from dq_agent.sandbox.runner import demo_seed
+from dq_agent.sandbox.salesforce import SalesforceEmulator
 from dq_agent.store import Store
 from dq_agent.triage.gateway import TOOLS
 from tests.helpers import make_project

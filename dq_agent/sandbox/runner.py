@@ -20,7 +20,6 @@ from dq_agent.sandbox.salesforce import SalesforceEmulator
 from dq_agent.sandbox.slack import SlackEmulator
 from dq_agent.sandbox.warehouse import OWNERS, PRODUCTS, REGIONS, opportunities
 
-DEFAULT_PORT_BASE = 8791
 SESSION_ID = "sandbox"
 SLACK_TOKEN = "xoxb-sandbox"
 SLACK_SIGNING_SECRET = "sandbox-signing-secret"
