@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,15 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check dq_agent tests benchmarks
 	$(BIN)/mypy
 
-test: lint
+# The dashboard's end-to-end tests drive Debian's Chromium (no browser is downloaded).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@test -x /usr/bin/chromium || { command -v apt-get >/dev/null \
+	  && { $(SUDO) apt-get install -y -q chromium >/dev/null \
+	       || { $(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q chromium >/dev/null; }; } \
+	  || echo "no /usr/bin/chromium: the dashboard's browser tests will be skipped"; }
+
+test: lint browser
 	$(BIN)/pytest -q
 
 $(VENV)/.bench: $(STAMP)
@@ -43,4 +51,4 @@ bench: $(VENV)/.bench $(SODA_VENV)/.installed
 	$(BIN)/python benchmarks/escalation.py
 
 clean:
-	rm -rf $(VENV) .dq-agent .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .dq-agent .pytest_cache .mypy_cache .ruff_cache test-artifacts

@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -705,7 +706,7 @@ def listen_option(help: str) -> Callable[[Callable[..., None]], Callable[..., No
 
 @main.command()
 @project_option
-@listen_option("/healthz, /metrics and the Slack interactions endpoint (POST /slack/actions).")
+@listen_option("/healthz, /metrics, the dashboard and Slack interactions (POST /slack/actions).")
 @click.option(
     "--log-format",
     type=click.Choice(["text", "json"]),
@@ -772,6 +773,64 @@ def interactions(project_dir: Path, listen: str) -> None:
     except (DqAgentError, OSError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_CANNOT_RUN)
+
+
+@main.command()
+@project_option
+@listen_option("Where to serve the dashboard.")
+@click.option("--read-only", is_flag=True, help="Show everything; change nothing.")
+def ui(project_dir: Path, listen: str, read_only: bool) -> None:
+    """Serve the web dashboard from the state store alone, until interrupted.
+
+    Suites, incidents, corrections and monitor charts, with buttons for their owners. Sign-in
+    uses ui.users in dq-agent.yml (tokens made with dq-agent hash-token) or, behind an
+    authenticating proxy, ui.trusted_header. The daemon serves the same dashboard.
+    """
+    from dq_agent.agent import connect_slack
+    from dq_agent.escalate.endpoint import InteractionsServer
+    from dq_agent.ui.app import Dashboard
+
+    host, port = _listen(listen)
+    project = _project_to_run(project_dir, _err())
+    if project is None:
+        sys.exit(EXIT_CANNOT_RUN)
+    if read_only:
+        ui_settings = project.settings.ui.model_copy(update={"read_only": True})
+        settings = project.settings.model_copy(update={"ui": ui_settings})
+        project = replace(project, settings=settings)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        with Store.open(project.state_url) as store:
+            dashboard = Dashboard(
+                lambda: project, store, RunOptions(clock=utc_now), connect_slack(project)
+            )
+            server = InteractionsServer(
+                None, lambda _: None, host=host, port=port, app=dashboard.handle
+            )
+            with server:
+                click.echo(f"dashboard on {server.base_url}/", err=True)
+                stop.wait()
+    except (DqAgentError, OSError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_CANNOT_RUN)
+
+
+@main.command("hash-token")
+def hash_token() -> None:
+    """Read a dashboard sign-in token (prompted, not echoed) and print its hash for
+    ui.users.<email>.token_hash in dq-agent.yml."""
+    from dq_agent.ui.auth import hash_token as scrypt_hash
+
+    token = click.prompt("token", hide_input=True, confirmation_prompt=not _piped())
+    if len(token) < 12:
+        raise click.BadParameter("use a token of at least 12 characters", param_hint="token")
+    click.echo(scrypt_hash(token))
+
+
+def _piped() -> bool:
+    return not sys.stdin.isatty()
 
 
 @main.command()

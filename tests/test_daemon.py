@@ -187,6 +187,15 @@ def test_health_and_metrics(agent: Daemon) -> None:
     assert 'dq_agent_run_duration_seconds_count{suite="orders"} 1' in metrics
 
 
+def test_the_daemon_serves_the_dashboard(agent: Daemon) -> None:
+    status, body = get(agent.server.base_url + "/login")
+    assert status == 200
+    assert "<h1>Sign in</h1>" in body
+    # Anything else asks to sign in first (urllib follows the redirect to the form).
+    status, body = get(agent.server.base_url + "/corrections")
+    assert (status, "<h1>Sign in</h1>" in body) == (200, True)
+
+
 def _start(root: Path) -> tuple[subprocess.Popen[str], str]:
     process = subprocess.Popen(
         [

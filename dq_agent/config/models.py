@@ -5,6 +5,7 @@ The core never touches raw dicts: everything is validated here once, at the edge
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -214,6 +215,48 @@ class LlmSettings(Model):
     timeout: float = Field(60.0, gt=0, le=600)
 
 
+_TOKEN_HASH = re.compile(r"scrypt\$[0-9a-f]{32}\$[0-9a-f]{64}")
+
+
+class UiUser(Model):
+    """A person who may sign in to the dashboard with a token (only its hash is kept)."""
+
+    token_hash: str
+
+    @field_validator("token_hash")
+    @classmethod
+    def _hashed(cls, value: str) -> str:
+        if not _TOKEN_HASH.fullmatch(value):
+            raise PydanticCustomError(
+                "token_hash",
+                # Not "expected …": the loader would echo the value, maybe a real token.
+                "not a token hash: use what `dq-agent hash-token` prints "
+                "(scrypt$<salt>$<hash>), never the token itself",
+            )
+        return value
+
+
+class UiSettings(Model):
+    """Who may see the dashboard and act on it."""
+
+    # Sign-in with a token, per e-mail address.
+    users: dict[str, UiUser] = Field(default_factory=dict)
+    # The header an authenticating reverse proxy sets to the user's e-mail (e.g.
+    # X-Forwarded-Email). Off by default: only trust it behind such a proxy.
+    trusted_header: str | None = Field(None, min_length=1)
+    # Nothing can be changed from the dashboard (no buttons, every POST refused).
+    read_only: bool = False
+    # Signs session cookies and form tokens; without it, a random one per process (sessions
+    # then end when the process restarts).
+    session_secret: SecretStr | None = None
+    session_ttl: Duration = timedelta(hours=12)
+
+    @field_validator("users")
+    @classmethod
+    def _emails(cls, value: dict[str, UiUser]) -> dict[str, UiUser]:
+        return {k.lower(): v for k, v in value.items()}
+
+
 class Settings(Model):
     """Global settings from ``dq-agent.yml``."""
 
@@ -225,6 +268,7 @@ class Settings(Model):
     llm: LlmSettings | None = None
     nudges: NudgeSettings = NudgeSettings()
     people: dict[str, Person] = Field(default_factory=dict)
+    ui: UiSettings = UiSettings()
 
     @field_validator("people")
     @classmethod

@@ -38,6 +38,7 @@ from dq_agent.restart.runner import Restarts
 from dq_agent.results import SuiteResult
 from dq_agent.store import Store
 from dq_agent.triage import classify
+from dq_agent.ui.app import Dashboard
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +197,14 @@ class Daemon:
             host=host,
             port=port,
             pages={"/healthz": self._health, "/metrics": self._metrics},
+            app=Dashboard(
+                self._current, self.store, self.options, self.slack, lock=self._cycle_lock
+            ).handle,
         )
+
+    def _current(self) -> Project:
+        assert self.project is not None  # set at start, and a reload keeps the last good one
+        return self.project
 
     def _load(self) -> Project | None:
         project = load_project(self.root, env=self.env)

@@ -1,8 +1,9 @@
-"""What a click on one of the agent's Slack buttons does.
+"""What a click on one of the agent's Slack buttons, or a dashboard button, does.
 
 The interactions endpoint acknowledges the click at once and hands the payload to
 :meth:`Actions.handle`, which identifies the person (their Slack e-mail), checks they may do
-it, does it through the same functions as the command line, and tells the thread.
+it, does it through the same functions as the command line, and tells the thread. The
+dashboard calls :meth:`Actions.act` with its signed-in user: the same rules, the same record.
 """
 
 from __future__ import annotations
@@ -21,10 +22,19 @@ from dq_agent.escalate import messages
 from dq_agent.escalate.incidents import Notice
 from dq_agent.escalate.notify import Escalation
 from dq_agent.escalate.slack import SlackApi, SlackError
-from dq_agent.remedy.runner import approve_correction, deciders, revert_correction
+from dq_agent.remedy.runner import (
+    approve_correction,
+    deciders,
+    reject_correction,
+    revert_correction,
+)
 from dq_agent.store import Store
 
 log = logging.getLogger(__name__)
+
+# What the dashboard can do beyond Slack's buttons.
+RESOLVE = "resolve"
+REJECT = "reject"
 
 
 class Actions:
@@ -34,7 +44,7 @@ class Actions:
         self,
         project: Project,
         store: Store,
-        slack: SlackApi,
+        slack: SlackApi | None,
         options: RunOptions,
         env: Mapping[str, str] | None = None,
     ) -> None:
@@ -55,6 +65,7 @@ class Actions:
             (payload.get("channel") or {}).get("id")
             or (payload.get("container") or {}).get("channel_id", "")
         )
+        assert self.slack is not None, "Slack clicks come only where Slack is configured"
         try:
             value = json.loads(action.get("value") or "{}")
             email = self.slack.email_of(user_id)
@@ -63,21 +74,26 @@ class Actions:
                     "Slack does not show me your e-mail address, so I cannot tell whether you "
                     "may do this"
                 )
-            self._act(str(action.get("action_id")), value, email)
+            self.act(str(action.get("action_id")), value, email)
         except (DqAgentError, ValueError, TypeError, KeyError) as exc:
             self._refuse(channel, user_id, str(exc))
         finally:
             self.escalation.deliver()
 
     def _refuse(self, channel: str, user_id: str, text: str) -> None:
+        assert self.slack is not None
         try:
             self.slack.ephemeral(channel, user_id, text)
         except SlackError as exc:
             log.error("could not tell %s: %s (%s)", user_id, text, exc)
 
-    def _act(self, action_id: str, value: Mapping[str, Any], email: str) -> None:
+    def act(self, action_id: str, value: Mapping[str, Any], email: str) -> None:
+        """Do ``action_id`` as ``email``; raises :class:`DqAgentError` saying why not."""
         if action_id == messages.UNDO:
             self._undo(int(value["correction"]), email)
+            return
+        if action_id == REJECT:
+            self._reject(int(value["correction"]), email)
             return
         incident = self.store.incident(int(value["incident"]), events=False)
         if incident is None:
@@ -97,6 +113,9 @@ class Actions:
         elif action_id == messages.EXPECTED:
             self._require(incident, email, "mark as expected")
             self._expected(incident, email)
+        elif action_id == RESOLVE:
+            self._require(incident, email, "resolve")
+            self._status(incident, "resolved", email, f"resolved by {email}")
         else:
             raise DqAgentError(f"unknown action {action_id!r}")
 
@@ -220,6 +239,30 @@ class Actions:
         else:
             detail = f"{email} marked this expected: no more reminders until it passes again"
         self._status(incident, "expected", email, detail)
+
+    def mark_expected(self, suite: str, check: str, bucket: datetime, email: str) -> None:
+        """An owner says a bucket of a volume monitor was expected: it leaves the baseline."""
+        if email.lower() not in self._people(suite, check):
+            raise DqAgentError(
+                f"Only the owners and escalation list of {suite} may mark its buckets expected."
+            )
+        self.store.add_feedback(
+            suite,
+            check,
+            bucket.astimezone(UTC),
+            verdict="expected",
+            by=email,
+            at=self.options.clock(),
+            note="from the dashboard",
+        )
+
+    def _reject(self, correction_id: int, email: str) -> None:
+        correction = self.store.correction(correction_id)
+        if correction is None:
+            raise DqAgentError(f"correction {correction_id} is not in this agent's ledger")
+        reject_correction(
+            self.store, self.project, correction_id, by=email, clock=self.options.clock
+        )
 
     def _undo(self, correction_id: int, email: str) -> None:
         correction = self.store.correction(correction_id)

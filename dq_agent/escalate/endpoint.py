@@ -1,4 +1,5 @@
-"""The Slack interactions endpoint: ``POST /slack/actions``.
+"""The agent's HTTP server: the Slack interactions endpoint ``POST /slack/actions``, plain
+GET pages (``/healthz``, ``/metrics``) and, when given one, a web application (the dashboard).
 
 Slack wants an answer within three seconds, so a click is verified (signature and
 timestamp, and a request seen before is refused as a replay), acknowledged with an empty
@@ -13,6 +14,8 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from http.cookies import CookieError, SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -64,6 +67,30 @@ class Verifier:
 Page = Callable[[], tuple[int, str, str]]
 
 
+@dataclass(frozen=True)
+class WebRequest:
+    """One request for the web application, parsed: lower-cased headers, cookies, form."""
+
+    method: str
+    path: str
+    query: Mapping[str, str]
+    headers: Mapping[str, str]
+    cookies: Mapping[str, str]
+    form: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class WebResponse:
+    status: int
+    body: str = ""
+    content_type: str = "text/html; charset=utf-8"
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+# The web application: None when it has no such route (the server answers 404).
+WebApp = Callable[[WebRequest], WebResponse | None]
+
+
 def _alive() -> tuple[int, str, str]:
     return 200, "text/plain; charset=utf-8", "ok"
 
@@ -83,10 +110,12 @@ class InteractionsServer:
         host: str = "127.0.0.1",
         port: int = 8787,
         pages: Mapping[str, Page] | None = None,
+        app: WebApp | None = None,
     ) -> None:
         self._verifier = verifier
         self._act = act
         self._pages: dict[str, Page] = {"/healthz": _alive, **(pages or {})}
+        self._app = app
         self._work: queue.Queue[Mapping[str, Any] | None] = queue.Queue()
         self._server = ThreadingHTTPServer((host, port), self._handler())
         self._server.daemon_threads = True
@@ -172,20 +201,25 @@ class InteractionsServer:
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
-                if urlsplit(self.path).path != ACTIONS_PATH:
-                    self._reply(404, "not found")
-                    return
                 if length > MAX_BODY:
                     self._reply(413, "request too large")
                     return
                 body = self.rfile.read(length) if length else b""
                 headers = {k.lower(): v for k, v in self.headers.items()}
-                self._reply(*server._accept(body, headers))
+                if urlsplit(self.path).path == ACTIONS_PATH:
+                    self._reply(*server._accept(body, headers))
+                    return
+                try:
+                    fields = parse_qs(body.decode("utf-8"), keep_blank_values=True)
+                except UnicodeDecodeError:
+                    self._reply(400, "expected a UTF-8 form")
+                    return
+                self._web("POST", headers, {k: v[-1] for k, v in fields.items()})
 
             def do_GET(self) -> None:
                 page = server._pages.get(urlsplit(self.path).path)
                 if page is None:
-                    self._reply(404, "not found")
+                    self._web("GET", {k.lower(): v for k, v in self.headers.items()}, {})
                     return
                 try:
                     status, kind, text = page()
@@ -194,13 +228,36 @@ class InteractionsServer:
                     status, kind, text = 500, "text/plain; charset=utf-8", str(exc)
                 self._reply(status, text, kind)
 
+            def _web(self, method: str, headers: dict[str, str], form: dict[str, str]) -> None:
+                if server._app is None:
+                    self._reply(404, "not found")
+                    return
+                url = urlsplit(self.path)
+                query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+                request = WebRequest(method, url.path, query, headers, _cookies(headers), form)
+                try:
+                    response = server._app(request)
+                except Exception:  # a broken page must answer, not hang the client
+                    log.exception("serving %s %s failed", method, url.path)
+                    response = WebResponse(500, "internal error", "text/plain; charset=utf-8")
+                if response is None:
+                    self._reply(404, "not found")
+                    return
+                self._reply(response.status, response.body, response.content_type, response.headers)
+
             def _reply(
-                self, status: int, text: str, kind: str = "text/plain; charset=utf-8"
+                self,
+                status: int,
+                text: str,
+                kind: str = "text/plain; charset=utf-8",
+                extra: tuple[tuple[str, str], ...] = (),
             ) -> None:
                 payload = text.encode("utf-8")
                 self.send_response(status)
                 self.send_header("Content-Type", kind)
                 self.send_header("Content-Length", str(len(payload)))
+                for name, value in extra:
+                    self.send_header(name, value)
                 self.end_headers()
                 if payload:
                     self.wfile.write(payload)
@@ -209,3 +266,12 @@ class InteractionsServer:
                 log.debug("slack endpoint: " + format, *args)
 
         return Handler
+
+
+def _cookies(headers: Mapping[str, str]) -> dict[str, str]:
+    jar: SimpleCookie = SimpleCookie()
+    try:
+        jar.load(headers.get("cookie", ""))
+    except CookieError:
+        return {}
+    return {name: morsel.value for name, morsel in jar.items()}

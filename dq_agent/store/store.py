@@ -344,6 +344,19 @@ class Store:
         with self._transaction(f"read metric {suite}/{check}/{metric}") as session:
             return [(row.measured_at, row.value) for row in session.execute(query)]
 
+    def suite_history(self, *, since: datetime) -> dict[str, list[tuple[datetime, str]]]:
+        """Each suite's runs since ``since``: (started_at, status), oldest first."""
+        query = (
+            sa.select(SuiteRun.suite, SuiteRun.started_at, SuiteRun.status)
+            .where(SuiteRun.started_at >= since, SuiteRun.as_of.is_(None))
+            .order_by(SuiteRun.started_at, SuiteRun.id)
+        )
+        history: dict[str, list[tuple[datetime, str]]] = {}
+        with self._transaction("read suite runs") as session:
+            for suite, started_at, status in session.execute(query):
+                history.setdefault(suite, []).append((started_at, status))
+        return history
+
     def recent_runs(self, limit: int = 20) -> list[dict[str, Any]]:
         """The latest ``limit`` runs, newest first."""
         query = sa.select(Run).order_by(Run.started_at.desc(), Run.id.desc()).limit(limit)

@@ -1,0 +1,154 @@
+"""The dashboard's HTML: plain server-rendered pages, one stylesheet inline, no scripts.
+
+Everything shown comes from the state store and the project; every value is escaped.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from html import escape
+from typing import Any
+
+from dq_agent.store.ledger import Correction
+
+_STYLE = """
+body{font:14px/1.45 system-ui,sans-serif;margin:0;color:#1d2430;background:#f6f7f9}
+header{background:#1d2430;color:#fff;padding:.6em 1.2em;display:flex;gap:1.5em;align-items:center}
+header a{color:#cfe3ff;text-decoration:none}header .who{margin-left:auto;color:#aab}
+main{padding:1em 1.2em;max-width:1100px}
+table{border-collapse:collapse;width:100%;background:#fff;margin:.5em 0 1.2em}
+th,td{text-align:left;padding:.35em .6em;border-bottom:1px solid #e3e6ea;vertical-align:top}
+th{background:#eef1f5;font-weight:600}
+.pass{color:#1a7f37}.warn{color:#9a6700}.fail,.error{color:#cf222e}
+.tl{display:inline-block;width:9px;height:14px;margin-right:1px;border-radius:2px}
+.tl.pass{background:#2da44e}.tl.warn{background:#d4a72c}.tl.fail{background:#cf222e}
+.tl.error{background:#6e7781}
+.flash{padding:.6em 1em;border-radius:4px;margin-bottom:1em}
+.flash.ok{background:#dafbe1}.flash.bad{background:#ffebe9}
+form.inline{display:inline;margin:0 .3em 0 0}
+button{font:inherit;padding:.25em .8em;border-radius:4px;border:1px solid #8c959f;background:#fff;
+cursor:pointer}button.primary{background:#1f6feb;color:#fff;border-color:#1f6feb}
+button.danger{border-color:#cf222e;color:#cf222e}
+pre{background:#fff;border:1px solid #e3e6ea;padding:.6em;overflow:auto;font-size:12px}
+.muted{color:#6e7781}.card{background:#fff;border:1px solid #e3e6ea;padding:.8em 1em;
+margin-bottom:1em;border-radius:4px}
+"""
+
+
+def page(title: str, body: str, *, user: str | None, flash: Mapping[str, str]) -> str:
+    nav = ""
+    if user:
+        nav = (
+            '<a href="/">Overview</a><a href="/corrections">Corrections</a>'
+            '<a href="/monitors">Monitors</a>'
+            f'<span class="who">{escape(user)}</span>'
+        )
+    note = ""
+    if flash.get("done"):
+        note = f'<div class="flash ok" role="status">{escape(flash["done"])}</div>'
+    elif flash.get("error"):
+        note = f'<div class="flash bad" role="alert">{escape(flash["error"])}</div>'
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>{escape(title)} · dq-agent</title><style>{_STYLE}</style></head>"
+        f"<body><header><strong>dq-agent</strong>{nav}</header>"
+        f"<main><h1>{escape(title)}</h1>{note}{body}</main></body></html>"
+    )
+
+
+def form(
+    action: str,
+    label: str,
+    csrf: str | None,
+    fields: Mapping[str, Any] | None = None,
+    *,
+    style: str = "",
+) -> str:
+    """A one-button form; None for ``csrf`` means read-only: no button at all."""
+    if csrf is None:
+        return ""
+    hidden = "".join(
+        f'<input type="hidden" name="{escape(k)}" value="{escape(str(v))}">'
+        for k, v in {**(fields or {}), "csrf": csrf}.items()
+    )
+    return (
+        f'<form class="inline" method="post" action="{escape(action)}">{hidden}'
+        f'<button type="submit" class="{style}">{escape(label)}</button></form>'
+    )
+
+
+def login(error: str | None, csrf: str) -> str:
+    message = f'<div class="flash bad" role="alert">{escape(error)}</div>' if error else ""
+    return (
+        f'{message}<form method="post" action="/login" class="card">'
+        f'<input type="hidden" name="csrf" value="{escape(csrf)}">'
+        '<p><label>E-mail <input name="email" type="email" required autocomplete="username">'
+        '</label></p><p><label>Token <input name="token" type="password" required '
+        'autocomplete="current-password"></label></p>'
+        '<p><button class="primary" type="submit">Sign in</button></p></form>'
+    )
+
+
+def status(text: str | None) -> str:
+    word = text or "never run"
+    return f'<span class="{escape(word)}">{escape(word)}</span>'
+
+
+def timeline(runs: Sequence[tuple[datetime, str]]) -> str:
+    return "".join(
+        f'<span class="tl {escape(s)}" title="{escape(f"{at:%Y-%m-%d %H:%M} UTC: {s}")}"></span>'
+        for at, s in runs
+    )
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[str]], *, empty: str) -> str:
+    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
+    if not body:
+        return f'<p class="muted">{escape(empty)}</p>'
+    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def when(value: datetime | str | None) -> str:
+    if value is None:
+        return '<span class="muted">—</span>'
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return escape(f"{moment:%Y-%m-%d %H:%M} UTC")
+
+
+def value(item: Any) -> str:
+    return escape(json.dumps(item, default=str) if not isinstance(item, str) else item)
+
+
+def link(url: str | None, text: str) -> str:
+    if not url:
+        return escape(text)
+    return f'<a href="{escape(url)}" rel="noreferrer">{escape(text)}</a>'
+
+
+def correction_row(c: Correction, actions: str) -> list[str]:
+    key = ", ".join(f"{k}={v}" for k, v in c.key.items())
+    return [
+        f'<a id="correction-{c.id}">#{c.id}</a>',
+        escape(f"{c.suite} / {c.check}"),
+        escape(f"{key} · {c.column}"),
+        f"{value(c.old)} → <strong>{value(c.new)}</strong>",
+        "<br>".join(escape(line) for line in c.evidence) or '<span class="muted">—</span>',
+        escape(c.decided_by),
+        f'<span class="status-{escape(c.status)}">{escape(c.status)}</span>'
+        + (f'<br><span class="muted">{escape(c.detail)}</span>' if c.detail else ""),
+        actions,
+    ]
+
+
+def events(items: Sequence[Mapping[str, Any]]) -> str:
+    return table(
+        ["When", "What", "Who", "Detail"],
+        (
+            [when(e["at"]), escape(e["event"]), escape(e.get("by") or ""), escape(e["detail"])]
+            for e in items
+        ),
+        empty="No events yet.",
+    )
