@@ -508,14 +508,23 @@ def _decide(project_dir: Path, action: Callable[[Project, Store, RunOptions], Ou
 @main.command()
 @project_option
 @format_option
-def demo(project_dir: Path, fmt: str) -> None:
+@click.option("--ui", is_flag=True, help="Leave the dashboard up at the end, until Ctrl-C.")
+@click.option(
+    "--ui-listen",
+    default="127.0.0.1:8790",
+    show_default=True,
+    metavar="HOST:PORT",
+    help="Where --ui serves the dashboard.",
+)
+def demo(project_dir: Path, fmt: str, ui: bool, ui_listen: str) -> None:
     """The running example end to end, on the embedded warehouse and loopback emulators.
 
     Pete overwrote the US forecast sheet, so ``us_forecast_dec_v1`` is empty and
     ``forecasts_agg`` is stale; a CRM deal was typed as $10m instead of $1m. One agent cycle
     runs: the slip is corrected in the Salesforce emulator and its owner told on Slack; Pete
     is messaged. Then, on a simulated clock: a reminder, Pete's fix and "I fixed it", and the
-    undo of the correction. Needs no credentials and no network.
+    undo of the correction. Needs no credentials and no network. With --ui, the dashboard
+    stays up afterwards (emulators included) to click through what happened.
     """
     # Imported here: the emulators are of no use to the other commands, which start faster.
     from dq_agent.demo import Clock, Demo, fresh_state, start_time
@@ -559,6 +568,8 @@ def demo(project_dir: Path, fmt: str) -> None:
             out = console if fmt == "json" else _out()
             story = Demo(project, emulators, clock, out, run_once, database)
             code = story.play()
+            if ui:
+                _demo_dashboard(project, ui_listen, lambda: clock.at)
     except DqAgentError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_CANNOT_RUN)
@@ -567,6 +578,42 @@ def demo(project_dir: Path, fmt: str) -> None:
 
 
 DEMO_CONNECTOR = "warehouse"
+
+
+def _demo_dashboard(project: Project, listen: str, clock: Callable[[], datetime]) -> None:
+    """Serve the dashboard on the demo's state until Ctrl-C; every person in the example may
+    sign in with one token made up for this run."""
+    import secrets
+
+    from dq_agent.agent import connect_slack
+    from dq_agent.config.models import UiUser
+    from dq_agent.escalate.endpoint import InteractionsServer
+    from dq_agent.ui.app import Dashboard
+    from dq_agent.ui.auth import hash_token
+
+    host, port = _listen(listen)
+    token = secrets.token_urlsafe(12)
+    user = UiUser(token_hash=hash_token(token))
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    with Store.open(project.state_url) as store:
+        # Everyone in the story: the suites' people and whoever was told on Slack.
+        everyone = [p for s in project.suites.values() for p in (*s.owner, *s.escalation)]
+        everyone += [m.recipient for m in store.outbox()]
+        people = sorted({p.lower() for p in everyone if not p.startswith("#")})
+        ui = project.settings.ui.model_copy(update={"users": dict.fromkeys(people, user)})
+        shown = replace(project, settings=project.settings.model_copy(update={"ui": ui}))
+        dashboard = Dashboard(lambda: shown, store, RunOptions(clock=clock), connect_slack(shown))
+        app = dashboard.handle
+        with InteractionsServer(None, lambda _: None, host=host, port=port, app=app) as server:
+            # Not through rich: it would wrap the token across lines.
+            click.echo(
+                f"dashboard on {server.base_url}/ — sign in as any of {', '.join(people)} "
+                f"with the token {token} (Ctrl-C to stop)",
+                err=True,
+            )
+            stop.wait()
 
 
 def _sqlite_file(url: str, project_dir: Path) -> Path | None:

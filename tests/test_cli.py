@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import urllib.parse
 import urllib.request
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -407,3 +409,43 @@ def test_sandbox_serves_the_emulators_until_terminated(tmp_path: Path) -> None:
         process.send_signal(signal.SIGTERM)
         out, err = process.communicate(timeout=10)
     assert process.returncode == 0, err
+
+
+def test_the_demo_can_leave_the_dashboard_up(tmp_path: Path) -> None:
+    for part in ("checks", "connectors"):
+        shutil.copytree(REPO / part, tmp_path / part)
+    shutil.copy(REPO / "dq-agent.yml", tmp_path / "dq-agent.yml")
+    command = [sys.executable, "-m", "dq_agent.cli", "demo", "--project", str(tmp_path)]
+    process = subprocess.Popen(
+        [*command, "--ui", "--ui-listen", "127.0.0.1:0"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stderr is not None
+        announced = next(line for line in process.stderr if line.startswith("dashboard on "))
+        found = re.search(
+            r"on (http://\S+)/ — sign in as any of (.+) with the token (\S+)", announced
+        )
+        assert found, announced
+        base, people, token = found[1], found[2].split(", "), found[3]
+        assert "dana@acme.com" in people
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
+        form = opener.open(f"{base}/login", timeout=10).read().decode()
+        nonce = re.search(r'name="csrf" value="([^"]+)"', form)
+        assert nonce
+        data = urllib.parse.urlencode(
+            {"csrf": nonce[1], "email": "dana@acme.com", "token": token}
+        ).encode()
+        overview = opener.open(f"{base}/login", data=data, timeout=10).read().decode()
+        assert "<h1>Overview</h1>" in overview
+        ledger = opener.open(f"{base}/corrections", timeout=10).read().decode()
+        # The story's correction, undone by Dana.
+        assert "006Dn0000040000042" in ledger and "reverted" in ledger
+    finally:
+        process.send_signal(signal.SIGINT)
+        code = process.wait(timeout=30)
+        assert process.stderr is not None
+        process.stderr.close()
+    assert code == 0
