@@ -10,7 +10,16 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from dq_agent.checks import BUILTIN, CheckContext, CompiledExpectation, PlannedCheck, can_compile
+from dq_agent.checks import (
+    BUILTIN,
+    CheckContext,
+    CompiledExpectation,
+    PlannedCheck,
+    can_compile,
+    categorical,
+    column_anomaly,
+    distribution,
+)
 from dq_agent.checks.base import FindingsQuery, error_result, fetch_findings
 from dq_agent.checks.conditions import row_condition_of
 from dq_agent.checks.gx import run_expectations
@@ -28,7 +37,12 @@ from dq_agent.store import Store
 Clock = Callable[[], datetime]
 Backtest = Callable[[CheckSpec, Relation, CheckContext, datetime, datetime], list[BucketVerdict]]
 # Checks whose verdict is per time bucket, so a range of past buckets can be replayed.
-BACKTESTS: dict[str, Backtest] = {"volume_anomaly": backtest}
+BACKTESTS: dict[str, Backtest] = {
+    "volume_anomaly": backtest,
+    "distribution_shift": distribution.backtest,
+    "column_anomaly": column_anomaly.backtest,
+    "new_values": categorical.backtest,
+}
 Progress = Callable[[str, SuiteResult | None], None]
 # Called with each suite's result while its source is still open (remedy acts there).
 SuiteHook = Callable[[Suite, Source, Relation, SuiteResult], None]
@@ -146,7 +160,9 @@ def run_suite(
     except SourceError as exc:
         return finish("error", error=str(exc), transient=exc.transient)
     try:
-        return _run_on_source(suite, source, store, options, run_id, started_at, finish, hook)
+        return _run_on_source(
+            suite, source, store, options, run_id, started_at, finish, hook, connections
+        )
     finally:
         source.close()
 
@@ -160,6 +176,7 @@ def _run_on_source(
     started_at: datetime,
     finish: Callable[..., SuiteResult],
     hook: SuiteHook | None,
+    connections: Connections,
 ) -> SuiteResult:
     try:
         relation = source.open()
@@ -175,7 +192,7 @@ def _run_on_source(
         )
 
     current_schema = [(c.name, c.family) for c in relation.columns.values()]
-    ctx = context_for(suite, store, options, started_at)
+    ctx = context_for(suite, store, options, started_at, connections)
     try:
         checks = evaluate_checks(suite, relation, ctx, options)
     except SourceError as exc:
@@ -270,7 +287,11 @@ def _with_findings(
 
 
 def context_for(
-    suite: Suite, store: Store | None, options: RunOptions, now: datetime
+    suite: Suite,
+    store: Store | None,
+    options: RunOptions,
+    now: datetime,
+    connections: Connections | None = None,
 ) -> CheckContext:
     return CheckContext(
         suite=suite.suite,
@@ -281,6 +302,7 @@ def context_for(
         max_findings=suite.max_findings,
         previous_schema=store.last_schema(suite.suite) if store is not None else None,
         history=store,
+        sql_engine=connections.sql_engine if connections is not None else None,
     )
 
 

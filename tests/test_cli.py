@@ -188,6 +188,7 @@ def test_the_demo_tells_the_running_example(tmp_path: Path) -> None:
         "crm_opportunities": "fail",
         "eu_forecast_dec_v1": "pass",
         "forecasts_agg": "fail",
+        "payments": "fail",
         "us_forecast_dec_v1": "fail",
         "us_forecast_sheet": "fail",
     }
@@ -203,6 +204,15 @@ def test_the_demo_tells_the_running_example(tmp_path: Path) -> None:
         "auto_correct",
     )
     assert crm["volume_anomaly(CreatedDate)"]["status"] == "pass"
+    # The Yen that started arriving yesterday under the same columns.
+    paid = {c["name"]: c for c in suites["payments"]["checks"]}
+    shift = paid["distribution_shift(local_value)"]
+    assert shift["status"] == "fail"
+    # About 150× (Yen per dollar), read from the data, which depends on the day it runs.
+    assert re.search(
+        r"are about 1[2-8]0× larger than usual; they have currency = JPY \(", shift["message"]
+    )
+    assert paid["column_anomaly(local_value)"]["status"] == "pass"
     agg = {c["name"]: c for c in suites["forecasts_agg"]["checks"]}
     assert agg["freshness(refreshed_at)"]["status"] == "fail"
     assert agg["freshness(refreshed_at)"]["message"].startswith(
@@ -219,7 +229,7 @@ def test_the_demo_tells_the_running_example(tmp_path: Path) -> None:
         f"↳ {sheet} Restarted: airflow DAG forecasts_agg: run dq_agent__us_forecast_sheet:",
         f"↳ {sheet} ✅ Resolved: airflow DAG forecasts_agg ran; us_forecast_dec_v1, forecasts_agg "
         "pass. Closing incident #1.",
-        "incidents: 3 opened, 3 resolved · corrections: 1 (reverted) · pipeline restarts: 1 "
+        "incidents: 4 opened, 3 resolved · corrections: 1 (reverted) · pipeline restarts: 1 "
         "(verified)",
         "slack › DM @dana: I changed Amount on Id=006Dn0000040000042 from 10,000,000 to 1,000,000",
         "↳ [DM @dana · changed Amount] Undone by dana@acme.com: Amount is 10,000,000 again.",
@@ -331,7 +341,10 @@ def test_backtest_refuses_a_suite_without_time_bucketed_checks(tmp_path: Path) -
         str(project),
     )
     assert code == 3
-    assert "suite 'a_pass' has no time-bucketed checks (volume_anomaly)" in err
+    assert (
+        "suite 'a_pass' has no time-bucketed checks "
+        "(volume_anomaly, distribution_shift, column_anomaly, new_values)"
+    ) in err
 
 
 def _free_ports(count: int) -> int:

@@ -87,7 +87,7 @@ def test_every_error_in_every_file_is_reported_in_one_pass(tmp_path: Path) -> No
         f"{root}/checks/a.yml:5:46: checks[1].freshness.max_age: "
         "expected a duration like 26h, got 'soon'",
         f"{root}/checks/a.yml:6:5: checks[2].row_cnt: unknown check type 'row_cnt' "
-        "(did you mean row_count?); expected one of: fat_finger, freshness, row_count, schema, volume_anomaly, "
+        "(did you mean row_count?); expected one of: accepted_values, column_anomaly, distribution_shift, fat_finger, freshness, new_values, reference, row_count, schema, volume_anomaly, "
         "or a Great Expectations expectation (expect_*)",
         f"{root}/checks/b.yml:2:21: source.connector: unknown connector 'warehous'; "
         "available: warehouse",

@@ -81,6 +81,18 @@ def test_checks_are_data_problems_and_a_drifted_schema_is_an_upstream_change(
     )
 
 
+def test_a_shift_in_what_values_mean_is_a_semantic_change_never_corrected(
+    tmp_path: Path,
+) -> None:
+    suite = _suite(tmp_path)
+    result = SuiteResult("orders", "fail", NOW, 0.1)
+    for kind in ("distribution_shift", "column_anomaly", "new_values", "accepted_values"):
+        shifted = CheckResult(kind, kind, "fail", "fail", "local_value shifted")
+        triage = classify(suite, result, shifted)  # type: ignore[arg-type]
+        assert triage.kind == "semantic_change"
+        assert triage.action.startswith("never corrected: tell the source's owners")
+
+
 def test_the_runbook_overrides_the_rules(tmp_path: Path) -> None:
     suite = _suite(tmp_path, runbook='when "lock wait": transient')
     failed = SuiteResult("orders", "error", NOW, 0.1, error="Lock wait exceeded; try again")

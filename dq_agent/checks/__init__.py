@@ -5,10 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from dq_agent.checks.base import CheckContext, PlannedCheck
+from dq_agent.checks.categorical import AcceptedValues, NewValues
+from dq_agent.checks.column_anomaly import ColumnAnomaly
 from dq_agent.checks.compiled import CompiledExpectation, can_compile
+from dq_agent.checks.distribution import DistributionShift
 from dq_agent.checks.fat_finger import FatFinger
 from dq_agent.checks.freshness import Freshness
 from dq_agent.checks.gx import run_expectations
+from dq_agent.checks.reference import Reference
 from dq_agent.checks.row_count import RowCount
 from dq_agent.checks.schema import Schema
 from dq_agent.checks.volume import VolumeAnomaly
@@ -23,6 +27,11 @@ BUILTIN: dict[str, PlanFactory] = {
     "schema": Schema,
     "volume_anomaly": VolumeAnomaly,
     "fat_finger": FatFinger,
+    "accepted_values": AcceptedValues,
+    "new_values": NewValues,
+    "reference": Reference,
+    "distribution_shift": DistributionShift,
+    "column_anomaly": ColumnAnomaly,
 }
 
 __all__ = [

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -43,6 +43,9 @@ class CheckContext:
     previous_schema: list[tuple[str, str]] | None = None
     # What earlier runs and people said (the state store), when one is attached.
     history: History | None = None
+    # Another SQL connector's engine by name, for checks that read a second table (reference);
+    # raises SourceError for an unknown or non-SQL connector. None: not available here.
+    sql_engine: Callable[[str], sa.Engine] | None = None
 
     @property
     def at(self) -> datetime:

@@ -26,7 +26,8 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 
 from dq_agent.checks.base import CheckContext, error_result, plural, result
-from dq_agent.config.models import CheckSpec, VolumeAnomalyArgs
+from dq_agent.checks.windows import Window, bucket_start
+from dq_agent.config.models import CheckSpec, VolumeAnomalyArgs, WindowedArgs
 from dq_agent.errors import DqAgentError
 from dq_agent.results import CheckResult, Status, failed_status
 from dq_agent.sources.base import Relation
@@ -57,7 +58,6 @@ RATIO_OFFSET = 10.0
 MAX_LOG_RATIO = 20.0
 
 _STEP = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(weeks=1)}
-SUPPORTED_DIALECTS = ("postgresql", "sqlite")
 
 
 @dataclass(frozen=True)
@@ -146,7 +146,7 @@ def last_complete_bucket(at: datetime, unit: BucketUnit, zone: ZoneInfo) -> date
     return previous
 
 
-def training_span(args: VolumeAnomalyArgs) -> timedelta:
+def training_span(args: WindowedArgs) -> timedelta:
     """How far back the baseline reaches: ``training_days``, in whole weeks for weekly buckets."""
     if args.bucket == "week":
         return timedelta(weeks=max(1, round(args.training_days / 7)))
@@ -467,6 +467,7 @@ class VolumeAnomaly:
         self.relation = relation
         self.ctx = ctx
         self.zone = ZoneInfo(self.args.timezone or ctx.timezone)
+        self.window = Window(relation, self.args.timestamp_column, self.args.bucket, self.zone)
 
     def aggregates(self) -> dict[str, sa.ColumnElement[Any]]:
         return {}  # a GROUP BY of its own, not part of the shared scan
@@ -508,16 +509,7 @@ class VolumeAnomaly:
 
     def problem(self) -> str | None:
         """Why the check cannot run here (a missing column, an unsupported database), if so."""
-        column = self.args.timestamp_column
-        if column not in self.relation.columns:
-            return (
-                f"column {column!r} not found in {self.relation.label}; "
-                f"available: {', '.join(self.relation.columns)}"
-            )
-        dialect = self.relation.engine.dialect.name
-        if dialect not in SUPPORTED_DIALECTS:
-            return f"volume_anomaly is not supported yet on {dialect}"
-        return None
+        return self.window.problem("volume_anomaly")
 
     def expected(self) -> set[datetime]:
         """Bucket starts (UTC) an owner marked "expected"."""
@@ -534,53 +526,15 @@ class VolumeAnomaly:
 
     def _count_rows(self, start: datetime, end: datetime) -> dict[datetime, int]:
         """One GROUP BY: rows per bucket for naive wall-clock ``[start, end)``."""
-        local_expr, low, high = self._local_timestamp(start, end)
-        bucket = self._bucket_expression(local_expr)
-        inner = (
-            sa.select(bucket.label("bucket"))
-            .select_from(self.relation.selectable)
-            .where(low, high)
-            .subquery("buckets")
-        )
+        inner = self.window.rows(start, end)
         query = sa.select(inner.c.bucket, sa.func.count().label("rows")).group_by(inner.c.bucket)
         with self.relation.connect() as conn:
             rows = conn.execute(query).all()
         return {
-            to_utc(_as_datetime(start_value), self.zone): int(count)
+            to_utc(bucket_start(start_value), self.zone): int(count)
             for start_value, count in rows
             if start_value is not None
         }
-
-    def _local_timestamp(
-        self, start: datetime, end: datetime
-    ) -> tuple[sa.ColumnElement[Any], sa.ColumnElement[bool], sa.ColumnElement[bool]]:
-        """The column as wall-clock time in the zone, and the window's bounds on it."""
-        column = self.relation.column(self.args.timestamp_column)
-        info = self.relation.columns[self.args.timestamp_column]
-        if self.relation.engine.dialect.name == "sqlite":
-            # SQLite keeps timestamps as text: normalise it so that text compares in time order.
-            text = sa.func.strftime("%Y-%m-%d %H:%M:%S", column)
-            return text, text >= f"{start:%Y-%m-%d %H:%M:%S}", text < f"{end:%Y-%m-%d %H:%M:%S}"
-        if info.family == "timestamp" and getattr(info.sql_type, "timezone", False):
-            # Bounds on the column itself so that an index on it can serve the window.
-            low = sa.literal(to_utc(start, self.zone), info.sql_type)
-            high = sa.literal(to_utc(end, self.zone), info.sql_type)
-            return sa.func.timezone(self.zone.key, column), column >= low, column < high
-        if info.family == "timestamp":
-            return column, column >= sa.literal(start, info.sql_type), column < sa.literal(end)
-        local = sa.cast(column, sa.DateTime())
-        return local, local >= sa.literal(start, sa.DateTime()), local < sa.literal(end)
-
-    def _bucket_expression(self, local: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
-        unit = self.args.bucket
-        if self.relation.engine.dialect.name == "postgresql":
-            return sa.func.date_trunc(unit, local)  # ISO weeks: they start on Monday
-        if unit == "hour":
-            return sa.func.strftime("%Y-%m-%d %H:00:00", local)
-        if unit == "week":
-            # The coming Sunday (today if Sunday), then back to that week's Monday.
-            return sa.func.date(local, "weekday 0", "-6 days")
-        return sa.func.date(local)
 
     def _result(
         self, found: Detection, local: datetime, series: Mapping[datetime, float]
@@ -605,13 +559,6 @@ class VolumeAnomaly:
         # Too little history is never a pass, and never more than a warning.
         status: Status = "warn" if found.outcome == "too_little_history" else base.status
         return dataclasses.replace(base, status=status, series=dict(series))
-
-
-def _as_datetime(value: Any) -> datetime:
-    """A bucket start from the database: a datetime, or ISO text from SQLite."""
-    if isinstance(value, datetime):
-        return value.replace(tzinfo=None)
-    return datetime.fromisoformat(str(value))
 
 
 def _rounded(value: float | None) -> float | None:

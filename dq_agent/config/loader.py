@@ -20,6 +20,7 @@ from dq_agent.config.models import (
     CheckArgs,
     CheckSpec,
     Connector,
+    ReferenceArgs,
     RestartSpec,
     Settings,
     Suite,
@@ -286,7 +287,11 @@ def _load_suite(
     header = _validate(SuiteHeader, doc.value, doc, (), issues)
     source = _parse_source(doc, connector_types, broken_connectors, issues)
     raw_checks = doc.value.get("checks")
-    checks = _parse_checks(doc, raw_checks, issues) if isinstance(raw_checks, list) else []
+    checks = (
+        _parse_checks(doc, raw_checks, connector_types, issues)
+        if isinstance(raw_checks, list)
+        else []
+    )
     raw_restart = doc.value.get("restart")
     restart = (
         _parse_restarts(doc, raw_restart, connector_types, issues)
@@ -416,7 +421,10 @@ def _parse_restarts(
 
 
 def _parse_checks(
-    doc: YamlDocument, raw_checks: list[Any], issues: list[ConfigIssue]
+    doc: YamlDocument,
+    raw_checks: list[Any],
+    connector_types: Mapping[str, str],
+    issues: list[ConfigIssue],
 ) -> list[CheckSpec]:
     checks: list[CheckSpec] = []
     names: set[str] = set()
@@ -438,6 +446,10 @@ def _parse_checks(
         spec = _parse_check(doc, (*path, kind), kind, args, issues)
         if spec is None:
             continue
+        if isinstance(spec.args, ReferenceArgs) and not _sql_connector(
+            doc, (*path, kind), spec.args, connector_types, issues
+        ):
+            continue
         if spec.name in names:
             issues.append(
                 doc.issue(
@@ -448,6 +460,28 @@ def _parse_checks(
         names.add(spec.name)
         checks.append(spec)
     return checks
+
+
+def _sql_connector(
+    doc: YamlDocument,
+    path: NodePath,
+    args: ReferenceArgs,
+    connector_types: Mapping[str, str],
+    issues: list[ConfigIssue],
+) -> bool:
+    """Whether ``reference``'s ``to.connector`` (if any) names an SQL connector; if not, says so."""
+    name = args.to.connector
+    if name is None or connector_types.get(name) == "sql":
+        return True
+    sql = sorted(n for n, kind in connector_types.items() if kind == "sql")
+    available = ", ".join(sql) or "none: add connectors/<name>.yml"
+    problem = (
+        f"connector {name!r} is of type {connector_types[name]}, not sql"
+        if name in connector_types
+        else f"unknown connector {name!r}"
+    )
+    issues.append(doc.issue((*path, "to", "connector"), f"{problem}; SQL connectors: {available}"))
+    return False
 
 
 def _parse_check(

@@ -579,22 +579,103 @@ class SchemaArgs(CheckArgs):
     drift: bool = True
 
 
-class VolumeAnomalyArgs(CheckArgs):
-    """Rows per time bucket compared with a robust, seasonality-aware baseline."""
+class WindowedArgs(CheckArgs):
+    """A check that judges the last complete time bucket against the buckets before it."""
 
     timestamp_column: Identifier
     bucket: Literal["hour", "day", "week"] = "day"
+    training_days: int = Field(28, ge=1, le=3660)
+    # How to read timestamps stored without a timezone; defaults to the suite's timezone.
+    timezone: Timezone | None = None
+
+
+class BaselineArgs(WindowedArgs):
+    """A metric per bucket against its robust, seasonality-aware baseline."""
+
     # How many robust standard deviations (1.4826 × MAD) from the baseline median alert.
     sensitivity: float = Field(3.0, gt=0, le=50)
-    training_days: int = Field(28, ge=1, le=3660)
+    # Fewer baseline buckets than this: the check warns that it cannot judge yet.
+    min_history: int = Field(7, ge=2, le=10_000)
+
+
+class SeasonalArgs(BaselineArgs):
+    """A baseline that may follow a weekly (daily buckets) or daily (hourly) rhythm."""
+
+    seasonality: Literal["auto", "none", "weekday"] = "auto"
+
+
+class VolumeAnomalyArgs(SeasonalArgs):
+    """Rows per time bucket compared with a robust, seasonality-aware baseline."""
+
     direction: Literal["both", "drop", "spike"] = "both"
     # Changes smaller than this share of the baseline are never anomalies (the noise floor).
     min_change_pct: float = Field(20.0, ge=0, le=1000)
-    seasonality: Literal["auto", "none", "weekday"] = "auto"
-    # Fewer baseline buckets than this: the check warns that it cannot judge yet.
-    min_history: int = Field(7, ge=2, le=10_000)
-    # How to read timestamps stored without a timezone; defaults to the suite's timezone.
-    timezone: Timezone | None = None
+
+
+class DistributionShiftArgs(BaselineArgs):
+    """A numeric column's distribution in the last bucket against the buckets before it: a
+    share of rows whose order of magnitude moved (a currency or unit mixed in)."""
+
+    column: Identifier
+    # A categorical column that may explain a shift (e.g. currency): named in the message.
+    group_by: Identifier | None = None
+    # Never alert when less than this share of the bucket's rows moved.
+    min_share: float = Field(0.03, gt=0, le=1)
+
+
+COLUMN_METRICS = (
+    "null_rate",
+    "distinct_count",
+    "zero_rate",
+    "negative_rate",
+    "min",
+    "max",
+    "mean",
+    "length",
+)
+ColumnMetric = Literal[
+    "null_rate", "distinct_count", "zero_rate", "negative_rate", "min", "max", "mean", "length"
+]
+
+
+class ColumnAnomalyArgs(SeasonalArgs):
+    """Metrics of one column per bucket, each against its own history."""
+
+    column: Identifier
+    # Default: every metric that applies to the column's type.
+    metrics: list[ColumnMetric] | None = Field(None, min_length=1)
+    # Changes smaller than this share of the baseline (or, for rates, 2 points) never alert.
+    min_change_pct: float = Field(20.0, ge=0, le=1000)
+
+
+class NewValuesArgs(WindowedArgs):
+    """A value of a categorical column in the last bucket that the buckets before it never had."""
+
+    column: Identifier
+    # Values never reported (e.g. a known rare one).
+    ignore: list[str | int | float | bool] = Field(default_factory=list)
+
+
+class AcceptedValuesArgs(CheckArgs):
+    """Every non-null value of a column is one of ``values``."""
+
+    column: Identifier
+    values: list[str | int | float | bool] = Field(min_length=1)
+
+
+class ReferenceTarget(Model):
+    # Another SQL connector; default: the suite's own source's database.
+    connector: str | None = None
+    table: Identifier
+    column: Identifier
+    schema_name: Identifier | None = Field(None, alias="schema")
+
+
+class ReferenceArgs(CheckArgs):
+    """Every non-null value of ``column`` exists in another table's column."""
+
+    column: Identifier
+    to: ReferenceTarget
 
 
 def _witness(value: Any) -> str:
@@ -633,6 +714,11 @@ BUILTIN_CHECKS: dict[str, type[CheckArgs]] = {
     "schema": SchemaArgs,
     "volume_anomaly": VolumeAnomalyArgs,
     "fat_finger": FatFingerArgs,
+    "distribution_shift": DistributionShiftArgs,
+    "column_anomaly": ColumnAnomalyArgs,
+    "new_values": NewValuesArgs,
+    "accepted_values": AcceptedValuesArgs,
+    "reference": ReferenceArgs,
 }
 
 

@@ -1,4 +1,5 @@
-"""The running example's warehouse: Pete's empty US forecast sheet and a stale aggregate.
+"""The running example's warehouse: Pete's empty US forecast sheet and a stale aggregate, and
+payments in which Yen started arriving yesterday beside dollars and euros.
 
 Timestamps are laid out relative to ``now`` so the story reads the same whenever it runs.
 """
@@ -86,6 +87,35 @@ def _forecast_table(metadata: sa.MetaData, name: str) -> sa.Table:
     )
 
 
+# Yesterday's share of payments that arrived in Yen, and roughly what a dollar is in Yen.
+YEN_SHARE, YEN_PER_DOLLAR = 0.12, 150
+
+
+def payments(naive_now: datetime, rng: random.Random) -> list[dict[str, Any]]:
+    """Four weeks of card payments in their local currency (about 200 a weekday, 60 a weekend
+    day, $20–$20,000): dollars and euros, until yesterday some came in Yen."""
+    rows: list[dict[str, Any]] = []
+    today = naive_now.date()
+    for days_ago in range(28, 0, -1):
+        day = today - timedelta(days=days_ago)
+        count = (200 if day.weekday() < 5 else 60) + rng.randint(-8, 8)
+        for i in range(count):
+            value = round(10 ** rng.uniform(1.3, 4.3), 2)
+            currency = "USD" if rng.random() < 0.7 else "EUR"
+            if days_ago == 1 and rng.random() < YEN_SHARE:
+                value = round(value * YEN_PER_DOLLAR * rng.uniform(0.9, 1.1))
+                currency = "JPY"
+            rows.append(
+                {
+                    "id": len(rows) + 1,
+                    "paid_at": datetime.combine(day, time(i * 24 // count, (i * 7) % 60)),
+                    "local_value": value,
+                    "currency": currency,
+                }
+            )
+    return rows
+
+
 def build_demo_warehouse(path: Path, now: datetime) -> Path:
     """(Re)create the SQLite warehouse at ``path`` as the scenario has it at ``now`` (UTC)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -116,6 +146,14 @@ def build_demo_warehouse(path: Path, now: datetime) -> Path:
         sa.Column("OwnerEmail", sa.String(120)),
         sa.Column("CreatedDate", sa.DateTime, nullable=False),
         sa.Column("LastModifiedDate", sa.DateTime, nullable=False),
+    )
+    paid = sa.Table(
+        "payments",
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("paid_at", sa.DateTime, nullable=False),
+        sa.Column("local_value", sa.Numeric(14, 2)),
+        sa.Column("currency", sa.String(3), nullable=False),
     )
     december = date(now.year, 12, 1)
 
@@ -166,6 +204,7 @@ def build_demo_warehouse(path: Path, now: datetime) -> Path:
             conn.execute(eu.insert(), eu_rows)
             conn.execute(agg.insert(), agg_rows)
             conn.execute(opps.insert(), opp_rows)
+            conn.execute(paid.insert(), payments(naive_now, random.Random(20261124)))
             # us_forecast_dec_v1 stays empty: Pete overwrote the sheet it is loaded from.
             assert us is not None
     finally:

@@ -62,6 +62,18 @@ class Connections:
             transient=False,
         )
 
+    def sql_engine(self, name: str) -> sa.Engine:
+        """The engine of SQL connector ``name`` (a check reading another table of it)."""
+        connector = self._connectors.get(name)
+        if not isinstance(connector, SqlConnector):
+            known = ", ".join(n for n, c in self._connectors.items() if isinstance(c, SqlConnector))
+            raise SourceError(
+                f"{name!r} is not an SQL connector of this project; SQL connectors: "
+                f"{known or 'none'}",
+                transient=False,
+            )
+        return self._engine(name, connector)
+
     def _engine(self, name: str, connector: SqlConnector) -> sa.Engine:
         if name not in self._engines:
             self._engines[name] = create_engine(connector, self._root)

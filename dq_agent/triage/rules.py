@@ -1,4 +1,5 @@
-"""Rule-based triage, always available: transient, infrastructure, code, schema change, data.
+"""Rule-based triage, always available: transient, infrastructure, code, schema change,
+semantic change, data.
 
 Each kind has a default action. A suite's runbook can override the rules with lines such as
 ``when "lock wait timeout": transient`` (the text is looked for in the failure's message,
@@ -14,14 +15,28 @@ from typing import Literal
 from dq_agent.config.models import Suite
 from dq_agent.results import CheckResult, SuiteResult
 
-Kind = Literal["transient", "infrastructure", "code", "schema_change", "data"]
-KINDS: tuple[Kind, ...] = ("transient", "infrastructure", "code", "schema_change", "data")
+Kind = Literal["transient", "infrastructure", "code", "schema_change", "semantic_change", "data"]
+KINDS: tuple[Kind, ...] = (
+    "transient",
+    "infrastructure",
+    "code",
+    "schema_change",
+    "semantic_change",
+    "data",
+)
+# Checks whose failure means the source changed what its values mean (a currency or unit mixed
+# in, a new category, broken references): never a slip to correct.
+SEMANTIC_CHECKS = frozenset(
+    {"distribution_shift", "column_anomaly", "new_values", "accepted_values", "reference"}
+)
 
 ACTIONS: dict[Kind, str] = {
     "transient": "try again with backoff; tell people only if it keeps failing",
     "infrastructure": "tell the owners with the error: credentials, permissions, quota or host",
     "code": "tell the owners: the suite or its query refers to something that is not there",
     "schema_change": "tell the source's owners: columns were added, removed or retyped upstream",
+    "semantic_change": "never corrected: tell the source's owners what changed upstream, with "
+    "the evidence and the group that explains it",
     "data": "correct clear slips in the source; ask the data's owner about the rest",
 }
 
@@ -118,6 +133,8 @@ def classify(suite: Suite, result: SuiteResult, check: CheckResult | None = None
             drift.get(k) for k in ("added", "removed", "retyped")
         ):
             return Triage("schema_change", check.message)
+    if check.type in SEMANTIC_CHECKS:
+        return Triage("semantic_change", check.message)
     return Triage("data", check.message)
 
 

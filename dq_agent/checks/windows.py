@@ -1,0 +1,86 @@
+"""Rows in wall-clock time buckets of a timestamp column: the SQL every time-bucketed check
+shares (volume_anomaly, distribution_shift, column_anomaly, new_values)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+
+from dq_agent.sources.base import Relation
+
+SUPPORTED_DIALECTS = ("postgresql", "sqlite")
+
+
+class Window:
+    """A relation's rows by bucket (``hour``, ``day``, ``week``) of ``column`` in ``zone``."""
+
+    def __init__(self, relation: Relation, column: str, unit: str, zone: ZoneInfo) -> None:
+        self.relation = relation
+        self.column = column
+        self.unit = unit
+        self.zone = zone
+
+    def problem(self, check: str) -> str | None:
+        """Why rows cannot be bucketed here (a missing column, another database), if so."""
+        if self.column not in self.relation.columns:
+            return (
+                f"column {self.column!r} not found in {self.relation.label}; "
+                f"available: {', '.join(self.relation.columns)}"
+            )
+        dialect = self.relation.engine.dialect.name
+        if dialect not in SUPPORTED_DIALECTS:
+            return f"{check} is not supported yet on {dialect}"
+        return None
+
+    def rows(self, start: datetime, end: datetime, **columns: sa.ColumnElement[Any]) -> sa.Subquery:
+        """The rows of naive wall-clock ``[start, end)``: their bucket start and ``columns``."""
+        local, low, high = self.local_timestamp(start, end)
+        return (
+            sa.select(self.bucket(local).label("bucket"), *[c.label(n) for n, c in columns.items()])
+            .select_from(self.relation.selectable)
+            .where(low, high)
+            .subquery("bucketed")
+        )
+
+    def local_timestamp(
+        self, start: datetime, end: datetime
+    ) -> tuple[sa.ColumnElement[Any], sa.ColumnElement[bool], sa.ColumnElement[bool]]:
+        """The column as wall-clock time in the zone, and the window's bounds on it."""
+        from dq_agent.checks.volume import to_utc
+
+        column = self.relation.column(self.column)
+        info = self.relation.columns[self.column]
+        if self.relation.engine.dialect.name == "sqlite":
+            # SQLite keeps timestamps as text: normalise it so that text compares in time order.
+            text = sa.func.strftime("%Y-%m-%d %H:%M:%S", column)
+            return text, text >= f"{start:%Y-%m-%d %H:%M:%S}", text < f"{end:%Y-%m-%d %H:%M:%S}"
+        if info.family == "timestamp" and getattr(info.sql_type, "timezone", False):
+            # Bounds on the column itself so that an index on it can serve the window.
+            low = sa.literal(to_utc(start, self.zone), info.sql_type)
+            high = sa.literal(to_utc(end, self.zone), info.sql_type)
+            return sa.func.timezone(self.zone.key, column), column >= low, column < high
+        if info.family == "timestamp":
+            return column, column >= sa.literal(start, info.sql_type), column < sa.literal(end)
+        local = sa.cast(column, sa.DateTime())
+        return local, local >= sa.literal(start, sa.DateTime()), local < sa.literal(end)
+
+    def bucket(self, local: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+        """The start of the bucket of a wall-clock timestamp expression."""
+        if self.relation.engine.dialect.name == "postgresql":
+            return sa.func.date_trunc(self.unit, local)  # ISO weeks: they start on Monday
+        if self.unit == "hour":
+            return sa.func.strftime("%Y-%m-%d %H:00:00", local)
+        if self.unit == "week":
+            # The coming Sunday (today if Sunday), then back to that week's Monday.
+            return sa.func.date(local, "weekday 0", "-6 days")
+        return sa.func.date(local)
+
+
+def bucket_start(value: Any) -> datetime:
+    """A bucket start from the database, naive: a datetime, or ISO text from SQLite."""
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=None)
+    return datetime.fromisoformat(str(value))
