@@ -51,6 +51,12 @@ class CheckContext:
     def at(self) -> datetime:
         return self.as_of or self.now
 
+    def expected_buckets(self, check: str) -> set[datetime]:
+        """Bucket starts (UTC) an owner marked "expected" for ``check``: they leave baselines."""
+        if self.history is None:
+            return set()
+        return self.history.expected_buckets(self.suite, check)
+
 
 class PlannedCheck(Protocol):
     """A check compiled against a relation: aggregates for the one scan, then a verdict."""

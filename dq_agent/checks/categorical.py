@@ -20,15 +20,12 @@ from dq_agent.checks.base import CheckContext, count_where, error_result, plural
 from dq_agent.checks.volume import (
     _STEP,
     BucketVerdict,
-    bucket_floor,
     bucket_label,
-    bucket_starts,
+    judged_buckets,
     last_complete_bucket,
-    to_local,
-    to_utc,
     training_span,
 )
-from dq_agent.checks.windows import Window
+from dq_agent.checks.windows import Window, to_utc
 from dq_agent.config.models import AcceptedValuesArgs, CheckSpec, NewValuesArgs
 from dq_agent.errors import DqAgentError
 from dq_agent.results import CheckResult, Finding
@@ -279,13 +276,7 @@ def backtest(
     if problem:
         raise DqAgentError(f"{spec.name}: {problem}")
     unit, zone = check.args.bucket, check.zone
-    horizon = to_local(min(end, ctx.at), zone)
-    first = bucket_floor(to_local(start, zone), unit)
-    judged = [
-        local
-        for local in bucket_starts(first, horizon, unit, zone)
-        if local + _STEP[unit] <= horizon
-    ]
+    judged = judged_buckets(start, end, ctx.at, unit, zone)
     try:
         with relation.connect() as conn:
             verdicts = [(local, check.judge(conn, local)) for local in judged]

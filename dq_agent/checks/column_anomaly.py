@@ -28,18 +28,17 @@ from dq_agent.checks.volume import (
     MAD_SCALE,
     MIN_SEASON_POINTS,
     BucketVerdict,
-    bucket_floor,
     bucket_label,
     bucket_starts,
+    judged_buckets,
     last_complete_bucket,
-    to_local,
-    to_utc,
     training_span,
+    verdict_status,
 )
-from dq_agent.checks.windows import Window, bucket_start
+from dq_agent.checks.windows import Window, bucket_start, to_utc
 from dq_agent.config.models import CheckSpec, ColumnAnomalyArgs, ColumnMetric
 from dq_agent.errors import DqAgentError
-from dq_agent.results import CheckResult, Status, failed_status
+from dq_agent.results import CheckResult, Status
 from dq_agent.sources.base import Relation
 from dq_agent.sources.sql import translate
 
@@ -186,19 +185,13 @@ class ColumnAnomaly:
 
     # -- the judgement ----------------------------------------------------------------------
 
-    def expected(self) -> set[datetime]:
-        history = self.ctx.history
-        if history is None:
-            return set()
-        return history.expected_buckets(self.ctx.suite, self.spec.name)
-
     def judge(
         self, series: Mapping[datetime, Mapping[str, float | None]], local: datetime
     ) -> tuple[str, str, dict[str, Any]]:
         """(outcome, message, observed) for the bucket starting at naive ``local``."""
         args, unit = self.args, self.args.bucket
         label = bucket_label(local, unit)
-        expected = self.expected()
+        expected = self.ctx.expected_buckets(self.spec.name)
         before = [
             (start, series[start])
             for start in bucket_starts(local - training_span(args), local, unit, self.zone)
@@ -332,20 +325,14 @@ def backtest(
     if problem:
         raise DqAgentError(f"{spec.name}: {problem}")
     unit, zone = check.args.bucket, check.zone
-    horizon = to_local(min(end, ctx.at), zone)
-    first = bucket_floor(to_local(start, zone), unit)
-    judged = [s for s in bucket_starts(first, horizon, unit, zone) if s + _STEP[unit] <= horizon]
+    judged = judged_buckets(start, end, ctx.at, unit, zone)
     if not judged:
         return []
     series = check.series(judged[0] - training_span(check.args), judged[-1] + _STEP[unit])
     verdicts = []
     for local in judged:
         outcome, message, observed = check.judge(series, local)
-        status: Status = "pass"
-        if outcome == "anomaly":
-            status = failed_status(spec.severity)
-        elif outcome == "too_little_history":
-            status = "warn"
+        status = verdict_status(outcome, spec.severity)
         utc = to_utc(local, zone)
         verdicts.append(BucketVerdict(utc, observed["rows"], status, message, None, None, None))
     return verdicts

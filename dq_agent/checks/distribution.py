@@ -32,18 +32,17 @@ from dq_agent.checks.volume import (
     _STEP,
     MAD_SCALE,
     BucketVerdict,
-    bucket_floor,
     bucket_label,
     bucket_starts,
+    judged_buckets,
     last_complete_bucket,
-    to_local,
-    to_utc,
     training_span,
+    verdict_status,
 )
-from dq_agent.checks.windows import Window, bucket_start
+from dq_agent.checks.windows import Window, bucket_start, to_utc
 from dq_agent.config.models import CheckSpec, DistributionShiftArgs
 from dq_agent.errors import DqAgentError
-from dq_agent.results import CheckResult, Status, failed_status
+from dq_agent.results import CheckResult, Status
 from dq_agent.sources.base import Relation
 from dq_agent.sources.sql import translate
 
@@ -174,19 +173,13 @@ class DistributionShift:
 
     # -- the judgement ----------------------------------------------------------------------
 
-    def expected(self) -> set[datetime]:
-        history = self.ctx.history
-        if history is None:
-            return set()
-        return history.expected_buckets(self.ctx.suite, self.spec.name)
-
     def judge(self, buckets: Mapping[datetime, _Bucket], local: datetime) -> Shift:
         """The bucket starting at naive ``local``, against the ones before it."""
         unit, args = self.args.bucket, self.args
         label = bucket_label(local, unit)
         utc = to_utc(local, self.zone)
         current = buckets.get(local, _Bucket())
-        expected = self.expected()
+        expected = self.ctx.expected_buckets(self.spec.name)
         baseline = [
             buckets[start]
             for start in bucket_starts(local - training_span(args), local, unit, self.zone)
@@ -422,21 +415,15 @@ def backtest(
     problem = check.problem()
     if problem:
         raise DqAgentError(f"{spec.name}: {problem}")
-    unit, zone = check.args.bucket, check.zone
-    horizon = to_local(min(end, ctx.at), zone)
-    first = bucket_floor(to_local(start, zone), unit)
-    judged = [s for s in bucket_starts(first, horizon, unit, zone) if s + _STEP[unit] <= horizon]
+    unit = check.args.bucket
+    judged = judged_buckets(start, end, ctx.at, unit, check.zone)
     if not judged:
         return []
     buckets = check.histograms(judged[0] - training_span(check.args), judged[-1] + _STEP[unit])
     verdicts = []
     for local in judged:
         found = check.judge(buckets, local)
-        status: Status = "pass"
-        if found.outcome == "anomaly":
-            status = failed_status(spec.severity)
-        elif found.outcome == "too_little_history":
-            status = "warn"
+        status = verdict_status(found.outcome, spec.severity)
         verdicts.append(
             BucketVerdict(found.bucket, found.rows, status, found.message, None, None, None)
         )

@@ -19,17 +19,17 @@ import math
 import statistics
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
 from dq_agent.checks.base import CheckContext, error_result, plural, result
-from dq_agent.checks.windows import Window, bucket_start
+from dq_agent.checks.windows import Window, bucket_start, to_local, to_utc
 from dq_agent.config.models import CheckSpec, VolumeAnomalyArgs, WindowedArgs
 from dq_agent.errors import DqAgentError
-from dq_agent.results import CheckResult, Status, failed_status
+from dq_agent.results import CheckResult, Severity, Status, failed_status
 from dq_agent.sources.base import Relation
 from dq_agent.sources.sql import translate
 
@@ -106,17 +106,6 @@ def bucket_floor(local: datetime, unit: BucketUnit) -> datetime:
     return day - timedelta(days=day.weekday()) if unit == "week" else day
 
 
-def to_local(moment: datetime, zone: ZoneInfo) -> datetime:
-    """An aware moment as naive wall-clock time in ``zone`` (naive input is taken as UTC)."""
-    aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-    return aware.astimezone(zone).replace(tzinfo=None)
-
-
-def to_utc(local: datetime, zone: ZoneInfo) -> datetime:
-    """Naive wall-clock time in ``zone`` as an aware UTC moment (the first one, if repeated)."""
-    return local.replace(tzinfo=zone).astimezone(UTC)
-
-
 def _exists(local: datetime, zone: ZoneInfo) -> bool:
     """Whether a wall-clock time happens at all (not skipped by a daylight-saving jump)."""
     return to_local(to_utc(local, zone), zone) == local
@@ -144,6 +133,27 @@ def last_complete_bucket(at: datetime, unit: BucketUnit, zone: ZoneInfo) -> date
     while unit == "hour" and not _exists(previous, zone):
         previous -= _STEP[unit]
     return previous
+
+
+def judged_buckets(
+    start: datetime, end: datetime, at: datetime, unit: BucketUnit, zone: ZoneInfo
+) -> list[datetime]:
+    """Naive starts of the buckets from ``start`` that had ended by ``end`` and by ``at``:
+    the ones a backtest judges."""
+    horizon = to_local(min(end, at), zone)
+    first = bucket_floor(to_local(start, zone), unit)
+    return [
+        local
+        for local in bucket_starts(first, horizon, unit, zone)
+        if local + _STEP[unit] <= horizon
+    ]
+
+
+def verdict_status(outcome: str, severity: Severity) -> Status:
+    """A backtest line's status: an anomaly fails (warns), too little history warns."""
+    if outcome == "anomaly":
+        return failed_status(severity)
+    return "warn" if outcome == "too_little_history" else "pass"
 
 
 def training_span(args: WindowedArgs) -> timedelta:
@@ -513,10 +523,7 @@ class VolumeAnomaly:
 
     def expected(self) -> set[datetime]:
         """Bucket starts (UTC) an owner marked "expected"."""
-        history = self.ctx.history
-        return (
-            set() if history is None else history.expected_buckets(self.ctx.suite, self.spec.name)
-        )
+        return self.ctx.expected_buckets(self.spec.name)
 
     def _stored(self, since: datetime) -> dict[datetime, float]:
         history = self.ctx.history
@@ -582,17 +589,11 @@ def backtest(
     if problem:
         raise DqAgentError(f"{spec.name}: {problem}")
     unit, zone = check.args.bucket, check.zone
-    horizon = to_local(min(end, ctx.at), zone)
-    first = bucket_floor(to_local(start, zone), unit)
-    judged = [
-        local
-        for local in bucket_starts(first, horizon, unit, zone)
-        if local + _STEP[unit] <= horizon
-    ]
+    judged = judged_buckets(start, end, ctx.at, unit, zone)
     if not judged:
         return []
     try:
-        series = check.series(first - training_span(check.args), judged[-1] + _STEP[unit])
+        series = check.series(judged[0] - training_span(check.args), judged[-1] + _STEP[unit])
     except sa.exc.SQLAlchemyError as exc:
         raise translate(exc, relation.engine.url) from exc
     expected = check.expected()
@@ -605,15 +606,10 @@ def backtest(
 
 
 def _verdict(found: Detection, spec: CheckSpec) -> BucketVerdict:
-    status: Status = "pass"
-    if found.outcome == "anomaly":
-        status = failed_status(spec.severity)
-    elif found.outcome == "too_little_history":
-        status = "warn"
     return BucketVerdict(
         bucket=found.bucket,
         rows=found.rows,
-        status=status,
+        status=verdict_status(found.outcome, spec.severity),
         message=found.message,
         baseline_median=_rounded(found.baseline_median),
         lower=_rounded(found.lower),

@@ -3,7 +3,7 @@ shares (volume_anomaly, distribution_shift, column_anomaly, new_values)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -12,6 +12,17 @@ import sqlalchemy as sa
 from dq_agent.sources.base import Relation
 
 SUPPORTED_DIALECTS = ("postgresql", "sqlite")
+
+
+def to_local(moment: datetime, zone: ZoneInfo) -> datetime:
+    """An aware moment as naive wall-clock time in ``zone`` (naive input is taken as UTC)."""
+    aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return aware.astimezone(zone).replace(tzinfo=None)
+
+
+def to_utc(local: datetime, zone: ZoneInfo) -> datetime:
+    """Naive wall-clock time in ``zone`` as an aware UTC moment (the first one, if repeated)."""
+    return local.replace(tzinfo=zone).astimezone(UTC)
 
 
 class Window:
@@ -49,8 +60,6 @@ class Window:
         self, start: datetime, end: datetime
     ) -> tuple[sa.ColumnElement[Any], sa.ColumnElement[bool], sa.ColumnElement[bool]]:
         """The column as wall-clock time in the zone, and the window's bounds on it."""
-        from dq_agent.checks.volume import to_utc
-
         column = self.relation.column(self.column)
         info = self.relation.columns[self.column]
         if self.relation.engine.dialect.name == "sqlite":
