@@ -115,3 +115,25 @@ def test_a_read_only_dashboard_shows_no_buttons_and_refuses_every_post(
         anonymous = app.handle(WebRequest("GET", path, {}, {}, {}))
         assert anonymous is not None
         assert (anonymous.status, dict(anonymous.headers)["Location"]) == (303, "/login")
+
+
+def test_an_incomplete_form_is_a_bad_request_not_a_crash(tmp_path: Path) -> None:
+    token_hash = hash_token("ana-token-123456")
+    make_project(
+        tmp_path,
+        suites={"s": "suite: s\nsource: {connector: w, table: t}\nchecks: [row_count]\n"},
+        connectors={"w": f"type: sql\nurl: 'sqlite:///{tmp_path}/w.db'\n"},
+        settings=f"ui:\n  trusted_header: X-User\n  users:\n    {ANA}: {{token_hash: '{token_hash}'}}\n",
+    )
+    project = load_project(tmp_path, env={})
+    with Store.open(project.state_url) as store:
+        app = Dashboard(lambda: project, store, RunOptions(clock=Clock()))
+        headers = {"x-user": ANA}
+        csrf = app.gate.form_token(headers, {})
+        form = {"csrf": csrf, "action": "approve", "correction": "not-a-number"}
+        answer = app.handle(WebRequest("POST", "/incidents/1", {}, headers, {}, form))
+        assert answer is not None
+        assert (answer.status, answer.body) == (
+            400,
+            "the form is incomplete: reload the page and try again",
+        )

@@ -121,7 +121,10 @@ class Dashboard:
             request.form.get("csrf", ""), request.headers, request.cookies
         ):
             return _text(403, "missing or wrong form token: reload the page and try again")
-        back, act = self._action(request)
+        try:
+            back, act = self._action(request)
+        except (ValueError, KeyError):
+            return _text(400, "the form is incomplete: reload the page and try again")
         if act is None:
             return _text(404, "not found")
         try:
