@@ -48,6 +48,7 @@ bench: $(VENV)/.bench $(SODA_VENV)/.installed
 	$(BIN)/python benchmarks/run.py --backends postgresql --rows 10000000
 	$(BIN)/python benchmarks/volume.py
 	$(BIN)/python benchmarks/fat_finger.py
+	$(BIN)/python benchmarks/semantic.py
 	$(BIN)/python benchmarks/escalation.py
 
 clean:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -69,3 +70,44 @@ def test_the_escalation_benchmark_runs() -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "messages posted: 18 (raw 6 + first 6 + reminders 6)" in done.stdout
+
+
+def test_the_semantic_benchmark_scores_every_kind_and_check() -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "semantic.py"),
+            "--rounds",
+            "1",
+            "--days",
+            "120",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert "recall on injected days" in out and "false alarms on clean days" in out
+    for kind, check in (
+        ("currency_mix", "distribution_shift"),
+        ("unit_change", "distribution_shift"),
+        ("null_jump", "column_anomaly"),
+        ("new_category", "new_values"),
+    ):
+        row = re.search(
+            rf"^  {kind} +{check} +(\d+) +(\d+) +(\d\.\d{{3}}) +\d+  (PASS|MISS)$", out, re.M
+        )
+        assert row, f"no recall row for {kind}:\n{out}"
+        days, caught, recall = int(row[1]), int(row[2]), float(row[3])
+        assert days > 0 and 0 <= caught <= days and recall == round(caught / days, 3)
+    for check in ("distribution_shift", "column_anomaly", "new_values"):
+        row = re.search(rf"^  {check} +(\d+) +(\d+) +(\d+\.\d\d)% +\d+  (PASS|MISS)$", out, re.M)
+        assert row, f"no false-alarm row for {check}:\n{out}"
+        assert int(row[1]) > 0 and 0 <= float(row[3]) <= 100
+    assert re.search(
+        r"^scanned: [\d,]+ queries by the checks, reading about [\d,]+ rows", out, re.M
+    )
+    assert re.search(r"^wall time: \d+\.\ds", out, re.M)

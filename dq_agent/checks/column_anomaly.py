@@ -247,9 +247,13 @@ class ColumnAnomaly:
         k = self.args.sensitivity
         if metric in RATES:
             rows = current.get("nonnull" if metric != "null_rate" else "rows") or current["rows"]
+            n = max(rows or 1.0, 1.0)
             p = min(max(level, 0.001), 0.999)
-            noise = math.sqrt(p * (1 - p) / max(rows or 1.0, 1.0))
-            width = max(k * spread, k * noise, RATE_FLOOR, self.args.min_change_pct / 100 * level)
+            # Counting noise, with the skew of a small count (a few nulls a day): the
+            # Cornish-Fisher correction of a Poisson quantile, and half a row for continuity.
+            expected = p * n
+            noise = (k * math.sqrt(expected * (1 - p)) + (k * k - 1) / 6 + 0.5) / n
+            width = max(k * spread, noise, RATE_FLOOR, self.args.min_change_pct / 100 * level)
         else:
             noise = current.get("mean_error") or 0.0 if metric == "mean" else 0.0
             floor = self.args.min_change_pct / 100 * abs(level)

@@ -206,8 +206,10 @@ class DistributionShift:
             )
         if current.rows == 0:
             return shift("normal", f"no {args.column} values to judge")
-        pooled = _pool(b.bins for b in baseline)
-        upper, lower = _upper_edge(pooled), _lower_edge(pooled)
+        # The edges are the median of each baseline bucket's own: a bucket that went wrong
+        # before (and was never repaired) cannot move them, as it would a pooled percentile.
+        upper = round(statistics.median(_upper_edge(b.bins) for b in baseline))
+        lower = round(statistics.median(_lower_edge(b.bins) for b in baseline))
 
         def above(k: int) -> bool:
             return k >= upper
@@ -215,9 +217,12 @@ class DistributionShift:
         def below(k: int) -> bool:
             return k < lower
 
+        # Such buckets leave the baseline for everything else, too.
+        clean = self._clean(baseline, above, below)
+        pooled = _pool(b.bins for b in clean)
         up, down = _share(current.bins, above), _share(current.bins, below)
-        ups = [_share(b.bins, above) for b in baseline]
-        downs = [_share(b.bins, below) for b in baseline]
+        ups = [_share(b.bins, above) for b in clean]
+        downs = [_share(b.bins, below) for b in clean]
         usual_up, usual_down = statistics.median(ups), statistics.median(downs)
         observed: dict[str, Any] = {
             "share_above": round(up, 4),
@@ -226,27 +231,35 @@ class DistributionShift:
             "usual_share_below": round(usual_down, 4),
             "above": _number(EDGES[upper - 1]) if upper > 0 else None,
             "below": _number(EDGES[lower - 1]) if lower > 0 else None,
-            "baseline_buckets": len(baseline),
+            "baseline_buckets": len(clean),
         }
-        excess_up = up - usual_up - self._allowance(ups, usual_up, current.rows)
-        excess_down = down - usual_down - self._allowance(downs, usual_down, current.rows)
-        if excess_up <= 0 and excess_down <= 0:
+        tail_up, tail_down = _share(pooled, above), _share(pooled, below)
+        excess_up = up - usual_up - self._allowance(ups, usual_up, tail_up, current.rows)
+        excess_down = (
+            down - usual_down - self._allowance(downs, usual_down, tail_down, current.rows)
+        )
+        larger = excess_up >= excess_down
+        beyond = above if larger else below
+        steps, moved = _fit_shift(current.bins, pooled, larger)
+        factor = 10 ** (steps / _PER_DECADE)
+        groups = (
+            self._explaining(current, baseline, clean, beyond)
+            if max(excess_up, excess_down) > 0
+            else []
+        )
+        unknown = [g["value"] for g in groups if g["seen"] * 2 < len(clean)]
+        if groups and len(unknown) == len(groups):
+            # Groups without a baseline of their own: their rows are the ones that moved, by
+            # their mean against the usual mean of the others.
+            moved = sum(g["rows"] for g in groups) / current.rows
+            factor = _mean_factor(current, clean, unknown) or factor
+        if max(excess_up, excess_down) <= 0 or moved < args.min_share:
             return shift(
                 "normal",
                 f"{args.column} as usual: {up:.1%} of {current.rows:,} values above "
                 f"{observed['above']} (usually {usual_up:.1%})",
                 **observed,
             )
-        larger = excess_up >= excess_down
-        beyond = above if larger else below
-        steps, moved = _fit_shift(current.bins, pooled, larger)
-        factor = 10 ** (steps / _PER_DECADE)
-        groups = self._explaining(current, baseline, beyond, larger)
-        if groups:
-            share = sum(g["rows"] for g in groups) / current.rows
-            if all(g["new"] for g in groups):
-                moved = share
-            factor = _mean_factor(current, baseline, [g["value"] for g in groups]) or factor
         size = "larger" if larger else "smaller"
         times = _times(factor if larger else 1 / factor)
         rows = round(moved * current.rows)
@@ -255,7 +268,7 @@ class DistributionShift:
             f"{times} {size} than usual"
         )
         if groups:
-            message += "; " + _groups_sentence(args.group_by or "", groups, args)
+            message += "; " + _groups_sentence(args.group_by or "", groups, len(clean), args)
         else:
             edge = observed["above"] if larger else observed["below"]
             share, usual = (up, usual_up) if larger else (down, usual_down)
@@ -265,31 +278,52 @@ class DistributionShift:
         observed |= {"moved_share": round(moved, 4), "factor": round(factor, 3), "groups": groups}
         return shift("anomaly", message, **observed)
 
-    def _allowance(self, shares: Sequence[float], usual: float, rows: int) -> float:
+    def _clean(self, baseline: Sequence[_Bucket], above: Any, below: Any) -> list[_Bucket]:
+        """The baseline buckets whose shares beyond the edges were themselves ordinary."""
+        kept = list(baseline)
+        for beyond in (above, below):
+            shares = [_share(b.bins, beyond) for b in kept]
+            usual = statistics.median(shares)
+            spread = MAD_SCALE * statistics.median([abs(x - usual) for x in shares])
+            limit = usual + max(self.args.sensitivity * spread, self.args.min_share)
+            kept = [b for b, x in zip(kept, shares, strict=True) if x <= limit]
+        return kept
+
+    def _allowance(self, shares: Sequence[float], usual: float, pooled: float, rows: int) -> float:
         """How far above the usual share a bucket may go by chance, and still not alert."""
         k = self.args.sensitivity
         spread = MAD_SCALE * statistics.median([abs(s - usual) for s in shares])
-        # A share of n rows cannot be steadier than binomial noise (with at least one row in
-        # a thousand expected, so that an empty tail does not make one row news).
-        p = max(usual, 0.001)
+        # A share of n rows cannot be steadier than binomial noise, at the rate the whole
+        # baseline shows (a small bucket's usual share is often none at all), and never less
+        # than one row in a thousand, so that an empty tail does not make one row news.
+        p = max(usual, pooled, 0.001)
         noise = math.sqrt(p * (1 - p) / rows)
         return max(k * spread, k * noise, self.args.min_share)
 
     def _explaining(
-        self, current: _Bucket, baseline: Sequence[_Bucket], beyond: Any, larger: bool
+        self,
+        current: _Bucket,
+        baseline: Sequence[_Bucket],
+        clean: Sequence[_Bucket],
+        beyond: Any,
     ) -> list[dict[str, Any]]:
-        """The groups whose rows carry most of the excess, largest first (up to three)."""
+        """The groups whose rows carry most of the excess, largest first (up to three). A
+        group seen in fewer than half the ordinary buckets has no usual share of its own."""
         if not self.args.group_by:
             return []
         before: dict[Any, Histogram] = {}
-        for bucket in baseline:
+        seen: dict[Any, int] = {}
+        for bucket in clean:
             for value, hist in bucket.groups.items():
                 before[value] = _pool([before.get(value, {}), hist])
-        overall = _share(_pool(b.bins for b in baseline), beyond)
+                seen[value] = seen.get(value, 0) + 1
+        ever = {value for bucket in baseline for value in bucket.groups}
+        overall = _share(_pool(b.bins for b in clean), beyond)
         excess: list[tuple[float, Any, int]] = []
         for value, hist in current.groups.items():
             n = sum(hist.values())
-            usual = _share(before[value], beyond) if value in before else overall
+            own = seen.get(value, 0) * 2 >= len(clean)
+            usual = _share(before[value], beyond) if own else overall
             extra = _count(hist, beyond) - usual * n
             if extra > 0:
                 excess.append((extra, value, n))
@@ -300,7 +334,9 @@ class DistributionShift:
             if covered >= 0.8 * total:
                 break
             covered += extra
-            chosen.append({"value": value, "rows": n, "new": value not in before})
+            chosen.append(
+                {"value": value, "rows": n, "new": value not in ever, "seen": seen.get(value, 0)}
+            )
         return chosen
 
 
@@ -383,12 +419,17 @@ def _mean_factor(current: _Bucket, baseline: Sequence[_Bucket], groups: list[Any
     return abs((total / rows) / (usual_total / usual_rows))
 
 
-def _groups_sentence(column: str, groups: Sequence[Mapping[str, Any]], args: Any) -> str:
+def _groups_sentence(
+    column: str, groups: Sequence[Mapping[str, Any]], buckets: int, args: Any
+) -> str:
     parts = []
     for g in groups:
         part = f"{column} = {g['value']} ({g['rows']:,} rows"
-        part += f", new: not seen in the {args.training_days} days before)" if g["new"] else ")"
-        parts.append(part)
+        if g["new"]:
+            part += f", new: not seen in the {args.training_days} days before"
+        elif g["seen"] * 2 < buckets:
+            part += f", seen in only {g['seen']} of the {buckets} {args.bucket}s before"
+        parts.append(part + ")")
     return "they have " + " or ".join(parts)
 
 
