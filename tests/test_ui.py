@@ -24,6 +24,7 @@ from dq_agent.store import Store
 from dq_agent.ui.app import Dashboard
 from dq_agent.ui.auth import hash_token
 from tests.test_escalation import (  # noqa: F401  (the world fixture)
+    CRM_SUITE,
     SLIP,
     TUESDAY,
     World,
@@ -36,18 +37,8 @@ CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "screenshots"
 LEAD, OUTSIDER = "sales-ops@acme.com", "mallory@acme.com"
 TOKENS = {LEAD: "lead-token-0123456789", OUTSIDER: "mallory-token-0123456789"}
-PROPOSING_CRM = """
-suite: crm_opportunities
-owner: sales-ops@acme.com
-escalation: [sales-ops@acme.com, cro@acme.com]
-source:
-  connector: crm
-  object: Opportunity
-  fields: [Id, Name, Amount, Seats__c, Price_Per_Seat__c, StageName, OwnerId]
-key: [Id]
-checks:
-  - fat_finger: {column: Amount, witness: "Seats__c * Price_Per_Seat__c"}
-"""
+# The CRM suite with its fix left to an owner's decision (no auto_correct).
+PROPOSING_CRM = CRM_SUITE.replace(", auto_correct: true", "")
 
 if not Path(CHROMIUM).exists():
     if os.environ.get("CI"):

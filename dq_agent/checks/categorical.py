@@ -12,7 +12,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
@@ -25,7 +24,7 @@ from dq_agent.checks.volume import (
     last_complete_bucket,
     training_span,
 )
-from dq_agent.checks.windows import Window, to_utc
+from dq_agent.checks.windows import Window, WindowedCheck, to_utc
 from dq_agent.config.models import AcceptedValuesArgs, CheckSpec, NewValuesArgs
 from dq_agent.errors import DqAgentError
 from dq_agent.results import CheckResult, Finding
@@ -158,20 +157,14 @@ class AcceptedValues:
 # --- new_values ------------------------------------------------------------------------------
 
 
-class NewValues:
+class NewValues(WindowedCheck[NewValuesArgs]):
     """Values of ``column`` in the last complete bucket that the window before it never had."""
 
-    def __init__(self, spec: CheckSpec, relation: Relation, ctx: CheckContext) -> None:
-        assert isinstance(spec.args, NewValuesArgs)
-        self.spec = spec
-        self.args = spec.args
-        self.relation = relation
-        self.ctx = ctx
-        self.zone = ZoneInfo(self.args.timezone or ctx.timezone)
-        self.span = training_span(self.args)
+    args_type = NewValuesArgs
 
-    def aggregates(self) -> dict[str, sa.ColumnElement[Any]]:
-        return {}  # a query of its own, not part of the shared scan
+    def __init__(self, spec: CheckSpec, relation: Relation, ctx: CheckContext) -> None:
+        super().__init__(spec, relation, ctx)
+        self.span = training_span(self.args)
 
     def evaluate(self, values: Mapping[str, Any]) -> CheckResult:
         problem = self.problem()

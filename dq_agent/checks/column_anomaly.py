@@ -18,7 +18,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
@@ -35,7 +34,7 @@ from dq_agent.checks.volume import (
     training_span,
     verdict_status,
 )
-from dq_agent.checks.windows import Window, bucket_start, to_utc
+from dq_agent.checks.windows import WindowedCheck, bucket_start, to_utc
 from dq_agent.config.models import CheckSpec, ColumnAnomalyArgs, ColumnMetric
 from dq_agent.errors import DqAgentError
 from dq_agent.results import CheckResult, Status
@@ -74,20 +73,10 @@ class Judged:
         return f"{column} {_WORDS[self.metric]} {_show(self.metric, self.value)} ({usual})"
 
 
-class ColumnAnomaly:
-    """Plans nothing for the shared scan: one GROUP BY of its own over the window."""
+class ColumnAnomaly(WindowedCheck[ColumnAnomalyArgs]):
+    """One GROUP BY of its own over the window: every metric per bucket."""
 
-    def __init__(self, spec: CheckSpec, relation: Relation, ctx: CheckContext) -> None:
-        assert isinstance(spec.args, ColumnAnomalyArgs)
-        self.spec = spec
-        self.args = spec.args
-        self.relation = relation
-        self.ctx = ctx
-        self.zone = ZoneInfo(self.args.timezone or ctx.timezone)
-        self.window = Window(relation, self.args.timestamp_column, self.args.bucket, self.zone)
-
-    def aggregates(self) -> dict[str, sa.ColumnElement[Any]]:
-        return {}
+    args_type = ColumnAnomalyArgs
 
     def metrics(self) -> list[ColumnMetric]:
         """The metrics asked for, or by default every one that fits the column's type."""

@@ -23,7 +23,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
@@ -39,7 +38,7 @@ from dq_agent.checks.volume import (
     training_span,
     verdict_status,
 )
-from dq_agent.checks.windows import Window, bucket_start, to_utc
+from dq_agent.checks.windows import WindowedCheck, bucket_start, to_utc
 from dq_agent.config.models import CheckSpec, DistributionShiftArgs
 from dq_agent.errors import DqAgentError
 from dq_agent.results import CheckResult, Status
@@ -86,20 +85,10 @@ class Shift:
     observed: dict[str, Any]
 
 
-class DistributionShift:
-    """Plans nothing for the shared scan: one GROUP BY of its own over the window."""
+class DistributionShift(WindowedCheck[DistributionShiftArgs]):
+    """One GROUP BY of its own over the window (bucket, group, bin)."""
 
-    def __init__(self, spec: CheckSpec, relation: Relation, ctx: CheckContext) -> None:
-        assert isinstance(spec.args, DistributionShiftArgs)
-        self.spec = spec
-        self.args = spec.args
-        self.relation = relation
-        self.ctx = ctx
-        self.zone = ZoneInfo(self.args.timezone or ctx.timezone)
-        self.window = Window(relation, self.args.timestamp_column, self.args.bucket, self.zone)
-
-    def aggregates(self) -> dict[str, sa.ColumnElement[Any]]:
-        return {}
+    args_type = DistributionShiftArgs
 
     def evaluate(self, values: Mapping[str, Any]) -> CheckResult:
         problem = self.problem()

@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 
 from dq_agent.checks.base import CheckContext, error_result, plural, result
-from dq_agent.checks.windows import Window, bucket_start, to_local, to_utc
+from dq_agent.checks.windows import WindowedCheck, bucket_start, to_local, to_utc
 from dq_agent.config.models import CheckSpec, VolumeAnomalyArgs, WindowedArgs
 from dq_agent.errors import DqAgentError
 from dq_agent.results import CheckResult, Severity, Status, failed_status
@@ -467,20 +467,10 @@ def _season_words(seasonality: Seasonality, local: datetime) -> str:
 # --- the check -------------------------------------------------------------------------------
 
 
-class VolumeAnomaly:
+class VolumeAnomaly(WindowedCheck[VolumeAnomalyArgs]):
     """Counts rows per bucket in the database and judges the last complete bucket."""
 
-    def __init__(self, spec: CheckSpec, relation: Relation, ctx: CheckContext) -> None:
-        assert isinstance(spec.args, VolumeAnomalyArgs)
-        self.spec = spec
-        self.args = spec.args
-        self.relation = relation
-        self.ctx = ctx
-        self.zone = ZoneInfo(self.args.timezone or ctx.timezone)
-        self.window = Window(relation, self.args.timestamp_column, self.args.bucket, self.zone)
-
-    def aggregates(self) -> dict[str, sa.ColumnElement[Any]]:
-        return {}  # a GROUP BY of its own, not part of the shared scan
+    args_type = VolumeAnomalyArgs
 
     def evaluate(self, values: Mapping[str, Any]) -> CheckResult:
         problem = self.problem()

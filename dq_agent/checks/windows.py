@@ -4,11 +4,13 @@ shares (volume_anomaly, distribution_shift, column_anomaly, new_values)."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
+from dq_agent.checks.base import CheckContext
+from dq_agent.config.models import CheckSpec, WindowedArgs
 from dq_agent.sources.base import Relation
 
 SUPPORTED_DIALECTS = ("postgresql", "sqlite")
@@ -86,6 +88,27 @@ class Window:
             # The coming Sunday (today if Sunday), then back to that week's Monday.
             return sa.func.date(local, "weekday 0", "-6 days")
         return sa.func.date(local)
+
+
+ArgsT = TypeVar("ArgsT", bound=WindowedArgs)
+
+
+class WindowedCheck(Generic[ArgsT]):
+    """A check of the last complete time bucket: its own queries, nothing in the shared scan."""
+
+    args_type: type[ArgsT]
+
+    def __init__(self, spec: CheckSpec, relation: Relation, ctx: CheckContext) -> None:
+        assert isinstance(spec.args, self.args_type)
+        self.spec = spec
+        self.args: ArgsT = spec.args
+        self.relation = relation
+        self.ctx = ctx
+        self.zone = ZoneInfo(self.args.timezone or ctx.timezone)
+        self.window = Window(relation, self.args.timestamp_column, self.args.bucket, self.zone)
+
+    def aggregates(self) -> dict[str, sa.ColumnElement[Any]]:
+        return {}
 
 
 def bucket_start(value: Any) -> datetime:
