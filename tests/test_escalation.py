@@ -716,3 +716,29 @@ def test_an_undo_from_the_command_line_is_told_in_the_fyi_thread(world: World) -
     assert world.thread(fyi) == ["Undone by sales-ops@acme.com: Amount is 10,000,000 again."]
     [fyi] = world.roots(DANA)
     assert buttons(fyi) == []
+
+
+def test_this_is_expected_on_a_shifted_column_takes_its_day_out_of_the_baseline(
+    world: World, endpoint: InteractionsServer
+) -> None:
+    from tests.sources import load_orders
+    from tests.test_semantic import LAST, PAYMENTS, payments
+
+    url = f"sqlite:///{world.root / 'payments.db'}"
+    load_orders(url, payments(nulls={LAST: 0.3}), PAYMENTS)
+    (world.root / "connectors" / "warehouse.yml").write_text(f"type: sql\nurl: '{url}'\n")
+    (world.root / "checks" / "payments.yml").write_text(
+        "suite: payments\nowner: ana@acme.com\n"
+        "source: {connector: warehouse, table: payments}\n"
+        "checks:\n  - column_anomaly: {timestamp_column: paid_at, column: local_value}\n"
+    )
+    [notice] = world.cycle(TUESDAY, "payments").notices
+    assert notice.check == "column_anomaly(local_value)"
+    [root] = world.roots("ana@acme.com")
+
+    assert world.click("ana@acme.com", root, "expected") == 200
+    assert world.thread(root) == [
+        "Expected: ana@acme.com marked this expected: the bucket of 2026-11-23 leaves the baseline"
+    ]
+    world.cycle(TUESDAY + timedelta(hours=1), "payments")
+    assert world.incident()["status"] == "resolved"

@@ -209,3 +209,23 @@ def test_a_text_column_cannot_have_a_mean(tmp_path: Path, sqlite_url: str) -> No
         "error",
         "mean need a numeric column; 'currency' is string",
     )
+
+
+def test_a_day_marked_expected_passes_and_leaves_the_baseline(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    load_orders(sqlite_url, payments(yen={LAST: 0.12}), PAYMENTS)
+    root = project(tmp_path, sqlite_url, SHIFT)
+    assert run(root, now=NOW)[0].checks[0].status == "fail"
+    project_ = load_project(root, env={})
+    with Store.open(project_.state_url) as store:
+        store.add_feedback(
+            "payments",
+            "distribution_shift(local_value)",
+            datetime(2026, 11, 23, tzinfo=UTC),
+            verdict="expected",
+            by="finance-data@acme.com",
+            at=NOW,
+        )
+    [check] = run(root, now=NOW)[0].checks
+    assert (check.status, check.message) == ("pass", "2026-11-23: marked as expected")

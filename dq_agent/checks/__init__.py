@@ -34,7 +34,12 @@ BUILTIN: dict[str, PlanFactory] = {
     "column_anomaly": ColumnAnomaly,
 }
 
+# Checks that judge a bucket against a baseline of earlier ones: a bucket an owner marks
+# "expected" leaves their baselines.
+BASELINED = frozenset({"volume_anomaly", "distribution_shift", "column_anomaly"})
+
 __all__ = [
+    "BASELINED",
     "BUILTIN",
     "CheckContext",
     "CompiledExpectation",

@@ -192,6 +192,8 @@ class ColumnAnomaly(WindowedCheck[ColumnAnomalyArgs]):
             "rows": int(current["rows"] or 0) if current else 0,
             "baseline_buckets": len(before),
         }
+        if to_utc(local, self.zone) in expected:
+            return "normal", f"{label}: marked as expected", observed
         if len(before) < args.min_history:
             have = f"only {len(before)} {unit}s of history" if before else "no history yet"
             message = f"{label}: {have} (needs {args.min_history}): cannot judge yet"

@@ -188,6 +188,8 @@ class DistributionShift(WindowedCheck[DistributionShiftArgs]):
                 | observed,
             )
 
+        if utc in expected:
+            return shift("normal", "marked as expected")
         if len(baseline) < args.min_history:
             have = f"only {len(baseline)} {unit}s of history" if baseline else "no history yet"
             return shift(

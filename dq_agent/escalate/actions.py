@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from dq_agent.agent import run_cycle
+from dq_agent.checks import BASELINED
 from dq_agent.config.loader import Project
 from dq_agent.engine import RunOptions
 from dq_agent.errors import DqAgentError
@@ -222,7 +223,7 @@ class Actions:
 
     def _expected(self, incident: Mapping[str, Any], email: str) -> None:
         bucket = (incident.get("evidence") or {}).get("observed", {}).get("bucket")
-        if incident.get("check_type") == "volume_anomaly" and bucket:
+        if incident.get("check_type") in BASELINED and bucket:
             start = datetime.fromisoformat(bucket).astimezone(UTC)
             self.store.add_feedback(
                 incident["suite"],
