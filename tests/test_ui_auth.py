@@ -3,6 +3,7 @@ browser (tests/test_ui.py drives the pages in Chromium)."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -137,3 +138,37 @@ def test_an_incomplete_form_is_a_bad_request_not_a_crash(tmp_path: Path) -> None
             400,
             "the form is incomplete: reload the page and try again",
         )
+
+
+def test_the_monitors_page_charts_the_semantic_checks_run_by_run(tmp_path: Path) -> None:
+    from tests.sources import load_orders, project_for, run
+    from tests.test_semantic import LAST, NOW, PAYMENTS, payments
+
+    url = f"sqlite:///{tmp_path / 'payments.db'}"
+    load_orders(url, payments(nulls={LAST: 0.3}), PAYMENTS)
+    suite = (
+        "suite: payments\nowner: ana@acme.com\n"
+        "source: {connector: warehouse, table: payments}\n"
+        "checks:\n  - column_anomaly: {timestamp_column: paid_at, column: local_value}\n"
+    )
+    root = project_for(tmp_path / "p", url, {"payments": suite})
+    for hours in (-24, -1, 0):  # three runs; the last two judge the day with the null jump
+        run(root, now=NOW + timedelta(hours=hours))
+    token_hash = hash_token("ana-token-123456")
+    settings = (root / "dq-agent.yml").read_text() + (
+        f"ui:\n  trusted_header: X-User\n  users:\n    {ANA}: {{token_hash: '{token_hash}'}}\n"
+    )
+    (root / "dq-agent.yml").write_text(settings)
+    project = load_project(root, env={})
+    with Store.open(project.state_url) as store:
+        app = Dashboard(lambda: project, store, RunOptions(clock=Clock()))
+        page = app.handle(WebRequest("GET", "/monitors", {}, {"x-user": ANA}, {}))
+    assert page is not None and page.status == 200
+    assert "payments / column_anomaly(local_value): null_rate, run by run" in page.body
+    found = re.search(
+        r'<svg[^>]*aria-label="[^"]*: null_rate, run by run".*?</svg>', page.body, re.S
+    )
+    assert found
+    null_rate = found[0]
+    assert null_rate.count('data-outcome="anomaly"') == 2
+    assert null_rate.count('data-outcome="normal"') == 1

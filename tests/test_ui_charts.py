@@ -164,3 +164,16 @@ def test_x_labels_are_few_include_both_ends_and_do_not_overlap(count: int, hours
         extents.append((x - shift, x - shift + width))
     assert all(a[1] < b[0] for a, b in pairwise(extents)), extents
     assert extents[0][0] >= 0 and extents[-1][1] <= 720
+
+
+def test_shares_are_charted_as_percentages_on_their_own_scale() -> None:
+    points = [
+        point(0, 0.015, (0.0, 0.05)),
+        point(1, 0.02, (0.0, 0.05)),
+        point(2, 0.26, (0.0, 0.05), outcome="anomaly"),
+    ]
+    root = parse(render_chart(points, title="null rate", unit="", percent=True))
+    assert y_ticks(root) == ["0%", "10%", "20%", "30%"]
+    tooltip = circles(root)[2].find("svg:title", NS)
+    assert tooltip is not None
+    assert tooltip.text == f"{points[2].label}: 26% (usual 0%–5%), anomaly"

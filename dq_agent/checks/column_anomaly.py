@@ -116,10 +116,12 @@ class ColumnAnomaly(WindowedCheck[ColumnAnomalyArgs]):
         outcome, message, observed = self.judge(series, local)
         checked = result(self.spec, outcome != "anomaly", message, observed=observed)
         status: Status = "warn" if outcome == "too_little_history" else checked.status
+        # Each metric with its band, so that the dashboard can chart them run by run.
         metrics = {
-            f"{name}": float(entry["value"])
+            f"{name}{part}": float(entry[key])
             for name, entry in observed.get("metrics", {}).items()
-            if entry["value"] is not None
+            for part, key in (("", "value"), (".lower", "lower"), (".upper", "upper"))
+            if entry[key] is not None
         }
         return dataclasses.replace(checked, status=status, metrics=metrics)
 

@@ -100,9 +100,10 @@ class DistributionShift(WindowedCheck[DistributionShiftArgs]):
         ok = found.outcome != "anomaly"
         checked = result(self.spec, ok, found.message, observed=found.observed)
         metrics = {"rows": float(found.rows)}
-        if "share_above" in found.observed:
-            metrics["share_above"] = float(found.observed["share_above"])
-            metrics["share_below"] = float(found.observed["share_below"])
+        # The shares beyond the usual range with their limits, for the dashboard's charts.
+        for name in ("share_above", "share_below", "share_above.upper", "share_below.upper"):
+            if name in found.observed:
+                metrics[name] = float(found.observed[name])
         status: Status = "warn" if found.outcome == "too_little_history" else checked.status
         return dataclasses.replace(checked, status=status, metrics=metrics)
 
@@ -224,27 +225,25 @@ class DistributionShift(WindowedCheck[DistributionShiftArgs]):
             "below": _number(EDGES[lower - 1]) if lower > 0 else None,
             "baseline_buckets": len(clean),
         }
-        tail_up, tail_down = _share(pooled, above), _share(pooled, below)
-        excess_up = up - usual_up - self._allowance(ups, usual_up, tail_up, current.rows)
-        excess_down = (
-            down - usual_down - self._allowance(downs, usual_down, tail_down, current.rows)
-        )
+        n = current.rows
+        limit_up = usual_up + self._allowance(ups, usual_up, _share(pooled, above), n)
+        limit_down = usual_down + self._allowance(downs, usual_down, _share(pooled, below), n)
+        observed["share_above.upper"] = round(limit_up, 4)
+        observed["share_below.upper"] = round(limit_down, 4)
+        excess_up, excess_down = up - limit_up, down - limit_down
+        unusual = max(excess_up, excess_down) > 0
         larger = excess_up >= excess_down
         beyond = above if larger else below
         steps, moved = _fit_shift(current.bins, pooled, larger)
         factor = 10 ** (steps / _PER_DECADE)
-        groups = (
-            self._explaining(current, baseline, clean, beyond)
-            if max(excess_up, excess_down) > 0
-            else []
-        )
+        groups = self._explaining(current, baseline, clean, beyond) if unusual else []
         unknown = [g["value"] for g in groups if g["seen"] * 2 < len(clean)]
         if groups and len(unknown) == len(groups):
             # Groups without a baseline of their own: their rows are the ones that moved, by
             # their mean against the usual mean of the others.
             moved = sum(g["rows"] for g in groups) / current.rows
             factor = _mean_factor(current, clean, unknown) or factor
-        if max(excess_up, excess_down) <= 0 or moved < args.min_share:
+        if not unusual or moved < args.min_share:
             return shift(
                 "normal",
                 f"{args.column} as usual: {up:.1%} of {current.rows:,} values above "

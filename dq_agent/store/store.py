@@ -344,6 +344,20 @@ class Store:
         with self._transaction(f"read metric {suite}/{check}/{metric}") as session:
             return [(row.measured_at, row.value) for row in session.execute(query)]
 
+    def check_metrics(self, suite: str, check: str) -> dict[str, dict[datetime, float | None]]:
+        """Every metric a check recorded, by name: measured_at → value (live runs only)."""
+        query = (
+            sa.select(Metric.metric, Metric.measured_at, Metric.value)
+            .join(SuiteRun, SuiteRun.id == Metric.suite_run_id)
+            .where(Metric.suite == suite, Metric.check_name == check, SuiteRun.as_of.is_(None))
+            .order_by(Metric.measured_at, Metric.id)
+        )
+        found: dict[str, dict[datetime, float | None]] = {}
+        with self._transaction(f"read the metrics of {suite}/{check}") as session:
+            for name, at, value in session.execute(query):
+                found.setdefault(name, {})[at] = value
+        return found
+
     def suite_history(self, *, since: datetime) -> dict[str, list[tuple[datetime, str]]]:
         """Each suite's runs since ``since``: (started_at, status), oldest first."""
         query = (

@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
 
+from dq_agent.checks.column_anomaly import RATES
 from dq_agent.checks.volume import detect
 from dq_agent.config.loader import Project
 from dq_agent.config.models import VolumeAnomalyArgs
@@ -38,6 +39,8 @@ from dq_agent.ui.charts import ChartPoint, render_chart
 LOGIN_COOKIE = "dq_agent_login"
 TIMELINE_DAYS = 7
 CHART_BUCKETS = 60
+# Checks that record each metric with its band (name, name.lower, name.upper) on every run.
+BANDED_METRICS = frozenset({"column_anomaly", "distribution_shift"})
 _INCIDENT = re.compile(r"^/incidents/(\d+)$")
 _REVERT = re.compile(r"^/corrections/(\d+)/revert$")
 _INCIDENT_ACTIONS = {
@@ -386,6 +389,8 @@ class Dashboard:
         parts = []
         for suite in project.suites.values():
             for spec in suite.checks:
+                if spec.type in BANDED_METRICS:
+                    parts.append(self._metric_charts(suite.suite, spec.name))
                 if not isinstance(spec.args, VolumeAnomalyArgs):
                     continue
                 points = self._points(suite.suite, spec.name, spec.args, suite.timezone)
@@ -418,6 +423,44 @@ class Dashboard:
                     f"{escape(suite.suite)} / {escape(spec.name)}</h2>{chart}{flagged}</section>"
                 )
         return "".join(parts) or '<p class="muted">No time-bucketed checks in this project.</p>'
+
+    def _metric_charts(self, suite: str, check: str) -> str:
+        """A chart per metric the check recorded with its band, one point per run."""
+        recorded = self.store.check_metrics(suite, check)
+        charts = []
+        for name, values in recorded.items():
+            if "." in name or f"{name}.upper" not in recorded:
+                continue
+            lower, upper = recorded.get(f"{name}.lower", {}), recorded[f"{name}.upper"]
+            points = []
+            for at, value in list(values.items())[-CHART_BUCKETS:]:
+                low, high = lower.get(at), upper.get(at)
+                outside = value is not None and (
+                    (high is not None and value > high) or (low is not None and value < low)
+                )
+                points.append(
+                    ChartPoint(
+                        start=at,
+                        label=f"{at:%Y-%m-%d %H:%M}",
+                        value=float(value or 0.0),
+                        lower=low if low is not None else (0.0 if high is not None else None),
+                        upper=high,
+                        outcome="anomaly" if outside else "normal",
+                    )
+                )
+            share = name in RATES or name.startswith("share_")
+            chart = render_chart(
+                points, title=f"{suite} / {check}: {name}, run by run", unit="", percent=share
+            )
+            charts.append(f"<h3>{escape(name.replace('_', ' '))}</h3>{chart}")
+        if not charts:
+            return ""
+        return (
+            f'<section class="card" id="{escape(check)}"><h2>{escape(suite)} / '
+            f'{escape(check)}</h2>{"".join(charts)}<p class="muted">One point per run: what '
+            "the run judged (its last complete bucket) and the band it judged it by. Mark a day "
+            "expected from its incident.</p></section>"
+        )
 
     def _points(
         self, suite: str, check: str, args: VolumeAnomalyArgs, timezone: str

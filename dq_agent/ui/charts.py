@@ -36,20 +36,23 @@ class ChartPoint:
     outcome: str  # "normal" | "anomaly" | "expected" | "too_little_history"
 
 
-def _num(value: float) -> str:
+def _num(value: float, percent: bool = False) -> str:
+    if percent:
+        shown = round(value * 100, 1) + 0.0
+        return f"{shown:.0f}%" if shown == int(shown) else f"{shown:.1f}%"
     # Adding 0.0 turns -0.0 into 0.0, so a tiny negative never shows as "-0".
     rounded = round(value, 1) + 0.0
     return f"{rounded:,.0f}" if rounded == int(rounded) else f"{rounded:,.1f}"
 
 
-def _ticks(top: float) -> list[int]:
-    """3-5 evenly spaced round values from 0 to at least ``top``."""
+def _ticks(top: float, floor: float) -> list[float]:
+    """3-5 evenly spaced round values from 0 to at least ``top`` (and ``floor``)."""
     # Steps of 1, 2 and 5 times a power of ten are at most 2.5x apart, so 4 steps of at
-    # least top/4 always need 2 to 4 steps; a floor of 4 keeps every tick a whole number.
-    raw = max(top, 4.0) / 4
+    # least top/4 always need 2 to 4 steps; a floor of 4 keeps every tick of a count whole.
+    raw = max(top, floor) / 4
     magnitude = 10 ** math.floor(math.log10(raw))
     step = next(f * magnitude for f in (1, 2, 5, 10) if f * magnitude >= raw)
-    return [i * step for i in range(math.ceil(max(top, 4.0) / step) + 1)]
+    return [round(i * step, 12) for i in range(math.ceil(max(top, floor) / step - 1e-9) + 1)]
 
 
 def _label_indexes(points: Sequence[ChartPoint], plot_w: float) -> list[int]:
@@ -67,17 +70,30 @@ def _label_indexes(points: Sequence[ChartPoint], plot_w: float) -> list[int]:
     return [*picked, count - 1]
 
 
-def _tooltip(p: ChartPoint, lower: float | None) -> str:
-    text = f"{p.label}: {_num(p.value)} row{'' if p.value == 1 else 's'}"
+def _tooltip(p: ChartPoint, lower: float | None, unit: str, percent: bool) -> str:
+    text = f"{p.label}: {_num(p.value, percent)}"
+    if unit == "rows":
+        text += f" row{'' if p.value == 1 else 's'}"
+    elif unit:
+        text += f" {unit}"
     if lower is not None and p.upper is not None:
-        text += f" (usual {_num(lower)}\u2013{_num(p.upper)})"
+        text += f" (usual {_num(lower, percent)}\u2013{_num(p.upper, percent)})"
     return text + _SUFFIX.get(p.outcome, "")
 
 
 def render_chart(
-    points: Sequence[ChartPoint], *, title: str, width: int = 720, height: int = 240
+    points: Sequence[ChartPoint],
+    *,
+    title: str,
+    unit: str = "rows",
+    percent: bool = False,
+    width: int = 720,
+    height: int = 240,
 ) -> str:
     """An ``<svg>`` element charting ``points`` (oldest first) against their baseline band.
+
+    ``unit`` follows each value in the tooltips (``rows``: counts, whole ticks); ``percent``
+    shows shares (0.25) as percentages.
 
     The band is drawn wherever consecutive buckets have one, the metric as a line with one
     circle per bucket; each circle carries its outcome as a class and ``data-outcome``, its
@@ -98,7 +114,8 @@ def render_chart(
     # The band's lower bound can dip below zero; row counts cannot, and the axis starts at 0.
     lowers = [None if p.lower is None else max(p.lower, 0.0) for p in points]
     top = max([p.value for p in points] + [p.upper for p in points if p.upper is not None])
-    ticks = _ticks(top)
+    # Counts keep whole ticks; other values (a null rate, a mean of cents) scale freely.
+    ticks = _ticks(top, 4.0 if unit == "rows" else max(top, 1e-9) if top > 0 else 0.04)
 
     def x(i: int) -> float:
         return _LEFT + (plot_w / 2 if len(points) == 1 else i * plot_w / (len(points) - 1))
@@ -111,7 +128,7 @@ def render_chart(
         parts.append(
             f'<line class="grid" x1="{_LEFT}" x2="{width - _RIGHT}" y1="{y(tick):.1f}" '
             f'y2="{y(tick):.1f}"/><text class="y-tick" x="{_LEFT - 6}" y="{y(tick) + 3:.1f}" '
-            f'text-anchor="end">{_num(tick)}</text>'
+            f'text-anchor="end">{_num(tick, percent)}</text>'
         )
     for i in _label_indexes(points, plot_w):
         # The end labels hug the plot's edges instead of spilling past the viewBox.
@@ -143,6 +160,7 @@ def render_chart(
         parts.append(
             f'<circle class="point {outcome}" cx="{x(i):.1f}" cy="{y(p.value):.1f}" '
             f'r="{4.5 if p.outcome == "anomaly" else 3}" data-bucket="{p.start.isoformat()}" '
-            f'data-outcome="{outcome}"><title>{escape(_tooltip(p, lowers[i]))}</title></circle>'
+            f'data-outcome="{outcome}"><title>'
+            f"{escape(_tooltip(p, lowers[i], unit, percent))}</title></circle>"
         )
     return "".join(parts) + "</svg>"
