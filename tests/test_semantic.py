@@ -79,6 +79,22 @@ def project(root: Path, url: str, check: str) -> Path:
     return project_for(root, url, {"payments": suite})
 
 
+def backtest_payments(root: Path) -> list[Any]:
+    """The suite's one check replayed day by day over 10–23 November."""
+    project_ = load_project(root, env={})
+    with Store.open(project_.state_url) as store:
+        [(_, verdicts)] = backtest_suite(
+            project_,
+            "payments",
+            checks=[],
+            start=datetime(2026, 11, 10, tzinfo=UTC),
+            end=datetime(2026, 11, 24, tzinfo=UTC),
+            store=store,
+            options=RunOptions(clock=lambda: NOW),
+        )
+    return verdicts
+
+
 SHIFT = "distribution_shift: {timestamp_column: paid_at, column: local_value, group_by: currency}"
 
 
@@ -128,17 +144,7 @@ def test_the_day_before_the_yen_passes_as_of_then_and_a_backtest_flags_only_it(
     as_of = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
     [check] = run(root, now=NOW, as_of=as_of)[0].checks
     assert check.status == "pass"
-    project_ = load_project(root, env={})
-    with Store.open(project_.state_url) as store:
-        [(spec, verdicts)] = backtest_suite(
-            project_,
-            "payments",
-            checks=[],
-            start=datetime(2026, 11, 10, tzinfo=UTC),
-            end=datetime(2026, 11, 24, tzinfo=UTC),
-            store=store,
-            options=RunOptions(clock=lambda: NOW),
-        )
+    verdicts = backtest_payments(root)
     flagged = [v.bucket.date() for v in verdicts if v.status == "fail"]
     assert flagged == [LAST]
     assert len(verdicts) == 14
@@ -187,17 +193,7 @@ def test_a_backtest_of_column_metrics_flags_only_the_broken_day(
 ) -> None:
     load_orders(sqlite_url, payments(nulls={date(2026, 11, 18): 0.4}), PAYMENTS)
     root = project(tmp_path, sqlite_url, COLUMN)
-    project_ = load_project(root, env={})
-    with Store.open(project_.state_url) as store:
-        [(_, verdicts)] = backtest_suite(
-            project_,
-            "payments",
-            checks=[],
-            start=datetime(2026, 11, 10, tzinfo=UTC),
-            end=datetime(2026, 11, 24, tzinfo=UTC),
-            store=store,
-            options=RunOptions(clock=lambda: NOW),
-        )
+    verdicts = backtest_payments(root)
     assert [v.bucket.date() for v in verdicts if v.status == "fail"] == [date(2026, 11, 18)]
 
 
