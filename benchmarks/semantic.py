@@ -79,7 +79,7 @@ from benchmarks.semantic_data import (  # noqa: E402
     show,
     stock_days,
 )
-from dq_agent.checks.volume import BucketVerdict  # noqa: E402
+from dq_agent.checks.windows import BucketVerdict  # noqa: E402
 from dq_agent.config import Project, load_project  # noqa: E402
 from dq_agent.config.models import (  # noqa: E402
     ColumnAnomalyArgs,

@@ -20,8 +20,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
 from dq_agent import report
-from dq_agent.checks.volume import bucket_floor
-from dq_agent.checks.windows import to_local, to_utc
+from dq_agent.checks.windows import bucket_floor, to_local, to_utc
 from dq_agent.config import Project, load_project, parse_duration
 from dq_agent.config.loader import resolve_sqlite_path
 from dq_agent.config.models import CheckSpec, SqlConnector, VolumeAnomalyArgs

@@ -23,7 +23,8 @@ from dq_agent.checks import (
 from dq_agent.checks.base import FindingsQuery, error_result, fetch_findings
 from dq_agent.checks.conditions import row_condition_of
 from dq_agent.checks.gx import run_expectations
-from dq_agent.checks.volume import BucketVerdict, backtest
+from dq_agent.checks.volume import backtest
+from dq_agent.checks.windows import BucketVerdict
 from dq_agent.config.loader import Project
 from dq_agent.config.models import CheckSpec, Suite
 from dq_agent.errors import DqAgentError, SourceError

@@ -13,7 +13,7 @@ from rich.text import Text
 from dq_agent.results import SuiteResult, to_jsonable
 
 if TYPE_CHECKING:  # named in annotations only: printing a check result loads none of them
-    from dq_agent.checks.volume import BucketVerdict
+    from dq_agent.checks.windows import BucketVerdict
     from dq_agent.config.models import CheckSpec
     from dq_agent.escalate.notify import Delivery
     from dq_agent.remedy.apply import Outcome

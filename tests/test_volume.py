@@ -15,14 +15,8 @@ import pytest
 import sqlalchemy as sa
 
 from dq_agent.checks.base import CheckContext
-from dq_agent.checks.volume import (
-    Detection,
-    VolumeAnomaly,
-    backtest,
-    bucket_starts,
-    detect,
-    last_complete_bucket,
-)
+from dq_agent.checks.volume import Detection, VolumeAnomaly, backtest, detect
+from dq_agent.checks.windows import bucket_starts, last_complete_bucket
 from dq_agent.config import load_project
 from dq_agent.config.models import VolumeAnomalyArgs
 from dq_agent.errors import DqAgentError

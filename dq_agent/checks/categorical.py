@@ -16,17 +16,17 @@ from typing import Any
 import sqlalchemy as sa
 
 from dq_agent.checks.base import CheckContext, count_where, error_result, plural, result
-from dq_agent.checks.volume import (
-    _STEP,
+from dq_agent.checks.windows import (
+    STEP,
     BucketVerdict,
+    Window,
+    WindowedCheck,
     bucket_label,
-    judged_buckets,
     last_complete_bucket,
+    to_utc,
     training_span,
 )
-from dq_agent.checks.windows import Window, WindowedCheck, to_utc
 from dq_agent.config.models import AcceptedValuesArgs, CheckSpec, NewValuesArgs
-from dq_agent.errors import DqAgentError
 from dq_agent.results import CheckResult, Finding
 from dq_agent.sources.base import Relation
 from dq_agent.sources.sql import translate
@@ -182,7 +182,7 @@ class NewValues(WindowedCheck[NewValuesArgs]):
                 f"column {column!r} not found in {self.relation.label}; "
                 f"available: {', '.join(self.relation.columns)}"
             )
-        return self._timestamps(self.relation).problem("new_values")
+        return super().problem()
 
     def judge(self, conn: sa.Connection, local: datetime) -> CheckResult:
         """The verdict on the bucket starting at naive wall-clock ``local``, from rows before
@@ -211,7 +211,7 @@ class NewValues(WindowedCheck[NewValuesArgs]):
             )
         column = self.relation.column(name)
         where = [
-            *self._window(self.relation, local, local + _STEP[self.args.bucket]),
+            *self._window(self.relation, local, local + STEP[self.args.bucket]),
             column.is_not(None),
             column.not_in(seen),
         ]
@@ -236,16 +236,13 @@ class NewValues(WindowedCheck[NewValuesArgs]):
             metrics=metrics,
         )
 
-    def _timestamps(self, relation: Relation) -> Window:
-        # The windows time-bucketed checks share: naive and aware columns, SQLite and
-        # PostgreSQL, are read the same way as volume_anomaly reads them.
-        return Window(relation, self.args.timestamp_column, self.args.bucket, self.zone)
-
     def _window(
         self, relation: Relation, start: datetime, end: datetime
     ) -> tuple[sa.ColumnElement[bool], sa.ColumnElement[bool]]:
-        """Rows of ``relation`` stamped in naive wall-clock ``[start, end)``."""
-        _, low, high = self._timestamps(relation).local_timestamp(start, end)
+        """Rows of ``relation`` (the source, or the source under another name) stamped in
+        naive wall-clock ``[start, end)``, read as every time-bucketed check reads them."""
+        window = Window(relation, self.args.timestamp_column, self.args.bucket, self.zone)
+        _, low, high = window.local_timestamp(start, end)
         return low, high
 
     def _span_words(self) -> str:
@@ -265,11 +262,8 @@ def backtest(
     check cannot run on this source.
     """
     check = NewValues(spec, relation, ctx)
-    problem = check.problem()
-    if problem:
-        raise DqAgentError(f"{spec.name}: {problem}")
-    unit, zone = check.args.bucket, check.zone
-    judged = judged_buckets(start, end, ctx.at, unit, zone)
+    judged = check.backtest_buckets(start, end)
+    zone = check.zone
     try:
         with relation.connect() as conn:
             verdicts = [(local, check.judge(conn, local)) for local in judged]

@@ -22,21 +22,20 @@ from typing import Any
 import sqlalchemy as sa
 
 from dq_agent.checks.base import CheckContext, count_where, error_result, result
-from dq_agent.checks.volume import (
-    _STEP,
-    MAD_SCALE,
-    MIN_SEASON_POINTS,
+from dq_agent.checks.volume import MAD_SCALE, MIN_SEASON_POINTS
+from dq_agent.checks.windows import (
+    STEP,
     BucketVerdict,
+    WindowedCheck,
     bucket_label,
+    bucket_start,
     bucket_starts,
-    judged_buckets,
     last_complete_bucket,
+    to_utc,
     training_span,
     verdict_status,
 )
-from dq_agent.checks.windows import WindowedCheck, bucket_start, to_utc
 from dq_agent.config.models import CheckSpec, ColumnAnomalyArgs, ColumnMetric
-from dq_agent.errors import DqAgentError
 from dq_agent.results import CheckResult, Status
 from dq_agent.sources.base import Relation
 from dq_agent.sources.sql import translate
@@ -90,7 +89,7 @@ class ColumnAnomaly(WindowedCheck[ColumnAnomalyArgs]):
         return ["null_rate", "distinct_count"]
 
     def problem(self) -> str | None:
-        missing = self.window.problem("column_anomaly")
+        missing = super().problem()
         if missing:
             return missing
         column = self.args.column
@@ -112,7 +111,7 @@ class ColumnAnomaly(WindowedCheck[ColumnAnomalyArgs]):
         if problem:
             return error_result(self.spec, problem)
         local = last_complete_bucket(self.ctx.at, self.args.bucket, self.zone)
-        series = self.series(local - training_span(self.args), local + _STEP[self.args.bucket])
+        series = self.series(local - training_span(self.args), local + STEP[self.args.bucket])
         outcome, message, observed = self.judge(series, local)
         checked = result(self.spec, outcome != "anomaly", message, observed=observed)
         status: Status = "warn" if outcome == "too_little_history" else checked.status
@@ -318,14 +317,11 @@ def backtest(
 ) -> list[BucketVerdict]:
     """What the check would have said at the end of every bucket in ``[start, end)``."""
     check = ColumnAnomaly(spec, relation, ctx)
-    problem = check.problem()
-    if problem:
-        raise DqAgentError(f"{spec.name}: {problem}")
+    judged = check.backtest_buckets(start, end)
     unit, zone = check.args.bucket, check.zone
-    judged = judged_buckets(start, end, ctx.at, unit, zone)
     if not judged:
         return []
-    series = check.series(judged[0] - training_span(check.args), judged[-1] + _STEP[unit])
+    series = check.series(judged[0] - training_span(check.args), judged[-1] + STEP[unit])
     verdicts = []
     for local in judged:
         outcome, message, observed = check.judge(series, local)

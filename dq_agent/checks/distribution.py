@@ -27,20 +27,20 @@ from typing import Any
 import sqlalchemy as sa
 
 from dq_agent.checks.base import CheckContext, error_result, result
-from dq_agent.checks.volume import (
-    _STEP,
-    MAD_SCALE,
+from dq_agent.checks.volume import MAD_SCALE
+from dq_agent.checks.windows import (
+    STEP,
     BucketVerdict,
+    WindowedCheck,
     bucket_label,
+    bucket_start,
     bucket_starts,
-    judged_buckets,
     last_complete_bucket,
+    to_utc,
     training_span,
     verdict_status,
 )
-from dq_agent.checks.windows import WindowedCheck, bucket_start, to_utc
 from dq_agent.config.models import CheckSpec, DistributionShiftArgs
-from dq_agent.errors import DqAgentError
 from dq_agent.results import CheckResult, Status
 from dq_agent.sources.base import Relation
 from dq_agent.sources.sql import translate
@@ -95,7 +95,7 @@ class DistributionShift(WindowedCheck[DistributionShiftArgs]):
         if problem:
             return error_result(self.spec, problem)
         local = last_complete_bucket(self.ctx.at, self.args.bucket, self.zone)
-        buckets = self.histograms(local - training_span(self.args), local + _STEP[self.args.bucket])
+        buckets = self.histograms(local - training_span(self.args), local + STEP[self.args.bucket])
         found = self.judge(buckets, local)
         ok = found.outcome != "anomaly"
         checked = result(self.spec, ok, found.message, observed=found.observed)
@@ -108,7 +108,7 @@ class DistributionShift(WindowedCheck[DistributionShiftArgs]):
         return dataclasses.replace(checked, status=status, metrics=metrics)
 
     def problem(self) -> str | None:
-        missing = self.window.problem("distribution_shift")
+        missing = super().problem()
         if missing:
             return missing
         for column in (self.args.column, self.args.group_by):
@@ -443,14 +443,11 @@ def backtest(
 ) -> list[BucketVerdict]:
     """What the check would have said at the end of every bucket in ``[start, end)``."""
     check = DistributionShift(spec, relation, ctx)
-    problem = check.problem()
-    if problem:
-        raise DqAgentError(f"{spec.name}: {problem}")
+    judged = check.backtest_buckets(start, end)
     unit = check.args.bucket
-    judged = judged_buckets(start, end, ctx.at, unit, check.zone)
     if not judged:
         return []
-    buckets = check.histograms(judged[0] - training_span(check.args), judged[-1] + _STEP[unit])
+    buckets = check.histograms(judged[0] - training_span(check.args), judged[-1] + STEP[unit])
     verdicts = []
     for local in judged:
         found = check.judge(buckets, local)

@@ -19,21 +19,33 @@ import math
 import statistics
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
 from dq_agent.checks.base import CheckContext, error_result, plural, result
-from dq_agent.checks.windows import WindowedCheck, bucket_start, to_local, to_utc
-from dq_agent.config.models import CheckSpec, VolumeAnomalyArgs, WindowedArgs
-from dq_agent.errors import DqAgentError
-from dq_agent.results import CheckResult, Severity, Status, failed_status
+from dq_agent.checks.windows import (
+    STEP,
+    BucketUnit,
+    BucketVerdict,
+    WindowedCheck,
+    bucket_floor,
+    bucket_label,
+    bucket_start,
+    bucket_starts,
+    last_complete_bucket,
+    to_local,
+    to_utc,
+    training_span,
+    verdict_status,
+)
+from dq_agent.config.models import CheckSpec, VolumeAnomalyArgs
+from dq_agent.results import CheckResult, Status
 from dq_agent.sources.base import Relation
 from dq_agent.sources.sql import translate
 
-BucketUnit = Literal["hour", "day", "week"]
 Seasonality = Literal["none", "weekday", "hour_of_day"]
 Outcome = Literal["normal", "anomaly", "too_little_history", "expected"]
 
@@ -57,8 +69,6 @@ RATIO_OFFSET = 10.0
 # keeps its edges finite numbers whatever the sensitivity.
 MAX_LOG_RATIO = 20.0
 
-_STEP = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(weeks=1)}
-
 
 @dataclass(frozen=True)
 class Detection:
@@ -80,95 +90,6 @@ class Detection:
     @property
     def anomalous(self) -> bool:
         return self.outcome == "anomaly"
-
-
-@dataclass(frozen=True)
-class BucketVerdict:
-    """One line of a backtest: what the check would have said at the end of ``bucket``."""
-
-    bucket: datetime  # start, UTC
-    rows: int
-    status: Status
-    message: str
-    baseline_median: float | None
-    lower: float | None
-    upper: float | None
-
-
-# --- calendar: buckets are wall-clock intervals in the check's timezone ----------------------
-
-
-def bucket_floor(local: datetime, unit: BucketUnit) -> datetime:
-    """The start of the bucket holding the naive wall-clock time ``local`` (weeks: Monday)."""
-    if unit == "hour":
-        return local.replace(minute=0, second=0, microsecond=0)
-    day = local.replace(hour=0, minute=0, second=0, microsecond=0)
-    return day - timedelta(days=day.weekday()) if unit == "week" else day
-
-
-def _exists(local: datetime, zone: ZoneInfo) -> bool:
-    """Whether a wall-clock time happens at all (not skipped by a daylight-saving jump)."""
-    return to_local(to_utc(local, zone), zone) == local
-
-
-def bucket_starts(
-    start: datetime, end: datetime, unit: BucketUnit, zone: ZoneInfo
-) -> list[datetime]:
-    """Naive wall-clock bucket starts in ``[start, end)``; hours a clock skips have none."""
-    starts: list[datetime] = []
-    current = bucket_floor(start, unit)
-    if current < start:
-        current += _STEP[unit]
-    while current < end:
-        if unit != "hour" or _exists(current, zone):
-            starts.append(current)
-        current += _STEP[unit]
-    return starts
-
-
-def last_complete_bucket(at: datetime, unit: BucketUnit, zone: ZoneInfo) -> datetime:
-    """The naive start of the last bucket that had ended by ``at``."""
-    current = bucket_floor(to_local(at, zone), unit)
-    previous = current - _STEP[unit]
-    while unit == "hour" and not _exists(previous, zone):
-        previous -= _STEP[unit]
-    return previous
-
-
-def judged_buckets(
-    start: datetime, end: datetime, at: datetime, unit: BucketUnit, zone: ZoneInfo
-) -> list[datetime]:
-    """Naive starts of the buckets from ``start`` that had ended by ``end`` and by ``at``:
-    the ones a backtest judges."""
-    horizon = to_local(min(end, at), zone)
-    first = bucket_floor(to_local(start, zone), unit)
-    return [
-        local
-        for local in bucket_starts(first, horizon, unit, zone)
-        if local + _STEP[unit] <= horizon
-    ]
-
-
-def verdict_status(outcome: str, severity: Severity) -> Status:
-    """A backtest line's status: an anomaly fails (warns), too little history warns."""
-    if outcome == "anomaly":
-        return failed_status(severity)
-    return "warn" if outcome == "too_little_history" else "pass"
-
-
-def training_span(args: WindowedArgs) -> timedelta:
-    """How far back the baseline reaches: ``training_days``, in whole weeks for weekly buckets."""
-    if args.bucket == "week":
-        return timedelta(weeks=max(1, round(args.training_days / 7)))
-    return timedelta(days=args.training_days)
-
-
-def bucket_label(local: datetime, unit: BucketUnit) -> str:
-    if unit == "hour":
-        return local.strftime("%Y-%m-%d %H:00")
-    if unit == "week":
-        return f"week of {local:%Y-%m-%d}"
-    return f"{local:%Y-%m-%d}"
 
 
 # --- the decision ----------------------------------------------------------------------------
@@ -479,7 +400,7 @@ class VolumeAnomaly(WindowedCheck[VolumeAnomalyArgs]):
         unit = self.args.bucket
         local = last_complete_bucket(self.ctx.at, unit, self.zone)
         window_start = local - training_span(self.args)
-        series = self.series(window_start, local + _STEP[unit])
+        series = self.series(window_start, local + STEP[unit])
         found = detect(
             series, to_utc(local, self.zone), self.args, zone=self.zone, expected=self.expected()
         )
@@ -506,10 +427,6 @@ class VolumeAnomaly(WindowedCheck[VolumeAnomalyArgs]):
         merged = {moment: float(counts.get(moment, stored.get(moment, 0))) for moment in starts}
         first = next((m for m, rows in merged.items() if rows > 0), None)
         return {m: rows for m, rows in merged.items() if first is not None and m >= first}
-
-    def problem(self) -> str | None:
-        """Why the check cannot run here (a missing column, an unsupported database), if so."""
-        return self.window.problem("volume_anomaly")
 
     def expected(self) -> set[datetime]:
         """Bucket starts (UTC) an owner marked "expected"."""
@@ -575,15 +492,12 @@ def backtest(
     :class:`~dq_agent.errors.DqAgentError` when the check cannot run on this source.
     """
     check = VolumeAnomaly(spec, relation, ctx)
-    problem = check.problem()
-    if problem:
-        raise DqAgentError(f"{spec.name}: {problem}")
+    judged = check.backtest_buckets(start, end)
     unit, zone = check.args.bucket, check.zone
-    judged = judged_buckets(start, end, ctx.at, unit, zone)
     if not judged:
         return []
     try:
-        series = check.series(judged[0] - training_span(check.args), judged[-1] + _STEP[unit])
+        series = check.series(judged[0] - training_span(check.args), judged[-1] + STEP[unit])
     except sa.exc.SQLAlchemyError as exc:
         raise translate(exc, relation.engine.url) from exc
     expected = check.expected()

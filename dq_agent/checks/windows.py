@@ -1,19 +1,24 @@
-"""Rows in wall-clock time buckets of a timestamp column: the SQL every time-bucketed check
-shares (volume_anomaly, distribution_shift, column_anomaly, new_values)."""
+"""Rows in wall-clock time buckets of a timestamp column: the calendar and the SQL every
+time-bucketed check shares (volume_anomaly, distribution_shift, column_anomaly, new_values)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Generic, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
 from dq_agent.checks.base import CheckContext
 from dq_agent.config.models import CheckSpec, WindowedArgs
+from dq_agent.errors import DqAgentError
+from dq_agent.results import Severity, Status, failed_status
 from dq_agent.sources.base import Relation
 
 SUPPORTED_DIALECTS = ("postgresql", "sqlite")
+BucketUnit = Literal["hour", "day", "week"]
+STEP = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(weeks=1)}
 
 
 def to_local(moment: datetime, zone: ZoneInfo) -> datetime:
@@ -25,6 +30,95 @@ def to_local(moment: datetime, zone: ZoneInfo) -> datetime:
 def to_utc(local: datetime, zone: ZoneInfo) -> datetime:
     """Naive wall-clock time in ``zone`` as an aware UTC moment (the first one, if repeated)."""
     return local.replace(tzinfo=zone).astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class BucketVerdict:
+    """One line of a backtest: what the check would have said at the end of ``bucket``."""
+
+    bucket: datetime  # start, UTC
+    rows: int
+    status: Status
+    message: str
+    baseline_median: float | None
+    lower: float | None
+    upper: float | None
+
+
+# --- calendar: buckets are wall-clock intervals in the check's timezone ----------------------
+
+
+def bucket_floor(local: datetime, unit: BucketUnit) -> datetime:
+    """The start of the bucket holding the naive wall-clock time ``local`` (weeks: Monday)."""
+    if unit == "hour":
+        return local.replace(minute=0, second=0, microsecond=0)
+    day = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    return day - timedelta(days=day.weekday()) if unit == "week" else day
+
+
+def _exists(local: datetime, zone: ZoneInfo) -> bool:
+    """Whether a wall-clock time happens at all (not skipped by a daylight-saving jump)."""
+    return to_local(to_utc(local, zone), zone) == local
+
+
+def bucket_starts(
+    start: datetime, end: datetime, unit: BucketUnit, zone: ZoneInfo
+) -> list[datetime]:
+    """Naive wall-clock bucket starts in ``[start, end)``; hours a clock skips have none."""
+    starts: list[datetime] = []
+    current = bucket_floor(start, unit)
+    if current < start:
+        current += STEP[unit]
+    while current < end:
+        if unit != "hour" or _exists(current, zone):
+            starts.append(current)
+        current += STEP[unit]
+    return starts
+
+
+def last_complete_bucket(at: datetime, unit: BucketUnit, zone: ZoneInfo) -> datetime:
+    """The naive start of the last bucket that had ended by ``at``."""
+    current = bucket_floor(to_local(at, zone), unit)
+    previous = current - STEP[unit]
+    while unit == "hour" and not _exists(previous, zone):
+        previous -= STEP[unit]
+    return previous
+
+
+def judged_buckets(
+    start: datetime, end: datetime, at: datetime, unit: BucketUnit, zone: ZoneInfo
+) -> list[datetime]:
+    """Naive starts of the buckets from ``start`` that had ended by ``end`` and by ``at``:
+    the ones a backtest judges."""
+    horizon = to_local(min(end, at), zone)
+    first = bucket_floor(to_local(start, zone), unit)
+    return [
+        local
+        for local in bucket_starts(first, horizon, unit, zone)
+        if local + STEP[unit] <= horizon
+    ]
+
+
+def verdict_status(outcome: str, severity: Severity) -> Status:
+    """A backtest line's status: an anomaly fails (warns), too little history warns."""
+    if outcome == "anomaly":
+        return failed_status(severity)
+    return "warn" if outcome == "too_little_history" else "pass"
+
+
+def training_span(args: WindowedArgs) -> timedelta:
+    """How far back the baseline reaches: ``training_days``, in whole weeks for weekly buckets."""
+    if args.bucket == "week":
+        return timedelta(weeks=max(1, round(args.training_days / 7)))
+    return timedelta(days=args.training_days)
+
+
+def bucket_label(local: datetime, unit: BucketUnit) -> str:
+    if unit == "hour":
+        return local.strftime("%Y-%m-%d %H:00")
+    if unit == "week":
+        return f"week of {local:%Y-%m-%d}"
+    return f"{local:%Y-%m-%d}"
 
 
 class Window:
@@ -109,6 +203,17 @@ class WindowedCheck(Generic[ArgsT]):
 
     def aggregates(self) -> dict[str, sa.ColumnElement[Any]]:
         return {}
+
+    def problem(self) -> str | None:
+        """Why the check cannot run here (a missing column, another database), if so."""
+        return self.window.problem(self.spec.type)
+
+    def backtest_buckets(self, start: datetime, end: datetime) -> list[datetime]:
+        """The buckets a backtest over ``[start, end)`` judges; raises when it cannot run."""
+        problem = self.problem()
+        if problem:
+            raise DqAgentError(f"{self.spec.name}: {problem}")
+        return judged_buckets(start, end, self.ctx.at, self.args.bucket, self.zone)
 
 
 def bucket_start(value: Any) -> datetime:
