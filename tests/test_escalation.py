@@ -170,6 +170,30 @@ class World:
         self.endpoint.drain()
         return status
 
+    def warehouse_suite(
+        self, name: str, rows: list[dict[str, Any]], table: Any, suite: str
+    ) -> None:
+        """``table`` with ``rows`` in a SQLite warehouse of its own, and a suite on it."""
+        from tests.sources import load_orders
+
+        url = f"sqlite:///{self.root / f'{name}.db'}"
+        load_orders(url, rows, table)
+        (self.root / "connectors" / "warehouse.yml").write_text(f"type: sql\nurl: '{url}'\n")
+        (self.root / "checks" / f"{name}.yml").write_text(suite)
+
+    def spiky_events(self, owner: str) -> None:
+        """Four weeks of events, 2,000 of them on Monday 23 November, watched by ``owner``."""
+        from tests.test_volume import daily_counts, event_rows, events_table, nov
+
+        suite = (
+            f"suite: events\nowner: {owner}\n"
+            "source: {connector: warehouse, table: events}\n"
+            "checks:\n  - volume_anomaly: {timestamp_column: created_at}\n"
+        )
+        self.warehouse_suite(
+            "events", event_rows(daily_counts({nov(23): 2000})), events_table(), suite
+        )
+
     def incident(self, incident_id: int = 1) -> dict[str, Any]:
         project = load_project(self.root, env={})
         with Store.open(project.state_url) as store:
@@ -559,17 +583,7 @@ def test_an_auto_correction_tells_the_deal_owner_who_can_undo_it(
 def test_this_is_expected_takes_a_volume_bucket_out_of_the_baseline(
     world: World, endpoint: InteractionsServer
 ) -> None:
-    from tests.sources import load_orders
-    from tests.test_volume import daily_counts, event_rows, events_table, nov
-
-    url = f"sqlite:///{world.root / 'events.db'}"
-    load_orders(url, event_rows(daily_counts({nov(23): 2000})), events_table())
-    (world.root / "connectors" / "warehouse.yml").write_text(f"type: sql\nurl: '{url}'\n")
-    (world.root / "checks" / "events.yml").write_text(
-        "suite: events\nowner: ana@acme.com\n"
-        "source: {connector: warehouse, table: events}\n"
-        "checks:\n  - volume_anomaly: {timestamp_column: created_at}\n"
-    )
+    world.spiky_events("ana@acme.com")
     opened = world.cycle(TUESDAY, "events")
     [notice] = opened.notices
     assert (notice.event, notice.check) == ("opened", "volume_anomaly(created_at)")
@@ -721,16 +735,15 @@ def test_an_undo_from_the_command_line_is_told_in_the_fyi_thread(world: World) -
 def test_this_is_expected_on_a_shifted_column_takes_its_day_out_of_the_baseline(
     world: World, endpoint: InteractionsServer
 ) -> None:
-    from tests.sources import load_orders
     from tests.test_semantic import LAST, PAYMENTS, payments
 
-    url = f"sqlite:///{world.root / 'payments.db'}"
-    load_orders(url, payments(nulls={LAST: 0.3}), PAYMENTS)
-    (world.root / "connectors" / "warehouse.yml").write_text(f"type: sql\nurl: '{url}'\n")
-    (world.root / "checks" / "payments.yml").write_text(
+    world.warehouse_suite(
+        "payments",
+        payments(nulls={LAST: 0.3}),
+        PAYMENTS,
         "suite: payments\nowner: ana@acme.com\n"
         "source: {connector: warehouse, table: payments}\n"
-        "checks:\n  - column_anomaly: {timestamp_column: paid_at, column: local_value}\n"
+        "checks:\n  - column_anomaly: {timestamp_column: paid_at, column: local_value}\n",
     )
     [notice] = world.cycle(TUESDAY, "payments").notices
     assert notice.check == "column_anomaly(local_value)"

@@ -70,9 +70,6 @@ def browser() -> Iterator[Browser]:
 @pytest.fixture
 def dashboard(world: World) -> Iterator[str]:  # noqa: F811
     """The CRM suite proposing its fix, a volume monitor with a spike, and the dashboard."""
-    from tests.sources import load_orders
-    from tests.test_volume import daily_counts, event_rows, events_table, nov
-
     users = "".join(
         f"    {email}: {{token_hash: '{hash_token(token)}'}}\n" for email, token in TOKENS.items()
     )
@@ -82,14 +79,7 @@ def dashboard(world: World) -> Iterator[str]:  # noqa: F811
         settings(world.root, str(slack_url).removesuffix("/api/"), ui)
     )
     (world.root / "checks" / "crm.yml").write_text(PROPOSING_CRM)
-    url = f"sqlite:///{world.root / 'events.db'}"
-    load_orders(url, event_rows(daily_counts({nov(23): 2000})), events_table())
-    (world.root / "connectors" / "warehouse.yml").write_text(f"type: sql\nurl: '{url}'\n")
-    (world.root / "checks" / "events.yml").write_text(
-        "suite: events\nowner: sales-ops@acme.com\n"
-        "source: {connector: warehouse, table: events}\n"
-        "checks:\n  - volume_anomaly: {timestamp_column: created_at}\n"
-    )
+    world.spiky_events("sales-ops@acme.com")
     world.cycle(TUESDAY, "crm_opportunities")
     world.cycle(TUESDAY, "events")
     project = load_project(world.root, env={})
