@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import click
@@ -585,35 +585,57 @@ def _demo_dashboard(project: Project, listen: str, clock: Callable[[], datetime]
     sign in with one token made up for this run."""
     import secrets
 
-    from dq_agent.agent import connect_slack
     from dq_agent.config.models import UiUser
-    from dq_agent.escalate.endpoint import InteractionsServer
-    from dq_agent.ui.app import Dashboard
     from dq_agent.ui.auth import hash_token
 
     host, port = _listen(listen)
     token = secrets.token_urlsafe(12)
     user = UiUser(token_hash=hash_token(token))
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
     with Store.open(project.state_url) as store:
         # Everyone in the story: the suites' people and whoever was told on Slack.
         everyone = [p for s in project.suites.values() for p in (*s.owner, *s.escalation)]
         everyone += [m.recipient for m in store.outbox()]
         people = sorted({p.lower() for p in everyone if not p.startswith("#")})
-        ui = project.settings.ui.model_copy(update={"users": dict.fromkeys(people, user)})
-        shown = replace(project, settings=project.settings.model_copy(update={"ui": ui}))
-        dashboard = Dashboard(lambda: shown, store, RunOptions(clock=clock), connect_slack(shown))
-        app = dashboard.handle
-        with InteractionsServer(None, lambda _: None, host=host, port=port, app=app) as server:
+        shown = _with_ui(project, users=dict.fromkeys(people, user))
+        _serve_dashboard(
+            shown,
+            store,
+            clock,
+            host,
+            port,
             # Not through rich: it would wrap the token across lines.
-            click.echo(
-                f"dashboard on {server.base_url}/ — sign in as any of {', '.join(people)} "
-                f"with the token {token} (Ctrl-C to stop)",
-                err=True,
-            )
-            stop.wait()
+            lambda url: (
+                f"dashboard on {url}/ — sign in as any of {', '.join(people)} "
+                f"with the token {token} (Ctrl-C to stop)"
+            ),
+        )
+
+
+def _with_ui(project: Project, **changes: Any) -> Project:
+    """``project`` with its ``ui:`` settings changed (read-only, the demo's users)."""
+    ui = project.settings.ui.model_copy(update=changes)
+    return replace(project, settings=project.settings.model_copy(update={"ui": ui}))
+
+
+def _serve_dashboard(
+    project: Project,
+    store: Store,
+    clock: Callable[[], datetime],
+    host: str,
+    port: int,
+    announce: Callable[[str], str],
+) -> None:
+    """Serve the dashboard until SIGINT or SIGTERM, after saying where (``announce(url)``)."""
+    from dq_agent.agent import connect_slack
+    from dq_agent.escalate.endpoint import InteractionsServer
+    from dq_agent.ui.app import Dashboard
+
+    stop = _stop_on_signals()
+    dashboard = Dashboard(lambda: project, store, RunOptions(clock=clock), connect_slack(project))
+    app = dashboard.handle
+    with InteractionsServer(None, lambda _: None, host=host, port=port, app=app) as server:
+        click.echo(announce(server.base_url), err=True)
+        stop.wait()
 
 
 def _sqlite_file(url: str, project_dir: Path) -> Path | None:
@@ -738,6 +760,14 @@ def _bucket_of(text: str, spec: CheckSpec, zone: ZoneInfo) -> datetime:
     return to_utc(bucket_floor(local, spec.args.bucket), zone)
 
 
+def _stop_on_signals() -> threading.Event:
+    """An event that Ctrl-C (SIGINT) or SIGTERM sets: what a serving command waits on."""
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    return stop
+
+
 def _listen(value: str) -> tuple[str, int]:
     host, _, port = value.rpartition(":")
     if not host or not port.isdigit():
@@ -773,9 +803,7 @@ def daemon(project_dir: Path, listen: str, log_format: str) -> None:
 
     host, port = _listen(listen)
     configure_logging(log_format)
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
+    stop = _stop_on_signals()
     try:
         agent = Daemon(project_dir, host=host, port=port)
     except (DqAgentError, OSError) as exc:
@@ -806,9 +834,7 @@ def interactions(project_dir: Path, listen: str) -> None:
     if settings is None:
         click.echo("error: dq-agent.yml has no slack: section (token, signing_secret)", err=True)
         sys.exit(EXIT_CANNOT_RUN)
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
+    stop = _stop_on_signals()
     try:
         with Store.open(project.state_url) as store:
             slack = SlackApi(settings)
@@ -833,32 +859,17 @@ def ui(project_dir: Path, listen: str, read_only: bool) -> None:
     uses ui.users in dq-agent.yml (tokens made with dq-agent hash-token) or, behind an
     authenticating proxy, ui.trusted_header. The daemon serves the same dashboard.
     """
-    from dq_agent.agent import connect_slack
-    from dq_agent.escalate.endpoint import InteractionsServer
-    from dq_agent.ui.app import Dashboard
-
     host, port = _listen(listen)
     project = _project_to_run(project_dir, _err())
     if project is None:
         sys.exit(EXIT_CANNOT_RUN)
     if read_only:
-        ui_settings = project.settings.ui.model_copy(update={"read_only": True})
-        settings = project.settings.model_copy(update={"ui": ui_settings})
-        project = replace(project, settings=settings)
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
+        project = _with_ui(project, read_only=True)
     try:
         with Store.open(project.state_url) as store:
-            dashboard = Dashboard(
-                lambda: project, store, RunOptions(clock=utc_now), connect_slack(project)
+            _serve_dashboard(
+                project, store, utc_now, host, port, lambda url: f"dashboard on {url}/"
             )
-            server = InteractionsServer(
-                None, lambda _: None, host=host, port=port, app=dashboard.handle
-            )
-            with server:
-                click.echo(f"dashboard on {server.base_url}/", err=True)
-                stop.wait()
     except (DqAgentError, OSError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_CANNOT_RUN)
@@ -938,9 +949,7 @@ def sandbox(seed_file: Path | None, port_base: int) -> None:
     except DqAgentError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_CANNOT_RUN)
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
+    stop = _stop_on_signals()
     with running:
         click.echo(json.dumps(running.info))
         stop.wait()
