@@ -291,7 +291,7 @@ class CompiledExpectation:
     def _violation(self) -> sa.ColumnElement[bool]:
         kind = self.spec.type
         if kind in _MULTICOLUMN_ARGS:
-            return self._duplicated_together()
+            return self._repeated(self._cols())
         col = self._col()
         builders: dict[str, Callable[[], sa.ColumnElement[bool]]] = {
             "expect_column_values_to_not_be_null": lambda: col.is_(None),
@@ -307,7 +307,7 @@ class CompiledExpectation:
             "expect_column_values_to_not_be_in_set": lambda: col.in_(
                 list(self.kwargs["value_set"])
             ),
-            "expect_column_values_to_be_unique": self._duplicated,
+            "expect_column_values_to_be_unique": lambda: self._repeated([col]),
             "expect_column_values_to_be_increasing": self._out_of_order,
             "expect_column_value_lengths_to_be_between": lambda: self._unexpected_unless(
                 self._length_within()
@@ -366,27 +366,17 @@ class CompiledExpectation:
         ignored = sa.and_(*nulls) if rule == "all_values_are_missing" else sa.or_(*nulls)
         return count_where(self._filtered(sa.not_(ignored)))
 
-    def _duplicated(self) -> sa.ColumnElement[bool]:
-        col = self._col()
-        dupes = (
-            sa.select(col)
-            .where(self._filtered(col.is_not(None)))
-            .group_by(col)
-            .having(sa.func.count() > 1)
-            .correlate(None)
-        )
-        return col.in_(dupes.scalar_subquery())
-
-    def _duplicated_together(self) -> sa.ColumnElement[bool]:
-        cols = self._cols()
+    def _repeated(self, cols: Sequence[sa.ColumnElement[Any]]) -> sa.ColumnElement[bool]:
+        """Rows whose values of ``cols`` (none of them null) appear together more than once."""
+        present = [c.is_not(None) for c in cols]
         dupes = (
             sa.select(*cols)
-            .where(self._filtered(sa.and_(*[c.is_not(None) for c in cols])))
+            .where(self._filtered(sa.and_(*present)))
             .group_by(*cols)
             .having(sa.func.count() > 1)
             .correlate(None)
         )
-        return sa.and_(*[c.is_not(None) for c in cols], sa.tuple_(*cols).in_(dupes))
+        return sa.and_(*present, _among(cols, dupes))
 
     def _order(self) -> list[str]:
         """The columns that put rows in order: the suite's key, else the primary key."""
@@ -424,10 +414,7 @@ class CompiledExpectation:
         lagged = self._lagged()
         keys = [lagged.c[f"k{i}"] for i in range(len(self._order()))]
         wrong = sa.select(*keys).where(self._out_of_order_where(lagged))
-        order = [self.relation.column(k) for k in self._order()]
-        if len(order) == 1:
-            return order[0].in_(wrong)
-        return sa.tuple_(*order).in_(wrong)
+        return _among([self.relation.column(k) for k in self._order()], wrong)
 
     def _duplicates(self, columns: Sequence[str]) -> int:
         """GX's unexpected count for uniqueness: none if the catalog proves it, else probed."""
@@ -534,6 +521,11 @@ class CompiledExpectation:
         return result(
             self.spec, ok, message, observed={"observed_value": rows}, metrics={"row_count": rows}
         )
+
+
+def _among(cols: Sequence[sa.ColumnElement[Any]], rows: sa.Select[Any]) -> sa.ColumnElement[bool]:
+    """``cols`` (one column, or several together) among the rows ``rows`` selects."""
+    return cols[0].in_(rows) if len(cols) == 1 else sa.tuple_(*cols).in_(rows)
 
 
 def _show(value: Any) -> str:
