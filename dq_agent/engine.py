@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -20,7 +21,7 @@ from dq_agent.checks import (
     column_anomaly,
     distribution,
 )
-from dq_agent.checks.base import FindingsQuery, error_result, fetch_findings
+from dq_agent.checks.base import FindingsQuery, error_result, fetch_findings, plural
 from dq_agent.checks.conditions import row_condition_of
 from dq_agent.checks.gx import run_expectations
 from dq_agent.checks.volume import backtest
@@ -28,7 +29,7 @@ from dq_agent.checks.windows import BucketVerdict
 from dq_agent.config.loader import Project
 from dq_agent.config.models import CheckSpec, Suite
 from dq_agent.errors import DqAgentError, SourceError
-from dq_agent.results import CheckResult, Status, SuiteResult, worst
+from dq_agent.results import CheckResult, Finding, Status, SuiteResult, to_jsonable, worst
 from dq_agent.sources import Relation, Source
 from dq_agent.sources.registry import Connections, opened
 from dq_agent.sources.retry import RetryPolicy
@@ -45,6 +46,10 @@ BACKTESTS: dict[str, Backtest] = {
     "new_values": categorical.backtest,
 }
 Progress = Callable[[str, SuiteResult | None], None]
+# The result listing the values a fetched source could not type and the records it left out;
+# it appears only when there are some.
+REJECTED_CHECK = "source_records"
+_REJECTED_LISTED = 5
 # Called with each suite's result while its source is still open (remedy acts there).
 SuiteHook = Callable[[Suite, Source, Relation, SuiteResult], None]
 
@@ -198,12 +203,52 @@ def _run_on_source(
         checks = evaluate_checks(suite, relation, ctx, options)
     except SourceError as exc:
         return finish("error", error=str(exc), transient=exc.transient)
+    if relation.rejected:
+        checks = [rejected_result(relation, ctx.max_findings), *checks]
     if store is not None:
         store.save_schema(suite.suite, current_schema, seen_at=started_at, run_id=run_id)
     result = finish(worst(c.status for c in checks), checks)
     if hook is not None:
         hook(suite, source, relation, result)
     return result
+
+
+def rejected_result(relation: Relation, max_findings: int) -> CheckResult:
+    """What reading the source could not type or left out, record by record, as a failure:
+    the rest of the records are checked all the same."""
+    rejected = relation.rejected
+    lines = [f"record {_key_text(r.key)}: {r.reason}" for r in rejected]
+    listed = "; ".join(lines[:_REJECTED_LISTED])
+    if len(lines) > _REJECTED_LISTED:
+        listed += f"; and {len(lines) - _REJECTED_LISTED:,} more"
+    findings = tuple(
+        Finding(dict(r.key), r.column, _json_safe(r.value), reason=r.reason)
+        for r in rejected[:max_findings]
+    )
+    records = {_key_text(r.key) for r in rejected}
+    return CheckResult(
+        REJECTED_CHECK,
+        REJECTED_CHECK,
+        "fail",
+        "fail",
+        f"reading {relation.label}: {plural(len(records), 'record')} with problems: {listed}",
+        observed={"problems": len(rejected), "records": len(records)},
+        findings=findings,
+    )
+
+
+def _key_text(key: Mapping[str, Any]) -> str:
+    return ", ".join(f"{name}={value}" for name, value in key.items())
+
+
+def _json_safe(value: Any) -> Any:
+    """``value`` as JSON holds it, or its repr when JSON cannot (stores reject NaN)."""
+    plain = to_jsonable(value)
+    try:
+        json.dumps(plain, allow_nan=False)
+    except (TypeError, ValueError):
+        return repr(value)
+    return plain
 
 
 def evaluate_checks(

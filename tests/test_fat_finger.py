@@ -626,3 +626,36 @@ def test_the_benchmark_runs_end_to_end_on_a_small_sample() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert "PASS  wrong auto-corrections: 0 (target = 0)" in done.stdout
     assert "slip:digits_transposed" in done.stdout
+
+
+def test_a_value_that_is_not_a_number_is_reported_and_the_others_judged(
+    tmp_path: Path, db_url: str
+) -> None:
+    load_orders(db_url, clean_deals() + SCENARIOS[:1], DEALS)
+    # SQLite keeps text in a NUMERIC column; PostgreSQL keeps NaN.
+    odd, shown = ("'abc'", "'abc'") if db_url.startswith("sqlite") else ("'NaN'", "NaN")
+    engine = sa.create_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"INSERT INTO deals VALUES (201, 'basic', 20, 500, {odd})"))
+    engine.dispose()
+
+    check = fat_finger(tmp_path, db_url)
+
+    assert check.status == "fail"
+    assert check.message == (
+        "1 value is a typing slip away from its witness; 1 record left out of the analysis: "
+        f"record id=201: amount holds {shown}, not a number"
+    )
+    assert summary(check.findings) == [
+        WITH_WITNESS[0],
+        (
+            201,
+            "amount",
+            shown.strip("'"),
+            None,
+            "report",
+            None,
+            f"amount holds {shown}, not a number",
+        ),
+    ]
+    assert (check.observed["rows"], check.observed["not_numbers"]) == (62, 1)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import socket
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from typing import Any
 
 import pytest
@@ -616,3 +617,42 @@ def test_basic_auth_sends_the_credentials_on_every_request(
         wrong.start("incident-10")
     assert refused.value.transient is False
     assert "HTTP 401: Invalid credentials" in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("header", "slept"),
+    [
+        ("nan", 1.0),  # time.sleep(nan) would raise: the default wait instead
+        ("inf", 1.0),
+        ("-5", 1.0),
+        ("soon", 1.0),
+        ("86400", 30.0),  # a day: capped at the longest wait in place
+    ],
+)
+def test_a_retry_after_that_is_no_wait_gets_the_default_or_the_cap(
+    emulator: AirflowEmulator,
+    server: LoopbackServer,
+    session: requests.Session,
+    header: str,
+    slept: float,
+) -> None:
+    sleeps: list[float] = []
+    emulator.fail_next(429, "slow down", retry_after=header)
+
+    run = _target(server, session, sleeps=sleeps).start("incident-7")
+
+    assert (run.run_id, run.state) == ("dq_agent__incident-7", "queued")
+    assert sleeps == [slept]
+
+
+def test_a_retry_after_date_is_waited_until(
+    emulator: AirflowEmulator, server: LoopbackServer, session: requests.Session
+) -> None:
+    sleeps: list[float] = []
+    later = format_datetime(datetime.now(UTC) + timedelta(seconds=20), usegmt=True)
+    emulator.fail_next(503, retry_after=later)
+
+    _target(server, session, sleeps=sleeps).start("incident-7")
+
+    [slept] = sleeps
+    assert 17.0 <= slept <= 20.0

@@ -39,6 +39,7 @@ import requests
 
 from dq_agent.config.models import AirflowConnector, AirflowRestart
 from dq_agent.restart.base import PipelineRun, RestartError, RunState
+from dq_agent.sources.retry import parse_retry_after
 
 __all__ = ["NOTE", "AirflowTarget", "dag_run_id_for"]
 
@@ -339,11 +340,10 @@ def _detail(response: requests.Response) -> str:
 
 
 def _retry_after(response: requests.Response) -> float:
-    raw = response.headers.get("Retry-After", "")
-    try:
-        return min(max(float(raw), 0.0), _MAX_DELAY_S)
-    except ValueError:
-        return _DEFAULT_DELAY_S
+    """What Airflow (or a proxy before it) asks to wait, capped; the default if it asks
+    nothing usable (no header, ``nan``, ``-5``)."""
+    asked = parse_retry_after(response.headers.get("Retry-After"))
+    return _DEFAULT_DELAY_S if asked is None else min(asked, _MAX_DELAY_S)
 
 
 def _json(response: requests.Response, what: str) -> dict[str, Any]:

@@ -211,7 +211,7 @@ class _DagRun:
 class _Fault:
     status: int
     detail: str
-    retry_after: int | None
+    retry_after: int | str | None
 
 
 # --------------------------------------------------------------------------- bodies
@@ -480,12 +480,13 @@ class AirflowEmulator:
         detail: str = "",
         *,
         times: int = 1,
-        retry_after: int | None = None,
+        retry_after: int | str | None = None,
     ) -> None:
         """Answer the next ``times`` ``/api/v2`` calls with ``status`` and ``{"detail": …}``.
 
         As a proxy in front of Airflow would, before looking at the token. A 429 carries
         ``Retry-After`` (``retry_after``, default 1); other statuses only when it is given.
+        Text goes out as it is (``"nan"``, an HTTP date), as a misbehaving proxy might send.
         """
         if times < 1 or not 400 <= status <= 599:
             raise ValueError("fail_next needs times >= 1 and a status of 4xx or 5xx")

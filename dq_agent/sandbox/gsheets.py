@@ -187,7 +187,7 @@ class _ApiError(Exception):
 class _Fault:
     status: int
     message: str
-    retry_after: int | None
+    retry_after: int | str | None
 
 
 # --------------------------------------------------------------------------- A1 notation
@@ -956,9 +956,17 @@ class SheetsEmulator:
             self._requests = 0
 
     def fail_next(
-        self, status: int, message: str, *, times: int = 1, retry_after: int | None = None
+        self,
+        status: int,
+        message: str,
+        *,
+        times: int = 1,
+        retry_after: int | str | None = None,
     ) -> None:
-        """Answer the next ``times`` requests with a Google error body instead of serving them."""
+        """Answer the next ``times`` requests with a Google error body instead of serving them.
+
+        ``retry_after`` goes out as the ``Retry-After`` header; text as it is (``"nan"``).
+        """
         if not 400 <= status <= 599 or times < 1:
             raise ValueError("fail_next needs an HTTP error status (4xx/5xx) and times >= 1")
         with self._lock:

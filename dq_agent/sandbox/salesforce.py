@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import threading
 import xml.etree.ElementTree as ElementTree
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
@@ -128,6 +128,7 @@ class SalesforceEmulator:
         self._counters: dict[str, int] = {}
         self._cursors: dict[str, list[dict[str, Any]]] = {}
         self._faults: list[_Fault] = []
+        self._raw: dict[str, list[dict[str, Any]]] = {}
         self._requests = 0
         self._api_calls = 0
         self.user_id = self._new_id(KEY_PREFIXES["User"])  # who the API session acts as
@@ -169,6 +170,18 @@ class SalesforceEmulator:
         with self._lock:
             fault = _Fault(status, error_code, message, dict(headers or {}))
             self._faults.extend([fault] * times)
+
+    def serve_raw(self, type_name: str, records: Sequence[Mapping[str, Any]]) -> None:
+        """Queries on ``type_name`` also return ``records`` exactly as given: untyped,
+        unfiltered, after the stored ones.
+
+        Salesforce itself never sends text in a currency field or one ``Id`` twice; something
+        between it and the client (a proxy, a replica, a broken integration) might, and the
+        client must survive it.
+        """
+        with self._lock:
+            sobject = self._require_type(type_name)
+            self._raw.setdefault(sobject.name, []).extend(dict(r) for r in records)
 
     def expire_session(self) -> None:
         """Invalidate every session: requests get 401 INVALID_SESSION_ID until a renewal."""
@@ -375,6 +388,10 @@ class SalesforceEmulator:
         if query.count_only:
             return Response(200, {"totalSize": len(rows), "done": True, "records": []})
         rendered = [plan.render(row, version) for row in rows]
+        rendered += [
+            {**attributes(root.name, {"Id": raw.get("Id")}, version), **raw}
+            for raw in self._raw.get(root.name, ())
+        ]
         cursor = self._new_id(QUERY_LOCATOR_PREFIX) if len(rendered) > self.page_size else None
         if cursor:
             self._cursors[cursor] = rendered

@@ -20,6 +20,19 @@ class ColumnInfo:
 
 
 @dataclass(frozen=True)
+class Rejected:
+    """A value a source could not load as its column's type (loaded as null instead), or a
+    record it left out because its key was missing or came more than once (``column`` is then
+    the key column, or None for a key of several columns)."""
+
+    key: Mapping[str, Any]
+    column: str | None
+    value: Any
+    # What a person reads after the record's key: "Amount holds 'abc', not a number".
+    reason: str
+
+
+@dataclass(frozen=True)
 class Relation:
     """A readable relation (table or query) on a live SQLAlchemy engine."""
 
@@ -35,6 +48,8 @@ class Relation:
     table: str | None = None
     schema: str | None = None
     query: str | None = None
+    # What reading left out or could not type, record by record (fetched sources only).
+    rejected: tuple[Rejected, ...] = ()
 
     def column(self, name: str) -> sa.ColumnElement[Any]:
         return self.selectable.c[name]

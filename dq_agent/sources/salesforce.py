@@ -9,6 +9,7 @@ from the ``LastModifiedDate`` seen when the data was read, and the record is re-
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime
 from email.utils import format_datetime
@@ -45,6 +46,11 @@ _SQL_TYPES: dict[str, sa.types.TypeEngine[Any]] = {
     "date": sa.Date(),
     "datetime": sa.DateTime(timezone=True),
 }
+_TYPED = {*_NUMBER, *_TEXT, *_SQL_TYPES}
+# Plain decimal text (as Salesforce accepts for a number field); "1,000" or "1 000" is not
+# guessed at: it means a thousand or one in different locales.
+_DECIMAL_TEXT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_WHOLE_TEXT = re.compile(r"[+-]?[0-9]{1,20}")
 _TRANSIENT_CODES = {"REQUEST_LIMIT_EXCEEDED", "SERVER_UNAVAILABLE", "UNABLE_TO_LOCK_ROW"}
 _IN_CHUNK = 200
 
@@ -159,9 +165,10 @@ class SalesforceSource:
             soql += f" WHERE {spec.where}"
         records = self._call("query", lambda: self._sf.query_all(soql)["records"])
         rows = [self._typed_row(record, wanted) for record in records]
-        self._modified = {
-            str(r["Id"]): r["LastModifiedDate"] for r in rows if r.get("LastModifiedDate")
-        }
+        first: dict[str, Any] = {}
+        for row in rows:  # of records that share an Id, the first is the one checked
+            first.setdefault(str(row["Id"]), row.get("LastModifiedDate"))
+        self._modified = {i: at for i, at in first.items() if isinstance(at, datetime)}
         names = list(dict.fromkeys(["Id", *spec.fields]))
         columns = [FetchedColumn(n, self._sql_type(n, rows)) for n in names]
         self._copy = FetchedCopy(spec.object)
@@ -171,15 +178,22 @@ class SalesforceSource:
         return {name: self._typed(name, _lookup(record, name)) for name in names}
 
     def _typed(self, name: str, value: Any) -> Any:
+        """``value`` as the type describe gives the field; a value that is not of that type
+        comes back as it is, and the copy reports it (see ``FetchedCopy.load``)."""
         kind = self._types.get(name)
         if value is None:
             return None
         if kind == "datetime":
-            return datetime.fromisoformat(str(value)).astimezone(UTC)
+            return _moment(value)
         if kind == "date":
-            return date.fromisoformat(str(value))
+            return _day(value)
         if kind in _NUMBER:
-            return float(value)
+            return _number(value)
+        if kind == "int":
+            return _whole(value)
+        if kind not in _TYPED and isinstance(value, Mapping | list):
+            # A compound field (address, location) or a relationship: kept as its JSON text.
+            return json.dumps(value, sort_keys=True, default=str)
         return value
 
     def _sql_type(self, name: str, rows: Sequence[Mapping[str, Any]]) -> sa.types.TypeEngine[Any]:
@@ -212,9 +226,9 @@ class SalesforceSource:
         except SourceError as exc:
             if "412" not in str(exc) and "PRECONDITION" not in str(exc):
                 raise
+            # Someone changed the record since it was read, even if to the very value meant
+            # here: that is their write, not ours (the ledger says "already fixed").
             after = self._read(record_id, column)
-            if same_value(after, new):  # an earlier attempt of ours went through
-                return WriteResult("written", before, after)
             return WriteResult(
                 "conflict", before, after, "the record changed after it was read (412)"
             )
@@ -235,14 +249,16 @@ class SalesforceSource:
     def owner_emails(self, owner_ids: Sequence[str]) -> dict[str, str]:
         """``OwnerId`` → the owner's e-mail (User object)."""
         rows = self._where_id_in("SELECT Id, Email FROM User", owner_ids)
-        return {str(r["Id"]): str(r["Email"]) for r in rows if r.get("Email")}
+        return {str(r["Id"]): str(r["Email"]) for r in rows if r.get("Id") and r.get("Email")}
 
     def record_owners(self, record_ids: Sequence[str]) -> dict[str, str]:
         """Record ``Id`` → its owner's e-mail, for objects that have an ``OwnerId``."""
         if "OwnerId" not in self._types:
             return {}
         rows = self._where_id_in(f"SELECT Id, OwnerId FROM {self._spec.object}", record_ids)
-        owner_of = {str(r["Id"]): str(r["OwnerId"]) for r in rows if r.get("OwnerId")}
+        owner_of = {
+            str(r["Id"]): str(r["OwnerId"]) for r in rows if r.get("Id") and r.get("OwnerId")
+        }
         emails = self.owner_emails(list(owner_of.values()))
         return {rid: emails[oid] for rid, oid in owner_of.items() if oid in emails}
 
@@ -302,6 +318,47 @@ def _lookup(record: Mapping[str, Any], name: str) -> Any:
             return None
         value = value.get(part)
     return value
+
+
+def _number(value: Any) -> Any:
+    """A number field's value as a float: a JSON number, or plain decimal text."""
+    if isinstance(value, str) and _DECIMAL_TEXT.fullmatch(value):
+        return float(value)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            return float(value)
+        except OverflowError:  # an integer beyond any float
+            return value
+    return value
+
+
+def _whole(value: Any) -> Any:
+    """An ``int`` field's value as an int: a whole JSON number, or digits."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and _WHOLE_TEXT.fullmatch(value):
+        return int(value)
+    return value
+
+
+def _moment(value: Any) -> Any:
+    """A datetime field's ISO 8601 text as an aware UTC datetime."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return datetime.fromisoformat(value).astimezone(UTC)
+    except (ValueError, OverflowError):
+        return value
+
+
+def _day(value: Any) -> Any:
+    """A date field's ISO 8601 text as a date."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        return value
 
 
 def _quote(text: str) -> str:

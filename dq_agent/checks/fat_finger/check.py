@@ -9,8 +9,10 @@ Record history (the value last accepted) is not used: SQL sources do not keep it
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -71,7 +73,7 @@ class FatFinger:
         problem = self._problem(witness)
         if problem is not None:
             return error_result(self.spec, problem)
-        return _Run(self, witness).result()
+        return _Run(self, witness, self.relation).result()
 
     def _problem(self, witness: Expression | None) -> str | None:
         columns = self.relation.columns
@@ -98,13 +100,22 @@ class FatFinger:
 class _Run:
     """One evaluation: the queries, the judgements, the result."""
 
-    def __init__(self, check: FatFinger, witness: Expression | None) -> None:
+    def __init__(
+        self,
+        check: FatFinger,
+        witness: Expression | None,
+        relation: Relation,
+        not_numbers: tuple[int, tuple[Finding, ...]] = (0, ()),
+    ) -> None:
         self.check = check
         self.spec = check.spec
         self.args = check.args
-        self.relation = check.relation
+        self.relation = relation
         self.witness = witness
         self.inputs = sorted(witness.columns()) if witness is not None else []
+        # Values left out of the analysis because they are not numbers: how many, and the
+        # first few as findings.
+        self.not_numbers = not_numbers
         self.column = self.relation.column(self.args.column)
         self.info = self.relation.columns[self.args.column]
         self.tolerance = _half_unit(self.info)
@@ -114,6 +125,11 @@ class _Run:
 
     def result(self) -> CheckResult:
         counts = self._counts()
+        if counts["not_numbers"] and not self.not_numbers[0]:
+            # Text in a number column (SQLite keeps what it is given), NaN or infinity: one
+            # such value must not stop the check. Report it, and judge the other records.
+            found = (int(counts["not_numbers"]), self._not_numbers())
+            return _Run(self.check, self.witness, self._numbers_only(), found).result()
         judgements: list[_Keyed] = []
         examined = 0
         suspicious = int(counts["disagree"])
@@ -137,11 +153,50 @@ class _Run:
         )
         return sa.and_(self.column.is_not(None), w.is_not(None), sa.func.abs(num - w) > allowed)
 
+    def _analysed(self) -> list[str]:
+        return list(dict.fromkeys([self.args.column, *self.inputs]))
+
+    def _not_a_number(self) -> sa.ColumnElement[bool]:
+        dialect = self.relation.engine.dialect.name
+        return sa.or_(*[_not_a_number(self.relation.column(n), dialect) for n in self._analysed()])
+
+    def _not_numbers(self) -> tuple[Finding, ...]:
+        """The first records holding something other than a number, as findings."""
+        key = self.check.key
+        names = self._analysed()
+        # Untyped: a typed column would try (and fail) to turn "abc" into a number.
+        raw = [sa.type_coerce(self.relation.column(n), sa.types.NullType()).label(n) for n in names]
+        query = (
+            sa.select(*[self.relation.column(k).label(k) for k in key], *raw)
+            .where(self._not_a_number())
+            .order_by(*[self.relation.column(k) for k in key])
+            .limit(self.check.ctx.max_findings)
+        )
+        with self.relation.connect() as conn:
+            rows = conn.execute(query).mappings().all()
+        return tuple(
+            Finding(
+                key={k: row[k] for k in key},
+                column=name,
+                observed=row[name] if isinstance(row[name], int | str) else str(row[name]),
+                reason=f"{name} holds {_shown(row[name])}, not a number",
+            )
+            for row in rows
+            for name in names
+            if not _is_number(row[name])
+        )
+
+    def _numbers_only(self) -> Relation:
+        """The relation without the records holding something other than a number."""
+        numbers = sa.select(self.relation.selectable).where(sa.not_(self._not_a_number()))
+        return replace(self.relation, selectable=numbers.subquery("numbers"))
+
     def _counts(self) -> Mapping[str, Any]:
         present = self.column.is_not(None)
         aggregates: list[sa.ColumnElement[Any]] = [
             sa.func.count().label("rows"),
             sa.func.count(self.column).label("values"),
+            count_where(self._not_a_number()).label("not_numbers"),
         ]
         if self.witness is not None:
             aggregates += [
@@ -349,8 +404,10 @@ class _Run:
         by_category: dict[str, int] = dict(Counter(j.category for j, _ in judgements))
         limit_hit = suspicious > examined
         analysed = int(counts["values"])
+        left_out, unreadable = self.not_numbers
+        rows = int(counts["rows"]) + left_out
         observed: dict[str, Any] = {
-            "rows": int(counts["rows"]),
+            "rows": rows,
             "analysed": analysed,
             "suspicious": suspicious,
             "examined": examined,
@@ -367,18 +424,25 @@ class _Run:
         ranked = sorted(
             judgements, key=lambda item: (_ACTION_ORDER[item[0].action], -item[0].confidence)
         )
-        findings = tuple(_finding(j, key) for j, key in ranked[: self.check.ctx.max_findings])
+        findings = tuple(_finding(j, key) for j, key in ranked) + self.not_numbers[1]
+        findings = findings[: self.check.ctx.max_findings]
         message = _message(by_category, analysed, self.witness is not None)
         if limit_hit:
             message += f" (examined the first {examined:,} of {suspicious:,} suspicious rows)"
+        if left_out:
+            observed["not_numbers"] = left_out
+            message += f"; {plural(left_out, 'record')} left out of the analysis"
+            if unreadable:
+                first = unreadable[0]
+                message += f": record {_key_text(first.key)}: {first.reason}"
         metrics: dict[str, float] = {
-            "rows": float(counts["rows"]),
+            "rows": float(rows),
             "suspicious": float(suspicious),
             **{a: float(by_action.get(a, 0)) for a in _ACTION_ORDER},
         }
         return result(
             self.spec,
-            not judgements,
+            not judgements and not left_out,
             message,
             observed=observed,
             findings=findings,
@@ -397,6 +461,34 @@ def _finding(judgement: Judgement, key: dict[str, Any]) -> Finding:
         reason=judgement.reason,
         evidence=judgement.evidence,
     )
+
+
+def _not_a_number(column: sa.ColumnElement[Any], dialect: str) -> sa.ColumnElement[bool]:
+    """SQL: the value is there but is not a finite number. For NaN and infinity, ``x * 0``
+    is not 0; SQLite also stores text in any column, which it multiplies as 0."""
+    zero = sa.literal(0)
+    finite: sa.ColumnElement[bool] = sa.func.coalesce(column * zero == zero, sa.false())
+    if dialect == "sqlite":
+        finite = sa.and_(finite, sa.func.typeof(column).in_(["integer", "real"]))
+    return sa.and_(column.is_not(None), sa.not_(finite))
+
+
+def _is_number(value: Any) -> bool:
+    """Whether a value read back is a finite number (or nothing)."""
+    if value is None:
+        return True
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+        return False
+    return value.is_finite() if isinstance(value, Decimal) else math.isfinite(value)
+
+
+def _shown(value: Any) -> str:
+    """Text quoted ('abc'), NaN and infinity by name."""
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _key_text(key: Mapping[str, Any]) -> str:
+    return ", ".join(f"{name}={value}" for name, value in key.items())
 
 
 def _json_number(value: Decimal) -> int | float:

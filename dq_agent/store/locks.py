@@ -1,0 +1,347 @@
+"""Locks that every dq-agent process on one state store respects, freed when a holder dies.
+
+* PostgreSQL: a session-level advisory lock (``pg_try_advisory_lock``) taken on a dedicated
+  connection kept open while held. When the holder's process dies its connection closes and
+  PostgreSQL frees the lock; another process's next ``try_acquire`` takes it over.
+* SQLite (one host): an exclusive ``flock`` on ``<database file><suffix>``, freed by the
+  kernel when the holder's process dies. An in-memory database is private to its process,
+  which therefore always holds it.
+
+Two locks are built on this: the daemon's leadership (:mod:`dq_agent.daemon.leader`), and the
+acting lock (:func:`acting`), which the acting part of every cycle and every person's action
+holds, so two processes never correct, message or restart at once.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import importlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import sqlalchemy as sa
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.pool import NullPool
+
+from dq_agent.errors import StoreError
+from dq_agent.store.store import _PASSWORD_IN_URL, _describe, _redact
+
+log = logging.getLogger(__name__)
+
+# Arbitrary but fixed ("dqacting" in ASCII), like the store's migration and ledger lock keys.
+ACTING_LOCK_KEY = 0x6471_6163_7469_6E67
+# How long an action waits for another process's cycle to finish before giving up.
+ACTING_WAIT_S = 600.0
+_ACTING_POLL_S = 0.2
+
+# The leader's client gives up on an unanswered connection (TCP_USER_TIMEOUT, keepalives)
+# well before the server drops it (its keepalives: 10 s idle + 3 probes 5 s apart), so a
+# partitioned leader learns it lost the lock before a standby can take it.
+_CLIENT_KEEPALIVES = {
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 3,
+    "connect_timeout": 10,
+}
+_CLIENT_USER_TIMEOUT_MS = 15_000
+_SERVER_KEEPALIVES = {
+    "tcp_keepalives_idle": "10",
+    "tcp_keepalives_interval": "5",
+    "tcp_keepalives_count": "3",
+}
+
+
+def _libpq_version(driver: str) -> int:
+    """The libpq version a libpq-based driver is linked with (e.g. 160002), 0 if unknown."""
+    try:
+        if driver == "psycopg":
+            return int(importlib.import_module("psycopg").pq.version())
+        return int(importlib.import_module("psycopg2").__libpq_version__)
+    except (ImportError, AttributeError, TypeError, ValueError):
+        return 0
+
+
+def _connect_args(url: sa.URL) -> dict[str, Any]:
+    """TCP keepalive settings for libpq-based drivers; what the URL sets itself wins."""
+    driver = url.get_dialect().driver
+    if driver not in ("psycopg", "psycopg2"):
+        return {}
+    args: dict[str, Any] = dict(_CLIENT_KEEPALIVES)
+    if _libpq_version(driver) >= 120000:  # tcp_user_timeout appeared in libpq 12
+        args["tcp_user_timeout"] = _CLIENT_USER_TIMEOUT_MS
+    return {name: value for name, value in args.items() if name not in url.query}
+
+
+def _sqlite_lock_path(url: sa.URL, suffix: str) -> Path | None:
+    """``<database file><suffix>``, or None for an in-memory database."""
+    database = url.database or ""
+    if "uri" in url.query:
+        if url.query.get("mode") == "memory":
+            return None
+        database = database.removeprefix("file:")
+    if database in ("", ":memory:"):
+        return None
+    return Path(f"{database}{suffix}")
+
+
+class SharedLock:
+    """One lock shared by every process on a state store: ``key`` names it on PostgreSQL,
+    ``suffix`` its file beside a SQLite database.
+
+    ``try_acquire`` never waits. Not safe across ``fork``; safe to share between the threads
+    of one process. Used as a context manager, it releases the lock (if held) on exit.
+    """
+
+    def __init__(self, url: str, *, key: int, suffix: str) -> None:
+        try:
+            parsed = sa.make_url(url)
+        except (SQLAlchemyError, ValueError) as exc:  # ValueError: e.g. a non-numeric port
+            shown = _PASSWORD_IN_URL.sub(r"\1***@", url)
+            raise StoreError(f"invalid state store URL {shown}: {_describe(exc)}") from exc
+        self._url = parsed
+        self._shown = parsed.render_as_string(hide_password=True)
+        self._key = key
+        self._lock = threading.Lock()
+        self._held = False
+        self._engine: sa.Engine | None = None
+        self._connection: sa.Connection | None = None
+        self._lock_path: Path | None = None
+        self._fd: int | None = None
+        backend = parsed.get_backend_name()
+        if backend == "postgresql":
+            try:
+                self._engine = sa.create_engine(
+                    parsed,
+                    poolclass=NullPool,
+                    isolation_level="AUTOCOMMIT",
+                    connect_args=_connect_args(parsed),
+                )
+            except (SQLAlchemyError, ImportError) as exc:
+                raise self._error("cannot open state store", exc) from exc
+            self._backend = "postgresql"
+        elif backend == "sqlite":
+            self._lock_path = _sqlite_lock_path(parsed, suffix)
+            self._backend = "sqlite" if self._lock_path is not None else "memory"
+        else:
+            raise StoreError(
+                f"dq-agent's locks need a SQLite or PostgreSQL state store, not {self._shown}"
+            )
+
+    def _error(self, what: str, exc: BaseException) -> StoreError:
+        reason = _redact(_describe(exc), self._url.password)
+        return StoreError(f"{what} {self._shown}: {reason}")
+
+    # -- the public face ------------------------------------------------------------------------
+
+    def try_acquire(self) -> bool:
+        """Take the lock if no one else holds it; True if this process (now or already) does."""
+        with self._lock:
+            if self._held and self._still_held():
+                return True
+            self._drop()
+            if self._backend == "postgresql":
+                self._held = self._acquire_postgres()
+            elif self._backend == "sqlite":
+                self._held = self._acquire_file()
+            else:
+                self._held = True
+            return self._held
+
+    def holds(self) -> bool:
+        """Whether this process still holds it: for PostgreSQL, its lock's connection answers."""
+        with self._lock:
+            if self._held and not self._still_held():
+                self._drop()
+            return self._held
+
+    def release(self) -> None:
+        """Let go (a no-op when not held); another process may then take it."""
+        with self._lock:
+            if self._connection is not None:
+                # A broken connection holds nothing anyway; closing it frees the lock.
+                with suppress(SQLAlchemyError):
+                    self._connection.execute(
+                        sa.select(sa.func.pg_advisory_unlock(sa.bindparam("key", self._key)))
+                    )
+            self._drop()
+
+    @property
+    def held(self) -> bool:
+        """As last known, without a round trip to the database."""
+        return self._held
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+        if self._engine is not None:
+            self._engine.dispose()
+
+    # -- the backends ---------------------------------------------------------------------------
+
+    def _still_held(self) -> bool:
+        if self._backend == "postgresql":
+            if self._connection is None:
+                return False
+            try:
+                self._connection.execute(sa.text("SELECT 1")).scalar_one()
+            except SQLAlchemyError:
+                return False
+            return True
+        if self._backend == "sqlite":
+            return self._fd is not None and self._same_lock_file(self._fd)
+        return True
+
+    def _drop(self) -> None:
+        """Forget the lock, closing what held it (which frees it if it is still held)."""
+        self._held = False
+        if self._connection is not None:
+            connection, self._connection = self._connection, None
+            with suppress(SQLAlchemyError):  # already broken
+                connection.close()
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
+
+    def _acquire_postgres(self) -> bool:
+        assert self._engine is not None
+        connection: sa.Connection | None = None
+        try:
+            connection = self._engine.connect()
+            # The server, too, should notice a vanished leader's host within seconds.
+            connection.execute(
+                sa.select(
+                    *(
+                        sa.func.set_config(name, value, False)
+                        for name, value in _SERVER_KEEPALIVES.items()
+                    )
+                )
+            )
+            got = connection.execute(
+                sa.select(sa.func.pg_try_advisory_lock(sa.bindparam("key", self._key)))
+            ).scalar_one()
+        except SQLAlchemyError as exc:
+            if connection is not None:
+                with suppress(SQLAlchemyError):
+                    connection.close()
+            raise self._error("cannot reach state store", exc) from exc
+        if got:
+            self._connection = connection
+            return True
+        connection.close()
+        return False
+
+    def _acquire_file(self) -> bool:
+        path = self._lock_path
+        assert path is not None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise self._error(f"cannot open lock file {path} of state store", exc) from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        except OSError as exc:
+            os.close(fd)
+            raise self._error(f"cannot lock lock file {path} of state store", exc) from exc
+        # The file may have been replaced between our open and our lock: then we lock nothing.
+        if not self._same_lock_file(fd):
+            os.close(fd)
+            return False
+        # For people looking: who holds it. The lock, not the content, is what counts.
+        with suppress(OSError):
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+        return True
+
+    def _same_lock_file(self, fd: int) -> bool:
+        """Whether ``fd`` is still the file at the lock path (not deleted or replaced)."""
+        assert self._lock_path is not None
+        try:
+            named = os.stat(self._lock_path)
+        except OSError:
+            return False
+        held = os.fstat(fd)
+        return (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino)
+
+
+@dataclass
+class _Held:
+    """This process's hold on one acting lock: threads queue on ``turn``; the first holder
+    takes the shared lock, nested holds by the same thread only count."""
+
+    turn: threading.RLock
+    lock: SharedLock | None = None
+    depth: int = 0
+
+
+_ACTING: dict[str, _Held] = {}
+_ACTING_GUARD = threading.Lock()
+
+
+@contextmanager
+def acting(url: str, *, wait_s: float = ACTING_WAIT_S) -> Iterator[None]:
+    """Hold the acting lock of the state store at ``url`` for the block.
+
+    Whatever corrects a source, sends a message or restarts a pipeline runs inside it: an
+    agent cycle (``run``, the daemon's), a click in Slack or the dashboard, a command-line
+    decision. Another process's holder makes this one wait (up to ``wait_s``, then a
+    StoreError); the same thread may nest it (a click that re-runs a suite).
+    """
+    with _ACTING_GUARD:
+        held = _ACTING.setdefault(url, _Held(threading.RLock()))
+    if not held.turn.acquire(timeout=wait_s):
+        raise StoreError(f"another action on this state store did not finish in {wait_s:.0f} s")
+    try:
+        if held.depth == 0:
+            held.lock = _take(url, wait_s)
+        held.depth += 1
+        try:
+            yield
+        finally:
+            held.depth -= 1
+            if held.depth == 0 and held.lock is not None:
+                lock, held.lock = held.lock, None
+                lock.__exit__(None, None, None)
+    finally:
+        held.turn.release()
+
+
+def _take(url: str, wait_s: float) -> SharedLock:
+    lock = SharedLock(url, key=ACTING_LOCK_KEY, suffix=".acting")
+    deadline = time.monotonic() + wait_s
+    told = False
+    try:
+        while not lock.try_acquire():
+            if time.monotonic() >= deadline:
+                raise StoreError(
+                    f"another dq-agent process kept acting on this state store for "
+                    f"{wait_s:.0f} s (a run, the daemon or the dashboard): nothing was done"
+                )
+            if not told:
+                log.info("waiting for another dq-agent process to finish acting")
+                told = True
+            time.sleep(_ACTING_POLL_S)
+    except BaseException:
+        lock.__exit__(None, None, None)
+        raise
+    return lock
