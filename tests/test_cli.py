@@ -7,6 +7,7 @@ import re
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import urllib.parse
@@ -119,6 +120,36 @@ def test_unreachable_source_exits_3_but_the_other_suites_report(tmp_path: Path) 
     assert code == 3
     statuses = {s["suite"]: s["status"] for s in json.loads(out)["suites"]}
     assert statuses == {"a_pass": "pass", "down": "error"}
+
+
+def test_a_password_in_the_url_query_is_never_shown_or_stored(tmp_path: Path) -> None:
+    project = orders_project(tmp_path, a_pass=PASSING)
+    (project / "connectors" / "down.yml").write_text(
+        "type: sql\nurl: 'postgresql+psycopg://nobody@127.0.0.1:1/x"
+        "?password=S3cr3t-pw&sslpassword=S3cr3t-ssl&application_name=dq'\n"
+    )
+    (project / "checks" / "down.yml").write_text(
+        "suite: down\nsource: {connector: down, table: t}\nchecks: [row_count]\n"
+    )
+    code, out, err = invoke("check", "down", "--project", str(project), "--format", "json")
+    assert code == 3
+    [suite] = json.loads(out)["suites"]
+    assert suite["error"].startswith(
+        "cannot reach postgresql+psycopg://nobody@127.0.0.1:1/x"
+        "?application_name=dq&password=***&sslpassword=***: "
+    )
+    assert "S3cr3t" not in out + err
+    code, out, err = invoke("run", "down", "--project", str(project))
+    assert code == 3
+    assert "S3cr3t" not in out + err
+
+    rows = []
+    state = sqlite3.connect(project / "state.db")
+    for (table,) in state.execute("SELECT name FROM sqlite_master WHERE type = 'table'"):
+        rows += state.execute(f'SELECT * FROM "{table}"').fetchall()
+    state.close()
+    assert any("cannot reach postgresql" in repr(row) for row in rows)
+    assert not any("S3cr3t" in repr(row) for row in rows)
 
 
 def test_a_broken_suite_is_reported_and_the_others_still_run(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from pathlib import Path
 
@@ -9,7 +10,9 @@ import pytest
 
 from dq_agent.config import FreshnessArgs, load_project, parse_duration
 from dq_agent.config.durations import format_duration
+from dq_agent.config.yamlfile import MAX_BYTES
 from tests.helpers import make_project
+from tests.test_cli import PASSING, invoke, orders_project
 
 WAREHOUSE = """
 type: sql
@@ -480,3 +483,122 @@ def test_restarts_and_verify_are_validated(tmp_path: Path) -> None:
         f"{tmp_path}/checks/c.yml:6:9: verify: unknown suite(s) nope; "
         "expected suite ids among: a, b, c",
     ]
+
+
+def billion_laughs() -> str:
+    """Nine aliases of nine aliases, nine levels deep: 378 bytes that would be 9^9 values."""
+    lines = ["a: &a [x, x, x, x, x, x, x, x, x]"]
+    for name, previous in zip("bcdefghi", "abcdefgh", strict=True):
+        lines.append(f"{name}: &{name} [{', '.join([f'*{previous}'] * 9)}]")
+    return "\n".join(lines) + "\n"
+
+
+def test_yaml_too_large_to_build_is_refused_for_its_file_only(tmp_path: Path) -> None:
+    project = orders_project(tmp_path, a_pass=PASSING)
+    bad = {
+        "bomb": billion_laughs(),
+        "deep": "suite: deep\nchecks: " + "[" * 50_000 + "]" * 50_000 + "\n",
+        "nested_aliases": "a: &a " + "[" * 60 + "]" * 60 + "\nb: " + "[" * 50 + "*a" + "]" * 50,
+        "loop": "suite: loop\nchecks: &a [row_count, *a]\n",
+        "huge": "suite: huge\n# " + "x" * MAX_BYTES + "\n",
+    }
+    for name, text in bad.items():
+        (project / "checks" / f"{name}.yml").write_text(text)
+    checks = project / "checks"
+    expected = [
+        f"{checks}/bomb.yml:5:8: aliases expand to more than 10,000 values; "
+        "expected at most 10,000 values copied through aliases (*name)",
+        f"{checks}/deep.yml:2:108: lists and mappings nested more than 100 deep; "
+        "expected at most 100 levels",
+        f"{checks}/huge.yml:1:1: file of more than 262,144 bytes; expected at most 256 KiB",
+        f"{checks}/loop.yml:2:24: alias *a is inside the node it names; "
+        "expected an alias of a node that ends before it",
+        f"{checks}/nested_aliases.yml:2:54: alias *a nests lists and mappings more than 100 deep; "
+        "expected at most 100 levels",
+    ]
+
+    code, out, err = invoke("validate", "--project", str(project))
+    assert (code, out) == (3, "")
+    assert err.splitlines() == [*expected, "5 errors in 5 files"]
+
+    code, out, err = invoke("check", "--project", str(project), "--format", "json")
+    assert code == 3
+    assert err.strip().splitlines() == expected
+    statuses = {s["suite"]: s["status"] for s in json.loads(out)["suites"]}
+    assert statuses == {"a_pass": "pass"} | dict.fromkeys(bad, "error")
+
+
+def test_a_resolved_secret_is_never_shown(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = "S3cr3t-9f4e"
+    monkeypatch.setenv("WAREHOUSE_TIMEOUT", secret)
+    monkeypatch.setenv("SHEETS_URL", f"{secret}:9")
+    project = orders_project(tmp_path, a_pass=PASSING)
+    connectors = project / "connectors"
+    (connectors / "slow.yml").write_text(
+        "type: sql\nurl: sqlite:///warehouse.db\nconnect_timeout: ${WAREHOUSE_TIMEOUT}\n"
+    )
+    (connectors / "sheets.yml").write_text("type: gsheets\nbase_url: ${SHEETS_URL}\n")
+    expected = [
+        f"{connectors}/sheets.yml:2:11: base_url: expected an http(s)://host[:port] URL, got '***'",
+        f"{connectors}/slow.yml:3:18: connect_timeout: "
+        "expected a valid integer, unable to parse string as an integer, got '***'",
+    ]
+
+    code, out, err = invoke("validate", "--project", str(project))
+    assert code == 3
+    assert err.splitlines() == [*expected, "2 errors in 2 files"]
+    assert secret not in out + err
+
+    code, out, err = invoke("check", "--project", str(project))
+    assert code == 0  # the suite uses neither connector
+    assert err.strip().splitlines() == expected
+    assert secret not in out + err
+
+
+def test_a_sheets_base_url_needs_a_scheme(tmp_path: Path) -> None:
+    project = orders_project(tmp_path, a_pass=PASSING)
+    (project / "connectors" / "sheets.yml").write_text("type: gsheets\nbase_url: 127.0.0.1:9\n")
+    (project / "checks" / "forecast.yml").write_text(
+        "suite: forecast\nsource: {connector: sheets, spreadsheet: k, worksheet: us}\n"
+        "checks: [row_count]\n"
+    )
+    code, out, err = invoke("check", "--project", str(project), "--format", "json")
+    assert code == 3
+    assert err.strip().splitlines() == [
+        f"{project}/connectors/sheets.yml:2:11: base_url: "
+        "expected an http(s)://host[:port] URL, got '127.0.0.1:9'",
+        f"{project}/checks/forecast.yml:2:21: source.connector: connector 'sheets' is invalid: "
+        f"see {project}/connectors/sheets.yml",
+    ]
+    statuses = {s["suite"]: s["status"] for s in json.loads(out)["suites"]}
+    assert statuses == {"a_pass": "pass", "forecast": "error"}
+
+
+def test_a_service_account_key_is_never_shown(tmp_path: Path) -> None:
+    project = orders_project(tmp_path, a_pass=PASSING)
+    key = '{"type": "service_account", "private_key": "PRIVATE-KEY-7c1d", "client_email": "a@b"}'
+    (project / "key.json").write_text(key)
+    connectors = project / "connectors"
+    (connectors / "inline.yml").write_text(
+        f"type: gsheets\nservice_account_file: ${{file:{project}/key.json}}\n"
+    )
+    (connectors / "sheets.yml").write_text(
+        f"type: gsheets\nservice_account_file: {project}/key.json\n"
+    )
+    for name in ("inline", "sheets"):
+        (project / "checks" / f"{name}.yml").write_text(
+            f"suite: {name}\nsource: {{connector: {name}, spreadsheet: k, worksheet: us}}\n"
+            "checks: [row_count]\n"
+        )
+    code, out, err = invoke("check", "--project", str(project), "--format", "json")
+    assert code == 3
+    assert err.splitlines()[0] == (
+        f"{connectors}/inline.yml:2:23: service_account_file: this is the content of a service "
+        "account key, not a path: give the path of the key file (JSON)"
+    )
+    errors = {s["suite"]: s.get("error") for s in json.loads(out)["suites"]}
+    assert errors["sheets"] == (
+        f"cannot use service account file {project}/key.json: Service account info was not "
+        "in the expected format, missing fields token_uri."
+    )
+    assert "PRIVATE-KEY" not in out + err

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
+from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
@@ -543,5 +544,133 @@ def test_a_sheet_pasted_over_keeps_only_its_header(sheets_server: Any) -> None:
         relation = source.open()
         assert list(relation.columns) == ["_row", "region", "units"]
         assert rows_of(relation, ["_row"]) == []
+    finally:
+        source.close()
+
+
+# --- one bad value never stops a read ---------------------------------------------------------
+
+ACME = "006000000000001AAA"
+
+
+def bad(number: int, **values: Any) -> dict[str, Any]:
+    """A record as something between Salesforce and us might garble it."""
+    return {"Id": f"0060000000001{number:02d}AAA", "LastModifiedDate": LONG_AGO, **values}
+
+
+def test_salesforce_values_not_of_their_field_type_are_null_and_reported(sf_server: Any) -> None:
+    server, emulator = sf_server
+    fields = {**OPPORTUNITY, "Seats__c": "int", "CloseDate": "date", "IsWon": "boolean"}
+    acme = {"Id": ACME, "Name": "Acme", "Amount": 1200.5, "Seats__c": 3, "IsWon": True}
+    emulator.seed({"Opportunity": {"fields": fields, "records": [acme]}})
+    emulator.serve_raw(
+        "Opportunity",
+        [
+            bad(1, Name="text", Amount="abc"),
+            bad(2, Name="empty", Amount=""),
+            bad(3, Name="thousands", Amount="1,000"),
+            bad(4, Name="object", Amount={"x": 1}),
+            bad(5, Name="list", Amount=[1]),
+            bad(6, Name="plain text", Amount="12.5", Seats__c="7", CloseDate="2026-12-01"),
+            bad(7, Name={"first": "A"}, Seats__c=2.5, CloseDate="soon", IsWon="yes"),
+            bad(8, Name="huge", Amount=10**400, Seats__c=10**30),
+        ],
+    )
+    source = opportunity_source(server, ["Name", "Amount", "Seats__c", "CloseDate", "IsWon"])
+    try:
+        relation = source.open()
+        assert rows_of(relation, ["Id", "Amount", "Seats__c", "CloseDate"]) == [
+            {"Id": ACME, "Amount": 1200.5, "Seats__c": 3, "CloseDate": None},
+            *[
+                {"Id": bad(n)["Id"], "Amount": None, "Seats__c": None, "CloseDate": None}
+                for n in range(1, 6)
+            ],
+            {"Id": bad(6)["Id"], "Amount": 12.5, "Seats__c": 7, "CloseDate": date(2026, 12, 1)},
+            {"Id": bad(7)["Id"], "Amount": None, "Seats__c": None, "CloseDate": None},
+            {"Id": bad(8)["Id"], "Amount": None, "Seats__c": None, "CloseDate": None},
+        ]
+        assert [(r.key["Id"][12:15], r.column, r.reason) for r in relation.rejected] == [
+            ("101", "Amount", "Amount holds 'abc', not a number"),
+            ("102", "Amount", "Amount holds '', not a number"),
+            ("103", "Amount", "Amount holds '1,000', not a number"),
+            ("104", "Amount", 'Amount holds {"x": 1}, not a number'),
+            ("105", "Amount", "Amount holds [1], not a number"),
+            ("107", "Name", 'Name holds {"first": "A"}, not a single value'),
+            ("107", "Seats__c", "Seats__c holds 2.5, not a whole number"),
+            ("107", "CloseDate", "CloseDate holds 'soon', not a date"),
+            ("107", "IsWon", "IsWon holds 'yes', not true or false"),
+            ("108", "Amount", "Amount holds 1" + "0" * 58 + "…, not a finite number"),
+            ("108", "Seats__c", f"Seats__c holds {10**30}, not a whole number"),
+        ]
+    finally:
+        source.close()
+
+
+def test_salesforce_a_repeated_id_is_read_once_and_reported(sf_server: Any) -> None:
+    server, emulator = sf_server
+    acme = {"Id": ACME, "Name": "Acme", "Amount": 1200.5, "LastModifiedDate": LONG_AGO}
+    emulator.seed({"Opportunity": {"fields": OPPORTUNITY, "records": [acme]}})
+    again = {**acme, "Amount": 99.0, "LastModifiedDate": "2026-11-30T08:00:00.000+0000"}
+    emulator.serve_raw("Opportunity", [again, again, {"Name": "no id"}])
+    source = opportunity_source(server, ["Name", "Amount"])
+    try:
+        relation = source.open()
+        assert rows_of(relation, ["Id", "Amount"]) == [{"Id": ACME, "Amount": 1200.5}]
+        assert [(r.key, r.column, r.value, r.reason) for r in relation.rejected] == [
+            ({"Id": None}, "Id", None, "no Id: the record is left out"),
+            (
+                {"Id": ACME},
+                "Id",
+                ACME,
+                "came 3 times among the records read (only the first is checked)",
+            ),
+        ]
+        # A write back is still guarded by the record that was checked, not a later copy.
+        assert source._modified[ACME] == datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
+    finally:
+        source.close()
+
+
+@pytest.mark.parametrize(
+    ("header", "slept"),
+    [
+        ("nan", 1.0),  # not a number: the policy's own backoff
+        ("inf", 1.0),
+        ("-5", 1.0),
+        ("soon", 1.0),
+        ("²", 1.0),  # a digit to str.isdigit(), not to float()
+        ("86400000", 20.0),  # capped at the policy's longest wait
+    ],
+)
+def test_sheets_a_retry_after_that_is_no_wait_falls_back_to_the_backoff(
+    sheets_server: Any, header: str, slept: float
+) -> None:
+    server, emulator = sheets_server
+    emulator.reset()
+    emulator.seed({"f": {"key": "f", "sheets": {"US": [["region", "units"], ["CA", 10]]}}})
+    emulator.fail_next(429, "Quota exceeded for quota metric 'Read requests'", retry_after=header)
+    SLEPT.clear()
+    source = sheet_source(server, "f", "US")
+    try:
+        relation = source.open()
+        assert rows_of(relation, ["region", "units"]) == [{"region": "CA", "units": 10}]
+        [waited] = SLEPT
+        assert waited == slept
+    finally:
+        source.close()
+
+
+def test_sheets_a_retry_after_date_is_waited_until(sheets_server: Any) -> None:
+    server, emulator = sheets_server
+    emulator.reset()
+    emulator.seed({"f": {"key": "f", "sheets": {"US": [["region"], ["CA"]]}}})
+    later = format_datetime(datetime.now(UTC) + timedelta(seconds=12), usegmt=True)
+    emulator.fail_next(503, "The service is currently unavailable.", retry_after=later)
+    SLEPT.clear()
+    source = sheet_source(server, "f", "US")
+    try:
+        source.open()
+        [slept] = SLEPT
+        assert 9.0 <= slept <= 12.0
     finally:
         source.close()

@@ -10,6 +10,7 @@ from typing import Any
 from dq_agent.checks.base import CheckContext, error_result, result
 from dq_agent.config.expectations import expectation_class
 from dq_agent.config.models import CheckSpec
+from dq_agent.redact import redact, url_secrets
 from dq_agent.results import CheckResult, Finding
 from dq_agent.sources.base import Relation
 
@@ -43,7 +44,9 @@ def run_expectations(
         if len(specs) > 1:
             # One expectation can sink the whole validation: run each alone to find which.
             return [r for spec in specs for r in run_expectations([spec], relation, ctx)]
-        message = f"Great Expectations could not run: {exc.__class__.__name__}: {exc}"
+        # GX opens its own connection: its errors may quote the connection string.
+        detail = redact(str(exc), *url_secrets(relation.engine.url))
+        message = f"Great Expectations could not run: {exc.__class__.__name__}: {detail}"
         return [error_result(specs[0], message)]
     key = finding_key(relation, ctx)
     by_name = {spec.name: spec for spec in specs}

@@ -27,7 +27,13 @@ from dq_agent.config.models import (
     SuiteHeader,
 )
 from dq_agent.config.secrets import resolve_references
-from dq_agent.config.yamlfile import NodePath, YamlDocument, YamlSyntaxError, load_yaml
+from dq_agent.config.yamlfile import (
+    MAX_BYTES,
+    NodePath,
+    YamlDocument,
+    YamlSyntaxError,
+    load_yaml,
+)
 from dq_agent.errors import ConfigIssue
 
 SETTINGS_FILE = "dq-agent.yml"
@@ -131,7 +137,14 @@ def _yaml_files(folder: Path) -> list[Path]:
 
 def _read(file: Path, issues: list[ConfigIssue]) -> YamlDocument | None:
     try:
-        text = file.read_text(encoding="utf-8")
+        with file.open("rb") as stream:
+            data = stream.read(MAX_BYTES + 1)  # no further: the file may be endless
+        if len(data) > MAX_BYTES:
+            limit = f"{MAX_BYTES // 1024} KiB"
+            message = f"file of more than {MAX_BYTES:,} bytes; expected at most {limit}"
+            issues.append(ConfigIssue(file, 1, 1, "", message))
+            return None
+        text = data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         issues.append(ConfigIssue(file, 1, 1, "", f"cannot read file: {exc}"))
         return None

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -56,10 +57,27 @@ def _as_list(value: Any) -> Any:
     return [value] if isinstance(value, str) else value
 
 
+def _base_url(value: Any) -> Any:
+    if isinstance(value, str) and not _is_http_url(value):
+        raise PydanticCustomError("url", f"expected an http(s)://host[:port] URL, got {value!r}")
+    return value
+
+
+def _is_http_url(text: str) -> bool:
+    try:
+        parts = urlsplit(text)
+        port = parts.port  # ValueError unless a number from 0 to 65535
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and port != 0
+
+
 Duration = Annotated[timedelta, BeforeValidator(_duration)]
 Timezone = Annotated[str, BeforeValidator(_timezone)]
 People = Annotated[tuple[str, ...], BeforeValidator(_as_list)]
 Identifier = Annotated[str, Field(min_length=1)]
+# Where an HTTP API is served, e.g. https://sheets.googleapis.com or http://127.0.0.1:8080.
+BaseUrl = Annotated[str, BeforeValidator(_base_url)]
 
 
 # --- dq-agent.yml ---------------------------------------------------------------------------
@@ -332,8 +350,20 @@ class GSheetsConnector(Model):
 
     type: Literal["gsheets"]
     service_account_file: str | None = None
-    base_url: str | None = None
+    base_url: BaseUrl | None = None
     timeout: float = Field(30.0, gt=0, le=600)
+
+    @field_validator("service_account_file")
+    @classmethod
+    def _a_path(cls, value: str | None) -> str | None:
+        if value is not None and ("\n" in value or value.lstrip().startswith("{")):
+            raise PydanticCustomError(
+                "path",
+                # Not "expected …": the loader would echo the value, the key itself.
+                "this is the content of a service account key, not a path: "
+                "give the path of the key file (JSON)",
+            )
+        return value
 
     @model_validator(mode="after")
     def _credentials(self) -> GSheetsConnector:

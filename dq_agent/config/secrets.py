@@ -21,7 +21,10 @@ _VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 def resolve_references(
     doc: YamlDocument, env: Mapping[str, str], base_dir: Path
 ) -> tuple[Any, list[ConfigIssue]]:
-    """Return ``doc.value`` with every reference substituted, and the issues found."""
+    """Return ``doc.value`` with every reference substituted, and the issues found.
+
+    The substituted values are added to ``doc.secrets``, so that no issue shows them.
+    """
     issues: list[ConfigIssue] = []
     value = _resolve(doc.value, (), doc, env, base_dir, issues)
     return value, issues
@@ -50,11 +53,13 @@ def _resolve(
             file = Path(ref[5:].strip()).expanduser()
             file = file if file.is_absolute() else base_dir / file
             try:
-                return file.read_text(encoding="utf-8").strip()
+                content = file.read_text(encoding="utf-8").strip()
             except OSError as exc:
                 reason = exc.strerror or exc.__class__.__name__
                 issues.append(doc.issue(path, f"cannot read secret file {file}: {reason}"))
                 return ""
+            doc.secrets.add(content)
+            return content
         if not _VAR_NAME.fullmatch(ref):
             issues.append(
                 doc.issue(path, f"expected ${{ENV_VAR}} or ${{file:/path}}, got ${{{ref}}}")
@@ -63,6 +68,7 @@ def _resolve(
         if ref not in env:
             issues.append(doc.issue(path, f"environment variable {ref} is not set"))
             return ""
+        doc.secrets.add(env[ref])
         return env[ref]
 
     return _REFERENCE.sub(substitute, value)

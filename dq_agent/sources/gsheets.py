@@ -9,19 +9,22 @@ re-read and the write is the one race this cannot see.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime
+from pathlib import Path
 from typing import Any
 
 import requests
 
 from dq_agent.config.models import GSheetsConnector, GSheetsSourceSpec
 from dq_agent.errors import SourceError
+from dq_agent.redact import redact
 from dq_agent.sources.base import Relation, WriteResult, same_value
 from dq_agent.sources.fetched import FetchedColumn, FetchedCopy, infer_type
 from dq_agent.sources.http import ApiSession
-from dq_agent.sources.retry import RetryPolicy
+from dq_agent.sources.retry import RetryPolicy, parse_retry_after
 
 ROW_COLUMN = "_row"
 # The "column" a restore writes: every cell of the worksheet at once.
@@ -43,15 +46,38 @@ def connect(connector: GSheetsConnector) -> Any:
             timeout=connector.timeout, rewrite_from=SHEETS_API, rewrite_to=connector.base_url
         )
         return gspread.Client(auth=None, session=session)  # type: ignore[arg-type]
+    path = connector.service_account_file
+    info = _key_file(str(path))
     try:
-        client = gspread.service_account(filename=str(connector.service_account_file))
-    except (OSError, ValueError) as exc:
+        client = gspread.service_account_from_dict(info)
+    except Exception as exc:  # google-auth raises several types for a malformed key
+        secrets = [v for v in info.values() if isinstance(v, str)]
         raise SourceError(
-            f"cannot use service account file {connector.service_account_file}: {exc}",
+            f"cannot use service account file {path}: {redact(str(exc), *secrets)}",
             transient=False,
-        ) from exc
+        ) from None
     client.set_timeout(connector.timeout)
     return client
+
+
+def _key_file(path: str) -> dict[str, Any]:
+    """A service account key file's content; no error quotes any of it (it holds a private key)."""
+    try:
+        info = json.loads(Path(path).read_bytes())
+    except OSError as exc:  # the reason alone: its message would name the path again
+        reason = exc.strerror or exc.__class__.__name__
+        raise SourceError(
+            f"cannot read service account file {path}: {reason}", transient=False
+        ) from None
+    except ValueError as exc:  # says where the JSON breaks, never what is there
+        raise SourceError(
+            f"service account file {path} is not JSON: {exc}", transient=False
+        ) from None
+    if not isinstance(info, dict):
+        raise SourceError(
+            f"service account file {path}: expected a JSON object (a key file)", transient=False
+        )
+    return info
 
 
 def spreadsheet_key(text: str) -> str:
@@ -79,10 +105,8 @@ def translate(exc: Exception) -> SourceError:
         raise exc
     error = getattr(exc, "error", {}) or {}
     message = error.get("message") if isinstance(error, dict) else None
-    retry_after = None
     header = response.headers.get("Retry-After") if response is not None else None
-    if header and header.isdigit():
-        retry_after = float(header)
+    retry_after = parse_retry_after(header)
     transient = status == 429 or status >= 500
     return SourceError(
         f"Google Sheets {status}: {message or name}",

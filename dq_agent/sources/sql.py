@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from dq_agent.config.loader import resolve_sqlite_path
 from dq_agent.config.models import SqlConnector, SqlSourceSpec
 from dq_agent.errors import SourceError
+from dq_agent.redact import mask_url, redact, url_secrets
 from dq_agent.sources.base import ColumnInfo, Relation, WriteResult, type_family
 
 
@@ -22,8 +23,9 @@ def create_engine(connector: SqlConnector, project_root: Path) -> sa.Engine:
     url_text = resolve_sqlite_path(connector.url, project_root)
     try:
         url = sa.make_url(url_text)
-    except sa.exc.ArgumentError as exc:
-        raise SourceError(f"invalid database URL: {exc}", transient=False) from exc
+    except (sa.exc.ArgumentError, ValueError) as exc:  # ValueError: e.g. a non-numeric port
+        # The message quotes the URL it could not parse.
+        raise SourceError(f"invalid database URL: {redact(str(exc))}", transient=False) from exc
     connect_args = dict(connector.connect_args)
     if url.get_backend_name() == "sqlite":
         database = url.database or ""
@@ -36,7 +38,8 @@ def create_engine(connector: SqlConnector, project_root: Path) -> sa.Engine:
         return sa.create_engine(url, connect_args=connect_args, pool_pre_ping=True)
     except (sa.exc.ArgumentError, ImportError) as exc:
         raise SourceError(
-            f"cannot use database URL {_masked(url)}: {exc}", transient=False
+            f"cannot use database URL {mask_url(url)}: {redact(str(exc), *url_secrets(url))}",
+            transient=False,
         ) from exc
 
 
@@ -65,7 +68,7 @@ class SqlSource:
         except sa.exc.NoSuchTableError as exc:
             where = f"{self._schema}.{exc}" if self._schema else str(exc)
             raise SourceError(
-                f"table {where} not found in {_masked(self._engine.url)}", transient=False
+                f"table {where} not found in {mask_url(self._engine.url)}", transient=False
             ) from exc
         except sa.exc.SQLAlchemyError as exc:
             raise translate(exc, self._engine.url) from exc
@@ -150,13 +153,9 @@ class SqlSource:
 def translate(exc: sa.exc.SQLAlchemyError, url: sa.URL) -> SourceError:
     """A database error as our own, saying whether trying again may help."""
     detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+    # Drivers may echo the connection string, or the password alone.
+    detail = redact(detail, *url_secrets(url))
     if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError | sa.exc.TimeoutError):
         # Connection refused, timeouts and dropped connections usually pass; the daemon retries.
-        return SourceError(f"cannot reach {_masked(url)}: {detail}", transient=True)
-    return SourceError(f"query failed on {_masked(url)}: {detail}", transient=False)
-
-
-def _masked(url: sa.URL | Any) -> str:
-    if isinstance(url, sa.URL):
-        return url.render_as_string(hide_password=True)
-    return str(url)
+        return SourceError(f"cannot reach {mask_url(url)}: {detail}", transient=True)
+    return SourceError(f"query failed on {mask_url(url)}: {detail}", transient=False)
