@@ -301,3 +301,249 @@ def test_no_call_when_the_rules_settle_it(
     assert incident(root)["evidence"]["triage"]["kind"] == "data"
     assert emulator.requests() == []
     assert llm_calls(root) == []
+
+
+def tool_errors(emulator: AnthropicEmulator) -> list[str]:
+    """What the model was told its refused tool calls did, in order (the last request holds
+    the whole conversation)."""
+    return [
+        block["content"]
+        for message in emulator.requests()[-1]["body"]["messages"]
+        if message["role"] == "user" and isinstance(message["content"], list)
+        for block in message["content"]
+        if block.get("type") == "tool_result" and block.get("is_error")
+    ]
+
+
+def review(root: Path, incident_id: int) -> None:
+    """The reviewer asked about one opened incident the rules could not place."""
+    from dq_agent.escalate.incidents import Notice
+    from dq_agent.triage.llm import Reviewer
+
+    loaded = load_project(root, env={})
+    with Store.open(loaded.state_url) as store:
+        found = store.incident(incident_id, events=False)
+        assert found is not None
+        notice = Notice(incident_id, "opened", found["suite"], found["check"], (), "")
+        reviewer = Reviewer(loaded, store, lambda: NOW, env={})
+        try:
+            reviewer.consider([notice], pending=lambda _incident: False)
+        finally:
+            reviewer.close()
+
+
+def problem(root: Path, check: str, evidence: dict[str, Any]) -> int:
+    """An incident on the CRM suite with this evidence, as a run would record it."""
+    with Store.open(f"sqlite:///{root}/state.db") as store:
+        change = store.record_problem(
+            suite="crm_opportunities",
+            check=check,
+            dataset="crm/Opportunity",
+            owners=["sales-ops@acme.com"],
+            summary=str(evidence["message"]),
+            at=NOW,
+            check_type=check.partition("(")[0],
+            evidence=evidence,
+        )
+    return change.incident_id
+
+
+def test_a_redacted_columns_values_are_hidden_in_messages_keys_and_findings(
+    tmp_path: Path, model: tuple[AnthropicEmulator, str]
+) -> None:
+    emulator, url = model
+    root = project(tmp_path, url)
+    # Deal names are redacted (redact_columns: [Name]); "Initech pilot" is past the findings
+    # kept with the incident, but in the message and in the value counts.
+    message = (
+        "accepted_values(Name): 3 unexpected Name values: Acme deal (3 rows), "
+        "Globex renewal (1 row), Initech pilot (1 row)"
+    )
+    incident_id = problem(
+        root,
+        "accepted_values(Name)",
+        {
+            "message": message,
+            "observed": {
+                "unexpected_values": {"Acme deal": 3, "Globex renewal": 1, "Initech pilot": 1},
+                "unexpected_rows": 5,
+                "rows": 40,
+            },
+            "findings": [
+                {
+                    "key": {"value": "Acme deal"},
+                    "column": "Name",
+                    "observed": "Acme deal",
+                    "reason": "not an accepted value (3 rows)",
+                },
+                {
+                    "key": {"Name": "Globex renewal", "Id": SLIP},
+                    "column": "StageName",
+                    "observed": "Closed Won",
+                    "reason": "Globex renewal is closed without an amount",
+                },
+            ],
+            "triage": {"kind": None, "reason": message, "action": "tell the owners"},
+        },
+    )
+    emulator.script(
+        [
+            {"tool_use": {"name": "read_evidence", "input": {"incident_id": incident_id}}},
+            {"text": "Done."},
+        ]
+    )
+    review(root, incident_id)
+
+    bodies = sent(emulator)
+    for name in ("Acme deal", "Globex renewal", "Initech pilot"):
+        assert name not in bodies
+    [answer] = [
+        json.loads(block["content"])
+        for block in emulator.requests()[-1]["body"]["messages"][-1]["content"]
+    ]
+    evidence = answer["evidence"]
+    assert evidence["message"] == (
+        "accepted_values(Name): 3 unexpected Name values: [redacted] (3 rows), "
+        "[redacted] (1 row), [redacted] (1 row)"
+    )
+    assert evidence["observed"] == {
+        "unexpected_values": {"[redacted]": 3, "[redacted] (2)": 1, "[redacted] (3)": 1},
+        "unexpected_rows": 5,
+        "rows": 40,
+    }
+    assert [f["key"] for f in evidence["findings"]] == [
+        {"value": "[redacted]"},
+        {"Name": "[redacted]", "Id": SLIP},  # a record's Id is not redacted: it names it
+    ]
+    assert evidence["findings"][1]["reason"] == "[redacted] is closed without an amount"
+    assert evidence["findings"][1]["observed"] == "Closed Won"  # StageName is not redacted
+
+
+def test_a_conversation_reaches_only_its_own_incident(
+    tmp_path: Path, model: tuple[AnthropicEmulator, str]
+) -> None:
+    emulator, url = model
+    root = project(tmp_path, url)
+    for name in ("first", "second", "third"):
+        problem(
+            root,
+            f"custom({name})",
+            {
+                "message": f"the {name} problem",
+                "triage": {"kind": None, "reason": "", "action": ""},
+            },
+        )
+    other = {"incident_id": 1}
+    emulator.script(
+        [
+            {
+                "content": [
+                    {"tool_use": {"name": "read_evidence", "input": other}},
+                    {"tool_use": {"name": "read_past_incidents", "input": {"incident_id": 2}}},
+                    {
+                        "tool_use": {
+                            "name": "classify",
+                            "input": other | {"kind": "transient", "reason": "nothing to see"},
+                        }
+                    },
+                    {
+                        "tool_use": {
+                            "name": "draft_message",
+                            "input": {"incident_id": 2, "text": "<!channel> all fine, ignore"},
+                        }
+                    },
+                    {
+                        "tool_use": {
+                            "name": "propose_correction",
+                            "input": other
+                            | {"key": {"Id": SLIP}, "column": "Amount", "value": 0, "reason": "x"},
+                        }
+                    },
+                    {"tool_use": {"name": "read_evidence", "input": {"incident_id": True}}},
+                ]
+            },
+            {
+                "tool_use": {
+                    "name": "classify",
+                    "input": {"incident_id": 3, "kind": "code", "reason": "a typo in the suite"},
+                }
+            },
+            {"text": "Done."},
+        ]
+    )
+    review(root, 3)
+
+    out_of_reach = (
+        "this conversation is about incident 3 only: incident {} cannot be read or changed from it"
+    )
+    assert tool_errors(emulator) == [
+        out_of_reach.format(1),
+        out_of_reach.format(2),
+        out_of_reach.format(1),
+        out_of_reach.format(2),
+        out_of_reach.format(1),
+        "incident_id must be an integer, not True",
+    ]
+    for untouched in (1, 2):
+        evidence = incident(root, untouched)["evidence"]
+        assert evidence["triage"]["kind"] is None
+        assert "draft" not in evidence
+    assert incident(root, 3)["evidence"]["triage"]["kind"] == "code"
+    with Store.open(f"sqlite:///{root}/state.db") as store:
+        assert store.corrections() == []
+
+
+def test_a_proposal_must_be_a_finite_number_for_a_number(
+    tmp_path: Path, model: tuple[AnthropicEmulator, str], crm: tuple[SalesforceEmulator, str]
+) -> None:
+    emulator, url = model
+    _, crm_url = crm
+
+    def proposing(value: Any) -> dict[str, Any]:
+        return {
+            "tool_use": {
+                "name": "propose_correction",
+                "input": {
+                    "incident_id": 1,
+                    "key": {"Id": SLIP},
+                    "column": "Amount",
+                    "value": value,
+                    "reason": "240 seats were signed",
+                },
+            }
+        }
+
+    emulator.script(
+        [
+            {
+                "content": [
+                    proposing("0; DROP TABLE x"),
+                    proposing("1200000"),
+                    proposing(True),
+                    proposing(float("nan")),
+                    proposing([1_200_000]),
+                    proposing(None),
+                    proposing(1e15),  # a number, but out of the guard's magnitude limit
+                ]
+            },
+            {"content": [proposing(1_200_000)]},
+            {"text": "Done."},
+        ]
+    )
+    root = project(tmp_path, url, crm_url)
+    cycle(root, "crm_opportunities")  # the rule's proposal waits: the model reviews it
+
+    number = "the policy refuses this proposal: Amount must be a number, like the value it replaces"
+    assert tool_errors(emulator) == [
+        f"{number}, not '0; DROP TABLE x'",
+        f"{number}, not '1200000'",
+        f"{number}, not True",
+        "the policy refuses this proposal: Amount must be a finite number, not nan",
+        "the policy refuses this proposal: Amount must be a single value, not [1200000]",
+        "the policy refuses this proposal: Amount must be a single value, not None",
+        "the policy refuses this proposal: a change of more than 10^3 needs a person "
+        "(max_magnitude)",
+    ]
+    with Store.open(f"sqlite:///{root}/state.db") as store:
+        ledger = sorted((c.decided_by, c.new) for c in store.corrections())
+    assert ledger == [("llm", 1_200_000), ("rule", 1_000_000)]  # nothing else recorded

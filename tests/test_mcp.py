@@ -104,6 +104,16 @@ async def session_calls(root: Path, errlog: Path) -> dict[str, Any]:
                     "reason": "zero it",
                 },
             )
+            seen["not_a_number"] = await session.call_tool(
+                "propose_correction",
+                {
+                    "incident_id": 1,
+                    "key": {"Id": SLIP},
+                    "column": "Amount",
+                    "value": "1200000; DROP TABLE x",
+                    "reason": "text where a number goes",
+                },
+            )
             seen["within_policy"] = await session.call_tool(
                 "propose_correction",
                 {
@@ -161,6 +171,11 @@ def test_an_mcp_client_investigates_under_the_gateways_policy(
         "the policy refuses this proposal: a change of more than 10^3 needs a person "
         "(max_magnitude)"
     )
+    assert seen["not_a_number"].is_error
+    assert text(seen["not_a_number"]) == (
+        "the policy refuses this proposal: Amount must be a number, like the value it replaces, "
+        "not '1200000; DROP TABLE x'"
+    )
     assert seen["bad_arguments"].is_error
     assert text(seen["bad_arguments"]).startswith("bad arguments for read_evidence:")
 
@@ -183,3 +198,28 @@ def test_a_store_that_cannot_open_is_an_error_on_stderr_and_exit_3(tmp_path: Pat
     assert result.exit_code == 3
     assert result.stdout == ""
     assert result.stderr.splitlines()[-1].startswith("error: invalid state store URL")
+
+
+def test_listed_summaries_hide_the_values_of_redacted_columns(tmp_path: Path) -> None:
+    from dq_agent.triage.gateway import Gateway
+    from dq_agent.triage.mcp_server import list_incidents
+    from tests.test_llm import problem
+    from tests.test_llm import project as llm_project
+
+    root = llm_project(tmp_path, "http://127.0.0.1:9")  # redact_columns: [Name]
+    problem(
+        root,
+        "accepted_values(Name)",
+        {
+            "message": "1 unexpected Name value: Acme deal (3 rows)",
+            "observed": {"unexpected_values": {"Acme deal": 3}},
+            "findings": [
+                {"key": {"value": "Acme deal"}, "column": "Name", "observed": "Acme deal"}
+            ],
+        },
+    )
+    loaded = load_project(root, env={})
+    with Store.open(loaded.state_url) as store:
+        gateway = Gateway(loaded, store, lambda: NOW, actor="mcp")
+        [listed] = json.loads(list_incidents(gateway, {}))
+    assert listed["summary"] == "1 unexpected Name value: [redacted] (3 rows)"

@@ -2,6 +2,14 @@
 
 Every message has a plain ``text`` too: it is what notifications and screen readers show,
 and what the terminal prints when Slack is not configured.
+
+Slack reads ``<…>`` as markup: ``<!channel>`` notifies a whole channel, ``<@U123>`` mentions
+someone, ``<https://…|Approve here>`` is a link under any label. So every piece of text that
+comes from data (record keys and values, check messages, people's names) or from a model (a
+draft) goes through :func:`escape` as it is put into a message, and text objects are
+``verbatim`` so that Slack does not turn bare URLs, ``#channel`` or ``@name`` into links and
+mentions either. Only the agent's own markup stays live: its mentions of the people it chose,
+its links to records, its emoji and bold.
 """
 
 from __future__ import annotations
@@ -11,6 +19,7 @@ import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 from dq_agent.config.loader import Project
 from dq_agent.config.models import (
@@ -30,6 +39,16 @@ APPROVE, RECHECK, SNOOZE, EXPECTED, UNDO = "approve_fix", "recheck", "snooze", "
 _ICON = {"resolved": ":white_check_mark:", "snoozed": ":zzz:", "expected": ":ok_hand:"}
 _MAX_RUNBOOK_LINES = 4
 _WORD = re.compile(r"[a-z]{4,}")
+
+
+def escape(value: Any) -> str:
+    """Text from data or a model, made inert in Slack markup (Slack's own escaping)."""
+    return str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _mrkdwn(text: str, *, verbatim: bool = True) -> Block:
+    # verbatim: bare URLs, #channel and @name stay words; the agent's <…> markup still works.
+    return {"type": "mrkdwn", "text": text, "verbatim": verbatim}
 
 
 def amount(value: Any) -> str:
@@ -55,14 +74,17 @@ def record_link(project: Project, suite_id: str, key: Mapping[str, Any]) -> str 
         and "Id" in key
     ):
         base = connector.instance_url.rstrip("/")
-        return f"{base}/lightning/r/{source.object}/{key['Id']}/view"
+        # The Id comes from the record: quoted, it cannot end the link or add a label.
+        return f"{base}/lightning/r/{source.object}/{quote(str(key['Id']), safe='')}/view"
     if isinstance(source, GSheetsSourceSpec) and isinstance(connector, GSheetsConnector):
-        return f"https://docs.google.com/spreadsheets/d/{source.spreadsheet}/edit"
+        spreadsheet = quote(source.spreadsheet, safe="")
+        return f"https://docs.google.com/spreadsheets/d/{spreadsheet}/edit"
     return None
 
 
 def _linked(text: str, url: str | None) -> str:
-    return f"<{url}|{text}>" if url else text
+    """``text`` (plain) as mrkdwn, linked to ``url`` when there is one."""
+    return f"<{url}|{escape(text)}>" if url else escape(text)
 
 
 def _record(key: Mapping[str, Any]) -> str:
@@ -129,7 +151,7 @@ def _button(text: str, action_id: str, value: Mapping[str, Any], style: str | No
 
 
 def headline(incident: Mapping[str, Any]) -> str:
-    """What failed, in one sentence."""
+    """What failed, in one sentence (plain text: :func:`escape` it for Slack)."""
     return (
         f"{incident['suite']} / {incident['check']} on {incident['dataset']}: {incident['summary']}"
     )
@@ -142,54 +164,56 @@ def card(
     *,
     similar: str = "",
 ) -> tuple[str, list[Block]]:
-    """The first message of an incident, kept current by ``chat.update``."""
+    """The first message of an incident, kept current by ``chat.update``.
+
+    ``similar`` is plain text, as :func:`memory` gives it.
+    """
     status = incident["status"]
     icon = _ICON.get(status, ":rotating_light:")
-    text = f"{icon} {headline(incident)}"
-    blocks: list[Block] = [{"type": "section", "text": {"type": "mrkdwn", "text": f"*{text}*"}}]
+    text = f"{icon} {escape(headline(incident))}"
+    blocks: list[Block] = [{"type": "section", "text": _mrkdwn(f"*{text}*")}]
     failures = incident["failures"]
-    told = [", ".join(step) for step in incident["chain"][: incident["level"] + 1]]
+    told = [
+        ", ".join(escape(r) for r in step) for step in incident["chain"][: incident["level"] + 1]
+    ]
+    owners = ", ".join(escape(o) for o in incident["owners"]) or "none set"
     state = (
-        f"Incident #{incident['id']} · *{status}* · failed {failures} "
-        f"time{'s' if failures != 1 else ''} since {incident['opened_at'][:16]} UTC · "
-        f"owner: {', '.join(incident['owners']) or 'none set'}"
+        f"Incident #{incident['id']} · *{escape(status)}* · failed {failures} "
+        f"time{'s' if failures != 1 else ''} since {escape(incident['opened_at'][:16])} UTC · "
+        f"owner: {owners}"
     )
     if len(told) > 1:
         state += f" · escalated: {' → '.join(told)}"
     if incident.get("snoozed_until") and status == "snoozed":
-        state += f" · snoozed until {incident['snoozed_until'][:16]} UTC"
-    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": state}]})
+        state += f" · snoozed until {escape(incident['snoozed_until'][:16])} UTC"
+    blocks.append({"type": "context", "elements": [_mrkdwn(state)]})
     triage = (incident.get("evidence") or {}).get("triage") or {}
     if triage.get("kind"):
-        kind = str(triage["kind"]).replace("_", " ")
+        kind = escape(str(triage["kind"]).replace("_", " "))
         blocks.append(
             {
                 "type": "context",
-                "elements": [{"type": "mrkdwn", "text": f"Triage: {kind}: {triage['action']}"}],
+                "elements": [_mrkdwn(f"Triage: {kind}: {escape(triage['action'])}")],
             }
         )
     draft = (incident.get("evidence") or {}).get("draft")
     if draft:
-        blocks.append(
-            {"type": "section", "text": {"type": "mrkdwn", "text": f"*In short*\n{draft}"}}
-        )
+        # A model's words: escaped like data, so they can add no link and no mention.
+        blocks.append({"type": "section", "text": _mrkdwn(f"*In short*\n{escape(draft)}")})
     evidence = _evidence(project, incident)
     if evidence:
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": evidence}})
+        blocks.append({"type": "section", "text": _mrkdwn(evidence)})
     if pending:
-        fixes = "\n".join(f"• {fix_of(c)} (correction {c.id})" for c in pending)
-        blocks.append(
-            {"type": "section", "text": {"type": "mrkdwn", "text": f"*Suggested fix*\n{fixes}"}}
-        )
+        fixes = "\n".join(f"• {escape(fix_of(c))} (correction {c.id})" for c in pending)
+        blocks.append({"type": "section", "text": _mrkdwn(f"*Suggested fix*\n{fixes}")})
     suite = project.suites.get(incident["suite"])
     lines = runbook_lines(suite.runbook, incident) if suite else []
     if lines:
-        runbook = "\n".join(f"> {line}" for line in lines)
-        blocks.append(
-            {"type": "section", "text": {"type": "mrkdwn", "text": f"*Runbook*\n{runbook}"}}
-        )
+        runbook = "\n".join(f"> {escape(line)}" for line in lines)
+        # The owners' own words: a URL they wrote down stays a link.
+        blocks.append({"type": "section", "text": _mrkdwn(f"*Runbook*\n{runbook}", verbatim=False)})
     if similar and status != "resolved":
-        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": similar}]})
+        blocks.append({"type": "context", "elements": [_mrkdwn(escape(similar))]})
     if status not in ("resolved", "expected"):
         blocks.append(
             {"type": "actions", "block_id": "incident", "elements": _buttons(incident, pending)}
@@ -220,20 +244,23 @@ def _evidence(project: Project, incident: Mapping[str, Any]) -> str:
     observed = evidence.get("observed") or {}
     shown = {k: v for k, v in observed.items() if v is not None and not isinstance(v, dict | list)}
     if shown:
-        lines.append("Observed: " + ", ".join(f"{k} {amount(v)}" for k, v in shown.items()))
+        lines.append(
+            "Observed: " + ", ".join(f"{escape(k)} {escape(amount(v))}" for k, v in shown.items())
+        )
     for finding in evidence.get("findings") or []:
         key = finding.get("key") or {}
         where = _linked(_record(key), record_link(project, incident["suite"], key))
         line = f"• {where}"
         if finding.get("column"):
-            line += f" {finding['column']} = {amount(finding.get('observed'))}"
+            line += f" {escape(finding['column'])} = {escape(amount(finding.get('observed')))}"
         if finding.get("proposed") is not None:
-            line += f" (should be {amount(finding['proposed'])})"
+            line += f" (should be {escape(amount(finding['proposed']))})"
         if finding.get("reason"):
-            line += f": {finding['reason']}"
+            line += f": {escape(finding['reason'])}"
         lines.append(line)
     if evidence.get("also"):
-        lines.append("Failing with it while the source is empty: " + ", ".join(evidence["also"]))
+        also = ", ".join(escape(name) for name in evidence["also"])
+        lines.append(f"Failing with it while the source is empty: {also}")
     if not evidence.get("findings"):
         link = record_link(project, incident["suite"], {})
         if link:
@@ -245,17 +272,17 @@ def fyi(project: Project, correction: Correction, reason: str) -> tuple[str, lis
     """A note to the owner that the agent changed a value, with Undo while it stands."""
     link = record_link(project, correction.suite, correction.key)
     where = _linked(_record(correction.key), link)
-    because = f" because {reason}" if reason else ""
+    because = f" because {escape(reason)}" if reason else ""
     text = (
-        f"I changed {correction.column} on {where} from {amount(correction.old)} to "
-        f"{amount(correction.new)}{because}."
+        f"I changed {escape(correction.column)} on {where} from "
+        f"{escape(amount(correction.old))} to {escape(amount(correction.new))}{because}."
     )
-    blocks: list[Block] = [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]
+    blocks: list[Block] = [{"type": "section", "text": _mrkdwn(text)}]
     state = (
-        f"Correction {correction.id} · {correction.status} · "
+        f"Correction {correction.id} · {escape(correction.status)} · "
         f"`dq-agent corrections show {correction.id}`"
     )
-    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": state}]})
+    blocks.append({"type": "context", "elements": [_mrkdwn(state)]})
     if correction.status == "applied":
         blocks.append(
             {
@@ -272,16 +299,33 @@ def digest(
 ) -> tuple[str, list[Block]]:
     """One message listing a person's open incidents, instead of one message each."""
     count = len(incidents)
-    text = f"Daily digest for {person}: {count} open incident{'s' if count != 1 else ''}"
-    blocks: list[Block] = [
-        {"type": "section", "text": {"type": "mrkdwn", "text": f"*{text}* ({at:%Y-%m-%d})"}}
-    ]
+    text = f"Daily digest for {escape(person)}: {count} open incident{'s' if count != 1 else ''}"
+    blocks: list[Block] = [{"type": "section", "text": _mrkdwn(f"*{text}* ({at:%Y-%m-%d})")}]
     for incident in incidents[:45]:  # Slack allows 50 blocks a message
         blocks.append(
             {
                 "type": "section",
-                "text": {"type": "mrkdwn", "text": f"• #{incident['id']} {headline(incident)}"},
+                "text": _mrkdwn(f"• #{incident['id']} {escape(headline(incident))}"),
                 "accessory": _button("I fixed it", RECHECK, {"incident": incident["id"]}),
             }
         )
     return text, blocks
+
+
+def reply(incident: Mapping[str, Any], event: str, detail: str, mentions: Sequence[str]) -> str:
+    """One thread reply for one incident event, in plain words.
+
+    ``mentions`` are the agent's own markup (``<@U…>`` of the people it tells) and stay live;
+    ``detail`` and the incident's summary are escaped.
+    """
+    people = " ".join(mentions)
+    said = escape(detail)
+    if event == "nudged":
+        return f"{people} {said}. Buttons above: I fixed it, Snooze, This is expected."
+    if event == "escalated":
+        return f"{said}."  # the people told get a first message of their own
+    if event == "reopened":
+        return f"{people} failing again after it was resolved: {escape(incident['summary'])}"
+    if event == "resolved":
+        return f":white_check_mark: Resolved: {said}. Closing incident #{incident['id']}."
+    return f"{event.replace('_', ' ').capitalize()}: {said}" if detail else escape(event)

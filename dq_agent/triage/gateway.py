@@ -2,16 +2,21 @@
 
 The model never gets a connection, a credential or a raw record: it calls these tools, and
 the gateway answers from the state store, with the columns named in ``llm.redact_columns``
-replaced by ``[redacted]``. It can *propose* a correction, which goes through the same
-guardrails as the agent's own proposals (allow-list, magnitude, read-only mode) and only for a
-record and column the incident is about; only an owner's approval, or the deterministic
-auto-correct rule, ever writes. The MCP server offers the same tools to people.
+replaced by ``[redacted]``: under their names, and wherever their values appear, in a check's
+message, in value counts' keys, in record keys. It can *propose* a correction, which goes
+through the same guardrails as the agent's own proposals (allow-list, magnitude, read-only
+mode), only for a record and column the incident is about and only with a value of the
+field's type; only an owner's approval, or the deterministic auto-correct rule, ever writes.
+The reviewer's conversations are each bound to one incident. The MCP server offers the same
+tools to people, for any incident.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+import math
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -94,7 +99,13 @@ TOOLS: list[dict[str, Any]] = [
 
 
 class Gateway:
-    """Answers tool calls for one agent, against its project and state store."""
+    """Answers tool calls for one agent, against its project and state store.
+
+    Bound to an incident (``incident=``), as each of the reviewer's conversations is, it
+    answers only about that incident: a call naming another is refused. Unbound (the MCP
+    server, for a person choosing what to look at), it answers about any incident, under the
+    same policy.
+    """
 
     def __init__(
         self,
@@ -104,6 +115,7 @@ class Gateway:
         *,
         env: Mapping[str, str] | None = None,
         actor: str = "llm",
+        incident: int | None = None,
     ) -> None:
         self.project = project
         self.store = store
@@ -111,6 +123,7 @@ class Gateway:
         self.env = env
         # Who is behind the calls, kept with what they record: "llm: <model>", "mcp".
         self.actor = actor
+        self.incident = incident
         llm = project.settings.llm
         self.redact = {c.lower() for c in (llm.redact_columns if llm else [])}
         # What the model said, per incident, for the agent to use after the conversation.
@@ -132,9 +145,18 @@ class Gateway:
     # -- reading ---------------------------------------------------------------------------
 
     def _incident(self, arguments: Mapping[str, Any]) -> dict[str, Any]:
-        incident = self.store.incident(int(arguments["incident_id"]), events=False)
+        wanted = arguments["incident_id"]
+        if isinstance(wanted, bool) or not isinstance(wanted, int):
+            raise ToolRefused(f"incident_id must be an integer, not {_shown(wanted)}")
+        if self.incident is not None and wanted != self.incident:
+            self.refused.append(f"incident {wanted}: out of scope")
+            raise ToolRefused(
+                f"this conversation is about incident {self.incident} only: incident {wanted} "
+                "cannot be read or changed from it"
+            )
+        incident = self.store.incident(wanted, events=False)
         if incident is None:
-            raise ToolRefused(f"no incident {arguments['incident_id']}")
+            raise ToolRefused(f"no incident {wanted}")
         return incident
 
     def _tool_read_evidence(self, arguments: Mapping[str, Any]) -> str:
@@ -146,7 +168,7 @@ class Gateway:
             "dataset": incident["dataset"],
             "status": incident["status"],
             "failures": incident["failures"],
-            "evidence": self.redacted(incident.get("evidence") or {}),
+            "evidence": self.redacted(incident, incident.get("evidence") or {}),
         }
         return json.dumps(shown, default=str)
 
@@ -157,23 +179,45 @@ class Gateway:
 
     def _tool_read_past_incidents(self, arguments: Mapping[str, Any]) -> str:
         incident = self._incident(arguments)
-        return json.dumps(self.store.similar(incident), default=str)
+        return json.dumps(self.redacted(incident, self.store.similar(incident)), default=str)
 
-    def redacted(self, value: Any, key: str = "") -> Any:
-        """``value`` with redacted and secret-looking columns hidden, however deep."""
-        lowered = key.lower()
-        if lowered in self.redact or any(word in lowered for word in _SECRET_WORDS):
-            return REDACTED
-        if isinstance(value, Mapping):
-            column = str(value.get("column") or "").lower()
-            hidden = column in self.redact
-            return {
-                k: (REDACTED if hidden and k in ("observed", "proposed") else self.redacted(v, k))
-                for k, v in value.items()
-            }
-        if isinstance(value, list):
-            return [self.redacted(v) for v in value]
-        return value
+    def redacted(self, incident: Mapping[str, Any], value: Any) -> Any:
+        """``value``, said about ``incident``, with redacted and secret-looking columns hidden:
+        under their own names, and wherever one of their values appears, however deep, in
+        text and in keys."""
+        return _Redaction(self._is_redacted, self._private_values(incident)).apply(value)
+
+    def _is_redacted(self, name: str) -> bool:
+        lowered = name.lower()
+        return lowered in self.redact or any(word in lowered for word in _SECRET_WORDS)
+
+    def _private_values(self, incident: Mapping[str, Any]) -> list[Any]:
+        """The values of redacted columns that the incident's evidence holds."""
+        evidence = incident.get("evidence") or {}
+        findings = [f for f in evidence.get("findings") or [] if isinstance(f, Mapping)]
+        values: list[Any] = []
+        for finding in findings:
+            key = finding.get("key")
+            key = key if isinstance(key, Mapping) else {}
+            if self._is_redacted(str(finding.get("column") or "")):
+                # A value check's findings are keyed by the value itself.
+                values += [finding.get("observed"), finding.get("proposed"), key.get("value")]
+            values += [v for k, v in key.items() if self._is_redacted(str(k))]
+        columns = self._check_columns(incident) | {str(f.get("column") or "") for f in findings}
+        if any(self._is_redacted(c) for c in columns if c):
+            values += _observed_values(evidence.get("observed") or {})
+        return values
+
+    def _check_columns(self, incident: Mapping[str, Any]) -> set[str]:
+        """The columns the incident's check is about, as its configuration names them."""
+        suite = self.project.suites.get(incident["suite"])
+        spec = (
+            next((c for c in suite.checks if c.name == incident["check"]), None) if suite else None
+        )
+        if spec is None:
+            return set()
+        args = spec.args.model_dump() if spec.args is not None else {}
+        return _named_columns(args) | _named_columns(spec.expectation_kwargs)
 
     # -- acting ------------------------------------------------------------------------------
 
@@ -216,6 +260,11 @@ class Gateway:
         if column.lower() in self.redact:
             self.refused.append(f"{key} {column}: redacted")
             raise ToolRefused(f"{column} is redacted: it cannot be proposed")
+        value = arguments["value"]
+        wrong = _type_problem(finding.get("observed"), value)
+        if wrong is not None:
+            self.refused.append(f"{key} {column}: {wrong}")
+            raise ToolRefused(f"the policy refuses this proposal: {column} {wrong}")
         source = suite.source
         connector = self.project.connectors[source.connector]
         change = Change(
@@ -226,7 +275,7 @@ class Gateway:
             key=key,
             column=column,
             old=finding.get("observed"),
-            new=arguments["value"],
+            new=value,
             evidence=(f"the LLM reviewer: {str(arguments['reason'])[:300]}",),
             reason=str(arguments["reason"])[:300],
             confidence=None,
@@ -250,3 +299,137 @@ class Gateway:
         if outcome.correction_id is not None:
             self.proposed.append(outcome.correction_id)
         return f"proposed as correction {outcome.correction_id}: an owner decides"
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _type_problem(old: Any, new: Any) -> str | None:
+    """Why ``new`` cannot replace ``old`` in a field, or None: a proposal keeps the field's
+    type, and a number is a finite one (the guard's magnitude limit only means anything then).
+    """
+    if isinstance(new, dict | list) or new is None:
+        return f"must be a single value, not {_shown(new)}"
+    if isinstance(old, bool):
+        return None if isinstance(new, bool) else f"must be true or false, not {_shown(new)}"
+    numeric = isinstance(old, int | float)
+    if numeric and (isinstance(new, bool) or not isinstance(new, int | float)):
+        return f"must be a number, like the value it replaces, not {_shown(new)}"
+    if isinstance(new, float) and not math.isfinite(new):
+        return f"must be a finite number, not {_shown(new)}"
+    if isinstance(old, str) and not isinstance(new, str):
+        return f"must be text, like the value it replaces, not {_shown(new)}"
+    return None
+
+
+# Check arguments that name columns; ``peers`` holds a ``group_by`` of its own.
+_COLUMN_ARGS = frozenset({"column", "group_by", "column_A", "column_B", "column_list"})
+
+
+def _named_columns(args: Mapping[str, Any]) -> set[str]:
+    names: set[str] = set()
+    for name, value in args.items():
+        if name == "peers" and isinstance(value, Mapping):
+            names |= _named_columns(value)
+        elif name in _COLUMN_ARGS:
+            items = value if isinstance(value, list | tuple) else [value]
+            names |= {item for item in items if isinstance(item, str)}
+    return names
+
+
+def _observed_values(observed: Mapping[str, Any]) -> list[Any]:
+    """What a check on a redacted column observed that may be that column's values: its one
+    observed value, the keys of value counts, the items of value lists and of groups."""
+    found: list[Any] = [observed.get("observed_value")]
+    for value in observed.values():
+        if isinstance(value, Mapping):
+            found += list(value)
+        elif isinstance(value, list):
+            for item in value:
+                if isinstance(item, Mapping):
+                    found += [v for k, v in item.items() if k == "value" or isinstance(v, str)]
+                else:
+                    found.append(item)
+    return found
+
+
+def _number_forms(number: int | float) -> set[str]:
+    """How a number may have been written in a message: 1000000, 1,000,000, 1000000.0."""
+    forms = {str(number), f"{number:,}"}
+    if isinstance(number, int) or number.is_integer():
+        whole = int(number)
+        forms |= {str(whole), f"{whole:,}", str(float(whole))}
+    return forms
+
+
+def _token(text: str) -> str:
+    """``text`` as a regular expression matching it where it stands whole, not inside a
+    longer word or number."""
+    pattern = re.escape(text)
+    if re.match(r"\w", text):
+        pattern = r"(?<!\w)(?<!\d[.,])" + pattern
+    if re.search(r"\w$", text):
+        pattern += r"(?!\w)(?![.,]\d)"
+    return pattern
+
+
+def _flat(values: Iterable[Any]) -> Iterator[Any]:
+    """The single values in ``values``, lists and mappings opened (a row is its cells)."""
+    for value in values:
+        if isinstance(value, Mapping):
+            yield from _flat(value.values())
+        elif isinstance(value, list | tuple | set):
+            yield from _flat(value)
+        else:
+            yield value
+
+
+class _Redaction:
+    """Hides redacted columns by name, and the given values of them wherever they appear: in
+    text, as numbers and in the keys of mappings."""
+
+    def __init__(self, is_redacted: Callable[[str], bool], values: Iterable[Any]) -> None:
+        self.is_redacted = is_redacted
+        self.numbers: set[int | float] = set()
+        texts: set[str] = set()
+        for value in _flat(values):
+            if value is None or isinstance(value, bool):
+                continue
+            if isinstance(value, int | float):
+                if math.isfinite(value):
+                    self.numbers.add(value)
+                    texts |= _number_forms(value)
+            elif str(value).strip():
+                texts.add(str(value).strip())
+        # Longest first: a value that contains another is hidden whole.
+        ordered = sorted(texts, key=len, reverse=True)
+        self.pattern = re.compile("|".join(map(_token, ordered)), re.IGNORECASE) if texts else None
+
+    def text(self, text: str) -> str:
+        return self.pattern.sub(REDACTED, text) if self.pattern else text
+
+    def apply(self, value: Any, key: str = "") -> Any:
+        if key and self.is_redacted(key):
+            return REDACTED
+        if isinstance(value, Mapping):
+            hidden = self.is_redacted(str(value.get("column") or ""))
+            shown: dict[str, Any] = {}
+            for k, v in value.items():
+                name = hidden_name = self.text(str(k))
+                count = 1
+                while name in shown:  # two values hidden under one name: keep both entries
+                    count += 1
+                    name = f"{hidden_name} ({count})"
+                shown[name] = (
+                    REDACTED if hidden and k in ("observed", "proposed") else self.apply(v, str(k))
+                )
+            return shown
+        if isinstance(value, list | tuple):
+            return [self.apply(v) for v in value]
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, int | float) and not isinstance(value, bool) and value in self.numbers:
+            return REDACTED
+        return value

@@ -3,14 +3,15 @@
 The model is asked about a newly opened incident only when the rules could not classify it,
 or when a correction awaits an owner's decision (it reviews the candidate and drafts the
 owner's message). It works through the :mod:`~dq_agent.triage.gateway` tools, so it never
-sees credentials or redacted columns and can only propose. A passing run, or a failure the
-rules settle, costs nothing. When the budget is spent or the API fails, the rules' answer
-and the deterministic message stand.
+sees credentials or redacted columns, can only propose, and each conversation reaches only the
+incident it is about. A passing run, or a failure the rules settle, costs nothing. When the
+budget is spent or the API fails, the rules' answer and the deterministic message stand.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, time
 from typing import TYPE_CHECKING, Any
@@ -58,9 +59,10 @@ class Reviewer:
         if settings is None:
             raise DqAgentError("dq-agent.yml has no llm: section")
         self.settings = settings
+        self.project = project
         self.store = store
         self.clock = clock
-        self.gateway = Gateway(project, store, clock, env=env, actor=settings.model)
+        self.env = env
         self._client = client
         self._owns_client = client is None
 
@@ -133,6 +135,15 @@ class Reviewer:
         from anthropic import APIError
 
         iid = incident["id"]
+        # The conversation can read and act on this incident only, whatever the model asks.
+        gateway = Gateway(
+            self.project,
+            self.store,
+            self.clock,
+            env=self.env,
+            actor=self.settings.model,
+            incident=iid,
+        )
         messages: list[dict[str, Any]] = [{"role": "user", "content": _ASK[purpose].format(id=iid)}]
         for _turn in range(self.settings.max_turns):
             if self._left(iid) <= 0:
@@ -153,7 +164,7 @@ class Reviewer:
                 self._apply(iid)
                 return f"incident {iid}: the LLM failed ({exc.__class__.__name__}); rules stand"
             self._record(iid, purpose, response.usage, "ok")
-            blocks = [block.model_dump(exclude_none=True) for block in response.content]
+            blocks = [_json_safe(block.model_dump(exclude_none=True)) for block in response.content]
             messages.append({"role": "assistant", "content": blocks})
             calls = [block for block in response.content if block.type == "tool_use"]
             if not calls:
@@ -161,7 +172,7 @@ class Reviewer:
             results: list[dict[str, Any]] = []
             for call in calls:
                 try:
-                    answer = self.gateway.call(call.name, dict(call.input))
+                    answer = gateway.call(call.name, dict(call.input))
                     results.append(
                         {"type": "tool_result", "tool_use_id": call.id, "content": answer}
                     )
@@ -183,3 +194,15 @@ class Reviewer:
         self.store.annotate_incident(
             incident_id, {"llm_tokens": self.store.llm_tokens(incident_id=incident_id)}
         )
+
+
+def _json_safe(value: Any) -> Any:
+    """``value`` with the numbers JSON cannot carry (NaN, infinities) as text: the SDK parses
+    them in a reply but refuses them in the next request, which repeats the reply."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    if isinstance(value, Mapping):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value

@@ -41,16 +41,20 @@ LIST_INCIDENTS: dict[str, Any] = {
 _SHOWN = ("id", "suite", "check", "status", "owners", "summary", "opened_at")
 
 
-def list_incidents(store: Store, arguments: Mapping[str, Any]) -> str:
-    """``list_incidents``: the incidents as JSON, without their events."""
+def list_incidents(gateway: Gateway, arguments: Mapping[str, Any]) -> str:
+    """``list_incidents``: the incidents as JSON, without their events; a summary hides the
+    values of redacted columns as ``read_evidence`` does."""
     status = arguments.get("status")
     active = arguments.get("active", False)
     if status is not None and not isinstance(status, str):
         raise ToolRefused("bad arguments for list_incidents: status must be a string")
     if not isinstance(active, bool):
         raise ToolRefused("bad arguments for list_incidents: active must be true or false")
-    found = store.incidents(status=status, active=active, events=False)
-    return json.dumps([{k: i[k] for k in _SHOWN} for i in found], default=str)
+    found = gateway.store.incidents(status=status, active=active, events=False)
+    shown = [
+        {k: i[k] for k in _SHOWN} | gateway.redacted(i, {"summary": i["summary"]}) for i in found
+    ]
+    return json.dumps(shown, default=str)
 
 
 def build_server(project: Project, store: Store, *, clock: Callable[[], datetime]) -> Server[Any]:
@@ -64,6 +68,8 @@ def build_server(project: Project, store: Store, *, clock: Callable[[], datetime
             "dq-agent mcp needs the MCP SDK, which is not installed: pip install 'dq-agent[mcp]'"
         ) from exc
 
+    # Not bound to an incident: a person picks which to look at. The write policy is the
+    # gateway's all the same: propose only, a finding of the incident, within the policy.
     gateway = Gateway(project, store, clock, actor="mcp")
     tools = [
         types.Tool(name=t["name"], description=t["description"], input_schema=t["input_schema"])
@@ -81,7 +87,7 @@ def build_server(project: Project, store: Store, *, clock: Callable[[], datetime
         arguments = params.arguments or {}
         try:
             if params.name == LIST_INCIDENTS["name"]:
-                text = list_incidents(store, arguments)
+                text = list_incidents(gateway, arguments)
             else:
                 text = gateway.call(params.name, arguments)
         except ToolRefused as refused:
