@@ -15,11 +15,12 @@ from dq_agent.escalate.incidents import Notice, RecordOwners, track
 from dq_agent.escalate.notify import Delivery, Escalation
 from dq_agent.escalate.slack import SlackApi
 from dq_agent.remedy.apply import Outcome
-from dq_agent.remedy.runner import Remedy, settle
+from dq_agent.remedy.runner import Remedy, Settled, settle
 from dq_agent.restart.runner import Restarts
 from dq_agent.results import SuiteResult
 from dq_agent.sources.base import Relation, Source
 from dq_agent.store import Store
+from dq_agent.store.locks import acting
 from dq_agent.triage.llm import Reviewer
 
 log = logging.getLogger(__name__)
@@ -54,8 +55,28 @@ def run_cycle(
     caller polls across cycles). Telling people: the events of this run, reminders that are
     due, and the daily digests go to the outbox, and whatever in the outbox is due is sent
     (with ``slack``; without it the caller prints the notices).
+
+    A cycle that acts holds the state store's acting lock throughout: another process's
+    cycle (a second ``run``, the daemon, a click) waits for it, then finds the work done.
     """
-    settled = [] if dry_run else settle(project, store, options)
+    if dry_run:
+        return _cycle(project, suite_ids, store, options, True, env, progress, slack, restarts)
+    with acting(project.state_url):
+        return _cycle(project, suite_ids, store, options, False, env, progress, slack, restarts)
+
+
+def _cycle(
+    project: Project,
+    suite_ids: Sequence[str],
+    store: Store,
+    options: RunOptions,
+    dry_run: bool,
+    env: Mapping[str, str] | None,
+    progress: Any,
+    slack: SlackApi | None,
+    restarts: Restarts | None,
+) -> Cycle:
+    settled = Settled() if dry_run else settle(project, store, options)
     remedy = Remedy(project, store, options, dry_run=dry_run, env=env)
     records = RecordOwners()
 
@@ -74,7 +95,7 @@ def run_cycle(
         hook=hook,
     )
     if dry_run:
-        return Cycle(results, remedy.outcomes, settled, [])
+        return Cycle(results, remedy.outcomes, settled.notes, [])
     notices = track(project, store, results, remedy.outcomes, options.clock(), records)
     if project.settings.llm is not None:
         _review(project, store, options, notices, env)
@@ -82,13 +103,14 @@ def run_cycle(
     restarts = restarts or Restarts(project, store, options)
     try:
         restarts.plan(results)
+        written = [*settled.written, *remedy.outcomes]
         notices, delivery = _follow_up(
-            project, store, options, slack, restarts, notices, remedy.outcomes, records
+            project, store, options, slack, restarts, notices, written, records
         )
     finally:
         if own:  # a caller's (the daemon's) keeps its targets across cycles
             restarts.close()
-    return Cycle(results, remedy.outcomes, settled, notices, delivery)
+    return Cycle(results, remedy.outcomes, settled.notes, notices, delivery)
 
 
 def tick(
@@ -103,7 +125,8 @@ def tick(
     own = restarts is None
     restarts = restarts or Restarts(project, store, options)
     try:
-        notices, delivery = _follow_up(project, store, options, slack, restarts, [], [], None)
+        with acting(project.state_url):
+            notices, delivery = _follow_up(project, store, options, slack, restarts, [], [], None)
     finally:
         if own:
             restarts.close()

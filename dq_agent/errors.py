@@ -50,3 +50,12 @@ class SourceError(DqAgentError):
 
 class StoreError(DqAgentError):
     """The state store could not be opened, migrated or written."""
+
+
+class LedgerConflict(StoreError):
+    """A correction's next step was refused because another one got there first (say, a
+    second click on Revert): ``status`` is what the correction is now."""
+
+    def __init__(self, message: str, *, status: str) -> None:
+        super().__init__(message)
+        self.status = status

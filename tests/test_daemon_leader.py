@@ -123,14 +123,14 @@ def test_bad_url_is_a_store_error_without_the_password() -> None:
 
 
 def test_unsupported_backend_is_a_store_error() -> None:
-    with pytest.raises(StoreError, match="needs a SQLite or PostgreSQL"):
+    with pytest.raises(StoreError, match="need a SQLite or PostgreSQL"):
         Leadership("mysql://user:hunter2@host/db")
 
 
 def test_sqlite_lock_file_that_cannot_be_made_is_a_store_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
-    with pytest.raises(StoreError, match="cannot open leader lock file"):
+    with pytest.raises(StoreError, match="cannot open lock file"):
         Leadership(f"sqlite:///{blocker / 'state.sqlite'}").try_acquire()
 
 

@@ -200,7 +200,9 @@ def test_an_owner_approves_a_proposal(tmp_path: Path, crm: Any) -> None:
     assert amount(emulator, SLIP) == 10_000_000
     loaded = load_project(root, env={})
     with Store.open(loaded.state_url) as store:
-        with pytest.raises(DqAgentError, match="mallory@acme.com may not decide corrections"):
+        with pytest.raises(
+            DqAgentError, match="mallory@acme.com may not decide correction 1 of suite"
+        ):
             approve_correction(loaded, store, 1, by="mallory@acme.com", options=OPTIONS)
         approved = approve_correction(loaded, store, 1, by="CRO@acme.com", options=OPTIONS)
     assert approved.status == "applied"
@@ -249,13 +251,99 @@ def test_a_crash_between_intent_and_outcome_is_settled_without_a_second_write(
     requests_before = emulator.state()["requests"]
     loaded = load_project(root, env={})
     with Store.open(loaded.state_url) as store:
-        notes = settle(loaded, store, OPTIONS)
+        settled = settle(loaded, store, OPTIONS)
         [correction] = store.corrections()
-    assert notes == ["correction 1: applied (settled on start: the write had gone through)"]
+    assert settled.notes == ["correction 1: applied (settled on start: the write had gone through)"]
     assert correction.status == "applied"
     assert emulator.state()["requests"] > requests_before  # it read the source...
     assert amount(emulator, SLIP) == 1_000_000  # ...and wrote nothing again
     assert cycle(root).outcomes == []
+
+
+def test_a_crash_right_after_the_write_still_tells_the_owner(tmp_path: Path, crm: Any) -> None:
+    server, emulator = crm
+    root = project(tmp_path, server)
+    script = tmp_path / "crash.py"
+    script.write_text(textwrap.dedent(CRASH))
+    died = subprocess.run(
+        [sys.executable, str(script), str(root)], capture_output=True, text=True, timeout=120
+    )
+    assert died.returncode == 9, died.stderr
+    assert amount(emulator, SLIP) == 1_000_000
+
+    after = cycle(root)
+    assert after.settled == ["correction 1: applied (settled on start: the write had gone through)"]
+    assert after.outcomes == []  # nothing written again
+    with Store.open(f"sqlite:///{tmp_path}/state.db") as store:
+        told = [(m.kind, m.recipient) for m in store.outbox(correction_id=1)]
+    # The FYI with its Undo the dead process never queued: queued by the run that settled it.
+    assert told == [("fyi", "sales-ops@acme.com")]
+    assert cycle(root).settled == []
+    with Store.open(f"sqlite:///{tmp_path}/state.db") as store:
+        assert len(store.outbox(correction_id=1)) == 1  # once
+
+
+def test_a_second_revert_is_a_no_op_that_says_so(tmp_path: Path, crm: Any) -> None:
+    server, emulator = crm
+    root = project(tmp_path, server)
+    cycle(root)
+    loaded = load_project(root, env={})
+    with Store.open(loaded.state_url) as store:
+        stale = store.correction(1)  # what a second click's page still shows: applied
+        first = revert_correction(loaded, store, 1, by="sales-ops@acme.com", options=OPTIONS)
+        assert first.status == "reverted"
+        again = revert_correction(loaded, store, 1, by="sales-ops@acme.com", options=OPTIONS)
+        assert (again.status, again.detail) == (
+            "unchanged",
+            "correction 1 was already reverted at 2026-11-24 12:00 UTC: nothing to do",
+        )
+        # Even with the stale view of a click that raced the first, nothing follows "reverted".
+        assert stale is not None and stale.status == "applied"
+        from dq_agent.remedy.apply import revert
+
+        raced = revert(store, None, stale, by="sales-ops@acme.com", clock=lambda: NOW)  # type: ignore[arg-type]
+        assert raced.status == "unchanged"
+        events = [e.event for e in store.correction(1).events]  # type: ignore[union-attr]
+        assert events == ["intent", "applied", "revert_intent", "reverted"]
+        assert store.correction(1).status == "reverted"  # type: ignore[union-attr]
+    assert amount(emulator, SLIP) == 10_000_000  # the ledger matches the source
+    # The next run does not write the undone fix again: a person decides it now.
+    [outcome] = cycle(root).outcomes
+    assert outcome.status == "proposed"
+    assert amount(emulator, SLIP) == 10_000_000
+
+
+def test_a_value_someone_else_already_fixed_is_not_claimed_as_a_correction(
+    tmp_path: Path, crm: Any
+) -> None:
+    from dq_agent.sources.salesforce import SalesforceSource
+
+    server, emulator = crm
+    root = project(tmp_path, server)
+    real = SalesforceSource.write
+
+    def person_fixes_it_first(self: Any, key: Any, column: str, old: Any, new: Any) -> Any:
+        # Between the agent's read and its write, the owner types the right amount.
+        self._sf.Opportunity.update(key["Id"], {column: new})
+        return real(self, key, column, old, new)
+
+    SalesforceSource.write = person_fixes_it_first  # type: ignore[method-assign]
+    try:
+        [outcome] = cycle(root).outcomes
+    finally:
+        SalesforceSource.write = real  # type: ignore[method-assign]
+    assert (outcome.status, outcome.detail) == (
+        "conflict",
+        "already fixed at the source: Amount holds 1,000,000 already",
+    )
+    [entry] = ledger(tmp_path)
+    assert (entry["status"], entry["applied_at"]) == ("conflict", None)
+    assert (
+        entry["detail"]
+        == "already fixed at the source: Amount holds 1,000,000 already; nothing written"
+    )
+    with Store.open(f"sqlite:///{tmp_path}/state.db") as store:
+        assert store.outbox(correction_id=1) == []  # no "I changed Amount" for someone else's fix
 
 
 def test_corrections_cli_lists_shows_and_verifies(tmp_path: Path, crm: Any) -> None:

@@ -30,6 +30,7 @@ from dq_agent.remedy.runner import (
     revert_correction,
 )
 from dq_agent.store import Store
+from dq_agent.store.locks import acting
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,16 @@ class Actions:
             log.error("could not tell %s: %s (%s)", user_id, text, exc)
 
     def act(self, action_id: str, value: Mapping[str, Any], email: str) -> None:
-        """Do ``action_id`` as ``email``; raises :class:`DqAgentError` saying why not."""
+        """Do ``action_id`` as ``email``; raises :class:`DqAgentError` saying why not.
+
+        Every action is authorized against what it acts on (the correction's own suite and
+        records), never against the message or page the click came from, and holds the
+        state store's acting lock, so it never overlaps another process's cycle.
+        """
+        with acting(self.project.state_url):
+            self._act(action_id, value, email)
+
+    def _act(self, action_id: str, value: Mapping[str, Any], email: str) -> None:
         if action_id == messages.UNDO:
             self._undo(int(value["correction"]), email)
             return
@@ -105,7 +115,7 @@ class Actions:
             self._recheck(incident, email)
         elif action_id == messages.APPROVE:
             self._require(incident, email, "approve a fix for")
-            self._approve(incident, int(value["correction"]), email)
+            self._approve(incident, self._part_of(incident, value), email)
         elif action_id == messages.SNOOZE:
             self._require(incident, email, "snooze")
             until = self.options.clock() + self.project.settings.nudges.snooze
@@ -121,6 +131,16 @@ class Actions:
             raise DqAgentError(f"unknown action {action_id!r}")
 
     # -- who may ---------------------------------------------------------------------------------
+
+    def _part_of(self, incident: Mapping[str, Any], value: Mapping[str, Any]) -> int:
+        """The correction a button names, refused unless it is one this incident proposes:
+        the incident's people decide its own fixes, not another suite's."""
+        correction_id = int(value["correction"])
+        if correction_id not in {c.id for c in self.escalation.pending(incident)}:
+            raise DqAgentError(
+                f"correction {correction_id} is not a pending fix of incident #{incident['id']}"
+            )
+        return correction_id
 
     def _people(self, suite_id: str, check: str, also: Iterable[str] = ()) -> set[str]:
         """The people (channels cannot press buttons) who may decide about this check."""
@@ -266,16 +286,11 @@ class Actions:
         )
 
     def _undo(self, correction_id: int, email: str) -> None:
-        correction = self.store.correction(correction_id)
-        if correction is None:
+        if self.store.correction(correction_id) is None:
             raise DqAgentError(f"correction {correction_id} is not in this agent's ledger")
-        told = [m.recipient for m in self.store.outbox(correction_id=correction_id)]
-        if email.lower() not in self._people(correction.suite, correction.check, told):
-            raise DqAgentError(
-                f"Only the owners and escalation list of {correction.suite} may undo "
-                f"correction {correction_id}."
-            )
         outcome = revert_correction(
             self.project, self.store, correction_id, by=email, options=self.options
         )
+        if outcome.status == "unchanged":
+            raise DqAgentError(outcome.detail)  # said to the one who clicked, not the thread
         self.escalation.undone(correction_id, outcome, email)

@@ -13,6 +13,9 @@ working hours; channels hear at once.
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -40,6 +43,10 @@ _QUIET = {"failed_again"}
 # A transient failure waits this long before the next try, doubling up to the last.
 _BACKOFF = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=30))
 _MAX_ATTEMPTS = 8
+# How long a sender's claim on a message holds: longer than any one Slack call with its
+# rate-limit waits, short enough that a dead sender's messages go out soon after.
+CLAIM_LEASE = timedelta(minutes=10)
+_UNCLAIMED: dict[str, Any] = {"claimed_by": None, "claimed_until": None}
 
 
 def _is_channel(recipient: str) -> bool:
@@ -70,6 +77,8 @@ class Escalation:
         self.slack = slack
         self.clock = clock
         self.settings = project.settings.nudges
+        # Who claims outbox messages: unique per sender, across processes and hosts.
+        self._sender = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
     # -- who and when --------------------------------------------------------------------------
 
@@ -176,7 +185,8 @@ class Escalation:
         notice: Notice,
         now: datetime,
     ) -> list[dict[str, Any]]:
-        text = _reply_text(incident, notice, [self._mention(p) for p in notice.owners])
+        mentions = [self._mention(p) for p in notice.owners]
+        text = messages.reply(incident, notice.event, notice.summary, mentions)
         rows = []
         for root in roots:
             row = self._row(
@@ -255,11 +265,12 @@ class Escalation:
         correction = self.store.correction(correction_id)
         if correction is None:
             return
-        text = (
+        said = (
             f"Undone by {by}: {correction.column} is {messages.amount(correction.old)} again."
             if outcome.status == "reverted"
             else f"Could not undo ({outcome.status}): {outcome.detail}"
         )
+        text = messages.escape(said)
         self.correction_event(correction, outcome.status, text)
 
     def correction_event(self, correction: Correction, event: str, text: str) -> None:
@@ -374,7 +385,14 @@ class Escalation:
             return done
         now = self.clock()
         updated: set[tuple[int | None, int | None]] = set()
-        for message in self.store.outbox(status="pending", due_by=now):
+        for pending in self.store.outbox(status="pending", due_by=now):
+            # Claimed before Slack is called: another sender (a replica, a click's thread)
+            # skips it, and a sender that dies lets it go when the lease lapses.
+            message = self.store.outbox_claim(
+                pending.id, by=self._sender, at=now, lease=CLAIM_LEASE
+            )
+            if message is None:
+                continue
             try:
                 if message.kind == "update":
                     target = (message.incident_id, message.correction_id)
@@ -382,16 +400,20 @@ class Escalation:
                         self._refresh(message)
                         updated.add(target)
                     self.store.outbox_update(message.id, status="sent", sent_at=now)
-                else:
-                    if not self._send(message, now):
-                        continue
+                elif not self._send(message, now):
+                    self.store.outbox_update(message.id, **_UNCLAIMED)
+                    continue
                 done.sent.append(message.key)
             except SlackError as exc:
                 attempts = message.attempts + 1
                 if exc.transient and attempts < _MAX_ATTEMPTS:
                     wait = _BACKOFF[min(attempts, len(_BACKOFF)) - 1]
                     self.store.outbox_update(
-                        message.id, attempts=attempts, error=str(exc), due_at=now + wait
+                        message.id,
+                        attempts=attempts,
+                        error=str(exc),
+                        due_at=now + wait,
+                        **_UNCLAIMED,
                     )
                 else:
                     self.store.outbox_update(
@@ -513,18 +535,3 @@ class Escalation:
         for first in firsts:
             if first.status == "sent" and first.channel and first.ts:
                 self.slack.update(first.channel, first.ts, text, blocks)
-
-
-def _reply_text(incident: Mapping[str, Any], notice: Notice, mentions: Sequence[str]) -> str:
-    """One thread reply for one event, in plain words."""
-    event, detail = notice.event, notice.summary
-    people = " ".join(mentions)
-    if event == "nudged":
-        return f"{people} {detail}. Buttons above: I fixed it, Snooze, This is expected."
-    if event == "escalated":
-        return f"{detail}."  # the people told get a first message of their own
-    if event == "reopened":
-        return f"{people} failing again after it was resolved: {incident['summary']}"
-    if event == "resolved":
-        return f":white_check_mark: Resolved: {detail}. Closing incident #{incident['id']}."
-    return f"{event.replace('_', ' ').capitalize()}: {detail}" if detail else event

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from dq_agent.config.models import SlackSettings
 from dq_agent.errors import DqAgentError
+from dq_agent.sources.retry import parse_retry_after
 
 if TYPE_CHECKING:
     from slack_sdk.web import SlackResponse
@@ -67,12 +68,9 @@ def _rate_limit_handler(sleep: Callable[[float], None], retries: int) -> Any:
             if response is None:
                 raise error
             values = {k.lower(): v for k, v in response.headers.items()}.get("retry-after")
-            try:
-                wait = float(str(values[0] if isinstance(values, list) else values))
-            except (TypeError, ValueError, IndexError):
-                wait = 1.0
+            asked = parse_retry_after(values[0] if isinstance(values, list) and values else values)
             state.next_attempt_requested = True
-            sleep(min(max(wait, 0.0), MAX_RETRY_AFTER_S))
+            sleep(min(1.0 if asked is None else asked, MAX_RETRY_AFTER_S))
             state.increment_current_attempt()
 
     return _HonourRetryAfter(max_retry_count=retries)
@@ -95,15 +93,23 @@ class SlackApi:
             raise DqAgentError(
                 "slack: is configured but slack-sdk is not installed: pip install 'dq-agent[slack]'"
             ) from exc
-        self._client = WebClient(
-            token=settings.token.get_secret_value(),
-            base_url=settings.base_url or WebClient.BASE_URL,
-            timeout=settings.timeout,
-            retry_handlers=[
-                ConnectionErrorRetryHandler(max_retry_count=2),
-                _rate_limit_handler(sleep, rate_limit_retries),
-            ],
-        )
+
+        def client(*, reconnect: bool) -> WebClient:
+            handlers = [_rate_limit_handler(sleep, rate_limit_retries)]
+            if reconnect:
+                handlers.insert(0, ConnectionErrorRetryHandler(max_retry_count=2))
+            return WebClient(
+                token=settings.token.get_secret_value(),
+                base_url=settings.base_url or WebClient.BASE_URL,
+                timeout=settings.timeout,
+                retry_handlers=handlers,
+            )
+
+        # Look-ups and edits may be sent again after a dropped connection; a new message may
+        # not: Slack may have posted it before the connection dropped. A failed post is
+        # retried by the outbox, which first looks for it (:meth:`find`).
+        self._client = client(reconnect=True)
+        self._poster = client(reconnect=False)
         self._users: dict[str, SlackUser] = {}
         self._emails: dict[str, str | None] = {}
         self._channels: dict[str, str] = {}
@@ -198,7 +204,7 @@ class SlackApi:
         """Post a message carrying its idempotency key as metadata; returns its ``ts``."""
         response = self._call(
             "chat.postMessage",
-            lambda: self._client.chat_postMessage(
+            lambda: self._poster.chat_postMessage(
                 channel=channel,
                 text=text,
                 blocks=[dict(b) for b in blocks] if blocks is not None else None,
@@ -223,7 +229,7 @@ class SlackApi:
         """A message only ``user_id`` sees (a refusal, a confirmation)."""
         self._call(
             "chat.postEphemeral",
-            lambda: self._client.chat_postEphemeral(channel=channel, user=user_id, text=text),
+            lambda: self._poster.chat_postEphemeral(channel=channel, user=user_id, text=text),
         )
 
     def find(self, channel: str, key: str, *, thread_ts: str | None = None) -> str | None:

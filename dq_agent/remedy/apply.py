@@ -8,12 +8,12 @@ new value is there, not applied if the old one still is. Nothing is ever written
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
-from dq_agent.errors import SourceError, StoreError
+from dq_agent.errors import LedgerConflict, SourceError, StoreError
 from dq_agent.remedy.plan import Change
 from dq_agent.sources.base import Source, same_value
 from dq_agent.store import Store
@@ -27,7 +27,9 @@ class Outcome:
     """What became of one change in a run."""
 
     change: Change
-    status: str  # applied | conflict | failed | refused | proposed | planned | rejected
+    # applied | conflict | failed | refused | proposed | planned | rejected | reverted
+    # | unchanged (asked for what was already done: a second revert)
+    status: str
     detail: str
     correction_id: int | None = None
 
@@ -96,7 +98,11 @@ def apply(
     clock: Clock,
     correction_id: int | None = None,
 ) -> Outcome:
-    """Intent, compare-and-set write, outcome: the ledger holds each step."""
+    """Intent, compare-and-set write, outcome: the ledger holds each step.
+
+    Writing an existing proposal (``correction_id``) first claims it: its intent follows the
+    proposal or nothing happens, so two approvals never write it twice.
+    """
     try:
         correction_id = store.ledger_append(
             event="intent",
@@ -105,8 +111,12 @@ def apply(
             decided_by=decided_by,
             detail=change.reason,
             idempotency_key=change.idempotency_key(marker),
+            after=None if correction_id is None else ("proposed",),
             **_subject(change),
         )
+    except LedgerConflict as exc:
+        detail = f"not written: {exc}: someone else decided it first"
+        return Outcome(change, "refused", detail, correction_id)
     except StoreError as exc:
         return Outcome(change, "failed", f"not written: the ledger refused the intent ({exc})")
     note = _noter(store, correction_id, decided_by, clock)
@@ -119,6 +129,13 @@ def apply(
         note("applied", written.before, written.after, "written compare-and-set")
         done = "verified on a copy, then written compare-and-set"
         return Outcome(change, "applied", done, correction_id)
+    if same_value(written.after, change.new):
+        # Someone else wrote the intended value first: theirs, not a correction of ours.
+        detail = (
+            f"already fixed at the source: {change.column} holds {_shown(written.after)} already"
+        )
+        note("conflict", written.before, written.after, f"{detail}; nothing written")
+        return Outcome(change, "conflict", detail, correction_id)
     detail = f"conflict: {written.detail}; nothing overwritten"
     note("conflict", written.before, change.new, detail)
     return Outcome(change, "conflict", detail, correction_id)
@@ -127,7 +144,11 @@ def apply(
 def revert(
     store: Store, source: Source, correction: Correction, *, by: str, clock: Clock
 ) -> Outcome:
-    """Put the old value back, compare-and-set: refused if the value changed since."""
+    """Put the old value back, compare-and-set: refused if the value changed since.
+
+    The revert claims the correction first (its intent must follow the write or a refused
+    revert), so of two clicks on Undo one reverts and the other is told it is done.
+    """
     change = dataclasses.replace(
         Change.of(correction),
         old=correction.new,
@@ -135,12 +156,13 @@ def revert(
         evidence=(f"revert of correction {correction.id}",),
         reason="revert",
     )
-    if correction.status != "applied":
-        return Outcome(
-            change, "refused", f"correction {correction.id} is {correction.status}, not applied"
-        )
     note = _noter(store, correction.id, by, clock)
-    note("revert_intent", correction.new, correction.old, "revert requested")
+    try:
+        if correction.status != "applied":
+            raise LedgerConflict("not applied", status=correction.status)
+        note("revert_intent", correction.new, correction.old, "revert requested", _REVERTIBLE)
+    except LedgerConflict as exc:
+        return _not_revertible(store, change, correction.id, exc.status)
     try:
         written = source.write(correction.key, correction.column, correction.new, correction.old)
     except SourceError as exc:
@@ -155,12 +177,47 @@ def revert(
     return Outcome(change, "reverted", done, correction.id)
 
 
-def _noter(
-    store: Store, correction_id: int, by: str, clock: Clock
-) -> Callable[[str, Any, Any, str], None]:
-    """Append the next event of one correction: what happened, old → new, and why."""
+def _shown(value: Any) -> str:
+    """A value as a person reads it: 1,000,000 rather than 1000000.0."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return f"{value:,}"
+    return repr(value)
 
-    def note(event: str, old: Any, new: Any, detail: str) -> None:
+
+def _not_revertible(store: Store, change: Change, correction_id: int, status: str) -> Outcome:
+    """Why a revert did nothing: already undone (a no-op), or not in a state to undo."""
+    if status == "reverted":
+        now = store.correction(correction_id)
+        when = f" at {now.reverted_at:%Y-%m-%d %H:%M} UTC" if now and now.reverted_at else ""
+        detail = f"correction {correction_id} was already reverted{when}: nothing to do"
+        return Outcome(change, "unchanged", detail, correction_id)
+    if status == "applied":  # another revert holds it right now
+        detail = f"correction {correction_id} is being reverted by someone else"
+        return Outcome(change, "refused", detail, correction_id)
+    return Outcome(
+        change, "refused", f"correction {correction_id} is {status}, not applied", correction_id
+    )
+
+
+# What a revert may follow: the write, or an earlier revert that was refused.
+_REVERTIBLE = ("applied", "revert_refused")
+
+
+class _Note(Protocol):
+    def __call__(
+        self, event: str, old: Any, new: Any, detail: str, after: Collection[str] | None = None
+    ) -> None: ...
+
+
+def _noter(store: Store, correction_id: int, by: str, clock: Clock) -> _Note:
+    """Append the next event of one correction: what happened, old → new, and why;
+    ``after``: the events it must follow (a claim), as :meth:`Store.ledger_append` says."""
+
+    def note(
+        event: str, old: Any, new: Any, detail: str, after: Collection[str] | None = None
+    ) -> None:
         store.ledger_append(
             event=event,
             at=clock(),
@@ -169,16 +226,33 @@ def _noter(
             new=new,
             decided_by=by,
             detail=detail,
+            after=after,
         )
 
     return note
 
 
-def reconcile(store: Store, correction: Correction, source: Source, *, clock: Clock) -> str:
-    """Settle a correction interrupted between its intent and its outcome."""
+# The outcome of a settled event, as a run reports it.
+_SETTLED = {
+    "applied": "applied",
+    "failed": "failed",
+    "conflict": "conflict",
+    "reverted": "reverted",
+    "revert_refused": "conflict",
+}
+
+
+def reconcile(
+    store: Store, correction: Correction, source: Source, *, clock: Clock
+) -> Outcome | None:
+    """Settle a correction interrupted between its intent and its outcome; None if it was not.
+
+    A write found to have gone through is ``applied`` like any other, so the run that settles
+    it tells the owner (the process that wrote it died before it could).
+    """
     last = correction.events[-1].event
     if last not in ("intent", "revert_intent"):
-        return "nothing to settle"
+        return None
     current = source.read(correction.key, correction.column)
     reverting = last == "revert_intent"
     target, original = (
@@ -195,8 +269,8 @@ def reconcile(store: Store, correction: Correction, source: Source, *, clock: Cl
     else:
         event = "revert_refused" if reverting else "conflict"
         detail = f"settled on start: the value is now {current!r}, changed by someone else"
-    _noter(store, correction.id, "reconcile", clock)(event, original, current, detail)
-    return f"correction {correction.id}: {event} ({detail})"
+    _noter(store, correction.id, "reconcile", clock)(event, original, current, detail, (last,))
+    return Outcome(Change.of(correction), _SETTLED[event], detail, correction.id)
 
 
 def interrupted(store: Store) -> Sequence[Correction]:

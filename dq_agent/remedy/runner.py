@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from dq_agent.config.loader import Project
 from dq_agent.config.models import Suite
 from dq_agent.engine import RunOptions, context_for, run_checks
-from dq_agent.errors import DqAgentError, SourceError
+from dq_agent.errors import DqAgentError, LedgerConflict, SourceError
 from dq_agent.remedy.apply import (
     Clock,
     Outcome,
@@ -175,22 +175,41 @@ class Remedy:
             )
 
 
-def settle(project: Project, store: Store, options: RunOptions) -> list[str]:
+@dataclass(frozen=True)
+class Settled:
+    """What settling the corrections a crash interrupted found."""
+
+    notes: list[str] = field(default_factory=list)
+    # Writes the rules made that had gone through: their owners are still to be told.
+    written: list[Outcome] = field(default_factory=list)
+
+
+def settle(project: Project, store: Store, options: RunOptions) -> Settled:
     """Reconcile every correction a crash left between intent and outcome."""
-    notes = []
+    settled = Settled()
     for correction in interrupted(store):
         try:
             with _open(project, correction.suite, options) as source:
-                notes.append(reconcile(store, correction, source, clock=options.clock))
+                outcome = reconcile(store, correction, source, clock=options.clock)
         except (DqAgentError, SourceError) as exc:
-            notes.append(f"correction {correction.id}: still unsettled ({exc})")
-    return notes
+            settled.notes.append(f"correction {correction.id}: still unsettled ({exc})")
+            continue
+        if outcome is None:
+            continue
+        settled.notes.append(f"correction {correction.id}: {outcome.status} ({outcome.detail})")
+        if outcome.status == "applied" and correction.decided_by == "rule":
+            settled.written.append(outcome)
+    return settled
 
 
 def revert_correction(
     project: Project, store: Store, correction_id: int, *, by: str, options: RunOptions
 ) -> Outcome:
+    """Undo a correction, as ``by``: one of its suite's deciders or the people told of it
+    (the owners of the record it changed), whoever asks and from wherever."""
     correction = _correction(store, correction_id)
+    told = [m.recipient for m in store.outbox(correction_id=correction.id)]
+    _require_owner(_suite_of(project, correction), correction, by, told, what="undo")
     with _open(project, correction.suite, options) as source:
         return revert(store, source, correction, by=by, clock=options.clock)
 
@@ -264,19 +283,22 @@ def reject_correction(
 ) -> None:
     correction = _correction(store, correction_id)
     _require_owner(_suite_of(project, correction), correction, by)
+    only = "only a proposal can be rejected (a write in progress cannot)"
     if correction.status != "pending":
-        raise DqAgentError(
-            f"correction {correction.id} is {correction.status}: only a pending one can be rejected"
+        raise DqAgentError(f"correction {correction.id} is {correction.status}: {only}")
+    try:
+        store.ledger_append(
+            event="rejected",
+            at=clock(),
+            correction_id=correction.id,
+            old=correction.old,
+            new=correction.new,
+            decided_by=f"owner:{by}",
+            detail="rejected by the owner",
+            after=("proposed",),
         )
-    store.ledger_append(
-        event="rejected",
-        at=clock(),
-        correction_id=correction.id,
-        old=correction.old,
-        new=correction.new,
-        decided_by=f"owner:{by}",
-        detail="rejected by the owner",
-    )
+    except LedgerConflict as exc:
+        raise DqAgentError(f"{exc}: {only}") from exc
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -317,11 +339,19 @@ def deciders(suite: Suite, check: str, also: Iterable[str] = ()) -> set[str]:
     return people
 
 
-def _require_owner(suite: Suite, correction: Correction, by: str, also: Iterable[str] = ()) -> None:
-    people = deciders(suite, correction.check, also)
+def _require_owner(
+    suite: Suite,
+    correction: Correction,
+    by: str,
+    also: Iterable[str] = (),
+    *,
+    what: str = "decide",
+) -> None:
+    """Refuse unless ``by`` is a person who may decide this correction (channels cannot)."""
+    people = {p for p in deciders(suite, correction.check, also) if not p.startswith("#")}
     if by.lower() not in people:
         listed = ", ".join(sorted(people)) or "nobody"
         raise DqAgentError(
-            f"{by} may not decide corrections of suite {suite.suite} "
-            f"(owners and escalation: {listed})"
+            f"{by} may not {what} correction {correction.id} of suite {suite.suite} "
+            f"(its owners and escalation list: {listed})"
         )

@@ -48,6 +48,9 @@ class Response:
     status: int = 200
     body: Any = None  # JSON-serialisable, or bytes, or None for an empty body
     headers: dict[str, str] = field(default_factory=dict)
+    # Close the connection without answering, as a network that drops it would (the request
+    # itself was handled).
+    drop: bool = False
 
 
 class Emulator(Protocol):
@@ -124,6 +127,9 @@ def _handler_for(emulator: Emulator) -> type[BaseHTTPRequestHandler]:
             self._send(response)
 
         def _send(self, response: Response) -> None:
+            if response.drop:
+                self.close_connection = True
+                return
             if isinstance(response.body, bytes):
                 payload, kind = response.body, "application/octet-stream"
             elif response.body is None:

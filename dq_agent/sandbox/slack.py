@@ -175,7 +175,7 @@ class _SlackError(Exception):
 class _Fault:
     error: str
     status: int
-    retry_after: int | None
+    retry_after: int | str | None
 
 
 # --------------------------------------------------------------------------- arguments
@@ -456,6 +456,7 @@ class SlackEmulator:
             self._channels: dict[str, _Channel] = {}  # by id
             self._messages: list[_Message] = []
             self._faults: list[_Fault] = []
+            self._drops: Counter[str] = Counter()
             self._calls: Counter[str] = Counter()
             self._requests = 0
             self._last_micros = 0
@@ -488,7 +489,12 @@ class SlackEmulator:
         }
 
     def fail_next(
-        self, error: str, *, times: int = 1, status: int = 200, retry_after: int | None = None
+        self,
+        error: str,
+        *,
+        times: int = 1,
+        status: int = 200,
+        retry_after: int | str | None = None,
     ) -> None:
         """Answer the next ``times`` API calls with ``{"ok": false, "error": error}``.
 
@@ -499,6 +505,12 @@ class SlackEmulator:
             raise ValueError("fail_next needs times >= 1 and a status of 200, 429 or 5xx")
         with self._lock:
             self._faults.extend([_Fault(error, status, retry_after)] * times)
+
+    def drop_after(self, method: str, *, times: int = 1) -> None:
+        """Carry out the next ``times`` calls of ``method`` (a message is posted), then drop
+        the connection instead of answering: the client cannot tell whether it went through."""
+        with self._lock:
+            self._drops[method] += times
 
     def requests_for(self, method: str) -> int:
         """How many calls of an API method (``chat.postMessage``) arrived, failed ones included."""
@@ -533,9 +545,13 @@ class SlackEmulator:
             if self._faults:
                 return self._fault(self._faults.pop(0))
             try:
-                return Response(200, {"ok": True, **self._call(method, request)})
+                answer = Response(200, {"ok": True, **self._call(method, request)})
             except _SlackError as exc:
                 return Response(200, {"ok": False, "error": exc.error})
+            if self._drops[method]:
+                self._drops[method] -= 1
+                answer.drop = True
+            return answer
 
     def _fault(self, fault: _Fault) -> Response:
         if fault.status == 429:

@@ -32,7 +32,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from dq_agent.errors import StoreError
-from dq_agent.store.store import _PASSWORD_IN_URL, _describe, _redact
+from dq_agent.redact import mask_url, redact, url_secrets
+from dq_agent.store.store import _describe
 
 log = logging.getLogger(__name__)
 
@@ -105,10 +106,10 @@ class SharedLock:
         try:
             parsed = sa.make_url(url)
         except (SQLAlchemyError, ValueError) as exc:  # ValueError: e.g. a non-numeric port
-            shown = _PASSWORD_IN_URL.sub(r"\1***@", url)
+            shown = mask_url(url)
             raise StoreError(f"invalid state store URL {shown}: {_describe(exc)}") from exc
         self._url = parsed
-        self._shown = parsed.render_as_string(hide_password=True)
+        self._shown = mask_url(parsed)
         self._key = key
         self._lock = threading.Lock()
         self._held = False
@@ -137,7 +138,7 @@ class SharedLock:
             )
 
     def _error(self, what: str, exc: BaseException) -> StoreError:
-        reason = _redact(_describe(exc), self._url.password)
+        reason = redact(_describe(exc), *url_secrets(self._url))
         return StoreError(f"{what} {self._shown}: {reason}")
 
     # -- the public face ------------------------------------------------------------------------

@@ -276,6 +276,10 @@ class OutboxMessage(Base):
     channel: Mapped[str | None] = mapped_column(sa.String(64))
     ts: Mapped[str | None] = mapped_column(sa.String(32))
     error: Mapped[str | None] = mapped_column(sa.Text)
+    # Who is sending it, until when: a sender claims a message before calling Slack, so two
+    # senders never send the same one; a dead sender's claim lapses.
+    claimed_by: Mapped[str | None] = mapped_column(sa.String(128))
+    claimed_until: Mapped[datetime | None]
 
 
 class Restart(Base):
@@ -321,3 +325,34 @@ class LlmCall(Base):
     input_tokens: Mapped[int] = mapped_column(sa.Integer)
     output_tokens: Mapped[int] = mapped_column(sa.Integer)
     outcome: Mapped[str] = mapped_column(sa.String(32))  # ok | error | budget
+
+
+class SeenRequest(Base):
+    """A signed request already acted on (a Slack signature), remembered while it could be
+    replayed, so a replay is refused by every replica and after a restart."""
+
+    __tablename__ = "seen_requests"
+    __table_args__ = (sa.Index("ix_seen_requests_expires_at", "expires_at"),)
+
+    key: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
+    expires_at: Mapped[datetime]
+
+
+class EndedSession(Base):
+    """A dashboard session signed out before its cookie expires: its cookie is refused."""
+
+    __tablename__ = "ended_sessions"
+
+    session_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    expires_at: Mapped[datetime]
+
+
+class SignInFailure(Base):
+    """A wrong token at the dashboard's sign-in, per address and per e-mail: for throttling."""
+
+    __tablename__ = "sign_in_failures"
+    __table_args__ = (sa.Index("ix_sign_in_failures_subject_at", "subject", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    subject: Mapped[str] = mapped_column(sa.String(255))
+    at: Mapped[datetime]

@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-import re
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple, Self
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from dq_agent.errors import StoreError
+from dq_agent.errors import LedgerConflict, StoreError
+from dq_agent.redact import mask_url, redact, url_secrets
 from dq_agent.results import Status, SuiteResult, to_jsonable
 from dq_agent.store.ledger import (
     EVENTS,
@@ -30,6 +30,7 @@ from dq_agent.store.ledger import (
 from dq_agent.store.models import (
     BucketValue,
     CheckResultRow,
+    EndedSession,
     Feedback,
     Incident,
     IncidentEvent,
@@ -40,6 +41,8 @@ from dq_agent.store.models import (
     Restart,
     Run,
     SchemaSnapshot,
+    SeenRequest,
+    SignInFailure,
     Snapshot,
     SuiteRun,
 )
@@ -63,7 +66,18 @@ RESTART_FIELDS = frozenset(
     {"state", "run_id", "url", "detail", "attempts", "next_try_at", "started_at", "finished_at"}
 )
 OUTBOX_FIELDS = frozenset(
-    {"status", "attempted_at", "sent_at", "attempts", "channel", "ts", "error", "due_at"}
+    {
+        "status",
+        "attempted_at",
+        "sent_at",
+        "attempts",
+        "channel",
+        "ts",
+        "error",
+        "due_at",
+        "claimed_by",
+        "claimed_until",
+    }
 )
 
 
@@ -73,9 +87,6 @@ class IncidentChange(NamedTuple):
     incident_id: int
     event: str
     event_id: int
-
-
-_PASSWORD_IN_URL = re.compile(r"(://[^:/@]*:)[^@]*@")
 
 
 def alembic_config(connection: sa.Connection) -> Config:
@@ -93,10 +104,6 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, DBAPIError) and exc.orig is not None:
         return str(exc.orig).strip()
     return str(exc).strip() or exc.__class__.__name__
-
-
-def _redact(text: str, password: str | None) -> str:
-    return text.replace(password, "***") if password else text
 
 
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -167,7 +174,7 @@ class Store:
 
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
-        self._display_url = engine.url.render_as_string(hide_password=True)
+        self._display_url = mask_url(engine.url)
         self._sessions = sessionmaker(engine, expire_on_commit=False)
 
     @classmethod
@@ -176,9 +183,9 @@ class Store:
         try:
             parsed = sa.make_url(url)
         except (SQLAlchemyError, ValueError) as exc:  # ValueError: e.g. a non-numeric port
-            shown = _PASSWORD_IN_URL.sub(r"\1***@", url)
+            shown = mask_url(url)
             raise StoreError(f"invalid state store URL {shown}: {_describe(exc)}") from exc
-        shown = parsed.render_as_string(hide_password=True)
+        shown = mask_url(parsed)
         engine: sa.Engine | None = None
         try:
             engine = _create_engine(parsed)
@@ -186,7 +193,7 @@ class Store:
         except (SQLAlchemyError, _MigrationError, OSError, ImportError) as exc:
             if engine is not None:
                 engine.dispose()
-            reason = _redact(_describe(exc), parsed.password)
+            reason = redact(_describe(exc), *url_secrets(parsed))
             raise StoreError(f"cannot open state store {shown}: {reason}") from exc
         return cls(engine)
 
@@ -925,6 +932,86 @@ class Store:
         """Record what became of one message (attempted, sent with its ts, failed...)."""
         self._update(OutboxMessage, message_id, values, OUTBOX_FIELDS, "outbox message")
 
+    def outbox_claim(
+        self, message_id: int, *, by: str, at: datetime, lease: timedelta
+    ) -> OutboxMessage | None:
+        """Claim a pending message for sending until ``at + lease``; None when it is no
+        longer pending or another sender holds it (its claim has not lapsed).
+
+        One conditional UPDATE: of two senders racing for a row, exactly one changes it.
+        """
+        claimable = sa.or_(
+            OutboxMessage.claimed_until.is_(None),
+            OutboxMessage.claimed_until < at,
+            OutboxMessage.claimed_by == by,
+        )
+        with self._transaction(f"claim outbox message {message_id}") as session:
+            claimed = session.execute(
+                sa.update(OutboxMessage)
+                .where(OutboxMessage.id == message_id, OutboxMessage.status == "pending")
+                .where(claimable)
+                .values(claimed_by=by, claimed_until=at + lease)
+                .execution_options(synchronize_session=False)
+            )
+            if claimed.rowcount != 1:  # type: ignore[attr-defined]
+                return None
+            return session.scalars(
+                sa.select(OutboxMessage)
+                .where(OutboxMessage.id == message_id)
+                .execution_options(populate_existing=True)
+            ).one()
+
+    # -- what the web endpoints remember ---------------------------------------------------------
+
+    def remember_request(self, key: str, *, at: datetime, until: datetime) -> bool:
+        """True the first time ``key`` (a request's signature) is seen; False for a replay.
+
+        Kept in the store until ``until``, so every replica, and this one after a restart,
+        refuses the same request twice.
+        """
+        try:
+            with self._transaction("remember a request") as session:
+                session.execute(sa.delete(SeenRequest).where(SeenRequest.expires_at < at))
+                if session.get(SeenRequest, key) is not None:
+                    return False
+                session.add(SeenRequest(key=key, expires_at=until))
+        except StoreError as exc:
+            if isinstance(exc.__cause__, IntegrityError):  # another replica saw it first
+                return False
+            raise
+        return True
+
+    def end_session(self, session_id: str, *, until: datetime, at: datetime) -> None:
+        """A dashboard session was signed out: refuse its cookie until it would expire."""
+        with self._transaction("end a session") as session:
+            session.execute(sa.delete(EndedSession).where(EndedSession.expires_at < at))
+            if session.get(EndedSession, session_id) is None:
+                session.add(EndedSession(session_id=session_id, expires_at=until))
+
+    def session_ended(self, session_id: str) -> bool:
+        with self._transaction("read ended sessions") as session:
+            return session.get(EndedSession, session_id) is not None
+
+    def sign_in_failed(
+        self, subjects: Sequence[str], *, at: datetime, forget_before: datetime
+    ) -> None:
+        """Record a wrong sign-in for each subject (an address, an e-mail)."""
+        with self._transaction("record a failed sign-in") as session:
+            session.execute(sa.delete(SignInFailure).where(SignInFailure.at < forget_before))
+            session.add_all(SignInFailure(subject=s, at=at) for s in subjects)
+
+    def sign_in_failures(self, subject: str, *, since: datetime) -> int:
+        """How many wrong sign-ins ``subject`` made since ``since``."""
+        with self._transaction("count failed sign-ins") as session:
+            return int(
+                session.scalar(
+                    sa.select(sa.func.count())
+                    .select_from(SignInFailure)
+                    .where(SignInFailure.subject == subject, SignInFailure.at >= since)
+                )
+                or 0
+            )
+
     # -- the corrections ledger ---------------------------------------------------------------
 
     def ledger_append(
@@ -944,11 +1031,15 @@ class Store:
         decided_by: str = "",
         detail: str = "",
         idempotency_key: str | None = None,
+        after: Collection[str] | None = None,
     ) -> int:
         """Append one event; a new correction when ``correction_id`` is None. Returns its id.
 
         Later events of a correction repeat what it is about (suite, key, column...) from its
-        first entry, so every row can be read, and hashed, on its own.
+        first entry, so every row can be read, and hashed, on its own. ``after``: the events
+        this one may follow; when the correction's latest event is another one (someone else
+        moved it on), nothing is appended and :class:`LedgerConflict` says what it is now.
+        This is how an action claims a correction before touching the source.
         """
         if event not in EVENTS:
             raise StoreError(f"unknown ledger event {event!r}")
@@ -982,6 +1073,18 @@ class Store:
                 ).first()
                 if first is None:
                     raise StoreError(f"no correction {correction_id} in the ledger")
+                if after is not None:
+                    latest = session.scalars(
+                        sa.select(LedgerEntry.event)
+                        .where(LedgerEntry.correction_id == correction_id)
+                        .order_by(LedgerEntry.id.desc())
+                        .limit(1)
+                    ).one()
+                    if latest not in after:
+                        status = STATUS_AFTER[latest]
+                        raise LedgerConflict(
+                            f"correction {correction_id} is {status} ({latest})", status=status
+                        )
                 subject = {
                     "suite": first.suite,
                     "check_name": first.check_name,

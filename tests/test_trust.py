@@ -1,0 +1,298 @@
+"""What must hold at the edges: two agents at once, double clicks, clicks on the wrong page.
+
+Each test replays an attack or an accident and checks the sources, the ledger and what the
+Slack emulator received: one write, one card, one FYI, only by someone allowed.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dq_agent.config import load_project
+from dq_agent.sandbox.gsheets import SheetsEmulator
+from dq_agent.sandbox.http import LoopbackServer
+from dq_agent.sandbox.runner import demo_seed
+from dq_agent.sandbox.salesforce import SalesforceEmulator
+from dq_agent.sandbox.slack import SlackEmulator
+from dq_agent.sandbox.warehouse import OWNERS
+from dq_agent.store import Store
+from tests.helpers import make_project
+
+TOKEN, SECRET = "xoxb-test", "test-signing-secret"
+NOW = datetime.now(UTC)
+SLIP = "006Dn0000040000042"  # 200 seats × $5,000 typed as $10,000,000
+PETE = "pete@acme.com"
+
+SHEET_SUITE = """
+suite: us_forecast_sheet
+owner: pete@acme.com
+source: {connector: sheets, spreadsheet: fin, worksheet: US}
+checks:
+  - row_count: {min: 1}
+"""
+CRM_SUITE = """
+suite: crm_opportunities
+owner: sales-ops@acme.com
+escalation: [sales-ops@acme.com, cro@acme.com]
+source:
+  connector: crm
+  object: Opportunity
+  fields: [Id, Name, Amount, Seats__c, Price_Per_Seat__c, StageName, OwnerId]
+key: [Id]
+checks:
+  - fat_finger: {column: Amount, witness: "Seats__c * Price_Per_Seat__c", auto_correct: true}
+"""
+SETTINGS = """
+state_url: '{state_url}'
+corrections:
+  enabled: true
+  allow:
+    - {{connector: crm, object: Opportunity, fields: [Amount]}}
+slack:
+  token: {token}
+  signing_secret: {secret}
+  base_url: {slack}/api/
+nudges:
+  working_hours: {{start: "00:00", end: "23:59", days: [mon, tue, wed, thu, fri, sat, sun]}}
+"""
+
+# `dq-agent run` with its Salesforce reads slowed down, so that two of them overlap.
+SLOW_RUN = """
+import sys, time
+from dq_agent.cli import main
+from dq_agent.sources.salesforce import SalesforceSource
+
+real = SalesforceSource.open
+project, pause = sys.argv[1], float(sys.argv[2])
+
+def slow_open(self):
+    relation = real(self)
+    time.sleep(pause)
+    return relation
+
+SalesforceSource.open = slow_open
+sys.argv = ["dq-agent", "run", "--project", project]
+main()
+"""
+
+
+@dataclass
+class World:
+    root: Path
+    state_url: str
+    slack: SlackEmulator
+    crm: SalesforceEmulator
+
+    def messages(self) -> list[dict[str, Any]]:
+        return [m for m in self.slack.state()["messages"] if "ephemeral_for" not in m]
+
+    def user_id(self, email: str) -> str:
+        [user] = [u for u in self.slack.state()["users"] if u["email"] == email]
+        return str(user["id"])
+
+    def roots_to(self, email: str) -> list[str]:
+        user = self.user_id(email)
+        dms = {c["id"] for c in self.slack.state()["channels"] if c.get("user") == user}
+        return [m["text"] for m in self.messages() if m["channel"] in dms and not m["thread_ts"]]
+
+    def keys(self) -> list[str]:
+        """The idempotency key of every message posted."""
+        return [m["metadata"]["event_payload"]["key"] for m in self.messages()]
+
+    def record(self, record_id: str) -> dict[str, Any]:
+        records = self.crm.state()["objects"]["Opportunity"]
+        [record] = [r for r in records if r["Id"] == record_id]
+        return dict(record)
+
+    def amount(self, record_id: str) -> Any:
+        return self.record(record_id)["Amount"]
+
+
+def world_on(tmp_path: Path, state_url: str) -> Iterator[World]:
+    sheets = SheetsEmulator()
+    sheets.seed({"finance": {"key": "fin", "sheets": {"US": [["region", "units", "amount"]]}}})
+    slack = SlackEmulator(token=TOKEN, signing_secret=SECRET)
+    crm = SalesforceEmulator()
+    crm.seed(demo_seed(NOW)["salesforce"]["objects"])
+    with (
+        LoopbackServer(sheets) as sheets_server,
+        LoopbackServer(slack) as slack_server,
+        LoopbackServer(crm) as crm_server,
+    ):
+        root = make_project(
+            tmp_path / "project",
+            connectors={
+                "sheets": f"type: gsheets\nbase_url: {sheets_server.base_url}\n",
+                "crm": f"type: salesforce\ninstance_url: {crm_server.base_url}\n"
+                "session_id: sandbox\n",
+            },
+            suites={"sheet": SHEET_SUITE, "crm": CRM_SUITE},
+            settings=SETTINGS.format(
+                state_url=state_url, token=TOKEN, secret=SECRET, slack=slack_server.base_url
+            ),
+        )
+        yield World(root, state_url, slack, crm)
+
+
+@pytest.fixture
+def sqlite_world(tmp_path: Path) -> Iterator[World]:
+    yield from world_on(tmp_path, f"sqlite:///{tmp_path / 'state.db'}")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'state.db'}"
+    else:
+        url = str(request.getfixturevalue("postgres_url"))
+    yield from world_on(tmp_path, url)
+
+
+def test_two_runs_at_once_write_once_and_tell_each_person_once(world: World) -> None:
+    script = world.root.parent / "slow_run.py"
+    script.write_text(textwrap.dedent(SLOW_RUN))
+    runs = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(world.root), "1.0"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    finished = [run.communicate(timeout=180) for run in runs]
+    for run, (_out, err) in zip(runs, finished, strict=True):
+        assert run.returncode == 2, err  # the sheet is empty: a check failed
+        assert "Traceback" not in err
+
+    assert world.amount(SLIP) == 1_000_000
+    project = load_project(world.root, env={})
+    with Store.open(project.state_url) as store:
+        corrections = store.corrections()
+        assert [(c.id, c.status) for c in corrections] == [(1, "applied")]
+        assert [e.event for e in corrections[0].events] == ["intent", "applied"]
+        assert store.verify_ledger() == []
+        assert [i["status"] for i in store.incidents()] == ["notified"]
+    # One card to Pete about his sheet, one FYI to the deal's owner: nothing twice.
+    owner = OWNERS[world.record(SLIP)["OwnerId"]]
+    assert sorted(world.keys()) == [f"correction:1:fyi:{owner}", f"incident:1:root:{PETE}"]
+    assert world.roots_to(PETE) == [
+        ":rotating_light: us_forecast_sheet / row_count on sheets/US: the source is empty"
+    ]
+    [fyi] = world.roots_to(owner)
+    assert fyi.startswith("I changed Amount on ")
+
+
+def test_the_acting_lock_makes_a_second_holder_wait(tmp_path: Path) -> None:
+    from dq_agent.errors import StoreError
+    from dq_agent.store.locks import acting
+
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys\nfrom dq_agent.store.locks import acting\n"
+            f"with acting({url!r}):\n    print('held', flush=True)\n    sys.stdin.readline()\n",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        with (
+            pytest.raises(StoreError, match="another dq-agent process kept acting"),
+            acting(url, wait_s=0.3),
+        ):
+            pass
+    finally:
+        holder.communicate("\n", timeout=30)
+    with acting(url, wait_s=0.3), acting(url, wait_s=0.3):  # free again, and nests
+        pass
+
+
+def test_an_owner_of_one_suite_cannot_approve_another_suites_fix(sqlite_world: World) -> None:
+    from dq_agent.agent import run_cycle
+    from dq_agent.engine import RunOptions
+    from dq_agent.errors import DqAgentError
+    from dq_agent.escalate import messages
+    from dq_agent.escalate.actions import REJECT, Actions
+
+    world = sqlite_world
+    crm = world.root / "checks" / "crm.yml"
+    crm.write_text(CRM_SUITE.replace("auto_correct: true", "auto_correct: false"))
+    project = load_project(world.root, env={})
+    options = RunOptions(clock=lambda: NOW)
+    with Store.open(project.state_url) as store:
+        run_cycle(project, ["us_forecast_sheet", "crm_opportunities"], store, options)
+        sheet = next(i for i in store.incidents() if i["suite"] == "us_forecast_sheet")
+        [proposal] = store.corrections(suite="crm_opportunities", status="pending")
+        actions = Actions(project, store, None, options)
+        # Pete owns the sheet's incident; the form names the CRM suite's proposal.
+        forged = {"incident": sheet["id"], "correction": proposal.id}
+        for action in (messages.APPROVE, REJECT):
+            with pytest.raises(DqAgentError) as refused:
+                actions.act(action, forged, PETE)
+            assert str(refused.value) in (
+                f"correction {proposal.id} is not a pending fix of incident #{sheet['id']}",
+                f"pete@acme.com may not decide correction {proposal.id} of suite "
+                "crm_opportunities (its owners and escalation list: cro@acme.com, "
+                "sales-ops@acme.com)",
+            )
+        assert store.correction(proposal.id).status == "pending"  # type: ignore[union-attr]
+    assert world.amount(SLIP) == 10_000_000
+
+
+def test_a_connection_dropped_after_slack_took_the_card_does_not_post_it_twice(
+    sqlite_world: World,
+) -> None:
+    from datetime import timedelta
+
+    from dq_agent.agent import connect_slack, run_cycle
+    from dq_agent.engine import RunOptions
+
+    world = sqlite_world
+    project = load_project(world.root, env={})
+    at = [NOW]
+    options = RunOptions(clock=lambda: at[0])
+    world.slack.drop_after("chat.postMessage")  # Slack posts the card, the answer is lost
+    with Store.open(project.state_url) as store:
+        run_cycle(project, ["us_forecast_sheet"], store, options, slack=connect_slack(project))
+        assert world.slack.requests_for("chat.postMessage") == 1  # not re-posted in the call
+        [card] = [m for m in store.outbox() if m.kind == "root"]
+        assert card.status == "pending" and card.attempted_at is not None
+        at[0] = NOW + timedelta(minutes=2)  # the outbox's next round
+        run_cycle(project, ["us_forecast_sheet"], store, options, slack=connect_slack(project))
+        [card] = [m for m in store.outbox() if m.kind == "root"]
+        assert card.status == "sent"  # found by its key in the DM, not posted again
+    assert world.slack.requests_for("chat.postMessage") == 1
+    assert world.keys() == [f"incident:1:root:{PETE}"]
+
+
+def test_an_outbox_message_is_sent_by_one_sender_until_its_claim_lapses(tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from dq_agent.escalate.notify import CLAIM_LEASE
+
+    with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
+        store.outbox_add([{"key": "k", "kind": "root", "recipient": PETE, "text": "hello"}], at=NOW)
+        [message] = store.outbox()
+        mine = store.outbox_claim(message.id, by="a", at=NOW, lease=CLAIM_LEASE)
+        assert mine is not None and mine.claimed_by == "a"
+        assert store.outbox_claim(message.id, by="b", at=NOW, lease=CLAIM_LEASE) is None
+        later = NOW + CLAIM_LEASE + timedelta(seconds=1)  # "a" died while sending
+        taken = store.outbox_claim(message.id, by="b", at=later, lease=CLAIM_LEASE)
+        assert taken is not None and taken.claimed_by == "b"
+        store.outbox_update(message.id, status="sent")
+        sent_long_ago = later + 2 * CLAIM_LEASE
+        assert store.outbox_claim(message.id, by="c", at=sent_long_ago, lease=CLAIM_LEASE) is None
