@@ -305,7 +305,12 @@ def corrections_show(correction_id: int, project_dir: Path, fmt: str) -> None:
 @corrections.command("revert")
 @click.argument("correction_id", type=int)
 @project_option
-@click.option("--by", default=lambda: os.environ.get("USER", "cli"), show_default="$USER")
+@click.option(
+    "--by",
+    required=True,
+    metavar="EMAIL",
+    help="An owner of the suite, or the owner of the record it changed.",
+)
 def corrections_revert(correction_id: int, project_dir: Path, by: str) -> None:
     """Put the old value back, compare-and-set (refused if it changed since)."""
     from dq_agent.agent import connect_slack
@@ -314,10 +319,11 @@ def corrections_revert(correction_id: int, project_dir: Path, by: str) -> None:
 
     def undo(project: Project, store: Store, options: RunOptions) -> Outcome:
         outcome = revert_correction(project, store, correction_id, by=by, options=options)
-        # The owner told about the correction hears about its undo in the same thread.
-        escalation = Escalation(project, store, connect_slack(project), options.clock)
-        escalation.undone(correction_id, outcome, by)
-        escalation.deliver()
+        if outcome.status != "unchanged":
+            # The owner told about the correction hears about its undo in the same thread.
+            escalation = Escalation(project, store, connect_slack(project), options.clock)
+            escalation.undone(correction_id, outcome, by)
+            escalation.deliver()
         return outcome
 
     _decide(project_dir, undo)
@@ -494,14 +500,18 @@ class _ledger:
 
 
 def _decide(project_dir: Path, action: Callable[[Project, Store, RunOptions], Outcome]) -> None:
+    """A person's decision on a correction, made while no other process acts."""
+    from dq_agent.store.locks import acting
+
     with _ledger(project_dir) as (project, store):
         try:
-            outcome = action(project, store, RunOptions(clock=utc_now))
+            with acting(project.state_url):
+                outcome = action(project, store, RunOptions(clock=utc_now))
         except DqAgentError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(EXIT_CANNOT_RUN)
     click.echo(f"correction {outcome.correction_id}: {outcome.status}: {outcome.detail}")
-    if outcome.status not in ("applied", "reverted"):
+    if outcome.status not in ("applied", "reverted", "unchanged"):
         sys.exit(2)
 
 
@@ -839,7 +849,7 @@ def interactions(project_dir: Path, listen: str) -> None:
         with Store.open(project.state_url) as store:
             slack = SlackApi(settings)
             actions = Actions(project, store, slack, RunOptions(clock=utc_now))
-            verifier = Verifier(settings.signing_secret.get_secret_value())
+            verifier = Verifier(settings.signing_secret.get_secret_value(), store)
             with InteractionsServer(verifier, actions.handle, host=host, port=port) as server:
                 click.echo(f"listening on {server.base_url}{ACTIONS_PATH}", err=True)
                 stop.wait()

@@ -105,7 +105,7 @@ class Demo:
             return code
         with Store.open(self.project.state_url) as store:
             actions = Actions(self.project, store, SlackApi(settings), RunOptions(clock=self.clock))
-            verifier = Verifier(settings.signing_secret.get_secret_value())
+            verifier = Verifier(settings.signing_secret.get_secret_value(), store)
             with InteractionsServer(verifier, actions.handle, port=0) as endpoint:
                 self.later(endpoint, settings.signing_secret.get_secret_value())
             self.summary(store)

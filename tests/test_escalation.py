@@ -32,7 +32,7 @@ from dq_agent.config import load_project
 from dq_agent.engine import RunOptions
 from dq_agent.escalate.actions import Actions
 from dq_agent.escalate.endpoint import ACTIONS_PATH, InteractionsServer, Verifier
-from dq_agent.escalate.notify import Escalation
+from dq_agent.escalate.notify import CLAIM_LEASE, Escalation
 from dq_agent.escalate.slack import SlackApi
 from dq_agent.sandbox.gsheets import SheetsEmulator
 from dq_agent.sandbox.http import LoopbackServer
@@ -279,7 +279,7 @@ def endpoint(world: World) -> Iterator[InteractionsServer]:
     project = load_project(world.root, env={})
     with Store.open(project.state_url) as store:
         actions = Actions(project, store, world.api(), world.options())
-        with InteractionsServer(Verifier(SECRET), actions.handle, port=0) as server:
+        with InteractionsServer(Verifier(SECRET, store), actions.handle, port=0) as server:
             world.endpoint = server
             yield server
 
@@ -398,7 +398,10 @@ def test_a_crash_between_recording_and_sending_neither_loses_nor_repeats(
         world.cycle(TUESDAY + timedelta(hours=4))  # the first reminder
     monkeypatch.undo()
     replies = world.slack.requests_for("chat.postMessage")
+    # The dead sender's claim on the reply holds for its lease; then the reply is taken over.
     world.cycle(TUESDAY + timedelta(hours=4, minutes=5))
+    assert world.slack.requests_for("chat.postMessage") == replies
+    world.cycle(TUESDAY + timedelta(hours=4) + CLAIM_LEASE + timedelta(minutes=1))
     [root] = world.roots(PETE)
     assert len(world.thread(root)) == 1  # found by its key in the thread, not posted again
     assert world.slack.requests_for("chat.postMessage") == replies
@@ -481,6 +484,15 @@ def test_rate_limits_are_waited_out_as_slack_asks(world: World) -> None:
     assert world.sleeps == [7.0, 7.0]
 
 
+@pytest.mark.parametrize("asked", ["nan", "inf", "-5", "soon"])
+def test_a_retry_after_that_asks_nothing_usable_waits_the_default(world: World, asked: str) -> None:
+    world.empty_the_sheet()
+    world.slack.fail_next("ratelimited", status=429, retry_after=asked)
+    world.cycle(TUESDAY)
+    assert len(world.roots(PETE)) == 1
+    assert world.sleeps == [1.0]
+
+
 def test_outside_working_hours_messages_wait_for_the_morning(world: World) -> None:
     (world.root / "dq-agent.yml").write_text(
         settings(
@@ -560,7 +572,8 @@ def test_an_auto_correction_tells_the_deal_owner_who_can_undo_it(
     world.api().user(MALLORY)
     assert world.click(MALLORY, fyi, "undo") == 200
     assert [m["text"] for m in world.ephemerals()] == [
-        "Only the owners and escalation list of crm_opportunities may undo correction 1."
+        "mallory@acme.com may not undo correction 1 of suite crm_opportunities "
+        "(its owners and escalation list: cro@acme.com, dana@acme.com, sales-ops@acme.com)"
     ]
     assert amount(world, SLIP) == 1_000_000
 
@@ -604,14 +617,17 @@ def test_this_is_expected_takes_a_volume_bucket_out_of_the_baseline(
     assert world.thread(root)[-1].startswith(":white_check_mark: Resolved")
 
 
-def test_the_endpoint_answers_at_once_and_acts_after() -> None:
+def test_the_endpoint_answers_at_once_and_acts_after(sqlite_url: str) -> None:
     release, acted = threading.Event(), []
 
     def slow_act(payload: Any) -> None:
         release.wait(timeout=10)  # acting may take long: a re-check reads the source
         acted.append(payload["type"])
 
-    with InteractionsServer(Verifier(SECRET), slow_act, port=0) as server:
+    with (
+        Store.open(sqlite_url) as store,
+        InteractionsServer(Verifier(SECRET, store), slow_act, port=0) as server,
+    ):
         headers, body = signed_interaction(
             SECRET, {"type": "block_actions"}, timestamp=int(time.time())
         )
@@ -755,3 +771,161 @@ def test_this_is_expected_on_a_shifted_column_takes_its_day_out_of_the_baseline(
     ]
     world.cycle(TUESDAY + timedelta(hours=1), "payments")
     assert world.incident()["status"] == "resolved"
+
+
+# Text a record, a sheet or a model may hold that Slack would read as markup: a ping of the
+# whole channel, a mention, a link under a label of the sender's choosing.
+MARKUP = ("<!channel>", "<!here>", "<https://evil.example|Approve here>", "<@U123>")
+
+
+def texts(message: tuple[str, list[dict[str, Any]]] | dict[str, Any]) -> list[str]:
+    """The fallback text and every text field of the blocks of a message."""
+    if isinstance(message, dict):
+        text, blocks = message["text"], message["blocks"] or []
+    else:
+        text, blocks = message
+    found = [text]
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if key == "text" and isinstance(item, str):
+                    found.append(item)
+                else:
+                    walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    walk(blocks)
+    return found
+
+
+def assert_inert(message: tuple[str, list[dict[str, Any]]] | dict[str, Any]) -> None:
+    for text in texts(message):
+        for markup in MARKUP:
+            assert markup not in text
+
+
+def test_markup_in_data_and_drafts_reaches_slack_as_plain_words(world: World) -> None:
+    from dq_agent.escalate import messages
+    from dq_agent.store.ledger import Correction
+
+    project = load_project(world.root, env={})
+    crm = world.crm_url()
+    evidence = {
+        "message": "<!channel> Amount slipped",
+        "observed": {"note": "<!here>", "row_count": 12},
+        "findings": [
+            {
+                "key": {"Id": "<https://evil.example|Approve here>"},
+                "column": "Amount",
+                "observed": "<@U123>",
+                "proposed": 1_000_000,
+                "reason": "<!channel> approve now",
+            }
+        ],
+        "triage": {"kind": "data", "reason": "", "action": "correct clear slips"},
+        "draft": "<!channel> <@U123> approve at <https://evil.example|Approve here> & go",
+        "also": ["<!here>"],
+    }
+    incident = {
+        "id": 4,
+        "suite": "crm_opportunities",
+        "check": "fat_finger(Amount)",
+        "dataset": "crm/Opportunity",
+        "summary": "<!channel> Amount slipped for <@U123>",
+        "status": "notified",
+        "failures": 2,
+        "chain": [[DANA, "<!here>"], ["cro@acme.com"]],
+        "level": 1,
+        "owners": [DANA, "<@U123>"],
+        "opened_at": "2026-11-24T08:00:00",
+        "snoozed_until": None,
+        "evidence": evidence,
+    }
+    correction = Correction(
+        id=9,
+        suite="crm_opportunities",
+        check="fat_finger(Amount)",
+        source="crm",
+        key={"Id": SLIP, "Name": "<!channel>"},
+        column="Amount",
+        old="<!here>",
+        new="<@U123>",
+        evidence=(),
+        decided_by="rule",
+        status="applied",
+        created_at=TUESDAY,
+        applied_at=TUESDAY,
+        reverted_at=None,
+        detail="",
+        events=(),
+    )
+
+    card = messages.card(project, incident, [correction], similar="Last time <!here> fixed it.")
+    fyi = messages.fyi(project, correction, "<https://evil.example|Approve here>")
+    digest = messages.digest("<!here>", [incident], TUESDAY)
+    for message in (card, fyi, digest):
+        assert_inert(message)
+
+    text, blocks = card
+    assert (
+        text
+        == ":rotating_light: crm_opportunities / fat_finger(Amount) on crm/Opportunity: "
+        + ("&lt;!channel&gt; Amount slipped for &lt;@U123&gt;")
+    )
+    [draft] = [b["text"] for b in blocks if "In short" in b.get("text", {}).get("text", "")]
+    assert draft == {
+        "type": "mrkdwn",
+        "text": "*In short*\n&lt;!channel&gt; &lt;@U123&gt; approve at "
+        "&lt;https://evil.example|Approve here&gt; &amp; go",
+        "verbatim": True,  # nor does Slack link a bare URL or #channel in it
+    }
+    # The agent's own link to the record stays a link; the record's Id cannot break out of it.
+    [shown] = [
+        b["text"]["text"] for b in blocks if "*Evidence*" in b.get("text", {}).get("text", "")
+    ]
+    assert (
+        f"<{crm}/lightning/r/Opportunity/%3Chttps%3A%2F%2Fevil.example%7CApprove%20here%3E/view"
+        "|Id=&lt;https://evil.example|Approve here&gt;> Amount = &lt;@U123&gt; "
+        "(should be 1,000,000): &lt;!channel&gt; approve now"
+    ) in shown
+    assert fyi[0] == (
+        f"I changed Amount on <{crm}/lightning/r/Opportunity/{SLIP}/view|Id={SLIP}, "
+        "Name=&lt;!channel&gt;> from &lt;!here&gt; to &lt;@U123&gt; because "
+        "&lt;https://evil.example|Approve here&gt;."
+    )
+
+    # A thread reply: the agent's mention of the owner it chose stays a mention.
+    reply = messages.reply(
+        incident, "nudged", "reminder 1: still failing (<!channel>)", ["<@U0DANA>"]
+    )
+    assert reply == (
+        "<@U0DANA> reminder 1: still failing (&lt;!channel&gt;). "
+        "Buttons above: I fixed it, Snooze, This is expected."
+    )
+    reopened = messages.reply(incident, "reopened", "", ["<@U0DANA>"])
+    assert reopened == (
+        "<@U0DANA> failing again after it was resolved: "
+        "&lt;!channel&gt; Amount slipped for &lt;@U123&gt;"
+    )
+
+
+def test_a_sheet_value_that_pings_the_channel_is_posted_escaped(world: World) -> None:
+    with open_sheets_client(world.sheets_url) as client:
+        client.open_by_key("fin").worksheet("US").update([["<!channel>", 5, 500]], "A4")
+    (world.root / "checks" / "regions.yml").write_text(
+        "suite: us_regions\nowner: pete@acme.com\n"
+        "source: {connector: sheets, spreadsheet: fin, worksheet: US}\n"
+        "checks:\n  - accepted_values: {column: region, values: [US-East, US-West]}\n"
+    )
+    world.cycle(TUESDAY, "us_regions")
+
+    [root] = world.roots(PETE)
+    assert_inert(root)
+    assert root["text"] == (
+        ":rotating_light: us_regions / accepted_values(region) on sheets/US: "
+        "1 of 3 region values is not accepted: &lt;!channel&gt; (1)"
+    )
+    assert "&lt;!channel&gt;" in json.dumps(root["blocks"])

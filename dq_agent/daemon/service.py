@@ -192,7 +192,9 @@ class Daemon:
             else None
         )
         self.server = InteractionsServer(
-            Verifier(settings.signing_secret.get_secret_value()) if settings else None,
+            Verifier(settings.signing_secret.get_secret_value(), self.store, clock)
+            if settings
+            else None,
             self._act,
             host=host,
             port=port,

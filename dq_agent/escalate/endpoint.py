@@ -2,8 +2,12 @@
 GET pages (``/healthz``, ``/metrics``) and, when given one, a web application (the dashboard).
 
 Slack wants an answer within three seconds, so a click is verified (signature and
-timestamp, and a request seen before is refused as a replay), acknowledged with an empty
-200, and acted on afterwards by one worker thread, in the order clicks arrived.
+timestamp, and a request seen before, by any replica sharing the state store, is refused as
+a replay), acknowledged with an empty 200, and acted on afterwards by one worker thread, in
+the order clicks arrived.
+
+A body is read only when its Content-Length is given and within the path's limit; anything
+else is answered from the headers alone and the connection closed.
 """
 
 from __future__ import annotations
@@ -11,55 +15,88 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import re
 import threading
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.message import Message
 from http.cookies import CookieError, SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
+
+from dq_agent.errors import DqAgentError
+
+if TYPE_CHECKING:
+    from dq_agent.store import Store
 
 log = logging.getLogger(__name__)
 
 ACTIONS_PATH = "/slack/actions"
 # Slack's own rule: a request older than five minutes is refused.
 REPLAY_WINDOW_S = 300
+# Slack's interaction payloads carry the whole message clicked: allow them room.
 MAX_BODY = 1 << 20
+# The dashboard's forms are a few hidden fields.
+MAX_FORM = 64 << 10
+# A client that stops sending mid-request is dropped after this long.
+REQUEST_TIMEOUT_S = 30
+# Slack's timestamps are Unix seconds.
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
 
 Act = Callable[[Mapping[str, Any]], None]
 
 
-class Verifier:
-    """Checks Slack's request signature and refuses replays of a request already seen."""
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
 
-    def __init__(self, signing_secret: str, clock: Callable[[], float] = time.time) -> None:
+
+class Verifier:
+    """Checks Slack's request signature and refuses replays of a request already seen.
+
+    Signatures seen are kept in the state store, so a replay is refused by every replica
+    sharing it, and after a restart.
+    """
+
+    def __init__(
+        self, signing_secret: str, store: Store, clock: Callable[[], datetime] = _utc_now
+    ) -> None:
         from slack_sdk.signature import Clock, SignatureVerifier
 
         class _Clock(Clock):
             def now(self) -> float:
-                return clock()
+                return clock().timestamp()
 
         self._verifier = SignatureVerifier(signing_secret, clock=_Clock())
+        self._store = store
         self._clock = clock
-        self._seen: dict[str, float] = {}
-        self._lock = threading.Lock()
 
     def check(self, body: bytes, headers: Mapping[str, str]) -> str | None:
-        """None when the request is genuine and new, else why it is refused."""
+        """None when the request is genuine and new, else why it is refused.
+
+        Raises :class:`~dq_agent.errors.StoreError` when the store cannot tell a replay.
+        """
         timestamp = headers.get("x-slack-request-timestamp", "")
         signature = headers.get("x-slack-signature", "")
         if not timestamp or not signature:
             return "missing Slack signature headers"
-        if not self._verifier.is_valid(body, timestamp, signature):
+        if not _TIMESTAMP.fullmatch(timestamp):
+            return "X-Slack-Request-Timestamp is not a number"
+        try:
+            valid = self._verifier.is_valid(body, timestamp, signature)
+        except UnicodeDecodeError:
+            return "the body is not UTF-8"
+        if not valid:
             # The verifier also refuses timestamps more than five minutes away.
             return "bad signature or stale timestamp"
+        # The signature stays valid until five minutes after its timestamp, which may be
+        # ahead of this clock: remember it at least that long.
         now = self._clock()
-        with self._lock:
-            self._seen = {s: t for s, t in self._seen.items() if now - t <= REPLAY_WINDOW_S}
-            if signature in self._seen:
-                return "replayed request"
-            self._seen[signature] = now
+        signed = datetime.fromtimestamp(int(timestamp), UTC)
+        until = max(now, signed) + timedelta(seconds=REPLAY_WINDOW_S)
+        if not self._store.remember_request(signature, at=now, until=until):
+            return "replayed request"
         return None
 
 
@@ -77,6 +114,8 @@ class WebRequest:
     headers: Mapping[str, str]
     cookies: Mapping[str, str]
     form: Mapping[str, str] = field(default_factory=dict)
+    # The address the request came from (the proxy's, behind one); "" when unknown.
+    client: str = ""
 
 
 @dataclass(frozen=True)
@@ -177,7 +216,15 @@ class InteractionsServer:
     def _accept(self, body: bytes, headers: Mapping[str, str]) -> tuple[int, str]:
         if self._verifier is None:
             return 404, "Slack is not configured (dq-agent.yml has no slack: section)"
-        reason = self._verifier.check(body, headers)
+        malformed = _malformed(body, headers)
+        if malformed is not None:
+            log.warning("refused a malformed Slack interaction: %s", malformed)
+            return 400, malformed
+        try:
+            reason = self._verifier.check(body, headers)
+        except DqAgentError as exc:  # Slack retries a request that was not answered 200
+            log.error("cannot check a Slack interaction for replays: %s", exc)
+            return 503, "cannot check the request for replays now: try again"
         if reason is not None:
             self.refused += 1
             log.warning("refused a Slack interaction: %s", reason)
@@ -198,15 +245,25 @@ class InteractionsServer:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
             disable_nagle_algorithm = True
+            timeout = REQUEST_TIMEOUT_S
 
             def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                if length > MAX_BODY:
-                    self._reply(413, "request too large")
+                actions = urlsplit(self.path).path == ACTIONS_PATH
+                length = _content_length(self.headers, MAX_BODY if actions else MAX_FORM)
+                if isinstance(length, tuple):
+                    # The body is left unread: the connection cannot carry another request.
+                    self.close_connection = True
+                    self._reply(*length, extra=(("Connection", "close"),))
                     return
-                body = self.rfile.read(length) if length else b""
+                try:
+                    body = self.rfile.read(length) if length else b""
+                except OSError:  # the client went quiet, or away
+                    body = b""
+                if len(body) < length:
+                    self.close_connection = True
+                    return
                 headers = {k.lower(): v for k, v in self.headers.items()}
-                if urlsplit(self.path).path == ACTIONS_PATH:
+                if actions:
                     self._reply(*server._accept(body, headers))
                     return
                 try:
@@ -234,7 +291,10 @@ class InteractionsServer:
                     return
                 url = urlsplit(self.path)
                 query = {k: v[-1] for k, v in parse_qs(url.query).items()}
-                request = WebRequest(method, url.path, query, headers, _cookies(headers), form)
+                client = str(self.client_address[0])
+                request = WebRequest(
+                    method, url.path, query, headers, _cookies(headers), form, client
+                )
                 try:
                     response = server._app(request)
                 except Exception:  # a broken page must answer, not hang the client
@@ -266,6 +326,37 @@ class InteractionsServer:
                 log.debug("slack endpoint: " + format, *args)
 
         return Handler
+
+
+def _content_length(headers: Message, limit: int) -> int | tuple[int, str]:
+    """The length of a request's body, from its headers alone; or the answer to give
+    instead of reading it (status and reason)."""
+    if headers.get("Transfer-Encoding") is not None:
+        return 411, "send the body with a Content-Length (chunked bodies are not accepted)"
+    given = {value.strip() for value in headers.get_all("Content-Length") or ()}
+    if not given:
+        return 0
+    if len(given) > 1:
+        return 400, "conflicting Content-Length headers"
+    [text] = given
+    if not text.isascii() or not text.isdigit():
+        return 400, "Content-Length is not a number of bytes"
+    digits = text.lstrip("0")
+    if len(digits) > len(str(limit)) or int(digits or "0") > limit:
+        return 413, f"request too large: at most {limit} bytes here"
+    return int(digits or "0")
+
+
+def _malformed(body: bytes, headers: Mapping[str, str]) -> str | None:
+    """Why a Slack request cannot even be checked, if it cannot."""
+    timestamp = headers.get("x-slack-request-timestamp")
+    if timestamp and not _TIMESTAMP.fullmatch(timestamp):
+        return "X-Slack-Request-Timestamp is not a number"
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return "the body is not UTF-8"
+    return None
 
 
 def _cookies(headers: Mapping[str, str]) -> dict[str, str]:

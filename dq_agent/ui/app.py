@@ -32,7 +32,7 @@ from dq_agent.escalate.endpoint import WebRequest, WebResponse
 from dq_agent.escalate.slack import SlackApi
 from dq_agent.store import Store
 from dq_agent.ui import pages
-from dq_agent.ui.auth import SESSION_COOKIE, Gate
+from dq_agent.ui.auth import FAILURE_WINDOW, MAX_EMAIL, SESSION_COOKIE, Gate
 from dq_agent.ui.charts import ChartPoint, render_chart
 
 # The login form's own token: a random cookie the form must repeat (there is no session yet).
@@ -41,8 +41,10 @@ TIMELINE_DAYS = 7
 CHART_BUCKETS = 60
 # Checks that record each metric with its band (name, name.lower, name.upper) on every run.
 BANDED_METRICS = frozenset({"column_anomaly", "distribution_shift"})
-_INCIDENT = re.compile(r"^/incidents/(\d+)$")
-_REVERT = re.compile(r"^/corrections/(\d+)/revert$")
+# Ids are the database's integers: 1 to 2**31 - 1 (a larger one is nothing we know of).
+MAX_ID = 2**31 - 1
+_INCIDENT = re.compile(r"^/incidents/([0-9]+)$")
+_REVERT = re.compile(r"^/corrections/([0-9]+)/revert$")
 _INCIDENT_ACTIONS = {
     "approve": messages.APPROVE,
     "reject": REJECT,
@@ -70,7 +72,7 @@ class Dashboard:
         self.slack = slack
         # The daemon's: an action and an agent cycle never run at once.
         self._lock = lock
-        self.gate = Gate(project().settings.ui, options.clock)
+        self.gate = Gate(project().settings.ui, store, options.clock)
 
     @property
     def read_only(self) -> bool:
@@ -82,7 +84,7 @@ class Dashboard:
         if request.path == "/favicon.ico":
             return None
         if request.path == "/logout" and request.method == "POST":
-            return _redirect("/login", cookie=f"{SESSION_COOKIE}=; Max-Age=0; Path=/")
+            return self._logout(request)
         user = self.gate.identify(request.headers, request.cookies)
         if user is None:
             if request.method == "POST":
@@ -107,13 +109,39 @@ class Dashboard:
         nonce = request.cookies.get(LOGIN_COOKIE, "")
         if not nonce or not secrets.compare_digest(nonce, request.form.get("csrf", "")):
             return _text(403, "the sign-in form expired or came from elsewhere: reload it")
-        session = self.gate.sign_in(request.form.get("email", ""), request.form.get("token", ""))
+        email = request.form.get("email", "").strip()
+        if len(email) > MAX_EMAIL:
+            return _text(400, f"the e-mail address is longer than {MAX_EMAIL} characters")
+        if self.gate.throttled(email, request.client):
+            minutes = int(FAILURE_WINDOW.total_seconds()) // 60
+            body = pages.login(
+                f"Too many failed sign-ins from this address or for this e-mail address: "
+                f"try again in {minutes} minutes.",
+                nonce,
+            )
+            return _html(
+                pages.page("Sign in", body, user=None, flash={}),
+                status=429,
+                headers=(("Retry-After", str(int(FAILURE_WINDOW.total_seconds()))),),
+            )
+        session = self.gate.sign_in(email, request.form.get("token", ""), request.client)
         if session is None:
             body = pages.login("Unknown e-mail address or wrong token.", nonce)
             return _html(pages.page("Sign in", body, user=None, flash={}), status=401)
         max_age = int(self._project().settings.ui.session_ttl.total_seconds())
         cookie = f"{SESSION_COOKIE}={session}; HttpOnly; SameSite=Lax; Path=/; Max-Age={max_age}"
         return _redirect("/", cookie=cookie)
+
+    def _logout(self, request: WebRequest) -> WebResponse:
+        signed_out = _redirect("/login", cookie=f"{SESSION_COOKIE}=; Max-Age=0; Path=/")
+        if self.gate.session(request.cookies) is None:
+            return signed_out  # nothing to end (expired, or already signed out)
+        if not self.gate.form_token_ok(
+            request.form.get("csrf", ""), request.headers, request.cookies
+        ):
+            return _text(403, "missing or wrong form token: reload the page and try again")
+        self.gate.sign_out(request.cookies)
+        return signed_out
 
     # -- acting ----------------------------------------------------------------------------
 
@@ -141,10 +169,15 @@ class Dashboard:
         form = request.form
         found = _INCIDENT.match(request.path)
         if found and form.get("action") in _INCIDENT_ACTIONS:
-            incident, verb = int(found[1]), form["action"]
+            incident, verb = _id(found[1]), form["action"]
+            if incident is None:
+                return request.path, None
             value: dict[str, Any] = {"incident": incident}
             if verb in ("approve", "reject"):
-                value["correction"] = int(form["correction"])
+                correction = _id(form["correction"])
+                if correction is None:
+                    raise ValueError(f"not a correction: {form['correction']!r}")
+                value["correction"] = correction
 
             def on_incident(actions: Actions, user: str) -> str:
                 actions.act(_INCIDENT_ACTIONS[verb], value, user)
@@ -153,7 +186,9 @@ class Dashboard:
             return request.path, on_incident
         found = _REVERT.match(request.path)
         if found:
-            correction = int(found[1])
+            correction = _id(found[1])
+            if correction is None:
+                return "/corrections", None
 
             def revert(actions: Actions, user: str) -> str:
                 actions.act(messages.UNDO, {"correction": correction}, user)
@@ -177,7 +212,10 @@ class Dashboard:
     # -- pages -----------------------------------------------------------------------------
 
     def _get(self, request: WebRequest, user: str) -> WebResponse | None:
-        csrf = None if self.read_only else self.gate.form_token(request.headers, request.cookies)
+        token = self.gate.form_token(request.headers, request.cookies)
+        csrf = None if self.read_only else token
+        # Signing out is allowed on a read-only dashboard too.
+        sign_out = token if self.gate.session(request.cookies) else None
         flash = {k: v for k, v in request.query.items() if k in ("done", "error")}
         view: tuple[str, str] | None = None
         if request.path == "/":
@@ -187,13 +225,14 @@ class Dashboard:
         elif request.path == "/monitors":
             view = "Monitors", self._monitors(csrf)
         elif found := _INCIDENT.match(request.path):
-            body = self._incident(int(found[1]), csrf)
+            incident = _id(found[1])
+            body = self._incident(incident, csrf) if incident is not None else None
             if body is None:
                 return _text(404, f"no incident {found[1]}")
             view = f"Incident #{found[1]}", body
         if view is None:
             return None
-        return _html(pages.page(view[0], view[1], user=user, flash=flash))
+        return _html(pages.page(view[0], view[1], user=user, flash=flash, sign_out=sign_out))
 
     def _overview(self) -> str:
         project, now = self._project(), self.options.clock()
@@ -484,17 +523,31 @@ class Dashboard:
         return points
 
 
+def _id(text: str) -> int | None:
+    """A database id written in ``text`` (ASCII digits), or None when it cannot be one."""
+    text = text.strip().lstrip("0")
+    if not text.isascii() or not text.isdigit() or len(text) > len(str(MAX_ID)):
+        return None
+    number = int(text)
+    return number if number <= MAX_ID else None
+
+
 def _resolution(resolution: Mapping[str, Any] | None) -> str:
     if not resolution:
         return ""
     return ", ".join(f"{k}: {v}" for k, v in resolution.items() if v is not None)
 
 
-def _html(body: str, *, status: int = 200, cookie: str | None = None) -> WebResponse:
-    headers = [("Cache-Control", "no-store"), ("X-Frame-Options", "DENY")]
-    if cookie:
-        headers.append(("Set-Cookie", cookie))
-    return WebResponse(status, body, headers=tuple(headers))
+def _html(
+    body: str,
+    *,
+    status: int = 200,
+    cookie: str | None = None,
+    headers: tuple[tuple[str, str], ...] = (),
+) -> WebResponse:
+    always = (("Cache-Control", "no-store"), ("X-Frame-Options", "DENY"))
+    cookies = (("Set-Cookie", cookie),) if cookie else ()
+    return WebResponse(status, body, headers=(*always, *headers, *cookies))
 
 
 def _text(status: int, text: str) -> WebResponse:

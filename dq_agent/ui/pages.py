@@ -12,6 +12,7 @@ from html import escape
 from typing import Any
 
 from dq_agent.store.ledger import Correction
+from dq_agent.ui.auth import MAX_EMAIL
 
 _STYLE = """
 body{font:14px/1.45 system-ui,sans-serif;margin:0;color:#1d2430;background:#f6f7f9}
@@ -37,14 +38,23 @@ margin-bottom:1em;border-radius:4px}
 """
 
 
-def page(title: str, body: str, *, user: str | None, flash: Mapping[str, str]) -> str:
+def page(
+    title: str,
+    body: str,
+    *,
+    user: str | None,
+    flash: Mapping[str, str],
+    sign_out: str | None = None,
+) -> str:
+    """A whole page; ``sign_out`` is the form token of a session's Sign out button (none
+    for a user the proxy vouches for: signing out is the proxy's business then)."""
     nav = ""
     if user:
         nav = (
             '<a href="/">Overview</a><a href="/corrections">Corrections</a>'
             '<a href="/monitors">Monitors</a>'
             f'<span class="who">{escape(user)}</span>'
-        )
+        ) + form("/logout", "Sign out", sign_out)
     note = ""
     if flash.get("done"):
         note = f'<div class="flash ok" role="status">{escape(flash["done"])}</div>'
@@ -84,7 +94,8 @@ def login(error: str | None, csrf: str) -> str:
     return (
         f'{message}<form method="post" action="/login" class="card">'
         f'<input type="hidden" name="csrf" value="{escape(csrf)}">'
-        '<p><label>E-mail <input name="email" type="email" required autocomplete="username">'
+        '<p><label>E-mail <input name="email" type="email" required '
+        f'maxlength="{MAX_EMAIL}" autocomplete="username">'
         '</label></p><p><label>Token <input name="token" type="password" required '
         'autocomplete="current-password"></label></p>'
         '<p><button class="primary" type="submit">Sign in</button></p></form>'

@@ -1,0 +1,221 @@
+"""The HTTP server at the edge: bodies are read only within their limit, malformed requests
+get a short 400, and a Slack request is accepted once across replicas and restarts.
+
+Requests are sent as raw HTTP (headers only, where the body never comes) against the real
+server, with a one-second timeout: an answer that waits for the body fails the test.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import http.client
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import pytest
+
+from dq_agent.escalate.endpoint import (
+    ACTIONS_PATH,
+    InteractionsServer,
+    Verifier,
+    WebRequest,
+    WebResponse,
+)
+from dq_agent.store import Store
+
+SECRET = "endpoint-signing-secret"
+
+
+@pytest.fixture
+def store(sqlite_url: str) -> Iterator[Store]:
+    with Store.open(sqlite_url) as opened:
+        yield opened
+
+
+@contextmanager
+def serving(store: Store, acted: list[Any] | None = None) -> Iterator[InteractionsServer]:
+    """The endpoint with Slack configured and a web application that echoes its form."""
+
+    def app(request: WebRequest) -> WebResponse:
+        return WebResponse(200, json.dumps(dict(request.form)), "application/json")
+
+    act = (acted if acted is not None else []).append
+    with InteractionsServer(Verifier(SECRET, store), act, port=0, app=app) as server:
+        yield server
+
+
+def connect(server: InteractionsServer) -> http.client.HTTPConnection:
+    url = urlsplit(server.base_url)
+    return http.client.HTTPConnection(url.hostname or "", url.port, timeout=1)
+
+
+def headers_only(
+    server: InteractionsServer, path: str, headers: dict[str, str]
+) -> tuple[int, str, str | None]:
+    """POST ``path`` with ``headers`` and never a body: status, text, Connection header."""
+    connection = connect(server)
+    try:
+        connection.putrequest("POST", path, skip_accept_encoding=True)
+        for name, value in headers.items():
+            connection.putheader(name, value)
+        connection.endheaders()
+        response = connection.getresponse()  # times out if the server waits for a body
+        return response.status, response.read().decode(), response.getheader("Connection")
+    finally:
+        connection.close()
+
+
+def send(
+    server: InteractionsServer, path: str, headers: dict[str, str], body: bytes
+) -> tuple[int, str]:
+    connection = connect(server)
+    try:
+        connection.request("POST", path, body=body, headers=headers)
+        response = connection.getresponse()
+        return response.status, response.read().decode()
+    finally:
+        connection.close()
+
+
+def signed(body: bytes, timestamp: int | None = None) -> dict[str, str]:
+    stamp = str(int(time.time()) if timestamp is None else timestamp)
+    digest = hmac.new(SECRET.encode(), f"v0:{stamp}:".encode() + body, hashlib.sha256)
+    return {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-Slack-Request-Timestamp": stamp,
+        "X-Slack-Signature": f"v0={digest.hexdigest()}",
+    }
+
+
+def click(trigger: str) -> bytes:
+    payload = {"type": "block_actions", "trigger_id": trigger, "actions": []}
+    return urlencode({"payload": json.dumps(payload)}).encode()
+
+
+@pytest.mark.parametrize("path", [ACTIONS_PATH, "/login"])
+@pytest.mark.parametrize(
+    ("length", "status", "reason"),
+    [
+        ("-1", 400, "Content-Length is not a number of bytes"),
+        ("lots", 400, "Content-Length is not a number of bytes"),
+        ("1e3", 400, "Content-Length is not a number of bytes"),
+        ("99999999999999999999999999", 413, "request too large: at most {limit} bytes here"),
+    ],
+)
+def test_a_length_that_is_not_one_is_answered_without_reading_the_body(
+    store: Store, path: str, length: str, status: int, reason: str
+) -> None:
+    limit = 1048576 if path == ACTIONS_PATH else 65536
+    with serving(store) as server:
+        answer = headers_only(server, path, {"Content-Length": length})
+        assert answer == (status, reason.format(limit=limit), "close")
+
+
+@pytest.mark.parametrize(("path", "limit"), [(ACTIONS_PATH, 1048576), ("/login", 65536)])
+def test_a_body_over_the_limit_is_refused_before_it_is_sent(
+    store: Store, path: str, limit: int
+) -> None:
+    with serving(store) as server:
+        answer = headers_only(server, path, {"Content-Length": str(limit + 1)})
+        assert answer == (413, f"request too large: at most {limit} bytes here", "close")
+
+
+def test_a_form_within_the_limit_is_read_to_its_length(store: Store) -> None:
+    with serving(store) as server:
+        form = urlencode({"csrf": "x" * 60_000}).encode()
+        assert send(server, "/login", {}, form) == (200, json.dumps({"csrf": "x" * 60_000}))
+
+
+def test_a_chunked_body_is_refused_from_its_headers(store: Store) -> None:
+    with serving(store) as server:
+        answer = headers_only(server, ACTIONS_PATH, {"Transfer-Encoding": "chunked"})
+        assert answer == (
+            411,
+            "send the body with a Content-Length (chunked bodies are not accepted)",
+            "close",
+        )
+
+
+def test_two_different_lengths_are_refused(store: Store) -> None:
+    with serving(store) as server:
+        connection = connect(server)
+        try:
+            connection.putrequest("POST", ACTIONS_PATH, skip_accept_encoding=True)
+            connection.putheader("Content-Length", "0")
+            connection.putheader("Content-Length", "5")
+            connection.endheaders()
+            response = connection.getresponse()
+            assert (response.status, response.read()) == (
+                400,
+                b"conflicting Content-Length headers",
+            )
+        finally:
+            connection.close()
+
+
+def test_a_slack_request_with_no_length_has_no_body(store: Store) -> None:
+    with serving(store) as server:
+        status, reason, _ = headers_only(server, ACTIONS_PATH, {})
+        assert (status, reason) == (401, "missing Slack signature headers")
+
+
+def test_a_timestamp_that_is_not_a_number_is_a_bad_request(store: Store) -> None:
+    body = click("1")
+    with serving(store) as server:
+        headers = {**signed(body), "X-Slack-Request-Timestamp": "soon"}
+        assert send(server, ACTIONS_PATH, headers, body) == (
+            400,
+            "X-Slack-Request-Timestamp is not a number",
+        )
+        headers = {**signed(body), "X-Slack-Request-Timestamp": "1" * 5000}
+        assert send(server, ACTIONS_PATH, headers, body) == (
+            400,
+            "X-Slack-Request-Timestamp is not a number",
+        )
+
+
+def test_a_body_that_is_not_utf8_is_a_bad_request(store: Store) -> None:
+    body = b"payload=\xff\xfe"
+    with serving(store) as server:
+        assert send(server, ACTIONS_PATH, signed(body), body) == (400, "the body is not UTF-8")
+
+
+def test_a_replayed_request_is_refused_by_another_replica_and_after_a_restart(
+    store: Store, sqlite_url: str
+) -> None:
+    body = click("replayed")
+    headers = signed(body)
+    acted: list[Any] = []
+    with serving(store, acted) as first:
+        assert send(first, ACTIONS_PATH, headers, body) == (200, "")
+        assert send(first, ACTIONS_PATH, headers, body) == (401, "replayed request")
+        first.drain()
+    # A second replica, its own connection to the same state store.
+    with Store.open(sqlite_url) as replica, serving(replica, acted) as second:
+        assert send(second, ACTIONS_PATH, headers, body) == (401, "replayed request")
+        assert second.refused == 1
+        # A new request still goes through.
+        fresh = click("fresh")
+        assert send(second, ACTIONS_PATH, signed(fresh), fresh) == (200, "")
+        second.drain()
+    assert [a["trigger_id"] for a in acted] == ["replayed", "fresh"]
+
+
+def test_a_signature_dated_ahead_is_remembered_until_it_goes_stale(store: Store) -> None:
+    now = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+    at = [now]
+    verifier = Verifier(SECRET, store, clock=lambda: at[0])
+    body = click("ahead")
+    # Signed by a clock four minutes ahead: valid until 12:09 here.
+    headers = {k.lower(): v for k, v in signed(body, int(now.timestamp()) + 240).items()}
+    assert verifier.check(body, headers) is None
+    at[0] = now + timedelta(minutes=8)
+    assert verifier.check(body, headers) == "replayed request"
+    at[0] = now + timedelta(minutes=9, seconds=1)
+    assert verifier.check(body, headers) == "bad signature or stale timestamp"
