@@ -234,9 +234,8 @@ with Store.open(project.state_url) as store:
 """
 
 
-def test_a_crash_between_intent_and_outcome_is_settled_without_a_second_write(
-    tmp_path: Path, crm: Any
-) -> None:
+def died_right_after_the_write(tmp_path: Path, crm: Any) -> Path:
+    """A project whose run was killed just after its Salesforce PATCH went through."""
     server, emulator = crm
     root = project(tmp_path, server)
     script = tmp_path / "crash.py"
@@ -247,6 +246,14 @@ def test_a_crash_between_intent_and_outcome_is_settled_without_a_second_write(
     assert died.returncode == 9, died.stderr
     assert amount(emulator, SLIP) == 1_000_000
     assert [e["status"] for e in ledger(tmp_path)] == ["pending"]  # the intent, and nothing after
+    return root
+
+
+def test_a_crash_between_intent_and_outcome_is_settled_without_a_second_write(
+    tmp_path: Path, crm: Any
+) -> None:
+    _, emulator = crm
+    root = died_right_after_the_write(tmp_path, crm)
 
     requests_before = emulator.state()["requests"]
     loaded = load_project(root, env={})
@@ -261,16 +268,7 @@ def test_a_crash_between_intent_and_outcome_is_settled_without_a_second_write(
 
 
 def test_a_crash_right_after_the_write_still_tells_the_owner(tmp_path: Path, crm: Any) -> None:
-    server, emulator = crm
-    root = project(tmp_path, server)
-    script = tmp_path / "crash.py"
-    script.write_text(textwrap.dedent(CRASH))
-    died = subprocess.run(
-        [sys.executable, str(script), str(root)], capture_output=True, text=True, timeout=120
-    )
-    assert died.returncode == 9, died.stderr
-    assert amount(emulator, SLIP) == 1_000_000
-
+    root = died_right_after_the_write(tmp_path, crm)
     after = cycle(root)
     assert after.settled == ["correction 1: applied (settled on start: the write had gone through)"]
     assert after.outcomes == []  # nothing written again

@@ -26,31 +26,13 @@ from dq_agent.sandbox.slack import SlackEmulator
 from dq_agent.sandbox.warehouse import OWNERS
 from dq_agent.store import Store
 from tests.helpers import make_project
+from tests.test_escalation import CRM_SUITE, SLIP
+from tests.test_remedy import SHEET_SUITE
 
 TOKEN, SECRET = "xoxb-test", "test-signing-secret"
 NOW = datetime.now(UTC)
-SLIP = "006Dn0000040000042"  # 200 seats × $5,000 typed as $10,000,000
 PETE = "pete@acme.com"
 
-SHEET_SUITE = """
-suite: us_forecast_sheet
-owner: pete@acme.com
-source: {connector: sheets, spreadsheet: fin, worksheet: US}
-checks:
-  - row_count: {min: 1}
-"""
-CRM_SUITE = """
-suite: crm_opportunities
-owner: sales-ops@acme.com
-escalation: [sales-ops@acme.com, cro@acme.com]
-source:
-  connector: crm
-  object: Opportunity
-  fields: [Id, Name, Amount, Seats__c, Price_Per_Seat__c, StageName, OwnerId]
-key: [Id]
-checks:
-  - fat_finger: {column: Amount, witness: "Seats__c * Price_Per_Seat__c", auto_correct: true}
-"""
 SETTINGS = """
 state_url: '{state_url}'
 corrections:
