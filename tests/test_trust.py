@@ -44,8 +44,18 @@ slack:
   signing_secret: {secret}
   base_url: {slack}/api/
 nudges:
-  working_hours: {{start: "00:00", end: "23:59", days: [mon, tue, wed, thu, fri, sat, sun]}}
+  working_hours: {{start: "06:00", end: "18:00", days: [mon, tue, wed, thu, fri, sat, sun]}}
+people:
+{people}
 """
+
+
+def midday_everywhere() -> str:
+    """`dq-agent run` reads the real clock: everyone it tells lives where it is about noon."""
+    offset = 12 - NOW.hour  # hours east of UTC, -11 … +12
+    zone = f"Etc/GMT{-offset:+d}" if offset else "Etc/UTC"
+    return "\n".join(f"  {p}: {{timezone: {zone}}}" for p in (PETE, *OWNERS.values()))
+
 
 # `dq-agent run` with its Salesforce reads slowed down, so that two of them overlap.
 SLOW_RUN = """
@@ -119,7 +129,11 @@ def world_on(tmp_path: Path, state_url: str) -> Iterator[World]:
             },
             suites={"sheet": SHEET_SUITE, "crm": CRM_SUITE},
             settings=SETTINGS.format(
-                state_url=state_url, token=TOKEN, secret=SECRET, slack=slack_server.base_url
+                state_url=state_url,
+                token=TOKEN,
+                secret=SECRET,
+                slack=slack_server.base_url,
+                people=midday_everywhere(),
             ),
         )
         yield World(root, state_url, slack, crm)
