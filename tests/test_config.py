@@ -555,6 +555,24 @@ def test_a_resolved_secret_is_never_shown(tmp_path: Path, monkeypatch: pytest.Mo
     assert secret not in out + err
 
 
+def test_a_secret_file_that_is_endless_or_not_text_is_a_clear_error(tmp_path: Path) -> None:
+    project = orders_project(tmp_path, a_pass=PASSING)
+    connectors = project / "connectors"
+    (tmp_path / "binary.key").write_bytes(b"\xff\xfeS3cr3t")
+    (connectors / "endless.yml").write_text("type: sql\nurl: ${file:/dev/zero}\n")
+    (connectors / "binary.yml").write_text(f"type: sql\nurl: ${{file:{tmp_path}/binary.key}}\n")
+    code, out, err = invoke("validate", "--project", str(project))
+    assert code == 3
+    assert err.splitlines() == [
+        f"{connectors}/binary.yml:2:6: url: secret file {tmp_path}/binary.key: not UTF-8 text; "
+        "expected a secret as text",
+        f"{connectors}/endless.yml:2:6: url: secret file /dev/zero: more than 64 KiB; "
+        "expected a secret as text",
+        "2 errors in 2 files",
+    ]
+    assert "S3cr3t" not in out + err
+
+
 def test_a_sheets_base_url_needs_a_scheme(tmp_path: Path) -> None:
     project = orders_project(tmp_path, a_pass=PASSING)
     (project / "connectors" / "sheets.yml").write_text("type: gsheets\nbase_url: 127.0.0.1:9\n")

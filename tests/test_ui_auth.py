@@ -3,6 +3,7 @@ browser (tests/test_ui.py drives the pages in Chromium)."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from collections.abc import Iterator
@@ -360,3 +361,18 @@ def test_an_id_no_database_integer_can_hold_is_not_found(
         answer = app.handle(WebRequest(method, path, {}, headers, {}, form))
         assert answer is not None
         assert (answer.status, answer.body) == expected
+
+
+def test_a_user_removed_from_the_settings_is_refused_after_the_reload(tmp_path: Path) -> None:
+    with dashboard(tmp_path) as (app, _clock):
+        cookies = session_cookie(sign_in(app, BOB, BOB_TOKEN))
+        assert visit(app, "/", cookies).status == 200
+        current = app._project()
+        users = {ANA: current.settings.ui.users[ANA]}
+        ui = current.settings.ui.model_copy(update={"users": users})
+        reloaded = dataclasses.replace(
+            current, settings=current.settings.model_copy(update={"ui": ui})
+        )
+        app._project = lambda: reloaded  # what the daemon's reload does
+        answer = visit(app, "/", cookies)
+        assert (answer.status, dict(answer.headers)["Location"]) == (303, "/login")

@@ -30,6 +30,10 @@ def resolve_references(
     return value, issues
 
 
+# A secret (a password, a key file) is small; a larger file is not one (say, /dev/zero).
+MAX_SECRET_BYTES = 64 * 1024
+
+
 def _resolve(
     value: Any,
     path: NodePath,
@@ -53,10 +57,21 @@ def _resolve(
             file = Path(ref[5:].strip()).expanduser()
             file = file if file.is_absolute() else base_dir / file
             try:
-                content = file.read_text(encoding="utf-8").strip()
+                with file.open("rb") as stream:
+                    data = stream.read(MAX_SECRET_BYTES + 1)  # no further: it may be endless
             except OSError as exc:
                 reason = exc.strerror or exc.__class__.__name__
                 issues.append(doc.issue(path, f"cannot read secret file {file}: {reason}"))
+                return ""
+            try:
+                if len(data) > MAX_SECRET_BYTES:
+                    raise ValueError(f"more than {MAX_SECRET_BYTES // 1024} KiB")
+                content = data.decode("utf-8").strip()
+            except ValueError as exc:  # UnicodeDecodeError included; the content is not shown
+                reason = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else str(exc)
+                issues.append(
+                    doc.issue(path, f"secret file {file}: {reason}; expected a secret as text")
+                )
                 return ""
             doc.secrets.add(content)
             return content

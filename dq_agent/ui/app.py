@@ -79,6 +79,9 @@ class Dashboard:
         return self._project().settings.ui.read_only
 
     def handle(self, request: WebRequest) -> WebResponse | None:
+        # Users and their settings as last (re)loaded: a user removed from dq-agent.yml is
+        # signed out at the daemon's next reload, not at its next restart.
+        self.gate.settings = self._project().settings.ui
         if request.path == "/login":
             return self._login(request)
         if request.path == "/favicon.ico":
