@@ -674,3 +674,15 @@ def test_sheets_a_retry_after_date_is_waited_until(sheets_server: Any) -> None:
         assert 9.0 <= slept <= 12.0
     finally:
         source.close()
+
+
+def test_a_sheets_request_that_cannot_be_made_is_a_source_error() -> None:
+    import requests
+
+    from dq_agent.sources.gsheets import translate
+
+    error = translate(requests.TooManyRedirects("Exceeded 30 redirects."))
+    assert (str(error), error.transient) == (
+        "Google Sheets request failed: TooManyRedirects",
+        False,
+    )

@@ -102,6 +102,8 @@ def translate(exc: Exception) -> SourceError:
     response = getattr(exc, "response", None)
     status = getattr(response, "status_code", None)
     if status is None:
+        if isinstance(exc, requests.RequestException):  # a bad URL, a redirect loop...
+            return SourceError(f"Google Sheets request failed: {name}", transient=False)
         raise exc
     error = getattr(exc, "error", {}) or {}
     message = error.get("message") if isinstance(error, dict) else None
