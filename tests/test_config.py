@@ -620,3 +620,19 @@ def test_a_service_account_key_is_never_shown(tmp_path: Path) -> None:
         "in the expected format, missing fields token_uri."
     )
     assert "PRIVATE-KEY" not in out + err
+
+
+def test_every_http_endpoint_needs_a_scheme(tmp_path: Path) -> None:
+    project = orders_project(tmp_path, a_pass=PASSING)
+    connectors = project / "connectors"
+    (connectors / "airflow.yml").write_text("type: airflow\nbase_url: airflow.acme.com\n")
+    (connectors / "hook.yml").write_text("type: webhook\nurl: ftp://hooks.acme.com/rebuild\n")
+    code, _out, err = invoke("validate", "--project", str(project))
+    assert code == 3
+    assert err.splitlines() == [
+        f"{connectors}/airflow.yml:2:11: base_url: "
+        "expected an http(s)://host[:port] URL, got 'airflow.acme.com'",
+        f"{connectors}/hook.yml:2:6: url: "
+        "expected an http(s)://host[:port] URL, got 'ftp://hooks.acme.com/rebuild'",
+        "2 errors in 2 files",
+    ]

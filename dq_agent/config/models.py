@@ -130,7 +130,7 @@ class SlackSettings(Model):
     token: SecretStr
     signing_secret: SecretStr
     # Only to point at a loopback emulator; the real Web API otherwise.
-    base_url: str | None = None
+    base_url: BaseUrl | None = None
     timeout: int = Field(30, ge=1, le=600)
 
 
@@ -223,7 +223,7 @@ class LlmSettings(Model):
     provider: Literal["anthropic"] = "anthropic"
     model: Identifier
     api_key: SecretStr
-    base_url: str | None = None  # a proxy, or the sandbox's emulator
+    base_url: BaseUrl | None = None  # a proxy, or the sandbox's emulator
     budget: LlmBudget = LlmBudget()
     # Columns whose values the model never sees (also anything that looks like a secret).
     redact_columns: list[Identifier] = []
@@ -384,7 +384,7 @@ class AirflowConnector(Model):
     """
 
     type: Literal["airflow"]
-    base_url: Identifier  # e.g. https://airflow.acme.com (the API is under /api/v2)
+    base_url: BaseUrl  # e.g. https://airflow.acme.com (the API is under /api/v2)
     token: SecretStr | None = None
     username: str | None = None
     password: SecretStr | None = None
@@ -408,7 +408,7 @@ class DbtCloudConnector(Model):
     """A dbt Cloud account whose jobs can be run (Administrative API v2)."""
 
     type: Literal["dbt_cloud"]
-    base_url: Identifier = "https://cloud.getdbt.com"
+    base_url: BaseUrl = "https://cloud.getdbt.com"
     account_id: int = Field(ge=1)
     token: SecretStr
     timeout: float = Field(30.0, gt=0, le=600)
@@ -422,7 +422,7 @@ class WebhookConnector(Model):
     """
 
     type: Literal["webhook"]
-    url: Identifier
+    url: BaseUrl
     secret: SecretStr | None = None
     headers: dict[str, str] = {}
     timeout: float = Field(30.0, gt=0, le=600)
