@@ -450,7 +450,7 @@ def incidents_show(incident_id: int, project_dir: Path, fmt: str) -> None:
 @incidents.command("resolve")
 @click.argument("incident_id", type=int)
 @project_option
-@click.option("--by", default=lambda: os.environ.get("USER", "cli"), show_default="$USER")
+@click.option("--by", required=True, metavar="EMAIL", help="An owner of the incident's suite.")
 def incidents_resolve(incident_id: int, project_dir: Path, by: str) -> None:
     """Close an incident by hand (it re-opens if the check fails again)."""
     _set_incident(project_dir, incident_id, "resolved", by=by)
@@ -460,7 +460,7 @@ def incidents_resolve(incident_id: int, project_dir: Path, by: str) -> None:
 @click.argument("incident_id", type=int)
 @project_option
 @click.option("--for", "duration", required=True, metavar="DURATION", help="e.g. 4h, 2d")
-@click.option("--by", default=lambda: os.environ.get("USER", "cli"), show_default="$USER")
+@click.option("--by", required=True, metavar="EMAIL", help="An owner of the incident's suite.")
 def incidents_snooze(incident_id: int, project_dir: Path, duration: str, by: str) -> None:
     """Quiet an incident for a while; failures still count."""
     try:
@@ -473,8 +473,14 @@ def incidents_snooze(incident_id: int, project_dir: Path, duration: str, by: str
 def _set_incident(
     project_dir: Path, incident_id: int, status: str, *, by: str, until: datetime | None = None
 ) -> None:
-    with _ledger(project_dir) as (_, store):
+    from dq_agent.escalate.actions import require_decider
+
+    with _ledger(project_dir) as (project, store):
         try:
+            incident = store.incident(incident_id, events=False)
+            if incident is None:
+                raise DqAgentError(f"no incident {incident_id}")
+            require_decider(project, incident, by, status.removesuffix("d"))
             store.set_incident_status(incident_id, status, at=utc_now(), by=by, until=until)
         except DqAgentError as exc:
             click.echo(f"error: {exc}", err=True)

@@ -17,6 +17,7 @@ from dq_agent.store import Store
 from tests.sources import load_orders, order_rows, project_for
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+PETE = "pete@acme.com"
 SUITE = """
 suite: us_forecast
 owner: pete@acme.com
@@ -101,12 +102,24 @@ def test_owners_snooze_and_resolve_by_hand(tmp_path: Path) -> None:
     root = project_for(tmp_path / "p", url, {"s": SUITE})
     cycle(root, NOW)
     runner = CliRunner()
+    stranger = runner.invoke(
+        main,
+        ["incidents", "resolve", "1", "--by", "mallory@acme.com", "--project", str(root)],
+    )
+    assert (stranger.exit_code, stranger.stderr) == (
+        3,
+        "error: Only the owners and escalation list of us_forecast may resolve incident #1 "
+        "(pete@acme.com).\n",
+    )
     snoozed = runner.invoke(
-        main, ["incidents", "snooze", "1", "--for", "4h", "--by", "pete", "--project", str(root)]
+        main,
+        ["incidents", "snooze", "1", "--for", "4h", "--by", PETE, "--project", str(root)],
     )
     assert snoozed.exit_code == 0
-    assert snoozed.stdout.startswith("incident #1: snoozed by pete until ")
-    bad = runner.invoke(main, ["incidents", "snooze", "1", "--for", "soon", "--project", str(root)])
+    assert snoozed.stdout.startswith("incident #1: snoozed by pete@acme.com until ")
+    bad = runner.invoke(
+        main, ["incidents", "snooze", "1", "--for", "soon", "--by", PETE, "--project", str(root)]
+    )
     assert bad.exit_code == 2
     assert "expected a duration like 26h, got 'soon'" in bad.stderr
     listed = json.loads(
@@ -116,15 +129,17 @@ def test_owners_snooze_and_resolve_by_hand(tmp_path: Path) -> None:
     )
     assert {i["id"]: i["status"] for i in listed} == {1: "snoozed"}
     resolved = runner.invoke(
-        main, ["incidents", "resolve", "1", "--by", "ana", "--project", str(root)]
+        main, ["incidents", "resolve", "1", "--by", "Pete@acme.com", "--project", str(root)]
     )
-    assert resolved.stdout == "incident #1: resolved by ana\n"
+    assert resolved.stdout == "incident #1: resolved by Pete@acme.com\n"
     with Store.open(f"sqlite:///{root}/state.db") as store:
         assert [(e["event"], e["by"]) for e in store.incident(1)["events"]] == [  # type: ignore[index]
             ("opened", "agent"),
             ("notified", "agent"),
-            ("snoozed", "pete"),
-            ("resolved", "ana"),
+            ("snoozed", PETE),
+            ("resolved", "Pete@acme.com"),
         ]
-    missing = runner.invoke(main, ["incidents", "resolve", "9", "--project", str(root)])
+    missing = runner.invoke(
+        main, ["incidents", "resolve", "9", "--by", PETE, "--project", str(root)]
+    )
     assert (missing.exit_code, missing.stderr) == (3, "error: no incident 9\n")

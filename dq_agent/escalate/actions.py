@@ -39,6 +39,25 @@ RESOLVE = "resolve"
 REJECT = "reject"
 
 
+def people_of(project: Project, suite_id: str, check: str, also: Iterable[str] = ()) -> set[str]:
+    """The people (channels cannot press buttons) who may decide about this check."""
+    suite = project.suites.get(suite_id)
+    people = deciders(suite, check, also) if suite else {p.lower() for p in also}
+    return {p for p in people if not p.startswith("#")}
+
+
+def require_decider(project: Project, incident: Mapping[str, Any], email: str, what: str) -> None:
+    """Refuse unless ``email`` may decide about ``incident``: its suite's owners and
+    escalation list, its check's owners, and the people its chain has told."""
+    chain = [p for step in incident["chain"] for p in step]
+    people = people_of(project, incident["suite"], incident["check"], chain)
+    if email.lower() not in people:
+        raise DqAgentError(
+            f"Only the owners and escalation list of {incident['suite']} may {what} "
+            f"incident #{incident['id']} ({', '.join(sorted(people)) or 'nobody'})."
+        )
+
+
 class Actions:
     """Acts on button clicks for one project, as the person who clicked."""
 
@@ -143,19 +162,10 @@ class Actions:
         return correction_id
 
     def _people(self, suite_id: str, check: str, also: Iterable[str] = ()) -> set[str]:
-        """The people (channels cannot press buttons) who may decide about this check."""
-        suite = self.project.suites.get(suite_id)
-        people = deciders(suite, check, also) if suite else {p.lower() for p in also}
-        return {p for p in people if not p.startswith("#")}
+        return people_of(self.project, suite_id, check, also)
 
     def _require(self, incident: Mapping[str, Any], email: str, what: str) -> None:
-        chain = [p for step in incident["chain"] for p in step]
-        people = self._people(incident["suite"], incident["check"], chain)
-        if email.lower() not in people:
-            raise DqAgentError(
-                f"Only the owners and escalation list of {incident['suite']} may {what} "
-                f"incident #{incident['id']} ({', '.join(sorted(people)) or 'nobody'})."
-            )
+        require_decider(self.project, incident, email, what)
 
     # -- the actions -----------------------------------------------------------------------------
 
