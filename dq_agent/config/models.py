@@ -114,6 +114,11 @@ class CorrectionsSettings(Model):
     allow: list[AllowRule] = Field(default_factory=list)
     max_per_run: int = Field(5, ge=0, le=10_000)
     max_magnitude: int = Field(3, ge=1, le=9)
+    # A SQL table is corrected in a transaction (its branch): how long one of its writes may
+    # wait for a row someone else holds, and one of its verifying checks may run, while the
+    # rows it changed stay locked. PostgreSQL honours both.
+    lock_timeout: Duration = timedelta(seconds=5)
+    statement_timeout: Duration = timedelta(minutes=2)
 
 
 class SnapshotSettings(Model):

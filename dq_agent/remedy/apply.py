@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from dq_agent.errors import LedgerConflict, SourceError, StoreError
 from dq_agent.remedy.plan import Change
-from dq_agent.sources.base import Source, same_value
+from dq_agent.sources.base import Source, WriteResult, same_value
 from dq_agent.store import Store
 from dq_agent.store.ledger import Correction
 
@@ -104,7 +104,111 @@ def apply(
     proposal or nothing happens, so two approvals never write it twice.
     """
     try:
-        correction_id = store.ledger_append(
+        correction_id = _intend(store, change, decided_by, marker, clock, correction_id)
+    except _NotIntended as refused:
+        return refused.outcome
+    note = _noter(store, correction_id, decided_by, clock)
+    try:
+        written = source.write(change.key, change.column, change.old, change.new)
+    except SourceError as exc:
+        note("failed", change.old, change.new, str(exc))
+        return Outcome(change, "failed", str(exc), correction_id)
+    if written.status == "written":
+        note("applied", written.before, written.after, "written compare-and-set")
+        done = "verified on a copy, then written compare-and-set"
+        return Outcome(change, "applied", done, correction_id)
+    return _conflict(note, change, written, correction_id)
+
+
+class Branch(Protocol):
+    """Changes written where nobody sees them until :meth:`publish` (a SQL transaction)."""
+
+    def publish(self) -> None: ...
+
+
+def refuse_conflict(
+    store: Store,
+    change: Change,
+    written: WriteResult,
+    *,
+    decided_by: str,
+    marker: str,
+    clock: Clock,
+    correction_id: int | None = None,
+) -> Outcome:
+    """A change a branch could not make (its value changed since it was read): recorded as
+    a conflict, like one met by a direct write."""
+    try:
+        correction_id = _intend(store, change, decided_by, marker, clock, correction_id)
+    except _NotIntended as refused:
+        return refused.outcome
+    note = _noter(store, correction_id, decided_by, clock)
+    return _conflict(note, change, written, correction_id)
+
+
+def publish(
+    store: Store,
+    branch: Branch,
+    changes: Sequence[Change],
+    *,
+    decided_by: str,
+    marker: str,
+    clock: Clock,
+    correction_id: int | None = None,
+) -> list[Outcome]:
+    """Intents for a verified branch's changes, the branch published, the outcomes recorded.
+
+    The intents are committed before the branch is, so a crash in between is settled on the
+    next start by reading the source (the database has either committed all of them or
+    none). Nothing is published unless every intent is recorded.
+    """
+    ids: list[int] = []
+    for change in changes:
+        try:
+            ids.append(_intend(store, change, decided_by, marker, clock, correction_id))
+        except _NotIntended as refused:
+            # The branch is dropped unpublished: what was intended never happened.
+            for intended, cid in zip(changes, ids, strict=False):
+                _noter(store, cid, decided_by, clock)(
+                    "failed",
+                    intended.old,
+                    intended.new,
+                    f"not published: {refused.outcome.detail}",
+                )
+            return [refused.outcome]
+    try:
+        branch.publish()
+    except SourceError as exc:
+        # Committed or not, the database knows: the next run reads it and settles each one.
+        detail = f"publishing the branch failed ({exc}); the next run settles it"
+        return [Outcome(c, "failed", detail, cid) for c, cid in zip(changes, ids, strict=True)]
+    done = "verified on a branch (a transaction), then published"
+    outcomes = []
+    for change, cid in zip(changes, ids, strict=True):
+        _noter(store, cid, decided_by, clock)("applied", change.old, change.new, done)
+        outcomes.append(Outcome(change, "applied", done, cid))
+    return outcomes
+
+
+class _NotIntended(Exception):
+    """The ledger did not take an intent: nothing may be written."""
+
+    def __init__(self, outcome: Outcome) -> None:
+        super().__init__(outcome.detail)
+        self.outcome = outcome
+
+
+def _intend(
+    store: Store,
+    change: Change,
+    decided_by: str,
+    marker: str,
+    clock: Clock,
+    correction_id: int | None,
+) -> int:
+    """Record the intent to write ``change``; a proposal's must follow the proposal."""
+    try:
+        return store.ledger_append(
             event="intent",
             at=clock(),
             correction_id=correction_id,
@@ -116,19 +220,13 @@ def apply(
         )
     except LedgerConflict as exc:
         detail = f"not written: {exc}: someone else decided it first"
-        return Outcome(change, "refused", detail, correction_id)
+        raise _NotIntended(Outcome(change, "refused", detail, correction_id)) from exc
     except StoreError as exc:
-        return Outcome(change, "failed", f"not written: the ledger refused the intent ({exc})")
-    note = _noter(store, correction_id, decided_by, clock)
-    try:
-        written = source.write(change.key, change.column, change.old, change.new)
-    except SourceError as exc:
-        note("failed", change.old, change.new, str(exc))
-        return Outcome(change, "failed", str(exc), correction_id)
-    if written.status == "written":
-        note("applied", written.before, written.after, "written compare-and-set")
-        done = "verified on a copy, then written compare-and-set"
-        return Outcome(change, "applied", done, correction_id)
+        detail = f"not written: the ledger refused the intent ({exc})"
+        raise _NotIntended(Outcome(change, "failed", detail)) from exc
+
+
+def _conflict(note: _Note, change: Change, written: WriteResult, correction_id: int) -> Outcome:
     if same_value(written.after, change.new):
         # Someone else wrote the intended value first: theirs, not a correction of ours.
         detail = (

@@ -1,8 +1,9 @@
-"""Verify a changeset on a branch: a private copy of the data the suite just read.
+"""Verify a changeset on a branch before it reaches the source.
 
-The copy is made with SQLite's online backup (cheap for the operational records sources
-return), the changes are applied to it, and the suite's checks run again on it. The source
-itself is never touched here.
+Operational sources (Salesforce, Sheets) cannot branch: the branch is a private copy of the
+records the suite just read, made with SQLite's online backup, and the source itself is never
+touched here. A SQL table's branch is a transaction on the table itself
+(:meth:`~dq_agent.sources.sql.SqlSource.branch`); :func:`verify_relation` judges either.
 """
 
 from __future__ import annotations
@@ -59,12 +60,24 @@ def verify_on_branch(
             for change in changes:
                 where = [table.c[k] == v for k, v in change.key.items()]
                 conn.execute(sa.update(table).where(*where).values({change.column: change.new}))
-        # No state store on the branch: nothing it computes is history.
-        quiet = dataclasses.replace(ctx, history=None)
-        after = evaluate_checks(suite, branch, quiet, RunOptions(as_of=ctx.as_of))
+        return verify_relation(suite, branch, changes, ctx, baseline)
     finally:
         engine.dispose()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def verify_relation(
+    suite: Suite,
+    branch: Relation,
+    changes: Sequence[Change],
+    ctx: CheckContext,
+    baseline: Sequence[CheckResult],
+) -> BranchVerdict:
+    """Re-run the suite's checks on a branch that holds ``changes`` (a copy, or a SQL
+    transaction's relation) and compare with what they said before."""
+    # No state store on the branch: nothing it computes is history.
+    quiet = dataclasses.replace(ctx, history=None)
+    after = evaluate_checks(suite, branch, quiet, RunOptions(as_of=ctx.as_of))
     return _compare(changes, baseline, after)
 
 
@@ -99,5 +112,5 @@ def _compare(
     if worse:
         return BranchVerdict(False, "; ".join(worse), tuple(after))
     return BranchVerdict(
-        True, "verified on a copy: the values are no longer findings", tuple(after)
+        True, "verified on a branch: the values are no longer findings", tuple(after)
     )

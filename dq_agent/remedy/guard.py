@@ -11,8 +11,9 @@ from dq_agent.config.models import CorrectionsSettings, Suite
 from dq_agent.remedy.plan import Change
 
 READ_ONLY_ENV = "DQ_AGENT_READ_ONLY"
-# Connector types whose values the agent may correct (operational systems, not warehouses).
-WRITABLE_TYPES = ("salesforce", "gsheets")
+# Connector types whose values the agent may correct: operational systems through their APIs,
+# and SQL tables through a transaction that is verified before it commits.
+WRITABLE_TYPES = ("salesforce", "gsheets", "sql")
 
 
 @dataclass

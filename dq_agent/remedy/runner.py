@@ -17,17 +17,20 @@ from dq_agent.remedy.apply import (
     apply,
     interrupted,
     propose,
+    publish,
     reconcile,
     record_refused,
+    refuse_conflict,
     revert,
 )
-from dq_agent.remedy.branch import verify_on_branch
+from dq_agent.remedy.branch import verify_on_branch, verify_relation
 from dq_agent.remedy.guard import guard, switched_off
 from dq_agent.remedy.plan import Change, plan
 from dq_agent.results import SuiteResult
 from dq_agent.sources.base import Relation, Source
 from dq_agent.sources.gsheets import WHOLE_SHEET, GSheetsSource
 from dq_agent.sources.registry import opened
+from dq_agent.sources.sql import SqlSource
 from dq_agent.store import Store
 from dq_agent.store.ledger import Correction
 
@@ -146,6 +149,11 @@ class Remedy:
         decided_by: str,
         correction_id: int | None = None,
     ) -> None:
+        if isinstance(source, SqlSource):
+            self._publish_on_branch(
+                suite, source, result, changes, decided_by=decided_by, correction_id=correction_id
+            )
+            return
         ctx = context_for(suite, self.store, self.options, self.options.clock())
         branch = verify_on_branch(suite, relation, changes, ctx, result.checks)
         if not branch.ok:
@@ -173,6 +181,63 @@ class Remedy:
                     correction_id=correction_id,
                 )
             )
+
+    def _publish_on_branch(
+        self,
+        suite: Suite,
+        source: SqlSource,
+        result: SuiteResult,
+        changes: Sequence[Change],
+        *,
+        decided_by: str,
+        correction_id: int | None,
+    ) -> None:
+        """A SQL table's changes in one transaction: written compare-and-set, the suite's
+        checks run inside it, then committed only if they pass; otherwise rolled back."""
+        settings = self.project.settings.corrections
+        clock = self.options.clock
+        marker = f"{result.started_at.isoformat()}/{decided_by}"
+        ctx = context_for(suite, self.store, self.options, clock())
+        try:
+            with source.branch(
+                lock_timeout=settings.lock_timeout, statement_timeout=settings.statement_timeout
+            ) as branch:
+                for change in changes:
+                    written = branch.write(change.key, change.column, change.old, change.new)
+                    if written.status != "written":  # the whole branch is dropped
+                        self.outcomes.append(
+                            refuse_conflict(
+                                self.store,
+                                change,
+                                written,
+                                decided_by=decided_by,
+                                marker=marker,
+                                clock=clock,
+                                correction_id=correction_id,
+                            )
+                        )
+                        return
+                verdict = verify_relation(suite, branch.relation, changes, ctx, result.checks)
+                if not verdict.ok:
+                    detail = f"the branch check failed: {verdict.detail}"
+                    self.outcomes += [
+                        propose(self.store, c, clock(), detail=detail, status="refused")
+                        for c in changes
+                    ]
+                    return
+                self.outcomes += publish(
+                    self.store,
+                    branch,
+                    changes,
+                    decided_by=decided_by,
+                    marker=marker,
+                    clock=clock,
+                    correction_id=correction_id,
+                )
+        except SourceError as exc:  # before anything was intended: nothing was written
+            self.outcomes += [
+                Outcome(c, "failed", f"not written: {exc}", correction_id) for c in changes
+            ]
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, cast
 
 import sqlalchemy as sa
 
@@ -50,16 +50,41 @@ class Relation:
     query: str | None = None
     # What reading left out or could not type, record by record (fetched sources only).
     rejected: tuple[Rejected, ...] = ()
+    # A branch's open transaction: checks then read through it and see its changes.
+    bound: sa.Connection | None = None
 
     def column(self, name: str) -> sa.ColumnElement[Any]:
         return self.selectable.c[name]
 
     def connect(self) -> sa.Connection:
-        """A read-only connection where the dialect supports one."""
+        """A read-only connection where the dialect supports one; on a branch, the branch's
+        own connection (closing it is left to the branch)."""
+        if self.bound is not None:
+            return cast(sa.Connection, _Lent(self.bound))
         conn = self.engine.connect()
         if self.engine.dialect.name == "postgresql":
             conn = conn.execution_options(postgresql_readonly=True)
         return conn
+
+
+class _Lent:
+    """A connection lent to a check: ``with`` and ``close()`` leave it open and its
+    transaction going, for the branch that owns it to publish or discard."""
+
+    def __init__(self, connection: sa.Connection) -> None:
+        self._connection = connection
+
+    def __enter__(self) -> sa.Connection:
+        return self._connection
+
+    def __exit__(self, *_exc: object) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._connection, name)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -89,31 +92,54 @@ class SqlSource:
     def write(
         self, key: Mapping[str, Any], column: str, expected_old: Any, new: Any
     ) -> WriteResult:
-        """``UPDATE … WHERE key AND column = expected_old``: one statement, so it is atomic."""
-        if self._spec.table is None:
-            raise SourceError("cannot write through a query source: name a table", transient=False)
-        relation = self._relation or self.open()
-        unknown = [c for c in (*key, column) if c not in relation.columns]
-        if unknown:
-            raise SourceError(
-                f"unknown column(s) {', '.join(unknown)} in {relation.label}", transient=False
-            )
-        table = relation.selectable
-        assert isinstance(table, sa.Table)
-        where = [table.c[k] == v for k, v in key.items()]
-        current = table.c[column]
-        unchanged = current.is_(None) if expected_old is None else current == expected_old
+        """``UPDATE … WHERE key AND column = expected_old`` in a transaction of its own."""
+        relation = self._writable()
         try:
             with self._engine.begin() as conn:
-                updated = conn.execute(
-                    sa.update(table).where(*where, unchanged).values({column: new})
-                ).rowcount
-                after = conn.execute(sa.select(current).where(*where)).scalar_one_or_none()
+                return _compare_and_set(conn, relation, key, column, expected_old, new)
         except sa.exc.SQLAlchemyError as exc:
             raise translate(exc, self._engine.url) from exc
-        if updated == 1:
-            return WriteResult("written", expected_old, after)
-        return WriteResult("conflict", after, after, f"{column} is {after!r}, not {expected_old!r}")
+
+    @contextmanager
+    def branch(
+        self, *, lock_timeout: timedelta, statement_timeout: timedelta
+    ) -> Iterator[SqlBranch]:
+        """A branch of the table: one transaction on one connection.
+
+        What is written through it, and what checks read on its relation, nobody else sees
+        until :meth:`SqlBranch.publish` commits; leaving the block unpublished rolls it back.
+        Rows it changed stay locked until then, so waits are bounded by ``lock_timeout`` (for
+        its own writes) and ``statement_timeout`` (for each check it runs), where the
+        database has them (PostgreSQL).
+        """
+        relation = self._writable()
+        try:
+            conn = self._engine.connect()
+        except sa.exc.SQLAlchemyError as exc:
+            raise translate(exc, self._engine.url) from exc
+        transaction: sa.RootTransaction | None = None
+        try:
+            transaction = conn.begin()
+            if conn.dialect.name == "postgresql":
+                for name, value in (
+                    ("lock_timeout", lock_timeout),
+                    ("statement_timeout", statement_timeout),
+                ):
+                    conn.execute(sa.select(sa.func.set_config(name, _milliseconds(value), True)))
+            yield SqlBranch(conn, dataclasses.replace(relation, bound=conn), self._engine.url)
+        except sa.exc.SQLAlchemyError as exc:
+            raise translate(exc, self._engine.url) from exc
+        finally:
+            try:
+                if transaction is not None and transaction.is_active:  # not published
+                    transaction.rollback()
+            finally:
+                conn.close()
+
+    def _writable(self) -> Relation:
+        if self._spec.table is None:
+            raise SourceError("cannot write through a query source: name a table", transient=False)
+        return self._relation or self.open()
 
     def _open_table(self, conn: sa.Connection, name: str) -> Relation:
         # Columns and primary key only: full reflection (indexes, foreign keys, comments)
@@ -150,11 +176,82 @@ class SqlSource:
         return Relation(self._engine, sub, columns, (), "query", self._url, query=query)
 
 
+class SqlBranch:
+    """Changes to a table inside one open transaction, and the relation that sees them."""
+
+    def __init__(self, connection: sa.Connection, relation: Relation, url: sa.URL) -> None:
+        self._connection = connection
+        self.relation = relation
+        self._url = url
+
+    def write(
+        self, key: Mapping[str, Any], column: str, expected_old: Any, new: Any
+    ) -> WriteResult:
+        """Compare-and-set on the branch; nobody sees it before :meth:`publish`."""
+        try:
+            return _compare_and_set(self._connection, self.relation, key, column, expected_old, new)
+        except sa.exc.SQLAlchemyError as exc:
+            raise translate(exc, self._url) from exc
+
+    def publish(self) -> None:
+        """Commit: every change of the branch becomes visible at once, or none does."""
+        try:
+            self._connection.commit()
+        except sa.exc.SQLAlchemyError as exc:
+            raise translate(exc, self._url) from exc
+
+
+def _compare_and_set(
+    conn: sa.Connection,
+    relation: Relation,
+    key: Mapping[str, Any],
+    column: str,
+    expected_old: Any,
+    new: Any,
+) -> WriteResult:
+    """Set ``column`` of the one row ``key`` names to ``new`` if it still holds ``expected_old``.
+
+    A key that names several rows raises, so the caller's transaction rolls back: nothing is
+    half-applied.
+    """
+    unknown = [c for c in (*key, column) if c not in relation.columns]
+    if unknown:
+        raise SourceError(
+            f"unknown column(s) {', '.join(unknown)} in {relation.label}", transient=False
+        )
+    table = relation.selectable
+    assert isinstance(table, sa.Table)
+    where = [table.c[k] == v for k, v in key.items()]
+    current = table.c[column]
+    unchanged = current.is_(None) if expected_old is None else current == expected_old
+    updated = conn.execute(sa.update(table).where(*where, unchanged).values({column: new})).rowcount
+    if updated > 1:
+        raise SourceError(
+            f"{dict(key)} names {updated} rows of {relation.label}, not one: nothing written",
+            transient=False,
+        )
+    after = conn.execute(sa.select(current).where(*where)).scalar_one_or_none()
+    if updated == 1:
+        return WriteResult("written", expected_old, after)
+    return WriteResult("conflict", after, after, f"{column} is {after!r}, not {expected_old!r}")
+
+
+# PostgreSQL's lock_not_available and query_canceled: a lock_timeout or statement_timeout ran
+# out (a row someone holds, a check too slow), not an unreachable database.
+_GAVE_UP_WAITING = {"55P03", "57014"}
+
+
+def _milliseconds(value: timedelta) -> str:
+    return f"{int(value.total_seconds() * 1000)}ms"
+
+
 def translate(exc: sa.exc.SQLAlchemyError, url: sa.URL) -> SourceError:
     """A database error as our own, saying whether trying again may help."""
     detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
     # Drivers may echo the connection string, or the password alone.
     detail = redact(detail, *url_secrets(url))
+    if getattr(getattr(exc, "orig", None), "sqlstate", None) in _GAVE_UP_WAITING:
+        return SourceError(f"gave up waiting on {mask_url(url)}: {detail}", transient=True)
     if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError | sa.exc.TimeoutError):
         # Connection refused, timeouts and dropped connections usually pass; the daemon retries.
         return SourceError(f"cannot reach {mask_url(url)}: {detail}", transient=True)

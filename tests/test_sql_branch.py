@@ -1,0 +1,241 @@
+"""A slip in a warehouse table is fixed on a branch: a transaction on the table itself.
+
+Written compare-and-set inside the transaction, checked there by the suite (nobody else sees
+it), committed only if the checks pass, recorded in the ledger, undone compare-and-set.
+SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from dq_agent.agent import run_cycle
+from dq_agent.config import load_project
+from dq_agent.engine import RunOptions
+from dq_agent.remedy import revert_correction
+from dq_agent.sources.sql import SqlSource
+from dq_agent.store import Store
+from tests.helpers import make_project
+from tests.sources import load_orders
+from tests.test_fat_finger import DEALS, clean_deals, deal
+
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+OPTIONS = RunOptions(clock=lambda: NOW)
+SLIP = 101  # 12 seats × $500 typed as $60,000
+SUITE = """
+suite: deals
+owner: sales-ops@acme.com
+source: {{connector: warehouse, table: deals}}
+key: [id]
+checks:
+  - fat_finger: {{column: amount, witness: "seats * price", auto_correct: true}}
+{more}"""
+SETTINGS = """
+state_url: 'sqlite:///{root}/state.db'
+corrections:
+  enabled: true
+  allow:
+    - {{connector: warehouse, object: deals, fields: [amount]}}
+"""
+
+
+@pytest.fixture
+def warehouse(db_url: str) -> Iterator[str]:
+    load_orders(db_url, [*clean_deals(), deal(SLIP, 12, 500, 60_000, "basic")], DEALS)
+    yield db_url
+
+
+def project(root: Path, url: str, more: str = "") -> Path:
+    return make_project(
+        root,
+        connectors={"warehouse": f"type: sql\nurl: '{url}'\n"},
+        suites={"deals": SUITE.format(more=more)},
+        settings=SETTINGS.format(root=root),
+    )
+
+
+def cycle(root: Path) -> Any:
+    loaded = load_project(root, env={})
+    assert loaded.issues == (), [str(i) for i in loaded.issues]
+    with Store.open(loaded.state_url) as store:
+        return run_cycle(loaded, ["deals"], store, OPTIONS)
+
+
+def amount(url: str, deal_id: int = SLIP) -> float:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            value = conn.execute(
+                sa.select(DEALS.c.amount).where(DEALS.c.id == deal_id)
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    return float(value)
+
+
+def events(root: Path, correction_id: int = 1) -> list[str]:
+    with Store.open(f"sqlite:///{root}/state.db") as store:
+        assert store.verify_ledger() == []
+        correction = store.correction(correction_id)
+        assert correction is not None
+        return [e.event for e in correction.events]
+
+
+def test_a_slip_in_a_table_is_fixed_on_a_branch_and_can_be_undone(
+    tmp_path: Path, warehouse: str
+) -> None:
+    root = project(tmp_path, warehouse)
+    [outcome] = cycle(root).outcomes
+    assert (outcome.status, outcome.detail) == (
+        "applied",
+        "verified on a branch (a transaction), then published",
+    )
+    assert (outcome.change.key, float(outcome.change.old), outcome.change.new) == (
+        {"id": SLIP},
+        60_000.0,
+        6_000.0,
+    )
+    assert amount(warehouse) == 6_000
+    assert events(tmp_path) == ["intent", "applied"]
+    assert cycle(root).outcomes == []  # fixed: nothing more to do
+
+    loaded = load_project(root, env={})
+    with Store.open(loaded.state_url) as store:
+        undone = revert_correction(loaded, store, 1, by="sales-ops@acme.com", options=OPTIONS)
+    assert undone.status == "reverted"
+    assert amount(warehouse) == 60_000
+    assert events(tmp_path) == ["intent", "applied", "revert_intent", "reverted"]
+
+
+def test_a_fix_that_fails_on_the_branch_leaves_the_table_as_it_was(
+    tmp_path: Path, warehouse: str
+) -> None:
+    # Passes today (the slip is the largest amount); would fail once the slip is fixed.
+    guard = "  - expect_column_max_to_be_between: {column: amount, min_value: 50000}\n"
+    root = project(tmp_path, warehouse, guard)
+    [outcome] = cycle(root).outcomes
+    assert outcome.status == "refused"
+    assert outcome.detail.startswith("the branch check failed: ")
+    assert "would go from pass to fail" in outcome.detail
+    assert amount(warehouse) == 60_000  # rolled back: production never saw it
+    assert events(tmp_path) == ["proposed"]  # the owner decides
+
+
+def test_a_row_changed_since_it_was_read_is_not_overwritten(
+    tmp_path: Path, warehouse: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = project(tmp_path, warehouse)
+    real = SqlSource.branch
+
+    def someone_edits_first(self: SqlSource, **kwargs: Any) -> Any:
+        engine = sa.create_engine(warehouse)
+        with engine.begin() as conn:
+            conn.execute(sa.update(DEALS).where(DEALS.c.id == SLIP).values(amount=59_000))
+        engine.dispose()
+        return real(self, **kwargs)
+
+    monkeypatch.setattr(SqlSource, "branch", someone_edits_first)
+    [outcome] = cycle(root).outcomes
+    assert outcome.status == "conflict"
+    assert outcome.detail.startswith("conflict: amount is ")
+    assert amount(warehouse) == 59_000  # theirs, untouched
+    assert events(tmp_path) == ["intent", "conflict"]
+
+
+CRASH = """
+import os, sys
+from dq_agent.agent import run_cycle
+from dq_agent.config import load_project
+from dq_agent.engine import RunOptions
+from dq_agent.sources.sql import SqlBranch
+from dq_agent.store import Store
+
+real = SqlBranch.publish
+
+def publish_then_die(self):
+    real(self)
+    os._exit(9)  # killed after the commit, before the ledger hears of it
+
+SqlBranch.publish = publish_then_die
+project = load_project(sys.argv[1], env={})
+with Store.open(project.state_url) as store:
+    run_cycle(project, ["deals"], store, RunOptions())
+"""
+
+
+def test_a_crash_after_publishing_is_settled_once_and_told(tmp_path: Path, warehouse: str) -> None:
+    root = project(tmp_path, warehouse)
+    script = tmp_path / "crash.py"
+    script.write_text(textwrap.dedent(CRASH))
+    died = subprocess.run(
+        [sys.executable, str(script), str(root)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )
+    assert died.returncode == 9, died.stderr
+    assert amount(warehouse) == 6_000
+    assert events(tmp_path) == ["intent"]
+
+    after = cycle(root)
+    assert after.settled == ["correction 1: applied (settled on start: the write had gone through)"]
+    assert after.outcomes == []
+    assert amount(warehouse) == 6_000
+    assert events(tmp_path) == ["intent", "applied"]
+    with Store.open(f"sqlite:///{tmp_path}/state.db") as store:
+        assert [(m.kind, m.recipient) for m in store.outbox(correction_id=1)] == [
+            ("fyi", "sales-ops@acme.com")
+        ]
+
+
+def test_a_row_someone_holds_is_waited_for_only_as_long_as_lock_timeout(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    load_orders(postgres_url, [*clean_deals(), deal(SLIP, 12, 500, 60_000, "basic")], DEALS)
+    root = project(tmp_path, postgres_url)
+    settings = root / "dq-agent.yml"
+    settings.write_text(settings.read_text() + "  lock_timeout: 1s\n")
+    holder = sa.create_engine(postgres_url)
+    try:
+        with holder.begin() as conn:  # a long transaction of someone else's holds the row
+            conn.execute(sa.select(DEALS.c.id).where(DEALS.c.id == SLIP).with_for_update())
+            [outcome] = cycle(root).outcomes
+    finally:
+        holder.dispose()
+    assert outcome.status == "failed"
+    assert outcome.detail.startswith("not written: gave up waiting on postgresql")
+    assert "lock timeout" in outcome.detail
+    assert amount(postgres_url) == 60_000
+    with Store.open(f"sqlite:///{tmp_path}/state.db") as store:
+        assert store.corrections() == []  # nothing was intended, nothing to settle
+    [retried] = cycle(root).outcomes  # the next run, with the row free, fixes it
+    assert retried.status == "applied"
+    assert amount(postgres_url) == 6_000
+
+
+def test_a_check_that_cannot_read_the_branch_keeps_the_fix_from_being_published(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    load_orders(sqlite_url, [*clean_deals(), deal(SLIP, 12, 500, 60_000, "basic")], DEALS)
+    gx_only = "engine: gx\n"  # every expectation through Great Expectations
+    root = project(tmp_path, sqlite_url, "  - expect_column_values_to_not_be_null: {column: id}\n")
+    suite = root / "checks" / "deals.yml"
+    suite.write_text(suite.read_text().replace("key: [id]\n", f"key: [id]\n{gx_only}"))
+    [outcome] = cycle(root).outcomes
+    assert outcome.status == "refused"
+    assert outcome.detail == (
+        "the branch check failed: expect_column_values_to_not_be_null(id) would go from pass "
+        "to error"
+    )
+    assert amount(sqlite_url) == 60_000
