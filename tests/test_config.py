@@ -636,3 +636,28 @@ def test_every_http_endpoint_needs_a_scheme(tmp_path: Path) -> None:
         "expected an http(s)://host[:port] URL, got 'ftp://hooks.acme.com/rebuild'",
         "2 errors in 2 files",
     ]
+
+
+def test_an_allow_list_entry_no_source_can_honour_is_an_error(tmp_path: Path) -> None:
+    project = orders_project(tmp_path, a_pass=PASSING)
+    (project / "connectors" / "airflow.yml").write_text(
+        "type: airflow\nbase_url: http://airflow:8080\ntoken: t\n"
+    )
+    settings = project / "dq-agent.yml"
+    settings.write_text(
+        settings.read_text()
+        + "corrections:\n  enabled: true\n  allow:\n"
+        + "    - {connector: warehouse, object: orders, fields: [amount]}\n"
+        + "    - {connector: airflow, fields: [state]}\n"
+        + "    - {connector: crm, object: Opportunity, fields: [Amount]}\n"
+    )
+    code, _out, err = invoke("validate", "--project", str(project))
+    assert code == 3
+    lines = err.splitlines()
+    assert [line.split(": ", 1)[1] for line in lines[:-1]] == [
+        "corrections.allow[1].connector: airflow connectors are never corrected; "
+        "expected a salesforce, gsheets, sql connector",
+        "corrections.allow[2].connector: unknown connector 'crm'; "
+        "expected one of: airflow, warehouse",
+    ]
+    assert lines[-1] == "2 errors in 1 file"

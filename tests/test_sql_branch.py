@@ -239,3 +239,35 @@ def test_a_check_that_cannot_read_the_branch_keeps_the_fix_from_being_published(
         "to error"
     )
     assert amount(sqlite_url) == 60_000
+
+
+def test_an_owner_approves_a_proposed_fix_of_a_table_from_the_command_line(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    from click.testing import CliRunner
+
+    from dq_agent.cli import main
+
+    load_orders(sqlite_url, [*clean_deals(), deal(SLIP, 12, 500, 60_000, "basic")], DEALS)
+    root = project(tmp_path, sqlite_url)
+    suite = root / "checks" / "deals.yml"
+    suite.write_text(suite.read_text().replace("auto_correct: true", "auto_correct: false"))
+    [proposal] = cycle(root).outcomes
+    assert (proposal.status, proposal.correction_id) == ("proposed", 1)
+    assert amount(sqlite_url) == 60_000
+
+    runner = CliRunner()
+    approved = runner.invoke(
+        main, ["corrections", "approve", "1", "--by", "sales-ops@acme.com", "--project", str(root)]
+    )
+    assert approved.exit_code == 0, approved.output
+    assert approved.stdout == (
+        "correction 1: applied: verified on a branch (a transaction), then published\n"
+    )
+    assert amount(sqlite_url) == 6_000
+    assert events(tmp_path) == ["proposed", "intent", "applied"]
+    undone = runner.invoke(
+        main, ["corrections", "revert", "1", "--by", "sales-ops@acme.com", "--project", str(root)]
+    )
+    assert undone.exit_code == 0, undone.output
+    assert amount(sqlite_url) == 60_000

@@ -14,6 +14,7 @@ from dq_agent.config import expectations
 from dq_agent.config.models import (
     BUILTIN_CHECKS,
     CONNECTOR_TYPES,
+    CORRECTABLE_TYPES,
     RESTART_CONNECTORS,
     RESTART_TYPES,
     SOURCE_SPECS,
@@ -123,10 +124,41 @@ def load_project(root: Path | str, env: Mapping[str, str] | None = None) -> Proj
             issues.append(issue)
             broken[suite_id] = (issue,)
             del suites[suite_id]
+    issues += _allow_list_issues(root, settings, connector_types)
     # Report each file's issues top to bottom, files in the order they were read.
     order = {file: index for index, file in enumerate(dict.fromkeys(i.file for i in issues))}
     issues.sort(key=lambda i: (order[i.file], i.line, i.col))
     return Project(root, settings, connectors, suites, tuple(issues), broken)
+
+
+def _allow_list_issues(
+    root: Path, settings: Settings, connector_types: Mapping[str, str]
+) -> list[ConfigIssue]:
+    """``corrections.allow`` entries no source can honour: an unknown connector, or one of a
+    kind that is never corrected (a restart target)."""
+    rules = settings.corrections.allow
+    wrong: list[tuple[int, str]] = []
+    for index, rule in enumerate(rules):
+        kind = connector_types.get(rule.connector)
+        if kind is None:
+            known = ", ".join(sorted(connector_types)) or "none in connectors/"
+            wrong.append((index, f"unknown connector {rule.connector!r}; expected one of: {known}"))
+        elif kind not in CORRECTABLE_TYPES:
+            wrong.append(
+                (
+                    index,
+                    f"{kind} connectors are never corrected; expected a "
+                    f"{', '.join(CORRECTABLE_TYPES)} connector",
+                )
+            )
+    if not wrong:
+        return []
+    doc = _read(root / SETTINGS_FILE, [])
+    if doc is None:
+        return []
+    return [
+        doc.issue(("corrections", "allow", index, "connector"), message) for index, message in wrong
+    ]
 
 
 def _yaml_files(folder: Path) -> list[Path]:

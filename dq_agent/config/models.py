@@ -88,11 +88,17 @@ class Defaults(Model):
     max_findings: int = Field(20, ge=0, le=10_000)
 
 
+# Connector types whose values the agent may correct: operational systems through their APIs,
+# and SQL tables through a transaction that is verified before it commits.
+CORRECTABLE_TYPES = ("salesforce", "gsheets", "sql")
+
+
 class AllowRule(Model):
     """Fields a correction may write: nothing is writable unless a rule lists it."""
 
     connector: Identifier
-    # The object (Salesforce) or worksheet (Sheets); omitted means any of the connector's.
+    # The object (Salesforce), worksheet (Sheets) or table (SQL); omitted means any of the
+    # connector's.
     object: str | None = None
     fields: list[Identifier] = Field(min_length=1)
 

@@ -7,13 +7,11 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from dq_agent.config.models import CorrectionsSettings, Suite
+from dq_agent.config.models import CORRECTABLE_TYPES, CorrectionsSettings, Suite
 from dq_agent.remedy.plan import Change
 
 READ_ONLY_ENV = "DQ_AGENT_READ_ONLY"
-# Connector types whose values the agent may correct: operational systems through their APIs,
-# and SQL tables through a transaction that is verified before it commits.
-WRITABLE_TYPES = ("salesforce", "gsheets", "sql")
+WRITABLE_TYPES = CORRECTABLE_TYPES
 
 
 @dataclass
