@@ -50,6 +50,7 @@ bench: $(VENV)/.bench $(SODA_VENV)/.installed
 	$(BIN)/python benchmarks/fat_finger.py
 	$(BIN)/python benchmarks/semantic.py
 	$(BIN)/python benchmarks/escalation.py
+	$(BIN)/python benchmarks/branch.py
 
 clean:
 	rm -rf $(VENV) .dq-agent .pytest_cache .mypy_cache .ruff_cache test-artifacts
