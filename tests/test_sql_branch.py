@@ -271,3 +271,38 @@ def test_an_owner_approves_a_proposed_fix_of_a_table_from_the_command_line(
     )
     assert undone.exit_code == 0, undone.output
     assert amount(sqlite_url) == 60_000
+
+
+CRASH_BEFORE_COMMIT = CRASH.replace(
+    "    real(self)\n    os._exit(9)  # killed after the commit, before the ledger hears of it",
+    "    os._exit(9)  # killed with the intents recorded, before the commit",
+)
+
+
+def test_a_crash_before_the_commit_leaves_the_table_as_it_was_and_is_settled(
+    tmp_path: Path, warehouse: str
+) -> None:
+    root = project(tmp_path, warehouse)
+    script = tmp_path / "crash.py"
+    script.write_text(textwrap.dedent(CRASH_BEFORE_COMMIT))
+    assert "os._exit(9)  # killed with the intents recorded" in script.read_text()
+    died = subprocess.run(
+        [sys.executable, str(script), str(root)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )
+    assert died.returncode == 9, died.stderr
+    assert amount(warehouse) == 60_000  # the database dropped the uncommitted branch
+    assert events(tmp_path) == ["intent"]
+
+    after = cycle(root)
+    assert after.settled == [
+        "correction 1: failed (settled on start: interrupted before the write; nothing changed)"
+    ]
+    # The slip is still there, so the same run fixes it, once, as a correction of its own.
+    assert [(o.status, o.correction_id) for o in after.outcomes] == [("applied", 2)]
+    assert amount(warehouse) == 6_000
+    assert events(tmp_path, 1) == ["intent", "failed"]
+    assert events(tmp_path, 2) == ["intent", "applied"]
