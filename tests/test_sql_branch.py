@@ -98,7 +98,7 @@ def test_a_slip_in_a_table_is_fixed_on_a_branch_and_can_be_undone(
     [outcome] = cycle(root).outcomes
     assert (outcome.status, outcome.detail) == (
         "applied",
-        "verified on a branch (a transaction), then published",
+        "verified on a branch, then published",
     )
     assert (outcome.change.key, float(outcome.change.old), outcome.change.new) == (
         {"id": SLIP},
@@ -261,9 +261,7 @@ def test_an_owner_approves_a_proposed_fix_of_a_table_from_the_command_line(
         main, ["corrections", "approve", "1", "--by", "sales-ops@acme.com", "--project", str(root)]
     )
     assert approved.exit_code == 0, approved.output
-    assert approved.stdout == (
-        "correction 1: applied: verified on a branch (a transaction), then published\n"
-    )
+    assert approved.stdout == ("correction 1: applied: verified on a branch, then published\n")
     assert amount(sqlite_url) == 6_000
     assert events(tmp_path) == ["proposed", "intent", "applied"]
     undone = runner.invoke(

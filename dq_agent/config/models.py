@@ -89,8 +89,9 @@ class Defaults(Model):
 
 
 # Connector types whose values the agent may correct: operational systems through their APIs,
-# and SQL tables through a transaction that is verified before it commits.
-CORRECTABLE_TYPES = ("salesforce", "gsheets", "sql")
+# SQL tables through a transaction and Iceberg tables through a branch, each verified before
+# it is published.
+CORRECTABLE_TYPES = ("salesforce", "gsheets", "sql", "iceberg")
 
 
 class AllowRule(Model):
@@ -320,6 +321,18 @@ class SqlConnector(Model):
     connect_timeout: int = Field(10, ge=1, le=600)
 
 
+class IcebergConnector(Model):
+    """An Apache Iceberg catalog, as pyiceberg's ``load_catalog(name, **catalog)`` takes it.
+
+    ``catalog`` holds the catalog's properties (``type``, ``uri``, ``warehouse``, credentials
+    as ``${ENV}`` references...): a SQL catalog on SQLite or PostgreSQL, REST, Glue, Hive.
+    """
+
+    type: Literal["iceberg"]
+    name: Identifier = "default"
+    catalog: dict[str, str] = Field(min_length=1)
+
+
 class SalesforceConnector(Model):
     """A Salesforce org through its REST API (simple-salesforce).
 
@@ -441,6 +454,7 @@ class WebhookConnector(Model):
 
 Connector = (
     SqlConnector
+    | IcebergConnector
     | SalesforceConnector
     | GSheetsConnector
     | AirflowConnector
@@ -449,6 +463,7 @@ Connector = (
 )
 CONNECTOR_TYPES: dict[str, type[Model]] = {
     "sql": SqlConnector,
+    "iceberg": IcebergConnector,
     "salesforce": SalesforceConnector,
     "gsheets": GSheetsConnector,
     "airflow": AirflowConnector,
@@ -477,6 +492,16 @@ class SqlSourceSpec(Model):
         return self
 
 
+class IcebergSourceSpec(Model):
+    """An Iceberg table (``namespace.name``): its ``fields`` (default all) and the ``key``
+    columns a record is known by (default the table's identifier fields)."""
+
+    connector: Identifier
+    table: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")]
+    fields: list[Identifier] | None = None
+    key: list[Identifier] | None = None
+
+
 class SalesforceSourceSpec(Model):
     """An object's records: ``object``, the ``fields`` to read, an optional SOQL ``where``."""
 
@@ -497,10 +522,11 @@ class GSheetsSourceSpec(Model):
 
 SOURCE_SPECS: dict[str, type[Model]] = {
     "sql": SqlSourceSpec,
+    "iceberg": IcebergSourceSpec,
     "salesforce": SalesforceSourceSpec,
     "gsheets": GSheetsSourceSpec,
 }
-SourceSpec = SqlSourceSpec | SalesforceSourceSpec | GSheetsSourceSpec
+SourceSpec = SqlSourceSpec | IcebergSourceSpec | SalesforceSourceSpec | GSheetsSourceSpec
 
 
 # --- restarts (the `restart:` list of a suite) ----------------------------------------------

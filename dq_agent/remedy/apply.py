@@ -114,7 +114,8 @@ def apply(
         note("failed", change.old, change.new, str(exc))
         return Outcome(change, "failed", str(exc), correction_id)
     if written.status == "written":
-        note("applied", written.before, written.after, "written compare-and-set")
+        how = "written compare-and-set" + (f": {written.detail}" if written.detail else "")
+        note("applied", written.before, written.after, how)
         done = "verified on a copy, then written compare-and-set"
         return Outcome(change, "applied", done, correction_id)
     return _conflict(note, change, written, correction_id)
@@ -123,7 +124,7 @@ def apply(
 class Branch(Protocol):
     """Changes written where nobody sees them until :meth:`publish` (a SQL transaction)."""
 
-    def publish(self) -> None: ...
+    def publish(self) -> str: ...
 
 
 def refuse_conflict(
@@ -177,15 +178,17 @@ def publish(
                 )
             return [refused.outcome]
     try:
-        branch.publish()
+        published = branch.publish()
     except SourceError as exc:
         # Committed or not, the database knows: the next run reads it and settles each one.
         detail = f"publishing the branch failed ({exc}); the next run settles it"
         return [Outcome(c, "failed", detail, cid) for c, cid in zip(changes, ids, strict=True)]
-    done = "verified on a branch (a transaction), then published"
+    done = "verified on a branch, then published"
     outcomes = []
     for change, cid in zip(changes, ids, strict=True):
-        _noter(store, cid, decided_by, clock)("applied", change.old, change.new, done)
+        _noter(store, cid, decided_by, clock)(
+            "applied", change.old, change.new, f"{done}: {published}"
+        )
         outcomes.append(Outcome(change, "applied", done, cid))
     return outcomes
 
@@ -270,7 +273,8 @@ def revert(
         detail = f"revert refused: {written.detail}; nothing overwritten"
         note("revert_refused", written.before, correction.old, detail)
         return Outcome(change, "conflict", detail, correction.id)
-    note("reverted", written.before, written.after, "reverted compare-and-set")
+    how = "reverted compare-and-set" + (f": {written.detail}" if written.detail else "")
+    note("reverted", written.before, written.after, how)
     done = f"{correction.column} is {written.after!r} again, written compare-and-set"
     return Outcome(change, "reverted", done, correction.id)
 

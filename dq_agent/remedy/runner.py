@@ -27,10 +27,9 @@ from dq_agent.remedy.branch import verify_on_branch, verify_relation
 from dq_agent.remedy.guard import guard, switched_off
 from dq_agent.remedy.plan import Change, plan
 from dq_agent.results import SuiteResult
-from dq_agent.sources.base import Relation, Source
+from dq_agent.sources.base import Branching, Relation, Source
 from dq_agent.sources.gsheets import WHOLE_SHEET, GSheetsSource
 from dq_agent.sources.registry import opened
-from dq_agent.sources.sql import SqlSource
 from dq_agent.store import Store
 from dq_agent.store.ledger import Correction
 
@@ -149,7 +148,7 @@ class Remedy:
         decided_by: str,
         correction_id: int | None = None,
     ) -> None:
-        if isinstance(source, SqlSource):
+        if isinstance(source, Branching):
             self._publish_on_branch(
                 suite, source, result, changes, decided_by=decided_by, correction_id=correction_id
             )
@@ -185,15 +184,16 @@ class Remedy:
     def _publish_on_branch(
         self,
         suite: Suite,
-        source: SqlSource,
+        source: Branching,
         result: SuiteResult,
         changes: Sequence[Change],
         *,
         decided_by: str,
         correction_id: int | None,
     ) -> None:
-        """A SQL table's changes in one transaction: written compare-and-set, the suite's
-        checks run inside it, then committed only if they pass; otherwise rolled back."""
+        """Changes on a branch of the source (a SQL transaction, an Iceberg branch): written
+        compare-and-set, the suite's checks run on the branch, then published only if they
+        pass; otherwise discarded."""
         settings = self.project.settings.corrections
         clock = self.options.clock
         marker = f"{result.started_at.isoformat()}/{decided_by}"

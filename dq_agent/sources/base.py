@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
-from typing import Any, Literal, Protocol, cast
+from typing import Any, Literal, Protocol, cast, runtime_checkable
 
 import sqlalchemy as sa
 
@@ -120,6 +122,37 @@ class Source(Protocol):
 
     def close(self) -> None:
         """Release what :meth:`open` acquired (temporary copies, sessions)."""
+        ...
+
+
+class SourceBranch(Protocol):
+    """Changes nobody sees until they are published: a SQL transaction, an Iceberg branch."""
+
+    @property
+    def relation(self) -> Relation:
+        """The data as the branch holds it, for the checks that verify it."""
+        ...
+
+    def write(
+        self, key: Mapping[str, Any], column: str, expected_old: Any, new: Any
+    ) -> WriteResult:
+        """Compare-and-set on the branch."""
+        ...
+
+    def publish(self) -> str:
+        """Make every change of the branch visible at once, or raise and change nothing;
+        returns what was published, for the ledger (a commit, a snapshot)."""
+        ...
+
+
+@runtime_checkable
+class Branching(Protocol):
+    """A source whose store can hold changes apart until they are verified."""
+
+    def branch(
+        self, *, lock_timeout: timedelta, statement_timeout: timedelta
+    ) -> AbstractContextManager[SourceBranch]:
+        """A branch of the data just read; left unpublished, it is discarded."""
         ...
 
 

@@ -13,6 +13,8 @@ from dq_agent.config.models import (
     Connector,
     GSheetsConnector,
     GSheetsSourceSpec,
+    IcebergConnector,
+    IcebergSourceSpec,
     SalesforceConnector,
     SalesforceSourceSpec,
     SourceSpec,
@@ -46,6 +48,12 @@ class Connections:
         connector = self._connectors[spec.connector]
         if isinstance(connector, SqlConnector) and isinstance(spec, SqlSourceSpec):
             return SqlSource(self._engine(spec.connector, connector), spec, connector)
+        if isinstance(connector, IcebergConnector) and isinstance(spec, IcebergSourceSpec):
+            from dq_agent.sources.iceberg import IcebergSource
+            from dq_agent.sources.iceberg import connect as connect_iceberg
+
+            catalog = self._client(spec.connector, lambda: connect_iceberg(connector))
+            return IcebergSource(catalog, spec, connector)
         if isinstance(connector, SalesforceConnector) and isinstance(spec, SalesforceSourceSpec):
             from dq_agent.sources.salesforce import SalesforceSource, connect
 

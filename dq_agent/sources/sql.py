@@ -181,8 +181,13 @@ class SqlBranch:
 
     def __init__(self, connection: sa.Connection, relation: Relation, url: sa.URL) -> None:
         self._connection = connection
-        self.relation = relation
+        self._relation = relation
         self._url = url
+
+    @property
+    def relation(self) -> Relation:
+        """The table as the transaction sees it."""
+        return self._relation
 
     def write(
         self, key: Mapping[str, Any], column: str, expected_old: Any, new: Any
@@ -193,12 +198,13 @@ class SqlBranch:
         except sa.exc.SQLAlchemyError as exc:
             raise translate(exc, self._url) from exc
 
-    def publish(self) -> None:
+    def publish(self) -> str:
         """Commit: every change of the branch becomes visible at once, or none does."""
         try:
             self._connection.commit()
         except sa.exc.SQLAlchemyError as exc:
             raise translate(exc, self._url) from exc
+        return "the transaction committed"
 
 
 def _compare_and_set(
