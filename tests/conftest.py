@@ -51,6 +51,42 @@ def postgres_url(postgres_server: str) -> Iterator[str]:
         admin.dispose()
 
 
+DEFAULT_MARIADB_URL = "mysql+pymysql://root@127.0.0.1:3306/test"
+
+
+@pytest.fixture(scope="session")
+def mariadb_server() -> str:
+    """The test MariaDB URL; skips (or fails under DQ_AGENT_REQUIRE_MARIADB=1) if down."""
+    url = os.environ.get("DQ_AGENT_TEST_MARIADB_URL", DEFAULT_MARIADB_URL)
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except Exception as exc:  # any driver or network error means "not reachable"
+        reason = f"MariaDB not reachable at {url}: {exc.__class__.__name__}: {exc}"
+        if os.environ.get("DQ_AGENT_REQUIRE_MARIADB") == "1":
+            pytest.fail(f"{reason} (DQ_AGENT_REQUIRE_MARIADB=1 makes this a failure)")
+        pytest.skip(reason)
+    finally:
+        engine.dispose()
+    return url
+
+
+@pytest.fixture
+def mariadb_url(mariadb_server: str) -> Iterator[str]:
+    """A MariaDB URL on a fresh, empty database dropped after the test."""
+    database = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(mariadb_server)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f"CREATE DATABASE `{database}`"))
+    try:
+        yield str(sa.make_url(mariadb_server).set(database=database))
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f"DROP DATABASE `{database}`"))
+        admin.dispose()
+
+
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     """A URL for a new SQLite file in the test's temporary directory."""

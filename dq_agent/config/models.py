@@ -123,7 +123,7 @@ class CorrectionsSettings(Model):
     max_magnitude: int = Field(3, ge=1, le=9)
     # A SQL table is corrected in a transaction (its branch): how long one of its writes may
     # wait for a row someone else holds, and one of its verifying checks may run, while the
-    # rows it changed stay locked. PostgreSQL honours both.
+    # rows it changed stay locked. PostgreSQL and MariaDB/MySQL honour both.
     lock_timeout: Duration = timedelta(seconds=5)
     statement_timeout: Duration = timedelta(minutes=2)
 

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from dq_agent.errors import LedgerConflict, SourceError, StoreError
 from dq_agent.remedy.plan import Change
-from dq_agent.sources.base import Source, WriteResult, same_value
+from dq_agent.sources.base import Source, SourceBranch, WriteResult, same_value
 from dq_agent.store import Store
 from dq_agent.store.ledger import Correction
 
@@ -121,12 +121,6 @@ def apply(
     return _conflict(note, change, written, correction_id)
 
 
-class Branch(Protocol):
-    """Changes written where nobody sees them until :meth:`publish` (a SQL transaction)."""
-
-    def publish(self) -> str: ...
-
-
 def refuse_conflict(
     store: Store,
     change: Change,
@@ -149,7 +143,7 @@ def refuse_conflict(
 
 def publish(
     store: Store,
-    branch: Branch,
+    branch: SourceBranch,
     changes: Sequence[Change],
     *,
     decided_by: str,

@@ -110,7 +110,7 @@ class SqlSource:
         until :meth:`SqlBranch.publish` commits; leaving the block unpublished rolls it back.
         Rows it changed stay locked until then, so waits are bounded by ``lock_timeout`` (for
         its own writes) and ``statement_timeout`` (for each check it runs), where the
-        database has them (PostgreSQL).
+        database has them (PostgreSQL, MariaDB/MySQL).
         """
         relation = self._writable()
         try:
@@ -118,9 +118,14 @@ class SqlSource:
         except sa.exc.SQLAlchemyError as exc:
             raise translate(exc, self._engine.url) from exc
         transaction: sa.RootTransaction | None = None
+        session_set = False
         try:
+            if conn.dialect.name == "mysql":
+                # Session settings, so this connection is not handed back to the pool after.
+                session_set = True
+                _bound_mysql_waits(conn, lock_timeout, statement_timeout)
             transaction = conn.begin()
-            if conn.dialect.name == "postgresql":
+            if conn.dialect.name == "postgresql":  # for this transaction only
                 for name, value in (
                     ("lock_timeout", lock_timeout),
                     ("statement_timeout", statement_timeout),
@@ -134,6 +139,8 @@ class SqlSource:
                 if transaction is not None and transaction.is_active:  # not published
                     transaction.rollback()
             finally:
+                if session_set:
+                    conn.invalidate()
                 conn.close()
 
     def _writable(self) -> Relation:
@@ -245,6 +252,25 @@ def _compare_and_set(
 # PostgreSQL's lock_not_available and query_canceled: a lock_timeout or statement_timeout ran
 # out (a row someone holds, a check too slow), not an unreachable database.
 _GAVE_UP_WAITING = {"55P03", "57014"}
+# MySQL/MariaDB: lock wait timeout exceeded; MariaDB's max_statement_time and MySQL's
+# max_execution_time exceeded.
+_MYSQL_GAVE_UP = {1205, 1969, 3024}
+
+
+def _bound_mysql_waits(
+    conn: sa.Connection, lock_timeout: timedelta, statement_timeout: timedelta
+) -> None:
+    """InnoDB's row-lock wait (whole seconds, at least one) and the statement time limit:
+    ``max_statement_time`` (seconds) on MariaDB, ``max_execution_time`` (ms) on MySQL."""
+    lock_s = max(1, round(lock_timeout.total_seconds()))
+    conn.exec_driver_sql(f"SET SESSION innodb_lock_wait_timeout = {lock_s:d}")
+    if getattr(conn.dialect, "is_mariadb", False):
+        seconds = max(statement_timeout.total_seconds(), 0.001)
+        conn.exec_driver_sql(f"SET SESSION max_statement_time = {seconds:.3f}")
+    else:
+        milliseconds = max(1, int(statement_timeout.total_seconds() * 1000))
+        conn.exec_driver_sql(f"SET SESSION max_execution_time = {milliseconds:d}")
+    conn.commit()  # SQLAlchemy began a transaction for the SETs; the branch begins its own
 
 
 def _milliseconds(value: timedelta) -> str:
@@ -256,7 +282,9 @@ def translate(exc: sa.exc.SQLAlchemyError, url: sa.URL) -> SourceError:
     detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
     # Drivers may echo the connection string, or the password alone.
     detail = redact(detail, *url_secrets(url))
-    if getattr(getattr(exc, "orig", None), "sqlstate", None) in _GAVE_UP_WAITING:
+    orig = getattr(exc, "orig", None)
+    mysql_code = orig.args[0] if isinstance(orig, Exception) and orig.args else None
+    if getattr(orig, "sqlstate", None) in _GAVE_UP_WAITING or mysql_code in _MYSQL_GAVE_UP:
         return SourceError(f"gave up waiting on {mask_url(url)}: {detail}", transient=True)
     if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError | sa.exc.TimeoutError):
         # Connection refused, timeouts and dropped connections usually pass; the daemon retries.
