@@ -151,8 +151,25 @@ def test_a_fix_that_fails_on_the_branch_never_reaches_main(tmp_path: Path, lake:
     assert "would go from pass to fail" in outcome.detail
     assert table(lake).current_snapshot().snapshot_id == before
     assert amount(lake) == 60_000
-    assert list(table(lake).refs()) == ["main"]
     assert events(tmp_path) == ["proposed"]
+    # The failed branch stays for people to look at, with the fix on it.
+    [kept] = [name for name in table(lake).refs() if name != "main"]
+    assert outcome.detail.endswith(f" (the branch {kept} is kept for inspection)")
+    on_branch = table(lake).scan(snapshot_id=table(lake).refs()[kept].snapshot_id).to_arrow()
+    assert [r["amount"] for r in on_branch.to_pylist() if r["id"] == SLIP] == [6_000.0]
+
+
+def test_kept_branches_are_removed_after_their_time(
+    tmp_path: Path, lake: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    guard = "  - expect_column_max_to_be_between: {column: amount, min_value: 50000}\n"
+    root = project(tmp_path, lake, guard)
+    cycle(root)
+    [first] = [name for name in table(lake).refs() if name != "main"]
+    monkeypatch.setattr("dq_agent.sources.iceberg.KEPT_FOR", timedelta(0))
+    cycle(root, NOW + timedelta(hours=1))  # its own failed branch is kept; the old one goes
+    [second] = [name for name in table(lake).refs() if name != "main"]
+    assert second != first
 
 
 def test_a_table_written_since_it_was_read_is_not_published(
@@ -204,3 +221,56 @@ def test_check_reads_an_iceberg_table(tmp_path: Path, lake: Path) -> None:
         60000.0,
         6000.0,
     )
+
+
+CRASH = """
+import os, sys
+from dq_agent.agent import run_cycle
+from dq_agent.config import load_project
+from dq_agent.engine import RunOptions
+from dq_agent.sources.iceberg import IcebergBranch
+from dq_agent.store import Store
+
+real = IcebergBranch.publish
+
+def publish_then_die(self):
+    real(self)
+    os._exit(9)  # main has moved; the ledger never hears of it
+
+IcebergBranch.publish = publish_then_die
+project = load_project(sys.argv[1], env={})
+with Store.open(project.state_url) as store:
+    run_cycle(project, ["deals"], store, RunOptions())
+"""
+
+
+def test_a_crash_after_main_moved_is_settled_once_and_told(tmp_path: Path, lake: Path) -> None:
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    root = project(tmp_path, lake)
+    script = tmp_path / "crash.py"
+    script.write_text(textwrap.dedent(CRASH))
+    died = subprocess.run(
+        [sys.executable, str(script), str(root)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )
+    assert died.returncode == 9, died.stderr
+    assert amount(lake) == 6_000
+    assert events(tmp_path) == ["intent"]
+    # The dead process's branch is left behind; main is what counts.
+    assert len(table(lake).refs()) == 2
+
+    after = cycle(root)
+    assert after.settled == ["correction 1: applied (settled on start: the write had gone through)"]
+    assert after.outcomes == []
+    assert events(tmp_path) == ["intent", "applied"]
+    with Store.open(f"sqlite:///{tmp_path}/state.db") as store:
+        assert [(m.kind, m.recipient) for m in store.outbox(correction_id=1)] == [
+            ("fyi", "sales-ops@acme.com")
+        ]

@@ -220,6 +220,9 @@ class Remedy:
                 verdict = verify_relation(suite, branch.relation, changes, ctx, result.checks)
                 if not verdict.ok:
                     detail = f"the branch check failed: {verdict.detail}"
+                    kept = branch.keep()
+                    if kept is not None:
+                        detail += f" (the branch {kept} is kept for inspection)"
                     self.outcomes += [
                         propose(self.store, c, clock(), detail=detail, status="refused")
                         for c in changes

@@ -144,6 +144,11 @@ class SourceBranch(Protocol):
         returns what was published, for the ledger (a commit, a snapshot)."""
         ...
 
+    def keep(self) -> str | None:
+        """Keep the unpublished branch for people to inspect; where it is, or None when the
+        store cannot keep one (a transaction)."""
+        ...
+
 
 @runtime_checkable
 class Branching(Protocol):

@@ -11,6 +11,7 @@ commit fail and nothing changes). The branch is removed once published or abando
 from __future__ import annotations
 
 import dataclasses
+import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
@@ -26,6 +27,8 @@ from dq_agent.sources.base import Relation, WriteResult, same_value
 from dq_agent.sources.fetched import FetchedColumn, FetchedCopy
 
 BRANCH_PREFIX = "dq-agent/fix-"
+# How long a branch whose fix failed verification stays for inspection.
+KEPT_FOR = timedelta(days=7)
 
 
 def connect(connector: IcebergConnector) -> Any:
@@ -118,7 +121,8 @@ class IcebergSource:
 
     @contextmanager
     def branch(self, *, lock_timeout: timedelta, statement_timeout: timedelta) -> Iterator[Any]:
-        """A branch at main's current snapshot (the one read); removed when the block ends.
+        """A branch at main's current snapshot (the one read); removed when the block ends,
+        unless :meth:`IcebergBranch.keep` kept it.
 
         Iceberg takes no locks, so the timeouts do not apply: a writer in between makes the
         publish fail instead.
@@ -134,19 +138,43 @@ class IcebergSource:
             )
         if self._snapshot_id is None:
             raise SourceError(f"{self._spec.table} has no snapshot to branch from", transient=False)
+        self._prune()
         name = f"{BRANCH_PREFIX}{uuid.uuid4().hex[:12]}"
         base = self._snapshot_id
         self._call(
             "create a branch",
             lambda: self._table.manage_snapshots().create_branch(base, name).commit(),
         )
+        branch = IcebergBranch(self, name, base)
         try:
-            yield IcebergBranch(self, name, base)
+            yield branch
         finally:
-            with suppress(Exception):  # best effort: a leftover branch is harmless
-                table = self._load()
+            if not branch.kept:
+                self._remove([name])
+
+    def _prune(self) -> None:
+        """Remove the agent's branches older than :data:`KEPT_FOR`: those kept after a failed
+        verification, and those a process that died left behind."""
+        table = self._load()
+        horizon = (time.time() - KEPT_FOR.total_seconds()) * 1000
+        old = [
+            name
+            for name, ref in table.refs().items()
+            if name.startswith(BRANCH_PREFIX)
+            and table.snapshot_by_id(ref.snapshot_id).timestamp_ms <= horizon
+        ]
+        self._remove(old)
+
+    def _remove(self, names: Sequence[str]) -> None:
+        if not names:
+            return
+        with suppress(Exception):  # best effort: a leftover branch only costs a reference
+            table = self._load()
+            snapshots = table.manage_snapshots()
+            for name in names:
                 if name in table.refs():
-                    table.manage_snapshots().remove_branch(name).commit()
+                    snapshots = snapshots.remove_branch(name)
+            snapshots.commit()
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -175,6 +203,12 @@ class IcebergBranch:
         self._source = source
         self.name = name
         self._base = base
+        self.kept = False
+
+    def keep(self) -> str | None:
+        """Leave the branch in the catalog for people to inspect (for :data:`KEPT_FOR`)."""
+        self.kept = True
+        return self.name
 
     @property
     def relation(self) -> Relation:

@@ -213,6 +213,10 @@ class SqlBranch:
             raise translate(exc, self._url) from exc
         return "the transaction committed"
 
+    def keep(self) -> str | None:
+        """A transaction cannot outlive its connection: nothing is kept."""
+        return None
+
 
 def _compare_and_set(
     conn: sa.Connection,
