@@ -308,3 +308,44 @@ def test_a_crash_before_the_commit_leaves_the_table_as_it_was_and_is_settled(
     assert amount(warehouse) == 6_000
     assert events(tmp_path, 1) == ["intent", "failed"]
     assert events(tmp_path, 2) == ["intent", "applied"]
+
+
+TOTALS = """
+suite: totals
+owner: finance@acme.com
+source: {{connector: warehouse, table: deal_totals}}
+checks:
+  - expect_column_sum_to_be_between: {{column: total, min_value: {minimum}}}
+"""
+
+
+@pytest.mark.parametrize(("minimum", "published"), [(1, True), (1_080_000, False)])
+def test_the_verify_suites_run_inside_the_transaction_too(
+    tmp_path: Path, warehouse: str, minimum: int, published: bool
+) -> None:
+    engine = sa.create_engine(warehouse)
+    with engine.begin() as conn:  # downstream of deals: a view, so it sees the branch
+        conn.execute(sa.text("DROP VIEW IF EXISTS deal_totals"))
+        conn.execute(
+            sa.text(
+                "CREATE VIEW deal_totals AS "
+                "SELECT product, SUM(amount) AS total FROM deals GROUP BY product"
+            )
+        )
+    engine.dispose()
+    root = project(tmp_path, warehouse)
+    (root / "checks" / "totals.yml").write_text(TOTALS.format(minimum=minimum))
+    suite = root / "checks" / "deals.yml"
+    suite.write_text(suite.read_text().replace("key: [id]\n", "key: [id]\nverify: [totals]\n"))
+    [outcome] = cycle(root).outcomes
+    if published:
+        assert outcome.status == "applied"
+        assert amount(warehouse) == 6_000
+    else:
+        # The totals add up to 1,103,400 with the slip and 1,049,400 without: the view breaks.
+        assert (outcome.status, outcome.detail) == (
+            "refused",
+            "the branch check failed: totals: expect_column_sum_to_be_between(total) would "
+            "go from pass to fail",
+        )
+        assert amount(warehouse) == 60_000

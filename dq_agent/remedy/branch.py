@@ -75,10 +75,23 @@ def verify_relation(
 ) -> BranchVerdict:
     """Re-run the suite's checks on a branch that holds ``changes`` (a copy, or a SQL
     transaction's relation) and compare with what they said before."""
-    # No state store on the branch: nothing it computes is history.
+    return _compare(changes, baseline, judge(suite, branch, ctx))
+
+
+def judge(suite: Suite, relation: Relation, ctx: CheckContext) -> list[CheckResult]:
+    """The suite's checks on a branch; nothing they compute is kept as history."""
     quiet = dataclasses.replace(ctx, history=None)
-    after = evaluate_checks(suite, branch, quiet, RunOptions(as_of=ctx.as_of))
-    return _compare(changes, baseline, after)
+    return evaluate_checks(suite, relation, quiet, RunOptions(as_of=ctx.as_of))
+
+
+def got_worse(before: Sequence[CheckResult], after: Sequence[CheckResult]) -> list[str]:
+    """Each check whose status is worse in ``after`` than in ``before``, in words."""
+    was = {c.name: c.status for c in before}
+    return [
+        f"{c.name} would go from {was[c.name]} to {c.status}"
+        for c in after
+        if c.name in was and worst([was[c.name], c.status]) != was[c.name]
+    ]
 
 
 def _copy(source: str, target: Path) -> None:
@@ -103,12 +116,7 @@ def _compare(
     ]
     if still:
         return BranchVerdict(False, "; ".join(still), tuple(after))
-    was = {c.name: c.status for c in before}
-    worse = [
-        f"{c.name} would go from {was[c.name]} to {c.status}"
-        for c in after
-        if c.name in was and worst([was[c.name], c.status]) != was[c.name]
-    ]
+    worse = got_worse(before, after)
     if worse:
         return BranchVerdict(False, "; ".join(worse), tuple(after))
     return BranchVerdict(

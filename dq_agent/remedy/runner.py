@@ -23,11 +23,17 @@ from dq_agent.remedy.apply import (
     refuse_conflict,
     revert,
 )
-from dq_agent.remedy.branch import verify_on_branch, verify_relation
+from dq_agent.remedy.branch import (
+    BranchVerdict,
+    got_worse,
+    judge,
+    verify_on_branch,
+    verify_relation,
+)
 from dq_agent.remedy.guard import guard, switched_off
 from dq_agent.remedy.plan import Change, plan
 from dq_agent.results import SuiteResult
-from dq_agent.sources.base import Branching, Relation, Source
+from dq_agent.sources.base import Branching, Relation, Source, SourceBranch
 from dq_agent.sources.gsheets import WHOLE_SHEET, GSheetsSource
 from dq_agent.sources.registry import opened
 from dq_agent.store import Store
@@ -202,6 +208,12 @@ class Remedy:
             with source.branch(
                 lock_timeout=settings.lock_timeout, statement_timeout=settings.statement_timeout
             ) as branch:
+                # The suite's verify: suites the branch reaches, before any change.
+                downstream = []
+                for other, relation in self._downstream(suite, branch):
+                    other_ctx = context_for(other, self.store, self.options, clock())
+                    before = judge(other, relation, other_ctx)
+                    downstream.append((other, relation, other_ctx, before))
                 for change in changes:
                     written = branch.write(change.key, change.column, change.old, change.new)
                     if written.status != "written":  # the whole branch is dropped
@@ -218,6 +230,14 @@ class Remedy:
                         )
                         return
                 verdict = verify_relation(suite, branch.relation, changes, ctx, result.checks)
+                if verdict.ok:
+                    worse = [
+                        f"{other.suite}: {problem}"
+                        for other, relation, other_ctx, before in downstream
+                        for problem in got_worse(before, judge(other, relation, other_ctx))
+                    ]
+                    if worse:
+                        verdict = BranchVerdict(False, "; ".join(worse))
                 if not verdict.ok:
                     detail = f"the branch check failed: {verdict.detail}"
                     kept = branch.keep()
@@ -241,6 +261,20 @@ class Remedy:
             self.outcomes += [
                 Outcome(c, "failed", f"not written: {exc}", correction_id) for c in changes
             ]
+
+    def _downstream(self, suite: Suite, branch: SourceBranch) -> list[tuple[Suite, Relation]]:
+        """The suite's ``verify:`` suites that can be read on the branch (views and tables of
+        the same database, for a SQL transaction); the others are verified after restarts."""
+        found = []
+        for name in suite.verify:
+            other = self.project.suites.get(name)
+            if other is None:
+                continue
+            connector = self.project.connectors.get(other.source.connector)
+            relation = branch.relation_of(other.source, connector) if connector else None
+            if relation is not None:
+                found.append((other, relation))
+        return found
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,8 @@ from typing import Any, Literal, Protocol, cast, runtime_checkable
 
 import sqlalchemy as sa
 
+from dq_agent.config.models import Connector, SourceSpec
+
 
 @dataclass(frozen=True)
 class ColumnInfo:
@@ -147,6 +149,11 @@ class SourceBranch(Protocol):
     def keep(self) -> str | None:
         """Keep the unpublished branch for people to inspect; where it is, or None when the
         store cannot keep one (a transaction)."""
+        ...
+
+    def relation_of(self, spec: SourceSpec, connector: Connector) -> Relation | None:
+        """Another source as the branch sees it (a view or table of the same database,
+        inside the transaction), or None when the branch does not reach it."""
         ...
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from dq_agent.config.models import IcebergConnector, IcebergSourceSpec
+from dq_agent.config.models import Connector, IcebergConnector, IcebergSourceSpec, SourceSpec
 from dq_agent.errors import DqAgentError, SourceError
 from dq_agent.redact import redact
 from dq_agent.sources.base import Relation, WriteResult, same_value
@@ -204,6 +204,10 @@ class IcebergBranch:
         self.name = name
         self._base = base
         self.kept = False
+
+    def relation_of(self, spec: SourceSpec, connector: Connector) -> Relation | None:
+        """Other tables do not live on this table's branch."""
+        return None
 
     def keep(self) -> str | None:
         """Leave the branch in the catalog for people to inspect (for :data:`KEPT_FOR`)."""

@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from dq_agent.config.loader import resolve_sqlite_path
-from dq_agent.config.models import SqlConnector, SqlSourceSpec
+from dq_agent.config.models import Connector, SourceSpec, SqlConnector, SqlSourceSpec
 from dq_agent.errors import SourceError
 from dq_agent.redact import mask_url, redact, url_secrets
 from dq_agent.sources.base import ColumnInfo, Relation, WriteResult, type_family
@@ -60,11 +60,7 @@ class SqlSource:
     def open(self) -> Relation:
         try:
             with self._engine.connect() as conn:
-                if self._spec.table is not None:
-                    self._relation = self._open_table(conn, self._spec.table)
-                else:
-                    assert self._spec.query is not None
-                    self._relation = self._open_query(conn, self._spec.query)
+                self._relation = self.describe(conn)
                 return self._relation
         except SourceError:
             raise
@@ -131,7 +127,9 @@ class SqlSource:
                     ("statement_timeout", statement_timeout),
                 ):
                     conn.execute(sa.select(sa.func.set_config(name, _milliseconds(value), True)))
-            yield SqlBranch(conn, dataclasses.replace(relation, bound=conn), self._engine.url)
+            yield SqlBranch(
+                conn, dataclasses.replace(relation, bound=conn), self._engine.url, self._spec
+            )
         except sa.exc.SQLAlchemyError as exc:
             raise translate(exc, self._engine.url) from exc
         finally:
@@ -142,6 +140,13 @@ class SqlSource:
                 if session_set:
                     conn.invalidate()
                 conn.close()
+
+    def describe(self, conn: sa.Connection) -> Relation:
+        """The table's or query's columns and key, read through ``conn``."""
+        if self._spec.table is not None:
+            return self._open_table(conn, self._spec.table)
+        assert self._spec.query is not None
+        return self._open_query(conn, self._spec.query)
 
     def _writable(self) -> Relation:
         if self._spec.table is None:
@@ -186,10 +191,13 @@ class SqlSource:
 class SqlBranch:
     """Changes to a table inside one open transaction, and the relation that sees them."""
 
-    def __init__(self, connection: sa.Connection, relation: Relation, url: sa.URL) -> None:
+    def __init__(
+        self, connection: sa.Connection, relation: Relation, url: sa.URL, spec: SqlSourceSpec
+    ) -> None:
         self._connection = connection
         self._relation = relation
         self._url = url
+        self._spec = spec
 
     @property
     def relation(self) -> Relation:
@@ -216,6 +224,20 @@ class SqlBranch:
     def keep(self) -> str | None:
         """A transaction cannot outlive its connection: nothing is kept."""
         return None
+
+    def relation_of(self, spec: SourceSpec, connector: Connector) -> Relation | None:
+        """A table or query of the same connector, read inside the transaction: a view over
+        the changed table shows the change."""
+        if not isinstance(spec, SqlSourceSpec) or not isinstance(connector, SqlConnector):
+            return None
+        if spec.connector != self._spec.connector:
+            return None
+        other = SqlSource(self._connection.engine, spec, connector)
+        try:
+            relation = other.describe(self._connection)
+        except sa.exc.SQLAlchemyError as exc:
+            raise translate(exc, self._url) from exc
+        return dataclasses.replace(relation, bound=self._connection)
 
 
 def _compare_and_set(
