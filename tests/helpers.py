@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -27,3 +30,18 @@ def make_project(
     if settings is not None:
         write(root / "dq-agent.yml", settings)
     return root
+
+
+def run_killed(script: str, project: Path) -> None:
+    """Run ``script`` (Python, given the project folder as its argument) in a process of its
+    own, which must kill itself with ``os._exit(9)`` mid-action, as a crash would."""
+    file = project / "crash.py"
+    file.write_text(textwrap.dedent(script), encoding="utf-8")
+    died = subprocess.run(
+        [sys.executable, str(file), str(project)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )
+    assert died.returncode == 9, died.stderr

@@ -21,7 +21,7 @@ from dq_agent.engine import RunOptions
 from dq_agent.remedy import revert_correction
 from dq_agent.sources.iceberg import IcebergBranch
 from dq_agent.store import Store
-from tests.helpers import make_project
+from tests.helpers import make_project, run_killed
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 OPTIONS = RunOptions(clock=lambda: NOW)
@@ -245,22 +245,8 @@ with Store.open(project.state_url) as store:
 
 
 def test_a_crash_after_main_moved_is_settled_once_and_told(tmp_path: Path, lake: Path) -> None:
-    import os
-    import subprocess
-    import sys
-    import textwrap
-
     root = project(tmp_path, lake)
-    script = tmp_path / "crash.py"
-    script.write_text(textwrap.dedent(CRASH))
-    died = subprocess.run(
-        [sys.executable, str(script), str(root)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
-    )
-    assert died.returncode == 9, died.stderr
+    run_killed(CRASH, root)
     assert amount(lake) == 6_000
     assert events(tmp_path) == ["intent"]
     # The dead process's branch is left behind; main is what counts.

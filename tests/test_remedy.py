@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import textwrap
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +20,7 @@ from dq_agent.sandbox.runner import demo_seed
 from dq_agent.sandbox.salesforce import SalesforceEmulator
 from dq_agent.sources.retry import RetryPolicy
 from dq_agent.store import Store
-from tests.helpers import make_project
+from tests.helpers import make_project, run_killed
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 SLIP = "006Dn0000040000042"  # 200 seats × $5,000 typed as $10,000,000
@@ -238,12 +235,7 @@ def died_right_after_the_write(tmp_path: Path, crm: Any) -> Path:
     """A project whose run was killed just after its Salesforce PATCH went through."""
     server, emulator = crm
     root = project(tmp_path, server)
-    script = tmp_path / "crash.py"
-    script.write_text(textwrap.dedent(CRASH))
-    died = subprocess.run(
-        [sys.executable, str(script), str(root)], capture_output=True, text=True, timeout=120
-    )
-    assert died.returncode == 9, died.stderr
+    run_killed(CRASH, root)
     assert amount(emulator, SLIP) == 1_000_000
     assert [e["status"] for e in ledger(tmp_path)] == ["pending"]  # the intent, and nothing after
     return root

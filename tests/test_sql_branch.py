@@ -7,10 +7,6 @@ SQLite, PostgreSQL and MariaDB.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import textwrap
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,7 +21,7 @@ from dq_agent.engine import RunOptions
 from dq_agent.remedy import revert_correction
 from dq_agent.sources.sql import SqlSource
 from dq_agent.store import Store
-from tests.helpers import make_project
+from tests.helpers import make_project, run_killed
 from tests.sources import load_orders
 from tests.test_fat_finger import DEALS, clean_deals, deal
 
@@ -177,16 +173,7 @@ with Store.open(project.state_url) as store:
 
 def test_a_crash_after_publishing_is_settled_once_and_told(tmp_path: Path, warehouse: str) -> None:
     root = project(tmp_path, warehouse)
-    script = tmp_path / "crash.py"
-    script.write_text(textwrap.dedent(CRASH))
-    died = subprocess.run(
-        [sys.executable, str(script), str(root)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
-    )
-    assert died.returncode == 9, died.stderr
+    run_killed(CRASH, root)
     assert amount(warehouse) == 6_000
     assert events(tmp_path) == ["intent"]
 
@@ -284,18 +271,9 @@ CRASH_BEFORE_COMMIT = CRASH.replace(
 def test_a_crash_before_the_commit_leaves_the_table_as_it_was_and_is_settled(
     tmp_path: Path, warehouse: str
 ) -> None:
+    assert "os._exit(9)  # killed with the intents recorded" in CRASH_BEFORE_COMMIT
     root = project(tmp_path, warehouse)
-    script = tmp_path / "crash.py"
-    script.write_text(textwrap.dedent(CRASH_BEFORE_COMMIT))
-    assert "os._exit(9)  # killed with the intents recorded" in script.read_text()
-    died = subprocess.run(
-        [sys.executable, str(script), str(root)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
-    )
-    assert died.returncode == 9, died.stderr
+    run_killed(CRASH_BEFORE_COMMIT, root)
     assert amount(warehouse) == 60_000  # the database dropped the uncommitted branch
     assert events(tmp_path) == ["intent"]
 
