@@ -17,22 +17,26 @@ def _postgres_base_url() -> str:
     return os.environ.get("DQ_AGENT_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL)
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> str:
-    """The test PostgreSQL URL; skips (or fails under DQ_AGENT_REQUIRE_POSTGRES=1) if down."""
-    url = _postgres_base_url()
+def _reachable(url: str, server: str, required_by: str) -> str:
+    """``url`` if the server answers; else a skip, or a failure when ``required_by`` is 1."""
     engine = sa.create_engine(url)
     try:
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
     except Exception as exc:  # any driver or network error means "not reachable"
-        reason = f"PostgreSQL not reachable at {url}: {exc.__class__.__name__}: {exc}"
-        if os.environ.get("DQ_AGENT_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"{reason} (DQ_AGENT_REQUIRE_POSTGRES=1 makes this a failure)")
+        reason = f"{server} not reachable at {url}: {exc.__class__.__name__}: {exc}"
+        if os.environ.get(required_by) == "1":
+            pytest.fail(f"{reason} ({required_by}=1 makes this a failure)")
         pytest.skip(reason)
     finally:
         engine.dispose()
     return url
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> str:
+    """The test PostgreSQL URL; skips (or fails under DQ_AGENT_REQUIRE_POSTGRES=1) if down."""
+    return _reachable(_postgres_base_url(), "PostgreSQL", "DQ_AGENT_REQUIRE_POSTGRES")
 
 
 @pytest.fixture
@@ -58,18 +62,7 @@ DEFAULT_MARIADB_URL = "mysql+pymysql://root@127.0.0.1:3306/test"
 def mariadb_server() -> str:
     """The test MariaDB URL; skips (or fails under DQ_AGENT_REQUIRE_MARIADB=1) if down."""
     url = os.environ.get("DQ_AGENT_TEST_MARIADB_URL", DEFAULT_MARIADB_URL)
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-    except Exception as exc:  # any driver or network error means "not reachable"
-        reason = f"MariaDB not reachable at {url}: {exc.__class__.__name__}: {exc}"
-        if os.environ.get("DQ_AGENT_REQUIRE_MARIADB") == "1":
-            pytest.fail(f"{reason} (DQ_AGENT_REQUIRE_MARIADB=1 makes this a failure)")
-        pytest.skip(reason)
-    finally:
-        engine.dispose()
-    return url
+    return _reachable(url, "MariaDB", "DQ_AGENT_REQUIRE_MARIADB")
 
 
 @pytest.fixture
