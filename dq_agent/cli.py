@@ -319,11 +319,10 @@ def corrections_revert(correction_id: int, project_dir: Path, by: str) -> None:
 
     def undo(project: Project, store: Store, options: RunOptions) -> Outcome:
         outcome = revert_correction(project, store, correction_id, by=by, options=options)
-        if outcome.status != "unchanged":
-            # The owner told about the correction hears about its undo in the same thread.
-            escalation = Escalation(project, store, connect_slack(project), options.clock)
-            escalation.undone(correction_id, outcome, by)
-            escalation.deliver()
+        # The owner told about the correction hears about its undo in the same thread.
+        escalation = Escalation(project, store, connect_slack(project), options.clock)
+        escalation.undone(correction_id, outcome, by)
+        escalation.deliver()
         return outcome
 
     _decide(project_dir, undo)

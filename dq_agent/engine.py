@@ -29,7 +29,15 @@ from dq_agent.checks.windows import BucketVerdict
 from dq_agent.config.loader import Project
 from dq_agent.config.models import CheckSpec, Suite
 from dq_agent.errors import DqAgentError, SourceError
-from dq_agent.results import CheckResult, Finding, Status, SuiteResult, to_jsonable, worst
+from dq_agent.results import (
+    CheckResult,
+    Finding,
+    Status,
+    SuiteResult,
+    key_text,
+    to_jsonable,
+    worst,
+)
 from dq_agent.sources import Relation, Source
 from dq_agent.sources.registry import Connections, opened
 from dq_agent.sources.retry import RetryPolicy
@@ -220,7 +228,7 @@ def rejected_result(relation: Relation, max_findings: int) -> CheckResult:
     """What reading the source could not type or left out, record by record, as a failure:
     the rest of the records are checked all the same."""
     rejected = relation.rejected
-    lines = [f"record {_key_text(r.key)}: {r.reason}" for r in rejected]
+    lines = [f"record {key_text(r.key)}: {r.reason}" for r in rejected]
     listed = "; ".join(lines[:_REJECTED_LISTED])
     if len(lines) > _REJECTED_LISTED:
         listed += f"; and {len(lines) - _REJECTED_LISTED:,} more"
@@ -228,7 +236,7 @@ def rejected_result(relation: Relation, max_findings: int) -> CheckResult:
         Finding(dict(r.key), r.column, _json_safe(r.value), reason=r.reason)
         for r in rejected[:max_findings]
     )
-    records = {_key_text(r.key) for r in rejected}
+    records = {key_text(r.key) for r in rejected}
     return CheckResult(
         REJECTED_CHECK,
         REJECTED_CHECK,
@@ -238,10 +246,6 @@ def rejected_result(relation: Relation, max_findings: int) -> CheckResult:
         observed={"problems": len(rejected), "records": len(records)},
         findings=findings,
     )
-
-
-def _key_text(key: Mapping[str, Any]) -> str:
-    return ", ".join(f"{name}={value}" for name, value in key.items())
 
 
 def _json_safe(value: Any) -> Any:

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from dq_agent.results import SuiteResult, to_jsonable
+from dq_agent.results import SuiteResult, key_text, to_jsonable
 
 if TYPE_CHECKING:  # named in annotations only: printing a check result loads none of them
     from dq_agent.checks.windows import BucketVerdict
@@ -48,7 +48,7 @@ def print_text(console: Console, results: Sequence[SuiteResult]) -> None:
         for check in suite.checks:
             table.add_row(Text(check.status, _STYLE[check.status]), check.name, check.message)
             for finding in check.findings:
-                key = ", ".join(f"{k}={v}" for k, v in finding.key.items())
+                key = key_text(finding.key)
                 detail = f"  ↳ {key}: {finding.column}={finding.observed!r}"
                 if finding.proposed is not None:
                     detail += f" → {finding.proposed!r} ({finding.action})"
@@ -160,7 +160,7 @@ def print_outcomes(
     console.print(Text("corrections" + (" (dry run: nothing written)" if dry_run else ""), "bold"))
     for outcome in outcomes:
         change = outcome.change
-        key = ", ".join(f"{k}={v}" for k, v in change.key.items())
+        key = key_text(change.key)
         ref = f"#{outcome.correction_id} " if outcome.correction_id else ""
         console.print(
             Text.assemble(
@@ -176,7 +176,7 @@ def print_corrections(console: Console, corrections: Sequence[Correction]) -> No
     for column in ("id", "status", "suite", "record", "change", "decided by", "when"):
         table.add_column(column, no_wrap=column != "change")
     for c in corrections:
-        key = ", ".join(f"{k}={v}" for k, v in c.key.items())
+        key = key_text(c.key)
         table.add_row(
             str(c.id),
             Text(c.status, _OUTCOME_STYLE.get(c.status, "")),
@@ -190,7 +190,7 @@ def print_corrections(console: Console, corrections: Sequence[Correction]) -> No
 
 
 def print_correction(console: Console, c: Correction) -> None:
-    key = ", ".join(f"{k}={v}" for k, v in c.key.items())
+    key = key_text(c.key)
     console.print(
         Text.assemble(
             (f"correction {c.id}", "bold"), "  ", (c.status, _OUTCOME_STYLE.get(c.status, ""))

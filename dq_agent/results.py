@@ -30,6 +30,11 @@ def failed_status(severity: Severity) -> Status:
     return "warn" if severity == "warn" else "fail"
 
 
+def key_text(key: Mapping[str, Any]) -> str:
+    """A record's key as people read it: ``Id=006…`` or ``region=US, day=2026-12-01``."""
+    return ", ".join(f"{name}={value}" for name, value in key.items())
+
+
 def to_jsonable(value: Any) -> Any:
     """Convert database values (decimals, datetimes, tuples) into JSON-native ones."""
     if isinstance(value, Decimal):

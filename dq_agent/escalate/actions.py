@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,18 +39,11 @@ RESOLVE = "resolve"
 REJECT = "reject"
 
 
-def people_of(project: Project, suite_id: str, check: str, also: Iterable[str] = ()) -> set[str]:
-    """The people (channels cannot press buttons) who may decide about this check."""
-    suite = project.suites.get(suite_id)
-    people = deciders(suite, check, also) if suite else {p.lower() for p in also}
-    return {p for p in people if not p.startswith("#")}
-
-
 def require_decider(project: Project, incident: Mapping[str, Any], email: str, what: str) -> None:
     """Refuse unless ``email`` may decide about ``incident``: its suite's owners and
     escalation list, its check's owners, and the people its chain has told."""
     chain = [p for step in incident["chain"] for p in step]
-    people = people_of(project, incident["suite"], incident["check"], chain)
+    people = deciders(project.suites.get(incident["suite"]), incident["check"], chain)
     if email.lower() not in people:
         raise DqAgentError(
             f"Only the owners and escalation list of {incident['suite']} may {what} "
@@ -161,9 +154,6 @@ class Actions:
             )
         return correction_id
 
-    def _people(self, suite_id: str, check: str, also: Iterable[str] = ()) -> set[str]:
-        return people_of(self.project, suite_id, check, also)
-
     def _require(self, incident: Mapping[str, Any], email: str, what: str) -> None:
         require_decider(self.project, incident, email, what)
 
@@ -273,7 +263,7 @@ class Actions:
 
     def mark_expected(self, suite: str, check: str, bucket: datetime, email: str) -> None:
         """An owner says a bucket of a volume monitor was expected: it leaves the baseline."""
-        if email.lower() not in self._people(suite, check):
+        if email.lower() not in deciders(self.project.suites.get(suite), check):
             raise DqAgentError(
                 f"Only the owners and escalation list of {suite} may mark its buckets expected."
             )

@@ -261,9 +261,10 @@ class Escalation:
         self.store.outbox_add(planned, at=now)
 
     def undone(self, correction_id: int, outcome: Outcome, by: str) -> None:
-        """Tell a correction's FYI thread what became of an undo (from Slack or the CLI)."""
+        """Tell a correction's FYI thread what became of an undo (from Slack or the CLI); an
+        undo of what was already undone changed nothing and says nothing."""
         correction = self.store.correction(correction_id)
-        if correction is None:
+        if correction is None or outcome.status == "unchanged":
             return
         said = (
             f"Undone by {by}: {correction.column} is {messages.amount(correction.old)} again."

@@ -251,12 +251,12 @@ def revert(
         evidence=(f"revert of correction {correction.id}",),
         reason="revert",
     )
+    if correction.status != "applied":
+        return _not_revertible(store, change, correction.id, correction.status)
     note = _noter(store, correction.id, by, clock)
     try:
-        if correction.status != "applied":
-            raise LedgerConflict("not applied", status=correction.status)
         note("revert_intent", correction.new, correction.old, "revert requested", _REVERTIBLE)
-    except LedgerConflict as exc:
+    except LedgerConflict as exc:  # another undo got there first
         return _not_revertible(store, change, correction.id, exc.status)
     try:
         written = source.write(correction.key, correction.column, correction.new, correction.old)

@@ -11,7 +11,6 @@ from dq_agent.config.models import CORRECTABLE_TYPES, CorrectionsSettings, Suite
 from dq_agent.remedy.plan import Change
 
 READ_ONLY_ENV = "DQ_AGENT_READ_ONLY"
-WRITABLE_TYPES = CORRECTABLE_TYPES
 
 
 @dataclass
@@ -34,8 +33,9 @@ def switched_off(
     enabled = suite.corrections.enabled
     if not (settings.enabled if enabled is None else enabled):
         return "corrections are disabled (corrections: enabled: false)"
-    if connector_type not in WRITABLE_TYPES:
-        return f"{connector_type} sources are not corrected (only {', '.join(WRITABLE_TYPES)})"
+    if connector_type not in CORRECTABLE_TYPES:
+        only = ", ".join(CORRECTABLE_TYPES)
+        return f"{connector_type} sources are not corrected (only {only})"
     return None
 
 

@@ -431,14 +431,15 @@ def _suite_of(project: Project, correction: Correction) -> Suite:
     return project.suites[correction.suite]
 
 
-def deciders(suite: Suite, check: str, also: Iterable[str] = ()) -> set[str]:
+def deciders(suite: Suite | None, check: str, also: Iterable[str] = ()) -> set[str]:
     """Who may decide about a check's corrections and incidents, lower-cased: the suite's
-    owners and escalation list, the check's own owners, and ``also``."""
-    people = {p.lower() for p in (*suite.owner, *suite.escalation, *also)}
-    for spec in suite.checks:
+    owners and escalation list, the check's own owners, and ``also``. People only: a
+    channel on those lists cannot press a button."""
+    named = [*(suite.owner if suite else ()), *(suite.escalation if suite else ()), *also]
+    for spec in suite.checks if suite else ():
         if spec.name == check and spec.owner:
-            people |= {p.lower() for p in spec.owner}
-    return people
+            named += spec.owner
+    return {p.lower() for p in named if not p.startswith("#")}
 
 
 def _require_owner(
@@ -449,8 +450,8 @@ def _require_owner(
     *,
     what: str = "decide",
 ) -> None:
-    """Refuse unless ``by`` is a person who may decide this correction (channels cannot)."""
-    people = {p for p in deciders(suite, correction.check, also) if not p.startswith("#")}
+    """Refuse unless ``by`` is a person who may decide this correction."""
+    people = deciders(suite, correction.check, also)
     if by.lower() not in people:
         listed = ", ".join(sorted(people)) or "nobody"
         raise DqAgentError(

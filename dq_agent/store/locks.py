@@ -189,6 +189,10 @@ class SharedLock:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the lock (if held) and the connections kept for it."""
         self.release()
         if self._engine is not None:
             self._engine.dispose()
@@ -322,7 +326,7 @@ def acting(url: str, *, wait_s: float = ACTING_WAIT_S) -> Iterator[None]:
             held.depth -= 1
             if held.depth == 0 and held.lock is not None:
                 lock, held.lock = held.lock, None
-                lock.__exit__(None, None, None)
+                lock.close()
     finally:
         held.turn.release()
 
@@ -343,6 +347,6 @@ def _take(url: str, wait_s: float) -> SharedLock:
                 told = True
             time.sleep(_ACTING_POLL_S)
     except BaseException:
-        lock.__exit__(None, None, None)
+        lock.close()
         raise
     return lock

@@ -30,7 +30,7 @@ from dq_agent.checks.fat_finger.decide import (
 from dq_agent.checks.fat_finger.peers import MIN_PEERS, Peers, Spread, measure, to_decimal
 from dq_agent.config.models import CheckSpec, FatFingerArgs
 from dq_agent.expressions import Expression, ExpressionError, numeric_type, parse
-from dq_agent.results import Action, CheckResult, Finding
+from dq_agent.results import Action, CheckResult, Finding, key_text
 from dq_agent.sources.base import ColumnInfo, Relation
 
 # Disagreeing records examined per run at most; the result says when there were more.
@@ -434,7 +434,7 @@ class _Run:
             message += f"; {plural(left_out, 'record')} left out of the analysis"
             if unreadable:
                 first = unreadable[0]
-                message += f": record {_key_text(first.key)}: {first.reason}"
+                message += f": record {key_text(first.key)}: {first.reason}"
         metrics: dict[str, float] = {
             "rows": float(rows),
             "suspicious": float(suspicious),
@@ -485,10 +485,6 @@ def _is_number(value: Any) -> bool:
 def _shown(value: Any) -> str:
     """Text quoted ('abc'), NaN and infinity by name."""
     return repr(value) if isinstance(value, str) else str(value)
-
-
-def _key_text(key: Mapping[str, Any]) -> str:
-    return ", ".join(f"{name}={value}" for name, value in key.items())
 
 
 def _json_number(value: Decimal) -> int | float:
