@@ -32,11 +32,39 @@ def make_project(
     return root
 
 
-def run_killed(script: str, project: Path) -> None:
-    """Run ``script`` (Python, given the project folder as its argument) in a process of its
-    own, which must kill itself with ``os._exit(9)`` mid-action, as a crash would."""
+_CYCLE_KILLED = """
+import importlib, os, sys
+from dq_agent.agent import run_cycle
+from dq_agent.config import load_project
+from dq_agent.engine import RunOptions
+from dq_agent.store import Store
+
+owner = getattr(importlib.import_module({module!r}), {cls!r})
+real = getattr(owner, {method!r})
+
+def dying(self, *args, **kwargs):
+    if {after_call!r}:
+        real(self, *args, **kwargs)
+    os._exit(9)
+
+setattr(owner, {method!r}, dying)
+project = load_project(sys.argv[1], env={{}})
+with Store.open(project.state_url) as store:
+    run_cycle(project, [{suite!r}], store, RunOptions())
+"""
+
+
+def run_killed(project: Path, suite: str, target: str, *, after_call: bool = True) -> None:
+    """One agent cycle of ``suite`` in a process of its own that kills itself, as a crash
+    would, at ``target`` (``module:Class.method``): right after the call returns, or
+    instead of making it."""
+    module, _, path = target.partition(":")
+    cls, _, method = path.partition(".")
     file = project / "crash.py"
-    file.write_text(textwrap.dedent(script), encoding="utf-8")
+    script = _CYCLE_KILLED.format(
+        module=module, cls=cls, method=method, after_call=after_call, suite=suite
+    )
+    file.write_text(script, encoding="utf-8")
     died = subprocess.run(
         [sys.executable, str(file), str(project)],
         capture_output=True,

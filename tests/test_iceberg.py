@@ -223,30 +223,10 @@ def test_check_reads_an_iceberg_table(tmp_path: Path, lake: Path) -> None:
     )
 
 
-CRASH = """
-import os, sys
-from dq_agent.agent import run_cycle
-from dq_agent.config import load_project
-from dq_agent.engine import RunOptions
-from dq_agent.sources.iceberg import IcebergBranch
-from dq_agent.store import Store
-
-real = IcebergBranch.publish
-
-def publish_then_die(self):
-    real(self)
-    os._exit(9)  # main has moved; the ledger never hears of it
-
-IcebergBranch.publish = publish_then_die
-project = load_project(sys.argv[1], env={})
-with Store.open(project.state_url) as store:
-    run_cycle(project, ["deals"], store, RunOptions())
-"""
-
-
 def test_a_crash_after_main_moved_is_settled_once_and_told(tmp_path: Path, lake: Path) -> None:
     root = project(tmp_path, lake)
-    run_killed(CRASH, root)
+    # Killed once main has moved, before the ledger hears of it.
+    run_killed(root, "deals", "dq_agent.sources.iceberg:IcebergBranch.publish")
     assert amount(lake) == 6_000
     assert events(tmp_path) == ["intent"]
     # The dead process's branch is left behind; main is what counts.

@@ -210,32 +210,12 @@ def test_an_owner_approves_a_proposal(tmp_path: Path, crm: Any) -> None:
     assert cycle(root).outcomes == []
 
 
-CRASH = """
-import os, sys
-from dq_agent.config import load_project
-from dq_agent.engine import RunOptions
-from dq_agent.agent import run_cycle
-from dq_agent.sources.salesforce import SalesforceSource
-from dq_agent.store import Store
-
-real = SalesforceSource.write
-
-def write_then_die(self, *args, **kwargs):
-    real(self, *args, **kwargs)
-    os._exit(9)  # killed after the API call, before the ledger hears of it
-
-SalesforceSource.write = write_then_die
-project = load_project(sys.argv[1], env={})
-with Store.open(project.state_url) as store:
-    run_cycle(project, ["crm_opportunities"], store, RunOptions())
-"""
-
-
 def died_right_after_the_write(tmp_path: Path, crm: Any) -> Path:
     """A project whose run was killed just after its Salesforce PATCH went through."""
     server, emulator = crm
     root = project(tmp_path, server)
-    run_killed(CRASH, root)
+    # Killed after the API call, before the ledger hears of it.
+    run_killed(root, "crm_opportunities", "dq_agent.sources.salesforce:SalesforceSource.write")
     assert amount(emulator, SLIP) == 1_000_000
     assert [e["status"] for e in ledger(tmp_path)] == ["pending"]  # the intent, and nothing after
     return root

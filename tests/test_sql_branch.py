@@ -150,30 +150,9 @@ def test_a_row_changed_since_it_was_read_is_not_overwritten(
     assert events(tmp_path) == ["intent", "conflict"]
 
 
-CRASH = """
-import os, sys
-from dq_agent.agent import run_cycle
-from dq_agent.config import load_project
-from dq_agent.engine import RunOptions
-from dq_agent.sources.sql import SqlBranch
-from dq_agent.store import Store
-
-real = SqlBranch.publish
-
-def publish_then_die(self):
-    real(self)
-    os._exit(9)  # killed after the commit, before the ledger hears of it
-
-SqlBranch.publish = publish_then_die
-project = load_project(sys.argv[1], env={})
-with Store.open(project.state_url) as store:
-    run_cycle(project, ["deals"], store, RunOptions())
-"""
-
-
 def test_a_crash_after_publishing_is_settled_once_and_told(tmp_path: Path, warehouse: str) -> None:
     root = project(tmp_path, warehouse)
-    run_killed(CRASH, root)
+    run_killed(root, "deals", "dq_agent.sources.sql:SqlBranch.publish")  # after the commit
     assert amount(warehouse) == 6_000
     assert events(tmp_path) == ["intent"]
 
@@ -262,18 +241,12 @@ def test_an_owner_approves_a_proposed_fix_of_a_table_from_the_command_line(
     assert amount(sqlite_url) == 60_000
 
 
-CRASH_BEFORE_COMMIT = CRASH.replace(
-    "    real(self)\n    os._exit(9)  # killed after the commit, before the ledger hears of it",
-    "    os._exit(9)  # killed with the intents recorded, before the commit",
-)
-
-
 def test_a_crash_before_the_commit_leaves_the_table_as_it_was_and_is_settled(
     tmp_path: Path, warehouse: str
 ) -> None:
-    assert "os._exit(9)  # killed with the intents recorded" in CRASH_BEFORE_COMMIT
     root = project(tmp_path, warehouse)
-    run_killed(CRASH_BEFORE_COMMIT, root)
+    # Killed with the intents recorded, instead of committing.
+    run_killed(root, "deals", "dq_agent.sources.sql:SqlBranch.publish", after_call=False)
     assert amount(warehouse) == 60_000  # the database dropped the uncommitted branch
     assert events(tmp_path) == ["intent"]
 
