@@ -91,3 +91,10 @@ def db_url(request: pytest.FixtureRequest) -> str:
     """A fresh database URL, once for SQLite and once for PostgreSQL."""
     name = "sqlite_url" if request.param == "sqlite" else "postgres_url"
     return str(request.getfixturevalue(name))
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
+def windowed_db_url(request: pytest.FixtureRequest) -> str:
+    """A fresh database URL on every engine the time-bucketed checks run on."""
+    name = {"sqlite": "sqlite_url", "postgresql": "postgres_url", "mariadb": "mariadb_url"}
+    return str(request.getfixturevalue(name[request.param]))

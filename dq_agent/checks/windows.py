@@ -16,7 +16,7 @@ from dq_agent.errors import DqAgentError
 from dq_agent.results import Severity, Status, failed_status
 from dq_agent.sources.base import Relation
 
-SUPPORTED_DIALECTS = ("postgresql", "sqlite")
+SUPPORTED_DIALECTS = ("postgresql", "sqlite", "mysql")
 BucketUnit = Literal["hour", "day", "week"]
 STEP = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(weeks=1)}
 
@@ -174,8 +174,15 @@ class Window:
 
     def bucket(self, local: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
         """The start of the bucket of a wall-clock timestamp expression."""
-        if self.relation.engine.dialect.name == "postgresql":
+        dialect = self.relation.engine.dialect.name
+        if dialect == "postgresql":
             return sa.func.date_trunc(self.unit, local)  # ISO weeks: they start on Monday
+        if dialect == "mysql":  # MySQL and MariaDB
+            if self.unit == "hour":
+                return sa.func.date_format(local, "%Y-%m-%d %H:00:00")
+            if self.unit == "week":  # WEEKDAY() counts from Monday = 0
+                return sa.func.subdate(sa.func.date(local), sa.func.weekday(local))
+            return sa.func.date(local)
         if self.unit == "hour":
             return sa.func.strftime("%Y-%m-%d %H:00:00", local)
         if self.unit == "week":
@@ -217,7 +224,8 @@ class WindowedCheck(Generic[ArgsT]):
 
 
 def bucket_start(value: Any) -> datetime:
-    """A bucket start from the database, naive: a datetime, or ISO text from SQLite."""
+    """A bucket start from the database, naive: a datetime, a date (MySQL's DATE()), or ISO
+    text (SQLite's, MySQL's DATE_FORMAT())."""
     if isinstance(value, datetime):
         return value.replace(tzinfo=None)
     return datetime.fromisoformat(str(value))
