@@ -1,11 +1,14 @@
 """``dq-agent demo``: the running example played on the loopback emulators, with a clock.
 
-The story: one agent cycle finds Pete's emptied forecast tab, the stale aggregate and the
-$10m typing slip (corrected at once, and its owner told). Four hours later nobody has answered,
-so Pete is reminded in the thread. Pete restores the tab and presses "I fixed it": the agent
-checks again, sees the rows and restarts the forecasts_agg DAG on the Airflow emulator; when
-the run has finished it checks the aggregate, finds it fresh, and closes the incidents. Dana
-presses Undo on the correction to show the undo. The Slack conversation is printed as it
+The story: one agent cycle finds Pete's emptied forecast tab, the stale aggregate, the $10m
+typing slip (corrected at once, and its owner told) and yesterday's Yen payments among the
+dollars (the runbook's convert_yen fix is tried on a branch and shown to Finance with its
+report). Four hours later nobody has answered, so Pete is reminded in the thread. Pete restores
+the tab and presses "I fixed it": the agent checks again, sees the rows and restarts the
+forecasts_agg DAG on the Airflow emulator. Finance presses Apply fix: the Yen are converted on
+a branch, verified and published, and the revenue_daily DAG is restarted. When the runs have
+finished the agent checks what they built and closes the incidents. Dana presses Undo on the
+correction to show the undo. The Slack conversation is printed as it
 happens.
 """
 
@@ -33,13 +36,14 @@ from dq_agent.escalate.slack import SlackApi
 from dq_agent.sandbox.airflow import AirflowEmulator
 from dq_agent.sandbox.runner import FORECAST_HEADER, Sandbox, forecast_rows
 from dq_agent.sandbox.slack import SlackEmulator, button_click, signed_interaction
-from dq_agent.sandbox.warehouse import run_forecasts_dag
+from dq_agent.sandbox.warehouse import run_forecasts_dag, run_revenue_dag
 from dq_agent.sources import gsheets
 from dq_agent.store import Store
 
 SHEET_SUITE = "us_forecast_sheet"
 PETE = "pete@acme.com"
 DANA = "dana@acme.com"
+FINANCE = "finance-data@acme.com"
 # A weekday morning, so reminders fall in working hours whenever the demo is run.
 START_HOUR = 9
 
@@ -89,6 +93,8 @@ class Demo:
     run: RunCycle
     warehouse: Path
     shown: dict[str, str] = field(default_factory=dict)
+    # The DAG runs whose work is in the warehouse already.
+    landed: set[str] = field(default_factory=set)
 
     @property
     def slack(self) -> SlackEmulator:
@@ -142,9 +148,13 @@ class Demo:
         self.click(endpoint, secret, PETE, "recheck")
         self.transcript()
 
-        self.clock.at += timedelta(minutes=5)
-        self.step("The forecasts_agg DAG has run. The agent checks what it built.")
-        self.pipeline_ran()
+        self.clock.at += timedelta(minutes=2)
+        self.step("Finance reads the branch report on the Yen payments and presses Apply fix.")
+        self.click(endpoint, secret, FINANCE, "approve_fix")
+        self.transcript()
+
+        self.clock.at += timedelta(minutes=3)
+        self.step("The revenue_daily DAG has run. The agent checks what it built.")
         self.run(self.clock)
         self.transcript()
 
@@ -153,15 +163,22 @@ class Demo:
         self.click(endpoint, secret, DANA, "undo")
         self.transcript()
 
-    def pipeline_ran(self) -> None:
-        """Do in the warehouse what a finished run of the DAG does (the emulator only runs it)."""
+    def pipelines_ran(self) -> None:
+        """Do in the warehouse, once each, what the DAG runs that have finished by now did
+        (the emulator only runs them)."""
         emulator = self.sandbox.servers["airflow"].emulator
         assert isinstance(emulator, AirflowEmulator)
-        runs = emulator.state()["dag_runs"]
-        if any(r["dag_id"] == "forecasts_agg" and r["state"] == "success" for r in runs):
-            run_forecasts_dag(self.warehouse, self.clock.at, forecast_rows("US"))
+        for run in emulator.state()["dag_runs"]:
+            if run["state"] != "success" or run["dag_run_id"] in self.landed:
+                continue
+            self.landed.add(run["dag_run_id"])
+            if run["dag_id"] == "forecasts_agg":
+                run_forecasts_dag(self.warehouse, self.clock.at, forecast_rows("US"))
+            elif run["dag_id"] == "revenue_daily":
+                run_revenue_dag(self.warehouse, self.clock.at)
 
     def step(self, text: str) -> None:
+        self.pipelines_ran()
         self.out.print()
         self.out.print(Text(f"── {self.clock.at:%a %H:%M} UTC · {text}", style="bold"))
 

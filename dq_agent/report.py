@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
@@ -11,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from dq_agent.results import SuiteResult, key_text, to_jsonable
+from dq_agent.store.ledger import RUNBOOK_FIX
 
 if TYPE_CHECKING:  # named in annotations only: printing a check result loads none of them
     from dq_agent.checks.windows import BucketVerdict
@@ -165,10 +167,41 @@ def print_outcomes(
         console.print(
             Text.assemble(
                 (f"  {outcome.status:<9}", _OUTCOME_STYLE.get(outcome.status, "")),
-                f" {ref}{change.source} {key}: {change.column} {change.old!r} → {change.new!r}",
+                f" {ref}{change.source} {key}: "
+                + change_text(change.column, change.old, change.new),
                 (f"  {outcome.detail}", "dim"),
             )
         )
+
+
+def change_text(column: str, old: Any, new: Any) -> str:
+    """``column: old → new``; for a runbook fix, how many rows before and after."""
+    if column == RUNBOOK_FIX:
+        return f"{len(old or []):,} row(s) → {len(new or []):,} row(s)"
+    return f"{column}: {old!r} → {new!r}"
+
+
+# Rows of a runbook fix listed by ``corrections show``; the ledger holds all of them.
+_SHOWN_ROWS = 20
+
+
+def row_changes(old: Sequence[Mapping[str, Any]], new: Sequence[Mapping[str, Any]]) -> list[str]:
+    """A runbook fix's rows, what changed in each (rows are kept in the same order before
+    and after; a DELETE has no after, an INSERT no before)."""
+    lines = []
+    for before, after in list(itertools.zip_longest(old, new))[:_SHOWN_ROWS]:
+        if before is None or after is None:
+            lines.append(("inserted " if before is None else "deleted ") + repr(before or after))
+            continue
+        changed = [
+            f"{k} {before[k]!r} → {after.get(k)!r}" for k in before if before[k] != after.get(k)
+        ]
+        same = ", ".join(f"{k}={v!r}" for k, v in before.items() if v == after.get(k))
+        lines.append(f"{same}: {', '.join(changed) or 'unchanged'}")
+    hidden = max(len(old), len(new)) - _SHOWN_ROWS
+    if hidden > 0:
+        lines.append(f"… and {hidden:,} more (dq-agent corrections show --format json)")
+    return lines
 
 
 def print_corrections(console: Console, corrections: Sequence[Correction]) -> None:
@@ -182,7 +215,7 @@ def print_corrections(console: Console, corrections: Sequence[Correction]) -> No
             Text(c.status, _OUTCOME_STYLE.get(c.status, "")),
             c.suite,
             f"{c.source} {key}",
-            f"{c.column}: {c.old!r} → {c.new!r}",
+            change_text(c.column, c.old, c.new),
             c.decided_by,
             c.created_at.strftime("%Y-%m-%d %H:%M"),
         )
@@ -197,9 +230,12 @@ def print_correction(console: Console, c: Correction) -> None:
         )
     )
     console.print(f"  {c.suite} / {c.check}: {c.source} {key}")
-    console.print(f"  {c.column}: {c.old!r} → {c.new!r}  (decided by {c.decided_by})")
+    console.print(f"  {change_text(c.column, c.old, c.new)}  (decided by {c.decided_by})")
     for line in c.evidence:
         console.print(Text(f"  • {line}", style="dim"))
+    if c.column == RUNBOOK_FIX:
+        for line in row_changes(c.old or [], c.new or []):
+            console.print(f"    {line}")
     for event in c.events:
         console.print(
             f"  {event.at.strftime('%Y-%m-%d %H:%M:%S')}  {event.event:<14} "

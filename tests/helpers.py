@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from datetime import datetime
 from pathlib import Path
 
 
@@ -34,6 +35,7 @@ def make_project(
 
 _CYCLE_KILLED = """
 import importlib, os, sys
+from datetime import datetime
 from dq_agent.agent import run_cycle
 from dq_agent.config import load_project
 from dq_agent.engine import RunOptions
@@ -49,20 +51,33 @@ def dying(self, *args, **kwargs):
 
 setattr(owner, {method!r}, dying)
 project = load_project(sys.argv[1], env={{}})
+now = datetime.fromisoformat({now!r}) if {now!r} else None
 with Store.open(project.state_url) as store:
-    run_cycle(project, [{suite!r}], store, RunOptions())
+    run_cycle(project, [{suite!r}], store, RunOptions(clock=lambda: now) if now else RunOptions())
 """
 
 
-def run_killed(project: Path, suite: str, target: str, *, after_call: bool = True) -> None:
+def run_killed(
+    project: Path,
+    suite: str,
+    target: str,
+    *,
+    after_call: bool = True,
+    now: datetime | None = None,
+) -> None:
     """One agent cycle of ``suite`` in a process of its own that kills itself, as a crash
     would, at ``target`` (``module:Class.method``): right after the call returns, or
-    instead of making it."""
+    instead of making it. ``now``: the cycle's clock, if not the real one."""
     module, _, path = target.partition(":")
     cls, _, method = path.partition(".")
     file = project / "crash.py"
     script = _CYCLE_KILLED.format(
-        module=module, cls=cls, method=method, after_call=after_call, suite=suite
+        module=module,
+        cls=cls,
+        method=method,
+        after_call=after_call,
+        suite=suite,
+        now=now.isoformat() if now else "",
     )
     file.write_text(script, encoding="utf-8")
     died = subprocess.run(

@@ -220,6 +220,7 @@ def test_the_demo_tells_the_running_example(tmp_path: Path) -> None:
         "eu_forecast_dec_v1": "pass",
         "forecasts_agg": "fail",
         "payments": "fail",
+        "revenue_daily": "pass",
         "us_forecast_dec_v1": "fail",
         "us_forecast_sheet": "fail",
     }
@@ -252,6 +253,7 @@ def test_the_demo_tells_the_running_example(tmp_path: Path) -> None:
     # Then the Slack side, on a simulated clock: a reminder, Pete's fix, the undo.
     told = " ".join(err.split())  # as printed, but for the terminal's line wrapping
     sheet = "[DM @pete · us_forecast_sheet / row_count]"
+    paid = "[DM @finance-data · payments / distribution_shift(local_value)]"
     for line in (
         "slack › DM @pete: 🚨 us_forecast_sheet / row_count on finance_sheets/us_forecast_dec_v1: "
         "the source is empty",
@@ -260,8 +262,17 @@ def test_the_demo_tells_the_running_example(tmp_path: Path) -> None:
         f"↳ {sheet} Restarted: airflow DAG forecasts_agg: run dq_agent__us_forecast_sheet:",
         f"↳ {sheet} ✅ Resolved: airflow DAG forecasts_agg ran; us_forecast_dec_v1, forecasts_agg "
         "pass. Closing incident #1.",
-        "incidents: 4 opened, 3 resolved · corrections: 1 (reverted) · pipeline restarts: 1 "
-        "(verified)",
+        # The Yen: convert_yen tried on a branch, shown to Finance, applied on a click.
+        "• apply the runbook fix convert_yen to ",
+        " rows of payments, as verified on a branch (correction 2)",
+        "◦ distribution_shift(local_value): fail → pass",
+        "◦ revenue_daily (verify): pass → pass",
+        f"↳ {paid} Fix applied: correction 2 (verified on a branch, then published)",
+        f"↳ {paid} Restarted: airflow DAG revenue_daily: run dq_agent__payments:",
+        f"↳ {paid} ✅ Resolved: airflow DAG revenue_daily ran; revenue_daily passes. "
+        "Closing incident #3.",
+        "incidents: 4 opened, 4 resolved · corrections: 2 (applied, reverted) · pipeline "
+        "restarts: 2 (verified, verified)",
         "slack › DM @dana: I changed Amount on Id=006Dn0000040000042 from 10,000,000 to 1,000,000",
         "↳ [DM @dana · changed Amount] Undone by dana@acme.com: Amount is 10,000,000 again.",
     ):

@@ -594,7 +594,13 @@ def test_the_sandbox_serves_airflow_with_the_demo_dag() -> None:
                 "duration_s": 90.0,
                 "fail": False,
                 "fail_task": "aggregate",
-            }
+            },
+            "revenue_daily": {
+                "tasks": ["aggregate", "publish"],
+                "duration_s": 60.0,
+                "fail": False,
+                "fail_task": "publish",
+            },
         }
         connector = AirflowConnector.model_validate(
             {"type": "airflow", "base_url": base_url, "username": "admin", "password": "admin"}

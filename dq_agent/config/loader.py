@@ -8,10 +8,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 from pydantic import BaseModel, ValidationError
 
 from dq_agent.config import expectations
 from dq_agent.config.models import (
+    BUCKET_PARAMS,
     BUILTIN_CHECKS,
     CONNECTOR_TYPES,
     CORRECTABLE_TYPES,
@@ -24,10 +26,14 @@ from dq_agent.config.models import (
     ReferenceArgs,
     RestartSpec,
     Settings,
+    SqlConnector,
+    SqlSourceSpec,
     Suite,
     SuiteHeader,
+    WindowedArgs,
 )
 from dq_agent.config.secrets import resolve_references
+from dq_agent.config.statements import StatementError, read_fix
 from dq_agent.config.yamlfile import (
     MAX_BYTES,
     NodePath,
@@ -109,6 +115,14 @@ def load_project(root: Path | str, env: Mapping[str, str] | None = None) -> Proj
         else:
             suites[suite_id] = suite
     for suite_id, suite in list(suites.items()):
+        if suite.fixes:
+            doc = _read(Path(suite.file), [])
+            fix_issues = _fix_issues(doc, suite, connectors) if doc is not None else []
+            if fix_issues:
+                issues.extend(fix_issues)
+                broken[suite_id] = tuple(fix_issues)
+                del suites[suite_id]
+                continue
         unknown = [v for v in suite.verify if v not in seen]
         if unknown:
             doc = _read(Path(suite.file), [])
@@ -129,6 +143,84 @@ def load_project(root: Path | str, env: Mapping[str, str] | None = None) -> Proj
     order = {file: index for index, file in enumerate(dict.fromkeys(i.file for i in issues))}
     issues.sort(key=lambda i: (order[i.file], i.line, i.col))
     return Project(root, settings, connectors, suites, tuple(issues), broken)
+
+
+def _fix_issues(
+    doc: YamlDocument, suite: Suite, connectors: Mapping[str, Connector]
+) -> list[ConfigIssue]:
+    """``fixes:`` that could never run: on a source that is not a SQL table, triggered by a
+    check the suite does not have, or whose SQL is not one statement on the suite's table
+    binding only what the check gives."""
+    issues: list[ConfigIssue] = []
+    connector = connectors.get(suite.source.connector)
+    spec = suite.source
+    if not isinstance(connector, SqlConnector) or not isinstance(spec, SqlSourceSpec):
+        kind = connector.type if connector is not None else "unknown"
+        return [
+            doc.issue(
+                ("fixes",),
+                f"runbook fixes run on SQL tables only; {spec.connector} is a {kind} "
+                "connector (not supported yet)",
+            )
+        ]
+    if spec.table is None:
+        message = "runbook fixes change a table: name source.table, not a query"
+        return [doc.issue(("fixes",), message)]
+    checks = {c.name: c for c in suite.checks}
+    names: set[str] = set()
+    backend = _backend(connector.url)
+    for index, fix in enumerate(suite.fixes):
+        at: NodePath = ("fixes", index)
+        if fix.name in names:
+            issues.append(doc.issue((*at, "name"), f"duplicate fix name {fix.name!r}"))
+        names.add(fix.name)
+        check = checks.get(fix.when.check)
+        if check is None:
+            known = ", ".join(checks)
+            issues.append(
+                doc.issue(
+                    (*at, "when", "check"),
+                    f"unknown check {fix.when.check!r}; expected one of this suite's: {known}",
+                )
+            )
+            continue
+        offered = set(fix.when.group)
+        if isinstance(check.args, WindowedArgs):
+            offered |= set(BUCKET_PARAMS)
+        group_by = getattr(check.args, "group_by", None)
+        stray = [g for g in fix.when.group if g != group_by]
+        if stray:
+            issues.append(
+                doc.issue(
+                    (*at, "when", "group"),
+                    f"{fix.when.check} groups by {group_by or 'nothing'}, not {', '.join(stray)}",
+                )
+            )
+        try:
+            statement = read_fix(fix.sql, backend, spec.table, spec.schema_ or connector.schema_)
+        except StatementError as exc:
+            issues.append(doc.issue((*at, "sql"), str(exc)))
+            continue
+        unknown = sorted(statement.params - offered)
+        if unknown:
+            given = ", ".join(f":{p}" for p in sorted(offered)) or "no parameters"
+            issues.append(
+                doc.issue(
+                    (*at, "sql"),
+                    f"unknown parameter(s) {', '.join(':' + p for p in unknown)}; "
+                    f"{fix.when.check} gives {given}",
+                )
+            )
+    return issues
+
+
+def _backend(url: str) -> str:
+    """The SQLAlchemy backend a URL names (``postgresql``), or ``""`` if it does not parse
+    (the connector's own validation says why)."""
+    try:
+        return sa.make_url(url).get_backend_name()
+    except (sa.exc.ArgumentError, ValueError):
+        return ""
 
 
 def _allow_list_issues(
@@ -366,6 +458,7 @@ def _load_suite(
         restart=tuple(restart),
         verify=header.verify,
         engine=header.engine,
+        fixes=tuple(header.fixes),
     )
     return suite, suite_id
 

@@ -806,6 +806,34 @@ class CheckSpec(Model):
         return self.type.startswith("expect_")
 
 
+class FixWhen(Model):
+    """When a runbook fix applies: a check of the suite failed, for these groups."""
+
+    check: str = Field(min_length=1)
+    # The values the failing check names as explaining it (``group_by`` of a
+    # distribution_shift), each bound as a parameter of the fix under its column's name.
+    group: dict[Identifier, str | int | float | bool] = {}
+
+
+class RunbookFix(Model):
+    """A named change the runbook knows for a known failure, as one SQL statement on the
+    suite's own table, run on a branch with parameters bound from the failing check."""
+
+    name: Identifier
+    when: FixWhen
+    sql: str = Field(min_length=1)
+    # More rows than this and the fix is refused before it runs.
+    max_rows: int = Field(1000, ge=1, le=1_000_000)
+    # owner: the owner sees the branch's report and presses Apply fix; auto: published
+    # without asking when the guardrails allow.
+    approve: Literal["owner", "auto"] = "owner"
+
+
+# Parameters every fix triggered by a time-bucketed check can bind: the failing bucket's
+# bounds, as wall-clock times in the check's timezone.
+BUCKET_PARAMS = ("bucket_start", "bucket_end")
+
+
 # --- checks/*.yml ---------------------------------------------------------------------------
 
 
@@ -841,6 +869,7 @@ class SuiteHeader(Model):
     restart: list[Any] = []
     # Suites that must pass after the restarted pipelines finish, before the incident closes.
     verify: People = ()
+    fixes: list[RunbookFix] = []
     # compiled: common expectations answered from dq-agent's own scan; gx: every expectation
     # through Great Expectations (for debugging a difference).
     engine: Literal["compiled", "gx"] = "compiled"
@@ -872,3 +901,4 @@ class Suite(Model):
     restart: tuple[RestartSpec, ...] = ()
     verify: tuple[str, ...] = ()
     engine: Literal["compiled", "gx"] = "compiled"
+    fixes: tuple[RunbookFix, ...] = ()

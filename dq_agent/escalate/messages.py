@@ -29,7 +29,7 @@ from dq_agent.config.models import (
     SalesforceSourceSpec,
 )
 from dq_agent.sources.gsheets import WHOLE_SHEET
-from dq_agent.store.ledger import Correction
+from dq_agent.store.ledger import RUNBOOK_FIX, Correction
 
 Block = dict[str, Any]
 
@@ -113,6 +113,11 @@ def _duration(minutes: int) -> str:
 
 def fix_of(correction: Correction) -> str:
     """A pending correction as a suggestion a person can approve."""
+    if correction.column == RUNBOOK_FIX:
+        return (
+            f"apply the runbook fix {correction.key.get('fix')} to {_rows(correction)} of "
+            f"{_table(correction)}, as verified on a branch"
+        )
     if correction.column == WHOLE_SHEET:
         rows = max(len(correction.new or []) - 1, 0)
         return f"restore the last good copy of the worksheet ({rows:,} rows) kept by the agent"
@@ -120,6 +125,23 @@ def fix_of(correction: Correction) -> str:
         f"change {correction.column} on {_record(correction.key)} from "
         f"{amount(correction.old)} to {amount(correction.new)}"
     )
+
+
+def _rows(correction: Correction) -> str:
+    """How many rows a runbook fix changes: updated, deleted or inserted."""
+    count = max(len(correction.old or []), len(correction.new or []))
+    return f"{count:,} row{'s' if count != 1 else ''}"
+
+
+def _table(correction: Correction) -> str:
+    return correction.source.partition("/")[2] or correction.source
+
+
+def undone_text(correction: Correction, by: str) -> str:
+    """What an undo put back, in a sentence (plain text)."""
+    if correction.column == RUNBOOK_FIX:
+        return f"Undone by {by}: the {_rows(correction)} of {_table(correction)} are as before."
+    return f"Undone by {by}: {correction.column} is {amount(correction.old)} again."
 
 
 def runbook_lines(runbook: str, incident: Mapping[str, Any]) -> list[str]:
@@ -204,7 +226,11 @@ def card(
     if evidence:
         blocks.append({"type": "section", "text": _mrkdwn(evidence)})
     if pending:
-        fixes = "\n".join(f"• {escape(fix_of(c))} (correction {c.id})" for c in pending)
+        fixes = "\n".join(
+            f"• {escape(fix_of(c))} (correction {c.id})"
+            + "".join(f"\n    ◦ {escape(line)}" for line in _report(c))
+            for c in pending
+        )
         blocks.append({"type": "section", "text": _mrkdwn(f"*Suggested fix*\n{fixes}")})
     suite = project.suites.get(incident["suite"])
     lines = runbook_lines(suite.runbook, incident) if suite else []
@@ -221,11 +247,21 @@ def card(
     return text, blocks
 
 
+def _report(correction: Correction) -> Sequence[str]:
+    """A runbook fix's branch report (rows changed, each check before → after)."""
+    return correction.evidence if correction.column == RUNBOOK_FIX else ()
+
+
+def approve_label(correction: Correction) -> str:
+    """A fix run on a branch is applied; a value is approved."""
+    return "Apply fix" if correction.column == RUNBOOK_FIX else "Approve fix"
+
+
 def _buttons(incident: Mapping[str, Any], pending: Sequence[Correction]) -> list[Block]:
     ref = {"incident": incident["id"]}
     buttons = [
         _button(
-            f"Approve fix ({c.id})" if len(pending) > 1 else "Approve fix",
+            f"{approve_label(c)} ({c.id})" if len(pending) > 1 else approve_label(c),
             APPROVE,
             ref | {"correction": c.id},
             "primary",
@@ -273,10 +309,16 @@ def fyi(project: Project, correction: Correction, reason: str) -> tuple[str, lis
     link = record_link(project, correction.suite, correction.key)
     where = _linked(_record(correction.key), link)
     because = f" because {escape(reason)}" if reason else ""
-    text = (
-        f"I changed {escape(correction.column)} on {where} from "
-        f"{escape(amount(correction.old))} to {escape(amount(correction.new))}{because}."
-    )
+    if correction.column == RUNBOOK_FIX:
+        text = (
+            f"I applied the runbook fix {escape(str(correction.key.get('fix')))} to "
+            f"{_rows(correction)} of {escape(_table(correction))}, verified on a branch first."
+        )
+    else:
+        text = (
+            f"I changed {escape(correction.column)} on {where} from "
+            f"{escape(amount(correction.old))} to {escape(amount(correction.new))}{because}."
+        )
     blocks: list[Block] = [{"type": "section", "text": _mrkdwn(text)}]
     state = (
         f"Correction {correction.id} · {escape(correction.status)} · "

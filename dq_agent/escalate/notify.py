@@ -267,7 +267,7 @@ class Escalation:
         if correction is None or outcome.status == "unchanged":
             return
         said = (
-            f"Undone by {by}: {correction.column} is {messages.amount(correction.old)} again."
+            messages.undone_text(correction, by)
             if outcome.status == "reverted"
             else f"Could not undo ({outcome.status}): {outcome.detail}"
         )

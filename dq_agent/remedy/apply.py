@@ -10,12 +10,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from dq_agent.errors import LedgerConflict, SourceError, StoreError
 from dq_agent.remedy.plan import Change
 from dq_agent.sources.base import Source, SourceBranch, WriteResult, same_value
+from dq_agent.sources.sql import SqlSource
+from dq_agent.sources.sqlrows import same_rows
 from dq_agent.store import Store
 from dq_agent.store.ledger import Correction
 
@@ -273,6 +275,50 @@ def revert(
     return Outcome(change, "reverted", done, correction.id)
 
 
+def revert_rows(
+    store: Store,
+    source: SqlSource,
+    correction: Correction,
+    *,
+    key: Sequence[str],
+    by: str,
+    clock: Clock,
+    lock_timeout: timedelta,
+    statement_timeout: timedelta,
+) -> Outcome:
+    """Undo a runbook fix: its rows put back as they were, on a branch, compare-and-set row
+    by row; refused whole if any of them changed since. Claimed first, like :func:`revert`."""
+    change = dataclasses.replace(
+        Change.of(correction),
+        old=correction.new,
+        new=correction.old,
+        evidence=(f"revert of correction {correction.id}",),
+        reason="revert",
+    )
+    if correction.status != "applied":
+        return _not_revertible(store, change, correction.id, correction.status)
+    note = _noter(store, correction.id, by, clock)
+    try:
+        note("revert_intent", correction.new, correction.old, "revert requested", _REVERTIBLE)
+    except LedgerConflict as exc:
+        return _not_revertible(store, change, correction.id, exc.status)
+    try:
+        with source.branch(lock_timeout=lock_timeout, statement_timeout=statement_timeout) as b:
+            written = b.put_rows(key, correction.new or [], correction.old or [])
+            published = b.publish() if written.status == "written" else ""
+    except SourceError as exc:
+        note("revert_refused", correction.new, correction.old, f"revert failed: {exc}")
+        return Outcome(change, "failed", str(exc), correction.id)
+    if written.status != "written":
+        detail = f"revert refused: {written.detail}; nothing overwritten"
+        note("revert_refused", correction.new, correction.old, detail)
+        return Outcome(change, "conflict", detail, correction.id)
+    note("reverted", correction.new, correction.old, f"reverted on a branch: {published}")
+    rows = max(len(correction.old or []), len(correction.new or []))
+    done = f"{rows:,} row(s) are as they were before the fix"
+    return Outcome(change, "reverted", done, correction.id)
+
+
 def _shown(value: Any) -> str:
     """A value as a person reads it: 1,000,000 rather than 1000000.0."""
     if isinstance(value, float) and value.is_integer():
@@ -365,6 +411,31 @@ def reconcile(
     else:
         event = "revert_refused" if reverting else "conflict"
         detail = f"settled on start: the value is now {current!r}, changed by someone else"
+    _noter(store, correction.id, "reconcile", clock)(event, original, current, detail, (last,))
+    return Outcome(Change.of(correction), _SETTLED[event], detail, correction.id)
+
+
+def reconcile_rows(
+    store: Store, correction: Correction, source: SqlSource, *, key: Sequence[str], clock: Clock
+) -> Outcome | None:
+    """:func:`reconcile` for a runbook fix: its rows read back, compared with the images."""
+    last = correction.events[-1].event
+    if last not in ("intent", "revert_intent"):
+        return None
+    old, new = correction.old or [], correction.new or []
+    keys = list({tuple(row[k] for k in key): row for row in [*old, *new]}.values())
+    current = [row for row in source.rows(key, keys) if row is not None]
+    reverting = last == "revert_intent"
+    target, original = (old, new) if reverting else (new, old)
+    if same_rows(current, target):
+        event = "reverted" if reverting else "applied"
+        detail = "settled on start: the branch had been published"
+    elif same_rows(current, original):
+        event = "revert_refused" if reverting else "failed"
+        detail = "settled on start: interrupted before the branch was published; nothing changed"
+    else:
+        event = "revert_refused" if reverting else "conflict"
+        detail = "settled on start: the rows were changed by someone else since"
     _noter(store, correction.id, "reconcile", clock)(event, original, current, detail, (last,))
     return Outcome(Change.of(correction), _SETTLED[event], detail, correction.id)
 

@@ -7,8 +7,10 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from dq_agent.checks.base import CheckContext
 from dq_agent.config.loader import Project
 from dq_agent.config.models import Suite
+from dq_agent.config.statements import read_fix
 from dq_agent.engine import RunOptions, context_for, run_checks
 from dq_agent.errors import DqAgentError, LedgerConflict, SourceError
 from dq_agent.remedy.apply import (
@@ -19,9 +21,11 @@ from dq_agent.remedy.apply import (
     propose,
     publish,
     reconcile,
+    reconcile_rows,
     record_refused,
     refuse_conflict,
     revert,
+    revert_rows,
 )
 from dq_agent.remedy.branch import (
     BranchVerdict,
@@ -30,14 +34,17 @@ from dq_agent.remedy.branch import (
     verify_on_branch,
     verify_relation,
 )
+from dq_agent.remedy.fixes import Trigger, fix_change, fix_report, row_key, triggered
 from dq_agent.remedy.guard import guard, switched_off
 from dq_agent.remedy.plan import Change, plan
-from dq_agent.results import SuiteResult
-from dq_agent.sources.base import Branching, Relation, Source, SourceBranch
+from dq_agent.results import CheckResult, SuiteResult, worst
+from dq_agent.sources.base import Branching, Relation, Source, SourceBranch, WriteResult
 from dq_agent.sources.gsheets import WHOLE_SHEET, GSheetsSource
 from dq_agent.sources.registry import opened
+from dq_agent.sources.sql import SqlSource
+from dq_agent.sources.sqlrows import RowsChanged, same_rows
 from dq_agent.store import Store
-from dq_agent.store.ledger import Correction
+from dq_agent.store.ledger import RUNBOOK_FIX, Correction
 
 
 @dataclass
@@ -58,6 +65,14 @@ class Remedy:
             return
         if isinstance(source, GSheetsSource):
             self._snapshot_or_restore(suite, source, relation)
+        self._corrections(suite, source, relation, result)
+        if suite.fixes:
+            self._fixes(suite, source, relation, result)
+
+    def _corrections(
+        self, suite: Suite, source: Source, relation: Relation, result: SuiteResult
+    ) -> None:
+        """The fat-finger findings: written within the guardrails, or proposed."""
         changes = plan(suite, result, relation.label)
         if not changes:
             return
@@ -208,12 +223,7 @@ class Remedy:
             with source.branch(
                 lock_timeout=settings.lock_timeout, statement_timeout=settings.statement_timeout
             ) as branch:
-                # The suite's verify: suites the branch reaches, before any change.
-                downstream = []
-                for other, relation in self._downstream(suite, branch):
-                    other_ctx = context_for(other, self.store, self.options, clock())
-                    before = judge(other, relation, other_ctx)
-                    downstream.append((other, relation, other_ctx, before))
+                downstream = self._before_change(suite, branch)
                 for change in changes:
                     written = branch.write(change.key, change.column, change.old, change.new)
                     if written.status != "written":  # the whole branch is dropped
@@ -231,18 +241,11 @@ class Remedy:
                         return
                 verdict = verify_relation(suite, branch.relation, changes, ctx, result.checks)
                 if verdict.ok:
-                    worse = [
-                        f"{other.suite}: {problem}"
-                        for other, relation, other_ctx, before in downstream
-                        for problem in got_worse(before, judge(other, relation, other_ctx))
-                    ]
+                    _, worse = _verify_downstream(downstream)
                     if worse:
                         verdict = BranchVerdict(False, "; ".join(worse))
                 if not verdict.ok:
-                    detail = f"the branch check failed: {verdict.detail}"
-                    kept = branch.keep()
-                    if kept is not None:
-                        detail += f" (the branch {kept} is kept for inspection)"
+                    detail = _failed_on(branch, verdict.detail)
                     self.outcomes += [
                         propose(self.store, c, clock(), detail=detail, status="refused")
                         for c in changes
@@ -262,19 +265,171 @@ class Remedy:
                 Outcome(c, "failed", f"not written: {exc}", correction_id) for c in changes
             ]
 
-    def _downstream(self, suite: Suite, branch: SourceBranch) -> list[tuple[Suite, Relation]]:
-        """The suite's ``verify:`` suites that can be read on the branch (views and tables of
-        the same database, for a SQL transaction); the others are verified after restarts."""
+    def _fixes(self, suite: Suite, source: Source, relation: Relation, result: SuiteResult) -> None:
+        """The suite's runbook fixes its failures call for, each tried on a branch once per
+        failure: published when ``approve: auto`` and the guardrails allow, else proposed
+        to the owner with the branch's report."""
+        for trigger in triggered(suite, result):
+            if self._decided(suite, trigger):
+                continue
+            if self.dry_run:
+                change = fix_change(suite, relation, trigger, RowsChanged([], []), ())
+                detail = f"would run {trigger.fix.name} on a branch"
+                self.outcomes.append(Outcome(change, "planned", detail))
+                continue
+            self.run_fix(suite, source, relation, result, trigger)
+
+    def _decided(self, suite: Suite, trigger: Trigger) -> bool:
+        """A fix for this failure is already waiting for its owner, or was published."""
+        return any(
+            c.column == RUNBOOK_FIX and c.check == trigger.fix.when.check and c.key == trigger.key
+            for status in ("pending", "applied")
+            for c in self.store.corrections(suite=suite.suite, status=status)
+        )
+
+    def run_fix(
+        self,
+        suite: Suite,
+        source: Source,
+        relation: Relation,
+        result: SuiteResult,
+        trigger: Trigger,
+        *,
+        approval: tuple[Correction, str] | None = None,
+    ) -> None:
+        """Run a fix on a branch and verify it there; then publish it (``approve: auto``
+        within the guardrails, or an owner's ``approval`` of the proposal with the rows it
+        was verified on), propose it, or drop the branch saying why."""
+        fix, clock = trigger.fix, self.options.clock
+        empty = fix_change(suite, relation, trigger, RowsChanged([], []), ())
+        if not isinstance(source, SqlSource) or relation.table is None:
+            self.outcomes.append(Outcome(empty, "refused", "runbook fixes run on SQL tables only"))
+            return
+        kind = self.project.connectors[suite.source.connector].type
+        off = switched_off(suite, self.project.settings.corrections, kind, env=self.env)
+        correction_id = approval[0].id if approval else None
+        if approval and off:
+            self.outcomes.append(Outcome(empty, "refused", off, correction_id))
+            return
+        settings = self.project.settings.corrections
+        statement = read_fix(fix.sql, source.backend, relation.table, relation.schema)
+        ctx = context_for(suite, self.store, self.options, clock())
+        try:
+            with source.branch(
+                lock_timeout=settings.lock_timeout, statement_timeout=settings.statement_timeout
+            ) as branch:
+                downstream = self._before_change(suite, branch)
+                key = row_key(suite, relation)
+                rows = branch.run_fix(statement, fix.sql, trigger.params, key, fix.max_rows)
+                after = judge(suite, branch.relation, ctx)
+                statuses, worse = _verify_downstream(downstream)
+                report, problems = fix_report(fix, rows, result.checks, after, statuses)
+                problems += worse
+                change = fix_change(suite, relation, trigger, rows, report)
+                marker = f"{result.started_at.isoformat()}/fix"
+                shown = approval[0].old or [] if approval else []
+                if approval and not problems and not same_rows(rows.before, shown):
+                    problems = [
+                        "the rows changed since the fix was verified; it will be "
+                        "verified again on the next run"
+                    ]
+                if problems:
+                    detail = _failed_on(branch, "; ".join(problems))
+                    if approval is None:
+                        self.outcomes.append(Outcome(change, "refused", detail))
+                    else:  # the proposal is settled: the next failing run proposes afresh
+                        self._refuse_approval(change, approval, detail, marker)
+                    return
+                if approval is not None:
+                    decided_by = approval[1]
+                elif fix.approve == "auto" and off is None:
+                    decided_by = "rule"
+                else:
+                    why = f"not applied automatically: {off}" if off else "verified on a branch"
+                    self.outcomes.append(propose(self.store, change, clock(), detail=why))
+                    return
+                self.outcomes += publish(
+                    self.store,
+                    branch,
+                    [change],
+                    decided_by=decided_by,
+                    marker=marker,
+                    clock=clock,
+                    correction_id=correction_id,
+                )
+        except SourceError as exc:  # refused or failed on the branch: nothing was published
+            if approval is not None and exc.code == "fix_refused":
+                self._refuse_approval(empty, approval, f"not written: {exc}", "")
+                return
+            status = "refused" if exc.code == "fix_refused" else "failed"
+            self.outcomes.append(Outcome(empty, status, f"not written: {exc}", correction_id))
+
+    def _refuse_approval(
+        self, change: Change, approval: tuple[Correction, str], detail: str, marker: str
+    ) -> None:
+        """An approved fix that no longer holds on a fresh branch: the proposal is closed as
+        a conflict, with why, and nothing is written."""
+        proposal, by = approval
+        found = WriteResult("conflict", proposal.old, proposal.old, detail)
+        self.outcomes.append(
+            refuse_conflict(
+                self.store,
+                dataclasses.replace(change, old=proposal.old, new=proposal.new),
+                found,
+                decided_by=by,
+                marker=marker or self.options.clock().isoformat(),
+                clock=self.options.clock,
+                correction_id=proposal.id,
+            )
+        )
+
+    def _before_change(self, suite: Suite, branch: SourceBranch) -> list[_Downstream]:
+        """The suite's ``verify:`` suites the branch reaches (views and tables of the same
+        database, for a SQL transaction), judged before any change; the others are verified
+        after restarts."""
         found = []
         for name in suite.verify:
             other = self.project.suites.get(name)
-            if other is None:
+            connector = self.project.connectors.get(other.source.connector) if other else None
+            if other is None or connector is None:
                 continue
-            connector = self.project.connectors.get(other.source.connector)
-            relation = branch.relation_of(other.source, connector) if connector else None
+            relation = branch.relation_of(other.source, connector)
             if relation is not None:
-                found.append((other, relation))
+                ctx = context_for(other, self.store, self.options, self.options.clock())
+                found.append(_Downstream(other, relation, ctx, judge(other, relation, ctx)))
         return found
+
+
+@dataclass(frozen=True)
+class _Downstream:
+    """A ``verify:`` suite read on a branch, as it was before the branch changed anything."""
+
+    suite: Suite
+    relation: Relation
+    ctx: CheckContext
+    before: list[CheckResult]
+
+
+def _verify_downstream(
+    downstream: Sequence[_Downstream],
+) -> tuple[list[tuple[str, str, str]], list[str]]:
+    """Each ``verify:`` suite judged again on the branch: its overall status before and
+    now, and every check of it that got worse, in words."""
+    statuses: list[tuple[str, str, str]] = []
+    worse: list[str] = []
+    for d in downstream:
+        now = judge(d.suite, d.relation, d.ctx)
+        was, is_now = worst(c.status for c in d.before), worst(c.status for c in now)
+        statuses.append((d.suite.suite, was, is_now))
+        worse += [f"{d.suite.suite}: {problem}" for problem in got_worse(d.before, now)]
+    return statuses, worse
+
+
+def _failed_on(branch: SourceBranch, detail: str) -> str:
+    """Why a branch was not published; where it is kept for inspection, if it is."""
+    kept = branch.keep()
+    where = f" (the branch {kept} is kept for inspection)" if kept is not None else ""
+    return f"the branch check failed: {detail}{where}"
 
 
 @dataclass(frozen=True)
@@ -291,8 +446,14 @@ def settle(project: Project, store: Store, options: RunOptions) -> Settled:
     settled = Settled()
     for correction in interrupted(store):
         try:
-            with _open(project, correction.suite, options) as source:
-                outcome = reconcile(store, correction, source, clock=options.clock)
+            with _open(project, correction.suite, options) as (source, relation):
+                if correction.column == RUNBOOK_FIX and isinstance(source, SqlSource):
+                    key = row_key(project.suites[correction.suite], relation)
+                    outcome = reconcile_rows(
+                        store, correction, source, key=key, clock=options.clock
+                    )
+                else:
+                    outcome = reconcile(store, correction, source, clock=options.clock)
         except (DqAgentError, SourceError) as exc:
             settled.notes.append(f"correction {correction.id}: still unsettled ({exc})")
             continue
@@ -311,8 +472,21 @@ def revert_correction(
     (the owners of the record it changed), whoever asks and from wherever."""
     correction = _correction(store, correction_id)
     told = [m.recipient for m in store.outbox(correction_id=correction.id)]
-    _require_owner(_suite_of(project, correction), correction, by, told, what="undo")
-    with _open(project, correction.suite, options) as source:
+    suite = _suite_of(project, correction)
+    _require_owner(suite, correction, by, told, what="undo")
+    with _open(project, correction.suite, options) as (source, relation):
+        if correction.column == RUNBOOK_FIX and isinstance(source, SqlSource):
+            settings = project.settings.corrections
+            return revert_rows(
+                store,
+                source,
+                correction,
+                key=row_key(suite, relation),
+                by=by,
+                clock=options.clock,
+                lock_timeout=settings.lock_timeout,
+                statement_timeout=settings.statement_timeout,
+            )
         return revert(store, source, correction, by=by, clock=options.clock)
 
 
@@ -338,6 +512,8 @@ def approve_correction(
         raise DqAgentError(
             f"correction {correction.id} is {correction.status}: only a proposal can be approved"
         )
+    if correction.column == RUNBOOK_FIX:
+        return _apply_fix(project, store, suite, correction, by=by, options=options, env=env)
     change = Change.of(correction)
     kind = project.connectors[suite.source.connector].type
     if correction.column == WHOLE_SHEET:
@@ -346,7 +522,7 @@ def approve_correction(
         off = switched_off(suite, project.settings.corrections, kind, env=env)
         if off is not None:
             raise DqAgentError(f"correction {correction.id} cannot be written: {off}")
-        with _open(project, suite.suite, options) as source:
+        with _open(project, suite.suite, options) as (source, _):
             return apply(
                 store,
                 source,
@@ -380,6 +556,39 @@ def approve_correction(
     return remedy.outcomes[0]
 
 
+def _apply_fix(
+    project: Project,
+    store: Store,
+    suite: Suite,
+    correction: Correction,
+    *,
+    by: str,
+    options: RunOptions,
+    env: Mapping[str, str] | None,
+) -> Outcome:
+    """An owner presses Apply fix: the fix runs again on a branch, is verified again, and is
+    published only if it touches exactly the rows the owner was shown."""
+    name = correction.key.get("fix")
+    fix = next((f for f in suite.fixes if f.name == name), None)
+    if fix is None:
+        raise DqAgentError(
+            f"correction {correction.id}: suite {suite.suite} has no fix {name!r} any more"
+        )
+    remedy = Remedy(project, store, options, env=env)
+    trigger = Trigger.of(fix, correction.key)
+
+    def hook(s: Suite, source: Source, relation: Relation, result: SuiteResult) -> None:
+        if result.status != "error":
+            remedy.run_fix(
+                s, source, relation, result, trigger, approval=(correction, f"owner:{by}")
+            )
+
+    run_checks(project, [suite.suite], store=store, options=options, command="approve", hook=hook)
+    if not remedy.outcomes:
+        raise DqAgentError(f"suite {suite.suite} could not be read: nothing was written")
+    return remedy.outcomes[0]
+
+
 def reject_correction(
     store: Store, project: Project, correction_id: int, *, by: str, clock: Clock
 ) -> None:
@@ -407,13 +616,15 @@ def reject_correction(
 
 
 @contextmanager
-def _open(project: Project, suite_id: str, options: RunOptions) -> Iterator[Source]:
+def _open(
+    project: Project, suite_id: str, options: RunOptions
+) -> Iterator[tuple[Source, Relation]]:
     """A suite's source, opened (so writes know what was read) and closed after."""
     if suite_id not in project.suites:
         raise DqAgentError(f"suite {suite_id!r} is not in this project (or is invalid)")
     spec = project.suites[suite_id].source
-    with opened(project.root, project.connectors, spec, retry=options.retry) as (source, _):
-        yield source
+    with opened(project.root, project.connectors, spec, retry=options.retry) as opened_source:
+        yield opened_source
 
 
 def _correction(store: Store, correction_id: int) -> Correction:

@@ -183,7 +183,8 @@ def demo_seed(now: datetime) -> dict[str, Any]:
                 "forecasts_agg": {
                     "tasks": ["load_forecasts", "aggregate", "publish"],
                     "duration_s": 90,
-                }
+                },
+                "revenue_daily": {"tasks": ["aggregate", "publish"], "duration_s": 60},
             }
         },
     }

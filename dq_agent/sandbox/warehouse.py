@@ -1,5 +1,6 @@
 """The running example's warehouse: Pete's empty US forecast sheet and a stale aggregate, and
-payments in which Yen started arriving yesterday beside dollars and euros.
+payments in which Yen started arriving yesterday beside dollars and euros, the exchange rates
+that convert them, and the daily revenue in dollars built from them.
 
 Timestamps are laid out relative to ``now`` so the story reads the same whenever it runs.
 """
@@ -61,8 +62,14 @@ def opportunities(naive_now: datetime) -> list[dict[str, Any]]:
                 "LastModifiedDate": modified,
             }
         )
-    # The fat finger: 200 seats at $5,000 typed as $10,000,000 (one zero too many).
-    deals[41].update(Seats__c=200, Price_Per_Seat__c=Decimal(5000), Amount=Decimal(10_000_000))
+    # The fat finger: 200 seats at $5,000 typed as $10,000,000 (one zero too many), on one of
+    # Dana's deals whatever day the demo runs (she is the one told, and presses Undo).
+    deals[41].update(
+        Seats__c=200,
+        Price_Per_Seat__c=Decimal(5000),
+        Amount=Decimal(10_000_000),
+        OwnerId="005Dn000001AbCdIAK",
+    )
     # The whale: a real $10m deal, seats × price agree.
     deals[87].update(Seats__c=2000, Price_Per_Seat__c=Decimal(5000), Amount=Decimal(10_000_000))
     # Two deals saved without a stage: worth a warning, not a page.
@@ -116,6 +123,76 @@ def payments(naive_now: datetime, rng: random.Random) -> list[dict[str, Any]]:
     return rows
 
 
+# Units of each currency a dollar buys: what the runbook's convert_yen fix divides by.
+FX_RATES = {"EUR": Decimal("0.92"), "JPY": Decimal("150")}
+# The currencies the revenue model converts; any other is left out of the totals.
+MODELLED = ("USD", "EUR")
+
+
+def _revenue_tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table, sa.Table]:
+    """payments, fx_rates and revenue_daily, the aggregate the revenue_daily DAG rebuilds."""
+    paid = sa.Table(
+        "payments",
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("paid_at", sa.DateTime, nullable=False),
+        sa.Column("local_value", sa.Numeric(14, 2)),
+        sa.Column("currency", sa.String(3), nullable=False),
+    )
+    rates = sa.Table(
+        "fx_rates",
+        metadata,
+        sa.Column("currency", sa.String(3), primary_key=True),
+        sa.Column("rate", sa.Numeric(12, 4), nullable=False),
+    )
+    revenue = sa.Table(
+        "revenue_daily",
+        metadata,
+        sa.Column("day", sa.Date, primary_key=True),
+        sa.Column("payments", sa.Integer, nullable=False),
+        sa.Column("usd_total", sa.Numeric(16, 2), nullable=False),
+        sa.Column("refreshed_at", sa.DateTime, nullable=False),
+    )
+    return paid, rates, revenue
+
+
+def _rebuild_revenue(conn: sa.Connection, naive_at: datetime) -> None:
+    """What the revenue_daily DAG does: dollars per day, from the currencies it models."""
+    paid, rates, revenue = _revenue_tables(sa.MetaData())
+    rate = sa.case((paid.c.currency == "USD", 1), else_=rates.c.rate)
+    day = sa.func.date(paid.c.paid_at)
+    totals = conn.execute(
+        sa.select(day, sa.func.count(), sa.func.sum(paid.c.local_value / rate))
+        .select_from(paid.outerjoin(rates, rates.c.currency == paid.c.currency))
+        .where(paid.c.currency.in_(MODELLED))
+        .group_by(day)
+    ).all()
+    conn.execute(revenue.delete())
+    conn.execute(
+        revenue.insert(),
+        [
+            {
+                "day": date.fromisoformat(str(when)),
+                "payments": count,
+                "usd_total": round(Decimal(str(total)), 2),
+                "refreshed_at": naive_at,
+            }
+            for when, count, total in totals
+        ],
+    )
+
+
+def run_revenue_dag(path: Path, at: datetime) -> None:
+    """A finished run of the ``revenue_daily`` DAG: the aggregate rebuilt from payments."""
+    naive = at.astimezone(UTC).replace(tzinfo=None) if at.tzinfo else at
+    engine = sa.create_engine(f"sqlite:///{path}")
+    try:
+        with engine.begin() as conn:
+            _rebuild_revenue(conn, naive)
+    finally:
+        engine.dispose()
+
+
 def build_demo_warehouse(path: Path, now: datetime) -> Path:
     """(Re)create the SQLite warehouse at ``path`` as the scenario has it at ``now`` (UTC)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -147,14 +224,7 @@ def build_demo_warehouse(path: Path, now: datetime) -> Path:
         sa.Column("CreatedDate", sa.DateTime, nullable=False),
         sa.Column("LastModifiedDate", sa.DateTime, nullable=False),
     )
-    paid = sa.Table(
-        "payments",
-        metadata,
-        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
-        sa.Column("paid_at", sa.DateTime, nullable=False),
-        sa.Column("local_value", sa.Numeric(14, 2)),
-        sa.Column("currency", sa.String(3), nullable=False),
-    )
+    paid, rates, _ = _revenue_tables(metadata)
     december = date(now.year, 12, 1)
 
     def forecast_rows(region: str, updated: datetime, who: str) -> list[dict[str, object]]:
@@ -205,6 +275,10 @@ def build_demo_warehouse(path: Path, now: datetime) -> Path:
             conn.execute(agg.insert(), agg_rows)
             conn.execute(opps.insert(), opp_rows)
             conn.execute(paid.insert(), payments(naive_now, random.Random(20261124)))
+            conn.execute(rates.insert(), [{"currency": c, "rate": r} for c, r in FX_RATES.items()])
+            # The DAG ran at 06:00 today, before the payments suite: yesterday's Yen were
+            # left out of the dollars without a word.
+            _rebuild_revenue(conn, naive_now.replace(hour=6, minute=0, second=0, microsecond=0))
             # us_forecast_dec_v1 stays empty: Pete overwrote the sheet it is loaded from.
             assert us is not None
     finally:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -13,9 +13,11 @@ import sqlalchemy as sa
 
 from dq_agent.config.loader import resolve_sqlite_path
 from dq_agent.config.models import Connector, SourceSpec, SqlConnector, SqlSourceSpec
+from dq_agent.config.statements import FixStatement
 from dq_agent.errors import SourceError
 from dq_agent.redact import mask_url, redact, url_secrets
 from dq_agent.sources.base import ColumnInfo, Relation, WriteResult, type_family
+from dq_agent.sources.sqlrows import RowsChanged, current_rows, put_rows, run_statement
 
 
 def create_engine(connector: SqlConnector, project_root: Path) -> sa.Engine:
@@ -93,6 +95,22 @@ class SqlSource:
         try:
             with self._engine.begin() as conn:
                 return _compare_and_set(conn, relation, key, column, expected_old, new)
+        except sa.exc.SQLAlchemyError as exc:
+            raise translate(exc, self._engine.url) from exc
+
+    @property
+    def backend(self) -> str:
+        """The database's SQLAlchemy backend name (``postgresql``, ``mysql``, ``sqlite``)."""
+        return self._engine.dialect.name
+
+    def rows(
+        self, key: Sequence[str], keys: Sequence[Mapping[str, Any]]
+    ) -> list[dict[str, Any] | None]:
+        """The rows ``keys`` name right now, as images; None where there is none."""
+        relation = self._writable()
+        try:
+            with self._engine.connect() as conn:
+                return current_rows(conn, relation, key, keys)
         except sa.exc.SQLAlchemyError as exc:
             raise translate(exc, self._engine.url) from exc
 
@@ -210,6 +228,34 @@ class SqlBranch:
         """Compare-and-set on the branch; nobody sees it before :meth:`publish`."""
         try:
             return _compare_and_set(self._connection, self.relation, key, column, expected_old, new)
+        except sa.exc.SQLAlchemyError as exc:
+            raise translate(exc, self._url) from exc
+
+    def run_fix(
+        self,
+        statement: FixStatement,
+        sql: str,
+        params: Mapping[str, Any],
+        key: Sequence[str],
+        max_rows: int,
+    ) -> RowsChanged:
+        """Run a runbook fix's statement on the branch; the rows it touched, before and after."""
+        try:
+            return run_statement(
+                self._connection, self.relation, statement, sql, params, key, max_rows
+            )
+        except sa.exc.SQLAlchemyError as exc:
+            raise translate(exc, self._url) from exc
+
+    def put_rows(
+        self,
+        key: Sequence[str],
+        expected: Sequence[Mapping[str, Any]],
+        target: Sequence[Mapping[str, Any]],
+    ) -> WriteResult:
+        """Rows holding ``expected`` made to hold ``target`` on the branch, compare-and-set."""
+        try:
+            return put_rows(self._connection, self.relation, key, expected, target)
         except sa.exc.SQLAlchemyError as exc:
             raise translate(exc, self._url) from exc
 

@@ -16,6 +16,10 @@ from dq_agent.results import to_jsonable
 
 GENESIS = "0" * 64
 
+# The column of a runbook fix's corrections: their old and new values are the rows it
+# touched, before and after (lists of column → value), not one value.
+RUNBOOK_FIX = "(rows)"
+
 # The status a correction is in after each kind of event.
 STATUS_AFTER = {
     "proposed": "pending",

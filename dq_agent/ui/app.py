@@ -31,6 +31,7 @@ from dq_agent.escalate.actions import REJECT, RESOLVE, Actions
 from dq_agent.escalate.endpoint import WebRequest, WebResponse
 from dq_agent.escalate.slack import SlackApi
 from dq_agent.store import Store
+from dq_agent.store.ledger import RUNBOOK_FIX
 from dq_agent.ui import pages
 from dq_agent.ui.auth import FAILURE_WINDOW, MAX_EMAIL, SESSION_COOKIE, Gate
 from dq_agent.ui.charts import ChartPoint, render_chart
@@ -340,7 +341,7 @@ class Dashboard:
                     c,
                     pages.form(
                         f"/incidents/{incident_id}",
-                        "Approve",
+                        "Apply fix" if c.column == RUNBOOK_FIX else "Approve",
                         csrf,
                         {"action": "approve", "correction": c.id},
                         style="primary",

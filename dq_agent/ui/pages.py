@@ -11,7 +11,7 @@ from datetime import datetime
 from html import escape
 from typing import Any
 
-from dq_agent.store.ledger import Correction
+from dq_agent.store.ledger import RUNBOOK_FIX, Correction
 from dq_agent.ui.auth import MAX_EMAIL
 
 _STYLE = """
@@ -139,13 +139,22 @@ def link(url: str | None, text: str) -> str:
     return f'<a href="{escape(url)}" rel="noreferrer">{escape(text)}</a>'
 
 
+def change_cell(c: Correction) -> str:
+    """old → new; for a runbook fix, how many rows it holds before and after (the rows
+    themselves are in the ledger: ``dq-agent corrections show``)."""
+    if c.column == RUNBOOK_FIX:
+        before, after = len(c.old or []), len(c.new or [])
+        return f"{before:,} row(s) → <strong>{after:,} row(s)</strong>"
+    return f"{value(c.old)} → <strong>{value(c.new)}</strong>"
+
+
 def correction_row(c: Correction, actions: str) -> list[str]:
     key = ", ".join(f"{k}={v}" for k, v in c.key.items())
     return [
         f'<a id="correction-{c.id}">#{c.id}</a>',
         escape(f"{c.suite} / {c.check}"),
         escape(f"{key} · {c.column}"),
-        f"{value(c.old)} → <strong>{value(c.new)}</strong>",
+        change_cell(c),
         "<br>".join(escape(line) for line in c.evidence) or '<span class="muted">—</span>',
         escape(c.decided_by),
         f'<span class="status-{escape(c.status)}">{escape(c.status)}</span>'
