@@ -134,12 +134,46 @@ def test_a_slip_is_fixed_on_a_branch_then_main_moves_to_it(tmp_path: Path, lake:
         )
     assert cycle(root).outcomes == []
 
+    # Nothing was written since: the undo moves main back to the snapshot before the fix.
+    assert undo(root).status == "reverted"
+    assert amount(lake) == 60_000
+    assert table(lake).current_snapshot().snapshot_id == before
+    assert list(table(lake).refs()) == ["main"]
+    with Store.open(f"sqlite:///{tmp_path}/state.db") as store:
+        reverted = store.correction(1)
+        assert reverted is not None
+        assert reverted.events[-1].detail == (
+            "reverted compare-and-set: main rolled back from snapshot "
+            f"{after.current_snapshot().snapshot_id} to {before}"
+        )
+
+
+def test_an_undo_after_a_later_write_publishes_the_inverse_change(
+    tmp_path: Path, lake: Path
+) -> None:
+    root = project(tmp_path, lake)
+    [outcome] = cycle(root).outcomes
+    assert outcome.status == "applied"
+    more = deals().slice(0, 1).set_column(0, "id", pa.array([999], pa.int64()))
+    table(lake).append(more)  # a load after the fix: rolling back would lose it
+    later = table(lake).current_snapshot().snapshot_id
+
+    assert undo(root).status == "reverted"
+    assert amount(lake) == 60_000
+    assert amount(lake, 999) > 0  # the later load is still there
+    assert table(lake).current_snapshot().snapshot_id != later
+    with Store.open(f"sqlite:///{tmp_path}/state.db") as store:
+        reverted = store.correction(1)
+        assert reverted is not None
+        assert reverted.events[-1].detail.startswith(
+            f"reverted compare-and-set: main moved from snapshot {later} to "
+        )
+
+
+def undo(root: Path) -> Any:
     loaded = load_project(root, env={})
     with Store.open(loaded.state_url) as store:
-        undone = revert_correction(loaded, store, 1, by="sales-ops@acme.com", options=OPTIONS)
-    assert undone.status == "reverted"
-    assert amount(lake) == 60_000
-    assert list(table(lake).refs()) == ["main"]
+        return revert_correction(loaded, store, 1, by="sales-ops@acme.com", options=OPTIONS)
 
 
 def test_a_fix_that_fails_on_the_branch_never_reaches_main(tmp_path: Path, lake: Path) -> None:

@@ -6,11 +6,17 @@ checks query like any fetched source. A correction is written to a branch
 snapshot; publishing moves main to it only if main has not moved since it was read
 (pyiceberg commits with a requirement on main's snapshot id, so a writer in between makes the
 commit fail and nothing changes). The branch is removed once published or abandoned.
+
+Every snapshot a correction writes carries the change it made (:data:`CHANGE_PROPERTY`), so
+an undo of the change main's newest snapshots made, with nothing written since, moves main
+back to the snapshot before them instead of writing the inverse.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -23,10 +29,13 @@ import sqlalchemy as sa
 from dq_agent.config.models import Connector, IcebergConnector, IcebergSourceSpec, SourceSpec
 from dq_agent.errors import DqAgentError, SourceError
 from dq_agent.redact import redact
+from dq_agent.results import to_jsonable
 from dq_agent.sources.base import Relation, WriteResult, same_value
 from dq_agent.sources.fetched import FetchedColumn, FetchedCopy
 
 BRANCH_PREFIX = "dq-agent/fix-"
+# The snapshot summary property naming the change a correction's snapshot made.
+CHANGE_PROPERTY = "dq-agent.change"
 # How long a branch whose fix failed verification stays for inspection.
 KEPT_FOR = timedelta(days=7)
 
@@ -112,12 +121,41 @@ class IcebergSource:
     def write(
         self, key: Mapping[str, Any], column: str, expected_old: Any, new: Any
     ) -> WriteResult:
-        """One value, compare-and-set, on a branch published at once (an undo, say)."""
+        """One value, compare-and-set, on a branch published at once (an undo, say); or, when
+        it undoes what main's newest snapshots did, main rolled back to the one before."""
+        rolled = self._roll_back(key, column, expected_old, new)
+        if rolled is not None:
+            return rolled
         with self.branch(lock_timeout=timedelta(0), statement_timeout=timedelta(0)) as branch:
             written: WriteResult = branch.write(key, column, expected_old, new)
             if written.status == "written":
                 written = dataclasses.replace(written, detail=branch.publish())
             return written
+
+    def _roll_back(
+        self, key: Mapping[str, Any], column: str, expected_old: Any, new: Any
+    ) -> WriteResult | None:
+        """Main moved back to the snapshot before the change this undoes, if main's newest
+        snapshots are that change's and nothing was written after them; else None."""
+        table = self._call("load the table", self._load)
+        main = table.current_snapshot()
+        undone = change_id(key, column, new, expected_old)
+        if main is None or (main.summary or {}).get(CHANGE_PROPERTY) != undone:
+            return None
+        target = main
+        while target is not None and (target.summary or {}).get(CHANGE_PROPERTY) == undone:
+            parent = target.parent_snapshot_id
+            target = table.snapshot_by_id(parent) if parent is not None else None
+        if target is None:
+            return None
+        moved = target.snapshot_id
+        # Committed with a requirement that main is still ``main``: a writer in between fails it.
+        self._call(
+            "roll main back",
+            lambda: table.manage_snapshots().set_current_snapshot(snapshot_id=moved).commit(),
+        )
+        detail = f"main rolled back from snapshot {main.snapshot_id} to {moved}"
+        return WriteResult("written", expected_old, new, detail)
 
     @contextmanager
     def branch(self, *, lock_timeout: timedelta, statement_timeout: timedelta) -> Iterator[Any]:
@@ -245,7 +283,12 @@ class IcebergBranch:
         fixed = rows.set_column(index, field, pa.array([new], type=field.type))
         source._call(
             "write to the branch",
-            lambda: table.overwrite(fixed, overwrite_filter=where, branch=self.name),
+            lambda: table.overwrite(
+                fixed,
+                overwrite_filter=where,
+                branch=self.name,
+                snapshot_properties={CHANGE_PROPERTY: change_id(key, column, expected_old, new)},
+            ),
         )
         return WriteResult("written", before, new)
 
@@ -270,6 +313,12 @@ class IcebergBranch:
     def _head(self, table: Any) -> int:
         """The branch's newest snapshot, as ``table`` (freshly loaded) knows it."""
         return int(table.refs()[self.name].snapshot_id)
+
+
+def change_id(key: Mapping[str, Any], column: str, old: Any, new: Any) -> str:
+    """What names one change in a snapshot's summary: a digest of record, column, old, new."""
+    text = json.dumps(to_jsonable([dict(key), column, old, new]), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 def _translate(exc: Exception, what: str, secrets: Any) -> SourceError:
