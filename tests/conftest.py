@@ -86,6 +86,12 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'db.sqlite'}"
 
 
+@pytest.fixture
+def duckdb_url(tmp_path: Path) -> str:
+    """A URL for a new DuckDB file in the test's temporary directory."""
+    return f"duckdb:///{tmp_path / 'db.duckdb'}"
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request: pytest.FixtureRequest) -> str:
     """A fresh database URL, once for SQLite and once for PostgreSQL."""
@@ -93,8 +99,7 @@ def db_url(request: pytest.FixtureRequest) -> str:
     return str(request.getfixturevalue(name))
 
 
-@pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
+@pytest.fixture(params=["sqlite", "duckdb", "postgres", "mariadb"])
 def windowed_db_url(request: pytest.FixtureRequest) -> str:
     """A fresh database URL on every engine the time-bucketed checks run on."""
-    name = {"sqlite": "sqlite_url", "postgresql": "postgres_url", "mariadb": "mariadb_url"}
-    return str(request.getfixturevalue(name[request.param]))
+    return str(request.getfixturevalue(f"{request.param}_url"))

@@ -70,7 +70,7 @@ fixes:
 """
 
 
-@pytest.fixture(params=["sqlite", "postgres", "mariadb"])
+@pytest.fixture(params=["sqlite", "duckdb", "postgres", "mariadb"])
 def warehouse(request: pytest.FixtureRequest) -> Iterator[str]:
     """Four weeks of payments, yesterday's partly in Yen, and the rate to convert them."""
     url = str(request.getfixturevalue(f"{request.param}_url"))

@@ -45,7 +45,7 @@ corrections:
 """
 
 
-@pytest.fixture(params=["sqlite", "postgres", "mariadb"])
+@pytest.fixture(params=["sqlite", "duckdb", "postgres", "mariadb"])
 def warehouse(request: pytest.FixtureRequest) -> Iterator[str]:
     """The deals table with its slip, on SQLite, PostgreSQL and MariaDB."""
     url = str(request.getfixturevalue(f"{request.param}_url"))

@@ -570,11 +570,11 @@ def test_other_databases_are_not_supported_yet(tmp_path: Path, sqlite_url: str) 
     load_orders(sqlite_url, event_rows(daily_counts()), events_table())
     project_for(tmp_path, sqlite_url, {"s": suite()})
     with planned(tmp_path) as (spec, relation, ctx):
-        relation.engine.dialect.name = "duckdb"
+        relation.engine.dialect.name = "mssql"
         result = VolumeAnomaly(spec, relation, ctx).evaluate({})
     assert (result.status, result.message) == (
         "error",
-        "volume_anomaly is not supported yet on duckdb",
+        "volume_anomaly is not supported yet on mssql",
     )
 
 

@@ -20,6 +20,7 @@ from dq_agent.config.models import CheckSpec, ReferenceArgs
 from dq_agent.errors import SourceError
 from dq_agent.results import CheckResult
 from dq_agent.sources.base import Relation
+from dq_agent.sources.sql import describe_table
 
 # Distinct values of the other table copied per round trip.
 CHUNK = 10_000
@@ -85,10 +86,10 @@ class Reference:
         table = f"{self.schema}.{to.table}" if self.schema else to.table
         with engine.connect() as conn:
             try:
-                columns = sa.inspect(conn).get_columns(to.table, schema=self.schema)
+                columns, _ = describe_table(conn, to.table, self.schema)
             except sa.exc.NoSuchTableError:
                 raise SourceError(f"table {table!r} not found{where}", transient=False) from None
-        types = {c["name"]: c["type"] for c in columns}
+        types = dict(columns)
         if to.column not in types:
             raise SourceError(
                 f"column {to.column!r} not found in {table}{where}; available: {', '.join(types)}",

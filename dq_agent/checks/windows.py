@@ -16,7 +16,7 @@ from dq_agent.errors import DqAgentError
 from dq_agent.results import Severity, Status, failed_status
 from dq_agent.sources.base import Relation
 
-SUPPORTED_DIALECTS = ("postgresql", "sqlite", "mysql")
+SUPPORTED_DIALECTS = ("postgresql", "duckdb", "sqlite", "mysql")
 BucketUnit = Literal["hour", "day", "week"]
 STEP = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(weeks=1)}
 
@@ -175,7 +175,7 @@ class Window:
     def bucket(self, local: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
         """The start of the bucket of a wall-clock timestamp expression."""
         dialect = self.relation.engine.dialect.name
-        if dialect == "postgresql":
+        if dialect in ("postgresql", "duckdb"):
             return sa.func.date_trunc(self.unit, local)  # ISO weeks: they start on Monday
         if dialect == "mysql":  # MySQL and MariaDB
             if self.unit == "hour":

@@ -67,12 +67,13 @@ class Project:
 
 
 def resolve_sqlite_path(url: str, root: Path) -> str:
-    """Make ``sqlite:///relative.db`` relative to the project rather than the working dir."""
-    prefix = "sqlite:///"
-    if url.startswith(prefix) and not url.startswith(prefix + "/"):
-        rest = url[len(prefix) :]
-        if rest and not rest.startswith(":memory:"):
-            return prefix + str((root / rest).resolve())
+    """Make ``sqlite:///relative.db`` (or ``duckdb:///relative.duckdb``) relative to the
+    project rather than the working dir."""
+    for prefix in ("sqlite:///", "duckdb:///"):
+        if url.startswith(prefix) and not url.startswith(prefix + "/"):
+            rest = url[len(prefix) :]
+            if rest and not rest.startswith(":memory:"):
+                return prefix + str((root / rest).resolve())
     return url
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
@@ -21,9 +22,8 @@ from dq_agent.sources.sqlrows import RowsChanged, current_rows, put_rows, run_st
 
 
 def create_engine(connector: SqlConnector, project_root: Path) -> sa.Engine:
-    """An engine for ``connector``; refuses to create a SQLite file that is not there.
-
-    A relative SQLite path is taken from the project directory.
+    """An engine for ``connector``; refuses to create a SQLite or DuckDB file that is not
+    there. A relative path to one is taken from the project directory.
     """
     url_text = resolve_sqlite_path(connector.url, project_root)
     try:
@@ -32,11 +32,13 @@ def create_engine(connector: SqlConnector, project_root: Path) -> sa.Engine:
         # The message quotes the URL it could not parse.
         raise SourceError(f"invalid database URL: {redact(str(exc))}", transient=False) from exc
     connect_args = dict(connector.connect_args)
-    if url.get_backend_name() == "sqlite":
+    if url.get_backend_name() in ("sqlite", "duckdb"):
+        # Both would create an empty database where a path is mistyped.
         database = url.database or ""
         in_file = database and database != ":memory:" and not database.startswith("file:")
         if in_file and not Path(database).exists():
-            raise SourceError(f"SQLite database file not found: {database}", transient=False)
+            kind = "SQLite" if url.get_backend_name() == "sqlite" else "DuckDB"
+            raise SourceError(f"{kind} database file not found: {database}", transient=False)
     elif url.get_backend_name() == "postgresql":
         connect_args.setdefault("connect_timeout", connector.connect_timeout)
     try:
@@ -174,17 +176,14 @@ class SqlSource:
     def _open_table(self, conn: sa.Connection, name: str) -> Relation:
         # Columns and primary key only: full reflection (indexes, foreign keys, comments)
         # costs a dozen catalog queries per suite that nothing here uses.
-        inspector = sa.inspect(conn)
-        described = inspector.get_columns(name, schema=self._schema)
+        described, primary_key = describe_table(conn, name, self._schema)
         table = sa.Table(
             name,
             sa.MetaData(),
-            *[sa.Column(c["name"], c["type"]) for c in described],
+            *[sa.Column(column, sql_type) for column, sql_type in described],
             schema=self._schema,
         )
         columns = {c.name: ColumnInfo(c.name, type_family(c.type), c.type) for c in table.columns}
-        pk = inspector.get_pk_constraint(name, schema=self._schema)
-        primary_key = tuple(pk.get("constrained_columns") or ())
         label = f"{self._schema}.{name}" if self._schema else name
         return Relation(
             self._engine,
@@ -319,6 +318,73 @@ def _compare_and_set(
     if updated == 1:
         return WriteResult("written", expected_old, after)
     return WriteResult("conflict", after, after, f"{column} is {after!r}, not {expected_old!r}")
+
+
+# DuckDB's type names that SQLAlchemy's PostgreSQL-derived dialect does not know by name.
+_DUCKDB_TYPES: dict[str, sa.types.TypeEngine[Any]] = {
+    "double": sa.Float(),
+    "float": sa.Float(),
+    "real": sa.Float(),
+    "hugeint": sa.BigInteger(),
+    "timestamp with time zone": sa.DateTime(timezone=True),
+    "blob": sa.LargeBinary(),
+}
+_DECIMAL = re.compile(r"^decimal\((\d+),\s*(\d+)\)$")
+
+
+def describe_table(
+    conn: sa.Connection, name: str, schema: str | None
+) -> tuple[list[tuple[str, sa.types.TypeEngine[Any]]], tuple[str, ...]]:
+    """A table's columns (name, type) and primary key; raises ``NoSuchTableError``."""
+    if conn.dialect.name == "duckdb":
+        described, primary_key = _describe_duckdb(conn, name, schema)
+    else:
+        inspector = sa.inspect(conn)
+        described = [(c["name"], c["type"]) for c in inspector.get_columns(name, schema)]
+        pk = inspector.get_pk_constraint(name, schema=schema)
+        primary_key = tuple(pk.get("constrained_columns") or ())
+    if not described:
+        raise sa.exc.NoSuchTableError(name)
+    return described, primary_key
+
+
+def _describe_duckdb(
+    conn: sa.Connection, name: str, schema: str | None
+) -> tuple[list[tuple[str, sa.types.TypeEngine[Any]]], tuple[str, ...]]:
+    """A DuckDB table's columns and primary key from its own catalog (SQLAlchemy's
+    PostgreSQL reflection queries catalog tables DuckDB does not have)."""
+    where = "table_name = :name AND table_schema = " + (":schema" if schema else "current_schema()")
+    params = {"name": name, "schema": schema} if schema else {"name": name}
+    rows = conn.execute(
+        sa.text(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            f"WHERE {where} ORDER BY ordinal_position"
+        ),
+        params,
+    ).all()
+    known = conn.dialect.ischema_names  # type: ignore[attr-defined]
+    described: list[tuple[str, sa.types.TypeEngine[Any]]] = []
+    for column, data_type in rows:
+        text = str(data_type).lower()
+        decimal = _DECIMAL.match(text)
+        if decimal:
+            sql_type: sa.types.TypeEngine[Any] = sa.Numeric(int(decimal[1]), int(decimal[2]))
+        elif text in _DUCKDB_TYPES:
+            sql_type = _DUCKDB_TYPES[text]
+        elif text in known:
+            sql_type = known[text]()
+        else:
+            sql_type = sa.types.NullType()
+        described.append((str(column), sql_type))
+    keys = conn.execute(
+        sa.text(
+            "SELECT constraint_column_names FROM duckdb_constraints() "
+            "WHERE table_name = :name AND constraint_type = 'PRIMARY KEY'"
+            + (" AND schema_name = :schema" if schema else "")
+        ),
+        params,
+    ).first()
+    return described, tuple(keys[0]) if keys else ()
 
 
 # PostgreSQL's lock_not_available and query_canceled: a lock_timeout or statement_timeout ran
