@@ -418,3 +418,47 @@ def test_a_fix_that_no_longer_verifies_when_applied_closes_the_proposal(
     assert f"the branch check failed: {CHECK} is still fail on the branch" in refused.detail
     assert yen(sqlite_url) == before
     assert events(tmp_path) == ["proposed", "intent", "conflict"]
+
+
+def test_an_undo_killed_after_its_commit_is_settled_as_reverted(
+    tmp_path: Path, warehouse: str
+) -> None:
+    root = project(tmp_path, warehouse, approve="auto")
+    [applied] = cycle(root).outcomes
+    with Store.open(f"sqlite:///{tmp_path}/state.db") as store:
+        correction = store.correction(1)
+        assert correction is not None
+        # The undo claimed the correction and committed its branch, then the process died.
+        store.ledger_append(
+            event="revert_intent",
+            at=NOW,
+            correction_id=1,
+            old=correction.new,
+            new=correction.old,
+            decided_by=OWNER,
+            detail="revert requested",
+            after=("applied",),
+        )
+    engine = sa.create_engine(warehouse)
+    try:
+        with engine.begin() as conn:
+            for row in applied.change.old:
+                conn.execute(
+                    sa.update(PAYMENTS)
+                    .where(PAYMENTS.c.id == row["id"])
+                    .values(local_value=row["local_value"], currency=row["currency"])
+                )
+    finally:
+        engine.dispose()
+    again = cycle(root, NOW + timedelta(minutes=30))
+    assert again.settled == [
+        "correction 1: reverted (settled on start: the branch had been published)"
+    ]
+    assert events(tmp_path) == ["intent", "applied", "revert_intent", "reverted"]
+    # Undone: the Yen are back, and the fix is not made again behind the person's back.
+    [proposed] = again.outcomes
+    assert (proposed.status, proposed.detail) == (
+        "proposed",
+        "verified on a branch; correction 1 of the same fix was undone, so a person decides",
+    )
+    assert yen(warehouse) == len(applied.change.old)

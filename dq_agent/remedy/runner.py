@@ -277,15 +277,31 @@ class Remedy:
                 detail = f"would run {trigger.fix.name} on a branch"
                 self.outcomes.append(Outcome(change, "planned", detail))
                 continue
-            self.run_fix(suite, source, relation, result, trigger)
+            undone = self._same_fix(suite, trigger, "reverted")
+            self.run_fix(
+                suite,
+                source,
+                relation,
+                result,
+                trigger,
+                undone=undone[0].id if undone else None,
+            )
 
     def _decided(self, suite: Suite, trigger: Trigger) -> bool:
         """A fix for this failure is already waiting for its owner, or was published."""
-        return any(
-            c.column == RUNBOOK_FIX and c.check == trigger.fix.when.check and c.key == trigger.key
-            for status in ("pending", "applied")
-            for c in self.store.corrections(suite=suite.suite, status=status)
+        return bool(
+            self._same_fix(suite, trigger, "pending") or self._same_fix(suite, trigger, "applied")
         )
+
+    def _same_fix(self, suite: Suite, trigger: Trigger, status: str) -> list[Correction]:
+        """The corrections of this fix for this failure in ``status``."""
+        return [
+            c
+            for c in self.store.corrections(suite=suite.suite, status=status)
+            if c.column == RUNBOOK_FIX
+            and c.check == trigger.fix.when.check
+            and c.key == trigger.key
+        ]
 
     def run_fix(
         self,
@@ -296,10 +312,12 @@ class Remedy:
         trigger: Trigger,
         *,
         approval: tuple[Correction, str] | None = None,
+        undone: int | None = None,
     ) -> None:
         """Run a fix on a branch and verify it there; then publish it (``approve: auto``
         within the guardrails, or an owner's ``approval`` of the proposal with the rows it
-        was verified on), propose it, or drop the branch saying why."""
+        was verified on), propose it, or drop the branch saying why. ``undone``: a
+        correction of the same fix a person undid; it is then theirs to decide."""
         fix, clock = trigger.fix, self.options.clock
         empty = fix_change(suite, relation, trigger, RowsChanged([], []), ())
         if not isinstance(source, SqlSource) or relation.table is None:
@@ -342,10 +360,16 @@ class Remedy:
                     return
                 if approval is not None:
                     decided_by = approval[1]
-                elif fix.approve == "auto" and off is None:
+                elif fix.approve == "auto" and off is None and undone is None:
                     decided_by = "rule"
                 else:
-                    why = f"not applied automatically: {off}" if off else "verified on a branch"
+                    why = "verified on a branch"
+                    if off:
+                        why = f"not applied automatically: {off}"
+                    elif fix.approve == "auto" and undone is not None:
+                        why += (
+                            f"; correction {undone} of the same fix was undone, so a person decides"
+                        )
                     self.outcomes.append(propose(self.store, change, clock(), detail=why))
                     return
                 self.outcomes += publish(
