@@ -218,12 +218,14 @@ def numeric_type() -> sa.types.TypeEngine[Any]:
     """A numeric SQL type wide enough for witnesses on every dialect we know.
 
     Plain NUMERIC is exact on PostgreSQL; on SQLite it keeps integers integral (and integer
-    division truncating), so REAL is used there; MySQL and SQL Server default NUMERIC to zero
-    decimal places, so they get explicit ones.
+    division truncating), so REAL is used there, and DOUBLE on DuckDB (its NUMERIC has three
+    decimal places); MySQL and SQL Server default NUMERIC to zero decimal places, so they get
+    explicit ones.
     """
     return (
         sa.Numeric()
         .with_variant(sa.Float(), "sqlite")
+        .with_variant(sa.Double(), "duckdb")
         .with_variant(sa.Numeric(65, 12), "mysql", "mariadb")
         .with_variant(sa.Numeric(38, 10), "mssql")
     )
@@ -232,7 +234,9 @@ def numeric_type() -> sa.types.TypeEngine[Any]:
 def _to_sql(node: _Node, column: Callable[[str], sa.ColumnElement[Any]]) -> sa.ColumnElement[Any]:
     num = numeric_type()
     if isinstance(node, _Number):
-        return sa.literal(node.value, num)
+        # Cast, not only typed: MySQL gives a quotient the dividend's scale plus four, so a
+        # bare 7 would divide to four decimal places.
+        return sa.cast(sa.literal(node.value, num), num)
     if isinstance(node, _Column):
         return sa.cast(column(node.name), num)
     if isinstance(node, _Negate):

@@ -100,6 +100,6 @@ def db_url(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(params=["sqlite", "duckdb", "postgres", "mariadb"])
-def windowed_db_url(request: pytest.FixtureRequest) -> str:
-    """A fresh database URL on every engine the time-bucketed checks run on."""
+def engine_url(request: pytest.FixtureRequest) -> str:
+    """A fresh database URL on every SQL engine the checks run on."""
     return str(request.getfixturevalue(f"{request.param}_url"))

@@ -91,25 +91,23 @@ CURRENCIES = "accepted_values: {column: currency, values: [USD, EUR]}"
 
 
 def test_accepted_values_pass_and_nulls_are_never_violations(
-    tmp_path: Path, windowed_db_url: str
+    tmp_path: Path, engine_url: str
 ) -> None:
     load_payments(
-        windowed_db_url, payments((700, {}), (300, {"currency": "EUR"}), (50, {"currency": None}))
+        engine_url, payments((700, {}), (300, {"currency": "EUR"}), (50, {"currency": None}))
     )
-    result = only_check(tmp_path, windowed_db_url, suite(CURRENCIES))
+    result = only_check(tmp_path, engine_url, suite(CURRENCIES))
     assert (result.status, result.message) == ("pass", "all 1,000 currency values accepted")
     assert result.observed == {"unexpected_values": {}, "unexpected_rows": 0, "rows": 1000}
     assert result.metrics == {"unexpected_rows": 0}
     assert result.findings == ()
 
 
-def test_accepted_values_fail_lists_the_unexpected_values(
-    tmp_path: Path, windowed_db_url: str
-) -> None:
+def test_accepted_values_fail_lists_the_unexpected_values(tmp_path: Path, engine_url: str) -> None:
     load_payments(
-        windowed_db_url, payments((880, {}), (120, {"currency": "JPY"}), (9, {"currency": None}))
+        engine_url, payments((880, {}), (120, {"currency": "JPY"}), (9, {"currency": None}))
     )
-    result = only_check(tmp_path, windowed_db_url, suite(CURRENCIES))
+    result = only_check(tmp_path, engine_url, suite(CURRENCIES))
     assert (result.status, result.message) == (
         "fail",
         "120 of 1,000 currency values are not accepted: JPY (120)",
@@ -131,15 +129,15 @@ def test_accepted_values_fail_lists_the_unexpected_values(
 
 
 def test_accepted_values_lists_max_findings_values_most_rows_first(
-    tmp_path: Path, windowed_db_url: str
+    tmp_path: Path, engine_url: str
 ) -> None:
     rows = payments(
         (10, {}), (1, {"currency": "CHF"}), (3, {"currency": "GBP"}), (5, {"currency": "JPY"})
     )
-    load_payments(windowed_db_url, rows)
+    load_payments(engine_url, rows)
     yaml = suite("accepted_values: {column: currency, values: [USD], severity: warn}")
     result = only_check(
-        tmp_path, windowed_db_url, yaml.replace("key: [id]", "key: [id]\nmax_findings: 2")
+        tmp_path, engine_url, yaml.replace("key: [id]", "key: [id]\nmax_findings: 2")
     )
     assert (result.status, result.message) == (
         "warn",
@@ -152,15 +150,15 @@ def test_accepted_values_lists_max_findings_values_most_rows_first(
     assert all(f.action == "report" and f.proposed is None for f in result.findings)
 
 
-def test_accepted_values_takes_part_in_the_one_scan(tmp_path: Path, windowed_db_url: str) -> None:
-    load_payments(windowed_db_url, payments((880, {}), (120, {"currency": "JPY"})))
+def test_accepted_values_takes_part_in_the_one_scan(tmp_path: Path, engine_url: str) -> None:
+    load_payments(engine_url, payments((880, {}), (120, {"currency": "JPY"})))
     checks = (
         "row_count: {min: 1}",
         CURRENCIES,
         "accepted_values: {column: account_id, values: [A-1], name: accounts}",
         "expect_column_values_to_not_be_null: {column: currency}",
     )
-    project_for(tmp_path, windowed_db_url, {"s": suite(*checks)})
+    project_for(tmp_path, engine_url, {"s": suite(*checks)})
     results, statements = recording(tmp_path)
     assert [r.status for r in results] == ["pass", "fail", "pass", "pass"]
     queries = [s for s in statements if s.lstrip().upper().startswith("SELECT") and "payments" in s]
@@ -187,16 +185,16 @@ def four_weeks_then(*groups: Group) -> list[dict[str, Any]]:
 
 
 def test_new_values_reports_a_currency_the_baseline_never_had(
-    tmp_path: Path, windowed_db_url: str
+    tmp_path: Path, engine_url: str
 ) -> None:
     # JPY once 35 days ago, before the training window; GBP today, in a bucket not yet complete.
     load_payments(
-        windowed_db_url,
+        engine_url,
         four_weeks_then(
             on(nov(23), 120, "JPY"), on(date(2026, 10, 20), 1, "JPY"), on(nov(24), 1, "GBP", 6)
         ),
     )
-    result = only_check(tmp_path, windowed_db_url, suite(NEW_CURRENCIES))
+    result = only_check(tmp_path, engine_url, suite(NEW_CURRENCIES))
     assert (result.status, result.message) == (
         "fail",
         "2026-11-23: 1 new currency value never seen in the 28 days before: JPY (120 rows)",
@@ -211,41 +209,37 @@ def test_new_values_reports_a_currency_the_baseline_never_had(
         ({"value": "JPY"}, "currency", "JPY", "never seen in the 28 days before (120 rows)")
     ]
     ignored = "new_values: {column: currency, timestamp_column: created_at, ignore: [JPY]}"
-    assert only_check(tmp_path, windowed_db_url, suite(ignored)).message == (
+    assert only_check(tmp_path, engine_url, suite(ignored)).message == (
         "2026-11-23: every currency value was seen in the 28 days before"
     )
 
 
 def test_new_values_reads_naive_timestamps_in_the_suites_timezone(
-    tmp_path: Path, windowed_db_url: str
+    tmp_path: Path, engine_url: str
 ) -> None:
-    load_payments(
-        windowed_db_url, four_weeks_then(on(nov(23), 120, "JPY"), on(nov(24), 1, "GBP", 6))
-    )
+    load_payments(engine_url, four_weeks_then(on(nov(23), 120, "JPY"), on(nov(24), 1, "GBP", 6)))
     # At NOW it is 01:00 on the 25th in Auckland: the 24th is complete, and JPY is history.
-    result = only_check(
-        tmp_path, windowed_db_url, suite(NEW_CURRENCIES, timezone="Pacific/Auckland")
-    )
+    result = only_check(tmp_path, engine_url, suite(NEW_CURRENCIES, timezone="Pacific/Auckland"))
     assert result.message == (
         "2026-11-24: 1 new currency value never seen in the 28 days before: GBP (1 row)"
     )
     assert result.observed["bucket"] == "2026-11-24T00:00:00+13:00"
 
 
-def test_new_values_without_history_passes(tmp_path: Path, windowed_db_url: str) -> None:
-    load_payments(windowed_db_url, payments(on(nov(23), 10, "USD"), on(nov(23), 2, "JPY")))
-    result = only_check(tmp_path, windowed_db_url, suite(NEW_CURRENCIES))
+def test_new_values_without_history_passes(tmp_path: Path, engine_url: str) -> None:
+    load_payments(engine_url, payments(on(nov(23), 10, "USD"), on(nov(23), 2, "JPY")))
+    result = only_check(tmp_path, engine_url, suite(NEW_CURRENCIES))
     assert (result.status, result.message) == (
         "pass",
         "2026-11-23: no history yet: no currency values in the 28 days before",
     )
 
 
-def test_new_values_as_of_judges_an_earlier_day(tmp_path: Path, windowed_db_url: str) -> None:
-    load_payments(windowed_db_url, four_weeks_then(on(nov(23), 120, "JPY", hour=2)))
+def test_new_values_as_of_judges_an_earlier_day(tmp_path: Path, engine_url: str) -> None:
+    load_payments(engine_url, four_weeks_then(on(nov(23), 120, "JPY", hour=2)))
     # As of 10:00 on the 23rd the last complete day is the 22nd: JPY had not arrived yet.
     as_of = datetime(2026, 11, 23, 10, tzinfo=UTC)
-    result = only_check(tmp_path, windowed_db_url, suite(NEW_CURRENCIES), as_of=as_of)
+    result = only_check(tmp_path, engine_url, suite(NEW_CURRENCIES), as_of=as_of)
     assert (result.status, result.message) == (
         "pass",
         "2026-11-22: every currency value was seen in the 28 days before",
@@ -253,11 +247,11 @@ def test_new_values_as_of_judges_an_earlier_day(tmp_path: Path, windowed_db_url:
 
 
 def test_new_values_backtest_flags_only_the_day_a_value_first_came(
-    tmp_path: Path, windowed_db_url: str
+    tmp_path: Path, engine_url: str
 ) -> None:
     # JPY first on the 20th, again on the 23rd: by then it is no longer new.
-    load_payments(windowed_db_url, four_weeks_then(on(nov(20), 7, "JPY"), on(nov(23), 3, "JPY")))
-    project_for(tmp_path, windowed_db_url, {"s": suite(NEW_CURRENCIES)})
+    load_payments(engine_url, four_weeks_then(on(nov(20), 7, "JPY"), on(nov(23), 3, "JPY")))
+    project_for(tmp_path, engine_url, {"s": suite(NEW_CURRENCIES)})
     project = load_project(tmp_path, env={})
     [(spec, verdicts)] = backtest_suite(
         project,
@@ -287,12 +281,12 @@ def test_new_values_backtest_flags_only_the_day_a_value_first_came(
 
 
 def test_new_values_with_a_missing_timestamp_column_is_an_error(
-    tmp_path: Path, windowed_db_url: str
+    tmp_path: Path, engine_url: str
 ) -> None:
-    load_payments(windowed_db_url, payments((1, {})))
+    load_payments(engine_url, payments((1, {})))
     result = only_check(
         tmp_path,
-        windowed_db_url,
+        engine_url,
         suite("new_values: {column: currency, timestamp_column: paid_at}"),
     )
     assert (result.status, result.message) == (
@@ -316,15 +310,15 @@ def load_accounts(url: str) -> None:
     load_orders(url, [{"id": f"A-{i}", "name": f"account {i}"} for i in range(1, 11)], ACCOUNTS)
 
 
-def test_reference_finds_orphans_in_the_same_database(tmp_path: Path, windowed_db_url: str) -> None:
-    load_payments(windowed_db_url, payments(*ORPHANS))
-    load_accounts(windowed_db_url)
+def test_reference_finds_orphans_in_the_same_database(tmp_path: Path, engine_url: str) -> None:
+    load_payments(engine_url, payments(*ORPHANS))
+    load_accounts(engine_url)
     checks = (
         "reference: {column: account_id, to: {table: accounts, column: id}}",
         # Naming the suite's own connector is the same database: still one query there.
         "reference: {column: account_id, to: {connector: warehouse, table: accounts, column: id}, name: again}",
     )
-    project_for(tmp_path, windowed_db_url, {"s": suite(*checks)})
+    project_for(tmp_path, engine_url, {"s": suite(*checks)})
     (result, again), statements = recording(tmp_path)
     assert (result.status, result.message) == ("fail", ORPHAN_MESSAGE)
     assert (again.status, again.message) == ("fail", ORPHAN_MESSAGE)
@@ -342,14 +336,12 @@ def test_reference_finds_orphans_in_the_same_database(tmp_path: Path, windowed_d
     assert sum("NOT (EXISTS" in s.upper() for s in statements) == 2
 
 
-def test_reference_passes_when_every_value_has_a_match(
-    tmp_path: Path, windowed_db_url: str
-) -> None:
-    load_payments(windowed_db_url, payments((5, {"account_id": "A-2"}), (2, {"account_id": None})))
-    load_accounts(windowed_db_url)
+def test_reference_passes_when_every_value_has_a_match(tmp_path: Path, engine_url: str) -> None:
+    load_payments(engine_url, payments((5, {"account_id": "A-2"}), (2, {"account_id": None})))
+    load_accounts(engine_url)
     result = only_check(
         tmp_path,
-        windowed_db_url,
+        engine_url,
         suite("reference: {column: account_id, to: {table: accounts, column: id}}"),
     )
     assert (result.status, result.message) == (
@@ -374,13 +366,13 @@ def crm_project(root: Path, url: str, check: str) -> Path:
 
 
 def test_reference_to_another_connector_streams_its_values(
-    tmp_path: Path, windowed_db_url: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, engine_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("dq_agent.checks.reference.CHUNK", 3)  # ten accounts: four chunks
-    load_payments(windowed_db_url, payments(*ORPHANS))
+    load_payments(engine_url, payments(*ORPHANS))
     crm_project(
         tmp_path,
-        windowed_db_url,
+        engine_url,
         "reference: {column: account_id, to: {connector: crm, table: accounts, column: id}}",
     )
     [result], statements = recording(tmp_path)
@@ -392,7 +384,7 @@ def test_reference_to_another_connector_streams_its_values(
     assert sum(s.startswith(f"INSERT INTO {copy}") for s in statements) == 4
     assert any(s.strip() == f"DROP TABLE IF EXISTS {copy}" for s in statements)
     # The warehouse has no accounts table of its own: they came from the crm.
-    engine = sa.create_engine(windowed_db_url)
+    engine = sa.create_engine(engine_url)
     try:
         assert "accounts" not in sa.inspect(engine).get_table_names()
     finally:
@@ -418,11 +410,11 @@ def test_reference_to_another_connector_streams_its_values(
     ],
 )
 def test_reference_to_a_missing_table_or_column_is_an_error(
-    tmp_path: Path, windowed_db_url: str, to: str, message: str
+    tmp_path: Path, engine_url: str, to: str, message: str
 ) -> None:
-    load_payments(windowed_db_url, payments(*ORPHANS))
-    load_accounts(windowed_db_url)
-    crm_project(tmp_path, windowed_db_url, f"reference: {{column: account_id, to: {to}}}")
+    load_payments(engine_url, payments(*ORPHANS))
+    load_accounts(engine_url)
+    crm_project(tmp_path, engine_url, f"reference: {{column: account_id, to: {to}}}")
     [suite_result] = run(tmp_path)
     [result] = suite_result.checks
     assert (result.status, result.message) == ("error", message)

@@ -24,49 +24,53 @@ checks:
 """
 
 
-def test_row_count_passes_on_rows_and_fails_on_an_empty_table(tmp_path: Path, db_url: str) -> None:
-    load_orders(db_url, order_rows(3))
+def test_row_count_passes_on_rows_and_fails_on_an_empty_table(
+    tmp_path: Path, engine_url: str
+) -> None:
+    load_orders(engine_url, order_rows(3))
     suite = SUITE + "  - row_count: {min: 1, max: 5}\n"
-    result = run_one(tmp_path, db_url, suite)
+    result = run_one(tmp_path, engine_url, suite)
     assert (result.status, result.checks[0].message) == ("pass", "3 rows")
     assert result.checks[0].observed == {"row_count": 3, "min": 1, "max": 5}
 
-    load_orders(db_url, [])
-    result = run_one(tmp_path, db_url, suite)
+    load_orders(engine_url, [])
+    result = run_one(tmp_path, engine_url, suite)
     assert (result.status, result.checks[0].message) == ("fail", "the source is empty")
 
-    load_orders(db_url, order_rows(6))
-    result = run_one(tmp_path, db_url, suite)
+    load_orders(engine_url, order_rows(6))
+    result = run_one(tmp_path, engine_url, suite)
     assert (result.status, result.checks[0].message) == ("fail", "6 rows, expected at most 5")
 
 
-def test_freshness_passes_when_recent_and_fails_when_stale(tmp_path: Path, db_url: str) -> None:
-    load_orders(db_url, order_rows(5, newest=NOW - timedelta(hours=2)))
+def test_freshness_passes_when_recent_and_fails_when_stale(tmp_path: Path, engine_url: str) -> None:
+    load_orders(engine_url, order_rows(5, newest=NOW - timedelta(hours=2)))
     suite = SUITE + "  - freshness: {column: updated_at, max_age: 26h}\n"
-    fresh = run_one(tmp_path, db_url, suite)
+    fresh = run_one(tmp_path, engine_url, suite)
     assert fresh.status == "pass"
     assert fresh.checks[0].message == "newest updated_at is 2h old (max 26h)"
     assert fresh.checks[0].metrics == {"age_s": 7200.0}
 
-    stale = run_one(tmp_path, db_url, suite, now=NOW + timedelta(days=2))
+    stale = run_one(tmp_path, engine_url, suite, now=NOW + timedelta(days=2))
     assert stale.status == "fail"
     assert stale.checks[0].message == "stale: newest updated_at is 50h old, over the 26h limit"
     assert stale.checks[0].observed["newest"] == "2026-11-24T10:00:00+00:00"
 
 
-def test_freshness_on_an_empty_table_fails(tmp_path: Path, db_url: str) -> None:
-    load_orders(db_url, [])
-    result = run_one(tmp_path, db_url, SUITE + "  - freshness: {column: updated_at, max_age: 1h}\n")
+def test_freshness_on_an_empty_table_fails(tmp_path: Path, engine_url: str) -> None:
+    load_orders(engine_url, [])
+    result = run_one(
+        tmp_path, engine_url, SUITE + "  - freshness: {column: updated_at, max_age: 1h}\n"
+    )
     assert (result.status, result.checks[0].message) == ("fail", "no timestamps in updated_at")
 
 
 def test_freshness_reads_naive_timestamps_in_the_given_timezone(
-    tmp_path: Path, db_url: str
+    tmp_path: Path, engine_url: str
 ) -> None:
     # Stored as 07:00 wall-clock time in New York = 12:00 UTC = NOW.
-    load_orders(db_url, order_rows(1, newest=NOW.replace(hour=7)))
+    load_orders(engine_url, order_rows(1, newest=NOW.replace(hour=7)))
     suite = SUITE + "  - freshness: {column: updated_at, max_age: 1h, timezone: America/New_York}\n"
-    result = run_one(tmp_path, db_url, suite)
+    result = run_one(tmp_path, engine_url, suite)
     assert result.checks[0].observed["newest"] == "2026-11-24T12:00:00+00:00"
     assert result.status == "pass"
 
@@ -90,22 +94,22 @@ def test_freshness_on_a_timezone_aware_column(tmp_path: Path, postgres_url: str)
     assert result.status == "pass"
 
 
-def test_as_of_ignores_rows_after_it(tmp_path: Path, db_url: str) -> None:
-    load_orders(db_url, order_rows(10, newest=NOW - timedelta(hours=1)))
+def test_as_of_ignores_rows_after_it(tmp_path: Path, engine_url: str) -> None:
+    load_orders(engine_url, order_rows(10, newest=NOW - timedelta(hours=1)))
     suite = SUITE + "  - freshness: {column: updated_at, max_age: 2h}\n"
     # Rows were written hourly from 02:00 to 11:00; as of 06:30 the newest is 06:00.
-    result = run_one(tmp_path, db_url, suite, as_of=NOW.replace(hour=6, minute=30))
+    result = run_one(tmp_path, engine_url, suite, as_of=NOW.replace(hour=6, minute=30))
     assert result.checks[0].observed["newest"] == "2026-11-24T06:00:00+00:00"
     assert result.checks[0].message == "newest updated_at is 30m old (max 2h)"
-    before_any = run_one(tmp_path, db_url, suite, as_of=NOW.replace(hour=1))
+    before_any = run_one(tmp_path, engine_url, suite, as_of=NOW.replace(hour=1))
     assert before_any.checks[0].message == "no timestamps in updated_at up to --as-of"
 
 
-def test_schema_required_columns_and_types(tmp_path: Path, db_url: str) -> None:
-    load_orders(db_url, order_rows(2))
+def test_schema_required_columns_and_types(tmp_path: Path, engine_url: str) -> None:
+    load_orders(engine_url, order_rows(2))
     ok = run_one(
         tmp_path,
-        db_url,
+        engine_url,
         SUITE + "  - schema: {columns: {id: integer, amount: number, updated_at: timestamp}}\n",
     )
     assert ok.status == "pass"
@@ -118,25 +122,25 @@ def test_schema_required_columns_and_types(tmp_path: Path, db_url: str) -> None:
     }
     bad = run_one(
         tmp_path,
-        db_url,
+        engine_url,
         SUITE + "  - schema: {columns: {id: string, region: any}, drift: false}\n",
     )
     assert bad.status == "fail"
     assert bad.checks[0].message == "missing region; id is integer, expected string"
 
 
-def test_schema_drift_against_the_last_run(tmp_path: Path, db_url: str) -> None:
-    load_orders(db_url, order_rows(2))
+def test_schema_drift_against_the_last_run(tmp_path: Path, engine_url: str) -> None:
+    load_orders(engine_url, order_rows(2))
     suite = SUITE + "  - schema: {columns: [id]}\n"
-    first = run_one(tmp_path, db_url, suite)
+    first = run_one(tmp_path, engine_url, suite)
     assert first.checks[0].message == "5 columns as expected (first run: baseline saved)"
-    assert run_one(tmp_path, db_url, suite).checks[0].message == "5 columns as expected"
+    assert run_one(tmp_path, engine_url, suite).checks[0].message == "5 columns as expected"
 
-    engine = sa.create_engine(db_url)
+    engine = sa.create_engine(engine_url)
     with engine.begin() as conn:
         conn.execute(sa.text("ALTER TABLE orders ADD COLUMN region VARCHAR(8)"))
     engine.dispose()
-    drifted = run_one(tmp_path, db_url, suite)
+    drifted = run_one(tmp_path, engine_url, suite)
     assert drifted.status == "fail"
     assert drifted.checks[0].message == "added since the last run: region"
     assert drifted.checks[0].observed["drift"] == {
@@ -145,12 +149,12 @@ def test_schema_drift_against_the_last_run(tmp_path: Path, db_url: str) -> None:
         "retyped": [],
     }
     # The new shape becomes the baseline: the next run passes again.
-    assert run_one(tmp_path, db_url, suite).status == "pass"
+    assert run_one(tmp_path, engine_url, suite).status == "pass"
 
 
-def test_severity_warn_makes_a_failure_a_warning(tmp_path: Path, db_url: str) -> None:
-    load_orders(db_url, [])
-    result = run_one(tmp_path, db_url, SUITE + "  - row_count: {severity: warn}\n")
+def test_severity_warn_makes_a_failure_a_warning(tmp_path: Path, engine_url: str) -> None:
+    load_orders(engine_url, [])
+    result = run_one(tmp_path, engine_url, SUITE + "  - row_count: {severity: warn}\n")
     assert (result.status, result.checks[0].status, result.checks[0].severity) == (
         "warn",
         "warn",
@@ -158,15 +162,15 @@ def test_severity_warn_makes_a_failure_a_warning(tmp_path: Path, db_url: str) ->
     )
 
 
-def test_row_level_failures_carry_up_to_max_findings_keys(tmp_path: Path, db_url: str) -> None:
+def test_row_level_failures_carry_up_to_max_findings_keys(tmp_path: Path, engine_url: str) -> None:
     rows = order_rows(10)
     for row in rows[2:7]:
         row["status"] = None
-    load_orders(db_url, rows)
+    load_orders(engine_url, rows)
     suite = SUITE.replace("key: [id]", "key: [id]\nmax_findings: 3") + (
         "  - expect_column_values_to_not_be_null: {column: status}\n"
     )
-    result = run_one(tmp_path, db_url, suite)
+    result = run_one(tmp_path, engine_url, suite)
     [check_result] = result.checks
     assert check_result.message == "5 of 10 status values null (50.00%)"
     assert [f.key for f in check_result.findings] == [{"id": 3}, {"id": 4}, {"id": 5}]
@@ -175,11 +179,11 @@ def test_row_level_failures_carry_up_to_max_findings_keys(tmp_path: Path, db_url
     }
 
 
-def test_a_missing_column_is_an_error_for_that_check_only(tmp_path: Path, db_url: str) -> None:
-    load_orders(db_url, order_rows(2))
+def test_a_missing_column_is_an_error_for_that_check_only(tmp_path: Path, engine_url: str) -> None:
+    load_orders(engine_url, order_rows(2))
     result = run_one(
         tmp_path,
-        db_url,
+        engine_url,
         SUITE + "  - row_count\n  - freshness: {column: modified, max_age: 1h}\n",
     )
     assert [c.status for c in result.checks] == ["pass", "error"]
@@ -189,8 +193,8 @@ def test_a_missing_column_is_an_error_for_that_check_only(tmp_path: Path, db_url
     assert result.status == "error"
 
 
-def test_a_query_source(tmp_path: Path, db_url: str) -> None:
-    load_orders(db_url, order_rows(10))
+def test_a_query_source(tmp_path: Path, engine_url: str) -> None:
+    load_orders(engine_url, order_rows(10))
     suite = """
     suite: paid
     source:
@@ -201,16 +205,16 @@ def test_a_query_source(tmp_path: Path, db_url: str) -> None:
       - row_count: {min: 5, max: 5}
       - expect_column_values_to_be_between: {column: amount, min_value: 0, max_value: 50}
     """
-    result = run_one(tmp_path, db_url, suite)
+    result = run_one(tmp_path, engine_url, suite)
     assert result.checks[0].status == "pass"
     between = result.checks[1]
     assert between.message == "2 of 5 amount values unexpected (40.00%)"
     assert [f.key for f in between.findings] == [{"id": 7}, {"id": 9}]
 
 
-def test_key_columns_must_exist(tmp_path: Path, db_url: str) -> None:
-    load_orders(db_url, order_rows(1))
-    result = run_one(tmp_path, db_url, SUITE.replace("[id]", "[order_id]") + "  - row_count\n")
+def test_key_columns_must_exist(tmp_path: Path, engine_url: str) -> None:
+    load_orders(engine_url, order_rows(1))
+    result = run_one(tmp_path, engine_url, SUITE.replace("[id]", "[order_id]") + "  - row_count\n")
     assert result.status == "error"
     assert result.error == (
         "key column(s) order_id not in orders; available: id, customer, amount, status, updated_at"
@@ -236,10 +240,10 @@ def test_an_unreachable_source_errors_that_suite_and_the_others_run(
     assert "secret" not in down.error
 
 
-def test_a_missing_table_is_a_clear_error(tmp_path: Path, db_url: str) -> None:
-    load_orders(db_url, [])
+def test_a_missing_table_is_a_clear_error(tmp_path: Path, engine_url: str) -> None:
+    load_orders(engine_url, [])
     result = run_one(
-        tmp_path, db_url, SUITE.replace("table: orders", "table: ordrs") + "  - row_count\n"
+        tmp_path, engine_url, SUITE.replace("table: orders", "table: ordrs") + "  - row_count\n"
     )
     assert result.status == "error"
     assert result.error is not None
@@ -253,14 +257,14 @@ def test_a_missing_sqlite_file_is_not_created(tmp_path: Path) -> None:
     assert not missing.exists()
 
 
-def test_results_and_metrics_are_recorded_in_the_store(tmp_path: Path, db_url: str) -> None:
+def test_results_and_metrics_are_recorded_in_the_store(tmp_path: Path, engine_url: str) -> None:
     from dq_agent.store import Store
 
-    load_orders(db_url, order_rows(4))
+    load_orders(engine_url, order_rows(4))
     suite = SUITE + "  - row_count\n  - freshness: {column: updated_at, max_age: 1d}\n"
-    run_one(tmp_path, db_url, suite)
-    load_orders(db_url, order_rows(7))
-    run_one(tmp_path, db_url, suite, now=NOW + timedelta(hours=1))
+    run_one(tmp_path, engine_url, suite)
+    load_orders(engine_url, order_rows(7))
+    run_one(tmp_path, engine_url, suite, now=NOW + timedelta(hours=1))
     with Store.open(f"sqlite:///{tmp_path}/state.db") as store:
         history = store.metric_history("orders", "row_count", "row_count")
         assert history == [(NOW, 4.0), (NOW + timedelta(hours=1), 7.0)]
@@ -268,9 +272,9 @@ def test_results_and_metrics_are_recorded_in_the_store(tmp_path: Path, db_url: s
 
 
 def test_one_aggregate_statement_reads_the_table_for_all_compiled_checks(
-    tmp_path: Path, db_url: str
+    tmp_path: Path, engine_url: str
 ) -> None:
-    load_orders(db_url, order_rows(20))
+    load_orders(engine_url, order_rows(20))
     suite = (
         SUITE
         + """
@@ -284,7 +288,7 @@ def test_one_aggregate_statement_reads_the_table_for_all_compiled_checks(
   - expect_table_row_count_to_be_between: {min_value: 1}
 """
     )
-    project_for(tmp_path, db_url, {"s": suite})
+    project_for(tmp_path, engine_url, {"s": suite})
     statements: list[str] = []
 
     def record(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]

@@ -159,7 +159,7 @@ CASES = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("qty", sa.Integer),
     sa.Column("price", sa.Numeric(12, 2)),
-    sa.Column("rate", sa.Float),
+    sa.Column("rate", sa.Double),  # FLOAT is single precision on MySQL
 )
 CASE_ROWS: list[dict[str, Any]] = [
     {"id": 1, "qty": 7, "price": Decimal("2.00"), "rate": 0.5},
@@ -185,8 +185,8 @@ EXPRESSIONS = [
 ]
 
 
-def test_sql_and_python_agree_on_every_database(db_url: str) -> None:
-    engine = sa.create_engine(db_url)
+def test_sql_and_python_agree_on_every_database(engine_url: str) -> None:
+    engine = sa.create_engine(engine_url)
     try:
         CASES.metadata.drop_all(engine)
         CASES.metadata.create_all(engine)
@@ -209,8 +209,8 @@ def test_sql_and_python_agree_on_every_database(db_url: str) -> None:
         engine.dispose()
 
 
-def test_sql_division_by_zero_is_null_not_an_error(db_url: str) -> None:
-    engine = sa.create_engine(db_url)
+def test_sql_division_by_zero_is_null_not_an_error(engine_url: str) -> None:
+    engine = sa.create_engine(engine_url)
     try:
         with engine.connect() as conn:
             zero = sa.literal(0, sa.Integer)

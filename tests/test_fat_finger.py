@@ -240,9 +240,9 @@ WITH_WITNESS = [
 ]
 
 
-def test_each_record_gets_the_action_its_evidence_allows(tmp_path: Path, db_url: str) -> None:
-    load_orders(db_url, clean_deals() + SCENARIOS, DEALS)
-    check = fat_finger(tmp_path, db_url)
+def test_each_record_gets_the_action_its_evidence_allows(tmp_path: Path, engine_url: str) -> None:
+    load_orders(engine_url, clean_deals() + SCENARIOS, DEALS)
+    check = fat_finger(tmp_path, engine_url)
     assert check.status == "fail"
     assert check.message == (
         "5 values are a typing slip away from their witness; 1 witness input looks mistyped; "
@@ -272,9 +272,11 @@ def test_each_record_gets_the_action_its_evidence_allows(tmp_path: Path, db_url:
     assert summary(check.findings) == WITH_WITNESS
 
 
-def test_auto_correct_off_proposes_the_witness_value(tmp_path: Path, db_url: str) -> None:
-    load_orders(db_url, clean_deals() + SCENARIOS, DEALS)
-    check = fat_finger(tmp_path, db_url, SUITE.replace("auto_correct: true", "auto_correct: false"))
+def test_auto_correct_off_proposes_the_witness_value(tmp_path: Path, engine_url: str) -> None:
+    load_orders(engine_url, clean_deals() + SCENARIOS, DEALS)
+    check = fat_finger(
+        tmp_path, engine_url, SUITE.replace("auto_correct: true", "auto_correct: false")
+    )
     assert check.observed["findings"] == {"auto_correct": 0, "propose": 7, "report": 1}
     [first, *_] = check.findings
     assert (first.key, first.action, first.proposed, first.confidence) == (
@@ -286,9 +288,9 @@ def test_auto_correct_off_proposes_the_witness_value(tmp_path: Path, db_url: str
     assert first.evidence[-1] == "auto_correct is off for this check: proposing instead"
 
 
-def test_the_evidence_says_what_an_owner_can_check(tmp_path: Path, db_url: str) -> None:
-    load_orders(db_url, clean_deals() + SCENARIOS, DEALS)
-    findings = {f.key["id"]: f for f in fat_finger(tmp_path, db_url).findings}
+def test_the_evidence_says_what_an_owner_can_check(tmp_path: Path, engine_url: str) -> None:
+    load_orders(engine_url, clean_deals() + SCENARIOS, DEALS)
+    findings = {f.key["id"]: f for f in fat_finger(tmp_path, engine_url).findings}
     assert findings[101].evidence == (
         "witness seats * price = 6,000 with price = 500, seats = 12",
         "amount 60,000 against 6,000: one zero too many (× 10)",
@@ -323,12 +325,12 @@ def test_the_evidence_says_what_an_owner_can_check(tmp_path: Path, db_url: str) 
     assert not any("history" in line for f in findings.values() for line in f.evidence)
 
 
-def test_without_a_witness_peers_can_only_propose(tmp_path: Path, db_url: str) -> None:
-    load_orders(db_url, clean_deals() + SCENARIOS, DEALS)
+def test_without_a_witness_peers_can_only_propose(tmp_path: Path, engine_url: str) -> None:
+    load_orders(engine_url, clean_deals() + SCENARIOS, DEALS)
     suite = SUITE.replace(
         'witness: "seats * price", auto_correct: true', "peers: {group_by: [product]}"
     )
-    check = fat_finger(tmp_path, db_url, suite)
+    check = fat_finger(tmp_path, engine_url, suite)
     assert check.message == "4 values are a power of ten away from their peers"
     assert check.observed["findings"] == {"auto_correct": 0, "propose": 4, "report": 0}
     assert "with_witness" not in check.observed
@@ -379,36 +381,38 @@ def test_without_a_witness_peers_can_only_propose(tmp_path: Path, db_url: str) -
     )
 
 
-def test_clean_data_and_genuine_whales_pass(tmp_path: Path, db_url: str) -> None:
+def test_clean_data_and_genuine_whales_pass(tmp_path: Path, engine_url: str) -> None:
     whales = [deal(201, 2000, 1200, 2_400_000, "pro"), deal(202, 400, 500, 200_000, "basic")]
-    load_orders(db_url, clean_deals() + whales, DEALS)
-    check = fat_finger(tmp_path, db_url)
+    load_orders(engine_url, clean_deals() + whales, DEALS)
+    check = fat_finger(tmp_path, engine_url)
     assert (check.status, check.message, check.findings) == ("pass", "no slips among 62 rows", ())
     assert check.observed["suspicious"] == 0
 
 
-def test_records_without_a_witness_value_are_left_to_peers(tmp_path: Path, db_url: str) -> None:
+def test_records_without_a_witness_value_are_left_to_peers(tmp_path: Path, engine_url: str) -> None:
     nulls = [deal(301, None, 500, 10_000, "basic"), deal(302, None, 1200, 24_000, "pro")]
-    load_orders(db_url, clean_deals() + nulls, DEALS)
-    check = fat_finger(tmp_path, db_url)
+    load_orders(engine_url, clean_deals() + nulls, DEALS)
+    check = fat_finger(tmp_path, engine_url)
     assert (check.status, check.message) == ("pass", "no slips among 62 rows")
     assert (check.observed["with_witness"], check.observed["without_witness"]) == (60, 2)
 
 
-def test_findings_are_capped_but_counts_are_complete(tmp_path: Path, db_url: str) -> None:
-    load_orders(db_url, clean_deals() + SCENARIOS, DEALS)
-    check = fat_finger(tmp_path, db_url, SUITE.replace("key: [id]", "key: [id]\nmax_findings: 2"))
+def test_findings_are_capped_but_counts_are_complete(tmp_path: Path, engine_url: str) -> None:
+    load_orders(engine_url, clean_deals() + SCENARIOS, DEALS)
+    check = fat_finger(
+        tmp_path, engine_url, SUITE.replace("key: [id]", "key: [id]\nmax_findings: 2")
+    )
     assert [f.key["id"] for f in check.findings] == [101, 102]
     assert check.observed["findings"] == {"auto_correct": 4, "propose": 3, "report": 1}
     assert check.message.startswith("5 values are a typing slip away from their witness")
 
 
 def test_the_analysis_is_bounded_and_says_so(
-    tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, engine_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("dq_agent.checks.fat_finger.check.MAX_ANALYSED", 3)
-    load_orders(db_url, clean_deals() + SCENARIOS, DEALS)
-    check = fat_finger(tmp_path, db_url)
+    load_orders(engine_url, clean_deals() + SCENARIOS, DEALS)
+    check = fat_finger(tmp_path, engine_url)
     assert check.message == (
         "3 values are a typing slip away from their witness; "
         "1 value is a power of ten away from its peers (no witness) "
@@ -417,8 +421,8 @@ def test_the_analysis_is_bounded_and_says_so(
     assert (check.observed["examined"], check.observed["limit_hit"]) == (4, True)
 
 
-def test_the_table_is_never_pulled(tmp_path: Path, db_url: str) -> None:
-    load_orders(db_url, clean_deals() + SCENARIOS, DEALS)
+def test_the_table_is_never_pulled(tmp_path: Path, engine_url: str) -> None:
+    load_orders(engine_url, clean_deals() + SCENARIOS, DEALS)
     statements: list[str] = []
 
     def record(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
@@ -426,7 +430,7 @@ def test_the_table_is_never_pulled(tmp_path: Path, db_url: str) -> None:
 
     sa.event.listen(sa.Engine, "before_cursor_execute", record)
     try:
-        fat_finger(tmp_path, db_url)
+        fat_finger(tmp_path, engine_url)
     finally:
         sa.event.remove(sa.Engine, "before_cursor_execute", record)
     reads = [s for s in statements if "FROM deals" in s]
@@ -437,13 +441,13 @@ def test_the_table_is_never_pulled(tmp_path: Path, db_url: str) -> None:
 
 
 def test_missing_or_unsuitable_columns_are_errors_that_name_them(
-    tmp_path: Path, db_url: str
+    tmp_path: Path, engine_url: str
 ) -> None:
-    load_orders(db_url, clean_deals(), DEALS)
+    load_orders(engine_url, clean_deals(), DEALS)
     available = "available: id, product, seats, price, amount"
     missing = fat_finger(
         tmp_path,
-        db_url,
+        engine_url,
         SUITE.replace('"seats * price"', '"seat_count * list_price"').replace(
             "auto_correct: true", "peers: {group_by: [region]}"
         ),
@@ -452,14 +456,14 @@ def test_missing_or_unsuitable_columns_are_errors_that_name_them(
         "error",
         f"column(s) list_price, seat_count, region not found in deals; {available}",
     )
-    text = fat_finger(tmp_path, db_url, SUITE.replace('"seats * price"', '"seats * product"'))
+    text = fat_finger(tmp_path, engine_url, SUITE.replace('"seats * price"', '"seats * product"'))
     assert (text.status, text.message) == (
         "error",
         "column product is string: fat_finger needs numbers",
     )
     unkeyed = fat_finger(
         tmp_path,
-        db_url,
+        engine_url,
         SUITE.replace("table: deals}", "query: 'SELECT seats, price, amount FROM deals'}").replace(
             "key: [id]\n", ""
         ),
@@ -544,11 +548,11 @@ checks:
 """
 
 
-def demo_warehouse(tmp_path: Path, db_url: str) -> None:
+def demo_warehouse(tmp_path: Path, engine_url: str) -> None:
     """The demo's opportunities table in the test database."""
     built = build_demo_warehouse(tmp_path / "demo" / "warehouse.db", DEMO_NOW)
     source = sa.create_engine(f"sqlite:///{built}")
-    target = sa.create_engine(db_url)
+    target = sa.create_engine(engine_url)
     try:
         reflected = sa.Table("opportunities", sa.MetaData(), autoload_with=source)
         with source.connect() as conn:
@@ -572,10 +576,10 @@ def demo_warehouse(tmp_path: Path, db_url: str) -> None:
 
 
 def test_the_ten_million_dollar_fat_finger_is_corrected_and_the_whale_left_alone(
-    tmp_path: Path, db_url: str
+    tmp_path: Path, engine_url: str
 ) -> None:
-    demo_warehouse(tmp_path, db_url)
-    result = run_one(tmp_path, db_url, DEMO_SUITE, now=DEMO_NOW)
+    demo_warehouse(tmp_path, engine_url)
+    result = run_one(tmp_path, engine_url, DEMO_SUITE, now=DEMO_NOW)
     [check] = result.checks
     assert (result.status, check.name, check.message) == (
         "fail",
@@ -628,18 +632,20 @@ def test_the_benchmark_runs_end_to_end_on_a_small_sample() -> None:
     assert "slip:digits_transposed" in done.stdout
 
 
+@pytest.mark.parametrize("server", ["sqlite", "postgres"])  # the others refuse such a value
 def test_a_value_that_is_not_a_number_is_reported_and_the_others_judged(
-    tmp_path: Path, db_url: str
+    tmp_path: Path, request: pytest.FixtureRequest, server: str
 ) -> None:
-    load_orders(db_url, clean_deals() + SCENARIOS[:1], DEALS)
+    engine_url = str(request.getfixturevalue(f"{server}_url"))
+    load_orders(engine_url, clean_deals() + SCENARIOS[:1], DEALS)
     # SQLite keeps text in a NUMERIC column; PostgreSQL keeps NaN.
-    odd, shown = ("'abc'", "'abc'") if db_url.startswith("sqlite") else ("'NaN'", "NaN")
-    engine = sa.create_engine(db_url)
+    odd, shown = ("'abc'", "'abc'") if engine_url.startswith("sqlite") else ("'NaN'", "NaN")
+    engine = sa.create_engine(engine_url)
     with engine.begin() as conn:
         conn.execute(sa.text(f"INSERT INTO deals VALUES (201, 'basic', 20, 500, {odd})"))
     engine.dispose()
 
-    check = fat_finger(tmp_path, db_url)
+    check = fat_finger(tmp_path, engine_url)
 
     assert check.status == "fail"
     assert check.message == (

@@ -98,9 +98,11 @@ def backtest_payments(root: Path) -> list[Any]:
 SHIFT = "distribution_shift: {timestamp_column: paid_at, column: local_value, group_by: currency}"
 
 
-def test_yen_arriving_under_the_same_currency_column_is_named(tmp_path: Path, db_url: str) -> None:
-    load_orders(db_url, payments(yen={LAST: 0.12}), PAYMENTS)
-    root = project(tmp_path, db_url, SHIFT)
+def test_yen_arriving_under_the_same_currency_column_is_named(
+    tmp_path: Path, engine_url: str
+) -> None:
+    load_orders(engine_url, payments(yen={LAST: 0.12}), PAYMENTS)
+    root = project(tmp_path, engine_url, SHIFT)
     [check] = run(root, now=NOW)[0].checks
     assert check.status == "fail"
     share = check.observed["moved_share"]
@@ -117,9 +119,9 @@ def test_yen_arriving_under_the_same_currency_column_is_named(tmp_path: Path, db
     assert 100 <= check.observed["factor"] <= 170
 
 
-def test_an_ordinary_day_passes(tmp_path: Path, db_url: str) -> None:
-    load_orders(db_url, payments(), PAYMENTS)
-    root = project(tmp_path, db_url, SHIFT)
+def test_an_ordinary_day_passes(tmp_path: Path, engine_url: str) -> None:
+    load_orders(engine_url, payments(), PAYMENTS)
+    root = project(tmp_path, engine_url, SHIFT)
     [check] = run(root, now=NOW)[0].checks
     assert check.status == "pass", check.message
     assert check.message.startswith("2026-11-23: local_value as usual: ")
@@ -153,9 +155,11 @@ def test_the_day_before_the_yen_passes_as_of_then_and_a_backtest_flags_only_it(
 COLUMN = "column_anomaly: {timestamp_column: paid_at, column: local_value}"
 
 
-def test_a_null_rate_jump_is_flagged_against_its_own_history(tmp_path: Path, db_url: str) -> None:
-    load_orders(db_url, payments(nulls={LAST: 0.3}), PAYMENTS)
-    root = project(tmp_path, db_url, COLUMN)
+def test_a_null_rate_jump_is_flagged_against_its_own_history(
+    tmp_path: Path, engine_url: str
+) -> None:
+    load_orders(engine_url, payments(nulls={LAST: 0.3}), PAYMENTS)
+    root = project(tmp_path, engine_url, COLUMN)
     [check] = run(root, now=NOW)[0].checks
     assert check.status == "fail"
     null_rate = check.observed["metrics"]["null_rate"]
@@ -166,9 +170,9 @@ def test_a_null_rate_jump_is_flagged_against_its_own_history(tmp_path: Path, db_
     assert [m for m, v in check.observed["metrics"].items() if v["anomaly"]] == ["null_rate"]
 
 
-def test_column_metrics_on_an_ordinary_day_pass(tmp_path: Path, db_url: str) -> None:
-    load_orders(db_url, payments(), PAYMENTS)
-    root = project(tmp_path, db_url, COLUMN)
+def test_column_metrics_on_an_ordinary_day_pass(tmp_path: Path, engine_url: str) -> None:
+    load_orders(engine_url, payments(), PAYMENTS)
+    root = project(tmp_path, engine_url, COLUMN)
     [check] = run(root, now=NOW)[0].checks
     assert check.status == "pass", check.message
     assert set(check.observed["metrics"]) == {"null_rate", "zero_rate", "negative_rate", "mean"}

@@ -330,9 +330,9 @@ def only_check(root: Path, url: str, suite_yaml: str, **kwargs: Any) -> CheckRes
     return result
 
 
-def test_a_normal_day_passes(tmp_path: Path, windowed_db_url: str) -> None:
-    load_orders(windowed_db_url, event_rows(daily_counts()), events_table())
-    result = only_check(tmp_path, windowed_db_url, suite())
+def test_a_normal_day_passes(tmp_path: Path, engine_url: str) -> None:
+    load_orders(engine_url, event_rows(daily_counts()), events_table())
+    result = only_check(tmp_path, engine_url, suite())
     assert (result.status, result.message) == (
         "pass",
         "2026-11-23: 204 rows, within the usual 157–242 on Mondays",
@@ -355,28 +355,26 @@ def test_a_normal_day_passes(tmp_path: Path, windowed_db_url: str) -> None:
     assert result.series[datetime(2026, 10, 26, tzinfo=UTC)] == usual_rows(date(2026, 10, 26))
 
 
-def test_a_dropped_day_fails(tmp_path: Path, windowed_db_url: str) -> None:
-    load_orders(windowed_db_url, event_rows(daily_counts({nov(23): 23})), events_table())
-    result = only_check(tmp_path, windowed_db_url, suite())
+def test_a_dropped_day_fails(tmp_path: Path, engine_url: str) -> None:
+    load_orders(engine_url, event_rows(daily_counts({nov(23): 23})), events_table())
+    result = only_check(tmp_path, engine_url, suite())
     assert (result.status, result.message) == (
         "fail",
         "2026-11-23: 23 rows, 88% below baseline 200 (usually 157–242 on Mondays)",
     )
     empty = daily_counts({nov(23): 0})
-    load_orders(windowed_db_url, event_rows(empty), events_table())
-    assert only_check(tmp_path, windowed_db_url, suite()).message == (
+    load_orders(engine_url, event_rows(empty), events_table())
+    assert only_check(tmp_path, engine_url, suite()).message == (
         "2026-11-23: 0 rows, baseline 200 (usually 157–242 on Mondays)"
     )
 
 
 def test_as_of_evaluates_an_earlier_day_and_ignores_later_rows(
-    tmp_path: Path, windowed_db_url: str
+    tmp_path: Path, engine_url: str
 ) -> None:
-    load_orders(windowed_db_url, event_rows(daily_counts({nov(20): 5, nov(23): 0})), events_table())
+    load_orders(engine_url, event_rows(daily_counts({nov(20): 5, nov(23): 0})), events_table())
     # As of Saturday 10:00 the last complete day is Friday 20th: its outage shows, later days not.
-    result = only_check(
-        tmp_path, windowed_db_url, suite(), as_of=datetime(2026, 11, 21, 10, tzinfo=UTC)
-    )
+    result = only_check(tmp_path, engine_url, suite(), as_of=datetime(2026, 11, 21, 10, tzinfo=UTC))
     assert (result.status, result.message) == (
         "fail",
         "2026-11-20: 5 rows, 97% below baseline 198 (usually 156–240 on Fridays)",
@@ -402,16 +400,16 @@ def test_a_timezone_aware_column_is_bucketed_in_the_checks_timezone(
 
 
 def test_naive_timestamps_are_wall_clock_time_in_the_suites_timezone(
-    tmp_path: Path, windowed_db_url: str
+    tmp_path: Path, engine_url: str
 ) -> None:
-    load_orders(windowed_db_url, event_rows(daily_counts()), events_table())
+    load_orders(engine_url, event_rows(daily_counts()), events_table())
     # At NOW it is 01:00 on Wednesday the 25th in Auckland: Tuesday the 24th is complete.
-    result = only_check(tmp_path, windowed_db_url, suite(timezone="Pacific/Auckland"))
+    result = only_check(tmp_path, engine_url, suite(timezone="Pacific/Auckland"))
     assert result.message == "2026-11-24: 200 rows, within the usual 156–241 on Tuesdays"
     assert result.observed["bucket"] == "2026-11-24T00:00:00+13:00"
 
 
-def test_hourly_buckets_compare_the_same_hour_of_day(tmp_path: Path, windowed_db_url: str) -> None:
+def test_hourly_buckets_compare_the_same_hour_of_day(tmp_path: Path, engine_url: str) -> None:
     first = NOW - timedelta(days=10)
     rows: list[dict[str, Any]] = []
     for h in range(10 * 24 + 12):
@@ -422,9 +420,9 @@ def test_hourly_buckets_compare_the_same_hour_of_day(tmp_path: Path, windowed_db
             count = 9  # the evaluated hour lost most of its rows
         rows += [{"created_at": start + timedelta(minutes=(i * 13) % 60)} for i in range(count)]
     rows = [{"id": i, **row} for i, row in enumerate(rows, 1)]
-    load_orders(windowed_db_url, rows, events_table())
+    load_orders(engine_url, rows, events_table())
     check = "{timestamp_column: created_at, bucket: hour, training_days: 7}"
-    result = only_check(tmp_path, windowed_db_url, suite(check))
+    result = only_check(tmp_path, engine_url, suite(check))
     assert (result.status, result.message) == (
         "fail",
         "2026-11-24 11:00: 9 rows, 85% below baseline 60 (usually 37–83 at 11:00)",
@@ -432,7 +430,7 @@ def test_hourly_buckets_compare_the_same_hour_of_day(tmp_path: Path, windowed_db
     assert result.observed["seasonality"] == "hour_of_day"
     assert result.observed["baseline_buckets"] == 168
     night = only_check(
-        tmp_path, windowed_db_url, suite(check), as_of=datetime(2026, 11, 24, 4, tzinfo=UTC)
+        tmp_path, engine_url, suite(check), as_of=datetime(2026, 11, 24, 4, tzinfo=UTC)
     )
     assert (night.status, night.message) == (
         "pass",
@@ -440,12 +438,10 @@ def test_hourly_buckets_compare_the_same_hour_of_day(tmp_path: Path, windowed_db
     )
 
 
-def test_backtest_finds_exactly_the_injected_anomalies(
-    tmp_path: Path, windowed_db_url: str
-) -> None:
+def test_backtest_finds_exactly_the_injected_anomalies(tmp_path: Path, engine_url: str) -> None:
     counts = daily_counts({nov(12): 0, nov(18): 640, nov(21): 15})
-    load_orders(windowed_db_url, event_rows(counts), events_table())
-    project_for(tmp_path, windowed_db_url, {"s": suite()})
+    load_orders(engine_url, event_rows(counts), events_table())
+    project_for(tmp_path, engine_url, {"s": suite()})
     start, end = datetime(2026, 11, 9, tzinfo=UTC), datetime(2026, 11, 24, tzinfo=UTC)
     with planned(tmp_path) as (spec, relation, ctx):
         verdicts = backtest(spec, relation, ctx, start, end)
@@ -517,26 +513,24 @@ def test_stored_counts_fill_in_purged_days_and_expected_days_leave_the_baseline(
     )
 
 
-def test_a_baseline_survives_the_source_purging_old_rows(
-    tmp_path: Path, windowed_db_url: str
-) -> None:
-    load_orders(windowed_db_url, event_rows(daily_counts()), events_table())
-    first = only_check(tmp_path, windowed_db_url, suite())
-    engine = sa.create_engine(windowed_db_url)
+def test_a_baseline_survives_the_source_purging_old_rows(tmp_path: Path, engine_url: str) -> None:
+    load_orders(engine_url, event_rows(daily_counts()), events_table())
+    first = only_check(tmp_path, engine_url, suite())
+    engine = sa.create_engine(engine_url)
     with engine.begin() as conn:
         conn.execute(sa.text("DELETE FROM events WHERE created_at < '2026-11-09'"))
     engine.dispose()
-    again = only_check(tmp_path, windowed_db_url, suite())
+    again = only_check(tmp_path, engine_url, suite())
     assert (again.message, again.observed) == (first.message, first.observed)
 
 
 def test_too_little_history_is_a_warning_whatever_the_severity(
-    tmp_path: Path, windowed_db_url: str
+    tmp_path: Path, engine_url: str
 ) -> None:
     counts = daily_counts(first=nov(20))
-    load_orders(windowed_db_url, event_rows(counts), events_table())
+    load_orders(engine_url, event_rows(counts), events_table())
     result = only_check(
-        tmp_path, windowed_db_url, suite("{timestamp_column: created_at, severity: fail}")
+        tmp_path, engine_url, suite("{timestamp_column: created_at, severity: fail}")
     )
     assert (result.status, result.message) == (
         "warn",
@@ -544,9 +538,9 @@ def test_too_little_history_is_a_warning_whatever_the_severity(
     )
 
 
-def test_a_missing_timestamp_column_is_an_error(tmp_path: Path, windowed_db_url: str) -> None:
-    load_orders(windowed_db_url, event_rows(daily_counts()), events_table())
-    result = only_check(tmp_path, windowed_db_url, suite("{timestamp_column: inserted_at}"))
+def test_a_missing_timestamp_column_is_an_error(tmp_path: Path, engine_url: str) -> None:
+    load_orders(engine_url, event_rows(daily_counts()), events_table())
+    result = only_check(tmp_path, engine_url, suite("{timestamp_column: inserted_at}"))
     assert (result.status, result.message) == (
         "error",
         "column 'inserted_at' not found in events; available: id, created_at",

@@ -69,7 +69,9 @@ class SqlSource:
         except SourceError:
             raise
         except sa.exc.NoSuchTableError as exc:
-            where = f"{self._schema}.{exc}" if self._schema else str(exc)
+            # The driver's own text quotes the name its own way (`orders` on MySQL).
+            name = self._spec.table or str(exc)
+            where = f"{self._schema}.{name}" if self._schema else name
             raise SourceError(
                 f"table {where} not found in {mask_url(self._engine.url)}", transient=False
             ) from exc
