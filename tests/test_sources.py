@@ -686,3 +686,20 @@ def test_a_sheets_request_that_cannot_be_made_is_a_source_error() -> None:
         "Google Sheets request failed: TooManyRedirects",
         False,
     )
+
+
+def test_a_query_naming_a_missing_sqlite_table_is_not_retried(tmp_path: Path) -> None:
+    """SQLite raises OperationalError for a query's own mistakes as for a lost connection."""
+    from dq_agent.sources.sql import translate
+
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'w.db'}")
+    try:
+        with pytest.raises(sa.exc.OperationalError) as raised, engine.connect() as conn:
+            conn.exec_driver_sql("SELECT * FROM ordrz")
+    finally:
+        engine.dispose()
+    error = translate(raised.value, engine.url)
+    assert (str(error), error.transient) == (
+        f"query failed on sqlite:///{tmp_path / 'w.db'}: no such table: ordrz",
+        False,
+    )

@@ -426,6 +426,11 @@ def translate(exc: sa.exc.SQLAlchemyError, url: sa.URL) -> SourceError:
     mysql_code = orig.args[0] if isinstance(orig, Exception) and orig.args else None
     if getattr(orig, "sqlstate", None) in _GAVE_UP_WAITING or mysql_code in _MYSQL_GAVE_UP:
         return SourceError(f"gave up waiting on {mask_url(url)}: {detail}", transient=True)
+    if url.get_backend_name() == "sqlite" and detail.startswith(
+        ("no such table", "no such column")
+    ):
+        # SQLite reports a query's mistakes as OperationalError too: no retry mends those.
+        return SourceError(f"query failed on {mask_url(url)}: {detail}", transient=False)
     if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError | sa.exc.TimeoutError):
         # Connection refused, timeouts and dropped connections usually pass; the daemon retries.
         return SourceError(f"cannot reach {mask_url(url)}: {detail}", transient=True)
