@@ -76,16 +76,27 @@ def main() -> None:
 
 @main.command()
 @project_option
-def validate(project_dir: Path) -> None:
+@click.option(
+    "--connect",
+    is_flag=True,
+    help="Also connect to each suite's source: is its table there, does it have the columns "
+    "the suite names, do its checks run on that database.",
+)
+def validate(project_dir: Path, connect: bool) -> None:
     """Parse every suite and connector profile and report every error; change nothing."""
     project = load_project(project_dir)
+    issues = list(project.issues)
+    if connect:
+        from dq_agent.preflight import connect_issues
+
+        issues += connect_issues(project)
     console = _err()
-    for issue in project.issues:
+    for issue in issues:
         click.echo(str(issue), err=True)
-    if project.issues:
-        files = len({issue.file for issue in project.issues})
+    if issues:
+        files = len({issue.file for issue in issues})
         console.print(
-            f"{len(project.issues)} error{'s' if len(project.issues) != 1 else ''} "
+            f"{len(issues)} error{'s' if len(issues) != 1 else ''} "
             f"in {files} file{'s' if files != 1 else ''}",
             style="bold red",
         )
