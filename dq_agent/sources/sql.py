@@ -41,6 +41,11 @@ def create_engine(connector: SqlConnector, project_root: Path) -> sa.Engine:
             raise SourceError(f"{kind} database file not found: {database}", transient=False)
     elif url.get_backend_name() == "postgresql":
         connect_args.setdefault("connect_timeout", connector.connect_timeout)
+    if url.get_backend_name() == "duckdb":
+        # Files a query reads (read_parquet('data/*.parquet')) are found from the project.
+        config = dict(connect_args.get("config") or {})
+        config.setdefault("file_search_path", str(project_root.resolve()))
+        connect_args["config"] = config
     try:
         return sa.create_engine(url, connect_args=connect_args, pool_pre_ping=True)
     except (sa.exc.ArgumentError, ImportError) as exc:
@@ -199,11 +204,24 @@ class SqlSource:
         )
 
     def _open_query(self, conn: sa.Connection, query: str) -> Relation:
-        probe = sa.text(f"SELECT * FROM ({query}) AS dq_probe WHERE 1 = 0")
-        names = list(conn.execute(probe).keys())
-        # Column types of an arbitrary query are not reflected: the schema check says so.
-        sub = sa.text(query).columns(*[sa.column(n) for n in names]).subquery("dq_source")
-        columns = {n: ColumnInfo(n, "unknown", None) for n in names}
+        described: list[tuple[str, sa.types.TypeEngine[Any] | None]]
+        if conn.dialect.name == "duckdb":
+            # DuckDB describes any query (a Parquet or CSV scan too) without running it.
+            described = [
+                (str(name), _duckdb_type(conn, str(data_type)))
+                for name, data_type, *_ in conn.exec_driver_sql(f"DESCRIBE {query}")
+            ]
+        else:
+            # Elsewhere column types of an arbitrary query are not reflected: the schema
+            # check says so.
+            probe = sa.text(f"SELECT * FROM ({query}) AS dq_probe WHERE 1 = 0")
+            names = conn.execute(probe).keys()
+            described = [(name, None) for name in names]
+        sub = sa.text(query).columns(*[sa.column(n, t) for n, t in described]).subquery("dq_source")
+        columns = {
+            n: ColumnInfo(n, type_family(t) if t is not None else "unknown", t)
+            for n, t in described
+        }
         return Relation(self._engine, sub, columns, (), "query", self._url, query=query)
 
 
@@ -350,6 +368,18 @@ def describe_table(
     return described, primary_key
 
 
+def _duckdb_type(conn: sa.Connection, data_type: str) -> sa.types.TypeEngine[Any]:
+    """The SQLAlchemy type of a DuckDB type name (``DECIMAL(14,2)``, ``VARCHAR``, …)."""
+    text = data_type.lower()
+    decimal = _DECIMAL.match(text)
+    if decimal:
+        return sa.Numeric(int(decimal[1]), int(decimal[2]))
+    if text in _DUCKDB_TYPES:
+        return _DUCKDB_TYPES[text]
+    known = conn.dialect.ischema_names  # type: ignore[attr-defined]
+    return known[text]() if text in known else sa.types.NullType()
+
+
 def _describe_duckdb(
     conn: sa.Connection, name: str, schema: str | None
 ) -> tuple[list[tuple[str, sa.types.TypeEngine[Any]]], tuple[str, ...]]:
@@ -364,20 +394,7 @@ def _describe_duckdb(
         ),
         params,
     ).all()
-    known = conn.dialect.ischema_names  # type: ignore[attr-defined]
-    described: list[tuple[str, sa.types.TypeEngine[Any]]] = []
-    for column, data_type in rows:
-        text = str(data_type).lower()
-        decimal = _DECIMAL.match(text)
-        if decimal:
-            sql_type: sa.types.TypeEngine[Any] = sa.Numeric(int(decimal[1]), int(decimal[2]))
-        elif text in _DUCKDB_TYPES:
-            sql_type = _DUCKDB_TYPES[text]
-        elif text in known:
-            sql_type = known[text]()
-        else:
-            sql_type = sa.types.NullType()
-        described.append((str(column), sql_type))
+    described = [(str(column), _duckdb_type(conn, str(data_type))) for column, data_type in rows]
     keys = conn.execute(
         sa.text(
             "SELECT constraint_column_names FROM duckdb_constraints() "
