@@ -530,7 +530,9 @@ def _among(cols: Sequence[sa.ColumnElement[Any]], rows: sa.Select[Any]) -> sa.Co
 
 def _show(value: Any) -> str:
     if isinstance(value, float):
-        return f"{round(value, 6):,}"
+        # 9,000,000 whether the engine hands back 9000000 (SQLite) or 9000000.00 (NUMERIC).
+        shown = round(value, 6)
+        return f"{int(shown):,}" if shown.is_integer() else f"{shown:,}"
     return f"{value:,}" if _is_int(value) else repr(value)
 
 
