@@ -24,8 +24,16 @@ from dq_agent.checks.windows import bucket_floor, to_local, to_utc
 from dq_agent.config import Project, load_project, parse_duration
 from dq_agent.config.loader import resolve_sqlite_path
 from dq_agent.config.models import CheckSpec, SqlConnector, VolumeAnomalyArgs
-from dq_agent.engine import RunOptions, backtest_suite, run_checks, select_suites, utc_now
+from dq_agent.engine import (
+    RunOptions,
+    SuiteHook,
+    backtest_suite,
+    run_checks,
+    select_suites,
+    utc_now,
+)
 from dq_agent.errors import DqAgentError
+from dq_agent.findings_out import FORMATS, FindingsExport
 from dq_agent.results import SuiteResult, exit_code, worst
 from dq_agent.sandbox import DEFAULT_PORT_BASE
 from dq_agent.store import Store
@@ -132,12 +140,42 @@ def _parse_as_of(
     help="Evaluate as if it were this moment (rows after it are ignored).",
 )
 @format_option
-def check(suites: tuple[str, ...], project_dir: Path, as_of: datetime | None, fmt: str) -> None:
+@click.option(
+    "--findings-out",
+    type=click.Path(file_okay=False, path_type=Path),
+    metavar="DIR",
+    help="Also write every failing record of each failed check (not only the first "
+    "max_findings) to DIR/<suite>/<check>.jsonl.",
+)
+@click.option(
+    "--findings-format",
+    type=click.Choice(FORMATS),
+    help="The files --findings-out writes: jsonl (default), or parquet (needs pyarrow).",
+)
+def check(
+    suites: tuple[str, ...],
+    project_dir: Path,
+    as_of: datetime | None,
+    fmt: str,
+    findings_out: Path | None,
+    findings_format: str | None,
+) -> None:
     """Run checks read-only and print results; writes nothing to sources, notifies nobody.
 
     Exit code: 0 all passed, 1 warnings only, 2 a check failed, 3 could not run.
     """
-    sys.exit(_check(project_dir, suites, as_of=as_of, fmt=fmt))
+    if findings_format is not None and findings_out is None:
+        raise click.UsageError("--findings-format needs --findings-out DIR")
+    sys.exit(
+        _check(
+            project_dir,
+            suites,
+            as_of=as_of,
+            fmt=fmt,
+            findings_out=findings_out,
+            findings_format=findings_format or FORMATS[0],
+        )
+    )
 
 
 def _check(
@@ -146,19 +184,29 @@ def _check(
     *,
     as_of: datetime | None,
     fmt: str,
+    findings_out: Path | None = None,
+    findings_format: str = FORMATS[0],
 ) -> int:
     console = _err()
     project = _project_to_run(project_dir, console)
     if project is None:
         return EXIT_CANNOT_RUN
+    export = None
     try:
+        if findings_out is not None:
+            # Progress lines print above the live spinner; stdout keeps the report alone.
+            export = FindingsExport(
+                findings_out,
+                findings_format,
+                say=lambda line: console.print(line, markup=False, soft_wrap=True),
+            )
         ids = select_suites(project, suites)
         if not ids:
             console.print("no suites to run", style="bold red")
             return EXIT_CANNOT_RUN
         options = RunOptions(as_of=as_of, clock=utc_now)
         with Store.open(project.state_url) as store:
-            results = _run_with_progress(project, ids, store, options, console)
+            results = _run_with_progress(project, ids, store, options, console, export)
     except DqAgentError as exc:
         click.echo(f"error: {exc}", err=True)  # unwrapped: users grep and copy it
         return EXIT_CANNOT_RUN
@@ -166,6 +214,8 @@ def _check(
         click.echo(report.to_json(results))
     else:
         report.print_text(_out(), results)
+    for written in export.written if export is not None else []:
+        click.echo(str(written), err=True)
     return exit_code(worst(r.status for r in results))
 
 
@@ -184,7 +234,12 @@ def _project_to_run(project_dir: Path, console: Console) -> Project | None:
 
 
 def _run_with_progress(
-    project: Project, ids: list[str], store: Store, options: RunOptions, console: Console
+    project: Project,
+    ids: list[str],
+    store: Store,
+    options: RunOptions,
+    console: Console,
+    hook: SuiteHook | None = None,
 ) -> list[SuiteResult]:
     with Progress(
         SpinnerColumn(),
@@ -201,7 +256,9 @@ def _run_with_progress(
             else:
                 progress.advance(task)
 
-        return run_checks(project, ids, store=store, options=options, progress=on_progress)
+        return run_checks(
+            project, ids, store=store, options=options, progress=on_progress, hook=hook
+        )
 
 
 @main.command()

@@ -21,7 +21,13 @@ from dq_agent.checks import (
     column_anomaly,
     distribution,
 )
-from dq_agent.checks.base import FindingsQuery, error_result, fetch_findings, plural
+from dq_agent.checks.base import (
+    FindingsQuery,
+    all_records,
+    error_result,
+    fetch_findings,
+    plural,
+)
 from dq_agent.checks.conditions import row_condition_of
 from dq_agent.checks.gx import run_expectations
 from dq_agent.checks.volume import backtest
@@ -232,10 +238,7 @@ def rejected_result(relation: Relation, max_findings: int) -> CheckResult:
     listed = "; ".join(lines[:_REJECTED_LISTED])
     if len(lines) > _REJECTED_LISTED:
         listed += f"; and {len(lines) - _REJECTED_LISTED:,} more"
-    findings = tuple(
-        Finding(dict(r.key), r.column, _json_safe(r.value), reason=r.reason)
-        for r in rejected[:max_findings]
-    )
+    every = [Finding(dict(r.key), r.column, _json_safe(r.value), reason=r.reason) for r in rejected]
     records = {key_text(r.key) for r in rejected}
     return CheckResult(
         REJECTED_CHECK,
@@ -244,7 +247,8 @@ def rejected_result(relation: Relation, max_findings: int) -> CheckResult:
         "fail",
         f"reading {relation.label}: {plural(len(records), 'record')} with problems: {listed}",
         observed={"problems": len(rejected), "records": len(records)},
-        findings=findings,
+        findings=tuple(every[:max_findings]),
+        records=lambda: iter(every),
     )
 
 
@@ -343,6 +347,7 @@ def _with_findings(
             judged[name],
             findings=found.get(name, ()),
             message=judged[name].message + notes.get(name, ""),
+            records=None if name in notes else all_records(relation, ctx, wanted[name]),
         )
         for name in wanted
     }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -76,6 +76,11 @@ class Finding:
         }
 
 
+# Every failing record of a check, read afresh from its source a chunk at a time: only while
+# the source is open (a suite hook), with no max_findings cap.
+Records = Callable[[], Iterator[Finding]]
+
+
 @dataclass(frozen=True)
 class CheckResult:
     """The outcome of one check. A failed check is a result, never an exception."""
@@ -92,6 +97,9 @@ class CheckResult:
     # Time-bucketed values seen by this run (bucket start, UTC → value), kept by the store so
     # that a baseline survives the source purging old rows.
     series: Mapping[datetime, float] = field(default_factory=dict)
+    # Every failing record (``findings`` are the first max_findings of them); None when the
+    # check cannot read them again (GX, fat_finger, no key). Not part of the JSON shape.
+    records: Records | None = field(default=None, compare=False, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -10,7 +10,7 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 
 from dq_agent.config.models import CheckSpec
-from dq_agent.results import CheckResult, Finding, Status, failed_status
+from dq_agent.results import CheckResult, Finding, Records, Status, failed_status
 from dq_agent.sources.base import Relation
 
 
@@ -80,6 +80,7 @@ def result(
     observed: Mapping[str, Any] | None = None,
     findings: tuple[Finding, ...] = (),
     metrics: Mapping[str, float] | None = None,
+    records: Records | None = None,
 ) -> CheckResult:
     """A pass, or a warn/fail according to the check's severity."""
     status: Status = "pass" if ok else failed_status(spec.severity)
@@ -92,6 +93,7 @@ def result(
         observed=dict(observed or {}),
         findings=findings,
         metrics=dict(metrics or {}),
+        records=records,
     )
 
 
@@ -116,6 +118,9 @@ class FindingsQuery:
 
 # Which check a row of the findings statement belongs to.
 _CHECK_TAG = "dq_agent_check_no"
+# Rows fetched per round trip when every failing record is read (a server-side cursor on
+# PostgreSQL): memory stays flat however many there are.
+RECORDS_CHUNK = 5_000
 
 
 def fetch_findings(
@@ -127,10 +132,8 @@ def fetch_findings(
     branch selects the same columns (the key and every reported column), so the branches
     line up on any database.
     """
-    key = list(ctx.key or relation.primary_key)
+    key = _record_key(relation, ctx)
     if not wanted or not key or ctx.max_findings == 0:
-        return {}
-    if any(k not in relation.columns for k in key):
         return {}
     columns = list(dict.fromkeys([*key, *(q.column for q in wanted.values() if q.column)]))
     names = list(wanted)
@@ -156,16 +159,46 @@ def fetch_findings(
     found: dict[str, list[Finding]] = {name: [] for name in names}
     for row in rows:
         name = names[row[_CHECK_TAG]]
-        column = wanted[name].column
-        found[name].append(
-            Finding(
-                key={k: row[k] for k in key},
-                column=column,
-                observed=row[column] if column is not None else None,
-                reason=wanted[name].reason,
-            )
-        )
+        found[name].append(_finding(row, key, wanted[name]))
     return {name: tuple(findings) for name, findings in found.items()}
+
+
+def all_records(relation: Relation, ctx: CheckContext, wanted: FindingsQuery) -> Records | None:
+    """Every record matching ``wanted`` (first keys first, no cap), read when called; None when
+    records have no key to be named by."""
+    key = _record_key(relation, ctx)
+    if not key:
+        return None
+    columns = list(dict.fromkeys([*key, *([wanted.column] if wanted.column else [])]))
+    query = (
+        sa.select(*[relation.column(c).label(c) for c in columns])
+        .where(wanted.violation)
+        .order_by(*[relation.column(k) for k in key])
+    )
+
+    def records() -> Iterator[Finding]:
+        with relation.connect() as conn:
+            rows = conn.execute(query, execution_options={"yield_per": RECORDS_CHUNK})
+            for row in rows.mappings():
+                yield _finding(row, key, wanted)
+
+    return records
+
+
+def _record_key(relation: Relation, ctx: CheckContext) -> list[str]:
+    """The columns naming a record (the suite's key, else the primary key); none if missing."""
+    key = list(ctx.key or relation.primary_key)
+    return key if all(k in relation.columns for k in key) else []
+
+
+def _finding(row: sa.RowMapping, key: list[str], wanted: FindingsQuery) -> Finding:
+    column = wanted.column
+    return Finding(
+        key={k: row[k] for k in key},
+        column=column,
+        observed=row[column] if column is not None else None,
+        reason=wanted.reason,
+    )
 
 
 def plural(count: int, singular: str, plural_form: str | None = None) -> str:

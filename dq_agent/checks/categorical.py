@@ -15,7 +15,15 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from dq_agent.checks.base import CheckContext, count_where, error_result, plural, result
+from dq_agent.checks.base import (
+    CheckContext,
+    FindingsQuery,
+    all_records,
+    count_where,
+    error_result,
+    plural,
+    result,
+)
 from dq_agent.checks.windows import (
     STEP,
     BucketVerdict,
@@ -151,6 +159,11 @@ class AcceptedValues:
             },
             findings=found.findings(name, "not an accepted value"),
             metrics={"unexpected_rows": unexpected},
+            records=all_records(
+                self.relation,
+                self.ctx,
+                FindingsQuery(self.violation, name, "not an accepted value"),
+            ),
         )
 
 
@@ -234,6 +247,11 @@ class NewValues(WindowedCheck[NewValuesArgs]):
             observed=observed,
             findings=found.findings(name, f"never seen in {before}"),
             metrics=metrics,
+            records=all_records(
+                self.relation,
+                self.ctx,
+                FindingsQuery(sa.and_(*where), name, f"never seen in {before}"),
+            ),
         )
 
     def _window(

@@ -14,7 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from dq_agent.checks.base import CheckContext, error_result, result
+from dq_agent.checks.base import CheckContext, FindingsQuery, all_records, error_result, result
 from dq_agent.checks.categorical import ValueCounts, value_counts
 from dq_agent.config.models import CheckSpec, ReferenceArgs
 from dq_agent.errors import SourceError
@@ -59,14 +59,20 @@ class Reference:
             message = f"all {rows:,} {name} values have a match in {self.target}"
             return result(self.spec, True, message, observed=observed, metrics=metrics)
         verb = "has" if found.rows == 1 else "have"
+        reason = f"no match in {self.target}"
+        records = None
+        if other is None:  # another connector's values are copied for the count alone
+            orphans = FindingsQuery(self._orphan(self._theirs()), name, reason)
+            records = all_records(self.relation, self.ctx, orphans)
         return result(
             self.spec,
             False,
             f"{found.rows:,} of {rows:,} {name} values {verb} no match in {self.target}"
             f"{found.listing()}",
             observed=observed,
-            findings=found.findings(name, f"no match in {self.target}"),
+            findings=found.findings(name, reason),
             metrics=metrics,
+            records=records,
         )
 
     def _other_engine(self) -> sa.Engine | None:
@@ -97,12 +103,16 @@ class Reference:
             )
         return types[to.column]
 
-    def _orphans(self) -> ValueCounts:
+    def _theirs(self) -> sa.ColumnElement[Any]:
+        """The referenced column, in the source's own database."""
         to = self.args.to
         # Aliased: the table may be the checked one itself (a manager_id to id, say).
         theirs = sa.table(to.table, sa.column(to.column), schema=self.schema).alias("ref")
+        return theirs.c[to.column]
+
+    def _orphans(self) -> ValueCounts:
         with self.relation.connect() as conn:
-            return self._count(conn, theirs.c[to.column])
+            return self._count(conn, self._theirs())
 
     def _orphans_elsewhere(
         self, other: sa.Engine, target_type: sa.types.TypeEngine[Any]
@@ -140,9 +150,12 @@ class Reference:
                     conn.execute(sa.schema.DropTable(copy, if_exists=True))
                     conn.commit()
 
+    def _orphan(self, theirs: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
+        """A value of ``column`` with no match in ``theirs``."""
+        return sa.and_(self.column.is_not(None), ~sa.exists().where(theirs == self.column))
+
     def _count(self, conn: sa.Connection, theirs: sa.ColumnElement[Any]) -> ValueCounts:
-        orphan = ~sa.exists().where(theirs == self.column)
-        where = [self.column.is_not(None), orphan]
+        where = [self._orphan(theirs)]
         return value_counts(
             conn, self.column, self.relation.selectable, where, self.ctx.max_findings
         )
