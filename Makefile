@@ -46,6 +46,8 @@ $(SODA_VENV)/.installed: benchmarks/soda-requirements.txt
 bench: $(VENV)/.bench $(SODA_VENV)/.installed
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/run.py --backends postgresql --rows 10000000
+	$(BIN)/python benchmarks/run.py --backends duckdb --rows 1000000,10000000
+	$(BIN)/python benchmarks/run.py --backends mariadb
 	$(BIN)/python benchmarks/volume.py
 	$(BIN)/python benchmarks/fat_finger.py
 	$(BIN)/python benchmarks/semantic.py

@@ -182,7 +182,14 @@ def write_soda_project(root: Path, url: str, schema: str) -> tuple[Path, Path]:
 
 
 def single_pass_sql(table: str) -> str:
-    """Every check's metric in one aggregate SELECT over ``table`` (NULLs are not violations)."""
+    """Every check's metric in one aggregate SELECT over ``table`` (NULLs are not violations).
+
+    One text for SQLite, PostgreSQL, DuckDB and MariaDB: only COUNT, MAX, CASE, IN and
+    comparisons with numeric literals, no regex, casts, booleans or date arithmetic (the
+    freshness age is computed in Python, ``evaluate_single_pass``). On MariaDB, as for
+    dq-agent's own query, ``IN`` compares by the column's collation (case- and trailing-space-
+    insensitive by default), which cannot change a verdict on the generated data.
+    """
     statuses = ", ".join(f"'{s}'" for s in STATUSES)
     (q, q_low, q_high), (d, d_low, d_high) = BETWEEN
     parts = [
@@ -201,7 +208,7 @@ def single_pass_sql(table: str) -> str:
 
 def evaluate_single_pass(row: Mapping[str, Any], now: datetime) -> dict[str, bool]:
     """Each check's verdict from the single-pass row (same names as the other tools)."""
-    newest = row["newest"]
+    newest = row["newest"]  # naive UTC: a datetime from PostgreSQL, DuckDB and MariaDB
     if isinstance(newest, str):  # SQLite keeps timestamps as text
         newest = datetime.fromisoformat(newest)
     fresh = newest is not None and utc_naive(now) - newest <= MAX_AGE

@@ -1,4 +1,4 @@
-"""The benchmark harness end to end on a tiny SQLite table (never PostgreSQL)."""
+"""The benchmark harness end to end on tiny SQLite and DuckDB tables (never a server)."""
 
 from __future__ import annotations
 
@@ -50,6 +50,43 @@ def test_harness_runs_all_three_tools_on_sqlite(tmp_path: Path) -> None:
     assert by_tool["single_sql"]["statements"] == 1
     assert by_tool["cli"]["cli_wall_s"] > 0 and by_tool["cli"]["passed"] is True
     assert "dq-agent / single-pass SQL" in done.stdout
+
+
+def test_harness_runs_on_duckdb_and_reports_gx_as_not_available(tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "run.py"),
+            "--rows",
+            "2000",
+            "--repeat",
+            "1",
+            "--backends",
+            "duckdb",
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--json",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    run = json.loads(out.read_text(encoding="utf-8"))["backends"]["duckdb"]
+    by_tool = {s["tool"]: s for s in run["samples"]}
+    assert set(by_tool) == {"single_sql", "dq_agent", "cli"}
+    for tool in ("single_sql", "dq_agent", "cli"):
+        assert by_tool[tool]["passed"] is True, by_tool[tool]
+    # One scan: the table's columns, its primary key, then every check's aggregate at once.
+    assert by_tool["dq_agent"]["statements"] == 3, by_tool["dq_agent"]["sql"]
+    assert run["gx_skipped"]
+    assert re.search(r"^plain GX +n/a on duckdb: ", done.stdout, re.M), done.stdout
+    assert re.search(r"^plain GX / dq-agent \(work\): +n/a", done.stdout, re.M), done.stdout
 
 
 def test_the_escalation_benchmark_runs() -> None:
