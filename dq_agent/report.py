@@ -177,6 +177,8 @@ def print_outcomes(
 def change_text(column: str, old: Any, new: Any) -> str:
     """``column: old → new``; for a runbook fix, how many rows before and after."""
     if column == RUNBOOK_FIX:
+        if not old and not new:  # a dry run: the fix has not run, so no rows are known
+            return "the rows its SQL selects"
         return f"{len(old or []):,} row(s) → {len(new or []):,} row(s)"
     return f"{column}: {old!r} → {new!r}"
 

@@ -462,3 +462,27 @@ def test_an_undo_killed_after_its_commit_is_settled_as_reverted(
         "verified on a branch; correction 1 of the same fix was undone, so a person decides",
     )
     assert yen(warehouse) == len(applied.change.old)
+
+
+def test_a_dry_run_says_which_fix_it_would_try_and_writes_nothing(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    from rich.console import Console
+
+    from dq_agent.report import print_outcomes
+
+    load_payments(sqlite_url)
+    root = project(tmp_path, sqlite_url, approve="auto")
+    before = yen(sqlite_url)
+    loaded = load_project(root, env={})
+    with Store.open(loaded.state_url) as store:
+        planned = run_cycle(loaded, ["payments"], store, OPTIONS, dry_run=True)
+        assert store.corrections() == []
+    console = Console(record=True, width=200)
+    print_outcomes(console, planned.outcomes, [], dry_run=True)
+    assert console.export_text().splitlines()[1:] == [
+        "  planned   warehouse/payments fix=convert_yen, currency=JPY, "
+        "bucket_start=2026-11-24T00:00:00, bucket_end=2026-11-25T00:00:00: "
+        "the rows its SQL selects  would run convert_yen on a branch"
+    ]
+    assert yen(sqlite_url) == before
