@@ -155,7 +155,7 @@ def test_a_time_bucketed_check_on_an_engine_it_does_not_support_is_refused(
         "",
         [
             "checks/orders.yml:6:5: checks[1].volume_anomaly: volume_anomaly is not supported "
-            "on mssql (supported: postgresql, duckdb, sqlite, mysql)",
+            "on mssql (supported: postgresql, duckdb, sqlite, mysql, snowflake, bigquery, databricks, redshift, trino)",
             "1 error in 1 file",
         ],
     )

@@ -16,7 +16,10 @@ from dq_agent.errors import DqAgentError
 from dq_agent.results import Severity, Status, failed_status
 from dq_agent.sources.base import Relation
 
-SUPPORTED_DIALECTS = ("postgresql", "duckdb", "sqlite", "mysql")
+# Bucketing SQL is executed in tests on the first four; on the warehouses it is only compiled and
+# syntax-checked (tests/test_warehouse_dialects.py): no test runs it there.
+COMPILED_ONLY = ("snowflake", "bigquery", "databricks", "redshift", "trino")
+SUPPORTED_DIALECTS = ("postgresql", "duckdb", "sqlite", "mysql", *COMPILED_ONLY)
 BucketUnit = Literal["hour", "day", "week"]
 STEP = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(weeks=1)}
 
@@ -166,17 +169,35 @@ class Window:
             # Bounds on the column itself so that an index on it can serve the window.
             low = sa.literal(to_utc(start, self.zone), info.sql_type)
             high = sa.literal(to_utc(end, self.zone), info.sql_type)
-            return sa.func.timezone(self.zone.key, column), column >= low, column < high
+            return self._in_zone(column), column >= low, column < high
         if info.family == "timestamp":
             return column, column >= sa.literal(start, info.sql_type), column < sa.literal(end)
         local = sa.cast(column, sa.DateTime())
         return local, local >= sa.literal(start, sa.DateTime()), local < sa.literal(end)
 
+    def _in_zone(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+        """A timestamp with a time zone as wall-clock time in the zone."""
+        dialect, zone = self.relation.engine.dialect.name, self.zone.key
+        if dialect in ("snowflake", "redshift"):
+            return sa.func.convert_timezone(zone, column)
+        if dialect == "bigquery":
+            return sa.func.datetime(column, zone)
+        if dialect == "databricks":
+            # Reads the instant's UTC wall clock: right in a UTC session, Databricks SQL's default.
+            return sa.func.from_utc_timestamp(column, zone)
+        if dialect == "trino":
+            return sa.cast(column.op("AT TIME ZONE")(zone), sa.DateTime())
+        return sa.func.timezone(zone, column)
+
     def bucket(self, local: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
         """The start of the bucket of a wall-clock timestamp expression."""
         dialect = self.relation.engine.dialect.name
-        if dialect in ("postgresql", "duckdb"):
-            return sa.func.date_trunc(self.unit, local)  # ISO weeks: they start on Monday
+        if dialect in ("postgresql", "duckdb", "snowflake", "redshift", "databricks", "trino"):
+            # ISO weeks: they start on Monday (on Snowflake, with WEEK_START at its default).
+            return sa.func.date_trunc(self.unit, local)
+        if dialect == "bigquery":  # its WEEK starts on Sunday, ISOWEEK on Monday
+            part = "ISOWEEK" if self.unit == "week" else self.unit.upper()
+            return sa.func.datetime_trunc(local, sa.literal_column(part))
         if dialect == "mysql":  # MySQL and MariaDB
             if self.unit == "hour":
                 return sa.func.date_format(local, "%Y-%m-%d %H:00:00")
