@@ -41,18 +41,28 @@ def create_engine(connector: SqlConnector, project_root: Path) -> sa.Engine:
             raise SourceError(f"{kind} database file not found: {database}", transient=False)
     elif url.get_backend_name() == "postgresql":
         connect_args.setdefault("connect_timeout", connector.connect_timeout)
-    if url.get_backend_name() == "duckdb":
-        # Files a query reads (read_parquet('data/*.parquet')) are found from the project.
-        config = dict(connect_args.get("config") or {})
-        config.setdefault("file_search_path", str(project_root.resolve()))
-        connect_args["config"] = config
     try:
-        return sa.create_engine(url, connect_args=connect_args, pool_pre_ping=True)
+        engine = sa.create_engine(url, connect_args=connect_args, pool_pre_ping=True)
     except (sa.exc.ArgumentError, ImportError) as exc:
         raise SourceError(
             f"cannot use database URL {mask_url(url)}: {redact(str(exc), *url_secrets(url))}",
             transient=False,
         ) from exc
+    if url.get_backend_name() == "duckdb":
+        _search_files_from(engine, project_root)
+    return engine
+
+
+def _search_files_from(engine: sa.Engine, folder: Path) -> None:
+    """Files a DuckDB query reads (``read_parquet('data/*.parquet')``) are found from the
+    project. Set on each connection rather than in the database's configuration, which
+    DuckDB requires to be the same for every connection to one file."""
+    path = str(folder.resolve()).replace("'", "''")
+
+    def search(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.execute(f"SET file_search_path = '{path}'")
+
+    sa.event.listen(engine, "connect", search)
 
 
 class SqlSource:
