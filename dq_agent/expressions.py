@@ -219,15 +219,15 @@ def numeric_type() -> sa.types.TypeEngine[Any]:
 
     Plain NUMERIC is exact on PostgreSQL; on SQLite it keeps integers integral (and integer
     division truncating), so REAL is used there, and DOUBLE on DuckDB (its NUMERIC has three
-    decimal places); MySQL and SQL Server default NUMERIC to zero decimal places, so they get
-    explicit ones.
+    decimal places); MySQL, SQL Server and the warehouses (Snowflake, Redshift, Databricks,
+    Trino) default NUMERIC/DECIMAL to zero decimal places, so they get explicit ones.
     """
     return (
         sa.Numeric()
         .with_variant(sa.Float(), "sqlite")
         .with_variant(sa.Double(), "duckdb")
         .with_variant(sa.Numeric(65, 12), "mysql", "mariadb")
-        .with_variant(sa.Numeric(38, 10), "mssql")
+        .with_variant(sa.Numeric(38, 10), "mssql", "snowflake", "redshift", "databricks", "trino")
     )
 
 

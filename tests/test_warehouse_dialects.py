@@ -76,7 +76,6 @@ checks:
 # TIMESTAMP_TZ): the schema check's families cannot say so.
 TYPES = {"created_at": sa.TIMESTAMP(timezone=True)}
 
-_NUMERIC = "its witness casts to {} without decimal places, which {} takes as {}: whole numbers"
 # (dialect, check) → (why it is not supported there, text of its SQL or message that shows it
 # still is not: when that text goes, the entry must go too).
 UNSUPPORTED: dict[tuple[str, str], tuple[str, str]] = {
@@ -95,27 +94,6 @@ UNSUPPORTED: dict[tuple[str, str], tuple[str, str]] = {
         )
         for dialect in COMPILED_ONLY
     },
-    ("snowflake", "fat_finger(amount)"): (
-        _NUMERIC.format("NUMERIC", "Snowflake", "NUMBER(38, 0)"),
-        "AS NUMERIC)",
-    ),
-    ("redshift", "fat_finger(amount)"): (
-        _NUMERIC.format("NUMERIC", "Redshift", "NUMERIC(18, 0)"),
-        "AS NUMERIC)",
-    ),
-    ("databricks", "fat_finger(amount)"): (
-        _NUMERIC.format("DECIMAL", "Databricks", "DECIMAL(10, 0)"),
-        "AS DECIMAL)",
-    ),
-    ("trino", "fat_finger(amount)"): (
-        _NUMERIC.format("DECIMAL", "Trino", "DECIMAL(38, 0)"),
-        "AS DECIMAL)",
-    ),
-    ("bigquery", "fat_finger(amount)"): (
-        "its peers' quartile ranks divide integers, which the BigQuery dialect writes as /, a "
-        "FLOAT64 division there: the quartile rows are missed",
-        "`ranked`.`rn` = 1 + (`ranked`.`n` - 1) / 4",
-    ),
     **{
         (dialect, "expect_compound_columns_to_be_unique(customer_id,created_at)"): (
             "its records are read with (a, b) IN (SELECT a, b …), and a subquery after IN may "

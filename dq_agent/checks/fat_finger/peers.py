@@ -132,9 +132,9 @@ def _summaries(
             sa.or_(
                 rn == 1,
                 rn == n,
-                rn == 1 + (n - 1) // 4,
-                rn == 1 + (n - 1) // 2,
-                rn == 1 + (3 * (n - 1)) // 4,
+                _is_first_after(rn, n - 1, 4),
+                _is_first_after(rn, n - 1, 2),
+                _is_first_after(rn, 3 * (n - 1), 4),
             ),
         )
         .limit(5 * MAX_PEER_GROUPS)
@@ -170,3 +170,11 @@ def to_decimal(value: Any) -> Decimal:
 def number(value: Decimal) -> str:
     """A decimal for people: ``1,000,000``, ``1,234.5``."""
     return format(value.normalize(), ",f")
+
+
+def _is_first_after(
+    rn: sa.ColumnElement[Any], numerator: sa.ColumnElement[Any], denominator: int
+) -> sa.ColumnElement[bool]:
+    """``rn == 1 + numerator // denominator`` without dividing: integer division is ``/``
+    on some warehouses (BigQuery's is a FLOAT64 division), comparisons are the same everywhere."""
+    return sa.and_(denominator * (rn - 1) <= numerator, numerator < denominator * rn)

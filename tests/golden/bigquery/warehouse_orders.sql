@@ -51,7 +51,7 @@ FROM (SELECT `orders`.`order_id` AS `order_id`, `orders`.`customer_id` AS `custo
 FROM `sales`.`orders`
 WHERE NOT (`orders`.`amount` IS NOT NULL AND NOT coalesce(`orders`.`amount` * 0 = 0, false) OR `orders`.`price` IS NOT NULL AND NOT coalesce(`orders`.`price` * 0 = 0, false) OR `orders`.`seats` IS NOT NULL AND NOT coalesce(`orders`.`seats` * 0 = 0, false))) AS `numbers`
 WHERE `numbers`.`amount` > 0) AS `ranked`
-WHERE `ranked`.`n` >= 8 AND (`ranked`.`rn` = 1 OR `ranked`.`rn` = `ranked`.`n` OR `ranked`.`rn` = 1 + (`ranked`.`n` - 1) / 4 OR `ranked`.`rn` = 1 + (`ranked`.`n` - 1) / 2 OR `ranked`.`rn` = 1 + (3 * (`ranked`.`n` - 1)) / 4)
+WHERE `ranked`.`n` >= 8 AND (`ranked`.`rn` = 1 OR `ranked`.`rn` = `ranked`.`n` OR 4 * (`ranked`.`rn` - 1) <= `ranked`.`n` - 1 AND `ranked`.`n` - 1 < 4 * `ranked`.`rn` OR 2 * (`ranked`.`rn` - 1) <= `ranked`.`n` - 1 AND `ranked`.`n` - 1 < 2 * `ranked`.`rn` OR 4 * (`ranked`.`rn` - 1) <= 3 * (`ranked`.`n` - 1) AND 3 * (`ranked`.`n` - 1) < 4 * `ranked`.`rn`)
  LIMIT 5000;
 SELECT `ranked`.`v`, `ranked`.`rn`, `ranked`.`n`
 FROM (SELECT `numbers`.`price` AS `v`, row_number() OVER (ORDER BY `numbers`.`price`) AS `rn`, count(*) OVER () AS `n`
@@ -59,7 +59,7 @@ FROM (SELECT `orders`.`order_id` AS `order_id`, `orders`.`customer_id` AS `custo
 FROM `sales`.`orders`
 WHERE NOT (`orders`.`amount` IS NOT NULL AND NOT coalesce(`orders`.`amount` * 0 = 0, false) OR `orders`.`price` IS NOT NULL AND NOT coalesce(`orders`.`price` * 0 = 0, false) OR `orders`.`seats` IS NOT NULL AND NOT coalesce(`orders`.`seats` * 0 = 0, false))) AS `numbers`
 WHERE `numbers`.`price` > 0) AS `ranked`
-WHERE `ranked`.`n` >= 8 AND (`ranked`.`rn` = 1 OR `ranked`.`rn` = `ranked`.`n` OR `ranked`.`rn` = 1 + (`ranked`.`n` - 1) / 4 OR `ranked`.`rn` = 1 + (`ranked`.`n` - 1) / 2 OR `ranked`.`rn` = 1 + (3 * (`ranked`.`n` - 1)) / 4)
+WHERE `ranked`.`n` >= 8 AND (`ranked`.`rn` = 1 OR `ranked`.`rn` = `ranked`.`n` OR 4 * (`ranked`.`rn` - 1) <= `ranked`.`n` - 1 AND `ranked`.`n` - 1 < 4 * `ranked`.`rn` OR 2 * (`ranked`.`rn` - 1) <= `ranked`.`n` - 1 AND `ranked`.`n` - 1 < 2 * `ranked`.`rn` OR 4 * (`ranked`.`rn` - 1) <= 3 * (`ranked`.`n` - 1) AND 3 * (`ranked`.`n` - 1) < 4 * `ranked`.`rn`)
  LIMIT 5000;
 SELECT `ranked`.`v`, `ranked`.`rn`, `ranked`.`n`
 FROM (SELECT `numbers`.`seats` AS `v`, row_number() OVER (ORDER BY `numbers`.`seats`) AS `rn`, count(*) OVER () AS `n`
@@ -67,7 +67,7 @@ FROM (SELECT `orders`.`order_id` AS `order_id`, `orders`.`customer_id` AS `custo
 FROM `sales`.`orders`
 WHERE NOT (`orders`.`amount` IS NOT NULL AND NOT coalesce(`orders`.`amount` * 0 = 0, false) OR `orders`.`price` IS NOT NULL AND NOT coalesce(`orders`.`price` * 0 = 0, false) OR `orders`.`seats` IS NOT NULL AND NOT coalesce(`orders`.`seats` * 0 = 0, false))) AS `numbers`
 WHERE `numbers`.`seats` > 0) AS `ranked`
-WHERE `ranked`.`n` >= 8 AND (`ranked`.`rn` = 1 OR `ranked`.`rn` = `ranked`.`n` OR `ranked`.`rn` = 1 + (`ranked`.`n` - 1) / 4 OR `ranked`.`rn` = 1 + (`ranked`.`n` - 1) / 2 OR `ranked`.`rn` = 1 + (3 * (`ranked`.`n` - 1)) / 4)
+WHERE `ranked`.`n` >= 8 AND (`ranked`.`rn` = 1 OR `ranked`.`rn` = `ranked`.`n` OR 4 * (`ranked`.`rn` - 1) <= `ranked`.`n` - 1 AND `ranked`.`n` - 1 < 4 * `ranked`.`rn` OR 2 * (`ranked`.`rn` - 1) <= `ranked`.`n` - 1 AND `ranked`.`n` - 1 < 2 * `ranked`.`rn` OR 4 * (`ranked`.`rn` - 1) <= 3 * (`ranked`.`n` - 1) AND 3 * (`ranked`.`n` - 1) < 4 * `ranked`.`rn`)
  LIMIT 5000;
 SELECT count(`numbers`.`price`) AS `c0_n`, count(CASE WHEN (abs(round(CAST(`numbers`.`price` AS NUMERIC), 0) - CAST(`numbers`.`price` AS NUMERIC)) > 1E-9) THEN 1 END) AS `c0_0`, count(CASE WHEN (abs(round(CAST(`numbers`.`price` AS NUMERIC), 1) - CAST(`numbers`.`price` AS NUMERIC)) > 1E-9) THEN 1 END) AS `c0_1`, count(CASE WHEN (abs(round(CAST(`numbers`.`price` AS NUMERIC), 2) - CAST(`numbers`.`price` AS NUMERIC)) > 1E-9) THEN 1 END) AS `c0_2`
 FROM (SELECT `orders`.`order_id` AS `order_id`, `orders`.`customer_id` AS `customer_id`, `orders`.`status` AS `status`, `orders`.`currency` AS `currency`, `orders`.`amount` AS `amount`, `orders`.`seats` AS `seats`, `orders`.`price` AS `price`, `orders`.`created_at` AS `created_at`, `orders`.`paid_at` AS `paid_at`, `orders`.`order_date` AS `order_date`
@@ -79,7 +79,7 @@ FROM (SELECT `orders`.`order_id` AS `order_id`, `orders`.`customer_id` AS `custo
 FROM `sales`.`orders`
 WHERE NOT (`orders`.`amount` IS NOT NULL AND NOT coalesce(`orders`.`amount` * 0 = 0, false) OR `orders`.`price` IS NOT NULL AND NOT coalesce(`orders`.`price` * 0 = 0, false) OR `orders`.`seats` IS NOT NULL AND NOT coalesce(`orders`.`seats` * 0 = 0, false))) AS `numbers`
 WHERE `numbers`.`amount` > 0) AS `ranked`
-WHERE `ranked`.`n` >= 8 AND (`ranked`.`rn` = 1 OR `ranked`.`rn` = `ranked`.`n` OR `ranked`.`rn` = 1 + (`ranked`.`n` - 1) / 4 OR `ranked`.`rn` = 1 + (`ranked`.`n` - 1) / 2 OR `ranked`.`rn` = 1 + (3 * (`ranked`.`n` - 1)) / 4)
+WHERE `ranked`.`n` >= 8 AND (`ranked`.`rn` = 1 OR `ranked`.`rn` = `ranked`.`n` OR 4 * (`ranked`.`rn` - 1) <= `ranked`.`n` - 1 AND `ranked`.`n` - 1 < 4 * `ranked`.`rn` OR 2 * (`ranked`.`rn` - 1) <= `ranked`.`n` - 1 AND `ranked`.`n` - 1 < 2 * `ranked`.`rn` OR 4 * (`ranked`.`rn` - 1) <= 3 * (`ranked`.`n` - 1) AND 3 * (`ranked`.`n` - 1) < 4 * `ranked`.`rn`)
  LIMIT 5000;
 SELECT `ranked`.`g0`, `ranked`.`v`, `ranked`.`rn`, `ranked`.`n`
 FROM (SELECT `numbers`.`currency` AS `g0`, `numbers`.`amount` AS `v`, row_number() OVER (PARTITION BY `numbers`.`currency` ORDER BY `numbers`.`amount`) AS `rn`, count(*) OVER (PARTITION BY `numbers`.`currency`) AS `n`
@@ -87,7 +87,7 @@ FROM (SELECT `orders`.`order_id` AS `order_id`, `orders`.`customer_id` AS `custo
 FROM `sales`.`orders`
 WHERE NOT (`orders`.`amount` IS NOT NULL AND NOT coalesce(`orders`.`amount` * 0 = 0, false) OR `orders`.`price` IS NOT NULL AND NOT coalesce(`orders`.`price` * 0 = 0, false) OR `orders`.`seats` IS NOT NULL AND NOT coalesce(`orders`.`seats` * 0 = 0, false))) AS `numbers`
 WHERE `numbers`.`amount` > 0) AS `ranked`
-WHERE `ranked`.`n` >= 8 AND (`ranked`.`rn` = 1 OR `ranked`.`rn` = `ranked`.`n` OR `ranked`.`rn` = 1 + (`ranked`.`n` - 1) / 4 OR `ranked`.`rn` = 1 + (`ranked`.`n` - 1) / 2 OR `ranked`.`rn` = 1 + (3 * (`ranked`.`n` - 1)) / 4)
+WHERE `ranked`.`n` >= 8 AND (`ranked`.`rn` = 1 OR `ranked`.`rn` = `ranked`.`n` OR 4 * (`ranked`.`rn` - 1) <= `ranked`.`n` - 1 AND `ranked`.`n` - 1 < 4 * `ranked`.`rn` OR 2 * (`ranked`.`rn` - 1) <= `ranked`.`n` - 1 AND `ranked`.`n` - 1 < 2 * `ranked`.`rn` OR 4 * (`ranked`.`rn` - 1) <= 3 * (`ranked`.`n` - 1) AND 3 * (`ranked`.`n` - 1) < 4 * `ranked`.`rn`)
  LIMIT 5000;
 
 -- accepted_values(status)

@@ -29,13 +29,13 @@ FROM sales.orders
 WHERE sales.orders.paid_at >= TIMESTAMP '2026-10-27 06:00:00.000000' AND sales.orders.paid_at < TIMESTAMP '2026-11-24 07:00:00.000000') AS bucketed GROUP BY bucketed.bucket;
 
 -- fat_finger(amount)
-SELECT count(*) AS rows, count(sales.orders.amount) AS "values", count(CASE WHEN (sales.orders.amount IS NOT NULL AND NOT coalesce(sales.orders.amount * 0 = 0, false) OR sales.orders.price IS NOT NULL AND NOT coalesce(sales.orders.price * 0 = 0, false) OR sales.orders.seats IS NOT NULL AND NOT coalesce(sales.orders.seats * 0 = 0, false)) THEN 1 END) AS not_numbers, count(CASE WHEN (sales.orders.amount IS NOT NULL AND CAST(sales.orders.seats AS DECIMAL) * CAST(sales.orders.price AS DECIMAL) IS NOT NULL) THEN 1 END) AS witnessed, count(CASE WHEN (sales.orders.amount IS NOT NULL AND CAST(sales.orders.seats AS DECIMAL) * CAST(sales.orders.price AS DECIMAL) IS NULL) THEN 1 END) AS unwitnessed, count(CASE WHEN (sales.orders.amount IS NOT NULL AND CAST(sales.orders.seats AS DECIMAL) * CAST(sales.orders.price AS DECIMAL) IS NOT NULL AND abs(CAST(sales.orders.amount AS DECIMAL) - CAST(sales.orders.seats AS DECIMAL) * CAST(sales.orders.price AS DECIMAL)) > 0.005 + abs(CAST(sales.orders.seats AS DECIMAL) * CAST(sales.orders.price AS DECIMAL)) * 1E-9) THEN 1 END) AS disagree
+SELECT count(*) AS rows, count(sales.orders.amount) AS "values", count(CASE WHEN (sales.orders.amount IS NOT NULL AND NOT coalesce(sales.orders.amount * 0 = 0, false) OR sales.orders.price IS NOT NULL AND NOT coalesce(sales.orders.price * 0 = 0, false) OR sales.orders.seats IS NOT NULL AND NOT coalesce(sales.orders.seats * 0 = 0, false)) THEN 1 END) AS not_numbers, count(CASE WHEN (sales.orders.amount IS NOT NULL AND CAST(sales.orders.seats AS DECIMAL(38, 10)) * CAST(sales.orders.price AS DECIMAL(38, 10)) IS NOT NULL) THEN 1 END) AS witnessed, count(CASE WHEN (sales.orders.amount IS NOT NULL AND CAST(sales.orders.seats AS DECIMAL(38, 10)) * CAST(sales.orders.price AS DECIMAL(38, 10)) IS NULL) THEN 1 END) AS unwitnessed, count(CASE WHEN (sales.orders.amount IS NOT NULL AND CAST(sales.orders.seats AS DECIMAL(38, 10)) * CAST(sales.orders.price AS DECIMAL(38, 10)) IS NOT NULL AND abs(CAST(sales.orders.amount AS DECIMAL(38, 10)) - CAST(sales.orders.seats AS DECIMAL(38, 10)) * CAST(sales.orders.price AS DECIMAL(38, 10))) > 0.005 + abs(CAST(sales.orders.seats AS DECIMAL(38, 10)) * CAST(sales.orders.price AS DECIMAL(38, 10))) * 1E-9) THEN 1 END) AS disagree
 FROM sales.orders;
 SELECT sales.orders.order_id AS order_id, sales.orders.amount AS amount, sales.orders.price AS price, sales.orders.seats AS seats
 FROM sales.orders
 WHERE sales.orders.amount IS NOT NULL AND NOT coalesce(sales.orders.amount * 0 = 0, false) OR sales.orders.price IS NOT NULL AND NOT coalesce(sales.orders.price * 0 = 0, false) OR sales.orders.seats IS NOT NULL AND NOT coalesce(sales.orders.seats * 0 = 0, false) ORDER BY sales.orders.order_id
 LIMIT 20;
-SELECT count(*) AS rows, count(numbers.amount) AS "values", count(CASE WHEN (numbers.amount IS NOT NULL AND NOT coalesce(numbers.amount * 0 = 0, false) OR numbers.price IS NOT NULL AND NOT coalesce(numbers.price * 0 = 0, false) OR numbers.seats IS NOT NULL AND NOT coalesce(numbers.seats * 0 = 0, false)) THEN 1 END) AS not_numbers, count(CASE WHEN (numbers.amount IS NOT NULL AND CAST(numbers.seats AS DECIMAL) * CAST(numbers.price AS DECIMAL) IS NOT NULL) THEN 1 END) AS witnessed, count(CASE WHEN (numbers.amount IS NOT NULL AND CAST(numbers.seats AS DECIMAL) * CAST(numbers.price AS DECIMAL) IS NULL) THEN 1 END) AS unwitnessed, count(CASE WHEN (numbers.amount IS NOT NULL AND CAST(numbers.seats AS DECIMAL) * CAST(numbers.price AS DECIMAL) IS NOT NULL AND abs(CAST(numbers.amount AS DECIMAL) - CAST(numbers.seats AS DECIMAL) * CAST(numbers.price AS DECIMAL)) > 0.005 + abs(CAST(numbers.seats AS DECIMAL) * CAST(numbers.price AS DECIMAL)) * 1E-9) THEN 1 END) AS disagree
+SELECT count(*) AS rows, count(numbers.amount) AS "values", count(CASE WHEN (numbers.amount IS NOT NULL AND NOT coalesce(numbers.amount * 0 = 0, false) OR numbers.price IS NOT NULL AND NOT coalesce(numbers.price * 0 = 0, false) OR numbers.seats IS NOT NULL AND NOT coalesce(numbers.seats * 0 = 0, false)) THEN 1 END) AS not_numbers, count(CASE WHEN (numbers.amount IS NOT NULL AND CAST(numbers.seats AS DECIMAL(38, 10)) * CAST(numbers.price AS DECIMAL(38, 10)) IS NOT NULL) THEN 1 END) AS witnessed, count(CASE WHEN (numbers.amount IS NOT NULL AND CAST(numbers.seats AS DECIMAL(38, 10)) * CAST(numbers.price AS DECIMAL(38, 10)) IS NULL) THEN 1 END) AS unwitnessed, count(CASE WHEN (numbers.amount IS NOT NULL AND CAST(numbers.seats AS DECIMAL(38, 10)) * CAST(numbers.price AS DECIMAL(38, 10)) IS NOT NULL AND abs(CAST(numbers.amount AS DECIMAL(38, 10)) - CAST(numbers.seats AS DECIMAL(38, 10)) * CAST(numbers.price AS DECIMAL(38, 10))) > 0.005 + abs(CAST(numbers.seats AS DECIMAL(38, 10)) * CAST(numbers.price AS DECIMAL(38, 10))) * 1E-9) THEN 1 END) AS disagree
 FROM (SELECT sales.orders.order_id AS order_id, sales.orders.customer_id AS customer_id, sales.orders.status AS status, sales.orders.currency AS currency, sales.orders.amount AS amount, sales.orders.seats AS seats, sales.orders.price AS price, sales.orders.created_at AS created_at, sales.orders.paid_at AS paid_at, sales.orders.order_date AS order_date
 FROM sales.orders
 WHERE NOT (sales.orders.amount IS NOT NULL AND NOT coalesce(sales.orders.amount * 0 = 0, false) OR sales.orders.price IS NOT NULL AND NOT coalesce(sales.orders.price * 0 = 0, false) OR sales.orders.seats IS NOT NULL AND NOT coalesce(sales.orders.seats * 0 = 0, false))) AS numbers;
@@ -43,7 +43,7 @@ SELECT numbers.order_id AS order_id, numbers.amount AS amount, numbers.price AS 
 FROM (SELECT sales.orders.order_id AS order_id, sales.orders.customer_id AS customer_id, sales.orders.status AS status, sales.orders.currency AS currency, sales.orders.amount AS amount, sales.orders.seats AS seats, sales.orders.price AS price, sales.orders.created_at AS created_at, sales.orders.paid_at AS paid_at, sales.orders.order_date AS order_date
 FROM sales.orders
 WHERE NOT (sales.orders.amount IS NOT NULL AND NOT coalesce(sales.orders.amount * 0 = 0, false) OR sales.orders.price IS NOT NULL AND NOT coalesce(sales.orders.price * 0 = 0, false) OR sales.orders.seats IS NOT NULL AND NOT coalesce(sales.orders.seats * 0 = 0, false))) AS numbers
-WHERE numbers.amount IS NOT NULL AND CAST(numbers.seats AS DECIMAL) * CAST(numbers.price AS DECIMAL) IS NOT NULL AND abs(CAST(numbers.amount AS DECIMAL) - CAST(numbers.seats AS DECIMAL) * CAST(numbers.price AS DECIMAL)) > 0.005 + abs(CAST(numbers.seats AS DECIMAL) * CAST(numbers.price AS DECIMAL)) * 1E-9 ORDER BY numbers.order_id
+WHERE numbers.amount IS NOT NULL AND CAST(numbers.seats AS DECIMAL(38, 10)) * CAST(numbers.price AS DECIMAL(38, 10)) IS NOT NULL AND abs(CAST(numbers.amount AS DECIMAL(38, 10)) - CAST(numbers.seats AS DECIMAL(38, 10)) * CAST(numbers.price AS DECIMAL(38, 10))) > 0.005 + abs(CAST(numbers.seats AS DECIMAL(38, 10)) * CAST(numbers.price AS DECIMAL(38, 10))) * 1E-9 ORDER BY numbers.order_id
 LIMIT 10000;
 SELECT ranked.v, ranked.rn, ranked.n
 FROM (SELECT numbers.amount AS v, row_number() OVER (ORDER BY numbers.amount) AS rn, count(*) OVER () AS n
@@ -51,7 +51,7 @@ FROM (SELECT sales.orders.order_id AS order_id, sales.orders.customer_id AS cust
 FROM sales.orders
 WHERE NOT (sales.orders.amount IS NOT NULL AND NOT coalesce(sales.orders.amount * 0 = 0, false) OR sales.orders.price IS NOT NULL AND NOT coalesce(sales.orders.price * 0 = 0, false) OR sales.orders.seats IS NOT NULL AND NOT coalesce(sales.orders.seats * 0 = 0, false))) AS numbers
 WHERE numbers.amount > 0) AS ranked
-WHERE ranked.n >= 8 AND (ranked.rn = 1 OR ranked.rn = ranked.n OR ranked.rn = 1 + (ranked.n - 1) / 4 OR ranked.rn = 1 + (ranked.n - 1) / 2 OR ranked.rn = 1 + (3 * (ranked.n - 1)) / 4)
+WHERE ranked.n >= 8 AND (ranked.rn = 1 OR ranked.rn = ranked.n OR 4 * (ranked.rn - 1) <= ranked.n - 1 AND ranked.n - 1 < 4 * ranked.rn OR 2 * (ranked.rn - 1) <= ranked.n - 1 AND ranked.n - 1 < 2 * ranked.rn OR 4 * (ranked.rn - 1) <= 3 * (ranked.n - 1) AND 3 * (ranked.n - 1) < 4 * ranked.rn)
 LIMIT 5000;
 SELECT ranked.v, ranked.rn, ranked.n
 FROM (SELECT numbers.price AS v, row_number() OVER (ORDER BY numbers.price) AS rn, count(*) OVER () AS n
@@ -59,7 +59,7 @@ FROM (SELECT sales.orders.order_id AS order_id, sales.orders.customer_id AS cust
 FROM sales.orders
 WHERE NOT (sales.orders.amount IS NOT NULL AND NOT coalesce(sales.orders.amount * 0 = 0, false) OR sales.orders.price IS NOT NULL AND NOT coalesce(sales.orders.price * 0 = 0, false) OR sales.orders.seats IS NOT NULL AND NOT coalesce(sales.orders.seats * 0 = 0, false))) AS numbers
 WHERE numbers.price > 0) AS ranked
-WHERE ranked.n >= 8 AND (ranked.rn = 1 OR ranked.rn = ranked.n OR ranked.rn = 1 + (ranked.n - 1) / 4 OR ranked.rn = 1 + (ranked.n - 1) / 2 OR ranked.rn = 1 + (3 * (ranked.n - 1)) / 4)
+WHERE ranked.n >= 8 AND (ranked.rn = 1 OR ranked.rn = ranked.n OR 4 * (ranked.rn - 1) <= ranked.n - 1 AND ranked.n - 1 < 4 * ranked.rn OR 2 * (ranked.rn - 1) <= ranked.n - 1 AND ranked.n - 1 < 2 * ranked.rn OR 4 * (ranked.rn - 1) <= 3 * (ranked.n - 1) AND 3 * (ranked.n - 1) < 4 * ranked.rn)
 LIMIT 5000;
 SELECT ranked.v, ranked.rn, ranked.n
 FROM (SELECT numbers.seats AS v, row_number() OVER (ORDER BY numbers.seats) AS rn, count(*) OVER () AS n
@@ -67,9 +67,9 @@ FROM (SELECT sales.orders.order_id AS order_id, sales.orders.customer_id AS cust
 FROM sales.orders
 WHERE NOT (sales.orders.amount IS NOT NULL AND NOT coalesce(sales.orders.amount * 0 = 0, false) OR sales.orders.price IS NOT NULL AND NOT coalesce(sales.orders.price * 0 = 0, false) OR sales.orders.seats IS NOT NULL AND NOT coalesce(sales.orders.seats * 0 = 0, false))) AS numbers
 WHERE numbers.seats > 0) AS ranked
-WHERE ranked.n >= 8 AND (ranked.rn = 1 OR ranked.rn = ranked.n OR ranked.rn = 1 + (ranked.n - 1) / 4 OR ranked.rn = 1 + (ranked.n - 1) / 2 OR ranked.rn = 1 + (3 * (ranked.n - 1)) / 4)
+WHERE ranked.n >= 8 AND (ranked.rn = 1 OR ranked.rn = ranked.n OR 4 * (ranked.rn - 1) <= ranked.n - 1 AND ranked.n - 1 < 4 * ranked.rn OR 2 * (ranked.rn - 1) <= ranked.n - 1 AND ranked.n - 1 < 2 * ranked.rn OR 4 * (ranked.rn - 1) <= 3 * (ranked.n - 1) AND 3 * (ranked.n - 1) < 4 * ranked.rn)
 LIMIT 5000;
-SELECT count(numbers.price) AS c0_n, count(CASE WHEN (abs(round(CAST(numbers.price AS DECIMAL), 0) - CAST(numbers.price AS DECIMAL)) > 1E-9) THEN 1 END) AS c0_0, count(CASE WHEN (abs(round(CAST(numbers.price AS DECIMAL), 1) - CAST(numbers.price AS DECIMAL)) > 1E-9) THEN 1 END) AS c0_1, count(CASE WHEN (abs(round(CAST(numbers.price AS DECIMAL), 2) - CAST(numbers.price AS DECIMAL)) > 1E-9) THEN 1 END) AS c0_2
+SELECT count(numbers.price) AS c0_n, count(CASE WHEN (abs(round(CAST(numbers.price AS DECIMAL(38, 10)), 0) - CAST(numbers.price AS DECIMAL(38, 10))) > 1E-9) THEN 1 END) AS c0_0, count(CASE WHEN (abs(round(CAST(numbers.price AS DECIMAL(38, 10)), 1) - CAST(numbers.price AS DECIMAL(38, 10))) > 1E-9) THEN 1 END) AS c0_1, count(CASE WHEN (abs(round(CAST(numbers.price AS DECIMAL(38, 10)), 2) - CAST(numbers.price AS DECIMAL(38, 10))) > 1E-9) THEN 1 END) AS c0_2
 FROM (SELECT sales.orders.order_id AS order_id, sales.orders.customer_id AS customer_id, sales.orders.status AS status, sales.orders.currency AS currency, sales.orders.amount AS amount, sales.orders.seats AS seats, sales.orders.price AS price, sales.orders.created_at AS created_at, sales.orders.paid_at AS paid_at, sales.orders.order_date AS order_date
 FROM sales.orders
 WHERE NOT (sales.orders.amount IS NOT NULL AND NOT coalesce(sales.orders.amount * 0 = 0, false) OR sales.orders.price IS NOT NULL AND NOT coalesce(sales.orders.price * 0 = 0, false) OR sales.orders.seats IS NOT NULL AND NOT coalesce(sales.orders.seats * 0 = 0, false))) AS numbers;
@@ -79,7 +79,7 @@ FROM (SELECT sales.orders.order_id AS order_id, sales.orders.customer_id AS cust
 FROM sales.orders
 WHERE NOT (sales.orders.amount IS NOT NULL AND NOT coalesce(sales.orders.amount * 0 = 0, false) OR sales.orders.price IS NOT NULL AND NOT coalesce(sales.orders.price * 0 = 0, false) OR sales.orders.seats IS NOT NULL AND NOT coalesce(sales.orders.seats * 0 = 0, false))) AS numbers
 WHERE numbers.amount > 0) AS ranked
-WHERE ranked.n >= 8 AND (ranked.rn = 1 OR ranked.rn = ranked.n OR ranked.rn = 1 + (ranked.n - 1) / 4 OR ranked.rn = 1 + (ranked.n - 1) / 2 OR ranked.rn = 1 + (3 * (ranked.n - 1)) / 4)
+WHERE ranked.n >= 8 AND (ranked.rn = 1 OR ranked.rn = ranked.n OR 4 * (ranked.rn - 1) <= ranked.n - 1 AND ranked.n - 1 < 4 * ranked.rn OR 2 * (ranked.rn - 1) <= ranked.n - 1 AND ranked.n - 1 < 2 * ranked.rn OR 4 * (ranked.rn - 1) <= 3 * (ranked.n - 1) AND 3 * (ranked.n - 1) < 4 * ranked.rn)
 LIMIT 5000;
 SELECT ranked.g0, ranked.v, ranked.rn, ranked.n
 FROM (SELECT numbers.currency AS g0, numbers.amount AS v, row_number() OVER (PARTITION BY numbers.currency ORDER BY numbers.amount) AS rn, count(*) OVER (PARTITION BY numbers.currency) AS n
@@ -87,7 +87,7 @@ FROM (SELECT sales.orders.order_id AS order_id, sales.orders.customer_id AS cust
 FROM sales.orders
 WHERE NOT (sales.orders.amount IS NOT NULL AND NOT coalesce(sales.orders.amount * 0 = 0, false) OR sales.orders.price IS NOT NULL AND NOT coalesce(sales.orders.price * 0 = 0, false) OR sales.orders.seats IS NOT NULL AND NOT coalesce(sales.orders.seats * 0 = 0, false))) AS numbers
 WHERE numbers.amount > 0) AS ranked
-WHERE ranked.n >= 8 AND (ranked.rn = 1 OR ranked.rn = ranked.n OR ranked.rn = 1 + (ranked.n - 1) / 4 OR ranked.rn = 1 + (ranked.n - 1) / 2 OR ranked.rn = 1 + (3 * (ranked.n - 1)) / 4)
+WHERE ranked.n >= 8 AND (ranked.rn = 1 OR ranked.rn = ranked.n OR 4 * (ranked.rn - 1) <= ranked.n - 1 AND ranked.n - 1 < 4 * ranked.rn OR 2 * (ranked.rn - 1) <= ranked.n - 1 AND ranked.n - 1 < 2 * ranked.rn OR 4 * (ranked.rn - 1) <= 3 * (ranked.n - 1) AND 3 * (ranked.n - 1) < 4 * ranked.rn)
 LIMIT 5000;
 
 -- accepted_values(status)
