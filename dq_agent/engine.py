@@ -47,6 +47,7 @@ from dq_agent.results import (
 from dq_agent.sources import Relation, Source
 from dq_agent.sources.registry import Connections, opened
 from dq_agent.sources.retry import RetryPolicy
+from dq_agent.sources.spark import is_spark, not_compiled, not_on_spark
 from dq_agent.sources.sql import translate
 from dq_agent.store import Store
 
@@ -269,6 +270,7 @@ def evaluate_checks(
     planned: dict[str, PlannedCheck] = {}
     early: dict[str, CheckResult] = {}
     via_gx: list[CheckSpec] = []
+    spark = is_spark(relation)
     for spec in suite.checks:
         missing = _missing_column(spec, relation)
         if missing:
@@ -277,6 +279,8 @@ def evaluate_checks(
                 f"column {missing!r} not found in {relation.label}; "
                 f"available: {', '.join(relation.columns)}",
             )
+        elif spark and (why := not_on_spark(spec)):
+            early[spec.name] = error_result(spec, why)
         elif not spec.is_expectation:
             planned[spec.name] = BUILTIN[spec.type](spec, relation, ctx)
         elif (
@@ -285,6 +289,8 @@ def evaluate_checks(
             and can_compile(spec, relation.engine.dialect.name)
         ):
             planned[spec.name] = CompiledExpectation(spec, relation, ctx)
+        elif spark:  # Great Expectations has no Spark SQL connection to read through
+            early[spec.name] = error_result(spec, not_compiled(spec))
         else:
             via_gx.append(spec)
 

@@ -225,7 +225,7 @@ def test_connector_types_and_their_credentials(tmp_path: Path) -> None:
         "or username with password (and security_token)",
         f"{tmp_path}/connectors/sheets.yml:1:1: expected exactly one of service_account_file: or base_url:",
         f"{tmp_path}/connectors/x.yml:1:7: type: unknown connector type 'mongo'; "
-        "expected one of: sql, iceberg, salesforce, gsheets, airflow, dbt_cloud, webhook",
+        "expected one of: sql, iceberg, spark, salesforce, gsheets, airflow, dbt_cloud, webhook",
         f"{tmp_path}/checks/a.yml:2:21: source.connector: connector 'crm' is invalid: "
         f"see {tmp_path}/connectors/crm.yml",
     ]
@@ -479,7 +479,7 @@ def test_restarts_and_verify_are_validated(tmp_path: Path) -> None:
         f"{tmp_path}/checks/a.yml:8:54: restart[3].airflow.mode: "
         "expected 'trigger' or 'clear', got 'retry'",
         f"{tmp_path}/checks/b.yml:2:21: source.connector: connector 'airflow' is of type "
-        "airflow, not a data source; expected a connector of type sql, iceberg, salesforce, gsheets",
+        "airflow, not a data source; expected a connector of type sql, iceberg, spark, salesforce, gsheets",
         f"{tmp_path}/checks/c.yml:6:9: verify: unknown suite(s) nope; "
         "expected suite ids among: a, b, c",
     ]

@@ -333,6 +333,35 @@ class IcebergConnector(Model):
     catalog: dict[str, str] = Field(min_length=1)
 
 
+def _spark_setting(value: Any) -> Any:
+    # YAML reads `spark.sql.shuffle.partitions: 8` as a number and `true` as a bool: Spark
+    # takes every setting as text (booleans in lower case).
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value) if isinstance(value, int | float) else value
+
+
+SparkSetting = Annotated[str, BeforeValidator(_spark_setting)]
+
+
+class SparkConnector(Model):
+    """A Spark cluster the checks are pushed down to as Spark SQL: ``master`` for a session in
+    this process (``local[4]``, ``yarn``, ``spark://host:7077``), or ``remote`` for a Spark
+    Connect server (``sc://host:15002``). ``conf`` holds Spark settings for the session.
+    """
+
+    type: Literal["spark"]
+    master: str | None = None
+    remote: str | None = None
+    conf: dict[str, SparkSetting] = {}
+
+    @model_validator(mode="after")
+    def _master_or_remote(self) -> SparkConnector:
+        if (self.master is None) == (self.remote is None):
+            raise PydanticCustomError("spark", "expected exactly one of master: or remote:")
+        return self
+
+
 class SalesforceConnector(Model):
     """A Salesforce org through its REST API (simple-salesforce).
 
@@ -455,6 +484,7 @@ class WebhookConnector(Model):
 Connector = (
     SqlConnector
     | IcebergConnector
+    | SparkConnector
     | SalesforceConnector
     | GSheetsConnector
     | AirflowConnector
@@ -464,6 +494,7 @@ Connector = (
 CONNECTOR_TYPES: dict[str, type[Model]] = {
     "sql": SqlConnector,
     "iceberg": IcebergConnector,
+    "spark": SparkConnector,
     "salesforce": SalesforceConnector,
     "gsheets": GSheetsConnector,
     "airflow": AirflowConnector,
@@ -502,6 +533,24 @@ class IcebergSourceSpec(Model):
     key: list[Identifier] | None = None
 
 
+class SparkSourceSpec(Model):
+    """A table (``name``, ``db.name`` or ``catalog.db.name``) or a query, in Spark SQL, on a
+    ``spark`` connector."""
+
+    connector: Identifier
+    table: (
+        Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){0,2}$")]
+        | None
+    ) = None
+    query: str | None = None
+
+    @model_validator(mode="after")
+    def _one_of_table_or_query(self) -> SparkSourceSpec:
+        if (self.table is None) == (self.query is None):
+            raise PydanticCustomError("table_or_query", "expected exactly one of table: or query:")
+        return self
+
+
 class SalesforceSourceSpec(Model):
     """An object's records: ``object``, the ``fields`` to read, an optional SOQL ``where``."""
 
@@ -523,10 +572,13 @@ class GSheetsSourceSpec(Model):
 SOURCE_SPECS: dict[str, type[Model]] = {
     "sql": SqlSourceSpec,
     "iceberg": IcebergSourceSpec,
+    "spark": SparkSourceSpec,
     "salesforce": SalesforceSourceSpec,
     "gsheets": GSheetsSourceSpec,
 }
-SourceSpec = SqlSourceSpec | IcebergSourceSpec | SalesforceSourceSpec | GSheetsSourceSpec
+SourceSpec = (
+    SqlSourceSpec | IcebergSourceSpec | SparkSourceSpec | SalesforceSourceSpec | GSheetsSourceSpec
+)
 
 
 # --- restarts (the `restart:` list of a suite) ----------------------------------------------

@@ -18,6 +18,8 @@ from dq_agent.config.models import (
     SalesforceConnector,
     SalesforceSourceSpec,
     SourceSpec,
+    SparkConnector,
+    SparkSourceSpec,
     SqlConnector,
     SqlSourceSpec,
 )
@@ -54,6 +56,12 @@ class Connections:
 
             catalog = self._client(spec.connector, lambda: connect_iceberg(connector))
             return IcebergSource(catalog, spec, connector)
+        if isinstance(connector, SparkConnector) and isinstance(spec, SparkSourceSpec):
+            from dq_agent.sources.spark import SparkSource
+            from dq_agent.sources.spark import session as spark_session
+
+            # The session is the process's (see spark.session): not closed with the run.
+            return SparkSource(spark_session(connector), spec, connector)
         if isinstance(connector, SalesforceConnector) and isinstance(spec, SalesforceSourceSpec):
             from dq_agent.sources.salesforce import SalesforceSource, connect
 
