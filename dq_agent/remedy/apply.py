@@ -246,20 +246,10 @@ def revert(
     The revert claims the correction first (its intent must follow the write or a refused
     revert), so of two clicks on Undo one reverts and the other is told it is done.
     """
-    change = dataclasses.replace(
-        Change.of(correction),
-        old=correction.new,
-        new=correction.old,
-        evidence=(f"revert of correction {correction.id}",),
-        reason="revert",
-    )
-    if correction.status != "applied":
-        return _not_revertible(store, change, correction.id, correction.status)
-    note = _noter(store, correction.id, by, clock)
     try:
-        note("revert_intent", correction.new, correction.old, "revert requested", _REVERTIBLE)
-    except LedgerConflict as exc:  # another undo got there first
-        return _not_revertible(store, change, correction.id, exc.status)
+        change, note = _claim_revert(store, correction, by, clock)
+    except _NotIntended as refused:
+        return refused.outcome
     try:
         written = source.write(correction.key, correction.column, correction.new, correction.old)
     except SourceError as exc:
@@ -275,6 +265,29 @@ def revert(
     return Outcome(change, "reverted", done, correction.id)
 
 
+def _claim_revert(
+    store: Store, correction: Correction, by: str, clock: Clock
+) -> tuple[Change, _Note]:
+    """The undo of ``correction`` as a change, once the correction is claimed for it (its
+    revert intent follows the write or a refused revert); raises :class:`_NotIntended` when
+    it is not in a state to undo or another undo got there first."""
+    change = dataclasses.replace(
+        Change.of(correction),
+        old=correction.new,
+        new=correction.old,
+        evidence=(f"revert of correction {correction.id}",),
+        reason="revert",
+    )
+    if correction.status != "applied":
+        raise _NotIntended(_not_revertible(store, change, correction.id, correction.status))
+    note = _noter(store, correction.id, by, clock)
+    try:
+        note("revert_intent", correction.new, correction.old, "revert requested", _REVERTIBLE)
+    except LedgerConflict as exc:  # another undo got there first
+        raise _NotIntended(_not_revertible(store, change, correction.id, exc.status)) from exc
+    return change, note
+
+
 def revert_rows(
     store: Store,
     source: SqlSource,
@@ -288,20 +301,10 @@ def revert_rows(
 ) -> Outcome:
     """Undo a runbook fix: its rows put back as they were, on a branch, compare-and-set row
     by row; refused whole if any of them changed since. Claimed first, like :func:`revert`."""
-    change = dataclasses.replace(
-        Change.of(correction),
-        old=correction.new,
-        new=correction.old,
-        evidence=(f"revert of correction {correction.id}",),
-        reason="revert",
-    )
-    if correction.status != "applied":
-        return _not_revertible(store, change, correction.id, correction.status)
-    note = _noter(store, correction.id, by, clock)
     try:
-        note("revert_intent", correction.new, correction.old, "revert requested", _REVERTIBLE)
-    except LedgerConflict as exc:
-        return _not_revertible(store, change, correction.id, exc.status)
+        change, note = _claim_revert(store, correction, by, clock)
+    except _NotIntended as refused:
+        return refused.outcome
     try:
         with source.branch(lock_timeout=lock_timeout, statement_timeout=statement_timeout) as b:
             written = b.put_rows(key, correction.new or [], correction.old or [])
