@@ -8,7 +8,7 @@ new value is there, not applied if the old one still is. Nothing is ever written
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -296,17 +296,17 @@ def revert_rows(
     key: Sequence[str],
     by: str,
     clock: Clock,
-    lock_timeout: timedelta,
-    statement_timeout: timedelta,
+    waits: Mapping[str, timedelta],
 ) -> Outcome:
-    """Undo a runbook fix: its rows put back as they were, on a branch, compare-and-set row
-    by row; refused whole if any of them changed since. Claimed first, like :func:`revert`."""
+    """Undo a runbook fix: its rows put back as they were, on a branch (``waits``: its
+    ``branch()`` arguments), compare-and-set row by row; refused whole if any of them changed
+    since. Claimed first, like :func:`revert`."""
     try:
         change, note = _claim_revert(store, correction, by, clock)
     except _NotIntended as refused:
         return refused.outcome
     try:
-        with source.branch(lock_timeout=lock_timeout, statement_timeout=statement_timeout) as b:
+        with source.branch(**waits) as b:
             written = b.put_rows(key, correction.new or [], correction.old or [])
             published = b.publish() if written.status == "written" else ""
     except SourceError as exc:
@@ -395,50 +395,69 @@ def reconcile(
     A write found to have gone through is ``applied`` like any other, so the run that settles
     it tells the owner (the process that wrote it died before it could).
     """
-    last = correction.events[-1].event
-    if last not in ("intent", "revert_intent"):
+    if correction.events[-1].event not in ("intent", "revert_intent"):
         return None
     current = source.read(correction.key, correction.column)
-    reverting = last == "revert_intent"
-    target, original = (
-        (correction.old, correction.new) if reverting else (correction.new, correction.old)
+    return _settle(
+        store,
+        correction,
+        current,
+        same_value,
+        clock,
+        values=(correction.old, correction.new),
+        went_through="settled on start: the write had gone through",
+        untouched="settled on start: interrupted before the write; nothing changed",
+        moved=f"settled on start: the value is now {current!r}, changed by someone else",
     )
-    if same_value(current, target):
-        event, detail = (
-            ("reverted" if reverting else "applied"),
-            "settled on start: the write had gone through",
-        )
-    elif same_value(current, original):
-        event = "revert_refused" if reverting else "failed"
-        detail = "settled on start: interrupted before the write; nothing changed"
-    else:
-        event = "revert_refused" if reverting else "conflict"
-        detail = f"settled on start: the value is now {current!r}, changed by someone else"
-    _noter(store, correction.id, "reconcile", clock)(event, original, current, detail, (last,))
-    return Outcome(Change.of(correction), _SETTLED[event], detail, correction.id)
 
 
 def reconcile_rows(
     store: Store, correction: Correction, source: SqlSource, *, key: Sequence[str], clock: Clock
 ) -> Outcome | None:
     """:func:`reconcile` for a runbook fix: its rows read back, compared with the images."""
-    last = correction.events[-1].event
-    if last not in ("intent", "revert_intent"):
+    if correction.events[-1].event not in ("intent", "revert_intent"):
         return None
     old, new = correction.old or [], correction.new or []
     keys = list({tuple(row[k] for k in key): row for row in [*old, *new]}.values())
     current = [row for row in source.rows(key, keys) if row is not None]
+    return _settle(
+        store,
+        correction,
+        current,
+        same_rows,
+        clock,
+        values=(old, new),
+        went_through="settled on start: the branch had been published",
+        untouched="settled on start: interrupted before the branch was published; nothing changed",
+        moved="settled on start: the rows were changed by someone else since",
+    )
+
+
+def _settle(
+    store: Store,
+    correction: Correction,
+    current: Any,
+    same: Callable[[Any, Any], bool],
+    clock: Clock,
+    *,
+    values: tuple[Any, Any],
+    went_through: str,
+    untouched: str,
+    moved: str,
+) -> Outcome:
+    """Record what ``current`` (what the source holds now) means for an interrupted write or
+    revert of ``values`` (old, new): done if it holds the target, not done if it still holds
+    the original, someone else's change otherwise."""
+    last = correction.events[-1].event
     reverting = last == "revert_intent"
+    old, new = values
     target, original = (old, new) if reverting else (new, old)
-    if same_rows(current, target):
-        event = "reverted" if reverting else "applied"
-        detail = "settled on start: the branch had been published"
-    elif same_rows(current, original):
-        event = "revert_refused" if reverting else "failed"
-        detail = "settled on start: interrupted before the branch was published; nothing changed"
+    if same(current, target):
+        event, detail = ("reverted" if reverting else "applied"), went_through
+    elif same(current, original):
+        event, detail = ("revert_refused" if reverting else "failed"), untouched
     else:
-        event = "revert_refused" if reverting else "conflict"
-        detail = "settled on start: the rows were changed by someone else since"
+        event, detail = ("revert_refused" if reverting else "conflict"), moved
     _noter(store, correction.id, "reconcile", clock)(event, original, current, detail, (last,))
     return Outcome(Change.of(correction), _SETTLED[event], detail, correction.id)
 

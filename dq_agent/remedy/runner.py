@@ -6,6 +6,7 @@ import dataclasses
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from dq_agent.checks.base import CheckContext
 from dq_agent.config.loader import Project
@@ -215,14 +216,11 @@ class Remedy:
         """Changes on a branch of the source (a SQL transaction, an Iceberg branch): written
         compare-and-set, the suite's checks run on the branch, then published only if they
         pass; otherwise discarded."""
-        settings = self.project.settings.corrections
         clock = self.options.clock
         marker = f"{result.started_at.isoformat()}/{decided_by}"
         ctx = context_for(suite, self.store, self.options, clock())
         try:
-            with source.branch(
-                lock_timeout=settings.lock_timeout, statement_timeout=settings.statement_timeout
-            ) as branch:
+            with source.branch(**_waits(self.project)) as branch:
                 downstream = self._before_change(suite, branch)
                 for change in changes:
                     written = branch.write(change.key, change.column, change.old, change.new)
@@ -329,13 +327,11 @@ class Remedy:
         if approval and off:
             self.outcomes.append(Outcome(empty, "refused", off, correction_id))
             return
-        settings = self.project.settings.corrections
         statement = read_fix(fix.sql, source.backend, relation.table, relation.schema)
         ctx = context_for(suite, self.store, self.options, clock())
+        marker = f"{result.started_at.isoformat()}/fix"
         try:
-            with source.branch(
-                lock_timeout=settings.lock_timeout, statement_timeout=settings.statement_timeout
-            ) as branch:
+            with source.branch(**_waits(self.project)) as branch:
                 downstream = self._before_change(suite, branch)
                 key = row_key(suite, relation)
                 rows = branch.run_fix(statement, fix.sql, trigger.params, key, fix.max_rows)
@@ -344,7 +340,6 @@ class Remedy:
                 report, problems = fix_report(fix, rows, result.checks, after, statuses)
                 problems += worse
                 change = fix_change(suite, relation, trigger, rows, report)
-                marker = f"{result.started_at.isoformat()}/fix"
                 shown = approval[0].old or [] if approval else []
                 if approval and not problems and not same_rows(rows.before, shown):
                     problems = [
@@ -383,7 +378,7 @@ class Remedy:
                 )
         except SourceError as exc:  # refused or failed on the branch: nothing was published
             if approval is not None and exc.code == "fix_refused":
-                self._refuse_approval(empty, approval, f"not written: {exc}", "")
+                self._refuse_approval(empty, approval, f"not written: {exc}", marker)
                 return
             status = "refused" if exc.code == "fix_refused" else "failed"
             self.outcomes.append(Outcome(empty, status, f"not written: {exc}", correction_id))
@@ -401,7 +396,7 @@ class Remedy:
                 dataclasses.replace(change, old=proposal.old, new=proposal.new),
                 found,
                 decided_by=by,
-                marker=marker or self.options.clock().isoformat(),
+                marker=marker,
                 clock=self.options.clock,
                 correction_id=proposal.id,
             )
@@ -500,7 +495,6 @@ def revert_correction(
     _require_owner(suite, correction, by, told, what="undo")
     with _open(project, correction.suite, options) as (source, relation):
         if correction.column == RUNBOOK_FIX and isinstance(source, SqlSource):
-            settings = project.settings.corrections
             return revert_rows(
                 store,
                 source,
@@ -508,8 +502,7 @@ def revert_correction(
                 key=row_key(suite, relation),
                 by=by,
                 clock=options.clock,
-                lock_timeout=settings.lock_timeout,
-                statement_timeout=settings.statement_timeout,
+                waits=_waits(project),
             )
         return revert(store, source, correction, by=by, clock=options.clock)
 
@@ -637,6 +630,12 @@ def reject_correction(
 
 
 # -- helpers ---------------------------------------------------------------------------------
+
+
+def _waits(project: Project) -> dict[str, timedelta]:
+    """How long a branch may wait, as ``corrections:`` says: its ``branch()`` arguments."""
+    settings = project.settings.corrections
+    return {"lock_timeout": settings.lock_timeout, "statement_timeout": settings.statement_timeout}
 
 
 @contextmanager

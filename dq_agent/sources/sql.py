@@ -228,10 +228,7 @@ class SqlSource:
             names = conn.execute(probe).keys()
             described = [(name, None) for name in names]
         sub = sa.text(query).columns(*[sa.column(n, t) for n, t in described]).subquery("dq_source")
-        columns = {
-            n: ColumnInfo(n, type_family(t) if t is not None else "unknown", t)
-            for n, t in described
-        }
+        columns = {n: ColumnInfo(n, type_family(t), t) for n, t in described}
         return Relation(self._engine, sub, columns, (), "query", self._url, query=query)
 
 
