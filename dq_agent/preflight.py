@@ -1,8 +1,10 @@
 """``dq-agent validate --connect``: each suite held against its live source, before any run.
 
 Parsing proves a suite well formed; only the source can say whether its table is there, whether
-it has the columns the suite names, and whether its time-bucketed checks run on that database.
-Each answer is a :class:`ConfigIssue` at the YAML node that named the table, column or check.
+it has the columns the suite names (in checks, row conditions and runbook fixes), whether the
+tables its reference checks and fixes read are there, and whether its time-bucketed checks run
+on that database. Each answer is a :class:`ConfigIssue` at the YAML node that named the table,
+column or check.
 
 This sits beside the engine, not in ``sources/``: it reads both the sources and the checks.
 """
@@ -17,34 +19,44 @@ from typing import Any, NamedTuple
 import sqlalchemy as sa
 
 from dq_agent.checks import BUILTIN
+from dq_agent.checks.conditions import condition_columns
 from dq_agent.checks.windows import SUPPORTED_DIALECTS, WindowedCheck
 from dq_agent.config import Project
 from dq_agent.config.models import (
     CheckSpec,
     FatFingerArgs,
+    ReferenceArgs,
     SchemaArgs,
     SqlConnector,
     SqlSourceSpec,
     Suite,
 )
+from dq_agent.config.statements import ColumnName, Name, Source, TableName, fix_names
 from dq_agent.config.yamlfile import NodePath, YamlDocument, YamlSyntaxError, load_yaml
 from dq_agent.errors import ConfigIssue, SourceError
 from dq_agent.expressions import parse
 from dq_agent.sources.base import Relation
 from dq_agent.sources.registry import Connections
 from dq_agent.sources.retry import NO_RETRY
-from dq_agent.sources.sql import translate
+from dq_agent.sources.sql import describe_table, translate
 
 # Arguments of the built-in checks that name one column of the source.
 CHECK_COLUMN_ARGS = ("column", "timestamp_column", "group_by")
 # Arguments of Great Expectations expectations that name one column, and several.
 GX_COLUMN_ARGS = ("column", "column_A", "column_B")
 GX_COLUMN_LIST_ARGS = ("column_list",)
+# Columns every table has without naming them, which a fix's SQL may read.
+IMPLICIT_COLUMNS = {
+    "sqlite": frozenset({"rowid", "oid", "_rowid_"}),
+    "duckdb": frozenset({"rowid"}),
+    "postgresql": frozenset({"ctid", "xmin", "xmax", "cmin", "cmax", "tableoid"}),
+}
 
 
 def connect_issues(project: Project) -> list[ConfigIssue]:
     """What each valid suite's source says about the suite: a table that is not there, columns
-    it does not have, checks that cannot run on its database, or that it cannot be reached.
+    it does not have, tables and columns its reference checks and runbook fixes read that are
+    not there, checks that cannot run on its database, or that it cannot be reached.
 
     Each suite is checked on its own: an unreachable source is one issue, and the other suites
     are still checked. Issues come suite by suite, each suite's top to bottom.
@@ -89,7 +101,9 @@ def _suite_issues(
         ]
     finally:
         source.close()
+    issues += _reference_issues(project, connections, suite, relation, doc)
     if isinstance(spec, SqlSourceSpec):
+        issues += _fix_issues(suite, relation, doc)
         issues += _unsupported(suite, relation, doc)
     return issues
 
@@ -181,11 +195,14 @@ def _named_columns(suite: Suite, doc: YamlDocument) -> Iterator[_Named]:
 
 def _check_columns(doc: YamlDocument, path: NodePath, check: CheckSpec) -> Iterator[_Named]:
     if check.is_expectation:
-        for name, value in check.expectation_kwargs.items():
+        kwargs = check.expectation_kwargs
+        for name, value in kwargs.items():
             if name in GX_COLUMN_ARGS and isinstance(value, str):
                 yield _Named((*path, name), value)
             elif name in GX_COLUMN_LIST_ARGS and isinstance(value, list):
                 yield from _items(doc, (*path, name), [str(v) for v in value])
+        for column in condition_columns(kwargs):
+            yield _Named((*path, "row_condition"), column)
         return
     args = check.args
     for name in CHECK_COLUMN_ARGS:
@@ -222,6 +239,219 @@ def _value_at(value: Any, path: NodePath) -> Any:
     except (KeyError, IndexError, TypeError):  # not there, or inside a scalar
         return None
     return value
+
+
+def _reference_issues(
+    project: Project,
+    connections: Connections,
+    suite: Suite,
+    relation: Relation,
+    doc: YamlDocument,
+) -> list[ConfigIssue]:
+    """The tables and columns ``reference`` checks look values up in, where they are not: on
+    the source's own database or another SQL connector, in the schema the check reads."""
+    issues: list[ConfigIssue] = []
+    for index, check in enumerate(suite.checks):
+        if not isinstance(check.args, ReferenceArgs):
+            continue
+        to = check.args.to
+        path: NodePath = ("checks", index, check.type, "to")
+        if to.connector is None:
+            if not isinstance(suite.source, SqlSourceSpec):
+                continue  # a fetched source's copy has no neighbours to look values up in
+            engine, schema = relation.engine, to.schema_name or relation.schema
+        elif isinstance(project.connectors.get(to.connector), SqlConnector):
+            try:
+                engine, schema = connections.sql_engine(to.connector), to.schema_name
+                _reach(engine)
+            except SourceError as exc:
+                message = f"connector {to.connector!r} could not be reached: {exc}"
+                issues.append(doc.issue((*path, "connector"), message))
+                continue
+        else:
+            continue
+        issues += _referenced(engine, schema, check.args, doc, path)
+    return issues
+
+
+def _referenced(
+    engine: sa.Engine,
+    schema: str | None,
+    args: ReferenceArgs,
+    doc: YamlDocument,
+    path: NodePath,
+) -> list[ConfigIssue]:
+    """Whether ``to.table`` and its ``to.column`` are there, found as the check finds them."""
+    to = args.to
+    dialect = engine.dialect.name
+    where = f"connector {to.connector!r} ({dialect})" if to.connector else dialect
+    name = f"{schema}.{to.table}" if schema else to.table
+    try:
+        with engine.connect() as conn:
+            described, _ = describe_table(conn, to.table, schema)
+    except sa.exc.NoSuchTableError:
+        try:
+            tables = _table_names(engine, schema)
+        except sa.exc.SQLAlchemyError:
+            tables = []
+        message = f"table {name!r} not found on {where}{_did_you_mean(to.table, tables)}"
+        return [doc.issue((*path, "table"), message)]
+    except sa.exc.SQLAlchemyError as exc:
+        error = translate(exc, engine.url)
+        return [doc.issue((*path, "table"), f"table {name!r} cannot be read on {where}: {error}")]
+    columns = [column for column, _ in described]
+    if to.column in columns:
+        return []
+    message = f"column {to.column!r} not found in {name}{_hint(to.column, columns)}"
+    return [doc.issue((*path, "column"), message)]
+
+
+def _fix_issues(suite: Suite, relation: Relation, doc: YamlDocument) -> list[ConfigIssue]:
+    """Tables and columns each runbook fix's SQL names that its database does not have."""
+    if not suite.fixes:
+        return []
+    database = _FixDatabase(relation)
+    return [
+        doc.issue(("fixes", index, "sql"), problem)
+        for index, fix in enumerate(suite.fixes)
+        for problem in database.problems(fix.sql)
+    ]
+
+
+class _FixDatabase:
+    """The suite's database as a fix's SQL reads it: the suite's table (already open), and
+    the other tables and their columns, each looked up once.
+
+    Names are matched as the database matches them: PostgreSQL folds an unquoted name to
+    lower case and keeps a quoted one as it is; the others are taken to ignore case (MySQL's
+    table names may not, on some systems: a mismatch there is left to the database).
+    """
+
+    def __init__(self, relation: Relation) -> None:
+        self.relation = relation
+        self.engine = relation.engine
+        self.dialect = relation.engine.dialect.name
+        self._tables: dict[str | None, list[str] | None] = {}
+        self._columns: dict[tuple[str | None, str], list[str] | None] = {}
+
+    def problems(self, sql: str) -> list[str]:
+        """What ``sql`` names that is not there, in the order the SQL names it, once each."""
+        names = fix_names(sql, self.dialect)
+        found = [(table.at, self._missing_table(table)) for table in names.tables]
+        found += [(column.at, self._missing_column(column)) for column in names.columns]
+        return list(dict.fromkeys(problem for _, problem in sorted(found) if problem))
+
+    def _missing_table(self, table: TableName) -> str | None:
+        if self._own(table) or table.catalog:
+            return None
+        schema = self._read(table.schema) if table.schema else None
+        tables = self._table_names(schema)
+        if tables is None or self._find(table.name, tables) is not None:
+            return None
+        name = self._read(table.name)
+        label = f"{schema}.{name}" if schema else name
+        return f"table {label!r} not found on {self.dialect}{_did_you_mean(name, tables)}"
+
+    def _missing_column(self, column: ColumnName) -> str | None:
+        """Why ``column`` is not there, if it is not, found SQL's way: a qualified column in
+        the source going by its qualifier in the nearest SELECT that has one; an unqualified
+        one in any source of the SELECT naming it, else of the SELECT around it, and so on
+        outwards. Nothing is said when a source on the way has columns that cannot be told."""
+        name = column.name
+        if self._read(name).lower() in IMPLICIT_COLUMNS.get(self.dialect, ()):
+            return None
+        if column.qualifier is not None:
+            wanted = column.qualifier.lower()
+            for scope in column.scopes:
+                named = [(k, s) for k, s in scope.sources.items() if k.lower() == wanted]
+                if named:
+                    return self._not_in(named, name)
+            return None  # a qualifier no source goes by: the database will say
+        for scope in column.scopes:
+            if name.text.lower() in {alias.lower() for alias in scope.aliases}:
+                return None
+            known = [self._columns_of(source) for source in scope.sources.values()]
+            if any(columns is None for columns in known):
+                return None
+            if any(self._find(name, columns or []) is not None for columns in known):
+                return None
+        if not column.scopes or not column.scopes[0].sources:
+            return None
+        if self.dialect == "sqlite" and name.quoted:
+            return None  # SQLite reads a double-quoted name no column has as a string
+        return self._not_in(list(column.scopes[0].sources.items()), name)
+
+    def _not_in(self, sources: list[tuple[str, Source]], name: Name) -> str | None:
+        """Why no source of ``sources`` has ``name``; None if one has it, or may."""
+        known = [self._columns_of(source) for _, source in sources]
+        if any(columns is None for columns in known):
+            return None
+        columns = [column for each in known for column in each or []]
+        if self._find(name, columns) is not None:
+            return None
+        labels = " or ".join(self._label(key, source) for key, source in sources)
+        read = self._read(name)
+        hint = _hint(read, columns) if len(sources) == 1 else _did_you_mean(read, columns)
+        return f"column {read!r} not found in {labels}{hint}"
+
+    def _columns_of(self, source: Source) -> list[str] | None:
+        """The columns of a source; None when they cannot be told (or it is not there)."""
+        if not isinstance(source, TableName):
+            return None if source is None else list(source)
+        if self._own(source):
+            return list(self.relation.columns)
+        if source.catalog:
+            return None
+        schema = self._read(source.schema) if source.schema else None
+        actual = self._find(source.name, self._table_names(schema) or [])
+        if actual is None:
+            return None
+        if (schema, actual) not in self._columns:
+            try:
+                with self.engine.connect() as conn:
+                    described, _ = describe_table(conn, actual, schema)
+                self._columns[schema, actual] = [column for column, _ in described]
+            except sa.exc.SQLAlchemyError:
+                self._columns[schema, actual] = None
+        return self._columns[schema, actual]
+
+    def _table_names(self, schema: str | None) -> list[str] | None:
+        if schema not in self._tables:
+            try:
+                self._tables[schema] = _table_names(self.engine, schema)
+            except sa.exc.SQLAlchemyError:
+                self._tables[schema] = None
+        return self._tables[schema]
+
+    def _own(self, table: TableName) -> bool:
+        """Whether ``table`` is the suite's: as the loader told, when it accepted the fix."""
+        own, schema = self.relation.table or "", self.relation.schema
+        return table.name.text.lower() == own.lower() and (
+            table.schema is None
+            or (schema is not None and table.schema.text.lower() == schema.lower())
+        )
+
+    def _label(self, key: str, source: Source) -> str:
+        if not isinstance(source, TableName):
+            return key
+        if self._own(source):
+            return self.relation.label
+        name = self._read(source.name)
+        return f"{self._read(source.schema)}.{name}" if source.schema else name
+
+    def _read(self, name: Name) -> str:
+        """The name as the database looks it up."""
+        if self.dialect == "postgresql" and not name.quoted:
+            return name.text.lower()
+        return name.text
+
+    def _find(self, name: Name, choices: Iterable[str]) -> str | None:
+        """The one of ``choices`` that ``name`` names, if any."""
+        read = self._read(name)
+        for choice in choices:
+            if choice == read or (self.dialect != "postgresql" and choice.lower() == read.lower()):
+                return choice
+        return None
 
 
 def _unsupported(suite: Suite, relation: Relation, doc: YamlDocument) -> list[ConfigIssue]:

@@ -10,6 +10,7 @@ case is left to GX, so a compiled condition always means what GX would have made
 
 from __future__ import annotations
 
+import ast
 import operator
 import re
 from collections.abc import Callable, Mapping
@@ -79,6 +80,21 @@ def parse_row_condition(text: str) -> RowCondition | None:
     return RowCondition(found["column"], found["op"], value)
 
 
+def for_pandas(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """An expectation's arguments for GX's pandas engine, which does not read GX's own
+    condition grammar: a condition read here becomes the pandas query that means the same."""
+    condition = row_condition_of(kwargs) if compiles(kwargs) else None
+    if condition is None:
+        return dict(kwargs)
+    column = "`" + condition.column.replace("`", "") + "`"
+    query = (
+        f"{column}.notnull()"
+        if condition.op is None
+        else f"{column} {condition.op} {condition.value!r}"
+    )
+    return {**kwargs, "row_condition": query, "condition_parser": "pandas"}
+
+
 def row_condition_of(kwargs: Mapping[str, Any]) -> RowCondition | None:
     """The compiled row filter of an expectation's arguments (None when it has none)."""
     text = kwargs.get("row_condition")
@@ -95,3 +111,51 @@ def compiles(kwargs: Mapping[str, Any]) -> bool:
         and isinstance(text, str)
         and parse_row_condition(text) is not None
     )
+
+
+# Every col("name") of a condition: GX's grammar names a column no other way.
+_COLUMNS = re.compile(_COLUMN)
+# A pandas query's `quoted name` (one with spaces, say).
+_BACKTICKED = re.compile(r"`([^`]+)`")
+
+
+def condition_columns(kwargs: Mapping[str, Any]) -> list[str]:
+    """The columns an expectation's ``row_condition`` names, each once, where they can be told
+    for certain: each ``col("name")`` of a great_expectations condition; the names a pandas
+    one (``status == "open"``) reads. A spark (SQL) condition, or one that does not parse,
+    names none here."""
+    text = kwargs.get("row_condition")
+    parser = kwargs.get("condition_parser")
+    if not isinstance(text, str):
+        return []
+    if parser == "great_expectations" or (parser is None and _COLUMNS.search(text)):
+        return list(dict.fromkeys(found["column"] for found in _COLUMNS.finditer(text)))
+    if parser in (None, "pandas"):
+        return _pandas_columns(text)
+    return []
+
+
+def _pandas_columns(text: str) -> list[str]:
+    """The bare names of a pandas query (a Python expression), but those it calls."""
+    quoted: dict[str, str] = {}
+
+    def placeholder(found: re.Match[str]) -> str:
+        name = f"_quoted_{len(quoted)}"
+        quoted[name] = found[1]
+        return name
+
+    source = _BACKTICKED.sub(placeholder, text)
+    if "@" in source:  # an @variable of the caller's, not a column: not told apart here
+        return []
+    try:
+        tree = ast.parse(source.strip(), mode="eval")
+    except SyntaxError:
+        return []
+    called = {id(node.func) for node in ast.walk(tree) if isinstance(node, ast.Call)}
+    # ``index`` is pandas' name for the row labels, not a column.
+    names = sorted(
+        (node.col_offset, node.id)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Name) and id(node) not in called and node.id != "index"
+    )
+    return list(dict.fromkeys(quoted.get(name, name) for _, name in names))
