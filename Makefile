@@ -47,12 +47,14 @@ bench: $(VENV)/.bench $(SODA_VENV)/.installed
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/run.py --backends postgresql --rows 10000000
 	$(BIN)/python benchmarks/run.py --backends duckdb --rows 1000000,10000000
+	$(BIN)/python benchmarks/run.py --backends spark --rows 10000000
 	$(BIN)/python benchmarks/run.py --backends mariadb
 	$(BIN)/python benchmarks/volume.py
 	$(BIN)/python benchmarks/fat_finger.py
 	$(BIN)/python benchmarks/semantic.py
 	$(BIN)/python benchmarks/escalation.py
 	$(BIN)/python benchmarks/branch.py
+	$(BIN)/python benchmarks/iceberg.py
 
 clean:
 	rm -rf $(VENV) .dq-agent .pytest_cache .mypy_cache .ruff_cache test-artifacts

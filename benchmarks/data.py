@@ -1,7 +1,8 @@
 """The generated ``bench_orders`` table, built inside each database and reused while valid.
 
 Values follow from the row number alone, so SQLite, PostgreSQL, DuckDB and MariaDB hold the
-same data (each database computes it with one ``INSERT … SELECT`` over a row-number series).
+same data (each database computes it with one ``INSERT … SELECT`` over a row-number series);
+Spark reads DuckDB's table written out as a Parquet file.
 It is built to pass every check: no NULLs where checked, values inside their bounds, unique
 ids, and ``updated_at`` spread over the 30 days up to the moment of generation.
 """
@@ -18,7 +19,14 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from benchmarks.suite import DEFAULT_ROWS, POSTGRES_SCHEMA, STATUSES, TABLE, utc_naive
+from benchmarks.suite import (
+    DEFAULT_ROWS,
+    POSTGRES_SCHEMA,
+    STATUSES,
+    TABLE,
+    spark_table,
+    utc_naive,
+)
 
 Log = Callable[[str], None]
 
@@ -42,14 +50,16 @@ SPREAD_S = 30 * 86400  # updated_at runs from 30 days before generation up to it
 class Dataset:
     """Where a backend's benchmark table lives."""
 
-    backend: str  # "sqlite", "postgresql", "duckdb" or "mariadb"
-    url: str  # SQLAlchemy URL of the database
+    backend: str  # "sqlite", "postgresql", "duckdb", "mariadb" or "spark"
+    url: str  # SQLAlchemy URL of the database; on spark, the Parquet file's path
     schema: str | None
     rows: int
 
     @property
     def table(self) -> str:
-        """The table name as SQL, schema-qualified where there is a schema."""
+        """The table as SQL, schema-qualified where there is a schema (Spark: the file)."""
+        if self.backend == "spark":
+            return spark_table(self.url)
         return f"{self.schema}.{TABLE}" if self.schema else TABLE
 
 
@@ -61,7 +71,7 @@ def bench_schema(rows: int) -> str:
 
 def bench_file(data_dir: Path, rows: int, suffix: str) -> Path:
     """Each size has its own file: ``bench.sqlite`` at the default size, else ``bench-N.sqlite``
-    (``suffix`` ``.duckdb``: the same names for DuckDB)."""
+    (``suffix`` ``.duckdb`` or ``.parquet``: the same names for DuckDB and Spark)."""
     name = "bench" if rows == DEFAULT_ROWS else f"bench-{rows}"
     return (data_dir / f"{name}{suffix}").resolve()
 
@@ -284,6 +294,50 @@ def prepare_duckdb(data_dir: Path, rows: int, log: Log) -> Dataset:
         engine.dispose()
     os.replace(building, path)
     log(f"duckdb: generated in {time.perf_counter() - started:.1f}s")
+    return dataset
+
+
+def _parquet_stale_reason(path: Path, rows: int) -> str | None:
+    """Why the Parquet file at ``path`` cannot be reused (DuckDB reads it), or None if it can."""
+    source = "read_parquet('{}')".format(str(path).replace("'", "''"))
+    engine = sa.create_engine("duckdb:///:memory:")
+    try:
+        with engine.connect() as conn:
+            described = conn.execute(sa.text(f"DESCRIBE SELECT * FROM {source}")).all()
+            columns = {str(row[0]) for row in described}
+            if columns != set(COLUMNS):
+                return f"its columns are {sorted(columns)}"
+            return _stale_reason(conn, source, rows)
+    finally:
+        engine.dispose()
+
+
+def prepare_spark(data_dir: Path, rows: int, log: Log) -> Dataset:
+    """The Parquet file Spark reads (``bench.parquet`` or ``bench-N.parquet``): DuckDB's table
+    (``prepare_duckdb``) written out with ``COPY … TO``, unless a valid file is already there.
+    """
+    path = bench_file(data_dir, rows, ".parquet")
+    dataset = Dataset("spark", str(path), None, rows)
+    if path.exists():
+        reason = _parquet_stale_reason(path, rows)
+        if reason is None:
+            log(f"spark: reusing {rows:,} rows in {path}")
+            return dataset
+        log(f"  rewriting: {reason}")
+    source = prepare_duckdb(data_dir, rows, log)
+    log(f"spark: writing {rows:,} rows to {path} ...")
+    started = time.perf_counter()
+    building = path.with_name(f"{path.name}.building")
+    building.unlink(missing_ok=True)
+    target = str(building).replace("'", "''")
+    engine = sa.create_engine(source.url)
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text(f"COPY {TABLE} TO '{target}' (FORMAT parquet)"))
+    finally:
+        engine.dispose()
+    os.replace(building, path)
+    log(f"spark: written in {time.perf_counter() - started:.1f}s")
     return dataset
 
 

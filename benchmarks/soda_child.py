@@ -14,7 +14,8 @@ this prints on its last stdout line, the same report the other children print:
   judging the ten checks;
 - ``peak_rss_mb``; ``statements`` and ``sql``: every SQL statement Soda handed to the driver
   (counted by wrapping psycopg's cursor methods, the level SQLAlchemy's
-  ``before_cursor_execute`` counts at for the other tools);
+  ``before_cursor_execute`` counts at for the other tools); ``scans``: the references to the
+  table after FROM or JOIN in them, as ``children.table_reads`` counts them;
 - ``passed`` and ``outcomes`` (each check's verdict, by the contract's check names).
 """
 
@@ -29,6 +30,7 @@ os.environ["SODA_CORE_TELEMETRY_ENABLED"] = "false"
 import argparse  # noqa: E402
 import functools  # noqa: E402
 import json  # noqa: E402
+import re  # noqa: E402
 import resource  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -40,6 +42,12 @@ STARTED = time.perf_counter()
 import psycopg  # noqa: E402  (after STARTED: the driver is part of every tool's import_s)
 
 SQL_SHOWN = 160  # characters of each statement kept in the report, as in children.py
+# The benchmark table after FROM or JOIN, qualified or not: children.py's _READS_TABLE (this
+# script imports nothing from the project).
+_NAME = r'(?:\w+|"[^"]+"|`[^`]+`|\[[^\]]+\])'
+_READS_TABLE = re.compile(
+    rf'\b(?:FROM|JOIN)\s+(?:{_NAME}\s*\.\s*){{0,2}}["`\[]?bench_orders["`\]]?(?![\w.])', re.I
+)
 
 
 class StatementLog:
@@ -47,6 +55,7 @@ class StatementLog:
 
     def __init__(self) -> None:
         self.sql: list[str] = []
+        self.scans = 0
         self._depth = 0
 
     def install(self) -> None:
@@ -69,6 +78,7 @@ class StatementLog:
             if log._depth == 0:
                 text = query if isinstance(query, str) else repr(query)
                 log.sql.append(" ".join(text.split())[:SQL_SHOWN])
+                log.scans += len(_READS_TABLE.findall(text))
             log._depth += 1
             try:
                 return method(cursor, query, *args, **kwargs)
@@ -135,6 +145,9 @@ def main(argv: list[str] | None = None) -> None:
         "work_s": done - ready,
         "peak_rss_mb": peak_rss_mb(),
         "statements": len(log.sql),
+        "scans": log.scans,
+        "cache_scans": 0,
+        "setup_statements": 0,
         "other_statements": 0,
         "passed": bool(outcomes) and all(outcomes.values()),
         "outcomes": outcomes,

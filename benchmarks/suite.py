@@ -5,6 +5,8 @@ Every tool names its checks the same way, so their outcomes can be compared chec
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,6 +23,18 @@ NOT_NULL = ("customer_id", "email", "created_at")
 BETWEEN: tuple[tuple[str, float, float], ...] = (("quantity", 1, 100), ("discount", 0, 0.5))
 FRESHNESS_COLUMN = "updated_at"
 MAX_AGE = timedelta(hours=26)
+# Every Spark session of the benchmark (dq-agent's connector, the hand-written query's, GX's):
+# a local one on every core, no web UI or console progress bars, one shuffle partition a core
+# (the default 200 would be 200 tasks for a few hundred bytes), timestamps shown in UTC, and
+# its (empty) warehouse directory in the temporary directory, not in the working directory.
+SPARK_MASTER = "local[*]"
+SPARK_CONF = {
+    "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
+    "spark.sql.shuffle.partitions": str(os.cpu_count() or 2),
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.warehouse.dir": os.path.join(tempfile.gettempdir(), "dq-bench-spark-warehouse"),
+}
 
 # One expectation per check, in GX's own terms; dq-agent runs them under the same names.
 ColumnCheck = tuple[str, str, dict[str, Any]]
@@ -80,14 +94,30 @@ def gx_checks(now: datetime) -> list[ColumnCheck]:
     ]
 
 
-def write_dq_agent_project(root: Path, url: str, schema: str | None) -> Path:
-    """A dq-agent project for the benchmark table, its state store a SQLite file inside it."""
+def spark_table(path: str) -> str:
+    """The Parquet file at ``path`` as a table in Spark SQL."""
+    return "parquet.`{}`".format(path.replace("`", "``"))
+
+
+def write_dq_agent_project(root: Path, backend: str, url: str, schema: str | None) -> Path:
+    """A dq-agent project for the benchmark table, its state store a SQLite file inside it.
+
+    On ``spark``, ``url`` is the Parquet file: a ``type: spark`` connector with the benchmark's
+    session settings reads it through a query.
+    """
     (root / "connectors").mkdir(parents=True, exist_ok=True)
     (root / "checks").mkdir(exist_ok=True)
     settings = {"state_url": f"sqlite:///{root / 'state.db'}"}
-    connector: dict[str, Any] = {"type": "sql", "url": url}
-    if schema:
-        connector["schema"] = schema
+    connector: dict[str, Any]
+    source: dict[str, Any] = {"connector": "bench"}
+    if backend == "spark":
+        connector = {"type": "spark", "master": SPARK_MASTER, "conf": dict(SPARK_CONF)}
+        source["query"] = f"SELECT * FROM {spark_table(url)}"
+    else:
+        connector = {"type": "sql", "url": url}
+        if schema:
+            connector["schema"] = schema
+        source["table"] = TABLE
     hours = int(MAX_AGE.total_seconds() // 3600)
     checks: list[dict[str, Any]] = [
         {"row_count": {"name": "row_count", "min": 1}},
@@ -97,7 +127,7 @@ def write_dq_agent_project(root: Path, url: str, schema: str | None) -> Path:
     suite = {
         "suite": "bench_orders",
         "description": "Benchmark: ten checks on a generated orders table",
-        "source": {"connector": "bench", "table": TABLE},
+        "source": source,
         "key": ["id"],
         "checks": checks,
     }
@@ -184,8 +214,8 @@ def write_soda_project(root: Path, url: str, schema: str) -> tuple[Path, Path]:
 def single_pass_sql(table: str) -> str:
     """Every check's metric in one aggregate SELECT over ``table`` (NULLs are not violations).
 
-    One text for SQLite, PostgreSQL, DuckDB and MariaDB: only COUNT, MAX, CASE, IN and
-    comparisons with numeric literals, no regex, casts, booleans or date arithmetic (the
+    One text for SQLite, PostgreSQL, DuckDB, MariaDB and Spark SQL: only COUNT, MAX, CASE, IN
+    and comparisons with numeric literals, no regex, casts, booleans or date arithmetic (the
     freshness age is computed in Python, ``evaluate_single_pass``). On MariaDB, as for
     dq-agent's own query, ``IN`` compares by the column's collation (case- and trailing-space-
     insensitive by default), which cannot change a verdict on the generated data.
@@ -208,7 +238,7 @@ def single_pass_sql(table: str) -> str:
 
 def evaluate_single_pass(row: Mapping[str, Any], now: datetime) -> dict[str, bool]:
     """Each check's verdict from the single-pass row (same names as the other tools)."""
-    newest = row["newest"]  # naive UTC: a datetime from PostgreSQL, DuckDB and MariaDB
+    newest = row["newest"]  # naive UTC: a datetime from PostgreSQL, DuckDB, MariaDB, Spark
     if isinstance(newest, str):  # SQLite keeps timestamps as text
         newest = datetime.fromisoformat(newest)
     fresh = newest is not None and utc_naive(now) - newest <= MAX_AGE

@@ -1,4 +1,5 @@
-"""The benchmark harness end to end on tiny SQLite and DuckDB tables (never a server)."""
+"""The benchmark harness end to end on tiny SQLite and DuckDB tables (never a server), and how
+it counts the scans of the table on SQL engines and Spark (no JVM: Spark would take a minute)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,85 @@ import subprocess
 import sys
 from pathlib import Path
 
+from benchmarks.children import plan_scans, table_reads
+
 ROOT = Path(__file__).resolve().parents[1]
+
+# A plan of plain GX's on Spark as Spark's status store keeps it (trimmed): it reads the copy
+# of the Parquet file that GX persisted, filled by the file's scan under the InMemoryRelation.
+CACHED_PLAN = """\
+== Physical Plan ==
+AdaptiveSparkPlan (14)
++- == Final Plan ==
+   ResultQueryStage (10), Statistics(sizeInBytes=8.0 EiB)
+   +- * HashAggregate (9)
+      +- ShuffleQueryStage (8), Statistics(sizeInBytes=32.0 B, rowCount=2)
+         +- Exchange (7)
+            +- * HashAggregate (6)
+               +- TableCacheQueryStage (5), Statistics(sizeInBytes=78.2 MiB, rowCount=1.00E+6)
+                  +- InMemoryTableScan (1)
+                        +- InMemoryRelation (2)
+                              +- * ColumnarToRow (4)
+                                 +- Scan parquet  (3)
++- == Initial Plan ==
+   HashAggregate (13)
+   +- Exchange (12)
+      +- HashAggregate (11)
+         +- InMemoryTableScan (1)
+               +- InMemoryRelation (2)
+                     +- * ColumnarToRow (4)
+                        +- Scan parquet  (3)
+
+
+(1) InMemoryTableScan
+Output [1]: [id#230]
+
+(3) Scan parquet
+Output [1]: [id#230]
+Location: InMemoryFileIndex [file:/data/bench.parquet]
+"""
+# dq-agent's uniqueness query: the file itself, read once.
+FILE_PLAN = """\
+== Physical Plan ==
+AdaptiveSparkPlan (11)
++- == Final Plan ==
+   ResultQueryStage (7), Statistics(sizeInBytes=8.0 EiB)
+   +- * HashAggregate (6)
+      +- ShuffleQueryStage (5), Statistics(sizeInBytes=240.0 B, rowCount=2)
+         +- Exchange (4)
+            +- * HashAggregate (3)
+               +- * ColumnarToRow (2)
+                  +- Scan parquet  (1)
++- == Initial Plan ==
+   HashAggregate (10)
+   +- Exchange (9)
+      +- HashAggregate (8)
+         +- Scan parquet  (1)
+
+
+(1) Scan parquet
+Output [1]: [id#230]
+"""
+
+
+def test_a_scan_on_sql_is_the_table_after_from_or_join() -> None:
+    assert table_reads('SELECT count(*) FROM "dq_bench"."bench_orders"') == 1
+    assert table_reads('WITH f AS (SELECT * FROM "test"."dq_bench"."bench_orders") SELECT 1') == 1
+    both = "SELECT 1 FROM (SELECT id FROM bench_orders) AS t JOIN bench_orders AS b ON t.id = b.id"
+    assert table_reads(both) == 2
+    # The catalogue names the table as a value; SQLite's PRAGMA has no FROM.
+    catalogue = (
+        "SELECT column_name FROM information_schema.columns WHERE table_name = 'bench_orders'"
+    )
+    assert table_reads(catalogue) == 0
+    assert table_reads('PRAGMA main.table_xinfo("bench_orders")') == 0
+    assert table_reads("SELECT * FROM bench_orders_archive") == 0
+
+
+def test_a_scan_on_spark_is_a_scan_node_of_the_file_or_of_a_cached_copy() -> None:
+    assert plan_scans(FILE_PLAN) == (1, 0)
+    # The file's scan under the InMemoryRelation fills the cache once, not at every plan.
+    assert plan_scans(CACHED_PLAN) == (0, 1)
 
 
 def test_harness_runs_all_three_tools_on_sqlite(tmp_path: Path) -> None:
@@ -48,6 +127,10 @@ def test_harness_runs_all_three_tools_on_sqlite(tmp_path: Path) -> None:
         assert sample["passed"] is True
         assert len(sample["outcomes"]) == 10 and all(sample["outcomes"].values()), sample
     assert by_tool["single_sql"]["statements"] == 1
+    # One scan each: the one aggregate (dq-agent's other statements describe the table);
+    # plain GX reads the table again for most expectations.
+    assert by_tool["single_sql"]["scans"] == by_tool["dq_agent"]["scans"] == 1
+    assert by_tool["gx"]["scans"] > 1, by_tool["gx"]["sql"]
     assert by_tool["cli"]["cli_wall_s"] > 0 and by_tool["cli"]["passed"] is True
     assert "dq-agent / single-pass SQL" in done.stdout
 
@@ -84,6 +167,7 @@ def test_harness_runs_on_duckdb_and_reports_gx_as_not_available(tmp_path: Path) 
         assert by_tool[tool]["passed"] is True, by_tool[tool]
     # One scan: the table's columns, its primary key, then every check's aggregate at once.
     assert by_tool["dq_agent"]["statements"] == 3, by_tool["dq_agent"]["sql"]
+    assert by_tool["dq_agent"]["scans"] == 1, by_tool["dq_agent"]["sql"]
     assert run["gx_skipped"]
     assert re.search(r"^plain GX +n/a on duckdb: ", done.stdout, re.M), done.stdout
     assert re.search(r"^plain GX / dq-agent \(work\): +n/a", done.stdout, re.M), done.stdout
