@@ -47,7 +47,7 @@ from dq_agent.results import (
 from dq_agent.sources import Relation, Source
 from dq_agent.sources.registry import Connections, opened
 from dq_agent.sources.retry import RetryPolicy
-from dq_agent.sources.spark import is_spark, not_compiled, not_on_spark
+from dq_agent.sources.spark import is_spark, not_on_spark
 from dq_agent.sources.sql import translate
 from dq_agent.store import Store
 
@@ -289,17 +289,16 @@ def evaluate_checks(
             and can_compile(spec, relation.engine.dialect.name)
         ):
             planned[spec.name] = CompiledExpectation(spec, relation, ctx)
-        elif spark:  # Great Expectations has no Spark SQL connection to read through
-            early[spec.name] = error_result(spec, not_compiled(spec))
         else:
             via_gx.append(spec)
 
     scanned = _scan(relation, planned)
     judged = {name: _evaluate(check, scanned[name]) for name, check in planned.items()}
     judged.update(_with_findings(relation, ctx, planned, judged))
-    if relation.bound is not None:
+    if relation.bound is not None and not spark:
         # Great Expectations opens connections of its own: it would judge production, not the
-        # branch, and so could never tell that a change breaks it.
+        # branch, and so could never tell that a change breaks it. (A Spark source's bound
+        # connection is its session, which GX reads too; Spark sources have no branches.)
         early.update(
             (spec.name, error_result(spec, NOT_ON_A_BRANCH))
             for spec in via_gx

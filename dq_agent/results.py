@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -47,6 +48,8 @@ def to_jsonable(value: Any) -> Any:
         return [to_jsonable(v) for v in value]
     if isinstance(value, bytes):
         return value.hex()
+    if isinstance(value, numbers.Integral) and not isinstance(value, int):
+        return int(value)  # numpy's integers, which GX hands back from pandas
     return value
 
 

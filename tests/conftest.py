@@ -73,7 +73,9 @@ def mariadb_url(mariadb_server: str) -> Iterator[str]:
     with admin.begin() as conn:
         conn.execute(sa.text(f"CREATE DATABASE `{database}`"))
     try:
-        yield str(sa.make_url(mariadb_server).set(database=database))
+        # Rendered in full: str() of a URL shows its password as ***.
+        url = sa.make_url(mariadb_server).set(database=database)
+        yield url.render_as_string(hide_password=False)
     finally:
         with admin.begin() as conn:
             conn.execute(sa.text(f"DROP DATABASE `{database}`"))
@@ -97,6 +99,12 @@ def db_url(request: pytest.FixtureRequest) -> str:
     """A fresh database URL, once for SQLite and once for PostgreSQL."""
     name = "sqlite_url" if request.param == "sqlite" else "postgres_url"
     return str(request.getfixturevalue(name))
+
+
+@pytest.fixture(params=["sqlite", "postgres", "mariadb"])
+def gx_url(request: pytest.FixtureRequest) -> str:
+    """A fresh database URL on every SQL engine Great Expectations runs on (not DuckDB)."""
+    return str(request.getfixturevalue(f"{request.param}_url"))
 
 
 @pytest.fixture(params=["sqlite", "duckdb", "postgres", "mariadb"])

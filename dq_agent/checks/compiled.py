@@ -3,10 +3,12 @@
 Great Expectations reads a table many times per suite; these expectations are answered from
 the one aggregate query instead. The numbers reported (element_count, unexpected_count,
 unexpected_percent, missing_count, observed_value) and the success rule (``mostly`` over the
-rows considered) are GX's, and the test suite checks them against GX itself. Anything not
-listed here, or any argument not understood here (a ``row_condition`` beyond the ones
-:mod:`dq_agent.checks.conditions` reads), runs through GX unchanged. A row condition filters
-every aggregate of the check, as GX filters its domain before computing anything.
+rows considered) are GX's, and the test suite checks them against GX itself; where GX answers
+on one database unlike on every other (text lengths in bytes on MySQL), dq-agent gives the
+others' answer, the same on every database. Anything not listed here, or any argument not
+understood here (a ``row_condition`` beyond the ones :mod:`dq_agent.checks.conditions`
+reads), runs through GX unchanged. A row condition filters every aggregate of the check, as
+GX filters its domain before computing anything.
 """
 
 from __future__ import annotations
@@ -334,7 +336,7 @@ class CompiledExpectation:
         return sa.or_(*outside)
 
     def _length_within(self) -> sa.ColumnElement[bool]:
-        length = sa.func.length(self._col())
+        length = _characters(self._col(), self.relation.engine.dialect.name)
         low, high = self.kwargs.get("min_value"), self.kwargs.get("max_value")
         within: list[sa.ColumnElement[bool]] = []
         if low is not None:
@@ -502,7 +504,7 @@ class CompiledExpectation:
         # GX's argument model turns numeric bounds into floats before comparing.
         low, high = (None if b is None else float(b) for b in _bounds(kw))
         ok = _within(value, low, high, kw)
-        message = f"{stat} of {self.column_name} is {_show(value)}"
+        message = f"{stat} of {self.column_name} is {show_value(value)}"
         if not ok:
             message += f", expected {_between(kw)}"
         metrics = {"observed_value": float(value)} if _is_number(value) else {}
@@ -523,14 +525,26 @@ class CompiledExpectation:
         )
 
 
+def _characters(text: sa.ColumnElement[Any], dialect: str) -> sa.ColumnElement[Any]:
+    """The length of ``text`` in characters, as GX measures it on every database but MySQL.
+    There LENGTH() counts bytes ("payé" is 5 long in UTF-8), and GX's SQL uses it all the same;
+    dq-agent counts characters on every database (CHAR_LENGTH() on MySQL and MariaDB)."""
+    if dialect in ("mysql", "mariadb"):
+        return sa.func.char_length(text)
+    return sa.func.length(text)
+
+
 def _among(cols: Sequence[sa.ColumnElement[Any]], rows: sa.Select[Any]) -> sa.ColumnElement[bool]:
     """``cols`` (one column, or several together) among the rows ``rows`` selects."""
     return cols[0].in_(rows) if len(cols) == 1 else sa.tuple_(*cols).in_(rows)
 
 
-def _show(value: Any) -> str:
-    if isinstance(value, float):
-        # 9,000,000 whether the engine hands back 9000000 (SQLite) or 9000000.00 (NUMERIC).
+def show_value(value: Any) -> str:
+    """A value for a message: a number as people write it, whatever type the database handed
+    back (9,000,000 for 9000000, 9000000.0 or Decimal("9000000.00")); anything else as its repr."""
+    if isinstance(value, Decimal) and value.is_finite():
+        value = float(value)
+    if isinstance(value, float) and math.isfinite(value):
         shown = round(value, 6)
         return f"{int(shown):,}" if shown.is_integer() else f"{shown:,}"
     return f"{value:,}" if _is_int(value) else repr(value)

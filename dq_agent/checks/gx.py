@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal
 from typing import Any
 
 from dq_agent.checks.base import CheckContext, error_result, result
+from dq_agent.checks.compiled import show_value
+from dq_agent.checks.conditions import for_pandas
 from dq_agent.config.expectations import expectation_class
 from dq_agent.config.models import CheckSpec
 from dq_agent.redact import redact, url_secrets
 from dq_agent.results import CheckResult, Finding
 from dq_agent.sources.base import Relation
+from dq_agent.sources.spark import is_spark
 
 _META_KEY = "dq_agent_check"
 # Numbers worth showing from a GX result; the long lists stay out of the observed block.
@@ -25,6 +29,10 @@ _OBSERVED_KEYS = (
     "missing_percent",
     "partial_unexpected_list",
 )
+# The counts of a GX result. On MySQL and MariaDB GX sums a condition for the unexpected and
+# missing counts, the sum comes back DECIMAL and GX hands it on as a float (7.0 where other
+# databases give 7): counts are reported as integers on every database.
+_COUNTS = ("element_count", "unexpected_count", "missing_count")
 
 
 def run_expectations(
@@ -67,27 +75,12 @@ def _validate(specs: Sequence[CheckSpec], relation: Relation, ctx: CheckContext)
 
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    url = relation.url
-    backend = relation.engine.dialect.name
-    datasource: Any
-    if backend == "sqlite":
-        datasource = context.data_sources.add_sqlite(name="source", connection_string=url)
-    elif backend == "postgresql":
-        datasource = context.data_sources.add_postgres(name="source", connection_string=url)
-    else:
-        datasource = context.data_sources.add_sql(name="source", connection_string=url)
-    asset: Any
-    if relation.table is not None:
-        asset = datasource.add_table_asset(
-            name="data", table_name=relation.table, schema_name=relation.schema
-        )
-    else:
-        asset = datasource.add_query_asset(name="data", query=relation.query)
-    batch = asset.add_batch_definition_whole_table("all")
+    batch, parameters, release = _batch(context, relation)
 
     suite = context.suites.add(gx.ExpectationSuite(name=ctx.suite))
+    on_pandas = relation.frame is not None and not is_spark(relation)
     for spec in specs:
-        kwargs = dict(spec.expectation_kwargs)
+        kwargs = for_pandas(spec.expectation_kwargs) if on_pandas else dict(spec.expectation_kwargs)
         kwargs["meta"] = {**(kwargs.get("meta") or {}), _META_KEY: spec.name}
         suite.add_expectation(expectation_class(spec.type)(**kwargs))
 
@@ -104,10 +97,60 @@ def _validate(specs: Sequence[CheckSpec], relation: Relation, ctx: CheckContext)
         gx.ValidationDefinition(name=f"{ctx.suite}-validation", data=batch, suite=suite)
     )
     try:
-        return definition.run(result_format=result_format)
+        return definition.run(batch_parameters=parameters, result_format=result_format)
     finally:
-        # GX keeps its engine (and a pooled connection) alive with the context: release it.
-        datasource.get_engine().dispose()
+        release()
+
+
+def _batch(
+    context: Any, relation: Relation
+) -> tuple[Any, dict[str, Any] | None, Callable[[], object]]:
+    """Where GX reads ``relation``: its batch definition, the batch parameters of a run, and
+    what releases what GX holds on to afterwards."""
+    if relation.frame is not None:
+        dataframe = relation.frame()
+        if is_spark(relation):  # GX's Spark engine, on the same session (local or Connect)
+            spark = context.data_sources.add_spark(name="source")
+            frames = spark.add_dataframe_asset(name="data")
+            # GX caches the DataFrame for its several passes and never lets it go.
+            release: Callable[[], object] = dataframe.unpersist
+        else:
+            frames = context.data_sources.add_pandas(name="source").add_dataframe_asset("data")
+            release = _nothing
+        batch = frames.add_batch_definition_whole_dataframe("all")
+        return batch, {"dataframe": dataframe}, release
+    url = relation.url
+    backend = relation.engine.dialect.name
+    datasource: Any
+    if backend == "sqlite":
+        datasource = context.data_sources.add_sqlite(name="source", connection_string=url)
+    elif backend == "postgresql":
+        datasource = context.data_sources.add_postgres(name="source", connection_string=url)
+    else:
+        if backend == "mariadb":
+            # GX knows MySQL's SQL (its regex operator, say) by the name mysql alone, and
+            # MariaDB speaks it: through a mariadb:// URL GX would refuse those expectations.
+            driver = relation.engine.url.get_driver_name()
+            mysql = relation.engine.url.set(drivername=f"mysql+{driver}")
+            url = mysql.render_as_string(hide_password=False)
+        datasource = context.data_sources.add_sql(name="source", connection_string=url)
+    asset: Any
+    if relation.table is not None:
+        asset = datasource.add_table_asset(
+            name="data", table_name=relation.table, schema_name=relation.schema
+        )
+    else:
+        asset = datasource.add_query_asset(name="data", query=relation.query)
+    # GX keeps its engine (and a pooled connection) alive with the context: release it.
+    return (
+        asset.add_batch_definition_whole_table("all"),
+        None,
+        lambda: datasource.get_engine().dispose(),
+    )
+
+
+def _nothing() -> None:
+    return None
 
 
 def finding_key(relation: Relation, ctx: CheckContext) -> list[str]:
@@ -120,7 +163,7 @@ def _to_result(spec: CheckSpec, item: Any, ctx: CheckContext, key: list[str]) ->
     crash = _exception_message(item.exception_info)
     if crash is not None:
         return error_result(spec, f"Great Expectations could not evaluate it: {crash}")
-    raw: Mapping[str, Any] = item.result or {}
+    raw = {k: _whole(v) if k in _COUNTS else v for k, v in (item.result or {}).items()}
     observed = {k: raw[k] for k in _OBSERVED_KEYS if k in raw}
     column = spec.expectation_kwargs.get("column")
     # Like compiled checks, only a check that did not hold reports records.
@@ -161,8 +204,18 @@ def _message(raw: Mapping[str, Any], ok: bool) -> str:
         share = f" ({pct:.2f}%)" if isinstance(pct, int | float) else ""
         return f"{unexpected:,} of {total:,} values unexpected{share}"
     if "observed_value" in raw:
-        return f"observed {raw['observed_value']!r}" + ("" if ok else ", outside the expectation")
+        shown = show_value(raw["observed_value"])
+        return f"observed {shown}" + ("" if ok else ", outside the expectation")
     return "expectation met" if ok else "expectation not met"
+
+
+def _whole(count: Any) -> Any:
+    """A count as an int when it is a whole number of another type (see ``_COUNTS``)."""
+    if isinstance(count, float) and count.is_integer():
+        return int(count)
+    if isinstance(count, Decimal) and count.is_finite() and count == count.to_integral_value():
+        return int(count)
+    return count
 
 
 def _exception_message(info: Any) -> str | None:

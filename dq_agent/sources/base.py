@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -56,6 +56,9 @@ class Relation:
     rejected: tuple[Rejected, ...] = ()
     # A branch's open transaction: checks then read through it and see its changes.
     bound: sa.Connection | None = None
+    # Where no URL reaches the data (it lives in this process or its Spark session): the data
+    # as a DataFrame, Spark's or pandas', for Great Expectations to read instead.
+    frame: Callable[[], Any] | None = None
 
     def column(self, name: str) -> sa.ColumnElement[Any]:
         return self.selectable.c[name]

@@ -10,7 +10,7 @@ import json
 import math
 import shutil
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -62,35 +62,15 @@ class FetchedCopy:
         )
         table.create(self.engine)
         rejected: list[Rejected] = []
-        seen: dict[tuple[Any, ...], int] = {}
         with self.engine.begin() as conn:
             batch: list[dict[str, Any]] = []
-            for row in rows:
-                stored, misfits = _fitted(columns, row, primary_key)
-                key = tuple(stored[k] for k in primary_key)
-                if any(v is None for v in key):
-                    reason = f"no {', '.join(primary_key)}: the record is left out"
-                    rejected += [*misfits, _record_rejected(primary_key, key, reason)]
-                    continue
-                seen[key] = seen.get(key, 0) + 1
-                if seen[key] > 1:
-                    continue  # reported below, once per key; the first record is the one read
-                rejected += misfits
+            for stored in screened(columns, rows, primary_key, rejected):
                 batch.append(stored)
                 if len(batch) >= _BATCH:
                     conn.execute(table.insert(), batch)
                     batch = []
             if batch:
                 conn.execute(table.insert(), batch)
-        rejected += [
-            _record_rejected(
-                primary_key,
-                key,
-                f"came {times} times among the records read (only the first is checked)",
-            )
-            for key, times in seen.items()
-            if times > 1
-        ]
         infos = {
             c.name: ColumnInfo(
                 c.name, type_family(c.sql_type) if c.known else "unknown", c.sql_type
@@ -111,6 +91,40 @@ class FetchedCopy:
     def close(self) -> None:
         self.engine.dispose()
         shutil.rmtree(self._dir, ignore_errors=True)
+
+
+def screened(
+    columns: Sequence[FetchedColumn],
+    rows: Iterable[Mapping[str, Any]],
+    primary_key: Sequence[str],
+    rejected: list[Rejected],
+) -> Iterator[dict[str, Any]]:
+    """The records of ``rows`` that are kept, as stored: a value that does not fit its column
+    is null, a record without a key or with a key already read is left out. Each of these is
+    added to ``rejected``, repeated keys once each when ``rows`` is exhausted."""
+    seen: dict[tuple[Any, ...], int] = {}
+    for row in rows:
+        stored, misfits = _fitted(columns, row, primary_key)
+        key = tuple(stored[k] for k in primary_key)
+        if any(v is None for v in key):
+            reason = f"no {', '.join(primary_key)}: the record is left out"
+            rejected += [*misfits, _record_rejected(primary_key, key, reason)]
+            continue
+        if primary_key:  # without a key no record repeats another
+            seen[key] = seen.get(key, 0) + 1
+            if seen[key] > 1:
+                continue  # reported below, once per key; the first record is the one read
+        rejected += misfits
+        yield stored
+    rejected += [
+        _record_rejected(
+            primary_key,
+            key,
+            f"came {times} times among the records read (only the first is checked)",
+        )
+        for key, times in seen.items()
+        if times > 1
+    ]
 
 
 # Values longer than this are cut short in messages.

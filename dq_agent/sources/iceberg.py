@@ -1,7 +1,8 @@
 """``type: iceberg`` — an Apache Iceberg table through pyiceberg, corrected on a branch.
 
-Reading scans the table's current snapshot (main) into a private SQLite copy, which the
-checks query like any fetched source. A correction is written to a branch
+Reading scans the table's current snapshot (main) into Arrow, and the checks are pushed down
+to DuckDB over it: the Arrow table is a view of a private in-memory DuckDB database, read where
+it lies (``pip install 'dq-agent[iceberg]'`` brings DuckDB). A correction is written to a branch
 ``dq-agent/fix-<id>`` created at the snapshot that was read; the checks run on the branch's
 snapshot; publishing moves main to it only if main has not moved since it was read
 (pyiceberg commits with a requirement on main's snapshot id, so a writer in between makes the
@@ -22,6 +23,7 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
@@ -30,8 +32,15 @@ from dq_agent.config.models import Connector, IcebergConnector, IcebergSourceSpe
 from dq_agent.errors import DqAgentError, SourceError
 from dq_agent.redact import redact
 from dq_agent.results import to_jsonable
-from dq_agent.sources.base import Relation, WriteResult, same_value
-from dq_agent.sources.fetched import FetchedColumn, FetchedCopy
+from dq_agent.sources.base import (
+    ColumnInfo,
+    Rejected,
+    Relation,
+    WriteResult,
+    same_value,
+    type_family,
+)
+from dq_agent.sources.fetched import FetchedColumn, screened
 
 BRANCH_PREFIX = "dq-agent/fix-"
 # The snapshot summary property naming the change a correction's snapshot made.
@@ -64,11 +73,12 @@ class IcebergSource:
         self._table: Any = None
         self._snapshot_id: int | None = None
         self._key: tuple[str, ...] = ()
-        self._copies: list[FetchedCopy] = []
+        self._views: list[ArrowView] = []
 
     # -- reading ------------------------------------------------------------------------------
 
     def open(self) -> Relation:
+        _duckdb()  # before anything is read: without DuckDB nothing can be checked
         self._table = self._call("load the table", self._load)
         snapshot = self._table.current_snapshot()
         self._snapshot_id = snapshot.snapshot_id if snapshot is not None else None
@@ -86,18 +96,21 @@ class IcebergSource:
         return self._relation_at(self._table, self._snapshot_id)
 
     def _relation_at(self, table: Any, snapshot_id: int | None) -> Relation:
-        """``table`` as of ``snapshot_id`` in a private copy (empty before the first one)."""
+        """``table`` as of ``snapshot_id`` in a private DuckDB view (empty before the first
+        snapshot)."""
         if snapshot_id is None:
             arrow = table.schema().as_arrow().empty_table()
         else:
             scan = table.scan(selected_fields=tuple(self._wanted), snapshot_id=snapshot_id)
             arrow = self._call("read the table", scan.to_arrow)
-        columns = [
-            FetchedColumn(name, _sql_type(arrow.schema.field(name).type)) for name in self._wanted
-        ]
-        copy = FetchedCopy(self._spec.table)
-        self._copies.append(copy)
-        return copy.load(columns, arrow.select(self._wanted).to_pylist(), self._key)
+
+        def in_duckdb() -> Relation:
+            view = ArrowView(self._spec.table)
+            self._views.append(view)  # closed with the source, even if loading fails
+            return view.load(arrow.select(self._wanted), self._key)
+
+        relation: Relation = self._call("read the table into DuckDB", in_duckdb)
+        return relation
 
     def read(self, key: Mapping[str, Any], column: str) -> Any:
         table = self._call("load the table", self._load)
@@ -112,9 +125,10 @@ class IcebergSource:
         return rows[0][column] if rows else None
 
     def close(self) -> None:
-        for copy in self._copies:
-            copy.close()
-        self._copies.clear()
+        """Close every DuckDB database the relations used, and let their Arrow data go."""
+        for view in self._views:
+            view.close()
+        self._views.clear()
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -333,17 +347,244 @@ def _translate(exc: Exception, what: str, secrets: Any) -> SourceError:
     return SourceError(f"Iceberg: cannot {what}: {detail}", transient=transient)
 
 
-def _sql_type(arrow_type: Any) -> sa.types.TypeEngine[Any]:
-    """The column type of the private copy for an Arrow type."""
+def _duckdb() -> tuple[Any, Any]:
+    """The ``duckdb`` module and duckdb-engine's DB-API connection wrapper."""
+    try:
+        import duckdb
+        from duckdb_engine import ConnectionWrapper
+    except ImportError as exc:
+        raise SourceError(
+            "type: iceberg needs duckdb: pip install 'dq-agent[iceberg]'", transient=False
+        ) from exc
+    return duckdb, ConnectionWrapper
+
+
+# The name the checks read the records by, in every DuckDB connection of a view.
+TABLE = "records"
+# The scanned Arrow table while it is screened (see ArrowView.load), the column numbering its
+# records in scan order there, and a window function's value over them.
+_SCANNED = "dq_agent_scanned"
+_ORDINAL = "dq_agent_ordinal"
+_WINDOW = "dq_agent_window"
+# No extension is ever fetched: scanning Arrow needs none, and the machine may be offline.
+_DUCKDB_CONFIG = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+
+
+class ArrowView:
+    """An Arrow table as the ``records`` table of a private in-memory DuckDB database.
+
+    DuckDB scans the Arrow buffers in place: nothing is copied unless some records must be
+    left out or values nulled, as :meth:`load` says. A registered Arrow table is seen only by
+    the DuckDB connection it was registered on, so every connection the engine's pool makes
+    is a cursor of the one database (DuckDB's way to share a database between threads) with
+    the table registered on it; timestamps with a time zone come back in UTC on each.
+    """
+
+    def __init__(self, label: str) -> None:
+        duckdb, self._wrapper = _duckdb()
+        self.label = label
+        self._database = duckdb.connect(":memory:", config=_DUCKDB_CONFIG)
+        self._arrow: Any = None
+        # Nothing else reaches the data through this URL (Great Expectations included): it
+        # lives in this process's memory alone.
+        self.url = f"duckdb:///:memory:{label}"
+        self.engine = sa.create_engine(self.url, creator=self._connect, poolclass=sa.pool.QueuePool)
+
+    def _connect(self) -> Any:
+        cursor = self._database.cursor()
+        cursor.execute("SET TimeZone = 'UTC'")
+        if self._arrow is not None:
+            cursor.register(TABLE, self._arrow)
+        return self._wrapper(cursor)
+
+    def load(self, arrow: Any, primary_key: Sequence[str]) -> Relation:
+        """``arrow`` as a relation keyed by ``primary_key``.
+
+        Records are screened as every fetched source's are (:class:`FetchedCopy`): a float
+        that is not finite, or a value that is not a single one (a list, a struct, bytes), is
+        read as null; a record without a key, or with a key already read, is left out; each is
+        listed in the relation's ``rejected``. Only when there is such a record are the rest
+        copied into a DuckDB table; otherwise the checks read the Arrow table itself.
+        """
+        kinds = {name: _kind(arrow.schema.field(name).type) for name in arrow.column_names}
+        columns = [
+            FetchedColumn(name, _sql_type(arrow.schema.field(name).type))
+            for name in arrow.column_names
+        ]
+        rejected: list[Rejected] = []
+        self._database.register(_SCANNED, arrow)
+        try:
+            if self._flawed(kinds, primary_key):
+                rejected = self._screen(arrow, columns, kinds, primary_key)
+            else:
+                self._arrow = arrow
+        finally:
+            self._database.unregister(_SCANNED)
+        table = sa.Table(
+            TABLE,
+            sa.MetaData(),
+            *[sa.Column(c.name, c.sql_type, primary_key=c.name in primary_key) for c in columns],
+        )
+        infos = {c.name: ColumnInfo(c.name, type_family(c.sql_type), c.sql_type) for c in columns}
+        return Relation(
+            self.engine,
+            table,
+            infos,
+            tuple(primary_key),
+            self.label,
+            self.url,
+            table=TABLE,
+            rejected=tuple(rejected),
+            frame=self.frame,
+        )
+
+    def frame(self) -> Any:
+        """The records as a pandas DataFrame (Great Expectations reads them there)."""
+        if self._arrow is not None:
+            return self._arrow.to_pandas()
+        return self._database.execute(f"SELECT * FROM {TABLE}").df()
+
+    def _flawed(self, kinds: Mapping[str, str], primary_key: Sequence[str]) -> bool:
+        """Whether some record has a value read as null, or a missing or repeated key."""
+        wrong = [m for m in (_misfit_sql(n, k) for n, k in kinds.items()) if m is not None]
+        wrong += [_missing_sql(k, kinds[k]) for k in primary_key]
+        tests = []
+        if wrong:
+            tests.append(f"EXISTS (SELECT 1 FROM {_SCANNED} WHERE {_any(wrong)})")
+        if primary_key:
+            keys = ", ".join(map(_quoted, primary_key))
+            tests.append(f"EXISTS (SELECT 1 FROM {_SCANNED} GROUP BY {keys} HAVING count(*) > 1)")
+        if not tests:
+            return False
+        [(found,)] = self._database.execute(f"SELECT {' OR '.join(tests)}").fetchall()
+        return bool(found)
+
+    def _screen(
+        self,
+        arrow: Any,
+        columns: Sequence[FetchedColumn],
+        kinds: Mapping[str, str],
+        primary_key: Sequence[str],
+    ) -> list[Rejected]:
+        """Copy the records that are kept into a DuckDB table, values that do not fit read
+        as null; the rejections, in the order :class:`FetchedCopy` lists them."""
+        import pyarrow as pa
+
+        numbered = arrow.append_column(_ORDINAL, pa.array(range(arrow.num_rows), pa.int64()))
+        self._database.register(_SCANNED, numbered)  # in place of the unnumbered one
+        ordinal = _quoted(_ORDINAL)
+        misfit = _any([m for m in (_misfit_sql(n, k) for n, k in kinds.items()) if m])
+        missing = _any([_missing_sql(k, kinds[k]) for k in primary_key])
+        keys = ", ".join(map(_quoted, primary_key))
+        # Without a key no record repeats another.
+        times = f"count(*) OVER (PARTITION BY {keys})" if keys else "1"
+        nth = f"row_number() OVER (PARTITION BY {keys} ORDER BY {ordinal})" if keys else "1"
+        # Only these records can be rejected: the others have keys of their own and fit.
+        suspects = self._database.execute(
+            f"SELECT {ordinal} FROM (SELECT *, {times} AS {_WINDOW} FROM {_SCANNED}) "
+            f"WHERE ({missing}) OR ({misfit}) OR {_WINDOW} > 1 ORDER BY {ordinal}"
+        ).fetchall()
+        rows = arrow.take(pa.array([n for (n,) in suspects], pa.int64())).to_pylist()
+        screened = [c for c in columns if kinds[c.name] != "plain" or c.name in primary_key]
+        rejected = _rejections(screened, rows, primary_key)
+
+        kept = ", ".join(_kept_sql(name, kind) for name, kind in kinds.items())
+        self._database.execute(
+            f"CREATE TABLE {TABLE} AS SELECT {kept} FROM "
+            f"(SELECT *, {nth} AS {_WINDOW} FROM {_SCANNED} WHERE NOT ({missing})) "
+            f"WHERE {_WINDOW} = 1 ORDER BY {ordinal}"
+        )
+        return rejected
+
+    def close(self) -> None:
+        self.engine.dispose()
+        self._arrow = None
+        with suppress(Exception):  # already closed
+            self._database.close()
+
+
+def _rejections(
+    columns: Sequence[FetchedColumn], rows: Sequence[Mapping[str, Any]], primary_key: Sequence[str]
+) -> list[Rejected]:
+    """What :meth:`FetchedCopy.load` reports of ``rows`` (in scan order), in its words."""
+    rejected: list[Rejected] = []
+    for _kept in screened(columns, rows, primary_key, rejected):
+        pass
+    return rejected
+
+
+def _kind(arrow_type: Any) -> str:
+    """``float`` (NaN and infinities are read as null), ``unheld`` (a list, struct, map or
+    bytes: not a single value, read as null) or ``plain``."""
     import pyarrow as pa
 
+    if pa.types.is_floating(arrow_type):
+        return "float"
+    binary = (
+        pa.types.is_binary(arrow_type)
+        or pa.types.is_large_binary(arrow_type)
+        or pa.types.is_fixed_size_binary(arrow_type)
+        or pa.types.is_binary_view(arrow_type)
+    )
+    return "unheld" if binary or pa.types.is_nested(arrow_type) else "plain"
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _any(tests: Sequence[str]) -> str:
+    return " OR ".join(f"({t})" for t in tests) or "false"
+
+
+def _misfit_sql(name: str, kind: str) -> str | None:
+    """DuckDB's test of a value of the column that is read as null, if any can be."""
+    if kind == "float":
+        return f"NOT isfinite({_quoted(name)})"
+    if kind == "unheld":
+        return f"{_quoted(name)} IS NOT NULL"
+    return None
+
+
+def _missing_sql(name: str, kind: str) -> str:
+    """DuckDB's test of a key column without a value (or with one read as null)."""
+    misfit = _misfit_sql(name, kind)
+    return f"{_quoted(name)} IS NULL" + (f" OR {misfit}" if misfit else "")
+
+
+def _kept_sql(name: str, kind: str) -> str:
+    if kind == "float":
+        return f"CASE WHEN isfinite({_quoted(name)}) THEN {_quoted(name)} END AS {_quoted(name)}"
+    if kind == "unheld":
+        return f"CAST(NULL AS VARCHAR) AS {_quoted(name)}"
+    return _quoted(name)
+
+
+class _Decimal(sa.Numeric[Decimal]):
+    """A decimal column read as DuckDB hands it back: duckdb-engine would pass the value
+    through a float, and lose digits past the fifteenth."""
+
+    cache_ok = True
+
+    def result_processor(self, dialect: sa.Dialect, coltype: object) -> None:
+        return None
+
+
+def _sql_type(arrow_type: Any) -> sa.types.TypeEngine[Any]:
+    """The column type the checks see for an Arrow type."""
+    import pyarrow as pa
+
+    if pa.types.is_timestamp(arrow_type):
+        # Iceberg's timestamptz is UTC in Arrow; its timestamp is wall-clock time, naive.
+        return sa.DateTime(timezone=arrow_type.tz is not None)
+    if pa.types.is_decimal(arrow_type):
+        return _Decimal(arrow_type.precision, arrow_type.scale)
     kinds: Sequence[tuple[Any, sa.types.TypeEngine[Any]]] = (
         (pa.types.is_boolean, sa.Boolean()),
         (pa.types.is_integer, sa.BigInteger()),
         (pa.types.is_floating, sa.Float()),
-        (pa.types.is_decimal, sa.Numeric()),
-        (pa.types.is_timestamp, sa.DateTime(timezone=True)),
         (pa.types.is_date, sa.Date()),
+        (pa.types.is_time, sa.Time()),
     )
     for test, kind in kinds:
         if test(arrow_type):

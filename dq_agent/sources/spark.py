@@ -53,11 +53,6 @@ def not_on_spark(spec: CheckSpec) -> str | None:
     return None
 
 
-def not_compiled(spec: CheckSpec) -> str:
-    """The error of an expectation left to Great Expectations, which cannot read Spark here."""
-    return f"{spec.type} {NOT_YET} (only compiled expectations run there)"
-
-
 def session(connector: SparkConnector) -> Any:
     """The process's SparkSession for ``connector`` (created once, never stopped here: other
     suites and runs share it)."""
@@ -85,13 +80,17 @@ def _create(connector: SparkConnector) -> Any:
         builder = builder.config(name, value)
     where = connector.remote or connector.master
     try:
+        if connector.remote is not None:
+            # A session of its own on the server, with this connector's settings: getOrCreate
+            # would hand back another connector's session to the same server.
+            return builder.create()
         return builder.getOrCreate()
     except Exception as exc:  # the JVM, py4j or gRPC: each means no session
         # A Spark Connect server that does not answer may come back; a local JVM that cannot
-        # start (no Java, a bad setting) will not by itself.
+        # start (no Java, a bad setting), or a setting the server refuses, will not by itself.
         raise SourceError(
             f"cannot start a Spark session on {where}: {_first_line(exc)}",
-            transient=connector.remote is not None,
+            transient=connector.remote is not None and _unreachable(exc),
         ) from exc
 
 
@@ -137,6 +136,7 @@ class SparkSource:
                 table=name,
                 schema=".".join(parts) or None,
                 bound=bound,
+                frame=self.frame,
             )
         else:
             query = self._spec.query
@@ -144,9 +144,23 @@ class SparkSource:
             typed = [sa.column(n, t) for n, t in described]
             sub = sa.text(query).columns(*typed).subquery("dq_source")
             self._relation = Relation(
-                cast(sa.Engine, engine), sub, columns, (), "query", url, query=query, bound=bound
+                cast(sa.Engine, engine),
+                sub,
+                columns,
+                (),
+                "query",
+                url,
+                query=query,
+                bound=bound,
+                frame=self.frame,
             )
         return self._relation
+
+    def frame(self) -> Any:
+        """The source as a DataFrame of the session (Great Expectations reads it there)."""
+        if self._spec.query is not None:
+            return self._spark.sql(self._spec.query)
+        return self._spark.table(self._spec.table)
 
     def _not_opened(self, exc: Exception) -> SourceError:
         detail = _first_line(exc)
