@@ -41,13 +41,20 @@ class _ColumnValues(_Expectation):
 
 
 class _Bounds(Model):
+    """Bounds either of which may be null (no bound), written so or left out, as in GX."""
+
     min_value: Any = None
     max_value: Any = None
     strict_min: bool = False
     strict_max: bool = False
 
+
+class _OneBound(_Bounds):
+    """Bounds of which GX requires one (a value-by-value test with neither would be
+    vacuous); a table's row count may have none, and is then vacuously within them."""
+
     @model_validator(mode="after")
-    def _one_bound(self) -> _Bounds:
+    def _one_bound(self) -> _OneBound:
         if self.min_value is None and self.max_value is None:
             raise PydanticCustomError("bounds", "expected min_value, max_value or both")
         return self
@@ -70,7 +77,7 @@ class _Ordered(_Bounds):
         return self
 
 
-class _ValuesBetween(_ColumnValues, _Ordered):
+class _ValuesBetween(_ColumnValues, _Ordered, _OneBound):
     pass
 
 
@@ -78,14 +85,16 @@ class _ValueSet(_ColumnValues):
     value_set: list[Any]
 
 
-class _ValueLengthsBetween(_ColumnValues, _Bounds):
+class _ValueLengthsBetween(_ColumnValues, _OneBound):
     min_value: int | None = None
     max_value: int | None = None
 
 
 def _comparable(value: Any) -> Any:
     """What GX compares a column's min, max, mean or sum with: a number, a date or a datetime
-    (written as such, or as a string that reads as one)."""
+    (written as such, or as a string that reads as one); null is no bound."""
+    if value is None:
+        return None
     if isinstance(value, int | float | dt.date) and not isinstance(value, bool):
         return value
     if isinstance(value, str):
