@@ -369,6 +369,25 @@ def test_a_dropped_day_fails(tmp_path: Path, engine_url: str) -> None:
     )
 
 
+def test_a_day_still_landing_is_not_judged_until_it_has_settled(
+    tmp_path: Path, engine_url: str
+) -> None:
+    """Monday's load lands in the morning: at 06:00 on Tuesday it holds a tenth of its rows."""
+    load_orders(engine_url, event_rows(daily_counts({nov(23): 20})), events_table())
+    early = datetime(2026, 11, 24, 6, tzinfo=UTC)
+    hasty = only_check(tmp_path / "hasty", engine_url, suite(), as_of=early)
+    assert (hasty.status, hasty.message) == (
+        "fail",
+        "2026-11-23: 20 rows, 90% below baseline 200 (usually 157–242 on Mondays)",
+    )
+    # With 12 hours to settle, at 06:00 Sunday is the last day judged; at noon, Monday.
+    settled = suite("{timestamp_column: created_at, settle: 12h}")
+    waiting = only_check(tmp_path / "waiting", engine_url, settled, as_of=early)
+    assert (waiting.status, waiting.observed["bucket"]) == ("pass", "2026-11-22T00:00:00+00:00")
+    noon = only_check(tmp_path / "noon", engine_url, settled, as_of=early + timedelta(hours=6))
+    assert (noon.status, noon.observed["bucket"]) == ("fail", "2026-11-23T00:00:00+00:00")
+
+
 def test_as_of_evaluates_an_earlier_day_and_ignores_later_rows(
     tmp_path: Path, engine_url: str
 ) -> None:

@@ -183,7 +183,7 @@ class NewValues(WindowedCheck[NewValuesArgs]):
         problem = self.problem()
         if problem:
             return error_result(self.spec, problem)
-        local = last_complete_bucket(self.ctx.at, self.args.bucket, self.zone)
+        local = last_complete_bucket(self.settled_at, self.args.bucket, self.zone)
         with self.relation.connect() as conn:
             return self.judge(conn, local)
 

@@ -110,7 +110,7 @@ class ColumnAnomaly(WindowedCheck[ColumnAnomalyArgs]):
         problem = self.problem()
         if problem:
             return error_result(self.spec, problem)
-        local = last_complete_bucket(self.ctx.at, self.args.bucket, self.zone)
+        local = last_complete_bucket(self.settled_at, self.args.bucket, self.zone)
         series = self.series(local - training_span(self.args), local + STEP[self.args.bucket])
         outcome, message, observed = self.judge(series, local)
         checked = result(self.spec, outcome != "anomaly", message, observed=observed)

@@ -94,7 +94,7 @@ class DistributionShift(WindowedCheck[DistributionShiftArgs]):
         problem = self.problem()
         if problem:
             return error_result(self.spec, problem)
-        local = last_complete_bucket(self.ctx.at, self.args.bucket, self.zone)
+        local = last_complete_bucket(self.settled_at, self.args.bucket, self.zone)
         buckets = self.histograms(local - training_span(self.args), local + STEP[self.args.bucket])
         found = self.judge(buckets, local)
         ok = found.outcome != "anomaly"

@@ -398,7 +398,7 @@ class VolumeAnomaly(WindowedCheck[VolumeAnomalyArgs]):
         if problem:
             return error_result(self.spec, problem)
         unit = self.args.bucket
-        local = last_complete_bucket(self.ctx.at, unit, self.zone)
+        local = last_complete_bucket(self.settled_at, unit, self.zone)
         window_start = local - training_span(self.args)
         series = self.series(window_start, local + STEP[unit])
         found = detect(

@@ -229,6 +229,12 @@ class WindowedCheck(Generic[ArgsT]):
         self.zone = ZoneInfo(self.args.timezone or ctx.timezone)
         self.window = Window(relation, self.args.timestamp_column, self.args.bucket, self.zone)
 
+    @property
+    def settled_at(self) -> datetime:
+        """The moment whose last complete bucket is judged: ``settle`` before now (or as-of),
+        so that a bucket whose rows are still landing is not judged yet."""
+        return self.ctx.at - self.args.settle
+
     def aggregates(self) -> dict[str, sa.ColumnElement[Any]]:
         return {}
 
@@ -241,7 +247,7 @@ class WindowedCheck(Generic[ArgsT]):
         problem = self.problem()
         if problem:
             raise DqAgentError(f"{self.spec.name}: {problem}")
-        return judged_buckets(start, end, self.ctx.at, self.args.bucket, self.zone)
+        return judged_buckets(start, end, self.settled_at, self.args.bucket, self.zone)
 
 
 def bucket_start(value: Any) -> datetime:

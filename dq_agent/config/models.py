@@ -706,6 +706,9 @@ class WindowedArgs(CheckArgs):
     training_days: int = Field(28, ge=1, le=3660)
     # How to read timestamps stored without a timezone; defaults to the suite's timezone.
     timezone: Timezone | None = None
+    # How long after a bucket ends its rows may still be landing (late loads): the bucket
+    # judged is the last one that ended at least this long ago.
+    settle: Duration = timedelta(0)
 
 
 class BaselineArgs(WindowedArgs):
