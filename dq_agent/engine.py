@@ -375,6 +375,7 @@ def context_for(
         previous_schema=store.last_schema(suite.suite) if store is not None else None,
         history=store,
         sql_engine=connections.sql_engine if connections is not None else None,
+        calendar=suite.calendar,
     )
 
 

@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from dq_agent.config import load_project
@@ -209,6 +210,21 @@ def test_a_text_column_cannot_have_a_mean(tmp_path: Path, sqlite_url: str) -> No
         "error",
         "mean need a numeric column; 'currency' is string",
     )
+
+
+@pytest.mark.parametrize(
+    ("check", "damage"), [(SHIFT, {"yen": {LAST: 0.12}}), (COLUMN, {"nulls": {LAST: 0.3}})]
+)
+def test_a_closure_day_of_the_suites_calendar_is_expected(
+    tmp_path: Path, sqlite_url: str, check: str, damage: dict[str, Any]
+) -> None:
+    load_orders(sqlite_url, payments(**damage), PAYMENTS)
+    root = project(tmp_path, sqlite_url, check)
+    assert run(root, now=NOW)[0].checks[0].status == "fail"
+    suite = root / "checks" / "payments.yml"
+    suite.write_text(suite.read_text() + "calendar: {closed: [2026-11-23]}\n")
+    [result] = run(root, now=NOW)[0].checks
+    assert (result.status, result.message) == ("pass", "2026-11-23: a closure day")
 
 
 def test_a_day_marked_expected_passes_and_leaves_the_baseline(

@@ -388,6 +388,48 @@ def test_a_day_still_landing_is_not_judged_until_it_has_settled(
     assert (noon.status, noon.observed["bucket"]) == ("fail", "2026-11-23T00:00:00+00:00")
 
 
+def test_a_holiday_or_closure_of_the_suites_calendar_is_expected_and_no_baseline(
+    tmp_path: Path, engine_url: str
+) -> None:
+    """Veterans Day (Wednesday 11 November 2026) is quiet; so is a closure on the 23rd."""
+    counts = daily_counts({nov(11): 30, nov(23): 25})
+    load_orders(engine_url, event_rows(counts), events_table())
+    after_holiday = datetime(2026, 11, 12, 10, tzinfo=UTC)
+    plain = only_check(tmp_path / "plain", engine_url, suite(), as_of=after_holiday)
+    assert plain.status == "fail"
+    with_calendar = suite() + "calendar: {country: us, closed: [2026-11-23]}\n"
+    holiday = only_check(tmp_path / "us", engine_url, with_calendar, as_of=after_holiday)
+    assert (holiday.status, holiday.message) == (
+        "pass",
+        "2026-11-11: 30 rows, a holiday (Veterans Day)",
+    )
+    closed = only_check(tmp_path / "closed", engine_url, with_calendar)
+    assert (closed.status, closed.message) == ("pass", "2026-11-23: 25 rows, a closure day")
+    # The quiet holiday is left out of later baselines: Wednesday the 18th is judged on 27 days.
+    later = only_check(
+        tmp_path / "later", engine_url, with_calendar, as_of=datetime(2026, 11, 19, tzinfo=UTC)
+    )
+    assert (later.status, later.observed["baseline_buckets"]) == ("pass", 27)
+
+
+def test_a_calendar_names_a_country_and_subdivision_the_holidays_package_knows(
+    tmp_path: Path,
+) -> None:
+    bad = {
+        "a": suite() + "calendar: {country: XX}\n",
+        "b": suite().replace("suite: events", "suite: b") + "calendar: {country: US, subdiv: ZZ}\n",
+    }
+    project_for(tmp_path, "sqlite:///x.db", bad)
+    issues = [str(i).replace(f"{tmp_path}/", "") for i in load_project(tmp_path).issues]
+    assert issues[0] == (
+        "checks/a.yml:6:21: calendar.country: expected a country code the holidays package "
+        "knows (US, DE…), got 'XX'"
+    )
+    assert issues[1].startswith(
+        "checks/b.yml:6:11: calendar: US has no subdivision 'ZZ'; expected one of: AK, AL,"
+    )
+
+
 def test_as_of_evaluates_an_earlier_day_and_ignores_later_rows(
     tmp_path: Path, engine_url: str
 ) -> None:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
+from functools import cache
 from typing import Any, Protocol
 
 import sqlalchemy as sa
 
-from dq_agent.config.models import CheckSpec
+from dq_agent.config.models import CalendarSpec, CheckSpec
 from dq_agent.results import CheckResult, Finding, Records, Status, failed_status
 from dq_agent.sources.base import Relation
 
@@ -46,16 +47,39 @@ class CheckContext:
     # Another SQL connector's engine by name, for checks that read a second table (reference);
     # raises SourceError for an unknown or non-SQL connector. None: not available here.
     sql_engine: Callable[[str], sa.Engine] | None = None
+    # The suite's days known to be unusual (holidays, closures).
+    calendar: CalendarSpec | None = None
 
     @property
     def at(self) -> datetime:
         return self.as_of or self.now
+
+    def known_day(self, day: date) -> str | None:
+        """Why ``day`` is no ordinary day by the suite's ``calendar:`` (a public holiday, a
+        closure), or None."""
+        calendar = self.calendar
+        if calendar is None:
+            return None
+        if day in calendar.closed:
+            return "a closure day"
+        if calendar.country is None:
+            return None
+        name = _holidays(calendar.country, calendar.subdiv).get(day)
+        return f"a holiday ({name})" if name else None
 
     def expected_buckets(self, check: str) -> set[datetime]:
         """Bucket starts (UTC) an owner marked "expected" for ``check``: they leave baselines."""
         if self.history is None:
             return set()
         return self.history.expected_buckets(self.suite, check)
+
+
+@cache
+def _holidays(country: str, subdiv: str | None) -> Any:
+    """A country's (or region's) public holidays; years are filled in as they are asked for."""
+    import holidays
+
+    return holidays.country_holidays(country, subdiv=subdiv)
 
 
 class PlannedCheck(Protocol):

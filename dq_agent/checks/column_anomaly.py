@@ -181,7 +181,7 @@ class ColumnAnomaly(WindowedCheck[ColumnAnomalyArgs]):
         """(outcome, message, observed) for the bucket starting at naive ``local``."""
         args, unit = self.args, self.args.bucket
         label = bucket_label(local, unit)
-        expected = self.ctx.expected_buckets(self.spec.name)
+        expected = self.expected(local - training_span(args), local + STEP[unit])
         before = [
             (start, series[start])
             for start in bucket_starts(local - training_span(args), local, unit, self.zone)
@@ -193,8 +193,8 @@ class ColumnAnomaly(WindowedCheck[ColumnAnomalyArgs]):
             "rows": int(current["rows"] or 0) if current else 0,
             "baseline_buckets": len(before),
         }
-        if to_utc(local, self.zone) in expected:
-            return "normal", f"{label}: marked as expected", observed
+        if (reason := expected.get(to_utc(local, self.zone))) is not None:
+            return "normal", f"{label}: {reason}", observed
         if len(before) < args.min_history:
             have = f"only {len(before)} {unit}s of history" if before else "no history yet"
             message = f"{label}: {have} (needs {args.min_history}): cannot judge yet"

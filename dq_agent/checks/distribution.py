@@ -169,7 +169,7 @@ class DistributionShift(WindowedCheck[DistributionShiftArgs]):
         label = bucket_label(local, unit)
         utc = to_utc(local, self.zone)
         current = buckets.get(local, _Bucket())
-        expected = self.ctx.expected_buckets(self.spec.name)
+        expected = self.expected(local - training_span(args), local + STEP[unit])
         baseline = [
             buckets[start]
             for start in bucket_starts(local - training_span(args), local, unit, self.zone)
@@ -190,7 +190,7 @@ class DistributionShift(WindowedCheck[DistributionShiftArgs]):
             )
 
         if utc in expected:
-            return shift("normal", "marked as expected")
+            return shift("normal", expected[utc])
         if len(baseline) < args.min_history:
             have = f"only {len(baseline)} {unit}s of history" if baseline else "no history yet"
             return shift(

@@ -118,7 +118,8 @@ def detect(
 
     ``series`` maps aware bucket starts to row counts; buckets after the first non-empty one
     that are missing count as zero. Only buckets within the training window before ``bucket``
-    form the baseline, minus those in ``expected`` (aware starts an owner marked "expected").
+    form the baseline, minus those in ``expected`` (aware starts an owner marked "expected",
+    or a mapping of them to why they are: a holiday, say).
     """
     zone = zone or ZoneInfo("UTC")
     unit: BucketUnit = args.bucket
@@ -144,7 +145,8 @@ def detect(
         )
 
     if utc in expected:
-        return verdict("expected", f"{plural(rows, 'row')}, marked as expected", None)
+        reason = expected[utc] if isinstance(expected, Mapping) else "marked as expected"
+        return verdict("expected", f"{plural(rows, 'row')}, {reason}", None)
     if len(history) < args.min_history:
         have = f"only {plural(len(history), unit)} of history" if history else "no history yet"
         message = f"{have} (needs {args.min_history}): cannot judge yet"
@@ -401,8 +403,9 @@ class VolumeAnomaly(WindowedCheck[VolumeAnomalyArgs]):
         local = last_complete_bucket(self.settled_at, unit, self.zone)
         window_start = local - training_span(self.args)
         series = self.series(window_start, local + STEP[unit])
+        expected = self.expected(window_start, local + STEP[unit])
         found = detect(
-            series, to_utc(local, self.zone), self.args, zone=self.zone, expected=self.expected()
+            series, to_utc(local, self.zone), self.args, zone=self.zone, expected=expected
         )
         return self._result(found, local, series)
 
@@ -427,10 +430,6 @@ class VolumeAnomaly(WindowedCheck[VolumeAnomalyArgs]):
         merged = {moment: float(counts.get(moment, stored.get(moment, 0))) for moment in starts}
         first = next((m for m, rows in merged.items() if rows > 0), None)
         return {m: rows for m, rows in merged.items() if first is not None and m >= first}
-
-    def expected(self) -> set[datetime]:
-        """Bucket starts (UTC) an owner marked "expected"."""
-        return self.ctx.expected_buckets(self.spec.name)
 
     def _stored(self, since: datetime) -> dict[datetime, float]:
         history = self.ctx.history
@@ -500,7 +499,7 @@ def backtest(
         series = check.series(judged[0] - training_span(check.args), judged[-1] + STEP[unit])
     except sa.exc.SQLAlchemyError as exc:
         raise translate(exc, relation.engine.url) from exc
-    expected = check.expected()
+    expected = check.expected(judged[0] - training_span(check.args), judged[-1] + STEP[unit])
     return [
         _verdict(
             detect(series, to_utc(local, zone), check.args, zone=zone, expected=expected), spec

@@ -235,6 +235,19 @@ class WindowedCheck(Generic[ArgsT]):
         so that a bucket whose rows are still landing is not judged yet."""
         return self.ctx.at - self.args.settle
 
+    def expected(self, start: datetime, end: datetime) -> dict[datetime, str]:
+        """The buckets (UTC starts) of naive ``[start, end)`` not judged like the others, and
+        why: days of the suite's calendar (daily and hourly buckets), and those an owner marked
+        "expected". None of them is part of a baseline."""
+        known: dict[datetime, str] = {}
+        if self.args.bucket != "week" and self.ctx.calendar is not None:
+            for local in bucket_starts(start, end, self.args.bucket, self.zone):
+                reason = self.ctx.known_day(local.date())
+                if reason is not None:
+                    known[to_utc(local, self.zone)] = reason
+        known.update((m, "marked as expected") for m in self.ctx.expected_buckets(self.spec.name))
+        return known
+
     def aggregates(self) -> dict[str, sa.ColumnElement[Any]]:
         return {}
 

@@ -460,6 +460,7 @@ def _load_suite(
         verify=header.verify,
         engine=header.engine,
         fixes=tuple(header.fixes),
+        calendar=header.calendar,
     )
     return suite, suite_id
 

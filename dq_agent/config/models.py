@@ -6,7 +6,7 @@ The core never touches raw dicts: everything is validated here once, at the edge
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -906,6 +906,43 @@ def _cron(value: Any) -> str:
     return value
 
 
+def _country(value: Any) -> Any:
+    import holidays
+
+    if isinstance(value, str) and value.upper() not in holidays.list_supported_countries():
+        raise PydanticCustomError(
+            "country",
+            f"expected a country code the holidays package knows (US, DE…), got {value!r}",
+        )
+    return value.upper() if isinstance(value, str) else value
+
+
+class CalendarSpec(Model):
+    """Days a suite's data is known to be unusual: a country's public holidays (``subdiv``: a
+    state or region) and the suite's own closures. The time-bucketed checks judge those days
+    as expected and leave them out of every baseline."""
+
+    country: Annotated[str, BeforeValidator(_country)] | None = None
+    subdiv: str | None = None
+    closed: list[date] = []
+
+    @model_validator(mode="after")
+    def _known_subdivision(self) -> CalendarSpec:
+        import holidays
+
+        if self.subdiv is not None:
+            if self.country is None:
+                raise PydanticCustomError("calendar", "subdiv needs a country")
+            known = holidays.list_supported_countries()[self.country]
+            if self.subdiv.upper() not in {k.upper() for k in known}:
+                raise PydanticCustomError(
+                    "calendar",
+                    f"{self.country} has no subdivision {self.subdiv!r}; "
+                    f"expected one of: {', '.join(known)}",
+                )
+        return self
+
+
 class SuiteHeader(Model):
     """The parts of a suite validated without knowing its connector or checks."""
 
@@ -925,6 +962,7 @@ class SuiteHeader(Model):
     # Suites that must pass after the restarted pipelines finish, before the incident closes.
     verify: People = ()
     fixes: list[RunbookFix] = []
+    calendar: CalendarSpec | None = None
     # compiled: common expectations answered from dq-agent's own scan; gx: every expectation
     # through Great Expectations (for debugging a difference).
     engine: Literal["compiled", "gx"] = "compiled"
@@ -957,3 +995,4 @@ class Suite(Model):
     verify: tuple[str, ...] = ()
     engine: Literal["compiled", "gx"] = "compiled"
     fixes: tuple[RunbookFix, ...] = ()
+    calendar: CalendarSpec | None = None
