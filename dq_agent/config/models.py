@@ -926,21 +926,28 @@ class CalendarSpec(Model):
     subdiv: str | None = None
     closed: list[date] = []
 
-    @model_validator(mode="after")
-    def _known_subdivision(self) -> CalendarSpec:
+    @model_validator(mode="before")
+    @classmethod
+    def _known_subdivision(cls, data: Any) -> Any:
+        """``subdiv`` as the holidays package spells it (``vic`` is ``VIC``)."""
         import holidays
 
-        if self.subdiv is not None:
-            if self.country is None:
-                raise PydanticCustomError("calendar", "subdiv needs a country")
-            known = holidays.list_supported_countries()[self.country]
-            if self.subdiv.upper() not in {k.upper() for k in known}:
-                raise PydanticCustomError(
-                    "calendar",
-                    f"{self.country} has no subdivision {self.subdiv!r}; "
-                    f"expected one of: {', '.join(known)}",
-                )
-        return self
+        if not isinstance(data, dict) or data.get("subdiv") is None:
+            return data
+        country, subdiv = data.get("country"), str(data["subdiv"])
+        if country is None:
+            raise PydanticCustomError("calendar", "subdiv needs a country")
+        known = holidays.list_supported_countries().get(str(country).upper())
+        if known is None:
+            return data  # the country's own error says why
+        spelt = next((code for code in known if code.upper() == subdiv.upper()), None)
+        if spelt is None:
+            raise PydanticCustomError(
+                "calendar",
+                f"{str(country).upper()} has no subdivision {subdiv!r}; "
+                f"expected one of: {', '.join(known)}",
+            )
+        return {**data, "subdiv": spelt}
 
 
 class SuiteHeader(Model):
