@@ -668,5 +668,12 @@ def test_the_benchmark_runs_on_real_series() -> None:
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    for line in ("  drop ", "  spike ", "  zero ", "  all of the above "):
+    for line in (
+        "recall: caught/judged",
+        "false alarms: alerts/judged",
+        "without a calendar (only days with no count are expected)",
+        "with the calendar (its holidays and closure days are expected too)",
+        "  all but Birrarung Marr ",
+    ):
         assert line in done.stdout
+    assert [w for w in ("drop", "spike", "zero") if w not in done.stdout] == []
