@@ -295,10 +295,10 @@ def evaluate_checks(
     scanned = _scan(relation, planned)
     judged = {name: _evaluate(check, scanned[name]) for name, check in planned.items()}
     judged.update(_with_findings(relation, ctx, planned, judged))
-    if relation.bound is not None and not spark:
+    if relation.bound is not None and relation.frame is None:
         # Great Expectations opens connections of its own: it would judge production, not the
-        # branch, and so could never tell that a change breaks it. (A Spark source's bound
-        # connection is its session, which GX reads too; Spark sources have no branches.)
+        # branch, and so could never tell that a change breaks it. (Given the relation's own
+        # DataFrame, it reads what the checks read.)
         early.update(
             (spec.name, error_result(spec, NOT_ON_A_BRANCH))
             for spec in via_gx

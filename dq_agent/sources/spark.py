@@ -107,11 +107,7 @@ class SparkSource:
         connection = SparkConnection(self._spark)
         engine = sa.create_mock_engine(sa.make_url("databricks://"), connection.mock_execute)
         try:
-            if self._spec.table is not None:
-                schema = self._spark.table(self._spec.table).schema
-            else:
-                assert self._spec.query is not None
-                schema = self._spark.sql(self._spec.query).schema
+            schema = self.frame().schema
         except Exception as exc:  # pyspark's AnalysisException, ParseException, gRPC errors
             raise self._not_opened(exc) from exc
         described = [(f.name, spark_type(f.dataType)) for f in schema.fields]
