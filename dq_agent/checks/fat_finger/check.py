@@ -1,8 +1,16 @@
 """``fat_finger``: values a typing slip away from what the record should hold.
 
-The work happens in the database: the witness is computed in SQL and only the records that
-disagree with it come back (at most :data:`MAX_ANALYSED`); peers are read as five-number
-summaries. Records without a witness value are judged against their peers alone.
+The work happens in the database, in at most two reads of the table beyond the suite's shared
+scan (which counts the records, those that disagree with their witness, and the decimal places
+each column uses):
+
+1. one aggregate query for the peers: histograms of every analysed column per group
+   (:func:`~dq_agent.checks.fat_finger.peers.survey`);
+2. one bounded read of the candidates (at most :data:`MAX_ANALYSED`): records that disagree
+   with their witness, and records without a witness value whose value, or the witness input
+   it implies, is untypical among their peers.
+
+When nothing disagrees and no record lacks a witness value, neither runs.
 
 Record history (the value last accepted) is not used: SQL sources do not keep it.
 """
@@ -11,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any
@@ -21,24 +29,31 @@ import sqlalchemy as sa
 from dq_agent.checks.base import CheckContext, count_where, error_result, plural, result
 from dq_agent.checks.fat_finger.decide import (
     Z_OUTLIER,
+    Implied,
     Judgement,
     Peer,
+    Unwitnessed,
     Witnessed,
-    judge_peers,
+    judge_unwitnessed,
     judge_witnessed,
 )
-from dq_agent.checks.fat_finger.peers import MIN_PEERS, Peers, Spread, measure, to_decimal
+from dq_agent.checks.fat_finger.peers import MIN_PEERS, Peers, Spread, survey, to_decimal
 from dq_agent.config.models import CheckSpec, FatFingerArgs
 from dq_agent.expressions import Expression, ExpressionError, numeric_type, parse
 from dq_agent.results import Action, CheckResult, Finding, key_text
 from dq_agent.sources.base import ColumnInfo, Relation
 
-# Disagreeing records examined per run at most; the result says when there were more.
+# Candidate records examined per run at most; the result says when there were more.
 MAX_ANALYSED = 10_000
+# Groups whose own outlier bounds screen the records without a witness value; records of
+# other groups are screened against all rows (and still judged against their own group).
+MAX_SCREENED_GROUPS = 1_000
 # Differences below this share of the witness are floating-point noise, not discrepancies.
 RELATIVE_TOLERANCE = Decimal("1e-9")
 # The share of values allowed more decimal places than the column is judged to use.
 PLACES_SLACK = 0.005
+# Decimal places probed when a column's type does not say how many it keeps.
+PROBED_PLACES = 4
 _NUMERIC_FAMILIES = ("integer", "number", "unknown")
 _ACTION_ORDER: dict[Action, int] = {"auto_correct": 0, "propose": 1, "report": 2}
 
@@ -47,7 +62,7 @@ _Keyed = tuple[Judgement, dict[str, Any]]
 
 
 class FatFinger:
-    """Planned ``fat_finger`` check: nothing for the shared scan, its own bounded queries."""
+    """Planned ``fat_finger`` check: counts in the shared scan, then its own bounded queries."""
 
     def __init__(self, spec: CheckSpec, relation: Relation, ctx: CheckContext) -> None:
         assert isinstance(spec.args, FatFingerArgs)
@@ -57,27 +72,30 @@ class FatFinger:
         self.ctx = ctx
         self.key: tuple[str, ...] = ctx.key or relation.primary_key
         self.group_by: tuple[str, ...] = tuple(self.args.peers.group_by if self.args.peers else ())
-
-    def aggregates(self) -> dict[str, sa.ColumnElement[Any]]:
-        # The witness may name columns that are not there: checked in evaluate(), so that a
-        # mistake here cannot break the suite's shared scan.
-        return {}
-
-    def evaluate(self, values: Mapping[str, Any]) -> CheckResult:
-        witness: Expression | None = None
+        self.witness: Expression | None = None
+        self.problem: str | None = None
         if self.args.witness is not None:
             try:
-                witness = parse(self.args.witness)
+                self.witness = parse(self.args.witness)
             except ExpressionError as exc:
-                return error_result(self.spec, f"invalid witness {self.args.witness!r}: {exc}")
-        problem = self._problem(witness)
-        if problem is not None:
-            return error_result(self.spec, problem)
-        return _Run(self, witness, self.relation).result()
+                self.problem = f"invalid witness {self.args.witness!r}: {exc}"
+        self.problem = self.problem or self._problem()
 
-    def _problem(self, witness: Expression | None) -> str | None:
+    def aggregates(self) -> dict[str, sa.ColumnElement[Any]]:
+        # A witness naming columns that are not there is reported by evaluate(): nothing of it
+        # may reach the suite's shared scan and break it.
+        if self.problem is not None:
+            return {}
+        return _Query(self, self.relation).counts()
+
+    def evaluate(self, values: Mapping[str, Any]) -> CheckResult:
+        if self.problem is not None:
+            return error_result(self.spec, self.problem)
+        return _Run(self, values).result()
+
+    def _problem(self) -> str | None:
         columns = self.relation.columns
-        inputs = sorted(witness.columns()) if witness is not None else []
+        inputs = sorted(self.witness.columns()) if self.witness is not None else []
         wanted = [self.args.column, *inputs, *self.group_by]
         missing = [n for n in dict.fromkeys(wanted) if n not in columns]
         if missing:
@@ -97,78 +115,96 @@ class FatFinger:
         return None
 
 
-class _Run:
-    """One evaluation: the queries, the judgements, the result."""
+class _Query:
+    """The check's SQL over one relation."""
 
-    def __init__(
-        self,
-        check: FatFinger,
-        witness: Expression | None,
-        relation: Relation,
-        not_numbers: tuple[int, tuple[Finding, ...]] = (0, ()),
-    ) -> None:
+    def __init__(self, check: FatFinger, relation: Relation) -> None:
         self.check = check
-        self.spec = check.spec
-        self.args = check.args
         self.relation = relation
-        self.witness = witness
-        self.inputs = sorted(witness.columns()) if witness is not None else []
-        # Values left out of the analysis because they are not numbers: how many, and the
-        # first few as findings.
-        self.not_numbers = not_numbers
-        self.column = self.relation.column(self.args.column)
-        self.info = self.relation.columns[self.args.column]
-        self.tolerance = _half_unit(self.info)
+        self.witness = check.witness
+        self.inputs = sorted(self.witness.columns()) if self.witness is not None else []
+        self.analysed = list(dict.fromkeys([check.args.column, *self.inputs]))
+        self.column = relation.column(check.args.column)
+        self.value = sa.cast(self.column, numeric_type())
+        self.tolerance = _half_unit(relation.columns[check.args.column])
         self.witness_sql = (
-            witness.to_sql(self.relation.column) if witness is not None else sa.null()
+            self.witness.to_sql(relation.column) if self.witness is not None else sa.null()
         )
 
-    def result(self) -> CheckResult:
-        counts = self._counts()
-        if counts["not_numbers"] and not self.not_numbers[0]:
-            # Text in a number column (SQLite keeps what it is given), NaN or infinity: one
-            # such value must not stop the check. Report it, and judge the other records.
-            found = (int(counts["not_numbers"]), self._not_numbers())
-            return _Run(self.check, self.witness, self._numbers_only(), found).result()
-        judgements: list[_Keyed] = []
-        examined = 0
-        suspicious = int(counts["disagree"])
-        if self.witness is not None and suspicious:
-            rows = self._fetch(self._disagrees(), MAX_ANALYSED)
-            examined += len(rows)
-            judgements += self._judge_witnessed(rows)
-        outliers, fetched, peer_judgements = self._peer_candidates(int(counts["unwitnessed"]))
-        suspicious += outliers
-        examined += fetched
-        judgements += peer_judgements
-        return self._result(counts, suspicious, examined, judgements)
+    def counts(self) -> dict[str, sa.ColumnElement[Any]]:
+        """Aggregates for the shared scan: records, witness agreement, decimal places in use.
 
-    # -- queries --------------------------------------------------------------------------
+        Everything but ``rows`` and ``not_numbers`` counts only records whose analysed
+        columns hold numbers (SQLite keeps text in any column).
+        """
+        number = sa.not_(self.not_a_number())
+        present = sa.and_(number, self.column.is_not(None))
+        counts: dict[str, sa.ColumnElement[Any]] = {
+            "rows": sa.func.count(),
+            "not_numbers": count_where(self.not_a_number()),
+            "values": count_where(present),
+        }
+        if self.witness is not None:
+            counts["witnessed"] = count_where(sa.and_(present, self.witness_sql.is_not(None)))
+            counts["disagree"] = count_where(sa.and_(number, self.disagrees()))
+        for i, name in enumerate(self.analysed):
+            declared = _places(self.relation.columns[name])
+            if declared == 0:
+                continue
+            column = self.relation.column(name)
+            num = sa.cast(column, numeric_type())
+            counts[f"places{i}"] = count_where(sa.and_(number, column.is_not(None)))
+            for p in range((declared if declared is not None else PROBED_PLACES) + 1):
+                rounded = sa.func.round(num, p, type_=numeric_type())
+                off = sa.func.abs(rounded - num) > sa.literal(Decimal("1e-9"), numeric_type())
+                counts[f"places{i}_{p}"] = count_where(sa.and_(number, off))
+        return counts
 
-    def _disagrees(self) -> sa.ColumnElement[bool]:
-        num = sa.cast(self.column, numeric_type())
+    def places(self, counts: Mapping[str, Any]) -> dict[str, int | None]:
+        """The decimal places each analysed column's values use (None: not known).
+
+        A price column declared NUMERIC(12, 2) that only ever holds whole dollars makes
+        $436.80 an unlikely price: what people type is what the column holds, not its type.
+        """
+        places: dict[str, int | None] = {}
+        for i, name in enumerate(self.analysed):
+            places[name] = _places(self.relation.columns[name])
+            values = int(counts.get(f"places{i}") or 0)
+            # A handful of odd values (0.5%) does not make a column hold cents.
+            fitting = [
+                p
+                for p in range(PROBED_PLACES + 1)
+                if f"places{i}_{p}" in counts
+                and int(counts[f"places{i}_{p}"] or 0) <= values * PLACES_SLACK
+            ]
+            if values and fitting:
+                places[name] = fitting[0]
+        return places
+
+    def disagrees(self) -> sa.ColumnElement[bool]:
         w = self.witness_sql
         allowed = sa.literal(self.tolerance, numeric_type()) + sa.func.abs(w) * sa.literal(
             RELATIVE_TOLERANCE, numeric_type()
         )
-        return sa.and_(self.column.is_not(None), w.is_not(None), sa.func.abs(num - w) > allowed)
+        return sa.and_(
+            self.column.is_not(None), w.is_not(None), sa.func.abs(self.value - w) > allowed
+        )
 
-    def _analysed(self) -> list[str]:
-        return list(dict.fromkeys([self.args.column, *self.inputs]))
-
-    def _not_a_number(self) -> sa.ColumnElement[bool]:
+    def not_a_number(self) -> sa.ColumnElement[bool]:
         dialect = self.relation.engine.dialect.name
-        return sa.or_(*[_not_a_number(self.relation.column(n), dialect) for n in self._analysed()])
+        return sa.or_(*[_not_a_number(self.relation.column(n), dialect) for n in self.analysed])
 
-    def _not_numbers(self) -> tuple[Finding, ...]:
+    def not_numbers_found(self) -> tuple[Finding, ...]:
         """The first records holding something other than a number, as findings."""
         key = self.check.key
-        names = self._analysed()
         # Untyped: a typed column would try (and fail) to turn "abc" into a number.
-        raw = [sa.type_coerce(self.relation.column(n), sa.types.NullType()).label(n) for n in names]
+        raw = [
+            sa.type_coerce(self.relation.column(n), sa.types.NullType()).label(n)
+            for n in self.analysed
+        ]
         query = (
             sa.select(*[self.relation.column(k).label(k) for k in key], *raw)
-            .where(self._not_a_number())
+            .where(self.not_a_number())
             .order_by(*[self.relation.column(k) for k in key])
             .limit(self.check.ctx.max_findings)
         )
@@ -182,40 +218,166 @@ class _Run:
                 reason=f"{name} holds {_shown(row[name])}, not a number",
             )
             for row in rows
-            for name in names
+            for name in self.analysed
             if not _is_number(row[name])
         )
 
-    def _numbers_only(self) -> Relation:
+    def numbers_only(self) -> Relation:
         """The relation without the records holding something other than a number."""
-        numbers = sa.select(self.relation.selectable).where(sa.not_(self._not_a_number()))
+        numbers = sa.select(self.relation.selectable).where(sa.not_(self.not_a_number()))
         return replace(self.relation, selectable=numbers.subquery("numbers"))
 
-    def _counts(self) -> Mapping[str, Any]:
-        present = self.column.is_not(None)
-        aggregates: list[sa.ColumnElement[Any]] = [
-            sa.func.count().label("rows"),
-            sa.func.count(self.column).label("values"),
-            count_where(self._not_a_number()).label("not_numbers"),
-        ]
-        if self.witness is not None:
-            aggregates += [
-                count_where(sa.and_(present, self.witness_sql.is_not(None))).label("witnessed"),
-                count_where(sa.and_(present, self.witness_sql.is_(None))).label("unwitnessed"),
-                count_where(self._disagrees()).label("disagree"),
-            ]
-        query = sa.select(*aggregates).select_from(self.relation.selectable)
-        with self.relation.connect() as conn:
-            row = dict(conn.execute(query).mappings().one())
-        if self.witness is None:
-            row.update(witnessed=0, unwitnessed=row["values"], disagree=0)
-        return row
+    def solved(self, name: str, at: int) -> sa.ColumnElement[Any]:
+        """The witness in SQL with input ``name`` set to ``at``."""
+        assert self.witness is not None
+        fixed = sa.literal(Decimal(at), numeric_type())
+        return self.witness.to_sql(lambda n: fixed if n == name else self.relation.column(n))
 
-    def _fetch(self, where: sa.ColumnElement[bool], limit: int) -> Sequence[Mapping[str, Any]]:
+    def candidates(
+        self, peers: Mapping[str, Peers], places: Mapping[str, int | None]
+    ) -> tuple[sa.FromClause, sa.ColumnElement[bool], sa.ColumnElement[bool]]:
+        """Where the candidates are read from, which records qualify, and which of those
+        lack a witness value (screened against their peers)."""
+        source, bounds = self._bounds(peers)
+        low, high = bounds[self.check.args.column]
+        outside = [sa.or_(self.value < low, self.value > high)]
+        for name in self.inputs if self.witness is not None else []:
+            at_zero, at_one = self.solved(name, 0), self.solved(name, 1)
+            slope = at_one - at_zero
+            implied = (self.value - at_zero) / sa.func.nullif(
+                slope, sa.literal(Decimal(0), numeric_type())
+            )
+            low, high = bounds[name]
+            untypical = [implied <= 0, implied < low, implied > high]
+            kept = places.get(name)
+            if kept is not None:
+                # No value with the input's decimal places gives the observed value.
+                rounded = sa.func.round(implied, kept, type_=numeric_type())
+                allowed = sa.literal(self.tolerance, numeric_type()) + sa.func.abs(
+                    self.value
+                ) * sa.literal(RELATIVE_TOLERANCE, numeric_type())
+                untypical.append(sa.func.abs((rounded - implied) * slope) > allowed)
+            column = self.relation.column(name)
+            outside.append(sa.and_(column.is_(None), at_one.is_not(None), sa.or_(*untypical)))
+        screened = sa.and_(
+            self.column.is_not(None),
+            self.value > 0,
+            self.witness_sql.is_(None),
+            sa.or_(*outside),
+        )
+        if self.witness is None:
+            return source, screened, screened
+        return source, sa.or_(self.disagrees(), screened), screened
+
+    def _bounds(
+        self, peers: Mapping[str, Peers]
+    ) -> tuple[sa.FromClause, dict[str, tuple[sa.ColumnElement[Any], sa.ColumnElement[Any]]]]:
+        """Each analysed column's outlier bounds as SQL: the record's group's where it has
+        enough peers (a join with a small table of bounds per group), else all rows'."""
+        num = numeric_type()
+
+        def literal(value: Decimal | None) -> sa.ColumnElement[Any]:
+            return sa.cast(sa.null() if value is None else sa.literal(value, num), num)
+
+        # Inputs are judged for the value a record without them implies: the record is not
+        # among their peers, so beyond their range is untypical too.
+        column = self.check.args.column
+        defaults = {
+            name: _limits(peers[name].overall, within=name != column) for name in self.analysed
+        }
+        group_by = self.check.group_by
+        counted: Counter[tuple[Any, ...]] = Counter()
+        for name in self.analysed:
+            for group, spread in peers[name].groups.items():
+                if spread.count >= MIN_PEERS and all(v is not None for v in group):
+                    counted[group] = max(counted[group], spread.count)
+        groups = [g for g, _ in counted.most_common(MAX_SCREENED_GROUPS)]
+        if not group_by or not groups:
+            return self.relation.selectable, {
+                name: (literal(limit[0] if limit else None), literal(limit[1] if limit else None))
+                for name, limit in defaults.items()
+            }
+        rows = []
+        for group in groups:
+            cells = [
+                sa.cast(
+                    sa.literal(v, self.relation.column(n).type), self.relation.column(n).type
+                ).label(f"g{i}")
+                for i, (n, v) in enumerate(zip(group_by, group, strict=True))
+            ]
+            for i, name in enumerate(self.analysed):
+                limit = _limits(peers[name].groups.get(group), within=name != column)
+                cells.append(literal(limit[0] if limit else None).label(f"low{i}"))
+                cells.append(literal(limit[1] if limit else None).label(f"high{i}"))
+            rows.append(sa.select(*cells))
+        table = sa.union_all(*rows).subquery("bounds")
+        source = self.relation.selectable.outerjoin(
+            table,
+            sa.and_(*[self.relation.column(n) == table.c[f"g{i}"] for i, n in enumerate(group_by)]),
+        )
+        bounds: dict[str, tuple[sa.ColumnElement[Any], sa.ColumnElement[Any]]] = {}
+        for i, name in enumerate(self.analysed):
+            default = defaults[name]
+            low: sa.ColumnElement[Any] = table.c[f"low{i}"]
+            high: sa.ColumnElement[Any] = table.c[f"high{i}"]
+            if default is not None:
+                low = sa.func.coalesce(low, literal(default[0]), type_=num)
+                high = sa.func.coalesce(high, literal(default[1]), type_=num)
+            bounds[name] = (low, high)
+        return source, bounds
+
+
+class _Run:
+    """One evaluation: the queries, the judgements, the result."""
+
+    def __init__(self, check: FatFinger, counts: Mapping[str, Any]) -> None:
+        self.check = check
+        self.spec = check.spec
+        self.args = check.args
+        self.counts = counts
+        self.witness = check.witness
+        self.left_out = int(counts["not_numbers"] or 0)
+        query = _Query(check, check.relation)
+        # Text in a number column (SQLite keeps what it is given), NaN or infinity: one such
+        # value must not stop the check. Report it, and judge the other records.
+        self.unreadable = query.not_numbers_found() if self.left_out else ()
+        self.relation = query.numbers_only() if self.left_out else check.relation
+        self.query = _Query(check, self.relation) if self.left_out else query
+        self.inputs = self.query.inputs
+        self.tolerance = self.query.tolerance
+
+    def result(self) -> CheckResult:
+        values = int(self.counts["values"] or 0)
+        witnessed = int(self.counts.get("witnessed") or 0)
+        disagree = int(self.counts.get("disagree") or 0)
+        if not disagree and witnessed == values:
+            return self._result(0, 0, [])
+        places = self.query.places(self.counts)
+        peers = survey(self.relation, self.query.analysed, self.check.group_by)
+        source, where, screened = self.query.candidates(peers, places)
+        rows = self._fetch(source, where, MAX_ANALYSED + 1)
+        without = sum(1 for row in rows if self._witness_value(row) is None)
+        suspicious = disagree + without
+        if len(rows) > MAX_ANALYSED:
+            rows = rows[:MAX_ANALYSED]
+            count = sa.select(sa.func.count()).select_from(source).where(screened)
+            with self.relation.connect() as conn:
+                suspicious = disagree + int(conn.execute(count).scalar_one())
+        judgements: list[_Keyed] = []
+        for row in rows:
+            judged = self._judge(row, peers, places)
+            if judged is not None:
+                judgements.append((judged, {k: row[k] for k in self.check.key}))
+        return self._result(suspicious, len(rows), judgements)
+
+    def _fetch(
+        self, source: sa.FromClause, where: sa.ColumnElement[bool], limit: int
+    ) -> list[dict[str, Any]]:
         names = list(dict.fromkeys([*self.check.key, self.args.column, *self.inputs]))
         names += [g for g in self.check.group_by if g not in names]
         query = (
             sa.select(*[self.relation.column(n).label(n) for n in names])
+            .select_from(source)
             .where(where)
             .order_by(*[self.relation.column(k) for k in self.check.key])
             .limit(limit)
@@ -223,134 +385,72 @@ class _Run:
         with self.relation.connect() as conn:
             return [dict(row) for row in conn.execute(query).mappings()]
 
-    def _key(self, row: Mapping[str, Any]) -> dict[str, Any]:
-        return {k: row[k] for k in self.check.key}
+    def _witness_value(self, row: Mapping[str, Any]) -> Decimal | None:
+        return None if self.witness is None else self.witness.evaluate(row)
 
-    def _group(self, row: Mapping[str, Any]) -> tuple[Any, ...]:
-        return tuple(row[g] for g in self.check.group_by)
-
-    # -- witness path ---------------------------------------------------------------------
-
-    def _judge_witnessed(self, rows: Sequence[Mapping[str, Any]]) -> list[_Keyed]:
+    def _judge(
+        self, row: Mapping[str, Any], peers: Mapping[str, Peers], places: Mapping[str, int | None]
+    ) -> Judgement | None:
+        group = tuple(row[g] for g in self.check.group_by)
+        observed = to_decimal(row[self.args.column])
+        column_peer = Peer(*peers[self.args.column].lookup(group))
+        value = self._witness_value(row)
+        if value is None:
+            return judge_unwitnessed(
+                Unwitnessed(
+                    column=self.args.column,
+                    observed=observed,
+                    peer=column_peer,
+                    places=places[self.args.column],
+                    implied=self._implied(row, peers, places, group),
+                    tolerance=self.tolerance,
+                    max_magnitude=self.args.max_magnitude,
+                    why_no_witness=self._why_no_witness(row),
+                )
+            )
         assert self.witness is not None
-        groups = {self._group(r) for r in rows}
-        column_peers = self._measure(self.args.column, groups)
-        input_peers = {name: self._measure(name, groups) for name in self.inputs}
-        places = self._places_in_use(self.inputs)
-        judgements: list[_Keyed] = []
-        for row in rows:
-            observed = to_decimal(row[self.args.column])
-            value = self.witness.evaluate(row)
-            if value is None:
-                continue
-            if abs(observed - value) <= self.tolerance + abs(value) * RELATIVE_TOLERANCE:
-                continue  # the database's floating point disagreed; exact decimals do not
-            group = self._group(row)
-            inputs = {n: None if row[n] is None else to_decimal(row[n]) for n in self.inputs}
-            record = Witnessed(
+        if abs(observed - value) <= self.tolerance + abs(value) * RELATIVE_TOLERANCE:
+            return None  # the database's floating point disagreed; exact decimals do not
+        return judge_witnessed(
+            Witnessed(
                 column=self.args.column,
                 observed=observed,
                 witness=self.witness,
                 value=value,
                 exact=self.witness.evaluate(row, exact=True) is not None,
-                inputs=inputs,
-                column_peer=Peer(*column_peers.lookup(group)),
-                input_peers={n: Peer(*input_peers[n].lookup(group)) for n in self.inputs},
-                input_places=places,
+                inputs={n: None if row[n] is None else to_decimal(row[n]) for n in self.inputs},
+                column_peer=column_peer,
+                input_peers={n: Peer(*peers[n].lookup(group)) for n in self.inputs},
+                input_places={n: places[n] for n in self.inputs},
                 tolerance=self.tolerance,
                 max_magnitude=self.args.max_magnitude,
                 auto_correct=self.args.auto_correct,
             )
-            judgements.append((judge_witnessed(record), self._key(row)))
-        return judgements
-
-    def _places_in_use(self, names: Sequence[str]) -> dict[str, int | None]:
-        """The decimal places each column's values actually use (None: not known).
-
-        A price column declared NUMERIC(12, 2) that only ever holds whole dollars makes
-        $436.80 an unlikely price: what people type is what the column holds, not its type.
-        """
-        places: dict[str, int | None] = {}
-        aggregates: list[sa.ColumnElement[Any]] = []
-        probes: dict[str, list[int]] = {}
-        for i, name in enumerate(names):
-            declared = _places(self.relation.columns[name])
-            places[name] = declared
-            if declared == 0:
-                continue
-            column = self.relation.column(name)
-            num = sa.cast(column, numeric_type())
-            probes[name] = list(range((declared if declared is not None else 4) + 1))
-            aggregates.append(sa.func.count(column).label(f"c{i}_n"))
-            for p in probes[name]:
-                rounded = sa.func.round(num, p, type_=numeric_type())
-                off = sa.func.abs(rounded - num) > sa.literal(Decimal("1e-9"), numeric_type())
-                aggregates.append(count_where(off).label(f"c{i}_{p}"))
-        if not aggregates:
-            return places
-        query = sa.select(*aggregates).select_from(self.relation.selectable)
-        with self.relation.connect() as conn:
-            row = conn.execute(query).mappings().one()
-        for i, name in enumerate(names):
-            if name not in probes:
-                continue
-            values = int(row[f"c{i}_n"])
-            # A handful of odd values (0.5%) does not make a column hold cents.
-            tried = probes[name]
-            fitting = [p for p in tried if int(row[f"c{i}_{p}"]) <= values * PLACES_SLACK]
-            if values and fitting:
-                places[name] = fitting[0]
-        return places
-
-    def _measure(self, column: str, groups: set[tuple[Any, ...]] | None) -> Peers:
-        return measure(self.relation, column, self.check.group_by, only=groups)
-
-    # -- peers-only path ------------------------------------------------------------------
-
-    def _peer_candidates(self, unwitnessed: int) -> tuple[int, int, list[_Keyed]]:
-        """Values without a witness a power of ten from their peers' typical value.
-
-        Returns how many values are outliers among their peers, how many were examined, and
-        the judgements.
-        """
-        if unwitnessed == 0:
-            return 0, 0, []
-        peers = self._measure(self.args.column, None)
-        bounds = self._bounds(peers)
-        if bounds is None:
-            return 0, 0, []
-        low, high = bounds
-        where = sa.and_(
-            self.column.is_not(None),
-            self.column > 0,
-            self.witness_sql.is_(None) if self.witness is not None else sa.true(),
-            sa.or_(
-                sa.cast(self.column, numeric_type()) > high,
-                sa.cast(self.column, numeric_type()) < low,
-            ),
         )
-        rows = self._fetch(where, MAX_ANALYSED + 1)
-        outliers = len(rows)
-        if outliers > MAX_ANALYSED:
-            rows = rows[:MAX_ANALYSED]
-            with self.relation.connect() as conn:
-                query = sa.select(sa.func.count()).select_from(self.relation.selectable)
-                outliers = int(conn.execute(query.where(where)).scalar_one())
-        judgements: list[_Keyed] = []
-        places = self._places_in_use([self.args.column])[self.args.column]
-        for row in rows:
-            peer = Peer(*peers.lookup(self._group(row)))
-            judged = judge_peers(
-                self.args.column,
-                to_decimal(row[self.args.column]),
-                peer,
-                places=places,
-                max_magnitude=self.args.max_magnitude,
-                why_no_witness=self._why_no_witness(row),
-            )
-            if judged is not None:
-                judgements.append((judged, self._key(row)))
-        return outliers, len(rows), judgements
+
+    def _implied(
+        self,
+        row: Mapping[str, Any],
+        peers: Mapping[str, Peers],
+        places: Mapping[str, int | None],
+        group: tuple[Any, ...],
+    ) -> tuple[Implied, ...]:
+        """The null inputs the observed value implies, where the witness is linear in them."""
+        if self.witness is None:
+            return ()
+        implied: list[Implied] = []
+        for name in self.inputs:
+            if row[name] is not None:
+                continue
+            at = [self.witness.evaluate({**row, name: Decimal(x)}) for x in (0, 1, 2)]
+            if at[0] is None or at[1] is None or at[2] is None:
+                continue
+            slope = at[1] - at[0]
+            if slope == 0 or at[2] - at[1] != slope:
+                continue  # not linear in this input: no single value to imply
+            peer = Peer(*peers[name].lookup(group))
+            implied.append(Implied(name, at[0], slope, peer, places[name]))
+        return tuple(implied)
 
     def _why_no_witness(self, row: Mapping[str, Any]) -> str:
         if self.witness is None:
@@ -361,51 +461,15 @@ class _Run:
             return f"no witness value: {', '.join(nulls)} {verb} null in this record"
         return f"no witness value: {self.witness.text} divides by zero in this record"
 
-    def _bounds(self, peers: Peers) -> tuple[sa.ColumnElement[Any], sa.ColumnElement[Any]] | None:
-        """SQL for each row's outlier bounds: its group's where it has enough peers."""
-        default = _limits(peers.overall)
-        cases: list[tuple[sa.ColumnElement[bool], tuple[Decimal, Decimal]]] = []
-        for group, spread in peers.groups.items():
-            limits = _limits(spread)
-            if limits is None or any(v is None for v in group):
-                continue
-            match = sa.and_(
-                *[
-                    self.relation.column(n) == v
-                    for n, v in zip(self.check.group_by, group, strict=True)
-                ]
-            )
-            cases.append((match, limits))
-        if default is None and not cases:
-            return None
-        num = numeric_type()
-
-        def pick(index: int) -> sa.ColumnElement[Any]:
-            fallback = sa.null() if default is None else sa.literal(default[index], num)
-            if not cases:
-                return fallback
-            return sa.case(
-                *[(match, sa.literal(limits[index], num)) for match, limits in cases],
-                else_=fallback,
-            )
-
-        return pick(0), pick(1)
-
     # -- the result -----------------------------------------------------------------------
 
-    def _result(
-        self,
-        counts: Mapping[str, Any],
-        suspicious: int,
-        examined: int,
-        judgements: list[_Keyed],
-    ) -> CheckResult:
+    def _result(self, suspicious: int, examined: int, judgements: list[_Keyed]) -> CheckResult:
+        counts = self.counts
         by_action = Counter(j.action for j, _ in judgements)
         by_category: dict[str, int] = dict(Counter(j.category for j, _ in judgements))
         limit_hit = suspicious > examined
-        analysed = int(counts["values"])
-        left_out, unreadable = self.not_numbers
-        rows = int(counts["rows"]) + left_out
+        analysed = int(counts["values"] or 0)
+        rows = int(counts["rows"] or 0)
         observed: dict[str, Any] = {
             "rows": rows,
             "analysed": analysed,
@@ -415,8 +479,9 @@ class _Run:
             "findings": {a: by_action.get(a, 0) for a in _ACTION_ORDER},
         }
         if self.witness is not None:
-            observed["with_witness"] = int(counts["witnessed"])
-            observed["without_witness"] = int(counts["unwitnessed"])
+            witnessed = int(counts["witnessed"] or 0)
+            observed["with_witness"] = witnessed
+            observed["without_witness"] = analysed - witnessed
         if self.args.history:
             # Said, not silently skipped: the owner asked for history evidence.
             observed["history"] = "not available: SQL sources keep no record history"
@@ -424,16 +489,16 @@ class _Run:
         ranked = sorted(
             judgements, key=lambda item: (_ACTION_ORDER[item[0].action], -item[0].confidence)
         )
-        findings = tuple(_finding(j, key) for j, key in ranked) + self.not_numbers[1]
+        findings = tuple(_finding(j, key) for j, key in ranked) + self.unreadable
         findings = findings[: self.check.ctx.max_findings]
         message = _message(by_category, analysed, self.witness is not None)
         if limit_hit:
             message += f" (examined the first {examined:,} of {suspicious:,} suspicious rows)"
-        if left_out:
-            observed["not_numbers"] = left_out
-            message += f"; {plural(left_out, 'record')} left out of the analysis"
-            if unreadable:
-                first = unreadable[0]
+        if self.left_out:
+            observed["not_numbers"] = self.left_out
+            message += f"; {plural(self.left_out, 'record')} left out of the analysis"
+            if self.unreadable:
+                first = self.unreadable[0]
                 message += f": record {key_text(first.key)}: {first.reason}"
         metrics: dict[str, float] = {
             "rows": float(rows),
@@ -442,7 +507,7 @@ class _Run:
         }
         return result(
             self.spec,
-            not judgements and not left_out,
+            not judgements and not self.left_out,
             message,
             observed=observed,
             findings=findings,
@@ -509,6 +574,10 @@ def _message(categories: Mapping[str, int], analysed: int, witnessed: bool) -> s
         n = categories["mismatch"]
         verb, its = ("disagrees", "its") if n == 1 else ("disagree", "their")
         parts.append(f"{plural(n, 'value')} {verb} with {its} witness beyond a typing slip")
+    if categories.get("impossible_input"):
+        n = categories["impossible_input"]
+        verb = "implies" if n == 1 else "imply"
+        parts.append(f"{plural(n, 'value')} {verb} a witness input no record can hold")
     if categories.get("peer_slip"):
         n = categories["peer_slip"]
         verb, its = ("is", "its") if n == 1 else ("are", "their")
@@ -535,10 +604,14 @@ def _places(info: ColumnInfo) -> int | None:
     return None
 
 
-def _limits(spread: Spread | None) -> tuple[Decimal, Decimal] | None:
-    """The values beyond which a positive value is an outlier among these peers."""
+def _limits(spread: Spread | None, *, within: bool = False) -> tuple[Decimal, Decimal] | None:
+    """The values beyond which a positive value is an outlier among these peers (or, with
+    ``within``, also beyond the range they hold)."""
     if spread is None or spread.count < MIN_PEERS:
         return None
     width = 10 ** (Z_OUTLIER * spread.log_scale)
     median = float(spread.median)
-    return Decimal(repr(median / width)), Decimal(repr(median * width))
+    low, high = Decimal(repr(median / width)), Decimal(repr(median * width))
+    if within:
+        return max(low, spread.low), min(high, spread.high)
+    return low, high

@@ -17,19 +17,27 @@ correction; when they cannot, nothing is auto-corrected.
 
 The witness is trusted (auto-correct, or propose when ``auto_correct`` is off) only when it
 is exact, the gap is a typing slip, no input is an outlier (|z| > Z_OUTLIER) or without
-enough peers to judge, and every input explanation has Δ ≥ MARGIN.
+enough peers to judge, and no input explanation is both typical (its input value within
+Z_OUTLIER) and about as likely (Δ < MARGIN). A slip is clear when the inputs are typical and
+neither alternative story is: those are always trusted.
+
+Without a witness value (an input is null), the value is judged against its peers and, where
+the witness is linear in the null input (``quantity * unit_price``), through the input value
+it implies (``amount / unit_price``): a power of ten that makes both typical is proposed; an
+implied input no record can hold (12.5 seats where seats are whole) is reported.
 
 Confidence (0–1) is derived from which rule decided, and for a trusted witness from the
 margin between the explanations:
 
 =============================================  ===========================================
-trusted witness (auto_correct or propose)       0.95 + 0.04 × min(1, (Δ − MARGIN) / MARGIN)
+trusted witness (auto_correct or propose)       0.95 + 0.04 × clamp((Δ − MARGIN) / MARGIN)
                                                 for the closest explanation; 0.99 when no
                                                 input could explain the gap
 a witness input looks mistyped (propose it)     0.8 if the input is an outlier, else 0.7
 a slip, but the witness is not trusted          0.6
-peers only: a power of ten from typical         0.5
-a discrepancy that is not a typing slip         0.3 (report)
+no witness value: a power of ten from typical   0.5
+a discrepancy that is not a typing slip, or     0.3 (report)
+an implied input no record can hold
 =============================================  ===========================================
 """
 
@@ -56,7 +64,7 @@ TAIL_DF = 3.0
 # Peers only: the value divided by 10^k must land this close to the peers' median.
 Z_TYPICAL = 1.0
 
-Category = Literal["witness_slip", "input_slip", "mismatch", "peer_slip"]
+Category = Literal["witness_slip", "input_slip", "mismatch", "peer_slip", "impossible_input"]
 _EXACT = decimal.Context(prec=100)
 
 
@@ -118,6 +126,37 @@ class Witnessed:
 
 
 @dataclass(frozen=True)
+class Implied:
+    """A null witness input, solved from the checked column: the witness is
+    ``base + slope × input``, so the observed value implies ``(observed − base) / slope``."""
+
+    name: str
+    base: Decimal
+    slope: Decimal
+    peer: Peer
+    # Decimal places the input holds (0 for whole numbers); None when unknown.
+    places: int | None
+
+    def value(self, column_value: Decimal) -> Decimal:
+        return _EXACT.divide(column_value - self.base, self.slope)
+
+
+@dataclass(frozen=True)
+class Unwitnessed:
+    """One record without a witness value: its value, its peers, the inputs it implies."""
+
+    column: str
+    observed: Decimal
+    peer: Peer
+    # Decimal places the checked column holds; None when unknown.
+    places: int | None
+    implied: tuple[Implied, ...]
+    tolerance: Decimal
+    max_magnitude: int
+    why_no_witness: str
+
+
+@dataclass(frozen=True)
 class _Alternative:
     """An input whose own slip would explain the gap."""
 
@@ -148,7 +187,8 @@ def judge_witnessed(record: Witnessed) -> Judgement:
             deltas = [a.delta for a in alternatives if a.delta is not None]
             confidence = 0.99
             if deltas:
-                confidence = 0.95 + 0.04 * min(1.0, (min(deltas) - MARGIN) / MARGIN)
+                margin = (min(deltas) - MARGIN) / MARGIN
+                confidence = 0.95 + 0.04 * min(1.0, max(0.0, margin))
             evidence = [witness_line, slip_line, *_input_lines(record)]
             evidence += [_alternative_line(a) for a in alternatives]
             evidence.append(_column_line(record))
@@ -188,47 +228,134 @@ def judge_witnessed(record: Witnessed) -> Judgement:
     return _mismatch(record, witness_line)
 
 
-def judge_peers(
-    column: str,
-    observed: Decimal,
-    peer: Peer,
-    *,
-    places: int | None,
-    max_magnitude: int,
-    why_no_witness: str,
-) -> Judgement | None:
-    """Without a witness: a value 10^k away from typical, where dividing makes it typical."""
-    z = peer.z(observed)
-    if peer.spread is None or z is None or abs(z) <= Z_OUTLIER:
+def judge_unwitnessed(record: Unwitnessed) -> Judgement | None:
+    """Without a witness value: is the value, or the input it implies, untypical, and does
+    a power of ten make both typical?
+
+    Peers alone never justify a correction: a slip found this way is proposed. A value that
+    no input with the input's decimal places reproduces (quantity 12.5 seats) is reported.
+    """
+    observed, peer = record.observed, record.peer
+    implied = [(i, i.value(observed)) for i in record.implied]
+    troubles = [t for input_, value in implied for t in _implied_troubles(record, input_, value)]
+    if not troubles and not _untypical(peer, record.column, observed):
         return None
     best: tuple[float, Decimal, int] | None = None
-    for k in range(1, max_magnitude + 1):
-        exponent = k if z > 0 else -k
-        candidate = observed.scaleb(-exponent, _EXACT)
-        if not _fits(candidate, places):
-            continue
-        z_candidate = peer.z(candidate)
-        if z_candidate is None or abs(z_candidate) > Z_TYPICAL:
-            continue
-        if best is None or abs(z_candidate) < best[0]:
-            best = (abs(z_candidate), candidate, exponent)
+    for k in range(1, record.max_magnitude + 1):
+        for exponent in (k, -k):
+            candidate = observed.scaleb(-exponent, _EXACT)
+            score = _typicality(record, candidate)
+            if score is not None and (best is None or score < best[0]):
+                best = (score, candidate, exponent)
+    evidence = [record.why_no_witness, peer.line(record.column, observed)]
+    evidence += [_implied_line(i, v) for i, v in implied]
+    evidence += troubles
     if best is None:
-        return None
+        unfit = [(i, v) for i, v in implied if not _reproduces(record, i, v)]
+        if not unfit:
+            return None  # untypical, but no typing slip makes it typical: maybe genuine
+        input_, value = unfit[0]
+        reason = (
+            f"{record.column} {number(observed)} is the witness for no {_kept(input_)} "
+            f"({input_.name} would be {number(value)})"
+        )
+        return Judgement(
+            "impossible_input",
+            "report",
+            record.column,
+            observed,
+            None,
+            0.3,
+            reason,
+            tuple(evidence),
+        )
     _, candidate, exponent = best
     factor = 10 ** abs(exponent)
-    typical = f"a typical value among {peer.scope}"
+    shown = number(candidate) if implied else f"a typical value among {peer.scope}"
     reason = (
-        f"observed = {factor:,} × {typical}"
-        if exponent > 0
-        else f"observed = {typical} ÷ {factor:,}"
+        f"observed = {factor:,} × {shown}" if exponent > 0 else f"observed = {shown} ÷ {factor:,}"
     )
-    evidence = (
-        why_no_witness,
-        peer.line(column, observed),
-        peer.line(f"{column} {'÷' if exponent > 0 else '×'} {factor:,}", candidate),
-        "peers alone never justify a correction: proposing for an owner to confirm",
+    if implied:
+        input_ = implied[0][0]
+        reason += (
+            f", at which {input_.name} would be {number(input_.value(candidate))}, typical "
+            f"among {input_.peer.scope}"
+        )
+    evidence.append(
+        peer.line(f"{record.column} {'÷' if exponent > 0 else '×'} {factor:,}", candidate)
     )
-    return Judgement("peer_slip", "propose", column, observed, candidate, 0.5, reason, evidence)
+    evidence += [_implied_line(i, i.value(candidate)) for i in record.implied]
+    evidence.append("peers alone never justify a correction: proposing for an owner to confirm")
+    return Judgement(
+        "peer_slip", "propose", record.column, observed, candidate, 0.5, reason, tuple(evidence)
+    )
+
+
+def _untypical(peer: Peer, name: str, value: Decimal) -> list[str]:
+    z = peer.z(value)
+    if peer.spread is None or z is None or abs(z) <= Z_OUTLIER:
+        return []
+    return [f"{name} = {number(value)} is an outlier among {peer.scope}"]
+
+
+def _implied_troubles(record: Unwitnessed, input_: Implied, value: Decimal) -> list[str]:
+    """Why the input value a record implies is unlikely. The record's own input is null, so
+    it is not among the peers: a value beyond their whole range is unlikely too."""
+    if value <= 0:
+        return [f"{input_.name} would be {number(value)}"]
+    if not _reproduces(record, input_, value):
+        return [f"{input_.name} would be {number(value)}: no {_kept(input_)}"]
+    spread = input_.peer.spread
+    if spread is not None and not spread.within(value):
+        return [
+            f"{input_.name} would be {number(value)}, beyond the range of {input_.name} among "
+            f"{input_.peer.scope}"
+        ]
+    return _untypical(input_.peer, input_.name, value)
+
+
+def _typicality(record: Unwitnessed, candidate: Decimal) -> float | None:
+    """How untypical ``candidate`` and the inputs it implies are (None: not typical)."""
+    if not _fits(candidate, record.places):
+        return None
+    z = record.peer.z(candidate)
+    # Alone, the value must land close to its peers' median; inputs it implies add evidence.
+    limit = Z_OUTLIER if record.implied else Z_TYPICAL
+    if record.peer.spread is None or z is None or abs(z) > limit:
+        return None
+    score = _surprise(z)
+    for input_ in record.implied:
+        value = input_.value(candidate)
+        if value <= 0 or not _reproduces(record, input_, value):
+            return None
+        z_input = input_.peer.z(value)
+        if input_.peer.spread is not None and z_input is not None:
+            if abs(z_input) > Z_OUTLIER or not input_.peer.spread.within(value):
+                return None
+            score += _surprise(z_input)
+    return score
+
+
+def _reproduces(record: Unwitnessed, input_: Implied, value: Decimal) -> bool:
+    """Whether an input value with the input's decimal places gives the observed value."""
+    if input_.places is None:
+        return True
+    rounded = _quantize(value, input_.places)
+    if rounded is None:
+        return False
+    gap = abs((rounded - value) * input_.slope)
+    return gap <= record.tolerance + abs(record.observed) * Decimal("1e-9")
+
+
+def _kept(input_: Implied) -> str:
+    """What the input holds: "whole seats", "price with 2 decimal places"."""
+    if input_.places == 0:
+        return f"whole {input_.name}"
+    return f"{input_.name} with {input_.places} decimal places"
+
+
+def _implied_line(input_: Implied, value: Decimal) -> str:
+    return input_.peer.line(f"{input_.name} (implied)", value)
 
 
 # --- pieces ---------------------------------------------------------------------------------
@@ -313,12 +440,17 @@ def _doubts(record: Witnessed, alternatives: list[_Alternative]) -> list[str]:
                 f"{name} = {number(stored)} is itself an outlier: the witness may be wrong"
             )
     for alt in alternatives:
-        if alt.delta is not None and alt.delta < MARGIN:
+        # An explanation whose input value is itself untypical leaves the slip clear.
+        if alt.delta is not None and alt.delta < MARGIN and _typical(alt.z_meant):
             doubts.append(
                 f"{alt.name} = {number(alt.meant)} instead of {number(alt.stored)} would explain "
                 f"it about as well ({alt.slip.label} in {alt.name})"
             )
     return doubts
+
+
+def _typical(z: float | None) -> bool:
+    return z is not None and abs(z) <= Z_OUTLIER
 
 
 def _culprit(alternatives: list[_Alternative]) -> _Alternative | None:

@@ -96,7 +96,12 @@ def classify(observed: Decimal, expected: Decimal, max_magnitude: int = 3) -> Sl
     if 0 < abs(exponent) <= max_magnitude and meant.scaleb(exponent, _EXACT) == seen:
         moved_point = _has_fraction(meant) or _has_fraction(seen)
         return Slip("decimal_shift" if moved_point else "power_of_ten", exponent=exponent)
+    # Typed to the observed value's decimal places: 593,451.20 with its last two digits
+    # swapped is 593,451.02.
     text = canonical(meant)
+    shown = _decimals(seen)
+    if shown > _decimals(meant):
+        text = format(meant.quantize(Decimal(1).scaleb(-shown), context=_EXACT), "f")
     for kind, candidate, digits in _variants(text):
         if _same(candidate, seen):
             return Slip(kind, digits=digits)
@@ -123,6 +128,12 @@ def _same(candidate: str, value: Decimal) -> bool:
         return Decimal(candidate) == value
     except decimal.InvalidOperation:
         return False
+
+
+def _decimals(value: Decimal) -> int:
+    """The decimal places of the value as typed (trailing zeros dropped)."""
+    exponent = value.normalize(_EXACT).as_tuple().exponent
+    return max(0, -exponent) if isinstance(exponent, int) else 0
 
 
 def _has_fraction(value: Decimal) -> bool:
