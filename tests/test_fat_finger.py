@@ -780,7 +780,7 @@ def test_the_ten_million_dollar_fat_finger_is_corrected_and_the_whale_left_alone
 # --- the benchmark ------------------------------------------------------------------------------
 
 
-def test_the_benchmark_runs_end_to_end_on_a_small_sample() -> None:
+def test_the_benchmark_runs_both_data_sets_end_to_end_on_a_small_sample() -> None:
     root = Path(__file__).resolve().parents[1]
     done = subprocess.run(
         [
@@ -798,8 +798,27 @@ def test_the_benchmark_runs_end_to_end_on_a_small_sample() -> None:
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "PASS  wrong auto-corrections: 0 (target = 0)" in done.stdout
-    assert "slip:digits_transposed" in done.stdout
+    lines = done.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines if line.startswith("== ")] == [
+        "== diamonds",
+        "== pbs",
+    ]
+    # Each data set prints its table and its five targets (met or missed), then a summary line.
+    assert sum(line.startswith("slip:digits_transposed ") for line in lines) == 2
+    targets = [line[6:].split(":")[0] for line in lines if line.startswith(("PASS  ", "MISS  "))]
+    each = [
+        "wrong auto-corrections",
+        "auto-correct recall on clear slips",
+        "detection recall",
+        "findings on clean rows",
+        "whales auto-corrected or proposed",
+    ]
+    assert targets == each * 2
+    assert done.stdout.count("PASS  wrong auto-corrections: 0 (target = 0)") == 2
+    assert [line.split()[1] for line in lines if line.startswith("summary ")] == [
+        "diamonds:",
+        "pbs:",
+    ]
 
 
 @pytest.mark.parametrize("server", ["sqlite", "postgres"])  # the others refuse such a value
