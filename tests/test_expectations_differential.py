@@ -374,7 +374,7 @@ def _examples(url: str, count: int) -> settings:
 
 
 def test_compiled_expectations_match_great_expectations(tmp_path: Path, gx_url: str) -> None:
-    @_examples(gx_url, 120)
+    @_examples(gx_url, 80)
     @given(
         rows=order_tables(),
         drawn=st.lists(EXPECTATIONS, min_size=1, max_size=6, unique_by=_gx_identity),
