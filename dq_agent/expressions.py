@@ -137,6 +137,11 @@ class Expression:
         """The expression in SQL over ``column(name)``; ``x / 0`` is NULL, never an error."""
         return _to_sql(self._root, column)
 
+    def null_sql(self, column: Callable[[str], sa.ColumnElement[Any]]) -> sa.ColumnElement[bool]:
+        """SQL that holds exactly when the expression is NULL (an input is null, a divisor
+        zero), without computing it: ``seats IS NULL OR price IS NULL`` for ``seats * price``."""
+        return _null_sql(self._root, column)
+
     def evaluate(self, row: Mapping[str, Any], *, exact: bool = False) -> Decimal | None:
         """The value for one record (a mapping from column name to value).
 
@@ -229,6 +234,27 @@ def numeric_type() -> sa.types.TypeEngine[Any]:
         .with_variant(sa.Numeric(65, 12), "mysql", "mariadb")
         .with_variant(sa.Numeric(38, 10), "mssql", "snowflake", "redshift", "databricks", "trino")
     )
+
+
+def _null_sql(
+    node: _Node, column: Callable[[str], sa.ColumnElement[Any]]
+) -> sa.ColumnElement[bool]:
+    if isinstance(node, _Number):
+        return sa.false()
+    if isinstance(node, _Column):
+        return column(node.name).is_(None)
+    if isinstance(node, _Negate):
+        return _null_sql(node.operand, column)
+    if isinstance(node, _Binary):
+        either = sa.or_(_null_sql(node.left, column), _null_sql(node.right, column))
+        if node.op != "/":
+            return either
+        zero = sa.literal(Decimal(0), numeric_type())
+        return sa.or_(either, _to_sql(node.right, column) == zero)
+    if node.function == "abs":
+        return _null_sql(node.args[0], column)
+    # coalesce and sum_of are null only when every argument is.
+    return sa.and_(*[_null_sql(a, column) for a in node.args])
 
 
 def _to_sql(node: _Node, column: Callable[[str], sa.ColumnElement[Any]]) -> sa.ColumnElement[Any]:

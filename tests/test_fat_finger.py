@@ -667,7 +667,9 @@ def test_without_a_witness_or_an_input_to_imply_only_typical_values_are_proposed
 # --- the peers: one aggregate query --------------------------------------------------------------
 
 
-def test_peer_summaries_come_from_one_aggregate_and_are_close_to_exact(engine_url: str) -> None:
+def test_peer_summaries_come_from_one_aggregate_and_are_close_to_exact(
+    engine_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     rng = random.Random(7)
     rows = []
     for i in range(1, 2001):
@@ -683,9 +685,16 @@ def test_peer_summaries_come_from_one_aggregate_and_are_close_to_exact(engine_ur
     engine = sa.create_engine(engine_url)
     try:
         relation = Relation(engine, DEALS, {}, ("id",), "deals", engine_url)
-        [peers] = survey(relation, ["amount"], ["product"]).values()
+        surveyed = survey(relation, ["amount"], ["product"])
+        # Over SAMPLE_VALUES rows, a random sample of about that many is surveyed.
+        monkeypatch.setattr("dq_agent.checks.fat_finger.peers.SAMPLE_VALUES", 500)
+        sampled = survey(relation, ["amount"], ["product"], rows=len(rows))
     finally:
         engine.dispose()
+    peers = surveyed.peers["amount"]
+    # Half the prices have cents: the column uses two decimal places.
+    assert surveyed.values["amount"] == 2000
+    assert surveyed.beyond_places["amount"][2] == 0 < surveyed.beyond_places["amount"][1]
     for product in ("list", "spread"):
         values = sorted(r["amount"] for r in rows if r["product"] == product)
         n = len(values)
@@ -701,6 +710,10 @@ def test_peer_summaries_come_from_one_aggregate_and_are_close_to_exact(engine_ur
             else:
                 assert abs(math.log10(found / values[rank])) < 1 / BINS_PER_DECADE
     assert peers.overall is not None and peers.overall.count == 2000
+    assert sampled.sampled == 0.25
+    overall = sampled.peers["amount"].overall
+    assert overall is not None and 300 < overall.count < 700
+    assert abs(math.log10(overall.median / peers.overall.median)) < 0.1
 
 
 # --- the running example ------------------------------------------------------------------------

@@ -1,16 +1,19 @@
 """``fat_finger``: values a typing slip away from what the record should hold.
 
-The work happens in the database, in at most two reads of the table beyond the suite's shared
-scan (which counts the records, those that disagree with their witness, and the decimal places
-each column uses):
+The work happens in the database. The suite's shared scan counts the records and those with a
+witness value (from its inputs' nulls, without computing it); beyond it the check reads the
+table at most twice:
 
-1. one aggregate query for the peers: histograms of every analysed column per group
-   (:func:`~dq_agent.checks.fat_finger.peers.survey`);
-2. one bounded read of the candidates (at most :data:`MAX_ANALYSED`): records that disagree
-   with their witness, and records without a witness value whose value, or the witness input
-   it implies, is untypical among their peers.
+* one bounded read of the candidates (at most :data:`MAX_ANALYSED`): records that disagree
+  with their witness, and records without a witness value whose value, or the witness input
+  it implies, is untypical among their peers;
+* one aggregate query for the peers and the decimal places each column uses: histograms of
+  every analysed column per group (:func:`~dq_agent.checks.fat_finger.peers.survey`), on a
+  random sample of a large table. It comes first when records without a witness value are
+  to be screened; otherwise only when there are candidates to judge.
 
-When nothing disagrees and no record lacks a witness value, neither runs.
+Only when there are more than MAX_ANALYSED candidates are they counted, and the first ones
+read again in key order.
 
 Record history (the value last accepted) is not used: SQL sources do not keep it.
 """
@@ -37,7 +40,14 @@ from dq_agent.checks.fat_finger.decide import (
     judge_unwitnessed,
     judge_witnessed,
 )
-from dq_agent.checks.fat_finger.peers import MIN_PEERS, Peers, Spread, survey, to_decimal
+from dq_agent.checks.fat_finger.peers import (
+    MIN_PEERS,
+    Peers,
+    Spread,
+    Survey,
+    survey,
+    to_decimal,
+)
 from dq_agent.config.models import CheckSpec, FatFingerArgs
 from dq_agent.expressions import Expression, ExpressionError, numeric_type, parse
 from dq_agent.results import Action, CheckResult, Finding, key_text
@@ -52,8 +62,8 @@ MAX_SCREENED_GROUPS = 1_000
 RELATIVE_TOLERANCE = Decimal("1e-9")
 # The share of values allowed more decimal places than the column is judged to use.
 PLACES_SLACK = 0.005
-# Decimal places probed when a column's type does not say how many it keeps.
-PROBED_PLACES = 4
+# Where witnesses are computed in floating point (see numeric_type).
+_FLOAT_DIALECTS = ("sqlite", "duckdb")
 _NUMERIC_FAMILIES = ("integer", "number", "unknown")
 _ACTION_ORDER: dict[Action, int] = {"auto_correct": 0, "propose": 1, "report": 2}
 
@@ -130,69 +140,77 @@ class _Query:
         self.witness_sql = (
             self.witness.to_sql(relation.column) if self.witness is not None else sa.null()
         )
+        self.witness_null = (
+            self.witness.null_sql(relation.column) if self.witness is not None else sa.true()
+        )
+        # Exact decimals throughout: no floating-point noise to allow for.
+        self.exact = relation.engine.dialect.name not in _FLOAT_DIALECTS and all(
+            _places(relation.columns[n]) is not None for n in self.analysed
+        )
 
     def counts(self) -> dict[str, sa.ColumnElement[Any]]:
-        """Aggregates for the shared scan: records, witness agreement, decimal places in use.
+        """Aggregates for the shared scan: the records, and those with a witness value. They
+        cost the scan little: whether the witness is null is read from its inputs
+        (``seats IS NULL OR price IS NULL``), not computed. Disagreements are found by the
+        candidate read, which computes the witness once.
 
         Everything but ``rows`` and ``not_numbers`` counts only records whose analysed
         columns hold numbers (SQLite keeps text in any column).
         """
-        number = sa.not_(self.not_a_number())
+        odd = self.not_a_number()
+        number = sa.not_(odd)
         present = sa.and_(number, self.column.is_not(None))
         counts: dict[str, sa.ColumnElement[Any]] = {
             "rows": sa.func.count(),
-            "not_numbers": count_where(self.not_a_number()),
+            "not_numbers": count_where(odd),
             "values": count_where(present),
         }
         if self.witness is not None:
-            counts["witnessed"] = count_where(sa.and_(present, self.witness_sql.is_not(None)))
-            counts["disagree"] = count_where(sa.and_(number, self.disagrees()))
-        for i, name in enumerate(self.analysed):
-            declared = _places(self.relation.columns[name])
-            if declared == 0:
-                continue
-            column = self.relation.column(name)
-            num = sa.cast(column, numeric_type())
-            counts[f"places{i}"] = count_where(sa.and_(number, column.is_not(None)))
-            for p in range((declared if declared is not None else PROBED_PLACES) + 1):
-                rounded = sa.func.round(num, p, type_=numeric_type())
-                off = sa.func.abs(rounded - num) > sa.literal(Decimal("1e-9"), numeric_type())
-                counts[f"places{i}_{p}"] = count_where(sa.and_(number, off))
+            counts["witnessed"] = count_where(sa.and_(present, sa.not_(self.witness_null)))
         return counts
 
-    def places(self, counts: Mapping[str, Any]) -> dict[str, int | None]:
+    def places(self, surveyed: Survey) -> dict[str, int | None]:
         """The decimal places each analysed column's values use (None: not known).
 
         A price column declared NUMERIC(12, 2) that only ever holds whole dollars makes
         $436.80 an unlikely price: what people type is what the column holds, not its type.
         """
         places: dict[str, int | None] = {}
-        for i, name in enumerate(self.analysed):
-            places[name] = _places(self.relation.columns[name])
-            values = int(counts.get(f"places{i}") or 0)
+        for name in self.analysed:
+            declared = _places(self.relation.columns[name])
+            values = surveyed.values.get(name, 0)
             # A handful of odd values (0.5%) does not make a column hold cents.
             fitting = [
                 p
-                for p in range(PROBED_PLACES + 1)
-                if f"places{i}_{p}" in counts
-                and int(counts[f"places{i}_{p}"] or 0) <= values * PLACES_SLACK
+                for p, beyond in enumerate(surveyed.beyond_places.get(name, ()))
+                if beyond <= values * PLACES_SLACK
             ]
-            if values and fitting:
+            places[name] = declared
+            if values and fitting and (declared is None or fitting[0] < declared):
                 places[name] = fitting[0]
         return places
 
     def disagrees(self) -> sa.ColumnElement[bool]:
         w = self.witness_sql
-        allowed = sa.literal(self.tolerance, numeric_type()) + sa.func.abs(w) * sa.literal(
-            RELATIVE_TOLERANCE, numeric_type()
-        )
+        allowed: sa.ColumnElement[Any] = sa.literal(self.tolerance, numeric_type())
+        if not self.exact:
+            # Floating point: differences below a share of the witness are noise.
+            allowed = allowed + sa.func.abs(w) * sa.literal(RELATIVE_TOLERANCE, numeric_type())
         return sa.and_(
-            self.column.is_not(None), w.is_not(None), sa.func.abs(self.value - w) > allowed
+            self.column.is_not(None),
+            sa.not_(self.witness_null),
+            sa.func.abs(self.value - w) > allowed,
         )
 
     def not_a_number(self) -> sa.ColumnElement[bool]:
         dialect = self.relation.engine.dialect.name
-        return sa.or_(*[_not_a_number(self.relation.column(n), dialect) for n in self.analysed])
+        # Whole-number columns hold nothing else, but on SQLite, which keeps what it is given.
+        odd = [
+            _not_a_number(self.relation.column(n), dialect)
+            for n in self.analysed
+            if dialect == "sqlite" or not isinstance(self.relation.columns[n].sql_type, sa.Integer)
+        ]
+        return sa.or_(*odd) if odd else sa.false()
 
     def not_numbers_found(self) -> tuple[Finding, ...]:
         """The first records holding something other than a number, as findings."""
@@ -235,9 +253,10 @@ class _Query:
 
     def candidates(
         self, peers: Mapping[str, Peers], places: Mapping[str, int | None]
-    ) -> tuple[sa.FromClause, sa.ColumnElement[bool], sa.ColumnElement[bool]]:
-        """Where the candidates are read from, which records qualify, and which of those
-        lack a witness value (screened against their peers)."""
+    ) -> tuple[sa.FromClause, sa.ColumnElement[bool]]:
+        """Where the candidates are read from, and which records qualify: those that disagree
+        with their witness, and those without a witness value that are untypical among their
+        peers, or imply an untypical input."""
         source, bounds = self._bounds(peers)
         low, high = bounds[self.check.args.column]
         outside = [sa.or_(self.value < low, self.value > high)]
@@ -262,12 +281,12 @@ class _Query:
         screened = sa.and_(
             self.column.is_not(None),
             self.value > 0,
-            self.witness_sql.is_(None),
+            self.witness_null,
             sa.or_(*outside),
         )
         if self.witness is None:
-            return source, screened, screened
-        return source, sa.or_(self.disagrees(), screened), screened
+            return source, screened
+        return source, sa.or_(self.disagrees(), screened)
 
     def _bounds(
         self, peers: Mapping[str, Peers]
@@ -349,41 +368,57 @@ class _Run:
     def result(self) -> CheckResult:
         values = int(self.counts["values"] or 0)
         witnessed = int(self.counts.get("witnessed") or 0)
-        disagree = int(self.counts.get("disagree") or 0)
-        if not disagree and witnessed == values:
+        surveyed: Survey | None = None
+        if witnessed < values:
+            # Records without a witness value are screened against their peers' bounds:
+            # the peers come first.
+            surveyed = self._survey(values)
+            source, where = self.query.candidates(surveyed.peers, self.query.places(surveyed))
+        elif values:
+            source, where = self.relation.selectable, self.query.disagrees()
+        else:
             return self._result(0, 0, [])
-        places = self.query.places(self.counts)
-        peers = survey(self.relation, self.query.analysed, self.check.group_by)
-        source, where, screened = self.query.candidates(peers, places)
-        rows = self._fetch(source, where, MAX_ANALYSED + 1)
-        without = sum(1 for row in rows if self._witness_value(row) is None)
-        suspicious = disagree + without
-        if len(rows) > MAX_ANALYSED:
-            rows = rows[:MAX_ANALYSED]
-            count = sa.select(sa.func.count()).select_from(source).where(screened)
-            with self.relation.connect() as conn:
-                suspicious = disagree + int(conn.execute(count).scalar_one())
+        rows, suspicious = self._fetch(source, where)
+        if not rows:
+            return self._result(0, 0, [])
+        surveyed = surveyed or self._survey(values)
+        places = self.query.places(surveyed)
         judgements: list[_Keyed] = []
         for row in rows:
-            judged = self._judge(row, peers, places)
+            judged = self._judge(row, surveyed.peers, places)
             if judged is not None:
                 judgements.append((judged, {k: row[k] for k in self.check.key}))
         return self._result(suspicious, len(rows), judgements)
 
+    def _survey(self, values: int) -> Survey:
+        return survey(self.relation, self.query.analysed, self.check.group_by, rows=values)
+
     def _fetch(
-        self, source: sa.FromClause, where: sa.ColumnElement[bool], limit: int
-    ) -> list[dict[str, Any]]:
+        self, source: sa.FromClause, where: sa.ColumnElement[bool]
+    ) -> tuple[list[dict[str, Any]], int]:
+        """The first MAX_ANALYSED candidates by key, and how many there are in all.
+
+        Read unordered first: ordered by key with a limit, PostgreSQL would walk the whole
+        primary key index looking for the few rows that qualify. Only when there are more
+        than MAX_ANALYSED are they counted, and the first ones read again in key order.
+        """
         names = list(dict.fromkeys([*self.check.key, self.args.column, *self.inputs]))
         names += [g for g in self.check.group_by if g not in names]
         query = (
             sa.select(*[self.relation.column(n).label(n) for n in names])
             .select_from(source)
             .where(where)
-            .order_by(*[self.relation.column(k) for k in self.check.key])
-            .limit(limit)
         )
         with self.relation.connect() as conn:
-            return [dict(row) for row in conn.execute(query).mappings()]
+            rows = [dict(r) for r in conn.execute(query.limit(MAX_ANALYSED + 1)).mappings()]
+            if len(rows) <= MAX_ANALYSED:
+                rows.sort(key=lambda row: [(row[k] is None, row[k]) for k in self.check.key])
+                return rows, len(rows)
+            count = sa.select(sa.func.count()).select_from(source).where(where)
+            total = int(conn.execute(count).scalar_one())
+            ordered = query.order_by(*[self.relation.column(k) for k in self.check.key])
+            rows = [dict(r) for r in conn.execute(ordered.limit(MAX_ANALYSED)).mappings()]
+        return rows, total
 
     def _witness_value(self, row: Mapping[str, Any]) -> Decimal | None:
         return None if self.witness is None else self.witness.evaluate(row)

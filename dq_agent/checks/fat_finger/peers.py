@@ -17,13 +17,14 @@ judged (:data:`MIN_LOG_SCALE`).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
 
+from dq_agent.checks.base import count_where
 from dq_agent.expressions import numeric_type
 from dq_agent.sources.base import Relation
 
@@ -36,6 +37,11 @@ MIN_LOG_SCALE = 0.05
 BINS_PER_DECADE = 40
 # Histogram rows read at most; beyond it (tens of thousands of groups) peers are all rows.
 MAX_HISTOGRAM_ROWS = 200_000
+# Above this many rows the columns are surveyed on a random sample of about this many:
+# quartiles of 100,000 values are within a fraction of a percent of all values'.
+SAMPLE_VALUES = 100_000
+# Decimal places probed: how many each column's values really use.
+PROBED_PLACES = 4
 # IQR / 1.349 estimates a standard deviation for normally distributed (log) values.
 _IQR_TO_SD = 1.349
 _LN_10 = math.log(10)
@@ -97,30 +103,82 @@ class Peers:
 
 # One histogram bin: its count, and the smallest and largest value in it.
 _Bin = tuple[int, Decimal, Decimal]
+_Histograms = dict[int, dict[tuple[Any, ...], dict[int, _Bin]]]
+# Per column index, one row per histogram bin: its count, then how many of its values need
+# more than 0, 1, … PROBED_PLACES decimal places.
+_Probes = dict[int, list[tuple[int, ...]]]
+
+
+@dataclass(frozen=True)
+class Survey:
+    """What the analysed columns typically hold, and the decimal places their values use."""
+
+    peers: Mapping[str, Peers]
+    # Per column: how many positive values were surveyed, and per number of decimal places
+    # (0 to PROBED_PLACES) how many of them need more.
+    values: Mapping[str, int]
+    beyond_places: Mapping[str, tuple[int, ...]]
+    # The share of rows surveyed (1: all of them).
+    sampled: float = 1.0
 
 
 def survey(
-    relation: Relation, columns: Sequence[str], group_by: Sequence[str] = ()
-) -> dict[str, Peers]:
-    """The spreads of each of ``columns``, across all rows and per group: one aggregate query.
+    relation: Relation, columns: Sequence[str], group_by: Sequence[str] = (), *, rows: int = 0
+) -> Survey:
+    """The spreads of each of ``columns``, across all rows and per group, and the decimal
+    places their values use: one aggregate query (on a random sample of the rows when
+    ``rows`` is over :data:`SAMPLE_VALUES` and the engine has a random function).
 
     When the groups are too many to read their histograms (more than
     :data:`MAX_HISTOGRAM_ROWS` rows), a second query reads them across all rows only.
     """
-    histograms = _histograms(relation, columns, group_by)
-    if histograms is None:
-        histograms = _histograms(relation, columns, ())
-        assert histograms is not None  # bins of one group cannot run past the limit
+    share = min(1.0, SAMPLE_VALUES / rows) if rows else 1.0
+    if _random(relation.engine.dialect.name) is None:
+        share = 1.0
+    found = _histograms(relation, columns, group_by, share)
+    if found is None:
+        found = _histograms(relation, columns, (), share)
+        assert found is not None  # bins of one group cannot run past the limit
         group_by = ()
-    return {
+    histograms, probes = found
+    values = {name: sum(p[0] for p in probes.get(i, [])) for i, name in enumerate(columns)}
+    beyond = {
+        name: tuple(sum(p[1 + d] for p in probes.get(i, [])) for d in range(PROBED_PLACES + 1))
+        for i, name in enumerate(columns)
+    }
+    peers = {
         name: _peers(name, tuple(group_by), histograms.get(i, {})) for i, name in enumerate(columns)
     }
+    return Survey(peers, values, beyond, share)
+
+
+def _random(dialect: str) -> Callable[[sa.ColumnElement[Any]], sa.ColumnElement[Any]] | None:
+    """A uniform random number in [0, 1) for each row of ``column``'s table, where the
+    dialect has one."""
+    if dialect == "sqlite":
+        # Without a column in it, SQLite may draw once for the whole join, not once a row.
+        return lambda column: (
+            sa.func.abs((sa.func.random() + sa.func.coalesce(column, 0) * 0) % 1_000_000)
+            / sa.literal(1_000_000.0)
+        )
+    if dialect in ("postgresql", "duckdb", "trino", "redshift"):
+        return lambda column: sa.func.random()
+    if dialect in ("mysql", "mariadb", "bigquery", "databricks"):
+        return lambda column: sa.func.rand()
+    return None
 
 
 def _histograms(
-    relation: Relation, columns: Sequence[str], group_by: Sequence[str]
-) -> dict[int, dict[tuple[Any, ...], dict[int, _Bin]]] | None:
-    """Per column index, per group, per bin: the bin. None when there are too many rows."""
+    relation: Relation, columns: Sequence[str], group_by: Sequence[str], share: float
+) -> tuple[_Histograms, _Probes] | None:
+    """Per column index, per group, per bin: the bin, and the decimal places its values
+    need. None when there are too many rows."""
+    source = relation.selectable
+    if share < 1:
+        random = _random(relation.engine.dialect.name)
+        assert random is not None
+        drawn = random(source.c[columns[0]]) < sa.literal(share)
+        source = sa.select(source).where(drawn).subquery("sample")
     # Every row is read once, as one row per analysed column: a cross join with the column
     # indexes (a constant table) turns the columns into rows, on any engine.
     indexes = sa.union_all(
@@ -128,29 +186,34 @@ def _histograms(
     ).subquery("k")
     k = indexes.c.k
     num = numeric_type()
-    value = sa.case(
-        *[(k == i, sa.cast(relation.column(name), num)) for i, name in enumerate(columns)]
-    )
+    value = sa.case(*[(k == i, sa.cast(source.c[name], num)) for i, name in enumerate(columns)])
     positive = value > 0
     log_bin = sa.func.floor(
         sa.func.ln(sa.cast(value, sa.Double())) * sa.literal(BINS_PER_DECADE / _LN_10)
     )
-    groups = [relation.column(name).label(f"g{i}") for i, name in enumerate(group_by)]
+    groups = [source.c[name].label(f"g{i}") for i, name in enumerate(group_by)]
     rows = (
         sa.select(k, *groups, value.label("v"), sa.case((positive, log_bin)).label("b"))
-        .select_from(relation.selectable)
+        .select_from(source)
         .join(indexes, sa.true())
         .subquery("rows")
     )
     keys = [rows.c.k, *[rows.c[f"g{i}"] for i in range(len(group_by))], rows.c.b]
+    v = rows.c.v
+    epsilon = sa.literal(Decimal("1e-9"), num)
+    beyond = [
+        count_where(sa.func.abs(sa.func.round(v, p, type_=num) - v) > epsilon).label(f"p{p}")
+        for p in range(PROBED_PLACES + 1)
+    ]
     query = (
         sa.select(
             *keys,
             sa.func.count().label("n"),
-            sa.func.min(rows.c.v).label("low"),
-            sa.func.max(rows.c.v).label("high"),
+            sa.func.min(v).label("low"),
+            sa.func.max(v).label("high"),
+            *beyond,
         )
-        .where(rows.c.v > 0)
+        .where(v > 0)
         .group_by(*keys)
         .limit(MAX_HISTOGRAM_ROWS + 1)
     )
@@ -158,12 +221,15 @@ def _histograms(
         found = conn.execute(query).all()
     if len(found) > MAX_HISTOGRAM_ROWS:
         return None
-    histograms: dict[int, dict[tuple[Any, ...], dict[int, _Bin]]] = {}
+    histograms: _Histograms = {}
+    probes: _Probes = {}
+    width = len(keys) + 3
     for row in found:
-        index, *group, log_bin_, count, low, high = row
+        index, *group, log_bin_, count, low, high = row[:width]
         bins = histograms.setdefault(int(index), {}).setdefault(tuple(group), {})
         bins[int(log_bin_)] = (int(count), to_decimal(low), to_decimal(high))
-    return histograms
+        probes.setdefault(int(index), []).append((int(count), *(int(n) for n in row[width:])))
+    return histograms, probes
 
 
 def _peers(
