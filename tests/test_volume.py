@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
@@ -18,7 +19,7 @@ from dq_agent.checks.base import CheckContext
 from dq_agent.checks.volume import Detection, VolumeAnomaly, backtest, detect
 from dq_agent.checks.windows import bucket_starts, last_complete_bucket
 from dq_agent.config import load_project
-from dq_agent.config.models import VolumeAnomalyArgs
+from dq_agent.config.models import CalendarSpec, VolumeAnomalyArgs
 from dq_agent.errors import DqAgentError
 from dq_agent.results import CheckResult
 from dq_agent.sources import SqlSource, create_engine
@@ -270,6 +271,63 @@ def test_hours_a_clock_skips_are_not_buckets() -> None:
     assert last_complete_bucket(at, "hour", new_york) == datetime(2026, 3, 8, 1)
 
 
+# --- month turns ------------------------------------------------------------------------------
+
+MONTH_END = datetime(2026, 11, 30, tzinfo=UTC)  # a Monday, the last business day of November
+# Of May to October 2026.
+LAST_BUSINESS_DAYS = [
+    date(2026, 5, 29),
+    date(2026, 6, 30),
+    date(2026, 7, 31),
+    date(2026, 8, 31),
+    date(2026, 9, 30),
+    date(2026, 10, 30),
+]
+
+
+def with_month_ends(factors: Sequence[float]) -> dict[date, int]:
+    """The usual rows a day from May to 29 November 2026; on the last business day of each
+    month from May to October, times ``factors`` (oldest first)."""
+    counts = daily_counts(first=date(2026, 5, 1), last=nov(29))
+    for day, factor in zip(LAST_BUSINESS_DAYS, factors, strict=True):
+        counts[day] = round(counts[day] * factor)
+    return counts
+
+
+def at_month_end(counts: dict[date, int], rows: float) -> Detection:
+    series = {datetime.combine(d, time(), UTC): float(n) for d, n in counts.items()}
+    return detect({**series, MONTH_END: rows}, MONTH_END, args())
+
+
+def test_a_month_end_rush_the_past_months_show_is_no_anomaly() -> None:
+    # Payroll runs on the last business day: half as many rows again, month after month.
+    payroll = with_month_ends([1.5] * 6)
+    assert at_month_end(payroll, 300).message == (
+        "2026-11-30: 300 rows, within the usual 246–369 on Mondays; "
+        "last business day of the month: usually ×1.5"
+    )
+    # The 28 days before know nothing of it: there the same day is an anomaly.
+    recent = {day: n for day, n in payroll.items() if day >= nov(2)}
+    assert at_month_end(recent, 300).message == (
+        "2026-11-30: 300 rows, 49% above baseline 202 (usually 159–245 on Mondays)"
+    )
+
+
+def test_a_month_end_that_lost_its_rush_still_alerts_and_says_what_was_usual() -> None:
+    assert at_month_end(with_month_ends([1.5] * 6), 200).message == (
+        "2026-11-30: 200 rows, 35% below baseline 308 (usually 246–369 on Mondays); "
+        "last business day of the month: usually ×1.5"
+    )
+
+
+def test_month_ends_that_disagree_teach_nothing() -> None:
+    # Busy one month, quiet the next: no effect to follow, so the month end is a usual Monday.
+    found = at_month_end(with_month_ends([1.5, 0.7] * 3), 300)
+    assert found.message == (
+        "2026-11-30: 300 rows, 49% above baseline 202 (usually 159–245 on Mondays)"
+    )
+
+
 # --- end to end on SQLite and PostgreSQL -----------------------------------------------------
 
 FIRST_DAY = date(2026, 10, 12)  # a Monday: six weeks of events up to NOW (Tue 2026-11-24 12:00)
@@ -405,12 +463,42 @@ def test_a_holiday_or_closure_of_the_suites_calendar_is_expected_and_no_baseline
     )
     closed = only_check(tmp_path / "closed", engine_url, with_calendar)
     assert (closed.status, closed.message) == ("pass", "2026-11-23: 25 rows, a closure day")
-    # Holidays are left out of later baselines: the 18th is judged on 26 of the 28 days before
-    # it, without Veterans Day and New York's Election Day (3 November).
+    # Holidays are left out of later baselines: the 18th is judged on 25 of the 28 days before
+    # it, without Veterans Day, New York's Election Day (Tuesday 3 November) and the bridge day
+    # before it.
     later = only_check(
         tmp_path / "later", engine_url, with_calendar, as_of=datetime(2026, 11, 19, tzinfo=UTC)
     )
-    assert (later.status, later.observed["baseline_buckets"]) == ("pass", 26)
+    assert (later.status, later.observed["baseline_buckets"]) == ("pass", 25)
+
+
+def test_a_bridge_day_between_a_holiday_and_the_weekend_is_expected_too() -> None:
+    us = CheckContext("s", NOW, None, "UTC", (), 0, calendar=CalendarSpec(country="US"))
+    assert us.known_day(nov(27)) == "a bridge day between Thanksgiving Day and the weekend"
+    assert us.known_day(nov(12)) is None  # the Thursday after Veterans Day bridges nothing
+    victoria = CalendarSpec(country="AU", subdiv="VIC")
+    melbourne = CheckContext("s", NOW, None, "UTC", (), 0, calendar=victoria)
+    assert melbourne.known_day(nov(2)) == ("a bridge day between Melbourne Cup Day and the weekend")
+
+
+def test_the_check_learns_month_ends_from_the_table_and_a_backtest_agrees(
+    tmp_path: Path, engine_url: str
+) -> None:
+    counts = with_month_ends([1.5] * 6) | {nov(30): 300}
+    load_orders(engine_url, event_rows(counts), events_table())
+    after = datetime(2026, 12, 1, 10, tzinfo=UTC)
+    result = only_check(tmp_path, engine_url, suite(), as_of=after)
+    assert (result.status, result.message) == (
+        "pass",
+        "2026-11-30: 300 rows, within the usual 246–369 on Mondays; "
+        "last business day of the month: usually ×1.5",
+    )
+    assert len(result.series) == 29  # the state store keeps the training window
+    project_for(tmp_path, engine_url, {"s": suite()})
+    with planned(tmp_path) as (spec, relation, ctx):
+        ctx = dataclasses.replace(ctx, as_of=after)
+        [verdict] = backtest(spec, relation, ctx, MONTH_END, after)
+    assert (verdict.status, verdict.message) == ("pass", result.message)
 
 
 def test_a_calendar_names_a_country_and_subdivision_the_holidays_package_knows(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from functools import cache
 from typing import Any, Protocol
 
@@ -56,16 +56,30 @@ class CheckContext:
 
     def known_day(self, day: date) -> str | None:
         """Why ``day`` is no ordinary day by the suite's ``calendar:`` (a public holiday, a
-        closure), or None."""
+        closure, a bridge day between a holiday and the weekend), or None."""
         calendar = self.calendar
         if calendar is None:
             return None
         if day in calendar.closed:
             return "a closure day"
-        if calendar.country is None:
+        name = self._holiday(day)
+        if name:
+            return f"a holiday ({name})"
+        if day.weekday() in (0, 4):
+            # The Monday before a holiday Tuesday, the Friday after a holiday Thursday: many
+            # take it off as well, and the day is as unusual as the holiday.
+            bridged = self._holiday(day + timedelta(days=1 if day.weekday() == 0 else -1))
+            if bridged:
+                return f"a bridge day between {bridged} and the weekend"
+        return None
+
+    def _holiday(self, day: date) -> str | None:
+        """The name of the calendar's public holiday on ``day``, if one is."""
+        calendar = self.calendar
+        if calendar is None or calendar.country is None:
             return None
         name = _holidays(calendar.country, calendar.subdiv).get(day)
-        return f"a holiday ({name})" if name else None
+        return str(name) if name else None
 
     def expected_buckets(self, check: str) -> set[datetime]:
         """Bucket starts (UTC) an owner marked "expected" for ``check``: they leave baselines."""
