@@ -194,12 +194,18 @@ def test_sql_and_python_agree_on_every_database(engine_url: str) -> None:
             conn.execute(CASES.insert(), CASE_ROWS)
         for text in EXPRESSIONS:
             expression = parse(text)
-            query = sa.select(CASES.c.id, expression.to_sql(CASES.c.__getitem__).label("v"))
+            query = sa.select(
+                CASES.c.id,
+                expression.to_sql(CASES.c.__getitem__).label("v"),
+                sa.case((expression.null_sql(CASES.c.__getitem__), 1), else_=0).label("null"),
+            )
             with engine.connect() as conn:
-                in_sql = {r.id: r.v for r in conn.execute(query.order_by(CASES.c.id))}
+                in_sql = {r.id: r for r in conn.execute(query.order_by(CASES.c.id))}
             for row in CASE_ROWS:
                 expected = expression.evaluate(row)
-                got = in_sql[row["id"]]
+                got = in_sql[row["id"]].v
+                # Whether it is null is known without computing it.
+                assert in_sql[row["id"]].null == (expected is None), (text, row)
                 if expected is None:
                     assert got is None, (text, row)
                 else:
