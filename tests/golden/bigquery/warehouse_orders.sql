@@ -14,7 +14,7 @@ FROM `sales`.`orders`;
 SELECT `bucketed`.`bucket`, count(*) AS `rows`
 FROM (SELECT datetime_trunc(datetime(`orders`.`created_at`, 'Europe/Berlin'), DAY) AS `bucket`
 FROM `sales`.`orders`
-WHERE `orders`.`created_at` >= TIMESTAMP '2026-03-22 23:00:00+00:00' AND `orders`.`created_at` < TIMESTAMP '2026-11-23 23:00:00+00:00') AS `bucketed` GROUP BY `bucketed`.`bucket`;
+WHERE `orders`.`created_at` >= TIMESTAMP '2026-10-25 23:00:00+00:00' AND `orders`.`created_at` < TIMESTAMP '2026-11-23 23:00:00+00:00') AS `bucketed` GROUP BY `bucketed`.`bucket`;
 
 -- orders_per_week (volume_anomaly)
 SELECT `bucketed`.`bucket`, count(*) AS `rows`

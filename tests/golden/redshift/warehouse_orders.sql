@@ -14,7 +14,7 @@ FROM sales.orders;
 SELECT bucketed.bucket, count(*) AS rows
 FROM (SELECT date_trunc('day', convert_timezone('Europe/Berlin', sales.orders.created_at)) AS bucket
 FROM sales.orders
-WHERE sales.orders.created_at >= '2026-03-22 23:00:00+00:00' AND sales.orders.created_at < '2026-11-23 23:00:00+00:00') AS bucketed GROUP BY bucketed.bucket;
+WHERE sales.orders.created_at >= '2026-10-25 23:00:00+00:00' AND sales.orders.created_at < '2026-11-23 23:00:00+00:00') AS bucketed GROUP BY bucketed.bucket;
 
 -- orders_per_week (volume_anomaly)
 SELECT bucketed.bucket, count(*) AS rows
