@@ -45,7 +45,7 @@ $(SODA_VENV)/.installed: benchmarks/soda-requirements.txt
 
 bench: $(VENV)/.bench $(SODA_VENV)/.installed
 	$(BIN)/python benchmarks/run.py
-	$(BIN)/python benchmarks/run.py --backends postgresql --rows 10000000
+	$(BIN)/python benchmarks/run.py --backends postgresql --rows 10000000 --fat-finger
 	$(BIN)/python benchmarks/run.py --backends duckdb --rows 1000000,10000000
 	$(BIN)/python benchmarks/run.py --backends spark --rows 10000000
 	$(BIN)/python benchmarks/run.py --backends mariadb

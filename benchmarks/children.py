@@ -14,7 +14,12 @@ Prints one JSON object on its last stdout line:
   them, ``cache_scans`` those of a cached copy), ``sql`` (each statement shortened),
   ``setup_statements`` (sent to the benchmark database before the work) and
   ``other_statements`` (to anything else: dq-agent's state store);
-- ``passed`` (every check held) and ``outcomes`` (each check's verdict by name).
+- ``passed`` (every check held) and ``outcomes`` (each check's verdict by name); dq-agent's
+  also ``statuses`` (each check's status: pass, warn, fail or error), ``findings`` (how many
+  each check listed) and ``messages`` (those of the checks that did not pass).
+
+``dq_agent_ff`` is dq-agent on a project whose suite adds the ``fat_finger`` check
+(``suite.FAT_FINGER``): the same runner, given that project.
 
 How statements and scans are counted:
 
@@ -54,7 +59,7 @@ from benchmarks.suite import (  # noqa: E402
     single_pass_sql,
 )
 
-TOOLS = ("single_sql", "dq_agent", "gx")
+TOOLS = ("single_sql", "dq_agent", "dq_agent_ff", "gx")
 BACKENDS = ("sqlite", "postgresql", "duckdb", "mariadb", "spark")
 SQL_SHOWN = 160  # characters of each statement kept in the report
 
@@ -128,6 +133,8 @@ class Measurement:
     setup_s: float = 0.0
     work_s: float = 0.0
     outcomes: dict[str, bool] = field(default_factory=dict)
+    # dq-agent only: each check's status, findings listed, and message where it did not pass.
+    details: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -340,11 +347,17 @@ def run_dq_agent(args: argparse.Namespace, log: Log) -> Measurement:
         results = run_checks(project, select_suites(project, []), store=store, options=RunOptions())
     done = time.perf_counter()
     log.end()
-    outcomes = {c.name: c.status == "pass" for r in results for c in r.checks}
+    checks = [c for r in results for c in r.checks]
+    outcomes = {c.name: c.status == "pass" for c in checks}
     for r in results:
         if r.error:
             outcomes[f"suite {r.suite}: {r.error}"] = False
-    return Measurement(started - STARTED, ready - started, done - ready, outcomes)
+    details: dict[str, dict[str, Any]] = {
+        "statuses": {c.name: c.status for c in checks},
+        "findings": {c.name: len(c.findings) for c in checks},
+        "messages": {c.name: c.message for c in checks if c.status != "pass"},
+    }
+    return Measurement(started - STARTED, ready - started, done - ready, outcomes, details)
 
 
 def run_gx(args: argparse.Namespace, log: Log) -> Measurement:
@@ -405,6 +418,7 @@ def run_gx(args: argparse.Namespace, log: Log) -> Measurement:
 RUNNERS: dict[str, Callable[[argparse.Namespace, Log], Measurement]] = {
     "single_sql": run_single_sql,
     "dq_agent": run_dq_agent,
+    "dq_agent_ff": run_dq_agent,  # its --project has the fat_finger check
     "gx": run_gx,
 }
 
@@ -420,7 +434,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--schema", default=None)
     parser.add_argument("--table", required=True, help="the table as SQL (schema-qualified)")
-    parser.add_argument("--project", type=Path, help="the dq-agent project (dq_agent only)")
+    parser.add_argument(
+        "--project", type=Path, help="the dq-agent project (dq_agent and dq_agent_ff only)"
+    )
     args = parser.parse_args(argv)
 
     # The driver is every tool's import, not part of anyone's checking work: the DBAPI module
@@ -448,6 +464,7 @@ def main(argv: list[str] | None = None) -> None:
         **log.report(),
         "passed": bool(measured.outcomes) and all(measured.outcomes.values()),
         "outcomes": measured.outcomes,
+        **measured.details,
     }
     if isinstance(log, SparkLog):
         log.stop()

@@ -5,6 +5,11 @@ same data (each database computes it with one ``INSERT … SELECT`` over a row-n
 Spark reads DuckDB's table written out as a Parquet file.
 It is built to pass every check: no NULLs where checked, values inside their bounds, unique
 ids, and ``updated_at`` spread over the 30 days up to the moment of generation.
+
+``amount`` is ``quantity * unit_price`` exactly, but for a few typing slips (ten times the
+amount, one row in 3,333,331: three in 10,000,000, none below 3,333,331 rows) for the
+``fat_finger`` check to find; they are positive amounts like any other, so every other check
+passes.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ COLUMNS = (
     "status",
     "amount",
     "quantity",
+    "unit_price",
     "discount",
     "created_at",
     "updated_at",
@@ -44,6 +50,7 @@ COLUMNS = (
 # Reused data must leave this much room before the 26h freshness limit is reached.
 REUSE_MAX_AGE = timedelta(hours=20)
 SPREAD_S = 30 * 86400  # updated_at runs from 30 days before generation up to it
+SLIP_EVERY = 3_333_331  # the rows whose amount is typed ten times too large: x % SLIP_EVERY = 0
 
 
 @dataclass(frozen=True)
@@ -101,14 +108,21 @@ def _values(
     )
     status += f" ELSE '{STATUSES[-1]}' END"
     updated = f":base - ((:rows - x) * {SPREAD_S}) {div} :rows"
+    quantity = "1 + (x * 13) % 20"
+    unit_price = "ROUND(1 + ((x * 104729) % 99900) / 100.0, 2)"
+    # Rounded to cents: exact already where numbers are decimals, and on SQLite (floats) the
+    # same double as the literal amount would be.
+    slip = f"CASE WHEN x % {SLIP_EVERY} = 0 THEN 10 ELSE 1 END"
+    amount = f"ROUND(({quantity}) * {unit_price} * {slip}, 2)"
     return ",\n".join(
         [
             "x",
             "1 + (x * 7919) % 50000",
             concat(["'customer'", "((x * 7919) % 50000)", "'@example.com'"]),
             status,
-            "ROUND(1 + ((x * 104729) % 99900) / 100.0, 2)",
-            "1 + (x * 13) % 20",
+            amount,
+            quantity,
+            unit_price,
             "CASE WHEN x % 10 = 0 THEN NULL ELSE ((x * 17) % 51) / 100.0 END",
             timestamp(f"{updated} - ((x * 11) % 30) * 86400"),
             timestamp(updated),
@@ -181,8 +195,8 @@ def prepare_sqlite(data_dir: Path, rows: int, log: Log) -> Dataset:
         conn.execute("PRAGMA synchronous = OFF")
         conn.execute(
             f"CREATE TABLE {TABLE} (id INTEGER PRIMARY KEY, customer_id INTEGER, email TEXT, "
-            "status TEXT, amount NUMERIC(12, 2), quantity INTEGER, discount NUMERIC(4, 2), "
-            "created_at TIMESTAMP, updated_at TIMESTAMP)"
+            "status TEXT, amount NUMERIC(12, 2), quantity INTEGER, unit_price NUMERIC(12, 2), "
+            "discount NUMERIC(4, 2), created_at TIMESTAMP, updated_at TIMESTAMP)"
         )
         values = _values(lambda seconds: f"datetime({seconds}, 'unixepoch')")
         conn.execute("BEGIN")
@@ -232,7 +246,8 @@ def prepare_postgres(url: str, rows: int, log: Log) -> Dataset:
                 sa.text(
                     f"CREATE TABLE {dataset.table} (id integer NOT NULL, customer_id integer, "
                     "email text, status text, amount numeric(12, 2), quantity integer, "
-                    "discount numeric(4, 2), created_at timestamp, updated_at timestamp)"
+                    "unit_price numeric(12, 2), discount numeric(4, 2), created_at timestamp, "
+                    "updated_at timestamp)"
                 )
             )
             values = _values(lambda seconds: f"(to_timestamp({seconds}) AT TIME ZONE 'UTC')")
@@ -274,7 +289,8 @@ def prepare_duckdb(data_dir: Path, rows: int, log: Log) -> Dataset:
                 sa.text(
                     f"CREATE TABLE {TABLE} (id INTEGER NOT NULL, customer_id INTEGER, "
                     "email VARCHAR, status VARCHAR, amount DECIMAL(12, 2), quantity INTEGER, "
-                    "discount DECIMAL(4, 2), created_at TIMESTAMP, updated_at TIMESTAMP)"
+                    "unit_price DECIMAL(12, 2), discount DECIMAL(4, 2), created_at TIMESTAMP, "
+                    "updated_at TIMESTAMP)"
                 )
             )
             # make_timestamp(microseconds) is naive UTC whatever the session's TimeZone.
@@ -376,8 +392,9 @@ def prepare_mariadb(url: str, rows: int, log: Log) -> Dataset:
                 sa.text(
                     f"CREATE TABLE {dataset.table} (id INT NOT NULL PRIMARY KEY, "
                     "customer_id INT, email VARCHAR(64), status VARCHAR(16), "
-                    "amount DECIMAL(12, 2), quantity INT, discount DECIMAL(4, 2), "
-                    "created_at DATETIME, updated_at DATETIME) ENGINE = InnoDB"
+                    "amount DECIMAL(12, 2), quantity INT, unit_price DECIMAL(12, 2), "
+                    "discount DECIMAL(4, 2), created_at DATETIME, updated_at DATETIME) "
+                    "ENGINE = InnoDB"
                 )
             )
             values = _values(

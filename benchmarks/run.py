@@ -23,7 +23,14 @@ for the single-pass query, a Spark DataFrame for GX). MariaDB is meant for 1,000
 (10,000,000 would take minutes to generate there); DuckDB generates 10,000,000 in seconds.
 An unreachable PostgreSQL or MariaDB is reported and skipped.
 
-Usage: ``.venv/bin/python benchmarks/run.py [--rows N[,N...]] [--repeat N] [--backends ...]``
+``--fat-finger`` adds a fifth tool, dq-agent on the same suite plus the ``fat_finger`` check
+(``suite.FAT_FINGER``: amount against its witness ``quantity * unit_price``, peers grouped by
+status), in a project of its own, and reports what the check costs: its work against
+dq-agent's without it, target at most 2x. The table's few planted slips make that check warn; that
+warning, and only it, is accepted.
+
+Usage: ``.venv/bin/python benchmarks/run.py [--rows N[,N...]] [--repeat N] [--backends ...]
+[--fat-finger]``
 """
 
 from __future__ import annotations
@@ -60,6 +67,7 @@ from benchmarks.data import (  # noqa: E402
 )
 from benchmarks.suite import (  # noqa: E402
     DEFAULT_ROWS,
+    FAT_FINGER_CHECK,
     SODA_NOTES,
     evaluate_single_pass,
     single_pass_sql,
@@ -84,12 +92,15 @@ GX_UNSUPPORTED = {
     "duckdb": "every expectation errors through duckdb-engine (GX fetches its rows after "
     "closing the connection, and they come back empty)"
 }
-# "cli": the whole `dq-agent check` command; "soda": Soda Core 4, on PostgreSQL when installed.
-TOOLS = ("single_sql", "dq_agent", "gx", "cli", "soda")
-TIMED = ("single_sql", "dq_agent", "gx", "soda")  # the tools timed from inside their process
+# "cli": the whole `dq-agent check` command; "soda": Soda Core 4, on PostgreSQL when installed;
+# "dq_agent_ff": dq-agent with the fat_finger check added, with --fat-finger only.
+TOOLS = ("single_sql", "dq_agent", "dq_agent_ff", "gx", "cli", "soda")
+# The tools timed from inside their process.
+TIMED = ("single_sql", "dq_agent", "dq_agent_ff", "gx", "soda")
 LABELS = {
     "single_sql": "single-pass SQL",
     "dq_agent": "dq-agent",
+    "dq_agent_ff": "dq-agent +fat_finger",
     "gx": "plain GX",
     "cli": "dq-agent CLI",
     "soda": "Soda Core 4",
@@ -100,6 +111,10 @@ MAX_RATIO_TO_SQL = 1.5
 MIN_GX_RATIO = 1.0
 MAX_RATIO_TO_SQL_ON = {"duckdb": 1.3, "spark": 1.3}
 MIN_GX_RATIO_ON = {"spark": 3.0}
+# With --fat-finger: the suite with fat_finger at most this many times the suite without it.
+MAX_FAT_FINGER_RATIO = 2.0
+# The one check a tool's suite may leave at a warning: fat_finger, finding the planted slips.
+MAY_WARN = {"dq_agent_ff": FAT_FINGER_CHECK}
 LEGEND = """\
 Targets: dq-agent's work within {ratio:g}x of the single-pass query's ({tighter}),
 and below plain GX's ({gx}).
@@ -121,6 +136,12 @@ and below plain GX's ({gx}).
            may be answered from an index, or stop early at a LIMIT); on spark, the Scan
            parquet nodes of the plans Spark ran, a cache filled from the file counting
            once; '+N of a cache': plans' InMemoryTableScan of such a copy"""
+FAT_FINGER_LEGEND = """\
+With --fat-finger: dq-agent +fat_finger runs the same suite plus fat_finger (amount against
+its witness quantity * unit_price, auto_correct, peers grouped by status, severity warn) in a
+project of its own; target: its work within {ratio:g}x of dq-agent's. The table's few typing
+slips (amount x 10 where id % 3333331 = 0) make it warn: that warning is accepted, and its
+findings are counted."""
 CHILD_TIMEOUT_S = 3600
 
 _T0 = time.perf_counter()
@@ -184,6 +205,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=Path(os.environ.get("DQ_AGENT_BENCH_SODA_PYTHON", DEFAULT_SODA_PYTHON)),
         help="Python of Soda Core's virtualenv (env DQ_AGENT_BENCH_SODA_PYTHON); "
         "Soda is skipped when it is missing",
+    )
+    parser.add_argument(
+        "--fat-finger",
+        action="store_true",
+        help="also time dq-agent with the fat_finger check added, against dq-agent without it",
     )
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     args = parser.parse_args(argv)
@@ -339,23 +365,49 @@ def run_cli(dataset: Dataset, project: Path) -> dict[str, Any]:
 
 
 def require_pass(report: dict[str, Any]) -> None:
+    """Stop the run unless every check passed, but for a warning from the one check the tool
+    may leave warning (``MAY_WARN``)."""
     if report["passed"]:
         return
-    failed = sorted(name for name, ok in report["outcomes"].items() if not ok) or ["(none named)"]
+    may_warn = MAY_WARN.get(report["tool"])
+    statuses: dict[str, str] = report.get("statuses", {})
+    messages: dict[str, str] = report.get("messages", {})
+    failed = [
+        name
+        for name, ok in sorted(report["outcomes"].items())
+        if not ok and not (name == may_warn and statuses.get(name) == "warn")
+    ]
+    if report["outcomes"] and not failed:
+        return
+    named = [
+        f"{name} ({statuses[name]}: {messages.get(name, '')})" if name in statuses else name
+        for name in failed
+    ]
+    but = f" (but {may_warn}, which may warn)" if may_warn else ""
     raise CheckFailure(
         f"ABORT: {LABELS[report['tool']]} on {report['backend']} reports failing checks: "
-        f"{', '.join(failed)}. The data is built so that every check passes; timings of a "
-        "suite that does not pass are not comparable."
+        f"{', '.join(named) or '(none named)'}. The data is built so that every check "
+        f"passes{but}; timings of a suite that does not pass are not comparable."
     )
 
 
-def warm_up(dataset: Dataset, project: Path, soda_python: Path | None) -> None:
-    """Read the table once (and check the data passes), then create dq-agent's state store.
+def fat_finger_found(report: dict[str, Any]) -> str:
+    """What the fat_finger check of a ``dq_agent_ff`` report said: status, findings, message."""
+    status = report["statuses"][FAT_FINGER_CHECK]
+    found = report["findings"][FAT_FINGER_CHECK]
+    message = report.get("messages", {}).get(FAT_FINGER_CHECK)
+    return f"{status}, {found} findings" + (f": {message}" if message else "")
+
+
+def warm_up(dataset: Dataset, projects: dict[str, Path], soda_python: Path | None) -> None:
+    """Read the table once (and check the data passes), then create dq-agent's state store
+    (and, with ``dq_agent_ff`` among ``projects``, that project's, by one untimed run).
 
     Soda, where it runs, verifies its contract once too: a contract that does not pass stops
     the run before anything is timed. On Spark the single-pass query's child reads the file
     (a session in this process would keep a JVM running all along).
     """
+    project = projects["dq_agent"]
     started = time.perf_counter()
     if dataset.backend == "spark":
         require_pass(run_child("single_sql", dataset, project))
@@ -378,6 +430,10 @@ def warm_up(dataset: Dataset, project: Path, soda_python: Path | None) -> None:
     log(f"{dataset.backend}: warm-up query {time.perf_counter() - started:.2f}s")
     # A scheduled monitor finds its state store already there: create it before timing.
     require_pass(run_cli(dataset, project))
+    if "dq_agent_ff" in projects:
+        report = run_child("dq_agent_ff", dataset, projects["dq_agent_ff"])
+        require_pass(report)
+        log(f"{dataset.backend}: {FAT_FINGER_CHECK} {fat_finger_found(report)}")
     if soda_python is not None:
         report = run_soda(dataset, project, soda_python)
         require_pass(report)
@@ -387,15 +443,18 @@ def warm_up(dataset: Dataset, project: Path, soda_python: Path | None) -> None:
 def measure(
     dataset: Dataset,
     repeat: int,
-    project: Path,
+    projects: dict[str, Path],
     tools: Sequence[str],
     soda_python: Path | None,
 ) -> list[dict[str, Any]]:
+    """Each tool ``repeat`` times, taking turns; ``projects``: each tool's directory (its
+    dq-agent project; Soda's files sit in dq_agent's), ``dq_agent``'s for those not named."""
     samples: list[dict[str, Any]] = []
     order = tuple(tools)
     for round_ in range(repeat):
         shift = round_ % len(order)
         for tool in order[shift:] + order[:shift]:
+            project = projects.get(tool, projects["dq_agent"])
             if tool == "cli":
                 report = run_cli(dataset, project)
                 shown = f"wall {report['cli_wall_s']:.3f}s"
@@ -409,12 +468,14 @@ def measure(
                     f"work {report['work_s']:.3f}s, import {report['import_s']:.2f}s, "
                     f"{report['statements']} statements, {report['scans']} scans"
                 )
+                if tool == "dq_agent_ff":
+                    shown += f"; {FAT_FINGER_CHECK} {report['findings'][FAT_FINGER_CHECK]} findings"
             require_pass(report)
             report["round"] = round_ + 1
             samples.append(report)
             log(
                 f"{dataset.backend} {dataset.rows:,} round {round_ + 1}/{repeat}: "
-                f"{LABELS[tool]:<16} {shown}"
+                f"{LABELS[tool]:<20} {shown}"
             )
     return samples
 
@@ -441,8 +502,14 @@ def summarize(samples: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         for key in ("statements", "scans", "cache_scans", "setup_statements", "other_statements"):
             summary[tool][key] = sorted({s[key] for s in mine})
         summary[tool]["sql"] = mine[-1]["sql"]
+        if tool == "dq_agent_ff":
+            summary[tool]["findings"] = sorted({s["findings"][FAT_FINGER_CHECK] for s in mine})
+            summary[tool]["statuses"] = sorted({s["statuses"][FAT_FINGER_CHECK] for s in mine})
+            summary[tool]["message"] = mine[-1].get("messages", {}).get(FAT_FINGER_CHECK)
     work = {tool: float(summary[tool]["work_s"]) for tool in TIMED if tool in summary}
     ratios = {"dq_agent_over_single_sql": work["dq_agent"] / work["single_sql"]}
+    if "dq_agent_ff" in work:
+        ratios["dq_agent_ff_over_dq_agent"] = work["dq_agent_ff"] / work["dq_agent"]
     if "gx" in work:
         ratios["gx_over_dq_agent"] = work["gx"] / work["dq_agent"]
     if "soda" in work:
@@ -485,32 +552,33 @@ def print_report(
     gx_skipped: str | None,
 ) -> None:
     print()
-    print(f"== {dataset.backend}: {dataset.rows:,} rows, 10 checks, median of {repeat} ==")
+    checks = "10 checks" + (f" (+ {FAT_FINGER_CHECK})" if "dq_agent_ff" in summary else "")
+    print(f"== {dataset.backend}: {dataset.rows:,} rows, {checks}, median of {repeat} ==")
     header = (
-        f"{'tool':<18}{'work s':>9}{'setup s':>9}{'import s':>10}{'process s':>11}"
+        f"{'tool':<22}{'work s':>9}{'setup s':>9}{'import s':>10}{'process s':>11}"
         f"{'peak RSS MB':>13}{'stmts':>7}{'scans':>7}"
     )
     print(header)
     print("-" * len(header))
     for tool in TIMED:
         if tool == "gx" and gx_skipped:
-            print(f"{LABELS['gx']:<18}  n/a on {dataset.backend}: {gx_skipped}")
+            print(f"{LABELS['gx']:<22}  n/a on {dataset.backend}: {gx_skipped}")
         if tool not in summary:
             continue
         row = summary[tool]
         notes = _notes(tool, row)
         print(
-            f"{LABELS[tool]:<18}{row['work_s']:>9.3f}{row['setup_s']:>9.3f}{row['import_s']:>10.2f}"
+            f"{LABELS[tool]:<22}{row['work_s']:>9.3f}{row['setup_s']:>9.3f}{row['import_s']:>10.2f}"
             f"{row['process_s']:>11.2f}{row['peak_rss_mb']:>13.0f}"
             f"{_counts(row['statements']):>7}{_counts(row['scans']):>7}"
             + (f"  ({notes})" if notes else "")
         )
     print(
-        f"{LABELS['cli']:<18}{summary['cli']['cli_wall_s']:>9.3f}"
+        f"{LABELS['cli']:<22}{summary['cli']['cli_wall_s']:>9.3f}"
         "  (wall clock of the whole `dq-agent check --format json` command)"
     )
     if soda_skipped:
-        print(f"{LABELS['soda']:<18}  skipped: {soda_skipped}")
+        print(f"{LABELS['soda']:<22}  skipped: {soda_skipped}")
     ratios = summary["ratios"]
     to_sql = ratios["dq_agent_over_single_sql"]
     most = MAX_RATIO_TO_SQL_ON.get(dataset.backend, MAX_RATIO_TO_SQL)
@@ -522,6 +590,16 @@ def print_report(
             f"target <= {most:g}x   {verdict[to_sql <= most]}",
         ),
     ]
+    if "dq_agent_ff_over_dq_agent" in ratios:
+        ff_ratio = ratios["dq_agent_ff_over_dq_agent"]
+        within = ff_ratio <= MAX_FAT_FINGER_RATIO
+        lines.append(
+            (
+                f"{LABELS['dq_agent_ff']} / dq-agent (work):",
+                ff_ratio,
+                f"target <= {MAX_FAT_FINGER_RATIO:g}x   {verdict[within]}",
+            )
+        )
     if "gx_over_dq_agent" in ratios:
         gx_ratio = ratios["gx_over_dq_agent"]
         target, met = _gx_target(dataset.backend, gx_ratio)
@@ -530,15 +608,24 @@ def print_report(
         lines.append(("Soda Core 4 / dq-agent (work):", ratios["soda_over_dq_agent"], ""))
         lines.append(("Soda Core 4 / single-pass SQL (work):", ratios["soda_over_single_sql"], ""))
     for label, ratio, target in lines:
-        print(f"{label:<38}{ratio:6.2f}x   {target}".rstrip())
+        print(f"{label:<42}{ratio:6.2f}x   {target}".rstrip())
     if "gx_over_dq_agent" not in ratios:
-        print(f"{'plain GX / dq-agent (work):':<38}   n/a   (no GX on {dataset.backend})")
-    if dataset.backend == "spark":
-        print("dq-agent's spark.sql calls (last round):")
-    else:
-        print("dq-agent's statements to the database (last round):")
-    for statement in summary["dq_agent"]["sql"]:
-        print(f"  {statement}")
+        print(f"{'plain GX / dq-agent (work):':<42}   n/a   (no GX on {dataset.backend})")
+    if "dq_agent_ff" in summary:
+        ff = summary["dq_agent_ff"]
+        print(
+            f"{FAT_FINGER_CHECK}: {'/'.join(ff['statuses'])}, {_counts(ff['findings'])} findings"
+            + (f" ({ff['message']})" if ff["message"] else "")
+        )
+    for tool in ("dq_agent", "dq_agent_ff"):
+        if tool not in summary:
+            continue
+        if dataset.backend == "spark":
+            print(f"{LABELS[tool]}'s spark.sql calls (last round):")
+        else:
+            print(f"{LABELS[tool]}'s statements to the database (last round):")
+        for statement in summary[tool]["sql"]:
+            print(f"  {statement}")
     if "soda" in summary:
         print("Soda Core 4's statements to the database (last round):")
         for statement in summary["soda"]["sql"]:
@@ -569,6 +656,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     tighter = ", ".join(f"{ratio:g}x on {b}" for b, ratio in MAX_RATIO_TO_SQL_ON.items())
     gx = ", ".join(f"at most 1/{ratio:g} of it on {b}" for b, ratio in MIN_GX_RATIO_ON.items())
     print(LEGEND.format(ratio=MAX_RATIO_TO_SQL, tighter=tighter, gx=gx), flush=True)
+    if args.fat_finger:
+        print(FAT_FINGER_LEGEND.format(ratio=MAX_FAT_FINGER_RATIO), flush=True)
 
     soda_unavailable_reason: str | None = None
     if "postgresql" in args.backends:
@@ -617,30 +706,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         "rows": args.rows[0] if len(args.rows) == 1 else args.rows,
         "repeat": args.repeat,
         "python": sys.version.split()[0],
+        "fat_finger": args.fat_finger,
         "backends": {},  # backend -> its run at the first size in --rows
         "runs": [],  # every (backend, size) run
     }
     reports: list[tuple[Dataset, dict[str, dict[str, Any]], str | None, str | None]] = []
     with tempfile.TemporaryDirectory(prefix="dq-bench-") as tmp:
         for dataset in datasets:
-            project = write_dq_agent_project(
-                Path(tmp) / f"{dataset.backend}-{dataset.rows}",
-                dataset.backend,
-                dataset.url,
-                dataset.schema,
-            )
+            name = f"{dataset.backend}-{dataset.rows}"
+            projects = {
+                "dq_agent": write_dq_agent_project(
+                    Path(tmp) / name, dataset.backend, dataset.url, dataset.schema
+                )
+            }
+            if args.fat_finger:
+                projects["dq_agent_ff"] = write_dq_agent_project(
+                    Path(tmp) / f"{name}-fat-finger",
+                    dataset.backend,
+                    dataset.url,
+                    dataset.schema,
+                    fat_finger=True,
+                )
             skipped = _soda_for(dataset.backend, soda_unavailable_reason)
             gx_skipped = GX_UNSUPPORTED.get(dataset.backend)
             soda_python = None if skipped else args.soda_python
             left_out = {"soda"} if soda_python is None else set()
+            if not args.fat_finger:
+                left_out.add("dq_agent_ff")
             if gx_skipped:
                 left_out.add("gx")
             tools = [tool for tool in TOOLS if tool not in left_out]
             if soda_python is not None:
                 assert dataset.schema is not None
-                write_soda_project(project, dataset.url, dataset.schema)
-            warm_up(dataset, project, soda_python)
-            samples = measure(dataset, args.repeat, project, tools, soda_python)
+                write_soda_project(projects["dq_agent"], dataset.url, dataset.schema)
+            warm_up(dataset, projects, soda_python)
+            samples = measure(dataset, args.repeat, projects, tools, soda_python)
             summary = summarize(samples)
             run = {
                 "backend": dataset.backend,

@@ -1,6 +1,8 @@
 """The benchmark's ten checks, defined once and rendered for each of the four tools.
 
 Every tool names its checks the same way, so their outcomes can be compared check by check.
+dq-agent's project can also carry an eleventh, ``fat_finger`` (``FAT_FINGER``), to measure
+what that check adds to the suite.
 """
 
 from __future__ import annotations
@@ -34,6 +36,17 @@ SPARK_CONF = {
     "spark.sql.shuffle.partitions": str(os.cpu_count() or 2),
     "spark.sql.session.timeZone": "UTC",
     "spark.sql.warehouse.dir": os.path.join(tempfile.gettempdir(), "dq-bench-spark-warehouse"),
+}
+# The check whose cost ``run.py --fat-finger`` measures: dq-agent only (GX and Soda have no
+# such check). A warning, not a failure: the table holds a few slips for it to find.
+FAT_FINGER_CHECK = "fat_finger"
+FAT_FINGER: dict[str, Any] = {
+    "name": FAT_FINGER_CHECK,
+    "column": "amount",
+    "witness": "quantity * unit_price",
+    "auto_correct": True,
+    "severity": "warn",
+    "peers": {"group_by": ["status"]},
 }
 
 # One expectation per check, in GX's own terms; dq-agent runs them under the same names.
@@ -99,11 +112,14 @@ def spark_table(path: str) -> str:
     return "parquet.`{}`".format(path.replace("`", "``"))
 
 
-def write_dq_agent_project(root: Path, backend: str, url: str, schema: str | None) -> Path:
+def write_dq_agent_project(
+    root: Path, backend: str, url: str, schema: str | None, *, fat_finger: bool = False
+) -> Path:
     """A dq-agent project for the benchmark table, its state store a SQLite file inside it.
 
     On ``spark``, ``url`` is the Parquet file: a ``type: spark`` connector with the benchmark's
-    session settings reads it through a query.
+    session settings reads it through a query. With ``fat_finger`` the suite has the
+    ``FAT_FINGER`` check after the ten others.
     """
     (root / "connectors").mkdir(parents=True, exist_ok=True)
     (root / "checks").mkdir(exist_ok=True)
@@ -124,9 +140,13 @@ def write_dq_agent_project(root: Path, backend: str, url: str, schema: str | Non
         {"freshness": {"name": "freshness", "column": FRESHNESS_COLUMN, "max_age": f"{hours}h"}},
         *({kind: {"name": name, **kwargs}} for name, kind, kwargs in column_checks()),
     ]
+    if fat_finger:
+        checks.append({"fat_finger": dict(FAT_FINGER)})
     suite = {
         "suite": "bench_orders",
-        "description": "Benchmark: ten checks on a generated orders table",
+        "description": "Benchmark: ten checks"
+        + (f" and {FAT_FINGER_CHECK}" if fat_finger else "")
+        + " on a generated orders table",
         "source": source,
         "key": ["id"],
         "checks": checks,

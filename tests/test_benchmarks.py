@@ -135,6 +135,45 @@ def test_harness_runs_all_three_tools_on_sqlite(tmp_path: Path) -> None:
     assert "dq-agent / single-pass SQL" in done.stdout
 
 
+def test_harness_times_dq_agent_with_fat_finger_beside_dq_agent_without(tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "run.py"),
+            "--rows",
+            "2000",
+            "--repeat",
+            "1",
+            "--backends",
+            "sqlite",
+            "--fat-finger",
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--json",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    by_tool = {
+        s["tool"]: s for s in json.loads(out.read_text(encoding="utf-8"))["runs"][0]["samples"]
+    }
+    with_ff = by_tool["dq_agent_ff"]
+    assert len(with_ff["outcomes"]) == 11 and with_ff["statuses"]["fat_finger"] in ("pass", "warn")
+    # The tool's row beside dq-agent's, the ratio against its target, and its findings.
+    assert re.search(r"^dq-agent \+fat_finger +\d+\.\d{3} ", done.stdout, re.M), done.stdout
+    ratio = r"^dq-agent \+fat_finger / dq-agent \(work\): +\d+\.\d\dx +target <= 2x +(PASS|MISS)$"
+    assert re.search(ratio, done.stdout, re.M), done.stdout
+    found = re.search(r"^fat_finger: (pass|warn), (\d+) findings", done.stdout, re.M)
+    assert found and int(found[2]) == with_ff["findings"]["fat_finger"], done.stdout
+
+
 def test_harness_runs_on_duckdb_and_reports_gx_as_not_available(tmp_path: Path) -> None:
     out = tmp_path / "results.json"
     done = subprocess.run(
