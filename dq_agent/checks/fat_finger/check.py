@@ -149,24 +149,23 @@ class _Query:
         )
 
     def counts(self) -> dict[str, sa.ColumnElement[Any]]:
-        """Aggregates for the shared scan: the records, and those with a witness value. They
-        cost the scan little: whether the witness is null is read from its inputs
-        (``seats IS NULL OR price IS NULL``), not computed. Disagreements are found by the
-        candidate read, which computes the witness once.
+        """Aggregates for the shared scan: the records, those with a witness value (read
+        from its inputs' nulls, ``seats IS NULL OR price IS NULL``, not computed), and those
+        that disagree with it. On clean data that is all the check reads.
 
-        Everything but ``rows`` and ``not_numbers`` counts only records whose analysed
-        columns hold numbers (SQLite keeps text in any column).
+        When ``not_numbers`` is not 0 (SQLite keeps text in any column; NaN), the other
+        counts are taken again without those records (see :meth:`numbers_only`): asking
+        every count here whether its record holds numbers would cost the scan as much again.
         """
-        odd = self.not_a_number()
-        number = sa.not_(odd)
-        present = sa.and_(number, self.column.is_not(None))
+        present = self.column.is_not(None)
         counts: dict[str, sa.ColumnElement[Any]] = {
             "rows": sa.func.count(),
-            "not_numbers": count_where(odd),
+            "not_numbers": count_where(self.not_a_number()),
             "values": count_where(present),
         }
         if self.witness is not None:
             counts["witnessed"] = count_where(sa.and_(present, sa.not_(self.witness_null)))
+            counts["disagree"] = count_where(self.disagrees())
         return counts
 
     def places(self, surveyed: Survey) -> dict[str, int | None]:
@@ -362,23 +361,30 @@ class _Run:
         self.unreadable = query.not_numbers_found() if self.left_out else ()
         self.relation = query.numbers_only() if self.left_out else check.relation
         self.query = _Query(check, self.relation) if self.left_out else query
+        if self.left_out:
+            aggregates = [e.label(name) for name, e in self.query.counts().items()]
+            with self.relation.connect() as conn:
+                recount = conn.execute(sa.select(*aggregates).select_from(self.relation.selectable))
+                self.counts = {**dict(recount.mappings().one()), "rows": counts["rows"]}
         self.inputs = self.query.inputs
         self.tolerance = self.query.tolerance
 
     def result(self) -> CheckResult:
         values = int(self.counts["values"] or 0)
         witnessed = int(self.counts.get("witnessed") or 0)
+        disagree = int(self.counts.get("disagree") or 0)
         surveyed: Survey | None = None
         if witnessed < values:
             # Records without a witness value are screened against their peers' bounds:
             # the peers come first.
             surveyed = self._survey(values)
             source, where = self.query.candidates(surveyed.peers, self.query.places(surveyed))
-        elif values:
+            rows, suspicious = self._fetch(source, where)
+        elif disagree:
             source, where = self.relation.selectable, self.query.disagrees()
+            rows, suspicious = self._fetch(source, where, known=disagree)
         else:
             return self._result(0, 0, [])
-        rows, suspicious = self._fetch(source, where)
         if not rows:
             return self._result(0, 0, [])
         surveyed = surveyed or self._survey(values)
@@ -394,13 +400,15 @@ class _Run:
         return survey(self.relation, self.query.analysed, self.check.group_by, rows=values)
 
     def _fetch(
-        self, source: sa.FromClause, where: sa.ColumnElement[bool]
+        self, source: sa.FromClause, where: sa.ColumnElement[bool], *, known: int | None = None
     ) -> tuple[list[dict[str, Any]], int]:
-        """The first MAX_ANALYSED candidates by key, and how many there are in all.
+        """The first MAX_ANALYSED candidates by key, and how many there are in all (``known``
+        already, when the shared scan counted them).
 
         Read unordered first: ordered by key with a limit, PostgreSQL would walk the whole
-        primary key index looking for the few rows that qualify. Only when there are more
-        than MAX_ANALYSED are they counted, and the first ones read again in key order.
+        primary key index looking for the few rows that qualify (and with a limit alone it
+        reads the table on one core). Only when there are more than MAX_ANALYSED are they
+        counted, and the first ones read again in key order.
         """
         names = list(dict.fromkeys([*self.check.key, self.args.column, *self.inputs]))
         names += [g for g in self.check.group_by if g not in names]
@@ -409,14 +417,20 @@ class _Run:
             .select_from(source)
             .where(where)
         )
+        if known is None or known > MAX_ANALYSED:
+            query = query.limit(MAX_ANALYSED + 1)
         with self.relation.connect() as conn:
-            rows = [dict(r) for r in conn.execute(query.limit(MAX_ANALYSED + 1)).mappings()]
+            if known is not None and conn.dialect.name == "postgresql":
+                # Few rows qualify, as counted: PostgreSQL, which cannot tell, would read the
+                # table on one core rather than pass a third of it between workers.
+                conn.exec_driver_sql("SET LOCAL parallel_tuple_cost = 0")
+            rows = [dict(r) for r in conn.execute(query).mappings()]
             if len(rows) <= MAX_ANALYSED:
                 rows.sort(key=lambda row: [(row[k] is None, row[k]) for k in self.check.key])
                 return rows, len(rows)
             count = sa.select(sa.func.count()).select_from(source).where(where)
             total = int(conn.execute(count).scalar_one())
-            ordered = query.order_by(*[self.relation.column(k) for k in self.check.key])
+            ordered = query.limit(None).order_by(*[self.relation.column(k) for k in self.check.key])
             rows = [dict(r) for r in conn.execute(ordered.limit(MAX_ANALYSED)).mappings()]
         return rows, total
 

@@ -12,6 +12,12 @@ The extremes are exact. A quartile is exact where its bin holds one distinct val
 list) and otherwise interpolated on log10 between the bin's smallest and largest value, so it
 is off by less than a bin's width (10^(1/40) − 1 ≈ 6%), a fraction of the narrowest spread
 judged (:data:`MIN_LOG_SCALE`).
+
+A table of more than :data:`SAMPLE_VALUES` rows is surveyed on a random sample of about that
+many (whole pages of a PostgreSQL table, ``TABLESAMPLE SYSTEM``; elsewhere rows drawn with the
+engine's random function): quartiles barely move, the extremes become the sample's, and a
+small group may have too few sampled values to be judged on its own (its records are then
+judged against all rows).
 """
 
 from __future__ import annotations
@@ -173,8 +179,11 @@ def _histograms(
 ) -> tuple[_Histograms, _Probes] | None:
     """Per column index, per group, per bin: the bin, and the decimal places its values
     need. None when there are too many rows."""
-    source = relation.selectable
-    if share < 1:
+    source: sa.FromClause = relation.selectable
+    if share < 1 and relation.engine.dialect.name == "postgresql" and isinstance(source, sa.Table):
+        # Whole pages drawn at random: a sample read without reading the rest of the table.
+        source = sa.tablesample(source, sa.func.system(round(share * 100, 6)), name="sample")
+    elif share < 1:
         random = _random(relation.engine.dialect.name)
         assert random is not None
         drawn = random(source.c[columns[0]]) < sa.literal(share)
