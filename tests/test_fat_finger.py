@@ -25,7 +25,7 @@ from dq_agent.checks.fat_finger.decide import (
     judge_unwitnessed,
     judge_witnessed,
 )
-from dq_agent.checks.fat_finger.peers import BINS_PER_DECADE, Spread, survey
+from dq_agent.checks.fat_finger.peers import BINS_PER_DECADE, MIN_PEERS, Spread, survey
 from dq_agent.expressions import parse
 from dq_agent.results import CheckResult, Finding
 from dq_agent.sandbox.warehouse import build_demo_warehouse
@@ -585,9 +585,9 @@ def test_without_peers_for_an_input_the_witness_is_not_vouched_for() -> None:
     assert judged.evidence[2] == "too few peers to vouch for seats = 3"
 
 
-def test_a_slip_is_clear_when_the_other_stories_are_untypical_values() -> None:
-    # Seats 0.3 (the story "seats was typed × 10") would explain 12,345 as well, and a
-    # small value is cheap to type: still, 0.3 seats is no typical number of seats.
+def test_a_slip_is_clear_when_the_other_story_is_a_far_less_likely_value() -> None:
+    # Seats 0.3 (the story "seats was typed × 10") would explain 1,234.5 as well, and a
+    # small value is cheap to type: still, 0.3 seats is far from any number of seats seen.
     peers = {
         "seats": Peer(spread("3", "2.5", "3.5"), "all rows"),
         "price": Peer(spread("4115", "4000", "4200"), "all rows"),
@@ -686,8 +686,9 @@ def test_peer_summaries_come_from_one_aggregate_and_are_close_to_exact(
     try:
         relation = Relation(engine, DEALS, {}, ("id",), "deals", engine_url)
         surveyed = survey(relation, ["amount"], ["product"])
-        # Over SAMPLE_VALUES rows, a random sample of about that many is surveyed.
-        monkeypatch.setattr("dq_agent.checks.fat_finger.peers.SAMPLE_VALUES", 500)
+        # Over SAMPLE_VALUES rows, a random sample of about that many is surveyed (whole
+        # pages of a PostgreSQL table: a few here, so the sample's size varies more).
+        monkeypatch.setattr("dq_agent.checks.fat_finger.peers.SAMPLE_VALUES", 1000)
         sampled = survey(relation, ["amount"], ["product"], rows=len(rows))
     finally:
         engine.dispose()
@@ -710,10 +711,10 @@ def test_peer_summaries_come_from_one_aggregate_and_are_close_to_exact(
             else:
                 assert abs(math.log10(found / values[rank])) < 1 / BINS_PER_DECADE
     assert peers.overall is not None and peers.overall.count == 2000
-    assert sampled.sampled == 0.25
+    assert sampled.sampled == 0.5
     overall = sampled.peers["amount"].overall
-    assert overall is not None and 300 < overall.count < 700
-    assert abs(math.log10(overall.median / peers.overall.median)) < 0.1
+    assert overall is not None and MIN_PEERS <= overall.count < 2000
+    assert abs(math.log10(overall.median / peers.overall.median)) < 0.2
 
 
 # --- the running example ------------------------------------------------------------------------

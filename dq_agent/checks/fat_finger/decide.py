@@ -17,9 +17,9 @@ correction; when they cannot, nothing is auto-corrected.
 
 The witness is trusted (auto-correct, or propose when ``auto_correct`` is off) only when it
 is exact, the gap is a typing slip, no input is an outlier (|z| > Z_OUTLIER) or without
-enough peers to judge, and no input explanation is both typical (its input value within
-Z_OUTLIER) and about as likely (Δ < MARGIN). A slip is clear when the inputs are typical and
-neither alternative story is: those are always trusted.
+enough peers to judge, and every input explanation has Δ ≥ MARGIN. An explanation whose
+input value is untypical mostly has (a slip is clear when the inputs are typical and no other
+story is), but not always: a true input can be untypical too.
 
 Without a witness value (an input is null), the value is judged against its peers and, where
 the witness is linear in the null input (``quantity * unit_price``), through the input value
@@ -30,7 +30,7 @@ Confidence (0–1) is derived from which rule decided, and for a trusted witness
 margin between the explanations:
 
 =============================================  ===========================================
-trusted witness (auto_correct or propose)       0.95 + 0.04 × clamp((Δ − MARGIN) / MARGIN)
+trusted witness (auto_correct or propose)       0.95 + 0.04 × min(1, (Δ − MARGIN) / MARGIN)
                                                 for the closest explanation; 0.99 when no
                                                 input could explain the gap
 a witness input looks mistyped (propose it)     0.8 if the input is an outlier, else 0.7
@@ -187,8 +187,7 @@ def judge_witnessed(record: Witnessed) -> Judgement:
             deltas = [a.delta for a in alternatives if a.delta is not None]
             confidence = 0.99
             if deltas:
-                margin = (min(deltas) - MARGIN) / MARGIN
-                confidence = 0.95 + 0.04 * min(1.0, max(0.0, margin))
+                confidence = 0.95 + 0.04 * min(1.0, (min(deltas) - MARGIN) / MARGIN)
             evidence = [witness_line, slip_line, *_input_lines(record)]
             evidence += [_alternative_line(a) for a in alternatives]
             evidence.append(_column_line(record))
@@ -440,17 +439,14 @@ def _doubts(record: Witnessed, alternatives: list[_Alternative]) -> list[str]:
                 f"{name} = {number(stored)} is itself an outlier: the witness may be wrong"
             )
     for alt in alternatives:
-        # An explanation whose input value is itself untypical leaves the slip clear.
-        if alt.delta is not None and alt.delta < MARGIN and _typical(alt.z_meant):
+        # Even where its input value is untypical: a true input can be, and the record would
+        # look the same (a price typed 10 × too large, the amount right).
+        if alt.delta is not None and alt.delta < MARGIN:
             doubts.append(
                 f"{alt.name} = {number(alt.meant)} instead of {number(alt.stored)} would explain "
                 f"it about as well ({alt.slip.label} in {alt.name})"
             )
     return doubts
-
-
-def _typical(z: float | None) -> bool:
-    return z is not None and abs(z) <= Z_OUTLIER
 
 
 def _culprit(alternatives: list[_Alternative]) -> _Alternative | None:
