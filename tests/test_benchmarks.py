@@ -90,36 +90,38 @@ def test_a_scan_on_spark_is_a_scan_node_of_the_file_or_of_a_cached_copy() -> Non
     assert plan_scans(CACHED_PLAN) == (0, 1)
 
 
-def test_harness_runs_all_three_tools_on_sqlite(tmp_path: Path) -> None:
+def _harness(
+    tmp_path: Path, backend: str, *options: str, timeout: int = 120
+) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """``run.py`` on a 2,000-row table, one round: its output and its JSON results' path."""
     out = tmp_path / "results.json"
     done = subprocess.run(
         [
             sys.executable,
             str(ROOT / "benchmarks" / "run.py"),
-            "--rows",
-            "2000",
-            "--repeat",
-            "1",
-            "--backends",
-            "sqlite",
-            "--data-dir",
-            str(tmp_path / "data"),
-            "--json",
-            str(out),
+            *("--rows", "2000", "--repeat", "1", "--backends", backend, *options),
+            *("--data-dir", str(tmp_path / "data"), "--json", str(out)),
         ],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+    return done, out
+
+
+def test_harness_runs_all_three_tools_on_sqlite_and_dq_agent_with_fat_finger(
+    tmp_path: Path,
+) -> None:
+    done, out = _harness(tmp_path, "sqlite", "--fat-finger", timeout=180)
 
     results = json.loads(out.read_text(encoding="utf-8"))
     assert list(results["backends"]) == ["sqlite"]
     samples = results["backends"]["sqlite"]["samples"]
     by_tool = {s["tool"]: s for s in samples}
-    assert set(by_tool) == {"single_sql", "dq_agent", "gx", "cli"}
+    assert set(by_tool) == {"single_sql", "dq_agent", "dq_agent_ff", "gx", "cli"}
     for tool in ("single_sql", "dq_agent", "gx"):
         sample = by_tool[tool]
         assert sample["work_s"] > 0 and sample["import_s"] > 0, sample
@@ -134,36 +136,7 @@ def test_harness_runs_all_three_tools_on_sqlite(tmp_path: Path) -> None:
     assert by_tool["cli"]["cli_wall_s"] > 0 and by_tool["cli"]["passed"] is True
     assert "dq-agent / single-pass SQL" in done.stdout
 
-
-def test_harness_times_dq_agent_with_fat_finger_beside_dq_agent_without(tmp_path: Path) -> None:
-    out = tmp_path / "results.json"
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "run.py"),
-            "--rows",
-            "2000",
-            "--repeat",
-            "1",
-            "--backends",
-            "sqlite",
-            "--fat-finger",
-            "--data-dir",
-            str(tmp_path / "data"),
-            "--json",
-            str(out),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-
-    by_tool = {
-        s["tool"]: s for s in json.loads(out.read_text(encoding="utf-8"))["runs"][0]["samples"]
-    }
+    # dq-agent with fat_finger added, beside dq-agent without it.
     with_ff = by_tool["dq_agent_ff"]
     assert len(with_ff["outcomes"]) == 11 and with_ff["statuses"]["fat_finger"] in ("pass", "warn")
     # The tool's row beside dq-agent's, the ratio against its target, and its findings.
@@ -175,29 +148,7 @@ def test_harness_times_dq_agent_with_fat_finger_beside_dq_agent_without(tmp_path
 
 
 def test_harness_runs_on_duckdb_and_reports_gx_as_not_available(tmp_path: Path) -> None:
-    out = tmp_path / "results.json"
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "run.py"),
-            "--rows",
-            "2000",
-            "--repeat",
-            "1",
-            "--backends",
-            "duckdb",
-            "--data-dir",
-            str(tmp_path / "data"),
-            "--json",
-            str(out),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
+    done, out = _harness(tmp_path, "duckdb")
 
     run = json.loads(out.read_text(encoding="utf-8"))["backends"]["duckdb"]
     by_tool = {s["tool"]: s for s in run["samples"]}

@@ -374,7 +374,7 @@ def _examples(url: str, count: int) -> settings:
 
 
 def test_compiled_expectations_match_great_expectations(tmp_path: Path, gx_url: str) -> None:
-    @_examples(gx_url, 80)
+    @_examples(gx_url, 40)
     @given(
         rows=order_tables(),
         drawn=st.lists(EXPECTATIONS, min_size=1, max_size=6, unique_by=_gx_identity),
@@ -458,7 +458,7 @@ def test_values_in_order_match_great_expectations_on_the_rows_in_key_order(
     """GX checks the order of a DataFrame's rows; a table has none, so dq-agent orders its
     rows by the suite's key and must find what GX finds in the same rows in that order."""
 
-    @_examples(gx_url, 60)
+    @_examples(gx_url, 40)
     @given(rows=order_tables(), args=INCREASING)
     def example(rows: list[dict[str, Any]], args: Args) -> None:
         _assert_in_key_order(tmp_path / f"example{next(_example_ids)}", gx_url, rows, args)
