@@ -521,9 +521,9 @@ class VolumeAnomaly(WindowedCheck[VolumeAnomalyArgs]):
             return error_result(self.spec, problem)
         unit = self.args.bucket
         local = last_complete_bucket(self.settled_at, unit, self.zone)
+        days_off = self.days_off(local - history_span(self.args), local)
         # The months before are read only on a month turn: other days need the window alone.
-        month = local.replace(day=1)
-        turn = _is_month_turn(local.date(), self.days_off(month, local)) and unit == "day"
+        turn = unit == "day" and _is_month_turn(local.date(), days_off)
         span = history_span(self.args) if turn else training_span(self.args)
         start, end = local - span, local + STEP[unit]
         series = self.series(start, end)
@@ -534,7 +534,7 @@ class VolumeAnomaly(WindowedCheck[VolumeAnomalyArgs]):
             self.args,
             zone=self.zone,
             expected=expected,
-            days_off=self.days_off(start, local),
+            days_off=days_off,
         )
         # The state store keeps the training window: earlier days were stored by earlier runs.
         window_start = to_utc(local - training_span(self.args), self.zone)

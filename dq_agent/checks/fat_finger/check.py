@@ -31,6 +31,7 @@ import sqlalchemy as sa
 
 from dq_agent.checks.base import CheckContext, count_where, error_result, plural, result
 from dq_agent.checks.fat_finger.decide import (
+    RELATIVE_TOLERANCE,
     Z_OUTLIER,
     Implied,
     Judgement,
@@ -58,8 +59,6 @@ MAX_ANALYSED = 10_000
 # Groups whose own outlier bounds screen the records without a witness value; records of
 # other groups are screened against all rows (and still judged against their own group).
 MAX_SCREENED_GROUPS = 1_000
-# Differences below this share of the witness are floating-point noise, not discrepancies.
-RELATIVE_TOLERANCE = Decimal("1e-9")
 # The share of values allowed more decimal places than the column is judged to use.
 PLACES_SLACK = 0.005
 # Where witnesses are computed in floating point (see numeric_type).

@@ -51,7 +51,7 @@ from decimal import Decimal
 from typing import Literal
 
 from dq_agent.checks.fat_finger.peers import Spread, number
-from dq_agent.checks.fat_finger.slips import Slip, classify
+from dq_agent.checks.fat_finger.slips import Slip, classify, decimals
 from dq_agent.expressions import Expression
 from dq_agent.results import Action
 
@@ -61,6 +61,8 @@ Z_OUTLIER = 3.5
 MARGIN = 3.0
 # Degrees of freedom of the Student t that scores how untypical a value is (heavy tails).
 TAIL_DF = 3.0
+# Differences below this share of a value are floating-point noise, not discrepancies.
+RELATIVE_TOLERANCE = Decimal("1e-9")
 # Peers only: the value divided by 10^k must land this close to the peers' median.
 Z_TYPICAL = 1.0
 
@@ -343,7 +345,7 @@ def _reproduces(record: Unwitnessed, input_: Implied, value: Decimal) -> bool:
     if rounded is None:
         return False
     gap = abs((rounded - value) * input_.slope)
-    return gap <= record.tolerance + abs(record.observed) * Decimal("1e-9")
+    return gap <= record.tolerance + abs(record.observed) * RELATIVE_TOLERANCE
 
 
 def _kept(input_: Implied) -> str:
@@ -370,7 +372,7 @@ def _alternatives(record: Witnessed) -> list[_Alternative]:
         places = record.input_places.get(name)
         meant = _quantize(
             _EXACT.multiply(stored, ratio),
-            places if places is not None else max(2, _places(stored)),
+            places if places is not None else max(2, decimals(stored)),
         )
         if meant is None or meant <= 0 or meant == stored:
             continue
@@ -562,15 +564,10 @@ def _quantize(value: Decimal, places: int) -> Decimal | None:
 
 def _fits(value: Decimal, places: int | None) -> bool:
     """Whether ``value`` can be stored with ``places`` decimals (at most 2 if unknown)."""
-    return _places(value) <= (places if places is not None else 2)
-
-
-def _places(value: Decimal) -> int:
-    exponent = value.normalize(_EXACT).as_tuple().exponent
-    return max(0, -exponent) if isinstance(exponent, int) else 0
+    return decimals(value) <= (places if places is not None else 2)
 
 
 def _rounded_like(value: Decimal, like: Decimal) -> Decimal:
-    places = max(2, _places(like))
+    places = max(2, decimals(like))
     rounded = _quantize(value, places)
     return rounded if rounded is not None else value

@@ -99,8 +99,8 @@ def classify(observed: Decimal, expected: Decimal, max_magnitude: int = 3) -> Sl
     # Typed to the observed value's decimal places: 593,451.20 with its last two digits
     # swapped is 593,451.02.
     text = canonical(meant)
-    shown = _decimals(seen)
-    if shown > _decimals(meant):
+    shown = decimals(seen)
+    if shown > decimals(meant):
         text = format(meant.quantize(Decimal(1).scaleb(-shown), context=_EXACT), "f")
     for kind, candidate, digits in _variants(text):
         if _same(candidate, seen):
@@ -130,7 +130,7 @@ def _same(candidate: str, value: Decimal) -> bool:
         return False
 
 
-def _decimals(value: Decimal) -> int:
+def decimals(value: Decimal) -> int:
     """The decimal places of the value as typed (trailing zeros dropped)."""
     exponent = value.normalize(_EXACT).as_tuple().exponent
     return max(0, -exponent) if isinstance(exponent, int) else 0
