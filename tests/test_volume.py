@@ -165,10 +165,37 @@ def test_a_week_of_failed_loads_is_no_trend_to_follow() -> None:
     assert judge(broken, 100).message == (
         "2026-11-23: 100 rows, 89% below baseline 905 (usually 724–1,086 on Mondays)"
     )
-    assert (
-        judge(broken, 1000).message
-        == "2026-11-23: 1,000 rows, within the usual 724–1,086 on Mondays"
+    assert judge(broken, 1000).message == (
+        "2026-11-23: 1,000 rows, within the usual 727–1,091 on Mondays; "
+        "left out 1 Monday that was an anomaly"
     )
+
+
+def test_mondays_nobody_repaired_do_not_make_the_next_normal_one_an_anomaly() -> None:
+    # The loads of two of the last four Mondays never ran, and nobody reloaded them: their
+    # median is halfway down. Each was an anomaly in its day, below the level while the next
+    # Monday is above it: left out, the two others are the baseline.
+    days = weekly(4)
+    for monday in (7, 21):
+        days[monday] = 0
+    found = judge(days, 1000)
+    assert found.message == (
+        "2026-11-23: 1,000 rows, within the usual 796–1,195 on Mondays; "
+        "left out 2 Mondays that were anomalies"
+    )
+    # An empty Monday again is still news.
+    assert judge(days, 0).anomalous
+
+
+def test_earlier_anomalies_on_the_same_side_may_be_a_new_level_and_stay() -> None:
+    # The last two Mondays were 40% down, each an anomaly in its day; so is this one. They may
+    # be the first of a new level: they stay in the baseline, whose median is then halfway.
+    days = weekly(4)
+    for monday in (14, 21):
+        days[monday] = 600
+    found = judge(days, 600)
+    assert "left out" not in found.message
+    assert found.baseline_median == pytest.approx(800, rel=0.01)
 
 
 def test_a_weekly_pattern_with_too_few_of_this_weekday_cannot_be_judged_yet() -> None:

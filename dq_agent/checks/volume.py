@@ -150,13 +150,14 @@ def detect(
     utc = to_utc(local, zone)
     label = bucket_label(local, unit)
     rows = int(series.get(utc, 0))
-    history = _baseline_points(series, local, args, zone, expected)
-    baseline = _baseline(history, local, args)
-    turn = _month_turn(series, local, args, zone, expected, days_off, baseline.spread)
-    if turn is not None:
-        level = (baseline.level + RATIO_OFFSET) * turn.factor - RATIO_OFFSET
-        baseline = dataclasses.replace(baseline, level=max(0.0, level))
-    note = f"; {turn}" if turn else ""
+    history, baseline, broken, turn = _expectation(
+        series, local, args, zone, expected, days_off, screen=True
+    )
+    notes = [str(turn)] if turn else []
+    if broken:
+        were = "was an anomaly" if len(broken) == 1 else "were anomalies"
+        notes.append(f"left out {_slot_history(len(broken), local, unit)} that {were}")
+    note = "".join(f"; {n}" for n in notes)
 
     def verdict(outcome: Outcome, message: str, band: tuple[float, float] | None) -> Detection:
         return Detection(
@@ -194,6 +195,87 @@ def detect(
         change = f"{share:,.0f}% {'below' if rows < level else 'above'} "
     message = f"{plural(rows, 'row')}, {change}baseline {_count(level)} (usually {usual}){note}"
     return verdict("anomaly", message, band)
+
+
+def _expectation(
+    series: Mapping[datetime, float],
+    local: datetime,
+    args: VolumeAnomalyArgs,
+    zone: ZoneInfo,
+    expected: Collection[datetime],
+    days_off: Collection[date],
+    *,
+    screen: bool,
+) -> tuple[list[tuple[datetime, float]], _Baseline, frozenset[datetime], _MonthTurn | None]:
+    """The buckets the one starting at ``local`` is compared with, the baseline they give, the
+    earlier anomalies left out of it (with ``screen``, see :func:`_broken_before`) and the
+    month turn that moved its level, if any."""
+    history = _baseline_points(series, local, args, zone, expected)
+    baseline = _baseline(history, local, args)
+    broken: frozenset[datetime] = frozenset()
+    if screen:
+        rows = float(series.get(to_utc(local, zone), 0))
+        broken = _broken_before(
+            series, local, rows, history, baseline, args, zone, expected, days_off
+        )
+        if broken:
+            baseline = _baseline(history, local, args, left_out=broken)
+    turn = _month_turn(series, local, args, zone, expected, days_off, baseline.spread)
+    if turn is not None:
+        level = (baseline.level + RATIO_OFFSET) * turn.factor - RATIO_OFFSET
+        baseline = dataclasses.replace(baseline, level=max(0.0, level))
+    return history, baseline, broken, turn
+
+
+def _broken_before(
+    series: Mapping[datetime, float],
+    local: datetime,
+    rows: float,
+    history: list[tuple[datetime, float]],
+    baseline: _Baseline,
+    args: VolumeAnomalyArgs,
+    zone: ZoneInfo,
+    expected: Collection[datetime],
+    days_off: Collection[date],
+) -> frozenset[datetime]:
+    """The earlier buckets of ``local``'s seasonal slot that were anomalies themselves (each
+    judged against the buckets before it), on the other side of the level from ``rows``.
+
+    Nobody repairs some tables: a Friday whose load never ran stays empty, and with four
+    Fridays to go by, two such drag the median halfway down, so the next normal Friday looks
+    like a spike. Left out, they no longer do. On the same side as ``rows`` they stay: earlier
+    buckets that moved the way this one does may be the first of a new level (a market's
+    summer nights ending), which the median is there to follow.
+    """
+    slot = _slot_of(local, args.bucket)
+    if slot is None or baseline.seasonality == "none":
+        return frozenset()
+    level = baseline.level
+    return frozenset(
+        start
+        for start, earlier in history
+        if _slot_of(start, args.bucket) == slot
+        and (earlier - level) * (rows - level) < 0
+        and _was_anomaly(series, start, earlier, args, zone, expected, days_off)
+    )
+
+
+def _was_anomaly(
+    series: Mapping[datetime, float],
+    local: datetime,
+    rows: float,
+    args: VolumeAnomalyArgs,
+    zone: ZoneInfo,
+    expected: Collection[datetime],
+    days_off: Collection[date],
+) -> bool:
+    """Whether the bucket starting at ``local`` was judged an anomaly when it was the last."""
+    history, baseline, _, _ = _expectation(
+        series, local, args, zone, expected, days_off, screen=False
+    )
+    if len(history) < args.min_history or baseline.thin_slot is not None:
+        return False
+    return _is_anomaly(int(rows), baseline.level, _band(baseline, args), args)
 
 
 def _baseline_points(
@@ -325,8 +407,15 @@ def _slot_history(points: int, local: datetime, unit: BucketUnit) -> str:
 
 
 def _baseline(
-    history: list[tuple[datetime, float]], local: datetime, args: VolumeAnomalyArgs
+    history: list[tuple[datetime, float]],
+    local: datetime,
+    args: VolumeAnomalyArgs,
+    *,
+    left_out: Collection[datetime] = frozenset(),
 ) -> _Baseline:
+    """The level and spread ``history`` gives the bucket at ``local``; with seasonality, the
+    level of its slot leaves out the buckets in ``left_out`` (earlier anomalies) while others
+    remain. Their noise still counts in the spread."""
     values = [rows for _, rows in history]
     if not values:
         return _Baseline(0.0, 0.0, "none")
@@ -339,7 +428,12 @@ def _baseline(
     kind = _SLOT_KIND[args.bucket]
     if slot is not None and _use_seasonality(args, groups, values):
         own = groups.get(slot, [])
-        median = statistics.median(own or values)
+        kept = [
+            rows
+            for start, rows in history
+            if start not in left_out and _slot_of(start, args.bucket) == slot
+        ]
+        median = statistics.median(kept or own or values)
         if len(own) < MIN_SEASON_POINTS:
             # A weekly rhythm with too few of this weekday to go by: the other days are no
             # baseline for it (a Saturday is not a slow Friday), so it cannot be judged yet.
