@@ -868,3 +868,40 @@ def test_a_value_that_is_not_a_number_is_reported_and_the_others_judged(
         ),
     ]
     assert (check.observed["rows"], check.observed["not_numbers"]) == (62, 1)
+
+
+@pytest.mark.parametrize("sql_type", ["numeric", "double precision"])
+def test_infinities_are_not_numbers_on_postgresql_whatever_the_column_type(
+    tmp_path: Path, postgres_url: str, sql_type: str
+) -> None:
+    # A NUMERIC(p, s) holds no infinity and is asked only for NaN; a NUMERIC without a
+    # precision (PostgreSQL 14 on) and a double precision column hold both.
+    load_orders(postgres_url, clean_deals() + SCENARIOS[:1], DEALS)
+    engine = sa.create_engine(postgres_url)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                f"ALTER TABLE deals ALTER COLUMN amount TYPE {sql_type}, "
+                f"ALTER COLUMN price TYPE {sql_type}"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO deals VALUES (201, 'basic', 20, 500, 'Infinity'), "
+                "(202, 'pro', 10, '-Infinity', 12000), (203, 'pro', 10, 'NaN', 12000)"
+            )
+        )
+    engine.dispose()
+
+    check = fat_finger(tmp_path, postgres_url)
+
+    # Read back as Decimal or as float, and shown as Python shows them.
+    infinite, nan = ("Infinity", "NaN") if sql_type == "numeric" else ("inf", "nan")
+    assert check.observed["not_numbers"] == 3
+    assert [(f.key["id"], f.column, f.reason) for f in check.findings if f.action == "report"] == [
+        (201, "amount", f"amount holds {infinite}, not a number"),
+        (202, "price", f"price holds -{infinite}, not a number"),
+        (203, "price", f"price holds {nan}, not a number"),
+    ]
+    # The other records are judged as ever: the slip of 101 is found.
+    assert [f.key["id"] for f in check.findings if f.action == "auto_correct"] == [101]

@@ -31,7 +31,7 @@ from dq_agent.sandbox.gsheets import SheetsEmulator
 from dq_agent.sandbox.http import LoopbackServer
 from dq_agent.sandbox.salesforce import SalesforceEmulator
 from dq_agent.sources import gsheets, salesforce
-from dq_agent.sources.base import Relation, Source
+from dq_agent.sources.base import Relation, Source, planner_settings
 from dq_agent.sources.retry import RetryPolicy
 from dq_agent.sources.sql import SqlSource, create_engine
 
@@ -703,3 +703,28 @@ def test_a_query_naming_a_missing_sqlite_table_is_not_retried(tmp_path: Path) ->
         f"query failed on sqlite:///{tmp_path / 'w.db'}: no such table: ordrz",
         False,
     )
+
+
+def test_planner_settings_hold_for_the_query_and_a_branch_gets_its_own_back(
+    postgres_url: str,
+) -> None:
+    engine = sa.create_engine(postgres_url)
+    table = sa.table("t", sa.column("x"))
+    setting = sa.select(sa.func.current_setting("work_mem"))
+
+    def relation(bound: sa.Connection | None) -> Relation:
+        return Relation(engine, table, {}, (), "t", postgres_url, bound=bound)
+
+    try:
+        plain = relation(None)
+        with plain.connect() as conn, planner_settings(plain, conn, work_mem="64MB"):
+            assert conn.execute(setting).scalar_one() == "64MB"
+        # A branch's transaction goes on after the check's query, with what it had set.
+        with engine.begin() as branch:
+            branch.execute(sa.select(sa.func.set_config("work_mem", "5MB", True)))
+            lent = relation(branch)
+            with lent.connect() as conn, planner_settings(lent, conn, work_mem="64MB"):
+                assert conn.execute(setting).scalar_one() == "64MB"
+            assert branch.execute(setting).scalar_one() == "5MB"
+    finally:
+        engine.dispose()

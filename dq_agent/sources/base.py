@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
@@ -92,6 +92,29 @@ class _Lent:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._connection, name)
+
+
+@contextmanager
+def planner_settings(relation: Relation, conn: sa.Connection, **settings: str) -> Iterator[None]:
+    """On PostgreSQL, ``settings`` (``work_mem="64MB"``) for the statements run inside on
+    ``conn`` (from ``relation.connect()``), for its transaction; on a branch's, which goes on
+    after a check's query, what they were is put back after. Elsewhere nothing."""
+    if conn.dialect.name != "postgresql" or not settings:
+        yield
+        return
+    lent = relation.bound is not None
+    before = {
+        name: conn.execute(sa.select(sa.func.current_setting(name))).scalar_one()
+        for name in settings
+        if lent
+    }
+    for name, value in settings.items():
+        conn.execute(sa.select(sa.func.set_config(name, value, True)))
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            conn.execute(sa.select(sa.func.set_config(name, value, True)))
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,7 @@ from dq_agent.checks.fat_finger.peers import (
 from dq_agent.config.models import CheckSpec, FatFingerArgs
 from dq_agent.expressions import Expression, ExpressionError, numeric_type, parse
 from dq_agent.results import Action, CheckResult, Finding, key_text
-from dq_agent.sources.base import ColumnInfo, Relation
+from dq_agent.sources.base import ColumnInfo, Relation, planner_settings
 
 # Candidate records examined per run at most; the result says when there were more.
 MAX_ANALYSED = 10_000
@@ -160,7 +160,8 @@ class _Query:
         counts: dict[str, sa.ColumnElement[Any]] = {
             "rows": sa.func.count(),
             "not_numbers": count_where(self.not_a_number()),
-            "values": count_where(present),
+            # COUNT(column), as other checks of the column ask: the scan computes it once.
+            "values": sa.func.count(self.column),
         }
         if self.witness is not None:
             counts["witnessed"] = count_where(sa.and_(present, sa.not_(self.witness_null)))
@@ -197,6 +198,8 @@ class _Query:
         return sa.and_(
             self.column.is_not(None),
             sa.not_(self.witness_null),
+            # Equal, as almost every record is, answers without the subtraction.
+            self.value != w,
             sa.func.abs(self.value - w) > allowed,
         )
 
@@ -204,7 +207,7 @@ class _Query:
         dialect = self.relation.engine.dialect.name
         # Whole-number columns hold nothing else, but on SQLite, which keeps what it is given.
         odd = [
-            _not_a_number(self.relation.column(n), dialect)
+            _not_a_number(self.relation.column(n), self.relation.engine.dialect)
             for n in self.analysed
             if dialect == "sqlite" or not isinstance(self.relation.columns[n].sql_type, sa.Integer)
         ]
@@ -418,12 +421,12 @@ class _Run:
         )
         if known is None or known > MAX_ANALYSED:
             query = query.limit(MAX_ANALYSED + 1)
+        # Few rows qualify, as counted: PostgreSQL, which cannot tell, would read the table on
+        # one core rather than pass a third of it between workers.
+        settings = {"parallel_tuple_cost": "0"} if known is not None else {}
         with self.relation.connect() as conn:
-            if known is not None and conn.dialect.name == "postgresql":
-                # Few rows qualify, as counted: PostgreSQL, which cannot tell, would read the
-                # table on one core rather than pass a third of it between workers.
-                conn.exec_driver_sql("SET LOCAL parallel_tuple_cost = 0")
-            rows = [dict(r) for r in conn.execute(query).mappings()]
+            with planner_settings(self.relation, conn, **settings):
+                rows = [dict(r) for r in conn.execute(query).mappings()]
             if len(rows) <= MAX_ANALYSED:
                 rows.sort(key=lambda row: [(row[k] is None, row[k]) for k in self.check.key])
                 return rows, len(rows)
@@ -576,12 +579,30 @@ def _finding(judgement: Judgement, key: dict[str, Any]) -> Finding:
     )
 
 
-def _not_a_number(column: sa.ColumnElement[Any], dialect: str) -> sa.ColumnElement[bool]:
+def _not_a_number(
+    column: sa.ColumnElement[Any], dialect: sa.engine.Dialect
+) -> sa.ColumnElement[bool]:
     """SQL: the value is there but is not a finite number. For NaN and infinity, ``x * 0``
-    is not 0; SQLite also stores text in any column, which it multiplies as 0."""
+    is not 0; SQLite also stores text in any column, which it multiplies as 0.
+
+    PostgreSQL sorts NaN above infinity and infinity above every number, and comparing costs
+    less than arithmetic on NUMERIC: a NUMERIC(p, s) holds no infinity, so only NaN is asked
+    for; NUMERIC without a precision holds infinities from PostgreSQL 14 on.
+    """
+    if dialect.name == "postgresql":
+        kind = column.type
+        if isinstance(kind, sa.Float):
+            infinite: sa.ColumnElement[Any] = sa.cast(sa.literal_column("'Infinity'"), sa.Double())
+            return sa.or_(column >= infinite, column <= -infinite)
+        if isinstance(kind, sa.Numeric):
+            version = dialect.server_version_info or (0,)
+            if kind.precision is not None or version < (14,):
+                return column == sa.cast(sa.literal_column("'NaN'"), sa.Numeric())
+            infinite = sa.cast(sa.literal_column("'Infinity'"), sa.Numeric())
+            return sa.or_(column >= infinite, column <= -infinite)
     zero = sa.literal(0)
     finite: sa.ColumnElement[bool] = sa.func.coalesce(column * zero == zero, sa.false())
-    if dialect == "sqlite":
+    if dialect.name == "sqlite":
         finite = sa.and_(finite, sa.func.typeof(column).in_(["integer", "real"]))
     return sa.and_(column.is_not(None), sa.not_(finite))
 

@@ -32,7 +32,7 @@ import sqlalchemy as sa
 
 from dq_agent.checks.base import count_where
 from dq_agent.expressions import numeric_type
-from dq_agent.sources.base import Relation
+from dq_agent.sources.base import Relation, planner_settings
 
 # Fewer values than this say nothing reliable about what is typical.
 MIN_PEERS = 8
@@ -226,7 +226,9 @@ def _histograms(
         .group_by(*keys)
         .limit(MAX_HISTOGRAM_ROWS + 1)
     )
-    with relation.connect() as conn:
+    # PostgreSQL cannot tell how few bins there are (it guesses one a row) and would sort the
+    # rows on disk to count them: room for a table of the bins is all it needs.
+    with relation.connect() as conn, planner_settings(relation, conn, work_mem="64MB"):
         found = conn.execute(query).all()
     if len(found) > MAX_HISTOGRAM_ROWS:
         return None
