@@ -12,7 +12,8 @@ class DqAgentError(Exception):
 
 @dataclass(frozen=True)
 class ConfigIssue:
-    """One problem in one YAML file, located to the node that caused it."""
+    """One problem in one YAML file, located to the node that caused it (line 0: the file or
+    folder as a whole, which has no line to point at)."""
 
     file: Path
     line: int
@@ -21,7 +22,7 @@ class ConfigIssue:
     message: str
 
     def __str__(self) -> str:
-        where = f"{self.file}:{self.line}:{self.col}"
+        where = f"{self.file}:{self.line}:{self.col}" if self.line else str(self.file)
         return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
 
 

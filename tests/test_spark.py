@@ -410,5 +410,5 @@ def test_a_spark_profile_names_master_or_remote(tmp_path: Path) -> None:
     project = load_project(tmp_path, env={})
     issues = [str(i).replace(f"{tmp_path}/", "") for i in project.issues]
     assert issues[0] == "connectors/lake.yml:1:1: expected exactly one of master: or remote:"
-    assert issues[1:] == ["checks:1:1: no suite files (*.yml) found in this folder"]
+    assert issues[1:] == ["checks: no suite files (*.yml) found in this folder"]
     assert project.connectors["tuned"].conf == {"a.b": "8", "c.d": "true"}  # type: ignore[union-attr]

@@ -77,6 +77,14 @@ def resolve_sqlite_path(url: str, root: Path) -> str:
     return url
 
 
+# What a user who is not in a project folder can do.
+_WHERE_PROJECTS_ARE = (
+    "run dq-agent in a project folder (dq-agent.yml, connectors/, checks/), or give "
+    "--project DIR or DQ_AGENT_PROJECT=DIR; `dq-agent demo --dir DIR` writes the worked "
+    "example to DIR to start from"
+)
+
+
 def load_project(root: Path | str, env: Mapping[str, str] | None = None) -> Project:
     """Parse ``dq-agent.yml``, ``connectors/*.yml`` and ``checks/*.yml`` under ``root``."""
     root = Path(root)
@@ -89,9 +97,14 @@ def load_project(root: Path | str, env: Mapping[str, str] | None = None) -> Proj
     suites: dict[str, Suite] = {}
     broken: dict[str, tuple[ConfigIssue, ...]] = {}
     suite_files = _yaml_files(root / SUITES_DIR)
-    if not suite_files:
+    if not root.is_dir():
+        issues.append(ConfigIssue(root, 0, 0, "", f"no such project folder; {_WHERE_PROJECTS_ARE}"))
+    elif not any((root / part).exists() for part in (SETTINGS_FILE, SUITES_DIR, CONNECTORS_DIR)):
+        message = f"no {SETTINGS_FILE}, {SUITES_DIR}/ or {CONNECTORS_DIR}/: not a dq-agent project"
+        issues.append(ConfigIssue(root, 0, 0, "", f"{message}; {_WHERE_PROJECTS_ARE}"))
+    elif not suite_files:
         issues.append(
-            ConfigIssue(root / SUITES_DIR, 1, 1, "", "no suite files (*.yml) found in this folder")
+            ConfigIssue(root / SUITES_DIR, 0, 0, "", "no suite files (*.yml) found in this folder")
         )
     seen: dict[str, Path] = {}
     for file in suite_files:
