@@ -728,3 +728,20 @@ def test_planner_settings_hold_for_the_query_and_a_branch_gets_its_own_back(
             assert branch.execute(setting).scalar_one() == "5MB"
     finally:
         engine.dispose()
+
+
+def test_a_driver_that_is_not_installed_names_the_extra_that_brings_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def missing(*_args: Any, **_kwargs: Any) -> sa.Engine:
+        raise ModuleNotFoundError("No module named 'psycopg'")
+
+    monkeypatch.setattr(sa, "create_engine", missing)
+    connector = SqlConnector(type="sql", url="postgresql+psycopg://dq:s3cret@db/analytics")
+    with pytest.raises(SourceError) as raised:
+        create_engine(connector, tmp_path)
+    assert str(raised.value) == (
+        "cannot use database URL postgresql+psycopg://dq:***@db/analytics: "
+        "No module named 'psycopg': pip install 'dq-agent[postgres]'"
+    )
+    assert not raised.value.transient

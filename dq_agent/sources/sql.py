@@ -20,6 +20,16 @@ from dq_agent.redact import mask_url, redact, url_secrets
 from dq_agent.sources.base import ColumnInfo, Relation, WriteResult, type_family
 from dq_agent.sources.sqlrows import RowsChanged, current_rows, put_rows, run_statement
 
+# The extra that brings each driver (or dialect) a URL may name but the core lacks.
+_DRIVER_EXTRAS = {"psycopg": "postgres", "pymysql": "mysql", "duckdb": "duckdb"}
+_DIALECT_EXTRAS = {
+    "databricks": "spark",
+    "snowflake": "warehouses",
+    "bigquery": "warehouses",
+    "redshift": "warehouses",
+    "trino": "warehouses",
+}
+
 
 def create_engine(connector: SqlConnector, project_root: Path) -> sa.Engine:
     """An engine for ``connector``; refuses to create a SQLite or DuckDB file that is not
@@ -44,8 +54,14 @@ def create_engine(connector: SqlConnector, project_root: Path) -> sa.Engine:
     try:
         engine = sa.create_engine(url, connect_args=connect_args, pool_pre_ping=True)
     except (sa.exc.ArgumentError, ImportError) as exc:
+        if isinstance(exc, ImportError):
+            extra = _DRIVER_EXTRAS.get(url.get_driver_name())
+        else:
+            extra = _DIALECT_EXTRAS.get(url.get_backend_name())
+        install = f": pip install 'dq-agent[{extra}]'" if extra else ""
         raise SourceError(
-            f"cannot use database URL {mask_url(url)}: {redact(str(exc), *url_secrets(url))}",
+            f"cannot use database URL {mask_url(url)}: "
+            f"{redact(str(exc), *url_secrets(url))}{install}",
             transient=False,
         ) from exc
     if url.get_backend_name() == "duckdb":
