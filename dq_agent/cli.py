@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import sys
+import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
+from importlib import resources
+from importlib.abc import Traversable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import click
+from click.core import ParameterSource
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.text import Text
@@ -57,13 +62,35 @@ INCIDENT_STATUSES = [
     "expected",
 ]
 
+PROJECT_HELP = "The project folder (dq-agent.yml, connectors/, checks/)."
+
+
+def _project_dir(ctx: click.Context, _param: click.Parameter, value: Path | None) -> Path:
+    """``--project`` after the command, else the one before it (or DQ_AGENT_PROJECT)."""
+    if value is not None:
+        return value
+    given = ctx.find_root().params.get("project_dir")
+    return given if isinstance(given, Path) else Path(".")
+
+
+def _project_given(ctx: click.Context) -> bool:
+    """Whether a project folder was named (before or after the command, or in the
+    environment) rather than left to the current folder."""
+    root = ctx.find_root()
+    return (
+        ctx.get_parameter_source("project_dir") is not ParameterSource.DEFAULT
+        or root.get_parameter_source("project_dir") is not ParameterSource.DEFAULT
+    )
+
+
 project_option = click.option(
     "--project",
     "project_dir",
     type=click.Path(file_okay=False, path_type=Path),
-    default=Path("."),
-    show_default=True,
-    help="The project folder (dq-agent.yml, connectors/, checks/).",
+    default=None,
+    callback=_project_dir,
+    help=f"{PROJECT_HELP} Also accepted before the command; default: DQ_AGENT_PROJECT, "
+    "else the current folder.",
 )
 
 
@@ -77,8 +104,17 @@ def _err() -> Console:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--project",
+    "project_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="DQ_AGENT_PROJECT",
+    default=Path("."),
+    show_default=True,
+    help=f"{PROJECT_HELP} Also accepted after the command. [env: DQ_AGENT_PROJECT]",
+)
 @click.version_option(package_name="dq-agent")
-def main() -> None:
+def main(project_dir: Path) -> None:
     """Operational data-quality agent: run YAML check suites against your sources."""
 
 
@@ -599,7 +635,18 @@ def _decide(project_dir: Path, action: Callable[[Project, Store, RunOptions], Ou
     metavar="HOST:PORT",
     help="Where --ui serves the dashboard.",
 )
-def demo(project_dir: Path, fmt: str, ui: bool, ui_listen: str) -> None:
+@click.option(
+    "--dir",
+    "keep_in",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write the example project to this folder (new or empty) and play it there, to "
+    "explore or start from afterwards. Without it, and without --project, the example is "
+    "played in a temporary folder that is removed at the end.",
+)
+@click.pass_context
+def demo(
+    ctx: click.Context, project_dir: Path, fmt: str, ui: bool, ui_listen: str, keep_in: Path | None
+) -> None:
     """The running example end to end, on the embedded warehouse and loopback emulators.
 
     Pete overwrote the US forecast sheet, so ``us_forecast_dec_v1`` is empty and
@@ -607,8 +654,49 @@ def demo(project_dir: Path, fmt: str, ui: bool, ui_listen: str) -> None:
     runs: the slip is corrected in the Salesforce emulator and its owner told on Slack; Pete
     is messaged. Then, on a simulated clock: a reminder, Pete's fix and "I fixed it", and the
     undo of the correction. Needs no credentials and no network. With --ui, the dashboard
-    stays up afterwards (emulators included) to click through what happened.
+    stays up afterwards (emulators included) to click through what happened. It plays the
+    example project shipped with dq-agent, or the project --project names.
     """
+    console = _err()
+    if keep_in is not None:
+        code = _play_demo(_write_example(keep_in, console), fmt, ui, ui_listen, kept=True)
+    elif _project_given(ctx):
+        code = _play_demo(project_dir, fmt, ui, ui_listen, kept=True)
+    else:
+        with tempfile.TemporaryDirectory(prefix="dq-agent-demo-") as folder:
+            console.print(
+                f"the example project is played in {folder} and removed at the end "
+                "(--dir DIR keeps it)",
+                style="dim",
+            )
+            code = _play_demo(_write_example(Path(folder), console), fmt, ui, ui_listen, kept=False)
+    # The scenario is meant to fail checks; only "could not run" is a failed demo.
+    sys.exit(EXIT_CANNOT_RUN if code == EXIT_CANNOT_RUN else 0)
+
+
+def _write_example(folder: Path, console: Console) -> Path:
+    """The example project shipped in the package, written to ``folder`` (new or empty)."""
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        console.print(
+            f"{folder} is not an empty folder: --dir needs a new or empty one", style="bold red"
+        )
+        sys.exit(EXIT_CANNOT_RUN)
+
+    def copy(source: Traversable, target: Path) -> None:
+        target.mkdir(parents=True, exist_ok=True)
+        for item in source.iterdir():
+            if item.is_dir():
+                copy(item, target / item.name)
+            elif item.name.endswith(".yml"):
+                (target / item.name).write_bytes(item.read_bytes())
+
+    copy(resources.files("dq_agent") / "example", folder)
+    return folder
+
+
+def _play_demo(project_dir: Path, fmt: str, ui: bool, ui_listen: str, *, kept: bool) -> int:
+    """Play the story on the project in ``project_dir`` (``kept`` afterwards, or removed);
+    the exit code of its first cycle."""
     # Imported here: the emulators are of no use to the other commands, which start faster.
     from dq_agent.demo import Clock, Demo, fresh_state, start_time
     from dq_agent.sandbox.runner import demo_seed, start_sandbox
@@ -622,10 +710,11 @@ def demo(project_dir: Path, fmt: str, ui: bool, ui_listen: str) -> None:
     if database is None:
         console.print(
             f"the demo needs connectors/{DEMO_CONNECTOR}.yml with a sqlite:/// URL in "
-            f"{project_dir} (the repository's own example project has one)",
+            f"{project_dir}: run it without --project to play the example shipped with "
+            "dq-agent",
             style="bold red",
         )
-        sys.exit(EXIT_CANNOT_RUN)
+        return EXIT_CANNOT_RUN
     clock = Clock(start_time(utc_now()))
     try:
         fresh_state(project)
@@ -649,15 +738,15 @@ def demo(project_dir: Path, fmt: str, ui: bool, ui_listen: str) -> None:
                 return _run(project_dir, (), dry_run=False, fmt=shown, clock=at)
 
             out = console if fmt == "json" else _out()
-            story = Demo(project, emulators, clock, out, run_once, database)
+            command = f"dq-agent --project {shlex.quote(str(project_dir))}" if kept else None
+            story = Demo(project, emulators, clock, out, run_once, database, command)
             code = story.play()
             if ui:
                 _demo_dashboard(project, ui_listen, lambda: clock.at)
     except DqAgentError as exc:
         click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_CANNOT_RUN)
-    # The scenario is meant to fail checks; only "could not run" is a failed demo.
-    sys.exit(EXIT_CANNOT_RUN if code == EXIT_CANNOT_RUN else 0)
+        return EXIT_CANNOT_RUN
+    return code
 
 
 DEMO_CONNECTOR = "warehouse"

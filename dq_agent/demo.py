@@ -92,6 +92,8 @@ class Demo:
     out: Console
     run: RunCycle
     warehouse: Path
+    # The command that looks into the project afterwards (None: it is removed at the end).
+    command: str | None = None
     shown: dict[str, str] = field(default_factory=dict)
     # The DAG runs whose work is in the warehouse already.
     landed: set[str] = field(default_factory=set)
@@ -131,9 +133,12 @@ class Demo:
             f"pipeline restarts: {len(restarts)} ({', '.join(r.state for r in restarts)}) · "
             f"Slack messages: {len(sent)}"
         )
+        if self.command is None:
+            self.out.print("  look closer: dq-agent demo --dir DIR keeps the example afterwards")
+            return
         self.out.print(
-            "  look closer: .venv/bin/dq-agent incidents show 1 · "
-            ".venv/bin/dq-agent corrections show 1 · .venv/bin/dq-agent corrections verify"
+            f"  look closer: {self.command} incidents show 1 · {self.command} corrections show 1"
+            f" · {self.command} corrections verify"
         )
 
     def later(self, endpoint: InteractionsServer, secret: str) -> None:

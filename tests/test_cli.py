@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import signal
 import socket
 import sqlite3
@@ -15,6 +14,7 @@ import urllib.request
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from dq_agent.cli import main
@@ -207,13 +207,49 @@ def test_validate_a_good_project(tmp_path: Path) -> None:
     assert invoke("validate", "--project", str(project)) == (0, "OK: 1 suite, 1 connector\n", "")
 
 
+def test_validate_a_project_named_before_the_command_or_in_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = orders_project(tmp_path, a_pass=PASSING)
+    ok = (0, "OK: 1 suite, 1 connector\n", "")
+    assert invoke("--project", str(project), "validate") == ok
+    monkeypatch.setenv("DQ_AGENT_PROJECT", str(project))
+    assert invoke("validate") == ok
+    # After the command it wins over both.
+    code, _, err = invoke("--project", str(project), "validate", "--project", str(tmp_path))
+    assert code == 3
+    assert "not a dq-agent project" in err
+
+
+def test_a_missing_project_folder_says_so_and_where_projects_are(tmp_path: Path) -> None:
+    code, out, err = invoke("check", "--project", str(tmp_path / "nowhere"))
+    assert code == 3
+    assert out == ""
+    assert err.splitlines()[0] == (
+        f"{tmp_path / 'nowhere'}: no such project folder; run dq-agent in a project folder "
+        "(dq-agent.yml, connectors/, checks/), or give --project DIR or DQ_AGENT_PROJECT=DIR; "
+        "`dq-agent demo --dir DIR` writes the worked example to DIR to start from"
+    )
+
+
+def test_the_demo_writes_the_example_only_to_an_empty_folder(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    code, _, err = invoke("demo", "--dir", str(tmp_path))
+    assert code == 3
+    assert "is not an empty folder: --dir needs a new or empty one" in " ".join(err.split())
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
 def test_the_demo_tells_the_running_example(tmp_path: Path) -> None:
-    for part in ("checks", "connectors"):
-        shutil.copytree(REPO / part, tmp_path / part)
-    shutil.copy(REPO / "dq-agent.yml", tmp_path / "dq-agent.yml")
-    code, out, err = invoke("demo", "--project", str(tmp_path), "--format", "json")
+    # The example shipped in the package, written where the user asked, is the repository's.
+    code, out, err = invoke("demo", "--dir", str(tmp_path / "example"), "--format", "json")
     assert code == 0, err
-    assert (tmp_path / ".dq-agent" / "demo-warehouse.db").exists()
+    example = tmp_path / "example"
+    for part in ("dq-agent.yml", "checks", "connectors"):
+        shipped = sorted(p.relative_to(example) for p in (example / part).rglob("*.yml"))
+        assert shipped == sorted(p.relative_to(REPO) for p in (REPO / part).rglob("*.yml"))
+    assert (example / "dq-agent.yml").read_text() == (REPO / "dq-agent.yml").read_text()
+    assert (example / ".dq-agent" / "demo-warehouse.db").exists()
     suites = {s["suite"]: s for s in json.loads(out)["suites"]}
     assert {name: s["status"] for name, s in suites.items()} == {
         "crm_opportunities": "fail",
@@ -277,8 +313,8 @@ def test_the_demo_tells_the_running_example(tmp_path: Path) -> None:
         "↳ [DM @dana · changed Amount] Undone by dana@acme.com: Amount is 10,000,000 again.",
     ):
         assert line in told
-    # The repository's example validates cleanly too.
-    assert invoke("validate", "--project", str(tmp_path))[0] == 0
+    # The example validates cleanly too, where it was written.
+    assert invoke("validate", "--project", str(example))[0] == 0
 
 
 def events_project(tmp_path: Path, changed: dict[date, int]) -> Path:
@@ -467,19 +503,26 @@ def test_sandbox_serves_the_emulators_until_terminated(tmp_path: Path) -> None:
 
 
 def test_the_demo_can_leave_the_dashboard_up(tmp_path: Path) -> None:
-    for part in ("checks", "connectors"):
-        shutil.copytree(REPO / part, tmp_path / part)
-    shutil.copy(REPO / "dq-agent.yml", tmp_path / "dq-agent.yml")
-    command = [sys.executable, "-m", "dq_agent.cli", "demo", "--project", str(tmp_path)]
+    # From a folder that is no project: the example is played in a temporary folder.
+    command = [sys.executable, "-m", "dq_agent.cli", "demo"]
     process = subprocess.Popen(
         [*command, "--ui", "--ui-listen", "127.0.0.1:0"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        cwd=tmp_path,
     )
     try:
         assert process.stderr is not None
-        announced = next(line for line in process.stderr if line.startswith("dashboard on "))
+        before: list[str] = []
+        for line in process.stderr:
+            if line.startswith("dashboard on "):
+                announced = line
+                break
+            before.append(line)
+        played = re.search(r"the example project is played in (\S+) and", "".join(before))
+        assert played, before
+        assert (Path(played[1]) / ".dq-agent" / "demo-warehouse.db").exists()
         found = re.search(
             r"on (http://\S+)/ — sign in as any of (.+) with the token (\S+)", announced
         )
@@ -504,3 +547,5 @@ def test_the_demo_can_leave_the_dashboard_up(tmp_path: Path) -> None:
         assert process.stderr is not None
         process.stderr.close()
     assert code == 0
+    assert not Path(played[1]).exists()
+    assert list(tmp_path.iterdir()) == []
