@@ -1047,6 +1047,35 @@ def ui(project_dir: Path, listen: str, read_only: bool) -> None:
         sys.exit(EXIT_CANNOT_RUN)
 
 
+@main.command()
+@project_option
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where to write them (default: .dq-agent/schemas in the project).",
+)
+def schema(project_dir: Path, out: Path | None) -> None:
+    """Write JSON Schemas of dq-agent.yml, connector profiles and suites, for editors.
+
+    A YAML file names its schema in a first line such as
+    "# yaml-language-server: $schema=../.dq-agent/schemas/suite.schema.json" (the line
+    printed for each kind), and editors with a YAML language server then complete and check
+    it as it is typed. "dq-agent validate" remains the judge.
+    """
+    from dq_agent.config.schema import FILES, schemas
+
+    folder = out if out is not None else project_dir / ".dq-agent" / "schemas"
+    folder.mkdir(parents=True, exist_ok=True)
+    # Where each kind of file lives in a project, relative to the project folder.
+    homes = {"settings": Path("."), "connector": Path("connectors"), "suite": Path("checks")}
+    for kind, document in schemas().items():
+        target = folder / FILES[kind]
+        target.write_text(json.dumps(document, indent=2) + "\n")
+        relative = os.path.relpath(target.resolve(), (project_dir / homes[kind]).resolve())
+        click.echo(f"wrote {target}: first line of a {kind} file:")
+        click.echo(f"  # yaml-language-server: $schema={relative}")
+
+
 @main.command("hash-token")
 def hash_token() -> None:
     """Read a dashboard sign-in token (prompted, not echoed) and print its hash for

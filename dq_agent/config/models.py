@@ -17,6 +17,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -72,9 +73,17 @@ def _is_http_url(text: str) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.hostname) and port != 0
 
 
-Duration = Annotated[timedelta, BeforeValidator(_duration)]
+# How a duration is written, for the JSON Schemas editors validate YAML with.
+_DURATION_SCHEMA = {
+    "type": "string",
+    "pattern": r"^\s*(\d+(\.\d+)?\s*[wdhmsWDHMS]\s*)+$",
+    "description": "a duration like 26h, 90m, 1d12h, 45s or 2w",
+}
+Duration = Annotated[timedelta, BeforeValidator(_duration), WithJsonSchema(_DURATION_SCHEMA)]
 Timezone = Annotated[str, BeforeValidator(_timezone)]
-People = Annotated[tuple[str, ...], BeforeValidator(_as_list)]
+People = Annotated[
+    tuple[str, ...], BeforeValidator(_as_list, json_schema_input_type=str | list[str])
+]
 Identifier = Annotated[str, Field(min_length=1)]
 # Where an HTTP API is served, e.g. https://sheets.googleapis.com or http://127.0.0.1:8080.
 BaseUrl = Annotated[str, BeforeValidator(_base_url)]
@@ -693,7 +702,12 @@ def _columns_mapping(value: Any) -> Any:
 
 class SchemaArgs(CheckArgs):
     # Required columns: a list of names, or a mapping of name → type family.
-    columns: Annotated[dict[str, ColumnType], BeforeValidator(_columns_mapping)] = {}
+    columns: Annotated[
+        dict[str, ColumnType],
+        BeforeValidator(
+            _columns_mapping, json_schema_input_type=dict[str, ColumnType | None] | list[str]
+        ),
+    ] = {}
     # Compare against the schema seen on the previous run: added/removed/retyped columns.
     drift: bool = True
 
