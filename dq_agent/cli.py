@@ -95,7 +95,12 @@ project_option = click.option(
 
 
 format_option = click.option(
-    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="text for people, json for scripts (a stable shape).",
 )
 
 
@@ -363,10 +368,15 @@ def _run(
     return exit_code(worst(r.status for r in cycle.results))
 
 
+# Wide enough that no line written to a pipe is wrapped.
+PIPED_WIDTH = 10_000
+
+
 def _out() -> Console:
     out = Console(highlight=False)
-    # Piped output: wide enough for a table rather than rich's 80 columns.
-    return out if out.is_terminal else Console(highlight=False, width=120)
+    # Piped output is read by programs (grep, a log): one line per line, never wrapped or cut
+    # to rich's 80 columns. Tables still take only the width their contents need.
+    return out if out.is_terminal else Console(highlight=False, width=PIPED_WIDTH)
 
 
 @main.group()
@@ -377,7 +387,12 @@ def corrections() -> None:
 @corrections.command("list")
 @project_option
 @click.option("--suite", default=None, help="Only this suite's corrections.")
-@click.option("--status", type=click.Choice(sorted(set(STATUS_AFTER.values()))), default=None)
+@click.option(
+    "--status",
+    type=click.Choice(sorted(set(STATUS_AFTER.values()))),
+    default=None,
+    help="Only the corrections in this state.",
+)
 @format_option
 def corrections_list(project_dir: Path, suite: str | None, status: str | None, fmt: str) -> None:
     """Every correction, newest first."""
@@ -486,7 +501,12 @@ def incidents() -> None:
 
 @incidents.command("list")
 @project_option
-@click.option("--status", type=click.Choice(INCIDENT_STATUSES), default=None)
+@click.option(
+    "--status",
+    type=click.Choice(INCIDENT_STATUSES),
+    default=None,
+    help="Only the incidents in this state.",
+)
 @format_option
 def incidents_list(project_dir: Path, status: str | None, fmt: str) -> None:
     """Every incident, newest first."""
@@ -497,14 +517,7 @@ def incidents_list(project_dir: Path, status: str | None, fmt: str) -> None:
             json.dumps([{k: v for k, v in i.items() if k != "events"} for i in found], indent=2)
         )
         return
-    for i in found:
-        click.echo(
-            f"#{i['id']:<4} {i['status']:<9} {i['suite']} / {i['check']}  "
-            f"({i['failures']} failure{'s' if i['failures'] != 1 else ''}, "
-            f"opened {i['opened_at'][:16]})  {i['summary']}"
-        )
-    if not found:
-        click.echo("no incidents")
+    report.print_incidents(_out(), found)
 
 
 @incidents.command("show")
@@ -649,8 +662,8 @@ def demo(
 ) -> None:
     """The running example end to end, on the embedded warehouse and loopback emulators.
 
-    Pete overwrote the US forecast sheet, so ``us_forecast_dec_v1`` is empty and
-    ``forecasts_agg`` is stale; a CRM deal was typed as $10m instead of $1m. One agent cycle
+    Pete overwrote the US forecast sheet, so us_forecast_dec_v1 is empty and
+    forecasts_agg is stale; a CRM deal was typed as $10m instead of $1m. One agent cycle
     runs: the slip is corrected in the Salesforce emulator and its owner told on Slack; Pete
     is messaged. Then, on a simulated clock: a reminder, Pete's fix and "I fixed it", and the
     undo of the correction. Needs no credentials and no network. With --ui, the dashboard
@@ -1037,6 +1050,13 @@ def ui(project_dir: Path, listen: str, read_only: bool) -> None:
         sys.exit(EXIT_CANNOT_RUN)
     if read_only:
         project = _with_ui(project, read_only=True)
+    settings = project.settings.ui
+    if not settings.users and settings.trusted_header is None:
+        click.echo(
+            "warning: no ui.users and no ui.trusted_header in dq-agent.yml: nobody can sign "
+            "in. Make a token's hash with dq-agent hash-token and list people under ui.users.",
+            err=True,
+        )
     try:
         with Store.open(project.state_url) as store:
             _serve_dashboard(

@@ -224,6 +224,24 @@ def print_corrections(console: Console, corrections: Sequence[Correction]) -> No
     console.print(table if corrections else "no corrections")
 
 
+def print_incidents(console: Console, incidents: Sequence[Mapping[str, Any]]) -> None:
+    """Incidents (as the store lists them) as a table, like the corrections."""
+    table = Table(show_header=True, header_style="dim", box=None, padding=(0, 2, 0, 0))
+    for column in ("id", "status", "suite", "check", "failures", "opened", "summary"):
+        table.add_column(column, no_wrap=column != "summary")
+    for i in incidents:
+        table.add_row(
+            str(i["id"]),
+            i["status"],
+            i["suite"],
+            i["check"],
+            str(i["failures"]),
+            i["opened_at"][:16].replace("T", " "),
+            Text(i["summary"]),
+        )
+    console.print(table if incidents else "no incidents")
+
+
 def print_correction(console: Console, c: Correction) -> None:
     key = key_text(c.key)
     console.print(

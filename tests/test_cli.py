@@ -11,9 +11,11 @@ import subprocess
 import sys
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -549,3 +551,41 @@ def test_the_demo_can_leave_the_dashboard_up(tmp_path: Path) -> None:
     assert code == 0
     assert not Path(played[1]).exists()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_every_option_says_what_it_does_in_plain_text() -> None:
+    def commands(command: click.Command, path: str) -> Iterator[tuple[str, click.Command]]:
+        yield path, command
+        if isinstance(command, click.Group):
+            for name, sub in command.commands.items():
+                yield from commands(sub, f"{path} {name}".strip())
+
+    silent = [
+        f"{path} {option.opts[0]}"
+        for path, command in commands(main, "")
+        for option in command.params
+        if isinstance(option, click.Option) and not option.help
+    ]
+    assert silent == []
+    # Help is read in a terminal: no reStructuredText markup.
+    assert [path for path, command in commands(main, "") if "``" in (command.help or "")] == []
+
+
+def test_the_dashboard_warns_when_nobody_can_sign_in(tmp_path: Path) -> None:
+    project = orders_project(tmp_path, a_pass=PASSING)
+    command = [sys.executable, "-m", "dq_agent.cli", "ui", "--project", str(project)]
+    process = subprocess.Popen(
+        [*command, "--listen", "127.0.0.1:0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stderr is not None
+        assert process.stderr.readline().rstrip("\n") == (
+            "warning: no ui.users and no ui.trusted_header in dq-agent.yml: nobody can sign in. Make a "
+            "token's hash with dq-agent hash-token and list people under ui.users."
+        )
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=30)

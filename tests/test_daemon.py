@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -130,6 +131,23 @@ def test_suite_files_are_picked_up_without_a_restart(agent: Daemon) -> None:
     (checks / "refunds.yml").unlink()
     assert agent.reload() == ["refunds: removed"]
     assert agent.scheduler.get_job("suite:refunds") is None
+
+
+def test_a_suite_without_a_schedule_is_not_scheduled_and_the_daemon_says_so(
+    agent: Daemon, caplog: pytest.LogCaptureFixture
+) -> None:
+    agent.step()
+    checks = agent.root / "checks"
+    (checks / "adhoc.yml").write_text(
+        EVERY_HALF_HOUR.replace("payments", "adhoc").replace('schedule: "*/30 * * * *"\n', "")
+    )
+    with caplog.at_level(logging.WARNING, logger="dq_agent.daemon.service"):
+        assert agent.reload() == ["adhoc: added"]
+    assert agent.scheduler.get_job("suite:adhoc") is None
+    assert [r.getMessage() for r in caplog.records] == [
+        f"suite adhoc has no schedule: it runs only with dq-agent run (add schedule: to "
+        f"{checks / 'adhoc.yml'})"
+    ]
 
 
 def test_transient_failures_are_retried_in_the_runbooks_window() -> None:

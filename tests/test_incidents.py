@@ -81,6 +81,18 @@ def test_an_empty_table_opens_one_incident_that_repeats_resolve_and_reopen(tmp_p
         "status": "notified",
         "failures": 1,
     }
+    # As a table for people, like the corrections; piped, nothing is wrapped or cut.
+    table = CliRunner().invoke(main, ["incidents", "list", "--project", str(root)])
+    assert [line.split()[:6] for line in table.stdout.splitlines()] == [
+        ["id", "status", "suite", "check", "failures", "opened"],
+        ["2", "resolved", "us_forecast", "freshness(updated_at)", "1", "2026-11-24"],
+        ["1", "notified", "us_forecast", "row_count", "1", "2026-11-24"],
+    ]
+    assert (
+        table.stdout.splitlines()[1]
+        .rstrip()
+        .endswith("stale: newest updated_at is 34h old, over the 26h limit")
+    )
     shown = CliRunner().invoke(
         main, ["incidents", "show", "1", "--project", str(root), "--format", "json"]
     )

@@ -285,6 +285,11 @@ class Daemon:
         if self.scheduler.get_job(job_id) is not None:
             self.scheduler.remove_job(job_id)
         if suite.schedule is None:
+            log.warning(
+                "suite %s has no schedule: it runs only with dq-agent run (add schedule: to %s)",
+                suite.suite,
+                suite.file,
+            )
             return
         trigger = cron_trigger(suite.schedule, suite.timezone)
         self.scheduler.add_job(
