@@ -229,7 +229,7 @@ def _check(
     findings_format: str = FORMATS[0],
 ) -> int:
     console = _err()
-    project = _project_to_run(project_dir, console)
+    project = _project_to_run(project_dir, console, results_shown=fmt == "text")
     if project is None:
         return EXIT_CANNOT_RUN
     export = None
@@ -260,14 +260,20 @@ def _check(
     return exit_code(worst(r.status for r in results))
 
 
-def _project_to_run(project_dir: Path, console: Console) -> Project | None:
+def _project_to_run(
+    project_dir: Path, console: Console, *, results_shown: bool = False
+) -> Project | None:
     """The project, its config issues printed; None when dq-agent.yml itself is broken.
 
-    Broken suites are still returned (they report as ``error``) so the others run.
+    Broken suites are still returned (they report as ``error``) so the others run. With
+    ``results_shown`` (a text report follows), a broken suite's issues are left to its
+    result, so that each is printed once; JSON on stdout is no place a person reads them.
     """
     project = load_project(project_dir)
+    in_results = {issue for issues in project.broken_suites.values() for issue in issues}
     for issue in project.issues:
-        click.echo(str(issue), err=True)
+        if not (results_shown and issue in in_results):
+            click.echo(str(issue), err=True)
     if any(issue.file.name == "dq-agent.yml" for issue in project.issues):
         console.print("dq-agent.yml is invalid: nothing was run", style="bold red")
         return None
@@ -334,7 +340,7 @@ def _run(
     clock: Callable[[], datetime] = utc_now,
 ) -> int:
     """One cycle, printed as ``fmt`` (``quiet``: nothing); returns the exit code."""
-    project = _project_to_run(project_dir, _err())
+    project = _project_to_run(project_dir, _err(), results_shown=fmt == "text")
     if project is None:
         return EXIT_CANNOT_RUN
     from dq_agent.agent import connect_slack, run_cycle

@@ -165,6 +165,15 @@ def test_a_broken_suite_is_reported_and_the_others_still_run(tmp_path: Path) -> 
     assert suites["b_bad"]["error"].startswith("invalid configuration: ")
 
 
+def test_a_broken_suite_is_told_once_in_the_text_report(tmp_path: Path) -> None:
+    project = orders_project(tmp_path, a_pass=PASSING, b_bad="  - row_count: {min: lots}")
+    code, out, err = invoke("check", "--project", str(project))
+    assert code == 3
+    told = "checks/b_bad.yml:6:22: checks[0].row_count.min: expected a valid integer"
+    assert (out + err).count(told) == 1
+    assert "b_bad  ERROR" in out
+
+
 def test_as_of_is_validated_and_reported(tmp_path: Path) -> None:
     project = orders_project(tmp_path, a_pass=PASSING)
     code, _, err = invoke("check", "--project", str(project), "--as-of", "yesterday")
