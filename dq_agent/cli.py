@@ -327,8 +327,11 @@ def run(suites: tuple[str, ...], project_dir: Path, dry_run: bool, fmt: str) -> 
 @project_option
 @format_option
 def plan(suites: tuple[str, ...], project_dir: Path, fmt: str) -> None:
-    """Print the corrections a run would make, and what it would refuse; change nothing."""
-    sys.exit(_run(project_dir, suites, dry_run=True, fmt=fmt))
+    """Print the corrections a run would make, and what it would refuse; change nothing.
+
+    Only the changeset: "run --dry-run" also prints the checks it comes from.
+    """
+    sys.exit(_run(project_dir, suites, dry_run=True, fmt=fmt, changeset_only=True))
 
 
 def _run(
@@ -338,9 +341,12 @@ def _run(
     dry_run: bool,
     fmt: str,
     clock: Callable[[], datetime] = utc_now,
+    changeset_only: bool = False,
 ) -> int:
-    """One cycle, printed as ``fmt`` (``quiet``: nothing); returns the exit code."""
-    project = _project_to_run(project_dir, _err(), results_shown=fmt == "text")
+    """One cycle, printed as ``fmt`` (``quiet``: nothing; with ``changeset_only``, the
+    corrections alone); returns the exit code."""
+    shown = fmt == "text" and not changeset_only
+    project = _project_to_run(project_dir, _err(), results_shown=shown)
     if project is None:
         return EXIT_CANNOT_RUN
     from dq_agent.agent import connect_slack, run_cycle
@@ -357,6 +363,10 @@ def _run(
         return EXIT_CANNOT_RUN
     if fmt == "quiet":
         pass
+    elif changeset_only and fmt == "json":
+        click.echo(json.dumps({"corrections": [report.outcome_json(o) for o in cycle.outcomes]}))
+    elif changeset_only:
+        report.print_outcomes(_out(), cycle.outcomes, cycle.settled, dry_run=dry_run)
     elif fmt == "json":
         doc = json.loads(report.to_json(cycle.results))
         doc["corrections"] = [report.outcome_json(o) for o in cycle.outcomes]

@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 from dq_agent.agent import run_cycle
+from dq_agent.cli import main
 from dq_agent.config import load_project
 from dq_agent.engine import RunOptions
 from dq_agent.errors import DqAgentError
@@ -185,6 +187,26 @@ def test_a_dry_run_writes_and_records_nothing(tmp_path: Path, crm: Any) -> None:
     root = project(tmp_path, server)
     [outcome] = cycle(root, dry_run=True).outcomes
     assert (outcome.status, outcome.change.new) == ("planned", 1000000)
+    assert amount(emulator, SLIP) == 10_000_000
+    assert ledger(tmp_path) == []
+
+
+def test_plan_prints_the_changeset_alone_and_run_dry_run_the_checks_too(
+    tmp_path: Path, crm: Any
+) -> None:
+    server, emulator = crm
+    root = project(tmp_path, server)
+    planned = CliRunner().invoke(main, ["plan", "--project", str(root)])
+    change = f"  planned   crm/Opportunity Id={SLIP}: Amount: 10000000 → 1000000"
+    lines = planned.stdout.splitlines()
+    assert lines[0] == "corrections (dry run: nothing written)"
+    assert lines[1].startswith(change)
+    assert len(lines) == 2
+    as_json = CliRunner().invoke(main, ["plan", "--project", str(root), "--format", "json"])
+    [correction] = json.loads(as_json.stdout)["corrections"]
+    assert (correction["status"], correction["new"]) == ("planned", 1000000)
+    dry = CliRunner().invoke(main, ["run", "--dry-run", "--project", str(root)]).stdout
+    assert "fat_finger(Amount)" in dry and change in dry
     assert amount(emulator, SLIP) == 10_000_000
     assert ledger(tmp_path) == []
 
