@@ -25,6 +25,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
 from dq_agent import report
+from dq_agent.checks.base import plural
 from dq_agent.checks.windows import bucket_floor, to_local, to_utc
 from dq_agent.config import Project, load_project, parse_duration
 from dq_agent.config.loader import resolve_sqlite_path
@@ -1098,18 +1099,121 @@ def schema(project_dir: Path, out: Path | None) -> None:
     printed for each kind), and editors with a YAML language server then complete and check
     it as it is typed. "dq-agent validate" remains the judge.
     """
+    for line in _write_schemas(project_dir, out):
+        click.echo(line)
+
+
+def _write_schemas(project_dir: Path, out: Path | None = None) -> list[str]:
+    """The JSON Schemas written to ``out`` (default: the project's .dq-agent/schemas), and for
+    each the line that makes an editor use it."""
     from dq_agent.config.schema import FILES, schemas
 
     folder = out if out is not None else project_dir / ".dq-agent" / "schemas"
     folder.mkdir(parents=True, exist_ok=True)
     # Where each kind of file lives in a project, relative to the project folder.
     homes = {"settings": Path("."), "connector": Path("connectors"), "suite": Path("checks")}
+    told = []
     for kind, document in schemas().items():
         target = folder / FILES[kind]
         target.write_text(json.dumps(document, indent=2) + "\n")
         relative = os.path.relpath(target.resolve(), (project_dir / homes[kind]).resolve())
-        click.echo(f"wrote {target}: first line of a {kind} file:")
-        click.echo(f"  # yaml-language-server: $schema={relative}")
+        told.append(f"wrote {target}: first line of a {kind} file:")
+        told.append(f"  # yaml-language-server: $schema={relative}")
+    return told
+
+
+# init profiles at most this many tables unless --tables names them.
+MAX_TABLES = 50
+
+
+@main.command()
+@project_option
+@click.option(
+    "--connect",
+    "url",
+    metavar="URL",
+    help="A database URL, as SQLAlchemy takes it (postgresql+psycopg://user@host/db, "
+    "sqlite:///file.db): write its connector profile and suggest a suite for each table.",
+)
+@click.option(
+    "--tables",
+    metavar="A,B",
+    help=f"The tables to profile, comma-separated (default: every table, at most {MAX_TABLES}).",
+)
+@click.option("--schema", "schema", help="The database schema the tables are in.")
+def init(project_dir: Path, url: str | None, tables: str | None, schema: str | None) -> None:
+    """Start a project: dq-agent.yml, connectors/, checks/ and the editors' JSON Schemas.
+
+    With --connect, each table is profiled in one query pushed down to the database (rows,
+    nulls, distinct values, ranges, keys, when rows arrive) and a suite is written for it:
+    row_count, freshness, volume_anomaly, not-null, accepted values, uniqueness and ranges
+    where the data supports them, each line commented with its evidence. Every suggestion
+    holds on the data as it is, so "dq-agent check" passes on healthy data. Files that are
+    there already are kept.
+    """
+    from dq_agent import scaffold
+
+    console = _err()
+    connector = written = None
+    suggested = []
+    failed = 0
+    variable: str | None = None
+    if url is not None:
+        url = _absolute_file_url(url)
+        connector = scaffold.connector_for(url, schema)
+        shown, variable = scaffold.secret_free(url)
+        written = scaffold.connector_for(shown, schema)
+        try:
+            names = (
+                [t.strip() for t in tables.split(",") if t.strip()]
+                if tables
+                else scaffold.tables(connector, project_dir)
+            )
+        except DqAgentError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_CANNOT_RUN)
+        if len(names) > MAX_TABLES:
+            console.print(
+                f"{len(names)} tables: profiling the first {MAX_TABLES} (--tables to choose)"
+            )
+            names = names[:MAX_TABLES]
+        for name in names:
+            try:
+                found = scaffold.profile(connector, project_dir, name, utc_now())
+            except DqAgentError as exc:
+                click.echo(f"error: {name}: {exc}", err=True)
+                failed += 1
+                continue
+            one = scaffold.suggest(found, "warehouse", schema)
+            suggested.append(one)
+            console.print(
+                f"{name}: {found.rows:,} rows, {len(found.columns)} columns profiled in "
+                f"{found.seconds:.2f}s: {plural(one.checks, 'check')} suggested"
+            )
+    project_dir.mkdir(parents=True, exist_ok=True)
+    scaffold.write_project(project_dir, connector=written, suggested=suggested, say=click.echo)
+    _write_schemas(project_dir)
+    if url is None:
+        click.echo(
+            "next: dq-agent init --connect URL to suggest suites for your tables, or write "
+            "checks/*.yml by hand (dq-agent demo --dir DIR writes a worked example)"
+        )
+        return
+    if variable is not None:
+        click.echo(f"the password is not written down: set {variable} (URL-encoded) to run")
+    click.echo(f"next: dq-agent check --project {shlex.quote(str(project_dir))}")
+    if failed:
+        sys.exit(EXIT_CANNOT_RUN)
+
+
+def _absolute_file_url(url: str) -> str:
+    """A SQLite or DuckDB URL with a relative path made absolute (from the current folder),
+    so that the profile written into the project finds the same file."""
+    for prefix in ("sqlite:///", "duckdb:///"):
+        path = url.removeprefix(prefix)
+        if url.startswith(prefix) and path and not path.startswith(("/", ":memory:")):
+            return prefix + str(Path(path).resolve())
+    return url
 
 
 @main.command("hash-token")

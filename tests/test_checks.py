@@ -56,6 +56,19 @@ def test_freshness_passes_when_recent_and_fails_when_stale(tmp_path: Path, engin
     assert stale.checks[0].observed["newest"] == "2026-11-24T10:00:00+00:00"
 
 
+def test_freshness_says_when_the_newest_row_is_in_the_future(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    # A clock ahead of ours, or a timezone mistaken: fresh, and said as it is.
+    load_orders(sqlite_url, order_rows(2, newest=NOW + timedelta(minutes=5)))
+    suite = SUITE + "  - freshness: {column: updated_at, max_age: 26h}\n"
+    result = run_one(tmp_path, sqlite_url, suite)
+    assert (result.status, result.checks[0].message) == (
+        "pass",
+        "newest updated_at is in the future (max age 26h)",
+    )
+
+
 def test_freshness_on_an_empty_table_fails(tmp_path: Path, engine_url: str) -> None:
     load_orders(engine_url, [])
     result = run_one(

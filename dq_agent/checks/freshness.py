@@ -56,7 +56,9 @@ class Freshness:
             "max_age": format_duration(self.args.max_age),
         }
         ok = age <= self.args.max_age
-        if ok:
+        if ok and age.total_seconds() < 0:
+            message = f"newest {column} is in the future (max age {observed['max_age']})"
+        elif ok:
             message = f"newest {column} is {observed['age']} old (max {observed['max_age']})"
         else:
             message = (

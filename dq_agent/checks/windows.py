@@ -155,24 +155,35 @@ class Window:
             .subquery("bucketed")
         )
 
+    def local(self) -> sa.ColumnElement[Any]:
+        """The column as wall-clock time in the zone."""
+        column = self.relation.column(self.column)
+        info = self.relation.columns[self.column]
+        if self.relation.engine.dialect.name == "sqlite":
+            # SQLite keeps timestamps as text: normalise it so that text compares in time order.
+            return sa.func.strftime("%Y-%m-%d %H:%M:%S", column)
+        if info.family == "timestamp" and getattr(info.sql_type, "timezone", False):
+            return self._in_zone(column)
+        if info.family == "timestamp":
+            return column
+        return sa.cast(column, sa.DateTime())
+
     def local_timestamp(
         self, start: datetime, end: datetime
     ) -> tuple[sa.ColumnElement[Any], sa.ColumnElement[bool], sa.ColumnElement[bool]]:
         """The column as wall-clock time in the zone, and the window's bounds on it."""
         column = self.relation.column(self.column)
         info = self.relation.columns[self.column]
+        local = self.local()
         if self.relation.engine.dialect.name == "sqlite":
-            # SQLite keeps timestamps as text: normalise it so that text compares in time order.
-            text = sa.func.strftime("%Y-%m-%d %H:%M:%S", column)
-            return text, text >= f"{start:%Y-%m-%d %H:%M:%S}", text < f"{end:%Y-%m-%d %H:%M:%S}"
+            return local, local >= f"{start:%Y-%m-%d %H:%M:%S}", local < f"{end:%Y-%m-%d %H:%M:%S}"
         if info.family == "timestamp" and getattr(info.sql_type, "timezone", False):
             # Bounds on the column itself so that an index on it can serve the window.
             low = sa.literal(to_utc(start, self.zone), info.sql_type)
             high = sa.literal(to_utc(end, self.zone), info.sql_type)
-            return self._in_zone(column), column >= low, column < high
+            return local, column >= low, column < high
         if info.family == "timestamp":
-            return column, column >= sa.literal(start, info.sql_type), column < sa.literal(end)
-        local = sa.cast(column, sa.DateTime())
+            return local, column >= sa.literal(start, info.sql_type), column < sa.literal(end)
         return local, local >= sa.literal(start, sa.DateTime()), local < sa.literal(end)
 
     def _in_zone(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
