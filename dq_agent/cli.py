@@ -297,15 +297,22 @@ def _run_with_progress(
         transient=True,
     ) as progress:
         task = progress.add_task("checking", total=len(ids))
+        current = ""
 
         def on_progress(suite_id: str, outcome: SuiteResult | None) -> None:
+            nonlocal current
             if outcome is None:
+                current = suite_id
                 progress.update(task, description=f"checking {suite_id}")
             else:
                 progress.advance(task)
 
+        def on_step(what: str) -> None:
+            progress.update(task, description=f"checking {current}: {what}")
+
+        stepped = replace(options, step=on_step)
         return run_checks(
-            project, ids, store=store, options=options, progress=on_progress, hook=hook
+            project, ids, store=store, options=stepped, progress=on_progress, hook=hook
         )
 
 

@@ -86,6 +86,13 @@ class RunOptions:
     compile_expectations: bool = True
     # How API sources retry transient faults (tests inject one that does not sleep).
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    # Told what a suite's run is doing now ("the shared scan", a check's name), for a
+    # progress line on long suites.
+    step: Callable[[str], None] | None = None
+
+    def doing(self, what: str) -> None:
+        if self.step is not None:
+            self.step(what)
 
 
 def select_suites(project: Project, names: Sequence[str]) -> list[str]:
@@ -292,8 +299,13 @@ def evaluate_checks(
         else:
             via_gx.append(spec)
 
+    if planned:
+        options.doing(f"one scan for {plural(len(planned), 'check')}")
     scanned = _scan(relation, planned)
-    judged = {name: _evaluate(check, scanned[name]) for name, check in planned.items()}
+    judged: dict[str, CheckResult] = {}
+    for name, check in planned.items():
+        options.doing(name)
+        judged[name] = _evaluate(check, scanned[name])
     judged.update(_with_findings(relation, ctx, planned, judged))
     if relation.bound is not None and relation.frame is None:
         # Great Expectations opens connections of its own: it would judge production, not the
@@ -305,6 +317,8 @@ def evaluate_checks(
             if spec.name not in early
         )
         via_gx = []
+    if via_gx:
+        options.doing(f"{plural(len(via_gx), 'expectation')} through Great Expectations")
     gx_results = {r.name: r for r in run_expectations(via_gx, relation, ctx)}
     checks: list[CheckResult] = []
     for spec in suite.checks:

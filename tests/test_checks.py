@@ -7,7 +7,10 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from dq_agent.config import load_project
+from dq_agent.engine import RunOptions, run_checks
 from dq_agent.results import CheckResult, SuiteResult
+from dq_agent.store import Store
 from tests.sources import NOW, ORDERS, load_orders, order_rows, project_for, run, run_one
 
 
@@ -316,3 +319,27 @@ def test_one_aggregate_statement_reads_the_table_for_all_compiled_checks(
     reads = [s for s in statements if "FROM orders" in s and "sqlite_master" not in s]
     assert len(reads) == 1, reads
     assert ORDERS.name in reads[0]
+
+
+def test_a_run_says_what_it_is_doing_step_by_step(tmp_path: Path, sqlite_url: str) -> None:
+    # For the progress line of a long suite: the shared scan, each check judged after it, and
+    # the expectations Great Expectations runs.
+    load_orders(sqlite_url, order_rows(5))
+    suite = (
+        SUITE
+        + "  - row_count: {min: 1}\n"
+        + "  - freshness: {column: updated_at, max_age: 26h}\n"
+        # Compiled on PostgreSQL only: on SQLite, Great Expectations runs it.
+        + "  - expect_column_values_to_match_regex: {column: status, regex: '^[a-z]+$'}\n"
+    )
+    project_for(tmp_path, sqlite_url, {"s": suite})
+    project = load_project(tmp_path, env={})
+    steps: list[str] = []
+    with Store.open(project.state_url) as store:
+        run_checks(project, ["orders"], store=store, options=RunOptions(step=steps.append))
+    assert steps == [
+        "one scan for 2 checks",
+        "row_count",
+        "freshness(updated_at)",
+        "1 expectation through Great Expectations",
+    ]
