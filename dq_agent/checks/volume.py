@@ -150,9 +150,8 @@ def detect(
     utc = to_utc(local, zone)
     label = bucket_label(local, unit)
     rows = int(series.get(utc, 0))
-    history, baseline, broken, turn = _expectation(
-        series, local, args, zone, expected, days_off, screen=True
-    )
+    judging = _Judging(series, args, zone, expected, days_off)
+    history, baseline, broken, turn = _expectation(judging, local, screen=True)
     notes = [str(turn)] if turn else []
     if broken:
         were = "was an anomaly" if len(broken) == 1 else "were anomalies"
@@ -197,30 +196,35 @@ def detect(
     return verdict("anomaly", message, band)
 
 
+@dataclass(frozen=True)
+class _Judging:
+    """A series, and what judging any of its buckets takes besides (see :func:`detect`)."""
+
+    series: Mapping[datetime, float]
+    args: VolumeAnomalyArgs
+    zone: ZoneInfo
+    expected: Collection[datetime]
+    days_off: Collection[date]
+
+    def rows(self, local: datetime) -> float:
+        return float(self.series.get(to_utc(local, self.zone), 0))
+
+
 def _expectation(
-    series: Mapping[datetime, float],
-    local: datetime,
-    args: VolumeAnomalyArgs,
-    zone: ZoneInfo,
-    expected: Collection[datetime],
-    days_off: Collection[date],
-    *,
-    screen: bool,
+    judging: _Judging, local: datetime, *, screen: bool
 ) -> tuple[list[tuple[datetime, float]], _Baseline, frozenset[datetime], _MonthTurn | None]:
     """The buckets the one starting at ``local`` is compared with, the baseline they give, the
     earlier anomalies left out of it (with ``screen``, see :func:`_broken_before`) and the
     month turn that moved its level, if any."""
-    history = _baseline_points(series, local, args, zone, expected)
+    args = judging.args
+    history = _baseline_points(judging, local)
     baseline = _baseline(history, local, args)
     broken: frozenset[datetime] = frozenset()
     if screen:
-        rows = float(series.get(to_utc(local, zone), 0))
-        broken = _broken_before(
-            series, local, rows, history, baseline, args, zone, expected, days_off
-        )
+        broken = _broken_before(judging, local, history, baseline)
         if broken:
             baseline = _baseline(history, local, args, left_out=broken)
-    turn = _month_turn(series, local, args, zone, expected, days_off, baseline.spread)
+    turn = _month_turn(judging, local, baseline.spread)
     if turn is not None:
         level = (baseline.level + RATIO_OFFSET) * turn.factor - RATIO_OFFSET
         baseline = dataclasses.replace(baseline, level=max(0.0, level))
@@ -228,64 +232,46 @@ def _expectation(
 
 
 def _broken_before(
-    series: Mapping[datetime, float],
+    judging: _Judging,
     local: datetime,
-    rows: float,
     history: list[tuple[datetime, float]],
     baseline: _Baseline,
-    args: VolumeAnomalyArgs,
-    zone: ZoneInfo,
-    expected: Collection[datetime],
-    days_off: Collection[date],
 ) -> frozenset[datetime]:
     """The earlier buckets of ``local``'s seasonal slot that were anomalies themselves (each
-    judged against the buckets before it), on the other side of the level from ``rows``.
+    judged against the buckets before it), on the other side of the level from ``local``'s.
 
     Nobody repairs some tables: a Friday whose load never ran stays empty, and with four
     Fridays to go by, two such drag the median halfway down, so the next normal Friday looks
-    like a spike. Left out, they no longer do. On the same side as ``rows`` they stay: earlier
-    buckets that moved the way this one does may be the first of a new level (a market's
-    summer nights ending), which the median is there to follow.
+    like a spike. Left out, they no longer do. On the same side as ``local``'s they stay:
+    earlier buckets that moved the way this one does may be the first of a new level (a
+    market's summer nights ending), which the median is there to follow.
     """
-    slot = _slot_of(local, args.bucket)
+    unit = judging.args.bucket
+    slot = _slot_of(local, unit)
     if slot is None or baseline.seasonality == "none":
         return frozenset()
-    level = baseline.level
+    level, rows = baseline.level, judging.rows(local)
     return frozenset(
         start
         for start, earlier in history
-        if _slot_of(start, args.bucket) == slot
+        if _slot_of(start, unit) == slot
         and (earlier - level) * (rows - level) < 0
-        and _was_anomaly(series, start, earlier, args, zone, expected, days_off)
+        and _was_anomaly(judging, start)
     )
 
 
-def _was_anomaly(
-    series: Mapping[datetime, float],
-    local: datetime,
-    rows: float,
-    args: VolumeAnomalyArgs,
-    zone: ZoneInfo,
-    expected: Collection[datetime],
-    days_off: Collection[date],
-) -> bool:
+def _was_anomaly(judging: _Judging, local: datetime) -> bool:
     """Whether the bucket starting at ``local`` was judged an anomaly when it was the last."""
-    history, baseline, _, _ = _expectation(
-        series, local, args, zone, expected, days_off, screen=False
-    )
+    args = judging.args
+    history, baseline, _, _ = _expectation(judging, local, screen=False)
     if len(history) < args.min_history or baseline.thin_slot is not None:
         return False
-    return _is_anomaly(int(rows), baseline.level, _band(baseline, args), args)
+    return _is_anomaly(int(judging.rows(local)), baseline.level, _band(baseline, args), args)
 
 
-def _baseline_points(
-    series: Mapping[datetime, float],
-    local: datetime,
-    args: VolumeAnomalyArgs,
-    zone: ZoneInfo,
-    expected: Collection[datetime],
-) -> list[tuple[datetime, float]]:
+def _baseline_points(judging: _Judging, local: datetime) -> list[tuple[datetime, float]]:
     """(naive start, rows) of the buckets the evaluated one is compared with."""
+    series, args, zone = judging.series, judging.args, judging.zone
     first = min((moment for moment, rows in series.items() if rows > 0), default=None)
     if first is None:
         return []
@@ -293,20 +279,12 @@ def _baseline_points(
     points: list[tuple[datetime, float]] = []
     for start_local in bucket_starts(start, local, args.bucket, zone):
         moment = to_utc(start_local, zone)
-        if moment not in expected:
+        if moment not in judging.expected:
             points.append((start_local, float(series.get(moment, 0))))
     return points
 
 
-def _month_turn(
-    series: Mapping[datetime, float],
-    local: datetime,
-    args: VolumeAnomalyArgs,
-    zone: ZoneInfo,
-    expected: Collection[datetime],
-    days_off: Collection[date],
-    spread: float,
-) -> _MonthTurn | None:
+def _month_turn(judging: _Judging, local: datetime, spread: float) -> _MonthTurn | None:
     """How the first (last) business day of a month usually compares with its weekday, when
     ``local`` is one and the months before agree; None otherwise.
 
@@ -320,6 +298,8 @@ def _month_turn(
     larger. Real series show why all: four months of six on one side, by 15%, happen by chance
     (weather, a holiday next to the day), and a band moved by 15% alerts on a normal day.
     """
+    series, args, zone = judging.series, judging.args, judging.zone
+    expected, days_off = judging.expected, judging.days_off
     day = local.date()
     if args.bucket != "day" or not _is_month_turn(day, days_off):
         return None
