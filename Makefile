@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # `make demo` installs only what the demo needs; `make test` the tools and every extra.
 DEMO_STAMP := $(VENV)/.demo
 
-.PHONY: demo test lint bench clean browser
+.PHONY: demo test lint bench clean browser docs
 
 $(DEMO_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +36,12 @@ browser:
 	       || { $(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q chromium >/dev/null; }; } \
 	  || echo "no /usr/bin/chromium: the dashboard's browser tests will be skipped"; }
 
+# The documentation site (mkdocs.yml, docs/), built with --strict: a broken link or anchor fails.
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict --site-dir site
+
 test: lint browser
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir $$(mktemp -d)
 	$(BIN)/pytest -q
 
 $(VENV)/.bench: $(STAMP)

@@ -401,7 +401,7 @@ def _comment(text: str) -> str:
 
 SETTINGS = """\
 # yaml-language-server: $schema=.dq-agent/schemas/dq-agent.schema.json
-# dq-agent's settings for this project (see `dq-agent schema` and the README).
+# dq-agent's settings for this project (docs/project.md in dq-agent's documentation).
 state_url: sqlite:///.dq-agent/state.db   # production: a PostgreSQL URL, shared by replicas
 defaults:
   timezone: UTC

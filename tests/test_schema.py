@@ -77,6 +77,9 @@ restart:
 def test_a_suite_as_people_write_it_fits() -> None:
     # One owner as a string, a duration as text, an expectation with GX's own arguments.
     assert problems("suite", GOOD_SUITE) == []
+    # A check without arguments, by its name alone or with nothing after it.
+    bare = GOOD_SUITE.replace("restart:", "  - row_count\n  - schema:\nrestart:")
+    assert problems("suite", bare) == []
 
 
 @pytest.mark.parametrize(

@@ -76,7 +76,15 @@ def _suite() -> dict[str, Any]:
             "additionalProperties": False,
         }
 
-    checks = [keyed(name, _model(args)) for name, args in BUILTIN_CHECKS.items()]
+    # A check with no arguments is also written by its name alone: "- row_count".
+    checks: list[dict[str, Any]] = [
+        {"type": "string", "enum": list(BUILTIN_CHECKS)},
+        {"type": "string", "pattern": "^expect_[a-z0-9_]+$"},
+    ]
+    for name, args in BUILTIN_CHECKS.items():
+        item = keyed(name, _model(args))
+        item["properties"][name] = {"anyOf": [item["properties"][name], {"type": "null"}]}
+        checks.append(item)
     common = _model(CheckArgs)["properties"]
     checks.append(
         {
