@@ -1223,6 +1223,58 @@ def _absolute_file_url(url: str) -> str:
     return url
 
 
+@main.group("import")
+def import_() -> None:
+    """Suites from another tool's definitions, written into the project's checks/."""
+
+
+@import_.command("gx")
+@project_option
+@click.argument("suite_json", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--connector", required=True, help="The connector the suite reads (connectors/NAME.yml)."
+)
+@click.option("--table", required=True, help="The table the expectations are about.")
+@click.option("--suite", "suite_id", help="The suite's id (default: the GX suite's name).")
+@click.option("--owner", help="Who hears about it: an e-mail address.")
+def import_gx(
+    project_dir: Path,
+    suite_json: Path,
+    connector: str,
+    table: str,
+    suite_id: str | None,
+    owner: str | None,
+) -> None:
+    """A Great Expectations expectation suite (its JSON file) as checks/<suite>.yml.
+
+    Each expectation becomes a check of the same name with the same arguments (dq-agent runs
+    any GX expectation); one dq-agent cannot run is kept, commented out, with the reason.
+    """
+    from dq_agent.config.gx_import import read_gx_suite, suite_from_gx
+
+    try:
+        converted = suite_from_gx(
+            read_gx_suite(suite_json),
+            connector=connector,
+            table=table,
+            suite=suite_id,
+            owner=owner,
+        )
+    except DqAgentError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_CANNOT_RUN)
+    target = project_dir / "checks" / f"{converted.suite}.yml"
+    if target.exists():
+        click.echo(f"error: {target} is there already: --suite to name another", err=True)
+        sys.exit(EXIT_CANNOT_RUN)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(converted.yaml)
+    click.echo(f"wrote {target}")
+    for line in converted.skipped:
+        click.echo(f"not converted (commented out): {line}", err=True)
+    click.echo(f"next: dq-agent validate --project {shlex.quote(str(project_dir))}")
+
+
 @main.command("hash-token")
 def hash_token() -> None:
     """Read a dashboard sign-in token (prompted, not echoed) and print its hash for
