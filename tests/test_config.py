@@ -661,3 +661,69 @@ def test_an_allow_list_entry_no_source_can_honour_is_an_error(tmp_path: Path) ->
         "expected one of: airflow, warehouse",
     ]
     assert lines[-1] == "2 errors in 1 file"
+
+
+DBT_MANIFEST = {
+    "metadata": {"dbt_schema_version": "https://schemas.getdbt.com/dbt/manifest/v12.json"},
+    "nodes": {
+        "model.shop.orders": {
+            "resource_type": "model",
+            "name": "orders",
+            "alias": "orders",
+            "schema": "analytics",
+            "meta": {"owner": "ana@acme.com"},
+        },
+        "model.shop.refunds": {
+            "resource_type": "model",
+            "name": "refunds",
+            "alias": "refunds",
+            "schema": "analytics",
+            "config": {"meta": {"owner": ["bo@acme.com", "cy@acme.com"]}},
+        },
+        "test.shop.not_null_orders_id": {"resource_type": "test", "name": "x", "meta": {}},
+    },
+}
+
+
+def test_suites_without_an_owner_take_the_dbt_models(tmp_path: Path) -> None:
+    (tmp_path / "target").mkdir()
+    (tmp_path / "target" / "manifest.json").write_text(json.dumps(DBT_MANIFEST))
+    connector = "type: sql\nurl: sqlite:///w.db\nschema: analytics\n"
+    suite = "suite: {name}\n{owner}source: {{connector: w, table: {name}}}\nchecks: [row_count]\n"
+    make_project(
+        tmp_path,
+        connectors={"w": connector},
+        suites={
+            "orders": suite.format(name="orders", owner=""),
+            "refunds": suite.format(name="refunds", owner=""),
+            "mine": suite.format(name="orders", owner="owner: me@acme.com\n").replace(
+                "suite: orders", "suite: mine"
+            ),
+            "other": suite.format(name="payments", owner=""),
+        },
+        settings="owners: {dbt_manifest: target/manifest.json}\n",
+    )
+    project = load_project(tmp_path, env={})
+    assert project.issues == ()
+    assert {name: s.owner for name, s in project.suites.items()} == {
+        "orders": ("ana@acme.com",),
+        "refunds": ("bo@acme.com", "cy@acme.com"),
+        "mine": ("me@acme.com",),  # its own owner: wins
+        "payments": (),  # no model builds it
+    }
+
+
+def test_a_dbt_manifest_that_cannot_be_read_is_an_error_of_dq_agent_yml(tmp_path: Path) -> None:
+    make_project(
+        tmp_path,
+        connectors={"w": "type: sql\nurl: sqlite:///w.db\n"},
+        suites={
+            "orders": "suite: orders\nsource: {connector: w, table: orders}\nchecks: [row_count]\n"
+        },
+        settings="state_url: sqlite:///s.db\nowners:\n  dbt_manifest: target/manifest.json\n",
+    )
+    [issue] = load_project(tmp_path, env={}).issues
+    assert str(issue) == (
+        f"{tmp_path}/dq-agent.yml:3:17: owners.dbt_manifest: cannot read "
+        f"{tmp_path}/target/manifest.json: No such file or directory"
+    )

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ValidationError
 
 from dq_agent.config import expectations
+from dq_agent.config.dbt import manifest_owners
 from dq_agent.config.models import (
     BUCKET_PARAMS,
     BUILTIN_CHECKS,
@@ -153,10 +154,48 @@ def load_project(root: Path | str, env: Mapping[str, str] | None = None) -> Proj
             broken[suite_id] = (issue,)
             del suites[suite_id]
     issues += _allow_list_issues(root, settings, connector_types)
+    if settings.owners.dbt_manifest is not None:
+        suites = _owners_from_dbt(root, settings, connectors, suites, issues)
     # Report each file's issues top to bottom, files in the order they were read.
     order = {file: index for index, file in enumerate(dict.fromkeys(i.file for i in issues))}
     issues.sort(key=lambda i: (order[i.file], i.line, i.col))
     return Project(root, settings, connectors, suites, tuple(issues), broken)
+
+
+def _owners_from_dbt(
+    root: Path,
+    settings: Settings,
+    connectors: Mapping[str, Connector],
+    suites: dict[str, Suite],
+    issues: list[ConfigIssue],
+) -> dict[str, Suite]:
+    """Suites without ``owner:`` that read a table a dbt model builds, with that model's
+    owner (``owners: {dbt_manifest: …}``); an unreadable manifest is an issue of
+    dq-agent.yml, and the suites are left as they are."""
+    assert settings.owners.dbt_manifest is not None
+    path = Path(settings.owners.dbt_manifest)
+    try:
+        owners = manifest_owners(path if path.is_absolute() else root / path)
+    except ValueError as exc:
+        doc = _read(root / SETTINGS_FILE, [])
+        where = ("owners", "dbt_manifest")
+        line, col = doc.position(where) if doc is not None else (1, 1)
+        issues.append(ConfigIssue(root / SETTINGS_FILE, line, col, "owners.dbt_manifest", str(exc)))
+        return suites
+    found: dict[str, Suite] = {}
+    for suite_id, suite in suites.items():
+        spec, connector = suite.source, connectors.get(suite.source.connector)
+        if suite.owner or not isinstance(spec, SqlSourceSpec) or spec.table is None:
+            found[suite_id] = suite
+            continue
+        schema = spec.schema_ or (
+            connector.schema_ if isinstance(connector, SqlConnector) else None
+        )
+        table = spec.table.lower()
+        owner = owners.get(f"{schema}.{table}".lower()) if schema else None
+        owner = owner or owners.get(table) or owners.get(table.rpartition(".")[2])
+        found[suite_id] = suite.model_copy(update={"owner": owner}) if owner else suite
+    return found
 
 
 def _fix_issues(

@@ -296,6 +296,14 @@ class UiSettings(Model):
         return {k.lower(): v for k, v in value.items()}
 
 
+class OwnersSettings(Model):
+    """Where a suite without ``owner:`` finds its owner."""
+
+    # A dbt manifest.json (relative to the project): the owner in the meta of the model whose
+    # table the suite reads (meta.owner, or config.meta.owner; an e-mail or a list of them).
+    dbt_manifest: str | None = Field(None, min_length=1)
+
+
 class Settings(Model):
     """Global settings from ``dq-agent.yml``."""
 
@@ -308,6 +316,7 @@ class Settings(Model):
     nudges: NudgeSettings = NudgeSettings()
     people: dict[str, Person] = Field(default_factory=dict)
     ui: UiSettings = UiSettings()
+    owners: OwnersSettings = OwnersSettings()
 
     @field_validator("people")
     @classmethod
