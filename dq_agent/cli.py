@@ -833,13 +833,15 @@ def _serve_dashboard(
     host: str,
     port: int,
     announce: Callable[[str], str],
+    stop: threading.Event | None = None,
 ) -> None:
-    """Serve the dashboard until SIGINT or SIGTERM, after saying where (``announce(url)``)."""
+    """Serve the dashboard until SIGINT or SIGTERM (or ``stop``, set by the signal handlers
+    installed earlier), after saying where (``announce(url)``)."""
     from dq_agent.agent import connect_slack
     from dq_agent.escalate.endpoint import InteractionsServer
     from dq_agent.ui.app import Dashboard
 
-    stop = _stop_on_signals()
+    stop = stop or _stop_on_signals()
     dashboard = Dashboard(lambda: project, store, RunOptions(clock=clock), connect_slack(project))
     app = dashboard.handle
     with InteractionsServer(None, lambda _: None, host=host, port=port, app=app) as server:
@@ -1068,6 +1070,8 @@ def ui(project_dir: Path, listen: str, read_only: bool) -> None:
     uses ui.users in dq-agent.yml (tokens made with dq-agent hash-token) or, behind an
     authenticating proxy, ui.trusted_header. The daemon serves the same dashboard.
     """
+    # Ctrl-C while it starts (migrating the state store, say) stops it as cleanly as later.
+    stop = _stop_on_signals()
     host, port = _listen(listen)
     project = _project_to_run(project_dir, _err())
     if project is None:
@@ -1084,7 +1088,7 @@ def ui(project_dir: Path, listen: str, read_only: bool) -> None:
     try:
         with Store.open(project.state_url) as store:
             _serve_dashboard(
-                project, store, utc_now, host, port, lambda url: f"dashboard on {url}/"
+                project, store, utc_now, host, port, lambda url: f"dashboard on {url}/", stop
             )
     except (DqAgentError, OSError) as exc:
         click.echo(f"error: {exc}", err=True)
