@@ -7,6 +7,7 @@ asked: DQ_AGENT_TEST_WHEEL=1.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -33,6 +34,16 @@ def run(*command: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_the_quick_start_from_a_built_wheel(tmp_path: Path, postgres_url: str) -> None:
+    # Built from a copy of what git holds: building writes build/ next to the sources.
+    source = tmp_path / "source"
+    listed = run("git", "ls-files", "-z", cwd=ROOT).stdout.split("\0")
+    for name in filter(None, listed):
+        target = source / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if (ROOT / name).is_symlink():
+            target.symlink_to(os.readlink(ROOT / name))
+        else:
+            shutil.copy2(ROOT / name, target)
     run(
         sys.executable,
         "-m",
@@ -42,7 +53,7 @@ def test_the_quick_start_from_a_built_wheel(tmp_path: Path, postgres_url: str) -
         "--no-deps",
         "-w",
         tmp_path / "dist",
-        ROOT,
+        source,
         cwd=tmp_path,
     )
     [wheel] = (tmp_path / "dist").glob("dq_agent-*.whl")
