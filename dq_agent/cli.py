@@ -846,7 +846,7 @@ def _serve_dashboard(
     app = dashboard.handle
     with InteractionsServer(None, lambda _: None, host=host, port=port, app=app) as server:
         click.echo(announce(server.base_url), err=True)
-        stop.wait()
+        _until(stop)
 
 
 def _sqlite_file(url: str, project_dir: Path) -> Path | None:
@@ -979,6 +979,14 @@ def _stop_on_signals() -> threading.Event:
     return stop
 
 
+def _until(stop: threading.Event) -> None:
+    """Wait for ``stop`` in short steps. A signal the kernel hands to another thread runs its
+    Python handler only once the main thread runs again: blocked in a wait without a timeout,
+    it never would, and Ctrl-C would leave the command up."""
+    while not stop.wait(0.25):
+        pass
+
+
 def _listen(value: str) -> tuple[str, int]:
     host, _, port = value.rpartition(":")
     if not host or not port.isdigit():
@@ -1053,7 +1061,7 @@ def interactions(project_dir: Path, listen: str) -> None:
             verifier = Verifier(settings.signing_secret.get_secret_value(), store)
             with InteractionsServer(verifier, actions.handle, host=host, port=port) as server:
                 click.echo(f"listening on {server.base_url}{ACTIONS_PATH}", err=True)
-                stop.wait()
+                _until(stop)
     except (DqAgentError, OSError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_CANNOT_RUN)
@@ -1356,7 +1364,7 @@ def sandbox(seed_file: Path | None, port_base: int) -> None:
     stop = _stop_on_signals()
     with running:
         click.echo(json.dumps(running.info))
-        stop.wait()
+        _until(stop)
 
 
 if __name__ == "__main__":

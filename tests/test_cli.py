@@ -9,6 +9,8 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
+import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -603,3 +605,30 @@ def test_the_dashboard_warns_when_nobody_can_sign_in(tmp_path: Path) -> None:
         "warning: no ui.users and no ui.trusted_header in dq-agent.yml: nobody can sign in. "
         "Make a token's hash with dq-agent hash-token and list people under ui.users."
     )
+
+
+def test_a_signal_another_thread_receives_still_stops_a_serving_command() -> None:
+    from dq_agent.cli import _stop_on_signals, _until
+
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    stop = _stop_on_signals()
+    try:
+        # The kernel may hand Ctrl-C to any thread: here, to a helper thread. Python runs the
+        # handler in the main thread, once that runs again.
+        def interrupt_me() -> None:
+            time.sleep(0.2)  # while the main thread waits
+            signal.pthread_kill(threading.get_ident(), signal.SIGINT)
+
+        helper = threading.Thread(target=interrupt_me)
+        watchdog = threading.Timer(10, stop.set)  # a wait that never wakes ends the test
+        started = time.monotonic()
+        helper.start()
+        watchdog.start()
+        _until(stop)
+        waited = time.monotonic() - started
+        helper.join()
+        watchdog.cancel()
+        assert waited < 5
+    finally:
+        signal.signal(signal.SIGINT, before[0])
+        signal.signal(signal.SIGTERM, before[1])
