@@ -1178,7 +1178,9 @@ def init(project_dir: Path, url: str | None, tables: str | None, schema: str | N
     failed = 0
     variable: str | None = None
     if url is not None:
-        url = _absolute_file_url(url)
+        # A relative SQLite or DuckDB path is the user's, from here: the profile written
+        # into the project must find the same file.
+        url = resolve_sqlite_path(url, Path.cwd())
         connector = scaffold.connector_for(url, schema)
         shown, variable = scaffold.secret_free(url)
         written = scaffold.connector_for(shown, schema)
@@ -1203,7 +1205,7 @@ def init(project_dir: Path, url: str | None, tables: str | None, schema: str | N
                 click.echo(f"error: {name}: {exc}", err=True)
                 failed += 1
                 continue
-            one = scaffold.suggest(found, "warehouse", schema)
+            one = scaffold.suggest(found, scaffold.CONNECTOR, schema)
             suggested.append(one)
             console.print(
                 f"{name}: {found.rows:,} rows, {len(found.columns)} columns profiled in "
@@ -1223,16 +1225,6 @@ def init(project_dir: Path, url: str | None, tables: str | None, schema: str | N
     click.echo(f"next: dq-agent check --project {shlex.quote(str(project_dir))}")
     if failed:
         sys.exit(EXIT_CANNOT_RUN)
-
-
-def _absolute_file_url(url: str) -> str:
-    """A SQLite or DuckDB URL with a relative path made absolute (from the current folder),
-    so that the profile written into the project finds the same file."""
-    for prefix in ("sqlite:///", "duckdb:///"):
-        path = url.removeprefix(prefix)
-        if url.startswith(prefix) and path and not path.startswith(("/", ":memory:")):
-            return prefix + str(Path(path).resolve())
-    return url
 
 
 @main.group("import")

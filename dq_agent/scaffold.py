@@ -14,20 +14,20 @@ import dataclasses
 import math
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-import yaml
 
 from dq_agent.checks.base import plural
 from dq_agent.checks.windows import Window
 from dq_agent.config.durations import format_duration
 from dq_agent.config.models import SqlConnector, SqlSourceSpec
+from dq_agent.config.yamlwrite import dump, one_line
+from dq_agent.results import to_jsonable
 from dq_agent.sources.base import Relation
 from dq_agent.sources.sql import SqlSource, create_engine, translate
 
@@ -41,6 +41,8 @@ STEADY_SHARE = 0.8
 WEEKDAYS_SHARE = 5 / 7 * STEADY_SHARE
 # volume_anomaly needs its training window (28 days) and a week to judge against.
 MIN_VOLUME_DAYS = 35
+# The connector profile init writes (connectors/warehouse.yml), which its suites read.
+CONNECTOR = "warehouse"
 # Table names made into suite ids and file names.
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]+")
 # Names that say a timestamp is when a row last changed (freshness) or arrived (volume).
@@ -80,9 +82,6 @@ class TableProfile:
     profiled_at: datetime
     seconds: float = 0.0
 
-    def column(self, name: str) -> ColumnProfile:
-        return next(c for c in self.columns if c.name == name)
-
 
 @dataclass
 class Suggested:
@@ -92,7 +91,6 @@ class Suggested:
     suite: str
     text: str
     checks: int
-    notes: list[str] = field(default_factory=list)
 
 
 def connector_for(url: str, schema: str | None) -> SqlConnector:
@@ -117,7 +115,7 @@ def profile(connector: SqlConnector, root: Path, table: str, now: datetime) -> T
     """One table's profile: one aggregate query, and one GROUP BY per categorical column."""
     engine = create_engine(connector, root)
     try:
-        source = SqlSource(engine, SqlSourceSpec(connector="warehouse", table=table), connector)
+        source = SqlSource(engine, SqlSourceSpec(connector=CONNECTOR, table=table), connector)
         relation = source.open()
         started = datetime.now(UTC)
         with relation.connect() as conn:
@@ -231,8 +229,8 @@ def suggest(found: TableProfile, connector: str, schema: str | None = None) -> S
                 )
             )
         if 2 <= len(column.values) <= MAX_ACCEPTED_VALUES:
-            values = [_plain(v) for v, _ in column.values]
-            shown = ", ".join(f"{_plain(v)} ({n:,})" for v, n in column.values[:5])
+            values = [to_jsonable(v) for v, _ in column.values]
+            shown = ", ".join(f"{to_jsonable(v)} ({n:,})" for v, n in column.values[:5])
             more = f", … {len(column.values) - 5} more" if len(column.values) > 5 else ""
             items.append(
                 (
@@ -249,7 +247,7 @@ def suggest(found: TableProfile, connector: str, schema: str | None = None) -> S
                             "min_value": 0,
                         }
                     },
-                    f"from {_plain(column.low)} to {_plain(column.high)}",
+                    f"from {to_jsonable(column.low)} to {to_jsonable(column.high)}",
                 )
             )
     source: dict[str, Any] = {"connector": connector, "table": found.table.split(".")[-1]}
@@ -275,7 +273,7 @@ def suggest(found: TableProfile, connector: str, schema: str | None = None) -> S
         [(name, arguments)] = check.items()
         lines.append(f"  - {_entry(name, arguments)}  # {_comment(why)}")
     lines += [f"# {_comment(note)}" for note in notes]
-    return Suggested(found.table, suite, "\n".join(lines) + "\n", len(items), notes)
+    return Suggested(found.table, suite, "\n".join(lines) + "\n", len(items))
 
 
 def _key(found: TableProfile) -> tuple[str, ...]:
@@ -357,12 +355,9 @@ def _volume(
 
 
 def _aware(value: Any) -> datetime:
-    """A timestamp read back as an aware UTC datetime (naive ones are taken as UTC)."""
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    if isinstance(value, date):
-        return datetime(value.year, value.month, value.day, tzinfo=UTC)
-    return datetime.fromisoformat(str(value)).replace(tzinfo=UTC)
+    """A timestamp read back (or its ISO text) as an aware datetime; naive ones are UTC."""
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _number(value: Any) -> float:
@@ -372,24 +367,10 @@ def _number(value: Any) -> float:
         return -math.inf
 
 
-def _plain(value: Any) -> Any:
-    """A value as YAML writes it plainly: Decimal as int or float."""
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    return value
-
-
 def _entry(name: str, value: Any) -> str:
     """``name: value`` with the value as one line of flow YAML (any text in it quoted as it
     needs, by the YAML emitter)."""
-
-    def dump(**style: Any) -> str:
-        text = yaml.safe_dump(value, default_flow_style=True, sort_keys=False, width=10**6, **style)
-        return str(text).removesuffix("\n").removesuffix("...").strip()
-
-    flow = dump()
-    # Text with a line break in it would span lines: double quotes escape it as \n.
-    return f"{name}: {dump(default_style=chr(34)) if chr(10) in flow else flow}"
+    return f"{name}: {one_line(value)}"
 
 
 def _comment(text: str) -> str:
@@ -424,10 +405,9 @@ def write_project(
         profile_text = {"type": "sql", "url": connector.url}
         if connector.schema_:
             profile_text["schema"] = connector.schema_
-        text = "# yaml-language-server: $schema=../.dq-agent/schemas/connector.schema.json\n" + str(
-            yaml.safe_dump(profile_text, sort_keys=False)
-        )
-        _write(root / "connectors" / "warehouse.yml", text, say)
+        schema = "# yaml-language-server: $schema=../.dq-agent/schemas/connector.schema.json\n"
+        text = schema + dump(profile_text)
+        _write(root / "connectors" / f"{CONNECTOR}.yml", text, say)
     for one in suggested:
         _write(root / "checks" / f"{one.suite}.yml", one.text, say)
 

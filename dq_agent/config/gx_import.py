@@ -22,12 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-import yaml
 from pydantic import ValidationError
 
 from dq_agent.checks.conditions import RowCondition, parse_row_condition
 from dq_agent.config import expectations
 from dq_agent.config.models import CheckArgs
+from dq_agent.config.yamlwrite import Flow, dump
 from dq_agent.errors import DqAgentError
 
 # Arguments GX stores with an expectation that say how GX runs it, not what it checks:
@@ -93,11 +93,11 @@ def suite_from_gx(
     header: dict[str, Any] = {"suite": suite_id}
     if owner:
         header["owner"] = owner
-    header["source"] = _Flow(connector=connector, table=table)
+    header["source"] = Flow(connector=connector, table=table)
     lines = [
         _comment(f"Converted from Great Expectations suite {name} ({count}) by dq-agent import gx.")
     ]
-    lines.append(_dump(header, flow=False).rstrip("\n"))
+    lines.append(dump(header, width=_FLOW_WIDTH).rstrip("\n"))
     checks: list[str] = []
     skipped: list[str] = []
     names: set[str] = set()
@@ -268,43 +268,9 @@ def _comment(text: str) -> str:
     )
 
 
-class _Flow(dict[str, Any]):
-    """A mapping written on one line: ``{column: id, mostly: 0.9}``."""
-
-
-class _Dumper(yaml.SafeDumper):
-    """PyYAML's safe dumper, writing a :class:`_Flow` in flow style."""
-
-
-def _represent_flow(dumper: yaml.SafeDumper, data: _Flow) -> yaml.Node:
-    return dumper.represent_mapping("tag:yaml.org,2002:map", data, flow_style=True)
-
-
-def _represent_str(dumper: yaml.SafeDumper, data: str) -> yaml.Node:
-    # Quoted in single quotes, a line break is written as one, and PyYAML reads a NEL
-    # (U+0085) back as a space: in double quotes every line break is an escape.
-    style = '"' if any(ch in data for ch in "\n\r\x85\u2028\u2029") else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
-
-
-_Dumper.add_representer(_Flow, _represent_flow)
-_Dumper.add_representer(str, _represent_str)
-
-
-def _dump(data: Any, *, flow: bool) -> str:
-    return yaml.dump(
-        data,
-        Dumper=_Dumper,
-        default_flow_style=False,
-        sort_keys=False,
-        allow_unicode=True,
-        width=math.inf if flow else _FLOW_WIDTH,
-    )
-
-
 def _check(kind: str, args: dict[str, Any]) -> str:
     """``- type: {arguments}`` on one line if it fits, else one argument a line."""
-    line = _dump([{kind: _Flow(args)}], flow=True).rstrip("\n")
+    line = dump([{kind: Flow(args)}]).rstrip("\n")
     if len(line.splitlines()) == 1 and len(line) <= _FLOW_WIDTH - 2:  # indented under checks:
         return line
-    return _dump([{kind: args}], flow=False).rstrip("\n")
+    return dump([{kind: args}], width=_FLOW_WIDTH).rstrip("\n")

@@ -178,9 +178,8 @@ def _owners_from_dbt(
         owners = manifest_owners(path if path.is_absolute() else root / path)
     except ValueError as exc:
         doc = _read(root / SETTINGS_FILE, [])
-        where = ("owners", "dbt_manifest")
-        line, col = doc.position(where) if doc is not None else (1, 1)
-        issues.append(ConfigIssue(root / SETTINGS_FILE, line, col, "owners.dbt_manifest", str(exc)))
+        assert doc is not None  # the setting was read from it
+        issues.append(doc.issue(("owners", "dbt_manifest"), str(exc)))
         return suites
     found: dict[str, Suite] = {}
     for suite_id, suite in suites.items():
