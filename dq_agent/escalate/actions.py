@@ -24,6 +24,7 @@ from dq_agent.escalate.incidents import Notice
 from dq_agent.escalate.notify import Escalation
 from dq_agent.escalate.slack import SlackApi, SlackError
 from dq_agent.remedy.runner import (
+    approval_refusal,
     approve_correction,
     deciders,
     reject_correction,
@@ -49,6 +50,10 @@ def require_decider(project: Project, incident: Mapping[str, Any], email: str, w
             f"Only the owners and escalation list of {incident['suite']} may {what} "
             f"incident #{incident['id']} ({', '.join(sorted(people)) or 'nobody'})."
         )
+
+
+class NotDone(DqAgentError):
+    """An action was tried and did not happen; the incident's thread has been told why."""
 
 
 class Actions:
@@ -89,6 +94,8 @@ class Actions:
                     "may do this"
                 )
             self.act(str(action.get("action_id")), value, email)
+        except NotDone:
+            pass  # the thread says why, the person who clicked included
         except (DqAgentError, ValueError, TypeError, KeyError) as exc:
             self._refuse(channel, user_id, str(exc))
         finally:
@@ -101,46 +108,46 @@ class Actions:
         except SlackError as exc:
             log.error("could not tell %s: %s (%s)", user_id, text, exc)
 
-    def act(self, action_id: str, value: Mapping[str, Any], email: str) -> None:
-        """Do ``action_id`` as ``email``; raises :class:`DqAgentError` saying why not.
+    def act(self, action_id: str, value: Mapping[str, Any], email: str) -> str:
+        """Do ``action_id`` as ``email`` and say what became of it; raises
+        :class:`DqAgentError` saying why not (refused, or tried and not done).
 
         Every action is authorized against what it acts on (the correction's own suite and
         records), never against the message or page the click came from, and holds the
         state store's acting lock, so it never overlaps another process's cycle.
         """
         with acting(self.project.state_url):
-            self._act(action_id, value, email)
+            return self._act(action_id, value, email)
 
-    def _act(self, action_id: str, value: Mapping[str, Any], email: str) -> None:
+    def _act(self, action_id: str, value: Mapping[str, Any], email: str) -> str:
         if action_id == messages.UNDO:
-            self._undo(int(value["correction"]), email)
-            return
+            return self._undo(int(value["correction"]), email)
         if action_id == REJECT:
-            self._reject(int(value["correction"]), email)
-            return
+            return self._reject(int(value["correction"]), email)
         incident = self.store.incident(int(value["incident"]), events=False)
         if incident is None:
             raise DqAgentError(f"incident {value['incident']} is not in this agent's store")
         if incident["status"] == "resolved":
             raise DqAgentError(f"incident #{incident['id']} is already resolved")
         if action_id == messages.RECHECK:
-            self._recheck(incident, email)
-        elif action_id == messages.APPROVE:
+            return self._recheck(incident, email)
+        if action_id == messages.APPROVE:
             self._require(incident, email, "approve a fix for")
-            self._approve(incident, self._part_of(incident, value), email)
-        elif action_id == messages.SNOOZE:
+            return self._approve(incident, self._part_of(incident, value), email)
+        if action_id == messages.SNOOZE:
             self._require(incident, email, "snooze")
             until = self.options.clock() + self.project.settings.nudges.snooze
             detail = f"snoozed by {email} until {until:%H:%M} UTC"
             self._status(incident, "snoozed", email, detail, until)
-        elif action_id == messages.EXPECTED:
+            return f"incident #{incident['id']} {detail}"
+        if action_id == messages.EXPECTED:
             self._require(incident, email, "mark as expected")
-            self._expected(incident, email)
-        elif action_id == RESOLVE:
+            return self._expected(incident, email)
+        if action_id == RESOLVE:
             self._require(incident, email, "resolve")
             self._status(incident, "resolved", email, f"resolved by {email}")
-        else:
-            raise DqAgentError(f"unknown action {action_id!r}")
+            return f"incident #{incident['id']} resolved"
+        raise DqAgentError(f"unknown action {action_id!r}")
 
     # -- who may ---------------------------------------------------------------------------------
 
@@ -191,20 +198,22 @@ class Actions:
         self.escalation.announce([notice])
         self.escalation.deliver()
 
-    def _recheck(self, incident: Mapping[str, Any], email: str) -> None:
+    def _recheck(self, incident: Mapping[str, Any], email: str) -> str:
         """Someone says it is fixed: check now; it resolves, or the thread hears it does not."""
         self._status(incident, "verifying", email, f"{email} says it is fixed: checking again now")
         self._rerun(incident)
         after = self.store.incident(incident["id"], events=False)
+        if after is None:
+            return f"incident #{incident['id']}: checked again"
         # verifying: it passes, and the suite's pipelines restart before it closes
-        if after is not None and after["status"] not in ("resolved", "verifying"):
-            self._status(
-                after,
-                "acknowledged",
-                email,
+        if after["status"] not in ("resolved", "verifying"):
+            detail = (
                 f"checked again at {self.options.clock():%H:%M} UTC: still failing: "
-                f"{after['summary']}",
+                f"{after['summary']}"
             )
+            self._status(after, "acknowledged", email, detail)
+            return detail
+        return f"incident #{incident['id']} passes again: {after['status']}"
 
     def _rerun(self, incident: Mapping[str, Any]) -> None:
         if incident["suite"] not in self.project.suites:
@@ -218,7 +227,14 @@ class Actions:
             slack=self.slack,
         )
 
-    def _approve(self, incident: Mapping[str, Any], correction_id: int, email: str) -> None:
+    def _approve(self, incident: Mapping[str, Any], correction_id: int, email: str) -> str:
+        """Write the fix an owner approved and check again; a fix the policy would refuse
+        is refused before anything changes (no status, no message), one tried and not
+        written is told in the thread and raised to the one who pressed the button."""
+        correction = self.store.correction(correction_id)
+        refused = correction and approval_refusal(self.project, correction, env=self.env)
+        if refused:
+            raise DqAgentError(refused)
         chain = [p for step in incident["chain"] for p in step]
         self._status(incident, "fixing", email, f"{email} approved correction {correction_id}")
         try:
@@ -232,16 +248,21 @@ class Actions:
                 also=chain,
             )
         except DqAgentError as exc:
-            self._status(incident, "acknowledged", email, f"the fix was not written: {exc}")
-            return
+            detail = f"the fix was not written: {exc}"
+            self._status(incident, "acknowledged", email, detail)
+            raise NotDone(detail) from exc
         if outcome.status != "applied":
-            detail = f"correction {correction_id} was not written ({outcome.status}): "
-            self._status(incident, "acknowledged", email, detail + outcome.detail)
-            return
+            why = outcome.detail.removeprefix(f"{outcome.status}: ")
+            detail = f"correction {correction_id} was not written ({outcome.status}): {why}"
+            self._status(incident, "acknowledged", email, detail)
+            raise NotDone(detail)
         self._note(incident, "fix_applied", email, f"correction {correction_id} ({outcome.detail})")
         self._rerun(incident)
+        after = self.store.incident(incident["id"], events=False)
+        now = f"; the incident is {after['status']}" if after else ""
+        return f"correction {correction_id} written ({outcome.detail}){now}"
 
-    def _expected(self, incident: Mapping[str, Any], email: str) -> None:
+    def _expected(self, incident: Mapping[str, Any], email: str) -> str:
         bucket = (incident.get("evidence") or {}).get("observed", {}).get("bucket")
         if incident.get("check_type") in BASELINED and bucket:
             start = datetime.fromisoformat(bucket).astimezone(UTC)
@@ -260,6 +281,7 @@ class Actions:
         else:
             detail = f"{email} marked this expected: no more reminders until it passes again"
         self._status(incident, "expected", email, detail)
+        return f"incident #{incident['id']}: {detail}"
 
     def mark_expected(self, suite: str, check: str, bucket: datetime, email: str) -> None:
         """An owner says a bucket of a volume monitor was expected: it leaves the baseline."""
@@ -277,15 +299,16 @@ class Actions:
             note="from the dashboard",
         )
 
-    def _reject(self, correction_id: int, email: str) -> None:
+    def _reject(self, correction_id: int, email: str) -> str:
         correction = self.store.correction(correction_id)
         if correction is None:
             raise DqAgentError(f"correction {correction_id} is not in this agent's ledger")
         reject_correction(
             self.store, self.project, correction_id, by=email, clock=self.options.clock
         )
+        return f"correction {correction_id} rejected: nothing was written"
 
-    def _undo(self, correction_id: int, email: str) -> None:
+    def _undo(self, correction_id: int, email: str) -> str:
         if self.store.correction(correction_id) is None:
             raise DqAgentError(f"correction {correction_id} is not in this agent's ledger")
         outcome = revert_correction(
@@ -294,3 +317,8 @@ class Actions:
         if outcome.status == "unchanged":
             raise DqAgentError(outcome.detail)  # said to the one who clicked, not the thread
         self.escalation.undone(correction_id, outcome, email)
+        if outcome.status != "reverted":
+            raise NotDone(
+                f"correction {correction_id} was not undone ({outcome.status}): {outcome.detail}"
+            )
+        return f"correction {correction_id} reverted: {outcome.detail}"

@@ -179,6 +179,11 @@ def headline(incident: Mapping[str, Any]) -> str:
     )
 
 
+def title(incident: Mapping[str, Any]) -> str:
+    """The first message's first line as Slack markup: its status icon and the headline."""
+    return f"{_ICON.get(incident['status'], ':rotating_light:')} {escape(headline(incident))}"
+
+
 def card(
     project: Project,
     incident: Mapping[str, Any],
@@ -191,8 +196,7 @@ def card(
     ``similar`` is plain text, as :func:`memory` gives it.
     """
     status = incident["status"]
-    icon = _ICON.get(status, ":rotating_light:")
-    text = f"{icon} {escape(headline(incident))}"
+    text = title(incident)
     blocks: list[Block] = [{"type": "section", "text": _mrkdwn(f"*{text}*")}]
     failures = incident["failures"]
     told = [

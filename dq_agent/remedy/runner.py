@@ -525,20 +525,13 @@ def approve_correction(
     correction = _correction(store, correction_id)
     suite = _suite_of(project, correction)
     _require_owner(suite, correction, by, also)
-    if correction.status != "pending" or correction.events[-1].event != "proposed":
-        raise DqAgentError(
-            f"correction {correction.id} is {correction.status}: only a proposal can be approved"
-        )
+    refused = approval_refusal(project, correction, env=env)
+    if refused is not None:
+        raise DqAgentError(refused)
     if correction.column == RUNBOOK_FIX:
         return _apply_fix(project, store, suite, correction, by=by, options=options, env=env)
     change = Change.of(correction)
-    kind = project.connectors[suite.source.connector].type
     if correction.column == WHOLE_SHEET:
-        # A restore puts back data that was there: the owner's approval is the decision,
-        # within the global switches (the allow-list and limits are about single values).
-        off = switched_off(suite, project.settings.corrections, kind, env=env)
-        if off is not None:
-            raise DqAgentError(f"correction {correction.id} cannot be written: {off}")
         with _open(project, suite.suite, options) as (source, _):
             return apply(
                 store,
@@ -549,9 +542,6 @@ def approve_correction(
                 clock=options.clock,
                 correction_id=correction.id,
             )
-    verdict = guard([change], suite, project.settings.corrections, kind, env=env, count_limit=False)
-    if verdict.refused:
-        raise DqAgentError(f"correction {correction.id} cannot be written: {verdict.refused[0][1]}")
     remedy = Remedy(project, store, options)
 
     def approve_hook(s: Suite, source: Source, relation: Relation, result: SuiteResult) -> None:
@@ -571,6 +561,36 @@ def approve_correction(
     if not remedy.outcomes:
         raise DqAgentError(f"suite {suite.suite} could not be read: nothing was written")
     return remedy.outcomes[0]
+
+
+def approval_refusal(
+    project: Project, correction: Correction, *, env: Mapping[str, str] | None = None
+) -> str | None:
+    """Why an owner's approval of ``correction`` would write nothing, or None when it can
+    be tried: the same policy :func:`approve_correction` applies, asked before anyone
+    presses a button (the dashboard shows Approve only where it can work)."""
+    if correction.status != "pending" or correction.events[-1].event != "proposed":
+        return f"correction {correction.id} is {correction.status}: only a proposal can be approved"
+    suite = project.suites.get(correction.suite)
+    if suite is None:
+        return f"suite {correction.suite!r} of correction {correction.id} is not in this project"
+    kind = project.connectors[suite.source.connector].type
+    if correction.column in (RUNBOOK_FIX, WHOLE_SHEET):
+        # A restore puts back data that was there, and a runbook fix was verified on a
+        # branch: the owner's approval is the decision, within the global switches (the
+        # allow-list and limits are about single values).
+        off = switched_off(suite, project.settings.corrections, kind, env=env)
+    else:
+        verdict = guard(
+            [Change.of(correction)],
+            suite,
+            project.settings.corrections,
+            kind,
+            env=env,
+            count_limit=False,
+        )
+        off = verdict.refused[0][1] if verdict.refused else None
+    return None if off is None else f"correction {correction.id} cannot be written: {off}"
 
 
 def _apply_fix(
