@@ -56,6 +56,14 @@ class SlackUser:
     tz: str | None
 
 
+@dataclass(frozen=True)
+class _Profile:
+    """What ``users.info`` says of a person that the agent uses."""
+
+    email: str | None
+    name: str | None
+
+
 def _rate_limit_handler(sleep: Callable[[float], None], retries: int) -> Any:
     from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
@@ -111,7 +119,7 @@ class SlackApi:
         self._client = client(reconnect=True)
         self._poster = client(reconnect=False)
         self._users: dict[str, SlackUser] = {}
-        self._emails: dict[str, str | None] = {}
+        self._profiles: dict[str, _Profile] = {}
         self._channels: dict[str, str] = {}
 
     def _call(self, what: str, method: Callable[[], SlackResponse]) -> SlackResponse:
@@ -145,13 +153,32 @@ class SlackApi:
 
     def email_of(self, user_id: str) -> str | None:
         """A Slack user's e-mail address (``users.info``), None when Slack does not show it."""
-        if user_id not in self._emails:
+        return self._profile(user_id).email
+
+    def name_of(self, user_id: str) -> str | None:
+        """A Slack user's name as Slack shows it (``users.info``): the display name, else the
+        full name, else the username."""
+        return self._profile(user_id).name
+
+    def _profile(self, user_id: str) -> _Profile:
+        if user_id not in self._profiles:
             response = self._call(
                 f"users.info {user_id}", lambda: self._client.users_info(user=user_id)
             )
-            email = (response["user"].get("profile") or {}).get("email")
-            self._emails[user_id] = str(email) if email else None
-        return self._emails[user_id]
+            user = response["user"]
+            profile = user.get("profile") or {}
+            email = profile.get("email")
+            # Slack shows the display name a person chose; many never choose one.
+            name = (
+                profile.get("display_name")
+                or profile.get("real_name")
+                or user.get("real_name")
+                or user.get("name")
+            )
+            self._profiles[user_id] = _Profile(
+                str(email) if email else None, str(name) if name else None
+            )
+        return self._profiles[user_id]
 
     def channel_for(self, recipient: str) -> str:
         """The channel id to post to: a DM for an e-mail, the channel for ``#name``."""
