@@ -378,6 +378,95 @@ class Store:
                 history.setdefault(suite, []).append((started_at, status))
         return history
 
+    def suite_days(
+        self, *, start: datetime, days: int, suite: str | None = None
+    ) -> dict[str, dict[datetime, dict[str, int]]]:
+        """How many live runs of each suite (or of ``suite``) ended in each status, day by
+        day, for ``days`` days of 24 hours from ``start``: suite → the day's start → status
+        → runs. Days without a run are left out.
+
+        Counted by the database: a busy store holds thousands of runs a week. The day a run
+        falls on is a CASE over the days' bounds, since taking a date from a timestamp is
+        written differently in every dialect.
+        """
+        bounds = [start + timedelta(days=i) for i in range(days + 1)]
+        day = sa.case(*((SuiteRun.started_at < end, i) for i, end in enumerate(bounds[1:])))
+        runs = sa.select(SuiteRun.suite, SuiteRun.status, day.label("day")).where(
+            SuiteRun.started_at >= bounds[0],
+            SuiteRun.started_at < bounds[-1],
+            SuiteRun.as_of.is_(None),
+        )
+        if suite is not None:
+            runs = runs.where(SuiteRun.suite == suite)
+        # Grouped outside: a GROUP BY repeating the CASE would repeat its parameters too,
+        # and PostgreSQL does not take the two for the same expression.
+        counted = runs.subquery()
+        query = sa.select(
+            counted.c.suite, counted.c.day, counted.c.status, sa.func.count()
+        ).group_by(counted.c.suite, counted.c.day, counted.c.status)
+        found: dict[str, dict[datetime, dict[str, int]]] = {}
+        with self._transaction("count suite runs by day") as session:
+            for name, index, status, count in session.execute(query):
+                found.setdefault(name, {}).setdefault(bounds[int(index)], {})[status] = int(count)
+        return found
+
+    def latest_runs(self) -> dict[str, tuple[datetime, str]]:
+        """Each suite's newest live run: suite → (started_at, status)."""
+        newest = (
+            sa.select(SuiteRun.suite, sa.func.max(SuiteRun.started_at).label("at"))
+            .where(SuiteRun.as_of.is_(None))
+            .group_by(SuiteRun.suite)
+            .subquery()
+        )
+        query = (
+            sa.select(SuiteRun.suite, SuiteRun.started_at, SuiteRun.status)
+            .join(
+                newest,
+                sa.and_(SuiteRun.suite == newest.c.suite, SuiteRun.started_at == newest.c.at),
+            )
+            .where(SuiteRun.as_of.is_(None))
+            .order_by(SuiteRun.id)
+        )
+        with self._transaction("read the latest suite runs") as session:
+            # Of two runs started at the same moment, the one recorded last.
+            return {suite: (at, status) for suite, at, status in session.execute(query)}
+
+    def suite_runs(self, suite: str, *, limit: int) -> list[dict[str, Any]]:
+        """The newest ``limit`` live runs of ``suite``, oldest first, each with its checks'
+        results: ``{"id", "started_at", "status", "error", "checks": {name: {"status",
+        "message"}}}``."""
+        newest = (
+            sa.select(SuiteRun.id, SuiteRun.started_at, SuiteRun.status, SuiteRun.error)
+            .where(SuiteRun.suite == suite, SuiteRun.as_of.is_(None))
+            .order_by(SuiteRun.started_at.desc(), SuiteRun.id.desc())
+            .limit(limit)
+        )
+        with self._transaction(f"read the runs of {suite!r}") as session:
+            runs: dict[int, dict[str, Any]] = {
+                row.id: {
+                    "id": row.id,
+                    "started_at": row.started_at,
+                    "status": row.status,
+                    "error": row.error,
+                    "checks": {},
+                }
+                for row in session.execute(newest)
+            }
+            # A second query rather than IN over the first: MariaDB refuses LIMIT in IN.
+            checks = (
+                sa.select(
+                    CheckResultRow.suite_run_id,
+                    CheckResultRow.name,
+                    CheckResultRow.status,
+                    CheckResultRow.message,
+                )
+                .where(CheckResultRow.suite_run_id.in_(list(runs)))
+                .order_by(CheckResultRow.id)
+            )
+            for run_id, name, status, message in session.execute(checks):
+                runs[run_id]["checks"][name] = {"status": status, "message": message}
+        return list(reversed(runs.values()))
+
     def recent_runs(self, limit: int = 20) -> list[dict[str, Any]]:
         """The latest ``limit`` runs, newest first."""
         query = sa.select(Run).order_by(Run.started_at.desc(), Run.id.desc()).limit(limit)
@@ -443,6 +532,75 @@ class Store:
             query = query.where(BucketValue.bucket >= since)
         with self._transaction(f"read bucket history of {suite}/{check}") as session:
             return {row.bucket: row.value for row in session.execute(query)}
+
+    def judged_buckets(self, suite: str, check: str, *, limit: int) -> list[dict[str, Any]]:
+        """The newest ``limit`` buckets a time-bucketed check judged in live runs, oldest first.
+
+        Each is the newest run's verdict on the bucket: ``bucket`` (UTC start, from the
+        ``bucket`` the check records in its observed values), ``judged_at`` (that run's start),
+        ``status``, ``message``, ``observed``, ``findings``; ``runs`` (how many runs judged the
+        bucket), ``first_judged_at`` (the first one's start) and ``metrics``: each metric's
+        newest value among those runs, so that a run that recorded none (the bucket was marked
+        expected since) leaves what an earlier run measured.
+        """
+        verdicts = (
+            sa.select(CheckResultRow, SuiteRun.started_at)
+            .join(SuiteRun, SuiteRun.id == CheckResultRow.suite_run_id)
+            .where(
+                CheckResultRow.suite == suite,
+                CheckResultRow.name == check,
+                SuiteRun.as_of.is_(None),
+            )
+            .order_by(SuiteRun.started_at.desc(), CheckResultRow.id.desc())
+            .execution_options(yield_per=200)
+        )
+        found: dict[datetime, dict[str, Any]] = {}
+        run_buckets: dict[int, datetime] = {}
+        since: datetime | None = None
+        with self._transaction(f"read the verdicts of {suite}/{check}") as session:
+            # Newest first: the first verdict on a bucket is the one that counts. Later runs
+            # judge later buckets, so once ``limit`` buckets are found, older rows are older.
+            rows = session.execute(verdicts)
+            for row, started_at in rows:
+                stamp = row.observed.get("bucket") if isinstance(row.observed, dict) else None
+                if not isinstance(stamp, str):
+                    continue  # an error: no bucket was judged
+                bucket = datetime.fromisoformat(stamp).astimezone(UTC)
+                if bucket not in found:
+                    if len(found) == limit:
+                        break
+                    found[bucket] = {
+                        "bucket": bucket,
+                        "judged_at": started_at,
+                        "status": row.status,
+                        "message": row.message,
+                        "observed": row.observed,
+                        "findings": row.findings,
+                        "runs": 0,
+                        "metrics": {},
+                    }
+                found[bucket]["runs"] += 1
+                found[bucket]["first_judged_at"] = started_at
+                run_buckets[row.suite_run_id] = bucket
+                since = started_at
+            rows.close()
+            if since is None:
+                return []
+            metrics = (
+                sa.select(Metric.suite_run_id, Metric.metric, Metric.value)
+                .join(SuiteRun, SuiteRun.id == Metric.suite_run_id)
+                .where(
+                    Metric.suite == suite,
+                    Metric.check_name == check,
+                    SuiteRun.as_of.is_(None),
+                    SuiteRun.started_at >= since,
+                )
+                .order_by(SuiteRun.started_at.desc(), Metric.id.desc())
+            )
+            for run_id, name, value in session.execute(metrics):
+                if run_id in run_buckets:
+                    found[run_buckets[run_id]]["metrics"].setdefault(name, value)
+        return [found[bucket] for bucket in sorted(found)]
 
     # -- snapshots of operational sources ------------------------------------------------------
 
@@ -663,12 +821,15 @@ class Store:
         session.flush()
         return IncidentChange(incident_id, event, row.id)
 
-    def similar(self, incident: Mapping[str, Any], limit: int = 3) -> list[dict[str, Any]]:
-        """Past resolutions most like this incident: its own last one (a re-opened incident)
-        and others of the same suite and check first, then of the same dataset, then of the
-        same kind of check; newest first within each."""
+    def similar(
+        self, incident: Mapping[str, Any], limit: int = 3, *, others_only: bool = False
+    ) -> list[dict[str, Any]]:
+        """Past resolutions most like this incident: its own last one (a re-opened incident;
+        not with ``others_only``) and others of the same suite and check first, then of the
+        same dataset, then of the same kind of check; newest first within each."""
         query = sa.select(Incident).where(
             Incident.resolution.is_not(None),
+            Incident.id != incident["id"] if others_only else sa.true(),
             sa.or_(
                 sa.and_(
                     Incident.suite == incident["suite"], Incident.check_name == incident["check"]
@@ -679,21 +840,17 @@ class Store:
                 ),
             ),
         )
+        same_check = sa.and_(
+            Incident.suite == incident["suite"], Incident.check_name == incident["check"]
+        )
+        rank = sa.case((same_check, 0), (Incident.dataset == incident["dataset"], 1), else_=2)
+        newest = sa.func.coalesce(Incident.resolved_at, Incident.updated_at).desc()
+        query = query.order_by(rank, newest, Incident.id.desc()).limit(limit)
         with self._transaction("find similar incidents") as session:
-            found = list(session.scalars(query))
-
-        def rank(i: Incident) -> tuple[int, float]:
-            same = (
-                0
-                if (i.suite, i.check_name) == (incident["suite"], incident["check"])
-                else (1 if i.dataset == incident["dataset"] else 2)
-            )
-            return same, -(i.resolved_at or i.updated_at).timestamp()
-
-        return [
-            {"id": i.id, "suite": i.suite, "check": i.check_name, **(i.resolution or {})}
-            for i in sorted(found, key=rank)[:limit]
-        ]
+            return [
+                {"id": i.id, "suite": i.suite, "check": i.check_name, **(i.resolution or {})}
+                for i in session.scalars(query)
+            ]
 
     def incident(self, incident_id: int, *, events: bool = True) -> dict[str, Any] | None:
         """One incident (with its events unless ``events=False``), or None."""

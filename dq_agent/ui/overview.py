@@ -14,15 +14,23 @@ from dq_agent.ui import pages
 TIMELINE_DAYS = 7
 
 
+def last_days(now: datetime) -> list[datetime]:
+    """The starts of the last :data:`TIMELINE_DAYS` days in UTC, oldest first, today last."""
+    today = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return [today - timedelta(days=n) for n in reversed(range(TIMELINE_DAYS))]
+
+
 def render(project: Project, store: Store, now: datetime) -> str:
     """Every suite with its latest status, next run and open incidents; the latest incidents."""
-    history = store.suite_history(since=now - timedelta(days=TIMELINE_DAYS))
+    latest = store.latest_runs()
+    days = last_days(now)
+    by_day = store.suite_days(start=days[0], days=len(days))
     open_by_suite: dict[str, list[dict[str, Any]]] = {}
     for incident in store.incidents(active=True, events=False):
         open_by_suite.setdefault(incident["suite"], []).append(incident)
     rows = []
     for suite_id in [*project.suites, *project.broken_suites]:
-        runs = history.get(suite_id, [])
+        last = latest.get(suite_id)
         suite = project.suites.get(suite_id)
         next_run = None
         if suite is not None and suite.schedule:
@@ -33,13 +41,13 @@ def render(project: Project, store: Store, now: datetime) -> str:
         )
         rows.append(
             [
-                escape(suite_id)
+                pages.suite_link(suite_id)
                 + ("" if suite else ' <span class="error">(invalid configuration)</span>'),
-                pages.status(runs[-1][1] if runs else None),
-                pages.when(runs[-1][0] if runs else None),
+                pages.status(last[1] if last else None),
+                pages.when(last[0] if last else None),
                 pages.when(next_run.astimezone(UTC) if next_run else None),
                 incidents or '<span class="muted">none</span>',
-                pages.timeline(runs),
+                pages.timeline(days, by_day.get(suite_id, {})),
             ]
         )
     suites = pages.table(

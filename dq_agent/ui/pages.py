@@ -5,20 +5,26 @@ Everything shown comes from the state store and the project; every value is esca
 
 from __future__ import annotations
 
-import json
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from html import escape
 from typing import Any
+from urllib.parse import quote
 
 from dq_agent.store.ledger import RUNBOOK_FIX, Correction
 from dq_agent.ui.auth import MAX_EMAIL
+
+# Best to worst: a day is as bad as its worst run.
+STATUSES = ("pass", "warn", "fail", "error")
+# What marks a day besides its colour.
+_SIGNS = {"pass": "✓", "warn": "!", "fail": "✕", "error": "?"}
 
 _STYLE = """
 body{font:14px/1.45 system-ui,sans-serif;margin:0;color:#1d2430;background:#f6f7f9}
 header{background:#1d2430;color:#fff;padding:.6em 1.2em;display:flex;gap:1.5em;align-items:center}
 header a{color:#cfe3ff;text-decoration:none}header .who{margin-left:auto;color:#aab}
-main{padding:1em 1.2em;max-width:1100px}
+main{padding:1em 1.2em;max-width:1280px}
 table{border-collapse:collapse;width:100%;background:#fff;margin:.5em 0 1.2em}
 th,td{text-align:left;padding:.35em .6em;border-bottom:1px solid #e3e6ea;vertical-align:top}
 th{background:#eef1f5;font-weight:600}
@@ -33,8 +39,27 @@ button{font:inherit;padding:.25em .8em;border-radius:4px;border:1px solid #8c959
 cursor:pointer}button.primary{background:#1f6feb;color:#fff;border-color:#1f6feb}
 button.danger{border-color:#cf222e;color:#cf222e}
 pre{background:#fff;border:1px solid #e3e6ea;padding:.6em;overflow:auto;font-size:12px}
-.muted{color:#6e7781}.card{background:#fff;border:1px solid #e3e6ea;padding:.8em 1em;
+.muted{color:#57606a}.card{background:#fff;border:1px solid #e3e6ea;padding:.8em 1em;
 margin-bottom:1em;border-radius:4px}
+.vh{position:absolute;width:1px;height:1px;margin:-1px;padding:0;overflow:hidden;
+clip:rect(0 0 0 0);white-space:nowrap;border:0}
+ol.days{display:flex;gap:2px;list-style:none;margin:0;padding:0}
+.day{position:relative;width:18px;height:18px;border-radius:3px;flex:none;text-align:center;
+font:bold 12px/18px system-ui,sans-serif;color:#fff;background:#eaeef2;
+box-shadow:inset 0 0 0 1px #d0d7de;cursor:default}
+.day.pass{background:#1a7f37;box-shadow:none}.day.warn{background:#9a6700;box-shadow:none}
+.day.fail{background:#cf222e;box-shadow:none}.day.error{background:#57606a;box-shadow:none}
+.spark{display:inline-flex;align-items:flex-end;gap:1px;height:16px;vertical-align:middle}
+.spark .tl{margin:0;height:6px}.spark .tl.warn{height:11px}
+.spark .tl.fail,.spark .tl.error{height:16px}.spark .tl.none{height:2px;background:#d0d7de}
+dl.about{display:grid;grid-template-columns:max-content 1fr;gap:.3em 1.2em;margin:0}
+dl.about dt{font-weight:600}dl.about dd{margin:0;overflow-wrap:anywhere}
+ul.issues{margin:.3em 0;padding-left:1.2em}ul.issues li{margin:.2em 0;font-family:monospace}
+.mention,.channel{background:#ddf4ff;color:#0550ae;border-radius:3px;padding:0 .15em}
+td blockquote{margin:.2em 0;padding-left:.6em;border-left:3px solid #d0d7de}
+code{background:#eef1f5;border-radius:3px;padding:0 .2em;font-size:90%}
+a:focus-visible,button:focus-visible,input:focus-visible{outline:2px solid #0969da;
+outline-offset:2px}
 """
 
 
@@ -107,11 +132,57 @@ def status(text: str | None) -> str:
     return f'<span class="{escape(word)}">{escape(word)}</span>'
 
 
-def timeline(runs: Sequence[tuple[datetime, str]]) -> str:
-    return "".join(
-        f'<span class="tl {escape(s)}" title="{escape(f"{at:%Y-%m-%d %H:%M} UTC: {s}")}"></span>'
-        for at, s in runs
-    )
+def suite_link(suite_id: str) -> str:
+    """A link to the suite's page."""
+    return f'<a href="/suites/{escape(quote(suite_id, safe=""))}">{escape(suite_id)}</a>'
+
+
+def worst(counts: Mapping[str, int]) -> str | None:
+    """The worst status with a run in ``counts`` (error, fail, warn, pass); None for none."""
+    return next((s for s in reversed(STATUSES) if counts.get(s)), None)
+
+
+def tally(counts: Mapping[str, int]) -> str:
+    """Runs by status, in words: ``9 runs — 7 pass, 2 fail``."""
+    total = sum(counts.values())
+    if not total:
+        return "no runs"
+    known = [s for s in STATUSES if counts.get(s)]
+    other = sorted(s for s, n in counts.items() if n and s not in STATUSES)
+    by_status = ", ".join(f"{counts[s]:,} {s}" for s in [*known, *other])
+    return f"{total:,} run{'' if total == 1 else 's'} — {by_status}"
+
+
+def timeline(days: Sequence[datetime], counts: Mapping[datetime, Mapping[str, int]]) -> str:
+    """One cell per day (``days``: their starts, oldest first), coloured by the day's worst
+    run and marked with its sign, so colour is not the only cue; the day and its runs by
+    status are the cell's tooltip and, for screen readers, its text."""
+    cells = []
+    for day in days:
+        runs = counts.get(day, {})
+        status = worst(runs)
+        said = escape(f"{day:%Y-%m-%d}: {tally(runs)}")
+        cells.append(
+            f'<li class="day {escape(status or "none")}" title="{said}">'
+            f'<span aria-hidden="true">{_SIGNS.get(status or "", "")}</span>'
+            f'<span class="vh">{said}</span></li>'
+        )
+    return f'<ol class="days">{"".join(cells)}</ol>'
+
+
+def sparkline(points: Sequence[tuple[datetime, str | None]], *, name: str) -> str:
+    """One small bar per run, oldest first (None: not run that time), taller the worse it
+    went; ``name`` and the runs by status are its accessible name, each bar's run its
+    tooltip."""
+    bars: list[str] = []
+    runs: dict[str, int] = {}
+    for at, s in points:
+        status = s or "not run"
+        runs[status] = runs.get(status, 0) + 1
+        said = escape(f"{at:%Y-%m-%d %H:%M} UTC: {status}")
+        bars.append(f'<span class="tl {escape(s or "none")}" title="{said}"></span>')
+    label = escape(f"{name}, oldest first: {tally(runs)}")
+    return f'<span class="spark" role="img" aria-label="{label}">{"".join(bars)}</span>'
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[str]], *, empty: str) -> str:
@@ -130,7 +201,30 @@ def when(value: datetime | str | None) -> str:
 
 
 def value(item: Any) -> str:
-    return escape(json.dumps(item, default=str) if not isinstance(item, str) else item)
+    """A value from data or evidence as people read it: numbers with thousands separators,
+    lists comma-separated, mappings as ``key: value``; escaped."""
+    return escape(plain(item))
+
+
+def plain(item: Any) -> str:
+    """:func:`value` before escaping."""
+    if item is None:
+        return "—"
+    if isinstance(item, bool):
+        return "yes" if item else "no"
+    if isinstance(item, int):
+        return f"{item:,}"
+    if isinstance(item, float):
+        if not math.isfinite(item):
+            return str(item)
+        if item == int(item) and abs(item) < 1e15:
+            return f"{item:,.0f}"
+        return f"{item:,.4f}".rstrip("0").rstrip(".")
+    if isinstance(item, Mapping):
+        return "; ".join(f"{k}: {plain(v)}" for k, v in item.items())
+    if isinstance(item, list | tuple):
+        return ", ".join(plain(v) for v in item)
+    return str(item)
 
 
 def link(url: str | None, text: str) -> str:
