@@ -151,7 +151,7 @@ def test_an_incomplete_form_is_a_bad_request_not_a_crash(tmp_path: Path) -> None
         )
 
 
-def test_the_monitors_page_charts_the_semantic_checks_run_by_run(tmp_path: Path) -> None:
+def test_the_monitors_page_charts_the_semantic_checks_day_by_day(tmp_path: Path) -> None:
     from tests.sources import load_orders, project_for, run
     from tests.test_semantic import LAST, NOW, PAYMENTS, payments
 
@@ -163,7 +163,8 @@ def test_the_monitors_page_charts_the_semantic_checks_run_by_run(tmp_path: Path)
         "checks:\n  - column_anomaly: {timestamp_column: paid_at, column: local_value}\n"
     )
     root = project_for(tmp_path / "p", url, {"payments": suite})
-    for hours in (-24, -1, 0):  # three runs; the last two judge the day with the null jump
+    # Three runs: the first judges the day before, the last two the day with the null jump.
+    for hours in (-24, -1, 0):
         run(root, now=NOW + timedelta(hours=hours))
     token_hash = hash_token("ana-token-123456")
     settings = (root / "dq-agent.yml").read_text() + (
@@ -175,13 +176,14 @@ def test_the_monitors_page_charts_the_semantic_checks_run_by_run(tmp_path: Path)
         app = Dashboard(lambda: project, store, RunOptions(clock=Clock()))
         page = app.handle(WebRequest("GET", "/monitors", {}, {"x-user": ANA}, {}))
     assert page is not None and page.status == 200
-    assert "payments / column_anomaly(local_value): null_rate, run by run" in page.body
+    assert "payments / column_anomaly(local_value): null rate, day by day" in page.body
     found = re.search(
-        r'<svg[^>]*aria-label="[^"]*: null_rate, run by run".*?</svg>', page.body, re.S
+        r'<svg[^>]*aria-label="[^"]*: null rate, day by day".*?</svg>', page.body, re.S
     )
     assert found
     null_rate = found[0]
-    assert null_rate.count('data-outcome="anomaly"') == 2
+    # One point per day, however many runs judged it.
+    assert null_rate.count('data-outcome="anomaly"') == 1
     assert null_rate.count('data-outcome="normal"') == 1
 
 

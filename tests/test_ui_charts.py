@@ -72,7 +72,9 @@ def test_root_is_labelled_and_self_contained() -> None:
     root = parse(svg)
     assert root.get("role") == "img"
     assert root.get("aria-label") == "orders volume"
-    assert root.get("viewBox") == "0 0 720 240"
+    # As wide as its card, drawn in a viewBox that keeps its text readable when scaled.
+    assert (root.get("width"), root.get("height")) == ("100%", None)
+    assert root.get("viewBox") == "0 0 1000 270"
     assert root.findtext("svg:title", namespaces=NS) == "orders volume"
     assert root.find("svg:style", NS) is not None
     assert "<script" not in svg and "http://" not in svg.replace('xmlns="http://www.w3', "")
@@ -159,11 +161,12 @@ def test_x_labels_are_few_include_both_ends_and_do_not_overlap(count: int, hours
     assert ticks[0].text == points[0].label and ticks[-1].text == points[-1].label
     extents = []
     for tick in ticks:
-        x, width = float(tick.get("x", "nan")), len(tick.text or "") * 5.6  # 10px digit width
+        # A digit is 0.56 em wide; in a narrow window the chart's text is 16 px.
+        x, width = float(tick.get("x", "nan")), len(tick.text or "") * 0.56 * 16
         shift = {"start": 0.0, "middle": width / 2, "end": width}[tick.get("text-anchor", "")]
         extents.append((x - shift, x - shift + width))
     assert all(a[1] < b[0] for a, b in pairwise(extents)), extents
-    assert extents[0][0] >= 0 and extents[-1][1] <= 720
+    assert extents[0][0] >= 0 and extents[-1][1] <= 1000
 
 
 def test_shares_are_charted_as_percentages_on_their_own_scale() -> None:
@@ -177,3 +180,53 @@ def test_shares_are_charted_as_percentages_on_their_own_scale() -> None:
     tooltip = circles(root)[2].find("svg:title", NS)
     assert tooltip is not None
     assert tooltip.text == f"{points[2].label}: 26% (usual 0%–5%), anomaly"
+
+
+def x_of(root: ET.Element) -> list[float]:
+    return [float(c.get("cx", "nan")) for c in circles(root)]
+
+
+def test_points_stand_at_their_buckets_so_a_missing_day_leaves_a_gap() -> None:
+    points = [point(0, 5), point(1, 6), point(3, 7), point(4, 5)]
+    xs = x_of(parse(render_chart(points, title="t")))
+    steps = [round(b - a, 1) for a, b in pairwise(xs)]
+    assert steps[1] == round(2 * steps[0], 1) and steps[2] == steps[0]
+
+
+def test_values_far_from_zero_get_an_axis_of_their_own() -> None:
+    # A mean around 1,000 on an axis from 0 would be a flat line.
+    points = [point(0, 1_010, (950, 1_060)), point(1, 1_180, (960, 1_070), outcome="anomaly")]
+    root = parse(render_chart(points, title="mean", unit=""))
+    assert y_ticks(root) == ["900", "1,000", "1,100", "1,200"]
+    # Counts keep their zero.
+    counts = y_ticks(parse(render_chart(points, title="rows")))
+    assert counts[0] == "0"
+
+
+def test_negative_values_and_bands_stay_on_the_axis() -> None:
+    points = [point(0, -40, (-60, -10)), point(1, -5, (-55, -15), outcome="anomaly")]
+    root = parse(render_chart(points, title="mean", unit=""))
+    assert y_ticks(root) == ["-60", "-40", "-20", "0"]
+    top, bottom = 12.0, 270.0 - 30
+    cys = [float(c.get("cy", "nan")) for c in circles(root)]
+    assert all(top <= cy <= bottom for cy in cys), cys
+    assert cys[1] < cys[0]
+
+
+def test_small_steps_get_the_decimals_they_need() -> None:
+    points = [point(0, 5.02, (5.0, 5.06)), point(1, 5.05, (5.01, 5.07))]
+    assert y_ticks(parse(render_chart(points, title="length", unit=""))) == [
+        "5.00",
+        "5.02",
+        "5.04",
+        "5.06",
+        "5.08",
+    ]
+    shares = [point(0, 0.001, (0.0, 0.004)), point(1, 0.002, (0.0, 0.004))]
+    assert y_ticks(parse(render_chart(shares, title="t", unit="", percent=True))) == [
+        "0.0%",
+        "0.1%",
+        "0.2%",
+        "0.3%",
+        "0.4%",
+    ]

@@ -7,12 +7,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from html import escape
+from itertools import pairwise
 
-_LEFT, _RIGHT, _TOP, _BOTTOM = 56, 16, 12, 28
-_CHAR_PX = 6  # rough width of a 10px sans-serif glyph, to keep x labels from overlapping
+# The chart is drawn in a viewBox this wide and scales to its card: 1,250 px wide at most, 740
+# in a window of 800. Its text is drawn smaller in a wide window and larger in a narrow one,
+# so that it shows at 11 to 15 px.
+WIDTH, HEIGHT = 1000, 270
+_FONT, _WIDE_FONT, _NARROW_FONT = 13, 12, 16
+_CHAR_PX = 0.6 * _NARROW_FONT  # rough width of a digit, to keep labels from overlapping
+_GAP = 12  # the least room between two x labels
+_RIGHT, _TOP, _BOTTOM = 12, 14, 34
 # Inline <style> in an SVG applies to the whole HTML page, so every rule is scoped to the chart.
 _STYLE = (
-    ".dq-chart text{font:10px sans-serif;fill:#555}"
+    ".dq-chart{display:block;width:100%;height:auto}"
+    f".dq-chart text{{font:{_FONT}px sans-serif;fill:#555}}"
+    f"@media (min-width:1200px){{.dq-chart text{{font-size:{_WIDE_FONT}px}}}}"
+    f"@media (max-width:900px){{.dq-chart text{{font-size:{_NARROW_FONT}px}}}}"
     ".dq-chart .grid{stroke:#e5e7eb;stroke-width:1}"
     ".dq-chart .band{fill:#3b82f6;fill-opacity:.15;stroke:#3b82f6;stroke-opacity:.3}"
     ".dq-chart .line{fill:none;stroke:#1f2937;stroke-width:1.5}"
@@ -30,7 +40,7 @@ class ChartPoint:
 
     start: datetime  # aware UTC bucket start
     label: str  # e.g. "2026-11-20" or "2026-11-20 14:00"
-    value: float  # rows in the bucket
+    value: float  # the metric in the bucket: its rows, a null rate, a share
     lower: float | None  # baseline band; None when there was too little history for one
     upper: float | None
     outcome: str  # "normal" | "anomaly" | "expected" | "too_little_history"
@@ -45,28 +55,75 @@ def _num(value: float, percent: bool = False) -> str:
     return f"{rounded:,.0f}" if rounded == int(rounded) else f"{rounded:,.1f}"
 
 
-def _ticks(top: float, floor: float) -> list[float]:
-    """3-5 evenly spaced round values from 0 to at least ``top`` (and ``floor``)."""
-    # Steps of 1, 2 and 5 times a power of ten are at most 2.5x apart, so 4 steps of at
-    # least top/4 always need 2 to 4 steps; a floor of 4 keeps every tick of a count whole.
-    raw = max(top, floor) / 4
+def _ticks(low: float, high: float, *, whole: bool) -> list[float]:
+    """3-6 evenly spaced round values from ``low`` (or just below) to at least ``high``."""
+    # Steps of 1, 2 and 5 times a power of ten are at most 2.5x apart, so a step of at least a
+    # quarter of the span takes 2 to 4 steps, and one more at each end to reach round values.
+    raw = (high - low) / 4
     magnitude = 10 ** math.floor(math.log10(raw))
     step = next(f * magnitude for f in (1, 2, 5, 10) if f * magnitude >= raw)
-    return [round(i * step, 12) for i in range(math.ceil(max(top, floor) / step - 1e-9) + 1)]
+    if whole:
+        step = max(step, 1.0)
+    first = math.floor(low / step + 1e-9) * step
+    steps = max(math.ceil((high - first) / step - 1e-9), 1)
+    return [round(first + i * step, 12) + 0.0 for i in range(steps + 1)]
 
 
-def _label_indexes(points: Sequence[ChartPoint], plot_w: float) -> list[int]:
-    count = len(points)
+def _axis(
+    points: Sequence[ChartPoint], lowers: Sequence[float | None], counts: bool
+) -> tuple[float, float]:
+    """The range the y axis must cover. Counts and shares start at zero; other values
+    (a mean, a length) do too unless they keep well away from it, where zero would squash
+    them into a flat line."""
+    values = [p.value for p in points]
+    high = max(values + [p.upper for p in points if p.upper is not None])
+    low = min(values + [v for v in lowers if v is not None])
+    if counts or (low >= 0 and low <= high / 2) or (high <= 0 and high >= low / 2):
+        low, high = min(low, 0.0), max(high, 0.0)
+    if high - low < 1e-9:  # a flat line of zeros, or of one value
+        pad = abs(high) / 10 or 0.04
+        low, high = (0.0, pad) if low >= 0 and counts else (low - pad, high + pad)
+    return low, high
+
+
+def _tick_text(value: float, step: float, percent: bool) -> str:
+    """A tick with as many decimals as its step needs: 0.5, 1.0, 1.5, not 0, 1, 2."""
+    if percent:
+        value, step = value * 100, step * 100
+    digits = max(0, -math.floor(math.log10(step) + 1e-9)) if step else 0
+    text = f"{value + 0.0:,.{digits}f}"
+    return f"{text}%" if percent else text
+
+
+def _label_indexes(labels: Sequence[str], xs: Sequence[float]) -> list[int]:
+    """The points whose x labels are drawn: the first, the last and evenly spaced ones between
+    them, never more than eight nor two closer than ``_GAP``."""
+    count = len(xs)
     if count <= 1:
         return list(range(count))
-    step_px = plot_w / (count - 1)
-    # The end labels are anchored at the plot's edges, so a centred neighbour needs one and a
-    # half label widths of room; spacing all labels that far apart keeps the rule simple.
-    room = 1.5 * max(len(p.label) for p in points) * _CHAR_PX + 8
-    stride = max(math.ceil(room / step_px), math.ceil((count - 1) / 7))
-    picked = list(range(0, count - 1, stride))
-    if len(picked) > 1 and (count - 1 - picked[-1]) * step_px < room:
-        picked.pop()  # the last bucket is always labelled; a label crowding it gives way
+
+    def extent(i: int) -> tuple[float, float]:
+        # The end labels hug the plot's edges instead of spilling past the viewBox.
+        width = len(labels[i]) * _CHAR_PX
+        if i == 0:
+            return xs[i], xs[i] + width
+        if i == count - 1:
+            return xs[i] - width, xs[i]
+        return xs[i] - width / 2, xs[i] + width / 2
+
+    closest = max(min(b - a for a, b in pairwise(xs)), 1e-9)
+    # The first label starts at its point, so a centred neighbour needs one and a half label
+    # widths of room; spacing all labels that far apart keeps them evenly spaced.
+    room = 1.5 * max(len(label) for label in labels) * _CHAR_PX + _GAP
+    stride = max(math.ceil(room / closest), math.ceil((count - 1) / 7))
+    picked = [0]
+    for i in range(stride, count - 1, stride):
+        if extent(i)[0] - extent(picked[-1])[1] >= _GAP:
+            picked.append(i)
+    # The last bucket is always labelled; labels crowding it give way (the first one too,
+    # if the plot is too narrow for both).
+    while picked and extent(count - 1)[0] - extent(picked[-1])[1] < _GAP:
+        picked.pop()
     return [*picked, count - 1]
 
 
@@ -87,22 +144,25 @@ def render_chart(
     title: str,
     unit: str = "rows",
     percent: bool = False,
-    width: int = 720,
-    height: int = 240,
+    width: int = WIDTH,
+    height: int = HEIGHT,
 ) -> str:
     """An ``<svg>`` element charting ``points`` (oldest first) against their baseline band.
 
-    ``unit`` follows each value in the tooltips (``rows``: counts, whole ticks); ``percent``
-    shows shares (0.25) as percentages.
+    ``unit`` follows each value in the tooltips (``rows``: counts, whole ticks from zero);
+    ``percent`` shows shares (0.25) as percentages. The chart is ``width`` by ``height`` in
+    its own units and as wide as its container on the page.
 
-    The band is drawn wherever consecutive buckets have one, the metric as a line with one
-    circle per bucket; each circle carries its outcome as a class and ``data-outcome``, its
-    start as ``data-bucket`` and a tooltip. All text is escaped, so any title is safe.
+    Points stand at their buckets' starts, so a bucket missing from ``points`` leaves its
+    room empty. The band is drawn wherever consecutive buckets have one, the metric as a line
+    with one circle per bucket; each circle carries its outcome as a class and
+    ``data-outcome``, its start as ``data-bucket`` and a tooltip. All text is escaped, so any
+    title is safe.
     """
     name = escape(title)
     head = (
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="dq-chart" width="{width}" '
-        f'height="{height}" viewBox="0 0 {width} {height}" role="img" aria-label="{name}">'
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="dq-chart" width="100%" '
+        f'viewBox="0 0 {width} {height}" role="img" aria-label="{name}">'
         f"<title>{name}</title><style>{_STYLE}</style>"
     )
     if not points:
@@ -110,33 +170,37 @@ def render_chart(
             f'{head}<text x="{width / 2:.1f}" y="{height / 2:.1f}" text-anchor="middle">'
             "no history recorded yet</text></svg>"
         )
-    plot_w, plot_h = width - _LEFT - _RIGHT, height - _TOP - _BOTTOM
-    # The band's lower bound can dip below zero; row counts cannot, and the axis starts at 0.
-    lowers = [None if p.lower is None else max(p.lower, 0.0) for p in points]
-    top = max([p.value for p in points] + [p.upper for p in points if p.upper is not None])
-    # Counts keep whole ticks; other values (a null rate, a mean of cents) scale freely.
-    ticks = _ticks(top, 4.0 if unit == "rows" else max(top, 1e-9) if top > 0 else 0.04)
-
-    def x(i: int) -> float:
-        return _LEFT + (plot_w / 2 if len(points) == 1 else i * plot_w / (len(points) - 1))
+    counts = unit == "rows" or percent
+    # Row counts and shares cannot be negative, even where the band's lower bound is.
+    lowers = [None if p.lower is None else max(p.lower, 0.0) if counts else p.lower for p in points]
+    low, high = _axis(points, lowers, counts)
+    ticks = _ticks(low, max(high, 4.0) if unit == "rows" else high, whole=unit == "rows")
+    step = ticks[1] - ticks[0]
+    tick_texts = [_tick_text(tick, step, percent) for tick in ticks]
+    left = max(len(text) for text in tick_texts) * _CHAR_PX + 14
+    plot_w, plot_h = width - left - _RIGHT, height - _TOP - _BOTTOM
+    first, span = points[0].start, (points[-1].start - points[0].start).total_seconds()
+    xs = [
+        left + (plot_w / 2 if not span else (p.start - first).total_seconds() / span * plot_w)
+        for p in points
+    ]
 
     def y(v: float) -> float:
-        return _TOP + plot_h * (1 - v / ticks[-1])
+        return _TOP + plot_h * (ticks[-1] - v) / (ticks[-1] - ticks[0])
 
     parts = [head]
-    for tick in ticks:
+    for tick, text in zip(ticks, tick_texts, strict=True):
         parts.append(
-            f'<line class="grid" x1="{_LEFT}" x2="{width - _RIGHT}" y1="{y(tick):.1f}" '
-            f'y2="{y(tick):.1f}"/><text class="y-tick" x="{_LEFT - 6}" y="{y(tick) + 3:.1f}" '
-            f'text-anchor="end">{_num(tick, percent)}</text>'
+            f'<line class="grid" x1="{left:.1f}" x2="{width - _RIGHT}" y1="{y(tick):.1f}" '
+            f'y2="{y(tick):.1f}"/><text class="y-tick" x="{left - 8:.1f}" '
+            f'y="{y(tick) + 5:.1f}" text-anchor="end">{text}</text>'
         )
-    for i in _label_indexes(points, plot_w):
-        # The end labels hug the plot's edges instead of spilling past the viewBox.
+    labels = [p.label for p in points]
+    for i in _label_indexes(labels, xs):
         edge = {0: "start", len(points) - 1: "end"} if len(points) > 1 else {}
-        anchor = edge.get(i, "middle")
         parts.append(
-            f'<text class="x-tick" x="{x(i):.1f}" y="{height - 8}" text-anchor="{anchor}">'
-            f"{escape(points[i].label)}</text>"
+            f'<text class="x-tick" x="{xs[i]:.1f}" y="{height - 10}" '
+            f'text-anchor="{edge.get(i, "middle")}">{escape(labels[i])}</text>'
         )
     runs: list[list[int]] = []
     for i, p in enumerate(points):
@@ -148,18 +212,18 @@ def render_chart(
             runs.append([i])
     for run in filter(None, runs):
         # A lone bucket with a band would be a zero-width polygon; widen it to stay visible.
-        pad = 3.0 if len(run) == 1 else 0.0
-        upper = [(x(i) + d, y(points[i].upper or 0.0)) for i in run for d in (-pad, pad)]
-        lower = [(x(i) + d, y(lowers[i] or 0.0)) for i in reversed(run) for d in (pad, -pad)]
+        pad = 4.0 if len(run) == 1 else 0.0
+        upper = [(xs[i] + d, y(points[i].upper or 0.0)) for i in run for d in (-pad, pad)]
+        lower = [(xs[i] + d, y(lowers[i] or 0.0)) for i in reversed(run) for d in (pad, -pad)]
         path = " L".join(f"{px:.1f},{py:.1f}" for px, py in upper + lower)
         parts.append(f'<path class="band" d="M{path} Z"/>')
-    line = " ".join(f"{x(i):.1f},{y(p.value):.1f}" for i, p in enumerate(points))
+    line = " ".join(f"{xs[i]:.1f},{y(p.value):.1f}" for i, p in enumerate(points))
     parts.append(f'<polyline class="line" points="{line}"/>')
     for i, p in enumerate(points):
         outcome = escape(p.outcome)
         parts.append(
-            f'<circle class="point {outcome}" cx="{x(i):.1f}" cy="{y(p.value):.1f}" '
-            f'r="{4.5 if p.outcome == "anomaly" else 3}" data-bucket="{p.start.isoformat()}" '
+            f'<circle class="point {outcome}" cx="{xs[i]:.1f}" cy="{y(p.value):.1f}" '
+            f'r="{6 if p.outcome == "anomaly" else 4}" data-bucket="{p.start.isoformat()}" '
             f'data-outcome="{outcome}"><title>'
             f"{escape(_tooltip(p, lowers[i], unit, percent))}</title></circle>"
         )
