@@ -28,13 +28,22 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check dq_agent tests benchmarks
 	$(BIN)/mypy
 
-# The dashboard's end-to-end tests drive Debian's Chromium (no browser is downloaded).
+# The dashboard's end-to-end tests drive Debian's Chromium (no browser is downloaded) and
+# check every page with axe-core, installed from the npm registry as tests/browser pins it.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-browser:
-	@test -x /usr/bin/chromium || { command -v apt-get >/dev/null \
-	  && { $(SUDO) apt-get install -y -q chromium >/dev/null \
-	       || { $(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q chromium >/dev/null; }; } \
+AXE := tests/browser/node_modules/axe-core/axe.min.js
+# The emoji font lets the screenshots show the Slack thread's emoji as people see them.
+BROWSER_PACKAGES := chromium fonts-noto-color-emoji
+browser: $(AXE)
+	@{ test -x /usr/bin/chromium && test -d /usr/share/fonts/truetype/noto; } \
+	  || { command -v apt-get >/dev/null \
+	  && { $(SUDO) apt-get install -y -q $(BROWSER_PACKAGES) >/dev/null \
+	       || { $(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q $(BROWSER_PACKAGES) >/dev/null; }; } \
 	  || echo "no /usr/bin/chromium: the dashboard's browser tests will be skipped"; }
+
+$(AXE): tests/browser/package-lock.json
+	@command -v npm >/dev/null && npm ci --prefix tests/browser --no-audit --no-fund --silent \
+	  && touch $(AXE) || echo "no npm: the dashboard's accessibility tests will be skipped"
 
 # The documentation site (mkdocs.yml, docs/), built with --strict: a broken link or anchor fails.
 docs: $(STAMP)
@@ -70,4 +79,4 @@ bench: $(VENV)/.bench $(SODA_VENV)/.installed
 	$(BIN)/python benchmarks/iceberg.py
 
 clean:
-	rm -rf $(VENV) .dq-agent .pytest_cache .mypy_cache .ruff_cache test-artifacts
+	rm -rf $(VENV) .dq-agent .pytest_cache .mypy_cache .ruff_cache test-artifacts tests/browser/node_modules

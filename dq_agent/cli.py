@@ -804,7 +804,8 @@ def _demo_dashboard(project: Project, listen: str, clock: Callable[[], datetime]
         # Everyone in the story: the suites' people and whoever was told on Slack.
         everyone = [p for s in project.suites.values() for p in (*s.owner, *s.escalation)]
         everyone += [m.recipient for m in store.outbox()]
-        people = sorted({p.lower() for p in everyone if not p.startswith("#")})
+        # An update of a sent message has no recipient of its own; a channel cannot sign in.
+        people = sorted({p.lower() for p in everyone if p and not p.startswith("#")})
         shown = _with_ui(project, users=dict.fromkeys(people, user))
         _serve_dashboard(
             shown,

@@ -542,6 +542,9 @@ def test_the_demo_can_leave_the_dashboard_up(tmp_path: Path) -> None:
         assert found, announced
         base, people, token = found[1], found[2].split(", "), found[3]
         assert "dana@acme.com" in people
+        # People only, each once: no channel, no blank name.
+        assert all(re.fullmatch(r"[a-z.-]+@acme\.com", p) for p in people), people
+        assert len(people) == len(set(people))
         opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
         form = opener.open(f"{base}/login", timeout=10).read().decode()
         nonce = re.search(r'name="csrf" value="([^"]+)"', form)

@@ -8,6 +8,7 @@ so every action is recorded with the user's identity as a Slack click would be.
 
 from __future__ import annotations
 
+import logging
 import re
 import secrets
 import threading
@@ -15,7 +16,7 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, unquote, urlencode
 
 from dq_agent.config.loader import Project
 from dq_agent.engine import RunOptions
@@ -23,20 +24,19 @@ from dq_agent.errors import DqAgentError
 from dq_agent.escalate import messages
 from dq_agent.escalate.actions import REJECT, RESOLVE, Actions
 from dq_agent.escalate.endpoint import WebRequest, WebResponse
-from dq_agent.escalate.slack import SlackApi
+from dq_agent.escalate.slack import SlackApi, SlackError
 from dq_agent.store import Store
-from dq_agent.ui import corrections, incident, monitors, overview, pages
+from dq_agent.ui import corrections, incident, monitors, overview, pages, suite
 from dq_agent.ui.auth import FAILURE_WINDOW, MAX_EMAIL, SESSION_COOKIE, Gate
 
 # The login form's own token: a random cookie the form must repeat (there is no session yet).
+log = logging.getLogger(__name__)
+
 LOGIN_COOKIE = "dq_agent_login"
-TIMELINE_DAYS = 7
-CHART_BUCKETS = 60
-# Checks that record each metric with its band (name, name.lower, name.upper) on every run.
-BANDED_METRICS = frozenset({"column_anomaly", "distribution_shift"})
 # Ids are the database's integers: 1 to 2**31 - 1 (a larger one is nothing we know of).
 MAX_ID = 2**31 - 1
 _INCIDENT = re.compile(r"^/incidents/([0-9]+)$")
+_SUITE = re.compile(r"^/suites/([^/]+)$")
 _REVERT = re.compile(r"^/corrections/([0-9]+)/revert$")
 _INCIDENT_ACTIONS = {
     "approve": messages.APPROVE,
@@ -176,8 +176,7 @@ class Dashboard:
                 value["correction"] = correction
 
             def on_incident(actions: Actions, user: str) -> str:
-                actions.act(_INCIDENT_ACTIONS[verb], value, user)
-                return f"{verb}: done"
+                return actions.act(_INCIDENT_ACTIONS[verb], value, user)
 
             return request.path, on_incident
         found = _REVERT.match(request.path)
@@ -187,9 +186,7 @@ class Dashboard:
                 return "/corrections", None
 
             def revert(actions: Actions, user: str) -> str:
-                actions.act(messages.UNDO, {"correction": correction}, user)
-                after = self.store.correction(correction)
-                return f"correction {correction}: {after.status if after else 'unknown'}"
+                return actions.act(messages.UNDO, {"correction": correction}, user)
 
             return "/corrections", revert
         if request.path == "/monitors/expected":
@@ -201,6 +198,16 @@ class Dashboard:
 
             return f"/monitors#{quote(form.get('check', ''))}", expected
         return "/", None
+
+    def _name_of(self, user_id: str) -> str | None:
+        """A Slack user's name for the thread's mentions; None without Slack or an answer."""
+        if self.slack is None:
+            return None
+        try:
+            return self.slack.name_of(user_id)
+        except SlackError as exc:
+            log.info("no name for Slack user %s: %s", user_id, exc)
+            return None
 
     def _actions(self) -> Actions:
         return Actions(self._project(), self.store, self.slack, self.options)
@@ -223,10 +230,20 @@ class Dashboard:
             view = "Monitors", monitors.render(project, store, csrf)
         elif found := _INCIDENT.match(request.path):
             incident_id = _id(found[1])
-            body = incident.render(project, store, incident_id, csrf) if incident_id else None
+            body = (
+                incident.render(project, store, incident_id, csrf, self._name_of)
+                if incident_id
+                else None
+            )
             if body is None:
                 return _text(404, f"no incident {found[1]}")
             view = f"Incident #{found[1]}", body
+        elif found := _SUITE.match(request.path):
+            suite_id = unquote(found[1])
+            body = suite.render(project, store, suite_id, self.options.clock())
+            if body is None:
+                return _text(404, f"no suite {suite_id}")
+            view = f"Suite {suite_id}", body
         if view is None:
             return None
         return _html(pages.page(view[0], view[1], user=user, flash=flash, sign_out=sign_out))

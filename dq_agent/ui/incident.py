@@ -2,26 +2,35 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from html import escape
 from typing import Any
 
 from dq_agent.config.loader import Project
 from dq_agent.escalate import messages
+from dq_agent.remedy.runner import approval_refusal
 from dq_agent.store import Store
-from dq_agent.store.ledger import RUNBOOK_FIX
-from dq_agent.ui import pages
+from dq_agent.store.ledger import RUNBOOK_FIX, Correction
+from dq_agent.store.models import OutboxMessage
+from dq_agent.ui import pages, slackview
 
 
-def render(project: Project, store: Store, incident_id: int, csrf: str | None) -> str | None:
-    """An incident's page, or None when there is no such incident."""
+def render(
+    project: Project,
+    store: Store,
+    incident_id: int,
+    csrf: str | None,
+    names: Callable[[str], str | None] = lambda _: None,
+) -> str | None:
+    """An incident's page, or None when there is no such incident; ``names`` gives a Slack
+    user's name from their id (None when unknown) for the thread's mentions."""
     incident = store.incident(incident_id)
     if incident is None:
         return None
     evidence = incident.get("evidence") or {}
-    observed = {
-        k: v for k, v in (evidence.get("observed") or {}).items() if not isinstance(v, dict)
-    }
+    if incident["status"] == "resolved":
+        csrf = None  # nothing can be done on a resolved incident: no buttons
     findings = pages.table(
         ["Record", "Column", "Observed", "Proposed", "Why"],
         (
@@ -61,13 +70,7 @@ def render(project: Project, store: Store, incident_id: int, csrf: str | None) -
         (
             pages.correction_row(
                 c,
-                pages.form(
-                    f"/incidents/{incident_id}",
-                    "Apply fix" if c.column == RUNBOOK_FIX else "Approve",
-                    csrf,
-                    {"action": "approve", "correction": c.id},
-                    style="primary",
-                )
+                _approve_button(project, c, f"/incidents/{incident_id}", csrf)
                 + pages.form(
                     f"/incidents/{incident_id}",
                     "Reject",
@@ -80,30 +83,17 @@ def render(project: Project, store: Store, incident_id: int, csrf: str | None) -
         ),
         empty="No corrections waiting for a decision.",
     )
-    thread = pages.table(
-        ["Sent", "To", "Kind", "Status", "Message"],
-        (
-            [
-                pages.when(m.sent_at or m.created_at),
-                escape(m.recipient),
-                escape(m.kind),
-                escape(m.status),
-                escape(m.text),
-            ]
-            for m in store.outbox(incident_id=incident_id)
-        ),
-        empty="Nothing sent on Slack.",
-    )
+    thread = _thread(incident, store.outbox(incident_id=incident_id), names)
     similar = pages.table(
         ["Incident", "Check", "Resolved", "How"],
         (
             [
                 f'<a href="/incidents/{s["id"]}">#{s["id"]}</a>',
                 escape(f"{s['suite']} / {s['check']}"),
-                pages.when(s.get("resolved_at")),
-                escape(_resolution(s.get("resolution"))),
+                pages.when(s.get("at")),
+                escape(str(s.get("how") or "")),
             ]
-            for s in store.similar(incident)
+            for s in store.similar(incident, others_only=True)
         ),
         empty="No similar incidents resolved before.",
     )
@@ -114,15 +104,65 @@ def render(project: Project, store: Store, incident_id: int, csrf: str | None) -
         f"<p>Owners: {escape(', '.join(incident['owners']))}<br>Escalation: {escape(chain)}"
         f"<br>Reminders sent: {incident['nudges']} · opened {pages.when(incident['opened_at'])}"
         f"</p><p>{buttons}</p></div>"
-        f"<h2>Evidence</h2><pre>{pages.value(observed)}</pre>{findings}"
+        f"<h2>Evidence</h2>{_evidence(evidence.get('observed') or {})}{findings}"
         f"<h2>Corrections waiting</h2>{corrections}"
         f"<h2>Slack thread</h2>{thread}"
         f"<h2>History</h2>{pages.events(incident['events'])}"
-        f"<h2>Similar incidents</h2>{similar}"
+        f'<section id="similar"><h2>Similar incidents</h2>{similar}</section>'
     )
 
 
-def _resolution(resolution: Mapping[str, Any] | None) -> str:
-    if not resolution:
+def _approve_button(project: Project, c: Correction, here: str, csrf: str | None) -> str:
+    """Approve (Apply fix) where approving can write; otherwise why it cannot."""
+    if csrf is None:
         return ""
-    return ", ".join(f"{k}: {v}" for k, v in resolution.items() if v is not None)
+    refused = approval_refusal(project, c)
+    if refused is not None:
+        return f'<span class="muted">{escape(refused)}</span> '
+    label = "Apply fix" if c.column == RUNBOOK_FIX else "Approve"
+    fields = {"action": "approve", "correction": c.id}
+    return pages.form(here, label, csrf, fields, style="primary")
+
+
+def _evidence(observed: Mapping[str, Any]) -> str:
+    """What the check measured, one row per figure, formatted as the rest of the page."""
+    rows = [
+        [escape(name.replace("_", " ")), _figure(v)]
+        for name, v in observed.items()
+        if v is not None and v != {} and v != []
+    ]
+    return pages.table(["Measured", "Value"], rows, empty="The check recorded no figures.")
+
+
+def _figure(item: Any) -> str:
+    if isinstance(item, str):
+        try:
+            return pages.when(datetime.fromisoformat(item)) if "T" in item else escape(item)
+        except ValueError:
+            return escape(item)
+    if isinstance(item, Mapping):
+        return "<br>".join(f"{escape(str(k))}: {_figure(v)}" for k, v in item.items())
+    return pages.value(item)
+
+
+def _thread(
+    incident: Mapping[str, Any],
+    sent: Sequence[OutboxMessage],
+    names: Callable[[str], str | None],
+) -> str:
+    """The Slack messages as people read them: the first message as it stands now (it is
+    kept current), then each reply; the updates that keep it current are not messages."""
+    said = [m for m in sent if m.kind != "update"]
+    # Roots and FYIs hold plain text (their Slack markup is made as they are sent).
+    texts = [m.text if m.kind in ("reply", "digest") else messages.escape(m.text) for m in said]
+    known = {uid: name for uid in slackview.mentioned(texts) if (name := names(uid))}
+    rows = []
+    for m, text in zip(said, texts, strict=True):
+        if m.kind == "root":
+            text = f"*{messages.title(incident)}*"
+        shown = slackview.to_html(text, known)
+        if m.status != "sent":
+            why = f": {m.error}" if m.error else ""
+            shown += f'<br><span class="muted">{escape(m.status + why)}</span>'
+        rows.append([pages.when(m.sent_at or m.created_at), escape(m.recipient), shown])
+    return pages.table(["Sent", "To", "Message"], rows, empty="Nothing sent on Slack.")
