@@ -27,6 +27,7 @@ import pytest
 
 from dq_agent.config import load_project
 from dq_agent.config.loader import Project
+from dq_agent.engine import RunOptions
 from dq_agent.escalate.endpoint import InteractionsServer
 from dq_agent.store import Store
 from dq_agent.ui.app import Dashboard
@@ -419,6 +420,36 @@ def test_similar_incidents_are_others_with_when_and_how_they_ended(
     expect(other).to_contain_text("2026-11-24 08:00 UTC")
     expect(other).to_contain_text("sales-ops@acme.com resolved it by hand")
     page.close()
+
+
+def test_column_monitors_chart_a_point_per_day_across_the_card_and_list_new_values(
+    browser: Browser, tmp_path: Path
+) -> None:
+    from tests.test_ui_monitors import COLUMN, NEW, NEW_CURRENCY, check_five_days
+
+    checked = check_five_days(tmp_path)  # three runs a day for five days
+    settings = checked.root / "dq-agent.yml"
+    settings.write_text(settings.read_text() + "ui:\n  trusted_header: X-User\n")
+    project = load_project(checked.root, env={})
+    with Store.open(project.state_url) as store:
+        app = Dashboard(lambda: project, store, RunOptions(clock=lambda: TUESDAY))
+        with InteractionsServer(None, lambda _: None, port=0, app=app.handle) as server:
+            context = browser.new_context(extra_http_headers={"X-User": "finance-data@acme.com"})
+            page = context.new_page()
+            page.goto(f"{server.base_url}/monitors")
+            card = page.locator(f'section[id="{COLUMN}"]')
+            chart = card.locator("svg").first
+            expect(chart.locator("circle")).to_have_count(5)
+            days = chart.locator("text.x-tick").all_text_contents()
+            assert len(days) == len(set(days)) > 1
+            for width in WIDTHS:
+                page.set_viewport_size({"width": width, "height": 900})
+                drawn, room = chart.bounding_box(), card.bounding_box()
+                assert drawn and room and drawn["width"] > 0.9 * room["width"]
+            new = page.locator(f'section[id="{NEW}"]')
+            expect(new.locator("tr", has_text=NEW_CURRENCY)).to_contain_text("fail")
+            look(page, "monitors-columns")
+            context.close()
 
 
 def test_a_lead_can_do_it_all_by_keyboard(browser: Browser, site: Site) -> None:
