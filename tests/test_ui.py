@@ -373,6 +373,7 @@ def test_the_slack_thread_reads_as_people_saw_it(browser: Browser, site: Site) -
     expect(thread.locator("tr", has_text="✅")).to_have_count(2)
     for cell in thread.locator("tbody tr td:last-child").all():
         assert cell.inner_text().strip()
+    expect(page.locator("main")).to_contain_text("Reminders sent: 1")
     look(page, "incident-thread")
     page.close()
 

@@ -48,6 +48,8 @@ def render(
         ),
         empty="No record-level findings.",
     )
+    # All of them: the incident's own count starts again at each step of the chain.
+    reminders = sum(e["event"] == "nudged" for e in incident["events"])
     chain = " → ".join(", ".join(step) for step in incident["chain"])
     buttons = ""
     if incident["status"] != "resolved":
@@ -102,7 +104,7 @@ def render(
         f"{escape(incident['check'])}</strong> · {escape(incident['status'])}</p>"
         f"<p>{escape(incident['summary'])}</p>"
         f"<p>Owners: {escape(', '.join(incident['owners']))}<br>Escalation: {escape(chain)}"
-        f"<br>Reminders sent: {incident['nudges']} · opened {pages.when(incident['opened_at'])}"
+        f"<br>Reminders sent: {reminders} · opened {pages.when(incident['opened_at'])}"
         f"</p><p>{buttons}</p></div>"
         f"<h2>Evidence</h2>{_evidence(evidence.get('observed') or {})}{findings}"
         f"<h2>Corrections waiting</h2>{corrections}"
