@@ -859,18 +859,27 @@ class Store:
         return found[0] if found else None
 
     def incidents(
-        self, *, status: str | None = None, active: bool = False, events: bool = True
+        self,
+        *,
+        status: str | None = None,
+        active: bool = False,
+        events: bool = True,
+        suite: str | None = None,
+        limit: int | None = None,
     ) -> list[dict[str, Any]]:
-        """Incidents, newest first, each with its events; ``active``: not resolved.
+        """Incidents, newest first (the newest ``limit``), each with its events; ``active``:
+        not resolved; ``suite``: of that suite only.
 
         ``events=False`` leaves the history out (``"events": []``): a long-lived incident
         gathers an event per failing run, and the agent's own loops do not need them.
         """
-        query = sa.select(Incident).order_by(Incident.id.desc())
+        query = sa.select(Incident).order_by(Incident.id.desc()).limit(limit)
         if status is not None:
             query = query.where(Incident.status == status)
         if active:
             query = query.where(Incident.status != "resolved")
+        if suite is not None:
+            query = query.where(Incident.suite == suite)
         return self._incidents(query, events=events)
 
     def _incidents(self, query: sa.Select[Incident], *, events: bool) -> list[dict[str, Any]]:

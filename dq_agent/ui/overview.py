@@ -12,6 +12,7 @@ from dq_agent.store import Store
 from dq_agent.ui import pages
 
 TIMELINE_DAYS = 7
+RECENT_INCIDENTS = 20
 
 
 def last_days(now: datetime) -> list[datetime]:
@@ -55,20 +56,6 @@ def render(project: Project, store: Store, now: datetime) -> str:
         rows,
         empty="No suites in this project.",
     )
-    recent = store.incidents(events=False)[:20]
-    incidents = pages.table(
-        ["Incident", "Suite / check", "Status", "Owners", "Opened", "Summary"],
-        (
-            [
-                f'<a href="/incidents/{i["id"]}">#{i["id"]}</a>',
-                escape(f"{i['suite']} / {i['check']}"),
-                escape(i["status"]),
-                escape(", ".join(i["owners"])),
-                pages.when(i["opened_at"]),
-                escape(i["summary"]),
-            ]
-            for i in recent
-        ),
-        empty="No incidents.",
-    )
+    recent = store.incidents(events=False, limit=RECENT_INCIDENTS)
+    incidents = pages.incidents(recent, empty="No incidents.")
     return f"{suites}<h2>Incidents</h2>{incidents}"

@@ -257,6 +257,32 @@ def correction_row(c: Correction, actions: str) -> list[str]:
     ]
 
 
+def incidents(items: Sequence[Mapping[str, Any]], *, empty: str, suite: bool = True) -> str:
+    """Incidents, one row each, linked to their pages; ``suite=False`` on a suite's own page."""
+    return table(
+        [
+            "Incident",
+            "Suite / check" if suite else "Check",
+            "Status",
+            "Owners",
+            "Opened",
+            "Summary",
+        ],
+        (
+            [
+                f'<a href="/incidents/{i["id"]}">#{i["id"]}</a>',
+                escape(f"{i['suite']} / {i['check']}" if suite else i["check"]),
+                escape(i["status"]),
+                escape(", ".join(i["owners"])),
+                when(i["opened_at"]),
+                escape(i["summary"]),
+            ]
+            for i in items
+        ),
+        empty=empty,
+    )
+
+
 def events(items: Sequence[Mapping[str, Any]]) -> str:
     return table(
         ["When", "What", "Who", "Detail"],

@@ -145,22 +145,8 @@ def _checks(suite: Suite, runs: Sequence[Mapping[str, Any]]) -> str:
 
 
 def _incidents(store: Store, suite_id: str) -> str:
-    found = [i for i in store.incidents(active=True, events=False) if i["suite"] == suite_id]
-    return pages.table(
-        ["Incident", "Check", "Status", "Owners", "Opened", "Summary"],
-        (
-            [
-                f'<a href="/incidents/{i["id"]}">#{i["id"]}</a>',
-                escape(i["check"]),
-                escape(i["status"]),
-                escape(", ".join(i["owners"])),
-                pages.when(i["opened_at"]),
-                escape(i["summary"]),
-            ]
-            for i in found
-        ),
-        empty="No open incidents.",
-    )
+    found = store.incidents(active=True, events=False, suite=suite_id)
+    return pages.incidents(found, empty="No open incidents.", suite=False)
 
 
 def _corrections(store: Store, suite_id: str) -> str:
