@@ -222,3 +222,28 @@ def test_the_semantic_benchmark_scores_every_kind_and_check() -> None:
         r"^scanned: [\d,]+ queries by the checks, reading about [\d,]+ rows", out, re.M
     )
     assert re.search(r"^wall time: \d+\.\ds", out, re.M)
+
+
+def test_the_dashboard_benchmark_times_every_page() -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "ui.py"),
+            *("--runs", "200", "--incidents", "20", "--repeat", "1", "--profile", "0"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    timed = re.findall(r"^(/\S*) +[0-9.]+ +[0-9.]+ .*(PASS|MISS)$", done.stdout, re.M)
+    assert [page for page, _ in timed] == [
+        "/",
+        "/incidents/<open>",
+        "/incidents/<resolved>",
+        "/corrections",
+        "/monitors",
+        "/suites/<id>",
+    ], done.stdout
