@@ -2,18 +2,19 @@
 
 Builds a project of generated suites (5–10 checks each; a ``volume_anomaly``, a
 ``fat_finger``, a ``column_anomaly`` or a ``distribution_shift`` on some of them) and a state
-store holding 10,000 suite runs over about 60 days and 1,000 incidents, 3% of them still
-open, seeded through the product's own code: ``Store.start_run``/``record_suite``/
-``finish_run`` for every run (check results, metrics, bucket values), ``track`` for the
-incidents (an event per failing run), ``Escalation.announce`` and ``cadence`` for the Slack
-thread (every message due marked sent, as a delivery would), people's answers through
-``set_incident_status`` and ``add_feedback``, and corrections through ``ledger_append``. The
-sources need not exist: the pages read only the store and the project.
+store holding 10,000 suite runs over about 55 days and 1,000 incidents, 3% of them still
+open. Every scheduler cycle is played through the product's own code, as the daemon runs it:
+``Store.start_run``/``record_suite``/``finish_run`` (check results, metrics, bucket values),
+``track`` opening, updating and resolving the incidents (an event per failing run),
+``Escalation.announce`` and ``cadence`` planning the Slack thread (reminders, the escalation
+chain), every message due marked sent as a delivery marks it; owners answer through
+``set_incident_status`` and ``add_feedback``, and fat-finger corrections go through
+``ledger_append``. The sources need not exist: the pages read only the store and the project.
 
 The store keeps one incident per problem (suite, check, dataset) and re-opens it when the
 problem comes back, so 1,000 incidents take 1,000 problems: by default the project has as
-many suites as that needs (about 145), two of them running every 30 and 60 minutes (where the
-long-running incidents are), the others daily or on weekdays.
+many suites as that needs (174), two of them running every 30 and 60 minutes (where the
+long-running incidents are), the others daily, on weekdays or weekly.
 
 Then it times every page the dashboard serves, in process through ``Dashboard.handle`` for
 a user a proxy vouches for (``ui.trusted_header``), over ``--repeat`` requests after one
@@ -63,7 +64,7 @@ from dq_agent.engine import RunOptions  # noqa: E402
 from dq_agent.escalate.endpoint import WebRequest  # noqa: E402
 from dq_agent.escalate.incidents import Notice, track  # noqa: E402
 from dq_agent.escalate.notify import Escalation  # noqa: E402
-from dq_agent.results import CheckResult, Finding, SuiteResult, to_jsonable, worst  # noqa: E402
+from dq_agent.results import CheckResult, Finding, SuiteResult, worst  # noqa: E402
 from dq_agent.store import Store  # noqa: E402
 from dq_agent.store.models import (  # noqa: E402
     BucketValue,
@@ -73,7 +74,6 @@ from dq_agent.store.models import (  # noqa: E402
     LedgerEntry,
     Metric,
     OutboxMessage,
-    Run,
     SuiteRun,
 )
 from dq_agent.ui.app import Dashboard  # noqa: E402
@@ -455,89 +455,6 @@ class Seeder:
             )
         return results
 
-    def record_runs(self, progress: Callable[[int], None]) -> None:
-        """Every run, its suites' results, their checks' metrics and bucket values.
-
-        Inserted into the store's tables (dq_agent/store/models.py) in one transaction, row
-        for row what ``Store.record_suite`` writes: through the public API (a transaction per
-        suite run, a flush per row) 10,000 suite runs took about 35 ms each on SQLite, six
-        minutes, most of it the ORM's unit of work.
-        """
-        done = 0
-        with self.store.engine.begin() as conn:
-            for at, suite_ids in self.cycles().items():
-                results = self.results(at, suite_ids)
-                run = {
-                    "command": "run",
-                    "started_at": at,
-                    "finished_at": at + timedelta(seconds=2 * len(suite_ids) + 3),
-                    "as_of": None,
-                    "status": worst(r.status for r in results),
-                    "suites": list(suite_ids),
-                }
-                run_id = conn.execute(sa.insert(Run).returning(Run.id), run).scalar_one()
-                suite_runs = [
-                    {
-                        "run_id": run_id,
-                        "suite": r.suite,
-                        "status": r.status,
-                        "started_at": r.started_at,
-                        "duration_s": r.duration_s,
-                        "error": r.error,
-                        "as_of": r.as_of,
-                    }
-                    for r in results
-                ]
-                ids = conn.execute(
-                    sa.insert(SuiteRun).returning(SuiteRun.id, sort_by_parameter_order=True),
-                    suite_runs,
-                ).scalars()
-                checks, metrics, buckets = [], [], []
-                for suite_run_id, r in zip(ids, results, strict=True):
-                    for c in r.checks:
-                        checks.append(
-                            {
-                                "suite_run_id": suite_run_id,
-                                "suite": r.suite,
-                                "name": c.name,
-                                "type": c.type,
-                                "status": c.status,
-                                "severity": c.severity,
-                                "message": c.message,
-                                "observed": to_jsonable(c.observed),
-                                "findings": [f.to_json() for f in c.findings],
-                            }
-                        )
-                        metrics += (
-                            {
-                                "suite_run_id": suite_run_id,
-                                "suite": r.suite,
-                                "check_name": c.name,
-                                "metric": name,
-                                "value": float(value),
-                                "measured_at": r.started_at,
-                            }
-                            for name, value in c.metrics.items()
-                        )
-                        buckets += (
-                            {
-                                "suite_run_id": suite_run_id,
-                                "suite": r.suite,
-                                "check_name": c.name,
-                                "bucket": bucket,
-                                "value": float(value),
-                                "observed_at": r.started_at,
-                            }
-                            for bucket, value in c.series.items()
-                        )
-                conn.execute(sa.insert(CheckResultRow), checks)
-                conn.execute(sa.insert(Metric), metrics)
-                if buckets:
-                    conn.execute(sa.insert(BucketValue), buckets)
-                done += len(suite_ids)
-                progress(done)
-        self.index = dict.fromkeys(self.project.suites, 0)
-
     def analyze(self) -> None:
         """On PostgreSQL, what autovacuum does as the tables grow (a test server may run
         without it): with no statistics the planner reads the whole outbox for a few rows."""
@@ -545,13 +462,21 @@ class Seeder:
             with self.store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
                 c.exec_driver_sql("ANALYZE")
 
-    def play_incidents(self, progress: Callable[[int], None]) -> None:
-        """The same cycles again, through the product: incidents, the Slack thread, people."""
+    def play(self, progress: Callable[[int], None]) -> None:
+        """Every scheduler cycle as the daemon runs it: the suites' results recorded (checks,
+        metrics, bucket values), incidents tracked, people told and answering."""
         done = 0
         for cycle, (at, suite_ids) in enumerate(self.cycles().items()):
             if cycle % 500 == 0:
                 self.analyze()
             self.clock[0] = at
+            store = self.store
+            run_id = store.start_run(command="run", started_at=at, as_of=None, suites=suite_ids)
+            results = self.results(at, suite_ids)
+            for result in results:
+                store.record_suite(run_id, result)
+            finished = at + timedelta(seconds=2 * len(suite_ids) + 3)
+            store.finish_run(run_id, status=worst(r.status for r in results), finished_at=finished)
             # A check that passes with no incident open changes nothing in track(): left out,
             # it saves track() a read of the incidents per check.
             tracked = [
@@ -561,9 +486,9 @@ class Seeder:
                         c for c in r.checks if c.status != "pass" or (r.suite, c.name) in self.open
                     ),
                 )
-                for r in self.results(at, suite_ids)
+                for r in results
             ]
-            notices = track(self.project, self.store, tracked, [], at)
+            notices = track(self.project, store, tracked, [], at)
             for notice in notices:
                 problem = (notice.suite, notice.check)
                 if notice.event in ("opened", "reopened"):
@@ -730,25 +655,19 @@ def seed(project: Project, url: str, runs: int, incidents: int, seed_: int) -> f
         f"({the_plan.open_problems} left open)",
         flush=True,
     )
-    step = max(1, len(the_plan.runs) // 5)
+    step, shown = max(1, len(the_plan.runs) // 10), [0]
 
-    def progress(what: str) -> Callable[[int], None]:
-        shown = [0]
-
-        def show(done: int) -> None:
-            if done - shown[0] >= step or done == len(the_plan.runs):
-                shown[0] = done
-                took = time.perf_counter() - started
-                print(f"    {what}: {done:>7,} suite runs  {took:6.1f} s", flush=True)
-
-        return show
+    def progress(done: int) -> None:
+        if done - shown[0] >= step or done == len(the_plan.runs):
+            shown[0] = done
+            took = time.perf_counter() - started
+            print(f"    {done:>7,} suite runs played  {took:6.1f} s", flush=True)
 
     with Store.open(url) as store:
         sa.event.listen(store.engine, "connect", _fast_commits)
         store.engine.dispose()  # the connection the migration used has the product's settings
         seeder = Seeder(project, store, the_plan, rng)
-        seeder.record_runs(progress("runs recorded"))
-        seeder.play_incidents(progress("incidents played"))
+        seeder.play(progress)
         seeder.analyze()
         took = time.perf_counter() - started
         with store.engine.connect() as conn:
