@@ -51,17 +51,15 @@ def render(
     # All of them: the incident's own count starts again at each step of the chain.
     reminders = sum(e["event"] == "nudged" for e in incident["events"])
     chain = " → ".join(", ".join(step) for step in incident["chain"])
-    buttons = ""
-    if incident["status"] != "resolved":
-        here = f"/incidents/{incident_id}"
-        buttons = "".join(
-            pages.form(here, label, csrf, {"action": verb}, style=style)
-            for verb, label, style in (
-                ("resolve", "Resolve", "primary"),
-                ("snooze", "Snooze", ""),
-                ("expected", "This is expected", ""),
-            )
+    here = f"/incidents/{incident_id}"
+    buttons = "".join(  # none on a resolved incident: its csrf is None
+        pages.form(here, label, csrf, {"action": verb}, style=style)
+        for verb, label, style in (
+            ("resolve", "Resolve", "primary"),
+            ("snooze", "Snooze", ""),
+            ("expected", "This is expected", ""),
         )
+    )
     pending = [
         c
         for c in store.corrections(suite=incident["suite"], status="pending")
