@@ -9,7 +9,7 @@ import signal
 import sys
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from importlib import resources
@@ -155,6 +155,31 @@ def validate(project_dir: Path, connect: bool) -> None:
         f"OK: {len(project.suites)} suite{'s' if len(project.suites) != 1 else ''}, "
         f"{len(project.connectors)} connector{'s' if len(project.connectors) != 1 else ''}"
     )
+
+
+@main.command()
+@project_option
+@format_option
+def sources(project_dir: Path, fmt: str) -> None:
+    """List the connectors: whether each answers now, the suites that read it, and what is
+    left of the quotas its service reports (a Salesforce org's daily API requests)."""
+    from dq_agent.sources.probe import probe_all
+
+    project = load_project(project_dir)
+    statuses = probe_all(project.root, project.connectors, project.suites.values())
+    if fmt == "json":
+        click.echo(json.dumps({"sources": [s.to_json() for s in statuses]}, indent=2))
+    else:
+        for status in statuses:
+            suites = ", ".join(status.suites) or "no suite"
+            click.echo(f"{status.name} ({status.type}): {status.state}: {status.detail}")
+            click.echo(f"  read by: {suites}")
+            for quota in status.quotas:
+                click.echo(
+                    f"  {quota.name}: {quota.used:,} of {quota.limit:,} used ({quota.share:.0%})"
+                )
+    if any(s.state == "unreachable" for s in statuses):
+        sys.exit(EXIT_CANNOT_RUN)
 
 
 def _parse_as_of(
@@ -446,7 +471,7 @@ def corrections_show(correction_id: int, project_dir: Path, fmt: str) -> None:
 
 
 @corrections.command("revert")
-@click.argument("correction_id", type=int)
+@click.argument("correction_ids", metavar="ID...", type=int, nargs=-1, required=True)
 @project_option
 @click.option(
     "--by",
@@ -454,19 +479,24 @@ def corrections_show(correction_id: int, project_dir: Path, fmt: str) -> None:
     metavar="EMAIL",
     help="An owner of the suite, or the owner of the record it changed.",
 )
-def corrections_revert(correction_id: int, project_dir: Path, by: str) -> None:
-    """Put the old value back, compare-and-set (refused if it changed since)."""
+def corrections_revert(correction_ids: tuple[int, ...], project_dir: Path, by: str) -> None:
+    """Put the old values back, compare-and-set (refused where they changed since).
+
+    Several corrections of one Salesforce object or sheet are written back together
+    (200 records a call)."""
     from dq_agent.agent import connect_slack
     from dq_agent.escalate.notify import Escalation
-    from dq_agent.remedy import revert_correction
+    from dq_agent.remedy import revert_corrections
 
-    def undo(project: Project, store: Store, options: RunOptions) -> Outcome:
-        outcome = revert_correction(project, store, correction_id, by=by, options=options)
-        # The owner told about the correction hears about its undo in the same thread.
+    def undo(project: Project, store: Store, options: RunOptions) -> list[Outcome]:
+        ids = list(dict.fromkeys(correction_ids))
+        outcomes = revert_corrections(project, store, ids, by=by, options=options)
+        # The owner told about a correction hears about its undo in the same thread.
         escalation = Escalation(project, store, connect_slack(project), options.clock)
-        escalation.undone(correction_id, outcome, by)
+        for correction_id, outcome in zip(ids, outcomes, strict=True):
+            escalation.undone(correction_id, outcome, by)
         escalation.deliver()
-        return outcome
+        return outcomes
 
     _decide(project_dir, undo)
 
@@ -645,19 +675,24 @@ class _ledger:
         self._store.close()
 
 
-def _decide(project_dir: Path, action: Callable[[Project, Store, RunOptions], Outcome]) -> None:
-    """A person's decision on a correction, made while no other process acts."""
+def _decide(
+    project_dir: Path,
+    action: Callable[[Project, Store, RunOptions], Outcome | Sequence[Outcome]],
+) -> None:
+    """A person's decision on corrections, made while no other process acts."""
     from dq_agent.store.locks import acting
 
     with _ledger(project_dir) as (project, store):
         try:
             with acting(project.state_url):
-                outcome = action(project, store, RunOptions(clock=utc_now))
+                done = action(project, store, RunOptions(clock=utc_now))
         except DqAgentError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(EXIT_CANNOT_RUN)
-    click.echo(f"correction {outcome.correction_id}: {outcome.status}: {outcome.detail}")
-    if outcome.status not in ("applied", "reverted", "unchanged"):
+    outcomes = list(done) if isinstance(done, Sequence) else [done]
+    for outcome in outcomes:
+        click.echo(f"correction {outcome.correction_id}: {outcome.status}: {outcome.detail}")
+    if any(o.status not in ("applied", "reverted", "unchanged") for o in outcomes):
         sys.exit(2)
 
 

@@ -398,6 +398,12 @@ class SalesforceConnector(Model):
     api_version: str = Field("59.0", pattern=r"^\d+\.\d$")
     # Seconds before a request counts as timed out (a transient fault, retried).
     timeout: float = Field(30.0, gt=0, le=600)
+    # Reads of more records than this use a Bulk API 2.0 query job instead of REST pages
+    # (2,000 records a call): far fewer calls against the org's daily API limit.
+    bulk_threshold: int = Field(10_000, ge=0)
+    # The share of the org's daily API requests (``Sforce-Limit-Info``) past which a run stops
+    # reading and writing, leaving the rest for the org's own integrations.
+    max_api_share: float = Field(0.5, gt=0, le=1)
 
     @model_validator(mode="after")
     def _credentials(self) -> SalesforceConnector:

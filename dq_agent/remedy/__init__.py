@@ -7,6 +7,7 @@ from dq_agent.remedy.runner import (
     approve_correction,
     reject_correction,
     revert_correction,
+    revert_corrections,
     settle,
 )
 
@@ -17,5 +18,6 @@ __all__ = [
     "approve_correction",
     "reject_correction",
     "revert_correction",
+    "revert_corrections",
     "settle",
 ]

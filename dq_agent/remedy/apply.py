@@ -15,7 +15,14 @@ from typing import Any, Protocol
 
 from dq_agent.errors import LedgerConflict, SourceError, StoreError
 from dq_agent.remedy.plan import Change
-from dq_agent.sources.base import Source, SourceBranch, WriteResult, same_value
+from dq_agent.sources.base import (
+    BatchWriting,
+    CellWrite,
+    Source,
+    SourceBranch,
+    WriteResult,
+    same_value,
+)
 from dq_agent.sources.sql import SqlSource
 from dq_agent.sources.sqlrows import same_rows
 from dq_agent.store import Store
@@ -115,11 +122,60 @@ def apply(
     except SourceError as exc:
         note("failed", change.old, change.new, str(exc))
         return Outcome(change, "failed", str(exc), correction_id)
+    return _settled_write(note, change, written, correction_id)
+
+
+def apply_many(
+    store: Store,
+    source: BatchWriting,
+    changes: Sequence[Change],
+    *,
+    decided_by: str,
+    marker: str,
+    clock: Clock,
+) -> list[Outcome]:
+    """:func:`apply` for many changes in one batch of writes: every intent recorded first,
+    the writes made together (a source's collection call), each outcome recorded on its own.
+
+    A batch that fails part-way leaves its intents for the next run, which settles each
+    record by reading it, as after a crash.
+    """
+    outcomes: list[Outcome | None] = []
+    intended: list[tuple[int, Change, int]] = []
+    for change in changes:
+        try:
+            correction_id = _intend(store, change, decided_by, marker, clock, None)
+        except _NotIntended as refused:
+            outcomes.append(refused.outcome)
+            continue
+        intended.append((len(outcomes), change, correction_id))
+        outcomes.append(None)
+    writes = [CellWrite(c.key, c.column, c.old, c.new) for _, c, _ in intended]
+    try:
+        results = source.write_many(writes) if writes else []
+    except SourceError as exc:
+        detail = f"the batch of writes failed ({exc}); the next run settles each record"
+        for at, change, correction_id in intended:
+            outcomes[at] = Outcome(change, "failed", detail, correction_id)
+        return [o for o in outcomes if o is not None]
+    for (at, change, correction_id), written in zip(intended, results, strict=True):
+        note = _noter(store, correction_id, decided_by, clock)
+        outcomes[at] = _settled_write(note, change, written, correction_id)
+    return [o for o in outcomes if o is not None]
+
+
+def _settled_write(
+    note: _Note, change: Change, written: WriteResult, correction_id: int
+) -> Outcome:
+    """The ledger's outcome of one compare-and-set write, and the run's."""
     if written.status == "written":
         how = "written compare-and-set" + (f": {written.detail}" if written.detail else "")
         note("applied", written.before, written.after, how)
         done = "verified on a copy, then written compare-and-set"
         return Outcome(change, "applied", done, correction_id)
+    if written.status == "failed":
+        note("failed", written.before, change.new, written.detail)
+        return Outcome(change, "failed", written.detail, correction_id)
     return _conflict(note, change, written, correction_id)
 
 
@@ -255,6 +311,50 @@ def revert(
     except SourceError as exc:
         note("revert_refused", correction.new, correction.old, f"revert failed: {exc}")
         return Outcome(change, "failed", str(exc), correction.id)
+    return _settled_revert(note, change, correction, written)
+
+
+def revert_many(
+    store: Store,
+    source: BatchWriting,
+    corrections: Sequence[Correction],
+    *,
+    by: str,
+    clock: Clock,
+) -> list[Outcome]:
+    """:func:`revert` for many corrections of one source in one batch of writes: each
+    claimed first, the old values written back together, each outcome recorded on its own.
+    A batch that fails part-way leaves its claims for the next run to settle by reading."""
+    outcomes: list[Outcome | None] = []
+    claimed: list[tuple[int, Correction, Change, _Note]] = []
+    for correction in corrections:
+        try:
+            change, note = _claim_revert(store, correction, by, clock)
+        except _NotIntended as refused:
+            outcomes.append(refused.outcome)
+            continue
+        claimed.append((len(outcomes), correction, change, note))
+        outcomes.append(None)
+    writes = [CellWrite(c.key, c.column, c.new, c.old) for _, c, _, _ in claimed]
+    try:
+        results = source.write_many(writes) if writes else []
+    except SourceError as exc:
+        detail = f"the batch of reverts failed ({exc}); the next run settles each record"
+        for at, correction, change, _ in claimed:
+            outcomes[at] = Outcome(change, "failed", detail, correction.id)
+        return [o for o in outcomes if o is not None]
+    for (at, correction, change, note), written in zip(claimed, results, strict=True):
+        outcomes[at] = _settled_revert(note, change, correction, written)
+    return [o for o in outcomes if o is not None]
+
+
+def _settled_revert(
+    note: _Note, change: Change, correction: Correction, written: WriteResult
+) -> Outcome:
+    """The ledger's outcome of one compare-and-set revert, and the run's."""
+    if written.status == "failed":
+        note("revert_refused", written.before, correction.old, f"revert failed: {written.detail}")
+        return Outcome(change, "failed", written.detail, correction.id)
     if written.status != "written":
         detail = f"revert refused: {written.detail}; nothing overwritten"
         note("revert_refused", written.before, correction.old, detail)

@@ -18,6 +18,7 @@ from dq_agent.remedy.apply import (
     Clock,
     Outcome,
     apply,
+    apply_many,
     interrupted,
     propose,
     publish,
@@ -26,6 +27,7 @@ from dq_agent.remedy.apply import (
     record_refused,
     refuse_conflict,
     revert,
+    revert_many,
     revert_rows,
 )
 from dq_agent.remedy.branch import (
@@ -39,7 +41,14 @@ from dq_agent.remedy.fixes import Trigger, fix_change, fix_report, row_key, trig
 from dq_agent.remedy.guard import guard, switched_off
 from dq_agent.remedy.plan import Change, plan
 from dq_agent.results import CheckResult, SuiteResult, worst
-from dq_agent.sources.base import Branching, Relation, Source, SourceBranch, WriteResult
+from dq_agent.sources.base import (
+    BatchWriting,
+    Branching,
+    Relation,
+    Source,
+    SourceBranch,
+    WriteResult,
+)
 from dq_agent.sources.gsheets import WHOLE_SHEET, GSheetsSource
 from dq_agent.sources.registry import opened
 from dq_agent.sources.sql import SqlSource
@@ -190,6 +199,17 @@ class Remedy:
                 )
             return
         marker = f"{result.started_at.isoformat()}/{decided_by}"
+        if isinstance(source, BatchWriting) and correction_id is None and len(changes) > 1:
+            # One collection call per 200 records instead of a read, a write and a read each.
+            self.outcomes += apply_many(
+                self.store,
+                source,
+                changes,
+                decided_by=decided_by,
+                marker=marker,
+                clock=self.options.clock,
+            )
+            return
         for change in changes:
             self.outcomes.append(
                 apply(
@@ -463,25 +483,42 @@ class Settled:
 def settle(project: Project, store: Store, options: RunOptions) -> Settled:
     """Reconcile every correction a crash left between intent and outcome."""
     settled = Settled()
-    for correction in interrupted(store):
+    by_suite: dict[str, list[Correction]] = {}
+    for correction in interrupted(store):  # a batch cut short leaves many of one suite
+        by_suite.setdefault(correction.suite, []).append(correction)
+    for suite_id, group in by_suite.items():
         try:
-            with _open(project, correction.suite, options) as (source, relation):
-                if correction.column == RUNBOOK_FIX and isinstance(source, SqlSource):
-                    key = row_key(project.suites[correction.suite], relation)
-                    outcome = reconcile_rows(
-                        store, correction, source, key=key, clock=options.clock
-                    )
-                else:
-                    outcome = reconcile(store, correction, source, clock=options.clock)
+            with _open(project, suite_id, options) as (source, relation):
+                for correction in group:
+                    _settle_one(project, store, options, settled, correction, source, relation)
         except (DqAgentError, SourceError) as exc:
-            settled.notes.append(f"correction {correction.id}: still unsettled ({exc})")
-            continue
-        if outcome is None:
-            continue
-        settled.notes.append(f"correction {correction.id}: {outcome.status} ({outcome.detail})")
-        if outcome.status == "applied" and correction.decided_by == "rule":
-            settled.written.append(outcome)
+            settled.notes.extend(f"correction {c.id}: still unsettled ({exc})" for c in group)
     return settled
+
+
+def _settle_one(
+    project: Project,
+    store: Store,
+    options: RunOptions,
+    settled: Settled,
+    correction: Correction,
+    source: Source,
+    relation: Relation,
+) -> None:
+    try:
+        if correction.column == RUNBOOK_FIX and isinstance(source, SqlSource):
+            key = row_key(project.suites[correction.suite], relation)
+            outcome = reconcile_rows(store, correction, source, key=key, clock=options.clock)
+        else:
+            outcome = reconcile(store, correction, source, clock=options.clock)
+    except (DqAgentError, SourceError) as exc:
+        settled.notes.append(f"correction {correction.id}: still unsettled ({exc})")
+        return
+    if outcome is None:
+        return
+    settled.notes.append(f"correction {correction.id}: {outcome.status} ({outcome.detail})")
+    if outcome.status == "applied" and correction.decided_by == "rule":
+        settled.written.append(outcome)
 
 
 def revert_correction(
@@ -489,22 +526,50 @@ def revert_correction(
 ) -> Outcome:
     """Undo a correction, as ``by``: one of its suite's deciders or the people told of it
     (the owners of the record it changed), whoever asks and from wherever."""
-    correction = _correction(store, correction_id)
-    told = [m.recipient for m in store.outbox(correction_id=correction.id)]
-    suite = _suite_of(project, correction)
-    _require_owner(suite, correction, by, told, what="undo")
-    with _open(project, correction.suite, options) as (source, relation):
-        if correction.column == RUNBOOK_FIX and isinstance(source, SqlSource):
-            return revert_rows(
-                store,
-                source,
-                correction,
-                key=row_key(suite, relation),
-                by=by,
-                clock=options.clock,
-                waits=_waits(project),
-            )
-        return revert(store, source, correction, by=by, clock=options.clock)
+    return revert_corrections(project, store, [correction_id], by=by, options=options)[0]
+
+
+def revert_corrections(
+    project: Project, store: Store, correction_ids: Sequence[int], *, by: str, options: RunOptions
+) -> list[Outcome]:
+    """Undo corrections, as :func:`revert_correction` one, in the order given: every one
+    authorized first (nothing is undone if ``by`` may not undo them all), then each suite's
+    source opened once and its records written back together where its API allows."""
+    corrections = [_correction(store, i) for i in correction_ids]
+    by_suite: dict[str, list[Correction]] = {}
+    for correction in corrections:
+        told = [m.recipient for m in store.outbox(correction_id=correction.id)]
+        _require_owner(_suite_of(project, correction), correction, by, told, what="undo")
+        by_suite.setdefault(correction.suite, []).append(correction)
+    outcomes: dict[int, Outcome] = {}
+    for suite_id, group in by_suite.items():
+        suite = project.suites[suite_id]
+        with _open(project, suite_id, options) as (source, relation):
+            cells = [c for c in group if c.column != RUNBOOK_FIX]
+            for correction in group:
+                if correction.column == RUNBOOK_FIX and isinstance(source, SqlSource):
+                    outcomes[correction.id] = revert_rows(
+                        store,
+                        source,
+                        correction,
+                        key=row_key(suite, relation),
+                        by=by,
+                        clock=options.clock,
+                        waits=_waits(project),
+                    )
+                elif correction.column == RUNBOOK_FIX:
+                    outcomes[correction.id] = revert(
+                        store, source, correction, by=by, clock=options.clock
+                    )
+            if isinstance(source, BatchWriting) and len(cells) > 1:
+                done = revert_many(store, source, cells, by=by, clock=options.clock)
+                outcomes |= {c.id: o for c, o in zip(cells, done, strict=True)}
+            else:
+                for correction in cells:
+                    outcomes[correction.id] = revert(
+                        store, source, correction, by=by, clock=options.clock
+                    )
+    return [outcomes[c.id] for c in corrections]
 
 
 def approve_correction(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -119,13 +119,25 @@ def planner_settings(relation: Relation, conn: sa.Connection, **settings: str) -
 
 @dataclass(frozen=True)
 class WriteResult:
-    """The outcome of a compare-and-set write: ``written``, or ``conflict`` (nothing changed)."""
+    """The outcome of a compare-and-set write: ``written``, ``conflict`` (nothing changed), or
+    ``failed`` (the source refused this record's write; in a batch, the others still went)."""
 
-    status: Literal["written", "conflict"]
+    status: Literal["written", "conflict", "failed"]
     # The value found before writing, and after (re-read from the source).
     before: Any
     after: Any
     detail: str = ""
+
+
+@dataclass(frozen=True)
+class CellWrite:
+    """One compare-and-set write of a batch: ``column`` of record ``key`` from
+    ``expected_old`` to ``new``."""
+
+    key: Mapping[str, Any]
+    column: str
+    expected_old: Any
+    new: Any
 
 
 class Source(Protocol):
@@ -150,6 +162,19 @@ class Source(Protocol):
 
     def close(self) -> None:
         """Release what :meth:`open` acquired (temporary copies, sessions)."""
+        ...
+
+
+@runtime_checkable
+class BatchWriting(Protocol):
+    """A source whose API writes many records in one call (sObject Collections, a Sheets
+    ``values.batchUpdate``)."""
+
+    def write_many(self, writes: Sequence[CellWrite]) -> list[WriteResult]:
+        """Each write compare-and-set, as :meth:`Source.write` does one, in as few calls as the
+        API allows: one result per write, in order. A record whose precondition fails or
+        that the source refuses is a ``conflict`` or ``failed`` of its own; the others still
+        go. Raises :class:`~dq_agent.errors.SourceError` only when nothing was written."""
         ...
 
 

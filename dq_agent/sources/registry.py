@@ -66,7 +66,7 @@ class Connections:
             from dq_agent.sources.salesforce import SalesforceSource, connect
 
             client = self._client(spec.connector, lambda: connect(connector))
-            return SalesforceSource(client, spec, retry=self._retry)
+            return SalesforceSource(client, spec, retry=self._retry, connector=connector)
         if isinstance(connector, GSheetsConnector) and isinstance(spec, GSheetsSourceSpec):
             from dq_agent.sources.gsheets import GSheetsSource
             from dq_agent.sources.gsheets import connect as connect_sheets

@@ -1,19 +1,25 @@
 """``type: salesforce`` — an object's records through the REST API (simple-salesforce).
 
-Reads use SOQL through ``query_all`` (which follows ``nextRecordsUrl``), typed by the object's
-describe; the records are copied into a private SQLite table for the checks. Writes are
-compare-and-set: the value is re-read and compared, the PATCH carries ``If-Unmodified-Since``
-from the ``LastModifiedDate`` seen when the data was read, and the record is re-read after.
+Reads use SOQL, typed by the object's describe: REST pages (2,000 records a call) for up to
+``bulk_threshold`` records, a Bulk API 2.0 query job (CSV pages of up to 50,000) above it; the
+records are copied into a private SQLite table for the checks. Writes are compare-and-set: the
+value is re-read and compared, the write carries ``If-Unmodified-Since``, and the record is
+re-read after. Many writes go as sObject Collections, 200 records a call, each record standing
+alone. Every response's ``Sforce-Limit-Info`` is read: past ``max_api_share`` of the org's
+daily requests, the run stops calling the org.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from email.utils import format_datetime
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import requests
@@ -21,7 +27,7 @@ import sqlalchemy as sa
 
 from dq_agent.config.models import SalesforceConnector, SalesforceSourceSpec
 from dq_agent.errors import SourceError
-from dq_agent.sources.base import Relation, WriteResult, same_value
+from dq_agent.sources.base import CellWrite, Relation, WriteResult, same_value
 from dq_agent.sources.fetched import FetchedColumn, FetchedCopy, infer_type
 from dq_agent.sources.http import ApiSession
 from dq_agent.sources.retry import RetryPolicy
@@ -53,6 +59,14 @@ _DECIMAL_TEXT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+
 _WHOLE_TEXT = re.compile(r"[+-]?[0-9]{1,20}")
 _TRANSIENT_CODES = {"REQUEST_LIMIT_EXCEEDED", "SERVER_UNAVAILABLE", "UNABLE_TO_LOCK_ROW"}
 _IN_CHUNK = 200
+# sObject Collections: records a write may carry, ids a read may ask for.
+_COLLECTION_WRITE = 200
+_COLLECTION_READ = 2000
+# Bulk API 2.0: records a results page may carry, and how long a query job may take.
+_BULK_PAGE = 50_000
+_BULK_MAX_WAIT_S = 3600.0
+_BULK_POLL_MAX_S = 30.0
+_LIMIT_INFO = re.compile(r"(?:^|[;,\s])api-usage=(\d+)/(\d+)")
 
 
 def connect(connector: SalesforceConnector) -> Any:
@@ -90,15 +104,59 @@ def _secret(value: Any) -> str | None:
     return None if value is None else str(value.get_secret_value())
 
 
-def _session(connector: SalesforceConnector) -> ApiSession:
+def _session(connector: SalesforceConnector) -> OrgSession:
     url = connector.instance_url
     if url and url.startswith("http://"):
         # An emulator on http://HOST:PORT: the client will ask for https://HOST:PORT.
         host = urlsplit(url).netloc
-        return ApiSession(
+        return OrgSession(
             timeout=connector.timeout, rewrite_from=f"https://{host}", rewrite_to=f"http://{host}"
         )
-    return ApiSession(timeout=connector.timeout)
+    return OrgSession(timeout=connector.timeout)
+
+
+@dataclass
+class ApiUsage:
+    """The org's daily API requests, as the latest ``Sforce-Limit-Info`` header said."""
+
+    used: int | None = None
+    limit: int | None = None
+
+    def observe(self, header: str | None) -> None:
+        match = _LIMIT_INFO.search(header or "")
+        if match:
+            self.used, self.limit = int(match[1]), int(match[2])
+
+    @property
+    def share(self) -> float | None:
+        if self.used is None or not self.limit:
+            return None
+        return self.used / self.limit
+
+    def __str__(self) -> str:
+        if self.used is None or not self.limit:
+            return "unknown"
+        return f"{self.used:,} of {self.limit:,} daily API requests ({self.used / self.limit:.0%})"
+
+
+class OrgSession(ApiSession):
+    """The client's HTTP session: every response's ``Sforce-Limit-Info`` is kept in
+    :attr:`usage`, whichever part of the client made the call (REST, Bulk 2.0, Collections)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.usage = ApiUsage()
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> Any:
+        response = super().request(method, url, *args, **kwargs)
+        self.usage.observe(response.headers.get("Sforce-Limit-Info"))
+        return response
+
+
+def api_usage(client: Any) -> ApiUsage:
+    """What the client's responses said of the org's daily API usage."""
+    session = getattr(client, "session", None)
+    return session.usage if isinstance(session, OrgSession) else ApiUsage()
 
 
 def translate(exc: Exception) -> SourceError:
@@ -136,17 +194,26 @@ def _error_body(content: Any) -> tuple[str | None, str]:
 
 
 class SalesforceSource:
-    """Reads one object's records; writes single fields back compare-and-set."""
+    """Reads one object's records; writes fields back compare-and-set, one or many at once."""
 
     def __init__(
-        self, client: Any, spec: SalesforceSourceSpec, *, retry: RetryPolicy | None = None
+        self,
+        client: Any,
+        spec: SalesforceSourceSpec,
+        *,
+        retry: RetryPolicy | None = None,
+        connector: SalesforceConnector | None = None,
     ) -> None:
         self._sf = client
         self._spec = spec
         self._retry = retry or RetryPolicy()
+        self._bulk_threshold = connector.bulk_threshold if connector else 10_000
+        self._max_api_share = connector.max_api_share if connector else 0.5
         self._copy: FetchedCopy | None = None
         self._modified: dict[str, datetime] = {}
         self._types: dict[str, str] = {}
+        # How the last read went: "rest" (pages of 2,000) or "bulk" (a Bulk API 2.0 job).
+        self.read_by: str | None = None
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -163,8 +230,7 @@ class SalesforceSource:
         soql = f"SELECT {', '.join(wanted)} FROM {spec.object}"
         if spec.where:
             soql += f" WHERE {spec.where}"
-        records = self._call("query", lambda: self._sf.query_all(soql)["records"])
-        rows = [self._typed_row(record, wanted) for record in records]
+        rows = [self._typed_row(record, wanted) for record in self._records(soql)]
         first: dict[str, Any] = {}
         for row in rows:  # of records that share an Id, the first is the one checked
             first.setdefault(str(row["Id"]), row.get("LastModifiedDate"))
@@ -173,6 +239,100 @@ class SalesforceSource:
         columns = [FetchedColumn(n, self._sql_type(n, rows)) for n in names]
         self._copy = FetchedCopy(spec.object)
         return self._copy.load(columns, rows, ("Id",))
+
+    def _records(self, soql: str) -> list[Mapping[str, Any]]:
+        """The query's records: REST pages while there are at most ``bulk_threshold`` of
+        them, a Bulk API 2.0 job when there are more (its first REST page says how many)."""
+        page = self._call("query", lambda: self._sf.query(soql))
+        if page.get("totalSize", 0) > self._bulk_threshold:
+            self.read_by = "bulk"
+            return list(self._bulk_query(soql))
+        self.read_by = "rest"
+        records = list(page["records"])
+        while not page.get("done", True):
+            url = page["nextRecordsUrl"]
+            page = self._call(
+                "query", lambda url=url: self._sf.query_more(url, identifier_is_url=True)
+            )
+            records += page["records"]
+        return records
+
+    def _bulk_query(self, soql: str) -> Iterator[Mapping[str, Any]]:
+        """A Bulk API 2.0 query job: created, polled with backoff until complete, its CSV
+        results fetched page by page (``Sforce-Locator``)."""
+        body = {"operation": "query", "query": soql, "contentType": "CSV"}
+        body |= {"columnDelimiter": "COMMA", "lineEnding": "LF"}
+        job = self._call(
+            "bulk query", lambda: self._sf.restful("jobs/query", method="POST", json=body)
+        )
+        job_id = str(job["id"])
+        self._await_job(job_id)
+        locator = ""
+        while True:
+            text, locator = self._call(
+                "bulk results", lambda loc=locator: self._bulk_page(job_id, loc)
+            )
+            for row in csv.DictReader(io.StringIO(text)):
+                yield {name: self._from_csv(name, value) for name, value in row.items()}
+            if not locator:
+                return
+
+    def _await_job(self, job_id: str) -> None:
+        waited, attempt = 0.0, 0
+        while True:
+            job = self._call(
+                "bulk job", lambda: self._sf.restful(f"jobs/query/{job_id}", method="GET")
+            )
+            state = job.get("state")
+            if state == "JobComplete":
+                return
+            if state in ("Failed", "Aborted"):
+                why = job.get("errorMessage") or state
+                raise SourceError(
+                    f"Salesforce Bulk API query job {job_id} on {self._spec.object} {state}: {why}",
+                    transient=False,
+                )
+            if waited >= _BULK_MAX_WAIT_S:
+                self._call(
+                    "bulk abort",
+                    lambda: self._sf.restful(
+                        f"jobs/query/{job_id}", method="PATCH", json={"state": "Aborted"}
+                    ),
+                )
+                raise SourceError(
+                    f"Salesforce Bulk API query job {job_id} on {self._spec.object} did not "
+                    f"finish in {_BULK_MAX_WAIT_S / 60:.0f} minutes; aborted it",
+                    transient=True,
+                )
+            delay = min(_BULK_POLL_MAX_S, self._retry.base_delay * 2**attempt)
+            attempt += 1
+            waited += delay
+            self._retry.sleep(delay)
+
+    def _bulk_page(self, job_id: str, locator: str) -> tuple[str, str]:
+        """One page of a finished job's CSV results, and the locator of the next ("" at the
+        end). The client's ``restful`` parses JSON, so the CSV is fetched on its session."""
+        from simple_salesforce.util import exception_handler
+
+        params: dict[str, Any] = {"maxRecords": _BULK_PAGE}
+        if locator:
+            params["locator"] = locator
+        headers = {**self._sf.headers, "Accept": "text/csv"}
+        url = f"{self._sf.bulk2_url}query/{job_id}/results"
+        response = self._sf.session.get(url, headers=headers, params=params)
+        if response.status_code >= 300:
+            exception_handler(response, f"jobs/query/{job_id}/results")
+        following = response.headers.get("Sforce-Locator") or ""
+        return response.content.decode("utf-8"), "" if following == "null" else following
+
+    def _from_csv(self, name: str, text: str | None) -> Any:
+        """A Bulk CSV field as the REST API's JSON has it: an empty field is null, a
+        boolean field's ``true``/``false`` a boolean; the rest is typed as REST text is."""
+        if text is None or text == "":
+            return None
+        if self._types.get(name) == "boolean" and text in ("true", "false"):
+            return text == "true"
+        return text
 
     def _typed_row(self, record: Mapping[str, Any], names: Sequence[str]) -> dict[str, Any]:
         return {name: self._typed(name, _lookup(record, name)) for name in names}
@@ -212,8 +372,7 @@ class SalesforceSource:
         self, key: Mapping[str, Any], column: str, expected_old: Any, new: Any
     ) -> WriteResult:
         record_id = str(key["Id"])
-        if column not in self._types and self._types:
-            raise SourceError(f"{self._spec.object} has no field {column}", transient=False)
+        self._require_field(column)
         before = self._read(record_id, column)
         if not same_value(before, expected_old):
             return WriteResult("conflict", before, before, f"{column} is now {before!r}")
@@ -229,13 +388,122 @@ class SalesforceSource:
             # Someone changed the record since it was read, even if to the very value meant
             # here: that is their write, not ours (the ledger says "already fixed").
             after = self._read(record_id, column)
-            return WriteResult(
-                "conflict", before, after, "the record changed after it was read (412)"
-            )
+            return WriteResult("conflict", before, after, _CHANGED_SINCE_READ)
         after = self._read(record_id, column)
         if not same_value(after, new):
             return WriteResult("conflict", before, after, f"{column} reads {after!r} after writing")
         return WriteResult("written", before, after)
+
+    def write_many(self, writes: Sequence[CellWrite]) -> list[WriteResult]:
+        """Compare-and-set writes as sObject Collections: the records re-read (2,000 a
+        call), those still as read written 200 a call with ``allOrNone: false`` and
+        ``If-Unmodified-Since``, then re-read to verify. Each record stands alone."""
+        for write in writes:
+            self._require_field(write.column)
+        ids = [str(w.key["Id"]) for w in writes]
+        columns = sorted({w.column for w in writes})
+        now = self._collection_read(ids, columns)
+        results: list[WriteResult | None] = [None] * len(writes)
+        ready: list[int] = []
+        for i, write in enumerate(writes):
+            record = now.get(ids[i])
+            before = None if record is None else self._typed(write.column, record.get(write.column))
+            seen = self._modified.get(ids[i])
+            moved = None if record is None else _moment(record.get("LastModifiedDate"))
+            if record is None:
+                results[i] = WriteResult("conflict", None, None, "the record no longer exists")
+            elif not same_value(before, write.expected_old):
+                results[i] = WriteResult(
+                    "conflict", before, before, f"{write.column} is now {before!r}"
+                )
+            elif seen is not None and isinstance(moved, datetime) and moved > seen:
+                results[i] = WriteResult("conflict", before, before, _CHANGED_SINCE_READ)
+            else:
+                ready.append(i)
+        refused = self._collection_update([writes[i] for i in ready], now)
+        after = self._collection_read([ids[i] for i in ready], columns) if ready else {}
+        for i, why in zip(ready, refused, strict=True):
+            write = writes[i]
+            before = self._typed(write.column, now[ids[i]].get(write.column))
+            record = after.get(ids[i])
+            value = None if record is None else self._typed(write.column, record.get(write.column))
+            if why is not None:
+                results[i] = WriteResult(why[0], before, value, why[1])
+            elif not same_value(value, write.new):
+                detail = f"{write.column} reads {value!r} after writing"
+                results[i] = WriteResult("conflict", before, value, detail)
+            else:
+                results[i] = WriteResult("written", before, value)
+        return [r for r in results if r is not None]
+
+    def _collection_read(
+        self, ids: Sequence[str], columns: Sequence[str]
+    ) -> dict[str, Mapping[str, Any]]:
+        """The records ``ids`` now (those that exist), by id, 2,000 a call."""
+        fields = ",".join(dict.fromkeys(["Id", *columns, "LastModifiedDate"]))
+        unique = list(dict.fromkeys(ids))
+        found: dict[str, Mapping[str, Any]] = {}
+        for start in range(0, len(unique), _COLLECTION_READ):
+            chunk = ",".join(unique[start : start + _COLLECTION_READ])
+            path = f"composite/sobjects/{self._spec.object}"
+            params = {"ids": chunk, "fields": fields}
+            records = self._call(
+                "read", lambda path=path, params=params: self._sf.restful(path, params=params)
+            )
+            for record in records or []:
+                if isinstance(record, Mapping) and record.get("Id"):
+                    found[_id15(str(record["Id"]))] = record
+        return {i: found[_id15(i)] for i in ids if _id15(i) in found}
+
+    def _collection_update(
+        self, writes: Sequence[CellWrite], now: Mapping[str, Mapping[str, Any]]
+    ) -> list[tuple[Literal["conflict", "failed"], str] | None]:
+        """PATCH the writes 200 records a call; per write None (accepted) or its refusal."""
+        outcomes: list[tuple[Literal["conflict", "failed"], str] | None] = []
+        for start in range(0, len(writes), _COLLECTION_WRITE):
+            chunk = writes[start : start + _COLLECTION_WRITE]
+            records = [
+                {"attributes": {"type": self._spec.object}, "id": str(w.key["Id"]), w.column: w.new}
+                for w in chunk
+            ]
+            # Every record of the chunk was re-read just now: none may change before the write.
+            read_at = [_moment(now[str(w.key["Id"])].get("LastModifiedDate")) for w in chunk]
+            stamps = [at for at in read_at if isinstance(at, datetime)]
+            headers = (
+                {"If-Unmodified-Since": format_datetime(max(stamps), usegmt=True)} if stamps else {}
+            )
+            body = {"allOrNone": False, "records": records}
+            try:
+                answers = self._call(
+                    "update",
+                    lambda body=body, headers=headers: self._sf.restful(
+                        "composite/sobjects", method="PATCH", json=body, headers=headers
+                    ),
+                )
+            except SourceError as exc:
+                # A timeout may have written the chunk, a refusal did not: the records say.
+                outcomes += self._after_error(chunk, exc)
+                continue
+            outcomes += [_refusal(answer) for answer in answers or [{}] * len(chunk)]
+        return outcomes
+
+    def _after_error(
+        self, chunk: Sequence[CellWrite], error: SourceError
+    ) -> list[tuple[Literal["conflict", "failed"], str] | None]:
+        """What became of a chunk whose call failed, read back from the records: written
+        (None) where they hold the new value, failed where they do not."""
+        ids = [str(w.key["Id"]) for w in chunk]
+        now = self._collection_read(ids, sorted({w.column for w in chunk}))
+        return [
+            None
+            if same_value(self._typed(w.column, now.get(i, {}).get(w.column)), w.new)
+            else ("failed", f"not written: {error}")
+            for w, i in zip(chunk, ids, strict=True)
+        ]
+
+    def _require_field(self, column: str) -> None:
+        if column not in self._types and self._types:
+            raise SourceError(f"{self._spec.object} has no field {column}", transient=False)
 
     def read(self, key: Mapping[str, Any], column: str) -> Any:
         return self._read(str(key["Id"]), column)
@@ -302,6 +570,15 @@ class SalesforceSource:
         return getattr(self._sf, self._spec.object)
 
     def _call(self, what: str, action: Any) -> Any:
+        usage = api_usage(self._sf)
+        share = usage.share
+        if share is not None and share > self._max_api_share:
+            raise SourceError(
+                f"Salesforce API usage is {usage}, past max_api_share "
+                f"{self._max_api_share:.0%}: no more Salesforce reads or writes this run "
+                f"(the {what} on {self._spec.object} was not made)",
+                transient=False,
+            )
         return self._retry.call(f"Salesforce {what} on {self._spec.object}", action, translate)
 
     def close(self) -> None:
@@ -310,8 +587,33 @@ class SalesforceSource:
             self._copy = None
 
 
+_CHANGED_SINCE_READ = "the record changed after it was read (412)"
+
+
+def _refusal(answer: Any) -> tuple[Literal["conflict", "failed"], str] | None:
+    """A Collections answer for one record: None when it succeeded; else a precondition
+    failure is someone else's change (a conflict), any other error the source's refusal of
+    this record (failed), with what it said."""
+    if isinstance(answer, Mapping) and answer.get("success"):
+        return None
+    errors = answer.get("errors", []) if isinstance(answer, Mapping) else []
+    errors = [e for e in errors if isinstance(e, Mapping)]
+    if any("PRECONDITION" in str(e.get("statusCode", "")) for e in errors):
+        return "conflict", _CHANGED_SINCE_READ
+    text = "; ".join(f"{e.get('statusCode')}: {e.get('message')}" for e in errors)
+    return "failed", f"Salesforce refused the record: {text or 'no reason given'}"
+
+
+def _id15(record_id: str) -> str:
+    """The case-sensitive 15-character form of an id: what 15- and 18-character ids share."""
+    return record_id[:15]
+
+
 def _lookup(record: Mapping[str, Any], name: str) -> Any:
-    """``Owner.Email`` follows the nested relationship object the API returns."""
+    """``Owner.Email`` follows the nested relationship object the API returns (a Bulk CSV
+    row names the column ``Owner.Email`` itself)."""
+    if name in record:
+        return record[name]
     value: Any = record
     for part in name.split("."):
         if not isinstance(value, Mapping):
