@@ -134,9 +134,22 @@ def test_spreadsheet_resource_has_googles_shape(
 ) -> None:
     key = keys["Forecast"]
 
-    assert book.fetch_sheet_metadata() == {
+    metadata = dict(book.fetch_sheet_metadata())
+    properties = metadata.pop("properties")
+
+    assert {k: properties[k] for k in ("title", "locale", "autoRecalc", "timeZone")} == {
+        "title": "US forecast (Dec)",
+        "locale": "en_US",
+        "autoRecalc": "ON_CHANGE",
+        "timeZone": "Etc/GMT",
+    }
+    assert properties["defaultFormat"]["textFormat"]["fontFamily"] == "arial,sans,sans-serif"
+    assert properties["spreadsheetTheme"]["themeColors"][2] == {
+        "colorType": "ACCENT1",
+        "color": {"rgbColor": {"red": 0.25882353, "green": 0.52156863, "blue": 0.95686275}},
+    }
+    assert metadata == {
         "spreadsheetId": key,
-        "properties": {"title": "US forecast (Dec)", "locale": "en_US", "timeZone": "Etc/GMT"},
         "sheets": [
             {
                 "properties": {
@@ -275,6 +288,101 @@ def test_bad_ranges_are_invalid_arguments(
         book.values_get(range_name)
 
     assert api_error(exc) == {"code": 400, "message": message, "status": "INVALID_ARGUMENT"}
+
+
+@pytest.fixture
+def blank(client: gspread.Client, emulator: SheetsEmulator) -> gspread.Spreadsheet:
+    """A spreadsheet with an empty sheet, a sheet of one cell, and a sheet of 2 x 3 cells."""
+    key = emulator.seed({"Blank": {"sheets": {"Empty": [], "One": [["x"]]}}})["Blank"]
+    book = client.open_by_key(key)
+    book.add_worksheet("Tiny", rows=2, cols=3)
+    return book
+
+
+# Google answers 200 for a range that starts inside the grid whatever it holds: the range read
+# (clipped to the grid) and no `values` (cassettes WorksheetTest.test_range.json: A1:A5 of a
+# cleared sheet; WorksheetTest.test_get_all_values.json: four empty rows of a 4 x 4 grid).
+EMPTY_READS = [
+    ("Empty", "Empty!A1:Z1000"),  # an empty sheet still names its whole grid
+    ("'Empty'", "Empty!A1:Z1000"),
+    ("Empty!B2:C3", "Empty!B2:C3"),
+    ("One!C5:D9", "One!C5:D9"),  # inside the grid, past the data
+    ("One!B1", "One!B1"),
+    ("Tiny", "Tiny!A1:C2"),
+    ("Tiny!A1:Z100", "Tiny!A1:C2"),  # a grid smaller than the range: clipped to it
+    ("Tiny!C:E", "Tiny!C1:C2"),
+    ("Tiny!2:9", "Tiny!A2:C2"),
+]
+
+
+@pytest.mark.parametrize(("range_name", "returned_range"), EMPTY_READS)
+@pytest.mark.parametrize("major", ["ROWS", "COLUMNS"])
+def test_an_empty_range_reads_as_a_value_range_without_values(
+    blank: gspread.Spreadsheet, range_name: str, returned_range: str, major: str
+) -> None:
+    response = blank.values_get(range_name, params={"majorDimension": major})
+
+    assert response == {"range": returned_range, "majorDimension": major}
+
+
+def test_batch_get_of_empty_ranges_answers_each_without_values(
+    blank: gspread.Spreadsheet,
+) -> None:
+    response = blank.values_batch_get([name for name, _ in EMPTY_READS] + ["One!A1"])
+
+    assert response == {
+        "spreadsheetId": blank.id,
+        "valueRanges": [
+            *[{"range": returned, "majorDimension": "ROWS"} for _, returned in EMPTY_READS],
+            {"range": "One!A1", "majorDimension": "ROWS", "values": [["x"]]},
+        ],
+    }
+
+
+def test_gspread_reads_empty_sheets_and_ranges_without_error(
+    blank: gspread.Spreadsheet,
+) -> None:
+    empty, tiny = blank.worksheet("Empty"), blank.worksheet("Tiny")
+
+    assert empty.get_all_records() == []
+    assert tiny.batch_get(["A1:B2", "C2"]) == [[], []]
+    assert [c.value for c in tiny.range("A1:C2")] == [""] * 6
+    assert empty.cell(3, 3).value is None
+
+
+@pytest.mark.parametrize("range_name", ["Tiny!D1", "Tiny!A3", "Tiny!A3:C9", "Tiny!D:D"])
+def test_a_range_that_starts_outside_the_grid_is_refused(
+    blank: gspread.Spreadsheet, range_name: str
+) -> None:
+    # Google's answer to a read starting past the grid (burnash/gspread#554): a 400 naming
+    # the first cell outside it.
+    with pytest.raises(APIError) as exc:
+        blank.values_get(range_name)
+    with pytest.raises(APIError) as batch:
+        blank.values_batch_get(["Tiny!A1", range_name])
+
+    assert api_error(exc)["status"] == api_error(batch)["status"] == "INVALID_ARGUMENT"
+    assert api_error(exc)["message"].endswith("exceeds grid limits. Max rows: 2, max columns: 3")
+
+
+@pytest.mark.parametrize(
+    ("range_name", "returned_range", "values"),
+    [
+        ("R2C1", "Sheet1!A2", [["US"]]),
+        ("Sheet1!R2C1:R3C2", "Sheet1!A2:B3", [["US", "CA"], ["US", "NY"]]),
+        ("Sheet1!R3C2:R2C1", "Sheet1!A2:B3", [["US", "CA"], ["US", "NY"]]),
+        ("Sheet1!R1C5:R1C40", "Sheet1!E1:Z1", [["approved"]]),
+    ],
+)
+def test_absolute_r1c1_ranges_are_read_like_a1_ones(
+    book: gspread.Spreadsheet, range_name: str, returned_range: str, values: list[list[str]]
+) -> None:
+    # The reference of values.get and batchGet: "the A1 notation or R1C1 notation of the range".
+    assert book.values_get(range_name) == {
+        "range": returned_range,
+        "majorDimension": "ROWS",
+        "values": values,
+    }
 
 
 def test_columns_major_dimension_transposes(book: gspread.Spreadsheet) -> None:
@@ -514,7 +622,7 @@ def test_batch_update_writes_several_ranges(
 
     assert response == {
         "spreadsheetId": key,
-        "totalUpdatedRows": 3,
+        "totalUpdatedRows": 2,  # rows 2 and 3, row 2 counted once though both ranges touch it
         "totalUpdatedColumns": 2,
         "totalUpdatedCells": 3,
         "totalUpdatedSheets": 1,
@@ -539,6 +647,42 @@ def test_batch_update_writes_several_ranges(
         ["CAN", "CA", 120, 1600],
         ["US", "NY", 80, 1000],
     ]
+
+
+def test_batch_update_totals_count_each_row_and_column_once(
+    sheet: gspread.Worksheet, book: gspread.Spreadsheet, keys: dict[str, str]
+) -> None:
+    # Cassette WorksheetTest.test_batch_update.json: A1:D1 and A4:D4 in one call are 2 rows,
+    # 4 columns (not 8) and 8 cells; the reference says "columns where at least one cell in
+    # the column was updated".
+    row = [["a", "b", "", "d"]]
+    response = sheet.batch_update(
+        [{"range": "A6:D6", "values": row}, {"range": "A9", "values": row}]
+    )
+    across = book.values_batch_update(
+        body={
+            "valueInputOption": "RAW",
+            "data": [
+                {"range": "Sheet1!A10", "values": [["x"]]},
+                {"range": f"'{NOTES_TITLE.replace(chr(39), chr(39) * 2)}'!A10", "values": [["y"]]},
+                {"range": "Sheet1!B10", "values": []},  # no cell: nothing counted
+            ],
+        }
+    )
+
+    assert {k: v for k, v in response.items() if k.startswith("total")} == {
+        "totalUpdatedRows": 2,
+        "totalUpdatedColumns": 4,
+        "totalUpdatedCells": 8,
+        "totalUpdatedSheets": 1,
+    }
+    assert {k: v for k, v in across.items() if k.startswith("total")} == {
+        "totalUpdatedRows": 2,  # row 10 of each sheet
+        "totalUpdatedColumns": 2,
+        "totalUpdatedCells": 2,
+        "totalUpdatedSheets": 2,
+    }
+    assert across["responses"][2] == {"spreadsheetId": keys["Forecast"]}
 
 
 def test_a_batch_with_one_bad_range_writes_nothing(
@@ -636,7 +780,24 @@ def test_a_rate_limit_is_a_google_error_with_retry_after(
     with pytest.raises(APIError) as exc:
         client.open_by_key(keys["Forecast"])
 
-    assert api_error(exc) == {"code": 429, "message": QUOTA_MESSAGE, "status": "RESOURCE_EXHAUSTED"}
+    assert api_error(exc) == {
+        "code": 429,
+        "message": QUOTA_MESSAGE,
+        "status": "RESOURCE_EXHAUSTED",
+        "details": [
+            {
+                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                "reason": "RATE_LIMIT_EXCEEDED",
+                "domain": "googleapis.com",
+                "metadata": {
+                    "consumer": "projects/0",
+                    "quota_limit": "ReadRequestsPerMinutePerUser",
+                    "quota_metric": "sheets.googleapis.com/read_requests",
+                    "service": "sheets.googleapis.com",
+                },
+            }
+        ],
+    }
     assert exc.value.response.headers["Retry-After"] == "30"
     assert client.open_by_key(keys["Forecast"]).title == "US forecast (Dec)"
 
@@ -687,6 +848,30 @@ def test_the_state_endpoint_shows_what_clients_wrote(
         },
         "requests": 3,  # open_by_key, sheet1's metadata, the write
     }
+
+
+def test_requests_are_logged_for_tests_to_inspect(
+    sheet: gspread.Worksheet, emulator: SheetsEmulator, keys: dict[str, str]
+) -> None:
+    key = keys["Forecast"]
+    sheet.batch_update([{"range": "C4", "values": [["1,100"]]}], raw=False)
+
+    [logged] = emulator.requests_for("post", f"/v4/spreadsheets/{key}/values:batchUpdate")
+    assert logged == {
+        "method": "POST",
+        "path": f"/v4/spreadsheets/{key}/values:batchUpdate",
+        "query": {},
+        "body": {
+            "valueInputOption": "USER_ENTERED",
+            "includeValuesInResponse": None,
+            "responseValueRenderOption": None,
+            "responseDateTimeRenderOption": None,
+            "data": [{"range": "'Sheet1'!C4", "values": [["1,100"]]}],
+        },
+    }
+    assert [r["path"] for r in emulator.requests_for("GET")] == [f"/v4/spreadsheets/{key}"] * 2
+    emulator.reset()
+    assert emulator.requests_for("POST") == []
 
 
 def test_an_unknown_route_is_not_found(server: LoopbackServer, keys: dict[str, str]) -> None:

@@ -9,12 +9,20 @@ emulation stops, it says so here rather than guessing:
   ``$5`` or a date (the cell then shows what was typed); everything else uses the automatic
   format;
 - ``spreadsheets:batchUpdate`` knows ``addSheet``, ``deleteSheet`` and
-  ``updateSheetProperties`` (title, index, grid size) and answers 501 for anything else.
+  ``updateSheetProperties`` (title, index, grid size) and answers 501 for anything else;
+- R1C1 ranges are read in their absolute forms only (``R2C1``, ``R2C1:R5C3``);
+- ``dateTimeRenderOption`` is accepted and ignored: a typed date reads back unformatted as
+  its serial number whatever it asks.
+
+Reads answer as Sheets does at the grid's edge: a range that starts inside the grid but
+ends past it is clipped to the grid, an empty range (or sheet) is a ``ValueRange`` with no
+``values``, and only a range that starts outside the grid is a 400.
 """
 
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 import json
 import math
@@ -58,6 +66,38 @@ _STATUS_NAMES = {
     501: "UNIMPLEMENTED",
     503: "UNAVAILABLE",
     504: "DEADLINE_EXCEEDED",
+}
+
+# What a spreadsheet's properties hold beside its title, locale and time zone: the defaults of
+# a new Google spreadsheet (white cells, 10pt Arial, the standard theme). Nothing reads them.
+_WHITE = {"red": 1, "green": 1, "blue": 1}
+DEFAULT_FORMAT: JsonObject = {
+    "backgroundColor": _WHITE,
+    "padding": {"top": 2, "right": 3, "bottom": 2, "left": 3},
+    "verticalAlignment": "BOTTOM",
+    "wrapStrategy": "OVERFLOW_CELL",
+    "textFormat": {
+        "foregroundColor": {},
+        "fontFamily": "arial,sans,sans-serif",
+        "fontSize": 10,
+        "bold": False,
+        "italic": False,
+        "strikethrough": False,
+        "underline": False,
+        "foregroundColorStyle": {"rgbColor": {}},
+    },
+    "backgroundColorStyle": {"rgbColor": _WHITE},
+}
+THEME_COLORS = {
+    "TEXT": "000000",
+    "BACKGROUND": "ffffff",
+    "ACCENT1": "4285f4",
+    "ACCENT2": "ea4335",
+    "ACCENT3": "fbbc04",
+    "ACCENT4": "34a853",
+    "ACCENT5": "ff6d01",
+    "ACCENT6": "46bdc6",
+    "LINK": "1155cc",
 }
 
 
@@ -134,10 +174,31 @@ class _Book:
     def resource(self) -> JsonObject:
         return {
             "spreadsheetId": self.key,
-            "properties": {"title": self.title, "locale": LOCALE, "timeZone": TIME_ZONE},
+            "properties": {
+                "title": self.title,
+                "locale": LOCALE,
+                "autoRecalc": "ON_CHANGE",
+                "timeZone": TIME_ZONE,
+                "defaultFormat": DEFAULT_FORMAT,
+                "spreadsheetTheme": _theme(),
+            },
             "sheets": [{"properties": s.properties(i)} for i, s in enumerate(self.sheets)],
             "spreadsheetUrl": f"https://docs.google.com/spreadsheets/d/{self.key}/edit",
         }
+
+
+def _theme() -> JsonObject:
+    colors = [
+        {"colorType": kind, "color": {"rgbColor": _rgb(hex_rgb)}}
+        for kind, hex_rgb in THEME_COLORS.items()
+    ]
+    return {"primaryFontFamily": "Arial", "themeColors": colors}
+
+
+def _rgb(hex_rgb: str) -> JsonObject:
+    """A Color as the API writes one: channels from 0 to 1, a channel at 0 left out."""
+    channels = zip(("red", "green", "blue"), bytes.fromhex(hex_rgb), strict=True)
+    return {name: _number(round(value / 255, 8)) for name, value in channels if value}
 
 
 class _Box(NamedTuple):
@@ -193,6 +254,7 @@ class _Fault:
 # --------------------------------------------------------------------------- A1 notation
 
 _ENDPOINT = re.compile(r"\$?([A-Za-z]{0,3})\$?([0-9]{0,7})")
+_R1C1_CELL = re.compile(r"[Rr]([0-9]{1,7})[Cc]([0-9]{1,5})")
 _BARE_TITLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _LOOKS_LIKE_CELL = re.compile(r"[A-Za-z]{1,3}[0-9]+|[Rr][0-9]*[Cc][0-9]*")
 
@@ -285,6 +347,22 @@ def _ordered(start: int | None, end: int | None) -> tuple[int, int | None]:
 
 
 def _parse_span(text: str) -> _Span | None:
+    return _parse_a1(text) or _parse_r1c1(text)
+
+
+def _parse_r1c1(text: str) -> _Span | None:
+    """``R2C1`` or ``R2C1:R5C3``; other R1C1 forms (``R2``, ``C3``) read as A1 cells first."""
+    corners = [_R1C1_CELL.fullmatch(part) for part in text.split(":")]
+    if len(corners) > 2 or None in corners:
+        return None
+    rows = [int(m[1]) - 1 for m in corners if m]
+    cols = [int(m[2]) - 1 for m in corners if m]
+    if min(rows + cols) < 0:
+        return None
+    return _Span(min(rows), min(cols), max(rows) + 1, max(cols) + 1)
+
+
+def _parse_a1(text: str) -> _Span | None:
     first, colon, second = text.partition(":")
     start = _parse_endpoint(first)
     if start is None:
@@ -511,19 +589,23 @@ def _put_rows(sheet: _Sheet, row0: int, col0: int, rows: list[list[SeedCell]], o
                 sheet.put(row0 + i, col0 + j, _input_cell(raw, option))
 
 
+def _block(row0: int, col0: int, rows: list[list[SeedCell]]) -> _Box | None:
+    """The block ``rows`` cover when written at (row0, col0); ``None`` when they hold no cell."""
+    width = max((len(row) for row in rows), default=0)
+    return _Box(row0, col0, row0 + len(rows), col0 + width) if rows and width else None
+
+
 def _written(
-    book: _Book, sheet: _Sheet, row0: int, col0: int, rows: list[list[SeedCell]], echo: str | None
+    book: _Book, sheet: _Sheet, box: _Box | None, rows: list[list[SeedCell]], echo: str | None
 ) -> JsonObject:
     """An UpdateValuesResponse; ``echo`` is the render option when values are to be returned."""
     result: JsonObject = {"spreadsheetId": book.key}
-    width = max((len(row) for row in rows), default=0)
-    if not rows or not width:
+    if box is None:
         return result
-    box = _Box(row0, col0, row0 + len(rows), col0 + width)
     result.update(
         updatedRange=_a1(sheet, box),
         updatedRows=len(rows),
-        updatedColumns=width,
+        updatedColumns=box.col1 - box.col0,
         updatedCells=sum(len(row) for row in rows),
     )
     if echo is not None:
@@ -538,7 +620,16 @@ class _WriteOptions:
     echo: str | None = None  # the render option of values returned in the response, if any
 
 
-def _update(book: _Book, range_text: str, values: object, options: _WriteOptions) -> JsonObject:
+@dataclass(frozen=True)
+class _Update:
+    """One range written: its sheet, the block it covers (``None`` when no cell), the reply."""
+
+    sheet: _Sheet
+    box: _Box | None
+    reply: JsonObject
+
+
+def _update(book: _Book, range_text: str, values: object, options: _WriteOptions) -> _Update:
     target = _resolve(book, range_text)
     rows = _input_rows(values, options.major)
     height, width = len(rows), max((len(row) for row in rows), default=0)
@@ -550,7 +641,8 @@ def _update(book: _Book, range_text: str, values: object, options: _WriteOptions
     if width and span.col0 + width > sheet.column_count:
         raise _grid_error(sheet, span.row0, sheet.column_count)
     _put_rows(sheet, span.row0, span.col0, rows, options.input)
-    return _written(book, sheet, span.row0, span.col0, rows, options.echo)
+    box = _block(span.row0, span.col0, rows)
+    return _Update(sheet, box, _written(book, sheet, box, rows, options.echo))
 
 
 def _find_table(sheet: _Sheet, box: _Box) -> _Box | None:
@@ -594,7 +686,7 @@ def _append(
     result: JsonObject = {"spreadsheetId": book.key}
     if table is not None:
         result["tableRange"] = _a1(sheet, table)
-    result["updates"] = _written(book, sheet, row0, col0, rows, options.echo)
+    result["updates"] = _written(book, sheet, _block(row0, col0, rows), rows, options.echo)
     return result
 
 
@@ -807,12 +899,52 @@ def _seed_book(name: str, spec: Mapping[str, Any]) -> _Book:
 # --------------------------------------------------------------------------- requests
 
 
-def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+def _error(
+    status: int,
+    message: str,
+    headers: dict[str, str] | None = None,
+    details: list[JsonObject] | None = None,
+) -> Response:
     """An error body shaped as Google sends it."""
-    name = _STATUS_NAMES.get(status, "UNKNOWN")
-    return Response(
-        status, {"error": {"code": status, "message": message, "status": name}}, headers or {}
-    )
+    error: JsonObject = {
+        "code": status,
+        "message": message,
+        "status": _STATUS_NAMES.get(status, "UNKNOWN"),
+    }
+    if details:
+        error["details"] = details
+    return Response(status, {"error": error}, headers or {})
+
+
+def _quota_details(request: Request) -> list[JsonObject]:
+    """The ErrorInfo Sheets attaches to a 429: which per-minute quota ran out."""
+    kind = "Read" if request.method == "GET" else "Write"
+    return [
+        {
+            "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+            "reason": "RATE_LIMIT_EXCEEDED",
+            "domain": "googleapis.com",
+            "metadata": {
+                "consumer": "projects/0",
+                "quota_limit": f"{kind}RequestsPerMinutePerUser",
+                "quota_metric": f"sheets.googleapis.com/{kind.lower()}_requests",
+                "service": "sheets.googleapis.com",
+            },
+        }
+    ]
+
+
+def _logged(request: Request) -> JsonObject:
+    try:
+        body: Any = request.json()
+    except ValueError:
+        body = request.body.decode("utf-8", "replace")
+    return {
+        "method": request.method,
+        "path": unquote(request.path),
+        "query": {name: list(values) for name, values in request.query.items()},
+        "body": body,
+    }
 
 
 def _body(request: Request) -> JsonObject:
@@ -894,21 +1026,25 @@ def _values_batch_update(book: _Book, body: Mapping[str, Any]) -> JsonObject:
     data = body.get("data") or []
     if not isinstance(data, list):
         raise _ApiError(400, "Invalid JSON payload received. 'data' must be a list.")
-    responses = []
+    updates = []
     for i, item in enumerate(data):
         if not isinstance(item, dict):
             raise _ApiError(400, f"Invalid data[{i}]: {json.dumps(item)}")
         options = _write_options(body, item.get("majorDimension"))
-        responses.append(_update(book, str(item.get("range", "")), item.get("values"), options))
-    totals = {
-        "totalUpdatedRows": sum(r.get("updatedRows", 0) for r in responses),
-        "totalUpdatedColumns": sum(r.get("updatedColumns", 0) for r in responses),
-        "totalUpdatedCells": sum(r.get("updatedCells", 0) for r in responses),
-        "totalUpdatedSheets": len(
-            {r["updatedRange"].rpartition("!")[0] for r in responses if "updatedRange" in r}
-        ),
+        updates.append(_update(book, str(item.get("range", "")), item.get("values"), options))
+    # Rows and columns are counted once however many ranges touch them, as Sheets does (two
+    # rows A1:D1 and A4:D4 are 2 rows and 4 columns); a row of another sheet is another row.
+    boxes = [(u.sheet.sheet_id, u.box) for u in updates if u.box is not None]
+    rows = {(sheet, r) for sheet, box in boxes for r in range(box.row0, box.row1)}
+    columns = {(sheet, c) for sheet, box in boxes for c in range(box.col0, box.col1)}
+    return {
+        "spreadsheetId": book.key,
+        "totalUpdatedRows": len(rows),
+        "totalUpdatedColumns": len(columns),
+        "totalUpdatedCells": sum(u.reply.get("updatedCells", 0) for u in updates),
+        "totalUpdatedSheets": len({sheet for sheet, _ in boxes}),
+        "responses": [u.reply for u in updates],
     }
-    return {"spreadsheetId": book.key, **totals, "responses": responses}
 
 
 def _values_batch_clear(book: _Book, body: Mapping[str, Any]) -> JsonObject:
@@ -935,6 +1071,7 @@ class SheetsEmulator:
         self._books: dict[str, _Book] = {}
         self._faults: list[_Fault] = []
         self._requests = 0
+        self._log: list[JsonObject] = []
 
     def seed(self, spreadsheets: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
         """Add (or replace) spreadsheets by name; returns ``{name: spreadsheet id}``.
@@ -949,11 +1086,12 @@ class SheetsEmulator:
         return {name: book.key for name, book in books.items()}
 
     def reset(self) -> None:
-        """Forget every spreadsheet, pending fault and the request count."""
+        """Forget every spreadsheet, pending fault and request seen."""
         with self._lock:
             self._books.clear()
             self._faults.clear()
             self._requests = 0
+            self._log.clear()
 
     def fail_next(
         self,
@@ -965,12 +1103,24 @@ class SheetsEmulator:
     ) -> None:
         """Answer the next ``times`` requests with a Google error body instead of serving them.
 
-        ``retry_after`` goes out as the ``Retry-After`` header; text as it is (``"nan"``).
+        ``retry_after`` goes out as the ``Retry-After`` header; text as it is (``"nan"``). A 429
+        carries the ``details`` Sheets gives one (the read or write quota that ran out).
         """
         if not 400 <= status <= 599 or times < 1:
             raise ValueError("fail_next needs an HTTP error status (4xx/5xx) and times >= 1")
         with self._lock:
             self._faults.extend([_Fault(status, message, retry_after)] * times)
+
+    def requests_for(self, method: str, path_prefix: str = "") -> list[JsonObject]:
+        """Requests that arrived (failed ones included), oldest first, as ``{"method", "path",
+        "query", "body"}`` with the path percent-decoded and a JSON body decoded (else its
+        text)."""
+        with self._lock:
+            return [
+                copy.deepcopy(entry)
+                for entry in self._log
+                if entry["method"] == method.upper() and entry["path"].startswith(path_prefix)
+            ]
 
     def state(self) -> dict[str, Any]:
         with self._lock:
@@ -983,12 +1133,14 @@ class SheetsEmulator:
     def handle(self, request: Request) -> Response:
         with self._lock:
             self._requests += 1
+            self._log.append(_logged(request))
             if self._faults:
                 fault = self._faults.pop(0)
                 headers = (
                     {} if fault.retry_after is None else {"Retry-After": str(fault.retry_after)}
                 )
-                return _error(fault.status, fault.message, headers)
+                details = _quota_details(request) if fault.status == 429 else None
+                return _error(fault.status, fault.message, headers, details)
             try:
                 return Response(200, self._route(request))
             except _ApiError as exc:
@@ -1043,7 +1195,7 @@ class SheetsEmulator:
             body = _body(request)
             options = _write_options(query, body.get("majorDimension"))
             return self._change(
-                book, lambda draft: _update(draft, range_text, body.get("values"), options)
+                book, lambda draft: _update(draft, range_text, body.get("values"), options).reply
             )
         if (request.method, method) == ("POST", "append"):
             body = _body(request)

@@ -174,7 +174,9 @@ class BatchWriting(Protocol):
         """Each write compare-and-set, as :meth:`Source.write` does one, in as few calls as the
         API allows: one result per write, in order. A record whose precondition fails or
         that the source refuses is a ``conflict`` or ``failed`` of its own; the others still
-        go. Raises :class:`~dq_agent.errors.SourceError` only when nothing was written."""
+        go. Raises :class:`~dq_agent.errors.SourceError` when the batch could not be made or
+        what became of it cannot be told (the ledger's intents then wait for the next run,
+        which reads each record, as after a crash)."""
         ...
 
 

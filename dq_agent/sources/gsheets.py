@@ -1,10 +1,11 @@
 """``type: gsheets`` — one worksheet of a Google Sheet (gspread, Sheets API v4).
 
 The header row names the columns; every other row becomes a record keyed by its sheet row
-number (column ``_row``), typed from the cells' unformatted values. Writes re-read the cell,
-write only if it still holds the expected value, and re-read it after. The Sheets API has no
-conditional write, so a person typing into the same cell in the milliseconds between the
-re-read and the write is the one race this cannot see.
+number (column ``_row``), typed from the cells' unformatted values. Writes re-read the
+worksheet, write (in one ``values:batchUpdate``) only the cells that still hold the expected
+value, and re-read it after. The Sheets API has no conditional write, so a person typing
+into the same cell in the milliseconds between the re-read and the write is the one race
+this cannot see.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import requests
 from dq_agent.config.models import GSheetsConnector, GSheetsSourceSpec
 from dq_agent.errors import SourceError
 from dq_agent.redact import redact
-from dq_agent.sources.base import Relation, WriteResult, same_value
+from dq_agent.sources.base import CellWrite, Relation, WriteResult, same_value
 from dq_agent.sources.fetched import FetchedColumn, FetchedCopy, infer_type
 from dq_agent.sources.http import ApiSession
 from dq_agent.sources.retry import RetryPolicy, parse_retry_after
@@ -30,6 +31,8 @@ ROW_COLUMN = "_row"
 # The "column" a restore writes: every cell of the worksheet at once.
 WHOLE_SHEET = "(all cells)"
 SHEETS_API = "https://sheets.googleapis.com"
+# How written values are read: as if typed into the sheet (what gspread's update_cell sends).
+INPUT_OPTION = "USER_ENTERED"
 _KEY_IN_URL = re.compile(r"/spreadsheets/d/([A-Za-z0-9_-]+)")
 
 
@@ -119,7 +122,7 @@ def translate(exc: Exception) -> SourceError:
 
 
 class GSheetsSource:
-    """Reads one worksheet; writes single cells back compare-and-set."""
+    """Reads one worksheet; writes cells back compare-and-set, many in one call."""
 
     def __init__(
         self, client: Any, spec: GSheetsSourceSpec, *, retry: RetryPolicy | None = None
@@ -138,7 +141,7 @@ class GSheetsSource:
         self.last_grid = [list(row) for row in grid]
         self._header = _header(grid[0]) if grid else []
         rows = [
-            {ROW_COLUMN: number, **self._typed(cells)}
+            {ROW_COLUMN: number, **_record(self._header, cells)}
             for number, cells in enumerate(grid[1:], start=2)
             if any(cell not in ("", None) for cell in cells)
         ]
@@ -160,25 +163,87 @@ class GSheetsSource:
     ) -> WriteResult:
         if column == WHOLE_SHEET:
             return self.write_grid(expected_old or [], new or [])
+        [result] = self._write_cells([CellWrite(key, column, expected_old, new)])
+        if result.status == "failed":  # alone, a write the sheet cannot take is an error
+            raise SourceError(result.detail, transient=False)
+        return result
+
+    def write_many(self, writes: Sequence[CellWrite]) -> list[WriteResult]:
+        """Compare-and-set writes in five requests however many there are: the worksheet
+        found (two), read once, the cells that still hold their expected value written in one
+        ``values:batchUpdate``, and read once more to verify. A write of the whole sheet
+        (``WHOLE_SHEET``) goes on its own, as :meth:`write` makes it."""
+        cells = [i for i, w in enumerate(writes) if w.column != WHOLE_SHEET]
+        done = dict(zip(cells, self._write_cells([writes[i] for i in cells]), strict=True))
+        for i, write in enumerate(writes):
+            if write.column != WHOLE_SHEET:
+                continue
+            try:
+                done[i] = self.write_grid(write.expected_old or [], write.new or [])
+            except SourceError as exc:
+                if not any(r.status == "written" for r in done.values()):
+                    raise
+                done[i] = WriteResult("failed", None, None, str(exc))
+        return [done[i] for i in range(len(writes))]
+
+    def _write_cells(self, writes: Sequence[CellWrite]) -> list[WriteResult]:
+        """One result per cell write, in order."""
+        if not writes:
+            return []
         worksheet = self._worksheet()
-        if not self._header:
-            self._header = _header(self._grid()[0])
-        if column not in self._header:
-            raise SourceError(
-                f"no column {column!r} in worksheet {self._spec.worksheet}", transient=False
+        grid = self._grid(worksheet)
+        header = _header(grid[0]) if grid else []
+        results: list[WriteResult | None] = [None] * len(writes)
+        planned: dict[tuple[int, int], int] = {}  # (row, column), 1-based → index in writes
+        for i, write in enumerate(writes):
+            refused = self._refusal(write, grid, header, worksheet.row_count)
+            if isinstance(refused, WriteResult):
+                results[i] = refused
+            elif refused in planned:
+                detail = f"{write.column} of row {refused[0]} is set by an earlier write"
+                results[i] = WriteResult("failed", None, None, detail)
+            else:
+                planned[refused] = i
+        # Only what still holds its expected value is written, in one request.
+        values = {_a1(row, col): writes[i].new for (row, col), i in planned.items()}
+        if values:
+            # Fresh dicts on every attempt: gspread prefixes each range with the sheet's name.
+            self._call(
+                "write",
+                lambda: worksheet.batch_update(
+                    [{"range": a1, "values": [[new]]} for a1, new in values.items()],
+                    value_input_option=INPUT_OPTION,
+                ),
             )
-        row = self._row_of(key)
+        after_grid = self._grid(worksheet) if values else grid
+        for (row, col), i in planned.items():
+            write = writes[i]
+            before, after = _value_at(grid, row, col), _value_at(after_grid, row, col)
+            if not same_value(after, write.new):
+                detail = f"{write.column} reads {after!r} after writing"
+                results[i] = WriteResult("conflict", before, after, detail)
+            else:
+                results[i] = WriteResult("written", before, after)
+        return [r for r in results if r is not None]
+
+    def _refusal(
+        self, write: CellWrite, grid: list[list[Any]], header: list[str], row_count: int
+    ) -> WriteResult | tuple[int, int]:
+        """Why ``write`` cannot go (a ``conflict`` or ``failed`` result), or its cell."""
+        if write.column not in header:
+            detail = f"no column {write.column!r} in worksheet {self._spec.worksheet}"
+            return WriteResult("failed", None, None, detail)
+        row = _row_in(grid, header, write.key)
         if row is None:
-            return WriteResult("conflict", None, None, f"no row matches {dict(key)}")
-        col = self._header.index(column) + 1
-        before = self._cell(worksheet, row, col)
-        if not same_value(before, expected_old):
-            return WriteResult("conflict", before, before, f"{column} is now {before!r}")
-        self._call("write", lambda: worksheet.update_cell(row, col, new))
-        after = self._cell(worksheet, row, col)
-        if not same_value(after, new):
-            return WriteResult("conflict", before, after, f"{column} reads {after!r} after writing")
-        return WriteResult("written", before, after)
+            return WriteResult("conflict", None, None, f"no row matches {dict(write.key)}")
+        if not 2 <= row <= row_count:
+            detail = f"row {row} is not a record of worksheet {self._spec.worksheet}"
+            return WriteResult("failed", None, None, detail)
+        col = header.index(write.column) + 1
+        before = _value_at(grid, row, col)
+        if not same_value(before, write.expected_old):
+            return WriteResult("conflict", before, before, f"{write.column} is now {before!r}")
+        return row, col
 
     def write_grid(
         self, expected: Sequence[Sequence[Any]], new: Sequence[Sequence[Any]]
@@ -223,8 +288,9 @@ class GSheetsSource:
         spreadsheet = self._call("open", lambda: self._client.open_by_key(self._key))
         return self._call("worksheet", lambda: spreadsheet.worksheet(self._spec.worksheet))
 
-    def _grid(self) -> list[list[Any]]:
-        worksheet = self._worksheet()
+    def _grid(self, worksheet: Any = None) -> list[list[Any]]:
+        if worksheet is None:
+            worksheet = self._worksheet()
         return list(
             self._call(
                 "read",
@@ -235,24 +301,10 @@ class GSheetsSource:
             )
         )
 
-    def _typed(self, cells: Sequence[Any]) -> dict[str, Any]:
-        return {
-            name: _cell_value(cells[i] if i < len(cells) else None)
-            for i, name in enumerate(self._header)
-            if name
-        }
-
     def _row_of(self, key: Mapping[str, Any]) -> int | None:
         if ROW_COLUMN in key:
             return int(key[ROW_COLUMN])
-        # Keyed by the suite's own columns: find the one row that matches now.
-        grid = self._grid()
-        found = [
-            number
-            for number, cells in enumerate(grid[1:], start=2)
-            if all(same_value(self._typed(cells).get(k), v) for k, v in key.items())
-        ]
-        return found[0] if len(found) == 1 else None
+        return _row_in(self._grid(), self._header, key)
 
     def _cell(self, worksheet: Any, row: int, col: int) -> Any:
         cell = self._call(
@@ -275,6 +327,44 @@ def _header(cells: Sequence[Any]) -> list[str]:
             f"column header {ROW_COLUMN!r} is reserved for row numbers", transient=False
         )
     return names
+
+
+def _record(header: Sequence[str], cells: Sequence[Any]) -> dict[str, Any]:
+    """A row's cells by column name, typed."""
+    return {
+        name: _cell_value(cells[i] if i < len(cells) else None)
+        for i, name in enumerate(header)
+        if name
+    }
+
+
+def _row_in(
+    grid: Sequence[Sequence[Any]], header: Sequence[str], key: Mapping[str, Any]
+) -> int | None:
+    """The sheet row of the record ``key``: its ``_row``, or the one row whose cells match."""
+    if ROW_COLUMN in key:
+        return int(key[ROW_COLUMN])
+    found = [
+        number
+        for number, cells in enumerate(grid[1:], start=2)
+        if all(same_value(_record(header, cells).get(k), v) for k, v in key.items())
+    ]
+    return found[0] if len(found) == 1 else None
+
+
+def _value_at(grid: Sequence[Sequence[Any]], row: int, col: int) -> Any:
+    """The typed value at (row, col), 1-based; beyond what the API returned, the cell is empty."""
+    cells = grid[row - 1] if row <= len(grid) else []
+    return _cell_value(cells[col - 1] if col <= len(cells) else None)
+
+
+def _a1(row: int, col: int) -> str:
+    """``C2`` for row 2, column 3."""
+    letters = ""
+    while col:
+        col, rest = divmod(col - 1, 26)
+        letters = chr(ord("A") + rest) + letters
+    return f"{letters}{row}"
 
 
 def _cell_value(value: Any) -> Any:
