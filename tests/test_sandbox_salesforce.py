@@ -361,11 +361,11 @@ def test_unknown_object_is_invalid_type(sf: Salesforce) -> None:
 
 def test_unknown_relationship_is_invalid_field(sf: Salesforce) -> None:
     with pytest.raises(SalesforceMalformedRequest) as raised:
-        sf.query("SELECT Account.Name FROM Opportunity")
+        sf.query("SELECT Acount.Name FROM Opportunity")
     status, code, message = error_of(raised)
     assert (status, code) == (400, "INVALID_FIELD")
     assert message.splitlines()[-1].startswith(
-        "Didn't understand relationship 'Account' in field path."
+        "Didn't understand relationship 'Acount' in field path."
     )
 
 
@@ -441,7 +441,13 @@ def test_error_position_counts_rows_and_columns() -> None:
 
 def test_create_get_update_delete(sf: Salesforce, server: LoopbackServer, clock: Clock) -> None:
     created = sf.Opportunity.create(
-        {"Name": "Hooli pilot", "Amount": "2500", "CloseDate": "2026-12-01", "OwnerId": MARIA}
+        {
+            "Name": "Hooli pilot",
+            "StageName": "Prospecting",
+            "Amount": "2500",
+            "CloseDate": "2026-12-01",
+            "OwnerId": MARIA,
+        }
     )
     assert created["success"] is True and created["errors"] == []
     new_id = created["id"]
@@ -654,26 +660,26 @@ def test_describe_lists_fields_with_their_types(sf: Salesforce) -> None:
         "Opportunity",
         "006",
     )
-    assert [(f["name"], f["type"]) for f in described["fields"]] == [
-        ("Id", "id"),
+    types = [(f["name"], f["type"]) for f in described["fields"]]
+    assert types[0] == ("Id", "id")
+    # The seed's standard fields keep their standard types; its custom ones come last.
+    seeded = ("Name", "StageName", "Amount", "Probability", "CloseDate", "IsWon", "OwnerId")
+    assert [pair for pair in types if pair[0] in seeded] == [
         ("Name", "string"),
         ("StageName", "picklist"),
         ("Amount", "currency"),
-        ("Seats__c", "double"),
         ("Probability", "percent"),
-        ("Quantity__c", "int"),
         ("CloseDate", "date"),
         ("IsWon", "boolean"),
         ("OwnerId", "reference"),
-        ("Description", "textarea"),
-        ("CreatedDate", "datetime"),
-        ("LastModifiedDate", "datetime"),
-        ("SystemModstamp", "datetime"),
     ]
+    assert ("Description", "textarea") in types
+    assert ("LastModifiedDate", "datetime") in types
+    assert types[-2:] == [("Seats__c", "double"), ("Quantity__c", "int")]
     owner = next(f for f in described["fields"] if f["name"] == "OwnerId")
     assert {k: owner[k] for k in ("label", "nillable", "updateable", "referenceTo")} == {
         "label": "Owner ID",
-        "nillable": True,
+        "nillable": False,  # every record has an owner: the creator, unless the create names one
         "updateable": True,
         "referenceTo": ["User"],
     }
@@ -684,7 +690,20 @@ def test_describe_lists_fields_with_their_types(sf: Salesforce) -> None:
 
 def test_describe_global_lists_every_object(sf: Salesforce) -> None:
     listed = {o["name"]: o for o in sf.describe()["sobjects"]}
-    assert sorted(listed) == ["Opportunity", "OpportunityFieldHistory", "User", "UserHistory"]
+    assert sorted(listed) == [
+        "Account",
+        "AccountHistory",
+        "Case",
+        "CaseHistory",
+        "Contact",
+        "ContactHistory",
+        "Lead",
+        "LeadHistory",
+        "Opportunity",
+        "OpportunityFieldHistory",
+        "User",
+        "UserHistory",
+    ]
     assert listed["OpportunityFieldHistory"]["updateable"] is False
     with pytest.raises(SalesforceResourceNotFound):
         sf.Opportunities.describe()
@@ -738,7 +757,7 @@ def test_injected_faults_carry_their_headers(
         assert (failed.status_code, failed.headers["Retry-After"]) == (503, "7")
         assert failed.json() == [{"message": "Try later", "errorCode": "SERVER_UNAVAILABLE"}]
         limits = session.get(url, headers=auth)
-        assert limits.json() == {"DailyApiRequests": {"Max": 15000, "Remaining": 14998}}
+        assert limits.json()["DailyApiRequests"] == {"Max": 15000, "Remaining": 14998}
         assert limits.headers["Sforce-Limit-Info"] == "api-usage=2/15000"
 
 
@@ -790,25 +809,56 @@ def test_soap_login_is_disabled_without_configured_credentials(clock: Clock) -> 
 # ---- state and seeding -----------------------------------------------------------------------
 
 
-def test_state_reflects_writes(sf: Salesforce, server: LoopbackServer) -> None:
-    sf.Opportunity.update(GLOBEX, {"Amount": 50000, "IsWon": True})
-    created = sf.User.create({"Name": "Ana Ruiz", "Email": "ana@example.com"})
+def test_state_reflects_writes(
+    sf: Salesforce, server: LoopbackServer, emulator: SalesforceEmulator
+) -> None:
+    sf.Opportunity.update(GLOBEX, {"Amount": 50000, "StageName": "Closed Won"})
+    created = sf.User.create(
+        {
+            "Username": "ana@example.com.sandbox",
+            "FirstName": "Ana",
+            "LastName": "Ruiz",
+            "Email": "ana@example.com",
+            "Alias": "aruiz",
+            "TimeZoneSidKey": "Europe/Madrid",
+            "LocaleSidKey": "es_ES",
+            "EmailEncodingKey": "UTF-8",
+            "LanguageLocaleKey": "es",
+            "ProfileId": "00e000000000001AAA",
+        }
+    )
     snapshot = state(server)
     globex = next(r for r in snapshot["objects"]["Opportunity"] if r["Id"] == GLOBEX)
-    assert (globex["Amount"], globex["IsWon"], globex["CloseDate"]) == (50000.0, True, "2026-12-15")
+    assert (globex["Amount"], globex["StageName"], globex["CloseDate"]) == (
+        50000.0,
+        "Closed Won",
+        "2026-12-15",
+    )
     assert globex["LastModifiedDate"] == "2026-11-24T11:00:00.000+0000"
-    assert snapshot["objects"]["User"][-1] == {
+    # Every standard field is in the record: those not given are null (checkboxes false).
+    ana = snapshot["objects"]["User"][-1]
+    assert {name: value for name, value in ana.items() if value not in (None, False)} == {
         "Id": created["id"],
-        "Name": "Ana Ruiz",
+        "Username": "ana@example.com.sandbox",
+        "FirstName": "Ana",
+        "LastName": "Ruiz",
         "Email": "ana@example.com",
-        "IsActive": False,
+        "Alias": "aruiz",
+        "IsActive": True,  # a new user is active unless the create says otherwise
+        "TimeZoneSidKey": "Europe/Madrid",
+        "LocaleSidKey": "es_ES",
+        "EmailEncodingKey": "UTF-8",
+        "LanguageLocaleKey": "es",
+        "ProfileId": "00e000000000001AAA",
+        "CreatedById": emulator.user_id,
+        "LastModifiedById": emulator.user_id,
         "CreatedDate": "2026-11-24T11:00:00.000+0000",
         "LastModifiedDate": "2026-11-24T11:00:00.000+0000",
         "SystemModstamp": "2026-11-24T11:00:00.000+0000",
     }
     assert [r["Field"] for r in snapshot["objects"]["OpportunityFieldHistory"]] == [
         "Amount",
-        "IsWon",
+        "StageName",
     ]
     assert snapshot["requests"] == 2
 

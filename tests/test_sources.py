@@ -408,7 +408,7 @@ def test_salesforce_write_loses_to_any_change_since_the_read(sf_server: Any) -> 
         with relation.connect() as conn:
             record_id = conn.execute(sa.select(relation.column("Id"))).scalar_one()
         # The owner moves the stage after we read: Amount is unchanged, the record is not.
-        source._sf.Opportunity.update(record_id, {"StageName": "Negotiation"})
+        source._sf.Opportunity.update(record_id, {"StageName": "Negotiation/Review"})
         result = source.write({"Id": record_id}, "Amount", 10_000_000, 1_000_000)
         assert result.status == "conflict"
         assert result.detail == "the record changed after it was read (412)"

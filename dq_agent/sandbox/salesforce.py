@@ -3,8 +3,10 @@
 The real ``simple-salesforce`` client talks to it over HTTP (through :class:`LoopbackServer`), so
 tests and ``dq-agent demo`` exercise the same requests a production org would see: SOQL with
 pagination, sObject rows with ``If-Unmodified-Since``, field history, describe, session expiry
-and API limits. SOQL syntax lives in :mod:`~dq_agent.sandbox.soql`; the records, their types and
-how a query runs over them in :mod:`~dq_agent.sandbox.sobjects`.
+and API limits. SOQL syntax lives in :mod:`~dq_agent.sandbox.soql` and how a query runs over the
+records in :mod:`~dq_agent.sandbox.sfquery`; the records, their types and the checks of a write in
+:mod:`~dq_agent.sandbox.sobjects`; the standard objects in :mod:`~dq_agent.sandbox.sfcatalog`;
+Bulk API 2.0 query jobs and sObject Collections in :mod:`~dq_agent.sandbox.sfjobs`.
 
 Seed format, per object type (see :meth:`SalesforceEmulator.seed`)::
 
@@ -27,15 +29,19 @@ from urllib.parse import unquote
 from xml.sax.saxutils import escape
 
 from dq_agent.sandbox.http import Request, Response
+from dq_agent.sandbox.sfcatalog import STANDARD_OBJECTS, standard_fields
+from dq_agent.sandbox.sfjobs import DAILY_BULK_QUERY_JOBS, BulkQueries, collections
+from dq_agent.sandbox.sfquery import QueryPlan, attributes, no_such_column
+from dq_agent.sandbox.sfrest import ApiError as _ApiError
+from dq_agent.sandbox.sfrest import allow as _allow
+from dq_agent.sandbox.sfrest import json_object as _json_object
+from dq_agent.sandbox.sfrest import not_found as _not_found
 from dq_agent.sandbox.sobjects import (
-    ID_TYPES,
     KEY_PREFIXES,
-    QueryPlan,
     Record,
     SObjectType,
-    attributes,
+    WriteError,
     coerce,
-    error_type_name,
     field_from_spec,
     fill_system_dates,
     history_name,
@@ -43,12 +49,14 @@ from dq_agent.sandbox.sobjects import (
     key_prefix,
     looks_like_id,
     make_id,
-    no_such_column,
     render,
+    require_fields,
     to_18,
     utc,
+    with_defaults,
+    writable_values,
 )
-from dq_agent.sandbox.soql import SoqlError, parse
+from dq_agent.sandbox.soql import Query, SoqlError, parse
 
 __all__ = ["SalesforceEmulator"]
 
@@ -58,29 +66,11 @@ _MAX_OPEN_CURSORS = 50  # Salesforce caps open query cursors per user; so do we,
 _SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 _PARTNER_NS = "urn:partner.soap.sforce.com"
 _FAULT_NS = "urn:fault.partner.soap.sforce.com"
-_NOT_FOUND = "The requested resource does not exist"
 _INVALID_SESSION = "Session expired or invalid"
 ORG_ID = to_18("00D000000000001")
 
 
 # ---- errors ----------------------------------------------------------------------------------
-
-
-class _ApiError(Exception):
-    """An error answered in Salesforce's shape: ``[{"message", "errorCode"}]``."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-
-    def response(self) -> Response:
-        return Response(self.status, [{"message": self.message, "errorCode": self.code}])
-
-
-def _not_found() -> _ApiError:
-    return _ApiError(404, "NOT_FOUND", _NOT_FOUND)
 
 
 @dataclass(frozen=True)
@@ -110,10 +100,17 @@ class SalesforceEmulator:
         password: str | None = None,
         security_token: str | None = None,
         request_limit: int = DEFAULT_REQUEST_LIMIT,
+        bulk_polls_to_complete: int = 2,
+        bulk_query_job_limit: int = DAILY_BULK_QUERY_JOBS,
     ) -> None:
         self.api_version = api_version
         self.page_size = page_size
         self.request_limit = request_limit
+        # A Bulk API 2.0 query job completes at this poll of its state; the polls before it see
+        # InProgress, so a client's waiting loop runs without the test waiting on a clock.
+        self._bulk = BulkQueries(
+            polls_to_complete=bulk_polls_to_complete, daily_job_limit=bulk_query_job_limit
+        )
         self._clock = clock or (lambda: datetime.now(UTC))
         self._credentials = (
             (username, password + (security_token or ""))
@@ -132,17 +129,28 @@ class SalesforceEmulator:
         self._requests = 0
         self._api_calls = 0
         self.user_id = self._new_id(KEY_PREFIXES["User"])  # who the API session acts as
+        for name in STANDARD_OBJECTS:  # a new org already has its standard objects
+            self._create_type(name)
 
     # -- set-up and fault injection (for tests and the demo)
 
     def seed(self, objects: Mapping[str, Mapping[str, Any]]) -> None:
         """Add object types and records: ``{type: {"fields": {name: spec}, "records": [...]}}``.
 
-        A field spec is a describe type name (string, textarea, picklist, email, reference,
-        double, currency, percent, int, boolean, date, datetime) or a mapping with ``type`` and
-        optionally ``referenceTo``, ``label``, ``nillable``, ``updateable``. ``Id``,
-        ``CreatedDate``, ``LastModifiedDate`` and ``SystemModstamp`` always exist; missing ones
-        are filled in. Seeding a type again adds fields and records. Field-history objects
+        A field spec is a describe type name (string, textarea, picklist, email, phone, url,
+        reference, double, currency, percent, int, boolean, date, datetime) or a mapping with
+        ``type`` and optionally ``referenceTo``, ``label``, ``nillable``, ``createable``,
+        ``updateable``, ``picklistValues`` and ``restrictedPicklist``. ``Id``, ``CreatedDate``,
+        ``LastModifiedDate`` and ``SystemModstamp`` always exist; missing ones are filled in.
+
+        User, Account, Contact, Lead, Opportunity and Case exist before any seed, with their
+        standard fields (:mod:`~dq_agent.sandbox.sfcatalog`). Naming a field that exists
+        again with the same type and no options changes nothing; with options, they customise
+        it (``{"type": "string", "nillable": False}`` makes it required); with another type,
+        the seed's definition replaces it, as an org customises its fields. Seeded records are
+        stored as given: required fields and picklists are checked on API writes only.
+
+        Seeding a type again adds fields and records. Field-history objects
         (``OpportunityFieldHistory``, ``<Type>History``) exist with their parent and can be
         seeded directly.
         """
@@ -222,11 +230,16 @@ class SalesforceEmulator:
     def _define(self, name: str, field_specs: Mapping[str, Any]) -> None:
         sobject = self._type(name) or self._create_type(name)
         for field_name, spec in field_specs.items():
-            sobject.add_field(field_from_spec(sobject.name, field_name, spec))
+            existing = sobject.field(field_name)
+            sobject.put_field(field_from_spec(sobject.name, field_name, spec, existing))
 
     def _create_type(self, name: str) -> SObjectType:
         prefix = key_prefix(name, (t.key_prefix for t in self._types.values()))
-        sobject = self._types[name] = SObjectType.regular(name, prefix)
+        if name in STANDARD_OBJECTS:
+            fields = {f.name: f for f in standard_fields(name)}
+            sobject = self._types[name] = SObjectType(name, prefix, fields)
+        else:
+            sobject = self._types[name] = SObjectType.regular(name, prefix)
         history = SObjectType.history_of(name)
         self._types.setdefault(history.name, history)
         return sobject
@@ -294,21 +307,26 @@ class SalesforceEmulator:
             raise _not_found()
         self._authenticate(request)
         self._api_calls += 1
+        response = self._answer(request, version, rest)
+        # Every authenticated answer, errors included, reports the day's API usage so far.
+        usage = f"api-usage={self._api_calls}/{self.request_limit}"
+        response.headers.setdefault("Sforce-Limit-Info", usage)
+        return response
+
+    def _answer(self, request: Request, version: str, rest: str) -> Response:
         if self._faults:
             fault = self._faults.pop(0)
             body = [{"message": fault.message, "errorCode": fault.code}]
             return Response(fault.status, body, dict(fault.headers))
-        if self._api_calls > self.request_limit:
-            raise _ApiError(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
-        parts = [unquote(part) for part in rest.split("/") if part]
         try:
-            response = self._dispatch(request, version, parts)
+            if self._api_calls > self.request_limit:
+                raise _ApiError(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
+            parts = [unquote(part) for part in rest.split("/") if part]
+            return self._dispatch(request, version, parts)
         except SoqlError as error:
-            response = _ApiError(400, error.code, error.message).response()
+            return _ApiError(400, error.code, error.message).response()
         except _ApiError as error:
-            response = error.response()
-        response.headers["Sforce-Limit-Info"] = f"api-usage={self._api_calls}/{self.request_limit}"
-        return response
+            return error.response()
 
     def _supports(self, version: str) -> bool:
         major, dot, minor = version.partition(".")
@@ -338,9 +356,11 @@ class SalesforceEmulator:
                 return self._query_more(locator, version)
             case ["limits"]:
                 _allow(method, "GET")
-                remaining = max(self.request_limit - self._api_calls, 0)
-                limits = {"Max": self.request_limit, "Remaining": remaining}
-                return Response(200, {"DailyApiRequests": limits})
+                return Response(200, self._limits())
+            case ["jobs", "query", *job]:
+                return self._bulk.handle(self, request, version, job)
+            case ["composite", "sobjects", *rest]:
+                return collections(self, request, version, rest)
             case ["sobjects"]:
                 _allow(method, "GET")
                 return Response(200, self._describe_global(version))
@@ -349,8 +369,7 @@ class SalesforceEmulator:
             case ["sobjects", type_name, "describe"]:
                 _allow(method, "GET")
                 sobject = self._sobject_type(type_name)
-                fields = [f.describe() for f in sobject.fields.values()]
-                return Response(200, {**sobject.summary(version), "fields": fields})
+                return Response(200, sobject.describe(version, self._types.values()))
             case ["sobjects", type_name, record_id]:
                 return self._row(request, self._sobject_type(type_name), record_id, version)
         raise _not_found()
@@ -358,6 +377,11 @@ class SalesforceEmulator:
     def _resources(self, version: str) -> dict[str, str]:
         base = f"/services/data/v{version}"
         return {name: f"{base}/{name}" for name in ("sobjects", "query", "queryAll", "limits")}
+
+    def _limits(self) -> dict[str, dict[str, int]]:
+        remaining = max(self.request_limit - self._api_calls, 0)
+        limits = {"DailyApiRequests": {"Max": self.request_limit, "Remaining": remaining}}
+        return dict(sorted((limits | self._bulk.limits()).items()))  # Salesforce sorts them too
 
     def _describe_global(self, version: str) -> dict[str, Any]:
         sobjects = [t.summary(version) for t in self._types.values()]
@@ -375,16 +399,8 @@ class SalesforceEmulator:
         if not text:
             raise _ApiError(400, "MALFORMED_QUERY", "A query string has to be specified")
         query = parse(text)
-        root = self._type(query.object_name)
-        if root is None:
-            reason = (
-                f"sObject type '{query.object_name}' is not supported. If you are attempting to "
-                "use a custom object, be sure to append the '__c' after the entity name. Please "
-                "reference your WSDL or the describe call for the appropriate names."
-            )
-            raise SoqlError("INVALID_TYPE", reason, source=text, position=query.object_position)
-        plan = QueryPlan(query, root, self._type, self._now().date())
-        rows = plan.matching(root.records.values())
+        plan, rows = self._select(query)
+        root = plan.root
         if query.count_only:
             return Response(200, {"totalSize": len(rows), "done": True, "records": []})
         rendered = [plan.render(row, version) for row in rows]
@@ -398,6 +414,21 @@ class SalesforceEmulator:
             while len(self._cursors) > _MAX_OPEN_CURSORS:
                 del self._cursors[next(iter(self._cursors))]
         return Response(200, self._page(rendered, cursor, 0, version))
+
+    def _select(self, query: Query) -> tuple[QueryPlan, list[Record]]:
+        """The query bound to the schema, and the stored records it returns, in order."""
+        root = self._type(query.object_name)
+        if root is None:
+            reason = (
+                f"sObject type '{query.object_name}' is not supported. If you are attempting to "
+                "use a custom object, be sure to append the '__c' after the entity name. Please "
+                "reference your WSDL or the describe call for the appropriate names."
+            )
+            raise SoqlError(
+                "INVALID_TYPE", reason, source=query.source, position=query.object_position
+            )
+        plan = QueryPlan(query, root, self._type, self._now().date())
+        return plan, plan.matching(root.records.values())
 
     def _query_more(self, locator: str, version: str) -> Response:
         cursor, _, offset = locator.rpartition("-")
@@ -425,9 +456,7 @@ class SalesforceEmulator:
         _allow(request.method, "GET", "POST")
         if request.method == "GET":
             return Response(200, {"objectDescribe": sobject.summary(version), "recentItems": []})
-        values = self._write_values(sobject, _json_object(request), creating=True)
-        _require_fields(sobject, values, creating=True)
-        record_id = self._insert(sobject, values)
+        record_id = self._create(sobject, _json_object(request))
         return Response(201, {"id": record_id, "success": True, "errors": []})
 
     def _row(
@@ -442,8 +471,7 @@ class SalesforceEmulator:
                 200, self._render_row(sobject, record, request.param("fields"), version)
             )
         if request.method == "DELETE":
-            _require_writable(sobject, "deleted")
-            del sobject.records[str(record["Id"])]
+            self._delete(sobject, record)
             return Response(204)
         self._check_unmodified_since(request, record)
         self._update(sobject, record, _json_object(request))
@@ -481,9 +509,29 @@ class SalesforceEmulator:
             )
             raise _ApiError(412, "PRECONDITION_FAILED", message)
 
+    # One write path for sObject Rows and sObject Collections: check, then create, update or
+    # delete a single record.
+
+    def _checked_values(
+        self, sobject: SObjectType, body: Mapping[str, Any], *, creating: bool
+    ) -> Record:
+        """The values a create or update of one record would write, or the error refusing it."""
+        values = self._write_values(sobject, body, creating=creating)
+        _require_fields(sobject, values, creating=creating)
+        return values
+
+    def _create(self, sobject: SObjectType, body: Mapping[str, Any]) -> str:
+        return self._insert(sobject, self._checked_values(sobject, body, creating=True))
+
+    def _deletable(self, sobject: SObjectType) -> None:
+        _require_writable(sobject, "deleted")
+
+    def _delete(self, sobject: SObjectType, record: Record) -> None:
+        self._deletable(sobject)
+        del sobject.records[str(record["Id"])]
+
     def _update(self, sobject: SObjectType, record: Record, body: Mapping[str, Any]) -> None:
-        values = self._write_values(sobject, body, creating=False)
-        _require_fields(sobject, values, creating=False)
+        values = self._checked_values(sobject, body, creating=False)
         now = self._now()
         history = self._types[history_name(sobject.name)]
         parent_field = history_parent_field(sobject.name)
@@ -500,39 +548,13 @@ class SalesforceEmulator:
     def _write_values(
         self, sobject: SObjectType, body: Mapping[str, Any], *, creating: bool
     ) -> Record:
+        """The typed values a create (with its defaults) or an update of one record writes."""
         _require_writable(sobject, "inserted" if creating else "updated")
-        values: Record = {}
-        read_only: list[str] = []
-        for key, raw in body.items():
-            if key == "attributes":
-                continue  # clients may echo a record's attributes back; Salesforce ignores them
-            definition = sobject.field(key)
-            if definition is None:
-                message = f"No such column '{key}' on sobject of type {sobject.name}"
-                raise _ApiError(400, "INVALID_FIELD", message)
-            if not (definition.createable if creating else definition.updateable):
-                read_only.append(definition.name)
-                continue
-            try:
-                values[definition.name] = coerce(definition, raw)
-            except ValueError:
-                if definition.type in ID_TYPES and isinstance(raw, str):
-                    message = f"{definition.label}: id value of incorrect type: {raw}"
-                    raise _ApiError(400, "MALFORMED_ID", message) from None
-                kind = error_type_name(definition.type)
-                message = (
-                    f"Cannot deserialize instance of {kind} from VALUE_STRING value {raw} or "
-                    "request may be missing a required field"
-                )
-                raise _ApiError(400, "JSON_PARSER_ERROR", message) from None
-        if read_only:
-            message = (
-                f"Unable to create/update fields: {', '.join(read_only)}. Please check the "
-                "security settings of this field and verify that it is read/write for your "
-                "profile or permission set."
-            )
-            raise _ApiError(400, "INVALID_FIELD_FOR_INSERT_UPDATE", message)
-        return values
+        try:
+            values = writable_values(sobject, body, creating=creating)
+        except WriteError as error:
+            raise _refusal(error) from None
+        return with_defaults(sobject, values, self.user_id) if creating else values
 
     # -- SOAP login (simple-salesforce's username + password + security token)
 
@@ -559,39 +581,31 @@ class SalesforceEmulator:
 
 
 def _require_fields(sobject: SObjectType, values: Record, *, creating: bool) -> None:
-    """Non-nillable fields need a value; an absent boolean is false, as in Salesforce."""
-    missing = [
-        f.name
-        for f in sobject.fields.values()
-        if not f.nillable
-        and values.get(f.name) is None
-        and (f.name in values or (creating and f.createable and f.type != "boolean"))
-    ]
-    if missing:
-        message = f"Required fields are missing: [{', '.join(missing)}]"
-        raise _ApiError(400, "REQUIRED_FIELD_MISSING", message)
+    """Required fields need a value on create; none that is not nillable may be set to null."""
+    try:
+        require_fields(sobject, values, creating=creating)
+    except WriteError as error:
+        raise _refusal(error) from None
 
 
-def _allow(method: str, *allowed: str) -> None:
-    if method not in allowed:
-        message = f"HTTP Method '{method}' not allowed. Allowed are {','.join(allowed)}"
-        raise _ApiError(405, "METHOD_NOT_ALLOWED", message)
+class _RecordError(_ApiError):
+    """A record refused: the REST answer names the fields at fault too."""
+
+    def response(self) -> Response:
+        body = {"message": self.message, "errorCode": self.code, "fields": list(self.fields)}
+        return Response(self.status, [body])
+
+
+def _refusal(error: WriteError) -> _ApiError:
+    if error.fields is None:
+        return _ApiError(400, error.code, error.message)
+    return _RecordError(400, error.code, error.message, error.fields)
 
 
 def _require_writable(sobject: SObjectType, verb: str) -> None:
     if sobject.parent is not None:
         message = f"entity type cannot be {verb}: {sobject.label}"
         raise _ApiError(400, "INVALID_TYPE_FOR_OPERATION", message)
-
-
-def _json_object(request: Request) -> Mapping[str, Any]:
-    try:
-        body = request.json()
-    except (ValueError, UnicodeDecodeError) as error:
-        raise _ApiError(400, "JSON_PARSER_ERROR", f"Unexpected character: {error}") from None
-    if not isinstance(body, dict):
-        raise _ApiError(400, "JSON_PARSER_ERROR", "The request body must be a JSON object")
-    return body
 
 
 def _soap_login_result(

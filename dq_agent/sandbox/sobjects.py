@@ -1,4 +1,4 @@
-"""The org's data model: object types, typed field values, ids, and SOQL evaluated over them.
+"""The org's data model: object types, typed field values, ids, and the checks of a write.
 
 Values are held as Python values (``date``, UTC ``datetime``, ``float`` …) and rendered the way
 Salesforce renders them in JSON only on the way out.
@@ -7,48 +7,38 @@ Salesforce renders them in JSON only on the way out.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime
 from typing import Any
-
-from dq_agent.sandbox.soql import (
-    BoolOp,
-    Comparison,
-    Condition,
-    DateKeyword,
-    FieldRef,
-    Like,
-    Membership,
-    Not,
-    OrderItem,
-    Query,
-    SoqlError,
-    Value,
-    like_pattern,
-)
 
 __all__ = [
     "ID_TYPES",
+    "MASTER_RECORD_TYPE",
     "FieldDef",
     "FieldValue",
-    "QueryPlan",
     "Record",
     "SObjectType",
-    "attributes",
+    "WriteError",
     "coerce",
     "error_type_name",
     "field_from_spec",
+    "field_label",
     "fill_system_dates",
     "history_name",
     "history_parent_field",
     "key_prefix",
     "looks_like_id",
     "make_id",
-    "no_such_column",
     "render",
+    "sort_key",
+    "require_fields",
     "to_18",
     "utc",
+    "validate_create",
+    "validate_update",
+    "with_defaults",
+    "writable_values",
 ]
 
 FieldValue = str | int | float | bool | date | datetime | None
@@ -81,6 +71,8 @@ KEY_PREFIXES = {
     "Campaign": "701",
 }
 HISTORY_PREFIX = "017"
+MASTER_RECORD_TYPE = "012000000000000AAA"  # the record type every object has, with no others
+MERGEABLE = frozenset({"Account", "Contact", "Lead", "Case"})
 SYSTEM_DATES = ("CreatedDate", "LastModifiedDate", "SystemModstamp")
 USER_REFERENCES = frozenset({"OwnerId", "CreatedById", "LastModifiedById"})
 _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -137,7 +129,7 @@ def key_prefix(name: str, taken: Iterable[str]) -> str:
 # ---- schema ----------------------------------------------------------------------------------
 
 
-def _label(api_name: str) -> str:
+def field_label(api_name: str) -> str:
     """``CloseDate`` → ``Close Date``, ``Seats__c`` → ``Seats``, ``OwnerId`` → ``Owner ID``."""
     name = api_name.removesuffix("__c").replace("_", " ")
     words = ""
@@ -157,8 +149,19 @@ def _reference_target(field_name: str) -> str | None:
     return None
 
 
+# What describe reports for a field whose definition does not say.
+_LENGTHS = {"string": 255, "textarea": 255, "picklist": 255, "multipicklist": 4099}
+_LENGTHS |= {"combobox": 255, "email": 80, "phone": 40, "url": 255, "id": 18, "reference": 18}
+_SCALES = {"currency": 2, "double": 0, "percent": 0}
+_SHORT_TEXT = 255  # a longer text area can be neither filtered, grouped nor sorted
+# Filled in by Salesforce on every create, so never required of the caller.
+_DEFAULTED_ON_CREATE = frozenset({"Id", *USER_REFERENCES, *SYSTEM_DATES})
+
+
 @dataclass(frozen=True)
 class FieldDef:
+    """One field and what describe says of it; unset sizes take the type's usual ones."""
+
     name: str
     type: str
     label: str
@@ -166,6 +169,22 @@ class FieldDef:
     updateable: bool = True
     createable: bool = True
     reference_to: str | None = None
+    also_refers_to: tuple[str, ...] = ()  # a polymorphic lookup: an Owner is a User or a queue
+    child_relationship: str | None = None  # how the target lists these records: "Contacts"
+    length: int | None = None
+    precision: int | None = None
+    scale: int | None = None
+    digits: int | None = None
+    picklist: tuple[str, ...] = ()
+    default: str | bool | None = None  # what a create that names no value gets
+    restricted: bool = False  # only the picklist's values are accepted
+    defaulted: bool = False  # derived by Salesforce on create (Probability from the stage)
+    auto_number: bool = False
+    name_field: bool = False
+    id_lookup: bool = False
+    unique: bool = False
+    compound: str | None = None  # the compound field this is part of: FirstName of Name
+    extra_type: str | None = None
 
     @property
     def relationship_name(self) -> str | None:
@@ -175,17 +194,110 @@ class FieldDef:
             return self.name[:-3] + "__r"
         return self.name[:-2] if self.name.endswith("Id") and len(self.name) > 2 else None
 
+    @property
+    def targets(self) -> list[str]:
+        """Every object type the field may point at, as describe's ``referenceTo`` lists them."""
+        if self.reference_to is None:
+            return []
+        return sorted({self.reference_to, *self.also_refers_to})
+
+    @property
+    def max_length(self) -> int:
+        return _LENGTHS.get(self.type, 0) if self.length is None else self.length
+
+    @property
+    def defaulted_on_create(self) -> bool:
+        return (
+            self.defaulted
+            or self.auto_number
+            or self.default is not None
+            or self.type == "boolean"
+            or self.name in _DEFAULTED_ON_CREATE
+        )
+
+    @property
+    def required(self) -> bool:
+        """A create must give a value: describe's reading of required, as clients apply it."""
+        return self.createable and not self.nillable and not self.defaulted_on_create
+
     def describe(self) -> dict[str, Any]:
+        """The field as ``/sobjects/{type}/describe`` lists it, with every key Salesforce sends."""
+        kind = self.type
+        text = kind in TEXT_TYPES
+        long_text = kind == "textarea" and self.max_length > _SHORT_TEXT
+        filterable = not long_text and kind != "anyType"
+        sortable = filterable and kind != "multipicklist"
+        polymorphic = len(self.targets) > 1
+        numeric = kind in FLOAT_TYPES
         return {
-            "name": self.name,
-            "type": self.type,
-            "label": self.label,
-            "nillable": self.nillable,
-            "updateable": self.updateable,
+            "aggregatable": sortable and kind != "boolean",
+            "aiPredictionField": False,
+            "autoNumber": self.auto_number,
+            "byteLength": (18 if kind in ID_TYPES else self.max_length * 3) if text else 0,
+            "calculated": False,
+            "calculatedFormula": None,
+            "cascadeDelete": False,
+            "caseSensitive": False,
+            "compoundFieldName": self.compound,
+            "controllerName": None,
             "createable": self.createable,
-            "referenceTo": [self.reference_to] if self.reference_to else [],
+            "custom": self.name.endswith("__c"),
+            "defaultValue": (self.default is True) if kind == "boolean" else None,
+            "defaultValueFormula": None,
+            "defaultedOnCreate": self.defaulted_on_create,
+            "dependentPicklist": False,
+            "deprecatedAndHidden": False,
+            "digits": (self.digits or 9) if kind == "int" else 0,
+            "displayLocationInDecimal": False,
+            "encrypted": False,
+            "externalId": False,
+            "extraTypeInfo": self.extra_type or ("plaintextarea" if kind == "textarea" else None),
+            "filterable": filterable,
+            "filteredLookupInfo": None,
+            "formulaTreatNullNumberAsZero": False,
+            "groupable": sortable and not numeric and kind != "datetime",
+            "highScaleNumber": False,
+            "htmlFormatted": False,
+            "idLookup": self.id_lookup or kind == "id",
+            "inlineHelpText": None,
+            "label": self.label,
+            "length": self.max_length if text else 0,
+            "mask": None,
+            "maskType": None,
+            "name": self.name,
+            "nameField": self.name_field,
+            "namePointing": polymorphic,
+            "nillable": self.nillable,
+            "permissionable": (self.nillable or kind == "boolean")
+            and (self.createable or self.updateable)
+            and self.name not in _DEFAULTED_ON_CREATE,
+            "picklistValues": [
+                {
+                    "active": True,
+                    "defaultValue": value == self.default,
+                    "label": value,
+                    "validFor": None,
+                    "value": value,
+                }
+                for value in self.picklist
+            ],
+            "polymorphicForeignKey": polymorphic,
+            "precision": (self.precision or 18) if numeric else 0,
+            "queryByDistance": False,
+            "referenceTargetField": None,
+            "referenceTo": self.targets,
             "relationshipName": self.relationship_name,
-            "soapType": _soap_type(self.type),
+            "relationshipOrder": None,
+            "restrictedDelete": False,
+            "restrictedPicklist": self.restricted,
+            "scale": (_SCALES[kind] if self.scale is None else self.scale) if numeric else 0,
+            "searchPrefilterable": kind == "reference",
+            "soapType": _soap_type(kind),
+            "sortable": sortable,
+            "type": kind,
+            "unique": self.unique,
+            "updateable": self.updateable,
+            "writeRequiresMasterRead": False,
         }
 
 
@@ -211,33 +323,65 @@ def _soap_type(field_type: str) -> str:
 
 def _system_field(name: str, field_type: str, **extra: Any) -> FieldDef:
     return FieldDef(
-        name, field_type, _label(name), nillable=False, updateable=False, createable=False, **extra
+        name,
+        field_type,
+        field_label(name),
+        nillable=False,
+        updateable=False,
+        createable=False,
+        **extra,
     )
 
 
-_SPEC_KEYS = frozenset({"type", "referenceTo", "label", "nillable", "updateable"})
+# A seed's option → the FieldDef attribute it sets.
+_SPEC_OPTIONS = {
+    "referenceTo": "reference_to",
+    "label": "label",
+    "nillable": "nillable",
+    "createable": "createable",
+    "updateable": "updateable",
+    "picklistValues": "picklist",
+    "restrictedPicklist": "restricted",
+}
 
 
-def field_from_spec(object_name: str, name: str, spec: str | Mapping[str, Any]) -> FieldDef:
-    """One entry of a seed's ``fields``: a type name, or a mapping with ``type`` and options."""
+def field_from_spec(
+    object_name: str, name: str, spec: str | Mapping[str, Any], existing: FieldDef | None = None
+) -> FieldDef:
+    """One entry of a seed's ``fields``: a type name, or a mapping with ``type`` and options.
+
+    Against an ``existing`` field of the same type the options customise it (no options: it
+    stays as it is); a different type makes a new field that keeps only the label.
+    """
     options: Mapping[str, Any] = {"type": spec} if isinstance(spec, str) else spec
-    unknown = sorted(set(options) - _SPEC_KEYS)
+    unknown = sorted(set(options) - {"type", *_SPEC_OPTIONS})
     if unknown:
         raise ValueError(f"{object_name}.{name}: unknown field options {unknown}")
     field_type = options.get("type")
     if field_type not in FIELD_TYPES or field_type == "id":
         raise ValueError(f"{object_name}.{name}: unknown field type {field_type!r}")
-    reference_to = options.get("referenceTo")
-    if field_type == "reference" and reference_to is None:
-        reference_to = _reference_target(name)
-    return FieldDef(
-        name=name,
-        type=field_type,
-        label=str(options.get("label") or _label(name)),
-        nillable=bool(options.get("nillable", field_type != "boolean")),
-        updateable=bool(options.get("updateable", True)),
-        reference_to=reference_to,
-    )
+    if existing is not None and existing.type == field_type:
+        base = existing
+    else:
+        base = FieldDef(
+            name=existing.name if existing else name,
+            type=field_type,
+            label=existing.label if existing else field_label(name),
+            nillable=field_type != "boolean",
+            reference_to=_reference_target(name) if field_type == "reference" else None,
+        )
+    changes: dict[str, Any] = {}
+    for option, attribute in _SPEC_OPTIONS.items():
+        if option not in options:
+            continue
+        value = options[option]
+        if option == "picklistValues":
+            changes[attribute] = tuple(str(v) for v in value)
+        elif option in ("referenceTo", "label"):
+            changes[attribute] = str(value) if value else getattr(base, attribute)
+        else:
+            changes[attribute] = bool(value)
+    return replace(base, **changes)
 
 
 @dataclass
@@ -252,7 +396,7 @@ class SObjectType:
 
     @property
     def label(self) -> str:
-        return _label(self.name.replace("__History", "History"))
+        return field_label(self.name.replace("__History", "History"))
 
     @property
     def custom(self) -> bool:
@@ -289,32 +433,52 @@ class SObjectType:
             None,
         )
 
-    def add_field(self, definition: FieldDef) -> None:
+    def put_field(self, definition: FieldDef) -> None:
+        """Add a field after the others, or replace the one of that name where it stands."""
         existing = self.field(definition.name)
-        if existing is not None and existing.type != definition.type:
-            raise ValueError(
-                f"{self.name}.{definition.name} is already a {existing.type} field, "
-                f"not {definition.type}"
-            )
         if existing is None:
             self.fields[definition.name] = definition
-            for name in SYSTEM_DATES:  # describe lists the audit fields last
-                if name in self.fields:
-                    self.fields[name] = self.fields.pop(name)
+            return
+        if existing.type != definition.type and self.records:
+            raise ValueError(
+                f"{self.name}.{existing.name} is already a {existing.type} field with records, "
+                f"not {definition.type}"
+            )
+        self.fields[existing.name] = replace(definition, name=existing.name)
 
     def summary(self, version: str) -> dict[str, Any]:
+        """The object as describeGlobal lists it (and ``/sobjects/{type}`` as objectDescribe)."""
         base = f"/services/data/v{version}/sobjects/{self.name}"
         writable = self.parent is None
+        removable = writable and self.name != "User"  # users are deactivated, never deleted
         return {
-            "name": self.name,
+            "activateable": False,
+            "associateEntityType": None if writable else "History",
+            "associateParentEntity": self.parent,
+            "createable": writable,
+            "custom": self.custom,
+            "customSetting": False,
+            "deepCloneable": False,
+            "deletable": removable,
+            "deprecatedAndHidden": False,
+            "feedEnabled": writable and not self.custom,
+            "hasSubtypes": False,
+            "isInterface": False,
+            "isSubtype": False,
+            "keyPrefix": self.key_prefix,
             "label": self.label,
             "labelPlural": _plural(self.label),
-            "keyPrefix": self.key_prefix,
-            "custom": self.custom,
+            "layoutable": writable,
+            "mergeable": self.name in MERGEABLE,
+            "mruEnabled": writable,
+            "name": self.name,
             "queryable": True,
-            "createable": writable,
+            "replicateable": True,
+            "retrieveable": True,
+            "searchable": writable,
+            "triggerable": writable,
+            "undeletable": removable,
             "updateable": writable,
-            "deletable": writable,
             "urls": {
                 "sobject": base,
                 "describe": f"{base}/describe",
@@ -322,8 +486,66 @@ class SObjectType:
             },
         }
 
+    def describe(self, version: str, types: Iterable[SObjectType]) -> dict[str, Any]:
+        """The full describe: the summary's keys and the fields, child relationships, layouts
+        and record types; ``types`` are every object in the org, to find the children."""
+        base = f"/services/data/v{version}/sobjects/{self.name}"
+        writable = self.parent is None
+        master = {
+            "active": True,
+            "available": True,
+            "defaultRecordTypeMapping": True,
+            "developerName": "Master",
+            "master": True,
+            "name": "Master",
+            "recordTypeId": MASTER_RECORD_TYPE,
+            "urls": {"layout": f"{base}/describe/layouts/{MASTER_RECORD_TYPE}"},
+        }
+        plural = _plural(self.label).lower()
+        scopes = [{"label": f"All {plural}", "name": "everything"}] if writable else []
+        if "OwnerId" in self.fields:
+            scopes.append({"label": f"My {plural}", "name": "mine"})
+        described = self.summary(version) | {
+            "actionOverrides": [],
+            "childRelationships": [child for t in types for child in t.children_of(self.name)],
+            "compactLayoutable": writable,
+            "defaultImplementation": None,
+            "extendedBy": None,
+            "extendsInterfaces": None,
+            "fields": [f.describe() for f in self.fields.values()],
+            "implementedBy": None,
+            "implementsInterfaces": None,
+            "listviewable": None,
+            "lookupLayoutable": None,
+            "namedLayoutInfos": [],
+            "networkScopeFieldName": None,
+            "recordTypeInfos": [master] if writable else [],
+            "searchLayoutable": writable,
+            "supportedScopes": scopes,
+        }
+        return dict(sorted(described.items()))
+
+    def children_of(self, target: str) -> list[dict[str, Any]]:
+        """This type's lookups to ``target``: the child relationships ``target`` describes."""
+        return [
+            {
+                "cascadeDelete": self.parent == target,  # history goes with its record
+                "childSObject": self.name,
+                "deprecatedAndHidden": False,
+                "field": f.name,
+                "junctionIdListNames": [],
+                "junctionReferenceTo": [],
+                "relationshipName": f.child_relationship,
+                "restrictedDelete": False,
+            }
+            for f in self.fields.values()
+            if target in f.targets
+        ]
+
 
 def _plural(label: str) -> str:
+    if label.endswith("History"):
+        return label  # "Account History" is its own plural
     if label.endswith("y") and label[-2:-1] not in ("a", "e", "o", "u"):
         return label[:-1] + "ies"
     return label + ("es" if label.endswith(("s", "x", "ch", "sh")) else "s")
@@ -346,7 +568,9 @@ def _history_fields(parent: str) -> dict[str, FieldDef]:
     parent_field = history_parent_field(parent)
     fields = [
         _system_field("Id", "id"),
-        _system_field(parent_field, "reference", reference_to=parent),
+        _system_field(
+            parent_field, "reference", reference_to=parent, child_relationship="Histories"
+        ),
         _system_field("Field", "picklist"),
         FieldDef("OldValue", "anyType", "Old Value", updateable=False, createable=False),
         FieldDef("NewValue", "anyType", "New Value", updateable=False, createable=False),
@@ -430,7 +654,7 @@ def _coerce_datetime(value: object) -> datetime:
     raise ValueError(value)
 
 
-def _sort_key(value: FieldValue) -> tuple[int, Any]:
+def sort_key(value: FieldValue) -> tuple[int, Any]:
     """Orders values of one type; the rank keeps mixed anyType values comparable."""
     if isinstance(value, bool):
         return (0, value)
@@ -453,263 +677,137 @@ def fill_system_dates(record: Record, now: datetime) -> None:
         record["CreatedDate"] = now
 
 
-# ---- queries ---------------------------------------------------------------------------------
+# ---- writes ----------------------------------------------------------------------------------
 
 
-def no_such_column(name: str, entity: str) -> str:
-    """Salesforce's INVALID_FIELD message for an unknown field."""
-    return (
-        f"No such column '{name}' on entity '{entity}'. If you are attempting to use a custom "
-        "field, be sure to append the '__c' after the custom field name. Please reference your "
-        "WSDL or the describe call for the appropriate names."
-    )
+class WriteError(ValueError):
+    """A record Salesforce refuses to write: its errorCode, message and the fields at fault."""
+
+    def __init__(self, code: str, message: str, fields: Sequence[str] | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.fields = None if fields is None else list(fields)
+
+    def as_error(self) -> dict[str, Any]:
+        """The error as the REST API lists it: ``{"message", "errorCode"[, "fields"]}``."""
+        error: dict[str, Any] = {"message": self.message, "errorCode": self.code}
+        if self.fields is not None:
+            error["fields"] = self.fields
+        return error
 
 
-@dataclass(frozen=True)
-class _Hop:
-    """One step along a relationship: read ``via`` (an id) and look it up in ``target``."""
+def validate_create(sobject: SObjectType, body: Mapping[str, Any], user_id: str) -> Record:
+    """One record to insert, as Salesforce checks it: the values to store, or WriteError.
 
-    relationship: str
-    via: str
-    target: SObjectType
-
-
-@dataclass(frozen=True)
-class _BoundField:
-    """A field reference resolved against the schema."""
-
-    hops: tuple[_Hop, ...]
-    leaf: FieldDef
-
-    def value(self, record: Record) -> FieldValue:
-        current: Record | None = record
-        for hop in self.hops:
-            reference = current.get(hop.via) if current is not None else None
-            current = hop.target.records.get(str(reference)) if reference is not None else None
-        return current.get(self.leaf.name) if current is not None else None
+    ``user_id`` is who creates it: the owner, unless the record names one.
+    """
+    values = with_defaults(sobject, writable_values(sobject, body, creating=True), user_id)
+    require_fields(sobject, values, creating=True)
+    return values
 
 
-@dataclass(frozen=True)
-class _Span:
-    """A day keyword (TODAY) against a datetime field: the instants in ``[start, end)``."""
-
-    start: datetime
-    end: datetime
-
-
-Operand = FieldValue | _Span
-Predicate = Callable[[Record], bool]
+def validate_update(sobject: SObjectType, body: Mapping[str, Any]) -> Record:
+    """The changes to one record, as Salesforce checks them: the values to store, or
+    WriteError."""
+    values = writable_values(sobject, body, creating=False)
+    require_fields(sobject, values, creating=False)
+    return values
 
 
-def _compare(operator: str, actual: FieldValue, expected: Operand) -> bool:
-    """SOQL comparison: ``!=`` and NOT IN match nulls; ordering comparisons never do."""
-    if isinstance(expected, _Span):
-        if not isinstance(actual, datetime):
-            return operator == "!="
-        inside = expected.start <= actual < expected.end
-        outcomes = {
-            "=": inside,
-            "!=": not inside,
-            "<": actual < expected.start,
-            "<=": actual < expected.end,
-            ">": actual >= expected.end,
-            ">=": actual >= expected.start,
-        }
-        return outcomes[operator]
-    if actual is None or expected is None:
-        both_null = actual is None and expected is None
-        if operator == "=":
-            return both_null
-        return not both_null if operator == "!=" else False
-    left, right = _sort_key(actual), _sort_key(expected)
-    if left[0] != right[0]:
-        return operator == "!="  # only anyType fields can hold mixed kinds
-    checks: dict[str, Callable[[Any, Any], bool]] = {
-        "=": lambda a, b: a == b,
-        "!=": lambda a, b: a != b,
-        "<": lambda a, b: a < b,
-        "<=": lambda a, b: a <= b,
-        ">": lambda a, b: a > b,
-        ">=": lambda a, b: a >= b,
-    }
-    return checks[operator](left[1], right[1])
+def writable_values(sobject: SObjectType, body: Mapping[str, Any], *, creating: bool) -> Record:
+    """A JSON record body as typed values: each field known, writable and of the right type,
+    within its length, and in its picklist if that is restricted."""
+    values: Record = {}
+    read_only: list[str] = []
+    for key, raw in body.items():
+        if key == "attributes":
+            continue  # clients may echo a record's attributes back; Salesforce ignores them
+        definition = sobject.field(key)
+        if definition is None:
+            message = f"No such column '{key}' on sobject of type {sobject.name}"
+            raise WriteError("INVALID_FIELD", message)
+        if not (definition.createable if creating else definition.updateable):
+            read_only.append(definition.name)
+            continue
+        values[definition.name] = _checked(definition, raw)
+    if read_only:
+        message = (
+            f"Unable to create/update fields: {', '.join(read_only)}. Please check the "
+            "security settings of this field and verify that it is read/write for your "
+            "profile or permission set."
+        )
+        raise WriteError("INVALID_FIELD_FOR_INSERT_UPDATE", message, read_only)
+    return values
 
 
-class QueryPlan:
-    """One parsed query bound to the schema: which records match, in which order, as what."""
-
-    def __init__(
-        self,
-        query: Query,
-        root: SObjectType,
-        resolve: Callable[[str], SObjectType | None],
-        today: date,
-    ) -> None:
-        self.query = query
-        self.root = root
-        self._resolve = resolve
-        self._today = today
-        self.selected = [self.bind(ref) for ref in query.fields]
-        self.predicate = self.compile(query.where) if query.where else None
-        self.ordering = [(item, self.bind(item.field)) for item in query.order_by]
-
-    def error(self, code: str, reason: str, position: int) -> SoqlError:
-        return SoqlError(code, reason, source=self.query.source, position=position)
-
-    def bind(self, ref: FieldRef) -> _BoundField:
-        hops: list[_Hop] = []
-        current = self.root
-        for part in ref.path[:-1]:
-            via = current.relationship(part)
-            target = self._resolve(via.reference_to) if via and via.reference_to else None
-            if via is None or target is None:
-                reason = (
-                    f"Didn't understand relationship '{part}' in field path. If you are "
-                    "attempting to use a custom relationship, be sure to append the '__r' after "
-                    "the custom relationship name. Please reference your WSDL or the describe "
-                    "call for the appropriate names."
-                )
-                raise self.error("INVALID_FIELD", reason, ref.position)
-            hops.append(_Hop(str(via.relationship_name), via.name, target))
-            current = target
-        leaf = current.field(ref.path[-1])
-        if leaf is None:
-            raise self.error(
-                "INVALID_FIELD", no_such_column(ref.path[-1], current.name), ref.position
-            )
-        return _BoundField(tuple(hops), leaf)
-
-    def compile(self, condition: Condition) -> Predicate:
-        match condition:
-            case BoolOp(operator="AND", operands=operands):
-                parts = [self.compile(operand) for operand in operands]
-                return lambda record: all(part(record) for part in parts)
-            case BoolOp(operands=operands):
-                parts = [self.compile(operand) for operand in operands]
-                return lambda record: any(part(record) for part in parts)
-            case Not(operand=operand):
-                inner = self.compile(operand)
-                return lambda record: not inner(record)
-            case Comparison():
-                return self._comparison(condition)
-            case Like():
-                return self._like(condition)
-            case Membership():
-                return self._membership(condition)
-        raise AssertionError(f"unhandled condition {condition!r}")
-
-    def _comparison(self, condition: Comparison) -> Predicate:
-        bound = self.bind(condition.field)
-        expected = self.operand(bound.leaf, condition.value)
-        operator = condition.operator
-        return lambda record: _compare(operator, bound.value(record), expected)
-
-    def _like(self, condition: Like) -> Predicate:
-        bound = self.bind(condition.field)
-        if bound.leaf.type not in TEXT_TYPES:
-            reason = f"invalid operator on {bound.leaf.type} field: LIKE"
-            raise self.error("INVALID_FIELD", reason, condition.field.position)
-        pattern = like_pattern(condition.pattern)
-
-        def matches(record: Record) -> bool:
-            value = bound.value(record)
-            return isinstance(value, str) and pattern.fullmatch(value) is not None
-
-        return matches
-
-    def _membership(self, condition: Membership) -> Predicate:
-        bound = self.bind(condition.field)
-        options = [self.operand(bound.leaf, value) for value in condition.values]
-        negated = condition.negated
-
-        def matches(record: Record) -> bool:
-            actual = bound.value(record)
-            return any(_compare("=", actual, option) for option in options) != negated
-
-        return matches
-
-    def operand(self, leaf: FieldDef, value: Value) -> Operand:
-        """A literal checked against the field's type, as Salesforce checks it."""
-        if isinstance(value, DateKeyword):
-            offset = {"TODAY": 0, "YESTERDAY": -1, "TOMORROW": 1}[value.name]
-            day = self._today + timedelta(days=offset)
-            if leaf.type == "datetime":
-                start = datetime.combine(day, time(), UTC)
-                return _Span(start, start + timedelta(days=1))
-            if leaf.type in ("date", "anyType"):
-                return day
-            raise self._type_error(leaf, quoted=False, position=value.position)
-        literal = value.value
-        if literal is None or leaf.type == "anyType":
-            return literal
-        if not _literal_fits(leaf.type, literal):
-            raise self._type_error(leaf, quoted=value.quoted, position=value.position)
-        try:
-            return coerce(leaf, literal)
-        except ValueError:  # only ids can fail here: every other literal was checked above
-            reason = f"invalid ID field: {literal}"
-            raise self.error("INVALID_QUERY_FILTER_OPERATOR", reason, value.position) from None
-
-    def _type_error(self, leaf: FieldDef, *, quoted: bool, position: int) -> SoqlError:
-        text = leaf.type in TEXT_TYPES
-        kind = error_type_name(leaf.type)
-        reason = f"value of filter criterion for field '{leaf.name}' must be of type {kind}"
-        if text and not quoted:
-            reason += " and should be enclosed in quotes"
-        elif quoted and not text:
-            reason += " and should not be enclosed in quotes"
-        return self.error("INVALID_FIELD", reason, position)
-
-    def matching(self, records: Iterable[Record]) -> list[Record]:
-        rows = [r for r in records if self.predicate(r)] if self.predicate else list(records)
-        for item, bound in reversed(self.ordering):  # stable sorts, last key first
-            rows.sort(key=_order_key(item, bound), reverse=item.descending)
-        start = self.query.offset or 0
-        end = None if self.query.limit is None else start + self.query.limit
-        return rows[start:end]
-
-    def render(self, record: Record, version: str) -> dict[str, Any]:
-        """A record as the query returns it, relationship fields nested under their name."""
-        out = attributes(self.root.name, record, version)
-        for bound in self.selected:
-            target, current = out, record
-            for hop in bound.hops:
-                reference = current.get(hop.via)
-                related = hop.target.records.get(str(reference)) if reference else None
-                if hop.relationship not in target:
-                    nested = attributes(hop.target.name, related, version) if related else None
-                    target[hop.relationship] = nested
-                if related is None:
-                    break
-                target, current = target[hop.relationship], related
-            else:
-                target[bound.leaf.name] = render(current.get(bound.leaf.name))
-        return out
+def _checked(definition: FieldDef, raw: object) -> FieldValue:
+    try:
+        value = coerce(definition, raw)
+    except ValueError:
+        if definition.type in ID_TYPES and isinstance(raw, str):
+            message = f"{definition.label}: id value of incorrect type: {raw}"
+            raise WriteError("MALFORMED_ID", message, [definition.name]) from None
+        kind = error_type_name(definition.type)
+        message = (
+            f"Cannot deserialize instance of {kind} from VALUE_STRING value {raw} or "
+            "request may be missing a required field"
+        )
+        raise WriteError("JSON_PARSER_ERROR", message) from None
+    if not isinstance(value, str) or definition.type in ID_TYPES:
+        return value
+    chosen = value.split(";") if definition.type == "multipicklist" else [value]
+    bad = [choice for choice in chosen if choice not in definition.picklist]
+    if definition.restricted and bad:
+        message = f"{definition.label}: bad value for restricted picklist field: {bad[0]}"
+        raise WriteError("INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST", message, [definition.name])
+    if len(value) > definition.max_length:
+        message = (
+            f"{definition.label}: data value too large: {value} "
+            f"(max length={definition.max_length})"
+        )
+        raise WriteError("STRING_TOO_LONG", message, [definition.name])
+    return value
 
 
-def _literal_fits(field_type: str, literal: object) -> bool:
-    if field_type in TEXT_TYPES:
-        return isinstance(literal, str)
-    if field_type in FLOAT_TYPES or field_type == "int":
-        return isinstance(literal, int | float) and not isinstance(literal, bool)
-    if field_type == "boolean":
-        return isinstance(literal, bool)
-    if field_type == "date":
-        return isinstance(literal, date) and not isinstance(literal, datetime)
-    return field_type == "datetime" and isinstance(literal, datetime)
+def with_defaults(sobject: SObjectType, values: Record, user_id: str) -> Record:
+    """A new record's values with what Salesforce fills in when the write names nothing:
+    picklist and checkbox defaults, the next autonumber, and the API user as owner and
+    creator."""
+    filled = dict(values)
+    for definition in sobject.fields.values():
+        name = definition.name
+        if name in filled:
+            continue
+        if definition.default is not None:
+            filled[name] = definition.default
+        elif definition.auto_number:
+            filled[name] = _next_number(sobject, name)
+        elif name in USER_REFERENCES and definition.type == "reference":
+            filled[name] = user_id
+    return filled
 
 
-def _order_key(item: OrderItem, bound: _BoundField) -> Callable[[Record], tuple[int, Any]]:
-    # With reverse=True the groups flip too, so the null group depends on both settings.
-    null_group = int(item.nulls_last != item.descending)
+def _next_number(sobject: SObjectType, name: str) -> str:
+    """Autonumbers count on from the highest given (Case numbers start after 00001000)."""
+    taken = [
+        int(value)
+        for record in sobject.records.values()
+        if isinstance(value := record.get(name), str) and value.isdigit()
+    ]
+    return f"{max(taken, default=1000) + 1:08d}"
 
-    def key(record: Record) -> tuple[int, Any]:
-        value = bound.value(record)
-        return (null_group, 0) if value is None else (1 - null_group, _sort_key(value))
 
-    return key
-
-
-def attributes(type_name: str, record: Record, version: str) -> dict[str, Any]:
-    url = f"/services/data/v{version}/sobjects/{type_name}/{record['Id']}"
-    return {"attributes": {"type": type_name, "url": url}}
+def require_fields(sobject: SObjectType, values: Record, *, creating: bool) -> None:
+    """Required fields need a value on create, and no field that is not nillable may be set
+    to null (an absent checkbox is false, as in Salesforce)."""
+    missing = [
+        f.name
+        for f in sobject.fields.values()
+        if not f.nillable
+        and values.get(f.name) is None
+        and (f.name in values or (creating and f.required))
+    ]
+    if missing:
+        message = f"Required fields are missing: [{', '.join(missing)}]"
+        raise WriteError("REQUIRED_FIELD_MISSING", message, missing)

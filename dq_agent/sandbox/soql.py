@@ -27,6 +27,7 @@ __all__ = [
     "Value",
     "like_pattern",
     "parse",
+    "tokenize",
 ]
 
 # Words that can never be field names; SOQL reserves them.
