@@ -78,6 +78,7 @@ bench: $(VENV)/.bench $(SODA_VENV)/.installed
 	$(BIN)/python benchmarks/branch.py
 	$(BIN)/python benchmarks/iceberg.py
 	$(BIN)/python benchmarks/ui.py
+	$(BIN)/python benchmarks/salesforce.py
 
 clean:
 	rm -rf $(VENV) .dq-agent .pytest_cache .mypy_cache .ruff_cache test-artifacts tests/browser/node_modules

@@ -247,3 +247,27 @@ def test_the_dashboard_benchmark_times_every_page() -> None:
         "/monitors",
         "/suites/<id>",
     ], done.stdout
+
+
+def test_the_salesforce_benchmark_counts_the_calls_of_each_path() -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "salesforce.py"),
+            *("--records", "12000", "--corrections", "450"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    # 12,000 records: 6 REST pages beside a job (one REST page to size it, create, two polls,
+    # one page of results); 450 corrections: 1,350 calls one by one, 5 as Collections.
+    assert re.search(r"^  REST pages of 2,000 +7 ", out, re.M), out
+    assert re.search(r"^  Bulk API 2.0 query job +6 ", out, re.M), out
+    assert re.search(r"^  one by one \(read, PATCH, read\) +1,35\d ", out, re.M), out
+    assert re.search(r"^  sObject Collections +5 ", out, re.M), out
+    assert "(target <= 10) PASS" in out

@@ -5,8 +5,9 @@ Reads use SOQL, typed by the object's describe: REST pages (2,000 records a call
 records are copied into a private SQLite table for the checks. Writes are compare-and-set: the
 value is re-read and compared, the write carries ``If-Unmodified-Since``, and the record is
 re-read after. Many writes go as sObject Collections, 200 records a call, each record standing
-alone. Every response's ``Sforce-Limit-Info`` is read: past ``max_api_share`` of the org's
-daily requests, the run stops calling the org.
+alone (re-read just before: Collections take no ``If-Unmodified-Since``). Every response's
+``Sforce-Limit-Info`` is read: past ``max_api_share`` of the org's daily requests, the run
+stops calling the org.
 """
 
 from __future__ import annotations
@@ -396,8 +397,10 @@ class SalesforceSource:
 
     def write_many(self, writes: Sequence[CellWrite]) -> list[WriteResult]:
         """Compare-and-set writes as sObject Collections: the records re-read (2,000 a
-        call), those still as read written 200 a call with ``allOrNone: false`` and
-        ``If-Unmodified-Since``, then re-read to verify. Each record stands alone."""
+        call), those still holding the value read and not modified since the read written
+        200 a call with ``allOrNone: false``, then re-read to verify. Each record stands
+        alone. Collections take no ``If-Unmodified-Since``, so an edit in the milliseconds
+        between the re-read and the write is the one race this cannot see (as with Sheets)."""
         for write in writes:
             self._require_field(write.column)
         ids = [str(w.key["Id"]) for w in writes]
@@ -420,7 +423,7 @@ class SalesforceSource:
                 results[i] = WriteResult("conflict", before, before, _CHANGED_SINCE_READ)
             else:
                 ready.append(i)
-        refused = self._collection_update([writes[i] for i in ready], now)
+        refused = self._collection_update([writes[i] for i in ready])
         after = self._collection_read([ids[i] for i in ready], columns) if ready else {}
         for i, why in zip(ready, refused, strict=True):
             write = writes[i]
@@ -456,7 +459,7 @@ class SalesforceSource:
         return {i: found[_id15(i)] for i in ids if _id15(i) in found}
 
     def _collection_update(
-        self, writes: Sequence[CellWrite], now: Mapping[str, Mapping[str, Any]]
+        self, writes: Sequence[CellWrite]
     ) -> list[tuple[Literal["conflict", "failed"], str] | None]:
         """PATCH the writes 200 records a call; per write None (accepted) or its refusal."""
         outcomes: list[tuple[Literal["conflict", "failed"], str] | None] = []
@@ -466,18 +469,14 @@ class SalesforceSource:
                 {"attributes": {"type": self._spec.object}, "id": str(w.key["Id"]), w.column: w.new}
                 for w in chunk
             ]
-            # Every record of the chunk was re-read just now: none may change before the write.
-            read_at = [_moment(now[str(w.key["Id"])].get("LastModifiedDate")) for w in chunk]
-            stamps = [at for at in read_at if isinstance(at, datetime)]
-            headers = (
-                {"If-Unmodified-Since": format_datetime(max(stamps), usegmt=True)} if stamps else {}
-            )
+            # Collections honour no If-Unmodified-Since (Salesforce applies it to sObject Rows
+            # only): the re-read just before is the comparison, the one after the proof.
             body = {"allOrNone": False, "records": records}
             try:
                 answers = self._call(
                     "update",
-                    lambda body=body, headers=headers: self._sf.restful(
-                        "composite/sobjects", method="PATCH", json=body, headers=headers
+                    lambda body=body: self._sf.restful(
+                        "composite/sobjects", method="PATCH", json=body
                     ),
                 )
             except SourceError as exc:
