@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -17,6 +18,20 @@ import requests
 from simple_salesforce.api import Salesforce
 
 LOGIN_ORIGINS = ("https://login.salesforce.com", "https://test.salesforce.com")
+
+
+class Clock:
+    """The emulator's notion of now, moved by the test."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> datetime:
+        self.now += timedelta(**delta)
+        return self.now
 
 
 class LoopbackSession(requests.Session):

@@ -25,13 +25,10 @@ from simple_salesforce import Salesforce
 from dq_agent.sandbox.http import LoopbackServer
 from dq_agent.sandbox.salesforce import SalesforceEmulator
 from tests.sf_client import LoopbackSession, open_salesforce_client
+from tests.sf_reference import DESCRIBE_FIELD, DESCRIBE_GLOBAL_SOBJECT, DESCRIBE_SOBJECT, keys
 
 T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 PETE = "005000000000010AAA"
-
-
-def keys(*names: str) -> frozenset[str]:
-    return frozenset(names)
 
 
 @dataclass(frozen=True)
@@ -64,115 +61,6 @@ QUERY_JOB = keys(  # Bulk API 2.0: "Create a Query Job", example response body
     "apiVersion",
     "lineEnding",
     "columnDelimiter",
-)
-DESCRIBE_GLOBAL_SOBJECT = keys(  # REST API: "Describe Global", example response body
-    "activateable",
-    "associateEntityType",
-    "associateParentEntity",
-    "createable",
-    "custom",
-    "customSetting",
-    "deepCloneable",
-    "deletable",
-    "deprecatedAndHidden",
-    "feedEnabled",
-    "hasSubtypes",
-    "isInterface",
-    "isSubtype",
-    "keyPrefix",
-    "label",
-    "labelPlural",
-    "layoutable",
-    "mergeable",
-    "mruEnabled",
-    "name",
-    "queryable",
-    "replicateable",
-    "retrieveable",
-    "searchable",
-    "triggerable",
-    "undeletable",
-    "updateable",
-    "urls",
-)
-DESCRIBE_SOBJECT = DESCRIBE_GLOBAL_SOBJECT | keys(  # SOAP API: "DescribeSObjectResult"
-    "actionOverrides",
-    "childRelationships",
-    "compactLayoutable",
-    "dataTranslationEnabled",
-    "defaultImplementation",
-    "extendedBy",
-    "extendsInterfaces",
-    "fields",
-    "implementedBy",
-    "implementsInterfaces",
-    "listviewable",
-    "lookupLayoutable",
-    "namedLayoutInfos",
-    "networkScopeFieldName",
-    "recordTypeInfos",
-    "searchLayoutable",
-    "sobjectDescribeOption",
-    "supportedScopes",
-)
-DESCRIBE_FIELD = keys(  # SOAP API: "DescribeSObjectResult", Field
-    "aggregatable",
-    "aiPredictionField",
-    "autoNumber",
-    "byteLength",
-    "calculated",
-    "calculatedFormula",
-    "cascadeDelete",
-    "caseSensitive",
-    "compoundFieldName",
-    "controllerName",
-    "createable",
-    "custom",
-    "defaultValue",
-    "defaultValueFormula",
-    "defaultedOnCreate",
-    "dependentPicklist",
-    "deprecatedAndHidden",
-    "digits",
-    "displayLocationInDecimal",
-    "encrypted",
-    "externalId",
-    "extraTypeInfo",
-    "filterable",
-    "filteredLookupInfo",
-    "formulaTreatNullNumberAsZero",
-    "groupable",
-    "highScaleNumber",
-    "htmlFormatted",
-    "idLookup",
-    "inlineHelpText",
-    "label",
-    "length",
-    "mask",
-    "maskType",
-    "name",
-    "nameField",
-    "namePointing",
-    "nillable",
-    "permissionable",
-    "picklistValues",
-    "polymorphicForeignKey",
-    "precision",
-    "queryByDistance",
-    "referenceTargetField",
-    "referenceTo",
-    "relationshipName",
-    "relationshipOrder",
-    "restrictedDelete",
-    "restrictedPicklist",
-    "scale",
-    "searchPrefilterable",
-    "soapType",
-    "sortable",
-    "type",
-    "unique",
-    "updateable",
-    "writeRequiresMasterRead",
 )
 LIMITS = keys(  # REST API: "List Org Limits", example response body
     "ActiveScratchOrgs",
@@ -283,9 +171,7 @@ EXPECTED: dict[str, Shape] = {
         inner_exact=False,
     ),
     # REST API: "sObject Describe"; SOAP API: "DescribeSObjectResult"
-    "describe": Shape(
-        200, DESCRIBE_SOBJECT, "fields", DESCRIBE_FIELD, exact=False, inner_exact=False
-    ),
+    "describe": Shape(200, DESCRIBE_SOBJECT, "fields", DESCRIBE_FIELD),
     # REST API: "Describe Global"
     "describe global": Shape(
         200,

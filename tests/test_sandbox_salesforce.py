@@ -23,7 +23,7 @@ from dq_agent.sandbox.http import LoopbackServer
 from dq_agent.sandbox.salesforce import SalesforceEmulator
 from dq_agent.sandbox.sobjects import to_18
 from dq_agent.sandbox.soql import SoqlError, parse
-from tests.sf_client import open_salesforce_client, salesforce_login_client
+from tests.sf_client import Clock, open_salesforce_client, salesforce_login_client
 
 T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 PETE = "005000000000010AAA"
@@ -36,20 +36,6 @@ SUFFIX = (
     "If you are attempting to use a custom field, be sure to append the '__c' after the custom "
     "field name. Please reference your WSDL or the describe call for the appropriate names."
 )
-
-
-class Clock:
-    """The emulator's notion of now, moved by the test."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> datetime:
-        self.now += timedelta(**delta)
-        return self.now
 
 
 def http_date(moment: datetime) -> str:

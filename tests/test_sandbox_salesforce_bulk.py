@@ -21,7 +21,7 @@ from simple_salesforce.exceptions import (
 
 from dq_agent.sandbox.http import LoopbackServer
 from dq_agent.sandbox.salesforce import SalesforceEmulator
-from tests.sf_client import open_salesforce_client
+from tests.sf_client import Clock, open_salesforce_client
 
 T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 PETE = "005000000000010AAA"
@@ -46,20 +46,6 @@ BULK_SOQL = (
     "SELECT Id, Name, Amount, Quantity__c, CloseDate, IsWon, Owner.Email, LastModifiedDate "
     "FROM Opportunity"
 )
-
-
-class Clock:
-    """The emulator's notion of now, moved by the test."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> datetime:
-        self.now += timedelta(**delta)
-        return self.now
 
 
 def opportunities(count: int) -> list[dict[str, Any]]:

@@ -16,122 +16,13 @@ from simple_salesforce.exceptions import SalesforceMalformedRequest
 from dq_agent.sandbox.http import LoopbackServer
 from dq_agent.sandbox.salesforce import SalesforceEmulator
 from tests.sf_client import open_salesforce_client
+from tests.sf_reference import DESCRIBE_FIELD, DESCRIBE_GLOBAL_SOBJECT, DESCRIBE_SOBJECT
 
 NOW = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 
-# The keys of every field in a real org's describe (GET /services/data/v59.0/sobjects/Account/
-# describe), which are the properties of the Field type in the SOAP API's
-# DescribeSObjectResult reference.
-FIELD_KEYS = {
-    "aggregatable",
-    "aiPredictionField",
-    "autoNumber",
-    "byteLength",
-    "calculated",
-    "calculatedFormula",
-    "cascadeDelete",
-    "caseSensitive",
-    "compoundFieldName",
-    "controllerName",
-    "createable",
-    "custom",
-    "defaultValue",
-    "defaultValueFormula",
-    "defaultedOnCreate",
-    "dependentPicklist",
-    "deprecatedAndHidden",
-    "digits",
-    "displayLocationInDecimal",
-    "encrypted",
-    "externalId",
-    "extraTypeInfo",
-    "filterable",
-    "filteredLookupInfo",
-    "formulaTreatNullNumberAsZero",
-    "groupable",
-    "highScaleNumber",
-    "htmlFormatted",
-    "idLookup",
-    "inlineHelpText",
-    "label",
-    "length",
-    "mask",
-    "maskType",
-    "name",
-    "nameField",
-    "namePointing",
-    "nillable",
-    "permissionable",
-    "picklistValues",
-    "polymorphicForeignKey",
-    "precision",
-    "queryByDistance",
-    "referenceTargetField",
-    "referenceTo",
-    "relationshipName",
-    "relationshipOrder",
-    "restrictedDelete",
-    "restrictedPicklist",
-    "scale",
-    "searchPrefilterable",
-    "soapType",
-    "sortable",
-    "type",
-    "unique",
-    "updateable",
-    "writeRequiresMasterRead",
-}
-# An object's entry in describeGlobal (GET /services/data/v59.0/sobjects), the
-# DescribeGlobalSObjectResult of the same reference.
-GLOBAL_KEYS = {
-    "activateable",
-    "associateEntityType",
-    "associateParentEntity",
-    "createable",
-    "custom",
-    "customSetting",
-    "deepCloneable",
-    "deletable",
-    "deprecatedAndHidden",
-    "feedEnabled",
-    "hasSubtypes",
-    "isInterface",
-    "isSubtype",
-    "keyPrefix",
-    "label",
-    "labelPlural",
-    "layoutable",
-    "mergeable",
-    "mruEnabled",
-    "name",
-    "queryable",
-    "replicateable",
-    "retrieveable",
-    "searchable",
-    "triggerable",
-    "undeletable",
-    "updateable",
-    "urls",
-}
-# The full describe adds these (DescribeSObjectResult).
-OBJECT_KEYS = GLOBAL_KEYS | {
-    "actionOverrides",
-    "childRelationships",
-    "compactLayoutable",
-    "defaultImplementation",
-    "extendedBy",
-    "extendsInterfaces",
-    "fields",
-    "implementedBy",
-    "implementsInterfaces",
-    "listviewable",
-    "lookupLayoutable",
-    "namedLayoutInfos",
-    "networkScopeFieldName",
-    "recordTypeInfos",
-    "searchLayoutable",
-    "supportedScopes",
-}
+FIELD_KEYS = DESCRIBE_FIELD
+GLOBAL_KEYS = DESCRIBE_GLOBAL_SOBJECT
+OBJECT_KEYS = DESCRIBE_SOBJECT
 PICKLIST_ENTRY_KEYS = {"active", "defaultValue", "label", "validFor", "value"}
 
 # Per object: standard fields and their describe types, and what a create must give.

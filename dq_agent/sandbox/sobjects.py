@@ -509,6 +509,7 @@ class SObjectType:
             "actionOverrides": [],
             "childRelationships": [child for t in types for child in t.children_of(self.name)],
             "compactLayoutable": writable,
+            "dataTranslationEnabled": False,
             "defaultImplementation": None,
             "extendedBy": None,
             "extendsInterfaces": None,
@@ -521,6 +522,7 @@ class SObjectType:
             "networkScopeFieldName": None,
             "recordTypeInfos": [master] if writable else [],
             "searchLayoutable": writable,
+            "sobjectDescribeOption": "FULL",
             "supportedScopes": scopes,
         }
         return dict(sorted(described.items()))
