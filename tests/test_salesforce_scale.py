@@ -52,11 +52,18 @@ class Counted:
     emulator: SalesforceEmulator
     calls: list[tuple[str, str]] = field(default_factory=list)
     name: str = "salesforce"
+    # (method, path prefix): how many such calls answer 503 before the org answers again.
+    down: dict[tuple[str, str], int] = field(default_factory=dict)
 
     def handle(self, request: Request) -> Response:
         if request.path.startswith("/services/data/v"):
             path = request.path.split("/", 4)[4] if request.path.count("/") >= 4 else ""
             self.calls.append((request.method, path))
+            for (method, prefix), left in self.down.items():
+                if left and request.method == method and path.startswith(prefix):
+                    self.down[method, prefix] = left - 1
+                    body = [{"message": "down for maintenance", "errorCode": "SERVER_UNAVAILABLE"}]
+                    return Response(503, body)
         return self.emulator.handle(request)
 
     def count(self, method: str, prefix: str) -> int:
@@ -222,6 +229,44 @@ def test_each_record_of_a_batch_stands_alone(org: Any) -> None:
     assert amounts == {"a": 1.0, "b": 12.0, "c": 10.0, "d": 10.0}
 
 
+def test_writes_of_one_record_go_as_one_entry_and_a_failed_call_is_read_back(org: Any) -> None:
+    server, counted = org
+    two = [
+        {"Name": name, "Amount": 10.0, "Seats__c": 1, "StageName": "Prospecting"}
+        for name in ("a", "b")
+    ]
+    counted.emulator.seed({"Opportunity": {"fields": FIELDS, "records": two}})
+    source = source_of(server)
+    try:
+        relation = source.open()
+        with relation.connect() as conn:
+            ids = dict(
+                conn.execute(sa.select(relation.column("Name"), relation.column("Id"))).all()
+            )
+        counted.calls.clear()
+        results = source.write_many(
+            [
+                CellWrite({"Id": ids["a"]}, "Amount", 10.0, 1.0),
+                CellWrite({"Id": ids["a"]}, "Seats__c", 1, 2),
+                CellWrite({"Id": ids["a"]}, "Amount", 10.0, 3.0),
+            ]
+        )
+        assert [(r.status, r.after) for r in results] == [
+            ("written", 1.0),
+            ("written", 2),
+            ("failed", 1.0),
+        ]
+        assert results[2].detail == f"Amount of {ids['a']} is set by an earlier write of the batch"
+        assert counted.count("PATCH", "composite/sobjects") == 1
+        # The org is down for the whole write: each record is read back and found unchanged.
+        counted.down["PATCH", "composite/sobjects"] = 2  # the first try and the retry
+        [down] = source.write_many([CellWrite({"Id": ids["b"]}, "Amount", 10.0, 1.0)])
+    finally:
+        source.close()
+    assert (down.status, down.after) == ("failed", 10.0)
+    assert down.detail.startswith("not written: Salesforce SERVER_UNAVAILABLE")
+
+
 def test_past_the_api_share_a_run_stops_calling_the_org(org: Any) -> None:
     server, counted = org
     emulator = counted.emulator
@@ -335,6 +380,35 @@ def test_a_run_corrects_and_an_owner_reverts_many_records_in_a_few_calls(
             "reverted"
         }
         assert store.verify_ledger() == []
+
+
+def test_a_batch_cut_short_is_settled_by_the_next_run(tmp_path: Path, org: Any) -> None:
+    server, counted = org
+    counted.emulator.seed({"Opportunity": {"fields": FIELDS, "records": slips(30)}})
+    root = crm_project(tmp_path, server)
+    loaded = load_project(root, env={})
+    counted.down["GET", "composite/sobjects"] = 2  # the re-read before the write, and its retry
+    with Store.open(loaded.state_url) as store:
+        first = run_cycle(loaded, ["crm_opportunities"], store, OPTIONS).outcomes
+        intents = [c.id for c in store.corrections() if c.events[-1].event == "intent"]
+    cut = [o for o in first if o.status == "failed"]
+    assert len(cut) == len(intents) > 1
+    assert cut[0].detail.startswith("the batch of writes failed (Salesforce SERVER_UNAVAILABLE")
+    assert cut[0].detail.endswith("; the next run settles each record")
+    assert counted.count("PATCH", "composite/sobjects") == 0
+
+    later = RunOptions(clock=lambda: NOW.replace(hour=13), retry=FAST)
+    with Store.open(loaded.state_url) as store:
+        second = run_cycle(loaded, ["crm_opportunities"], store, later)
+        settled = {c.id: c for c in store.corrections()}
+    # Read back, each was never written; then this run corrects them, once.
+    assert {settled[i].status for i in intents} == {"failed"}
+    assert settled[intents[0]].events[-1].detail == (
+        "settled on start: interrupted before the write; nothing changed"
+    )
+    assert sorted({o.status for o in second.outcomes}) == ["applied", "proposed"]
+    assert len([o for o in second.outcomes if o.status == "applied"]) == len(intents)
+    assert counted.count("PATCH", "composite/sobjects") == 1
 
 
 def test_a_run_past_the_api_share_reports_an_error_that_says_so(tmp_path: Path, org: Any) -> None:

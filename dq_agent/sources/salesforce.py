@@ -461,19 +461,31 @@ class SalesforceSource:
     def _collection_update(
         self, writes: Sequence[CellWrite]
     ) -> list[tuple[Literal["conflict", "failed"], str] | None]:
-        """PATCH the writes 200 records a call; per write None (accepted) or its refusal."""
-        outcomes: list[tuple[Literal["conflict", "failed"], str] | None] = []
-        for start in range(0, len(writes), _COLLECTION_WRITE):
-            chunk = writes[start : start + _COLLECTION_WRITE]
+        """PATCH the writes, 200 records a call (the writes of one record as one entry, since
+        Salesforce refuses an id twice in a call); per write None (accepted) or its refusal."""
+        by_record: dict[str, dict[str, Any]] = {}
+        outcome_of: list[tuple[str, tuple[Literal["conflict", "failed"], str] | None]] = []
+        for write in writes:
+            record_id = str(write.key["Id"])
+            fields = by_record.setdefault(record_id, {})
+            if write.column in fields:
+                detail = f"{write.column} of {record_id} is set by an earlier write of the batch"
+                outcome_of.append((record_id, ("failed", detail)))
+                continue
+            fields[write.column] = write.new
+            outcome_of.append((record_id, None))
+        answers: dict[str, tuple[Literal["conflict", "failed"], str] | None] = {}
+        ids = list(by_record)
+        for start in range(0, len(ids), _COLLECTION_WRITE):
+            chunk = ids[start : start + _COLLECTION_WRITE]
             records = [
-                {"attributes": {"type": self._spec.object}, "id": str(w.key["Id"]), w.column: w.new}
-                for w in chunk
+                {"attributes": {"type": self._spec.object}, "id": i, **by_record[i]} for i in chunk
             ]
             # Collections honour no If-Unmodified-Since (Salesforce applies it to sObject Rows
             # only): the re-read just before is the comparison, the one after the proof.
             body = {"allOrNone": False, "records": records}
             try:
-                answers = self._call(
+                answered = self._call(
                     "update",
                     lambda body=body: self._sf.restful(
                         "composite/sobjects", method="PATCH", json=body
@@ -481,24 +493,28 @@ class SalesforceSource:
                 )
             except SourceError as exc:
                 # A timeout may have written the chunk, a refusal did not: the records say.
-                outcomes += self._after_error(chunk, exc)
+                answers |= self._after_error(chunk, by_record, exc)
                 continue
-            outcomes += [_refusal(answer) for answer in answers or [{}] * len(chunk)]
-        return outcomes
+            answered = answered or [{}] * len(chunk)
+            answers |= {i: _refusal(a) for i, a in zip(chunk, answered, strict=True)}
+        return [own or answers[record_id] for record_id, own in outcome_of]
 
     def _after_error(
-        self, chunk: Sequence[CellWrite], error: SourceError
-    ) -> list[tuple[Literal["conflict", "failed"], str] | None]:
-        """What became of a chunk whose call failed, read back from the records: written
-        (None) where they hold the new value, failed where they do not."""
-        ids = [str(w.key["Id"]) for w in chunk]
-        now = self._collection_read(ids, sorted({w.column for w in chunk}))
-        return [
-            None
-            if same_value(self._typed(w.column, now.get(i, {}).get(w.column)), w.new)
+        self, ids: Sequence[str], by_record: Mapping[str, Mapping[str, Any]], error: SourceError
+    ) -> dict[str, tuple[Literal["conflict", "failed"], str] | None]:
+        """What became of records whose call failed, read back: written (None) where they
+        hold every new value, failed where they do not."""
+        columns = sorted({c for i in ids for c in by_record[i]})
+        now = self._collection_read(ids, columns)
+        return {
+            i: None
+            if all(
+                same_value(self._typed(c, now.get(i, {}).get(c)), new)
+                for c, new in by_record[i].items()
+            )
             else ("failed", f"not written: {error}")
-            for w, i in zip(chunk, ids, strict=True)
-        ]
+            for i in ids
+        }
 
     def _require_field(self, column: str) -> None:
         if column not in self._types and self._types:
