@@ -427,7 +427,10 @@ def test_a_run_past_the_api_share_reports_an_error_that_says_so(tmp_path: Path, 
     assert suite.status == "error"
     assert "past max_api_share 20%" in json.dumps(suite.to_json())
     assert [o.status for o in cycle.outcomes] == []
-    assert len(incidents) == 1
+    [incident] = incidents
+    assert "past max_api_share 20%: no more Salesforce reads or writes this run" in (
+        incident["summary"]
+    )
     assert counted.count("PATCH", "composite/sobjects") == 0
 
 
