@@ -43,8 +43,10 @@ def a_healthy_shop(url: str) -> None:
     orders = []
     for days_ago in range(60, -1, -1):
         day = now - timedelta(days=days_ago, hours=1)
+        midnight = day.replace(hour=0, minute=0, second=0)
         for _ in range(40 + rng.randint(-3, 3)):
-            created = day - timedelta(minutes=rng.randint(0, 600))
+            # Within the day's own calendar day, whatever the time now: 61 days of rows.
+            created = max(midnight, day - timedelta(minutes=rng.randint(0, 600)))
             orders.append(
                 {
                     "id": len(orders) + 1,
