@@ -428,9 +428,8 @@ def test_a_run_past_the_api_share_reports_an_error_that_says_so(tmp_path: Path, 
     assert "past max_api_share 20%" in json.dumps(suite.to_json())
     assert [o.status for o in cycle.outcomes] == []
     [incident] = incidents
-    assert "past max_api_share 20%: no more Salesforce reads or writes this run" in (
-        incident["summary"]
-    )
+    stopped = "past max_api_share 20%: no more Salesforce reads or writes this run"
+    assert stopped in incident["summary"]
     assert counted.count("PATCH", "composite/sobjects") == 0
 
 
