@@ -398,3 +398,29 @@ def test_json_logs_are_one_object_per_line(capsys: pytest.CaptureFixture[str]) -
         logger.handlers.clear()
         logger.propagate = True
         logger.setLevel(logging.NOTSET)
+
+
+def test_the_daemon_prunes_old_run_history_once_an_hour(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    load_orders(url, order_rows(3))
+    root = project(tmp_path / "p", url)
+    settings = root / "dq-agent.yml"
+    settings.write_text(settings.read_text() + "retention: {days: 40}\n")
+    now = [NOW - timedelta(days=100)]
+    daemon = Daemon(root, port=0, clock=lambda: now[0], env={})
+    try:
+        for _ in range(3):  # runs 100, 70 and 40 days ago
+            daemon.run_suite("orders")
+            now[0] += timedelta(days=30)
+        now[0] = NOW
+        daemon.run_suite("orders")
+        daemon.tick_once()
+        metrics = daemon.metrics.render(daemon.store, leader=True)
+        # Older than 40 days: the runs 100 and 70 days ago (40 days ago is on the edge: kept).
+        assert 'dq_agent_pruned_rows_total{table="suite_runs"} 2' in metrics
+        daemon.run_suite("orders")
+        daemon.tick_once()  # within the hour: not again
+        assert daemon.metrics.pruned["suite_runs"] == 2
+        assert len(daemon.store.suite_runs("orders", limit=10)) == 3
+    finally:
+        daemon.shutdown()

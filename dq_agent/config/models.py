@@ -145,6 +145,16 @@ class SnapshotSettings(Model):
     max_rows: int = Field(10_000, ge=0, le=1_000_000)
 
 
+class RetentionSettings(Model):
+    """How long run history is kept: runs, their check results, metrics and bucket values
+    older than ``days`` are pruned, never what a baseline window still reaches, never a
+    suite's latest run, and never the ledger, incidents or feedback. Off by default."""
+
+    days: int | None = Field(None, ge=1, le=36_500)
+    # Rows deleted per transaction: small batches never hold the store for long.
+    batch: int = Field(1_000, ge=1, le=100_000)
+
+
 class SlackSettings(Model):
     """The Slack app the agent posts as (a bot token) and verifies interactions with."""
 
@@ -311,6 +321,7 @@ class Settings(Model):
     defaults: Defaults = Defaults()
     corrections: CorrectionsSettings = CorrectionsSettings()
     snapshots: SnapshotSettings = SnapshotSettings()
+    retention: RetentionSettings = RetentionSettings()
     slack: SlackSettings | None = None
     llm: LlmSettings | None = None
     nudges: NudgeSettings = NudgeSettings()

@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 JOB_DEFAULTS = {"coalesce": True, "misfire_grace_time": 300, "max_instances": 1}
 TICK = timedelta(minutes=1)
 RELOAD = timedelta(seconds=15)
+# How often the retention prunes old run history (when ``retention.days`` is set).
+PRUNE_EVERY = timedelta(hours=1)
 # Transient source failures are tried again after these waits, then left to the schedule.
 RETRY_BACKOFF = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=15))
 CONFIG_PROBLEM = "(config)"
@@ -98,6 +100,7 @@ class Metrics:
     duration_sum: dict[str, float] = field(default_factory=dict)
     notifications: int = 0
     failed_notifications: int = 0
+    pruned: Counter[str] = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def record(self, cycle: Cycle) -> None:
@@ -149,6 +152,12 @@ class Metrics:
                 "# HELP dq_agent_notifications_failed_total Slack messages given up on.",
                 "# TYPE dq_agent_notifications_failed_total counter",
                 f"dq_agent_notifications_failed_total {self.failed_notifications}",
+                "# HELP dq_agent_pruned_rows_total Rows the retention pruned, by table.",
+                "# TYPE dq_agent_pruned_rows_total counter",
+                *(
+                    f'dq_agent_pruned_rows_total{{table="{t}"}} {n}'
+                    for t, n in sorted(self.pruned.items())
+                ),
             ]
         return "\n".join(lines) + "\n"
 
@@ -185,6 +194,7 @@ class Daemon:
         self._broken_seen: dict[str, str] = {}
         self._leading = False
         self._stopping = threading.Event()
+        self._pruned_at: datetime | None = None
         settings = self.project.settings.slack
         self.actions = (
             Actions(self.project, self.store, self.slack, self.options, env=env)
@@ -354,7 +364,35 @@ class Daemon:
                 restarts=self.restarts,
             )
         self.metrics.record(cycle)
+        self.prune_if_due()
         return cycle
+
+    def prune_if_due(self) -> None:
+        """Once every :data:`PRUNE_EVERY`, the retention's pruning: old run history goes in
+        small batches, outside the cycle lock (it deletes only what no cycle reads)."""
+        from dq_agent.store.retention import prune
+
+        now = self.clock()
+        if self._pruned_at is not None and now - self._pruned_at < PRUNE_EVERY:
+            return
+        self._pruned_at = now
+        assert self.project is not None
+        settings = self.project.settings.retention
+        try:
+            pruned = prune(
+                self.store,
+                days=settings.days,
+                suites=self.project.suites.values(),
+                now=now,
+                batch=settings.batch,
+            )
+        except DqAgentError as exc:
+            log.warning("pruning the state store failed (tried again in an hour): %s", exc)
+            return
+        with self.metrics.lock:
+            self.metrics.pruned.update(pruned.rows)
+        if pruned.total:
+            log.info("pruned %d rows of run history: %s", pruned.total, pruned.rows)
 
     def reload(self) -> list[str]:
         """Pick up added, changed, removed and broken suite files; what changed, in words."""
