@@ -203,6 +203,31 @@ def test_health_and_metrics(agent: Daemon) -> None:
     assert "dq_agent_leader 1" in metrics
     assert "dq_agent_incidents_open 1" in metrics
     assert 'dq_agent_run_duration_seconds_count{suite="orders"} 1' in metrics
+    assert "dq_agent_outbox_depth 0" in metrics
+    assert "dq_agent_slack_rate_limit_waits_total 0" in metrics
+
+
+def test_metrics_say_how_late_scheduled_runs_started(agent: Daemon) -> None:
+    from apscheduler.events import EVENT_JOB_SUBMITTED, JobSubmissionEvent
+
+    now = datetime.now(UTC)
+    for job, late in (("suite:orders", 2.0), ("suite:payments", 0.5), ("tick", 30.0)):
+        due = now - timedelta(seconds=late)
+        agent._submitted(JobSubmissionEvent(EVENT_JOB_SUBMITTED, job, "default", [due]))
+    metrics = agent.metrics.render(agent.store, leader=True)
+    assert "dq_agent_schedule_lag_seconds_count 2" in metrics  # the tick is not a suite run
+    [total] = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith("dq_agent_schedule_lag_seconds_sum")
+    ]
+    assert 2.5 <= float(total.split()[1]) < 3.5
+    [worst] = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith("dq_agent_schedule_lag_seconds_max")
+    ]
+    assert 2.0 <= float(worst.split()[1]) < 3.0
 
 
 def test_the_daemon_serves_the_dashboard(agent: Daemon) -> None:
@@ -424,3 +449,28 @@ def test_the_daemon_prunes_old_run_history_once_an_hour(tmp_path: Path) -> None:
         assert len(daemon.store.suite_runs("orders", limit=10)) == 3
     finally:
         daemon.shutdown()
+
+
+def test_a_second_daemon_on_sqlite_says_it_stands_by(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    load_orders(url, [])
+    root = project(tmp_path / "p", url)
+    first = Daemon(root, port=0, clock=lambda: NOW, env={})
+    second = Daemon(root, port=0, clock=lambda: NOW, env={})
+    try:
+        first.step()
+        with caplog.at_level(logging.WARNING, logger="dq_agent.daemon.service"):
+            second.step()
+            second.step()  # said once
+        told = [r.getMessage() for r in caplog.records if "SQLite" in r.getMessage()]
+        assert told == [
+            "another dq-agent daemon works on this SQLite state store: only one replica works "
+            "on SQLite, so this one stands by until it stops (a PostgreSQL state_url lets "
+            "replicas take over from each other)"
+        ]
+        assert first.leadership.holds() and not second.leadership.holds()
+    finally:
+        second.shutdown()
+        first.shutdown()

@@ -479,9 +479,14 @@ def test_only_owners_may_approve_and_the_approved_fix_closes_the_incident(
 def test_rate_limits_are_waited_out_as_slack_asks(world: World) -> None:
     world.empty_the_sheet()
     world.slack.fail_next("ratelimited", status=429, retry_after=7, times=2)
-    world.cycle(TUESDAY)
+    api = world.api()
+    project = load_project(world.root, env={})
+    world.clock.at = TUESDAY
+    with Store.open(project.state_url) as store:
+        run_cycle(project, ["us_forecast_sheet"], store, world.options(), slack=api)
     assert len(world.roots(PETE)) == 1
     assert world.sleeps == [7.0, 7.0]
+    assert (api.rate_limit_waits, api.rate_limit_wait_s) == (2, 14.0)  # for /metrics
 
 
 @pytest.mark.parametrize("asked", ["nan", "inf", "-5", "soon"])

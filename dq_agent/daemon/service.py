@@ -34,6 +34,7 @@ from dq_agent.escalate.actions import Actions
 from dq_agent.escalate.endpoint import InteractionsServer, Verifier
 from dq_agent.escalate.incidents import Notice
 from dq_agent.escalate.notify import Escalation
+from dq_agent.escalate.slack import SlackApi
 from dq_agent.restart.runner import Restarts
 from dq_agent.results import SuiteResult
 from dq_agent.store import Store
@@ -101,6 +102,12 @@ class Metrics:
     notifications: int = 0
     failed_notifications: int = 0
     pruned: Counter[str] = field(default_factory=Counter)
+    # Messages waiting in the outbox after the last delivery round.
+    outbox_depth: int = 0
+    # Scheduled suite runs: how late each started after its cron time (sum, count, max).
+    lag_sum: float = 0.0
+    lag_count: int = 0
+    lag_max: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def record(self, cycle: Cycle) -> None:
@@ -111,8 +118,16 @@ class Metrics:
                 self.duration_sum[result.suite] = total + result.duration_s
             self.notifications += len(cycle.delivery.sent)
             self.failed_notifications += len(cycle.delivery.failed)
+            self.outbox_depth = cycle.delivery.waiting
 
-    def render(self, store: Store, leader: bool) -> str:
+    def late(self, seconds: float) -> None:
+        """A scheduled run started ``seconds`` after its cron time."""
+        with self.lock:
+            self.lag_sum += seconds
+            self.lag_count += 1
+            self.lag_max = max(self.lag_max, seconds)
+
+    def render(self, store: Store, leader: bool, slack: SlackApi | None = None) -> str:
         open_incidents = len(store.incidents(active=True, events=False))
         corrections = Counter(c.status for c in store.corrections())
         with self.lock:
@@ -152,6 +167,23 @@ class Metrics:
                 "# HELP dq_agent_notifications_failed_total Slack messages given up on.",
                 "# TYPE dq_agent_notifications_failed_total counter",
                 f"dq_agent_notifications_failed_total {self.failed_notifications}",
+                "# HELP dq_agent_outbox_depth Messages waiting in the outbox.",
+                "# TYPE dq_agent_outbox_depth gauge",
+                f"dq_agent_outbox_depth {self.outbox_depth}",
+                "# HELP dq_agent_slack_rate_limit_waits_total Waits Slack asked for (429).",
+                "# TYPE dq_agent_slack_rate_limit_waits_total counter",
+                f"dq_agent_slack_rate_limit_waits_total {slack.rate_limit_waits if slack else 0}",
+                "# HELP dq_agent_slack_rate_limit_wait_seconds_total Time spent in those waits.",
+                "# TYPE dq_agent_slack_rate_limit_wait_seconds_total counter",
+                "dq_agent_slack_rate_limit_wait_seconds_total "
+                f"{slack.rate_limit_wait_s if slack else 0.0:.3f}",
+                "# HELP dq_agent_schedule_lag_seconds How late scheduled runs started.",
+                "# TYPE dq_agent_schedule_lag_seconds summary",
+                f"dq_agent_schedule_lag_seconds_sum {self.lag_sum:.3f}",
+                f"dq_agent_schedule_lag_seconds_count {self.lag_count}",
+                "# HELP dq_agent_schedule_lag_seconds_max The latest a scheduled run started.",
+                "# TYPE dq_agent_schedule_lag_seconds_max gauge",
+                f"dq_agent_schedule_lag_seconds_max {self.lag_max:.3f}",
                 "# HELP dq_agent_pruned_rows_total Rows the retention pruned, by table.",
                 "# TYPE dq_agent_pruned_rows_total counter",
                 *(
@@ -174,6 +206,7 @@ class Daemon:
         clock: Clock = utc_now,
         env: Mapping[str, str] | None = None,
     ) -> None:
+        from apscheduler.events import EVENT_JOB_SUBMITTED
         from apscheduler.schedulers.background import BackgroundScheduler
 
         self.root = root
@@ -189,12 +222,14 @@ class Daemon:
         self.leadership = Leadership(self.project.state_url)
         self.metrics = Metrics()
         self.scheduler = BackgroundScheduler(timezone="UTC", job_defaults=JOB_DEFAULTS)
+        self.scheduler.add_listener(self._submitted, EVENT_JOB_SUBMITTED)
         self._cycle_lock = threading.Lock()  # one agent cycle at a time
         self._retries: dict[str, int] = {}
         self._broken_seen: dict[str, str] = {}
         self._leading = False
         self._stopping = threading.Event()
         self._pruned_at: datetime | None = None
+        self._said_standby = False
         settings = self.project.settings.slack
         self.actions = (
             Actions(self.project, self.store, self.slack, self.options, env=env)
@@ -249,10 +284,23 @@ class Daemon:
             else:
                 self.scheduler.resume()
             log.info("leading: %d suites scheduled", len(self.scheduler.get_jobs()))
-        elif self._leading and not self.leadership.holds():
+        elif not self._leading:
+            self._standing_by()
+        elif not self.leadership.holds():
             self._leading = False
             self.scheduler.pause()
             log.warning("lost the leadership: standing by")
+
+    def _standing_by(self) -> None:
+        """On SQLite, say once why this replica does nothing: only one works on SQLite."""
+        if self._said_standby or self.store.engine.dialect.name != "sqlite":
+            return
+        self._said_standby = True
+        log.warning(
+            "another dq-agent daemon works on this SQLite state store: only one replica works "
+            "on SQLite, so this one stands by until it stops (a PostgreSQL state_url lets "
+            "replicas take over from each other)"
+        )
 
     def shutdown(self) -> None:
         """Stop taking new runs, let the running one finish, answer what was clicked.
@@ -305,6 +353,14 @@ class Daemon:
         self.scheduler.add_job(
             self.run_suite, trigger, args=[suite.suite], id=job_id, name=suite.suite
         )
+
+    def _submitted(self, event: Any) -> None:
+        """A job handed to the executor: for a suite's cron job, how late after its time
+        (APScheduler's own wall clock, which fired it)."""
+        if not str(event.job_id).startswith("suite:") or not event.scheduled_run_times:
+            return
+        due = min(event.scheduled_run_times)
+        self.metrics.late(max(0.0, (datetime.now(UTC) - due).total_seconds()))
 
     def run_suite(self, suite_id: str) -> Cycle | None:
         """One scheduled cycle of one suite; transient source failures are tried again soon."""
@@ -505,4 +561,5 @@ class Daemon:
         return (200 if healthy else 503), "application/json", json.dumps(doc)
 
     def _metrics(self) -> tuple[int, str, str]:
-        return 200, "text/plain; version=0.0.4", self.metrics.render(self.store, self._leading)
+        text = self.metrics.render(self.store, self._leading, self.slack)
+        return 200, "text/plain; version=0.0.4", text

@@ -65,6 +65,7 @@ class _Profile:
 
 
 def _rate_limit_handler(sleep: Callable[[float], None], retries: int) -> Any:
+    """slack-sdk's rate-limit retry, waiting with ``sleep`` (which also counts the waits)."""
     from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
     class _HonourRetryAfter(RateLimitErrorRetryHandler):
@@ -102,8 +103,17 @@ class SlackApi:
                 "slack: is configured but slack-sdk is not installed: pip install 'dq-agent[slack]'"
             ) from exc
 
+        # How often Slack asked to wait (429 with Retry-After), and for how long in all.
+        self.rate_limit_waits = 0
+        self.rate_limit_wait_s = 0.0
+
+        def waited(seconds: float) -> None:
+            self.rate_limit_waits += 1
+            self.rate_limit_wait_s += seconds
+            sleep(seconds)
+
         def client(*, reconnect: bool) -> WebClient:
-            handlers = [_rate_limit_handler(sleep, rate_limit_retries)]
+            handlers = [_rate_limit_handler(waited, rate_limit_retries)]
             if reconnect:
                 handlers.insert(0, ConnectionErrorRetryHandler(max_retry_count=2))
             return WebClient(
