@@ -661,7 +661,8 @@ def _set_incident(
 
 @main.group("store")
 def store_group() -> None:
-    """The state store: what it holds, and pruning old run history (``retention:``)."""
+    """The state store: what it holds, and pruning old run history (retention: in
+    dq-agent.yml)."""
 
 
 @store_group.command("stats")
@@ -686,8 +687,8 @@ def store_stats(project_dir: Path, fmt: str) -> None:
 @format_option
 @click.option("--dry-run", is_flag=True, help="Count what would go; delete nothing.")
 def store_prune(project_dir: Path, fmt: str, dry_run: bool) -> None:
-    """Delete run history older than ``retention.days`` (what no baseline reaches, never a
-    suite's latest run nor the ledger), in small batches; and expired memories."""
+    """Delete run history older than retention.days (what no baseline reaches, never a
+    suite's latest run nor the ledger), in small batches."""
     from dq_agent.store.retention import prune
 
     with _ledger(project_dir) as (project, store):

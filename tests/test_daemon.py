@@ -21,6 +21,7 @@ import pytest
 
 from dq_agent.config import load_project
 from dq_agent.daemon.service import Daemon, next_retry, retry_windows
+from dq_agent.store import queue
 from tests.helpers import make_project
 from tests.sources import NOW, load_orders, order_rows
 
@@ -207,27 +208,66 @@ def test_health_and_metrics(agent: Daemon) -> None:
     assert "dq_agent_slack_rate_limit_waits_total 0" in metrics
 
 
-def test_metrics_say_how_late_scheduled_runs_started(agent: Daemon) -> None:
-    from apscheduler.events import EVENT_JOB_SUBMITTED, JobSubmissionEvent
+def test_a_cron_time_queues_a_run_and_a_replica_claims_and_runs_it(agent: Daemon) -> None:
+    agent.step()
+    assert agent.scheduler.get_job("suite:orders").func == agent.enqueue_due
+    assert agent.enqueue_due("orders") is True
+    assert agent.enqueue_due("orders") is False  # the next cron time coalesces into it
+    cycle = agent.work_once()
+    assert cycle is not None and [(r.suite, r.status) for r in cycle.results] == [
+        ("orders", "fail")
+    ]
+    assert agent.work_once() is None  # nothing else is due
+    [run] = queue.history(agent.store, since=NOW - timedelta(days=1))
+    assert (run.suite, run.status, run.attempts, run.claimed_by) == (
+        "orders",
+        "fail",
+        1,
+        agent.replica,
+    )
+    metrics = agent.metrics.render(agent.store, leader=True, now=NOW)
+    assert "dq_agent_queue_depth 0" in metrics
+    assert "dq_agent_queued_runs_claimed_total 1" in metrics
+    assert 'dq_agent_queued_runs_finished_total{status="fail"} 1' in metrics
+    assert "dq_agent_schedule_lag_seconds_count 1" in metrics
 
-    now = datetime.now(UTC)
-    for job, late in (("suite:orders", 2.0), ("suite:payments", 0.5), ("tick", 30.0)):
-        due = now - timedelta(seconds=late)
-        agent._submitted(JobSubmissionEvent(EVENT_JOB_SUBMITTED, job, "default", [due]))
-    metrics = agent.metrics.render(agent.store, leader=True)
-    assert "dq_agent_schedule_lag_seconds_count 2" in metrics  # the tick is not a suite run
-    [total] = [
-        line
-        for line in metrics.splitlines()
-        if line.startswith("dq_agent_schedule_lag_seconds_sum")
-    ]
-    assert 2.5 <= float(total.split()[1]) < 3.5
-    [worst] = [
-        line
-        for line in metrics.splitlines()
-        if line.startswith("dq_agent_schedule_lag_seconds_max")
-    ]
-    assert 2.0 <= float(worst.split()[1]) < 3.0
+
+def test_replicas_share_the_queue_and_take_over_a_dead_ones_run(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    load_orders(url, order_rows(3, newest=NOW))
+    root = project(tmp_path / "p", url, state_url=postgres_url)
+    now = [NOW]
+    first = Daemon(root, port=0, clock=lambda: now[0], env={})
+    second = Daemon(root, port=0, clock=lambda: now[0], env={})
+    try:
+        first.step()  # leads: its cron jobs queue the runs
+        assert first.enqueue_due("orders") and first.enqueue_due("payments")
+        ran = [d.work_once() for d in (first, second)]
+        assert [c.results[0].suite if c else None for c in ran] == ["orders", "payments"]
+        assert first.work_once() is None and second.work_once() is None
+
+        # A third replica claims the next orders run and dies holding it.
+        now[0] = NOW + timedelta(hours=1)
+        assert first.enqueue_due("orders")
+        dead = queue.claim(first.store, by="dead", now=now[0], lease=timedelta(minutes=2))
+        assert dead is not None
+        now[0] += timedelta(minutes=1)
+        assert second.work_once() is None  # its lease still holds
+        now[0] += timedelta(minutes=2)
+        taken = second.work_once()  # lapsed: taken over
+        assert taken is not None and taken.results[0].suite == "orders"
+        runs = queue.history(first.store, since=NOW)
+        assert [(r.suite, r.attempts, r.claimed_by == second.replica) for r in runs] == [
+            ("orders", 1, False),
+            ("payments", 1, True),
+            ("orders", 2, True),
+        ]
+        assert all(r.finished_at is not None for r in runs)
+    finally:
+        second.shutdown()
+        first.shutdown()
 
 
 def test_the_daemon_serves_the_dashboard(agent: Daemon) -> None:
@@ -471,6 +511,9 @@ def test_a_second_daemon_on_sqlite_says_it_stands_by(
             "replicas take over from each other)"
         ]
         assert first.leadership.holds() and not second.leadership.holds()
+        assert first.enqueue_due("orders")
+        assert second.work_once() is None  # only the leader works on SQLite
+        assert first.work_once() is not None
     finally:
         second.shutdown()
         first.shutdown()

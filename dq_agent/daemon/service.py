@@ -1,9 +1,12 @@
-"""``dq-agent daemon``: every suite on its cron, one agent cycle at a time, on the leader only.
+"""``dq-agent daemon``: every suite on its cron, the runs shared by the replicas.
 
-One process among the replicas sharing a state store holds the leadership and runs the
-schedule (APScheduler 3: a cron trigger per suite in its timezone, coalesced, one instance
-at a time); the others stand by and take over when it goes. Every replica serves the HTTP
-endpoints: ``/healthz``, ``/metrics`` and the Slack interactions.
+One process among the replicas sharing a state store holds the leadership and keeps the
+schedule (APScheduler 3: a cron trigger per suite in its timezone): at each cron time it
+queues a run of the suite in the store (:mod:`dq_agent.store.queue`). Every replica claims
+due runs from the queue, one agent cycle at a time, holding each for a lease it renews while
+the run goes on; a replica that dies loses its claim when the lease lapses and another runs
+it. On SQLite only the leader works. Every replica serves the HTTP endpoints: ``/healthz``,
+``/metrics`` and the Slack interactions.
 
 Between scheduled runs a tick moves restarts along, reminds people and sends what is due.
 Suite files are re-read on a short interval: a changed suite is rescheduled, a removed one
@@ -14,8 +17,11 @@ about the broken file.
 from __future__ import annotations
 
 import logging
+import os
 import re
+import socket
 import threading
+import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -36,8 +42,8 @@ from dq_agent.escalate.incidents import Notice
 from dq_agent.escalate.notify import Escalation
 from dq_agent.escalate.slack import SlackApi
 from dq_agent.restart.runner import Restarts
-from dq_agent.results import SuiteResult
-from dq_agent.store import Store
+from dq_agent.results import SuiteResult, worst
+from dq_agent.store import Store, queue
 from dq_agent.triage import classify
 from dq_agent.ui.app import Dashboard
 
@@ -50,6 +56,8 @@ TICK = timedelta(minutes=1)
 RELOAD = timedelta(seconds=15)
 # How often the retention prunes old run history (when ``retention.days`` is set).
 PRUNE_EVERY = timedelta(hours=1)
+# How long a claimed run is held without a renewal; renewed every third of it while it runs.
+LEASE = timedelta(minutes=2)
 # Transient source failures are tried again after these waits, then left to the schedule.
 RETRY_BACKOFF = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=15))
 CONFIG_PROBLEM = "(config)"
@@ -104,10 +112,12 @@ class Metrics:
     pruned: Counter[str] = field(default_factory=Counter)
     # Messages waiting in the outbox after the last delivery round.
     outbox_depth: int = 0
-    # Scheduled suite runs: how late each started after its cron time (sum, count, max).
+    # Queued runs this replica claimed: how late each started after it was due (sum, max),
+    # and how the finished ones ended (by the suite's status, or "abandoned").
+    claims: int = 0
     lag_sum: float = 0.0
-    lag_count: int = 0
     lag_max: float = 0.0
+    finishes: Counter[str] = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def record(self, cycle: Cycle) -> None:
@@ -120,15 +130,22 @@ class Metrics:
             self.failed_notifications += len(cycle.delivery.failed)
             self.outbox_depth = cycle.delivery.waiting
 
-    def late(self, seconds: float) -> None:
-        """A scheduled run started ``seconds`` after its cron time."""
+    def claimed(self, lag_s: float) -> None:
+        """This replica claimed a queued run ``lag_s`` seconds after it was due."""
         with self.lock:
-            self.lag_sum += seconds
-            self.lag_count += 1
-            self.lag_max = max(self.lag_max, seconds)
+            self.claims += 1
+            self.lag_sum += lag_s
+            self.lag_max = max(self.lag_max, lag_s)
 
-    def render(self, store: Store, leader: bool, slack: SlackApi | None = None) -> str:
+    def finished(self, status: str) -> None:
+        with self.lock:
+            self.finishes[status] += 1
+
+    def render(
+        self, store: Store, leader: bool, slack: SlackApi | None = None, now: datetime | None = None
+    ) -> str:
         open_incidents = len(store.incidents(active=True, events=False))
+        queued = queue.depth(store, now=now or utc_now())
         corrections = Counter(c.status for c in store.corrections())
         with self.lock:
             lines = [
@@ -177,13 +194,26 @@ class Metrics:
                 "# TYPE dq_agent_slack_rate_limit_wait_seconds_total counter",
                 "dq_agent_slack_rate_limit_wait_seconds_total "
                 f"{slack.rate_limit_wait_s if slack else 0.0:.3f}",
-                "# HELP dq_agent_schedule_lag_seconds How late scheduled runs started.",
+                "# HELP dq_agent_queue_depth Runs due and not finished, fleet-wide.",
+                "# TYPE dq_agent_queue_depth gauge",
+                f"dq_agent_queue_depth {queued}",
+                "# HELP dq_agent_schedule_lag_seconds How late this replica's runs started "
+                "after they were due.",
                 "# TYPE dq_agent_schedule_lag_seconds summary",
                 f"dq_agent_schedule_lag_seconds_sum {self.lag_sum:.3f}",
-                f"dq_agent_schedule_lag_seconds_count {self.lag_count}",
-                "# HELP dq_agent_schedule_lag_seconds_max The latest a scheduled run started.",
+                f"dq_agent_schedule_lag_seconds_count {self.claims}",
+                "# HELP dq_agent_schedule_lag_seconds_max The latest a run of it started.",
                 "# TYPE dq_agent_schedule_lag_seconds_max gauge",
                 f"dq_agent_schedule_lag_seconds_max {self.lag_max:.3f}",
+                "# HELP dq_agent_queued_runs_claimed_total Queued runs this replica claimed.",
+                "# TYPE dq_agent_queued_runs_claimed_total counter",
+                f"dq_agent_queued_runs_claimed_total {self.claims}",
+                "# HELP dq_agent_queued_runs_finished_total Queued runs it finished, by status.",
+                "# TYPE dq_agent_queued_runs_finished_total counter",
+                *(
+                    f'dq_agent_queued_runs_finished_total{{status="{st}"}} {n}'
+                    for st, n in sorted(self.finishes.items())
+                ),
                 "# HELP dq_agent_pruned_rows_total Rows the retention pruned, by table.",
                 "# TYPE dq_agent_pruned_rows_total counter",
                 *(
@@ -206,7 +236,6 @@ class Daemon:
         clock: Clock = utc_now,
         env: Mapping[str, str] | None = None,
     ) -> None:
-        from apscheduler.events import EVENT_JOB_SUBMITTED
         from apscheduler.schedulers.background import BackgroundScheduler
 
         self.root = root
@@ -222,7 +251,6 @@ class Daemon:
         self.leadership = Leadership(self.project.state_url)
         self.metrics = Metrics()
         self.scheduler = BackgroundScheduler(timezone="UTC", job_defaults=JOB_DEFAULTS)
-        self.scheduler.add_listener(self._submitted, EVENT_JOB_SUBMITTED)
         self._cycle_lock = threading.Lock()  # one agent cycle at a time
         self._retries: dict[str, int] = {}
         self._broken_seen: dict[str, str] = {}
@@ -230,6 +258,8 @@ class Daemon:
         self._stopping = threading.Event()
         self._pruned_at: datetime | None = None
         self._said_standby = False
+        # Who this replica is in the run queue's claims.
+        self.replica = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         settings = self.project.settings.slack
         self.actions = (
             Actions(self.project, self.store, self.slack, self.options, env=env)
@@ -267,12 +297,28 @@ class Daemon:
         """Run until ``stop`` is set: lead when possible, stand by otherwise."""
         self.server.start()
         log.info("serving on %s", self.server.base_url)
+        log.info("replica %s: claims due runs from the queue", self.replica)
+        worker = threading.Thread(target=self._work, args=(stop, poll_s), name="dq-agent-worker")
+        worker.start()
         try:
             while not stop.is_set():
                 self.step()
                 stop.wait(poll_s)
         finally:
+            stop.set()
             self.shutdown()
+            worker.join()
+
+    def _work(self, stop: threading.Event, poll_s: float) -> None:
+        """Claim and run due runs until ``stop``; wait ``poll_s`` when none is due."""
+        while not stop.is_set() and not self._stopping.is_set():
+            try:
+                ran = self.work_once()
+            except DqAgentError as exc:  # the store unreachable: try again in a moment
+                log.warning("could not take a run from the queue: %s", exc)
+                ran = None
+            if ran is None:
+                stop.wait(poll_s)
 
     def step(self) -> None:
         """One turn of the leadership loop: take the lead if free, give it up if lost."""
@@ -351,19 +397,63 @@ class Daemon:
             return
         trigger = cron_trigger(suite.schedule, suite.timezone)
         self.scheduler.add_job(
-            self.run_suite, trigger, args=[suite.suite], id=job_id, name=suite.suite
+            self.enqueue_due, trigger, args=[suite.suite], id=job_id, name=suite.suite
         )
 
-    def _submitted(self, event: Any) -> None:
-        """A job handed to the executor: for a suite's cron job, how late after its time
-        (APScheduler's own wall clock, which fired it)."""
-        if not str(event.job_id).startswith("suite:") or not event.scheduled_run_times:
-            return
-        due = min(event.scheduled_run_times)
-        self.metrics.late(max(0.0, (datetime.now(UTC) - due).total_seconds()))
+    def enqueue_due(self, suite_id: str) -> bool:
+        """The suite's cron time has come: queue its run for whichever replica is free
+        (coalesced into a run of it still waiting or running)."""
+        due = self.clock().replace(second=0, microsecond=0)
+        return queue.enqueue(self.store, suite_id, due)
+
+    def work_once(self) -> Cycle | None:
+        """Claim the oldest due run and do it, renewing the claim while it runs; None when
+        nothing is due (or this replica may not work: a standby on SQLite)."""
+        if self._stopping.is_set():
+            return None
+        if not self._leading and self.store.engine.dialect.name == "sqlite":
+            return None
+        now = self.clock()
+        held = queue.claim(self.store, by=self.replica, now=now, lease=LEASE)
+        if held is None:
+            return None
+        self.metrics.claimed(max(0.0, (now - held.due_at).total_seconds()))
+        done = threading.Event()
+        renewing = threading.Thread(target=self._renew, args=(held, done), daemon=True)
+        renewing.start()
+        try:
+            cycle = self._run(held.suite)
+        finally:
+            done.set()
+            renewing.join()
+        if cycle is None:  # stopping before it started: another replica runs it
+            queue.release(self.store, held, by=self.replica)
+            return None
+        status = worst(r.status for r in cycle.results)
+        if not queue.finish(self.store, held, by=self.replica, status=status, at=self.clock()):
+            log.error("run %d of %s: the claim was lost while it ran", held.id, held.suite)
+        self.metrics.finished(status)
+        for result in cycle.results:
+            self._after(result)
+        return cycle
+
+    def _renew(self, held: queue.Claim, done: threading.Event) -> None:
+        """Renew ``held``'s lease every third of it until ``done``."""
+        while not done.wait(LEASE.total_seconds() / 3):
+            until = self.clock() + LEASE
+            if not queue.renew(self.store, held, by=self.replica, until=until):
+                log.error("run %d of %s: lost its claim (lease lapsed)", held.id, held.suite)
+                return
 
     def run_suite(self, suite_id: str) -> Cycle | None:
-        """One scheduled cycle of one suite; transient source failures are tried again soon."""
+        """One cycle of one suite now; transient source failures are tried again soon."""
+        cycle = self._run(suite_id)
+        if cycle is not None:
+            for result in cycle.results:
+                self._after(result)
+        return cycle
+
+    def _run(self, suite_id: str) -> Cycle | None:
         with self._cycle_lock:
             if self._stopping.is_set():
                 return None
@@ -378,8 +468,6 @@ class Daemon:
                 restarts=self.restarts,
             )
         self.metrics.record(cycle)
-        for result in cycle.results:
-            self._after(result)
         return cycle
 
     def _after(self, result: SuiteResult) -> None:
@@ -397,15 +485,7 @@ class Daemon:
             return
         self._retries[result.suite] = attempt + 1
         log.info("%s: transient failure, trying again at %s", result.suite, when.isoformat())
-        if self.scheduler.running:
-            self.scheduler.add_job(
-                self.run_suite,
-                "date",
-                run_date=when,
-                args=[result.suite],
-                id=f"retry:{result.suite}",
-                replace_existing=True,
-            )
+        queue.enqueue(self.store, result.suite, when, reason="retry")
 
     def tick_once(self) -> Cycle | None:
         with self._cycle_lock:
@@ -561,5 +641,5 @@ class Daemon:
         return (200 if healthy else 503), "application/json", json.dumps(doc)
 
     def _metrics(self) -> tuple[int, str, str]:
-        text = self.metrics.render(self.store, self._leading, self.slack)
+        text = self.metrics.render(self.store, self._leading, self.slack, now=self.clock())
         return 200, "text/plain; version=0.0.4", text

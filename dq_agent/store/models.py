@@ -356,3 +356,33 @@ class SignInFailure(Base):
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     subject: Mapped[str] = mapped_column(sa.String(255))
     at: Mapped[datetime]
+
+
+class QueuedRun(Base):
+    """A suite run that is due: claimed by one replica at a time for a lease, renewed while
+    it runs; a dead replica's claim lapses and another replica runs it. At most one unfinished
+    run per suite (late runs coalesce, and a suite never runs on two replicas at once)."""
+
+    __tablename__ = "run_queue"
+    __table_args__ = (
+        sa.UniqueConstraint("suite", "due_at"),
+        sa.Index(
+            "ix_run_queue_one_open_per_suite",
+            "suite",
+            unique=True,
+            sqlite_where=sa.text("finished_at IS NULL"),
+            postgresql_where=sa.text("finished_at IS NULL"),
+        ),
+        sa.Index("ix_run_queue_due", "finished_at", "due_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    suite: Mapped[str] = mapped_column(sa.String(255))
+    due_at: Mapped[datetime]
+    reason: Mapped[str] = mapped_column(sa.String(16))  # schedule | retry
+    claimed_by: Mapped[str | None] = mapped_column(sa.String(128))
+    lease_until: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(sa.Integer)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    status: Mapped[str | None] = mapped_column(sa.String(16))
