@@ -4,6 +4,7 @@ it counts the scans of the table on SQL engines and Spark (no JVM: Spark would t
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -271,3 +272,43 @@ def test_the_salesforce_benchmark_counts_the_calls_of_each_path() -> None:
     assert re.search(r"^  one by one \(read, PATCH, read\) +1,35\d ", out, re.M), out
     assert re.search(r"^  sObject Collections +5 ", out, re.M), out
     assert "(target <= 10) PASS" in out
+
+
+def test_the_replicas_benchmark_loses_and_doubles_nothing(postgres_server: str) -> None:
+    name = f"dq_bench_rq_{os.getpid()}"
+    try:
+        done = _replicas_benchmark(postgres_server, name)
+    finally:
+        import sqlalchemy as sa
+
+        url = sa.make_url(postgres_server)
+        admin = sa.create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name}_state WITH (FORCE)"))
+        admin.dispose()
+        warehouse = sa.create_engine(url)
+        with warehouse.begin() as conn:
+            conn.execute(sa.text(f"DROP SCHEMA IF EXISTS {name} CASCADE"))
+        warehouse.dispose()
+    assert done.returncode == 0, done.stdout + done.stderr
+    # replicas, due, finished, lost, taken over, recorded twice, ...
+    [row] = re.findall(r"^ +2 +(\d+) +(\d+) +(\d+) +(\d+) +(\d+) ", done.stdout, re.M)
+    due, finished, lost, taken_over, _twice = map(int, row)
+    assert due == finished > 0 and lost == 0
+    assert taken_over == 1  # the run the killed replica held
+
+
+def _replicas_benchmark(postgres_url: str, name: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "replicas.py"),
+            *("--suites", "24", "--minutes", "4", "--replicas", "2"),
+            *("--postgres-url", postgres_url, "--name", name),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )

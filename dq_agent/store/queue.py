@@ -70,16 +70,21 @@ def claim(store: Store, *, by: str, now: datetime, lease: timedelta) -> Claim | 
         return Claim(row.id, row.suite, row.due_at, row.reason, row.attempts, row.lease_until)
 
 
+def _held(claimed: Claim, by: str) -> tuple[sa.ColumnElement[bool], ...]:
+    """The run ``claimed``, as long as ``by`` still holds it and it is not finished."""
+    return (
+        QueuedRun.id == claimed.id,
+        QueuedRun.claimed_by == by,
+        QueuedRun.finished_at.is_(None),
+    )
+
+
 def renew(store: Store, claimed: Claim, *, by: str, until: datetime) -> bool:
     """Extend the lease of a run ``by`` still holds; False if it lost it (lapsed and taken)."""
     with store._transaction("renew a run's lease") as session:
         done = session.execute(
             sa.update(QueuedRun)
-            .where(
-                QueuedRun.id == claimed.id,
-                QueuedRun.claimed_by == by,
-                QueuedRun.finished_at.is_(None),
-            )
+            .where(*_held(claimed, by))
             .values(lease_until=until)
             .execution_options(synchronize_session=False)
         )
@@ -91,11 +96,7 @@ def finish(store: Store, claimed: Claim, *, by: str, status: str, at: datetime) 
     with store._transaction("finish a queued run") as session:
         done = session.execute(
             sa.update(QueuedRun)
-            .where(
-                QueuedRun.id == claimed.id,
-                QueuedRun.claimed_by == by,
-                QueuedRun.finished_at.is_(None),
-            )
+            .where(*_held(claimed, by))
             .values(finished_at=at, status=status, lease_until=None)
             .execution_options(synchronize_session=False)
         )
@@ -107,11 +108,7 @@ def release(store: Store, claimed: Claim, *, by: str) -> None:
     with store._transaction("release a queued run") as session:
         session.execute(
             sa.update(QueuedRun)
-            .where(
-                QueuedRun.id == claimed.id,
-                QueuedRun.claimed_by == by,
-                QueuedRun.finished_at.is_(None),
-            )
+            .where(*_held(claimed, by))
             .values(claimed_by=None, lease_until=None, attempts=QueuedRun.attempts - 1)
             .execution_options(synchronize_session=False)
         )
