@@ -130,7 +130,7 @@ def play(project: Path, state_url: str, replicas: int, minutes: int, kill: bool)
     triggers = {s.suite: cron_trigger(s.schedule or "", s.timezone) for s in loaded.suites.values()}
     clock_file = project / "clock"
     stop_file = project / "stop"
-    clock_file.write_text(f"{T0.isoformat()} {time.time()}")
+    set_clock(clock_file, T0)
     children = [
         subprocess.Popen(
             [sys.executable, __file__, "--child", str(project), f"r{n}"],
@@ -145,7 +145,7 @@ def play(project: Path, state_url: str, replicas: int, minutes: int, kill: bool)
     with Store.open(state_url) as store:
         for m in range(minutes):
             minute = T0 + timedelta(minutes=m)
-            clock_file.write_text(f"{minute.isoformat()} {time.time()}")
+            set_clock(clock_file, minute)
             for name in due_in_minute(triggers, minute):
                 if queue.enqueue(store, name, minute):
                     due += 1
@@ -154,10 +154,17 @@ def play(project: Path, state_url: str, replicas: int, minutes: int, kill: bool)
             if kill and replicas > 1 and m == minutes // 2:
                 holding(store, "r0", since=minute)  # in the middle of a run
                 victim = children[0]
-                killed = {"replica": "r0", "peak_rss_mb": _peak_rss_mb(victim.pid)}
+                killed = {
+                    "replica": "r0",
+                    "process": victim,
+                    "peak_rss_mb": _peak_rss_mb(victim.pid),
+                }
                 victim.send_signal(signal.SIGKILL)
                 victim.wait()
             while queue.depth(store, now=minute + timedelta(days=1)):
+                dead = [c for c in children if c.poll() is not None and c is not victim_of(killed)]
+                if dead:
+                    raise SystemExit(f"a replica died on its own (exit {dead[0].returncode})")
                 time.sleep(0.02)
         elapsed = time.perf_counter() - started
         runs = queue.history(store, since=T0)
@@ -185,6 +192,17 @@ def play(project: Path, state_url: str, replicas: int, minutes: int, kill: bool)
         "peak_rss_mb": {r["name"]: r["peak_rss_mb"] for r in reports if r}
         | ({killed["replica"] + " (killed)": killed["peak_rss_mb"]} if killed else {}),
     }
+
+
+def set_clock(path: Path, moment: datetime) -> None:
+    """The simulated time ``moment`` starts now (replaced at once: readers never see half)."""
+    partial = path.with_suffix(".new")
+    partial.write_text(f"{moment.isoformat()} {time.time()}")
+    os.replace(partial, path)
+
+
+def victim_of(killed: dict[str, Any] | None) -> Any:
+    return killed["process"] if killed else None
 
 
 def holding(store: Store, replica: str, *, since: datetime, wait_s: float = 10.0) -> bool:

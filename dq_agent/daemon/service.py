@@ -197,6 +197,10 @@ class Metrics:
                 "# HELP dq_agent_queue_depth Runs due and not finished, fleet-wide.",
                 "# TYPE dq_agent_queue_depth gauge",
                 f"dq_agent_queue_depth {queued}",
+                "# HELP dq_agent_slack_paced_seconds_total Time posts waited for their "
+                "channel's turn.",
+                "# TYPE dq_agent_slack_paced_seconds_total counter",
+                f"dq_agent_slack_paced_seconds_total {slack.paced_s if slack else 0.0:.3f}",
                 "# HELP dq_agent_schedule_lag_seconds How late this replica's runs started "
                 "after they were due.",
                 "# TYPE dq_agent_schedule_lag_seconds summary",

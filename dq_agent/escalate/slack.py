@@ -37,6 +37,33 @@ _PERMANENT = {
 }
 # The longest Retry-After honoured in place; longer waits are left to the next delivery round.
 MAX_RETRY_AFTER_S = 60
+# chat.postMessage allows about one message a second per channel (a DM is a channel), with
+# short bursts above it: posts beyond a burst of this many are spaced out, in order.
+POST_BURST = 4
+POST_INTERVAL_S = 1.0
+
+
+class _Pacer:
+    """Per channel, a burst of :data:`POST_BURST` posts, then one per
+    :data:`POST_INTERVAL_S`: each post waits (with ``sleep``) for its turn."""
+
+    def __init__(self, sleep: Callable[[float], None], clock: Callable[[], float]) -> None:
+        self._sleep, self._clock = sleep, clock
+        self._turns: dict[str, list[float]] = {}  # channel → when its recent posts went
+
+    def wait_turn(self, channel: str) -> float:
+        """Wait until ``channel`` may take another post; how long it waited."""
+        now = self._clock()
+        recent = [t for t in self._turns.get(channel, []) if t > now - POST_BURST * POST_INTERVAL_S]
+        wait = 0.0
+        if len(recent) >= POST_BURST:
+            wait = recent[-POST_BURST] + POST_BURST * POST_INTERVAL_S - now
+            if wait > 0:
+                self._sleep(wait)
+        self._turns[channel] = [*recent, now + max(wait, 0.0)][-POST_BURST:]
+        return max(wait, 0.0)
+
+
 METADATA_EVENT = "dq_agent_message"
 
 
@@ -94,6 +121,7 @@ class SlackApi:
         *,
         sleep: Callable[[float], None] = time.sleep,
         rate_limit_retries: int = 3,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         try:
             from slack_sdk import WebClient
@@ -106,6 +134,9 @@ class SlackApi:
         # How often Slack asked to wait (429 with Retry-After), and for how long in all.
         self.rate_limit_waits = 0
         self.rate_limit_wait_s = 0.0
+        # And how long posts waited for their channel's turn.
+        self.paced_s = 0.0
+        self._pacer = _Pacer(sleep, monotonic)
 
         def waited(seconds: float) -> None:
             self.rate_limit_waits += 1
@@ -238,7 +269,9 @@ class SlackApi:
         key: str,
         thread_ts: str | None = None,
     ) -> str:
-        """Post a message carrying its idempotency key as metadata; returns its ``ts``."""
+        """Post a message carrying its idempotency key as metadata; returns its ``ts``.
+        Posts to one channel are paced as Slack allows (:class:`_Pacer`)."""
+        self.paced_s += self._pacer.wait_turn(channel)
         response = self._call(
             "chat.postMessage",
             lambda: self._poster.chat_postMessage(
