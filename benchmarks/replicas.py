@@ -20,8 +20,11 @@ checks beyond the queue's: a run killed mid-cycle and taken over records twice, 
 do not, as the ledger and outbox make them once), scheduling lag p50/p99/max (due → claimed),
 throughput, and each replica's peak RSS. Nothing is asserted.
 
+With ``--soak N`` it instead runs N queued runs back to back on one replica and prints its
+resident memory every tenth of the way.
+
 Usage: ``.venv/bin/python benchmarks/replicas.py [--suites N] [--replicas 1,2,3] [--minutes M]
-[--postgres-url URL]``
+[--postgres-url URL] [--soak N]``
 """
 
 from __future__ import annotations
@@ -246,6 +249,41 @@ def child(project: Path, name: str) -> None:
     print(json.dumps({"name": name, "peak_rss_mb": round(peak, 1)}))
 
 
+def soak(base_url: str, cycles: int, name: str) -> None:
+    """One replica running ``cycles`` queued runs of 10 suites back to back: its RSS every
+    tenth of the way (flat memory means nothing accumulates per cycle)."""
+    import resource
+
+    from dq_agent.daemon.service import Daemon
+
+    with tempfile.TemporaryDirectory() as tmp:
+        project, _ = setup(base_url, 10, Path(tmp) / "p", name)
+        now = [T0]
+        daemon = Daemon(project, port=0, clock=lambda: now[0], env={})
+        suites = sorted(daemon.project.suites) if daemon.project else []
+        daemon.step()  # the only replica: it leads
+        print(f"soak: {cycles:,} cycles of {len(suites)} suites, one replica")
+        print("cycles   RSS MB   peak MB")
+        try:
+            for n in range(cycles):
+                now[0] = T0 + timedelta(minutes=n)
+                queue.enqueue(daemon.store, suites[n % len(suites)], now[0])
+                daemon.work_once()
+                if (n + 1) % max(1, cycles // 10) == 0:
+                    rss = _rss_mb(os.getpid())
+                    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+                    print(f"{n + 1:>6,} {rss:>8.1f} {peak:>9.1f}", flush=True)
+        finally:
+            daemon.shutdown()
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--suites", type=int, default=1000)
@@ -255,11 +293,15 @@ def main() -> None:
     parser.add_argument("--postgres-url", default=os.environ.get("DQ_AGENT_TEST_POSTGRES_URL"))
     parser.add_argument("--name", default=NAME, help="the warehouse schema; NAME_state the store")
     parser.add_argument("--child", nargs=2, metavar=("PROJECT", "NAME"), help=argparse.SUPPRESS)
+    parser.add_argument("--soak", type=int, default=0, help="instead: N cycles on one replica")
     args = parser.parse_args()
     if args.child:
         child(Path(args.child[0]), args.child[1])
         return
     base_url = args.postgres_url or DEFAULT_POSTGRES_URL
+    if args.soak:
+        soak(base_url, args.soak, f"{args.name}_soak")
+        return
     print(f"{args.suites:,} suites, {args.minutes} simulated minutes")
     print(
         "replicas   due  finished  lost  taken over  recorded twice  lag p50   p99    max"
