@@ -164,42 +164,26 @@ def test_harness_runs_on_duckdb_and_reports_gx_as_not_available(tmp_path: Path) 
     assert re.search(r"^plain GX / dq-agent \(work\): +n/a", done.stdout, re.M), done.stdout
 
 
-def test_the_escalation_benchmark_runs() -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "escalation.py"),
-            "--incidents",
-            "6",
-            "--owners",
-            "2",
-        ],
+def _bench(script: str, *args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    """``benchmarks/<script>`` run with ``args``, its output captured."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
         check=False,
     )
+
+
+def test_the_escalation_benchmark_runs() -> None:
+    done = _bench("escalation.py", "--incidents", "6", "--owners", "2", timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "messages posted: 18 (raw 6 + first 6 + reminders 6)" in done.stdout
 
 
 def test_the_semantic_benchmark_scores_every_kind_and_check() -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "semantic.py"),
-            "--rounds",
-            "1",
-            "--days",
-            "120",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = _bench("semantic.py", "--rounds", "1", "--days", "120", timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
     assert "recall on injected days" in out and "false alarms on clean days" in out
@@ -226,17 +210,8 @@ def test_the_semantic_benchmark_scores_every_kind_and_check() -> None:
 
 
 def test_the_dashboard_benchmark_times_every_page() -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "ui.py"),
-            *("--runs", "200", "--incidents", "20", "--repeat", "1", "--profile", "0"),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    done = _bench(
+        "ui.py", *("--runs", "200", "--incidents", "20", "--repeat", "1", "--profile", "0")
     )
     assert done.returncode == 0, done.stdout + done.stderr
     timed = re.findall(r"^(/\S*) +[0-9.]+ +[0-9.]+ .*(PASS|MISS)$", done.stdout, re.M)
@@ -251,18 +226,7 @@ def test_the_dashboard_benchmark_times_every_page() -> None:
 
 
 def test_the_salesforce_benchmark_counts_the_calls_of_each_path() -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "salesforce.py"),
-            *("--records", "12000", "--corrections", "450"),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    done = _bench("salesforce.py", *("--records", "12000", "--corrections", "450"))
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
     # 12,000 records: 6 REST pages beside a job (one REST page to size it, create, two polls,
@@ -277,7 +241,11 @@ def test_the_salesforce_benchmark_counts_the_calls_of_each_path() -> None:
 def test_the_replicas_benchmark_loses_and_doubles_nothing(postgres_server: str) -> None:
     name = f"dq_bench_rq_{os.getpid()}"
     try:
-        done = _replicas_benchmark(postgres_server, name)
+        done = _bench(
+            "replicas.py",
+            *("--suites", "24", "--minutes", "4", "--replicas", "2"),
+            *("--postgres-url", postgres_server, "--name", name),
+        )
     finally:
         import sqlalchemy as sa
 
@@ -296,19 +264,3 @@ def test_the_replicas_benchmark_loses_and_doubles_nothing(postgres_server: str) 
     due, finished, lost, taken_over, _twice = map(int, row)
     assert due == finished > 0 and lost == 0
     assert taken_over == 1  # the run the killed replica held
-
-
-def _replicas_benchmark(postgres_url: str, name: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "replicas.py"),
-            *("--suites", "24", "--minutes", "4", "--replicas", "2"),
-            *("--postgres-url", postgres_url, "--name", name),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
