@@ -488,3 +488,32 @@ def test_screenshots_are_left_for_people_to_look_at() -> None:
 @pytest.fixture(scope="session", autouse=True)
 def _fresh_screenshots() -> None:
     shutil.rmtree(SCREENSHOTS, ignore_errors=True)
+
+
+def test_two_sessions_approving_one_fix_write_it_once(
+    browser: Browser,
+    dashboard: str,
+    world: World,  # noqa: F811
+) -> None:
+    pages = []
+    for _ in range(2):  # the same lead in two browsers, both on the incident
+        page = browser.new_context().new_page()
+        sign_in(page, dashboard, LEAD)
+        page.locator("tr", has_text="crm_opportunities").get_by_role(
+            "link", name=re.compile(r"^#\d+")
+        ).first.click()
+        pages.append(page)
+    first, second = pages
+    first.get_by_role("button", name="Approve").click()
+    expect(first.get_by_role("status")).to_contain_text("correction 1 written")
+    second.get_by_role("button", name="Approve").click()  # its page still offers it
+    # The first approval fixed the deal and the incident with it: nothing left to approve.
+    expect(second.get_by_role("alert")).to_have_text("incident #1 is already resolved")
+    assert amount(world, SLIP) == 1_000_000
+    project = load_project(world.root, env={})
+    with Store.open(project.state_url) as store:
+        [correction] = store.corrections()
+        assert [e.event for e in correction.events].count("applied") == 1
+        assert store.verify_ledger() == []
+    for page in pages:
+        page.context.close()
