@@ -232,6 +232,17 @@ def test_a_cron_time_queues_a_run_and_a_replica_claims_and_runs_it(agent: Daemon
     assert "dq_agent_schedule_lag_seconds_count 1" in metrics
 
 
+def test_a_queued_run_of_a_suite_removed_since_is_finished_not_retried(agent: Daemon) -> None:
+    agent.step()
+    assert agent.enqueue_due("payments")
+    (agent.root / "checks" / "payments.yml").unlink()
+    assert agent.reload() == ["payments: removed"]
+    assert agent.work_once() is None
+    [run] = queue.history(agent.store, since=NOW - timedelta(days=1))
+    assert (run.suite, run.status) == ("payments", "removed")
+    assert agent.work_once() is None  # and it is not claimed again
+
+
 def test_replicas_share_the_queue_and_take_over_a_dead_ones_run(
     tmp_path: Path, postgres_url: str
 ) -> None:

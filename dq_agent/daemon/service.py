@@ -422,6 +422,12 @@ class Daemon:
         if held is None:
             return None
         self.metrics.claimed(max(0.0, (now - held.due_at).total_seconds()))
+        if self.project is None or held.suite not in self.project.suites:
+            # Its file was removed (or broke before it ever ran) after the run was queued.
+            queue.finish(self.store, held, by=self.replica, status="removed", at=now)
+            self.metrics.finished("removed")
+            log.info("run %d of %s: the suite is gone, nothing to run", held.id, held.suite)
+            return None
         done = threading.Event()
         renewing = threading.Thread(target=self._renew, args=(held, done), daemon=True)
         renewing.start()
