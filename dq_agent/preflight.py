@@ -38,7 +38,7 @@ from dq_agent.expressions import parse
 from dq_agent.sources.base import Relation
 from dq_agent.sources.registry import Connections
 from dq_agent.sources.retry import NO_RETRY
-from dq_agent.sources.sql import describe_table, translate
+from dq_agent.sources.sql import describe_table, reach, translate
 
 # Arguments of the built-in checks that name one column of the source.
 CHECK_COLUMN_ARGS = ("column", "timestamp_column", "group_by")
@@ -81,7 +81,7 @@ def _suite_issues(
     try:
         source = connections.source(spec)
         if isinstance(spec, SqlSourceSpec):
-            _reach(connections.sql_engine(spec.connector))
+            reach(connections.sql_engine(spec.connector))
     except SourceError as exc:
         return [_unreached(suite, doc, exc)]
     try:
@@ -112,16 +112,6 @@ def _unreached(suite: Suite, doc: YamlDocument, error: SourceError) -> ConfigIss
     # A SourceError's message is free of secrets already (URLs masked, passwords redacted).
     name = suite.source.connector
     return doc.issue(("source", "connector"), f"connector {name!r} could not be reached: {error}")
-
-
-def _reach(engine: sa.Engine) -> None:
-    """Connect once, so that a database that does not answer is told apart from a table
-    that is not there."""
-    try:
-        with engine.connect():
-            pass
-    except sa.exc.SQLAlchemyError as exc:
-        raise translate(exc, engine.url) from exc
 
 
 def _unopened(
@@ -263,7 +253,7 @@ def _reference_issues(
         elif isinstance(project.connectors.get(to.connector), SqlConnector):
             try:
                 engine, schema = connections.sql_engine(to.connector), to.schema_name
-                _reach(engine)
+                reach(engine)
             except SourceError as exc:
                 message = f"connector {to.connector!r} could not be reached: {exc}"
                 issues.append(doc.issue((*path, "connector"), message))

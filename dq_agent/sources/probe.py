@@ -8,8 +8,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
-
 from dq_agent.config.models import (
     Connector,
     GSheetsConnector,
@@ -116,15 +114,12 @@ def _probe(
 
 
 def _probe_sql(root: Path, connector: SqlConnector) -> tuple[str, str, tuple[Quota, ...]]:
-    from dq_agent.sources.sql import create_engine, translate
+    from dq_agent.sources.sql import create_engine, reach
 
     engine = create_engine(connector, root)
     try:
-        with engine.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
+        reach(engine)
         return "reachable", engine.dialect.name, ()
-    except sa.exc.SQLAlchemyError as exc:
-        raise translate(exc, engine.url) from exc
     finally:
         engine.dispose()
 

@@ -457,6 +457,16 @@ def _milliseconds(value: timedelta) -> str:
     return f"{int(value.total_seconds() * 1000)}ms"
 
 
+def reach(engine: sa.Engine) -> None:
+    """Connect once, so that a database that does not answer is told apart from a table
+    that is not there; raises :class:`SourceError` saying why it does not."""
+    try:
+        with engine.connect():
+            pass
+    except sa.exc.SQLAlchemyError as exc:
+        raise translate(exc, engine.url) from exc
+
+
 def translate(exc: sa.exc.SQLAlchemyError, url: sa.URL) -> SourceError:
     """A database error as our own, saying whether trying again may help."""
     detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]

@@ -38,13 +38,13 @@ _REACH_MARGIN = timedelta(days=8)
 def reach(suites: Iterable[Suite]) -> timedelta:
     """How far back any check's baseline reads stored history: its training window, how long
     its buckets settle, and a margin."""
+    from dq_agent.checks.windows import training_span
+
     longest = timedelta(0)
     for suite in suites:
         for check in suite.checks:
             args = check.args
             if isinstance(args, WindowedArgs):
-                from dq_agent.checks.windows import training_span
-
                 longest = max(longest, training_span(args) + args.settle)
     return longest + _REACH_MARGIN
 
