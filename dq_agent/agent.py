@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from dq_agent.restart.runner import Restarts
 from dq_agent.results import SuiteResult
 from dq_agent.sources.base import Relation, Source
 from dq_agent.store import Store
-from dq_agent.store.locks import acting
+from dq_agent.store.locks import ACTING_WAIT_S, ActingBusy, acting
 from dq_agent.triage.llm import Reviewer
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ def run_cycle(
     progress: Any = None,
     slack: SlackApi | None = None,
     restarts: Restarts | None = None,
+    follow_up_if_free: bool = False,
 ) -> Cycle:
     """Settle interrupted corrections, check, correct, track incidents, then tell people.
 
@@ -56,16 +58,34 @@ def run_cycle(
     due, and the daily digests go to the outbox, and whatever in the outbox is due is sent
     (with ``slack``; without it the caller prints the notices).
 
-    A cycle that acts holds the state store's acting lock throughout: another process's
-    cycle (a second ``run``, the daemon, a click) waits for it, then finds the work done.
+    What a cycle does to its suites (settling, correcting, tracking their incidents, planning
+    their messages and restarts) holds those suites' acting locks: another process's cycle of
+    the same suite (a second ``run``, a daemon replica, a click) waits for it, then finds the
+    work done; cycles of other suites go on at once. The follow-up (starting restarts,
+    reminders, digests) then holds the follow-up lock; with ``follow_up_if_free`` (a daemon
+    replica) a cycle that finds another process following up leaves it to that one and to
+    the next tick.
     """
     if dry_run:
-        return _cycle(project, suite_ids, store, options, True, env, progress, slack, restarts)
-    with acting(project.state_url):
-        return _cycle(project, suite_ids, store, options, False, env, progress, slack, restarts)
+        return _checked(project, suite_ids, store, options, True, env, progress, restarts)[0]
+    own = restarts is None
+    restarts = restarts or Restarts(project, store, options)
+    try:
+        with acting(project.state_url, suite_ids, pool=store.engine):
+            cycle, written, records = _checked(
+                project, suite_ids, store, options, False, env, progress, restarts
+            )
+            escalation = Escalation(project, store, slack, options.clock)
+            escalation.announce(cycle.notices)
+            escalation.corrected(written, records)
+        later, delivery = _follow_up(project, store, options, slack, restarts, follow_up_if_free)
+    finally:
+        if own:  # a caller's (the daemon's) keeps its targets across cycles
+            restarts.close()
+    return dataclasses.replace(cycle, notices=cycle.notices + later, delivery=delivery)
 
 
-def _cycle(
+def _checked(
     project: Project,
     suite_ids: Sequence[str],
     store: Store,
@@ -73,10 +93,11 @@ def _cycle(
     dry_run: bool,
     env: Mapping[str, str] | None,
     progress: Any,
-    slack: SlackApi | None,
     restarts: Restarts | None,
-) -> Cycle:
-    settled = Settled() if dry_run else settle(project, store, options)
+) -> tuple[Cycle, list[Outcome], RecordOwners]:
+    """The part of a cycle that belongs to its suites: what it saw, the corrections written
+    (settled and new), and the records' owners."""
+    settled = Settled() if dry_run else settle(project, store, options, suite_ids)
     remedy = Remedy(project, store, options, dry_run=dry_run, env=env)
     records = RecordOwners()
 
@@ -95,22 +116,14 @@ def _cycle(
         hook=hook,
     )
     if dry_run:
-        return Cycle(results, remedy.outcomes, settled.notes, [])
+        return Cycle(results, remedy.outcomes, settled.notes, []), [], records
     notices = track(project, store, results, remedy.outcomes, options.clock(), records)
     if project.settings.llm is not None:
         _review(project, store, options, notices, env)
-    own = restarts is None
-    restarts = restarts or Restarts(project, store, options)
-    try:
-        restarts.plan(results)
-        written = [*settled.written, *remedy.outcomes]
-        notices, delivery = _follow_up(
-            project, store, options, slack, restarts, notices, written, records
-        )
-    finally:
-        if own:  # a caller's (the daemon's) keeps its targets across cycles
-            restarts.close()
-    return Cycle(results, remedy.outcomes, settled.notes, notices, delivery)
+    assert restarts is not None
+    restarts.plan(results)
+    cycle = Cycle(results, remedy.outcomes, settled.notes, notices)
+    return cycle, [*settled.written, *remedy.outcomes], records
 
 
 def tick(
@@ -125,8 +138,7 @@ def tick(
     own = restarts is None
     restarts = restarts or Restarts(project, store, options)
     try:
-        with acting(project.state_url):
-            notices, delivery = _follow_up(project, store, options, slack, restarts, [], [], None)
+        notices, delivery = _follow_up(project, store, options, slack, restarts, False)
     finally:
         if own:
             restarts.close()
@@ -139,16 +151,24 @@ def _follow_up(
     options: RunOptions,
     slack: SlackApi | None,
     restarts: Restarts,
-    notices: list[Notice],
-    outcomes: Sequence[Outcome],
-    records: RecordOwners | None,
+    if_free: bool,
 ) -> tuple[list[Notice], Delivery]:
-    notices = notices + restarts.advance()
+    """Start and follow restarts, remind people and write digests (under the follow-up lock;
+    ``if_free``: not at all while another process holds it), then send what is due: each
+    message is claimed before it is sent, so senders need no lock."""
     escalation = Escalation(project, store, slack, options.clock)
-    notices += escalation.cadence()
-    escalation.announce(notices)
-    escalation.corrected(outcomes, records)
-    escalation.digests()
+    notices: list[Notice] = []
+    try:
+        wait_s = 0.0 if if_free else ACTING_WAIT_S
+        with acting(project.state_url, wait_s=wait_s, pool=store.engine):
+            notices = restarts.advance()
+            notices += escalation.cadence()
+            escalation.announce(notices)
+            escalation.digests()
+    except ActingBusy:
+        if not if_free:
+            raise
+        log.debug("another process is following up: leaving restarts and reminders to it")
     return notices, escalation.deliver()
 
 
@@ -175,7 +195,16 @@ def _review(
         reviewer.close()
 
 
-def connect_slack(project: Project) -> SlackApi | None:
-    """The Slack client when ``slack:`` is configured, else None (people hear in the terminal)."""
+def connect_slack(project: Project, store: Store | None = None) -> SlackApi | None:
+    """The Slack client when ``slack:`` is configured, else None (people hear in the terminal).
+
+    On a PostgreSQL state store, posts take their channel's turns from the store, so the
+    replicas together keep to Slack's pace."""
     settings = project.settings.slack
-    return SlackApi(settings) if settings is not None else None
+    if settings is None:
+        return None
+    if store is not None and store.engine.dialect.name == "postgresql":
+        from dq_agent.store.pacing import SharedPace
+
+        return SlackApi(settings, pace=SharedPace(store))
+    return SlackApi(settings)

@@ -389,7 +389,7 @@ def _run(
         options = RunOptions(clock=clock)
         with Store.open(project.state_url) as store:
             cycle = run_cycle(
-                project, ids, store, options, dry_run=dry_run, slack=connect_slack(project)
+                project, ids, store, options, dry_run=dry_run, slack=connect_slack(project, store)
             )
     except DqAgentError as exc:
         click.echo(f"error: {exc}", err=True)
@@ -492,13 +492,13 @@ def corrections_revert(correction_ids: tuple[int, ...], project_dir: Path, by: s
         ids = list(dict.fromkeys(correction_ids))
         outcomes = revert_corrections(project, store, ids, by=by, options=options)
         # The owner told about a correction hears about its undo in the same thread.
-        escalation = Escalation(project, store, connect_slack(project), options.clock)
+        escalation = Escalation(project, store, connect_slack(project, store), options.clock)
         for correction_id, outcome in zip(ids, outcomes, strict=True):
             escalation.undone(correction_id, outcome, by)
         escalation.deliver()
         return outcomes
 
-    _decide(project_dir, undo)
+    _decide(project_dir, correction_ids, undo)
 
 
 @corrections.command("approve")
@@ -511,6 +511,7 @@ def corrections_approve(correction_id: int, project_dir: Path, by: str) -> None:
 
     _decide(
         project_dir,
+        [correction_id],
         lambda project, store, options: approve_correction(
             project, store, correction_id, by=by, options=options
         ),
@@ -742,14 +743,18 @@ class _ledger:
 
 def _decide(
     project_dir: Path,
+    correction_ids: Sequence[int],
     action: Callable[[Project, Store, RunOptions], Outcome | Sequence[Outcome]],
 ) -> None:
-    """A person's decision on corrections, made while no other process acts."""
+    """A person's decision on corrections, made while no other process acts on their
+    suites."""
     from dq_agent.store.locks import acting
 
     with _ledger(project_dir) as (project, store):
         try:
-            with acting(project.state_url):
+            found = (store.correction(i) for i in correction_ids)
+            suites = {c.suite for c in found if c is not None}
+            with acting(project.state_url, suites, pool=store.engine):
                 done = action(project, store, RunOptions(clock=utc_now))
         except DqAgentError as exc:
             click.echo(f"error: {exc}", err=True)
@@ -943,7 +948,9 @@ def _serve_dashboard(
     from dq_agent.ui.app import Dashboard
 
     stop = stop or _stop_on_signals()
-    dashboard = Dashboard(lambda: project, store, RunOptions(clock=clock), connect_slack(project))
+    dashboard = Dashboard(
+        lambda: project, store, RunOptions(clock=clock), connect_slack(project, store)
+    )
     app = dashboard.handle
     with InteractionsServer(None, lambda _: None, host=host, port=port, app=app) as server:
         click.echo(announce(server.base_url), err=True)
@@ -1142,9 +1149,9 @@ def interactions(project_dir: Path, listen: str) -> None:
     Undo) arrive here, signed by Slack; forged and replayed requests are refused. Point the
     Slack app's Interactivity Request URL at https://<public host>/slack/actions.
     """
+    from dq_agent.agent import connect_slack
     from dq_agent.escalate.actions import Actions
     from dq_agent.escalate.endpoint import ACTIONS_PATH, InteractionsServer, Verifier
-    from dq_agent.escalate.slack import SlackApi
 
     host, port = _listen(listen)
     project = _project_to_run(project_dir, _err())
@@ -1157,7 +1164,8 @@ def interactions(project_dir: Path, listen: str) -> None:
     stop = _stop_on_signals()
     try:
         with Store.open(project.state_url) as store:
-            slack = SlackApi(settings)
+            slack = connect_slack(project, store)
+            assert slack is not None  # slack: is configured
             actions = Actions(project, store, slack, RunOptions(clock=utc_now))
             verifier = Verifier(settings.signing_secret.get_secret_value(), store)
             with InteractionsServer(verifier, actions.handle, host=host, port=port) as server:

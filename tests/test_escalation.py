@@ -154,21 +154,26 @@ class World:
     ) -> int:
         """``email`` presses a button on ``message``; the endpoint's answer, once acted on."""
         assert self.endpoint is not None
-        value = button_value(message, action_id)
+        headers, body = self.signed_click(email, message, action_id, timestamp=timestamp)
+        status = post(self.endpoint.base_url + ACTIONS_PATH, headers, body)
+        self.endpoint.drain()
+        return status
+
+    def signed_click(
+        self, email: str, message: dict[str, Any], action_id: str, *, timestamp: int | None = None
+    ) -> tuple[dict[str, str], bytes]:
+        """The request Slack sends when ``email`` presses a button on ``message``."""
         payload = button_click(
             user_id=self.user_id(email),
             action_id=action_id,
-            value=value,
+            value=button_value(message, action_id),
             channel_id=message["channel"],
             message_ts=message["ts"],
             trigger_id=f"{time.time_ns()}.1.{action_id}",  # each click is a new request
         )
-        headers, body = signed_interaction(
+        return signed_interaction(
             SECRET, payload, timestamp=int(time.time()) if timestamp is None else timestamp
         )
-        status = post(self.endpoint.base_url + ACTIONS_PATH, headers, body)
-        self.endpoint.drain()
-        return status
 
     def warehouse_suite(
         self, name: str, rows: list[dict[str, Any]], table: Any, suite: str
@@ -474,6 +479,65 @@ def test_only_owners_may_approve_and_the_approved_fix_closes_the_incident(
         "Fix applied: correction 1 (verified on a copy, then written compare-and-set)",
         ":white_check_mark: Resolved: the check passes again. Closing incident #1.",
     ]
+
+
+def test_two_replicas_given_approve_at_the_same_instant_write_the_fix_once(
+    world: World, postgres_url: str
+) -> None:
+    settings_file = world.root / "dq-agent.yml"
+    text = settings_file.read_text()
+    sqlite_url = next(line for line in text.splitlines() if line.startswith("state_url:"))
+    settings_file.write_text(text.replace(sqlite_url, f"state_url: '{postgres_url}'"))
+    world.cycle(TUESDAY - timedelta(hours=1))
+    world.empty_the_sheet()
+    world.cycle(TUESDAY)
+    [root] = world.roots(PETE)
+    world.clock.at = TUESDAY + timedelta(minutes=10)
+    # Pete and the finance lead press Approve at once, each request reaching another replica.
+    world.api().user(LEAD)
+    clicks = [world.signed_click(who, root, "approve_fix") for who in (PETE, LEAD)]
+    project = load_project(world.root, env={})
+    with (
+        Store.open(project.state_url) as one,
+        Store.open(project.state_url) as two,
+        InteractionsServer(
+            Verifier(SECRET, one),
+            Actions(project, one, world.api(), world.options()).handle,
+            port=0,
+        ) as first,
+        InteractionsServer(
+            Verifier(SECRET, two),
+            Actions(project, two, world.api(), world.options()).handle,
+            port=0,
+        ) as second,
+    ):
+        together = threading.Barrier(2)
+        answers: list[int] = []
+
+        def press(server: InteractionsServer, click: tuple[dict[str, str], bytes]) -> None:
+            together.wait(timeout=10)
+            answers.append(post(server.base_url + ACTIONS_PATH, *click))
+
+        pressing = [
+            threading.Thread(target=press, args=(server, click))
+            for server, click in zip((first, second), clicks, strict=True)
+        ]
+        for thread in pressing:
+            thread.start()
+        for thread in pressing:
+            thread.join(timeout=30)
+        first.drain()
+        second.drain()
+        assert answers == [200, 200]
+        [correction] = one.corrections()
+        assert [e.event for e in correction.events].count("applied") == 1
+        assert one.verify_ledger() == []
+    assert world.sheets.state()["spreadsheets"]["fin"]["sheets"]["US"] == [HEADER, *ROWS]
+    assert world.incident()["status"] == "resolved"
+    thread = world.thread(root)
+    assert [t.split(":")[0] for t in thread].count("Fix applied") == 1
+    # Whoever came second is told, in private, that there is nothing left to approve.
+    assert [m["text"] for m in world.ephemerals()] == ["incident #1 is already resolved"]
 
 
 def test_rate_limits_are_waited_out_as_slack_asks(world: World) -> None:

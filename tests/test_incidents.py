@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 
 from dq_agent.agent import run_cycle
@@ -14,6 +15,7 @@ from dq_agent.cli import main
 from dq_agent.config import load_project
 from dq_agent.engine import RunOptions
 from dq_agent.store import Store
+from dq_agent.store.store import IncidentMoved
 from tests.sources import load_orders, order_rows, project_for
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -155,3 +157,20 @@ def test_owners_snooze_and_resolve_by_hand(tmp_path: Path) -> None:
         main, ["incidents", "resolve", "9", "--by", PETE, "--project", str(root)]
     )
     assert (missing.exit_code, missing.stderr) == (3, "error: no incident 9\n")
+
+
+def test_a_reminder_planned_before_the_incident_resolved_is_not_recorded(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    load_orders(url, [])
+    root = project_for(tmp_path / "p", url, {"s": SUITE})
+    cycle(root, NOW)
+    with Store.open(f"sqlite:///{root}/state.db") as store:
+        seen = store.incident(1, events=False)  # a replica's follow-up reads it …
+        assert seen is not None and seen["status"] == "notified"
+        load_orders(url, order_rows(3, newest=NOW))
+        cycle(root, NOW + timedelta(hours=4))  # … another replica's cycle resolves it …
+        with pytest.raises(IncidentMoved):  # … so the reminder it planned is dropped
+            store.nudged(1, at=NOW, level=0, nudges=1, event="nudged", detail="x", read=seen)
+        after = store.incident(1)
+        assert after is not None and after["status"] == "resolved"
+        assert "nudged" not in [e["event"] for e in after["events"]]

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from dq_agent.config import load_project
 from dq_agent.sandbox.gsheets import SheetsEmulator
@@ -215,6 +216,45 @@ def test_the_acting_lock_makes_a_second_holder_wait(tmp_path: Path) -> None:
         holder.communicate("\n", timeout=30)
     with acting(url, wait_s=0.3), acting(url, wait_s=0.3):  # free again, and nests
         pass
+
+
+def test_on_postgresql_each_suite_has_its_own_acting_lock(postgres_url: str) -> None:
+    from dq_agent.store import locks
+    from dq_agent.store.locks import ActingBusy, acting
+
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys\nfrom dq_agent.store.locks import acting\n"
+            f"with acting({postgres_url!r}, ['orders']):\n"
+            "    print('held', flush=True)\n    sys.stdin.readline()\n",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    admin = sa.create_engine(postgres_url)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        with pytest.raises(ActingBusy), acting(postgres_url, ["orders"], wait_s=0.3):
+            pass
+        # Another replica's cycle of another suite, and the follow-up, go on meanwhile.
+        with acting(postgres_url, ["customers"], wait_s=0.3), acting(postgres_url, wait_s=0.3):
+            pass
+        # Several suites are taken together or not at all: nothing is left held.
+        with pytest.raises(ActingBusy), acting(postgres_url, ["customers", "orders"], wait_s=0.3):
+            pass
+        with admin.connect() as conn:  # another process takes customers' lock at once
+            key = locks._key(postgres_url, "customers")
+            take = sa.text("SELECT pg_try_advisory_lock(:key)")
+            assert conn.execute(take, {"key": key}).scalar_one()
+            conn.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+    finally:
+        holder.communicate("\n", timeout=30)
+        admin.dispose()
+    with acting(postgres_url, ["orders", "customers"]), acting(postgres_url, ["orders"]):
+        pass  # free again, and a suite's lock nests in a cycle's
 
 
 def test_an_owner_of_one_suite_cannot_approve_another_suites_fix(sqlite_world: World) -> None:

@@ -114,10 +114,20 @@ class Actions:
 
         Every action is authorized against what it acts on (the correction's own suite and
         records), never against the message or page the click came from, and holds the
-        state store's acting lock, so it never overlaps another process's cycle.
+        acting lock of that suite, so it never overlaps another process's cycle of it.
         """
-        with acting(self.project.state_url):
+        suites = self._suites_of(action_id, value)
+        with acting(self.project.state_url, suites, pool=self.store.engine):
             return self._act(action_id, value, email)
+
+    def _suites_of(self, action_id: str, value: Mapping[str, Any]) -> list[str]:
+        """The suite the click acts on (none when what it names is not in the store: the
+        action then says so under the follow-up lock)."""
+        if action_id in (messages.UNDO, REJECT):
+            correction = self.store.correction(int(value["correction"]))
+            return [correction.suite] if correction is not None else []
+        incident = self.store.incident(int(value["incident"]), events=False)
+        return [incident["suite"]] if incident is not None else []
 
     def _act(self, action_id: str, value: Mapping[str, Any], email: str) -> str:
         if action_id == messages.UNDO:

@@ -33,6 +33,7 @@ from dq_agent.sources.gsheets import WHOLE_SHEET
 from dq_agent.store import Store
 from dq_agent.store.ledger import Correction
 from dq_agent.store.models import OutboxMessage
+from dq_agent.store.store import IncidentMoved
 
 log = logging.getLogger(__name__)
 
@@ -320,19 +321,26 @@ class Escalation:
                 f"no answer after {nudges} reminder{'s' if nudges != 1 else ''}: "
                 f"telling {', '.join(nxt)}"
             )
-            change = self.store.nudged(
-                incident["id"], at=now, level=level + 1, nudges=0, event="escalated", detail=detail
-            )
+            event, level_after, count = "escalated", level + 1, 0
         else:
             if not step or all(self._digest(r) for r in step):
                 return None
             if not any(self._reachable(r, now) for r in step):
                 return None
-            count = nudges + 1
+            event, level_after, count = "nudged", level, nudges + 1
             detail = f"reminder {count}: still failing ({incident['summary']})"
+        try:
             change = self.store.nudged(
-                incident["id"], at=now, level=level, nudges=count, event="nudged", detail=detail
+                incident["id"],
+                at=now,
+                level=level_after,
+                nudges=count,
+                event=event,
+                detail=detail,
+                read=incident,
             )
+        except IncidentMoved:  # resolved, snoozed or reminded meanwhile: nothing due now
+            return None
         told = chain[level + 1] if change.event == "escalated" else step
         return Notice(
             incident["id"],

@@ -7,10 +7,11 @@ that does not exist).
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from dq_agent.config.models import SlackSettings
 from dq_agent.errors import DqAgentError
@@ -43,25 +44,35 @@ POST_BURST = 4
 POST_INTERVAL_S = 1.0
 
 
-class _Pacer:
-    """Per channel, a burst of :data:`POST_BURST` posts, then one per
-    :data:`POST_INTERVAL_S`: each post waits (with ``sleep``) for its turn."""
+def next_turn(recent: Sequence[float], now: float) -> tuple[float, list[float]]:
+    """A channel's next post: how long it waits (a burst of :data:`POST_BURST` posts, then
+    one per :data:`POST_INTERVAL_S`), and the channel's recent turns with it (oldest first)."""
+    window = POST_BURST * POST_INTERVAL_S
+    kept = [t for t in recent if t > now - window]
+    wait = 0.0
+    if len(kept) >= POST_BURST:
+        wait = max(0.0, kept[-POST_BURST] + window - now)
+    return wait, [*kept, now + wait][-POST_BURST:]
 
-    def __init__(self, sleep: Callable[[float], None], clock: Callable[[], float]) -> None:
-        self._sleep, self._clock = sleep, clock
-        self._turns: dict[str, list[float]] = {}  # channel → when its recent posts went
 
-    def wait_turn(self, channel: str) -> float:
-        """Wait until ``channel`` may take another post; how long it waited."""
-        now = self._clock()
-        recent = [t for t in self._turns.get(channel, []) if t > now - POST_BURST * POST_INTERVAL_S]
-        wait = 0.0
-        if len(recent) >= POST_BURST:
-            wait = recent[-POST_BURST] + POST_BURST * POST_INTERVAL_S - now
-            if wait > 0:
-                self._sleep(wait)
-        self._turns[channel] = [*recent, now + max(wait, 0.0)][-POST_BURST:]
-        return max(wait, 0.0)
+class Pace(Protocol):
+    """Where a sender reserves its channel's next turn: how long it must wait for it."""
+
+    def reserve(self, channel: str) -> float: ...
+
+
+class _LocalPace:
+    """This process's own record of each channel's turns (one sender, or SQLite)."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._turns: dict[str, list[float]] = {}
+
+    def reserve(self, channel: str) -> float:
+        with self._lock:
+            wait, self._turns[channel] = next_turn(self._turns.get(channel, []), self._clock())
+        return wait
 
 
 METADATA_EVENT = "dq_agent_message"
@@ -122,6 +133,7 @@ class SlackApi:
         sleep: Callable[[float], None] = time.sleep,
         rate_limit_retries: int = 3,
         monotonic: Callable[[], float] = time.monotonic,
+        pace: Pace | None = None,
     ) -> None:
         try:
             from slack_sdk import WebClient
@@ -136,7 +148,9 @@ class SlackApi:
         self.rate_limit_wait_s = 0.0
         # And how long posts waited for their channel's turn.
         self.paced_s = 0.0
-        self._pacer = _Pacer(sleep, monotonic)
+        # Replicas share their pace through the state store (``pace``); alone, it is local.
+        self._pace = pace or _LocalPace(monotonic)
+        self._sleep = sleep
 
         def waited(seconds: float) -> None:
             self.rate_limit_waits += 1
@@ -270,8 +284,11 @@ class SlackApi:
         thread_ts: str | None = None,
     ) -> str:
         """Post a message carrying its idempotency key as metadata; returns its ``ts``.
-        Posts to one channel are paced as Slack allows (:class:`_Pacer`)."""
-        self.paced_s += self._pacer.wait_turn(channel)
+        Posts to one channel are paced as Slack allows (:func:`next_turn`)."""
+        wait = self._pace.reserve(channel)
+        if wait > 0:
+            self._sleep(wait)
+            self.paced_s += wait
         response = self._call(
             "chat.postMessage",
             lambda: self._poster.chat_postMessage(

@@ -480,12 +480,17 @@ class Settled:
     written: list[Outcome] = field(default_factory=list)
 
 
-def settle(project: Project, store: Store, options: RunOptions) -> Settled:
-    """Reconcile every correction a crash left between intent and outcome."""
+def settle(
+    project: Project, store: Store, options: RunOptions, suites: Iterable[str] | None = None
+) -> Settled:
+    """Reconcile every correction of ``suites`` (default: all) a crash left between intent
+    and outcome. The caller holds their acting locks: no cycle of theirs is writing now."""
     settled = Settled()
+    wanted = None if suites is None else set(suites)
     by_suite: dict[str, list[Correction]] = {}
     for correction in interrupted(store):  # a batch cut short leaves many of one suite
-        by_suite.setdefault(correction.suite, []).append(correction)
+        if wanted is None or correction.suite in wanted:
+            by_suite.setdefault(correction.suite, []).append(correction)
     for suite_id, group in by_suite.items():
         try:
             with _open(project, suite_id, options) as (source, relation):

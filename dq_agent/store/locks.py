@@ -7,20 +7,23 @@
   kernel when the holder's process dies. An in-memory database is private to its process,
   which therefore always holds it.
 
-Two locks are built on this: the daemon's leadership (:mod:`dq_agent.daemon.leader`), and the
-acting lock (:func:`acting`), which the acting part of every cycle and every person's action
-holds, so two processes never correct, message or restart at once.
+Two kinds of lock are built on this: the daemon's leadership (:mod:`dq_agent.daemon.leader`),
+and the acting locks (:func:`acting`). The acting part of a cycle for a suite and every
+person's action on it hold that suite's acting lock, so two processes never correct or message
+about one suite at once; the follow-up of cycles (starting restarts, reminders, digests) holds
+the follow-up lock, so one process at a time does it. On SQLite (one replica) they are one lock.
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import importlib
 import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +40,13 @@ from dq_agent.store.store import _describe
 
 log = logging.getLogger(__name__)
 
-# Arbitrary but fixed ("dqacting" in ASCII), like the store's migration and ledger lock keys.
+
+class ActingBusy(StoreError):
+    """Another holder kept an acting lock longer than this one would wait."""
+
+
+# Arbitrary but fixed ("dqacting" in ASCII), like the store's migration and ledger lock keys:
+# the follow-up lock's key, and on SQLite the one acting lock's.
 ACTING_LOCK_KEY = 0x6471_6163_7469_6E67
 # How long an action waits for another process's cycle to finish before giving up.
 ACTING_WAIT_S = 600.0
@@ -95,14 +104,19 @@ def _sqlite_lock_path(url: sa.URL, suffix: str) -> Path | None:
 
 
 class SharedLock:
-    """One lock shared by every process on a state store: ``key`` names it on PostgreSQL,
-    ``suffix`` its file beside a SQLite database.
+    """One lock shared by every process on a state store: ``key`` names it on PostgreSQL
+    (several keys: all of them, taken together or not at all), ``suffix`` its file beside a
+    SQLite database.
 
     ``try_acquire`` never waits. Not safe across ``fork``; safe to share between the threads
     of one process. Used as a context manager, it releases the lock (if held) on exit.
+    On PostgreSQL it holds a connection of its own, or one borrowed from ``pool`` (the state
+    store's engine, for locks held briefly and often) and given back unlocked.
     """
 
-    def __init__(self, url: str, *, key: int, suffix: str) -> None:
+    def __init__(
+        self, url: str, *, key: int | Sequence[int], suffix: str, pool: sa.Engine | None = None
+    ) -> None:
         try:
             parsed = sa.make_url(url)
         except (SQLAlchemyError, ValueError) as exc:  # ValueError: e.g. a non-numeric port
@@ -110,15 +124,18 @@ class SharedLock:
             raise StoreError(f"invalid state store URL {shown}: {_describe(exc)}") from exc
         self._url = parsed
         self._shown = mask_url(parsed)
-        self._key = key
+        self._keys = (key,) if isinstance(key, int) else tuple(key)
         self._lock = threading.Lock()
         self._held = False
-        self._engine: sa.Engine | None = None
+        self._engine: sa.Engine | None = pool
+        self._owns_engine = pool is None
         self._connection: sa.Connection | None = None
         self._lock_path: Path | None = None
         self._fd: int | None = None
         backend = parsed.get_backend_name()
-        if backend == "postgresql":
+        if backend == "postgresql" and pool is not None:
+            self._backend = "postgresql"
+        elif backend == "postgresql":
             try:
                 self._engine = sa.create_engine(
                     parsed,
@@ -168,11 +185,12 @@ class SharedLock:
         """Let go (a no-op when not held); another process may then take it."""
         with self._lock:
             if self._connection is not None:
-                # A broken connection holds nothing anyway; closing it frees the lock.
-                with suppress(SQLAlchemyError):
-                    self._connection.execute(
-                        sa.select(sa.func.pg_advisory_unlock(sa.bindparam("key", self._key)))
-                    )
+                try:
+                    self._unlock(self._connection, self._keys)
+                except SQLAlchemyError:
+                    # A broken connection holds nothing anyway, and is never pooled again.
+                    with suppress(SQLAlchemyError):
+                        self._connection.invalidate()
             self._drop()
 
     @property
@@ -194,7 +212,7 @@ class SharedLock:
     def close(self) -> None:
         """Release the lock (if held) and the connections kept for it."""
         self.release()
-        if self._engine is not None:
+        if self._engine is not None and self._owns_engine:
             self._engine.dispose()
 
     # -- the backends ---------------------------------------------------------------------------
@@ -228,6 +246,8 @@ class SharedLock:
         connection: sa.Connection | None = None
         try:
             connection = self._engine.connect()
+            if not self._owns_engine:  # as its own engine's are; reset when given back
+                connection = connection.execution_options(isolation_level="AUTOCOMMIT")
             # The server, too, should notice a vanished leader's host within seconds.
             connection.execute(
                 sa.select(
@@ -237,19 +257,31 @@ class SharedLock:
                     )
                 )
             )
-            got = connection.execute(
-                sa.select(sa.func.pg_try_advisory_lock(sa.bindparam("key", self._key)))
-            ).scalar_one()
+            got: list[int] = []
+            for key in self._keys:
+                if not connection.execute(
+                    sa.select(sa.func.pg_try_advisory_lock(sa.bindparam("key", key)))
+                ).scalar_one():
+                    break
+                got.append(key)
+            if len(got) < len(self._keys):
+                self._unlock(connection, got)
         except SQLAlchemyError as exc:
             if connection is not None:
                 with suppress(SQLAlchemyError):
+                    connection.invalidate()
                     connection.close()
             raise self._error("cannot reach state store", exc) from exc
-        if got:
+        if len(got) == len(self._keys):
             self._connection = connection
             return True
         connection.close()
         return False
+
+    @staticmethod
+    def _unlock(connection: sa.Connection, keys: Iterable[int]) -> None:
+        for key in keys:
+            connection.execute(sa.select(sa.func.pg_advisory_unlock(sa.bindparam("key", key))))
 
     def _acquire_file(self) -> bool:
         path = self._lock_path
@@ -292,53 +324,81 @@ class SharedLock:
 @dataclass
 class _Held:
     """This process's hold on one acting lock: threads queue on ``turn``; the first holder
-    takes the shared lock, nested holds by the same thread only count."""
+    takes it on the state store, nested holds by the same thread only count."""
 
+    key: int
     turn: threading.RLock
-    lock: SharedLock | None = None
     depth: int = 0
 
 
-_ACTING: dict[str, _Held] = {}
+_ACTING: dict[tuple[str, int], _Held] = {}
 _ACTING_GUARD = threading.Lock()
 
 
 @contextmanager
-def acting(url: str, *, wait_s: float = ACTING_WAIT_S) -> Iterator[None]:
-    """Hold the acting lock of the state store at ``url`` for the block.
+def acting(
+    url: str,
+    suites: Iterable[str] = (),
+    *,
+    wait_s: float = ACTING_WAIT_S,
+    pool: sa.Engine | None = None,
+) -> Iterator[None]:
+    """Hold the acting locks of ``suites`` on the state store at ``url`` for the block; with
+    no suites, the follow-up lock.
 
-    Whatever corrects a source, sends a message or restarts a pipeline runs inside it: an
-    agent cycle (``run``, the daemon's), a click in Slack or the dashboard, a command-line
-    decision. Another process's holder makes this one wait (up to ``wait_s``, then a
-    StoreError); the same thread may nest it (a click that re-runs a suite).
+    Whatever corrects a suite's source, plans messages about it or restarts its pipelines
+    holds its suite's lock: an agent cycle (``run``, the daemon's), a click in Slack or the
+    dashboard, a command-line decision. What reaches across suites (starting restarts,
+    reminders, digests) holds the follow-up lock. Another process's holder makes this one
+    wait (up to ``wait_s``, then a StoreError); the same thread may nest them (a click that
+    re-runs a suite). Several suites' locks are taken in one order and together, so holders
+    never deadlock; a suite's lock is never taken while holding the follow-up lock. On
+    SQLite (one replica) every scope is one lock. On PostgreSQL, ``pool`` (the caller's
+    store's engine) lends the connection the locks are held on; without it one is opened.
     """
+    keys = sorted({_key(url, suite) for suite in suites}) or [ACTING_LOCK_KEY]
     with _ACTING_GUARD:
-        held = _ACTING.setdefault(url, _Held(threading.RLock()))
-    if not held.turn.acquire(timeout=wait_s):
-        raise StoreError(f"another action on this state store did not finish in {wait_s:.0f} s")
+        helds = [_ACTING.setdefault((url, k), _Held(k, threading.RLock())) for k in keys]
+    turns: list[_Held] = []
     try:
-        if held.depth == 0:
-            held.lock = _take(url, wait_s)
-        held.depth += 1
+        for held in helds:
+            if not held.turn.acquire(timeout=wait_s):
+                raise ActingBusy(
+                    f"another action on this state store did not finish in {wait_s:.0f} s"
+                )
+            turns.append(held)
+        fresh = [h.key for h in helds if h.depth == 0]
+        lock = _take(url, fresh, wait_s, pool) if fresh else None
+        for held in helds:
+            held.depth += 1
         try:
             yield
         finally:
-            held.depth -= 1
-            if held.depth == 0 and held.lock is not None:
-                lock, held.lock = held.lock, None
+            for held in helds:
+                held.depth -= 1
+            if lock is not None:
                 lock.close()
     finally:
-        held.turn.release()
+        for held in reversed(turns):
+            held.turn.release()
 
 
-def _take(url: str, wait_s: float) -> SharedLock:
-    lock = SharedLock(url, key=ACTING_LOCK_KEY, suffix=".acting")
+def _key(url: str, suite: str) -> int:
+    """The advisory lock key of ``suite``'s acting lock (on SQLite: the one acting lock)."""
+    if not url.startswith("postgresql"):
+        return ACTING_LOCK_KEY
+    digest = hashlib.blake2b(f"dq-agent acting {suite}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def _take(url: str, keys: Sequence[int], wait_s: float, pool: sa.Engine | None) -> SharedLock:
+    lock = SharedLock(url, key=keys, suffix=".acting", pool=pool)
     deadline = time.monotonic() + wait_s
     told = False
     try:
         while not lock.try_acquire():
             if time.monotonic() >= deadline:
-                raise StoreError(
+                raise ActingBusy(
                     f"another dq-agent process kept acting on this state store for "
                     f"{wait_s:.0f} s (a run, the daemon or the dashboard): nothing was done"
                 )

@@ -386,3 +386,13 @@ class QueuedRun(Base):
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     status: Mapped[str | None] = mapped_column(sa.String(16))
+
+
+class SlackTurns(Base):
+    """When a Slack channel's recent posts went (seconds since the epoch, oldest first), so
+    every replica paces its posts to the channel by the same turns."""
+
+    __tablename__ = "slack_turns"
+
+    channel: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    turns: Mapped[list[float]] = mapped_column(sa.JSON)

@@ -89,6 +89,10 @@ class IncidentChange(NamedTuple):
     event_id: int
 
 
+class IncidentMoved(StoreError):
+    """The incident changed (its status or reminders) since the caller read it."""
+
+
 def alembic_config(connection: sa.Connection) -> Config:
     """An Alembic configuration for the packaged migrations, bound to ``connection``."""
     from alembic.config import Config
@@ -800,13 +804,31 @@ class Store:
             return self._event(session, incident_id, at, event, by, detail)
 
     def nudged(
-        self, incident_id: int, *, at: datetime, level: int, nudges: int, event: str, detail: str
+        self,
+        incident_id: int,
+        *,
+        at: datetime,
+        level: int,
+        nudges: int,
+        event: str,
+        detail: str,
+        read: Mapping[str, Any] | None = None,
     ) -> IncidentChange:
-        """People were (or are about to be) reminded: where along the chain it now stands."""
+        """People were (or are about to be) reminded: where along the chain it now stands.
+
+        With ``read`` (the incident as the caller saw it), only if its status, level and
+        reminders are still as read; else :class:`IncidentMoved` (another process resolved,
+        snoozed or reminded about it meanwhile)."""
         with self._transaction(f"record a nudge on incident {incident_id}") as session:
-            incident = session.get(Incident, incident_id)
+            incident = session.get(Incident, incident_id, with_for_update=read is not None)
             if incident is None:
                 raise StoreError(f"no incident {incident_id}")
+            if read is not None and (incident.status, incident.level, incident.nudges) != (
+                read["status"],
+                read["level"],
+                read["nudges"],
+            ):
+                raise IncidentMoved(f"incident {incident_id} changed since it was read")
             incident.level, incident.nudges, incident.last_nudged_at = level, nudges, at
             if incident.status == "open":
                 incident.status = "notified"
