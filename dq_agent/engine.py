@@ -45,7 +45,7 @@ from dq_agent.results import (
     worst,
 )
 from dq_agent.sources import Relation, Source
-from dq_agent.sources.registry import Connections, opened
+from dq_agent.sources.registry import Connections, Engines, opened
 from dq_agent.sources.retry import RetryPolicy
 from dq_agent.sources.spark import is_spark, not_on_spark
 from dq_agent.sources.sql import translate
@@ -89,6 +89,8 @@ class RunOptions:
     # Told what a suite's run is doing now ("the shared scan", a check's name), for a
     # progress line on long suites.
     step: Callable[[str], None] | None = None
+    # SQL engines a long-running caller (the daemon) keeps across runs; None: each run's own.
+    engines: Engines | None = None
 
     def doing(self, what: str) -> None:
         if self.step is not None:
@@ -125,7 +127,9 @@ def run_checks(
         run_id = store.start_run(
             command=command, started_at=options.clock(), as_of=options.as_of, suites=ids
         )
-    connections = Connections(project.root, project.connectors, retry=options.retry)
+    connections = Connections(
+        project.root, project.connectors, retry=options.retry, engines=options.engines
+    )
     results: list[SuiteResult] = []
     try:
         for suite_id in ids:

@@ -745,3 +745,30 @@ def test_a_driver_that_is_not_installed_names_the_extra_that_brings_it(
         "No module named 'psycopg': pip install 'dq-agent[postgres]'"
     )
     assert not raised.value.transient
+
+
+def test_a_long_running_process_keeps_a_database_engine_until_its_profile_changes(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    from dq_agent.sources.registry import Connections, Engines
+
+    engines = Engines()
+    profile = SqlConnector(type="sql", url=postgres_url)
+    spec = SqlSourceSpec(connector="w", query="SELECT 1 AS one")
+    try:
+        first = Connections(tmp_path, {"w": profile}, engines=engines)
+        kept = first.sql_engine("w")
+        assert first.source(spec).open().columns.keys() == {"one"}
+        first.dispose()  # the run ends: the engine stays open for the next
+        second = Connections(tmp_path, {"w": profile}, engines=engines)
+        assert second.sql_engine("w") is kept
+        assert kept.pool.checkedin() == 1  # the first run's connection, ready for reuse
+        changed = SqlConnector(type="sql", url=postgres_url, connect_timeout=5)
+        third = Connections(tmp_path, {"w": changed}, engines=engines)
+        assert third.sql_engine("w") is not kept
+        assert kept.pool.checkedin() == 0  # the old profile's connections are closed
+        # A file database is opened by each run: it may be replaced between runs.
+        sqlite = SqlConnector(type="sql", url=f"sqlite:///{tmp_path / 'w.db'}")
+        assert engines.get("f", sqlite, tmp_path) is None
+    finally:
+        engines.dispose()

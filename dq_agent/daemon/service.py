@@ -43,6 +43,7 @@ from dq_agent.escalate.notify import Escalation
 from dq_agent.escalate.slack import SlackApi
 from dq_agent.restart.runner import Restarts
 from dq_agent.results import SuiteResult, worst
+from dq_agent.sources.registry import Engines
 from dq_agent.store import Store, queue
 from dq_agent.triage import classify
 from dq_agent.ui.app import Dashboard
@@ -249,8 +250,10 @@ class Daemon:
         if self.project is None:
             raise DqAgentError("dq-agent.yml is invalid: nothing was started")
         self.store = Store.open(self.project.state_url)
-        self.options = RunOptions(clock=clock)
-        self.slack = connect_slack(self.project)
+        # Its SQL engines stay open across cycles: no new connections or statement compiling
+        # for every run.
+        self.options = RunOptions(clock=clock, engines=Engines())
+        self.slack = connect_slack(self.project, self.store)
         self.restarts = Restarts(self.project, self.store, self.options)
         self.leadership = Leadership(self.project.state_url)
         self.metrics = Metrics()
@@ -369,6 +372,8 @@ class Daemon:
             )
         self.server.stop()
         self.restarts.close()
+        if self.options.engines is not None:
+            self.options.engines.dispose()
         self.leadership.release()
         self.store.close()
 
@@ -476,6 +481,8 @@ class Daemon:
                 env=self.env,
                 slack=self.slack,
                 restarts=self.restarts,
+                # Another replica (or this one's tick) following up sends this run's news too.
+                follow_up_if_free=True,
             )
         self.metrics.record(cycle)
         return cycle

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,8 +30,41 @@ from dq_agent.sources.retry import RetryPolicy
 from dq_agent.sources.sql import SqlSource, create_engine
 
 
+class Engines:
+    """SQL engines kept across runs by a long-running process (the daemon): each run would
+    otherwise open new connections and compile every statement afresh. An engine is made
+    again when its connector's profile changed; :meth:`dispose` closes them all. Files are
+    not kept open: a SQLite file may be replaced between runs, and an open DuckDB file
+    cannot be written by anyone else (and opening either costs no round trip)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._kept: dict[str, tuple[SqlConnector, Path, sa.Engine]] = {}
+
+    def get(self, name: str, connector: SqlConnector, root: Path) -> sa.Engine | None:
+        """The kept engine of connector ``name``; None for one not to keep (a file)."""
+        if connector.url.startswith(("sqlite", "duckdb")):
+            return None
+        with self._lock:
+            kept = self._kept.get(name)
+            if kept is not None and (kept[0], kept[1]) == (connector, root):
+                return kept[2]
+            engine = create_engine(connector, root)
+            self._kept[name] = (connector, root, engine)
+        if kept is not None:
+            kept[2].dispose()  # its profile changed: a run still using it reconnects
+        return engine
+
+    def dispose(self) -> None:
+        with self._lock:
+            kept, self._kept = list(self._kept.values()), {}
+        for _, _, engine in kept:
+            engine.dispose()
+
+
 class Connections:
-    """Per run: one engine or API client per connector, shared by the suites using it."""
+    """Per run: one engine or API client per connector, shared by the suites using it.
+    SQL engines come from ``engines`` when the caller keeps them across runs."""
 
     def __init__(
         self,
@@ -38,10 +72,12 @@ class Connections:
         connectors: Mapping[str, Connector],
         *,
         retry: RetryPolicy | None = None,
+        engines: Engines | None = None,
     ) -> None:
         self._root = root
         self._connectors = connectors
         self._retry = retry or RetryPolicy()
+        self._kept = engines
         self._engines: dict[str, sa.Engine] = {}
         self._clients: dict[str, Any] = {}
 
@@ -91,6 +127,9 @@ class Connections:
         return self._engine(name, connector)
 
     def _engine(self, name: str, connector: SqlConnector) -> sa.Engine:
+        kept = None if self._kept is None else self._kept.get(name, connector, self._root)
+        if kept is not None:
+            return kept
         if name not in self._engines:
             self._engines[name] = create_engine(connector, self._root)
         return self._engines[name]
