@@ -119,9 +119,25 @@ def _err() -> Console:
     show_default=True,
     help=f"{PROJECT_HELP} Also accepted after the command. [env: DQ_AGENT_PROJECT]",
 )
+@click.option(
+    "--now",
+    metavar="TIME",
+    help="Run as if it were TIME (ISO 8601 with its zone, e.g. 2026-03-01T09:00:00Z); the "
+    "clock moves on from there. For rehearsals and tests. [env: DQ_AGENT_NOW]",
+)
 @click.version_option(package_name="dq-agent")
-def main(project_dir: Path) -> None:
+def main(project_dir: Path, now: str | None) -> None:
     """Operational data-quality agent: run YAML check suites against your sources."""
+    from dq_agent.engine import NOW_VARIABLE, parse_now
+
+    if now is not None:
+        os.environ[NOW_VARIABLE] = now
+    if os.environ.get(NOW_VARIABLE):
+        try:
+            parse_now(os.environ[NOW_VARIABLE])
+        except DqAgentError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_CANNOT_RUN)
 
 
 @main.command()

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -72,8 +73,36 @@ NOT_ON_A_BRANCH = (
 SuiteHook = Callable[[Suite, Source, Relation, SuiteResult], None]
 
 
+# Set (to an ISO 8601 moment with its zone), the agent's clock starts there: tests, demos and
+# rehearsals play schedules, reminders and working hours at any moment without waiting.
+NOW_VARIABLE = "DQ_AGENT_NOW"
+_pinned: tuple[str, datetime, float] | None = None
+
+
 def utc_now() -> datetime:
-    return datetime.now(UTC)
+    """The agent's clock: the real UTC time, or, with :data:`NOW_VARIABLE` set, that moment,
+    moving on with real time from when this process first read it."""
+    global _pinned
+    text = os.environ.get(NOW_VARIABLE)
+    if not text:
+        return datetime.now(UTC)
+    if _pinned is None or _pinned[0] != text:
+        _pinned = (text, parse_now(text), time.monotonic())
+    return _pinned[1] + timedelta(seconds=time.monotonic() - _pinned[2])
+
+
+def parse_now(text: str) -> datetime:
+    """The moment ``DQ_AGENT_NOW`` / ``--now`` names; raises DqAgentError saying why not."""
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise DqAgentError(
+            f"{NOW_VARIABLE}={text!r} is not a moment with its zone "
+            "(ISO 8601, e.g. 2026-03-01T09:00:00Z)"
+        )
+    return moment.astimezone(UTC)
 
 
 @dataclass

@@ -635,3 +635,32 @@ def test_a_signal_another_thread_receives_still_stops_a_serving_command() -> Non
     finally:
         signal.signal(signal.SIGINT, before[0])
         signal.signal(signal.SIGTERM, before[1])
+
+
+def test_the_clock_is_set_with_now_or_dq_agent_now(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DQ_AGENT_NOW", "")  # whatever the commands set is undone after
+    project = orders_project(tmp_path, fresh=PASSING)
+    assert invoke("check", "--project", str(project))[0] == 0
+    later = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=3)
+    code, out, _ = invoke(
+        "--now", later.isoformat(), "check", "--project", str(project), "--format", "json"
+    )
+    assert code == 2  # three hours on, the newest row is older than the hour allowed
+    [suite] = json.loads(out)["suites"]
+    assert later <= datetime.fromisoformat(suite["started_at"]) < later + timedelta(minutes=1)
+    assert "freshness(updated_at)" in [c["name"] for c in suite["checks"] if c["status"] == "fail"]
+
+    monkeypatch.setenv(
+        "DQ_AGENT_NOW", (later + timedelta(days=1)).isoformat().replace("+00:00", "Z")
+    )
+    assert invoke("run", "--project", str(project))[0] == 2
+    _, listed, _ = invoke("incidents", "list", "--project", str(project), "--format", "json")
+    [incident] = json.loads(listed)
+    opened = datetime.fromisoformat(incident["opened_at"])
+    assert later + timedelta(days=1) <= opened < later + timedelta(days=1, minutes=1)
+
+    code, _, err = invoke("--now", "tomorrow", "check", "--project", str(project))
+    assert code == 3
+    assert "DQ_AGENT_NOW='tomorrow' is not a moment with its zone" in err
