@@ -174,3 +174,58 @@ def test_a_reminder_planned_before_the_incident_resolved_is_not_recorded(tmp_pat
         after = store.incident(1)
         assert after is not None and after["status"] == "resolved"
         assert "nudged" not in [e["event"] for e in after["events"]]
+
+
+REFUSED = "postgresql+psycopg://postgres@127.0.0.1:1/test"  # nothing listens on port 1
+
+
+def point_at(root: Path, url: str) -> None:
+    (root / "connectors" / "warehouse.yml").write_text(f"type: sql\nurl: '{url}'\n")
+
+
+def test_a_brief_outage_tells_nobody_and_a_lasting_one_is_told_once(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    load_orders(url, order_rows(3, newest=NOW))
+    root = project_for(tmp_path / "p", url, {"s": SUITE})
+    point_at(root, REFUSED)
+    for minutes in (0, 5, 10):  # connection refused for ten minutes: under notify_after (15m)
+        down = cycle(root, NOW + timedelta(minutes=minutes))
+        assert [r.status for r in down.results] == ["error"]
+        assert down.notices == []
+    point_at(root, url)
+    assert cycle(root, NOW + timedelta(minutes=15)).notices == []  # back: nothing to say
+    with Store.open(f"sqlite:///{root}/state.db") as store:
+        assert store.incidents() == []
+
+    load_orders(url, order_rows(3, newest=NOW + timedelta(hours=1)))
+    point_at(root, REFUSED)
+    assert cycle(root, NOW + timedelta(hours=1)).notices == []
+    lasting = cycle(root, NOW + timedelta(hours=1, minutes=20))  # down for 20 minutes now
+    [opened] = lasting.notices
+    assert (opened.event, opened.check, opened.owners) == ("opened", "(source)", (PETE,))
+    assert "cannot reach" in opened.summary
+    again = cycle(root, NOW + timedelta(hours=1, minutes=25))
+    assert [(n.incident_id, n.event) for n in again.notices] == [
+        (opened.incident_id, "failed_again")
+    ]
+    point_at(root, url)
+    back = cycle(root, NOW + timedelta(hours=1, minutes=30))
+    assert [(n.incident_id, n.event) for n in back.notices] == [(opened.incident_id, "resolved")]
+
+
+def test_notify_after_counts_cycles_and_a_failure_that_cannot_pass_is_told_at_once(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    load_orders(url, order_rows(3, newest=NOW))
+    root = project_for(tmp_path / "p", url, {"s": SUITE})
+    settings = root / "dq-agent.yml"
+    settings.write_text(settings.read_text() + "source_errors: {notify_after: 2 cycles}\n")
+    point_at(root, REFUSED)
+    assert cycle(root, NOW).notices == []
+    assert [n.event for n in cycle(root, NOW + timedelta(minutes=1)).notices] == ["opened"]
+
+    other = project_for(tmp_path / "q", url, {"s": SUITE.replace("table: orders", "table: ordres")})
+    [missing] = cycle(other, NOW).notices  # a missing table does not come back by itself
+    assert (missing.event, missing.check) == ("opened", "(source)")
+    assert "not found" in missing.summary

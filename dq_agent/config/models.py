@@ -155,6 +155,46 @@ class RetentionSettings(Model):
     batch: int = Field(1_000, ge=1, le=100_000)
 
 
+def _cycles_or_duration(value: Any) -> int | timedelta:
+    """``3 cycles`` (or ``3``): that many failing cycles in a row; else a duration (``15m``)."""
+    if isinstance(value, int | timedelta):
+        return value
+    text = str(value).strip()
+    count, _, unit = text.partition(" ")
+    if count.isdigit() and unit.strip() in ("cycle", "cycles", ""):
+        return int(count)
+    return _duration(text)
+
+
+CyclesOrDuration = Annotated[
+    int | timedelta,
+    BeforeValidator(_cycles_or_duration),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "integer", "minimum": 1}, {"type": "string"}],
+            "description": "failing cycles in a row (3, '3 cycles') or for how long ('15m')",
+        }
+    ),
+]
+
+
+class SourceErrorSettings(Model):
+    """When a source failing in a way that often passes on its own (a timeout, a 5xx, a
+    connection refused) is told to its suite's people: once it has failed ``notify_after``
+    cycles in a row (``3 cycles``) or for that long (``15m``). Until then it opens nothing and
+    tells nobody. A failure that does not pass by itself (credentials, permissions, a missing
+    table) is told at once."""
+
+    notify_after: CyclesOrDuration = timedelta(minutes=15)
+
+    @field_validator("notify_after")
+    @classmethod
+    def _positive(cls, value: int | timedelta) -> int | timedelta:
+        if isinstance(value, int) and value < 1:
+            raise PydanticCustomError("cycles", "expected at least 1 cycle")
+        return value
+
+
 class SlackSettings(Model):
     """The Slack app the agent posts as (a bot token) and verifies interactions with."""
 
@@ -322,6 +362,7 @@ class Settings(Model):
     corrections: CorrectionsSettings = CorrectionsSettings()
     snapshots: SnapshotSettings = SnapshotSettings()
     retention: RetentionSettings = RetentionSettings()
+    source_errors: SourceErrorSettings = SourceErrorSettings()
     slack: SlackSettings | None = None
     llm: LlmSettings | None = None
     nudges: NudgeSettings = NudgeSettings()

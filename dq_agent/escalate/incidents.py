@@ -140,10 +140,10 @@ def track(
             continue
         dataset = dataset_of(suite)
         if result.status == "error" and result.error is not None:
-            evidence: dict[str, Any] = {
-                "message": result.error,
-                "triage": classify(suite, result).to_json(),
-            }
+            triage = classify(suite, result)
+            if triage.may_pass and not _persists(store, project, suite, at):
+                continue  # it often passes by itself: nobody hears until it persists
+            evidence: dict[str, Any] = {"message": result.error, "triage": triage.to_json()}
             notices.append(
                 _problem(store, suite, SOURCE_PROBLEM, "", dataset, evidence, suite.owner, at)
             )
@@ -175,6 +175,16 @@ def track(
             elif check.status == "pass" or corrected:
                 notices += _gone(store, suite, check.name, dataset, at, corrected=bool(corrected))
     return notices
+
+
+def _persists(store: Store, project: Project, suite: Suite, at: datetime) -> bool:
+    """Whether the suite's source has failed long enough to tell people: ``notify_after``
+    failing cycles in a row (this one included), or failing for that long."""
+    wait = project.settings.source_errors.notify_after
+    count, since = store.error_streak(suite.suite)
+    if isinstance(wait, int):
+        return count >= wait
+    return since is not None and at - since >= wait
 
 
 def _emptied(result: SuiteResult) -> CheckResult | None:

@@ -369,6 +369,23 @@ class Store:
                 found.setdefault(name, {})[at] = value
         return found
 
+    def error_streak(self, suite: str, *, limit: int = 500) -> tuple[int, datetime | None]:
+        """How many of ``suite``'s latest runs in a row ended in ``error``, and when the first
+        of them started (None when the latest did not fail); at most ``limit`` are read."""
+        query = (
+            sa.select(SuiteRun.status, SuiteRun.started_at)
+            .where(SuiteRun.suite == suite, SuiteRun.as_of.is_(None))
+            .order_by(SuiteRun.started_at.desc(), SuiteRun.id.desc())
+            .limit(limit)
+        )
+        count, since = 0, None
+        with self._transaction(f"read the latest runs of {suite}") as session:
+            for status, started_at in session.execute(query):
+                if status != "error":
+                    break
+                count, since = count + 1, started_at
+        return count, since
+
     def suite_history(self, *, since: datetime) -> dict[str, list[tuple[datetime, str]]]:
         """Each suite's runs since ``since``: (started_at, status), oldest first."""
         query = (

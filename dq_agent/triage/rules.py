@@ -40,6 +40,8 @@ ACTIONS: dict[Kind, str] = {
     "data": "correct clear slips in the source; ask the data's owner about the rest",
 }
 
+# A host that does not answer is infrastructure, but, like a transient fault, often passes.
+UNREACHABLE = "an unreachable host"
 # Looked for in error messages, most specific first: (kind, pattern, what it means).
 _RULE_TEXT: tuple[tuple[Kind, str, str], ...] = (
     ("transient", r"timed? ?out|timeout", "a timeout"),
@@ -71,7 +73,7 @@ _RULE_TEXT: tuple[tuple[Kind, str, str], ...] = (
         "infrastructure",
         r"could not translate host|name or service not known|"
         r"connection refused|no route to host|unreachable|unable to open database",
-        "an unreachable host",
+        UNREACHABLE,
     ),
     (
         "code",
@@ -96,6 +98,9 @@ class Triage:
 
     kind: Kind | None
     reason: str
+    # Whether the failure often passes on its own (a timeout, a 5xx, a host that does not
+    # answer): people hear of it only once it persists.
+    may_pass: bool = False
 
     @property
     def action(self) -> str:
@@ -112,9 +117,10 @@ def classify_error(message: str, transient: bool | None = None, runbook: str = "
         return override
     for kind, pattern, meaning in _ERROR_RULES:
         if pattern.search(message):
-            return Triage(kind, f"{meaning}: {message}")
+            may_pass = kind == "transient" or meaning == UNREACHABLE
+            return Triage(kind, f"{meaning}: {message}", may_pass)
     if transient is True:
-        return Triage("transient", f"the source said it may pass: {message}")
+        return Triage("transient", f"the source said it may pass: {message}", True)
     return Triage(None, message)
 
 
@@ -142,5 +148,6 @@ def _override(message: str, runbook: str) -> Triage | None:
     for text, kind in _OVERRIDE.findall(runbook):
         if text.lower() in message.lower():
             found = next(k for k in KINDS if k == kind.lower())
-            return Triage(found, f"the runbook says {text!r} is {found}: {message}")
+            reason = f"the runbook says {text!r} is {found}: {message}"
+            return Triage(found, reason, found == "transient")
     return None
