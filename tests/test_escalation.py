@@ -662,6 +662,51 @@ def test_an_auto_correction_tells_the_deal_owner_who_can_undo_it(
     assert buttons(card) == ["Approve fix", "I fixed it", "Snooze", "This is expected"]
 
 
+LI, LI_USER = "li@acme.com", "005Dn000001AbCeIAK"
+LI_SLIP = "006Dn0000049999999"  # 50 seats × $5,000 typed as $25,000,000; Li's deal
+
+
+def test_only_owners_of_records_still_wrong_get_the_incident_card(
+    world: World, endpoint: InteractionsServer
+) -> None:
+    settings_file = world.root / "dq-agent.yml"  # a change of over 10x needs a person
+    text = settings_file.read_text()
+    settings_file.write_text(
+        text.replace("  enabled: true\n", "  enabled: true\n  max_magnitude: 1\n")
+    )
+    assert world.crm is not None
+    world.crm.seed(
+        {
+            "Opportunity": {
+                "records": [
+                    {
+                        "Id": LI_SLIP,
+                        "Name": "Globex renewal",
+                        "Amount": 25_000_000,
+                        "Seats__c": 50,
+                        "Price_Per_Seat__c": 5_000,
+                        "StageName": "Negotiation",
+                        "OwnerId": LI_USER,
+                    }
+                ]
+            }
+        }
+    )
+    done = world.cycle(TUESDAY, "crm_opportunities")
+    statuses = {o.change.key["Id"]: o.status for o in done.outcomes}
+    assert statuses == {SLIP: "applied", LI_SLIP: "refused"}
+    # Dana's deal is right again: she hears what the agent changed, and nothing else.
+    [fyi] = world.roots(DANA)
+    assert fyi["text"].startswith("I changed Amount on ")
+    # Li's is still wrong: the incident is hers alone, with her deal as the evidence.
+    [notice] = done.notices
+    assert (notice.event, notice.owners) == ("opened", (LI,))
+    [card] = world.roots(LI)
+    assert buttons(card) == ["Approve fix", "I fixed it", "Snooze", "This is expected"]
+    shown = json.dumps(card["blocks"])
+    assert LI_SLIP in shown and SLIP not in shown
+
+
 def test_this_is_expected_takes_a_volume_bucket_out_of_the_baseline(
     world: World, endpoint: InteractionsServer
 ) -> None:

@@ -336,6 +336,9 @@ def test_a_value_someone_else_already_fixed_is_not_claimed_as_a_correction(
     )
     with Store.open(f"sqlite:///{tmp_path}/state.db") as store:
         assert store.outbox(correction_id=1) == []  # no "I changed Amount" for someone else's fix
+        # The deal is right, by the owner's own hand: no incident, nobody asked to fix it.
+        assert store.incidents() == []
+        assert store.outbox() == []
 
 
 def test_corrections_cli_lists_shows_and_verifies(tmp_path: Path, crm: Any) -> None:

@@ -131,7 +131,7 @@ def track(
     fixed = {
         (o.change.suite, o.change.check, tuple(sorted(o.change.key.items())), o.change.column)
         for o in outcomes
-        if o.status == "applied"
+        if o.fixed
     }
     notices: list[Notice] = []
     for result in results:
@@ -151,17 +151,23 @@ def track(
         notices += _gone(store, suite, SOURCE_PROBLEM, dataset, at)
         empty = _emptied(result)
         for check in result.checks:
-            corrected = check.findings and all(
-                (suite.suite, check.name, tuple(sorted(f.key.items())), f.column) in fixed
-                for f in check.findings
-            )
+            # The findings still wrong: not corrected, nor fixed by someone before our write.
+            wrong = [
+                i
+                for i, f in enumerate(check.findings)
+                if (suite.suite, check.name, tuple(sorted(f.key.items())), f.column) not in fixed
+            ]
+            corrected = bool(check.findings) and not wrong
             failed = check.status in ("fail", "error")
             if failed and empty is not None and check is not empty:
                 continue  # a consequence of the empty source: told under its row count
             if failed and not corrected:
-                owners = owners_of(suite, check.name, check.findings, records)
+                # Only the owners of records still wrong hear: one whose record was corrected
+                # has had the agent's word about it already.
+                remaining = [check.findings[i] for i in wrong]
+                owners = owners_of(suite, check.name, remaining, records)
                 evidence = check.to_json()
-                evidence["findings"] = evidence["findings"][:EVIDENCE_FINDINGS]
+                evidence["findings"] = [f.to_json() for f in remaining[:EVIDENCE_FINDINGS]]
                 evidence["triage"] = classify(suite, result, check).to_json()
                 if check is empty:
                     evidence["also"] = [

@@ -41,6 +41,14 @@ class Outcome:
     status: str
     detail: str
     correction_id: int | None = None
+    # A conflict because someone else already wrote the intended value: the record is right,
+    # but the change is theirs, never told as the agent's.
+    fixed_at_source: bool = False
+
+    @property
+    def fixed(self) -> bool:
+        """Whether the record now holds what the change intended (by the agent or not)."""
+        return self.status == "applied" or self.fixed_at_source
 
 
 def record_refused(store: Store, change: Change, reason: str, at: datetime) -> Outcome:
@@ -288,7 +296,7 @@ def _conflict(note: _Note, change: Change, written: WriteResult, correction_id: 
             f"already fixed at the source: {change.column} holds {_shown(written.after)} already"
         )
         note("conflict", written.before, written.after, f"{detail}; nothing written")
-        return Outcome(change, "conflict", detail, correction_id)
+        return Outcome(change, "conflict", detail, correction_id, fixed_at_source=True)
     detail = f"conflict: {written.detail}; nothing overwritten"
     note("conflict", written.before, change.new, detail)
     return Outcome(change, "conflict", detail, correction_id)
