@@ -314,10 +314,14 @@ def evaluate_checks(
     for spec in suite.checks:
         missing = _missing_column(spec, relation)
         if missing:
+            # A suite's schema check owns a missing column: this one is told under it.
+            owner = any(c.type == "schema" for c in suite.checks)
             early[spec.name] = error_result(
                 spec,
-                f"column {missing!r} not found in {relation.label}; "
+                ("skipped: " if owner else "")
+                + f"column {missing!r} not found in {relation.label}; "
                 f"available: {', '.join(relation.columns)}",
+                {"missing_column": missing},
             )
         elif spark and (why := not_on_spark(spec)):
             early[spec.name] = error_result(spec, why)
@@ -412,6 +416,7 @@ def context_for(
     now: datetime,
     connections: Connections | None = None,
 ) -> CheckContext:
+    schemas = store.last_schemas(suite.suite, 2) if store is not None else []
     return CheckContext(
         suite=suite.suite,
         now=now,
@@ -419,7 +424,9 @@ def context_for(
         timezone=suite.timezone,
         key=suite.key,
         max_findings=suite.max_findings,
-        previous_schema=store.last_schema(suite.suite) if store is not None else None,
+        previous_schema=schemas[0] if schemas else None,
+        earlier_schema=schemas[1] if len(schemas) > 1 else None,
+        columns_in_use=_columns_in_use(suite),
         history=store,
         sql_engine=connections.sql_engine if connections is not None else None,
         calendar=suite.calendar,
@@ -463,13 +470,23 @@ def backtest_suite(
         ]
 
 
-def _missing_column(spec: CheckSpec, relation: Relation) -> str | None:
+def _columns_of(spec: CheckSpec) -> list[str]:
+    """The source columns a check reads by name (its column, its row condition's)."""
     column = spec.expectation_kwargs.get("column") or getattr(spec.args, "column", None)
     condition = row_condition_of(spec.expectation_kwargs)
-    for name in (column, condition.column if condition else None):
-        if isinstance(name, str) and name not in relation.columns:
-            return name
-    return None
+    return [n for n in (column, condition.column if condition else None) if isinstance(n, str)]
+
+
+def _missing_column(spec: CheckSpec, relation: Relation) -> str | None:
+    return next((n for n in _columns_of(spec) if n not in relation.columns), None)
+
+
+def _columns_in_use(suite: Suite) -> dict[str, tuple[str, ...]]:
+    used: dict[str, tuple[str, ...]] = {}
+    for spec in suite.checks:
+        for name in _columns_of(spec):
+            used[name] = (*used.get(name, ()), spec.name)
+    return used
 
 
 def _evaluate(check: PlannedCheck, values: Mapping[str, Any] | Exception) -> CheckResult:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from click.testing import CliRunner
 
 from dq_agent.agent import run_cycle
@@ -229,3 +230,56 @@ def test_notify_after_counts_cycles_and_a_failure_that_cannot_pass_is_told_at_on
     [missing] = cycle(other, NOW).notices  # a missing table does not come back by itself
     assert (missing.event, missing.check) == ("opened", "(source)")
     assert "not found" in missing.summary
+
+
+COLUMNS_SUITE = """
+suite: us_forecast
+owner: pete@acme.com
+source: {connector: warehouse, table: orders}
+checks:
+  - schema: {columns: [id, updated_at]}
+  - row_count: {min: 1}
+  - expect_column_values_to_not_be_null: {column: amount}
+  - expect_column_values_to_be_between: {column: amount, min_value: 0}
+"""
+
+
+def test_a_dropped_column_is_one_schema_incident_that_resolves_when_it_is_back(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    load_orders(url, order_rows(3, newest=NOW))
+    root = project_for(tmp_path / "p", url, {"s": COLUMNS_SUITE})
+    assert cycle(root, NOW).notices == []  # the baseline: every column there
+
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:  # someone drops amount upstream
+        conn.execute(sa.text("ALTER TABLE orders DROP COLUMN amount"))
+    engine.dispose()
+    dropped = cycle(root, NOW + timedelta(hours=1))
+    [notice] = dropped.notices
+    assert (notice.event, notice.check) == ("opened", "schema")
+    assert "missing amount (read by expect_column_values_to_not_be_null(amount), " in notice.summary
+    [result] = dropped.results
+    skipped = [c.message for c in result.checks if c.name.endswith("(amount)")]
+    assert [m.split(";")[0] for m in skipped] == [
+        "skipped: column 'amount' not found in orders"
+    ] * 2
+    with Store.open(f"sqlite:///{root}/state.db") as store:
+        [incident] = store.incidents()
+        assert incident["evidence"]["also"] == [
+            "expect_column_values_to_not_be_null(amount)",
+            "expect_column_values_to_be_between(amount)",
+        ]
+    still = cycle(root, NOW + timedelta(hours=2))  # still gone: the same incident, nothing new
+    assert [(n.incident_id, n.event) for n in still.notices] == [
+        (notice.incident_id, "failed_again")
+    ]
+
+    load_orders(url, order_rows(3, newest=NOW + timedelta(hours=3)))  # amount is back
+    back = cycle(root, NOW + timedelta(hours=3))
+    assert [(n.incident_id, n.event) for n in back.notices] == [(notice.incident_id, "resolved")]
+    [result] = back.results
+    assert result.status == "pass"  # not "added since the last run: amount"
+    with Store.open(f"sqlite:///{root}/state.db") as store:
+        assert len(store.incidents()) == 1

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from functools import cache
 from typing import Any, Protocol
@@ -42,6 +42,10 @@ class CheckContext:
     max_findings: int
     # The column list seen on the previous run (for schema drift), oldest knowledge first.
     previous_schema: list[tuple[str, str]] | None = None
+    # The one seen before that: a column back as it was then is restored, not drift.
+    earlier_schema: list[tuple[str, str]] | None = None
+    # The source's columns the suite's checks read, each with the checks that read it.
+    columns_in_use: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     # What earlier runs and people said (the state store), when one is attached.
     history: History | None = None
     # Another SQL connector's engine by name, for checks that read a second table (reference);
@@ -135,9 +139,11 @@ def result(
     )
 
 
-def error_result(spec: CheckSpec, message: str) -> CheckResult:
+def error_result(
+    spec: CheckSpec, message: str, observed: Mapping[str, Any] | None = None
+) -> CheckResult:
     """The check could not be evaluated (missing column, query error)."""
-    return CheckResult(spec.name, spec.type, "error", spec.severity, message)
+    return CheckResult(spec.name, spec.type, "error", spec.severity, message, dict(observed or {}))
 
 
 def count_where(condition: sa.ColumnElement[bool]) -> sa.ColumnElement[Any]:

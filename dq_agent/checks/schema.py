@@ -35,6 +35,19 @@ class Schema:
         missing = [name for name in self.args.columns if name not in families]
         if missing:
             problems.append("missing " + ", ".join(missing))
+        # A column the suite's other checks read is required too: its going is this check's
+        # problem (theirs are skipped and told under it), for as long as it is gone.
+        gone = [
+            (name, readers)
+            for name, readers in self.ctx.columns_in_use.items()
+            if name not in families and name not in missing
+        ]
+        if gone:
+            problems.append(
+                "missing "
+                + ", ".join(f"{name} (read by {', '.join(readers)})" for name, readers in gone)
+            )
+            missing += [name for name, _ in gone]
         typed = {n: t for n, t in self.args.columns.items() if t != "any" and n in families}
         if any(families[n] == "unknown" for n in typed):
             return CheckResult(
@@ -52,7 +65,7 @@ class Schema:
         drift: dict[str, list[str]] = {}
         previous = self.ctx.previous_schema
         if self.args.drift and previous is not None:
-            drift = _drift(dict(previous), families)
+            drift = _drift(dict(previous), families, self.ctx.earlier_schema)
             if drift["added"]:
                 problems.append("added since the last run: " + ", ".join(drift["added"]))
             if drift["removed"]:
@@ -76,13 +89,25 @@ class Schema:
         )
 
 
-def _drift(before: dict[str, str], after: dict[str, str]) -> dict[str, list[str]]:
+def _drift(
+    before: dict[str, str], after: dict[str, str], earlier: list[tuple[str, str]] | None
+) -> dict[str, list[str]]:
+    """What changed from ``before`` to ``after``, leaving out a column put back as it was in
+    the ``earlier`` snapshot (dropped by mistake and restored: no news)."""
+    was = dict(earlier) if earlier is not None else None
+
+    def news(name: str) -> bool:
+        return was is None or was.get(name) != after.get(name)
+
     return {
-        "added": [n for n in after if n not in before],
-        "removed": [n for n in before if n not in after],
+        "added": [n for n in after if n not in before and news(n)],
+        "removed": [n for n in before if n not in after and news(n)],
         "retyped": [
             f"{n} {before[n]}→{after[n]}"
             for n in after
-            if n in before and before[n] != after[n] and "unknown" not in (before[n], after[n])
+            if n in before
+            and before[n] != after[n]
+            and "unknown" not in (before[n], after[n])
+            and news(n)
         ],
     }

@@ -150,6 +150,7 @@ def track(
             continue
         notices += _gone(store, suite, SOURCE_PROBLEM, dataset, at)
         empty = _emptied(result)
+        schema, gone = _columns_gone(result)
         for check in result.checks:
             # The findings still wrong: not corrected, nor fixed by someone before our write.
             wrong = [
@@ -161,6 +162,8 @@ def track(
             failed = check.status in ("fail", "error")
             if failed and empty is not None and check is not empty:
                 continue  # a consequence of the empty source: told under its row count
+            if failed and check.observed.get("missing_column") in gone:
+                continue  # its column is gone: told under the schema check
             if failed and not corrected:
                 # Only the owners of records still wrong hear: one whose record was corrected
                 # has had the agent's word about it already.
@@ -174,6 +177,10 @@ def track(
                         c.name
                         for c in result.checks
                         if c is not empty and c.status in ("fail", "error")
+                    ]
+                elif check is schema:
+                    evidence["also"] = [
+                        c.name for c in result.checks if c.observed.get("missing_column") in gone
                     ]
                 notices.append(
                     _problem(store, suite, check.name, check.type, dataset, evidence, owners, at)
@@ -191,6 +198,17 @@ def _persists(store: Store, project: Project, suite: Suite, at: datetime) -> boo
     if isinstance(wait, int):
         return count >= wait
     return since is not None and at - since >= wait
+
+
+def _columns_gone(result: SuiteResult) -> tuple[CheckResult | None, set[str]]:
+    """The failing schema check that reports columns missing, and those columns: the checks
+    reading them are skipped, one problem with it."""
+    for check in result.checks:
+        if check.type == "schema" and check.status in ("fail", "error"):
+            missing = check.observed.get("missing") or []
+            if missing:
+                return check, set(missing)
+    return None, set()
 
 
 def _emptied(result: SuiteResult) -> CheckResult | None:

@@ -307,9 +307,14 @@ class Store:
 
     def last_schema(self, suite: str) -> list[tuple[str, str]] | None:
         """The most recent column snapshot for ``suite``, or None if there is none."""
+        latest = self.last_schemas(suite, 1)
+        return latest[0] if latest else None
+
+    def last_schemas(self, suite: str, count: int) -> list[list[tuple[str, str]]]:
+        """The ``count`` most recent distinct column snapshots for ``suite``, newest first."""
         with self._transaction(f"read the schema of {suite!r}") as session:
-            columns = session.scalar(self._latest_schema(suite))
-        return None if columns is None else [(str(name), str(type_)) for name, type_ in columns]
+            found = session.scalars(self._latest_schema(suite).limit(count)).all()
+        return [[(str(name), str(type_)) for name, type_ in columns] for columns in found]
 
     def save_schema(
         self,
