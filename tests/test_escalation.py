@@ -18,6 +18,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -254,6 +255,13 @@ nudges:
 
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[World]:
+    with make_world(tmp_path) as built:
+        yield built
+
+
+@contextmanager
+def make_world(tmp_path: Path) -> Iterator[World]:
+    """The emulators serving, and a project of the two suites pointed at them."""
     sheets = SheetsEmulator()
     sheets.seed({"finance": {"key": "fin", "sheets": {"US": [HEADER, *ROWS]}}})
     slack = SlackEmulator(token=TOKEN, signing_secret=SECRET)
@@ -281,6 +289,13 @@ def world(tmp_path: Path) -> Iterator[World]:
 
 @pytest.fixture
 def endpoint(world: World) -> Iterator[InteractionsServer]:
+    with serving(world) as server:
+        yield server
+
+
+@contextmanager
+def serving(world: World) -> Iterator[InteractionsServer]:
+    """The Slack interactions endpoint of ``world``'s project, where its clicks go."""
     project = load_project(world.root, env={})
     with Store.open(project.state_url) as store:
         actions = Actions(project, store, world.api(), world.options())
@@ -653,13 +668,16 @@ def test_an_auto_correction_tells_the_deal_owner_who_can_undo_it(
     assert buttons(fyi) == []
     assert "Correction 1 · reverted" in json.dumps(fyi["blocks"], ensure_ascii=False)
 
-    # Undone by a person: the agent does not write it again; it asks the owner instead.
+    # Undone by its owner: the value she put back is what she meant. The agent neither
+    # writes it again nor asks her about it.
     again = world.cycle(TUESDAY + timedelta(hours=1), "crm_opportunities")
-    assert [o.status for o in again.outcomes] == ["proposed"]
+    assert [o.status for o in again.outcomes] == ["kept"]
+    assert again.outcomes[0].detail == (
+        f"kept as {DANA} put it back (undo of correction 1): not a slip to them"
+    )
     assert amount(world, SLIP) == 10_000_000
-    assert [(n.event, n.owners) for n in again.notices] == [("opened", (DANA,))]
-    [_, card] = world.roots(DANA)
-    assert buttons(card) == ["Approve fix", "I fixed it", "Snooze", "This is expected"]
+    assert again.notices == []
+    assert world.roots(DANA) == [fyi]
 
 
 LI, LI_USER = "li@acme.com", "005Dn000001AbCeIAK"

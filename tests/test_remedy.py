@@ -23,6 +23,7 @@ from dq_agent.sandbox.salesforce import SalesforceEmulator
 from dq_agent.sources.retry import RetryPolicy
 from dq_agent.store import Store
 from tests.helpers import make_project, run_killed
+from tests.sf_client import salesforce_client
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 SLIP = "006Dn0000040000042"  # 200 seats × $5,000 typed as $10,000,000
@@ -299,10 +300,18 @@ def test_a_second_revert_is_a_no_op_that_says_so(tmp_path: Path, crm: Any) -> No
         assert events == ["intent", "applied", "revert_intent", "reverted"]
         assert store.correction(1).status == "reverted"  # type: ignore[union-attr]
     assert amount(emulator, SLIP) == 10_000_000  # the ledger matches the source
-    # The next run does not write the undone fix again: a person decides it now.
+    # The next run does not write the undone fix again: the value put back is kept.
+    [outcome] = cycle(root).outcomes
+    assert outcome.status == "kept"
+    assert amount(emulator, SLIP) == 10_000_000
+    # Another slip of the same deal later: the fix that was undone is theirs to decide.
+    client = salesforce_client(server.base_url)
+    client.Opportunity.update(SLIP, {"Amount": 100_000_000})
+    client.session.close()
     [outcome] = cycle(root).outcomes
     assert outcome.status == "proposed"
-    assert amount(emulator, SLIP) == 10_000_000
+    assert "correction 1 of the same value was undone, so a person decides" in outcome.change.reason
+    assert amount(emulator, SLIP) == 100_000_000
 
 
 def test_a_value_someone_else_already_fixed_is_not_claimed_as_a_correction(

@@ -38,6 +38,7 @@ class Outcome:
     change: Change
     # applied | conflict | failed | refused | proposed | planned | rejected | reverted
     # | unchanged (asked for what was already done: a second revert)
+    # | kept (the value a person put back with Undo: what they meant, not a slip)
     status: str
     detail: str
     correction_id: int | None = None
@@ -47,8 +48,9 @@ class Outcome:
 
     @property
     def fixed(self) -> bool:
-        """Whether the record now holds what the change intended (by the agent or not)."""
-        return self.status == "applied" or self.fixed_at_source
+        """Whether the record now holds what it should: what the change intended (written
+        by the agent or not), or what a person put back with Undo."""
+        return self.status in ("applied", "kept") or self.fixed_at_source
 
 
 def record_refused(store: Store, change: Change, reason: str, at: datetime) -> Outcome:

@@ -48,6 +48,7 @@ from dq_agent.sources.base import (
     Source,
     SourceBranch,
     WriteResult,
+    same_value,
 )
 from dq_agent.sources.gsheets import WHOLE_SHEET, GSheetsSource
 from dq_agent.sources.registry import opened
@@ -109,7 +110,9 @@ class Remedy:
             self._write(suite, source, relation, result, verdict.allowed, decided_by="rule")
 
     def _not_undone(self, changes: list[Change]) -> list[Change]:
-        """A change a person undid is theirs to decide: proposed to them, never rewritten."""
+        """A change a person undid is theirs to decide, never rewritten: while the record
+        holds the value they put back, that value is what they meant (nobody is asked again);
+        once it holds another, the change is proposed to them."""
         if not changes:
             return changes
         undone = {
@@ -119,7 +122,17 @@ class Remedy:
         kept = []
         for change in changes:
             key = (change.check, tuple(sorted(change.key.items())), change.column, repr(change.new))
-            if key in undone:
+            if key in undone and same_value(change.old, undone[key].old):
+                by = next(
+                    (e.decided_by for e in reversed(undone[key].events) if e.event == "reverted"),
+                    "",
+                )
+                detail = (
+                    f"kept as {by or 'a person'} put it back (undo of correction "
+                    f"{undone[key].id}): not a slip to them"
+                )
+                self.outcomes.append(Outcome(change, "kept", detail, undone[key].id))
+            elif key in undone:
                 change = dataclasses.replace(
                     change,
                     action="propose",
