@@ -80,6 +80,7 @@ bench: $(VENV)/.bench $(SODA_VENV)/.installed
 	$(BIN)/python benchmarks/ui.py
 	$(BIN)/python benchmarks/salesforce.py
 	$(BIN)/python benchmarks/replicas.py
+	$(BIN)/python benchmarks/stories.py
 
 clean:
 	rm -rf $(VENV) .dq-agent .pytest_cache .mypy_cache .ruff_cache test-artifacts tests/browser/node_modules
