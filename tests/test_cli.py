@@ -316,7 +316,8 @@ def test_the_demo_tells_the_running_example(tmp_path: Path) -> None:
         " rows of payments, as verified on a branch (correction 2)",
         "◦ distribution_shift(local_value): fail → pass",
         "◦ revenue_daily (verify): pass → pass",
-        f"↳ {paid} Fix applied: correction 2 (verified on a branch, then published)",
+        f"↳ {paid} Fix applied: finance-data@acme.com approved correction 2 (verified on a "
+        "branch, then published)",
         f"↳ {paid} Restarted: airflow DAG revenue_daily: run dq_agent__payments:",
         f"↳ {paid} ✅ Resolved: airflow DAG revenue_daily ran; revenue_daily passes. "
         "Closing incident #3.",

@@ -490,8 +490,8 @@ def test_only_owners_may_approve_and_the_approved_fix_closes_the_incident(
     assert world.sheets.state()["spreadsheets"]["fin"]["sheets"]["US"] == [HEADER, *ROWS]
     assert world.incident()["status"] == "resolved"
     assert world.thread(root) == [
-        f"Fixing: {PETE} approved correction 1",
-        "Fix applied: correction 1 (verified on a copy, then written compare-and-set)",
+        f"Fix applied: {PETE} approved correction 1 (verified on a copy, then written "
+        "compare-and-set)",
         ":white_check_mark: Resolved: the check passes again. Closing incident #1.",
     ]
 

@@ -246,7 +246,14 @@ class Actions:
         if refused:
             raise DqAgentError(refused)
         chain = [p for step in incident["chain"] for p in step]
-        self._status(incident, "fixing", email, f"{email} approved correction {correction_id}")
+        # Recorded, not told: the thread hears what became of the fix a moment later.
+        self.store.set_incident_status(
+            incident["id"],
+            "fixing",
+            at=self.options.clock(),
+            by=email,
+            detail=f"{email} approved correction {correction_id}",
+        )
         try:
             outcome = approve_correction(
                 self.project,
@@ -266,7 +273,12 @@ class Actions:
             detail = f"correction {correction_id} was not written ({outcome.status}): {why}"
             self._status(incident, "acknowledged", email, detail)
             raise NotDone(detail)
-        self._note(incident, "fix_applied", email, f"correction {correction_id} ({outcome.detail})")
+        self._note(
+            incident,
+            "fix_applied",
+            email,
+            f"{email} approved correction {correction_id} ({outcome.detail})",
+        )
         self._rerun(incident)
         after = self.store.incident(incident["id"], events=False)
         now = f"; the incident is {after['status']}" if after else ""
