@@ -28,16 +28,17 @@ from tests.sf_client import salesforce_client
 from tests.sources import load_orders, order_rows
 from tests.test_escalation import (
     DANA,
+    LI,
+    LI_SLIP,
     PETE,
     SLIP,
     TUESDAY,
     World,
     make_world,
+    seed_li_slip,
     serving,
 )
 
-LI, LI_USER = "li@acme.com", "005Dn000001AbCeIAK"
-LI_SLIP = "006Dn0000049999999"  # 50 seats × $5,000 typed as $25,000,000
 CRM = "crm_opportunities"
 
 
@@ -86,35 +87,6 @@ def set_amount(world: World, record_id: str, amount: float) -> None:
         client.Opportunity.update(record_id, {"Amount": amount})
     finally:
         client.session.close()
-
-
-def seed_li_slip(world: World) -> None:
-    assert world.crm is not None
-    world.crm.seed(
-        {
-            "Opportunity": {
-                "records": [
-                    {
-                        "Id": LI_SLIP,
-                        "Name": "Globex renewal",
-                        "Amount": 25_000_000,
-                        "Seats__c": 50,
-                        "Price_Per_Seat__c": 5_000,
-                        "StageName": "Negotiation",
-                        "OwnerId": LI_USER,
-                    }
-                ]
-            }
-        }
-    )
-
-
-def allow_magnitude(world: World, magnitude: int) -> None:
-    settings = world.root / "dq-agent.yml"
-    text = settings.read_text()
-    settings.write_text(
-        text.replace("  enabled: true\n", f"  enabled: true\n  max_magnitude: {magnitude}\n")
-    )
 
 
 def recipients(world: World) -> list[str]:
@@ -187,7 +159,6 @@ def whale(play: Play) -> Score:
 
 def ambiguous_slip_approved(play: Play) -> Score:
     """Li's deal ×100 is past what the agent may change alone: Li approves the fix."""
-    allow_magnitude(play.world, 1)
     seed_li_slip(play.world)
     play.cycle(0)
     [card] = play.world.roots(LI)

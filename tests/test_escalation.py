@@ -684,10 +684,10 @@ LI, LI_USER = "li@acme.com", "005Dn000001AbCeIAK"
 LI_SLIP = "006Dn0000049999999"  # 50 seats × $5,000 typed as $25,000,000; Li's deal
 
 
-def test_only_owners_of_records_still_wrong_get_the_incident_card(
-    world: World, endpoint: InteractionsServer
-) -> None:
-    settings_file = world.root / "dq-agent.yml"  # a change of over 10x needs a person
+def seed_li_slip(world: World) -> None:
+    """Li's deal typed ×100, and a policy that lets the agent change a value 10x at most:
+    a slip only Li may have fixed."""
+    settings_file = world.root / "dq-agent.yml"
     text = settings_file.read_text()
     settings_file.write_text(
         text.replace("  enabled: true\n", "  enabled: true\n  max_magnitude: 1\n")
@@ -710,6 +710,12 @@ def test_only_owners_of_records_still_wrong_get_the_incident_card(
             }
         }
     )
+
+
+def test_only_owners_of_records_still_wrong_get_the_incident_card(
+    world: World, endpoint: InteractionsServer
+) -> None:
+    seed_li_slip(world)
     done = world.cycle(TUESDAY, "crm_opportunities")
     statuses = {o.change.key["Id"]: o.status for o in done.outcomes}
     assert statuses == {SLIP: "applied", LI_SLIP: "refused"}
