@@ -1459,7 +1459,14 @@ def mcp(project_dir: Path) -> None:
         "Anthropic on N+4."
     ),
 )
-def sandbox(seed_file: Path | None, port_base: int) -> None:
+@click.option(
+    "--faults",
+    "faults_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Errors chosen requests meet, and people's edits made just before the agent's "
+    "writes (YAML; see the commands reference).",
+)
+def sandbox(seed_file: Path | None, port_base: int, faults_file: Path | None) -> None:
     """Serve loopback emulators of Salesforce, Google Sheets, Slack, Airflow and Anthropic until
     interrupted.
 
@@ -1470,11 +1477,13 @@ def sandbox(seed_file: Path | None, port_base: int) -> None:
     base_url: http://127.0.0.1:N+3 with the printed username and password; the Anthropic
     client at base_url: http://127.0.0.1:N+4 with the printed api_key.
     """
+    from dq_agent.sandbox.faults import load_faults
     from dq_agent.sandbox.runner import demo_seed, load_seed, start_sandbox
 
     try:
         seed = load_seed(seed_file) if seed_file else demo_seed(utc_now())
-        running = start_sandbox(seed, port_base=port_base)
+        faults = load_faults(faults_file) if faults_file else {}
+        running = start_sandbox(seed, port_base=port_base, faults=faults)
     except DqAgentError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_CANNOT_RUN)

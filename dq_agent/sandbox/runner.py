@@ -14,6 +14,7 @@ import yaml
 from dq_agent.errors import DqAgentError
 from dq_agent.sandbox.airflow import AirflowEmulator
 from dq_agent.sandbox.anthropic import AnthropicEmulator
+from dq_agent.sandbox.faults import Fault, with_faults
 from dq_agent.sandbox.gsheets import SheetsEmulator
 from dq_agent.sandbox.http import Emulator, LoopbackServer
 from dq_agent.sandbox.salesforce import SalesforceEmulator
@@ -54,12 +55,14 @@ def start_sandbox(
     *,
     port_base: int | None = None,
     clock: Callable[[], float] | None = None,
+    faults: Mapping[str, list[Fault]] | None = None,
 ) -> Sandbox:
     """Seed and start the Salesforce, Google Sheets, Slack, Airflow and Anthropic emulators on
     127.0.0.1.
 
     ``port_base`` N puts Salesforce on N, Sheets on N+1, Slack on N+2, Airflow on N+3 and
-    Anthropic on N+4; without it, free ports are used.
+    Anthropic on N+4; without it, free ports are used. ``faults`` (by service, see
+    :mod:`dq_agent.sandbox.faults`) are met by the requests they match.
     """
     session_id = str(seed.get("salesforce", {}).get("session_id", SESSION_ID))
     salesforce = SalesforceEmulator(session_id=session_id)
@@ -78,6 +81,7 @@ def start_sandbox(
     servers: dict[str, LoopbackServer] = {}
     try:
         emulators: list[Emulator] = [salesforce, sheets, slack, airflow, anthropic]
+        emulators = with_faults(emulators, dict(faults or {}))
         for offset, emulator in enumerate(emulators):
             port = 0 if port_base is None else port_base + offset
             try:

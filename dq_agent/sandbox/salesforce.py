@@ -179,6 +179,19 @@ class SalesforceEmulator:
             fault = _Fault(status, error_code, message, dict(headers or {}))
             self._faults.extend([fault] * times)
 
+    def edit(
+        self, type_name: str, record_id: str, values: Mapping[str, Any], *, by: str | None = None
+    ) -> None:
+        """A person's edit of one record in the Salesforce UI: the values written as an API
+        update would write them, its history and ``LastModifiedDate`` moved on, and
+        ``LastModifiedById`` set to ``by`` (default: the API user)."""
+        with self._lock:
+            sobject = self._require_type(type_name)
+            record = sobject.records.get(record_id)
+            if record is None:
+                raise KeyError(f"no {type_name} {record_id}")
+            self._update(sobject, record, values, by=by or self.user_id)
+
     def serve_raw(self, type_name: str, records: Sequence[Mapping[str, Any]]) -> None:
         """Queries on ``type_name`` also return ``records`` exactly as given: untyped,
         unfiltered, after the stored ones.
@@ -530,8 +543,16 @@ class SalesforceEmulator:
         self._deletable(sobject)
         del sobject.records[str(record["Id"])]
 
-    def _update(self, sobject: SObjectType, record: Record, body: Mapping[str, Any]) -> None:
+    def _update(
+        self,
+        sobject: SObjectType,
+        record: Record,
+        body: Mapping[str, Any],
+        *,
+        by: str | None = None,
+    ) -> None:
         values = self._checked_values(sobject, body, creating=False)
+        who = by or self.user_id
         now = self._now()
         history = self._types[history_name(sobject.name)]
         parent_field = history_parent_field(sobject.name)
@@ -541,9 +562,11 @@ class SalesforceEmulator:
                 continue
             record[name] = new
             change: Record = {parent_field: record["Id"], "Field": name, "OldValue": old}
-            change |= {"NewValue": new, "CreatedById": self.user_id, "CreatedDate": now}
+            change |= {"NewValue": new, "CreatedById": who, "CreatedDate": now}
             self._insert(history, change)
         record["LastModifiedDate"] = record["SystemModstamp"] = now
+        if "LastModifiedById" in record:
+            record["LastModifiedById"] = who
 
     def _write_values(
         self, sobject: SObjectType, body: Mapping[str, Any], *, creating: bool
