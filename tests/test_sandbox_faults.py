@@ -80,7 +80,10 @@ def test_a_persons_edit_just_before_the_agents_write_is_not_claimed(tmp_path: Pa
             cycle = run_cycle(project, ["crm_opportunities"], store, options)
             [outcome] = cycle.outcomes
             assert (outcome.status, outcome.fixed_at_source) == ("conflict", True)
-            assert outcome.detail == "already fixed at the source: Amount holds 1,000,000 already"
+            assert outcome.detail == (
+                "already fixed at the source: Amount holds 1,000,000 already "
+                "(changed by dana@acme.com)"
+            )
             assert store.incidents() == [] and store.outbox() == []
         client = salesforce_client(url)
         try:

@@ -296,6 +296,7 @@ def _conflict(note: _Note, change: Change, written: WriteResult, correction_id: 
         # Someone else wrote the intended value first: theirs, not a correction of ours.
         detail = (
             f"already fixed at the source: {change.column} holds {_shown(written.after)} already"
+            + (f" (changed by {written.by})" if written.by else "")
         )
         note("conflict", written.before, written.after, f"{detail}; nothing written")
         return Outcome(change, "conflict", detail, correction_id, fixed_at_source=True)

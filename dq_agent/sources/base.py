@@ -127,6 +127,8 @@ class WriteResult:
     before: Any
     after: Any
     detail: str = ""
+    # Who changed the record last, when the source says (a conflict: whose change it met).
+    by: str | None = None
 
 
 @dataclass(frozen=True)

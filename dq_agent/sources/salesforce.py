@@ -387,9 +387,12 @@ class SalesforceSource:
             if "412" not in str(exc) and "PRECONDITION" not in str(exc):
                 raise
             # Someone changed the record since it was read, even if to the very value meant
-            # here: that is their write, not ours (the ledger says "already fixed").
-            after = self._read(record_id, column)
-            return WriteResult("conflict", before, after, _CHANGED_SINCE_READ)
+            # here: that is their write, not ours (the ledger says "already fixed", by whom).
+            record = self._call("read", lambda: self._object().get(record_id))
+            after = self._typed(column, record.get(column))
+            return WriteResult(
+                "conflict", before, after, _CHANGED_SINCE_READ, by=self._modifier(record)
+            )
         after = self._read(record_id, column)
         if not same_value(after, new):
             return WriteResult("conflict", before, after, f"{column} reads {after!r} after writing")
@@ -522,6 +525,16 @@ class SalesforceSource:
 
     def read(self, key: Mapping[str, Any], column: str) -> Any:
         return self._read(str(key["Id"]), column)
+
+    def _modifier(self, record: Mapping[str, Any]) -> str | None:
+        """The e-mail of the user who changed ``record`` last, when Salesforce says."""
+        user = record.get("LastModifiedById")
+        if not user:
+            return None
+        try:
+            return self.owner_emails([str(user)]).get(str(user))
+        except SourceError:
+            return None
 
     def _read(self, record_id: str, column: str) -> Any:
         record = self._call("read", lambda: self._object().get(record_id))
