@@ -28,6 +28,7 @@ from tests.sf_client import salesforce_client
 from tests.sources import load_orders, order_rows
 from tests.test_escalation import (
     DANA,
+    LEAD,
     LI,
     LI_SLIP,
     PETE,
@@ -286,6 +287,31 @@ def overlapping_runs(play: Play) -> Score:
     return judge("overlapping runs", play, least=0, people={DANA}, writes={SLIP}, alone=True)
 
 
+def failing_restart(play: Play) -> Score:
+    """The orders table comes back, but its downstream pipeline fails on restart: the lead
+    mends the pipeline and says so; the agent restarts it and closes the incident."""
+    import sys
+
+    world = play.world
+    url = _orders(world, newest_hours=0)
+    load_orders(url, [])
+    pipeline = world.root / "pipeline.py"
+    pipeline.write_text("import sys\nsys.exit(3)\n")  # broken until the lead mends it
+    suite = (world.root / "checks" / "orders.yml").read_text()
+    (world.root / "checks" / "orders.yml").write_text(
+        suite.replace("owner: pete@acme.com\n", f"owner: pete@acme.com\nescalation: [{LEAD}]\n")
+        + f"restart:\n  - command: {{run: ['{sys.executable}', '{pipeline}'], timeout: 1m}}\n"
+    )
+    play.cycle(0, "orders")
+    play.edit(lambda: load_orders(url, order_rows(3, newest=TUESDAY + timedelta(hours=1))))
+    play.cycle(1, "orders")  # green: the restart runs, and fails
+    play.edit(lambda: pipeline.write_text("import sys\nsys.exit(0)\n"))
+    [card] = [m for m in play.world.roots(LEAD)]
+    play.click(LEAD, card, "recheck")
+    play.cycle(2, "orders")
+    return judge("failing restart", play, least=3, people={PETE, LEAD}, alone=None)
+
+
 def _orders(world: World, *, newest_hours: float, schema: bool = False) -> str:
     """An orders table in a warehouse, watched by Pete for freshness (and its columns)."""
     from tests.sources import ORDERS
@@ -318,6 +344,7 @@ STORIES: list[Callable[[Play], Score]] = [
     owners_undo,
     changed_between_read_and_write,
     overlapping_runs,
+    failing_restart,
 ]
 
 

@@ -307,8 +307,6 @@ def test_the_demo_tells_the_running_example(tmp_path: Path) -> None:
         "slack › DM @pete: 🚨 us_forecast_sheet / row_count on finance_sheets/us_forecast_dec_v1: "
         "the source is empty",
         f"↳ {sheet} @pete reminder 1: still failing (the source is empty).",
-        f"↳ {sheet} Recovered: the check passes again; restarting airflow DAG forecasts_agg",
-        f"↳ {sheet} Restarted: airflow DAG forecasts_agg: run dq_agent__us_forecast_sheet:",
         f"↳ {sheet} ✅ Resolved: airflow DAG forecasts_agg ran; us_forecast_dec_v1, forecasts_agg "
         "pass. Closing incident #1.",
         # The Yen: convert_yen tried on a branch, shown to Finance, applied on a click.
@@ -318,7 +316,6 @@ def test_the_demo_tells_the_running_example(tmp_path: Path) -> None:
         "◦ revenue_daily (verify): pass → pass",
         f"↳ {paid} Fix applied: finance-data@acme.com approved correction 2 (verified on a "
         "branch, then published)",
-        f"↳ {paid} Restarted: airflow DAG revenue_daily: run dq_agent__payments:",
         f"↳ {paid} ✅ Resolved: airflow DAG revenue_daily ran; revenue_daily passes. "
         "Closing incident #3.",
         "incidents: 4 opened, 4 resolved · corrections: 2 (applied, reverted) · pipeline "

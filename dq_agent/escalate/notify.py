@@ -40,7 +40,12 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 
 # Events that change what the first message shows, but are not worth a notification.
-_QUIET = {"failed_again"}
+# Events that only update the incident's first message (its state line), with no reply: a
+# repeat failure, and a restart's progress (its outcome is told: failed, or resolved).
+_QUIET = {"failed_again", "recovered", "restarted", "restart_succeeded"}
+# Events told once, in the first thread (the first person told), not in every person's: what
+# someone did about it, and a restart that failed (the escalation it brings tells the next).
+_ONCE = {"verifying", "acknowledged", "snoozed", "expected", "fix_applied", "restart_failed"}
 # A transient failure waits this long before the next try, doubling up to the last.
 _BACKOFF = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=30))
 _MAX_ATTEMPTS = 8
@@ -149,10 +154,12 @@ class Escalation:
                 detail=", ".join(step) or "nobody: no owner set",
             )
         elif event == "escalated":
+            # One message to the next people; the others see it on the first message's state.
             level = incident["level"]
             step = incident["chain"][level] if level < len(incident["chain"]) else []
-            planned += self._replies(incident, roots, notice, now)
             planned += self._first_messages(incident, step, now)
+        elif event in _ONCE:
+            planned += self._replies(incident, roots[:1], notice, now)
         elif event not in _QUIET:
             planned += self._replies(incident, roots, notice, now)
         if roots:
