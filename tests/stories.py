@@ -287,6 +287,36 @@ def overlapping_runs(play: Play) -> Score:
     return judge("overlapping runs", play, least=0, people={DANA}, writes={SLIP}, alone=True)
 
 
+def currency_mix(play: Play) -> Score:
+    """Yen arrive in the payments under the same column as dollars: never a slip to correct;
+    finance converts them at the source."""
+    from tests.test_semantic import LAST, PAYMENTS, SHIFT, YEN_PER_DOLLAR, payments
+
+    world = play.world
+    suite = (
+        "suite: payments\nowner: finance-data@acme.com\n"
+        f"source: {{connector: warehouse, table: payments}}\nchecks:\n  - {SHIFT}\n"
+    )
+    world.warehouse_suite("payments", payments(yen={LAST: 0.12}), PAYMENTS, suite)
+    play.cycle(0, "payments")
+
+    def convert() -> None:
+        engine = sa.create_engine(f"sqlite:///{world.root / 'payments.db'}")
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "UPDATE payments SET local_value = local_value / :rate, currency = 'USD' "
+                    "WHERE currency = 'JPY'"
+                ),
+                {"rate": YEN_PER_DOLLAR},
+            )
+        engine.dispose()
+
+    play.edit(convert)
+    play.cycle(1, "payments")
+    return judge("currency mix", play, least=1, people={"finance-data@acme.com"}, alone=None)
+
+
 def failing_restart(play: Play) -> Score:
     """The orders table comes back, but its downstream pipeline fails on restart: the lead
     mends the pipeline and says so; the agent restarts it and closes the incident."""
@@ -344,6 +374,7 @@ STORIES: list[Callable[[Play], Score]] = [
     owners_undo,
     changed_between_read_and_write,
     overlapping_runs,
+    currency_mix,
     failing_restart,
 ]
 

@@ -1067,3 +1067,18 @@ def test_a_sheet_value_that_pings_the_channel_is_posted_escaped(world: World) ->
         "1 of 3 region values is not accepted: &lt;!channel&gt; (1)"
     )
     assert "&lt;!channel&gt;" in json.dumps(root["blocks"])
+
+
+def test_after_an_escalation_reminders_go_to_the_people_they_remind(world: World) -> None:
+    world.empty_the_sheet()
+    for hours in (0, 4, 8, 12):  # told, reminded twice, then the lead is told
+        world.cycle(TUESDAY + timedelta(hours=hours))
+    [root] = world.roots(PETE)
+    [lead_root] = world.roots(LEAD)
+    world.cycle(TUESDAY + timedelta(hours=23))  # the lead's first reminder, next morning
+    lead = world.user_id(LEAD)
+    assert world.thread(lead_root) == [
+        f"<@{lead}> reminder 1: still failing (the source is empty). "
+        "Buttons above: I fixed it, Snooze, This is expected."
+    ]
+    assert len(world.thread(root)) == 2  # Pete's two reminders, nothing since

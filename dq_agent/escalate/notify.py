@@ -160,6 +160,11 @@ class Escalation:
             planned += self._first_messages(incident, step, now)
         elif event in _ONCE:
             planned += self._replies(incident, roots[:1], notice, now)
+        elif event == "nudged":  # a reminder is for the people it reminds
+            told = {p.lower() for p in notice.owners}
+            planned += self._replies(
+                incident, [r for r in roots if r.recipient.lower() in told] or roots, notice, now
+            )
         elif event not in _QUIET:
             planned += self._replies(incident, roots, notice, now)
         if roots:
