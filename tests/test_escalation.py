@@ -361,14 +361,17 @@ def test_the_empty_forecast_sheet_is_chased_until_it_is_back(
     ]
     assert world.incident()["status"] == "acknowledged"
 
-    # Pete restores the tab; his next "I fixed it" closes the incident in every thread.
+    # Pete restores the tab; his next "I fixed it" closes the incident: one reply in its
+    # thread, and every first message says so.
     world.restore_the_sheet()
     world.clock.at = TUESDAY + timedelta(hours=14)
     assert world.click(PETE, root, "recheck") == 200
     assert world.incident()["status"] == "resolved"
     closing = ":white_check_mark: Resolved: the check passes again. Closing incident #1."
     assert world.thread(root)[-1] == closing
-    assert world.thread(lead_root)[-1] == closing
+    assert world.thread(lead_root) == []
+    [lead_now] = world.roots(LEAD)
+    assert lead_now["text"].startswith(":white_check_mark: ") and buttons(lead_now) == []
     [root] = world.roots(PETE)
     assert root["text"].startswith(":white_check_mark: ")
     assert buttons(root) == []  # nothing left to press
@@ -382,12 +385,11 @@ def test_the_empty_forecast_sheet_is_chased_until_it_is_back(
         "  slack: reply  to pete@acme.com: sent 2026-11-24T12:00:00",
         "  slack: reply  to pete@acme.com: sent 2026-11-24T16:00:00",
         "  slack: root   to finance-lead@acme.com: sent 2026-11-24T20:00:00",
-        # What Pete did, and what became of it, once in the first thread; the end in both.
+        # What Pete did, what became of it, and the end: once, in the incident's thread.
         "  slack: reply  to pete@acme.com: sent 2026-11-24T21:00:00",
         "  slack: reply  to pete@acme.com: sent 2026-11-24T21:00:00",
         "  slack: reply  to pete@acme.com: sent 2026-11-24T22:00:00",
         "  slack: reply  to pete@acme.com: sent 2026-11-24T22:00:00",
-        "  slack: reply  to finance-lead@acme.com: sent 2026-11-24T22:00:00",
     ]
 
 
@@ -1082,3 +1084,23 @@ def test_after_an_escalation_reminders_go_to_the_people_they_remind(world: World
         "Buttons above: I fixed it, Snooze, This is expected."
     ]
     assert len(world.thread(root)) == 2  # Pete's two reminders, nothing since
+
+
+def test_once_a_channel_is_told_the_incident_lives_in_its_thread(world: World) -> None:
+    world.empty_the_sheet()
+    channels = world.slack.seed({"channels": [{"name": "finance-data"}]})["channels"]
+    for hours in range(0, 33, 4):  # Pete, then the lead, then #finance-data
+        world.cycle(TUESDAY + timedelta(hours=hours))
+    world.restore_the_sheet()
+    world.cycle(TUESDAY + timedelta(hours=34))
+    closing = ":white_check_mark: Resolved: the check passes again. Closing incident #1."
+    [in_channel] = [
+        m
+        for m in world.messages()
+        if m["channel"] == channels["finance-data"] and m["thread_ts"] is None
+    ]
+    assert world.thread(in_channel) == [closing]
+    for person in (PETE, LEAD):  # their first messages say it is resolved; no reply
+        [root] = world.roots(person)
+        assert closing not in world.thread(root)
+        assert root["text"].startswith(":white_check_mark: ")

@@ -43,9 +43,18 @@ Clock = Callable[[], datetime]
 # Events that only update the incident's first message (its state line), with no reply: a
 # repeat failure, and a restart's progress (its outcome is told: failed, or resolved).
 _QUIET = {"failed_again", "recovered", "restarted", "restart_succeeded"}
-# Events told once, in the first thread (the first person told), not in every person's: what
-# someone did about it, and a restart that failed (the escalation it brings tells the next).
-_ONCE = {"verifying", "acknowledged", "snoozed", "expected", "fix_applied", "restart_failed"}
+# Events told once, in the incident's thread (its channel's, else the first person's), not in
+# every person's: what someone did about it, a restart that failed (the escalation it brings
+# tells the next people), and the resolution (everyone's first message shows it).
+_ONCE = {
+    "verifying",
+    "acknowledged",
+    "snoozed",
+    "expected",
+    "fix_applied",
+    "restart_failed",
+    "resolved",
+}
 # A transient failure waits this long before the next try, doubling up to the last.
 _BACKOFF = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=30))
 _MAX_ATTEMPTS = 8
@@ -66,6 +75,12 @@ class Delivery:
     sent: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     waiting: int = 0
+
+
+def _thread(roots: Sequence[OutboxMessage]) -> list[OutboxMessage]:
+    """The incident's one thread: under its message to a channel, else to the first person."""
+    shared = [r for r in roots if _is_channel(r.recipient)]
+    return (shared or list(roots))[:1]
 
 
 class Escalation:
@@ -159,7 +174,7 @@ class Escalation:
             step = incident["chain"][level] if level < len(incident["chain"]) else []
             planned += self._first_messages(incident, step, now)
         elif event in _ONCE:
-            planned += self._replies(incident, roots[:1], notice, now)
+            planned += self._replies(incident, _thread(roots), notice, now)
         elif event == "nudged":  # a reminder is for the people it reminds
             told = {p.lower() for p in notice.owners}
             planned += self._replies(
