@@ -252,7 +252,8 @@ class Daemon:
         self.store = Store.open(self.project.state_url)
         # Its SQL engines stay open across cycles: no new connections or statement compiling
         # for every run.
-        self.options = RunOptions(clock=clock, engines=Engines())
+        self.engines = Engines()
+        self.options = RunOptions(clock=clock, engines=self.engines)
         self.slack = connect_slack(self.project, self.store)
         self.restarts = Restarts(self.project, self.store, self.options)
         self.leadership = Leadership(self.project.state_url)
@@ -372,8 +373,7 @@ class Daemon:
             )
         self.server.stop()
         self.restarts.close()
-        if self.options.engines is not None:
-            self.options.engines.dispose()
+        self.engines.dispose()
         self.leadership.release()
         self.store.close()
 

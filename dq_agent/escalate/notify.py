@@ -39,7 +39,6 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 
-# Events that change what the first message shows, but are not worth a notification.
 # Events that only update the incident's first message (its state line), with no reply: a
 # repeat failure, and a restart's progress (its outcome is told: failed, or resolved).
 _QUIET = {"failed_again", "recovered", "restarted", "restart_succeeded"}

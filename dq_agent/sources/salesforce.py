@@ -388,7 +388,7 @@ class SalesforceSource:
                 raise
             # Someone changed the record since it was read, even if to the very value meant
             # here: that is their write, not ours (the ledger says "already fixed", by whom).
-            record = self._call("read", lambda: self._object().get(record_id))
+            record = self._get(record_id)
             after = self._typed(column, record.get(column))
             return WriteResult(
                 "conflict", before, after, _CHANGED_SINCE_READ, by=self._modifier(record)
@@ -537,8 +537,10 @@ class SalesforceSource:
             return None
 
     def _read(self, record_id: str, column: str) -> Any:
-        record = self._call("read", lambda: self._object().get(record_id))
-        return self._typed(column, record.get(column))
+        return self._typed(column, self._get(record_id).get(column))
+
+    def _get(self, record_id: str) -> Any:
+        return self._call("read", lambda: self._object().get(record_id))
 
     # -- what later stages need: owners and history --------------------------------------------
 
