@@ -100,6 +100,8 @@ class CheckResult:
     # Time-bucketed values seen by this run (bucket start, UTC → value), kept by the store so
     # that a baseline survives the source purging old rows.
     series: Mapping[datetime, float] = field(default_factory=dict)
+    # Buckets before this start no baseline of the check reaches: the store may let them go.
+    series_reach: datetime | None = None
     # Every failing record (``findings`` are the first max_findings of them); None when the
     # check cannot read them again (GX, fat_finger, no key). Not part of the JSON shape.
     records: Records | None = field(default=None, compare=False, repr=False)

@@ -20,7 +20,7 @@ from alembic.script import ScriptDirectory
 from dq_agent.errors import StoreError
 from dq_agent.results import CheckResult, Finding, SuiteResult
 from dq_agent.store import Store
-from dq_agent.store.models import Base
+from dq_agent.store.models import Base, BucketValue
 from dq_agent.store.store import alembic_config
 
 TABLES = {
@@ -71,12 +71,12 @@ def _model_diff(engine: sa.Engine) -> list[object]:
 def test_open_migrates_a_fresh_database_and_reopening_is_a_no_op(db_url: str) -> None:
     with Store.open(db_url) as store:
         assert _tables(store.engine) == TABLES | {"alembic_version"}
-        assert _versions(store.engine) == [_head()] == ["0012"]
+        assert _versions(store.engine) == [_head()] == ["0013"]
         run_id = store.start_run(command="check", started_at=T0, as_of=None, suites=["a"])
 
     with Store.open(db_url) as store:
         assert _tables(store.engine) == TABLES | {"alembic_version"}
-        assert _versions(store.engine) == ["0012"]
+        assert _versions(store.engine) == ["0013"]
         assert [run["id"] for run in store.recent_runs()] == [run_id]
 
 
@@ -95,7 +95,7 @@ def test_downgrade_to_base_and_upgrade_again(db_url: str) -> None:
         with store.engine.begin() as conn:
             command.upgrade(alembic_config(conn), "head")
         assert _tables(store.engine) == TABLES | {"alembic_version"}
-        assert _versions(store.engine) == ["0012"]
+        assert _versions(store.engine) == ["0013"]
         assert _model_diff(store.engine) == []
 
 
@@ -296,7 +296,7 @@ def test_concurrent_open_migrates_once(postgres_url: str) -> None:
 
     assert errors == []
     with Store.open(postgres_url) as store:
-        assert _versions(store.engine) == ["0012"]
+        assert _versions(store.engine) == ["0013"]
         assert _tables(store.engine) == TABLES | {"alembic_version"}
 
 
@@ -326,7 +326,7 @@ def test_concurrent_processes_migrate_once(db_url: str) -> None:
     assert results == ["ok", "ok"]
     assert [process.exitcode for process in processes] == [0, 0]
     with Store.open(db_url) as store:
-        assert _versions(store.engine) == ["0012"]
+        assert _versions(store.engine) == ["0013"]
         assert _tables(store.engine) == TABLES | {"alembic_version"}
 
 
@@ -401,6 +401,120 @@ def test_bucket_series_are_kept_and_the_newest_observation_counts(db_url: str) -
         assert store.bucket_history("orders", "volume") == {day1: 100.0, day2: 120.0}
         assert store.bucket_history("orders", "volume", since=day2) == {day2: 120.0}
         assert store.bucket_history("orders", "nope") == {}
+        # A count taken earlier by the wall clock, recorded late, does not undo a newer one.
+        store.record_suite(run, volume(T0 + timedelta(hours=1), {day2: 50.0}))
+        assert store.bucket_history("orders", "volume") == {day1: 100.0, day2: 120.0}
+
+
+def _bucket_rows(store: Store) -> list[tuple[datetime, float, datetime, datetime]]:
+    query = sa.select(
+        BucketValue.bucket, BucketValue.value, BucketValue.observed_at, BucketValue.judged_at
+    ).order_by(BucketValue.bucket)
+    with store.engine.connect() as conn:
+        return [tuple(row) for row in conn.execute(query)]  # type: ignore[misc]
+
+
+def _hourly(started_at: datetime, last: datetime, *, as_of: datetime | None = None) -> SuiteResult:
+    """A run of an hourly check whose window is the 24 hours up to ``last``, reaching back
+    48 hours."""
+    series = {last - timedelta(hours=h): 10.0 + h for h in range(24)}
+    check = CheckResult(
+        "volume",
+        "volume_anomaly",
+        "pass",
+        "fail",
+        "ok",
+        series=series,
+        series_reach=last - timedelta(hours=48),
+    )
+    return SuiteResult("orders", "pass", started_at, 0.1, (check,), as_of=as_of)
+
+
+def test_repeated_runs_keep_each_bucket_once_and_let_go_of_what_no_window_reaches(
+    db_url: str,
+) -> None:
+    with Store.open(db_url) as store:
+        run = store.start_run(command="check", started_at=T0, as_of=None, suites=["orders"])
+        for hour in range(100):
+            now = T0 + timedelta(hours=hour)
+            store.record_suite(run, _hourly(now, now - timedelta(hours=1)))
+
+        rows = _bucket_rows(store)
+        last = T0 + timedelta(hours=98)
+        # 49 buckets: the last window's 24 and the 25 hours before it that a baseline of the
+        # check still reaches (its month turns, say); not 100 runs × 24.
+        assert [row[0] for row in rows] == [last - timedelta(hours=h) for h in reversed(range(49))]
+        # Each as the run that saw it last counted it: the newest, 10 + its age then.
+        assert rows[-1][1:] == (10.0, T0 + timedelta(hours=99), T0 + timedelta(hours=99))
+        assert rows[-24][1] == 33.0
+
+
+def test_a_backtest_records_the_moment_it_judged_as_of_and_prunes_nothing(
+    db_url: str,
+) -> None:
+    now = T0 + timedelta(days=30)
+    with Store.open(db_url) as store:
+        run = store.start_run(command="check", started_at=now, as_of=None, suites=["orders"])
+        store.record_suite(run, _hourly(now, now - timedelta(hours=1)))
+        as_of = T0 + timedelta(days=2)
+        later = now + timedelta(minutes=5)
+        store.record_suite(run, _hourly(later, as_of - timedelta(hours=1), as_of=as_of))
+
+        rows = _bucket_rows(store)
+        assert len(rows) == 48  # the live window and the backtest's, both kept
+        assert {(observed, judged) for _, _, observed, judged in rows[:24]} == {(later, as_of)}
+        assert {(observed, judged) for _, _, observed, judged in rows[24:]} == {(now, now)}
+
+        # The next live run lets go of the backtest's old buckets.
+        store.record_suite(run, _hourly(now + timedelta(hours=1), now))
+        assert len(_bucket_rows(store)) == 25
+
+
+def test_the_upgrade_keeps_the_newest_copy_of_each_bucket(db_url: str) -> None:
+    day = datetime(2024, 4, 29, tzinfo=UTC)
+    with Store.open(db_url) as store:
+        with store.engine.begin() as conn:
+            command.downgrade(alembic_config(conn), "0012")
+        with store.engine.begin() as conn:
+            run = conn.execute(
+                sa.text(
+                    "INSERT INTO runs (command, started_at, suites) "
+                    "VALUES ('check', :at, '[]') RETURNING id"
+                ),
+                {"at": T0},
+            ).scalar_one()
+            suite_runs = []
+            for started, as_of in ((T0, None), (T0 + timedelta(hours=1), T0 - timedelta(days=1))):
+                suite_runs.append(
+                    conn.execute(
+                        sa.text(
+                            "INSERT INTO suite_runs (run_id, suite, status, started_at, "
+                            "duration_s, as_of) VALUES (:run, 'orders', 'pass', :at, 0.1, :as_of) "
+                            "RETURNING id"
+                        ),
+                        {"run": run, "at": started, "as_of": as_of},
+                    ).scalar_one()
+                )
+            for suite_run, value, observed in (
+                (suite_runs[1], 120.0, T0 + timedelta(hours=1)),
+                (suite_runs[0], 100.0, T0),
+                (suite_runs[0], 90.0, T0),
+            ):
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO bucket_values (suite_run_id, suite, check_name, bucket, "
+                        "value, observed_at) VALUES (:run, 'orders', 'volume', :bucket, :value, "
+                        ":observed)"
+                    ),
+                    {"run": suite_run, "bucket": day, "value": value, "observed": observed},
+                )
+        with store.engine.begin() as conn:
+            command.upgrade(alembic_config(conn), "head")
+
+        assert _bucket_rows(store) == [
+            (day, 120.0, T0 + timedelta(hours=1), T0 - timedelta(days=1))
+        ]
+        assert _model_diff(store.engine) == []
 
 
 def test_the_ledger_folds_events_into_corrections_and_detects_tampering(db_url: str) -> None:

@@ -610,9 +610,12 @@ class VolumeAnomaly(WindowedCheck[VolumeAnomalyArgs]):
             expected=expected,
             days_off=days_off,
         )
-        # The state store keeps the training window: earlier days were stored by earlier runs.
+        # The state store keeps the training window (earlier days were stored by earlier
+        # runs) and lets go of what no later run reads back.
         window_start = to_utc(local - training_span(self.args), self.zone)
-        return self._result(found, local, {m: n for m, n in series.items() if m >= window_start})
+        checked = self._result(found, local, {m: n for m, n in series.items() if m >= window_start})
+        reach = to_utc(local - history_span(self.args), self.zone)
+        return dataclasses.replace(checked, series_reach=reach)
 
     def series(self, start: datetime, end: datetime) -> dict[datetime, float]:
         """Rows per bucket (UTC start) for naive wall-clock ``[start, end)``, from the first

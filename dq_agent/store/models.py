@@ -144,10 +144,13 @@ class Feedback(Base):
 
 
 class BucketValue(Base):
-    """A time-bucketed value (rows per day, ...) as one run saw it; the newest one counts."""
+    """A time-bucketed value (rows per day, ...): one row per bucket of a check, as the run
+    that saw it last (by the wall clock) counted it."""
 
     __tablename__ = "bucket_values"
-    __table_args__ = (sa.Index("ix_bucket_values_series", "suite", "check_name", "bucket"),)
+    __table_args__ = (
+        sa.Index("uq_bucket_values_series", "suite", "check_name", "bucket", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     suite_run_id: Mapped[int] = mapped_column(sa.ForeignKey("suite_runs.id"), index=True)
@@ -155,7 +158,10 @@ class BucketValue(Base):
     check_name: Mapped[str] = mapped_column(sa.String(255))
     bucket: Mapped[datetime]
     value: Mapped[float] = mapped_column(sa.Float)
+    # When it was counted (the wall clock), and the moment the run judged as of (``--as-of``,
+    # else the same).
     observed_at: Mapped[datetime]
+    judged_at: Mapped[datetime]
 
 
 class LedgerEntry(Base):

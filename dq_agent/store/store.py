@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from dq_agent.errors import LedgerConflict, StoreError
 from dq_agent.redact import mask_url, redact, url_secrets
-from dq_agent.results import Status, SuiteResult, to_jsonable
+from dq_agent.results import CheckResult, Status, SuiteResult, to_jsonable
 from dq_agent.store.ledger import (
     EVENTS,
     GENESIS,
@@ -60,6 +60,23 @@ LEDGER_LOCK_KEY = 0x6471_6C65_6467_6572
 # Alembic keeps the running migration's context in module globals, so two threads of one
 # process must not migrate at the same time, even against different databases.
 _ALEMBIC_LOCK = threading.Lock()
+
+# Rows per INSERT: SQLite allows 32,766 bound parameters in one statement (7 per row here).
+_UPSERT_BATCH = 1_000
+
+
+def _upsert(dialect: str) -> Any:
+    """The dialect's ``insert`` that knows ``ON CONFLICT … DO UPDATE``."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+        return postgresql_insert
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert
+    raise StoreError(f"the state store runs on SQLite or PostgreSQL, not {dialect}")
+
 
 # What may change on a row after it is recorded.
 RESTART_FIELDS = frozenset(
@@ -284,17 +301,47 @@ class Store:
                     )
                     for name, value in check.metrics.items()
                 )
-                session.add_all(
-                    BucketValue(
-                        suite_run_id=suite_run.id,
-                        suite=result.suite,
-                        check_name=check.name,
-                        bucket=bucket,
-                        value=float(value),
-                        observed_at=result.started_at,
-                    )
-                    for bucket, value in check.series.items()
+                self._keep_series(session, suite_run.id, result, check)
+
+    def _keep_series(
+        self, session: Session, suite_run_id: int, result: SuiteResult, check: CheckResult
+    ) -> None:
+        """Each bucket of ``check.series`` once: a bucket seen before takes the newer count
+        (by the wall clock: a backtest counts a finished bucket as a live run does, and later
+        counts include late rows). A live run lets go of the buckets its baselines no longer
+        reach; a backtest (``as_of``) leaves them for the live runs."""
+        values = [
+            {
+                "suite_run_id": suite_run_id,
+                "suite": result.suite,
+                "check_name": check.name,
+                "bucket": bucket,
+                "value": float(value),
+                "observed_at": result.started_at,
+                "judged_at": result.as_of or result.started_at,
+            }
+            for bucket, value in check.series.items()
+        ]
+        insert = _upsert(self.engine.dialect.name)
+        series = (BucketValue.suite == result.suite, BucketValue.check_name == check.name)
+        for first in range(0, len(values), _UPSERT_BATCH):
+            statement = insert(BucketValue).values(values[first : first + _UPSERT_BATCH])
+            session.execute(
+                statement.on_conflict_do_update(
+                    index_elements=["suite", "check_name", "bucket"],
+                    set_={
+                        name: statement.excluded[name]
+                        for name in ("suite_run_id", "value", "observed_at", "judged_at")
+                    },
+                    where=statement.excluded.observed_at >= BucketValue.observed_at,
                 )
+            )
+        if check.series_reach is not None and result.as_of is None:
+            session.execute(
+                sa.delete(BucketValue)
+                .where(*series, BucketValue.bucket < check.series_reach)
+                .execution_options(synchronize_session=False)
+            )
 
     def finish_run(self, run_id: int, *, status: Status, finished_at: datetime) -> None:
         """Mark a run finished with its overall status."""
@@ -549,10 +596,8 @@ class Store:
         self, suite: str, check: str, *, since: datetime | None = None
     ) -> dict[datetime, float]:
         """The newest recorded value of every bucket (UTC start → value)."""
-        query = (
-            sa.select(BucketValue.bucket, BucketValue.value)
-            .where(BucketValue.suite == suite, BucketValue.check_name == check)
-            .order_by(BucketValue.observed_at, BucketValue.id)
+        query = sa.select(BucketValue.bucket, BucketValue.value).where(
+            BucketValue.suite == suite, BucketValue.check_name == check
         )
         if since is not None:
             query = query.where(BucketValue.bucket >= since)

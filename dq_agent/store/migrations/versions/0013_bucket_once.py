@@ -1,0 +1,56 @@
+"""Each bucket of a check once, with the moment it was judged as of.
+
+Runs used to append every bucket of their training window, so the table grew by the window
+with every run. The newest count of each bucket (by the wall clock, as reads took it) stays;
+the older copies go.
+
+Revision ID: 0013
+Revises: 0012
+Create Date: 2026-12-04
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0013"
+down_revision: str | None = "0012"
+branch_labels: str | None = None
+depends_on: str | None = None
+
+
+def upgrade() -> None:
+    op.execute(
+        "DELETE FROM bucket_values WHERE EXISTS ("
+        " SELECT 1 FROM bucket_values newer"
+        " WHERE newer.suite = bucket_values.suite"
+        " AND newer.check_name = bucket_values.check_name"
+        " AND newer.bucket = bucket_values.bucket"
+        " AND (newer.observed_at > bucket_values.observed_at"
+        " OR (newer.observed_at = bucket_values.observed_at AND newer.id > bucket_values.id)))"
+    )
+    op.drop_index("ix_bucket_values_series", table_name="bucket_values")
+    op.create_index(
+        "uq_bucket_values_series",
+        "bucket_values",
+        ["suite", "check_name", "bucket"],
+        unique=True,
+    )
+    op.add_column(
+        "bucket_values", sa.Column("judged_at", sa.DateTime(timezone=True), nullable=True)
+    )
+    op.execute(
+        "UPDATE bucket_values SET judged_at = COALESCE("
+        " (SELECT as_of FROM suite_runs WHERE suite_runs.id = bucket_values.suite_run_id),"
+        " observed_at)"
+    )
+    with op.batch_alter_table("bucket_values") as batch:
+        batch.alter_column("judged_at", existing_type=sa.DateTime(timezone=True), nullable=False)
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("bucket_values") as batch:
+        batch.drop_column("judged_at")
+    op.drop_index("uq_bucket_values_series", table_name="bucket_values")
+    op.create_index("ix_bucket_values_series", "bucket_values", ["suite", "check_name", "bucket"])
