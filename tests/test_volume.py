@@ -88,13 +88,29 @@ def test_the_band_is_3_spreads_of_log_ratios_either_way_when_the_counts_are_larg
 
 def test_a_handful_of_rows_compares_by_difference_not_by_ratio() -> None:
     # Around 3 rows a bucket, chance alone moves the count by ±2 (√3): 1 row is no 67% drop.
-    # Ratios of rows + 10 keep the band at the Poisson floor, 3 ± 3 × √3 rows, where plain
-    # ratios (1 against 3 is ÷3) would stretch it to 0–14 and let a tripled count through.
+    # Ratios of rows + 10 keep the band at the Poisson count's own tails (9 rows where 3 are
+    # usual happens by chance once in 260 buckets, 10 once in 900), where plain ratios (1
+    # against 3 is ÷3) would stretch it to 0–14 and let a tripled count through.
     small = [2, 4, 3, 1, 5, 3, 2, 4, 3, 3, 5, 1, 4, 2]
-    assert judge(small, 1, seasonality="none").message == "2026-11-23: 1 row, within the usual 0–8"
-    assert judge(small, 9, seasonality="none").message == (
-        "2026-11-23: 9 rows, 200% above baseline 3 (usually 0–8)"
+    assert judge(small, 1, seasonality="none").message == "2026-11-23: 1 row, within the usual 0–9"
+    assert judge(small, 10, seasonality="none").message == (
+        "2026-11-23: 10 rows, 233% above baseline 3 (usually 0–9)"
     )
+
+
+def test_an_empty_bucket_is_judged_by_the_count_model_like_any_other() -> None:
+    # A sparse series: three rows an hour, many hours empty. An empty hour is within its band.
+    sparse = [0, 3, 7, 0, 2, 5, 1, 0, 4, 3, 6, 0, 2, 3]
+    quiet = judge(sparse, 0, seasonality="none")
+    assert quiet.message == "2026-11-23: 0 rows, within the usual 0–15"
+    # With seven usual, an empty bucket is as unlikely as a value 3 deviations off (e^-7 <
+    # 0.135%): the normal approximation, 7 − 3√7 < 0, would have let it through.
+    seven = [7, 6, 8, 7, 5, 9, 7, 6, 8, 7, 7, 6, 8, 7]
+    assert judge(seven, 0, seasonality="none").message == (
+        "2026-11-23: 0 rows, baseline 7 (usually 1–16)"
+    )
+    # A table that must never be empty says so.
+    assert judge(sparse, 0, seasonality="none", empty_is_anomaly=True).anomalous
 
 
 def test_a_clear_spike_fails() -> None:
@@ -217,14 +233,17 @@ def test_changes_below_min_change_pct_never_alert_even_with_a_tiny_mad() -> None
     )
 
 
-def test_zero_rows_always_alert_when_the_baseline_has_rows() -> None:
+def test_an_empty_bucket_within_a_wide_band_passes_unless_the_table_must_never_be_empty() -> None:
     noisy = [1, 60, 2, 55, 3, 50, 4, 45, 5, 40]  # so noisy that 0 is inside the band
     found = judge(noisy, 0, seasonality="none")
     assert found.lower == 0.0
-    # Swinging sixty-fold, as ratios, makes for a wide band: 0 rows alerts all the same.
-    assert found.message == "2026-11-23: 0 rows, baseline 23 (usually 0–989)"
-    assert judge(noisy, 0, seasonality="none", direction="drop").anomalous
-    assert not judge(noisy, 0, seasonality="none", direction="spike").anomalous
+    # Swinging sixty-fold, as ratios, makes for a wide band: 0 rows is within it.
+    assert found.message == "2026-11-23: 0 rows, within the usual 0–989"
+    must = judge(noisy, 0, seasonality="none", empty_is_anomaly=True)
+    assert must.message == "2026-11-23: 0 rows, baseline 23 (usually 0–989)"
+    assert judge(noisy, 0, seasonality="none", direction="drop", empty_is_anomaly=True).anomalous
+    spike = judge(noisy, 0, seasonality="none", direction="spike", empty_is_anomaly=True)
+    assert not spike.anomalous
     assert judge([0] * 7 + [5] + [0] * 6, 0).outcome == "normal"  # nothing usually arrives
 
 

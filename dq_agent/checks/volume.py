@@ -20,6 +20,7 @@ import statistics
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from statistics import NormalDist
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -71,6 +72,9 @@ MONTH_TURN_MONTHS = 6
 MONTH_TURN_WEEKS = 4  # half before, half after
 # A month-turn effect is followed when this many past months tell (and all agree).
 MIN_MONTH_TURNS = 3
+# Up to this level the counting noise is a Poisson count's own tail; above it, the normal
+# approximation (level ± k·√level) is as good.
+POISSON_EXACT = 30.0
 # A band wider than e^20 either way (a factor of 500 million) is as good as none; the cap
 # keeps its edges finite numbers whatever the sensitivity.
 MAX_LOG_RATIO = 20.0
@@ -543,27 +547,54 @@ def _band(baseline: _Baseline, args: VolumeAnomalyArgs) -> tuple[float, float]:
     """The usual rows: outside this range a change is both unusual and material.
 
     Unusual: more than ``sensitivity`` spreads away in log distance (÷ or × e^(k·spread), on
-    counts plus ``RATIO_OFFSET``), and more than ``sensitivity`` × Poisson noise away in rows
-    (without that floor a perfectly flat history would alert on a one-row change). Material:
-    at least ``min_change_pct`` of the level either way. Each rule can only widen the band, so
-    its edges are the widest of the three.
+    counts plus ``RATIO_OFFSET``), and further than a Poisson count of the level strays but
+    for the chance of a normal tail beyond ``sensitivity`` (without that floor a perfectly
+    flat history would alert on a one-row change). Material: at least ``min_change_pct`` of
+    the level either way. Each rule can only widen the band, so its edges are the widest of
+    the three.
     """
     level, k = baseline.level, args.sensitivity
     ratio = math.exp(min(k * baseline.spread, MAX_LOG_RATIO))
-    noise = k * _counting_noise(level)
+    least, most = _counting_band(level, k)
     floor = args.min_change_pct / 100 * level
     offset = level + RATIO_OFFSET
-    lower = min(offset / ratio - RATIO_OFFSET, level - noise, level - floor)
-    upper = max(offset * ratio - RATIO_OFFSET, level + noise, level + floor)
+    lower = min(offset / ratio - RATIO_OFFSET, least, level - floor)
+    upper = max(offset * ratio - RATIO_OFFSET, most, level + floor)
     return max(0.0, lower), upper
+
+
+def _counting_band(level: float, k: float) -> tuple[float, float]:
+    """The fewest and the most rows a Poisson count with mean ``level`` holds but for the
+    chance of a normal tail beyond ``k`` on each side, and at least one row either way.
+
+    A count of a few rows is no normal variable: with 7 usual, 0 is as unlikely as a
+    normal value 3 deviations below (e^-7 < 0.135%), where level − 3√level says it is
+    within reach. Above ``POISSON_EXACT`` rows the normal approximation is as good.
+    """
+    if level > POISSON_EXACT:
+        noise = k * math.sqrt(level)
+        return level - noise, level + noise
+    tail = NormalDist().cdf(-k)
+    least = most = None
+    count, mass, total = 0, math.exp(-level), 0.0
+    while most is None:
+        total += mass
+        if least is None and total >= tail:
+            least = count  # fewer rows than this are in the lower tail
+        if total > 1 - tail:
+            most = count  # more rows than this are in the upper tail
+        count += 1
+        mass *= level / count
+    assert least is not None
+    return min(float(least), level - 1.0), max(float(most), level + 1.0)
 
 
 def _is_anomaly(
     rows: int, level: float, band: tuple[float, float], args: VolumeAnomalyArgs
 ) -> bool:
     """Outside the usual band, in a direction the check watches."""
-    if rows == 0 and level > 0 and args.direction != "spike":
-        return True  # an empty bucket after non-empty ones is always news
+    if rows == 0 and level > 0 and args.empty_is_anomaly and args.direction != "spike":
+        return True  # a table that must never be empty
     if rows < band[0]:
         return args.direction != "spike"
     return rows > band[1] and args.direction != "drop"

@@ -813,6 +813,9 @@ class VolumeAnomalyArgs(SeasonalArgs):
     direction: Literal["both", "drop", "spike"] = "both"
     # Changes smaller than this share of the baseline are never anomalies (the noise floor).
     min_change_pct: float = Field(20.0, ge=0, le=1000)
+    # An empty bucket after non-empty ones always alerts (a table that must never be empty);
+    # by default it is judged against the usual band like any other count.
+    empty_is_anomaly: bool = False
 
 
 class DistributionShiftArgs(BaselineArgs):
