@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import random
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
@@ -174,15 +176,16 @@ def test_the_level_follows_a_drift_that_the_latest_week_shows() -> None:
 
 
 def test_a_week_of_failed_loads_is_no_trend_to_follow() -> None:
-    # Every day of the latest week lost 90% of its rows. The level follows by up to half of
-    # min_change_pct (÷1.1 from 996), so the next broken Monday still alerts, and the Monday
-    # things are back to normal is not an anomaly either.
+    # Every day of the latest week lost 90% of its rows: a minority of every weekday's points,
+    # each far outside its weekday's band, so they are no trend and leave the level and the
+    # spread. The next broken Monday alerts against the usual Mondays, and the Monday things
+    # are back to normal is not an anomaly either.
     broken = weekly(3) + [round(rows * 0.1) for rows in weekly(1)]
     assert judge(broken, 100).message == (
-        "2026-11-23: 100 rows, 89% below baseline 905 (usually 724–1,086 on Mondays)"
+        "2026-11-23: 100 rows, 90% below baseline 996 (usually 796–1,195 on Mondays)"
     )
     assert judge(broken, 1000).message == (
-        "2026-11-23: 1,000 rows, within the usual 727–1,091 on Mondays; "
+        "2026-11-23: 1,000 rows, within the usual 800–1,200 on Mondays; "
         "left out 1 Monday that was an anomaly"
     )
 
@@ -212,6 +215,44 @@ def test_earlier_anomalies_on_the_same_side_may_be_a_new_level_and_stay() -> Non
     found = judge(days, 600)
     assert "left out" not in found.message
     assert found.baseline_median == pytest.approx(800, rel=0.01)
+
+
+def noisy_days(seed: int, days: int, *, weekend: int = 300, noise: float = 0.07) -> list[int]:
+    """``days`` days ending on the day before the one judged, from a Monday on: 1,000 rows on
+    weekdays, ``weekend`` on weekends, each off by a seeded log-normal wobble."""
+    wobble = random.Random(seed)
+    return [
+        round((1000 if day % 7 < 5 else weekend) * math.exp(wobble.gauss(0, noise)))
+        for day in range(days)
+    ]
+
+
+def test_a_holiday_week_in_the_training_window_leaves_the_next_fridays_band_as_narrow() -> None:
+    friday = MONDAY + timedelta(days=4)
+    usual = noisy_days(3, 32)  # four weeks and this week's Monday to Thursday
+    holiday = list(usual)
+    holiday[14:19] = [round(rows * 0.35) for rows in usual[14:19]]  # two weeks ago, Mon–Fri
+    plain, odd = judge(usual, 776, at=friday), judge(holiday, 776, at=friday)
+    assert plain.message == (
+        "2026-11-27: 776 rows, 22% below baseline 990 (usually 792–1,219 on Fridays)"
+    )
+    # The holiday's days are far outside their weekdays' bands: they leave the spread, so the
+    # clear drop the Friday after still alerts (it used to pass, within 527–1,852).
+    assert odd.message == (
+        "2026-11-27: 776 rows, 22% below baseline 990 (usually 792–1,188 on Fridays)"
+    )
+
+
+def test_a_year_end_break_does_not_turn_the_weekly_rhythm_off_for_the_weeks_after() -> None:
+    # Seven weeks with a 9-day break at 30% two weeks in; every day from the one after the
+    # break to the last is judged. A break lowers all its days alike, which keeps their rhythm.
+    days = noisy_days(2, 49, weekend=700, noise=0.1)
+    days[14:23] = [round(rows * 0.3) for rows in days[14:23]]
+    first = MONDAY - timedelta(days=len(days))
+    series = {first + timedelta(days=i): float(rows) for i, rows in enumerate(days)}
+    after = [first + timedelta(days=i) for i in range(23, len(days))]
+    kinds = {detect(series, day, args()).seasonality for day in after}
+    assert kinds == {"weekday"}  # the weekly pattern used to be off for 21 of these 26 days
 
 
 def test_a_weekly_pattern_with_too_few_of_this_weekday_cannot_be_judged_yet() -> None:
@@ -654,13 +695,14 @@ def test_backtest_finds_exactly_the_injected_anomalies(tmp_path: Path, engine_ur
         ("2026-11-21", "2026-11-21: 15 rows, 75% below baseline 60 (usually 36–86 on Saturdays)"),
     ]
     assert {v.status for v in verdicts} == {"pass", "fail"}
-    # The Thursday after the outage keeps its baseline: one zero does not move a median.
+    # The Thursday after the outage keeps its baseline: the empty one is left out of it.
     after = verdicts[10]
     assert (after.message, after.baseline_median, after.lower, after.upper) == (
-        "2026-11-19: 198 rows, within the usual 157–242 on Thursdays",
-        199.5,
-        157.13,
-        241.87,
+        "2026-11-19: 198 rows, within the usual 158–242 on Thursdays; "
+        "left out 1 Thursday that was an anomaly",
+        200.0,
+        157.57,
+        242.43,
     )
 
 

@@ -218,21 +218,29 @@ def _expectation(
     judging: _Judging, local: datetime, *, screen: bool
 ) -> tuple[list[tuple[datetime, float]], _Baseline, frozenset[datetime], _MonthTurn | None]:
     """The buckets the one starting at ``local`` is compared with, the baseline they give, the
-    earlier anomalies left out of it (with ``screen``, see :func:`_broken_before`) and the
-    month turn that moved its level, if any."""
+    earlier buckets left out of its level (odd ones, see :func:`_odd_buckets`, and with
+    ``screen`` earlier anomalies, see :func:`_broken_before`, both on the other side of the
+    level from ``local``'s) and the month turn that moved its level, if any."""
     args = judging.args
     history = _baseline_points(judging, local)
-    baseline = _baseline(history, local, args)
-    broken: frozenset[datetime] = frozenset()
+    odd = _odd_buckets(history, args)
+    baseline = _baseline(history, local, args, left_out=odd, odd=odd)
+    # Odd buckets stay in the level when this one is out of the band on their side too: they
+    # may be the first of a new level. Their noise stays out of the spread.
+    rows, (lower, upper) = judging.rows(local), _band(baseline, args)
+    side = -1 if rows < lower else 1 if rows > upper else 0
+    left_out = frozenset(start for start, sign in odd.items() if sign != side)
     if screen:
-        broken = _broken_before(judging, local, history, baseline)
-        if broken:
-            baseline = _baseline(history, local, args, left_out=broken)
+        left_out |= _broken_before(judging, local, history, baseline)
+    if left_out != frozenset(odd):
+        baseline = _baseline(history, local, args, left_out=left_out, odd=odd)
     turn = _month_turn(judging, local, baseline.spread)
     if turn is not None:
         level = (baseline.level + RATIO_OFFSET) * turn.factor - RATIO_OFFSET
         baseline = dataclasses.replace(baseline, level=max(0.0, level))
-    return history, baseline, broken, turn
+    slot = _slot_of(local, args.bucket)
+    own = frozenset(start for start in left_out if _slot_of(start, args.bucket) == slot)
+    return history, baseline, own if baseline.seasonality != "none" else left_out, turn
 
 
 def _broken_before(
@@ -286,6 +294,51 @@ def _baseline_points(judging: _Judging, local: datetime) -> list[tuple[datetime,
         if moment not in judging.expected:
             points.append((start_local, float(series.get(moment, 0))))
     return points
+
+
+def _odd_buckets(
+    history: list[tuple[datetime, float]], args: VolumeAnomalyArgs
+) -> dict[datetime, int]:
+    """The buckets of ``history`` outside the band of their own seasonal slot (their weekday,
+    their hour of day; all of them for weekly buckets) where they are a minority of the slot,
+    each with its side of the slot's median (-1 below, 1 above).
+
+    Odd days widen a band that is estimated on them: a holiday week in four makes a quarter
+    of every weekday's points far off, and a median of distances over such points is no
+    longer the distance of a usual day (a band of ×1.9 where ×1.2 was usual, so a clear drop
+    the Friday after passes), and the weekly rhythm seems to drown in it. So each point is
+    first judged against the median of its slot with the spread of all slots about theirs (as
+    in-sample distances, which a minority of odd points moves less than leave-one-out ones),
+    beyond counting noise and ``min_change_pct`` too. Where the points outside are a minority
+    of their slot they are odd, and leave the spread and the seasonality decision. A slot
+    whose points split in two, or with no more than ``MIN_SEASON_POINTS``, keeps them all: it
+    may be changing level, which the median is there to follow.
+    """
+    slots: dict[int | None, list[tuple[datetime, float]]] = {}
+    for start, rows in history:
+        slots.setdefault(_slot_of(start, args.bucket), []).append((start, rows))
+    medians = {
+        slot: statistics.median(rows for _, rows in points)
+        for slot, points in slots.items()
+        if len(points) > MIN_SEASON_POINTS
+    }
+    distances = [
+        _log_distance(rows, medians[slot])
+        for slot, points in slots.items()
+        if slot in medians
+        for _, rows in points
+    ]
+    if not distances:
+        return {}
+    spread = statistics.median(distances) * MAD_SCALE
+    odd: dict[datetime, int] = {}
+    for slot, median in medians.items():
+        points = slots[slot]
+        lower, upper = _band(_Baseline(median, spread, "none"), args)
+        outside = [(start, rows) for start, rows in points if not lower <= rows <= upper]
+        if len(outside) <= min((len(points) - 1) // 2, len(points) - MIN_SEASON_POINTS):
+            odd.update((start, 1 if rows > median else -1) for start, rows in outside)
+    return odd
 
 
 def _month_turn(judging: _Judging, local: datetime, spread: float) -> _MonthTurn | None:
@@ -396,28 +449,31 @@ def _baseline(
     args: VolumeAnomalyArgs,
     *,
     left_out: Collection[datetime] = frozenset(),
+    odd: Collection[datetime] = frozenset(),
 ) -> _Baseline:
-    """The level and spread ``history`` gives the bucket at ``local``; with seasonality, the
-    level of its slot leaves out the buckets in ``left_out`` (earlier anomalies) while others
-    remain. Their noise still counts in the spread."""
-    values = [rows for _, rows in history]
+    """The level and spread ``history`` gives the bucket at ``local``: the level leaves out
+    the buckets in ``left_out`` (earlier anomalies, odd buckets), the spread and the
+    seasonality decision those in ``odd``."""
+    usual = [(start, rows) for start, rows in history if start not in odd] or history
+    values = [rows for _, rows in usual]
     if not values:
         return _Baseline(0.0, 0.0, "none")
     groups: dict[int, list[float]] = {}
-    for start, rows in history:
+    for start, rows in usual:
         slot = _slot_of(start, args.bucket)
         if slot is not None:
             groups.setdefault(slot, []).append(rows)
     slot = _slot_of(local, args.bucket)
     kind = _SLOT_KIND[args.bucket]
-    if slot is not None and _use_seasonality(args, groups, values):
-        own = groups.get(slot, [])
-        kept = [
+    kept = [rows for start, rows in history if start not in left_out] or values
+    if slot is not None and _use_seasonality(args, usual, groups, values):
+        own = [rows for start, rows in history if _slot_of(start, args.bucket) == slot]
+        mine = [
             rows
             for start, rows in history
             if start not in left_out and _slot_of(start, args.bucket) == slot
         ]
-        median = statistics.median(kept or own or values)
+        median = statistics.median(mine or own or values)
         if len(own) < MIN_SEASON_POINTS:
             # A weekly rhythm with too few of this weekday to go by: the other days are no
             # baseline for it (a Saturday is not a slow Friday), so it cannot be judged yet.
@@ -430,34 +486,64 @@ def _baseline(
         return _Baseline(median * _recent_factor(groups, spread, args), spread, kind)
     # A week or more of points in one group: the in-sample spread about the median (the MAD
     # of log counts) is stable enough.
-    median = statistics.median(values)
-    distances = [_log_distance(x, median) for x in values]
+    median = statistics.median(kept)
+    distances = [_log_distance(x, statistics.median(values)) for x in values]
     return _Baseline(median, statistics.median(distances) * MAD_SCALE, "none")
 
 
 def _use_seasonality(
-    args: VolumeAnomalyArgs, groups: Mapping[int, list[float]], values: list[float]
+    args: VolumeAnomalyArgs,
+    history: list[tuple[datetime, float]],
+    groups: Mapping[int, list[float]],
+    values: list[float],
 ) -> bool:
     """Whether to compare a bucket only with its own weekday (hour of day).
 
-    ``auto`` decides from the data: a pattern is material when the slot medians (a slot with
-    one point yet counts, so that a rhythm shows in the second week) spread, largest minus
-    smallest, by more than half the noise floor (``min_change_pct`` / 2 of the overall median:
-    a difference that could reach an alert on its own) AND by more than three within-slot
-    robust deviations (from slots with two points or more), so that the sampling noise of
-    medians over a few points does not pass for a rhythm.
+    ``auto`` decides from the data: a pattern is material when its slots (a slot with one
+    point yet counts, so that a rhythm shows in the second week) spread, highest over lowest,
+    by more than half the noise floor (``min_change_pct`` / 2: a difference that could reach
+    an alert on its own) AND by more than three robust deviations of a bucket from its slot,
+    so that the sampling noise of medians over a few points does not pass for a rhythm.
+
+    Both the rhythm and its noise are read within each cycle (week, day), as each bucket's log
+    ratio to its cycle's median: a holiday week lowers all its days alike, which keeps their
+    rhythm, where comparing them with other weeks' days would drown it in noise (and turn the
+    weekly pattern off for weeks after the holidays).
     """
     if args.seasonality != "auto":
         return args.seasonality == "weekday"
-    slots = list(groups.values())
-    medians = [statistics.median(v) for v in slots]
-    residuals = [abs(x - m) for v, m in zip(slots, medians, strict=True) if len(v) >= 2 for x in v]
-    if len(medians) < 2 or not residuals:
+    logs: dict[int, list[float]] = {}
+    cycles: dict[date, list[tuple[int, float]]] = {}
+    for start, rows in history:
+        slot = _slot_of(start, args.bucket)
+        if slot is not None:
+            cycle = start.date() - timedelta(days=slot if args.bucket == "day" else 0)
+            cycles.setdefault(cycle, []).append((slot, math.log(rows + RATIO_OFFSET)))
+            logs.setdefault(slot, []).append(math.log(rows + RATIO_OFFSET))
+    # A cycle's level is the median of its buckets, each taken off its slot's usual place
+    # first, so that a cycle the window cuts in half (a Thursday to Sunday) sits where its
+    # days say and not where the mix of weekdays and weekend puts a plain median.
+    first = {slot: statistics.median(values) for slot, values in logs.items()}
+    ratios: dict[int, list[float]] = {}
+    for points in cycles.values():
+        level = statistics.median(x - first[slot] for slot, x in points)
+        for slot, x in points:
+            ratios.setdefault(slot, []).append(x - level)
+    profile = {slot: statistics.median(values) for slot, values in ratios.items()}
+    residuals = [
+        abs(x - profile[slot])
+        for slot, values in ratios.items()
+        if len(values) >= 2
+        for x in values
+    ]
+    if len(profile) < 2 or not residuals:
         return False
     overall = statistics.median(values)
-    spread = max(medians) - min(medians)
-    within = _floored(statistics.median(residuals) * MAD_SCALE, overall)
-    return spread > args.min_change_pct / 200 * overall and spread > SEASONAL_SPREAD * within
+    within = statistics.median(residuals) * MAD_SCALE
+    noise = _counting_noise(overall) / (overall + RATIO_OFFSET)
+    rhythm = max(profile.values()) - min(profile.values())
+    material = math.expm1(rhythm) > args.min_change_pct / 200
+    return material and rhythm > SEASONAL_SPREAD * max(within, noise)
 
 
 def _similar(level: float, other: float) -> bool:
