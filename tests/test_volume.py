@@ -7,7 +7,7 @@ import math
 import random
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -253,6 +253,56 @@ def test_a_year_end_break_does_not_turn_the_weekly_rhythm_off_for_the_weeks_afte
     after = [first + timedelta(days=i) for i in range(23, len(days))]
     kinds = {detect(series, day, args()).seasonality for day in after}
     assert kinds == {"weekday"}  # the weekly pattern used to be off for 21 of these 26 days
+
+
+SUNDAY_8 = datetime(2026, 11, 22, 8, tzinfo=UTC)
+
+
+def hours_before(end: datetime, rows: Callable[[datetime], float]) -> dict[datetime, float]:
+    """28 days of hourly counts ending the hour before ``end``, ``rows(start)`` each."""
+    first = end - timedelta(days=28)
+    return {first + timedelta(hours=h): rows(first + timedelta(hours=h)) for h in range(28 * 24)}
+
+
+def test_hourly_buckets_of_a_weekly_rhythm_compare_the_same_hour_of_the_same_weekday() -> None:
+    # A commuters' station: weekdays ten times as busy as weekends, at every hour.
+    wobble = random.Random(5)
+
+    def station(start: datetime) -> float:
+        busy = 1000 if start.weekday() < 5 else 150
+        shape = 0.2 + math.sin(math.pi * start.hour / 24)
+        return float(round(busy * shape * math.exp(wobble.gauss(0, 0.08))))
+
+    series = hours_before(SUNDAY_8, station)
+    hourly = args(bucket="hour")
+    quiet = detect({**series, SUNDAY_8: 180.0}, SUNDAY_8, hourly)
+    # A Sunday's 08:00 is compared with Sundays' 08:00, not with the weekdays' rush hour (it
+    # was "83% below baseline 1,041 (usually 821–1,319 at 08:00)").
+    assert quiet.outcome == "normal"
+    assert quiet.seasonality == "hour_of_week"
+    assert "within the usual 124–211 on Sundays at 08:00" in quiet.message
+    busy = detect({**series, SUNDAY_8: 1200.0}, SUNDAY_8, hourly)
+    assert busy.anomalous  # a weekday's crowd on a Sunday (it passed, as a usual 08:00)
+
+
+def test_a_sparse_series_is_judged_at_its_rate_not_at_its_median_of_nothing() -> None:
+    # 0.4 rows an hour: most hours are empty, so the median is 0. Two or three rows in an hour
+    # happen (6% and 0.8% of hours), five in an hour once in 17,000.
+    arrivals = random.Random(1)
+
+    def sparse(start: datetime) -> float:
+        count, chance = 0, arrivals.random()
+        while chance > math.exp(-0.4):
+            count, chance = count + 1, chance * arrivals.random()
+        return float(count)
+
+    series = hours_before(SUNDAY_8, sparse)
+    hourly = args(bucket="hour")
+    for rows in (2, 3):
+        found = detect({**series, SUNDAY_8: float(rows)}, SUNDAY_8, hourly)
+        assert found.message == f"2026-11-22 08:00: {rows} rows, within the usual 0–3"
+    found = detect({**series, SUNDAY_8: 5.0}, SUNDAY_8, hourly)
+    assert found.message == "2026-11-22 08:00: 5 rows, baseline 0 (usually 0–3)"
 
 
 def test_a_weekly_pattern_with_too_few_of_this_weekday_cannot_be_judged_yet() -> None:

@@ -47,7 +47,7 @@ from dq_agent.results import CheckResult, Status
 from dq_agent.sources.base import Relation
 from dq_agent.sources.sql import translate
 
-Seasonality = Literal["none", "weekday", "hour_of_day"]
+Seasonality = Literal["none", "weekday", "hour_of_day", "hour_of_week"]
 Outcome = Literal["normal", "anomaly", "too_little_history", "expected"]
 
 # 1.4826 × MAD estimates the standard deviation of normally distributed data.
@@ -75,6 +75,11 @@ MIN_MONTH_TURNS = 3
 # Up to this level the counting noise is a Poisson count's own tail; above it, the normal
 # approximation (level ± k·√level) is as good.
 POISSON_EXACT = 30.0
+# An earlier bucket is odd (see _odd_buckets) beyond this many times the check's sensitivity.
+ODD_BEYOND = 1.5
+# Counts of a few rows may vary more than Poisson counts (clusters); up to this factor in
+# variance, the counting band widens with them.
+MAX_DISPERSION = 10.0
 # A band wider than e^20 either way (a factor of 500 million) is as good as none; the cap
 # keeps its edges finite numbers whatever the sensitivity.
 MAX_LOG_RATIO = 20.0
@@ -114,6 +119,11 @@ class _Baseline:
     seasonality: Seasonality
     # Seasonal data whose evaluated slot has this few points (< MIN_SEASON_POINTS) to go by.
     thin_slot: int | None = None
+    # For counts of a few rows: the mean of the slot (a median of 0 where 1 row an hour in
+    # three is usual says nothing of the rate), and how much more the counts vary than a
+    # Poisson count's do (variance over mean, 1 at least).
+    rate: float = 0.0
+    dispersion: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -159,7 +169,9 @@ def detect(
     notes = [str(turn)] if turn else []
     if broken:
         were = "was an anomaly" if len(broken) == 1 else "were anomalies"
-        notes.append(f"left out {_slot_history(len(broken), local, unit)} that {were}")
+        notes.append(
+            f"left out {_slot_history(len(broken), local, baseline.seasonality, unit)} that {were}"
+        )
     note = "".join(f"; {n}" for n in notes)
 
     def verdict(outcome: Outcome, message: str, band: tuple[float, float] | None) -> Detection:
@@ -184,7 +196,7 @@ def detect(
         message = f"{have} (needs {args.min_history}): cannot judge yet"
         return verdict("too_little_history", message, None)
     if baseline.thin_slot is not None:
-        have = _slot_history(baseline.thin_slot, local, unit)
+        have = _slot_history(baseline.thin_slot, local, baseline.seasonality, unit)
         message = f"only {have} of history (needs {MIN_SEASON_POINTS}): cannot judge yet"
         return verdict("too_little_history", message, None)
 
@@ -223,8 +235,9 @@ def _expectation(
     level from ``local``'s) and the month turn that moved its level, if any."""
     args = judging.args
     history = _baseline_points(judging, local)
-    odd = _odd_buckets(history, args)
-    baseline = _baseline(history, local, args, left_out=odd, odd=odd)
+    kind = _slot_kind(history, args)
+    odd = _odd_buckets(history, args, kind)
+    baseline = _baseline(history, local, args, kind, left_out=odd, odd=odd)
     # Odd buckets stay in the level when this one is out of the band on their side too: they
     # may be the first of a new level. Their noise stays out of the spread.
     rows, (lower, upper) = judging.rows(local), _band(baseline, args)
@@ -233,13 +246,13 @@ def _expectation(
     if screen:
         left_out |= _broken_before(judging, local, history, baseline)
     if left_out != frozenset(odd):
-        baseline = _baseline(history, local, args, left_out=left_out, odd=odd)
+        baseline = _baseline(history, local, args, kind, left_out=left_out, odd=odd)
     turn = _month_turn(judging, local, baseline.spread)
     if turn is not None:
         level = (baseline.level + RATIO_OFFSET) * turn.factor - RATIO_OFFSET
         baseline = dataclasses.replace(baseline, level=max(0.0, level))
-    slot = _slot_of(local, args.bucket)
-    own = frozenset(start for start in left_out if _slot_of(start, args.bucket) == slot)
+    slot = _slot_of(local, baseline.seasonality)
+    own = frozenset(start for start in left_out if _slot_of(start, baseline.seasonality) == slot)
     return history, baseline, own if baseline.seasonality != "none" else left_out, turn
 
 
@@ -258,15 +271,15 @@ def _broken_before(
     earlier buckets that moved the way this one does may be the first of a new level (a
     market's summer nights ending), which the median is there to follow.
     """
-    unit = judging.args.bucket
-    slot = _slot_of(local, unit)
-    if slot is None or baseline.seasonality == "none":
+    kind = baseline.seasonality
+    slot = _slot_of(local, kind)
+    if slot is None:
         return frozenset()
     level, rows = baseline.level, judging.rows(local)
     return frozenset(
         start
         for start, earlier in history
-        if _slot_of(start, unit) == slot
+        if _slot_of(start, kind) == slot
         and (earlier - level) * (rows - level) < 0
         and _was_anomaly(judging, start)
     )
@@ -297,7 +310,7 @@ def _baseline_points(judging: _Judging, local: datetime) -> list[tuple[datetime,
 
 
 def _odd_buckets(
-    history: list[tuple[datetime, float]], args: VolumeAnomalyArgs
+    history: list[tuple[datetime, float]], args: VolumeAnomalyArgs, kind: Seasonality
 ) -> dict[datetime, int]:
     """The buckets of ``history`` outside the band of their own seasonal slot (their weekday,
     their hour of day; all of them for weekly buckets) where they are a minority of the slot,
@@ -316,7 +329,7 @@ def _odd_buckets(
     """
     slots: dict[int | None, list[tuple[datetime, float]]] = {}
     for start, rows in history:
-        slots.setdefault(_slot_of(start, args.bucket), []).append((start, rows))
+        slots.setdefault(_slot_of(start, kind), []).append((start, rows))
     medians = {
         slot: statistics.median(rows for _, rows in points)
         for slot, points in slots.items()
@@ -331,10 +344,16 @@ def _odd_buckets(
     if not distances:
         return {}
     spread = statistics.median(distances) * MAD_SCALE
+    dispersion = _dispersion([[rows for _, rows in slots[slot]] for slot in medians])
+    # In-sample distances from a median of four points understate the noise: only what is
+    # far beyond the check's own band is odd.
+    wide = args.model_copy(update={"sensitivity": args.sensitivity * ODD_BEYOND})
     odd: dict[datetime, int] = {}
     for slot, median in medians.items():
         points = slots[slot]
-        lower, upper = _band(_Baseline(median, spread, "none"), args)
+        rate = statistics.fmean(rows for _, rows in points)
+        usual = _Baseline(median, spread, "none", rate=rate, dispersion=dispersion)
+        lower, upper = _band(usual, wide)
         outside = [(start, rows) for start, rows in points if not lower <= rows <= upper]
         if len(outside) <= min((len(points) - 1) // 2, len(points) - MIN_SEASON_POINTS):
             odd.update((start, 1 if rows > median else -1) for start, rows in outside)
@@ -427,26 +446,56 @@ def _weekday_ratio(
     return math.log((own + RATIO_OFFSET) / (statistics.median(usual) + RATIO_OFFSET))
 
 
-_SLOT_KIND: dict[str, Seasonality] = {"day": "weekday", "hour": "hour_of_day", "week": "none"}
+def _slot_kind(history: list[tuple[datetime, float]], args: VolumeAnomalyArgs) -> Seasonality:
+    """The seasonal slots a bucket may be compared within: its weekday (daily buckets); its
+    hour of the week when the days of an hourly series have a weekly rhythm (a Sunday's 08:00
+    is no commuter's 08:00), else its hour of the day; none for weekly buckets."""
+    if args.bucket != "hour":
+        return "weekday" if args.bucket == "day" else "none"
+    hours: dict[date, list[float]] = {}
+    for start, rows in history:
+        hours.setdefault(start.date(), []).append(rows)
+    # Whole days only (23 to 25 hours: daylight saving), and three of each weekday at least,
+    # as a weekday's slot needs (MIN_SEASON_POINTS).
+    days = [
+        (datetime.combine(day, time()), sum(rows)) for day, rows in hours.items() if len(rows) >= 23
+    ]
+    if len(days) < 7 * MIN_SEASON_POINTS:
+        return "hour_of_day"
+    groups: dict[int, list[float]] = {}
+    for start, rows in days:
+        groups.setdefault(start.weekday(), []).append(rows)
+    values = [rows for _, rows in days]
+    daily = args.model_copy(update={"bucket": "day", "seasonality": "auto"})
+    weekly = _use_seasonality(daily, "weekday", days, groups, values)
+    return "hour_of_week" if weekly else "hour_of_day"
 
 
-def _slot_of(local: datetime, unit: BucketUnit) -> int | None:
-    """The seasonal slot of a bucket: its weekday (daily) or hour of day (hourly)."""
-    if unit == "day":
+def _slot_of(local: datetime, kind: Seasonality) -> int | None:
+    """The seasonal slot of a bucket: its weekday, hour of the day or hour of the week."""
+    if kind == "weekday":
         return local.weekday()
-    return local.hour if unit == "hour" else None
+    if kind == "hour_of_day":
+        return local.hour
+    return local.weekday() * 24 + local.hour if kind == "hour_of_week" else None
 
 
-def _slot_history(points: int, local: datetime, unit: BucketUnit) -> str:
-    if unit == "day":
-        return plural(points, calendar.day_name[local.weekday()])
-    return f"{plural(points, 'day')} of {local:%H}:00"
+def _slot_history(points: int, local: datetime, kind: Seasonality, unit: BucketUnit) -> str:
+    day = calendar.day_name[local.weekday()]
+    if kind == "weekday":
+        return plural(points, day)
+    if kind == "hour_of_day":
+        return f"{plural(points, 'day')} of {local:%H}:00"
+    if kind == "hour_of_week":
+        return f"{plural(points, day)} at {local:%H}:00"
+    return plural(points, unit)
 
 
 def _baseline(
     history: list[tuple[datetime, float]],
     local: datetime,
     args: VolumeAnomalyArgs,
+    kind: Seasonality,
     *,
     left_out: Collection[datetime] = frozenset(),
     odd: Collection[datetime] = frozenset(),
@@ -460,18 +509,17 @@ def _baseline(
         return _Baseline(0.0, 0.0, "none")
     groups: dict[int, list[float]] = {}
     for start, rows in usual:
-        slot = _slot_of(start, args.bucket)
+        slot = _slot_of(start, kind)
         if slot is not None:
             groups.setdefault(slot, []).append(rows)
-    slot = _slot_of(local, args.bucket)
-    kind = _SLOT_KIND[args.bucket]
+    slot = _slot_of(local, kind)
     kept = [rows for start, rows in history if start not in left_out] or values
-    if slot is not None and _use_seasonality(args, usual, groups, values):
-        own = [rows for start, rows in history if _slot_of(start, args.bucket) == slot]
+    if slot is not None and _use_seasonality(args, kind, usual, groups, values):
+        own = [rows for start, rows in history if _slot_of(start, kind) == slot]
         mine = [
             rows
             for start, rows in history
-            if start not in left_out and _slot_of(start, args.bucket) == slot
+            if start not in left_out and _slot_of(start, kind) == slot
         ]
         median = statistics.median(mine or own or values)
         if len(own) < MIN_SEASON_POINTS:
@@ -483,16 +531,34 @@ def _baseline(
         # busy Monday), each point measured against the median of the rest of its slot.
         alike = [v for v in groups.values() if _similar(statistics.median(v), median)]
         spread = _log_spread(alike)
-        return _Baseline(median * _recent_factor(groups, spread, args), spread, kind)
+        level = median * _recent_factor(groups, spread, args)
+        rate, dispersion = statistics.fmean(mine or own), _dispersion(alike)
+        return _Baseline(level, spread, kind, rate=rate, dispersion=dispersion)
     # A week or more of points in one group: the in-sample spread about the median (the MAD
     # of log counts) is stable enough.
     median = statistics.median(kept)
     distances = [_log_distance(x, statistics.median(values)) for x in values]
-    return _Baseline(median, statistics.median(distances) * MAD_SCALE, "none")
+    spread = statistics.median(distances) * MAD_SCALE
+    rate, dispersion = statistics.fmean(kept), _dispersion([values])
+    return _Baseline(median, spread, "none", rate=rate, dispersion=dispersion)
+
+
+def _dispersion(groups: Iterable[list[float]]) -> float:
+    """How much more counts of a few rows vary about their group's mean than Poisson counts
+    do: Pearson's χ² over its degrees of freedom, from groups whose mean is at most
+    ``POISSON_EXACT`` (above it the log spread measures the noise), 1 at least."""
+    squares, freedom = 0.0, 0
+    for values in groups:
+        mean = statistics.fmean(values) if values else 0.0
+        if len(values) >= 2 and 0 < mean <= POISSON_EXACT:
+            squares += sum((x - mean) ** 2 for x in values) / mean
+            freedom += len(values) - 1
+    return max(1.0, squares / freedom) if freedom else 1.0
 
 
 def _use_seasonality(
     args: VolumeAnomalyArgs,
+    kind: Seasonality,
     history: list[tuple[datetime, float]],
     groups: Mapping[int, list[float]],
     values: list[float],
@@ -515,9 +581,9 @@ def _use_seasonality(
     logs: dict[int, list[float]] = {}
     cycles: dict[date, list[tuple[int, float]]] = {}
     for start, rows in history:
-        slot = _slot_of(start, args.bucket)
+        slot = _slot_of(start, kind)
         if slot is not None:
-            cycle = start.date() - timedelta(days=slot if args.bucket == "day" else 0)
+            cycle = start.date() - timedelta(days=0 if kind == "hour_of_day" else start.weekday())
             cycles.setdefault(cycle, []).append((slot, math.log(rows + RATIO_OFFSET)))
             logs.setdefault(slot, []).append(math.log(rows + RATIO_OFFSET))
     # A cycle's level is the median of its buckets, each taken off its slot's usual place
@@ -641,7 +707,7 @@ def _band(baseline: _Baseline, args: VolumeAnomalyArgs) -> tuple[float, float]:
     """
     level, k = baseline.level, args.sensitivity
     ratio = math.exp(min(k * baseline.spread, MAX_LOG_RATIO))
-    least, most = _counting_band(level, k)
+    least, most = _counting_band(baseline, k)
     floor = args.min_change_pct / 100 * level
     offset = level + RATIO_OFFSET
     lower = min(offset / ratio - RATIO_OFFSET, least, level - floor)
@@ -649,20 +715,26 @@ def _band(baseline: _Baseline, args: VolumeAnomalyArgs) -> tuple[float, float]:
     return max(0.0, lower), upper
 
 
-def _counting_band(level: float, k: float) -> tuple[float, float]:
-    """The fewest and the most rows a Poisson count with mean ``level`` holds but for the
-    chance of a normal tail beyond ``k`` on each side, and at least one row either way.
+def _counting_band(baseline: _Baseline, k: float) -> tuple[float, float]:
+    """The fewest and the most rows a count of the baseline holds but for the chance of a
+    normal tail beyond ``k`` on each side, and at least one row either way.
 
-    A count of a few rows is no normal variable: with 7 usual, 0 is as unlikely as a
-    normal value 3 deviations below (e^-7 < 0.135%), where level − 3√level says it is
-    within reach. Above ``POISSON_EXACT`` rows the normal approximation is as good.
+    A count of a few rows is no normal variable: with 7 usual, 0 is as unlikely as a normal
+    value 3 deviations below (e^-7 < 0.135%), where level − 3√level says it is within reach.
+    So up to ``POISSON_EXACT`` rows the edges are a Poisson count's tail quantiles, at the
+    slot's mean rate (its median may be 0 where rows arrive one hour in three), scaled by
+    the counts' dispersion when they vary more than Poisson counts do (cases that come in
+    clusters). Above it the normal approximation is as good.
     """
+    level = baseline.level
     if level > POISSON_EXACT:
         noise = k * math.sqrt(level)
         return level - noise, level + noise
+    scale = min(baseline.dispersion, MAX_DISPERSION)
+    mean = max(level, min(baseline.rate, POISSON_EXACT)) / scale
     tail = NormalDist().cdf(-k)
     least = most = None
-    count, mass, total = 0, math.exp(-level), 0.0
+    count, mass, total = 0, math.exp(-mean), 0.0
     while most is None:
         total += mass
         if least is None and total >= tail:
@@ -670,9 +742,9 @@ def _counting_band(level: float, k: float) -> tuple[float, float]:
         if total > 1 - tail:
             most = count  # more rows than this are in the upper tail
         count += 1
-        mass *= level / count
+        mass *= mean / count
     assert least is not None
-    return min(float(least), level - 1.0), max(float(most), level + 1.0)
+    return min(least * scale, level - 1.0), max(most * scale, level + 1.0)
 
 
 def _is_anomaly(
@@ -695,6 +767,8 @@ def _season_words(seasonality: Seasonality, local: datetime) -> str:
         return f" on {calendar.day_name[local.weekday()]}s"
     if seasonality == "hour_of_day":
         return f" at {local:%H}:00"
+    if seasonality == "hour_of_week":
+        return f" on {calendar.day_name[local.weekday()]}s at {local:%H}:00"
     return ""
 
 
