@@ -717,6 +717,7 @@ def store_prune(project_dir: Path, fmt: str, dry_run: bool) -> None:
                 suites=project.suites.values(),
                 now=utc_now(),
                 batch=settings.batch,
+                full_runs=settings.full_runs,
                 dry_run=dry_run,
             )
         except DqAgentError as exc:
@@ -731,7 +732,7 @@ def store_prune(project_dir: Path, fmt: str, dry_run: bool) -> None:
         click.echo(json.dumps(doc, indent=2))
         return
     if pruned.cutoff is None:
-        click.echo("retention.days is not set in dq-agent.yml: run history is kept")
+        click.echo("retention.days is not set in dq-agent.yml: run history is only thinned")
     else:
         click.echo(f"run history started before {pruned.cutoff:%Y-%m-%d %H:%M} UTC")
     verb = "would delete" if dry_run else "deleted"

@@ -51,6 +51,7 @@ from dq_agent.sources.retry import RetryPolicy
 from dq_agent.sources.spark import is_spark, not_on_spark
 from dq_agent.sources.sql import translate
 from dq_agent.store import Store
+from dq_agent.store.retention import thin
 
 Clock = Callable[[], datetime]
 Backtest = Callable[[CheckSpec, Relation, CheckContext, datetime, datetime], list[BucketVerdict]]
@@ -172,6 +173,7 @@ def run_checks(
                 )
             if store is not None and run_id is not None:
                 store.record_suite(run_id, outcome)
+                thin(store, suite_id, keep=project.settings.retention.full_runs)
             results.append(outcome)
             if progress:
                 progress(suite_id, outcome)

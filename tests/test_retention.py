@@ -16,7 +16,7 @@ from dq_agent.config import load_project
 from dq_agent.engine import RunOptions, run_checks
 from dq_agent.store import Store
 from dq_agent.store.models import BucketValue, CheckResultRow, Metric, Run, SuiteRun
-from dq_agent.store.retention import cutoff, prune, reach, stats
+from dq_agent.store.retention import cutoff, prune, reach, stats, thin
 from tests.helpers import make_project
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -177,5 +177,67 @@ def test_without_retention_days_nothing_of_the_history_goes(tmp_path: Path) -> N
     result = CliRunner().invoke(main, ["store", "prune", "--project", str(root)])
     assert result.exit_code == 0, result.output
     assert result.output == (
-        "retention.days is not set in dq-agent.yml: run history is kept\n  deleted nothing\n"
+        "retention.days is not set in dq-agent.yml: run history is only thinned\n"
+        "  deleted nothing\n"
     )
+
+
+def checked_every_hour(root: Path, hours: int) -> None:
+    project = load_project(root, env={})
+    with Store.open(project.state_url) as store:
+        for hour in range(hours, 0, -1):
+            at = NOW - timedelta(hours=hour)
+            run_checks(project, ["orders"], store=store, options=RunOptions(clock=lambda at=at: at))
+
+
+def suite_runs(store: Store) -> list[tuple[datetime, str]]:
+    query = sa.select(SuiteRun.started_at, SuiteRun.status).order_by(SuiteRun.id)
+    with store.engine.connect() as conn:
+        return [(started_at, status) for started_at, status in conn.execute(query)]
+
+
+def test_runs_past_a_suites_newest_are_thinned_to_one_a_day_and_those_that_did_not_pass(
+    tmp_path: Path,
+) -> None:
+    root = shop(tmp_path, f"sqlite:///{tmp_path}/state.db", "retention: {full_runs: 5}\n")
+    checked_every_hour(root, 72)  # three days of hourly checks
+    with Store.open(f"sqlite:///{tmp_path}/state.db") as store:
+        kept = suite_runs(store)
+        # The newest five whole, and before them the newest run of each earlier day (28 to
+        # 30 Nov; 1 Dec's newest is among the five).
+        newest = [NOW - timedelta(hours=h) for h in range(5, 0, -1)]
+        assert [at for at, _ in kept] == [
+            datetime(2026, 11, 28, 23, 0, tzinfo=UTC),
+            datetime(2026, 11, 29, 23, 0, tzinfo=UTC),
+            datetime(2026, 11, 30, 23, 0, tzinfo=UTC),
+            *newest,
+        ]
+        assert counts(store) == {
+            "runs": 9,  # and the first, which saw the table's columns (drift compares with it)
+            "suite_runs": 8,
+            "check_results": 16,
+            "metrics": 16,
+            # Each day of the windows of three days once, however many runs counted it.
+            "bucket_values": 32,
+        }
+
+
+def test_a_run_that_did_not_pass_is_never_thinned(tmp_path: Path) -> None:
+    root = shop(tmp_path, f"sqlite:///{tmp_path}/state.db", "retention: {full_runs: 2}\n")
+    project = load_project(root, env={})
+    with Store.open(project.state_url) as store:
+        for hour in (5, 4, 3, 2, 1):
+            at = NOW - timedelta(hours=hour)
+            if hour == 4:  # the table is gone for one run
+                engine = sa.create_engine(f"sqlite:///{root / 'warehouse.db'}")
+                with engine.begin() as conn:
+                    conn.execute(sa.text("ALTER TABLE orders RENAME TO orders_away"))
+            run_checks(project, ["orders"], store=store, options=RunOptions(clock=lambda at=at: at))
+            if hour == 4:
+                with engine.begin() as conn:
+                    conn.execute(sa.text("ALTER TABLE orders_away RENAME TO orders"))
+                engine.dispose()
+        assert [status for _, status in suite_runs(store)] == ["error", "pass", "pass"]
+        # Nothing more to thin: the newest of 1 Dec is kept with the error.
+        assert thin(store, "orders", keep=2) == {}
+        assert thin(store, "orders", keep=None) == {}

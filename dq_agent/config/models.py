@@ -146,10 +146,14 @@ class SnapshotSettings(Model):
 
 
 class RetentionSettings(Model):
-    """How long run history is kept: runs, their check results, metrics and bucket values
-    older than ``days`` are pruned, never what a baseline window still reaches, never a
-    suite's latest run, and never the ledger, incidents or feedback. Off by default."""
+    """How much run history is kept: beyond a suite's newest ``full_runs`` runs, a run that
+    passed is kept only if it is the newest of its day (None: every run is kept); runs, their
+    check results, metrics and bucket values older than ``days`` are pruned (off by default),
+    never what a baseline window still reaches, never a suite's latest run, and never the
+    ledger, incidents or feedback."""
 
+    # Enough for a monitor's chart of 60 buckets of an hourly check.
+    full_runs: int | None = Field(60, ge=1, le=1_000_000)
     days: int | None = Field(None, ge=1, le=36_500)
     # Rows deleted per transaction: small batches never hold the store for long.
     batch: int = Field(1_000, ge=1, le=100_000)

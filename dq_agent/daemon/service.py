@@ -538,6 +538,7 @@ class Daemon:
                 suites=self.project.suites.values(),
                 now=now,
                 batch=settings.batch,
+                full_runs=settings.full_runs,
             )
         except DqAgentError as exc:
             log.warning("pruning the state store failed (tried again in an hour): %s", exc)

@@ -1,5 +1,11 @@
-"""Keeping the state store in check: run history pruned past ``retention.days`` in small
-batches, and what each table holds (``dq-agent store stats``).
+"""Keeping the state store in check: each suite's run history thinned past its newest
+``retention.full_runs`` runs, run history pruned past ``retention.days`` in small batches, and
+what each table holds (``dq-agent store stats``).
+
+Thinned: beyond a suite's newest ``full_runs`` runs, a run that passed goes with its check
+results and metrics unless it is the newest of its day. Runs that did not pass stay, and so
+does one a day: the history grows with the days a suite runs and what went wrong, not with how
+often it runs (an hourly suite keeps 60 runs and one a day, not 24).
 
 Pruned: runs, their suite runs, check results, metrics and bucket values older than the
 cutoff, and schema snapshots older than it (each suite's newest kept). The short-lived
@@ -14,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -73,6 +79,59 @@ class Pruned:
         return sum(self.rows.values())
 
 
+def thin(store: Store, suite: str, *, keep: int | None, dry_run: bool = False) -> dict[str, int]:
+    """Thin ``suite``'s run history beyond its newest ``keep`` runs (see above); rows deleted
+    (would be, with ``dry_run``) by table. ``keep`` None: nothing is thinned."""
+    if keep is None:
+        return {}
+    newest_first = (
+        sa.select(SuiteRun.id, SuiteRun.run_id, SuiteRun.started_at, SuiteRun.status)
+        .where(SuiteRun.suite == suite)
+        .order_by(SuiteRun.id.desc())
+    )
+    counted: dict[str, int] = {}
+    with store._transaction(f"thin the run history of {suite!r}") as session:
+        days: set[date] = set()
+        doomed: list[int] = []
+        runs: set[int] = set()
+        for place, (suite_run, run, started_at, status) in enumerate(session.execute(newest_first)):
+            day = started_at.date()
+            if place >= keep and status == "pass" and day in days:
+                doomed.append(suite_run)
+                runs.add(run)
+            days.add(day)
+        if not doomed:
+            return {}
+        # Bucket values stand in for the source's purged rows: a run whose counts are still
+        # the newest of a bucket stays.
+        kept = session.scalars(
+            sa.select(BucketValue.suite_run_id).where(BucketValue.suite_run_id.in_(doomed))
+        )
+        doomed = sorted(set(doomed) - set(kept))
+        for model in (CheckResultRow, Metric):
+            rows = model.suite_run_id.in_(doomed)
+            if dry_run:
+                count = session.execute(sa.select(sa.func.count()).where(rows)).scalar_one()
+            else:
+                count = _count(session.execute(_delete(model).where(rows)))
+            counted[model.__tablename__] = int(count)
+        counted[SuiteRun.__tablename__] = len(doomed)
+        if not dry_run:
+            session.execute(_delete(SuiteRun).where(SuiteRun.id.in_(doomed)))
+            empty = (
+                sa.select(Run.id)
+                .where(
+                    Run.id.in_(runs),
+                    ~sa.exists().where(SuiteRun.run_id == Run.id),
+                    ~sa.exists().where(SchemaSnapshot.run_id == Run.id),
+                )
+                .scalar_subquery()
+            )
+            gone = session.execute(_delete(Run).where(Run.id.in_(empty)))
+            counted[Run.__tablename__] = _count(gone)
+    return {table: count for table, count in counted.items() if count}
+
+
 def prune(
     store: Store,
     *,
@@ -80,13 +139,19 @@ def prune(
     suites: Iterable[Suite],
     now: datetime,
     batch: int = 1_000,
+    full_runs: int | None = None,
     dry_run: bool = False,
     progress: Callable[[Pruned], None] | None = None,
 ) -> Pruned:
-    """Delete what retention lets go, ``batch`` suite runs (with their rows) per
-    transaction. ``dry_run`` counts what would go and deletes nothing."""
+    """Thin each suite's run history beyond its newest ``full_runs`` runs, then delete what
+    ``days`` lets go, ``batch`` suite runs (with their rows) per transaction. ``dry_run``
+    counts what would go and deletes nothing."""
+    suites = list(suites)
     before = cutoff(days, suites, now)
     pruned = Pruned(before)
+    for suite in suites:
+        for table, count in thin(store, suite.suite, keep=full_runs, dry_run=dry_run).items():
+            pruned.add(table, count)
     if before is None:
         return pruned
     if dry_run:
