@@ -153,7 +153,10 @@ class BucketValue(Base):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
-    suite_run_id: Mapped[int] = mapped_column(sa.ForeignKey("suite_runs.id"), index=True)
+    # The run that counted it; the count outlives the run when run history is thinned.
+    suite_run_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("suite_runs.id", ondelete="SET NULL"), index=True
+    )
     suite: Mapped[str] = mapped_column(sa.String(255))
     check_name: Mapped[str] = mapped_column(sa.String(255))
     bucket: Mapped[datetime]

@@ -7,7 +7,7 @@ results and metrics unless it is the newest of its day. Runs that did not pass s
 does one a day: the history grows with the days a suite runs and what went wrong, not with how
 often it runs (an hourly suite keeps 60 runs and one a day, not 24).
 
-Pruned: runs, their suite runs, check results, metrics and bucket values older than the
+Pruned: runs, their suite runs, check results and metrics older than the
 cutoff, and schema snapshots older than it (each suite's newest kept). The short-lived
 memories (seen Slack requests, ended sessions, failed sign-ins) prune themselves as new ones
 are written. Never pruned: a
@@ -28,7 +28,6 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from dq_agent.config.models import Suite, WindowedArgs
 from dq_agent.store.models import (
-    BucketValue,
     CheckResultRow,
     Metric,
     Run,
@@ -102,12 +101,6 @@ def thin(store: Store, suite: str, *, keep: int | None, dry_run: bool = False) -
             days.add(day)
         if not doomed:
             return {}
-        # Bucket values stand in for the source's purged rows: a run whose counts are still
-        # the newest of a bucket stays.
-        kept = session.scalars(
-            sa.select(BucketValue.suite_run_id).where(BucketValue.suite_run_id.in_(doomed))
-        )
-        doomed = sorted(set(doomed) - set(kept))
         for model in (CheckResultRow, Metric):
             rows = model.suite_run_id.in_(doomed)
             if dry_run:
@@ -172,12 +165,9 @@ def prune(
     return pruned
 
 
-# The rows that belong to a suite run and go with it.
-_OF_SUITE_RUNS: tuple[type[CheckResultRow] | type[Metric] | type[BucketValue], ...] = (
-    CheckResultRow,
-    Metric,
-    BucketValue,
-)
+# The rows that belong to a suite run and go with it. Bucket values outlive their runs: each
+# bucket is stored once and let go by the runs whose baselines no longer reach it.
+_OF_SUITE_RUNS: tuple[type[CheckResultRow] | type[Metric], ...] = (CheckResultRow, Metric)
 
 
 def _delete(model: type[Any]) -> sa.Delete:

@@ -308,8 +308,15 @@ class Store:
     ) -> None:
         """Each bucket of ``check.series`` once: a bucket seen before takes the newer count
         (by the wall clock: a backtest counts a finished bucket as a live run does, and later
-        counts include late rows). A live run lets go of the buckets its baselines no longer
-        reach; a backtest (``as_of``) leaves them for the live runs."""
+        counts include late rows) when it differs; the same count again is not written. A live
+        run lets go of the buckets its baselines no longer reach; a backtest (``as_of``)
+        leaves them for the live runs."""
+        series = (BucketValue.suite == result.suite, BucketValue.check_name == check.name)
+        known: dict[datetime, float] = {}
+        if check.series:
+            buckets = BucketValue.bucket.between(min(check.series), max(check.series))
+            query = sa.select(BucketValue.bucket, BucketValue.value).where(*series, buckets)
+            known = {bucket: value for bucket, value in session.execute(query)}
         values = [
             {
                 "suite_run_id": suite_run_id,
@@ -321,9 +328,9 @@ class Store:
                 "judged_at": result.as_of or result.started_at,
             }
             for bucket, value in check.series.items()
+            if known.get(bucket) != float(value)
         ]
         insert = _upsert(self.engine.dialect.name)
-        series = (BucketValue.suite == result.suite, BucketValue.check_name == check.name)
         for first in range(0, len(values), _UPSERT_BATCH):
             statement = insert(BucketValue).values(values[first : first + _UPSERT_BATCH])
             session.execute(

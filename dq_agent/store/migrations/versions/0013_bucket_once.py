@@ -47,10 +47,26 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("bucket_values") as batch:
         batch.alter_column("judged_at", existing_type=sa.DateTime(timezone=True), nullable=False)
+        # A bucket's count outlives the run that counted it (run history is thinned).
+        batch.alter_column("suite_run_id", existing_type=sa.Integer(), nullable=True)
+        batch.drop_constraint("fk_bucket_values_suite_run_id_suite_runs", type_="foreignkey")
+        batch.create_foreign_key(
+            "fk_bucket_values_suite_run_id_suite_runs",
+            "suite_runs",
+            ["suite_run_id"],
+            ["id"],
+            ondelete="SET NULL",
+        )
 
 
 def downgrade() -> None:
+    op.execute("DELETE FROM bucket_values WHERE suite_run_id IS NULL")
     with op.batch_alter_table("bucket_values") as batch:
+        batch.drop_constraint("fk_bucket_values_suite_run_id_suite_runs", type_="foreignkey")
+        batch.create_foreign_key(
+            "fk_bucket_values_suite_run_id_suite_runs", "suite_runs", ["suite_run_id"], ["id"]
+        )
+        batch.alter_column("suite_run_id", existing_type=sa.Integer(), nullable=False)
         batch.drop_column("judged_at")
     op.drop_index("uq_bucket_values_series", table_name="bucket_values")
     op.create_index("ix_bucket_values_series", "bucket_values", ["suite", "check_name", "bucket"])
