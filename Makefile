@@ -65,13 +65,22 @@ $(SODA_VENV)/.installed: benchmarks/soda-requirements.txt
 	$(SODA_VENV)/bin/pip install --quiet -r benchmarks/soda-requirements.txt
 	touch $@
 
-bench: $(VENV)/.bench $(SODA_VENV)/.installed
+# Weekly disease counts with labelled outbreaks (benchmarks/labelled.py): the R package
+# surveillance as Debian ships it (r-cran-surveillance, GPL-2), downloaded once without root.
+SURVEILLANCE := benchmarks/.data/surveillance
+$(SURVEILLANCE)/.unpacked:
+	tmp=$$(mktemp -d) && (cd $$tmp && apt-get download -q r-cran-surveillance) \
+	  && mkdir -p $(SURVEILLANCE) && dpkg -x $$tmp/r-cran-surveillance_*.deb $(SURVEILLANCE) \
+	  && rm -rf $$tmp && touch $@
+
+bench: $(VENV)/.bench $(SODA_VENV)/.installed $(SURVEILLANCE)/.unpacked
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/run.py --backends postgresql --rows 10000000 --fat-finger
 	$(BIN)/python benchmarks/run.py --backends duckdb --rows 1000000,10000000
 	$(BIN)/python benchmarks/run.py --backends spark --rows 10000000
 	$(BIN)/python benchmarks/run.py --backends mariadb
 	$(BIN)/python benchmarks/volume.py
+	$(BIN)/python benchmarks/labelled.py
 	$(BIN)/python benchmarks/fat_finger.py
 	$(BIN)/python benchmarks/semantic.py
 	$(BIN)/python benchmarks/escalation.py
