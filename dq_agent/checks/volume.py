@@ -462,12 +462,8 @@ def _slot_kind(history: list[tuple[datetime, float]], args: VolumeAnomalyArgs) -
     ]
     if len(days) < 7 * MIN_SEASON_POINTS:
         return "hour_of_day"
-    groups: dict[int, list[float]] = {}
-    for start, rows in days:
-        groups.setdefault(start.weekday(), []).append(rows)
-    values = [rows for _, rows in days]
     daily = args.model_copy(update={"bucket": "day", "seasonality": "auto"})
-    weekly = _use_seasonality(daily, "weekday", days, groups, values)
+    weekly = _use_seasonality(daily, "weekday", days)
     return "hour_of_week" if weekly else "hour_of_day"
 
 
@@ -514,7 +510,7 @@ def _baseline(
             groups.setdefault(slot, []).append(rows)
     slot = _slot_of(local, kind)
     kept = [rows for start, rows in history if start not in left_out] or values
-    if slot is not None and _use_seasonality(args, kind, usual, groups, values):
+    if slot is not None and _use_seasonality(args, kind, usual):
         own = [rows for start, rows in history if _slot_of(start, kind) == slot]
         mine = [
             rows
@@ -560,8 +556,6 @@ def _use_seasonality(
     args: VolumeAnomalyArgs,
     kind: Seasonality,
     history: list[tuple[datetime, float]],
-    groups: Mapping[int, list[float]],
-    values: list[float],
 ) -> bool:
     """Whether to compare a bucket only with its own weekday (hour of day).
 
@@ -572,7 +566,7 @@ def _use_seasonality(
     so that the sampling noise of medians over a few points does not pass for a rhythm.
 
     Both the rhythm and its noise are read within each cycle (week, day), as each bucket's log
-    ratio to its cycle's median: a holiday week lowers all its days alike, which keeps their
+    ratio to its cycle's level: a holiday week lowers all its days alike, which keeps their
     rhythm, where comparing them with other weeks' days would drown it in noise (and turn the
     weekly pattern off for weeks after the holidays).
     """
@@ -604,7 +598,7 @@ def _use_seasonality(
     ]
     if len(profile) < 2 or not residuals:
         return False
-    overall = statistics.median(values)
+    overall = statistics.median(rows for _, rows in history)
     within = statistics.median(residuals) * MAD_SCALE
     noise = _counting_noise(overall) / (overall + RATIO_OFFSET)
     rhythm = max(profile.values()) - min(profile.values())
@@ -683,11 +677,6 @@ def _leave_one_out_medians(values: list[float]) -> list[tuple[float, float]]:
 def _without(ordered: list[float], skipped: int, k: int) -> float:
     """The ``k``-th smallest of ``ordered`` once the value at ``skipped`` is left out."""
     return ordered[k] if k < skipped else ordered[k + 1]
-
-
-def _floored(scale: float, median: float) -> float:
-    """A spread in rows no smaller than counting noise."""
-    return max(scale, _counting_noise(median))
 
 
 def _counting_noise(level: float) -> float:
