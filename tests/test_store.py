@@ -386,14 +386,14 @@ def test_feedback_latest_verdict_wins(db_url: str) -> None:
         assert store.expected_buckets("orders", "volume") == {day}
 
 
-def test_bucket_series_are_kept_and_the_newest_observation_counts(db_url: str) -> None:
+def test_bucket_series_are_kept_and_the_newest_observation_counts(any_url: str) -> None:
     day1, day2 = datetime(2024, 4, 29, tzinfo=UTC), datetime(2024, 4, 30, tzinfo=UTC)
 
     def volume(started_at: datetime, series: dict[datetime, float]) -> SuiteResult:
         check = CheckResult("volume", "volume_anomaly", "pass", "fail", "ok", series=series)
         return SuiteResult("orders", "pass", started_at, 0.1, (check,))
 
-    with Store.open(db_url) as store:
+    with Store.open(any_url) as store:
         run = store.start_run(command="check", started_at=T0, as_of=None, suites=["orders"])
         store.record_suite(run, volume(T0, {day1: 100.0, day2: 7.0}))
         later = T0 + timedelta(hours=5)
@@ -430,10 +430,16 @@ def _hourly(started_at: datetime, last: datetime, *, as_of: datetime | None = No
     return SuiteResult("orders", "pass", started_at, 0.1, (check,), as_of=as_of)
 
 
+@pytest.fixture(params=["sqlite", "postgres", "mariadb"])
+def any_url(request: pytest.FixtureRequest) -> str:
+    """A fresh database URL on every engine the state store runs on."""
+    return str(request.getfixturevalue(f"{request.param}_url"))
+
+
 def test_repeated_runs_keep_each_bucket_once_and_let_go_of_what_no_window_reaches(
-    db_url: str,
+    any_url: str,
 ) -> None:
-    with Store.open(db_url) as store:
+    with Store.open(any_url) as store:
         run = store.start_run(command="check", started_at=T0, as_of=None, suites=["orders"])
         for hour in range(100):
             now = T0 + timedelta(hours=hour)
@@ -450,10 +456,10 @@ def test_repeated_runs_keep_each_bucket_once_and_let_go_of_what_no_window_reache
 
 
 def test_a_backtest_records_the_moment_it_judged_as_of_and_prunes_nothing(
-    db_url: str,
+    any_url: str,
 ) -> None:
     now = T0 + timedelta(days=30)
-    with Store.open(db_url) as store:
+    with Store.open(any_url) as store:
         run = store.start_run(command="check", started_at=now, as_of=None, suites=["orders"])
         store.record_suite(run, _hourly(now, now - timedelta(hours=1)))
         as_of = T0 + timedelta(days=2)

@@ -9,7 +9,7 @@ from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, NamedTuple, Self
+from typing import TYPE_CHECKING, Any, NamedTuple, Self, cast
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -65,17 +65,44 @@ _ALEMBIC_LOCK = threading.Lock()
 _UPSERT_BATCH = 1_000
 
 
-def _upsert(dialect: str) -> Any:
-    """The dialect's ``insert`` that knows ``ON CONFLICT … DO UPDATE``."""
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+def _newer_counts(dialect: str, rows: list[dict[str, Any]]) -> sa.Insert:
+    """INSERT ``rows`` into ``bucket_values``; a bucket already there takes a row's values
+    when the row was counted no earlier (by the wall clock) than what it holds."""
+    changing = ("suite_run_id", "value", "judged_at", "observed_at")
+    if dialect in ("postgresql", "sqlite"):
+        from sqlalchemy.dialects import postgresql, sqlite
 
-        return postgresql_insert
-    if dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+        insert = (postgresql if dialect == "postgresql" else sqlite).insert(BucketValue)
+        conflicting = insert.values(rows)
+        return cast(
+            sa.Insert,
+            conflicting.on_conflict_do_update(
+                index_elements=["suite", "check_name", "bucket"],
+                set_={name: conflicting.excluded[name] for name in changing},
+                where=conflicting.excluded.observed_at >= BucketValue.observed_at,
+            ),
+        )
+    if dialect in ("mysql", "mariadb"):
+        from sqlalchemy.dialects import mysql
 
-        return sqlite_insert
-    raise StoreError(f"the state store runs on SQLite or PostgreSQL, not {dialect}")
+        duplicate = mysql.insert(BucketValue).values(rows)
+        newer = duplicate.inserted.observed_at >= BucketValue.observed_at
+        # MySQL assigns in order: observed_at last, so that every test sees the old one.
+        return cast(
+            sa.Insert,
+            duplicate.on_duplicate_key_update(
+                [
+                    (
+                        name,
+                        sa.case(
+                            (newer, duplicate.inserted[name]), else_=BucketValue.__table__.c[name]
+                        ),
+                    )
+                    for name in changing
+                ]
+            ),
+        )
+    raise StoreError(f"the state store cannot run on {dialect}")
 
 
 # What may change on a row after it is recorded.
@@ -330,19 +357,9 @@ class Store:
             for bucket, value in check.series.items()
             if known.get(bucket) != float(value)
         ]
-        insert = _upsert(self.engine.dialect.name)
+        dialect = self.engine.dialect.name
         for first in range(0, len(values), _UPSERT_BATCH):
-            statement = insert(BucketValue).values(values[first : first + _UPSERT_BATCH])
-            session.execute(
-                statement.on_conflict_do_update(
-                    index_elements=["suite", "check_name", "bucket"],
-                    set_={
-                        name: statement.excluded[name]
-                        for name in ("suite_run_id", "value", "observed_at", "judged_at")
-                    },
-                    where=statement.excluded.observed_at >= BucketValue.observed_at,
-                )
-            )
+            session.execute(_newer_counts(dialect, values[first : first + _UPSERT_BATCH]))
         if check.series_reach is not None and result.as_of is None:
             session.execute(
                 sa.delete(BucketValue)

@@ -21,14 +21,15 @@ depends_on: str | None = None
 
 
 def upgrade() -> None:
+    # The copies to keep, in a derived table (MySQL cannot read the table it deletes from).
     op.execute(
-        "DELETE FROM bucket_values WHERE EXISTS ("
-        " SELECT 1 FROM bucket_values newer"
-        " WHERE newer.suite = bucket_values.suite"
-        " AND newer.check_name = bucket_values.check_name"
-        " AND newer.bucket = bucket_values.bucket"
-        " AND (newer.observed_at > bucket_values.observed_at"
-        " OR (newer.observed_at = bucket_values.observed_at AND newer.id > bucket_values.id)))"
+        "DELETE FROM bucket_values WHERE id NOT IN (SELECT id FROM ("
+        " SELECT max(b.id) AS id FROM bucket_values b JOIN ("
+        "  SELECT suite, check_name, bucket, max(observed_at) AS newest FROM bucket_values"
+        "  GROUP BY suite, check_name, bucket) n"
+        " ON b.suite = n.suite AND b.check_name = n.check_name AND b.bucket = n.bucket"
+        " AND b.observed_at = n.newest"
+        " GROUP BY b.suite, b.check_name, b.bucket) keep)"
     )
     op.drop_index("ix_bucket_values_series", table_name="bucket_values")
     op.create_index(
