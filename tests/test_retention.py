@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from dq_agent.cli import main
 from dq_agent.config import load_project
 from dq_agent.engine import RunOptions, run_checks
+from dq_agent.results import SuiteResult
 from dq_agent.store import Store
 from dq_agent.store.models import BucketValue, CheckResultRow, Metric, Run, SuiteRun
 from dq_agent.store.retention import cutoff, prune, reach, stats, thin
@@ -243,3 +244,24 @@ def test_a_run_that_did_not_pass_is_never_thinned(tmp_path: Path) -> None:
         # Nothing more to thin: the newest of 1 Dec is kept with the error.
         assert thin(store, "orders", keep=2) == {}
         assert thin(store, "orders", keep=None) == {}
+
+
+def test_beyond_two_weeks_a_passing_run_a_week_is_kept(tmp_path: Path) -> None:
+    newest = datetime(2026, 12, 2, 18, 0, tzinfo=UTC)  # a Wednesday
+    with Store.open(f"sqlite:///{tmp_path}/state.db") as store:
+        for quarter in range(4 * 35, -1, -1):  # every six hours for five weeks
+            at = newest - timedelta(hours=6 * quarter)
+            run = store.start_run(command="check", started_at=at, as_of=None, suites=["orders"])
+            store.record_suite(run, SuiteResult("orders", "pass", at, 0.1))
+        thin(store, "orders", keep=4)
+        kept = [at for at, _ in suite_runs(store)]
+    # The newest four (2 Dec), then the newest run of each day for two weeks: 19 Nov to 1 Dec.
+    assert kept[-4:] == [newest - timedelta(hours=6 * q) for q in (3, 2, 1, 0)]
+    assert kept[-17:-4] == [newest - timedelta(days=d) for d in range(13, 0, -1)]
+    # Before those, the newest run of each ISO week (Monday to Sunday).
+    assert kept[:-17] == [
+        datetime(2026, 11, 1, 18, 0, tzinfo=UTC),
+        datetime(2026, 11, 8, 18, 0, tzinfo=UTC),
+        datetime(2026, 11, 15, 18, 0, tzinfo=UTC),
+        datetime(2026, 11, 18, 18, 0, tzinfo=UTC),  # two weeks before the newest: weekly
+    ]

@@ -147,7 +147,8 @@ class SnapshotSettings(Model):
 
 class RetentionSettings(Model):
     """How much run history is kept: beyond a suite's newest ``full_runs`` runs, a run that
-    passed is kept only if it is the newest of its day (None: every run is kept); runs, their
+    passed is kept only if it is the newest of its day, or of its week once two weeks old
+    (None: every run is kept); runs, their
     check results and metrics older than ``days`` are pruned (off by default),
     never what a baseline window still reaches, never a suite's latest run, and never the
     ledger, incidents or feedback."""

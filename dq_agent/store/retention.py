@@ -3,9 +3,10 @@
 what each table holds (``dq-agent store stats``).
 
 Thinned: beyond a suite's newest ``full_runs`` runs, a run that passed goes with its check
-results and metrics unless it is the newest of its day. Runs that did not pass stay, and so
-does one a day: the history grows with the days a suite runs and what went wrong, not with how
-often it runs (an hourly suite keeps 60 runs and one a day, not 24).
+results and metrics unless it is the newest of its day (of its week, once it is two weeks
+older than the newest run). Runs that did not pass stay: the history grows with the weeks a
+suite runs and what went wrong, not with how often it runs (an hourly suite keeps 60 runs,
+one a day for two weeks and one a week before, not 24 a day).
 
 Pruned: runs, their suite runs, check results and metrics older than the
 cutoff, and schema snapshots older than it (each suite's newest kept). The short-lived
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -36,6 +37,8 @@ from dq_agent.store.models import (
 )
 from dq_agent.store.store import Store
 
+# Beyond a suite's newest runs, passing runs are kept one a day for this long, then one a week.
+DAILY_FOR = timedelta(days=14)
 # Beyond a baseline's own window: its newest bucket may be a week long and still settling.
 _REACH_MARGIN = timedelta(days=8)
 
@@ -78,6 +81,15 @@ class Pruned:
         return sum(self.rows.values())
 
 
+def _period(started_at: datetime, newest: datetime) -> tuple[int, int, int]:
+    """The day a run started on, or its ISO week once that is ``DAILY_FOR`` before the newest
+    run's: the runs kept beyond the newest are one a day, then one a week."""
+    if newest - started_at < DAILY_FOR:
+        return started_at.isocalendar()[0], started_at.isocalendar()[1], started_at.isoweekday()
+    year, week, _ = started_at.isocalendar()
+    return year, week, 0
+
+
 def thin(store: Store, suite: str, *, keep: int | None, dry_run: bool = False) -> dict[str, int]:
     """Thin ``suite``'s run history beyond its newest ``keep`` runs (see above); rows deleted
     (would be, with ``dry_run``) by table. ``keep`` None: nothing is thinned."""
@@ -90,15 +102,17 @@ def thin(store: Store, suite: str, *, keep: int | None, dry_run: bool = False) -
     )
     counted: dict[str, int] = {}
     with store._transaction(f"thin the run history of {suite!r}") as session:
-        days: set[date] = set()
+        periods: set[tuple[int, int, int]] = set()
         doomed: list[int] = []
         runs: set[int] = set()
+        newest: datetime | None = None
         for place, (suite_run, run, started_at, status) in enumerate(session.execute(newest_first)):
-            day = started_at.date()
-            if place >= keep and status == "pass" and day in days:
+            newest = newest or started_at
+            period = _period(started_at, newest)
+            if place >= keep and status == "pass" and period in periods:
                 doomed.append(suite_run)
                 runs.add(run)
-            days.add(day)
+            periods.add(period)
         if not doomed:
             return {}
         for model in (CheckResultRow, Metric):
