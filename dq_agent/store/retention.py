@@ -84,10 +84,8 @@ class Pruned:
 def _period(started_at: datetime, newest: datetime) -> tuple[int, int, int]:
     """The day a run started on, or its ISO week once that is ``DAILY_FOR`` before the newest
     run's: the runs kept beyond the newest are one a day, then one a week."""
-    if newest - started_at < DAILY_FOR:
-        return started_at.isocalendar()[0], started_at.isocalendar()[1], started_at.isoweekday()
-    year, week, _ = started_at.isocalendar()
-    return year, week, 0
+    year, week, weekday = started_at.isocalendar()
+    return year, week, weekday if newest - started_at < DAILY_FOR else 0
 
 
 def thin(store: Store, suite: str, *, keep: int | None, dry_run: bool = False) -> dict[str, int]:
