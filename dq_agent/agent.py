@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from dq_agent.config.loader import Project
 from dq_agent.config.models import Suite
-from dq_agent.engine import RunOptions, run_checks
+from dq_agent.engine import RunOptions, SuiteHook, run_checks
 from dq_agent.errors import DqAgentError
 from dq_agent.escalate.incidents import Notice, RecordOwners, track
 from dq_agent.escalate.notify import Delivery, Escalation
@@ -97,6 +97,91 @@ def _checked(
 ) -> tuple[Cycle, list[Outcome], RecordOwners]:
     """The part of a cycle that belongs to its suites: what it saw, the corrections written
     (settled and new), and the records' owners."""
+    if project.sealed:
+        acted = _through_broker(project, suite_ids, store, options, dry_run, progress)
+    else:
+
+        def run(hook: SuiteHook) -> list[SuiteResult]:
+            return run_checks(
+                project,
+                suite_ids,
+                store=store,
+                options=options,
+                progress=progress,
+                command="run",
+                hook=hook,
+            )
+
+        acted = at_sources(project, suite_ids, store, options, dry_run=dry_run, env=env, run=run)
+    if dry_run:
+        return Cycle(acted.results, acted.outcomes, acted.settled.notes, []), [], acted.records
+    now = options.clock()
+    notices = track(project, store, acted.results, acted.outcomes, now, acted.records)
+    if project.settings.llm is not None:
+        _review(project, store, options, notices, env)
+    assert restarts is not None
+    restarts.plan(acted.results)
+    cycle = Cycle(acted.results, acted.outcomes, acted.settled.notes, notices)
+    return cycle, [*acted.settled.written, *acted.outcomes], acted.records
+
+
+@dataclass
+class Acted:
+    """What a cycle saw and did at its suites' sources: their results, the corrections a
+    crash had interrupted (settled), those made or proposed now, and the records' owners."""
+
+    results: list[SuiteResult] = field(default_factory=list)
+    settled: Settled = field(default_factory=Settled)
+    outcomes: list[Outcome] = field(default_factory=list)
+    records: RecordOwners = field(default_factory=RecordOwners)
+
+    def to_json(self) -> dict[str, Any]:
+        """As a broker that acted hands it over (one suite's)."""
+        return {
+            "results": [r.to_wire() for r in self.results],
+            "settled": {
+                "notes": self.settled.notes,
+                "written": [o.to_json() for o in self.settled.written],
+            },
+            "outcomes": [o.to_json() for o in self.outcomes],
+            "owners": [
+                [suite, key, email] for (suite, key), email in self.records.by_record.items()
+            ],
+        }
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> Acted:
+        settled = doc["settled"]
+        return cls(
+            results=[SuiteResult.from_wire(r) for r in doc["results"]],
+            settled=Settled(
+                list(settled["notes"]), [Outcome.from_json(o) for o in settled["written"]]
+            ),
+            outcomes=[Outcome.from_json(o) for o in doc["outcomes"]],
+            records=RecordOwners({(suite, key): email for suite, key, email in doc["owners"]}),
+        )
+
+    def add(self, other: Acted) -> None:
+        """Take in what was done at one more suite's source (but its results)."""
+        self.settled.notes.extend(other.settled.notes)
+        self.settled.written.extend(other.settled.written)
+        self.outcomes += other.outcomes
+        self.records.by_record.update(other.records.by_record)
+
+
+def at_sources(
+    project: Project,
+    suite_ids: Sequence[str],
+    store: Store,
+    options: RunOptions,
+    *,
+    dry_run: bool,
+    env: Mapping[str, str] | None,
+    run: Callable[[SuiteHook], list[SuiteResult]],
+) -> Acted:
+    """Settle interrupted corrections, then ``run`` the suites with the hook that corrects
+    (or proposes) within the guardrails and finds the records' owners while each suite's
+    source is open: the agent's own work on a laptop, the broker's in production."""
     settled = Settled() if dry_run else settle(project, store, options, suite_ids)
     remedy = Remedy(project, store, options, dry_run=dry_run, env=env)
     records = RecordOwners()
@@ -106,24 +191,41 @@ def _checked(
             records(suite, source, relation, result)
         remedy(suite, source, relation, result)
 
-    results = run_checks(
+    results = run(hook)
+    return Acted(results, settled, remedy.outcomes, records)
+
+
+def _through_broker(
+    project: Project,
+    suite_ids: Sequence[str],
+    store: Store,
+    options: RunOptions,
+    dry_run: bool,
+    progress: Any,
+) -> Acted:
+    """Each suite run and acted on by the broker (it holds the sources' credentials); the
+    agent records the results, and tells people."""
+    from dq_agent.broker.client import BrokerClient
+
+    assert project.settings.broker is not None
+    client = BrokerClient(project.settings.broker, retry=options.retry)
+    acted = Acted()
+
+    def remote(suite_id: str) -> SuiteResult:
+        one = client.act(suite_id, dry_run=dry_run)
+        acted.add(one)
+        return one.results[0]
+
+    acted.results = run_checks(
         project,
         suite_ids,
         store=store,
         options=options,
         progress=progress,
         command="run",
-        hook=hook,
+        remote=remote,
     )
-    if dry_run:
-        return Cycle(results, remedy.outcomes, settled.notes, []), [], records
-    notices = track(project, store, results, remedy.outcomes, options.clock(), records)
-    if project.settings.llm is not None:
-        _review(project, store, options, notices, env)
-    assert restarts is not None
-    restarts.plan(results)
-    cycle = Cycle(results, remedy.outcomes, settled.notes, notices)
-    return cycle, [*settled.written, *remedy.outcomes], records
+    return acted
 
 
 def tick(

@@ -6,6 +6,7 @@ import json
 import os
 import shlex
 import signal
+import ssl
 import sys
 import tempfile
 import threading
@@ -46,6 +47,7 @@ from dq_agent.store import Store
 from dq_agent.store.ledger import STATUS_AFTER
 
 if TYPE_CHECKING:
+    from dq_agent.broker.tokens import Token
     from dq_agent.remedy import Outcome
 
 # The agent's parts beyond checking (Slack, corrections, the daemon, the emulators) are
@@ -182,6 +184,11 @@ def sources(project_dir: Path, fmt: str) -> None:
     from dq_agent.sources.probe import probe_all
 
     project = load_project(project_dir)
+    try:
+        _not_brokered(project, "dq-agent sources")
+    except DqAgentError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_CANNOT_RUN)
     statuses = probe_all(project.root, project.connectors, project.suites.values())
     if fmt == "json":
         click.echo(json.dumps({"sources": [s.to_json() for s in statuses]}, indent=2))
@@ -431,6 +438,17 @@ def _run(
             out.print(Text(str(notice), style="yellow" if notice.event != "resolved" else "green"))
         report.print_delivery(out, cycle.delivery)
     return exit_code(worst(r.status for r in cycle.results))
+
+
+def _not_brokered(project: Project, command: str) -> None:
+    """Raise for a command the broker cannot serve yet: with ``broker:`` set the agent holds
+    no source credential, and the broker does not yet correct records or serve MCP."""
+    if project.sealed:
+        raise DqAgentError(
+            f"{command} is not supported with a broker yet (broker: in dq-agent.yml): the "
+            "broker runs checks and restarts, but does not yet correct records, probe "
+            "sources or serve MCP"
+        )
 
 
 # Wide enough that no line written to a pipe is wrapped.
@@ -1436,11 +1454,213 @@ def mcp(project_dir: Path) -> None:
     if project is None:
         sys.exit(EXIT_CANNOT_RUN)
     try:
+        _not_brokered(project, "dq-agent mcp")
         with Store.open(project.state_url) as store:
             serve_mcp(project, store, clock=utc_now)
     except DqAgentError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_CANNOT_RUN)
+
+
+def home_option(function: Callable[..., None]) -> Callable[..., None]:
+    return click.option(
+        "--home",
+        type=click.Path(file_okay=False, path_type=Path),
+        envvar="DQ_BROKER_HOME",
+        default=Path("~/.dq-agent-broker").expanduser(),
+        show_default="~/.dq-agent-broker, or DQ_BROKER_HOME",
+        help="The broker's own folder: its tokens (hashes only) and its audit log.",
+    )(function)
+
+
+@main.group(invoke_without_command=True)
+@project_option
+@home_option
+@click.option(
+    "--listen",
+    default=None,
+    metavar="URL",
+    help="unix:/path/broker.sock, https://HOST:PORT (with --cert and --key), or "
+    "http://127.0.0.1:PORT (the loopback only).",
+)
+@click.option(
+    "--cert",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The broker's TLS certificate chain (PEM), for https://.",
+)
+@click.option(
+    "--key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The private key of --cert (PEM).",
+)
+@click.pass_context
+def broker(
+    ctx: click.Context,
+    project_dir: Path,
+    home: Path,
+    listen: str | None,
+    cert: Path | None,
+    key: Path | None,
+) -> None:
+    """Hold the sources' credentials and do only what a scoped token allows, until SIGTERM.
+
+    Run it as its own process, with its own environment (the secrets its connector profiles
+    name) and the project's files; the agent then names it (broker: {url, token} in
+    dq-agent.yml) and holds no source secret. Every call is written to a hash-chained audit
+    log. Without a subcommand it serves; see also `broker token` and `broker audit`.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    if listen is None:
+        raise click.UsageError("give --listen unix:/path or https://HOST:PORT")
+    from dq_agent.broker.server import Broker, BrokerServer
+
+    stop = _stop_on_signals()
+    try:
+        served = Broker(project_dir, home)
+        server = BrokerServer(served, listen, cert=cert, key=key)
+    except (DqAgentError, OSError, ssl.SSLError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_CANNOT_RUN)
+    with server:
+        click.echo(f"broker listening on {server.url}", err=True)
+        _until(stop)
+    served.close()
+
+
+@broker.group("token")
+def broker_token() -> None:
+    """Create, list and revoke the tokens the broker honours."""
+
+
+@broker_token.command("create")
+@home_option
+@click.option(
+    "--suites",
+    required=True,
+    metavar="PATTERNS",
+    help="Comma-separated suite ids or patterns (crm_*).",
+)
+@click.option(
+    "--actions",
+    required=True,
+    metavar="ACTIONS",
+    help="Comma-separated: check, read, correct, notify, restart.",
+)
+@click.option("--ttl", default="30d", show_default=True, help="How long it is valid: 12h, 30d.")
+@click.option("--note", default="", help="Who or what holds it.")
+def broker_token_create(home: Path, suites: str, actions: str, ttl: str, note: str) -> None:
+    """Make a token and print it, once: the broker keeps only its hash."""
+    from dq_agent.broker.tokens import TokenBook
+
+    book = TokenBook(home / "tokens.db")
+    try:
+        token, secret = book.create(
+            suites=_items(suites),
+            actions=_items(actions),
+            ttl=parse_duration(ttl),
+            now=utc_now(),
+            note=note,
+        )
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    finally:
+        book.dispose()
+    click.echo(f"token {token.id}, valid until {token.expires_at:%Y-%m-%d %H:%M} UTC:", err=True)
+    click.echo(secret)
+
+
+def _items(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+@broker_token.command("list")
+@home_option
+@format_option
+def broker_token_list(home: Path, fmt: str) -> None:
+    """The tokens, newest first (never their secrets)."""
+    from dq_agent.broker.tokens import TokenBook
+
+    book = TokenBook(home / "tokens.db")
+    try:
+        tokens = book.list()
+    finally:
+        book.dispose()
+    now = utc_now()
+    if fmt == "json":
+        rows = [
+            {
+                "id": t.id,
+                "suites": list(t.suites),
+                "actions": list(t.actions),
+                "note": t.note,
+                "created_at": t.created_at.isoformat(),
+                "expires_at": t.expires_at.isoformat(),
+                "revoked_at": t.revoked_at.isoformat() if t.revoked_at else None,
+                "state": _token_state(t, now),
+            }
+            for t in tokens
+        ]
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for t in tokens:
+        click.echo(
+            f"{t.id}  {_token_state(t, now):<7}  suites {','.join(t.suites)}  actions "
+            f"{','.join(t.actions)}  until {t.expires_at:%Y-%m-%d %H:%M}  {t.note}"
+        )
+
+
+def _token_state(token: Token, now: datetime) -> str:
+    return "revoked" if token.revoked_at else "expired" if token.expired(now) else "valid"
+
+
+@broker_token.command("revoke")
+@click.argument("token_id")
+@home_option
+def broker_token_revoke(token_id: str, home: Path) -> None:
+    """Revoke a token: the broker refuses it from its next call on."""
+    from dq_agent.broker.tokens import TokenBook
+
+    book = TokenBook(home / "tokens.db")
+    try:
+        token = book.revoke(token_id, utc_now())
+    except LookupError as exc:
+        click.echo(f"error: {exc.args[0] if exc.args else exc}", err=True)
+        sys.exit(EXIT_CANNOT_RUN)
+    finally:
+        book.dispose()
+    assert token.revoked_at is not None
+    click.echo(f"token {token.id} revoked at {token.revoked_at:%Y-%m-%d %H:%M:%S} UTC")
+
+
+@broker.command("audit")
+@home_option
+@click.option("--verify", is_flag=True, help="Check the hash chain; exit 2 when it is broken.")
+@click.option("--last", type=click.IntRange(min=1), default=None, help="Only the last N calls.")
+@format_option
+def broker_audit(home: Path, verify: bool, last: int | None, fmt: str) -> None:
+    """Show the broker's audit log, or check that no line was edited, removed or reordered."""
+    from dq_agent.broker.audit import AuditLog
+
+    log = AuditLog(home / "audit.log")
+    if verify:
+        checked = log.verify()
+        if fmt == "json":
+            click.echo(json.dumps(vars(checked)))
+        elif checked.ok:
+            click.echo(f"audit log intact: {plural(checked.lines, 'line')}")
+        else:
+            click.echo(f"audit log broken: {checked.problem}", err=True)
+        sys.exit(0 if checked.ok else 2)
+    entries = log.entries(limit=last)
+    if fmt == "json":
+        click.echo(json.dumps(entries, indent=2))
+        return
+    for e in entries:
+        click.echo(
+            f"{e['seq']:>6}  {e['at']}  {e['token'] or '-':<12}  {e['operation']:<8}  "
+            f"{e['suite'] or '-'}  {e['outcome']}  {e['detail']}"
+        )
 
 
 @main.command()

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
@@ -148,17 +149,38 @@ def run_checks(
     progress: Progress | None = None,
     command: str = "check",
     hook: SuiteHook | None = None,
+    remote: Callable[[str], SuiteResult] | None = None,
 ) -> list[SuiteResult]:
-    """Run the suites read-only, record them in ``store``, and return their results."""
+    """Run the suites read-only, record them in ``store``, and return their results.
+
+    ``remote`` runs a suite elsewhere: a sealed project's (``broker:`` in its settings) run
+    in the broker, by default for their checks alone (``hook`` needs the source, which only
+    the broker can open).
+    """
     options = options or RunOptions()
     ids = list(suite_ids)
+    if project.sealed and remote is None:
+        if hook is not None:
+            raise DqAgentError(
+                "with a broker (broker: in dq-agent.yml), reading every failing record "
+                "(--findings-out) is not supported yet"
+            )
+        from dq_agent.broker.client import BrokerClient
+
+        assert project.settings.broker is not None
+        client = BrokerClient(project.settings.broker, retry=options.retry)
+        remote = partial(client.check, as_of=options.as_of)
     run_id = None
     if store is not None:
         run_id = store.start_run(
             command=command, started_at=options.clock(), as_of=options.as_of, suites=ids
         )
     connections = Connections(
-        project.root, project.connectors, retry=options.retry, engines=options.engines
+        project.root,
+        project.connectors,
+        retry=options.retry,
+        engines=options.engines,
+        sealed=project.sealed,
     )
     results: list[SuiteResult] = []
     try:
@@ -167,6 +189,8 @@ def run_checks(
                 progress(suite_id, None)
             if suite_id in project.broken_suites:
                 outcome = _broken(suite_id, project, options)
+            elif remote is not None:
+                outcome = _brokered(remote, suite_id, options)
             else:
                 outcome = run_suite(
                     project.suites[suite_id], connections, store, options, run_id, hook
@@ -184,6 +208,52 @@ def run_checks(
                 run_id, status=worst(r.status for r in results), finished_at=options.clock()
             )
     return results
+
+
+def check_suite(
+    project: Project,
+    suite_id: str,
+    store: Store | None,
+    options: RunOptions,
+    hook: SuiteHook | None = None,
+) -> SuiteResult:
+    """One suite's checks on connections of their own, not recorded (what a broker runs for
+    the agent, which records the result); ``hook`` as :func:`run_checks`'s."""
+    if suite_id in project.broken_suites:
+        return _broken(suite_id, project, options)
+    connections = Connections(
+        project.root,
+        project.connectors,
+        retry=options.retry,
+        engines=options.engines,
+        sealed=project.sealed,
+    )
+    try:
+        return run_suite(project.suites[suite_id], connections, store, options, hook=hook)
+    finally:
+        connections.dispose()
+
+
+def _brokered(
+    remote: Callable[[str], SuiteResult], suite_id: str, options: RunOptions
+) -> SuiteResult:
+    """The suite as the broker ran it; an unreachable or refusing broker makes the suite
+    ``error``, as an unreachable source does."""
+    started_at = options.clock()
+    started = time.perf_counter()
+    try:
+        return remote(suite_id)
+    except SourceError as exc:
+        duration = time.perf_counter() - started
+        return SuiteResult(
+            suite_id,
+            "error",
+            started_at,
+            duration,
+            error=str(exc),
+            as_of=options.as_of,
+            transient=exc.transient,
+        )
 
 
 def _broken(suite_id: str, project: Project, options: RunOptions) -> SuiteResult:
@@ -462,7 +532,9 @@ def backtest_suite(
         )
     if end <= start:
         raise DqAgentError(f"--to ({end.isoformat()}) must be after --from ({start.isoformat()})")
-    reading = opened(project.root, project.connectors, suite.source, retry=options.retry)
+    reading = opened(
+        project.root, project.connectors, suite.source, retry=options.retry, sealed=project.sealed
+    )
     with reading as (_, relation):
         ctx = context_for(suite, store, options, options.clock())
         return [

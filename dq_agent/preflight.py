@@ -62,7 +62,9 @@ def connect_issues(project: Project) -> list[ConfigIssue]:
     are still checked. Issues come suite by suite, each suite's top to bottom.
     """
     # One attempt each: validate answers now, and a retry's backoff would only delay it.
-    connections = Connections(project.root, project.connectors, retry=NO_RETRY)
+    connections = Connections(
+        project.root, project.connectors, retry=NO_RETRY, sealed=project.sealed
+    )
     issues: list[ConfigIssue] = []
     try:
         for suite in project.suites.values():

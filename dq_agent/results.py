@@ -78,6 +78,19 @@ class Finding:
             "evidence": list(self.evidence),
         }
 
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> Finding:
+        return cls(
+            key=dict(doc["key"]),
+            column=doc.get("column"),
+            observed=doc.get("observed"),
+            proposed=doc.get("proposed"),
+            action=doc.get("action", "report"),
+            confidence=doc.get("confidence"),
+            reason=doc.get("reason", ""),
+            evidence=tuple(doc.get("evidence", ())),
+        )
+
 
 # Every failing record of a check, read afresh from its source a chunk at a time: only while
 # the source is open (a suite hook), with no max_findings cap.
@@ -117,6 +130,33 @@ class CheckResult:
             "findings": [finding.to_json() for finding in self.findings],
         }
 
+    def to_wire(self) -> dict[str, Any]:
+        """The JSON shape and what the store keeps besides (metrics, bucket series)."""
+        return {
+            **self.to_json(),
+            "metrics": dict(self.metrics),
+            "series": {start.isoformat(): value for start, value in self.series.items()},
+            "series_reach": self.series_reach.isoformat() if self.series_reach else None,
+        }
+
+    @classmethod
+    def from_wire(cls, doc: Mapping[str, Any]) -> CheckResult:
+        reach = doc.get("series_reach")
+        return cls(
+            name=doc["name"],
+            type=doc["type"],
+            status=doc["status"],
+            severity=doc["severity"],
+            message=doc["message"],
+            observed=doc.get("observed") or {},
+            findings=tuple(Finding.from_json(f) for f in doc.get("findings", ())),
+            metrics={k: float(v) for k, v in (doc.get("metrics") or {}).items()},
+            series={
+                datetime.fromisoformat(k): float(v) for k, v in (doc.get("series") or {}).items()
+            },
+            series_reach=datetime.fromisoformat(reach) if reach else None,
+        )
+
 
 @dataclass(frozen=True)
 class SuiteResult:
@@ -146,3 +186,26 @@ class SuiteResult:
         if self.as_of is not None:
             doc["as_of"] = self.as_of.isoformat()
         return doc
+
+    def to_wire(self) -> dict[str, Any]:
+        """Everything the store records of this result, as JSON: how a broker hands it over."""
+        return {
+            **self.to_json(),
+            "duration_s": self.duration_s,
+            "checks": [check.to_wire() for check in self.checks],
+            "transient": self.transient,
+        }
+
+    @classmethod
+    def from_wire(cls, doc: Mapping[str, Any]) -> SuiteResult:
+        as_of = doc.get("as_of")
+        return cls(
+            suite=doc["suite"],
+            status=doc["status"],
+            started_at=datetime.fromisoformat(doc["started_at"]),
+            duration_s=float(doc["duration_s"]),
+            checks=tuple(CheckResult.from_wire(c) for c in doc.get("checks", ())),
+            error=doc.get("error"),
+            as_of=datetime.fromisoformat(as_of) if as_of else None,
+            transient=doc.get("transient"),
+        )

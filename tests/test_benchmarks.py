@@ -264,3 +264,24 @@ def test_the_replicas_benchmark_loses_and_doubles_nothing(postgres_server: str) 
     due, finished, lost, taken_over, _twice = map(int, row)
     assert due == finished > 0 and lost == 0
     assert taken_over == 1  # the run the killed replica held
+
+
+def test_the_broker_benchmark_checks_both_ways(postgres_server: str) -> None:
+    rows = 2_000
+    try:
+        done = _bench(
+            "broker.py",
+            *("--rows", str(rows), "--repeat", "1", "--postgres-url", postgres_server),
+        )
+    finally:
+        import sqlalchemy as sa
+
+        from benchmarks.data import bench_schema
+
+        warehouse = sa.create_engine(postgres_server)
+        with warehouse.begin() as conn:
+            conn.execute(sa.text(f"DROP SCHEMA IF EXISTS {bench_schema(rows)} CASCADE"))
+        warehouse.dispose()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "suite status: pass, both paths, every run" in done.stdout
+    assert "brokered/direct" in done.stdout

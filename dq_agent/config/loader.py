@@ -62,6 +62,12 @@ class Project:
     broken_suites: Mapping[str, tuple[ConfigIssue, ...]] = field(default_factory=dict)
 
     @property
+    def sealed(self) -> bool:
+        """Whether the connectors' secrets are a broker's (``broker:`` in the settings): their
+        ``${…}`` references are unresolved, and sources are reached through the broker."""
+        return self.settings.broker is not None
+
+    @property
     def state_url(self) -> str:
         """The state store URL, a relative SQLite path taken from the project directory."""
         return resolve_sqlite_path(self.settings.state_url, self.root)
@@ -86,14 +92,22 @@ _WHERE_PROJECTS_ARE = (
 )
 
 
-def load_project(root: Path | str, env: Mapping[str, str] | None = None) -> Project:
-    """Parse ``dq-agent.yml``, ``connectors/*.yml`` and ``checks/*.yml`` under ``root``."""
+def load_project(
+    root: Path | str, env: Mapping[str, str] | None = None, *, as_broker: bool = False
+) -> Project:
+    """Parse ``dq-agent.yml``, ``connectors/*.yml`` and ``checks/*.yml`` under ``root``.
+
+    With a ``broker:`` in the settings, the connectors' ``${…}`` references stay unresolved:
+    their secrets are the broker's, and the agent never reads them. ``as_broker``: the broker
+    loads the project, resolving them from its own ``env`` and leaving ``broker:`` out.
+    """
     root = Path(root)
     env = os.environ if env is None else env
     issues: list[ConfigIssue] = []
 
-    settings = _load_settings(root, env, issues)
-    connectors, broken_connectors, connector_types = _load_connectors(root, env, issues)
+    settings = _load_settings(root, env, issues, as_broker)
+    sealed = settings.broker is not None
+    connectors, broken_connectors, connector_types = _load_connectors(root, env, issues, sealed)
 
     suites: dict[str, Suite] = {}
     broken: dict[str, tuple[ConfigIssue, ...]] = {}
@@ -390,7 +404,9 @@ def _field_names(model: type[BaseModel], loc: NodePath) -> list[str]:
     return [info.alias or name for name, info in fields.items()]
 
 
-def _load_settings(root: Path, env: Mapping[str, str], issues: list[ConfigIssue]) -> Settings:
+def _load_settings(
+    root: Path, env: Mapping[str, str], issues: list[ConfigIssue], as_broker: bool = False
+) -> Settings:
     file = root / SETTINGS_FILE
     if not file.exists():
         return Settings()
@@ -400,6 +416,8 @@ def _load_settings(root: Path, env: Mapping[str, str], issues: list[ConfigIssue]
     if not isinstance(doc.value, dict):
         issues.append(doc.issue((), "expected a mapping of settings"))
         return Settings()
+    if as_broker:  # the agent's way to the broker (its token) is none of the broker's business
+        doc.value.pop("broker", None)
     value, ref_issues = resolve_references(doc, env, root)
     if ref_issues:  # the values are incomplete: validating them would only repeat the cause
         issues.extend(ref_issues)
@@ -409,7 +427,7 @@ def _load_settings(root: Path, env: Mapping[str, str], issues: list[ConfigIssue]
 
 
 def _load_connectors(
-    root: Path, env: Mapping[str, str], issues: list[ConfigIssue]
+    root: Path, env: Mapping[str, str], issues: list[ConfigIssue], sealed: bool = False
 ) -> tuple[dict[str, Connector], dict[str, Path], dict[str, str]]:
     """Valid connectors; broken ones (name → file); the declared type of every named one."""
     connectors: dict[str, Connector] = {}
@@ -419,7 +437,7 @@ def _load_connectors(
         name = file.stem
         before = len(issues)
         doc = _read(file, issues)
-        connector = _parse_connector(doc, root, env, issues) if doc is not None else None
+        connector = _parse_connector(doc, root, env, issues, sealed) if doc is not None else None
         if doc is not None and isinstance(doc.value, dict):
             types[name] = str(doc.value.get("type", ""))
         if connector is None or len(issues) > before:
@@ -430,7 +448,11 @@ def _load_connectors(
 
 
 def _parse_connector(
-    doc: YamlDocument, root: Path, env: Mapping[str, str], issues: list[ConfigIssue]
+    doc: YamlDocument,
+    root: Path,
+    env: Mapping[str, str],
+    issues: list[ConfigIssue],
+    sealed: bool = False,
 ) -> Connector | None:
     if not isinstance(doc.value, dict):
         issues.append(doc.issue((), "expected a mapping with type: and its settings"))
@@ -449,7 +471,7 @@ def _parse_connector(
             doc.issue(("type",), f"unknown connector type {kind!r}; expected one of: {valid}")
         )
         return None
-    value, ref_issues = resolve_references(doc, env, root)
+    value, ref_issues = resolve_references(doc, env, root, sealed=sealed)
     if ref_issues:  # the values are incomplete: validating them would only repeat the cause
         issues.extend(ref_issues)
         return None

@@ -359,6 +359,21 @@ class OwnersSettings(Model):
     dbt_manifest: str | None = Field(None, min_length=1)
 
 
+class BrokerSettings(Model):
+    """The credential broker the agent asks for every operation on a source, in place of
+    holding the sources' credentials itself (see ``dq-agent broker``)."""
+
+    # unix:/run/dq-agent/broker.sock, or https://broker.internal:8443
+    url: str = Field(
+        pattern=r"^(unix:/.+|https://[^/\s]+/?|http://(127\.0\.0\.1|localhost)(:\d+)?/?)$"
+    )
+    token: SecretStr
+    # The certificate authority that signed the broker's TLS certificate (self-signed ones).
+    ca_file: str | None = None
+    # How long one operation (a suite's checks on a large table) may take.
+    timeout: float = Field(600.0, gt=0, le=86_400)
+
+
 class Settings(Model):
     """Global settings from ``dq-agent.yml``."""
 
@@ -374,6 +389,8 @@ class Settings(Model):
     people: dict[str, Person] = Field(default_factory=dict)
     ui: UiSettings = UiSettings()
     owners: OwnersSettings = OwnersSettings()
+    # Set, the connectors' credentials stay with the broker: the agent never resolves them.
+    broker: BrokerSettings | None = None
 
     @field_validator("people")
     @classmethod

@@ -19,12 +19,16 @@ _VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def resolve_references(
-    doc: YamlDocument, env: Mapping[str, str], base_dir: Path
+    doc: YamlDocument, env: Mapping[str, str], base_dir: Path, *, sealed: bool = False
 ) -> tuple[Any, list[ConfigIssue]]:
     """Return ``doc.value`` with every reference substituted, and the issues found.
 
     The substituted values are added to ``doc.secrets``, so that no issue shows them.
+    ``sealed``: the secrets are someone else's (a broker's) to read; every reference stays
+    as it is written, and neither the environment nor any file is looked at.
     """
+    if sealed:
+        return doc.value, []
     issues: list[ConfigIssue] = []
     value = _resolve(doc.value, (), doc, env, base_dir, issues)
     return value, issues

@@ -263,6 +263,7 @@ class Actions:
                 options=self.options,
                 env=self.env,
                 also=chain,
+                incident_id=incident["id"],
             )
         except DqAgentError as exc:
             detail = f"the fix was not written: {exc}"

@@ -52,6 +52,15 @@ class Outcome:
         by the agent or not), or what a person put back with Undo."""
         return self.status in ("applied", "kept") or self.fixed_at_source
 
+    def to_json(self) -> dict[str, Any]:
+        """As JSON, whole: how a broker that made the change hands it over."""
+        fields = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+        return fields | {"change": self.change.to_json()}
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> Outcome:
+        return cls(**{**doc, "change": Change.from_json(doc["change"])})
+
 
 def record_refused(store: Store, change: Change, reason: str, at: datetime) -> Outcome:
     """A change the policy did not allow becomes a pending proposal for the owner."""

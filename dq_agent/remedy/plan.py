@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Mapping
@@ -52,6 +53,15 @@ class Change:
             confidence=None,
             action="propose",
         )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            field.name: to_jsonable(getattr(self, field.name)) for field in dataclasses.fields(self)
+        }
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> Change:
+        return cls(**{**doc, "key": dict(doc["key"]), "evidence": tuple(doc["evidence"])})
 
     def idempotency_key(self, marker: str) -> str:
         """The same change in the same run always has the same key: it can be recorded once."""

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from dq_agent.checks.base import CheckContext
 from dq_agent.config.loader import Project
@@ -56,6 +57,9 @@ from dq_agent.sources.sql import SqlSource
 from dq_agent.sources.sqlrows import RowsChanged, same_rows
 from dq_agent.store import Store
 from dq_agent.store.ledger import RUNBOOK_FIX, Correction
+
+if TYPE_CHECKING:
+    from dq_agent.broker.client import BrokerClient
 
 
 @dataclass
@@ -560,6 +564,12 @@ def revert_corrections(
         _require_owner(_suite_of(project, correction), correction, by, told, what="undo")
         by_suite.setdefault(correction.suite, []).append(correction)
     outcomes: dict[int, Outcome] = {}
+    if project.sealed:  # the broker writes (and authorizes again, against its own config)
+        client = _broker(project, options)
+        for suite_id, group in by_suite.items():
+            done = client.revert(suite_id, [c.id for c in group], by=by)
+            outcomes |= {c.id: o for c, o in zip(group, done, strict=True)}
+        return [outcomes[c.id] for c in corrections]
     for suite_id, group in by_suite.items():
         suite = project.suites[suite_id]
         with _open(project, suite_id, options) as (source, relation):
@@ -599,11 +609,13 @@ def approve_correction(
     options: RunOptions,
     env: Mapping[str, str] | None = None,
     also: Iterable[str] = (),
+    incident_id: int | None = None,
 ) -> Outcome:
     """An owner approves a pending proposal: guardrails, branch check and write, as for a rule.
 
     ``also``: people who may decide besides the suite's owners and escalation list (the
-    owners of the records an incident is about).
+    chain of the incident ``incident_id`` the approval came from, which a broker reads for
+    itself).
     """
     correction = _correction(store, correction_id)
     suite = _suite_of(project, correction)
@@ -611,6 +623,10 @@ def approve_correction(
     refused = approval_refusal(project, correction, env=env)
     if refused is not None:
         raise DqAgentError(refused)
+    if project.sealed:  # the broker writes (and authorizes again, against its own config)
+        return _broker(project, options).approve(
+            suite.suite, correction_id, by=by, incident_id=incident_id
+        )
     if correction.column == RUNBOOK_FIX:
         return _apply_fix(project, store, suite, correction, by=by, options=options, env=env)
     change = Change.of(correction)
@@ -749,8 +765,18 @@ def _open(
     if suite_id not in project.suites:
         raise DqAgentError(f"suite {suite_id!r} is not in this project (or is invalid)")
     spec = project.suites[suite_id].source
-    with opened(project.root, project.connectors, spec, retry=options.retry) as opened_source:
+    reading = opened(
+        project.root, project.connectors, spec, retry=options.retry, sealed=project.sealed
+    )
+    with reading as opened_source:
         yield opened_source
+
+
+def _broker(project: Project, options: RunOptions) -> BrokerClient:
+    from dq_agent.broker.client import BrokerClient
+
+    assert project.settings.broker is not None
+    return BrokerClient(project.settings.broker, retry=options.retry)
 
 
 def _correction(store: Store, correction_id: int) -> Correction:

@@ -40,8 +40,14 @@ _COMMAND_POLL_S = 0.05
 
 
 def target_for(project: Project, suite: Suite, index: int) -> RestartTarget:
-    """The restart target for entry ``index`` of the suite's ``restart:`` list."""
+    """The restart target for entry ``index`` of the suite's ``restart:`` list (started by
+    the broker, when there is one: it holds the pipelines' credentials)."""
     args = suite.restart[index].args
+    if project.settings.broker is not None:
+        from dq_agent.broker.client import BrokerClient, BrokeredTarget
+
+        client = BrokerClient(project.settings.broker)
+        return BrokeredTarget(client, suite.suite, index, suite.restart[index].label)
     if isinstance(args, CommandRestart):
         from dq_agent.restart.command import CommandTarget
 

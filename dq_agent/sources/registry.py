@@ -64,7 +64,9 @@ class Engines:
 
 class Connections:
     """Per run: one engine or API client per connector, shared by the suites using it.
-    SQL engines come from ``engines`` when the caller keeps them across runs."""
+    SQL engines come from ``engines`` when the caller keeps them across runs. ``sealed``:
+    the connectors' secrets are a broker's (their ``${…}`` are unresolved), so no source can
+    be opened here."""
 
     def __init__(
         self,
@@ -73,9 +75,11 @@ class Connections:
         *,
         retry: RetryPolicy | None = None,
         engines: Engines | None = None,
+        sealed: bool = False,
     ) -> None:
         self._root = root
         self._connectors = connectors
+        self._sealed = sealed
         self._retry = retry or RetryPolicy()
         self._kept = engines
         self._engines: dict[str, sa.Engine] = {}
@@ -83,6 +87,12 @@ class Connections:
 
     def source(self, spec: SourceSpec) -> Source:
         """The source for ``spec``; raises :class:`SourceError` if it cannot be set up."""
+        if self._sealed:
+            raise SourceError(
+                f"connector {spec.connector!r}: its credentials are the broker's (broker: in "
+                "dq-agent.yml); this is not supported through the broker yet",
+                transient=False,
+            )
         connector = self._connectors[spec.connector]
         if isinstance(connector, SqlConnector) and isinstance(spec, SqlSourceSpec):
             return SqlSource(self._engine(spec.connector, connector), spec, connector)
@@ -157,13 +167,14 @@ def opened(
     spec: SourceSpec,
     *,
     retry: RetryPolicy | None = None,
+    sealed: bool = False,
 ) -> Iterator[tuple[Source, Relation]]:
     """One suite's source, opened for the ``with`` block and released after.
 
     For work outside a run (backtests, reverts, approvals); a run shares its connections
     across suites instead.
     """
-    connections = Connections(root, connectors, retry=retry)
+    connections = Connections(root, connectors, retry=retry, sealed=sealed)
     try:
         source = connections.source(spec)
         try:

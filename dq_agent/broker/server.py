@@ -1,0 +1,513 @@
+"""``dq-agent broker``: the process that holds the sources' credentials.
+
+It reads the project itself (suites, connector profiles and their secrets, from its own
+environment) and does named operations for holders of a token, each checked against the
+token's scope and the suite's own configuration: ``check`` runs a suite's checks as compiled
+from its suite file (nobody can send it SQL to run) and hands the results back. Every call,
+done or refused, is written to the hash-chained audit log. It listens on a unix socket or on
+HTTPS (a loopback address may go without TLS).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import socketserver
+import ssl
+import threading
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from dq_agent.agent import at_sources
+from dq_agent.broker.audit import AuditLog
+from dq_agent.broker.tokens import Refused, TokenBook
+from dq_agent.checks.base import plural
+from dq_agent.config import Project, load_project
+from dq_agent.config.models import CommandRestart
+from dq_agent.engine import RunOptions, SuiteHook, check_suite, utc_now
+from dq_agent.errors import DqAgentError
+from dq_agent.remedy import approve_correction, revert_corrections
+from dq_agent.remedy.apply import Outcome
+from dq_agent.restart.base import PipelineRun, RestartError
+from dq_agent.restart.runner import target_for
+from dq_agent.results import SuiteResult, key_text
+from dq_agent.sources.registry import Engines
+from dq_agent.store import Store
+
+log = logging.getLogger(__name__)
+
+API = "/v1"
+# A request body larger than this is no operation's (a suite id and a moment).
+MAX_BODY = 64 * 1024
+# Each operation, the token action it takes, and the fields its request may hold: anything
+# else (SQL text, another object, a field list) is refused, not ignored.
+OPERATIONS: dict[str, tuple[str, frozenset[str]]] = {
+    "check": ("check", frozenset({"suite", "as_of"})),
+    # A cycle's work at the suite's source: settle corrections a crash interrupted, check,
+    # correct (or propose) within the suite's guardrails, find the records' owners.
+    "act": ("correct", frozenset({"suite", "dry_run"})),
+    # An owner's decision on a correction of the suite: authorized again here, against the
+    # suite's owners and escalation list (and the chain of the incident it came from).
+    "approve": ("correct", frozenset({"suite", "correction", "by", "incident"})),
+    "revert": ("correct", frozenset({"suite", "corrections", "by"})),
+    # Start entry ``target`` of the suite's restart: list (``key``: the same for every
+    # attempt at one restart, so a retried start starts no second run), and follow that run.
+    "restart": ("restart", frozenset({"suite", "target", "key"})),
+    "restart_poll": ("restart", frozenset({"suite", "target", "run"})),
+}
+# Operations a token may name that this broker cannot do yet.
+NOT_YET = ("read", "notify")
+TOKENS_FILE = "tokens.db"
+AUDIT_FILE = "audit.log"
+
+
+class _TargetFailed(DqAgentError):
+    """A restart target refused or could not be reached; ``transient`` as RestartError's."""
+
+    def __init__(self, message: str, *, transient: bool) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: dict[str, Any]
+
+
+class Broker:
+    """The operations, with their authorization and their audit; no transport."""
+
+    def __init__(
+        self,
+        project_dir: Path,
+        home: Path,
+        *,
+        env: Mapping[str, str] | None = None,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.project_dir = project_dir
+        self.tokens = TokenBook(home / TOKENS_FILE)
+        self.audit = AuditLog(home / AUDIT_FILE)
+        self._env = env
+        self._clock = clock
+        self._engines = Engines()
+        self._stores: dict[str, Store] = {}
+        self._lock = threading.Lock()
+
+    def handle(self, operation: str, presented: str | None, body: Any) -> Answer:
+        """Authorize and do one operation; every outcome is audited."""
+        now = self._clock()
+        suite = body.get("suite") if isinstance(body, dict) else None
+        suite = suite if isinstance(suite, str) else None
+        token_id: str | None = None
+        try:
+            if operation not in OPERATIONS:
+                what = "not supported yet" if operation in NOT_YET else "unknown"
+                known = ", ".join(OPERATIONS)
+                raise Refused(
+                    f"operation {operation!r} is {what}; this broker does: {known}",
+                    status=404,
+                    reason="unknown_operation",
+                    token_id=None,
+                )
+            action, fields = OPERATIONS[operation]
+            if presented is None:
+                raise Refused(
+                    "no token: send Authorization: Bearer <token>",
+                    status=401,
+                    reason="no_token",
+                    token_id=None,
+                )
+            token = self.tokens.authorize(presented, action=action, suite=suite, now=now)
+            token_id = token.id
+            if not isinstance(body, dict) or suite is None:
+                raise Refused(
+                    f"{operation} takes a JSON object naming the suite",
+                    status=400,
+                    reason="bad_request",
+                    token_id=None,
+                )
+            extra = sorted(set(body) - fields)
+            if extra:
+                raise Refused(
+                    f"{operation} takes only {', '.join(sorted(fields))}; refused: "
+                    f"{', '.join(extra)} (the broker runs a suite's own checks, as its suite "
+                    "file says: it takes no SQL or other text to run)",
+                    status=400,
+                    reason="unexpected_fields",
+                    token_id=token_id,
+                )
+            project = self._project(suite)
+            if operation == "check":
+                answer, detail = self._check(project, suite, body.get("as_of"))
+            elif operation == "act":
+                answer, detail = self._act(
+                    project, suite, body.get("dry_run", False), now, token_id
+                )
+            elif operation in ("approve", "revert"):
+                answer, detail = self._decide(project, suite, operation, body, now, token_id)
+            else:
+                answer, detail = self._restart(project, suite, operation, body)
+        except Refused as exc:
+            self._audit(now, exc.token_id or token_id, suite, operation, "refused", str(exc))
+            return Answer(exc.status, {"error": str(exc), "reason": exc.reason})
+        except _TargetFailed as exc:
+            self._audit(now, token_id, suite, operation, "error", str(exc))
+            status = 503 if exc.transient else 422
+            return Answer(status, {"error": str(exc), "reason": "target_failed"})
+        except DqAgentError as exc:
+            self._audit(now, token_id, suite, operation, "error", str(exc))
+            return Answer(422, {"error": str(exc), "reason": "cannot_run"})
+        except Exception as exc:  # the broker stays up; the caller learns it failed
+            log.exception("broker %s of %s failed", operation, suite)
+            self._audit(now, token_id, suite, operation, "error", exc.__class__.__name__)
+            return Answer(500, {"error": f"the broker failed: {exc.__class__.__name__}"})
+        self._audit(now, token_id, suite, operation, "ok", detail)
+        return Answer(200, answer)
+
+    def _project(self, suite_id: str) -> Project:
+        """The project as its files say now (a changed suite needs no restart of the broker),
+        if it has the suite."""
+        project = load_project(self.project_dir, self._env, as_broker=True)
+        if suite_id not in project.suites and suite_id not in project.broken_suites:
+            raise Refused(
+                f"no suite {suite_id!r} in the broker's project",
+                status=404,
+                reason="no_suite",
+                token_id=None,
+            )
+        return project
+
+    def _check(
+        self, project: Project, suite_id: str, as_of_text: Any
+    ) -> tuple[dict[str, Any], str]:
+        as_of = None
+        if as_of_text is not None:
+            try:
+                as_of = datetime.fromisoformat(str(as_of_text))
+            except ValueError:
+                as_of = None
+            if as_of is None or as_of.tzinfo is None:
+                raise Refused(
+                    "as_of must be an ISO 8601 moment with its zone",
+                    status=400,
+                    reason="bad_request",
+                    token_id=None,
+                )
+        options = RunOptions(as_of=as_of, clock=self._clock, engines=self._engines)
+        result = check_suite(project, suite_id, self._store(project.state_url), options)
+        return {"result": result.to_wire()}, f"status {result.status}"
+
+    def _act(
+        self, project: Project, suite_id: str, dry_run: Any, now: datetime, token_id: str
+    ) -> tuple[dict[str, Any], str]:
+        """The suite's checks with its corrections, each written compare-and-set after its
+        verification on a branch and recorded in the ledger (the shared state store), as the
+        agent makes them without a broker: same guardrails, same exactly-once claims. The
+        agent calls it holding the suite's acting lock."""
+        if not isinstance(dry_run, bool):
+            raise Refused(
+                "dry_run is true or false", status=400, reason="bad_request", token_id=None
+            )
+        store = self._store(project.state_url)
+        options = RunOptions(clock=self._clock, engines=self._engines)
+
+        def run(hook: SuiteHook) -> list[SuiteResult]:
+            return [check_suite(project, suite_id, store, options, hook=hook)]
+
+        acted = at_sources(
+            project, [suite_id], store, options, dry_run=dry_run, env=self._env, run=run
+        )
+        self._audit_writes(now, token_id, suite_id, [*acted.settled.written, *acted.outcomes])
+        counts = Counter(o.status for o in acted.outcomes)
+        done = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+        status = acted.results[0].status
+        return acted.to_json(), f"status {status}; corrections: {done or 'none'}"
+
+    def _decide(
+        self,
+        project: Project,
+        suite_id: str,
+        operation: str,
+        body: Mapping[str, Any],
+        now: datetime,
+        token_id: str,
+    ) -> tuple[dict[str, Any], str]:
+        """Approve or undo corrections of the suite as ``by``, who must be one who may decide
+        on them by the broker's own reading of the suite and the ledger."""
+        store = self._store(project.state_url)
+        by = body.get("by")
+        ids = [body.get("correction")] if operation == "approve" else body.get("corrections")
+        if not isinstance(by, str) or not isinstance(ids, list) or not ids:
+            raise Refused(
+                f"{operation} takes who decides (by) and the corrections",
+                status=400,
+                reason="bad_request",
+                token_id=None,
+            )
+        for correction_id in ids:
+            correction = store.correction(correction_id) if isinstance(correction_id, int) else None
+            if correction is None or correction.suite != suite_id:
+                raise Refused(
+                    f"correction {correction_id!r} is not one of suite {suite_id!r}",
+                    status=403,
+                    reason="not_the_suites",
+                    token_id=None,
+                )
+        options = RunOptions(clock=self._clock, engines=self._engines)
+        if operation == "revert":
+            outcomes = revert_corrections(project, store, ids, by=by, options=options)
+        else:
+            chain: list[str] = []
+            incident = body.get("incident")
+            found = store.incident(incident) if isinstance(incident, int) else None
+            if found is not None and found["suite"] == suite_id:
+                chain = [person for step in found["chain"] for person in step]
+            outcomes = [
+                approve_correction(
+                    project, store, ids[0], by=by, options=options, env=self._env, also=chain
+                )
+            ]
+        self._audit_writes(now, token_id, suite_id, outcomes)
+        statuses = ", ".join(f"{o.correction_id} {o.status}" for o in outcomes)
+        answer: dict[str, Any] = {"outcomes": [o.to_json() for o in outcomes]}
+        if operation == "approve":
+            answer = {"outcome": answer["outcomes"][0]}
+        return answer, f"by {by}: {statuses}"
+
+    def _audit_writes(
+        self, now: datetime, token_id: str, suite_id: str, outcomes: Sequence[Outcome]
+    ) -> None:
+        """One line per ledgered change, with its ledger id."""
+        for outcome in outcomes:
+            if outcome.correction_id is not None:
+                change = outcome.change
+                self.audit.append(
+                    at=now,
+                    token_id=token_id,
+                    suite=suite_id,
+                    operation="correct",
+                    target=f"{change.source} {key_text(change.key)} {change.column}",
+                    outcome=outcome.status,
+                    detail=outcome.detail,
+                    ledger_id=outcome.correction_id,
+                )
+
+    def _restart(
+        self, project: Project, suite_id: str, operation: str, body: Mapping[str, Any]
+    ) -> tuple[dict[str, Any], str]:
+        """Start or poll a restart target the suite itself names; nothing else can be run."""
+        suite = project.suites.get(suite_id)
+        index = body.get("target")
+        if suite is None or not isinstance(index, int) or not 0 <= index < len(suite.restart):
+            named = len(suite.restart) if suite is not None else 0
+            raise Refused(
+                f"suite {suite_id!r} names {plural(named, 'restart target')}: there is no "
+                f"target {index!r}",
+                status=404,
+                reason="no_target",
+                token_id=None,
+            )
+        if isinstance(suite.restart[index].args, CommandRestart):
+            raise Refused(
+                f"restart {index} of suite {suite_id!r} is a local command: running commands "
+                "through the broker is not supported yet",
+                status=404,
+                reason="not_supported",
+                token_id=None,
+            )
+        target = target_for(project, suite, index)
+        try:
+            if operation == "restart":
+                key = body.get("key")
+                if not isinstance(key, str) or not key:
+                    raise Refused(
+                        "restart takes the restart's key",
+                        status=400,
+                        reason="bad_request",
+                        token_id=None,
+                    )
+                run = target.start(key)
+            else:
+                try:
+                    run = target.poll(PipelineRun(**body.get("run") or {}))
+                except TypeError:
+                    raise Refused(
+                        "restart_poll takes the run the start answered",
+                        status=400,
+                        reason="bad_request",
+                        token_id=None,
+                    ) from None
+        except RestartError as exc:
+            # The caller's retry policy needs to know whether trying again may help.
+            raise _TargetFailed(str(exc), transient=exc.transient) from exc
+        finally:
+            close = getattr(target, "close", None)
+            if close is not None:
+                close()
+        label = suite.restart[index].label
+        return {"run": dataclasses.asdict(run)}, f"{label}: run {run.run_id} {run.state}"
+
+    def _store(self, url: str) -> Store:
+        """The state store, for the baselines' history (kept open across calls)."""
+        with self._lock:
+            store = self._stores.get(url)
+            if store is None:
+                store = self._stores[url] = Store.open(url)
+            return store
+
+    def _audit(
+        self,
+        now: datetime,
+        token_id: str | None,
+        suite: str | None,
+        operation: str,
+        outcome: str,
+        detail: str,
+    ) -> None:
+        self.audit.append(
+            at=now,
+            token_id=token_id,
+            suite=suite,
+            operation=operation,
+            target=suite,
+            outcome=outcome,
+            detail=detail,
+        )
+
+    def close(self) -> None:
+        self._engines.dispose()
+        for store in self._stores.values():
+            store.close()
+        self.tokens.dispose()
+
+
+class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+
+def _handler(broker: Broker) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            if self.path == "/healthz":
+                self._reply(Answer(200, {"ok": True}))
+            else:
+                self._reply(Answer(404, {"error": "not found"}))
+
+        def do_POST(self) -> None:
+            if not self.path.startswith(API + "/"):
+                self._reply(Answer(404, {"error": "not found"}))
+                return
+            text = self.headers.get("Content-Length") or "0"
+            if not text.isdigit():
+                self._reply(Answer(400, {"error": "expected a Content-Length in bytes"}))
+                return
+            length = int(text)
+            if length > MAX_BODY:
+                self._reply(Answer(413, {"error": "request too large"}))
+                return
+            raw = self.rfile.read(length)
+            try:
+                body = json.loads(raw) if raw else {}
+            except ValueError:
+                body = None
+            auth = self.headers.get("Authorization") or ""
+            presented = auth[len("Bearer ") :].strip() if auth.startswith("Bearer ") else None
+            self._reply(broker.handle(self.path[len(API) + 1 :], presented, body))
+
+        def _reply(self, answer: Answer) -> None:
+            data = json.dumps(answer.body).encode()
+            self.send_response(answer.status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            log.debug("broker: " + format, *args)
+
+    return Handler
+
+
+class BrokerServer:
+    """Serves a :class:`Broker` on ``listen``: ``unix:/path``, or ``https://host:port``
+    (with ``cert`` and ``key``), or ``http://127.0.0.1:port`` on the loopback only."""
+
+    def __init__(
+        self, broker: Broker, listen: str, *, cert: Path | None = None, key: Path | None = None
+    ) -> None:
+        self.broker = broker
+        handler = _handler(broker)
+        self._server: socketserver.BaseServer
+        if listen.startswith("unix:"):
+            path = Path(listen[len("unix:") :])
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.unlink(missing_ok=True)  # a socket left by a broker that was killed
+            self._server = _UnixServer(str(path), handler)
+            os.chmod(path, 0o660)  # the agent's group may connect; nobody else
+            self.url = f"unix:{path}"
+        else:
+            parts = urlsplit(listen)
+            host, port = parts.hostname or "", parts.port or 0
+            if parts.scheme == "http" and host not in ("127.0.0.1", "localhost"):
+                raise DqAgentError(
+                    f"--listen {listen}: without TLS the broker listens on the loopback only; "
+                    "give https://… with --cert and --key"
+                )
+            if parts.scheme not in ("http", "https"):
+                raise DqAgentError(
+                    f"--listen {listen}: expected unix:/path, https://host:port or "
+                    "http://127.0.0.1:port"
+                )
+            server = ThreadingHTTPServer((host, port), handler)
+            server.daemon_threads = True
+            if parts.scheme == "https":
+                if cert is None or key is None:
+                    raise DqAgentError(f"--listen {listen}: HTTPS needs --cert and --key")
+                context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+                context.load_cert_chain(cert, key)
+                # The handshake happens in the request's thread, not in the accepting one.
+                server.socket = context.wrap_socket(
+                    server.socket, server_side=True, do_handshake_on_connect=False
+                )
+            self._server = server
+            bound_host, bound_port = server.server_address[:2]
+            self.url = f"{parts.scheme}://{bound_host!s}:{bound_port}"
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="broker",
+            daemon=True,
+        )
+
+    def start(self) -> BrokerServer:
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        self._server.serve_forever(poll_interval=0.2)
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self._server.shutdown()
+            self._thread.join(timeout=30)
+        self._server.server_close()
+        if self.url.startswith("unix:"):
+            Path(self.url[len("unix:") :]).unlink(missing_ok=True)
+
+    def __enter__(self) -> BrokerServer:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
