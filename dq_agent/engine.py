@@ -175,13 +175,7 @@ def run_checks(
         run_id = store.start_run(
             command=command, started_at=options.clock(), as_of=options.as_of, suites=ids
         )
-    connections = Connections(
-        project.root,
-        project.connectors,
-        retry=options.retry,
-        engines=options.engines,
-        sealed=project.sealed,
-    )
+    connections = _connections(project, options)
     results: list[SuiteResult] = []
     try:
         for suite_id in ids:
@@ -221,17 +215,21 @@ def check_suite(
     the agent, which records the result); ``hook`` as :func:`run_checks`'s."""
     if suite_id in project.broken_suites:
         return _broken(suite_id, project, options)
-    connections = Connections(
+    connections = _connections(project, options)
+    try:
+        return run_suite(project.suites[suite_id], connections, store, options, hook=hook)
+    finally:
+        connections.dispose()
+
+
+def _connections(project: Project, options: RunOptions) -> Connections:
+    return Connections(
         project.root,
         project.connectors,
         retry=options.retry,
         engines=options.engines,
         sealed=project.sealed,
     )
-    try:
-        return run_suite(project.suites[suite_id], connections, store, options, hook=hook)
-    finally:
-        connections.dispose()
 
 
 def _brokered(

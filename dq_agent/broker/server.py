@@ -140,8 +140,8 @@ class Broker:
             if extra:
                 raise Refused(
                     f"{operation} takes only {', '.join(sorted(fields))}; refused: "
-                    f"{', '.join(extra)} (the broker runs a suite's own checks, as its suite "
-                    "file says: it takes no SQL or other text to run)",
+                    f"{', '.join(extra)} (the broker does what the suite's own file says: "
+                    "it takes no SQL or other text to run)",
                     status=400,
                     reason="unexpected_fields",
                     token_id=token_id,
