@@ -442,12 +442,11 @@ def _run(
 
 def _not_brokered(project: Project, command: str) -> None:
     """Raise for a command the broker cannot serve yet: with ``broker:`` set the agent holds
-    no source credential, and the broker does not yet correct records or serve MCP."""
+    no source credential, and the broker does not yet probe sources or serve MCP."""
     if project.sealed:
         raise DqAgentError(
             f"{command} is not supported with a broker yet (broker: in dq-agent.yml): the "
-            "broker runs checks and restarts, but does not yet correct records, probe "
-            "sources or serve MCP"
+            "broker checks, corrects and restarts, but does not yet probe sources or serve MCP"
         )
 
 
@@ -1518,14 +1517,18 @@ def broker(
     stop = _stop_on_signals()
     try:
         served = Broker(project_dir, home)
-        server = BrokerServer(served, listen, cert=cert, key=key)
+    except (DqAgentError, OSError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_CANNOT_RUN)
+    try:
+        with BrokerServer(served, listen, cert=cert, key=key) as server:
+            click.echo(f"broker listening on {server.url}", err=True)
+            _until(stop)
     except (DqAgentError, OSError, ssl.SSLError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_CANNOT_RUN)
-    with server:
-        click.echo(f"broker listening on {server.url}", err=True)
-        _until(stop)
-    served.close()
+    finally:
+        served.close()
 
 
 @broker.group("token")
@@ -1545,7 +1548,8 @@ def broker_token() -> None:
     "--actions",
     required=True,
     metavar="ACTIONS",
-    help="Comma-separated: check, read, correct, notify, restart.",
+    help="Comma-separated: check, correct (runs, approvals, undo), restart; read and "
+    "notify are not used yet.",
 )
 @click.option("--ttl", default="30d", show_default=True, help="How long it is valid: 12h, 30d.")
 @click.option("--note", default="", help="Who or what holds it.")

@@ -82,7 +82,9 @@ def setup(tmp_path: Path, postgres_url: str) -> Iterator[Setup]:
             "orders": SUITE.format(name="orders"),
             "payroll": SUITE.format(name="hr_payroll"),
         },
-        settings=f"broker:\n  url: {socket}\n  token: ${{DQ_BROKER_TOKEN}}\n",
+        # Slack's secrets are the agent's: the broker, which has none of them, leaves it out.
+        settings=f"broker:\n  url: {socket}\n  token: ${{DQ_BROKER_TOKEN}}\n"
+        "slack:\n  token: ${SLACK_BOT_TOKEN}\n  signing_secret: ${SLACK_SIGNING_SECRET}\n",
     )
     yield Setup(project, tmp_path / "broker-home", socket, postgres_url)
     for leftover in sockets.iterdir():
@@ -105,8 +107,17 @@ def _token(server: BrokerServer, suites: str = "orders", actions: str = "check")
     return secret
 
 
+def _agent_env(token: str) -> dict[str, str]:
+    """The agent's environment: the broker's token and its own Slack app's secrets."""
+    return {
+        "DQ_BROKER_TOKEN": token,
+        "SLACK_BOT_TOKEN": "xoxb-agent",
+        "SLACK_SIGNING_SECRET": "agent-signing",
+    }
+
+
 def _agent(setup: Setup, token: str) -> tuple[Project, BrokerClient]:
-    project = load_project(setup.project, env={"DQ_BROKER_TOKEN": token})
+    project = load_project(setup.project, env=_agent_env(token))
     assert not project.issues, project.issues
     assert project.settings.broker is not None
     return project, BrokerClient(project.settings.broker, retry=NO_WAIT)
@@ -139,7 +150,7 @@ def test_the_agent_checks_through_a_broker_process_holding_no_source_secret(
         assert process.stderr is not None
         assert "broker listening on unix:" in process.stderr.readline()
         assert "WAREHOUSE_PASSWORD" not in os.environ
-        agent_env = {"DQ_BROKER_TOKEN": token}
+        agent_env = _agent_env(token)
         project = load_project(setup.project, env=agent_env)
         assert WAREHOUSE_SECRET not in repr(project)
         with Store.open(project.state_url) as store:
@@ -250,7 +261,7 @@ def test_an_unreachable_broker_makes_the_suite_an_error_that_may_pass(setup: Set
 def test_commands_that_act_are_refused_until_the_broker_does_them(
     setup: Setup, served: BrokerServer
 ) -> None:
-    env = {"DQ_BROKER_TOKEN": _token(served)}
+    env = _agent_env(_token(served))
     outcome = CliRunner().invoke(main, ["mcp", "--project", str(setup.project)], env=env)
     assert outcome.exit_code == 3
     assert "dq-agent mcp is not supported with a broker yet" in outcome.output
@@ -554,3 +565,20 @@ def test_the_running_example_plays_through_the_broker(tmp_path: Path) -> None:
     assert operations[("restart", "ok")] == 2
     assert not [e for e in broker.audit.entries() if e["outcome"] in ("refused", "error")]
     assert broker.audit.verify().ok
+
+
+def test_a_broker_that_cannot_read_the_settings_refuses_rather_than_use_defaults(
+    setup: Setup, served: BrokerServer, tmp_path: Path
+) -> None:
+    """Default settings would mean another state store and no guardrails: never."""
+    settings = setup.project / "dq-agent.yml"
+    settings.write_text(
+        settings.read_text() + "state_url: 'sqlite:///${STATE_DIR}/state.db'\n", encoding="utf-8"
+    )
+    token = _token(served)
+    env = {**_agent_env(token), "STATE_DIR": str(tmp_path)}
+    project = load_project(setup.project, env=env)
+    assert not project.issues, project.issues
+    client = BrokerClient(project.settings.broker, retry=NO_WAIT)  # type: ignore[arg-type]
+    with pytest.raises(SourceError, match="cannot read dq-agent.yml: .*STATE_DIR is not set"):
+        client.check("orders")

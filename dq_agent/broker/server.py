@@ -31,6 +31,7 @@ from dq_agent.broker.audit import AuditLog
 from dq_agent.broker.tokens import Refused, TokenBook
 from dq_agent.checks.base import plural
 from dq_agent.config import Project, load_project
+from dq_agent.config.loader import SETTINGS_FILE
 from dq_agent.config.models import CommandRestart
 from dq_agent.engine import RunOptions, SuiteHook, check_suite, utc_now
 from dq_agent.errors import DqAgentError
@@ -178,6 +179,9 @@ class Broker:
         """The project as its files say now (a changed suite needs no restart of the broker),
         if it has the suite."""
         project = load_project(self.project_dir, self._env, as_broker=True)
+        broken = [str(i) for i in project.issues if i.file.name == SETTINGS_FILE]
+        if broken:  # its defaults are no stand-in for the project's guardrails and store
+            raise DqAgentError(f"the broker cannot read {SETTINGS_FILE}: {'; '.join(broken)}")
         if suite_id not in project.suites and suite_id not in project.broken_suites:
             raise Refused(
                 f"no suite {suite_id!r} in the broker's project",

@@ -45,6 +45,8 @@ from dq_agent.config.yamlfile import (
 from dq_agent.errors import ConfigIssue
 
 SETTINGS_FILE = "dq-agent.yml"
+# Settings a broker loading the project leaves out (see load_project).
+AGENTS_OWN = ("broker", "slack", "llm")
 CONNECTORS_DIR = "connectors"
 SUITES_DIR = "checks"
 
@@ -99,7 +101,8 @@ def load_project(
 
     With a ``broker:`` in the settings, the connectors' ``${…}`` references stay unresolved:
     their secrets are the broker's, and the agent never reads them. ``as_broker``: the broker
-    loads the project, resolving them from its own ``env`` and leaving ``broker:`` out.
+    loads the project, resolving them from its own ``env`` and leaving out the settings that
+    are the agent's (``AGENTS_OWN``).
     """
     root = Path(root)
     env = os.environ if env is None else env
@@ -416,8 +419,11 @@ def _load_settings(
     if not isinstance(doc.value, dict):
         issues.append(doc.issue((), "expected a mapping of settings"))
         return Settings()
-    if as_broker:  # the agent's way to the broker (its token) is none of the broker's business
-        doc.value.pop("broker", None)
+    if as_broker:
+        # The agent's own: its way to the broker, and the services it talks to itself, with
+        # secrets the broker's environment does not (and should not) hold.
+        for section in AGENTS_OWN:
+            doc.value.pop(section, None)
     value, ref_issues = resolve_references(doc, env, root)
     if ref_issues:  # the values are incomplete: validating them would only repeat the cause
         issues.extend(ref_issues)
