@@ -29,8 +29,8 @@ from dq_agent import report
 from dq_agent.checks.base import plural
 from dq_agent.checks.windows import bucket_floor, to_local, to_utc
 from dq_agent.config import Project, load_project, parse_duration
-from dq_agent.config.loader import resolve_sqlite_path
-from dq_agent.config.models import CheckSpec, SqlConnector, VolumeAnomalyArgs
+from dq_agent.config.loader import load_file, resolve_sqlite_path
+from dq_agent.config.models import BrokerConfig, CheckSpec, SqlConnector, VolumeAnomalyArgs
 from dq_agent.engine import (
     RunOptions,
     SuiteHook,
@@ -1476,6 +1476,13 @@ def home_option(function: Callable[..., None]) -> Callable[..., None]:
 @project_option
 @home_option
 @click.option(
+    "--config",
+    "config_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A YAML file with project, home, listen, cert and key (paths relative to it); "
+    "the options given here win over it.",
+)
+@click.option(
     "--listen",
     default=None,
     metavar="URL",
@@ -1497,6 +1504,7 @@ def broker(
     ctx: click.Context,
     project_dir: Path,
     home: Path,
+    config_file: Path | None,
     listen: str | None,
     cert: Path | None,
     key: Path | None,
@@ -1510,8 +1518,27 @@ def broker(
     """
     if ctx.invoked_subcommand is not None:
         return
+    if config_file is not None:
+        config, issues = load_file(config_file, BrokerConfig)
+        for issue in issues:
+            click.echo(str(issue), err=True)
+        if config is None:
+            sys.exit(EXIT_CANNOT_RUN)
+        given = ctx.get_parameter_source
+
+        def beside(value: str | None) -> Path | None:
+            return None if value is None else config_file.parent / Path(value).expanduser()
+
+        if given("project_dir") in (ParameterSource.DEFAULT, None):
+            project_dir = beside(config.project) or project_dir
+        if given("home") in (ParameterSource.DEFAULT, None) and config.home is not None:
+            home = beside(config.home) or home
+        listen = listen or config.listen
+        cert, key = cert or beside(config.cert), key or beside(config.key)
     if listen is None:
-        raise click.UsageError("give --listen unix:/path or https://HOST:PORT")
+        raise click.UsageError(
+            "give --listen unix:/path or https://HOST:PORT (or listen: in --config)"
+        )
     from dq_agent.broker.server import Broker, BrokerServer
 
     stop = _stop_on_signals()

@@ -139,9 +139,13 @@ def test_the_agent_checks_through_a_broker_process_holding_no_source_secret(
     token = created.stdout.strip()
     assert token.startswith("dqb_") and "valid until" in created.stderr
     broker_env = {**os.environ, "WAREHOUSE_PASSWORD": WAREHOUSE_SECRET}
-    command = [sys.executable, "-m", "dq_agent.cli", "broker", "--project", str(setup.project)]
+    # Its own configuration file, paths relative to it.
+    config = write(
+        setup.project.parent / "broker.yml",
+        f"project: {setup.project.name}\nhome: {home.name}\nlisten: {setup.socket}\n",
+    )
     process = subprocess.Popen(
-        [*command, "--home", str(home), "--listen", setup.socket],
+        [sys.executable, "-m", "dq_agent.cli", "broker", "--config", str(config)],
         env=broker_env,
         stderr=subprocess.PIPE,
         text=True,
@@ -582,3 +586,10 @@ def test_a_broker_that_cannot_read_the_settings_refuses_rather_than_use_defaults
     client = BrokerClient(project.settings.broker, retry=NO_WAIT)  # type: ignore[arg-type]
     with pytest.raises(SourceError, match="cannot read dq-agent.yml: .*STATE_DIR is not set"):
         client.check("orders")
+
+
+def test_a_broker_configuration_file_with_a_mistake_says_where(tmp_path: Path) -> None:
+    config = write(tmp_path / "broker.yml", "project: .\nlisten: unix:/tmp/x.sock\nlistn: 1\n")
+    outcome = CliRunner().invoke(main, ["broker", "--config", str(config)])
+    assert outcome.exit_code == 3
+    assert f"{config}:3:1: listn:" in outcome.stderr

@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from pydantic import BaseModel, ValidationError
@@ -43,6 +43,8 @@ from dq_agent.config.yamlfile import (
     load_yaml,
 )
 from dq_agent.errors import ConfigIssue
+
+M = TypeVar("M", bound=BaseModel)
 
 SETTINGS_FILE = "dq-agent.yml"
 # Settings a broker loading the project leaves out (see load_project).
@@ -326,6 +328,19 @@ def _yaml_files(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return []
     return sorted(p for p in folder.iterdir() if p.suffix in {".yml", ".yaml"} and p.is_file())
+
+
+def load_file(file: Path, model: type[M]) -> tuple[M | None, list[ConfigIssue]]:
+    """One YAML mapping file read as ``model`` (no ``${…}`` in it), or every issue found."""
+    issues: list[ConfigIssue] = []
+    doc = _read(file, issues)
+    if doc is None:
+        return None, issues
+    if not isinstance(doc.value, dict):
+        issues.append(doc.issue((), "expected a mapping"))
+        return None, issues
+    parsed = _validate(model, doc.value, doc, (), issues)
+    return (parsed if isinstance(parsed, model) else None), issues
 
 
 def _read(file: Path, issues: list[ConfigIssue]) -> YamlDocument | None:

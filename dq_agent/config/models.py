@@ -374,6 +374,17 @@ class BrokerSettings(Model):
     timeout: float = Field(600.0, gt=0, le=86_400)
 
 
+class BrokerConfig(Model):
+    """``dq-agent broker --config FILE``: where the broker serves and what it reads (paths
+    relative to the file; the command's options win over it)."""
+
+    project: str = "."
+    home: str | None = None
+    listen: str | None = None
+    cert: str | None = None
+    key: str | None = None
+
+
 class Settings(Model):
     """Global settings from ``dq-agent.yml``."""
 
