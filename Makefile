@@ -80,6 +80,7 @@ bench: $(VENV)/.bench $(SODA_VENV)/.installed $(SURVEILLANCE)/.unpacked
 	$(BIN)/python benchmarks/run.py --backends spark --rows 10000000
 	$(BIN)/python benchmarks/run.py --backends mariadb
 	$(BIN)/python benchmarks/volume.py
+	$(BIN)/python benchmarks/broker.py
 	$(BIN)/python benchmarks/labelled.py
 	$(BIN)/python benchmarks/fat_finger.py
 	$(BIN)/python benchmarks/semantic.py
