@@ -1582,9 +1582,9 @@ def broker_token() -> None:
 @click.option("--note", default="", help="Who or what holds it.")
 def broker_token_create(home: Path, suites: str, actions: str, ttl: str, note: str) -> None:
     """Make a token and print it, once: the broker keeps only its hash."""
-    from dq_agent.broker.tokens import TokenBook
+    from dq_agent.broker.tokens import TOKENS_FILE, TokenBook
 
-    book = TokenBook(home / "tokens.db")
+    book = TokenBook(home / TOKENS_FILE)
     try:
         token, secret = book.create(
             suites=_items(suites),
@@ -1610,9 +1610,9 @@ def _items(text: str) -> list[str]:
 @format_option
 def broker_token_list(home: Path, fmt: str) -> None:
     """The tokens, newest first (never their secrets)."""
-    from dq_agent.broker.tokens import TokenBook
+    from dq_agent.broker.tokens import TOKENS_FILE, TokenBook
 
-    book = TokenBook(home / "tokens.db")
+    book = TokenBook(home / TOKENS_FILE)
     try:
         tokens = book.list()
     finally:
@@ -1650,9 +1650,9 @@ def _token_state(token: Token, now: datetime) -> str:
 @home_option
 def broker_token_revoke(token_id: str, home: Path) -> None:
     """Revoke a token: the broker refuses it from its next call on."""
-    from dq_agent.broker.tokens import TokenBook
+    from dq_agent.broker.tokens import TOKENS_FILE, TokenBook
 
-    book = TokenBook(home / "tokens.db")
+    book = TokenBook(home / TOKENS_FILE)
     try:
         token = book.revoke(token_id, utc_now())
     except LookupError as exc:
@@ -1671,9 +1671,9 @@ def broker_token_revoke(token_id: str, home: Path) -> None:
 @format_option
 def broker_audit(home: Path, verify: bool, last: int | None, fmt: str) -> None:
     """Show the broker's audit log, or check that no line was edited, removed or reordered."""
-    from dq_agent.broker.audit import AuditLog
+    from dq_agent.broker.audit import AUDIT_FILE, AuditLog
 
-    log = AuditLog(home / "audit.log")
+    log = AuditLog(home / AUDIT_FILE)
     if verify:
         checked = log.verify()
         if fmt == "json":

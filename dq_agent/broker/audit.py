@@ -21,8 +21,10 @@ from typing import Any
 
 from dq_agent.errors import DqAgentError
 
-__all__ = ["GENESIS", "AuditCheck", "AuditError", "AuditLog"]
+__all__ = ["AUDIT_FILE", "GENESIS", "AuditCheck", "AuditError", "AuditLog"]
 
+# The file in the broker's folder that holds it.
+AUDIT_FILE = "audit.log"
 # The ``prev`` of the first line.
 GENESIS = "0" * 64
 

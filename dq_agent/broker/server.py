@@ -2,9 +2,11 @@
 
 It reads the project itself (suites, connector profiles and their secrets, from its own
 environment) and does named operations for holders of a token, each checked against the
-token's scope and the suite's own configuration: ``check`` runs a suite's checks as compiled
-from its suite file (nobody can send it SQL to run) and hands the results back. Every call,
-done or refused, is written to the hash-chained audit log. It listens on a unix socket or on
+token's scope and the suite's own configuration (see ``OPERATIONS``): run a suite's checks as
+compiled from its suite file (nobody can send it SQL to run), act on its source as a cycle does
+(corrections within its guardrails), approve or undo its corrections for the people it names,
+start and follow its restart targets. Every call, done or refused, is written to the
+hash-chained audit log. It listens on a unix socket or on
 HTTPS (a loopback address may go without TLS).
 """
 
@@ -27,8 +29,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from dq_agent.agent import at_sources
-from dq_agent.broker.audit import AuditLog
-from dq_agent.broker.tokens import Refused, TokenBook
+from dq_agent.broker.audit import AUDIT_FILE, AuditLog
+from dq_agent.broker.tokens import TOKENS_FILE, Refused, TokenBook
 from dq_agent.checks.base import plural
 from dq_agent.config import Project, load_project
 from dq_agent.config.loader import SETTINGS_FILE
@@ -66,8 +68,6 @@ OPERATIONS: dict[str, tuple[str, frozenset[str]]] = {
 }
 # Operations a token may name that this broker cannot do yet.
 NOT_YET = ("read", "notify")
-TOKENS_FILE = "tokens.db"
-AUDIT_FILE = "audit.log"
 
 
 class _TargetFailed(DqAgentError):

@@ -22,11 +22,13 @@ import sqlalchemy as sa
 
 from dq_agent.errors import DqAgentError
 
-__all__ = ["ACTIONS", "Refused", "Token", "TokenBook"]
+__all__ = ["ACTIONS", "TOKENS_FILE", "Refused", "Token", "TokenBook"]
 
 # The named operations a token may allow.
 ACTIONS = ("check", "read", "correct", "notify", "restart")
 
+# The file in the broker's folder that holds them.
+TOKENS_FILE = "tokens.db"
 PREFIX = "dqb_"
 # dqb_, 12 hex chars of id, _, then the url-safe secret (which may itself hold _ and -).
 _PRESENTED = re.compile(r"dqb_([0-9a-f]{12})_([A-Za-z0-9_-]{16,})")
