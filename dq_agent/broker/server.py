@@ -84,6 +84,19 @@ class Answer:
     body: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class Call:
+    """One authorized operation: the broker's reading of the project, the suite it names,
+    the request, when it came, and the token it came with."""
+
+    project: Project
+    suite: str
+    operation: str
+    body: Mapping[str, Any]
+    now: datetime
+    token_id: str
+
+
 class Broker:
     """The operations, with their authorization and their audit; no transport."""
 
@@ -148,16 +161,8 @@ class Broker:
                     token_id=token_id,
                 )
             project = self._project(suite)
-            if operation == "check":
-                answer, detail = self._check(project, suite, body.get("as_of"))
-            elif operation == "act":
-                answer, detail = self._act(
-                    project, suite, body.get("dry_run", False), now, token_id
-                )
-            elif operation in ("approve", "revert"):
-                answer, detail = self._decide(project, suite, operation, body, now, token_id)
-            else:
-                answer, detail = self._restart(project, suite, operation, body)
+            do = getattr(self, f"_{operation}")
+            answer, detail = do(Call(project, suite, operation, body, now, token_id))
         except Refused as exc:
             self._audit(now, exc.token_id or token_id, suite, operation, "refused", str(exc))
             return Answer(exc.status, {"error": str(exc), "reason": exc.reason})
@@ -191,9 +196,8 @@ class Broker:
             )
         return project
 
-    def _check(
-        self, project: Project, suite_id: str, as_of_text: Any
-    ) -> tuple[dict[str, Any], str]:
+    def _check(self, call: Call) -> tuple[dict[str, Any], str]:
+        project, suite_id, as_of_text = call.project, call.suite, call.body.get("as_of")
         as_of = None
         if as_of_text is not None:
             try:
@@ -211,13 +215,12 @@ class Broker:
         result = check_suite(project, suite_id, self._store(project.state_url), options)
         return {"result": result.to_wire()}, f"status {result.status}"
 
-    def _act(
-        self, project: Project, suite_id: str, dry_run: Any, now: datetime, token_id: str
-    ) -> tuple[dict[str, Any], str]:
+    def _act(self, call: Call) -> tuple[dict[str, Any], str]:
         """The suite's checks with its corrections, each written compare-and-set after its
         verification on a branch and recorded in the ledger (the shared state store), as the
         agent makes them without a broker: same guardrails, same exactly-once claims. The
         agent calls it holding the suite's acting lock."""
+        project, suite_id, dry_run = call.project, call.suite, call.body.get("dry_run", False)
         if not isinstance(dry_run, bool):
             raise Refused(
                 "dry_run is true or false", status=400, reason="bad_request", token_id=None
@@ -231,23 +234,17 @@ class Broker:
         acted = at_sources(
             project, [suite_id], store, options, dry_run=dry_run, env=self._env, run=run
         )
-        self._audit_writes(now, token_id, suite_id, [*acted.settled.written, *acted.outcomes])
+        written = [*acted.settled.written, *acted.outcomes]
+        self._audit_writes(call.now, call.token_id, suite_id, written)
         counts = Counter(o.status for o in acted.outcomes)
         done = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
         status = acted.results[0].status
         return acted.to_json(), f"status {status}; corrections: {done or 'none'}"
 
-    def _decide(
-        self,
-        project: Project,
-        suite_id: str,
-        operation: str,
-        body: Mapping[str, Any],
-        now: datetime,
-        token_id: str,
-    ) -> tuple[dict[str, Any], str]:
+    def _decide(self, call: Call) -> tuple[dict[str, Any], str]:
         """Approve or undo corrections of the suite as ``by``, who must be one who may decide
         on them by the broker's own reading of the suite and the ledger."""
+        project, suite_id, operation, body = call.project, call.suite, call.operation, call.body
         store = self._store(project.state_url)
         by = body.get("by")
         ids = [body.get("correction")] if operation == "approve" else body.get("corrections")
@@ -281,7 +278,7 @@ class Broker:
                     project, store, ids[0], by=by, options=options, env=self._env, also=chain
                 )
             ]
-        self._audit_writes(now, token_id, suite_id, outcomes)
+        self._audit_writes(call.now, call.token_id, suite_id, outcomes)
         statuses = ", ".join(f"{o.correction_id} {o.status}" for o in outcomes)
         answer: dict[str, Any] = {"outcomes": [o.to_json() for o in outcomes]}
         if operation == "approve":
@@ -306,10 +303,11 @@ class Broker:
                     ledger_id=outcome.correction_id,
                 )
 
-    def _restart(
-        self, project: Project, suite_id: str, operation: str, body: Mapping[str, Any]
-    ) -> tuple[dict[str, Any], str]:
+    _approve = _revert = _decide
+
+    def _restart(self, call: Call) -> tuple[dict[str, Any], str]:
         """Start or poll a restart target the suite itself names; nothing else can be run."""
+        project, suite_id, operation, body = call.project, call.suite, call.operation, call.body
         suite = project.suites.get(suite_id)
         index = body.get("target")
         if suite is None or not isinstance(index, int) or not 0 <= index < len(suite.restart):
@@ -360,6 +358,8 @@ class Broker:
                 close()
         label = suite.restart[index].label
         return {"run": dataclasses.asdict(run)}, f"{label}: run {run.run_id} {run.state}"
+
+    _restart_poll = _restart
 
     def _store(self, url: str) -> Store:
         """The state store, for the baselines' history (kept open across calls)."""
