@@ -24,9 +24,21 @@ Target: checking through the broker costs at most 1.1x the same suite without it
 clock of the whole command). A miss is reported, not an error. The broker's peak RSS (its
 ``VmHWM`` when it is stopped) is printed for information.
 
+Then **every failing record through the broker** (its ``read``): a loopback Salesforce org
+(the emulator, served from this process) with N Opportunity records, none with an
+``Amount``, and a sealed project whose suite checks ``Amount`` is not null.
+``dq-agent check --findings-out DIR`` (the agent, holding only a token with ``--actions
+read``) writes all N failing records as the broker streams them. Each N (``--records``,
+default 5,000 and 25,000) gets a fresh broker process and org; the broker's peak RSS
+(``VmHWM``) is read just before it is stopped, and the ratio of the largest N's to the
+smallest's printed: the stream holds a few lines at a time, so what grows with N is the
+broker's copy of the object (a file on disk) and its key index, not the records streamed.
+``--records 0`` skips this part.
+
 Usage: ``.venv/bin/python benchmarks/broker.py [--rows N] [--repeat N] [--postgres-url URL]
-[--json PATH]`` (defaults: 10,000,000 rows, 5 rounds, ``$DQ_AGENT_BENCH_POSTGRES_URL`` or
-``postgresql+psycopg://postgres@127.0.0.1:5432/test``)
+[--records N,N] [--json PATH]`` (defaults: 10,000,000 rows, 5 rounds,
+``$DQ_AGENT_BENCH_POSTGRES_URL`` or ``postgresql+psycopg://postgres@127.0.0.1:5432/test``,
+5,000 and 25,000 records)
 """
 
 from __future__ import annotations
@@ -63,6 +75,8 @@ from benchmarks.suite import TABLE, write_dq_agent_project  # noqa: E402
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 DEFAULT_ROWS = 10_000_000
+DEFAULT_RECORDS = (5_000, 25_000)
+READ_SUITE = "crm_opportunities"
 SUITE = TABLE  # write_dq_agent_project names the suite after the table
 PATHS = ("direct", "brokered")
 # The connector's password in the brokered project, and the broker's token in the agent's
@@ -105,6 +119,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=os.environ.get("DQ_AGENT_BENCH_POSTGRES_URL", DEFAULT_POSTGRES_URL),
         help="database for the dq_bench schemas (env DQ_AGENT_BENCH_POSTGRES_URL)",
     )
+    parser.add_argument(
+        "--records",
+        type=_counts,
+        default=DEFAULT_RECORDS,
+        help="Opportunity records of the read through the broker, e.g. 5000,25000 (0: skip)",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
     if args.rows < 1:
@@ -112,6 +132,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
     return args
+
+
+def _counts(text: str) -> tuple[int, ...]:
+    try:
+        counts = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected numbers like 5000,25000, got {text!r}"
+        ) from None
+    if any(n < 0 for n in counts):
+        raise argparse.ArgumentTypeError("record counts are 0 or more")
+    return tuple(n for n in counts if n > 0)
 
 
 # --- the two projects -----------------------------------------------------------------------
@@ -223,11 +255,11 @@ class BrokerProcess:
             self.process.stderr.close()
 
 
-def create_token(home: Path, env: Mapping[str, str]) -> str:
-    """A token for checks on every suite, from ``dq-agent broker token create``."""
+def create_token(home: Path, env: Mapping[str, str], actions: str = "check") -> str:
+    """A token for ``actions`` on every suite, from ``dq-agent broker token create``."""
     done = subprocess.run(
         [*DQ_AGENT, "broker", "token", "create", "--home", str(home)]
-        + ["--suites", "*", "--actions", "check", "--ttl", "1d", "--note", "benchmark"],
+        + ["--suites", "*", "--actions", actions, "--ttl", "1d", "--note", "benchmark"],
         cwd=ROOT,
         env=dict(env),
         capture_output=True,
@@ -310,6 +342,157 @@ def measure(
                 f"suite {sample.suite_s:.3f}s"
             )
     return expected, samples
+
+
+# --- every failing record through the broker (read) -----------------------------------------
+
+SF_SESSION_VAR = "BENCH_SF_SESSION_ID"
+SF_SESSION = "sandbox"  # the emulator's session id
+READ_SUITE_YAML = f"""
+suite: {READ_SUITE}
+owner: sales-ops@acme.example
+source:
+  connector: crm
+  object: Opportunity
+  fields: [Id, Name, Amount, StageName]
+key: [Id]
+checks:
+  - expect_column_values_to_not_be_null: {{column: Amount}}
+"""
+
+
+@dataclass(frozen=True)
+class Read:
+    """N records through a fresh broker: its ``check`` of the suite, then its ``read``."""
+
+    records: int
+    written: int  # lines in the not-null check's file
+    wall_s: float  # the agent's whole ``check --findings-out``, from outside
+    # The broker's peak RSS (VmHWM) after the check (the source opened: its copy made, the
+    # suite checked) and after the read (the same, and every failing record streamed).
+    check_peak_rss_mb: float | None
+    read_peak_rss_mb: float | None
+
+
+def write_read_project(root: Path, instance_url: str, socket: Path) -> Path:
+    """A sealed project: the org's session id is the broker's, the agent has a broker."""
+    (root / "connectors").mkdir(parents=True)
+    (root / "checks").mkdir()
+    (root / "connectors" / "crm.yml").write_text(
+        f"type: salesforce\ninstance_url: {instance_url}\nsession_id: ${{{SF_SESSION_VAR}}}\n",
+        encoding="utf-8",
+    )
+    (root / "checks" / "crm.yml").write_text(READ_SUITE_YAML, encoding="utf-8")
+    settings = {"broker": {"url": f"unix:{socket}", "token": f"${{{TOKEN_VAR}}}"}}
+    (root / "dq-agent.yml").write_text(yaml.safe_dump(settings), encoding="utf-8")
+    return root
+
+
+def opportunities(count: int) -> list[dict[str, Any]]:
+    """``count`` open deals, none with an amount: each fails the not-null check."""
+    return [
+        {
+            "Name": f"Deal {i:06d}",
+            "Amount": None,
+            "StageName": "Prospecting",
+            "CloseDate": "2027-01-31",
+        }
+        for i in range(count)
+    ]
+
+
+def agent_check(project: Path, env: Mapping[str, str], *extra: str) -> tuple[float, int, str]:
+    """``dq-agent check`` of the read suite in a fresh process: wall clock, exit code, output."""
+    command = [*DQ_AGENT, "check", READ_SUITE, "--project", str(project), "--format", "json"]
+    started = time.perf_counter()
+    done = subprocess.run(
+        [*command, *extra],
+        cwd=ROOT,
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=CHILD_TIMEOUT_S,
+        check=False,
+    )
+    output = f"{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
+    return time.perf_counter() - started, done.returncode, output
+
+
+def measure_read(records: int, base_env: Mapping[str, str], sockets: Path) -> Read:
+    """N failing records through a fresh broker process and a fresh org."""
+    from dq_agent.sandbox.http import LoopbackServer
+    from dq_agent.sandbox.salesforce import SalesforceEmulator
+
+    emulator = SalesforceEmulator(session_id=SF_SESSION)
+    emulator.seed({"Opportunity": {"records": opportunities(records)}})
+    with (
+        LoopbackServer(emulator) as org,
+        tempfile.TemporaryDirectory(prefix="dq-bench-read-") as tmp,
+    ):
+        socket = sockets / f"r{records}.sock"
+        project = write_read_project(Path(tmp) / "project", org.base_url, socket)
+        home = Path(tmp) / "broker-home"
+        env = {**base_env, TOKEN_VAR: create_token(home, base_env, actions="check,read")}
+        broker = BrokerProcess(project, home, socket, {**base_env, SF_SESSION_VAR: SF_SESSION})
+        out = Path(tmp) / "findings"
+        try:
+            log(broker.wait_listening(BROKER_START_TIMEOUT_S))
+            _, checked, output = agent_check(project, env)
+            check_peak = broker.peak_rss_mb()
+            if checked == 2:
+                wall, code, output = agent_check(project, env, "--findings-out", str(out))
+            read_peak = broker.peak_rss_mb()
+        finally:
+            broker.stop()
+        files = list((out / READ_SUITE).glob("*.jsonl")) if out.exists() else []
+        if checked != 2 or code != 2 or len(files) != 1:
+            raise SystemExit(
+                f"ABORT: the read of {records:,} records through the broker did not write one "
+                f"file:\n{output}"
+            )
+        with files[0].open(encoding="utf-8") as lines:
+            written = sum(1 for _ in lines)
+    if written != records:
+        raise SystemExit(f"ABORT: {written:,} of {records:,} failing records were written")
+    return Read(records, written, wall, check_peak, read_peak)
+
+
+def _mb(value: float | None) -> str:
+    return f"{value:.1f}" if value is not None else "n/a"
+
+
+def print_reads(reads: Sequence[Read]) -> float | None:
+    """The reads' table, and the ratio of the largest read's broker peak RSS to the
+    smallest's (None when not known)."""
+    print()
+    print("== every failing record through the broker (read): Salesforce emulator ==")
+    header = (
+        f"{'records':>10}{'written':>10}{'read wall s':>13}"
+        f"{'peak MB after check':>21}{'after read':>12}{'read adds':>11}"
+    )
+    print(header)
+    print("-" * len(header))
+    for read in reads:
+        check, after = read.check_peak_rss_mb, read.read_peak_rss_mb
+        added = _mb(after - check) if check is not None and after is not None else "n/a"
+        print(
+            f"{read.records:>10,}{read.written:>10,}{read.wall_s:>13.2f}"
+            f"{_mb(check):>21}{_mb(after):>12}{added:>11}"
+        )
+    small, large = reads[0], reads[-1]
+    if len(reads) < 2 or small.read_peak_rss_mb is None or large.read_peak_rss_mb is None:
+        return None
+    ratio = large.read_peak_rss_mb / small.read_peak_rss_mb
+    print(
+        f"broker peak RSS, read of {large.records:,} records / of {small.records:,}: "
+        f"{ratio:.2f}x ({large.records / small.records:g}x the records)"
+    )
+    print(
+        "  peak MB: the broker's VmHWM after the agent's `check` (the org's records copied and\n"
+        "  checked), then after its `check --findings-out` (every failing record streamed);\n"
+        "  read adds: the difference, what streaming the records costs the broker"
+    )
+    return ratio
 
 
 # --- the report -----------------------------------------------------------------------------
@@ -403,6 +586,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         shutil.rmtree(sockets, ignore_errors=True)
     summary = summarize(samples)
     met = print_report(dataset.rows, args.repeat, status, summary, peak_rss)
+    reads: list[Read] = []
+    read_ratio = None
+    if args.records:
+        sockets = Path(tempfile.mkdtemp(prefix="dqb-", dir="/tmp"))
+        try:
+            for records in sorted(args.records):
+                reads.append(measure_read(records, base_env, sockets))
+                log(f"read {records:,} records through the broker")
+        finally:
+            shutil.rmtree(sockets, ignore_errors=True)
+        read_ratio = print_reads(reads)
     if args.json:
         results = {
             "started_at": started_at.isoformat(),
@@ -417,6 +611,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "target_met": met,
             "broker_peak_rss_mb": peak_rss,
             "samples": [asdict(s) for s in samples],
+            "reads": [asdict(r) for r in reads],
+            "read_peak_rss_ratio": read_ratio,
         }
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2), encoding="utf-8")

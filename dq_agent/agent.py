@@ -14,7 +14,7 @@ from dq_agent.engine import RunOptions, SuiteHook, run_checks
 from dq_agent.errors import DqAgentError
 from dq_agent.escalate.incidents import Notice, RecordOwners, track
 from dq_agent.escalate.notify import Delivery, Escalation
-from dq_agent.escalate.slack import SlackApi
+from dq_agent.escalate.slack import Slack, SlackApi
 from dq_agent.remedy.apply import Outcome
 from dq_agent.remedy.runner import Remedy, Settled, settle
 from dq_agent.restart.runner import Restarts
@@ -47,7 +47,7 @@ def run_cycle(
     dry_run: bool = False,
     env: Mapping[str, str] | None = None,
     progress: Any = None,
-    slack: SlackApi | None = None,
+    slack: Slack | None = None,
     restarts: Restarts | None = None,
     follow_up_if_free: bool = False,
 ) -> Cycle:
@@ -207,8 +207,7 @@ def _through_broker(
     agent records the results, and tells people."""
     from dq_agent.broker.client import BrokerClient
 
-    assert project.settings.broker is not None
-    client = BrokerClient(project.settings.broker, retry=options.retry)
+    client = BrokerClient.of(project, options.retry)
     acted = Acted()
 
     def remote(suite_id: str) -> SuiteResult:
@@ -233,7 +232,7 @@ def tick(
     store: Store,
     options: RunOptions,
     *,
-    slack: SlackApi | None = None,
+    slack: Slack | None = None,
     restarts: Restarts | None = None,
 ) -> Cycle:
     """Between scheduled runs: move restarts along, remind people, send what is due."""
@@ -251,7 +250,7 @@ def _follow_up(
     project: Project,
     store: Store,
     options: RunOptions,
-    slack: SlackApi | None,
+    slack: Slack | None,
     restarts: Restarts,
     if_free: bool,
 ) -> tuple[list[Notice], Delivery]:
@@ -297,7 +296,7 @@ def _review(
         reviewer.close()
 
 
-def connect_slack(project: Project, store: Store | None = None) -> SlackApi | None:
+def connect_slack(project: Project, store: Store | None = None) -> Slack | None:
     """The Slack client when ``slack:`` is configured, else None (people hear in the terminal).
 
     On a PostgreSQL state store, posts take their channel's turns from the store, so the
@@ -305,6 +304,11 @@ def connect_slack(project: Project, store: Store | None = None) -> SlackApi | No
     settings = project.settings.slack
     if settings is None:
         return None
+    if project.sealed:  # the bot token is the broker's
+        from dq_agent.broker.client import BrokerClient
+        from dq_agent.broker.slack import BrokeredSlack
+
+        return BrokeredSlack(BrokerClient.of(project))
     if store is not None and store.engine.dialect.name == "postgresql":
         from dq_agent.store.pacing import SharedPace
 

@@ -11,6 +11,7 @@ import sys
 import tempfile
 import threading
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import replace
 from datetime import UTC, datetime
 from importlib import resources
@@ -47,6 +48,8 @@ from dq_agent.store import Store
 from dq_agent.store.ledger import STATUS_AFTER
 
 if TYPE_CHECKING:
+    from dq_agent.broker.mcp_http import McpServer
+    from dq_agent.broker.server import Broker
     from dq_agent.broker.tokens import Token
     from dq_agent.remedy import Outcome
 
@@ -185,7 +188,12 @@ def sources(project_dir: Path, fmt: str) -> None:
 
     project = load_project(project_dir)
     try:
-        _not_brokered(project, "dq-agent sources")
+        _not_brokered(
+            project,
+            "dq-agent sources",
+            "it probes each source, which only the broker can reach; the broker does not "
+            "probe sources yet",
+        )
     except DqAgentError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_CANNOT_RUN)
@@ -440,14 +448,11 @@ def _run(
     return exit_code(worst(r.status for r in cycle.results))
 
 
-def _not_brokered(project: Project, command: str) -> None:
-    """Raise for a command the broker cannot serve yet: with ``broker:`` set the agent holds
-    no source credential, and the broker does not yet probe sources or serve MCP."""
+def _not_brokered(project: Project, command: str, why: str) -> None:
+    """Raise for a command the agent cannot do with a broker (``broker:`` in dq-agent.yml):
+    it holds no source credential; ``why`` says what to do instead, or why not yet."""
     if project.sealed:
-        raise DqAgentError(
-            f"{command} is not supported with a broker yet (broker: in dq-agent.yml): the "
-            "broker checks, corrects and restarts, but does not yet probe sources or serve MCP"
-        )
+        raise DqAgentError(f"{command} does not run with a broker (broker: in dq-agent.yml): {why}")
 
 
 # Wide enough that no line written to a pipe is wrapped.
@@ -1201,7 +1206,7 @@ def interactions(project_dir: Path, listen: str) -> None:
             slack = connect_slack(project, store)
             assert slack is not None  # slack: is configured
             actions = Actions(project, store, slack, RunOptions(clock=utc_now))
-            verifier = Verifier(settings.signing_secret.get_secret_value(), store)
+            verifier = Verifier(settings.verifying_secret(), store)
             with InteractionsServer(verifier, actions.handle, host=host, port=port) as server:
                 click.echo(f"listening on {server.base_url}{ACTIONS_PATH}", err=True)
                 _until(stop)
@@ -1453,7 +1458,12 @@ def mcp(project_dir: Path) -> None:
     if project is None:
         sys.exit(EXIT_CANNOT_RUN)
     try:
-        _not_brokered(project, "dq-agent mcp")
+        _not_brokered(
+            project,
+            "dq-agent mcp",
+            "the broker serves these tools over HTTP instead (dq-agent broker --mcp-listen URL, "
+            "to tokens with the investigate action)",
+        )
         with Store.open(project.state_url) as store:
             serve_mcp(project, store, clock=utc_now)
     except DqAgentError as exc:
@@ -1479,8 +1489,8 @@ def home_option(function: Callable[..., None]) -> Callable[..., None]:
     "--config",
     "config_file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="A YAML file with project, home, listen, cert and key (paths relative to it); "
-    "the options given here win over it.",
+    help="A YAML file with project, home, listen, mcp_listen, cert and key (paths relative "
+    "to it); the options given here win over it.",
 )
 @click.option(
     "--listen",
@@ -1490,9 +1500,17 @@ def home_option(function: Callable[..., None]) -> Callable[..., None]:
     "http://127.0.0.1:PORT (the loopback only).",
 )
 @click.option(
+    "--mcp-listen",
+    default=None,
+    metavar="URL",
+    help="Also serve the investigation tools over MCP (streamable HTTP, at /mcp) to tokens "
+    "with the investigate action: https://HOST:PORT (with --cert and --key), or "
+    "http://127.0.0.1:PORT (the loopback only).",
+)
+@click.option(
     "--cert",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="The broker's TLS certificate chain (PEM), for https://.",
+    help="The broker's TLS certificate chain (PEM), for https:// (both listeners).",
 )
 @click.option(
     "--key",
@@ -1506,6 +1524,7 @@ def broker(
     home: Path,
     config_file: Path | None,
     listen: str | None,
+    mcp_listen: str | None,
     cert: Path | None,
     key: Path | None,
 ) -> None:
@@ -1514,7 +1533,9 @@ def broker(
     Run it as its own process, with its own environment (the secrets its connector profiles
     name) and the project's files; the agent then names it (broker: {url, token} in
     dq-agent.yml) and holds no source secret. Every call is written to a hash-chained audit
-    log. Without a subcommand it serves; see also `broker token` and `broker audit`.
+    log. With --mcp-listen it also serves the investigation tools to MCP clients, each
+    token seeing its own tools and suites. Without a subcommand it serves; see also `broker
+    token` and `broker audit`.
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -1534,6 +1555,7 @@ def broker(
         if given("home") in (ParameterSource.DEFAULT, None) and config.home is not None:
             home = beside(config.home) or home
         listen = listen or config.listen
+        mcp_listen = mcp_listen or config.mcp_listen
         cert, key = cert or beside(config.cert), key or beside(config.key)
     if listen is None:
         raise click.UsageError(
@@ -1548,14 +1570,28 @@ def broker(
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_CANNOT_RUN)
     try:
-        with BrokerServer(served, listen, cert=cert, key=key) as server:
+        with ExitStack() as serving:
+            server = serving.enter_context(BrokerServer(served, listen, cert=cert, key=key))
             click.echo(f"broker listening on {server.url}", err=True)
+            if mcp_listen is not None:
+                mcp_server = serving.enter_context(_mcp_server(served, mcp_listen, cert, key))
+                click.echo(f"broker serving MCP on {mcp_server.url}", err=True)
             _until(stop)
     except (DqAgentError, OSError, ssl.SSLError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_CANNOT_RUN)
     finally:
         served.close()
+
+
+def _mcp_server(served: Broker, listen: str, cert: Path | None, key: Path | None) -> McpServer:
+    try:
+        from dq_agent.broker.mcp_http import McpServer
+    except ImportError as exc:  # pragma: no cover - depends on the installed extras
+        raise DqAgentError(
+            "--mcp-listen needs the MCP SDK, which is not installed: pip install 'dq-agent[mcp]'"
+        ) from exc
+    return McpServer(served, listen, cert=cert, key=key)
 
 
 @broker.group("token")
@@ -1575,12 +1611,23 @@ def broker_token() -> None:
     "--actions",
     required=True,
     metavar="ACTIONS",
-    help="Comma-separated: check, correct (runs, approvals, undo), restart; read and "
-    "notify are not used yet.",
+    help="Comma-separated: check, read (check --findings-out), correct (runs, approvals, "
+    "undo), notify (Slack, to the suites' people), restart, investigate (the MCP tools of "
+    "--tools).",
+)
+@click.option(
+    "--tools",
+    default=None,
+    metavar="TOOLS",
+    help="With investigate: the MCP tools the token may use, comma-separated (default: the "
+    "read-only list_incidents, read_evidence, read_runbook, read_past_incidents; "
+    "propose_correction, classify and draft_message only when named).",
 )
 @click.option("--ttl", default="30d", show_default=True, help="How long it is valid: 12h, 30d.")
 @click.option("--note", default="", help="Who or what holds it.")
-def broker_token_create(home: Path, suites: str, actions: str, ttl: str, note: str) -> None:
+def broker_token_create(
+    home: Path, suites: str, actions: str, tools: str | None, ttl: str, note: str
+) -> None:
     """Make a token and print it, once: the broker keeps only its hash."""
     from dq_agent.broker.tokens import TOKENS_FILE, TokenBook
 
@@ -1589,6 +1636,7 @@ def broker_token_create(home: Path, suites: str, actions: str, ttl: str, note: s
         token, secret = book.create(
             suites=_items(suites),
             actions=_items(actions),
+            tools=None if tools is None else _items(tools),
             ttl=parse_duration(ttl),
             now=utc_now(),
             note=note,
@@ -1624,6 +1672,7 @@ def broker_token_list(home: Path, fmt: str) -> None:
                 "id": t.id,
                 "suites": list(t.suites),
                 "actions": list(t.actions),
+                "tools": list(t.tools),
                 "note": t.note,
                 "created_at": t.created_at.isoformat(),
                 "expires_at": t.expires_at.isoformat(),
@@ -1637,7 +1686,8 @@ def broker_token_list(home: Path, fmt: str) -> None:
     for t in tokens:
         click.echo(
             f"{t.id}  {_token_state(t, now):<7}  suites {','.join(t.suites)}  actions "
-            f"{','.join(t.actions)}  until {t.expires_at:%Y-%m-%d %H:%M}  {t.note}"
+            f"{','.join(t.actions)}  tools {','.join(t.tools) or '-'}  "
+            f"until {t.expires_at:%Y-%m-%d %H:%M}  {t.note}"
         )
 
 

@@ -26,13 +26,13 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
+from dq_agent.agent import connect_slack
 from dq_agent.config.loader import Project
 from dq_agent.config.models import GSheetsConnector, GSheetsSourceSpec
 from dq_agent.engine import RunOptions
 from dq_agent.errors import DqAgentError
 from dq_agent.escalate.actions import Actions
 from dq_agent.escalate.endpoint import ACTIONS_PATH, InteractionsServer, Verifier
-from dq_agent.escalate.slack import SlackApi
 from dq_agent.sandbox.airflow import AirflowEmulator
 from dq_agent.sandbox.runner import FORECAST_HEADER, Sandbox, forecast_rows
 from dq_agent.sandbox.slack import SlackEmulator, button_click, signed_interaction
@@ -112,10 +112,11 @@ class Demo:
             self.out.print("dq-agent.yml has no slack: section: the story ends here", style="dim")
             return code
         with Store.open(self.project.state_url) as store:
-            actions = Actions(self.project, store, SlackApi(settings), RunOptions(clock=self.clock))
-            verifier = Verifier(settings.signing_secret.get_secret_value(), store)
+            slack = connect_slack(self.project)
+            actions = Actions(self.project, store, slack, RunOptions(clock=self.clock))
+            verifier = Verifier(settings.verifying_secret(), store)
             with InteractionsServer(verifier, actions.handle, port=0) as endpoint:
-                self.later(endpoint, settings.signing_secret.get_secret_value())
+                self.later(endpoint, settings.verifying_secret())
             self.summary(store)
         return code
 

@@ -6,10 +6,11 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import sqlalchemy as sa
 
@@ -54,6 +55,9 @@ from dq_agent.sources.sql import translate
 from dq_agent.store import Store
 from dq_agent.store.retention import thin
 
+if TYPE_CHECKING:
+    from dq_agent.broker.client import BrokerClient, ReadLine
+
 Clock = Callable[[], datetime]
 Backtest = Callable[[CheckSpec, Relation, CheckContext, datetime, datetime], list[BucketVerdict]]
 # Checks whose verdict is per time bucket, so a range of past buckets can be replayed.
@@ -73,6 +77,20 @@ NOT_ON_A_BRANCH = (
 )
 # Called with each suite's result while its source is still open (remedy acts there).
 SuiteHook = Callable[[Suite, Source, Relation, SuiteResult], None]
+
+
+@runtime_checkable
+class RecordsHook(Protocol):
+    """A suite hook that needs only each failed check's records (``--findings-out``): in a
+    sealed project it takes them as the broker's ``read`` streams them instead."""
+
+    def __call__(
+        self, suite: Suite, source: Source, relation: Relation, result: SuiteResult
+    ) -> None: ...
+
+    def from_read(self, suite: str, lines: Iterable[ReadLine]) -> SuiteResult:
+        """The suite's result from the stream, its records taken on the way."""
+        ...
 
 
 # Set (to an ISO 8601 moment with its zone), the agent's clock starts there: tests, demos and
@@ -154,22 +172,25 @@ def run_checks(
     """Run the suites read-only, record them in ``store``, and return their results.
 
     ``remote`` runs a suite elsewhere: a sealed project's (``broker:`` in its settings) run
-    in the broker, by default for their checks alone (``hook`` needs the source, which only
-    the broker can open).
+    in the broker, by default for their checks alone; a :class:`RecordsHook` takes the
+    failing records the broker reads (any other ``hook`` needs the source, which only the
+    broker can open).
     """
     options = options or RunOptions()
     ids = list(suite_ids)
     if project.sealed and remote is None:
-        if hook is not None:
+        if hook is not None and not isinstance(hook, RecordsHook):
             raise DqAgentError(
-                "with a broker (broker: in dq-agent.yml), reading every failing record "
-                "(--findings-out) is not supported yet"
+                "with a broker (broker: in dq-agent.yml), only the broker opens the suites' "
+                "sources: this is not supported through it yet"
             )
         from dq_agent.broker.client import BrokerClient
 
-        assert project.settings.broker is not None
-        client = BrokerClient(project.settings.broker, retry=options.retry)
-        remote = partial(client.check, as_of=options.as_of)
+        client = BrokerClient.of(project, options.retry)
+        if hook is None:
+            remote = partial(client.check, as_of=options.as_of)
+        else:
+            remote = partial(_read, client, hook, options.as_of)
     run_id = None
     if store is not None:
         run_id = store.start_run(
@@ -252,6 +273,14 @@ def _brokered(
             as_of=options.as_of,
             transient=exc.transient,
         )
+
+
+def _read(
+    client: BrokerClient, hook: RecordsHook, as_of: datetime | None, suite_id: str
+) -> SuiteResult:
+    """The suite as the broker ran it, ``hook`` taking the records it streams."""
+    with closing(client.read(suite_id, as_of=as_of)) as lines:
+        return hook.from_read(suite_id, lines)
 
 
 def _broken(suite_id: str, project: Project, options: RunOptions) -> SuiteResult:

@@ -4,6 +4,8 @@ The report lists a check's first ``max_findings`` records; this writes all of th
 from the source a chunk at a time while it is still open (:attr:`CheckResult.records`), to
 ``DIR/<suite>/<check>.jsonl`` (or ``.parquet``). A check that cannot read its records again
 (one run by Great Expectations, ``fat_finger``) writes the findings it reported, and says so.
+In a sealed project (``broker:`` in ``dq-agent.yml``) the records come from the broker's
+``read``, written as they arrive (:meth:`FindingsExport.from_read`).
 """
 
 from __future__ import annotations
@@ -15,16 +17,19 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import sqlalchemy as sa
 
 from dq_agent.checks.base import plural
 from dq_agent.config.models import Suite
-from dq_agent.errors import DqAgentError
+from dq_agent.errors import DqAgentError, SourceError
 from dq_agent.results import CheckResult, Finding, SuiteResult, to_jsonable
 from dq_agent.sources import Relation, Source
 from dq_agent.sources.sql import translate
+
+if TYPE_CHECKING:
+    from dq_agent.broker.client import ReadLine
 
 FORMATS = ("jsonl", "parquet")
 # What each line (or Parquet row) holds.
@@ -60,7 +65,8 @@ class Written:
 
 class FindingsExport:
     """A suite hook for :func:`~dq_agent.engine.run_checks`: writes each failed check's
-    records under ``folder`` while the suite's source is open; ``written`` lists the files."""
+    records under ``folder`` while the suite's source is open (or, in a sealed project, as the
+    broker streams them: :meth:`from_read`); ``written`` lists the files."""
 
     def __init__(self, folder: Path, fmt: str, *, say: Callable[[str], None]) -> None:
         if fmt not in FORMATS:
@@ -83,30 +89,53 @@ class FindingsExport:
     ) -> None:
         taken: set[str] = set()
         for check in result.checks:
-            if check.status in ("warn", "fail") and (check.records or check.findings):
-                self.written.append(self._export(suite, relation, check, taken))
+            if has_records(check):
+                capped_at = suite.max_findings if check.records is None else None
+                records = failing_records(check, relation, f"{suite.suite} / {check.name}")
+                self.written.append(self.write(suite.suite, check.name, records, capped_at, taken))
 
-    def _export(
-        self, suite: Suite, relation: Relation, check: CheckResult, taken: set[str]
+    def from_read(self, suite: str, lines: Iterable[ReadLine]) -> SuiteResult:
+        """The suite's result as the broker's ``read`` streams it, each check's records
+        written as they arrive; a stream that ends before the result raises SourceError."""
+        taken: set[str] = set()
+        reading = iter(lines)
+        line = next(reading, None)
+        while line is not None and not isinstance(line, Finding | SuiteResult):
+            records = _Records(reading)
+            self.written.append(self.write(suite, line.name, records, line.capped_at, taken))
+            line = records.following
+        if not isinstance(line, SuiteResult):
+            raise SourceError(
+                f"the broker's read of suite {suite!r} did not end with its result",
+                transient=True,
+            )
+        return line
+
+    def write(
+        self,
+        suite: str,
+        check: str,
+        records: Iterable[Finding],
+        capped_at: int | None,
+        taken: set[str],
     ) -> Written:
-        label = f"{suite.suite} / {check.name}"
-        path = self.folder / _safe(suite.suite, "suite") / self._file_name(check.name, taken)
-        findings = check.findings if check.records is None else check.records()
+        """Write one check's ``records`` to its file (``capped_at``: they are only the
+        findings the report lists); ``taken`` holds the suite's file names so far."""
+        label = f"{suite} / {check}"
+        path = self.folder / _safe(suite, "suite") / self._file_name(check, taken)
         # Written aside and renamed when complete: a file under its name holds every record.
         partial = path.with_name(path.name + ".partial")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            count = self._write(partial, findings, label)
+            count = self._write(partial, records, label)
             os.replace(partial, path)
         except OSError as exc:
+            partial.unlink(missing_ok=True)
             raise DqAgentError(f"cannot write {path}: {exc.strerror or exc}") from exc
-        except sa.exc.OperationalError as exc:
-            raise translate(exc, relation.engine.url) from exc
-        except sa.exc.SQLAlchemyError as exc:
-            first = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-            raise DqAgentError(f"reading the failing records of {label}: {first}") from exc
-        capped_at = suite.max_findings if check.records is None else None
-        return Written(suite.suite, check.name, path, count, capped_at)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+        return Written(suite, check, path, count, capped_at)
 
     def _write(self, path: Path, findings: Iterable[Finding], label: str) -> int:
         writer: _Writer = _Parquet(path) if self.fmt == "parquet" else _JsonLines(path)
@@ -131,6 +160,42 @@ class FindingsExport:
             candidate = f"{stem}-{number}"
         taken.add(candidate.lower())
         return f"{candidate}.{self.fmt}"
+
+
+def has_records(check: CheckResult) -> bool:
+    """Whether ``check`` failed (or warned) with records to write."""
+    return check.status in ("warn", "fail") and bool(check.records or check.findings)
+
+
+def failing_records(check: CheckResult, relation: Relation, label: str) -> Iterator[Finding]:
+    """Every failing record of ``check``, read again from ``relation`` a chunk at a time (the
+    findings it reported when it cannot), the source's errors as ours."""
+    if check.records is None:
+        yield from check.findings
+        return
+    try:
+        yield from check.records()
+    except sa.exc.OperationalError as exc:
+        raise translate(exc, relation.engine.url) from exc
+    except sa.exc.SQLAlchemyError as exc:
+        first = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise DqAgentError(f"reading the failing records of {label}: {first}") from exc
+
+
+class _Records:
+    """The findings at the head of a ``read`` stream; :attr:`following` is the line after
+    them once they are read (a check's header, or the suite's result)."""
+
+    def __init__(self, lines: Iterator[ReadLine]) -> None:
+        self._lines = lines
+        self.following: ReadLine | None = None
+
+    def __iter__(self) -> Iterator[Finding]:
+        for line in self._lines:
+            if not isinstance(line, Finding):
+                self.following = line
+                return
+            yield line
 
 
 def _safe(name: str, fallback: str) -> str:

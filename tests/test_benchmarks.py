@@ -272,6 +272,7 @@ def test_the_broker_benchmark_checks_both_ways(postgres_server: str) -> None:
         done = _bench(
             "broker.py",
             *("--rows", str(rows), "--repeat", "1", "--postgres-url", postgres_server),
+            *("--records", "200,400"),
         )
     finally:
         import sqlalchemy as sa
@@ -285,3 +286,4 @@ def test_the_broker_benchmark_checks_both_ways(postgres_server: str) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert "suite status: pass, both paths, every run" in done.stdout
     assert "brokered/direct" in done.stdout
+    assert "every failing record through the broker (read)" in done.stdout

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,18 +21,21 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from dq_agent.agent import Cycle, run_cycle, tick
+from dq_agent.agent import Cycle, connect_slack, run_cycle, tick
 from dq_agent.broker.client import BrokerClient
 from dq_agent.broker.server import Broker, BrokerServer
+from dq_agent.broker.slack import BrokeredSlack
 from dq_agent.cli import main
 from dq_agent.config import Project, load_project
 from dq_agent.config.models import BrokerSettings
 from dq_agent.engine import RunOptions, run_checks
 from dq_agent.errors import SourceError
+from dq_agent.escalate.slack import Slack, SlackError
 from dq_agent.sandbox.airflow import AirflowEmulator
 from dq_agent.sandbox.http import LoopbackServer
 from dq_agent.sandbox.runner import demo_seed
 from dq_agent.sandbox.salesforce import SalesforceEmulator
+from dq_agent.sandbox.slack import SlackEmulator
 from dq_agent.sources.registry import opened
 from dq_agent.sources.retry import RetryPolicy
 from dq_agent.store import Store
@@ -39,6 +45,8 @@ REPO = Path(__file__).resolve().parents[1]
 NOW = datetime(2026, 12, 4, 9, 0, tzinfo=UTC)
 WAREHOUSE_SECRET = "warehouse-Secret-7f3a9"
 NO_WAIT = RetryPolicy(attempts=2, sleep=lambda _s: None)
+# The broker's environment: the sources' secrets and the Slack bot token.
+BROKER_ENV = {"WAREHOUSE_PASSWORD": WAREHOUSE_SECRET, "SLACK_BOT_TOKEN": "xoxb-broker"}
 
 SUITE = """
 suite: {name}
@@ -82,7 +90,8 @@ def setup(tmp_path: Path, postgres_url: str) -> Iterator[Setup]:
             "orders": SUITE.format(name="orders"),
             "payroll": SUITE.format(name="hr_payroll"),
         },
-        # Slack's secrets are the agent's: the broker, which has none of them, leaves it out.
+        # The bot token is the broker's (it posts for the agent); the signing secret, which
+        # verifies what Slack sends the agent, is the agent's.
         settings=f"broker:\n  url: {socket}\n  token: ${{DQ_BROKER_TOKEN}}\n"
         "slack:\n  token: ${SLACK_BOT_TOKEN}\n  signing_secret: ${SLACK_SIGNING_SECRET}\n",
     )
@@ -94,7 +103,7 @@ def setup(tmp_path: Path, postgres_url: str) -> Iterator[Setup]:
 
 @pytest.fixture
 def served(setup: Setup) -> Iterator[BrokerServer]:
-    broker = Broker(setup.project, setup.home, env={"WAREHOUSE_PASSWORD": WAREHOUSE_SECRET})
+    broker = Broker(setup.project, setup.home, env=BROKER_ENV)
     with BrokerServer(broker, setup.socket) as server:
         yield server
     broker.close()
@@ -108,12 +117,8 @@ def _token(server: BrokerServer, suites: str = "orders", actions: str = "check")
 
 
 def _agent_env(token: str) -> dict[str, str]:
-    """The agent's environment: the broker's token and its own Slack app's secrets."""
-    return {
-        "DQ_BROKER_TOKEN": token,
-        "SLACK_BOT_TOKEN": "xoxb-agent",
-        "SLACK_SIGNING_SECRET": "agent-signing",
-    }
+    """The agent's environment: the broker's token and the secret it verifies Slack with."""
+    return {"DQ_BROKER_TOKEN": token, "SLACK_SIGNING_SECRET": "agent-signing"}
 
 
 def _agent(setup: Setup, token: str) -> tuple[Project, BrokerClient]:
@@ -138,7 +143,7 @@ def test_the_agent_checks_through_a_broker_process_holding_no_source_secret(
     )
     token = created.stdout.strip()
     assert token.startswith("dqb_") and "valid until" in created.stderr
-    broker_env = {**os.environ, "WAREHOUSE_PASSWORD": WAREHOUSE_SECRET}
+    broker_env = {**os.environ, **BROKER_ENV}
     # Its own configuration file, paths relative to it.
     config = write(
         setup.project.parent / "broker.yml",
@@ -208,7 +213,7 @@ def test_a_token_cannot_reach_another_suite_send_sql_or_ask_for_what_is_not_buil
     with pytest.raises(SourceError, match="refused: sql") as refused:
         client.call("check", {"suite": "orders", "sql": "DELETE FROM orders"})
     assert "takes no SQL" in str(refused.value)
-    with pytest.raises(SourceError, match="'read' is not supported yet"):
+    with pytest.raises(SourceError, match="may not `read`; it allows: check"):
         client.call("read", {"suite": "orders", "fields": ["amount"]})
     _, everything = _agent(setup, _token(served, suites="*"))
     with pytest.raises(SourceError, match="no suite 'nope'"):
@@ -268,7 +273,8 @@ def test_commands_that_act_are_refused_until_the_broker_does_them(
     env = _agent_env(_token(served))
     outcome = CliRunner().invoke(main, ["mcp", "--project", str(setup.project)], env=env)
     assert outcome.exit_code == 3
-    assert "dq-agent mcp is not supported with a broker yet" in outcome.output
+    assert "dq-agent mcp does not run with a broker" in outcome.output
+    assert "dq-agent broker --mcp-listen URL" in outcome.output
     project, _ = _agent(setup, env["DQ_BROKER_TOKEN"])
     # Whatever would reach a source itself (approving a fix, a backtest) says why it cannot.
     spec = project.suites["orders"].source
@@ -405,7 +411,7 @@ def test_https_with_the_brokers_own_certificate_authority(setup: Setup, tmp_path
             serialization.NoEncryption(),
         )
     )
-    broker = Broker(setup.project, setup.home, env={"WAREHOUSE_PASSWORD": WAREHOUSE_SECRET})
+    broker = Broker(setup.project, setup.home, env=BROKER_ENV)
     listen = "https://localhost:0"
     with BrokerServer(broker, listen, cert=cert_file, key=key_file) as server:
         port = server.url.rsplit(":", 1)[1]
@@ -520,8 +526,9 @@ def test_the_broker_corrects_the_slip_within_the_guardrails_and_audits_the_write
 
 
 def test_the_running_example_plays_through_the_broker(tmp_path: Path) -> None:
-    """`dq-agent demo` on the example whose Salesforce session and Airflow password live in
-    the broker alone: the same story, the agent's environment holding only the token."""
+    """`dq-agent demo` on the example whose Salesforce session, Airflow password and Slack
+    bot token live in the broker alone: the same story, the agent's environment holding only
+    its token (and the secret it verifies Slack's requests with)."""
     example = tmp_path / "example"
     for source in (REPO / "checks", REPO / "connectors"):
         for file in source.glob("*.yml"):
@@ -533,17 +540,19 @@ def test_the_running_example_plays_through_the_broker(tmp_path: Path) -> None:
     sockets = _short_dir()
     socket = f"unix:{sockets / 'broker.sock'}"
     settings = (REPO / "dq-agent.yml").read_text()
+    assert "token: xoxb-sandbox" in settings
+    settings = settings.replace("token: xoxb-sandbox", "token: ${SLACK_BOT_TOKEN}")
     write(
         example / "dq-agent.yml",
         settings + f"broker:\n  url: {socket}\n  token: ${{DQ_BROKER_TOKEN}}\n",
     )
-    secrets = {"SF_SESSION_ID": "sandbox", "AIRFLOW_PW": "admin"}
+    secrets = {"SF_SESSION_ID": "sandbox", "AIRFLOW_PW": "admin", "SLACK_BOT_TOKEN": "xoxb-sandbox"}
     assert not set(secrets) & set(os.environ)
     broker = Broker(example, tmp_path / "home", env=secrets)
     with BrokerServer(broker, socket):
         _, token = broker.tokens.create(
             suites=["*"],
-            actions=["check", "correct", "restart"],
+            actions=["check", "correct", "restart", "notify"],
             ttl=timedelta(days=1),
             now=datetime.now(UTC),
         )
@@ -567,6 +576,9 @@ def test_the_running_example_plays_through_the_broker(tmp_path: Path) -> None:
     assert operations[("correct", "applied")] == 2  # the slip and the runbook fix
     assert operations[("correct", "reverted")] == 1
     assert operations[("restart", "ok")] == 2
+    posted = [e for e in broker.audit.entries() if e["operation"] == "notify"]
+    assert {e["detail"] for e in posted} >= {"lookup", "channel", "post", "update"}
+    assert {e["suite"] for e in posted if e["detail"] == "post"} >= {"crm_opportunities"}
     assert not [e for e in broker.audit.entries() if e["outcome"] in ("refused", "error")]
     assert broker.audit.verify().ok
 
@@ -593,3 +605,220 @@ def test_a_broker_configuration_file_with_a_mistake_says_where(tmp_path: Path) -
     outcome = CliRunner().invoke(main, ["broker", "--config", str(config)])
     assert outcome.exit_code == 3
     assert f"{config}:3:1: listn:" in outcome.stderr
+
+
+def test_slack_goes_through_the_broker_to_the_people_of_the_tokens_suites_only(
+    tmp_path: Path,
+) -> None:
+    """The bot token lives in the broker alone; a token for `orders` reaches the suite's
+    owner and channel, and nobody of another suite or outside every suite."""
+    emulator = SlackEmulator(token="xoxb-broker")
+    people = emulator.seed(
+        {
+            "users": [
+                {"email": "data@acme.example"},
+                {"email": "hr@acme.example"},
+                {"email": "stranger@acme.example"},
+            ],
+            "channels": [{"name": "orders-data"}],
+        }
+    )["users"]
+    sockets = _short_dir()
+    socket = f"unix:{sockets / 'broker.sock'}"
+    with LoopbackServer(emulator) as slack:
+        root = make_project(
+            tmp_path / "project",
+            connectors={"warehouse": f"type: sql\nurl: sqlite:///{tmp_path}/w.db\n"},
+            suites={
+                "orders": SUITE.format(name="orders") + "escalation: ['#orders-data']\n",
+                "payroll": SUITE.format(name="hr_payroll").replace("data@", "hr@"),
+            },
+            settings=f"state_url: 'sqlite:///{tmp_path}/state.db'\n"
+            f"broker:\n  url: {socket}\n  token: ${{DQ_BROKER_TOKEN}}\n"
+            "slack:\n  token: ${SLACK_BOT_TOKEN}\n  signing_secret: ${SLACK_SIGNING_SECRET}\n"
+            f"  base_url: {slack.base_url}/api/\n",
+        )
+        broker = Broker(root, tmp_path / "home", env={"SLACK_BOT_TOKEN": "xoxb-broker"})
+        with BrokerServer(broker, socket) as server:
+
+            def agent_slack(suites: str, actions: str = "notify") -> Slack:
+                project = load_project(root, env=_agent_env(_token(server, suites, actions)))
+                assert not project.issues, project.issues
+                assert project.settings.slack is not None
+                assert project.settings.slack.token is None  # never read by the agent
+                slack = connect_slack(project)
+                assert isinstance(slack, BrokeredSlack)
+                return slack
+
+            scoped, everything = agent_slack("orders"), agent_slack("*")
+            assert scoped.user("Data@acme.example").id == people["data@acme.example"]
+            dm = scoped.channel_for("data@acme.example")
+            ts = scoped.post(dm, "orders has no rows", None, key="incident-1")
+            assert scoped.find(dm, "incident-1") == ts
+            scoped.update(dm, ts, "orders has rows again", None)
+            channel = scoped.channel_for("#orders-data")
+            scoped.post(channel, "fyi", None, key="i-2")
+            assert scoped.email_of(people["data@acme.example"]) == "data@acme.example"
+
+            hr_dm = everything.channel_for("hr@acme.example")
+            for attempt in (
+                lambda: scoped.user("hr@acme.example"),
+                lambda: scoped.channel_for("stranger@acme.example"),
+                lambda: scoped.post(hr_dm, "psst", None, key="i-3"),
+                lambda: scoped.update(hr_dm, ts, "psst", None),
+            ):
+                with pytest.raises(SlackError, match="not (a DM or channel of )?one of the peop"):
+                    attempt()
+            # Who someone outside its suites is, is not the token's to know.
+            assert scoped.email_of(people["hr@acme.example"]) is None
+            with pytest.raises(SlackError, match="may not `notify`"):
+                agent_slack("orders", actions="check").user("data@acme.example")
+        broker.close()
+    sockets.rmdir()
+    sent = [(m["channel"], m["text"]) for m in emulator.state()["messages"]]
+    assert sent == [(dm, "orders has rows again"), (channel, "fyi")]
+    refused = [e["operation"] for e in broker.audit.entries() if e["outcome"] == "refused"]
+    assert refused == ["notify"] * 5
+    ok = {(e["detail"], e["suite"]) for e in broker.audit.entries() if e["outcome"] == "ok"}
+    assert {("post", "orders"), ("update", "orders"), ("channel", "hr_payroll")} <= ok
+    assert broker.audit.verify().ok
+
+
+def test_two_agents_acting_at_once_through_the_broker_write_the_slip_once(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """Two agents (replicas, or one run twice) ask the broker to act on the same suite at
+    the same moment: the ledger's claims let one correction through, written once."""
+    emulator = SalesforceEmulator()
+    emulator.seed(demo_seed(NOW)["salesforce"]["objects"])
+    sockets = _short_dir()
+    socket = f"unix:{sockets / 'broker.sock'}"
+    with LoopbackServer(emulator) as crm:
+        root = make_project(
+            tmp_path / "project",
+            connectors={
+                "crm": f"type: salesforce\ninstance_url: {crm.base_url}\n"
+                "session_id: ${SF_SESSION_ID}\n"
+            },
+            suites={"crm": CRM_SUITE},
+            settings=f"state_url: '{postgres_url}'\n"
+            "corrections:\n  enabled: true\n"
+            "  allow: [{connector: crm, object: Opportunity, fields: [Amount]}]\n"
+            f"broker:\n  url: {socket}\n  token: ${{DQ_BROKER_TOKEN}}\n",
+        )
+        broker = Broker(root, tmp_path / "home", env={"SF_SESSION_ID": "sandbox"})
+        with BrokerServer(broker, socket) as server:
+            project = load_project(
+                root, env={"DQ_BROKER_TOKEN": _token(server, "crm_*", "correct")}
+            )
+            assert project.settings.broker is not None
+            start = threading.Barrier(2)
+
+            def act() -> list[str]:
+                client = BrokerClient(project.settings.broker, retry=NO_WAIT)  # type: ignore[arg-type]
+                start.wait()
+                return [o.status for o in client.act("crm_opportunities").outcomes]
+
+            with ThreadPoolExecutor(2) as pool:
+                both = [f.result() for f in [pool.submit(act), pool.submit(act)]]
+        broker.close()
+    sockets.rmdir()
+    # The other found the claim taken, or the value changed under its compare-and-set.
+    assert sorted(status for statuses in both for status in statuses) in (
+        ["applied"],
+        ["applied", "conflict"],
+    ), both
+    amounts = {r["Id"]: r["Amount"] for r in emulator.state()["objects"]["Opportunity"]}
+    assert (amounts[SLIP], amounts[WHALE]) == (1_000_000, 10_000_000)
+    with Store.open(postgres_url) as store:
+        [applied] = [c for c in store.corrections() if c.status == "applied"]
+        assert store.verify_ledger() == []
+    audited = [e for e in broker.audit.entries() if e["operation"] == "correct"]
+    assert [e["ledger_id"] for e in audited if e["outcome"] == "applied"] == [applied.id]
+
+
+_KILLED_BROKER = """
+import os, signal, sys
+from pathlib import Path
+from dq_agent.broker.server import Broker, BrokerServer
+from dq_agent.sources.salesforce import SalesforceSource
+
+made = SalesforceSource.write
+
+def write(self, *args, **kwargs):
+    result = made(self, *args, **kwargs)
+    os.kill(os.getpid(), signal.SIGKILL)  # the write went through; nothing after it did
+    return result
+
+SalesforceSource.write = write
+root, home, socket = sys.argv[1:4]
+server = BrokerServer(Broker(Path(root), Path(home), env={"SF_SESSION_ID": "sandbox"}), socket)
+print("ready", flush=True)
+server.serve_forever()
+"""
+
+
+def test_a_broker_killed_after_its_write_is_settled_by_the_next_without_a_second_write(
+    tmp_path: Path,
+) -> None:
+    """The broker dies right after the Salesforce PATCH, before the ledger hears of it: the
+    agent's suite is an error, and the next broker's act settles the write as applied,
+    writing nothing again and auditing it with its ledger id."""
+    emulator = SalesforceEmulator()
+    emulator.seed(demo_seed(NOW)["salesforce"]["objects"])
+    sockets = _short_dir()
+    socket = f"unix:{sockets / 'broker.sock'}"
+    home = tmp_path / "home"
+    with LoopbackServer(emulator) as crm:
+        root = make_project(
+            tmp_path / "project",
+            connectors={
+                "crm": f"type: salesforce\ninstance_url: {crm.base_url}\n"
+                "session_id: ${SF_SESSION_ID}\n"
+            },
+            suites={"crm": CRM_SUITE},
+            settings=f"state_url: 'sqlite:///{tmp_path}/state.db'\n"
+            "corrections:\n  enabled: true\n"
+            "  allow: [{connector: crm, object: Opportunity, fields: [Amount]}]\n"
+            f"broker:\n  url: {socket}\n  token: ${{DQ_BROKER_TOKEN}}\n",
+        )
+        broker = Broker(root, home, env={"SF_SESSION_ID": "sandbox"})
+        _, token = broker.tokens.create(
+            suites=["crm_*"], actions=["correct"], ttl=timedelta(days=1), now=datetime.now(UTC)
+        )
+        project = load_project(root, env={"DQ_BROKER_TOKEN": token})
+        assert project.settings.broker is not None
+        client = BrokerClient(project.settings.broker, retry=NO_WAIT)
+        script = write(tmp_path / "killed_broker.py", _KILLED_BROKER)
+        process = subprocess.Popen(
+            [sys.executable, str(script), str(root), str(home), socket],
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
+        assert process.stdout is not None and process.stdout.readline() == "ready\n"
+        with pytest.raises(SourceError, match="unreachable") as dropped:
+            client.act("crm_opportunities")
+        assert dropped.value.transient
+        assert process.wait(timeout=60) == -signal.SIGKILL
+        process.stdout.close()
+        amounts = {r["Id"]: r["Amount"] for r in emulator.state()["objects"]["Opportunity"]}
+        assert amounts[SLIP] == 1_000_000
+        with Store.open(project.state_url) as store:
+            assert [c.status for c in store.corrections()] == ["pending"]
+        requests = emulator.state()["requests"]
+        with BrokerServer(broker, socket):
+            acted = client.act("crm_opportunities")
+        broker.close()
+    sockets.rmdir()
+    assert acted.settled.notes == [
+        "correction 1: applied (settled on start: the write had gone through)"
+    ]
+    assert acted.outcomes == []  # nothing is written again
+    assert [o.correction_id for o in acted.settled.written] == [1]  # its owner is yet to hear
+    assert emulator.state()["requests"] > requests
+    with Store.open(project.state_url) as store:
+        assert [c.status for c in store.corrections()] == ["applied"]
+    audited = [(e["operation"], e["outcome"], e["ledger_id"]) for e in broker.audit.entries()]
+    assert ("correct", "applied", 1) in audited
+    assert broker.audit.verify().ok

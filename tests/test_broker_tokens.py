@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import stat
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from dq_agent.broker.tokens import Refused, TokenBook
+from dq_agent.cli import main
 
 NOW = datetime(2026, 12, 4, 10, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -157,13 +160,14 @@ def test_a_pattern_covers_the_suites_it_matches(book: TokenBook) -> None:
             ["crm_*"],
             ["check", "delete"],
             DAY,
-            "unknown action 'delete'; valid: check, read, correct, notify, restart",
+            "unknown action 'delete'; valid: check, read, correct, notify, restart, investigate",
         ),
         (
             ["crm_*"],
             [],
             DAY,
-            "a token needs at least one action; valid: check, read, correct, notify, restart",
+            "a token needs at least one action; valid: check, read, correct, notify, restart, "
+            "investigate",
         ),
         ([], ["check"], DAY, "a token needs at least one suite pattern"),
         ([""], ["check"], DAY, "a token needs at least one suite pattern"),
@@ -184,7 +188,102 @@ def test_list_shows_the_newest_first(book: TokenBook) -> None:
     first, _ = book.create(suites=["a_*"], actions=["check"], ttl=DAY, now=NOW)
     third, _ = book.create(suites=["c_*"], actions=["read"], ttl=DAY, now=NOW + 2 * DAY)
     second, _ = book.create(
-        suites=["b_*"], actions=["notify"], tools=["run_check"], ttl=DAY, now=NOW + DAY
+        suites=["b_*"], actions=["investigate"], tools=["read_evidence"], ttl=DAY, now=NOW + DAY
     )
     assert book.list() == [third, second, first]
-    assert book.list()[1].tools == ("run_check",)
+    assert book.list()[1].tools == ("read_evidence",)
+
+
+def test_a_token_that_may_investigate_reads_only_unless_its_tools_are_named(
+    book: TokenBook,
+) -> None:
+    reader, _ = book.create(suites=["crm_*"], actions=["investigate"], ttl=DAY, now=NOW)
+    assert reader.tools == (
+        "list_incidents",
+        "read_evidence",
+        "read_runbook",
+        "read_past_incidents",
+    )
+    proposer, _ = book.create(
+        suites=["crm_*"],
+        actions=["investigate"],
+        tools=["list_incidents", "propose_correction", "list_incidents"],
+        ttl=DAY,
+        now=NOW,
+    )
+    assert proposer.tools == ("list_incidents", "propose_correction")
+    # Tools are for MCP only: a token that cannot investigate has none.
+    checker, _ = book.create(suites=["crm_*"], actions=["check"], ttl=DAY, now=NOW)
+    assert checker.tools == ()
+
+
+TOOL_NAMES = (
+    "read_evidence, read_runbook, read_past_incidents, classify, propose_correction, "
+    "draft_message, list_incidents"
+)
+
+
+@pytest.mark.parametrize(
+    ("actions", "tools", "message"),
+    [
+        (
+            ["investigate"],
+            ["read_evidence", "run_sql"],
+            f"unknown tool 'run_sql'; valid: {TOOL_NAMES}",
+        ),
+        (
+            ["investigate"],
+            [],
+            f"a token that may investigate needs at least one tool; valid: {TOOL_NAMES}",
+        ),
+        (
+            ["check"],
+            ["read_evidence"],
+            "tools are what a token may use over MCP: give it the investigate action too",
+        ),
+        (
+            ["investigate"],
+            "read_evidence",
+            "tools must be a list of strings, not the string 'read_evidence'",
+        ),
+    ],
+)
+def test_create_rejects_tools_that_cannot_be_a_tokens(
+    book: TokenBook, actions: list[str], tools: list[str], message: str
+) -> None:
+    with pytest.raises(ValueError) as rejected:
+        book.create(suites=["crm_*"], actions=actions, tools=tools, ttl=DAY, now=NOW)
+    assert str(rejected.value) == message
+    assert book.list() == []
+
+
+def test_the_command_line_names_a_tokens_tools_and_lists_them(tmp_path: Path) -> None:
+    home = ["--home", str(tmp_path / "broker")]
+    create = ["broker", "token", "create", *home, "--suites", "crm_*", "--actions"]
+    outcome = CliRunner().invoke(
+        main, [*create, "investigate", "--tools", "list_incidents, read_evidenc"]
+    )
+    assert outcome.exit_code == 2
+    assert f"unknown tool 'read_evidenc'; valid: {TOOL_NAMES}" in " ".join(outcome.stderr.split())
+    outcome = CliRunner().invoke(main, [*create, "check", "--tools", "read_evidence"])
+    assert outcome.exit_code == 2
+    assert "give it the investigate action too" in outcome.stderr
+    outcome = CliRunner().invoke(
+        main, [*create, "investigate", "--tools", "list_incidents,propose_correction"]
+    )
+    assert outcome.exit_code == 0, outcome.output
+    assert outcome.stdout.startswith("dqb_")
+    outcome = CliRunner().invoke(main, [*create, "investigate", "--note", "on-call"])
+    assert outcome.exit_code == 0, outcome.output
+
+    listed = CliRunner().invoke(main, ["broker", "token", "list", *home])
+    assert listed.exit_code == 0, listed.output
+    reader, proposer = listed.stdout.splitlines()
+    assert "actions investigate  tools list_incidents,read_evidence,read_runbook," in reader
+    assert "actions investigate  tools list_incidents,propose_correction  until" in proposer
+    listed = CliRunner().invoke(main, ["broker", "token", "list", *home, "--format", "json"])
+    rows = json.loads(listed.stdout)
+    assert [row["tools"] for row in rows] == [
+        ["list_incidents", "read_evidence", "read_runbook", "read_past_incidents"],
+        ["list_incidents", "propose_correction"],
+    ]

@@ -436,6 +436,46 @@ def test_slack_secrets_come_from_the_environment_and_are_never_shown(tmp_path: P
     assert project.settings.people["pete@acme.com"].digest is True
 
 
+def test_with_a_broker_each_process_reads_only_its_own_secrets(tmp_path: Path) -> None:
+    """The broker posts to Slack (the bot token is its); the agent verifies Slack's requests
+    and asks the model (the signing secret and the API key are its): neither reads, nor
+    needs, the other's."""
+    make_project(
+        tmp_path,
+        connectors={"warehouse": WAREHOUSE},
+        suites={"a": ANY_SUITE},
+        settings="""
+        broker: {url: "unix:/run/dq/broker.sock", token: "${DQ_BROKER_TOKEN}"}
+        slack:
+          token: ${SLACK_BOT_TOKEN}
+          signing_secret: ${SLACK_SIGNING_SECRET}
+        llm: {model: claude-sonnet-4-6, api_key: "${ANTHROPIC_API_KEY}", redact_columns: [email]}
+        """,
+    )
+    agents = {"DQ_BROKER_TOKEN": "dqb_x", "SLACK_SIGNING_SECRET": "s", "ANTHROPIC_API_KEY": "k"}
+    agent = load_project(tmp_path, env=agents)
+    assert not agent.issues, agent.issues
+    assert agent.settings.slack is not None and agent.settings.slack.token is None
+    assert agent.settings.slack.verifying_secret() == "s"
+    broker = load_project(tmp_path, env={"SLACK_BOT_TOKEN": "xoxb-1"}, as_broker=True)
+    assert not broker.issues, broker.issues
+    assert broker.settings.broker is None
+    assert broker.settings.slack is not None and broker.settings.slack.bot_token() == "xoxb-1"
+    assert broker.settings.slack.signing_secret is None
+    assert broker.settings.llm is not None and broker.settings.llm.api_key is None
+    assert broker.settings.llm.redact_columns == ["email"]
+    assert [str(i) for i in load_project(tmp_path, env={}, as_broker=True).issues] == [
+        f"{tmp_path}/dq-agent.yml:3:10: slack.token: environment variable SLACK_BOT_TOKEN is "
+        "not set"
+    ]
+    # Without a broker the agent needs the bot token itself.
+    settings = tmp_path / "dq-agent.yml"
+    settings.write_text(settings.read_text().replace("broker:", "# broker:"))
+    assert issues_of(tmp_path, env=agents) == [
+        f"{tmp_path}/dq-agent.yml:3:10: slack.token: environment variable SLACK_BOT_TOKEN is not set"
+    ]
+
+
 def test_restarts_and_verify_are_validated(tmp_path: Path) -> None:
     make_project(
         tmp_path,

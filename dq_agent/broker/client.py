@@ -14,18 +14,19 @@ import http.client
 import json
 import socket
 import ssl
-from collections.abc import Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from dq_agent.config.loader import Project
 from dq_agent.config.models import BrokerSettings
-from dq_agent.errors import SourceError
+from dq_agent.errors import DqAgentError, SourceError
 from dq_agent.redact import redact
 from dq_agent.remedy.apply import Outcome
 from dq_agent.restart.base import PipelineRun, RestartError
-from dq_agent.results import SuiteResult
-from dq_agent.sources.retry import RetryPolicy
+from dq_agent.results import Finding, SuiteResult
+from dq_agent.sources.retry import NO_RETRY, RetryPolicy
 
 if TYPE_CHECKING:
     from dq_agent.agent import Acted
@@ -51,6 +52,20 @@ class _UnixConnection(http.client.HTTPConnection):
         self.sock = sock
 
 
+@dataclasses.dataclass(frozen=True)
+class ReadCheck:
+    """In a ``read`` stream, what comes before one check's failing records: the check, and
+    the suite's ``max_findings`` when it cannot read its records again (only the findings it
+    reported follow)."""
+
+    name: str
+    capped_at: int | None = None
+
+
+# A line of a ``read`` stream, as :meth:`BrokerClient.read` yields it.
+ReadLine = ReadCheck | Finding | SuiteResult
+
+
 class BrokerClient:
     """Asks the broker of ``settings`` for operations, retrying transient faults."""
 
@@ -58,6 +73,13 @@ class BrokerClient:
         self._settings = settings
         self._retry = retry or RetryPolicy()
         self._token = settings.token.get_secret_value()
+
+    @classmethod
+    def of(cls, project: Project, retry: RetryPolicy | None = None) -> BrokerClient:
+        """The broker a sealed project names (``broker:`` in its settings)."""
+        if project.settings.broker is None:
+            raise DqAgentError(f"{project.root} names no broker (broker: in dq-agent.yml)")
+        return cls(project.settings.broker, retry)
 
     @property
     def where(self) -> str:
@@ -91,9 +113,73 @@ class BrokerClient:
         body = {"suite": suite, "corrections": list(correction_ids), "by": by}
         return [Outcome.from_json(o) for o in self.call("revert", body)["outcomes"]]
 
-    def call(self, operation: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        """POST ``body`` to the operation and return the broker's JSON answer."""
-        return self._retry.call(
+    def read(self, suite: str, as_of: datetime | None = None) -> Generator[ReadLine, None, None]:
+        """``suite``'s checks run in the broker, then every failing record of each failed
+        check as the broker reads it from the source: for each check a :class:`ReadCheck`
+        and its records, then the suite's result. Lines are read as they are iterated (the
+        request is sent at the first); only the request is retried, never a stream begun.
+        A stream the broker ends with an error, or that breaks off, raises SourceError."""
+        body: dict[str, Any] = {"suite": suite}
+        if as_of is not None:
+            body["as_of"] = as_of.isoformat()
+        connection, response = self._retry.call(
+            "broker read", lambda: self._open("read", body), self._translate
+        )
+        lines = 0
+        try:
+            for raw in response:
+                lines += 1
+                line = self._read_line(suite, raw)
+                yield line
+                if isinstance(line, SuiteResult):
+                    return
+        except (OSError, http.client.HTTPException) as exc:
+            reason = self._redacted(str(exc) or exc.__class__.__name__)
+            raise SourceError(
+                f"the broker at {self.where} broke off its read of suite {suite!r} after "
+                f"{lines:,} lines: {reason}",
+                transient=True,
+            ) from exc
+        finally:
+            connection.close()
+        raise SourceError(
+            f"the broker at {self.where} ended its read of suite {suite!r} before the "
+            f"suite's result ({lines:,} lines)",
+            transient=True,
+        )
+
+    def _read_line(self, suite: str, raw: bytes) -> ReadLine:
+        """One line of a ``read`` stream (see :mod:`dq_agent.broker.server`)."""
+        try:
+            line = json.loads(raw)
+        except ValueError:
+            line = None
+        if isinstance(line, dict) and "finding" in line:
+            return Finding.from_json(line["finding"])
+        if isinstance(line, dict) and "check" in line:
+            return ReadCheck(str(line["check"]), line.get("capped_at"))
+        if isinstance(line, dict) and "result" in line:
+            return SuiteResult.from_wire(line["result"])
+        if isinstance(line, dict) and "error" in line:
+            raise SourceError(
+                self._redacted(
+                    f"the broker at {self.where} failed reading suite {suite!r}: {line['error']}"
+                ),
+                transient=bool(line.get("transient")),
+            )
+        raise SourceError(
+            f"the broker at {self.where} sent a line its read of suite {suite!r} cannot hold: "
+            f"{raw[:80]!r}",
+            transient=True,
+        )
+
+    def call(
+        self, operation: str, body: Mapping[str, Any], *, once: bool = False
+    ) -> dict[str, Any]:
+        """POST ``body`` to the operation and return the broker's JSON answer; ``once``: not
+        sent again after a dropped connection (a message may have been posted already)."""
+        retry = NO_RETRY if once else self._retry
+        return retry.call(
             f"broker {operation}", lambda: self._post(operation, body), self._translate
         )
 
@@ -110,6 +196,20 @@ class BrokerClient:
         )
 
     def _post(self, operation: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        connection, response = self._open(operation, body)
+        try:
+            answer = _json(response.read())
+        finally:
+            connection.close()
+        if isinstance(answer, dict):
+            return answer
+        raise self._refusal(operation, response, answer)
+
+    def _open(
+        self, operation: str, body: Mapping[str, Any]
+    ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+        """The answer's connection and response, its body not read yet (a stream's is read
+        as it comes); a refusal raises."""
         connection = self._connection()
         try:
             connection.request(
@@ -122,18 +222,21 @@ class BrokerClient:
                 },
             )
             response = connection.getresponse()
-            data = response.read()
-        finally:
+            if response.status == 200:
+                return connection, response
+            answer = _json(response.read())
+        except BaseException:
             connection.close()
-        try:
-            answer = json.loads(data) if data else {}
-        except ValueError:
-            answer = {}
-        if response.status == 200 and isinstance(answer, dict):
-            return answer
+            raise
+        connection.close()
+        raise self._refusal(operation, response, answer)
+
+    def _refusal(
+        self, operation: str, response: http.client.HTTPResponse, answer: Any
+    ) -> SourceError:
         message = answer.get("error") if isinstance(answer, dict) else None
         reason = message or f"HTTP {response.status} {response.reason}"
-        raise SourceError(
+        return SourceError(
             self._redacted(f"the broker at {self.where} refused {operation}: {reason}"),
             transient=response.status >= 500 or response.status == 429,
             code=str(response.status),
@@ -149,6 +252,13 @@ class BrokerClient:
 
     def _redacted(self, text: str) -> str:
         return redact(text, self._token)
+
+
+def _json(data: bytes) -> Any:
+    try:
+        return json.loads(data) if data else {}
+    except ValueError:
+        return None
 
 
 class BrokeredTarget:

@@ -8,6 +8,19 @@ compiled from its suite file (nobody can send it SQL to run), act on its source 
 start and follow its restart targets. Every call, done or refused, is written to the
 hash-chained audit log. It listens on a unix socket or on
 HTTPS (a loopback address may go without TLS).
+
+``read`` answers as a stream: NDJSON (one JSON object a line) in an HTTP/1.1 chunked body,
+sent as the records are read from the source, which stays open until the last one::
+
+    {"check": "<name>", "capped_at": null}    before each failed (or warned) check's records;
+                                              capped_at: the suite's max_findings when the
+                                              check cannot read them again (its findings follow)
+    {"finding": {<Finding.to_json()>}}        one failing record
+    {"result": {<SuiteResult.to_wire()>}}     the suite's result: the last line of a whole answer
+    {"error": "<why>", "transient": <bool>}   instead, when the run fails on the way
+
+A stream that ends without its ``result`` line was cut short: the caller takes none of it
+for complete. The broker holds a few lines at a time (``STREAM_CHUNK``), never the records.
 """
 
 from __future__ import annotations
@@ -30,30 +43,38 @@ from urllib.parse import urlsplit
 
 from dq_agent.agent import at_sources
 from dq_agent.broker.audit import AUDIT_FILE, AuditLog
-from dq_agent.broker.tokens import TOKENS_FILE, Refused, TokenBook
+from dq_agent.broker.slack import NOTIFY_FIELDS, SlackRelay
+from dq_agent.broker.tokens import TOKENS_FILE, Refused, Token, TokenBook
 from dq_agent.checks.base import plural
 from dq_agent.config import Project, load_project
 from dq_agent.config.loader import SETTINGS_FILE
-from dq_agent.config.models import CommandRestart
+from dq_agent.config.models import CommandRestart, Suite
 from dq_agent.engine import RunOptions, SuiteHook, check_suite, utc_now
-from dq_agent.errors import DqAgentError
+from dq_agent.errors import DqAgentError, SourceError
+from dq_agent.escalate.slack import SlackError
+from dq_agent.findings_out import failing_records, has_records
 from dq_agent.remedy import approve_correction, revert_corrections
 from dq_agent.remedy.apply import Outcome
 from dq_agent.restart.base import PipelineRun, RestartError
 from dq_agent.restart.runner import target_for
 from dq_agent.results import SuiteResult, key_text
+from dq_agent.sources import Relation, Source
 from dq_agent.sources.registry import Engines
 from dq_agent.store import Store
+from dq_agent.triage.gateway import Gateway
 
 log = logging.getLogger(__name__)
 
 API = "/v1"
-# A request body larger than this is no operation's (a suite id and a moment).
-MAX_BODY = 64 * 1024
+# A request body larger than this is no operation's (the largest: a Slack message with its
+# blocks, which Slack itself caps well below this).
+MAX_BODY = 1024 * 1024
 # Each operation, the token action it takes, and the fields its request may hold: anything
 # else (SQL text, another object, a field list) is refused, not ignored.
 OPERATIONS: dict[str, tuple[str, frozenset[str]]] = {
     "check": ("check", frozenset({"suite", "as_of"})),
+    # The suite's checks and every failing record of its failed checks, streamed (see above).
+    "read": ("read", frozenset({"suite", "as_of"})),
     # A cycle's work at the suite's source: settle corrections a crash interrupted, check,
     # correct (or propose) within the suite's guardrails, find the records' owners.
     "act": ("correct", frozenset({"suite", "dry_run"})),
@@ -65,9 +86,14 @@ OPERATIONS: dict[str, tuple[str, frozenset[str]]] = {
     # attempt at one restart, so a retried start starts no second run), and follow that run.
     "restart": ("restart", frozenset({"suite", "target", "key"})),
     "restart_poll": ("restart", frozenset({"suite", "target", "run"})),
+    # One Slack method (see dq_agent.broker.slack), for the people of the token's suites:
+    # it names a person or a channel, not a suite.
+    "notify": ("notify", NOTIFY_FIELDS),
 }
-# Operations a token may name that this broker cannot do yet.
-NOT_YET = ("read", "notify")
+# Seconds a connection may stay idle on the caller's side (see the handler's timeout).
+IDLE_CALLER_S = 300
+# Bytes of a streamed answer gathered before they go out as one chunk.
+STREAM_CHUNK = 64 * 1024
 
 
 class _TargetFailed(DqAgentError):
@@ -78,10 +104,20 @@ class _TargetFailed(DqAgentError):
         self.transient = transient
 
 
+# Sends one line of a streamed answer.
+Send = Callable[[Mapping[str, Any]], None]
+
+
+class _CallerGone(Exception):
+    """The caller of a streamed answer closed its connection before the end."""
+
+
 @dataclass(frozen=True)
 class Answer:
     status: int
     body: dict[str, Any]
+    # A streamed answer (``body`` unused): called with the function that sends each line.
+    stream: Callable[[Send], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -115,6 +151,7 @@ class Broker:
         self._clock = clock
         self._engines = Engines()
         self._stores: dict[str, Store] = {}
+        self._slack = SlackRelay()
         self._lock = threading.Lock()
 
     def handle(self, operation: str, presented: str | None, body: Any) -> Answer:
@@ -123,12 +160,12 @@ class Broker:
         suite = body.get("suite") if isinstance(body, dict) else None
         suite = suite if isinstance(suite, str) else None
         token_id: str | None = None
+        target: str | None = None  # what the call reached, when not the suite itself
         try:
             if operation not in OPERATIONS:
-                what = "not supported yet" if operation in NOT_YET else "unknown"
                 known = ", ".join(OPERATIONS)
                 raise Refused(
-                    f"operation {operation!r} is {what}; this broker does: {known}",
+                    f"operation {operation!r} is unknown; this broker does: {known}",
                     status=404,
                     reason="unknown_operation",
                     token_id=None,
@@ -143,9 +180,9 @@ class Broker:
                 )
             token = self.tokens.authorize(presented, action=action, suite=suite, now=now)
             token_id = token.id
-            if not isinstance(body, dict) or suite is None:
+            if not isinstance(body, dict):
                 raise Refused(
-                    f"{operation} takes a JSON object naming the suite",
+                    f"{operation} takes a JSON object",
                     status=400,
                     reason="bad_request",
                     token_id=None,
@@ -160,9 +197,23 @@ class Broker:
                     reason="unexpected_fields",
                     token_id=token_id,
                 )
-            project = self._project(suite)
-            do = getattr(self, f"_{operation}")
-            answer, detail = do(Call(project, suite, operation, body, now, token_id))
+            if operation == "notify":
+                answer, suite, target = self._notify(token, body)
+                detail = str(body.get("method"))
+            elif suite is None:
+                raise Refused(
+                    f"{operation} names the suite it is for",
+                    status=400,
+                    reason="bad_request",
+                    token_id=None,
+                )
+            else:
+                project = self._project(suite)
+                call = Call(project, suite, operation, body, now, token_id)
+                if operation == "read":  # streamed, and audited when the stream ends
+                    return Answer(200, {}, stream=self._audited(call, self._read(call)))
+                do = getattr(self, f"_{operation}")
+                answer, detail = do(call)
         except Refused as exc:
             self._audit(now, exc.token_id or token_id, suite, operation, "refused", str(exc))
             return Answer(exc.status, {"error": str(exc), "reason": exc.reason})
@@ -177,16 +228,18 @@ class Broker:
             log.exception("broker %s of %s failed", operation, suite)
             self._audit(now, token_id, suite, operation, "error", exc.__class__.__name__)
             return Answer(500, {"error": f"the broker failed: {exc.__class__.__name__}"})
-        self._audit(now, token_id, suite, operation, "ok", detail)
+        self._audit(now, token_id, suite, operation, "ok", detail, target=target)
         return Answer(200, answer)
 
-    def _project(self, suite_id: str) -> Project:
+    def _project(self, suite_id: str | None) -> Project:
         """The project as its files say now (a changed suite needs no restart of the broker),
-        if it has the suite."""
+        if it has the suite (when one is named)."""
         project = load_project(self.project_dir, self._env, as_broker=True)
         broken = [str(i) for i in project.issues if i.file.name == SETTINGS_FILE]
         if broken:  # its defaults are no stand-in for the project's guardrails and store
             raise DqAgentError(f"the broker cannot read {SETTINGS_FILE}: {'; '.join(broken)}")
+        if suite_id is None:
+            return project
         if suite_id not in project.suites and suite_id not in project.broken_suites:
             raise Refused(
                 f"no suite {suite_id!r} in the broker's project",
@@ -197,23 +250,65 @@ class Broker:
         return project
 
     def _check(self, call: Call) -> tuple[dict[str, Any], str]:
-        project, suite_id, as_of_text = call.project, call.suite, call.body.get("as_of")
-        as_of = None
-        if as_of_text is not None:
-            try:
-                as_of = datetime.fromisoformat(str(as_of_text))
-            except ValueError:
-                as_of = None
-            if as_of is None or as_of.tzinfo is None:
-                raise Refused(
-                    "as_of must be an ISO 8601 moment with its zone",
-                    status=400,
-                    reason="bad_request",
-                    token_id=None,
-                )
-        options = RunOptions(as_of=as_of, clock=self._clock, engines=self._engines)
+        project, suite_id = call.project, call.suite
+        options = RunOptions(as_of=_as_of(call), clock=self._clock, engines=self._engines)
         result = check_suite(project, suite_id, self._store(project.state_url), options)
         return {"result": result.to_wire()}, f"status {result.status}"
+
+    def _read(self, call: Call) -> Callable[[Send], str]:
+        """The suite's checks, as ``check`` runs them, then every failing record of each
+        failed check, read from the source a chunk at a time while it is open and sent as it
+        is read (the lines: see the module's docstring). Returns the stream, which returns
+        what its audit line says."""
+        project, suite_id = call.project, call.suite
+        options = RunOptions(as_of=_as_of(call), clock=self._clock, engines=self._engines)
+        store = self._store(project.state_url)
+
+        def stream(send: Send) -> str:
+            sent = Counter[str]()
+
+            def hook(
+                suite: Suite, _source: Source, relation: Relation, result: SuiteResult
+            ) -> None:
+                for check in result.checks:
+                    if not has_records(check):
+                        continue
+                    capped_at = suite.max_findings if check.records is None else None
+                    send({"check": check.name, "capped_at": capped_at})
+                    label = f"{suite.suite} / {check.name}"
+                    for finding in failing_records(check, relation, label):
+                        send({"finding": finding.to_json()})
+                        sent[check.name] += 1
+
+            result = check_suite(project, suite_id, store, options, hook=hook)
+            send({"result": result.to_wire()})
+            records = plural(sent.total(), "record")
+            return f"status {result.status}; {records} of {plural(len(sent), 'check')}"
+
+        return stream
+
+    def _audited(self, call: Call, stream: Callable[[Send], str]) -> Callable[[Send], None]:
+        """``stream`` with its one audit line, written when it ends; a failure on the way is
+        sent as its last line, so that the caller never takes a cut answer for a whole one."""
+
+        def audited(send: Send) -> None:
+            outcome, detail = "error", "the caller went away before the end"
+            try:
+                outcome, detail = "ok", stream(send)
+            except _CallerGone:
+                raise
+            except DqAgentError as exc:
+                detail = str(exc)
+                transient = isinstance(exc, SourceError) and exc.transient
+                send({"error": detail, "transient": transient})
+            except Exception as exc:  # the broker stays up; the caller learns it failed
+                log.exception("broker %s of %s failed", call.operation, call.suite)
+                detail = exc.__class__.__name__
+                send({"error": f"the broker failed: {detail}", "transient": True})
+            finally:
+                self._audit(call.now, call.token_id, call.suite, call.operation, outcome, detail)
+
+        return audited
 
     def _act(self, call: Call) -> tuple[dict[str, Any], str]:
         """The suite's checks with its corrections, each written compare-and-set after its
@@ -234,6 +329,8 @@ class Broker:
         acted = at_sources(
             project, [suite_id], store, options, dry_run=dry_run, env=self._env, run=run
         )
+        # Who owns the records behind its findings may hear of them (notify).
+        self._slack.met((suite, email) for (suite, _key), email in acted.records.by_record.items())
         written = [*acted.settled.written, *acted.outcomes]
         self._audit_writes(call.now, call.token_id, suite_id, written)
         counts = Counter(o.status for o in acted.outcomes)
@@ -361,6 +458,14 @@ class Broker:
 
     _restart_poll = _restart
 
+    def _notify(self, token: Token, body: Mapping[str, Any]) -> tuple[dict[str, Any], str, str]:
+        """One Slack method for the people of the token's suites (the broker holds the bot
+        token); the answer, the suites whose people it reached, and what it reached."""
+        try:
+            return self._slack.relay(self._project(None), token, body)
+        except SlackError as exc:
+            raise _TargetFailed(str(exc), transient=exc.transient) from exc
+
     def _store(self, url: str) -> Store:
         """The state store, for the baselines' history (kept open across calls)."""
         with self._lock:
@@ -377,22 +482,54 @@ class Broker:
         operation: str,
         outcome: str,
         detail: str,
+        *,
+        target: str | None = None,
     ) -> None:
         self.audit.append(
             at=now,
             token_id=token_id,
             suite=suite,
             operation=operation,
-            target=suite,
+            target=target or suite,
             outcome=outcome,
             detail=detail,
         )
+
+    def now(self) -> datetime:
+        """The broker's time: what a token's expiry is checked against."""
+        return self._clock()
+
+    def gateway(self) -> Gateway:
+        """The gateway of the investigation tools the broker serves over MCP: on the project
+        as its files say now, its state store and the broker's environment."""
+        project = self._project(None)
+        store = self._store(project.state_url)
+        return Gateway(project, store, self._clock, env=self._env, actor="mcp")
 
     def close(self) -> None:
         self._engines.dispose()
         for store in self._stores.values():
             store.close()
         self.tokens.dispose()
+
+
+def _as_of(call: Call) -> datetime | None:
+    """The moment the call's ``as_of`` names (None when it names none)."""
+    text = call.body.get("as_of")
+    if text is None:
+        return None
+    try:
+        as_of = datetime.fromisoformat(str(text))
+    except ValueError:
+        as_of = None
+    if as_of is None or as_of.tzinfo is None:
+        raise Refused(
+            "as_of must be an ISO 8601 moment with its zone",
+            status=400,
+            reason="bad_request",
+            token_id=None,
+        )
+    return as_of
 
 
 class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
@@ -402,6 +539,9 @@ class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 def _handler(broker: Broker) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # A caller that sends nothing, or stops reading a stream, for this long is let go:
+        # it would hold a thread (and, reading, a source connection) for ever.
+        timeout = IDLE_CALLER_S
 
         def do_GET(self) -> None:
             if self.path == "/healthz":
@@ -431,12 +571,43 @@ def _handler(broker: Broker) -> type[BaseHTTPRequestHandler]:
             self._reply(broker.handle(self.path[len(API) + 1 :], presented, body))
 
         def _reply(self, answer: Answer) -> None:
+            if answer.stream is not None:
+                self._stream(answer.stream)
+                return
             data = json.dumps(answer.body).encode()
             self.send_response(answer.status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
+
+        def _stream(self, stream: Callable[[Send], None]) -> None:
+            """A streamed answer: its lines in chunks of about ``STREAM_CHUNK`` bytes."""
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-ndjson")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            pending = bytearray()
+
+            def flush() -> None:
+                try:
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(pending), pending))
+                except OSError as exc:
+                    raise _CallerGone() from exc
+                pending.clear()
+
+            def send(line: Mapping[str, Any]) -> None:
+                pending.extend(json.dumps(line).encode() + b"\n")
+                if len(pending) >= STREAM_CHUNK:
+                    flush()
+
+            try:
+                stream(send)
+                if pending:
+                    flush()
+                self.wfile.write(b"0\r\n\r\n")
+            except (_CallerGone, OSError):
+                self.close_connection = True
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
             log.debug("broker: " + format, *args)

@@ -21,11 +21,12 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from dq_agent.errors import DqAgentError
+from dq_agent.triage.mcp_server import READ_ONLY_TOOLS, TOOL_NAMES
 
 __all__ = ["ACTIONS", "TOKENS_FILE", "Refused", "Token", "TokenBook"]
 
-# The named operations a token may allow.
-ACTIONS = ("check", "read", "correct", "notify", "restart")
+# The named operations a token may allow; ``investigate``: the MCP tools the token names.
+ACTIONS = ("check", "read", "correct", "notify", "restart", "investigate")
 
 # The file in the broker's folder that holds them.
 TOKENS_FILE = "tokens.db"
@@ -106,16 +107,16 @@ class TokenBook:
         *,
         suites: Sequence[str],
         actions: Sequence[str],
-        tools: Sequence[str] = (),
+        tools: Sequence[str] | None = None,
         ttl: timedelta,
         now: datetime,
         note: str = "",
     ) -> tuple[Token, str]:
         """Issue a token; returns it and its secret text, which is not kept and cannot be
-        shown again."""
+        shown again. ``tools``: the MCP tools of a token that may ``investigate`` (None: the
+        read-only ones)."""
         suites = _strings("suites", suites)
         actions = _strings("actions", actions)
-        tools = _strings("tools", tools)
         if not suites or any(not pattern for pattern in suites):
             raise ValueError("a token needs at least one suite pattern (e.g. 'crm_*'), none empty")
         if not actions:
@@ -123,6 +124,7 @@ class TokenBook:
         for action in actions:
             if action not in ACTIONS:
                 raise ValueError(f"unknown action {action!r}; valid: {', '.join(ACTIONS)}")
+        tools = _tools(tools, actions)
         if ttl <= timedelta(0):
             raise ValueError(f"a token's ttl must be positive, got {ttl}")
         now = _utc(now)
@@ -267,6 +269,26 @@ def _strings(name: str, values: Sequence[str]) -> list[str]:
     if isinstance(values, str):
         raise ValueError(f"{name} must be a list of strings, not the string {values!r}")
     return list(values)
+
+
+def _tools(tools: Sequence[str] | None, actions: Sequence[str]) -> list[str]:
+    """A token's MCP tools: known ones, and only for a token that may investigate."""
+    if "investigate" not in actions:
+        if tools:
+            raise ValueError(
+                "tools are what a token may use over MCP: give it the investigate action too"
+            )
+        return []
+    if tools is None:
+        return list(READ_ONLY_TOOLS)
+    tools = _strings("tools", tools)
+    valid = ", ".join(TOOL_NAMES)
+    if not tools:
+        raise ValueError(f"a token that may investigate needs at least one tool; valid: {valid}")
+    for tool in tools:
+        if tool not in TOOL_NAMES:
+            raise ValueError(f"unknown tool {tool!r}; valid: {valid}")
+    return list(dict.fromkeys(tools))
 
 
 def _hash(secret: str) -> str:

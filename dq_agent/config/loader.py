@@ -47,8 +47,14 @@ from dq_agent.errors import ConfigIssue
 M = TypeVar("M", bound=BaseModel)
 
 SETTINGS_FILE = "dq-agent.yml"
-# Settings a broker loading the project leaves out (see load_project).
-AGENTS_OWN = ("broker", "slack", "llm")
+# The secrets in settings the agent and a broker share, and whose each is when there is a
+# broker (without one, the agent's are all of them): each process reads its own, needs them,
+# and never looks at the other's.
+SECRETS = {
+    ("slack", "token"): "broker",  # the broker posts to Slack for the agent
+    ("slack", "signing_secret"): "agent",  # what Slack sends the agent is verified with it
+    ("llm", "api_key"): "agent",  # the agent asks the model
+}
 CONNECTORS_DIR = "connectors"
 SUITES_DIR = "checks"
 
@@ -103,8 +109,8 @@ def load_project(
 
     With a ``broker:`` in the settings, the connectors' ``${…}`` references stay unresolved:
     their secrets are the broker's, and the agent never reads them. ``as_broker``: the broker
-    loads the project, resolving them from its own ``env`` and leaving out the settings that
-    are the agent's (``AGENTS_OWN``).
+    loads the project, resolving them from its own ``env`` and leaving out the secrets of the
+    settings that are the agent's (``SECRETS``).
     """
     root = Path(root)
     env = os.environ if env is None else env
@@ -434,17 +440,33 @@ def _load_settings(
     if not isinstance(doc.value, dict):
         issues.append(doc.issue((), "expected a mapping of settings"))
         return Settings()
-    if as_broker:
-        # The agent's own: its way to the broker, and the services it talks to itself, with
-        # secrets the broker's environment does not (and should not) hold.
-        for section in AGENTS_OWN:
-            doc.value.pop(section, None)
+    missing = _own_secrets(doc.value, "broker" if as_broker else "agent")
     value, ref_issues = resolve_references(doc, env, root)
     if ref_issues:  # the values are incomplete: validating them would only repeat the cause
         issues.extend(ref_issues)
         return Settings()
+    issues.extend(doc.issue(path, "required key is missing") for path in missing)
     settings = _validate(Settings, value, doc, (), issues)
-    return settings if isinstance(settings, Settings) else Settings()
+    return settings if isinstance(settings, Settings) and not missing else Settings()
+
+
+def _own_secrets(value: dict[str, Any], reader: str) -> list[NodePath]:
+    """Leave out of the settings ``value`` the secrets that are not ``reader``'s (see
+    ``SECRETS``); the paths of those that are its own and missing. A broker leaves out the
+    agent's way to it (``broker:``) too."""
+    brokered = reader == "broker" or "broker" in value
+    if reader == "broker":
+        value.pop("broker", None)
+    missing: list[NodePath] = []
+    for (section, key), holder in SECRETS.items():
+        part = value.get(section)
+        if not isinstance(part, dict):
+            continue
+        if (holder if brokered else "agent") != reader:
+            part.pop(key, None)
+        elif key not in part:
+            missing.append((section, key))
+    return missing
 
 
 def _load_connectors(

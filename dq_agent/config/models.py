@@ -24,6 +24,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from dq_agent.config.durations import parse_duration
+from dq_agent.errors import DqAgentError
 from dq_agent.expressions import ExpressionError, parse
 
 DEFAULT_STATE_URL = "sqlite:///.dq-agent/state.db"
@@ -201,13 +202,26 @@ class SourceErrorSettings(Model):
 
 
 class SlackSettings(Model):
-    """The Slack app the agent posts as (a bot token) and verifies interactions with."""
+    """The Slack app the agent posts as (a bot token) and verifies interactions with.
 
-    token: SecretStr
-    signing_secret: SecretStr
+    With a broker, the bot token is the broker's and the signing secret the agent's: each
+    process reads only its own (the loader requires what the reading process needs)."""
+
+    token: SecretStr | None = None
+    signing_secret: SecretStr | None = None
     # Only to point at a loopback emulator; the real Web API otherwise.
     base_url: BaseUrl | None = None
     timeout: int = Field(30, ge=1, le=600)
+
+    def bot_token(self) -> str:
+        if self.token is None:  # the loader requires it wherever Slack is called directly
+            raise DqAgentError("slack.token is not set: the broker posts for this agent")
+        return self.token.get_secret_value()
+
+    def verifying_secret(self) -> str:
+        if self.signing_secret is None:  # the loader requires it of the agent
+            raise DqAgentError("slack.signing_secret is not set")
+        return self.signing_secret.get_secret_value()
 
 
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -298,7 +312,7 @@ class LlmSettings(Model):
 
     provider: Literal["anthropic"] = "anthropic"
     model: Identifier
-    api_key: SecretStr
+    api_key: SecretStr | None = None  # the agent's: a broker reading the settings has none
     base_url: BaseUrl | None = None  # a proxy, or the sandbox's emulator
     budget: LlmBudget = LlmBudget()
     # Columns whose values the model never sees (also anything that looks like a secret).
@@ -307,6 +321,11 @@ class LlmSettings(Model):
     # Model turns in one conversation before the agent stops it and keeps its own answer.
     max_turns: int = Field(6, ge=1, le=50)
     timeout: float = Field(60.0, gt=0, le=600)
+
+    def key(self) -> str:
+        if self.api_key is None:  # the loader requires it of the agent
+            raise DqAgentError("llm.api_key is not set")
+        return self.api_key.get_secret_value()
 
 
 _TOKEN_HASH = re.compile(r"scrypt\$[0-9a-f]{32}\$[0-9a-f]{64}")
@@ -381,6 +400,8 @@ class BrokerConfig(Model):
     project: str = "."
     home: str | None = None
     listen: str | None = None
+    # Where it also serves the investigation tools over MCP (streamable HTTP, at /mcp).
+    mcp_listen: str | None = None
     cert: str | None = None
     key: str | None = None
 

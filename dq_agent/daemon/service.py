@@ -40,7 +40,7 @@ from dq_agent.escalate.actions import Actions
 from dq_agent.escalate.endpoint import InteractionsServer, Verifier
 from dq_agent.escalate.incidents import Notice
 from dq_agent.escalate.notify import Escalation
-from dq_agent.escalate.slack import SlackApi
+from dq_agent.escalate.slack import Slack
 from dq_agent.restart.runner import Restarts
 from dq_agent.results import SuiteResult, worst
 from dq_agent.sources.registry import Engines
@@ -143,7 +143,7 @@ class Metrics:
             self.finishes[status] += 1
 
     def render(
-        self, store: Store, leader: bool, slack: SlackApi | None = None, now: datetime | None = None
+        self, store: Store, leader: bool, slack: Slack | None = None, now: datetime | None = None
     ) -> str:
         open_incidents = len(store.incidents(active=True, events=False))
         queued = queue.depth(store, now=now or utc_now())
@@ -275,9 +275,7 @@ class Daemon:
             else None
         )
         self.server = InteractionsServer(
-            Verifier(settings.signing_secret.get_secret_value(), self.store, clock)
-            if settings
-            else None,
+            Verifier(settings.verifying_secret(), self.store, clock) if settings else None,
             self._act,
             host=host,
             port=port,

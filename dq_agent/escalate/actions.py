@@ -22,7 +22,7 @@ from dq_agent.errors import DqAgentError
 from dq_agent.escalate import messages
 from dq_agent.escalate.incidents import Notice
 from dq_agent.escalate.notify import Escalation
-from dq_agent.escalate.slack import SlackApi, SlackError
+from dq_agent.escalate.slack import Slack, SlackError
 from dq_agent.remedy.runner import (
     approval_refusal,
     approve_correction,
@@ -63,7 +63,7 @@ class Actions:
         self,
         project: Project,
         store: Store,
-        slack: SlackApi | None,
+        slack: Slack | None,
         options: RunOptions,
         env: Mapping[str, str] | None = None,
     ) -> None:

@@ -27,7 +27,7 @@ from dq_agent.config.models import WorkingHours
 from dq_agent.escalate import messages
 from dq_agent.escalate.hours import is_working, local_date, next_working
 from dq_agent.escalate.incidents import Notice, RecordOwners, owners_of
-from dq_agent.escalate.slack import SlackApi, SlackError
+from dq_agent.escalate.slack import Slack, SlackError
 from dq_agent.remedy.apply import Outcome
 from dq_agent.sources.gsheets import WHOLE_SHEET
 from dq_agent.store import Store
@@ -89,9 +89,7 @@ class Escalation:
     through the terminal and ``dq-agent incidents``.
     """
 
-    def __init__(
-        self, project: Project, store: Store, slack: SlackApi | None, clock: Clock
-    ) -> None:
+    def __init__(self, project: Project, store: Store, slack: Slack | None, clock: Clock) -> None:
         self.project = project
         self.store = store
         self.slack = slack

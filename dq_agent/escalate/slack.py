@@ -61,6 +61,42 @@ class Pace(Protocol):
     def reserve(self, channel: str) -> float: ...
 
 
+class Slack(Protocol):
+    """What the agent asks of Slack: :class:`SlackApi` holding the bot token, or, with a
+    credential broker, :class:`~dq_agent.broker.slack.BrokeredSlack` asking the broker."""
+
+    # Waits Slack asked for (429), their seconds, and the seconds posts waited their turn.
+    rate_limit_waits: int
+    rate_limit_wait_s: float
+    paced_s: float
+
+    def user(self, email: str) -> SlackUser: ...
+
+    def email_of(self, user_id: str) -> str | None: ...
+
+    def name_of(self, user_id: str) -> str | None: ...
+
+    def channel_for(self, recipient: str) -> str: ...
+
+    def post(
+        self,
+        channel: str,
+        text: str,
+        blocks: Sequence[Mapping[str, Any]] | None,
+        *,
+        key: str,
+        thread_ts: str | None = None,
+    ) -> str: ...
+
+    def update(
+        self, channel: str, ts: str, text: str, blocks: Sequence[Mapping[str, Any]] | None
+    ) -> None: ...
+
+    def ephemeral(self, channel: str, user_id: str, text: str) -> None: ...
+
+    def find(self, channel: str, key: str, *, thread_ts: str | None = None) -> str | None: ...
+
+
 class _LocalPace:
     """This process's own record of each channel's turns (one sender, or SQLite)."""
 
@@ -162,7 +198,7 @@ class SlackApi:
             if reconnect:
                 handlers.insert(0, ConnectionErrorRetryHandler(max_retry_count=2))
             return WebClient(
-                token=settings.token.get_secret_value(),
+                token=settings.bot_token(),
                 base_url=settings.base_url or WebClient.BASE_URL,
                 timeout=settings.timeout,
                 retry_handlers=handlers,

@@ -775,8 +775,7 @@ def _open(
 def _broker(project: Project, options: RunOptions) -> BrokerClient:
     from dq_agent.broker.client import BrokerClient
 
-    assert project.settings.broker is not None
-    return BrokerClient(project.settings.broker, retry=options.retry)
+    return BrokerClient.of(project, options.retry)
 
 
 def _correction(store: Store, correction_id: int) -> Correction:

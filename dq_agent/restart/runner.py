@@ -46,7 +46,7 @@ def target_for(project: Project, suite: Suite, index: int) -> RestartTarget:
     if project.settings.broker is not None:
         from dq_agent.broker.client import BrokerClient, BrokeredTarget
 
-        client = BrokerClient(project.settings.broker)
+        client = BrokerClient.of(project)
         return BrokeredTarget(client, suite.suite, index, suite.restart[index].label)
     if isinstance(args, CommandRestart):
         from dq_agent.restart.command import CommandTarget

@@ -2,21 +2,20 @@
 
 Reads use SOQL, typed by the object's describe: REST pages (2,000 records a call) for up to
 ``bulk_threshold`` records, a Bulk API 2.0 query job (CSV pages of up to 50,000) above it; the
-records are copied into a private SQLite table for the checks. Writes are compare-and-set: the
-value is re-read and compared, the write carries ``If-Unmodified-Since``, and the record is
-re-read after. Many writes go as sObject Collections, 200 records a call, each record standing
-alone (re-read just before: Collections take no ``If-Unmodified-Since``). Every response's
-``Sforce-Limit-Info`` is read: past ``max_api_share`` of the org's daily requests, the run
-stops calling the org.
+records are copied into a private SQLite table for the checks, a page at a time (never all
+held at once). Writes are compare-and-set: the value is re-read and compared, the write carries
+``If-Unmodified-Since``, and the record is re-read after. Many writes go as sObject
+Collections, 200 records a call, each record standing alone (re-read just before: Collections
+take no ``If-Unmodified-Since``). Every response's ``Sforce-Limit-Info`` is read: past
+``max_api_share`` of the org's daily requests, the run stops calling the org.
 """
 
 from __future__ import annotations
 
 import csv
-import io
 import json
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from email.utils import format_datetime
@@ -231,32 +230,47 @@ class SalesforceSource:
         soql = f"SELECT {', '.join(wanted)} FROM {spec.object}"
         if spec.where:
             soql += f" WHERE {spec.where}"
-        rows = [self._typed_row(record, wanted) for record in self._records(soql)]
-        first: dict[str, Any] = {}
-        for row in rows:  # of records that share an Id, the first is the one checked
-            first.setdefault(str(row["Id"]), row.get("LastModifiedDate"))
-        self._modified = {i: at for i, at in first.items() if isinstance(at, datetime)}
         names = list(dict.fromkeys(["Id", *spec.fields]))
+        rows: Iterable[dict[str, Any]] = (
+            self._typed_row(record, wanted) for record in self._records(soql)
+        )
+        if any(self._types.get(n) not in _TYPED for n in names):
+            # A relationship field's (Owner.Email) type is guessed from all its values.
+            rows = list(rows)
         columns = [FetchedColumn(n, self._sql_type(n, rows)) for n in names]
         self._copy = FetchedCopy(spec.object)
-        return self._copy.load(columns, rows, ("Id",))
+        # Otherwise the records go to the copy a page at a time, never all held at once.
+        return self._copy.load(columns, self._noting_modified(rows), ("Id",))
 
-    def _records(self, soql: str) -> list[Mapping[str, Any]]:
-        """The query's records: REST pages while there are at most ``bulk_threshold`` of
-        them, a Bulk API 2.0 job when there are more (its first REST page says how many)."""
+    def _noting_modified(self, rows: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        """``rows``, each record's ``LastModifiedDate`` kept (for ``If-Unmodified-Since``) as
+        they pass; of records that share an Id, the first is the one checked."""
+        self._modified = {}
+        first: dict[str, Any] = {}
+        for row in rows:
+            first.setdefault(str(row["Id"]), row.get("LastModifiedDate"))
+            yield row
+        for record_id in [i for i, at in first.items() if not isinstance(at, datetime)]:
+            del first[record_id]  # in place: a copy would double the index for a moment
+        self._modified = first
+
+    def _records(self, soql: str) -> Iterator[Mapping[str, Any]]:
+        """The query's records, a page at a time: REST pages (``nextRecordsUrl``) while there
+        are at most ``bulk_threshold`` of them, a Bulk API 2.0 job when there are more (its
+        first REST page says how many)."""
         page = self._call("query", lambda: self._sf.query(soql))
         if page.get("totalSize", 0) > self._bulk_threshold:
             self.read_by = "bulk"
-            return list(self._bulk_query(soql))
+            yield from self._bulk_query(soql)
+            return
         self.read_by = "rest"
-        records = list(page["records"])
+        yield from page["records"]
         while not page.get("done", True):
             url = page["nextRecordsUrl"]
             page = self._call(
                 "query", lambda url=url: self._sf.query_more(url, identifier_is_url=True)
             )
-            records += page["records"]
-        return records
+            yield from page["records"]
 
     def _bulk_query(self, soql: str) -> Iterator[Mapping[str, Any]]:
         """A Bulk API 2.0 query job: created, polled with backoff until complete, its CSV
@@ -273,7 +287,7 @@ class SalesforceSource:
             text, locator = self._call(
                 "bulk results", lambda loc=locator: self._bulk_page(job_id, loc)
             )
-            for row in csv.DictReader(io.StringIO(text)):
+            for row in csv.DictReader(_lines(text)):
                 yield {name: self._from_csv(name, value) for name, value in row.items()}
             if not locator:
                 return
@@ -357,7 +371,7 @@ class SalesforceSource:
             return json.dumps(value, sort_keys=True, default=str)
         return value
 
-    def _sql_type(self, name: str, rows: Sequence[Mapping[str, Any]]) -> sa.types.TypeEngine[Any]:
+    def _sql_type(self, name: str, rows: Iterable[Mapping[str, Any]]) -> sa.types.TypeEngine[Any]:
         kind = self._types.get(name)
         if kind in _NUMBER:
             return sa.Float()
@@ -632,6 +646,17 @@ def _refusal(answer: Any) -> tuple[Literal["conflict", "failed"], str] | None:
         return "conflict", _CHANGED_SINCE_READ
     text = "; ".join(f"{e.get('statusCode')}: {e.get('message')}" for e in errors)
     return "failed", f"Salesforce refused the record: {text or 'no reason given'}"
+
+
+def _lines(text: str) -> Iterator[str]:
+    """``text``'s lines one at a time, each with its end (a quoted CSV field may span lines):
+    a page of 50,000 records is not copied again (``io.StringIO`` would hold it 4 times)."""
+    start = 0
+    while start < len(text):
+        end = text.find("\n", start)
+        end = len(text) if end < 0 else end + 1
+        yield text[start:end]
+        start = end
 
 
 def _id15(record_id: str) -> str:

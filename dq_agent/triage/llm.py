@@ -82,7 +82,7 @@ class Reviewer:
                     "llm: is configured but anthropic is not installed: pip install 'dq-agent[llm]'"
                 ) from exc
             self._client = Anthropic(
-                api_key=self.settings.api_key.get_secret_value(),
+                api_key=self.settings.key(),
                 base_url=self.settings.base_url,
                 timeout=self.settings.timeout,
                 max_retries=2,

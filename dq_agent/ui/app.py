@@ -24,7 +24,7 @@ from dq_agent.errors import DqAgentError
 from dq_agent.escalate import messages
 from dq_agent.escalate.actions import REJECT, RESOLVE, Actions
 from dq_agent.escalate.endpoint import WebRequest, WebResponse
-from dq_agent.escalate.slack import SlackApi, SlackError
+from dq_agent.escalate.slack import Slack, SlackError
 from dq_agent.store import Store
 from dq_agent.ui import corrections, incident, monitors, overview, pages, suite
 from dq_agent.ui.auth import FAILURE_WINDOW, MAX_EMAIL, SESSION_COOKIE, Gate
@@ -55,7 +55,7 @@ class Dashboard:
         project: Callable[[], Project],
         store: Store,
         options: RunOptions,
-        slack: SlackApi | None = None,
+        slack: Slack | None = None,
         *,
         lock: threading.Lock | None = None,
     ) -> None:
