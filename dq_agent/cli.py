@@ -391,7 +391,9 @@ def run(suites: tuple[str, ...], project_dir: Path, dry_run: bool, fmt: str) -> 
 @project_option
 @format_option
 def plan(suites: tuple[str, ...], project_dir: Path, fmt: str) -> None:
-    """Print the corrections a run would make, and what it would refuse; change nothing.
+    """Print the corrections a run would make, and what it would refuse, and the pipelines
+    each suite restarts once it passes again (with the lineage that found them); change
+    nothing.
 
     Only the changeset: "run --dry-run" also prints the checks it comes from.
     """
@@ -425,12 +427,18 @@ def _run(
     except DqAgentError as exc:
         click.echo(f"error: {exc}", err=True)
         return EXIT_CANNOT_RUN
+    planned = [project.suites[i] for i in ids if i in project.suites]  # broken ones restart none
     if fmt == "quiet":
         pass
     elif changeset_only and fmt == "json":
-        click.echo(json.dumps({"corrections": [report.outcome_json(o) for o in cycle.outcomes]}))
+        changeset = {
+            "corrections": [report.outcome_json(o) for o in cycle.outcomes],
+            "restarts": report.restarts_json(planned),
+        }
+        click.echo(json.dumps(changeset))
     elif changeset_only:
         report.print_outcomes(_out(), cycle.outcomes, cycle.settled, dry_run=dry_run)
+        report.print_restarts(_out(), planned)
     elif fmt == "json":
         doc = json.loads(report.to_json(cycle.results))
         doc["corrections"] = [report.outcome_json(o) for o in cycle.outcomes]

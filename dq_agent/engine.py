@@ -38,6 +38,7 @@ from dq_agent.checks.windows import BucketVerdict
 from dq_agent.config.loader import Project
 from dq_agent.config.models import CheckSpec, Suite
 from dq_agent.errors import DqAgentError, SourceError
+from dq_agent.lineage_out import Lineage
 from dq_agent.results import (
     CheckResult,
     Finding,
@@ -197,11 +198,14 @@ def run_checks(
             command=command, started_at=options.clock(), as_of=options.as_of, suites=ids
         )
     connections = _connections(project, options)
+    # Every suite run, whichever command made it, as OpenLineage events (openlineage: set).
+    lineage = Lineage(project, options.clock)
     results: list[SuiteResult] = []
     try:
         for suite_id in ids:
             if progress:
                 progress(suite_id, None)
+            lineage.start(suite_id)
             if suite_id in project.broken_suites:
                 outcome = _broken(suite_id, project, options)
             elif remote is not None:
@@ -213,11 +217,13 @@ def run_checks(
             if store is not None and run_id is not None:
                 store.record_suite(run_id, outcome)
                 thin(store, suite_id, keep=project.settings.retention.full_runs)
+            lineage.finish(outcome)
             results.append(outcome)
             if progress:
                 progress(suite_id, outcome)
     finally:
         connections.dispose()
+        lineage.close()
         if store is not None and run_id is not None:
             store.finish_run(
                 run_id, status=worst(r.status for r in results), finished_at=options.clock()

@@ -16,7 +16,7 @@ from dq_agent.store.ledger import RUNBOOK_FIX
 
 if TYPE_CHECKING:  # named in annotations only: printing a check result loads none of them
     from dq_agent.checks.windows import BucketVerdict
-    from dq_agent.config.models import CheckSpec
+    from dq_agent.config.models import CheckSpec, Suite
     from dq_agent.escalate.notify import Delivery
     from dq_agent.remedy.apply import Outcome
     from dq_agent.store.ledger import Correction
@@ -172,6 +172,26 @@ def print_outcomes(
                 (f"  {outcome.detail}", "dim"),
             )
         )
+
+
+def restarts_json(suites: Sequence[Suite]) -> list[dict[str, Any]]:
+    """What restarts once each suite passes again, and, for a target its table's lineage
+    gave (``restart: {auto: true}``), how it was found."""
+    return [
+        {"suite": suite.suite, "target": spec.label, "why": spec.why or None}
+        for suite in suites
+        for spec in suite.restart
+    ]
+
+
+def print_restarts(console: Console, suites: Sequence[Suite]) -> None:
+    planned = restarts_json(suites)
+    if not planned:  # suites that name no restart: nothing to say
+        return
+    console.print(Text("restarts once each suite passes again", "bold"))
+    for entry in planned:
+        why = f"  lineage: {entry['why']}" if entry["why"] else ""
+        console.print(Text.assemble(f"  {entry['suite']}: {entry['target']}", (why, "dim")))
 
 
 def change_text(column: str, old: Any, new: Any) -> str:

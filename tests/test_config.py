@@ -225,7 +225,8 @@ def test_connector_types_and_their_credentials(tmp_path: Path) -> None:
         "or username with password (and security_token)",
         f"{tmp_path}/connectors/sheets.yml:1:1: expected exactly one of service_account_file: or base_url:",
         f"{tmp_path}/connectors/x.yml:1:7: type: unknown connector type 'mongo'; "
-        "expected one of: sql, iceberg, spark, salesforce, gsheets, airflow, dbt_cloud, webhook",
+        "expected one of: sql, iceberg, spark, salesforce, gsheets, airflow, dbt_cloud, webhook, "
+        "prefect, dagster",
         f"{tmp_path}/checks/a.yml:2:21: source.connector: connector 'crm' is invalid: "
         f"see {tmp_path}/connectors/crm.yml",
     ]
@@ -514,7 +515,8 @@ def test_restarts_and_verify_are_validated(tmp_path: Path) -> None:
         f"{tmp_path}/checks/a.yml:5:26: restart[0].airflow.connector: "
         "'hook' is of type webhook; expected a connector of type airflow",
         f"{tmp_path}/checks/a.yml:6:5: restart[1]: "
-        "unknown restart type 'kubernetes'; expected one of: airflow, dbt_cloud, webhook, command",
+        "unknown restart type 'kubernetes'; expected one of: airflow, airflow_asset, dbt_cloud, "
+        "webhook, prefect, dagster, command",
         f"{tmp_path}/checks/a.yml:7:20: restart[2].command.run: expected at least 1 item",
         f"{tmp_path}/checks/a.yml:8:54: restart[3].airflow.mode: "
         "expected 'trigger' or 'clear', got 'retry'",

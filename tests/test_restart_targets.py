@@ -127,7 +127,11 @@ class DbtCloudEmulator:
             "status_humanized": "Queued",
             "status_message": None,
             "href": f"https://cloud.example/deploy/{ACCOUNT}/runs/{self._next_id}",
-            "trigger": {"id": self._next_id + 9000, "cause": body["cause"]},
+            "trigger": {
+                "id": self._next_id + 9000,
+                "cause": body["cause"],
+                "steps_override": body.get("steps_override"),
+            },
         }
         self.runs[run_id] = run
         self.scripts[run_id] = list(self.script)

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ValidationError
 
 from dq_agent.config import expectations
-from dq_agent.config.dbt import manifest_owners
+from dq_agent.config.dbt import LineageRestarts, manifest_owners, read_manifest
 from dq_agent.config.models import (
     BUCKET_PARAMS,
     BUILTIN_CHECKS,
@@ -133,10 +133,11 @@ def load_project(
             ConfigIssue(root / SUITES_DIR, 0, 0, "", "no suite files (*.yml) found in this folder")
         )
     seen: dict[str, Path] = {}
+    lineage = _lineage(root, settings, connectors, connector_types, issues)
     for file in suite_files:
         suite_issues: list[ConfigIssue] = []
         suite, suite_id = _load_suite(
-            file, settings, connector_types, broken_connectors, suite_issues
+            file, settings, connector_types, broken_connectors, suite_issues, lineage
         )
         if suite_id in seen:
             suite_issues.append(
@@ -200,7 +201,7 @@ def _owners_from_dbt(
     assert settings.owners.dbt_manifest is not None
     path = Path(settings.owners.dbt_manifest)
     try:
-        owners = manifest_owners(path if path.is_absolute() else root / path)
+        owners = manifest_owners(read_manifest(path if path.is_absolute() else root / path))
     except ValueError as exc:
         doc = _read(root / SETTINGS_FILE, [])
         assert doc is not None  # the setting was read from it
@@ -522,12 +523,54 @@ def _parse_connector(
     return parsed if isinstance(parsed, CONNECTOR_TYPES[kind]) else None  # type: ignore[return-value]
 
 
+def _lineage(
+    root: Path,
+    settings: Settings,
+    connectors: Mapping[str, Connector],
+    connector_types: Mapping[str, str],
+    issues: list[ConfigIssue],
+) -> LineageRestarts:
+    """What ``restart: {auto: true}`` follows: the manifest ``lineage:`` names (else the one
+    ``owners:`` names), read once, and the connectors it restarts through; a manifest that
+    cannot be read, or a connector of another type, is an issue of dq-agent.yml."""
+    lineage = settings.lineage
+    named: list[tuple[NodePath, str, str]] = []
+    if lineage.dbt is not None and lineage.dbt.dbt_cloud is not None:
+        at: NodePath = ("lineage", "dbt", "dbt_cloud", "connector")
+        named.append((at, lineage.dbt.dbt_cloud.connector, "dbt_cloud"))
+    if lineage.airflow is not None:
+        named.append((("lineage", "airflow", "connector"), lineage.airflow.connector, "airflow"))
+    for at, connector, needed in named:
+        if connector_types.get(connector) != needed:
+            found = connector_types.get(connector)
+            problem = f"of type {found}" if found else "not a connector profile"
+            doc = _read(root / SETTINGS_FILE, [])
+            assert doc is not None  # the setting was read from it
+            issues.append(
+                doc.issue(at, f"{connector!r} is {problem}; expected a connector of type {needed}")
+            )
+    name = lineage.dbt_manifest or settings.owners.dbt_manifest
+    if lineage.dbt is None or name is None:
+        return LineageRestarts(lineage, None, connectors)
+    path = Path(name) if Path(name).is_absolute() else root / name
+    try:
+        return LineageRestarts(lineage, read_manifest(path), connectors)
+    except ValueError as exc:
+        at = ("lineage", "dbt_manifest") if lineage.dbt_manifest else ("owners", "dbt_manifest")
+        doc = _read(root / SETTINGS_FILE, [])
+        assert doc is not None  # the setting was read from it
+        issues.append(doc.issue(at, str(exc)))
+        problem = f"the dbt manifest cannot be read (see {SETTINGS_FILE}): {exc}"
+        return LineageRestarts(lineage, None, connectors, problem)
+
+
 def _load_suite(
     file: Path,
     settings: Settings,
     connector_types: Mapping[str, str],
     broken_connectors: Mapping[str, Path],
     issues: list[ConfigIssue],
+    lineage: LineageRestarts,
 ) -> tuple[Suite | None, str]:
     doc = _read(file, issues)
     if doc is None:
@@ -547,8 +590,10 @@ def _load_suite(
         else []
     )
     raw_restart = doc.value.get("restart")
+    if isinstance(raw_restart, dict):  # restart: {auto: true}, one entry on its own
+        raw_restart = [raw_restart]
     restart = (
-        _parse_restarts(doc, raw_restart, connector_types, issues)
+        _parse_restarts(doc, raw_restart, connector_types, issues, lineage, source)
         if isinstance(raw_restart, list)
         else []
     )
@@ -633,11 +678,14 @@ def _parse_restarts(
     raw: list[Any],
     connector_types: Mapping[str, str],
     issues: list[ConfigIssue],
+    lineage: LineageRestarts,
+    source: Any,
 ) -> list[RestartSpec]:
-    """``restart:`` items, each ``{type: {args}}``, with their connectors checked."""
+    """``restart:`` items, each ``{type: {args}}``, with their connectors checked; ``auto:
+    true`` stands for the targets the table's lineage gives (``source``: the suite's)."""
     restarts: list[RestartSpec] = []
     for index, item in enumerate(raw):
-        path: NodePath = ("restart", index)
+        path: NodePath = ("restart", index) if doc.value.get("restart") is raw else ("restart",)
         if not isinstance(item, dict) or len(item) != 1:
             issues.append(
                 doc.issue(
@@ -647,6 +695,15 @@ def _parse_restarts(
             continue
         [(kind, args)] = item.items()
         kind = str(kind)
+        if kind == "auto":
+            if args is not True:
+                issues.append(doc.issue((*path, kind), "expected auto: true"))
+            elif source is not None:  # else the source's own issue says why
+                try:
+                    restarts += lineage.restarts(source, doc.position(path)[0])
+                except ValueError as exc:
+                    issues.append(doc.issue((*path, kind), str(exc)))
+            continue
         if kind not in RESTART_TYPES:
             issues.append(
                 doc.issue(

@@ -370,6 +370,50 @@ class UiSettings(Model):
         return {k.lower(): v for k, v in value.items()}
 
 
+class DbtRebuild(Model):
+    """How the dbt models built from a suite's table are rebuilt: a dbt Cloud job (its run
+    builds ``--select <model>+`` of each, in place of the job's steps), or a local command
+    (``--select <model>+ …`` appended, e.g. ``[dbt, build, --project-dir, ../analytics]``)."""
+
+    dbt_cloud: DbtCloudRestart | None = None
+    command: CommandRestart | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> DbtRebuild:
+        if (self.dbt_cloud is None) == (self.command is None):
+            raise PydanticCustomError("rebuild", "expected exactly one of dbt_cloud: or command:")
+        return self
+
+
+def _asset_template(value: Any) -> Any:
+    text = str(value)
+    try:
+        text.format(schema="s", table="t")
+    except (KeyError, IndexError, ValueError):
+        raise PydanticCustomError(
+            "asset", f"expected an asset name with {{schema}} and {{table}} only, got {text!r}"
+        ) from None
+    return text
+
+
+class AssetLineage(Model):
+    """The Airflow whose DAGs are scheduled on the tables' assets: a suite's asset is
+    ``asset`` with its table's ``{schema}`` and ``{table}`` filled in (URI or name)."""
+
+    connector: Identifier
+    asset: Annotated[str, BeforeValidator(_asset_template)] = "{schema}.{table}"
+
+
+class LineageSettings(Model):
+    """Where ``restart: {auto: true}`` finds what to restart once a suite passes again."""
+
+    # A dbt manifest.json (relative to the project; default: owners.dbt_manifest): the models
+    # built from the suite's table.
+    dbt_manifest: str | None = Field(None, min_length=1)
+    dbt: DbtRebuild | None = None
+    airflow: AssetLineage | None = None
+
+
 class OwnersSettings(Model):
     """Where a suite without ``owner:`` finds its owner."""
 
@@ -406,6 +450,44 @@ class BrokerConfig(Model):
     key: str | None = None
 
 
+# What a job name pattern may name (``openlineage.job_name``).
+JOB_NAME_FIELDS = ("suite", "connector", "project")
+
+
+def _job_name(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        name = value.format(**{field: field for field in JOB_NAME_FIELDS})
+    except (KeyError, IndexError, ValueError, AttributeError):
+        fields = ", ".join(f"{{{f}}}" for f in JOB_NAME_FIELDS)
+        raise PydanticCustomError(
+            "job_name", f"expected a name with placeholders among {fields}, got {value!r}"
+        ) from None
+    if not name.strip():
+        raise PydanticCustomError("job_name", "expected a non-empty job name")
+    return value
+
+
+class OpenLineageSettings(Model):
+    """Each suite run sent as OpenLineage run events (START, then COMPLETE or FAIL) with its
+    checks as the input dataset's data-quality facets. Where the events go is OpenLineage's own
+    configuration (``OPENLINEAGE_URL``, ``OPENLINEAGE_CONFIG``, ``openlineage.yml``), or
+    ``transport`` here, which wins over it."""
+
+    enabled: bool = True
+    # The jobs' namespace, and each suite's job name: {suite}, {connector}, {project} (the
+    # project folder's name) are replaced.
+    namespace: Identifier = "dq-agent"
+    job_name: Annotated[str, BeforeValidator(_job_name)] = "{suite}"
+    # An OpenLineage transport, as under transport: in openlineage.yml (type: http, url, auth…).
+    transport: dict[str, Any] | None = None
+
+    def job(self, suite: str, connector: str, project: str) -> str:
+        """The job name of ``suite``'s runs."""
+        return self.job_name.format(suite=suite, connector=connector, project=project)
+
+
 class Settings(Model):
     """Global settings from ``dq-agent.yml``."""
 
@@ -421,8 +503,11 @@ class Settings(Model):
     people: dict[str, Person] = Field(default_factory=dict)
     ui: UiSettings = UiSettings()
     owners: OwnersSettings = OwnersSettings()
+    lineage: LineageSettings = Field(default_factory=lambda: LineageSettings())
     # Set, the connectors' credentials stay with the broker: the agent never resolves them.
     broker: BrokerSettings | None = None
+    # Set, each suite run is sent to OpenLineage (see OpenLineageSettings).
+    openlineage: OpenLineageSettings | None = None
 
     @field_validator("people")
     @classmethod
@@ -611,6 +696,34 @@ class WebhookConnector(Model):
     timeout: float = Field(30.0, gt=0, le=600)
 
 
+class PrefectConnector(Model):
+    """A Prefect server, or a Prefect Cloud workspace, whose deployments can be run (REST API).
+
+    ``api_url`` is where the API is served: ``http://prefect.acme.internal:4200/api``, or
+    ``https://api.prefect.cloud/api/accounts/<account id>/workspaces/<workspace id>`` with an
+    ``api_key`` for Prefect Cloud.
+    """
+
+    type: Literal["prefect"]
+    api_url: BaseUrl
+    api_key: SecretStr | None = None
+    timeout: float = Field(30.0, gt=0, le=600)
+
+
+class DagsterConnector(Model):
+    """A Dagster webserver, or a Dagster+ deployment, whose jobs can be launched (GraphQL API).
+
+    ``url`` is where the UI is served (the API is ``<url>/graphql``): ``http://dagster:3000``,
+    or ``https://acme.dagster.cloud/prod`` with a ``token`` for Dagster+ (sent as the
+    ``Dagster-Cloud-Api-Token`` header).
+    """
+
+    type: Literal["dagster"]
+    url: BaseUrl
+    token: SecretStr | None = None
+    timeout: float = Field(30.0, gt=0, le=600)
+
+
 Connector = (
     SqlConnector
     | IcebergConnector
@@ -620,6 +733,8 @@ Connector = (
     | AirflowConnector
     | DbtCloudConnector
     | WebhookConnector
+    | PrefectConnector
+    | DagsterConnector
 )
 CONNECTOR_TYPES: dict[str, type[Model]] = {
     "sql": SqlConnector,
@@ -630,6 +745,8 @@ CONNECTOR_TYPES: dict[str, type[Model]] = {
     "airflow": AirflowConnector,
     "dbt_cloud": DbtCloudConnector,
     "webhook": WebhookConnector,
+    "prefect": PrefectConnector,
+    "dagster": DagsterConnector,
 }
 
 
@@ -725,12 +842,21 @@ class AirflowRestart(Model):
     task_ids: list[Identifier] = []
 
 
+class AirflowAssetRestart(Model):
+    """Tell Airflow an asset is updated, so that every DAG scheduled on it runs."""
+
+    connector: Identifier
+    asset: Identifier  # the asset's URI or name, matched exactly (URI first)
+
+
 class DbtCloudRestart(Model):
-    """Run a dbt Cloud job."""
+    """Run a dbt Cloud job (only ``dbt build --select`` of ``select`` when given)."""
 
     connector: Identifier
     job_id: int = Field(ge=1)
     cause: str = "dq-agent: the source data is right again"
+    # dbt selectors (stg_orders+) the run builds in place of the job's own steps.
+    select: list[str] = []
 
 
 class WebhookRestart(Model):
@@ -738,6 +864,51 @@ class WebhookRestart(Model):
 
     connector: Identifier
     body: dict[str, Any] = {}
+
+
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-?([0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}$")
+
+
+class PrefectRestart(Model):
+    """Run a Prefect deployment, named ``flow-name/deployment-name`` or by its id."""
+
+    connector: Identifier
+    deployment: str
+    parameters: dict[str, Any] = {}
+
+    @field_validator("deployment")
+    @classmethod
+    def _flow_and_deployment(cls, value: str) -> str:
+        flow, slash, name = value.partition("/")
+        named = bool(slash and flow.strip() and name.strip() and "/" not in name)
+        if not named and not _UUID.match(value):
+            raise PydanticCustomError(
+                "deployment",
+                f"expected flow-name/deployment-name or a deployment id, got {value!r}",
+            )
+        return value
+
+
+class DagsterRestart(Model):
+    """Launch a run of a Dagster job, with its run config.
+
+    The job's ``repository_location`` and ``repository`` are looked up when not given (both
+    or neither; a job defined with ``Definitions`` is in the repository ``__repository__``).
+    """
+
+    connector: Identifier
+    job: Identifier
+    repository_location: Identifier | None = None
+    repository: Identifier | None = None
+    run_config: dict[str, Any] = {}
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> DagsterRestart:
+        if (self.repository_location is None) != (self.repository is None):
+            raise PydanticCustomError(
+                "repository", "expected both repository_location: and repository:, or neither"
+            )
+        return self
 
 
 class CommandRestart(Model):
@@ -751,13 +922,34 @@ class CommandRestart(Model):
 
 RESTART_TYPES: dict[str, type[Model]] = {
     "airflow": AirflowRestart,
+    "airflow_asset": AirflowAssetRestart,
     "dbt_cloud": DbtCloudRestart,
     "webhook": WebhookRestart,
+    "prefect": PrefectRestart,
+    "dagster": DagsterRestart,
     "command": CommandRestart,
 }
 # Which connector type each restart target needs (``command`` needs none).
-RESTART_CONNECTORS = {"airflow": "airflow", "dbt_cloud": "dbt_cloud", "webhook": "webhook"}
-RestartArgs = AirflowRestart | DbtCloudRestart | WebhookRestart | CommandRestart
+RESTART_CONNECTORS = {
+    "airflow": "airflow",
+    "airflow_asset": "airflow",
+    "dbt_cloud": "dbt_cloud",
+    "webhook": "webhook",
+    "prefect": "prefect",
+    "dagster": "dagster",
+}
+RestartArgs = (
+    AirflowRestart
+    | AirflowAssetRestart
+    | DbtCloudRestart
+    | WebhookRestart
+    | PrefectRestart
+    | DagsterRestart
+    | CommandRestart
+)
+# The lineage settings name restart targets, defined just above.
+LineageSettings.model_rebuild()
+Settings.model_rebuild()
 
 
 class RestartSpec(Model):
@@ -766,6 +958,8 @@ class RestartSpec(Model):
     type: str
     args: RestartArgs
     line: int = 0
+    # How a target derived from lineage (``restart: {auto: true}``) was found.
+    why: str = ""
 
     @property
     def label(self) -> str:
@@ -773,10 +967,18 @@ class RestartSpec(Model):
         args = self.args
         if isinstance(args, AirflowRestart):
             return f"airflow DAG {args.dag_id}"
+        if isinstance(args, AirflowAssetRestart):
+            return f"airflow asset {args.asset}"
+        if isinstance(args, DbtCloudRestart) and args.select:
+            return f"dbt Cloud job {args.job_id} (dbt build --select {' '.join(args.select)})"
         if isinstance(args, DbtCloudRestart):
             return f"dbt Cloud job {args.job_id}"
         if isinstance(args, WebhookRestart):
             return f"webhook {args.connector}"
+        if isinstance(args, PrefectRestart):
+            return f"prefect deployment {args.deployment}"
+        if isinstance(args, DagsterRestart):
+            return f"dagster job {args.job}"
         return "command " + " ".join(args.run)
 
 
@@ -1103,7 +1305,8 @@ class SuiteHeader(Model):
     corrections: CorrectionLimits = CorrectionLimits()
     source: dict[str, Any]
     checks: list[Any] = Field(min_length=1)
-    restart: list[Any] = []
+    # A list of targets, or {auto: true} (what the table's lineage gives) on its own.
+    restart: list[Any] | dict[str, Any] = []
     # Suites that must pass after the restarted pipelines finish, before the incident closes.
     verify: People = ()
     fixes: list[RunbookFix] = []

@@ -110,8 +110,16 @@ def _suite() -> dict[str, Any]:
     properties = suite["properties"]
     properties["source"] = {"anyOf": sources, "description": "what the suite reads"}
     properties["checks"] = {"type": "array", "minItems": 1, "items": {"anyOf": checks}}
+    # auto: true stands for the targets the table's lineage gives (lineage: in dq-agent.yml).
+    auto = {
+        "type": "object",
+        "properties": {"auto": {"const": True}},
+        "required": ["auto"],
+        "additionalProperties": False,
+    }
+    targets = [keyed(n, _model(m)) for n, m in RESTART_TYPES.items()]
     properties["restart"] = {
-        "type": "array",
-        "items": {"anyOf": [keyed(n, _model(m)) for n, m in RESTART_TYPES.items()]},
+        "anyOf": [{"type": "array", "items": {"anyOf": [*targets, auto]}}, auto],
+        "description": "the pipelines to restart once the suite passes again",
     }
     return suite

@@ -1,4 +1,4 @@
-"""``type: airflow`` — rerun a DAG through the Airflow 3 REST API (v2).
+"""``airflow`` and ``airflow_asset`` — rerun DAGs through the Airflow 3 REST API (v2).
 
 Mode ``trigger``
     ``POST /api/v2/dags/{dag_id}/dagRuns`` with ``dag_run_id`` derived from the idempotency
@@ -19,6 +19,20 @@ Mode ``clear``
 ``poll`` reads ``GET /api/v2/dags/{dag_id}/dagRuns/{dag_run_id}``; a failed run's detail names
 its failed task instances.
 
+``airflow_asset``
+    Tells Airflow that an asset (a table) is updated, as a task that wrote it would: the asset
+    is found by its URI, else its name (``GET /api/v2/assets`` with ``uri_pattern`` or
+    ``name_pattern``, every page, exact match), then ``POST /api/v2/assets/events`` with
+    ``extra: {"dq_agent_restart_key": key}`` — unless one of the asset's recent events
+    (``GET /api/v2/assets/events?asset_id=…&order_by=-timestamp``) already carries the key,
+    so a retried start sends no second event. The event id is the run id. Airflow's scheduler
+    then creates a run of each DAG scheduled on the asset and lists it in the event's
+    ``created_dagruns``; ``poll`` reads the event again and each of those runs. The restart
+    succeeds when every scheduled DAG's run has succeeded, and fails once a run failed and
+    none of the others is still going. A run Airflow has not created yet (the DAG is paused,
+    or also waits for another asset) is waited for. An asset no DAG is scheduled on succeeds
+    at once, saying so.
+
 Authentication is the connector's bearer ``token``, or a token fetched once from
 ``POST /auth/token`` with ``username`` and ``password`` and fetched again when Airflow answers
 401 (it expired), or with ``auth: basic`` the username and password on every request. Safe
@@ -37,11 +51,11 @@ from urllib.parse import quote
 
 import requests
 
-from dq_agent.config.models import AirflowConnector, AirflowRestart
+from dq_agent.config.models import AirflowAssetRestart, AirflowConnector, AirflowRestart
 from dq_agent.restart.base import PipelineRun, RestartError, RunState
 from dq_agent.sources.retry import parse_retry_after
 
-__all__ = ["NOTE", "AirflowTarget", "dag_run_id_for"]
+__all__ = ["NOTE", "RESTART_KEY", "AirflowAssetTarget", "AirflowTarget", "dag_run_id_for"]
 
 NOTE = "restarted by dq-agent"
 _RUN_ID_PREFIX = "dq_agent__"
@@ -57,6 +71,13 @@ _ATTEMPTS = 2  # for safe requests: one more try after a transient failure
 _DEFAULT_DELAY_S = 1.0
 _MAX_DELAY_S = 30.0
 _PAGE_LIMIT = 100  # Airflow's default maximum_page_limit
+# Where an asset event carries the restart's key. Airflow masks the values of extra keys that
+# look secret (containing "token", "secret", "api_key", …): this name must not, or a retried
+# start could not recognise its own event.
+RESTART_KEY = "dq_agent_restart_key"
+# Characters that are more than themselves in a pattern: "|" splits it into alternatives and a
+# backslash escapes on some databases. "_" matches any one character, itself included.
+_PATTERN_SPECIAL = re.compile(r"[|\\]")
 
 
 def dag_run_id_for(key: str) -> str:
@@ -82,22 +103,16 @@ class AirflowTarget:
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self._connector = connector
         self._spec = spec
-        self._owns_session = session is None
-        self._session = session or requests.Session()
-        self._sleep = sleep
-        self._base = connector.base_url.rstrip("/")
+        self._api = _Api(connector, f"Airflow DAG {spec.dag_id}", session=session, sleep=sleep)
         self._dag = quote(spec.dag_id, safe="")
-        self._token = connector.token.get_secret_value() if connector.token is not None else None
         self.label = f"airflow DAG {spec.dag_id}"
 
     # ----------------------------------------------------------------- the protocol
 
     def close(self) -> None:
         """Close the HTTP connections this target opened (not a session it was given)."""
-        if self._owns_session:
-            self._session.close()
+        self._api.close()
 
     def start(self, key: str) -> PipelineRun:
         if self._spec.mode == "clear":
@@ -109,24 +124,28 @@ class AirflowTarget:
             "conf": dict(self._spec.conf),
             "note": NOTE,
         }
-        response = self._call("trigger", "POST", f"/dags/{self._dag}/dagRuns", json=body, ok={409})
+        response = self._api.call(
+            "trigger", "POST", f"/dags/{self._dag}/dagRuns", json=body, ok={409}
+        )
         if response.status_code == 409:  # an earlier attempt of this restart started it
-            return self._pipeline_run(self._get_run(run_id), "already triggered")
+            return self._pipeline_run(
+                self._api.dag_run(self._spec.dag_id, run_id), "already triggered"
+            )
         return self._pipeline_run(_json(response, "trigger"), "triggered")
 
     def poll(self, run: PipelineRun) -> PipelineRun:
         if run.done:
             return run
-        data = self._get_run(run.run_id)
+        data = self._api.dag_run(self._spec.dag_id, run.run_id)
         state = _state(data)
-        detail = self._failed_tasks(run.run_id) if state == "failed" else ""
+        detail = self._api.failed_tasks(self._spec.dag_id, run.run_id) if state == "failed" else ""
         return run.moved(state, detail)
 
     # ----------------------------------------------------------------- clear mode
 
     def _clear(self) -> PipelineRun:
         listed = _json(
-            self._call(
+            self._api.call(
                 "list runs",
                 "GET",
                 f"/dags/{self._dag}/dagRuns",
@@ -152,7 +171,9 @@ class AirflowTarget:
             body["include_downstream"] = True
         path = f"/dags/{self._dag}/clearTaskInstances"
         would = _task_ids(
-            _json(self._call("dry run", "POST", path, json={**body, "dry_run": True}), "dry run")
+            _json(
+                self._api.call("dry run", "POST", path, json={**body, "dry_run": True}), "dry run"
+            )
         )
         if not would:
             state = _state(latest)
@@ -165,19 +186,228 @@ class AirflowTarget:
                 transient=False,
             )
         # Not retried: a clear that did reach Airflow must not be repeated blindly.
-        self._call("clear", "POST", path, json={**body, "dry_run": False}, safe=False)
-        return self._pipeline_run(self._get_run(run_id), f"cleared {', '.join(would)}")
+        self._api.call("clear", "POST", path, json={**body, "dry_run": False}, safe=False)
+        return self._pipeline_run(
+            self._api.dag_run(self._spec.dag_id, run_id), f"cleared {', '.join(would)}"
+        )
 
-    # ----------------------------------------------------------------- reads
+    def _pipeline_run(self, data: dict[str, Any], detail: str) -> PipelineRun:
+        run_id = data.get("dag_run_id")
+        if not isinstance(run_id, str) or not run_id:
+            raise RestartError(
+                "Airflow answered with a run that has no dag_run_id", transient=False
+            )
+        return PipelineRun(
+            run_id=run_id,
+            state=_state(data),
+            detail=detail,
+            url=f"{self._api.base}/dags/{self._spec.dag_id}/runs/{run_id}",
+        )
 
-    def _get_run(self, run_id: str) -> dict[str, Any]:
-        path = f"/dags/{self._dag}/dagRuns/{quote(run_id, safe='')}"
-        return _json(self._call("read run", "GET", path), "read run")
 
-    def _failed_tasks(self, run_id: str) -> str:
-        path = f"/dags/{self._dag}/dagRuns/{quote(run_id, safe='')}/taskInstances"
+class AirflowAssetTarget:
+    """Sends an event of an asset and follows the DAG runs Airflow starts for it."""
+
+    def __init__(
+        self,
+        connector: AirflowConnector,
+        spec: AirflowAssetRestart,
+        *,
+        session: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._spec = spec
+        self._api = _Api(connector, f"Airflow asset {spec.asset}", session=session, sleep=sleep)
+        self._asset: dict[str, Any] | None = None  # found once, by the first start or poll
+        self.label = f"airflow asset {spec.asset}"
+
+    def close(self) -> None:
+        """Close the HTTP connections this target opened (not a session it was given)."""
+        self._api.close()
+
+    def start(self, key: str) -> PipelineRun:
+        asset = self._find()
+        event = self._sent(asset["id"], key)
+        said = "already sent"
+        if event is None:
+            body = {"asset_id": asset["id"], "extra": {RESTART_KEY: key}}
+            # Not retried here: a POST that did reach Airflow would be a second event. The
+            # next start finds this one by its key instead.
+            response = self._api.call("send event", "POST", "/assets/events", json=body, safe=False)
+            event, said = _json(response, "send event"), "sent"
+        event_id = event.get("id")
+        if not isinstance(event_id, int):
+            raise RestartError(
+                "Airflow answered with an asset event without an id", transient=False
+            )
+        state, detail = self._progress(asset, event)
+        return PipelineRun(
+            run_id=str(event_id),
+            state=state,
+            detail=f"asset event {event_id} {said}; {detail}",
+            url=f"{self._api.base}/assets/{asset['id']}",
+        )
+
+    def poll(self, run: PipelineRun) -> PipelineRun:
+        if run.done:
+            return run
+        asset = self._find()
+        return run.moved(*self._progress(asset, self._event(asset["id"], run.run_id)))
+
+    # ----------------------------------------------------------------- the asset
+
+    def _find(self) -> dict[str, Any]:
+        """The asset named by its URI, else by its name (both are unique among active ones)."""
+        if self._asset is None:
+            self._asset = self._matching("uri") or self._matching("name")
+        if self._asset is None:
+            raise RestartError(
+                f"Airflow has no asset with the URI or name {self._spec.asset!r}",
+                transient=False,
+            )
+        return self._asset
+
+    def _matching(self, field: str) -> dict[str, Any] | None:
+        """The asset whose ``field`` is exactly the configured text, reading every page of
+        what Airflow's pattern (a case-insensitive substring match) gives."""
+        wanted = self._spec.asset
+        params: dict[str, Any] = {
+            f"{field}_pattern": _PATTERN_SPECIAL.sub("_", wanted),
+            "limit": _PAGE_LIMIT,
+            "offset": 0,
+        }
+        while True:
+            data = _json(self._api.call("find asset", "GET", "/assets", params=params), "assets")
+            listed = data.get("assets")
+            page: list[dict[str, Any]] = (
+                [a for a in listed if isinstance(a, dict)] if isinstance(listed, list) else []
+            )
+            for asset in page:
+                if asset.get(field) == wanted:
+                    if not isinstance(asset.get("id"), int):
+                        raise RestartError(
+                            f"Airflow answered with asset {wanted!r} without an id",
+                            transient=False,
+                        )
+                    return asset
+            params["offset"] += len(page)
+            total = data.get("total_entries")
+            if not page or not isinstance(total, int) or params["offset"] >= total:
+                return None
+
+    # ----------------------------------------------------------------- its events
+
+    def _events(self, asset_id: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+        """A page of the asset's events, newest first, and how many there are in all."""
+        params = {
+            "asset_id": asset_id,
+            "order_by": "-timestamp",
+            "limit": _PAGE_LIMIT,
+            "offset": offset,
+        }
+        data = _json(
+            self._api.call("read events", "GET", "/assets/events", params=params), "events"
+        )
+        events = data.get("asset_events")
+        total = data.get("total_entries")
+        page = [e for e in events if isinstance(e, dict)] if isinstance(events, list) else []
+        return page, total if isinstance(total, int) else 0
+
+    def _sent(self, asset_id: int, key: str) -> dict[str, Any] | None:
+        """The event an earlier attempt of this restart sent, among the asset's latest."""
+        recent, _ = self._events(asset_id, 0)
+        for event in recent:
+            extra = event.get("extra")
+            if isinstance(extra, dict) and extra.get(RESTART_KEY) == key:
+                return event
+        return None
+
+    def _event(self, asset_id: int, event_id: str) -> dict[str, Any]:
+        offset = 0
+        while True:
+            page, total = self._events(asset_id, offset)
+            for event in page:
+                if str(event.get("id")) == event_id:
+                    return event
+            offset += len(page)
+            if not page or offset >= total:
+                raise RestartError(
+                    f"Airflow no longer has event {event_id} of asset {self._spec.asset}",
+                    transient=False,
+                )
+
+    # ----------------------------------------------------------------- the runs it started
+
+    def _progress(self, asset: dict[str, Any], event: dict[str, Any]) -> tuple[RunState, str]:
+        """Where the runs of the DAGs scheduled on the asset stand, and how to say it."""
+        scheduled = [
+            str(ref.get("dag_id"))
+            for ref in asset.get("scheduled_dags") or []
+            if isinstance(ref, dict) and ref.get("dag_id")
+        ]
+        created = {
+            str(ref.get("dag_id")): str(ref.get("run_id"))
+            for ref in event.get("created_dagruns") or []
+            if isinstance(ref, dict) and ref.get("dag_id") and ref.get("run_id")
+        }
+        if not scheduled and not created:
+            return "success", "no DAG is scheduled on the asset: there is nothing to run"
+        states = {
+            dag_id: _state(self._api.dag_run(dag_id, run_id)) for dag_id, run_id in created.items()
+        }
+        waiting = [dag_id for dag_id in scheduled if dag_id not in created]
+        going = [dag_id for dag_id, state in states.items() if state in ("queued", "running")]
+        failed = [dag_id for dag_id, state in states.items() if state == "failed"]
+        if failed and not going:
+            return "failed", "; ".join(self._failed(dag_id, created[dag_id]) for dag_id in failed)
+        if not failed and not going and not waiting:
+            return "success", f"{', '.join(states)} succeeded"
+        parts = [f"{dag_id} {state}" for dag_id, state in states.items()]
+        if waiting:
+            parts.append(f"waiting for Airflow to start {', '.join(waiting)}")
+        running = any(state == "running" for state in states.values())
+        return ("running" if running else "queued"), ", ".join(parts)
+
+    def _failed(self, dag_id: str, run_id: str) -> str:
+        tasks = self._api.failed_tasks(dag_id, run_id)
+        return f"DAG {dag_id} failed" + ("" if tasks == "failed" else f" ({tasks})")
+
+
+class _Api:
+    """An Airflow 3 API server as its connector describes it: authentication, errors as our
+    own (transient or not), one more try of a safe request after a transient failure."""
+
+    def __init__(
+        self,
+        connector: AirflowConnector,
+        subject: str,
+        *,
+        session: requests.Session | None,
+        sleep: Callable[[float], None],
+    ) -> None:
+        self.connector = connector
+        self.subject = subject  # how its errors begin: "Airflow DAG forecasts_agg"
+        self._owns_session = session is None
+        self.session = session or requests.Session()
+        self._sleep = sleep
+        self.base = connector.base_url.rstrip("/")
+        self._token = connector.token.get_secret_value() if connector.token is not None else None
+
+    def close(self) -> None:
+        """Close the HTTP connections opened here (not a session it was given)."""
+        if self._owns_session:
+            self.session.close()
+
+    # ----------------------------------------------------------------- DAG runs
+
+    def dag_run(self, dag_id: str, run_id: str) -> dict[str, Any]:
+        path = f"/dags/{quote(dag_id, safe='')}/dagRuns/{quote(run_id, safe='')}"
+        return _json(self.call("read run", "GET", path), "read run")
+
+    def failed_tasks(self, dag_id: str, run_id: str) -> str:
+        path = f"/dags/{quote(dag_id, safe='')}/dagRuns/{quote(run_id, safe='')}/taskInstances"
         params = {"state": ["failed", "upstream_failed"], "limit": _PAGE_LIMIT}
-        data = _json(self._call("read task instances", "GET", path, params=params), "tasks")
+        data = _json(self.call("read task instances", "GET", path, params=params), "tasks")
         items = data.get("task_instances")
         failed, upstream = [], []
         for item in items if isinstance(items, list) else []:
@@ -190,22 +420,9 @@ class AirflowTarget:
         detail = f"failed tasks: {', '.join(failed)}"
         return f"{detail} (upstream_failed: {', '.join(upstream)})" if upstream else detail
 
-    def _pipeline_run(self, data: dict[str, Any], detail: str) -> PipelineRun:
-        run_id = data.get("dag_run_id")
-        if not isinstance(run_id, str) or not run_id:
-            raise RestartError(
-                "Airflow answered with a run that has no dag_run_id", transient=False
-            )
-        return PipelineRun(
-            run_id=run_id,
-            state=_state(data),
-            detail=detail,
-            url=f"{self._base}/dags/{self._spec.dag_id}/runs/{run_id}",
-        )
-
     # ----------------------------------------------------------------- HTTP
 
-    def _call(
+    def call(
         self,
         what: str,
         method: str,
@@ -232,8 +449,8 @@ class AirflowTarget:
         """One exchange, with a fresh token and a second go when a fetched one expired."""
         fresh = False
         while True:
-            url = self._base + "/api/v2" + path
-            if self._connector.auth == "basic":
+            url = self.base + "/api/v2" + path
+            if self.connector.auth == "basic":
                 response = self._request(
                     what, method, url, None, auth=self._credentials(), **kwargs
                 )
@@ -244,15 +461,15 @@ class AirflowTarget:
                 continue
             if response.ok or response.status_code in ok:
                 return response
-            raise _http_error(self._spec.dag_id, what, response)
+            raise _http_error(self.subject, what, response)
 
     @property
     def _logs_in(self) -> bool:
-        return self._connector.token is None and self._connector.auth == "token"
+        return self.connector.token is None and self.connector.auth == "token"
 
     def _credentials(self) -> tuple[str, str]:
-        password = self._connector.password
-        return self._connector.username or "", password.get_secret_value() if password else ""
+        password = self.connector.password
+        return self.connector.username or "", password.get_secret_value() if password else ""
 
     def _bearer(self, what: str) -> str:
         if self._token is None:
@@ -264,12 +481,12 @@ class AirflowTarget:
         response = self._request(
             what,
             "POST",
-            self._base + "/auth/token",
+            self.base + "/auth/token",
             None,
             json={"username": username, "password": password},
         )
         if not response.ok:
-            raise _http_error(self._spec.dag_id, f"log in as {username}", response)
+            raise _http_error(self.subject, f"log in as {username}", response)
         token = _json(response, "log in").get("access_token")
         if not isinstance(token, str) or not token:
             raise RestartError(
@@ -284,12 +501,12 @@ class AirflowTarget:
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
         try:
-            return self._session.request(
-                method, url, headers=headers, timeout=self._connector.timeout, **kwargs
+            return self.session.request(
+                method, url, headers=headers, timeout=self.connector.timeout, **kwargs
             )
         except (requests.Timeout, requests.ConnectionError) as exc:
             raise _Transient(
-                f"cannot reach Airflow at {self._base} ({what}): {exc.__class__.__name__}",
+                f"cannot reach Airflow at {self.base} ({what}): {exc.__class__.__name__}",
                 _DEFAULT_DELAY_S,
             ) from exc
         except requests.RequestException as exc:
@@ -304,11 +521,11 @@ class _Transient(RestartError):
         self.delay = delay
 
 
-def _http_error(dag_id: str, what: str, response: requests.Response) -> RestartError:
+def _http_error(subject: str, what: str, response: requests.Response) -> RestartError:
     """An error answer as our own: rate limits and server trouble may pass, the rest will not."""
     status = response.status_code
     detail = _detail(response)
-    text = f"Airflow DAG {dag_id}: {what} failed: HTTP {status}"
+    text = f"{subject}: {what} failed: HTTP {status}"
     text = f"{text}: {detail}" if detail else text
     if status == 429 or status >= 500:
         return _Transient(text, _retry_after(response))

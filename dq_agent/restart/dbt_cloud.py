@@ -79,11 +79,10 @@ class DbtCloudTarget:
         existing = self._find_run(key)
         if existing is not None:
             return _pipeline_run(existing)
-        body = self._call(
-            "POST",
-            f"/jobs/{self._spec.job_id}/run/",
-            json={"cause": cause_for(self._spec.cause, key)},
-        )
+        trigger: dict[str, Any] = {"cause": cause_for(self._spec.cause, key)}
+        if self._spec.select:  # the models lineage found, in place of the job's own steps
+            trigger["steps_override"] = [f"dbt build --select {' '.join(self._spec.select)}"]
+        body = self._call("POST", f"/jobs/{self._spec.job_id}/run/", json=trigger)
         return _pipeline_run(_data(body, dict))
 
     def poll(self, run: PipelineRun) -> PipelineRun:

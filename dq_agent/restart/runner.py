@@ -15,11 +15,16 @@ from typing import Any
 
 from dq_agent.config.loader import Project
 from dq_agent.config.models import (
+    AirflowAssetRestart,
     AirflowConnector,
     AirflowRestart,
     CommandRestart,
+    DagsterConnector,
+    DagsterRestart,
     DbtCloudConnector,
     DbtCloudRestart,
+    PrefectConnector,
+    PrefectRestart,
     Suite,
     WebhookConnector,
     WebhookRestart,
@@ -57,6 +62,10 @@ def target_for(project: Project, suite: Suite, index: int) -> RestartTarget:
         from dq_agent.restart.airflow import AirflowTarget
 
         return AirflowTarget(connector, args)
+    if isinstance(args, AirflowAssetRestart) and isinstance(connector, AirflowConnector):
+        from dq_agent.restart.airflow import AirflowAssetTarget
+
+        return AirflowAssetTarget(connector, args)
     if isinstance(args, DbtCloudRestart) and isinstance(connector, DbtCloudConnector):
         from dq_agent.restart.dbt_cloud import DbtCloudTarget
 
@@ -65,6 +74,14 @@ def target_for(project: Project, suite: Suite, index: int) -> RestartTarget:
         from dq_agent.restart.webhook import WebhookTarget
 
         return WebhookTarget(args.connector, connector, args)
+    if isinstance(args, PrefectRestart) and isinstance(connector, PrefectConnector):
+        from dq_agent.restart.prefect import PrefectTarget
+
+        return PrefectTarget(connector, args, suite=suite.suite)
+    if isinstance(args, DagsterRestart) and isinstance(connector, DagsterConnector):
+        from dq_agent.restart.dagster import DagsterTarget
+
+        return DagsterTarget(connector, args, suite=suite.suite)
     raise DqAgentError(f"restart {index} of suite {suite.suite}: connector {args.connector!r}")
 
 

@@ -12,8 +12,11 @@ As in Airflow, a missing token is a 401 ``Not authenticated``, an expired one a 
 Served: ``POST/GET /api/v2/dags/{dag_id}/dagRuns`` (trigger; list with ``order_by``, ``limit``,
 ``offset``, ``state``, ``run_type``; ``~`` lists every DAG's runs),
 ``GET /api/v2/dags/{dag_id}/dagRuns/{dag_run_id}``,
-``GET /api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances`` and
-``POST /api/v2/dags/{dag_id}/clearTaskInstances``.
+``GET /api/v2/dags/{dag_id}/dagRuns/{dag_run_id}/taskInstances``,
+``POST /api/v2/dags/{dag_id}/clearTaskInstances``, ``GET /api/v2/assets`` (``name_pattern``,
+``uri_pattern``, ``dag_ids``, ``order_by``, ``limit``, ``offset``),
+``GET /api/v2/assets/{asset_id}`` and ``POST/GET /api/v2/assets/events`` (the list filtered by
+``asset_id``, the ``source_*`` fields, ``name_pattern`` and ``timestamp_gte``/``_lte``).
 
 Runs move on the emulator's clock, computed when someone looks (there is no scheduler thread):
 a run is ``queued`` for :data:`QUEUE_DELAY_S`, then ``running`` while its tasks run one after
@@ -23,6 +26,13 @@ after it become ``upstream_failed``. Clearing task instances (``dry_run: false``
 back to ``queued``; the cleared tasks, and any that had not finished, run again, and whether
 they fail is decided by the DAG's ``fail`` flag at the time of the clear.
 
+Assets are seeded with the DAGs scheduled on them. An asset event (``POST …/assets/events``)
+queues those DAGs; the scheduler's next loop, :data:`SCHEDULER_LOOP_S` later on the clock,
+creates one ``asset_triggered`` run of each DAG whose assets all have news (Airflow's default
+for ``schedule=[a, b]``), records it in the ``created_dagruns`` of every event it consumes,
+and the run then goes as a triggered one does. As everything here, the loop happens when
+someone looks: a run's ``fail`` flag is the DAG's at the first request after the loop.
+
 Where the emulation stops, it says so here rather than guessing:
 
 - a DAG is a chain of tasks seeded here, each downstream of the one before; there are no DAG
@@ -31,6 +41,9 @@ Where the emulation stops, it says so here rather than guessing:
   no task retries, no pools or executors (those fields hold fixed values);
 - task instances of a run that has not started have no state, except the first, which is
   ``queued`` while the run is; ``try_number`` counts the times a task was queued;
+- assets have no producing or consuming tasks, aliases or watchers; every seeded asset is
+  active; events sent here have no source task, and their ``extra`` gets
+  ``from_rest_api: true`` and the values of secret-looking keys masked, as Airflow does;
 - tokens are opaque strings, not JWTs, and never expire unless :meth:`expire_tokens` says so;
   there is one user, allowed everything unless a token is :meth:`forbid`-den;
 - request bodies are checked field by field as Airflow's strict models would (unknown fields,
@@ -59,13 +72,14 @@ from urllib.parse import parse_qs, unquote
 
 from dq_agent.sandbox.http import Request, Response
 
-__all__ = ["API_PREFIX", "QUEUE_DELAY_S", "RUN_ID_PATTERN", "AirflowEmulator"]
+__all__ = ["API_PREFIX", "QUEUE_DELAY_S", "RUN_ID_PATTERN", "SCHEDULER_LOOP_S", "AirflowEmulator"]
 
 JsonObject = dict[str, Any]
 
 API_PREFIX = "/api/v2/"
 TOKEN_PATH = "/auth/token"
 QUEUE_DELAY_S = 1.0  # how long a triggered or cleared run waits for the "scheduler"
+SCHEDULER_LOOP_S = 1.0  # how long after an asset event the scheduler creates the runs
 DEFAULT_DURATION_S = 60.0
 # [scheduler] allowed_run_id_pattern, Airflow's default.
 RUN_ID_PATTERN = r"^[A-Za-z0-9_.~:+-]+$"
@@ -197,6 +211,8 @@ class _DagRun:
     begin_at: float = 0.0  # when the current attempt leaves the queue
     finish_at: float = 0.0  # when the current attempt is over
     plan: dict[str, _Step] = field(default_factory=dict)  # empty once the attempt is over
+    run_type: str = "manual"
+    interval: tuple[float, float] | None = None  # an asset-triggered run's: its events' span
 
     @property
     def updated_at(self) -> float:
@@ -205,6 +221,25 @@ class _DagRun:
     @property
     def duration(self) -> float | None:
         return self.end - self.start if self.start is not None and self.end is not None else None
+
+
+@dataclass
+class _Asset:
+    id: int
+    name: str
+    uri: str
+    group: str
+    dags: list[str]  # the DAGs scheduled on it
+    created_at: float
+
+
+@dataclass
+class _AssetEvent:
+    id: int
+    asset_id: int
+    extra: JsonObject
+    at: float
+    runs: list[_DagRun] = field(default_factory=list)  # created_dagruns
 
 
 @dataclass(frozen=True)
@@ -256,6 +291,22 @@ _CLEAR_DEFAULTS: JsonObject = {
     "include_past": False,
     "run_on_latest_version": False,
 }
+_EVENT_FIELDS: dict[str, str] = {"asset_id": "int", "extra": "dict"}
+# What Airflow's secrets masker hides in an event's extra: keys containing one of these.
+_SENSITIVE = (
+    "access_token",
+    "api_key",
+    "apikey",
+    "authorization",
+    "passphrase",
+    "passwd",
+    "password",
+    "private_key",
+    "secret",
+    "token",
+    "keyfile_dict",
+    "service_account",
+)
 _TRUE = frozenset({"1", "true", "t", "yes", "y", "on"})
 _FALSE = frozenset({"0", "false", "f", "no", "n", "off"})
 
@@ -307,11 +358,79 @@ def _convert(name: str, kind: str, value: Any) -> Any:
         if isinstance(value, dict):
             return copy.deepcopy(value)
         raise _invalid("dict_type", loc, "Input should be a valid dictionary", value)
+    if kind == "int":
+        return _integer(value, loc)
     if kind == "datetime":
         return _aware(value, loc)
     if kind == "task_ids":
         return _task_ids(value, loc)
     raise AssertionError(f"unknown field kind {kind}")
+
+
+def _integer(value: Any, loc: list[str | int]) -> int:
+    """An integer as pydantic's lax mode takes one: an int, a whole float, digits in text."""
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        if value.is_integer():
+            return int(value)
+        msg = "Input should be a valid integer, got a number with a fractional part"
+        raise _invalid("int_from_float", loc, msg, value)
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            msg = "Input should be a valid integer, unable to parse string as an integer"
+            raise _invalid("int_parsing", loc, msg, value) from None
+    raise _invalid("int_type", loc, "Input should be a valid integer", value)
+
+
+def _path_int(raw: str, name: str) -> int:
+    return _integer(raw, ["path", name])
+
+
+def _query_number(raw: str, name: str) -> int:
+    return _integer(raw, ["query", name])
+
+
+def _query_bool(request: Request, name: str) -> bool | None:
+    raw = request.param(name)
+    if raw is None:
+        return None
+    if raw.lower() in _TRUE | _FALSE:
+        return raw.lower() in _TRUE
+    msg = "Input should be a valid boolean, unable to interpret input"
+    raise _invalid("bool_parsing", ["query", name], msg, raw)
+
+
+def _like(pattern: str, text: str) -> bool:
+    """Whether ``text`` matches a ``*_pattern`` parameter as Airflow applies one:
+    ``ILIKE '%pattern%'`` (``%`` any run of characters, ``_`` any one), ``~`` for all, and
+    ``a | b`` for either."""
+    if pattern == "~":
+        pattern = "%"
+    terms = [term.strip() for term in pattern.split("|") if term.strip()]
+    if len(terms) < 2:
+        terms = [pattern]
+    for term in terms:
+        regex = "".join(
+            ".*" if char == "%" else "." if char == "_" else re.escape(char) for char in term
+        )
+        if re.search(regex, text, re.IGNORECASE | re.DOTALL):
+            return True
+    return False
+
+
+def _redacted(value: Any) -> Any:
+    """An event's ``extra`` as Airflow shows it: values of secret-looking keys masked."""
+    if isinstance(value, dict):
+        return {
+            key: "***" if any(s in str(key).lower() for s in _SENSITIVE) else _redacted(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_redacted(item) for item in value]
+    return copy.deepcopy(value)
 
 
 def _aware(value: Any, loc: list[str | int]) -> float:
@@ -432,10 +551,15 @@ class AirflowEmulator:
     # ----------------------------------------------------------------- test controls
 
     def reset(self) -> None:
-        """Forget every DAG, run, issued token, pending fault and recorded request."""
+        """Forget every DAG, run, asset, issued token, pending fault and recorded request."""
         with self._lock:
             self._dags: dict[str, _Dag] = {}
             self._runs: list[_DagRun] = []
+            self._assets: dict[int, _Asset] = {}
+            self._events: list[_AssetEvent] = []
+            # The scheduler's queue: per DAG, the events of each of its assets not consumed yet.
+            self._queue: dict[str, dict[int, list[_AssetEvent]]] = {}
+            self._loops: list[float] = []  # when the scheduler looks at the queue next
             self._issued: set[str] = set()
             self._expired: set[str] = set()
             self._forbidden: set[str] = set()
@@ -444,12 +568,15 @@ class AirflowEmulator:
             self._requests = 0
 
     def seed(self, data: Mapping[str, Any]) -> list[str]:
-        """Add (or replace) DAGs; returns their ids.
+        """Add (or replace) DAGs and assets; returns the DAGs' ids.
 
         ``data`` is ``{"dags": {dag_id: {"tasks": [task_id, …], "duration_s"?: 60,
-        "fail"?: false, "fail_task"?: task_id}}}``. ``duration_s`` is how long a run takes on the
-        emulator's clock once it left the queue; with ``fail`` runs end ``failed`` at
-        ``fail_task`` (default: the middle task), and the tasks after it ``upstream_failed``.
+        "fail"?: false, "fail_task"?: task_id}}, "assets": [{"name"?: …, "uri"?: …,
+        "group"?: "asset", "scheduled_dags"?: [dag_id, …]}]}``. ``duration_s`` is how long a run
+        takes on the emulator's clock once it left the queue; with ``fail`` runs end ``failed``
+        at ``fail_task`` (default: the middle task), and the tasks after it ``upstream_failed``.
+        An asset given only a name has it as its URI too, and the other way round (as
+        ``Asset(…)`` does); one with the name of a seeded asset replaces it, keeping its id.
         """
         dags = [
             _seed_dag(dag_id, spec or {}, f"dags.{dag_id}")
@@ -460,7 +587,29 @@ class AirflowEmulator:
             for dag in dags:
                 dag.created_at = now
                 self._dags[dag.dag_id] = dag
+            for index, spec in enumerate(data.get("assets") or []):
+                self._seed_asset(spec, f"assets[{index}]", now)
         return [dag.dag_id for dag in dags]
+
+    def _seed_asset(self, spec: Any, where: str, now: float) -> None:
+        if not isinstance(spec, Mapping):
+            raise ValueError(f"{where}: expected a mapping with a name or a uri")
+        name, uri = spec.get("name") or spec.get("uri"), spec.get("uri") or spec.get("name")
+        if not isinstance(name, str) or not isinstance(uri, str):
+            raise ValueError(f"{where}: expected a name or a uri (text)")
+        group = spec.get("group", "asset")
+        dags = spec.get("scheduled_dags", [])
+        if not isinstance(dags, list) or not all(isinstance(d, str) for d in dags):
+            raise ValueError(f"{where}.scheduled_dags: expected a list of dag ids")
+        unknown = [dag_id for dag_id in dags if dag_id not in self._dags]
+        if unknown:
+            raise ValueError(f"{where}.scheduled_dags: no DAG {unknown[0]!r} was seeded")
+        same = next((a for a in self._assets.values() if a.name == name), None)
+        if any(a.uri == uri and a is not same for a in self._assets.values()):
+            raise ValueError(f"{where}: another asset has the uri {uri!r}")
+        asset_id = same.id if same is not None else len(self._assets) + 1
+        created = same.created_at if same is not None else now
+        self._assets[asset_id] = _Asset(asset_id, name, uri, str(group), list(dags), created)
 
     def set_fail(self, dag_id: str, fail: bool, *, task_id: str | None = None) -> None:
         """Make the DAG's next runs (and next clears) fail, at ``task_id`` if given, or not."""
@@ -520,6 +669,7 @@ class AirflowEmulator:
         """DAGs, and every run (oldest first) with its task instances, as the API shows them."""
         with self._lock:
             now = self._clock()
+            self._tick(now)
             for run in self._runs:
                 self._advance(run, now)
             return {
@@ -528,6 +678,8 @@ class AirflowEmulator:
                     {**self._run_view(run), "task_instances": self._ti_views(run)}
                     for run in self._runs
                 ],
+                "assets": [self._asset_view(asset) for asset in self._assets.values()],
+                "asset_events": [self._event_view(event, now) for event in self._events],
                 "requests": self._requests,
             }
 
@@ -612,6 +764,7 @@ class AirflowEmulator:
     def _route(self, request: Request, user: str) -> JsonObject:
         parts = [unquote(p) for p in request.path[len(API_PREFIX) :].strip("/").split("/")]
         now = self._clock()
+        self._tick(now)
         match parts:
             case ["dags", dag_id, "dagRuns"]:
                 if request.method == "POST":
@@ -627,6 +780,17 @@ class AirflowEmulator:
             case ["dags", dag_id, "clearTaskInstances"]:
                 if request.method == "POST":
                     return self._clear(dag_id, _json_body(request), now)
+            case ["assets"]:
+                if request.method == "GET":
+                    return self._list_assets(request)
+            case ["assets", "events"]:
+                if request.method == "POST":
+                    return self._send_event(_json_body(request), now)
+                if request.method == "GET":
+                    return self._list_events(request, now)
+            case ["assets", asset_id]:
+                if request.method == "GET":
+                    return self._asset_view(self._asset(_path_int(asset_id, "asset_id")))
             case _:
                 raise _AirflowError(404, "Not Found")
         raise _AirflowError(405, "Method Not Allowed")
@@ -694,7 +858,7 @@ class AirflowEmulator:
             self._advance(run, now)
             if states and run.state not in states:
                 continue
-            if run_types and "manual" not in run_types:
+            if run_types and run.run_type not in run_types:
                 continue
             runs.append(run)
         keys: dict[str, Callable[[Any], Any]] = {
@@ -720,8 +884,9 @@ class AirflowEmulator:
     def _list_tis(self, dag_id: str, run_id: str, request: Request, now: float) -> JsonObject:
         runs = list(self._runs)
         if run_id != "~":
-            # Airflow looks the run up by its id alone, then filters the task instances by DAG.
-            runs = [run for run in self._runs if run.run_id == run_id][:1]
+            # Airflow checks that a run has this id (in any DAG: asset-triggered runs of two
+            # DAGs share theirs), then filters the task instances by run id and DAG.
+            runs = [run for run in self._runs if run.run_id == run_id]
             if not runs:
                 raise _AirflowError(404, f"DagRun with run_id: `{run_id}` was not found")
         if dag_id != "~":
@@ -842,7 +1007,128 @@ class AirflowEmulator:
             tasks |= set(dag.tasks[min(chosen) :])
         return tasks
 
+    # ----------------------------------------------------------------- assets
+
+    def _asset(self, asset_id: int) -> _Asset:
+        asset = self._assets.get(asset_id)
+        if asset is None:
+            raise _AirflowError(404, f"The Asset with ID: `{asset_id}` was not found")
+        return asset
+
+    def _list_assets(self, request: Request) -> JsonObject:
+        _query_bool(request, "only_active")  # every asset here is active
+        assets = list(self._assets.values())
+        for param, attribute in (("name_pattern", "name"), ("uri_pattern", "uri")):
+            pattern = request.param(param)
+            if pattern is not None:
+                assets = [a for a in assets if _like(pattern, getattr(a, attribute))]
+        dag_ids = _query_values(request, "dag_ids")
+        if dag_ids:
+            assets = [a for a in assets if set(a.dags) & set(dag_ids)]
+        keys: dict[str, Callable[[Any], Any]] = {
+            "id": lambda a: a.id,
+            "name": lambda a: a.name,
+            "uri": lambda a: a.uri,
+            "created_at": lambda a: a.created_at,
+            "updated_at": lambda a: a.created_at,
+        }
+        ordered = _sorted(assets, _query_values(request, "order_by"), keys, "id")
+        return {
+            "assets": [self._asset_view(asset) for asset in _page(request, ordered)],
+            "total_entries": len(ordered),
+        }
+
+    def _send_event(self, raw: JsonObject, now: float) -> JsonObject:
+        body = _checked(raw, _EVENT_FIELDS, required=["asset_id"])
+        asset = self._assets.get(body["asset_id"])
+        if asset is None:
+            raise _AirflowError(404, f"Asset with ID: `{body['asset_id']}` was not found")
+        extra = {**body.get("extra", {}), "from_rest_api": True}
+        event = _AssetEvent(len(self._events) + 1, asset.id, extra, now)
+        self._events.append(event)
+        for dag_id in asset.dags:
+            self._queue.setdefault(dag_id, {}).setdefault(asset.id, []).append(event)
+        if asset.dags:
+            self._loops.append(now + SCHEDULER_LOOP_S)
+        return self._event_view(event, now)
+
+    def _list_events(self, request: Request, now: float) -> JsonObject:
+        events = list(self._events)
+        asset_id, map_index = request.param("asset_id"), request.param("source_map_index")
+        if asset_id is not None:
+            wanted = _query_number(asset_id, "asset_id")
+            events = [e for e in events if e.asset_id == wanted]
+        if map_index is not None and _query_number(map_index, "source_map_index") != -1:
+            events = []
+        for name in ("source_dag_id", "source_task_id", "source_run_id"):
+            if request.param(name) is not None:
+                events = []  # events sent through the API have no source task
+        pattern = request.param("name_pattern")
+        if pattern is not None:
+            events = [e for e in events if _like(pattern, self._assets[e.asset_id].name)]
+        since, until = request.param("timestamp_gte"), request.param("timestamp_lte")
+        if since:
+            start = _aware(since, ["query", "timestamp_gte"])
+            events = [e for e in events if e.at >= start]
+        if until:
+            end = _aware(until, ["query", "timestamp_lte"])
+            events = [e for e in events if e.at <= end]
+        order_by = _query_values(request, "order_by") or ["timestamp"]
+        # Ties go by id, in the direction of the first field, as Airflow's do.
+        events.sort(key=lambda e: e.id, reverse=order_by[0].startswith("-"))
+        keys: dict[str, Callable[[Any], Any]] = {
+            "timestamp": lambda e: e.at,
+            "source_task_id": lambda e: None,
+            "source_dag_id": lambda e: None,
+            "source_run_id": lambda e: None,
+            "source_map_index": lambda e: -1,
+        }
+        ordered = _sorted(events, order_by, keys, "timestamp")
+        return {
+            "asset_events": [self._event_view(event, now) for event in _page(request, ordered)],
+            "total_entries": len(ordered),
+        }
+
     # ----------------------------------------------------------------- the "scheduler"
+
+    def _tick(self, now: float) -> None:
+        """The scheduler's loops due by ``now``: a run of each DAG whose assets all have news."""
+        due = sorted(at for at in self._loops if at <= now)
+        self._loops = [at for at in self._loops if at > now]
+        for at in due:
+            for dag_id, queued in list(self._queue.items()):
+                dag = self._dags.get(dag_id)
+                needs = {a.id for a in self._assets.values() if dag_id in a.dags}
+                if dag is None or not needs <= set(queued):
+                    continue
+                consumed = sorted(
+                    {e.id: e for events in queued.values() for e in events}.values(),
+                    key=lambda e: e.id,
+                )
+                self._asset_run(dag, consumed, at)
+                del self._queue[dag_id]
+
+    def _asset_run(self, dag: _Dag, consumed: list[_AssetEvent], at: float) -> None:
+        run_id = "asset_triggered__" + datetime.fromtimestamp(at, UTC).isoformat()
+        run = _DagRun(
+            seq=len(self._runs) + 1,
+            dag_id=dag.dag_id,
+            run_id=run_id,
+            logical_date=None,
+            run_after=at,
+            conf={},
+            note=None,
+            triggered_by="asset",
+            triggering_user_name=None,
+            queued_at=at,
+            tis={t: _TaskInstance(t, _uid(dag.dag_id, run_id, t, 0)) for t in dag.tasks},
+            run_type="asset_triggered",
+            interval=(min(e.at for e in consumed), max(e.at for e in consumed)),
+        )
+        self._schedule(run, dag, list(dag.tasks), at)
+        self._runs.append(run)
+        for event in consumed:
+            event.runs.append(run)
 
     def _reset(
         self,
@@ -966,11 +1252,11 @@ class AirflowEmulator:
             "start_date": _iso(run.start),
             "end_date": _iso(run.end),
             "duration": run.duration,
-            "data_interval_start": _iso(run.logical_date),
-            "data_interval_end": _iso(run.logical_date),
+            "data_interval_start": _iso(run.interval[0] if run.interval else run.logical_date),
+            "data_interval_end": _iso(run.interval[1] if run.interval else run.logical_date),
             "run_after": _iso(run.run_after),
             "last_scheduling_decision": _iso(run.start),
-            "run_type": "manual",
+            "run_type": run.run_type,
             "state": run.state,
             "triggered_by": run.triggered_by,
             "triggering_user_name": run.triggering_user_name,
@@ -979,6 +1265,70 @@ class AirflowEmulator:
             "dag_versions": [dag.version()] if dag is not None else [],
             "bundle_version": None,
             "dag_display_name": run.dag_id,
+        }
+
+    def _asset_view(self, asset: _Asset) -> JsonObject:
+        events = [e for e in self._events if e.asset_id == asset.id]
+        last = max(events, key=lambda e: (e.at, e.id)) if events else None
+        return {
+            "id": asset.id,
+            "name": asset.name,
+            "uri": asset.uri,
+            "group": asset.group,
+            "extra": {},
+            "created_at": _iso(asset.created_at),
+            "updated_at": _iso(asset.created_at),
+            "scheduled_dags": [
+                {
+                    "dag_id": dag_id,
+                    "created_at": _iso(asset.created_at),
+                    "updated_at": _iso(asset.created_at),
+                }
+                for dag_id in asset.dags
+            ],
+            "producing_tasks": [],
+            "consuming_tasks": [],
+            "aliases": [],
+            "last_asset_event": {
+                "id": last.id if last else None,
+                "timestamp": _iso(last.at) if last else None,
+            },
+        }
+
+    def _event_view(self, event: _AssetEvent, now: float) -> JsonObject:
+        asset = self._assets.get(event.asset_id)
+        created = []
+        for run in event.runs:
+            self._advance(run, now)
+            view = self._run_view(run)
+            created.append(
+                {"run_id": run.run_id}
+                | {
+                    name: view[name]
+                    for name in (
+                        "dag_id",
+                        "logical_date",
+                        "start_date",
+                        "end_date",
+                        "state",
+                        "data_interval_start",
+                        "data_interval_end",
+                    )
+                }
+            )
+        return {
+            "id": event.id,
+            "asset_id": event.asset_id,
+            "uri": asset.uri if asset else None,
+            "name": asset.name if asset else None,
+            "group": asset.group if asset else None,
+            "extra": _redacted(event.extra),
+            "source_task_id": None,
+            "source_dag_id": None,
+            "source_run_id": None,
+            "source_map_index": -1,
+            "created_dagruns": created,
+            "timestamp": _iso(event.at),
         }
 
     def _ti_views(self, run: _DagRun) -> list[JsonObject]:

@@ -1,0 +1,1 @@
+select id, email, region from {{ source('raw', 'customers') }}
