@@ -441,6 +441,21 @@ checks:
 """
 
 
+def _crm_project(tmp_path: Path, crm_url: str, socket: str, state_url: str) -> Path:
+    """The Opportunity suite, its Salesforce session the broker's, its Amount correctable."""
+    return make_project(
+        tmp_path / "project",
+        connectors={
+            "crm": f"type: salesforce\ninstance_url: {crm_url}\nsession_id: ${{SF_SESSION_ID}}\n"
+        },
+        suites={"crm": CRM_SUITE},
+        settings=f"state_url: '{state_url}'\n"
+        "corrections:\n  enabled: true\n"
+        "  allow: [{connector: crm, object: Opportunity, fields: [Amount]}]\n"
+        f"broker:\n  url: {socket}\n  token: ${{DQ_BROKER_TOKEN}}\n",
+    )
+
+
 def test_the_broker_corrects_the_slip_within_the_guardrails_and_audits_the_write(
     tmp_path: Path,
 ) -> None:
@@ -452,18 +467,7 @@ def test_the_broker_corrects_the_slip_within_the_guardrails_and_audits_the_write
     sockets = _short_dir()
     socket = f"unix:{sockets / 'broker.sock'}"
     with LoopbackServer(emulator) as crm:
-        root = make_project(
-            tmp_path / "project",
-            connectors={
-                "crm": f"type: salesforce\ninstance_url: {crm.base_url}\n"
-                "session_id: ${SF_SESSION_ID}\n"
-            },
-            suites={"crm": CRM_SUITE},
-            settings=f"state_url: 'sqlite:///{tmp_path}/state.db'\n"
-            "corrections:\n  enabled: true\n"
-            "  allow: [{connector: crm, object: Opportunity, fields: [Amount]}]\n"
-            f"broker:\n  url: {socket}\n  token: ${{DQ_BROKER_TOKEN}}\n",
-        )
+        root = _crm_project(tmp_path, crm.base_url, socket, f"sqlite:///{tmp_path}/state.db")
         broker = Broker(root, tmp_path / "home", env={"SF_SESSION_ID": "sandbox"})
         with BrokerServer(broker, socket):
             _, token = broker.tokens.create(
@@ -694,18 +698,7 @@ def test_two_agents_acting_at_once_through_the_broker_write_the_slip_once(
     sockets = _short_dir()
     socket = f"unix:{sockets / 'broker.sock'}"
     with LoopbackServer(emulator) as crm:
-        root = make_project(
-            tmp_path / "project",
-            connectors={
-                "crm": f"type: salesforce\ninstance_url: {crm.base_url}\n"
-                "session_id: ${SF_SESSION_ID}\n"
-            },
-            suites={"crm": CRM_SUITE},
-            settings=f"state_url: '{postgres_url}'\n"
-            "corrections:\n  enabled: true\n"
-            "  allow: [{connector: crm, object: Opportunity, fields: [Amount]}]\n"
-            f"broker:\n  url: {socket}\n  token: ${{DQ_BROKER_TOKEN}}\n",
-        )
+        root = _crm_project(tmp_path, crm.base_url, socket, postgres_url)
         broker = Broker(root, tmp_path / "home", env={"SF_SESSION_ID": "sandbox"})
         with BrokerServer(broker, socket) as server:
             project = load_project(
@@ -770,18 +763,7 @@ def test_a_broker_killed_after_its_write_is_settled_by_the_next_without_a_second
     socket = f"unix:{sockets / 'broker.sock'}"
     home = tmp_path / "home"
     with LoopbackServer(emulator) as crm:
-        root = make_project(
-            tmp_path / "project",
-            connectors={
-                "crm": f"type: salesforce\ninstance_url: {crm.base_url}\n"
-                "session_id: ${SF_SESSION_ID}\n"
-            },
-            suites={"crm": CRM_SUITE},
-            settings=f"state_url: 'sqlite:///{tmp_path}/state.db'\n"
-            "corrections:\n  enabled: true\n"
-            "  allow: [{connector: crm, object: Opportunity, fields: [Amount]}]\n"
-            f"broker:\n  url: {socket}\n  token: ${{DQ_BROKER_TOKEN}}\n",
-        )
+        root = _crm_project(tmp_path, crm.base_url, socket, f"sqlite:///{tmp_path}/state.db")
         broker = Broker(root, home, env={"SF_SESSION_ID": "sandbox"})
         _, token = broker.tokens.create(
             suites=["crm_*"], actions=["correct"], ttl=timedelta(days=1), now=datetime.now(UTC)
