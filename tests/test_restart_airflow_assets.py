@@ -474,6 +474,39 @@ def test_the_asset_is_announced_once_the_suite_passes_again_and_the_incident_res
     assert len(emulator.requests_for("POST", EVENTS)) == 1
 
 
+def test_a_run_airflow_never_starts_is_given_up_on_and_the_chain_hears(
+    tmp_path: Path, emulator: AirflowEmulator, server: LoopbackServer, clock: Clock
+) -> None:
+    """churn_model also waits for another asset that never has news: twelve hours on, the
+    restart fails, the incident opens again and goes one step up its chain."""
+    root = _project(tmp_path, server.base_url, asset="warehouse.customers")
+    project = load_project(root, env={})
+
+    def cycle(hours: float) -> list[str]:
+        options = RunOptions(clock=lambda: AGENT_NOW + timedelta(hours=hours))
+        with Store.open(project.state_url) as store:
+            return [n.event for n in run_cycle(project, ["orders"], store, options).notices]
+
+    def later(hours: float) -> list[str]:
+        options = RunOptions(clock=lambda: AGENT_NOW + timedelta(hours=hours))
+        with Store.open(project.state_url) as store:
+            return [n.event for n in tick(project, store, options).notices]
+
+    load_orders(f"sqlite:///{tmp_path / 'w.db'}", [])
+    assert cycle(0) == ["opened"]
+    load_orders(f"sqlite:///{tmp_path / 'w.db'}", order_rows(3))
+    assert cycle(1) == ["recovered", "restarted"]
+    clock.at = NOW + 3600
+    assert later(12.9) == []  # queued, within its time
+    assert later(13.1) == ["restart_failed"]
+    with Store.open(project.state_url) as store:
+        [row] = store.restarts()
+    assert (row.state, row.detail) == (
+        "failed",
+        "still queued 12 hours after it started (waiting for Airflow to start churn_model)",
+    )
+
+
 def test_a_misconfigured_asset_restart_is_a_config_error_with_its_place(
     tmp_path: Path,
 ) -> None:

@@ -40,6 +40,9 @@ from dq_agent.store.models import Restart
 # A transient failure to start waits this long before the next try, then gives up.
 _BACKOFF = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=15))
 _MAX_ATTEMPTS = 5
+# A run not finished this long after it started is given up on (a DAG the orchestrator never
+# starts, a job stuck in its queue): its incidents go up their chains as for a failed run.
+LONGEST_RUN = timedelta(hours=12)
 # How often a blocking target (a local command) is polled while the agent waits for it.
 _COMMAND_POLL_S = 0.05
 
@@ -230,10 +233,21 @@ class Restarts:
         try:
             run = target.poll(current)
         except RestartError as exc:
-            if exc.transient:
+            if not exc.transient:
+                run = current.moved("failed", str(exc))
+            elif not self._overdue(row):
                 return []  # asked again next cycle
-            run = current.moved("failed", str(exc))
+            else:
+                run = current
+        if not run.done and self._overdue(row):
+            hours = LONGEST_RUN.total_seconds() / 3600
+            why = f"still {run.state} {hours:g} hours after it started"
+            run = run.moved("failed", f"{why} ({run.detail})" if run.detail else why)
         return self._moved(row, run)
+
+    def _overdue(self, row: Restart) -> bool:
+        started = row.started_at
+        return started is not None and self.options.clock() - started > LONGEST_RUN
 
     def _moved(self, row: Restart, run: PipelineRun) -> list[Notice]:
         now = self.options.clock()
