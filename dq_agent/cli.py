@@ -1183,22 +1183,29 @@ def daemon(project_dir: Path, listen: str, log_format: str) -> None:
     except (DqAgentError, OSError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_CANNOT_RUN)
-    agent.serve(stop)
+    try:
+        agent.serve(stop)
+    except DqAgentError as exc:  # Slack refused the Socket Mode connection
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_CANNOT_RUN)
 
 
 @main.command()
 @project_option
-@listen_option("Where Slack sends button clicks (POST /slack/actions).")
+@listen_option("Where Slack sends button clicks (POST /slack/actions; slack.mode: http).")
 def interactions(project_dir: Path, listen: str) -> None:
-    """Serve the Slack interactions endpoint on its own, until interrupted.
+    """Take Slack button clicks on their own, until interrupted.
 
     Button clicks on the agent's messages (Approve fix, I fixed it, Snooze, This is expected,
     Undo) arrive here, signed by Slack; forged and replayed requests are refused. Point the
-    Slack app's Interactivity Request URL at https://<public host>/slack/actions.
+    Slack app's Interactivity Request URL at https://<public host>/slack/actions. With
+    slack.mode: socket, it connects to Slack instead (Socket Mode, with slack.app_token) and
+    needs no public URL: --listen is not used.
     """
     from dq_agent.agent import connect_slack
     from dq_agent.escalate.actions import Actions
     from dq_agent.escalate.endpoint import ACTIONS_PATH, InteractionsServer, Verifier
+    from dq_agent.escalate.socket_mode import SocketInteractions
 
     host, port = _listen(listen)
     project = _project_to_run(project_dir, _err())
@@ -1214,6 +1221,11 @@ def interactions(project_dir: Path, listen: str) -> None:
             slack = connect_slack(project, store)
             assert slack is not None  # slack: is configured
             actions = Actions(project, store, slack, RunOptions(clock=utc_now))
+            if settings.mode == "socket":
+                with SocketInteractions(settings, store, actions.handle):
+                    click.echo("connected to Slack (Socket Mode)", err=True)
+                    _until(stop)
+                return
             verifier = Verifier(settings.verifying_secret(), store)
             with InteractionsServer(verifier, actions.handle, host=host, port=port) as server:
                 click.echo(f"listening on {server.base_url}{ACTIONS_PATH}", err=True)

@@ -53,7 +53,14 @@ SETTINGS_FILE = "dq-agent.yml"
 SECRETS = {
     ("slack", "token"): "broker",  # the broker posts to Slack for the agent
     ("slack", "signing_secret"): "agent",  # what Slack sends the agent is verified with it
+    ("slack", "app_token"): "agent",  # the agent opens its own Socket Mode connection
     ("llm", "api_key"): "agent",  # the agent asks the model
+}
+# Secrets needed in one mode of their section only: the setting, the value that needs the
+# secret, and the setting's default.
+SECRET_WHEN = {
+    ("slack", "signing_secret"): ("mode", "http", "http"),  # clicks come as signed requests
+    ("slack", "app_token"): ("mode", "socket", "http"),  # clicks come over its own connection
 }
 CONNECTORS_DIR = "connectors"
 SUITES_DIR = "checks"
@@ -446,15 +453,15 @@ def _load_settings(
     if ref_issues:  # the values are incomplete: validating them would only repeat the cause
         issues.extend(ref_issues)
         return Settings()
-    issues.extend(doc.issue(path, "required key is missing") for path in missing)
+    issues.extend(doc.issue(path, "required key is missing" + _needed_by(path)) for path in missing)
     settings = _validate(Settings, value, doc, (), issues)
     return settings if isinstance(settings, Settings) and not missing else Settings()
 
 
 def _own_secrets(value: dict[str, Any], reader: str) -> list[NodePath]:
     """Leave out of the settings ``value`` the secrets that are not ``reader``'s (see
-    ``SECRETS``); the paths of those that are its own and missing. A broker leaves out the
-    agent's way to it (``broker:``) too."""
+    ``SECRETS``); the paths of those that are its own, needed (``SECRET_WHEN``) and missing.
+    A broker leaves out the agent's way to it (``broker:``) too."""
     brokered = reader == "broker" or "broker" in value
     if reader == "broker":
         value.pop("broker", None)
@@ -465,9 +472,26 @@ def _own_secrets(value: dict[str, Any], reader: str) -> list[NodePath]:
             continue
         if (holder if brokered else "agent") != reader:
             part.pop(key, None)
-        elif key not in part:
+        elif key not in part and _needed(part, section, key):
             missing.append((section, key))
     return missing
+
+
+def _needed(part: dict[str, Any], section: str, key: str) -> bool:
+    """Whether a section's secret is needed as it is set (``SECRET_WHEN``)."""
+    when = SECRET_WHEN.get((section, key))
+    if when is None:
+        return True
+    setting, value, default = when
+    return bool(part.get(setting, default) == value)
+
+
+def _needed_by(path: NodePath) -> str:
+    """Why a secret is needed, when it is not always: `` (mode: socket needs it)``."""
+    when = SECRET_WHEN.get((str(path[0]), str(path[1]))) if len(path) == 2 else None
+    if when is None or when[1] == when[2]:
+        return ""
+    return f" ({when[0]}: {when[1]} needs it)"
 
 
 def _load_connectors(

@@ -202,13 +202,19 @@ class SourceErrorSettings(Model):
 
 
 class SlackSettings(Model):
-    """The Slack app the agent posts as (a bot token) and verifies interactions with.
+    """The Slack app the agent posts as (a bot token) and takes button clicks from.
 
-    With a broker, the bot token is the broker's and the signing secret the agent's: each
-    process reads only its own (the loader requires what the reading process needs)."""
+    Clicks come over HTTP (``mode: http``, verified with the signing secret) or over a
+    WebSocket the agent opens itself (``mode: socket``, with the app-level token: no public
+    URL). With a broker, the bot token is the broker's and the signing secret and app token
+    the agent's: each process reads only its own (the loader requires what the reading
+    process needs)."""
 
     token: SecretStr | None = None
     signing_secret: SecretStr | None = None
+    mode: Literal["http", "socket"] = "http"
+    # The app-level token (xapp-…) that opens Socket Mode connections.
+    app_token: SecretStr | None = None
     # Only to point at a loopback emulator; the real Web API otherwise.
     base_url: BaseUrl | None = None
     timeout: int = Field(30, ge=1, le=600)
@@ -222,6 +228,12 @@ class SlackSettings(Model):
         if self.signing_secret is None:  # the loader requires it of the agent
             raise DqAgentError("slack.signing_secret is not set")
         return self.signing_secret.get_secret_value()
+
+    def connection_token(self) -> str:
+        """The app-level token that opens Socket Mode connections."""
+        if self.app_token is None:  # the loader requires it of the agent in socket mode
+            raise DqAgentError("slack.app_token is not set (slack.mode: socket needs it)")
+        return self.app_token.get_secret_value()
 
 
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")

@@ -16,6 +16,7 @@ about the broken file.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import re
@@ -40,7 +41,8 @@ from dq_agent.escalate.actions import Actions
 from dq_agent.escalate.endpoint import InteractionsServer, Verifier
 from dq_agent.escalate.incidents import Notice
 from dq_agent.escalate.notify import Escalation
-from dq_agent.escalate.slack import Slack
+from dq_agent.escalate.slack import Slack, SlackError
+from dq_agent.escalate.socket_mode import SocketInteractions
 from dq_agent.restart.runner import Restarts
 from dq_agent.results import SuiteResult, worst
 from dq_agent.sources.registry import Engines
@@ -64,6 +66,9 @@ RETRY_BACKOFF = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=1
 CONFIG_PROBLEM = "(config)"
 # How long a stop waits for the running cycle before leaving it to the next start.
 SHUTDOWN_GRACE_S = 60.0
+# Seconds between tries to open Slack's Socket Mode connection while Slack cannot be reached
+# (the last one repeats).
+SOCKET_RETRY_S: tuple[float, ...] = (5.0, 15.0, 60.0, 300.0)
 _WINDOW = re.compile(r"retry between (\d{1,2}:\d{2}) and (\d{1,2}:\d{2})(?: ?UTC)?", re.IGNORECASE)
 
 Clock = Callable[[], datetime]
@@ -274,8 +279,17 @@ class Daemon:
             if self.slack is not None
             else None
         )
+        # Clicks come over Socket Mode (a connection the daemon opens) or to the HTTP server.
+        over_socket = settings is not None and settings.mode == "socket"
+        self.socket_mode = (
+            SocketInteractions(settings, self.store, self._act, clock=clock)
+            if settings is not None and over_socket
+            else None
+        )
         self.server = InteractionsServer(
-            Verifier(settings.verifying_secret(), self.store, clock) if settings else None,
+            Verifier(settings.verifying_secret(), self.store, clock)
+            if settings is not None and not over_socket
+            else None,
             self._act,
             host=host,
             port=port,
@@ -299,10 +313,45 @@ class Daemon:
 
     # -- the loop ----------------------------------------------------------------------------
 
+    def _connect_socket_mode(self, stop: threading.Event) -> None:
+        """Open the Socket Mode connection; while Slack cannot be reached, keep trying in the
+        background (clicks wait at Slack meanwhile). A token Slack refuses stops the daemon."""
+        assert self.socket_mode is not None
+        try:
+            self.socket_mode.start()
+        except SlackError as exc:
+            if not exc.transient:
+                self.shutdown()
+                raise
+            log.warning("Slack Socket Mode: %s; trying again in the background", exc)
+            threading.Thread(
+                target=self._reconnect_socket_mode, args=(stop,), name="slack-socket", daemon=True
+            ).start()
+            return
+        log.info("taking Slack clicks over Socket Mode")
+
+    def _reconnect_socket_mode(self, stop: threading.Event) -> None:
+        assert self.socket_mode is not None
+        for wait in itertools.chain(SOCKET_RETRY_S, itertools.repeat(SOCKET_RETRY_S[-1])):
+            if stop.wait(wait):
+                return
+            try:
+                self.socket_mode.start()
+            except SlackError as exc:
+                if not exc.transient:
+                    log.error("Slack Socket Mode: %s; no clicks until the token is fixed", exc)
+                    return
+                log.warning("Slack Socket Mode: %s; trying again later", exc)
+                continue
+            log.info("taking Slack clicks over Socket Mode")
+            return
+
     def serve(self, stop: threading.Event, *, poll_s: float = 1.0) -> None:
         """Run until ``stop`` is set: lead when possible, stand by otherwise."""
         self.server.start()
         log.info("serving on %s", self.server.base_url)
+        if self.socket_mode is not None:
+            self._connect_socket_mode(stop)
         log.info("replica %s: claims due runs from the queue", self.replica)
         worker = threading.Thread(target=self._work, args=(stop, poll_s), name="dq-agent-worker")
         worker.start()
@@ -369,6 +418,8 @@ class Daemon:
             log.warning(
                 "a run did not finish in %ss: abandoned, settled on next start", SHUTDOWN_GRACE_S
             )
+        if self.socket_mode is not None:
+            self.socket_mode.stop()
         self.server.stop()
         self.restarts.close()
         self.engines.dispose()

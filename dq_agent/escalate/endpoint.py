@@ -100,6 +100,46 @@ class Verifier:
         return None
 
 
+class Clicks:
+    """Clicks already answered, acted on by one worker thread, in the order they arrived."""
+
+    def __init__(self, act: Act) -> None:
+        self._act = act
+        self._work: queue.Queue[Mapping[str, Any] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._worker, name="slack-actions", daemon=True)
+        self._started = False
+
+    def start(self) -> None:
+        self._thread.start()
+        self._started = True
+
+    def put(self, payload: Mapping[str, Any]) -> None:
+        self._work.put(payload)
+
+    def drain(self) -> None:
+        """Wait until every click put here has been acted on."""
+        self._work.join()
+
+    def stop(self) -> None:
+        """Act on the clicks already put here, then stop."""
+        if self._started:
+            self._work.put(None)
+            self._thread.join(timeout=30)
+            self._started = False
+
+    def _worker(self) -> None:
+        while True:
+            payload = self._work.get()
+            try:
+                if payload is None:
+                    return
+                self._act(payload)
+            except Exception:  # one bad click must not stop the others
+                log.exception("acting on a Slack interaction failed")
+            finally:
+                self._work.task_done()
+
+
 # A GET route: () -> (HTTP status, content type, body).
 Page = Callable[[], tuple[int, str, str]]
 
@@ -137,7 +177,8 @@ def _alive() -> tuple[int, str, str]:
 class InteractionsServer:
     """Serves :data:`ACTIONS_PATH` and GET routes (``/healthz`` at least) until :meth:`stop`.
 
-    Without a ``verifier`` (Slack not configured) the actions path answers 404. The daemon
+    Without a ``verifier`` (Slack not configured, or its clicks come over Socket Mode) the
+    actions path answers 404. The daemon
     adds its own pages (``/healthz`` with details, ``/metrics``) through ``pages``.
     """
 
@@ -152,21 +193,17 @@ class InteractionsServer:
         app: WebApp | None = None,
     ) -> None:
         self._verifier = verifier
-        self._act = act
         self._pages: dict[str, Page] = {"/healthz": _alive, **(pages or {})}
         self._app = app
-        self._work: queue.Queue[Mapping[str, Any] | None] = queue.Queue()
+        self._clicks = Clicks(act)
         self._server = ThreadingHTTPServer((host, port), self._handler())
         self._server.daemon_threads = True
-        self._threads = [
-            threading.Thread(
-                target=self._server.serve_forever,
-                kwargs={"poll_interval": 0.05},  # so that stop() returns promptly
-                name="slack-http",
-                daemon=True,
-            ),
-            threading.Thread(target=self._worker, name="slack-actions", daemon=True),
-        ]
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},  # so that stop() returns promptly
+            name="slack-http",
+            daemon=True,
+        )
         self.refused = 0
         self._started = False
 
@@ -176,22 +213,21 @@ class InteractionsServer:
         return f"http://{host!s}:{port}"
 
     def start(self) -> InteractionsServer:
-        for thread in self._threads:
-            thread.start()
+        self._thread.start()
+        self._clicks.start()
         self._started = True
         return self
 
     def drain(self) -> None:
         """Wait until every acknowledged click has been acted on."""
-        self._work.join()
+        self._clicks.drain()
 
     def stop(self) -> None:
         """Stop taking clicks; finish the ones already acknowledged."""
         if self._started:  # shutdown() waits for a serve_forever() that never began otherwise
             self._server.shutdown()
-            self._work.put(None)
-            for thread in self._threads:
-                thread.join(timeout=30)
+            self._thread.join(timeout=30)
+            self._clicks.stop()
         self._server.server_close()
         self._started = False
 
@@ -201,21 +237,9 @@ class InteractionsServer:
     def __exit__(self, *_exc: object) -> None:
         self.stop()
 
-    def _worker(self) -> None:
-        while True:
-            payload = self._work.get()
-            try:
-                if payload is None:
-                    return
-                self._act(payload)
-            except Exception:  # one bad click must not stop the others
-                log.exception("acting on a Slack interaction failed")
-            finally:
-                self._work.task_done()
-
     def _accept(self, body: bytes, headers: Mapping[str, str]) -> tuple[int, str]:
         if self._verifier is None:
-            return 404, "Slack is not configured (dq-agent.yml has no slack: section)"
+            return 404, "Slack clicks do not come here (no slack: section, or slack.mode: socket)"
         malformed = _malformed(body, headers)
         if malformed is not None:
             log.warning("refused a malformed Slack interaction: %s", malformed)
@@ -236,7 +260,7 @@ class InteractionsServer:
             return 400, "expected a form with a JSON payload"
         if not isinstance(payload, dict):
             return 400, "expected a JSON object payload"
-        self._work.put(payload)
+        self._clicks.put(payload)
         return 200, ""
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:

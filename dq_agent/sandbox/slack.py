@@ -6,7 +6,10 @@ form-encoded or JSON body, application errors are HTTP 200 with ``{"ok": false, 
 and rate limits are HTTP 429 with ``Retry-After``. Interactions go the other way, from Slack to
 the app: :func:`button_click` builds a ``block_actions`` payload and :func:`signed_interaction`
 signs it as Slack does. A payload's ``response_url`` may point back at this emulator
-(``/actions/…``), which then edits or posts messages as Slack would.
+(``/actions/…``), which then edits or posts messages as Slack would. Over Socket Mode,
+``apps.connections.open`` (with the app-level token) answers a WebSocket URL of
+:attr:`SlackEmulator.socket_mode` (:mod:`dq_agent.sandbox.slack_socket`), which delivers clicks
+as envelopes while it is started.
 
 Where the emulation stops, it says so here rather than guessing:
 
@@ -19,7 +22,9 @@ Where the emulation stops, it says so here rather than guessing:
 - ``conversations.history`` lists top-level messages only (a reply broadcast to the channel is
   not modelled), newest first, whether or not ``oldest`` is given; a non-numeric ``limit`` is
   ``invalid_arguments``; ``conversations.replies`` returns a whole thread and ignores paging;
-- membership is not modelled: the bot can post to, and any user can see, every channel.
+- membership is not modelled: the bot can post to, and any user can see, every channel;
+- ``apps.connections.open`` takes the app token from the header or the form alike (Slack
+  refuses it in the form), and answers ``service_unavailable`` while the link is not started.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from urllib.parse import urlencode
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dq_agent.sandbox.http import Request, Response
+from dq_agent.sandbox.slack_socket import SocketModeLink
 
 __all__ = [
     "APP_ID",
@@ -425,10 +431,14 @@ class SlackEmulator:
         *,
         token: str = "xoxb-sandbox",
         signing_secret: str = "sandbox-signing-secret",
+        app_token: str = "xapp-sandbox",
         clock: Callable[[], float] | None = None,
     ) -> None:
         self.token = token
         self.signing_secret = signing_secret
+        self.app_token = app_token
+        # Socket Mode: serve it with ``with emulator.socket_mode:`` beside the LoopbackServer.
+        self.socket_mode = SocketModeLink(APP_ID)
         self._clock = clock or time.time
         self._lock = threading.Lock()
         self._methods: dict[str, _Method] = {
@@ -443,6 +453,7 @@ class SlackEmulator:
             "chat.update": self._chat_update,
             "chat.postEphemeral": self._chat_post_ephemeral,
             "chat.getPermalink": self._chat_get_permalink,
+            "apps.connections.open": self._apps_connections_open,
         }
         self.reset()
 
@@ -571,8 +582,13 @@ class SlackEmulator:
             token = str(params.get("token") or "")
         if not token:
             raise _SlackError("not_authed")
-        if not hmac.compare_digest(token.encode(), self.token.encode()):
-            raise _SlackError("invalid_auth")
+        # Socket Mode connections are opened with the app-level token, everything else with
+        # the bot's.
+        expected = self.app_token if method == "apps.connections.open" else self.token
+        if not hmac.compare_digest(token.encode(), expected.encode()):
+            other = self.token if expected == self.app_token else self.app_token
+            wrong_kind = hmac.compare_digest(token.encode(), other.encode())
+            raise _SlackError("not_allowed_token_type" if wrong_kind else "invalid_auth")
         return handler(params)
 
     # ----------------------------------------------------------------- lookups
@@ -679,6 +695,11 @@ class SlackEmulator:
             "bot_id": BOT_ID,
             "is_enterprise_install": False,
         }
+
+    def _apps_connections_open(self, _params: JsonObject) -> JsonObject:
+        if not self.socket_mode.serving:
+            raise _SlackError("service_unavailable")
+        return {"url": self.socket_mode.open_url()}
 
     def _users_lookup_by_email(self, params: JsonObject) -> JsonObject:
         email = _arg(params, "email", "invalid_arguments").strip()

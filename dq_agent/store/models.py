@@ -337,8 +337,8 @@ class LlmCall(Base):
 
 
 class SeenRequest(Base):
-    """A signed request already acted on (a Slack signature), remembered while it could be
-    replayed, so a replay is refused by every replica and after a restart."""
+    """A request already acted on (a Slack signature, a Socket Mode envelope id), remembered
+    while it could come again, so a replay is refused by every replica and after a restart."""
 
     __tablename__ = "seen_requests"
     __table_args__ = (sa.Index("ix_seen_requests_expires_at", "expires_at"),)

@@ -1243,7 +1243,8 @@ class Store:
     # -- what the web endpoints remember ---------------------------------------------------------
 
     def remember_request(self, key: str, *, at: datetime, until: datetime) -> bool:
-        """True the first time ``key`` (a request's signature) is seen; False for a replay.
+        """True the first time ``key`` (a request's signature, a Socket Mode envelope's id) is
+        seen; False for a replay.
 
         Kept in the store until ``until``, so every replica, and this one after a restart,
         refuses the same request twice.
