@@ -264,7 +264,7 @@ def test_a_suite_that_may_run_later_fails_the_task_for_airflow_to_retry(
     timed_out = SuiteResult(
         "orders", "error", datetime.now(UTC), 30.0, error="the warehouse timed out", transient=True
     )
-    monkeypatch.setattr(dq_airflow, "_run", lambda project, suite: timed_out)
+    monkeypatch.setattr(dq_airflow, "check_once", lambda project, suite: timed_out)
     check = DqAgentCheckOperator(task_id="check", suite="orders", project=project_at(tmp_path))
 
     with pytest.raises(AirflowException) as raised:

@@ -26,12 +26,11 @@ from airflow.sdk import BaseOperator, BaseSensorOperator, Context, PokeReturnVal
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from dq_agent.config.loader import SETTINGS_FILE, Project, load_project
-from dq_agent.engine import run_checks, select_suites, utc_now
+from dq_agent.config.loader import Project, load_project
 from dq_agent.errors import DqAgentError
 from dq_agent.integrations.airflow_provider import get_provider_info
+from dq_agent.integrations.suites import check_once, refuse_invalid
 from dq_agent.results import SuiteResult, to_jsonable
-from dq_agent.store import Store
 
 __all__ = ["DqAgentCheckOperator", "DqAgentSensor", "DqAgentSuiteTrigger", "get_provider_info"]
 
@@ -61,7 +60,7 @@ class DqAgentCheckOperator(BaseOperator):
             loaded = _load(self.project, self.suite)
         except DqAgentError as exc:
             raise AirflowFailException(str(exc)) from exc
-        result = _run(loaded, self.suite)
+        result = check_once(loaded, self.suite)
         if result.status in ("fail", "error"):
             raise _failure(result)
         if result.status == "warn":
@@ -182,32 +181,15 @@ class DqAgentSuiteTrigger(BaseTrigger):
 
 
 def _load(project: str, suite_id: str) -> Project:
-    """The project; raises DqAgentError for what keeps the suite from running whatever the
-    data: no project there, invalid ``dq-agent.yml``, no such suite, an invalid suite."""
+    """The project, refusing what keeps the suite from running whatever the data."""
     loaded = load_project(project)
-    issues = [i for i in loaded.issues if i.file == loaded.root or i.file.name == SETTINGS_FILE]
-    if not issues:
-        select_suites(loaded, [suite_id])
-        issues = list(loaded.broken_suites.get(suite_id, ()))
-    if issues:
-        raise DqAgentError("invalid configuration: " + "; ".join(str(i) for i in issues))
+    refuse_invalid(loaded, [suite_id])
     return loaded
-
-
-def _run(project: Project, suite_id: str) -> SuiteResult:
-    """The suite's result as ``dq-agent check`` gets it; a state store (or broker) that cannot
-    be reached makes it ``error``, as an unreachable source does."""
-    try:
-        with Store.open(project.state_url) as store:
-            [result] = run_checks(project, [suite_id], store=store)
-    except DqAgentError as exc:
-        return SuiteResult(suite_id, "error", utc_now(), 0.0, error=str(exc))
-    return result
 
 
 def _try(project: str, suite_id: str) -> SuiteResult:
     """One try of a sensor: the project loaded afresh (it may have been edited meanwhile)."""
-    return _run(_load(project, suite_id), suite_id)
+    return check_once(_load(project, suite_id), suite_id)
 
 
 def _green(result: SuiteResult, accept_warn: bool) -> bool:

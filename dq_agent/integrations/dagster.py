@@ -23,12 +23,12 @@ from typing import Any, TypeAlias
 
 import dagster as dg
 
-from dq_agent.config.loader import SETTINGS_FILE, Project, load_project
+from dq_agent.config.loader import Project, load_project
 from dq_agent.config.models import CheckSpec, Suite
-from dq_agent.engine import REJECTED_CHECK, run_checks, select_suites, utc_now
+from dq_agent.engine import REJECTED_CHECK
 from dq_agent.errors import DqAgentError
+from dq_agent.integrations.suites import check_once, refuse_invalid
 from dq_agent.results import CheckResult, SuiteResult, to_jsonable
-from dq_agent.store import Store
 
 __all__ = ["AssetRef", "dq_agent_asset_checks"]
 
@@ -59,7 +59,7 @@ def dq_agent_asset_checks(
     that is invalid, or two checks that would share a name on one asset.
     """
     loaded = project if isinstance(project, Project) else load_project(project)
-    _refuse_invalid(loaded, list(suites))
+    refuse_invalid(loaded, list(suites))
     taken: dict[dg.AssetCheckKey, str] = {}
     definitions = []
     for suite_id, asset in suites.items():
@@ -72,16 +72,6 @@ def dq_agent_asset_checks(
         names = _check_names(suite, key, taken)
         definitions.append(_suite_checks(loaded, suite, key, names, blocking))
     return definitions
-
-
-def _refuse_invalid(project: Project, suite_ids: list[str]) -> None:
-    """Raise for what makes the definitions wrong whatever the data: an unknown suite, an
-    invalid one (its checks are unknown), invalid settings (the state store would be wrong)."""
-    select_suites(project, suite_ids)
-    issues = [i for i in project.issues if i.file.name == SETTINGS_FILE]
-    issues += [i for s in suite_ids for i in project.broken_suites.get(s, ())]
-    if issues:
-        raise DqAgentError("invalid configuration: " + "; ".join(str(i) for i in issues))
 
 
 def _check_names(
@@ -133,7 +123,7 @@ def _suite_checks(
         can_subset=True,
     )
     def run_suite(context: dg.AssetCheckExecutionContext) -> Iterator[dg.AssetCheckResult]:
-        result = _run(project, suite.suite)
+        result = check_once(project, suite.suite)
         context.log.info(f"dq-agent suite {suite.suite}: {result.status}")
         selected = context.selected_asset_check_keys
         for check in suite.checks:
@@ -141,17 +131,6 @@ def _suite_checks(
                 yield _evaluation(check, result, asset, names[check.name])
 
     return run_suite
-
-
-def _run(project: Project, suite_id: str) -> SuiteResult:
-    """The suite's result as ``dq-agent check`` gets it; a state store (or broker) that cannot
-    be reached makes it ``error``, as an unreachable source does, and so never fails the run."""
-    try:
-        with Store.open(project.state_url) as store:
-            [result] = run_checks(project, [suite_id], store=store)
-    except DqAgentError as exc:
-        return SuiteResult(suite_id, "error", utc_now(), 0.0, error=str(exc))
-    return result
 
 
 def _evaluation(
