@@ -1271,6 +1271,65 @@ def ui(project_dir: Path, listen: str, read_only: bool) -> None:
         sys.exit(EXIT_CANNOT_RUN)
 
 
+# How long a stopping ``serve`` waits for requests in flight before closing them.
+SERVE_GRACE_S = 30
+
+
+@main.command()
+@project_option
+@listen_option("The dashboard, Slack interactions (POST /slack/actions), /healthz and /metrics.")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Worker processes, each with its own connections to the state store.",
+)
+@click.option(
+    "--forwarded-allow-ips",
+    default="127.0.0.1",
+    show_default=True,
+    metavar="IPS",
+    help="Proxies (comma-separated addresses or networks; * for any) whose X-Forwarded-For "
+    "and X-Forwarded-Proto are believed. The client address slows down repeated failed "
+    "sign-ins, so name only your own proxies.",
+)
+def serve(project_dir: Path, listen: str, workers: int, forwarded_allow_ips: str) -> None:
+    """Serve the dashboard, Slack interactions, /healthz and /metrics with uvicorn, until
+    SIGTERM or Ctrl-C.
+
+    It runs no schedule (dq-agent daemon does): start it next to a daemon, or several behind a
+    load balancer, on the same state store. On SIGTERM it stops taking requests, answers the
+    ones in flight, acts on the Slack clicks already acknowledged, and exits 0.
+    """
+    import uvicorn
+
+    from dq_agent.daemon.logs import configure_logging
+    from dq_agent.web import PROJECT_VARIABLE
+
+    # Handlers of our own, which uvicorn calls again once it has stopped: a signal then stops
+    # a command that has already finished, not the process.
+    _stop_on_signals()
+    host, port = _listen(listen)
+    if _project_to_run(project_dir, _err()) is None:
+        sys.exit(EXIT_CANNOT_RUN)
+    configure_logging("text")
+    # Each worker builds the application itself, from the environment.
+    os.environ[PROJECT_VARIABLE] = str(project_dir.resolve())
+    uvicorn.run(
+        "dq_agent.web:app",
+        host=host,
+        port=port,
+        workers=workers,
+        proxy_headers=True,
+        forwarded_allow_ips=forwarded_allow_ips,
+        lifespan="on",
+        access_log=False,
+        server_header=False,
+        timeout_graceful_shutdown=SERVE_GRACE_S,
+    )
+
+
 @main.command()
 @project_option
 @click.option(

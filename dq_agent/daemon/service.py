@@ -64,6 +64,8 @@ LEASE = timedelta(minutes=2)
 # Transient source failures are tried again after these waits, then left to the schedule.
 RETRY_BACKOFF = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=15))
 CONFIG_PROBLEM = "(config)"
+# Prometheus' text exposition format.
+METRICS_TYPE = "text/plain; version=0.0.4"
 # How long a stop waits for the running cycle before leaving it to the next start.
 SHUTDOWN_GRACE_S = 60.0
 # Seconds between tries to open Slack's Socket Mode connection while Slack cannot be reached
@@ -689,24 +691,37 @@ class Daemon:
             self.actions.handle(payload)
 
     def _health(self) -> tuple[int, str, str]:
-        import json
-
-        try:
-            self.store.ping()
-            store_ok = True
-        except DqAgentError:
-            store_ok = False
-        scheduler = "running" if self.scheduler.running and self._leading else "standby"
-        healthy = store_ok and (not self._leading or self.scheduler.running)
-        doc = {
-            "status": "ok" if healthy else "unhealthy",
-            "role": "leader" if self._leading else "standby",
-            "scheduler": scheduler,
-            "store": "ok" if store_ok else "unreachable",
-            "suites": len(self.project.suites) if self.project else 0,
-        }
-        return (200 if healthy else 503), "application/json", json.dumps(doc)
+        return health(
+            self.store,
+            role="leader" if self._leading else "standby",
+            scheduler="running" if self.scheduler.running and self._leading else "standby",
+            scheduler_ok=not self._leading or self.scheduler.running,
+            suites=len(self.project.suites) if self.project else 0,
+        )
 
     def _metrics(self) -> tuple[int, str, str]:
         text = self.metrics.render(self.store, self._leading, self.slack, now=self.clock())
-        return 200, "text/plain; version=0.0.4", text
+        return 200, METRICS_TYPE, text
+
+
+def health(
+    store: Store, *, role: str, scheduler: str, suites: int, scheduler_ok: bool = True
+) -> tuple[int, str, str]:
+    """``/healthz``: this process's part and whether the state store answers, as JSON;
+    503 when unhealthy (the store unreachable, or a leader whose scheduler stopped)."""
+    import json
+
+    try:
+        store.ping()
+        store_ok = True
+    except DqAgentError:
+        store_ok = False
+    healthy = store_ok and scheduler_ok
+    doc = {
+        "status": "ok" if healthy else "unhealthy",
+        "role": role,
+        "scheduler": scheduler,
+        "store": "ok" if store_ok else "unreachable",
+        "suites": suites,
+    }
+    return (200 if healthy else 503), "application/json", json.dumps(doc)

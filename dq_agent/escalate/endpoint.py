@@ -17,10 +17,9 @@ import logging
 import queue
 import re
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from email.message import Message
 from http.cookies import CookieError, SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
@@ -140,6 +139,44 @@ class Clicks:
                 self._work.task_done()
 
 
+class Interactions:
+    """Slack's requests to :data:`ACTIONS_PATH`: checked, answered, and the genuine clicks
+    handed to :class:`Clicks`. Without a ``verifier`` (Slack not configured, or its clicks
+    come over Socket Mode) every request is answered 404."""
+
+    def __init__(self, verifier: Verifier | None, clicks: Clicks) -> None:
+        self._verifier = verifier
+        self._clicks = clicks
+        self.refused = 0
+
+    def accept(self, body: bytes, headers: Mapping[str, str]) -> tuple[int, str]:
+        """The answer to one request (HTTP status, text), its lower-cased headers given."""
+        if self._verifier is None:
+            return 404, "Slack clicks do not come here (no slack: section, or slack.mode: socket)"
+        malformed = _malformed(body, headers)
+        if malformed is not None:
+            log.warning("refused a malformed Slack interaction: %s", malformed)
+            return 400, malformed
+        try:
+            reason = self._verifier.check(body, headers)
+        except DqAgentError as exc:  # Slack retries a request that was not answered 200
+            log.error("cannot check a Slack interaction for replays: %s", exc)
+            return 503, "cannot check the request for replays now: try again"
+        if reason is not None:
+            self.refused += 1
+            log.warning("refused a Slack interaction: %s", reason)
+            return 401, reason
+        try:
+            form = parse_qs(body.decode("utf-8"), strict_parsing=True)
+            payload = json.loads(form["payload"][0])
+        except (ValueError, KeyError, UnicodeDecodeError):
+            return 400, "expected a form with a JSON payload"
+        if not isinstance(payload, dict):
+            return 400, "expected a JSON object payload"
+        self._clicks.put(payload)
+        return 200, ""
+
+
 # A GET route: () -> (HTTP status, content type, body).
 Page = Callable[[], tuple[int, str, str]]
 
@@ -192,10 +229,10 @@ class InteractionsServer:
         pages: Mapping[str, Page] | None = None,
         app: WebApp | None = None,
     ) -> None:
-        self._verifier = verifier
         self._pages: dict[str, Page] = {"/healthz": _alive, **(pages or {})}
         self._app = app
         self._clicks = Clicks(act)
+        self._interactions = Interactions(verifier, self._clicks)
         self._server = ThreadingHTTPServer((host, port), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(
@@ -204,8 +241,12 @@ class InteractionsServer:
             name="slack-http",
             daemon=True,
         )
-        self.refused = 0
         self._started = False
+
+    @property
+    def refused(self) -> int:
+        """Slack requests refused as forged, stale or replayed."""
+        return self._interactions.refused
 
     @property
     def base_url(self) -> str:
@@ -237,32 +278,6 @@ class InteractionsServer:
     def __exit__(self, *_exc: object) -> None:
         self.stop()
 
-    def _accept(self, body: bytes, headers: Mapping[str, str]) -> tuple[int, str]:
-        if self._verifier is None:
-            return 404, "Slack clicks do not come here (no slack: section, or slack.mode: socket)"
-        malformed = _malformed(body, headers)
-        if malformed is not None:
-            log.warning("refused a malformed Slack interaction: %s", malformed)
-            return 400, malformed
-        try:
-            reason = self._verifier.check(body, headers)
-        except DqAgentError as exc:  # Slack retries a request that was not answered 200
-            log.error("cannot check a Slack interaction for replays: %s", exc)
-            return 503, "cannot check the request for replays now: try again"
-        if reason is not None:
-            self.refused += 1
-            log.warning("refused a Slack interaction: %s", reason)
-            return 401, reason
-        try:
-            form = parse_qs(body.decode("utf-8"), strict_parsing=True)
-            payload = json.loads(form["payload"][0])
-        except (ValueError, KeyError, UnicodeDecodeError):
-            return 400, "expected a form with a JSON payload"
-        if not isinstance(payload, dict):
-            return 400, "expected a JSON object payload"
-        self._clicks.put(payload)
-        return 200, ""
-
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         server = self
 
@@ -272,8 +287,8 @@ class InteractionsServer:
             timeout = REQUEST_TIMEOUT_S
 
             def do_POST(self) -> None:
-                actions = urlsplit(self.path).path == ACTIONS_PATH
-                length = _content_length(self.headers, MAX_BODY if actions else MAX_FORM)
+                path = urlsplit(self.path).path
+                length = body_length(self.headers.items(), limit_for(path))
                 if isinstance(length, tuple):
                     # The body is left unread: the connection cannot carry another request.
                     self.close_connection = True
@@ -287,46 +302,28 @@ class InteractionsServer:
                     self.close_connection = True
                     return
                 headers = {k.lower(): v for k, v in self.headers.items()}
-                if actions:
-                    self._reply(*server._accept(body, headers))
+                if path == ACTIONS_PATH:
+                    self._reply(*server._interactions.accept(body, headers))
                     return
-                try:
-                    fields = parse_qs(body.decode("utf-8"), keep_blank_values=True)
-                except UnicodeDecodeError:
-                    self._reply(400, "expected a UTF-8 form")
-                    return
-                self._web("POST", headers, {k: v[-1] for k, v in fields.items()})
+                self._web("POST", headers, body)
 
             def do_GET(self) -> None:
                 page = server._pages.get(urlsplit(self.path).path)
                 if page is None:
-                    self._web("GET", {k.lower(): v for k, v in self.headers.items()}, {})
+                    self._web("GET", {k.lower(): v for k, v in self.headers.items()}, b"")
                     return
-                try:
-                    status, kind, text = page()
-                except Exception as exc:  # a broken page must answer, not hang the client
-                    log.exception("serving %s failed", self.path)
-                    status, kind, text = 500, "text/plain; charset=utf-8", str(exc)
-                self._reply(status, text, kind)
+                self._reply(*show(page, self.path))
 
-            def _web(self, method: str, headers: dict[str, str], form: dict[str, str]) -> None:
+            def _web(self, method: str, headers: dict[str, str], body: bytes) -> None:
+                client = str(self.client_address[0])
+                request = web_request(method, self.path, headers, body, client)
+                if isinstance(request, tuple):
+                    self._reply(*request)
+                    return
                 if server._app is None:
                     self._reply(404, "not found")
                     return
-                url = urlsplit(self.path)
-                query = {k: v[-1] for k, v in parse_qs(url.query).items()}
-                client = str(self.client_address[0])
-                request = WebRequest(
-                    method, url.path, query, headers, _cookies(headers), form, client
-                )
-                try:
-                    response = server._app(request)
-                except Exception:  # a broken page must answer, not hang the client
-                    log.exception("serving %s %s failed", method, url.path)
-                    response = WebResponse(500, "internal error", "text/plain; charset=utf-8")
-                if response is None:
-                    self._reply(404, "not found")
-                    return
+                response = answer(server._app, request)
                 self._reply(response.status, response.body, response.content_type, response.headers)
 
             def _reply(
@@ -352,12 +349,22 @@ class InteractionsServer:
         return Handler
 
 
-def _content_length(headers: Message, limit: int) -> int | tuple[int, str]:
-    """The length of a request's body, from its headers alone; or the answer to give
-    instead of reading it (status and reason)."""
-    if headers.get("Transfer-Encoding") is not None:
-        return 411, "send the body with a Content-Length (chunked bodies are not accepted)"
-    given = {value.strip() for value in headers.get_all("Content-Length") or ()}
+def limit_for(path: str) -> int:
+    """The largest body accepted at ``path``."""
+    return MAX_BODY if path == ACTIONS_PATH else MAX_FORM
+
+
+def body_length(headers: Iterable[tuple[str, str]], limit: int) -> int | tuple[int, str]:
+    """The length of a request's body, from its headers alone (every name and value as
+    received, repeated ones too); or the answer to give instead of reading it (status and
+    reason)."""
+    given: set[str] = set()
+    for name, value in headers:
+        name = name.lower()
+        if name == "transfer-encoding":
+            return 411, "send the body with a Content-Length (chunked bodies are not accepted)"
+        if name == "content-length":
+            given.add(value.strip())
     if not given:
         return 0
     if len(given) > 1:
@@ -369,6 +376,45 @@ def _content_length(headers: Message, limit: int) -> int | tuple[int, str]:
     if len(digits) > len(str(limit)) or int(digits or "0") > limit:
         return 413, f"request too large: at most {limit} bytes here"
     return int(digits or "0")
+
+
+def web_request(
+    method: str, target: str, headers: Mapping[str, str], body: bytes, client: str
+) -> WebRequest | tuple[int, str]:
+    """The web application's request, from the request line's target (path and query),
+    the lower-cased headers and the body read; or the answer to give instead (status, why)."""
+    url = urlsplit(target)
+    query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+    form: dict[str, str] = {}
+    if method == "POST":
+        try:
+            fields = parse_qs(body.decode("utf-8"), keep_blank_values=True)
+        except UnicodeDecodeError:
+            return 400, "expected a UTF-8 form"
+        form = {k: v[-1] for k, v in fields.items()}
+    return WebRequest(method, url.path, query, headers, cookies_of(headers), form, client)
+
+
+def answer(app: WebApp, request: WebRequest) -> WebResponse:
+    """``app``'s response to ``request``: 404 where it has no route, 500 where it broke."""
+    try:
+        response = app(request)
+    except Exception:  # a broken page must answer, not hang the client
+        log.exception("serving %s %s failed", request.method, request.path)
+        return WebResponse(500, "internal error", "text/plain; charset=utf-8")
+    if response is None:
+        return WebResponse(404, "not found", "text/plain; charset=utf-8")
+    return response
+
+
+def show(page: Page, path: str) -> tuple[int, str, str]:
+    """A GET route's answer (status, text, content type); 500 where it broke."""
+    try:
+        status, kind, text = page()
+    except Exception as exc:  # a broken page must answer, not hang the client
+        log.exception("serving %s failed", path)
+        return 500, str(exc), "text/plain; charset=utf-8"
+    return status, text, kind
 
 
 def _malformed(body: bytes, headers: Mapping[str, str]) -> str | None:
@@ -383,7 +429,8 @@ def _malformed(body: bytes, headers: Mapping[str, str]) -> str | None:
     return None
 
 
-def _cookies(headers: Mapping[str, str]) -> dict[str, str]:
+def cookies_of(headers: Mapping[str, str]) -> dict[str, str]:
+    """The request's cookies, from its lower-cased headers; none when they do not parse."""
     jar: SimpleCookie = SimpleCookie()
     try:
         jar.load(headers.get("cookie", ""))
