@@ -331,7 +331,7 @@ def _project_to_run(
     for issue in project.issues:
         if not (results_shown and issue in in_results):
             click.echo(str(issue), err=True)
-    if any(issue.file.name == "dq-agent.yml" for issue in project.issues):
+    if project.settings_issues:
         console.print("dq-agent.yml is invalid: nothing was run", style="bold red")
         return None
     return project

@@ -73,9 +73,9 @@ def build_app(
     Raises :class:`~dq_agent.errors.DqAgentError` when ``dq-agent.yml`` is invalid.
     """
     project = load_project(project_dir, env=env)
-    broken = [str(i) for i in project.issues if i.file.name == "dq-agent.yml"]
-    if broken:
-        raise DqAgentError("dq-agent.yml is invalid: " + "; ".join(broken))
+    if project.settings_issues:
+        broken = "; ".join(str(i) for i in project.settings_issues)
+        raise DqAgentError(f"dq-agent.yml is invalid: {broken}")
     store = Store.open(project.state_url)
     try:
         return _assemble(project, store, clock, env)

@@ -235,9 +235,9 @@ class Broker:
         """The project as its files say now (a changed suite needs no restart of the broker),
         if it has the suite (when one is named)."""
         project = load_project(self.project_dir, self._env, as_broker=True)
-        broken = [str(i) for i in project.issues if i.file.name == SETTINGS_FILE]
-        if broken:  # its defaults are no stand-in for the project's guardrails and store
-            raise DqAgentError(f"the broker cannot read {SETTINGS_FILE}: {'; '.join(broken)}")
+        if project.settings_issues:  # its defaults are no stand-in for the project's
+            broken = "; ".join(str(i) for i in project.settings_issues)
+            raise DqAgentError(f"the broker cannot read {SETTINGS_FILE}: {broken}")
         if suite_id is None:
             return project
         if suite_id not in project.suites and suite_id not in project.broken_suites:

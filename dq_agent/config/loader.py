@@ -85,6 +85,12 @@ class Project:
         return self.settings.broker is not None
 
     @property
+    def settings_issues(self) -> tuple[ConfigIssue, ...]:
+        """The issues of ``dq-agent.yml``: with any, its settings are the defaults, no stand-in
+        for the project's own (its store, guardrails, people)."""
+        return tuple(i for i in self.issues if i.file.name == SETTINGS_FILE)
+
+    @property
     def state_url(self) -> str:
         """The state store URL, a relative SQLite path taken from the project directory."""
         return resolve_sqlite_path(self.settings.state_url, self.root)

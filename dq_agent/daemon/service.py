@@ -309,7 +309,7 @@ class Daemon:
         project = load_project(self.root, env=self.env)
         for issue in project.issues:
             log.error("%s", issue)
-        if any(issue.file.name == "dq-agent.yml" for issue in project.issues):
+        if project.settings_issues:
             return None
         return project
 
