@@ -315,6 +315,57 @@ def test_a_connection_dropped_after_slack_took_the_card_does_not_post_it_twice(
     assert world.keys() == [f"incident:1:root:{PETE}"]
 
 
+def test_through_the_broker_a_post_whose_answer_was_lost_is_found_not_posted_twice(
+    sqlite_world: World, tmp_path: Path
+) -> None:
+    """The broker holds the bot token: Slack posts the card but the broker's connection drops
+    before its answer. The agent's outbox asks again next round, through the broker, finds
+    the card by its key, and posts nothing twice."""
+    import tempfile
+    from datetime import timedelta
+
+    from dq_agent.agent import connect_slack, run_cycle
+    from dq_agent.broker.server import Broker, BrokerServer
+    from dq_agent.engine import RunOptions
+
+    world = sqlite_world
+    sockets = Path(tempfile.mkdtemp(prefix="dqb-"))  # a socket's path must be short
+    socket = f"unix:{sockets / 'broker.sock'}"
+    settings = world.root / "dq-agent.yml"
+    settings.write_text(
+        settings.read_text() + f"broker:\n  url: {socket}\n  token: ${{DQ_BROKER_TOKEN}}\n"
+    )
+    at = [NOW]
+    broker = Broker(world.root, tmp_path / "home", env={}, clock=lambda: at[0])
+    with BrokerServer(broker, socket):
+        _, token = broker.tokens.create(
+            suites=["*"], actions=["correct", "notify"], ttl=timedelta(days=1), now=NOW
+        )
+        project = load_project(world.root, env={"DQ_BROKER_TOKEN": token})
+        assert project.issues == () and project.sealed
+        options = RunOptions(clock=lambda: at[0])
+        world.slack.drop_after("chat.postMessage")  # Slack posts the card, the answer is lost
+        with Store.open(project.state_url) as store:
+            run_cycle(project, ["us_forecast_sheet"], store, options, slack=connect_slack(project))
+            assert world.slack.requests_for("chat.postMessage") == 1
+            [card] = [m for m in store.outbox() if m.kind == "root"]
+            assert card.status == "pending" and card.attempted_at is not None
+            at[0] = NOW + timedelta(minutes=2)  # the outbox's next round
+            run_cycle(project, ["us_forecast_sheet"], store, options, slack=connect_slack(project))
+            [card] = [m for m in store.outbox() if m.kind == "root"]
+            assert card.status == "sent"  # found by its key in the DM, not posted again
+    broker.close()
+    sockets.rmdir()
+    assert world.slack.requests_for("chat.postMessage") == 1
+    assert world.keys() == [f"incident:1:root:{PETE}"]
+    notified = [e for e in broker.audit.entries() if e["operation"] == "notify"]
+    # The one post, whose answer the broker never had; none after it.
+    [failed] = [e for e in notified if e["outcome"] == "error"]
+    assert "chat.postMessage" in failed["detail"]
+    assert not [e for e in notified if e["outcome"] == "ok" and e["detail"] == "post"]
+    assert broker.audit.verify().ok
+
+
 def test_an_outbox_message_is_sent_by_one_sender_until_its_claim_lapses(tmp_path: Path) -> None:
     from datetime import timedelta
 
