@@ -991,7 +991,7 @@ def _serve_dashboard(
     """Serve the dashboard until SIGINT or SIGTERM (or ``stop``, set by the signal handlers
     installed earlier), after saying where (``announce(url)``)."""
     from dq_agent.agent import connect_slack
-    from dq_agent.escalate.endpoint import InteractionsServer
+    from dq_agent.escalate.server import InteractionsServer
     from dq_agent.ui.app import Dashboard
 
     stop = stop or _stop_on_signals()
@@ -1204,7 +1204,8 @@ def interactions(project_dir: Path, listen: str) -> None:
     """
     from dq_agent.agent import connect_slack
     from dq_agent.escalate.actions import Actions
-    from dq_agent.escalate.endpoint import ACTIONS_PATH, InteractionsServer, Verifier
+    from dq_agent.escalate.endpoint import ACTIONS_PATH, Verifier
+    from dq_agent.escalate.server import InteractionsServer
     from dq_agent.escalate.socket_mode import SocketInteractions
 
     host, port = _listen(listen)

@@ -32,7 +32,8 @@ from dq_agent.config.models import GSheetsConnector, GSheetsSourceSpec
 from dq_agent.engine import RunOptions
 from dq_agent.errors import DqAgentError
 from dq_agent.escalate.actions import Actions
-from dq_agent.escalate.endpoint import ACTIONS_PATH, InteractionsServer, Verifier
+from dq_agent.escalate.endpoint import ACTIONS_PATH, Verifier
+from dq_agent.escalate.server import InteractionsServer
 from dq_agent.sandbox.airflow import AirflowEmulator
 from dq_agent.sandbox.runner import FORECAST_HEADER, Sandbox, forecast_rows
 from dq_agent.sandbox.slack import SlackEmulator, button_click, signed_interaction

@@ -22,11 +22,12 @@ import pytest
 
 from dq_agent.escalate.endpoint import (
     ACTIONS_PATH,
-    InteractionsServer,
     Verifier,
     WebRequest,
     WebResponse,
+    body_length,
 )
+from dq_agent.escalate.server import InteractionsServer
 from dq_agent.store import Store
 
 SECRET = "endpoint-signing-secret"
@@ -99,22 +100,43 @@ def click(trigger: str) -> bytes:
 
 
 @pytest.mark.parametrize("path", [ACTIONS_PATH, "/login"])
+@pytest.mark.parametrize("length", ["-1", "lots", "1e3", "99999999999999999999999999"])
+def test_a_length_that_is_not_one_is_answered_without_reading_the_body(
+    store: Store, path: str, length: str
+) -> None:
+    # The server's HTTP parser refuses these before the application sees the request.
+    with serving(store) as server:
+        status, _, connection = headers_only(server, path, {"Content-Length": length})
+        assert (status, connection) == (400, "close")
+
+
 @pytest.mark.parametrize(
-    ("length", "status", "reason"),
+    ("headers", "answer"),
     [
-        ("-1", 400, "Content-Length is not a number of bytes"),
-        ("lots", 400, "Content-Length is not a number of bytes"),
-        ("1e3", 400, "Content-Length is not a number of bytes"),
-        ("99999999999999999999999999", 413, "request too large: at most {limit} bytes here"),
+        ([("Content-Length", "-1")], (400, "Content-Length is not a number of bytes")),
+        ([("Content-Length", "lots")], (400, "Content-Length is not a number of bytes")),
+        ([("Content-Length", "1e3")], (400, "Content-Length is not a number of bytes")),
+        ([("Content-Length", "٣")], (400, "Content-Length is not a number of bytes")),
+        ([("Content-Length", "9" * 26)], (413, "request too large: at most 100 bytes here")),
+        ([("Content-Length", "101")], (413, "request too large: at most 100 bytes here")),
+        (
+            [("content-length", "0"), ("Content-Length", "5")],
+            (400, "conflicting Content-Length headers"),
+        ),
+        (
+            [("Transfer-Encoding", "chunked")],
+            (411, "send the body with a Content-Length (chunked bodies are not accepted)"),
+        ),
+        ([("Content-Length", "0100")], 100),
+        ([("Content-Length", "5"), ("Content-Length", "5")], 5),
+        ([], 0),
     ],
 )
-def test_a_length_that_is_not_one_is_answered_without_reading_the_body(
-    store: Store, path: str, length: str, status: int, reason: str
+def test_the_length_is_judged_from_the_headers_alone(
+    headers: list[tuple[str, str]], answer: int | tuple[int, str]
 ) -> None:
-    limit = 1048576 if path == ACTIONS_PATH else 65536
-    with serving(store) as server:
-        answer = headers_only(server, path, {"Content-Length": length})
-        assert answer == (status, reason.format(limit=limit), "close")
+    # What an ASGI server more lenient than uvicorn lets through is refused all the same.
+    assert body_length(headers, 100) == answer
 
 
 @pytest.mark.parametrize(("path", "limit"), [(ACTIONS_PATH, 1048576), ("/login", 65536)])
@@ -151,10 +173,7 @@ def test_two_different_lengths_are_refused(store: Store) -> None:
             connection.putheader("Content-Length", "5")
             connection.endheaders()
             response = connection.getresponse()
-            assert (response.status, response.read()) == (
-                400,
-                b"conflicting Content-Length headers",
-            )
+            assert (response.status, response.getheader("Connection")) == (400, "close")
         finally:
             connection.close()
 

@@ -32,8 +32,9 @@ from dq_agent.cli import main
 from dq_agent.config import load_project
 from dq_agent.engine import RunOptions
 from dq_agent.escalate.actions import Actions
-from dq_agent.escalate.endpoint import ACTIONS_PATH, InteractionsServer, Verifier
+from dq_agent.escalate.endpoint import ACTIONS_PATH, Verifier
 from dq_agent.escalate.notify import CLAIM_LEASE, Escalation
+from dq_agent.escalate.server import InteractionsServer
 from dq_agent.escalate.slack import SlackApi
 from dq_agent.sandbox.gsheets import SheetsEmulator
 from dq_agent.sandbox.http import LoopbackServer

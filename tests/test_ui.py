@@ -28,7 +28,7 @@ import pytest
 from dq_agent.config import load_project
 from dq_agent.config.loader import Project
 from dq_agent.engine import RunOptions
-from dq_agent.escalate.endpoint import InteractionsServer
+from dq_agent.escalate.server import InteractionsServer
 from dq_agent.store import Store
 from dq_agent.ui.app import Dashboard
 from dq_agent.ui.auth import hash_token

@@ -38,9 +38,10 @@ from dq_agent.daemon.leader import Leadership
 from dq_agent.engine import RunOptions, utc_now
 from dq_agent.errors import DqAgentError
 from dq_agent.escalate.actions import Actions
-from dq_agent.escalate.endpoint import InteractionsServer, Verifier
+from dq_agent.escalate.endpoint import Verifier
 from dq_agent.escalate.incidents import Notice
 from dq_agent.escalate.notify import Escalation
+from dq_agent.escalate.server import InteractionsServer
 from dq_agent.escalate.slack import Slack, SlackError
 from dq_agent.escalate.socket_mode import SocketInteractions
 from dq_agent.restart.runner import Restarts

@@ -1,5 +1,6 @@
-"""The agent's HTTP server: the Slack interactions endpoint ``POST /slack/actions``, plain
-GET pages (``/healthz``, ``/metrics``) and, when given one, a web application (the dashboard).
+"""What the agent's HTTP surfaces do, apart from the server that runs them
+(:mod:`dq_agent.escalate.server`): the Slack interactions endpoint ``POST /slack/actions``,
+plain GET pages (``/healthz``, ``/metrics``) and the web application's requests and answers.
 
 Slack wants an answer within three seconds, so a click is verified (signature and
 timestamp, and a request seen before, by any replica sharing the state store, is refused as
@@ -21,7 +22,6 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.cookies import CookieError, SimpleCookie
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -205,148 +205,6 @@ class WebResponse:
 
 # The web application: None when it has no such route (the server answers 404).
 WebApp = Callable[[WebRequest], WebResponse | None]
-
-
-def _alive() -> tuple[int, str, str]:
-    return 200, "text/plain; charset=utf-8", "ok"
-
-
-class InteractionsServer:
-    """Serves :data:`ACTIONS_PATH` and GET routes (``/healthz`` at least) until :meth:`stop`.
-
-    Without a ``verifier`` (Slack not configured, or its clicks come over Socket Mode) the
-    actions path answers 404. The daemon
-    adds its own pages (``/healthz`` with details, ``/metrics``) through ``pages``.
-    """
-
-    def __init__(
-        self,
-        verifier: Verifier | None,
-        act: Act,
-        *,
-        host: str = "127.0.0.1",
-        port: int = 8787,
-        pages: Mapping[str, Page] | None = None,
-        app: WebApp | None = None,
-    ) -> None:
-        self._pages: dict[str, Page] = {"/healthz": _alive, **(pages or {})}
-        self._app = app
-        self._clicks = Clicks(act)
-        self._interactions = Interactions(verifier, self._clicks)
-        self._server = ThreadingHTTPServer((host, port), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},  # so that stop() returns promptly
-            name="slack-http",
-            daemon=True,
-        )
-        self._started = False
-
-    @property
-    def refused(self) -> int:
-        """Slack requests refused as forged, stale or replayed."""
-        return self._interactions.refused
-
-    @property
-    def base_url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def start(self) -> InteractionsServer:
-        self._thread.start()
-        self._clicks.start()
-        self._started = True
-        return self
-
-    def drain(self) -> None:
-        """Wait until every acknowledged click has been acted on."""
-        self._clicks.drain()
-
-    def stop(self) -> None:
-        """Stop taking clicks; finish the ones already acknowledged."""
-        if self._started:  # shutdown() waits for a serve_forever() that never began otherwise
-            self._server.shutdown()
-            self._thread.join(timeout=30)
-            self._clicks.stop()
-        self._server.server_close()
-        self._started = False
-
-    def __enter__(self) -> InteractionsServer:
-        return self.start()
-
-    def __exit__(self, *_exc: object) -> None:
-        self.stop()
-
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True
-            timeout = REQUEST_TIMEOUT_S
-
-            def do_POST(self) -> None:
-                path = urlsplit(self.path).path
-                length = body_length(self.headers.items(), limit_for(path))
-                if isinstance(length, tuple):
-                    # The body is left unread: the connection cannot carry another request.
-                    self.close_connection = True
-                    self._reply(*length, extra=(("Connection", "close"),))
-                    return
-                try:
-                    body = self.rfile.read(length) if length else b""
-                except OSError:  # the client went quiet, or away
-                    body = b""
-                if len(body) < length:
-                    self.close_connection = True
-                    return
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                if path == ACTIONS_PATH:
-                    self._reply(*server._interactions.accept(body, headers))
-                    return
-                self._web("POST", headers, body)
-
-            def do_GET(self) -> None:
-                page = server._pages.get(urlsplit(self.path).path)
-                if page is None:
-                    self._web("GET", {k.lower(): v for k, v in self.headers.items()}, b"")
-                    return
-                self._reply(*show(page, self.path))
-
-            def _web(self, method: str, headers: dict[str, str], body: bytes) -> None:
-                client = str(self.client_address[0])
-                request = web_request(method, self.path, headers, body, client)
-                if isinstance(request, tuple):
-                    self._reply(*request)
-                    return
-                if server._app is None:
-                    self._reply(404, "not found")
-                    return
-                response = answer(server._app, request)
-                self._reply(response.status, response.body, response.content_type, response.headers)
-
-            def _reply(
-                self,
-                status: int,
-                text: str,
-                kind: str = "text/plain; charset=utf-8",
-                extra: tuple[tuple[str, str], ...] = (),
-            ) -> None:
-                payload = text.encode("utf-8")
-                self.send_response(status)
-                self.send_header("Content-Type", kind)
-                self.send_header("Content-Length", str(len(payload)))
-                for name, value in extra:
-                    self.send_header(name, value)
-                self.end_headers()
-                if payload:
-                    self.wfile.write(payload)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                log.debug("slack endpoint: " + format, *args)
-
-        return Handler
 
 
 def limit_for(path: str) -> int:

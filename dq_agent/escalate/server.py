@@ -1,0 +1,241 @@
+"""The agent's HTTP surfaces as one ASGI application (Starlette), and uvicorn running it.
+
+One application serves Slack's interactions endpoint (:data:`ACTIONS_PATH`), plain GET pages
+(``/healthz``, ``/metrics``) and, when given one, a web application (the dashboard), with
+the handlers of :mod:`dq_agent.escalate.endpoint`: each request translated to a
+:class:`~dq_agent.escalate.endpoint.WebRequest` in one place and run in Starlette's
+threadpool. A body is read only when its Content-Length is given and within the path's
+limit; anything else is answered from the headers alone and the connection closed. A Slack
+click is verified, acknowledged at once and acted on afterwards by one worker, which finishes
+the clicks already acknowledged before the application shuts down.
+
+``dq-agent serve`` runs it on uvicorn's command line machinery (:mod:`dq_agent.web`); the
+daemon, ``ui``, ``interactions`` and the demo run it on uvicorn in a thread
+(:class:`InteractionsServer`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import threading
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from dq_agent.escalate.endpoint import (
+    ACTIONS_PATH,
+    REQUEST_TIMEOUT_S,
+    Act,
+    Clicks,
+    Interactions,
+    Page,
+    Verifier,
+    WebApp,
+    WebResponse,
+    answer,
+    body_length,
+    limit_for,
+    show,
+    web_request,
+)
+
+__all__ = ["InteractionsServer", "asgi_app"]
+
+log = logging.getLogger(__name__)
+
+_TEXT = "text/plain; charset=utf-8"
+# How long stopping waits for requests in flight (an acknowledged click's work is waited
+# for separately, by the clicks' worker).
+GRACEFUL_S = 10
+
+
+def _alive() -> tuple[int, str, str]:
+    return 200, _TEXT, "ok"
+
+
+def asgi_app(
+    interactions: Interactions,
+    clicks: Clicks,
+    *,
+    pages: Mapping[str, Page] | None = None,
+    app: WebApp | None = None,
+    on_shutdown: Callable[[], None] | None = None,
+) -> Starlette:
+    """The application: Slack's clicks to ``interactions`` (acted on by ``clicks``, started
+    and finished with the application), GET ``pages`` (``/healthz`` at least), and every
+    other request to ``app`` (404 without one). ``on_shutdown`` runs last, once the
+    acknowledged clicks have been acted on."""
+    routes = {"/healthz": _alive, **(pages or {})}
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        clicks.start()
+        try:
+            yield
+        finally:
+            # The server has stopped taking requests: finish what was acknowledged.
+            await run_in_threadpool(clicks.stop)
+            if on_shutdown is not None:
+                await run_in_threadpool(on_shutdown)
+
+    async def slack_actions(request: Request) -> Response:
+        body = await _body(request)
+        if isinstance(body, Response):
+            return body
+        headers = dict(request.headers.items())
+        status, text = await run_in_threadpool(interactions.accept, body, headers)
+        return Response(text, status, media_type=_TEXT)
+
+    application = Starlette(
+        routes=[
+            Route(ACTIONS_PATH, slack_actions, methods=["POST"]),
+            *(Route(path, _page(page), methods=["GET"]) for path, page in routes.items()),
+            Route("/{path:path}", _web(app), methods=["GET", "POST"]),
+        ],
+        lifespan=lifespan,
+    )
+    # For tests and embedders: wait until every acknowledged click has been acted on.
+    application.state.drain = clicks.drain
+    return application
+
+
+async def _body(request: Request) -> bytes | Response:
+    """The request's body, read only when its Content-Length allows; or the answer to give
+    instead, the body unread and the connection closed after it."""
+    length = body_length(request.headers.items(), limit_for(request.url.path))
+    if isinstance(length, tuple):
+        status, reason = length
+        return Response(reason, status, headers={"Connection": "close"}, media_type=_TEXT)
+    if length == 0:
+        return b""
+    try:
+        # A client that stops sending mid-body is dropped, not waited for.
+        body = await asyncio.wait_for(request.body(), REQUEST_TIMEOUT_S)
+    except (ClientDisconnect, TimeoutError):
+        body = b""
+    if len(body) != length:  # the client went away, or sent other than it announced
+        return Response("incomplete body", 400, headers={"Connection": "close"}, media_type=_TEXT)
+    return body
+
+
+def _page(page: Page) -> Callable[[Request], Any]:
+    async def endpoint(request: Request) -> Response:
+        status, text, kind = await run_in_threadpool(show, page, request.url.path)
+        return Response(text, status, media_type=kind)
+
+    return endpoint
+
+
+def _web(handle: WebApp | None) -> Callable[[Request], Any]:
+    """The adapter between ASGI and the web application: the request in, the response out."""
+
+    async def endpoint(request: Request) -> Response:
+        method = "GET" if request.method == "HEAD" else request.method
+        body = await _body(request) if method == "POST" else b""
+        if isinstance(body, Response):
+            return body
+        if handle is None:
+            return Response("not found", 404, media_type=_TEXT)
+        target = request.scope["path"]
+        if request.scope.get("query_string"):
+            target += "?" + request.scope["query_string"].decode("latin-1")
+        headers = dict(request.headers.items())
+        # The peer's address, or the client's that a trusted proxy forwarded (uvicorn's
+        # --forwarded-allow-ips decides which proxies are trusted).
+        client = request.client.host if request.client else ""
+        parsed = web_request(method, target, headers, body, client)
+        if isinstance(parsed, tuple):
+            return Response(parsed[1], parsed[0], media_type=_TEXT)
+        response: WebResponse = await run_in_threadpool(answer, handle, parsed)
+        sent = Response(response.body, response.status, media_type=response.content_type)
+        for name, value in response.headers:
+            sent.headers.append(name, value)
+        return sent
+
+    return endpoint
+
+
+class InteractionsServer:
+    """:func:`asgi_app` on uvicorn in a background thread, until :meth:`stop`.
+
+    Without a ``verifier`` (Slack not configured, or its clicks come over Socket Mode) the
+    actions path answers 404. The daemon adds its own pages (``/healthz`` with details,
+    ``/metrics``) through ``pages``. The port is taken when the server is made (0: any free
+    one; :attr:`base_url` tells which).
+    """
+
+    def __init__(
+        self,
+        verifier: Verifier | None,
+        act: Act,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 8787,
+        pages: Mapping[str, Page] | None = None,
+        app: WebApp | None = None,
+    ) -> None:
+        self._clicks = Clicks(act)
+        self._interactions = Interactions(verifier, self._clicks)
+        application = asgi_app(self._interactions, self._clicks, pages=pages, app=app)
+        self._socket = socket.create_server((host, port))
+        bound_host, bound_port = self._socket.getsockname()[:2]
+        self.base_url = f"http://{bound_host!s}:{bound_port}"
+        config = uvicorn.Config(
+            application,
+            lifespan="on",
+            log_config=None,  # the agent's logging stays as the agent set it
+            access_log=False,
+            timeout_graceful_shutdown=GRACEFUL_S,
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._server.run,
+            kwargs={"sockets": [self._socket]},
+            name="http",
+            daemon=True,
+        )
+        self._started = False
+
+    @property
+    def refused(self) -> int:
+        """Slack requests refused as forged, stale or replayed."""
+        return self._interactions.refused
+
+    def start(self) -> InteractionsServer:
+        """Start serving; return once the server accepts requests."""
+        self._thread.start()
+        self._started = True
+        while not self._server.started:
+            if not self._thread.is_alive():
+                self._socket.close()
+                self._started = False
+                raise RuntimeError(f"the HTTP server on {self.base_url} did not start")
+            self._thread.join(0.005)
+        return self
+
+    def drain(self) -> None:
+        """Wait until every acknowledged click has been acted on."""
+        self._clicks.drain()
+
+    def stop(self) -> None:
+        """Stop taking requests; finish the ones in flight and the clicks acknowledged."""
+        if self._started:
+            self._server.should_exit = True
+            self._thread.join(timeout=GRACEFUL_S + 30)
+            self._started = False
+        self._socket.close()
+
+    def __enter__(self) -> InteractionsServer:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
