@@ -16,16 +16,13 @@ request whose token was checked.
 from __future__ import annotations
 
 import json
-import socket
-import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
-import uvicorn
 from mcp.server.context import ServerRequestContext
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from starlette.applications import Starlette
@@ -37,6 +34,7 @@ from starlette.types import Receive, Scope, Send
 from dq_agent.broker.server import Broker
 from dq_agent.broker.tokens import Refused, Token
 from dq_agent.errors import DqAgentError
+from dq_agent.serving import BackgroundServer, tcp_socket
 from dq_agent.triage.mcp_server import Grant, ToolCall, build_server
 
 __all__ = ["MCP_PATH", "McpServer", "mcp_app"]
@@ -176,13 +174,8 @@ class _Grants:
         )
 
 
-def _nothing() -> None:
-    return None
-
-
-def mcp_app(broker: Broker, *, on_start: Callable[[], None] = _nothing) -> Starlette:
-    """The ASGI app: MCP's streamable HTTP at ``/mcp``, behind the broker's tokens;
-    ``on_start`` is called once it can answer."""
+def mcp_app(broker: Broker) -> Starlette:
+    """The ASGI app: MCP's streamable HTTP at ``/mcp``, behind the broker's tokens."""
     manager = StreamableHTTPSessionManager(
         build_server(_Grants(broker)), stateless=True, json_response=True
     )
@@ -190,7 +183,6 @@ def mcp_app(broker: Broker, *, on_start: Callable[[], None] = _nothing) -> Starl
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         async with manager.run():
-            on_start()
             yield
 
     return Starlette(routes=[Route(MCP_PATH, _Door(broker, manager))], lifespan=lifespan)
@@ -216,54 +208,26 @@ class McpServer:
             )
         if parts.scheme == "https" and (cert is None or key is None):
             raise DqAgentError(f"--mcp-listen {listen}: HTTPS needs --cert and --key")
-        self._ready = threading.Event()
-        self._serving = False
-        config = uvicorn.Config(
-            mcp_app(broker, on_start=self._started),
-            ssl_certfile=cert if parts.scheme == "https" else None,
-            ssl_keyfile=key if parts.scheme == "https" else None,
-            lifespan="on",
-            log_config=None,
-            log_level="warning",
-            access_log=False,
-            server_header=False,
-            timeout_graceful_shutdown=5,
-        )
-        config.load()  # a certificate that will not load fails here, not in the thread
         # Bound here, so the port (0: any free one) is known at once and taken or not.
-        self._socket = socket.create_server(
-            (host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET
-        )
-        self._server = uvicorn.Server(config)
-        bound_port = self._socket.getsockname()[1]
+        sock = tcp_socket(host, port)
+        bound_port = sock.getsockname()[1]
         shown = f"[{host}]" if ":" in host else host
         self.url = f"{parts.scheme}://{shown}:{bound_port}{MCP_PATH}"
-        self._thread = threading.Thread(target=self._run, name="broker-mcp", daemon=True)
-
-    def _started(self) -> None:
-        # Requests that came before wait in the bound socket's backlog.
-        self._serving = True
-        self._ready.set()
-
-    def _run(self) -> None:
-        try:
-            self._server.run(sockets=[self._socket])
-        finally:
-            self._ready.set()  # start() must not wait for a server that will never be up
+        tls = parts.scheme == "https"
+        self._server = BackgroundServer(
+            mcp_app(broker),
+            sock,
+            name="broker MCP",
+            cert=cert if tls else None,
+            key=key if tls else None,
+        )
 
     def start(self) -> McpServer:
-        self._thread.start()
-        self._ready.wait(timeout=30)
-        if not self._serving:
-            self.stop()
-            raise DqAgentError(f"the MCP listener on {self.url} did not start")
+        self._server.start()
         return self
 
     def stop(self) -> None:
-        self._server.should_exit = True
-        if self._thread.is_alive():
-            self._thread.join(timeout=30)
-        self._socket.close()
+        self._server.stop()
 
     def __enter__(self) -> McpServer:
         return self.start()

@@ -18,13 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
-import threading
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
@@ -47,15 +44,13 @@ from dq_agent.escalate.endpoint import (
     show,
     web_request,
 )
+from dq_agent.serving import BackgroundServer, tcp_socket
 
 __all__ = ["InteractionsServer", "asgi_app"]
 
 log = logging.getLogger(__name__)
 
 _TEXT = "text/plain; charset=utf-8"
-# How long stopping waits for requests in flight (an acknowledged click's work is waited
-# for separately, by the clicks' worker).
-GRACEFUL_S = 10
 
 
 def _alive() -> tuple[int, str, str]:
@@ -186,24 +181,10 @@ class InteractionsServer:
         self._clicks = Clicks(act)
         self._interactions = Interactions(verifier, self._clicks)
         application = asgi_app(self._interactions, self._clicks, pages=pages, app=app)
-        self._socket = socket.create_server((host, port))
-        bound_host, bound_port = self._socket.getsockname()[:2]
+        sock = tcp_socket(host, port)
+        bound_host, bound_port = sock.getsockname()[:2]
         self.base_url = f"http://{bound_host!s}:{bound_port}"
-        config = uvicorn.Config(
-            application,
-            lifespan="on",
-            log_config=None,  # the agent's logging stays as the agent set it
-            access_log=False,
-            timeout_graceful_shutdown=GRACEFUL_S,
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run,
-            kwargs={"sockets": [self._socket]},
-            name="http",
-            daemon=True,
-        )
-        self._started = False
+        self._server = BackgroundServer(application, sock, name="http")
 
     @property
     def refused(self) -> int:
@@ -212,14 +193,7 @@ class InteractionsServer:
 
     def start(self) -> InteractionsServer:
         """Start serving; return once the server accepts requests."""
-        self._thread.start()
-        self._started = True
-        while not self._server.started:
-            if not self._thread.is_alive():
-                self._socket.close()
-                self._started = False
-                raise RuntimeError(f"the HTTP server on {self.base_url} did not start")
-            self._thread.join(0.005)
+        self._server.start()
         return self
 
     def drain(self) -> None:
@@ -228,11 +202,7 @@ class InteractionsServer:
 
     def stop(self) -> None:
         """Stop taking requests; finish the ones in flight and the clicks acknowledged."""
-        if self._started:
-            self._server.should_exit = True
-            self._thread.join(timeout=GRACEFUL_S + 30)
-            self._started = False
-        self._socket.close()
+        self._server.stop()
 
     def __enter__(self) -> InteractionsServer:
         return self.start()

@@ -1,0 +1,88 @@
+"""An ASGI application on uvicorn in a background thread: how the daemon, ``ui``,
+``interactions``, the demo and the broker serve beside their own work.
+
+The socket is bound by the caller when the server is made, so the port (0: any free one) is
+known at once and a port already taken fails there; requests that come before the server is
+up wait in the socket's backlog. Logging stays as the agent configured it.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from pathlib import Path
+
+import uvicorn
+from starlette.types import ASGIApp
+
+from dq_agent.errors import DqAgentError
+
+__all__ = ["BackgroundServer", "tcp_socket"]
+
+# How long stopping waits for requests in flight.
+GRACEFUL_S = 10
+# How long starting waits for the application's startup.
+STARTUP_S = 30
+
+
+def tcp_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host`` (IPv6 when it has a colon) and ``port``."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host, port), family=family)
+
+
+class BackgroundServer:
+    """Serves ``app`` on ``sock`` with uvicorn in a thread named ``name``, from
+    :meth:`start` until :meth:`stop`; over TLS when given a ``cert`` and its ``key``."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        sock: socket.socket,
+        *,
+        name: str,
+        cert: Path | None = None,
+        key: Path | None = None,
+        timeout_keep_alive: int = 5,
+    ) -> None:
+        config = uvicorn.Config(
+            app,
+            ssl_certfile=cert,
+            ssl_keyfile=key,
+            lifespan="on",
+            log_config=None,  # the agent's logging stays as the agent set it
+            log_level="warning",
+            access_log=False,
+            server_header=False,
+            timeout_keep_alive=timeout_keep_alive,
+            timeout_graceful_shutdown=GRACEFUL_S,
+        )
+        try:
+            config.load()  # a certificate that will not load fails here, not in the thread
+        except BaseException:
+            sock.close()
+            raise
+        self._socket = sock
+        self._name = name
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [sock]}, name=name, daemon=True
+        )
+
+    def start(self) -> None:
+        """Start serving; return once the application has started and takes requests."""
+        self._thread.start()
+        waited = 0.0
+        while not self._server.started:
+            if not self._thread.is_alive() or waited > STARTUP_S:
+                self.stop()
+                raise DqAgentError(f"the {self._name} server did not start")
+            self._thread.join(0.005)
+            waited += 0.005
+
+    def stop(self) -> None:
+        """Stop taking requests, finish the ones in flight and the application's shutdown."""
+        self._server.should_exit = True
+        if self._thread.is_alive():
+            self._thread.join(timeout=GRACEFUL_S + 30)
+        self._socket.close()
