@@ -1,5 +1,6 @@
 """An ASGI application on uvicorn in a background thread: how the daemon, ``ui``,
-``interactions``, the demo and the broker serve beside their own work.
+``interactions``, the demo and the broker serve beside their own work; and the rule every one
+of them applies to a request's body before reading it.
 
 The socket is bound by the caller when the server is made, so the port (0: any free one) is
 known at once and a port already taken fails there; requests that come before the server is
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import socket
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 
 import uvicorn
@@ -17,7 +19,7 @@ from starlette.types import ASGIApp
 
 from dq_agent.errors import DqAgentError
 
-__all__ = ["BackgroundServer", "tcp_socket"]
+__all__ = ["BackgroundServer", "body_length", "tcp_socket"]
 
 # How long stopping waits for requests in flight.
 GRACEFUL_S = 10
@@ -86,3 +88,27 @@ class BackgroundServer:
         if self._thread.is_alive():
             self._thread.join(timeout=GRACEFUL_S + 30)
         self._socket.close()
+
+
+def body_length(headers: Iterable[tuple[str, str]], limit: int) -> int | tuple[int, str]:
+    """The length of a request's body, from its headers alone (every name and value as
+    received, repeated ones too); or the answer to give instead of reading it (status and
+    reason)."""
+    given: set[str] = set()
+    for name, value in headers:
+        name = name.lower()
+        if name == "transfer-encoding":
+            return 411, "send the body with a Content-Length (chunked bodies are not accepted)"
+        if name == "content-length":
+            given.add(value.strip())
+    if not given:
+        return 0
+    if len(given) > 1:
+        return 400, "conflicting Content-Length headers"
+    [text] = given
+    if not text.isascii() or not text.isdigit():
+        return 400, "Content-Length is not a number of bytes"
+    digits = text.lstrip("0")
+    if len(digits) > len(str(limit)) or int(digits or "0") > limit:
+        return 413, f"request too large: at most {limit} bytes here"
+    return int(digits or "0")

@@ -731,7 +731,7 @@ def test_two_agents_acting_at_once_through_the_broker_write_the_slip_once(
 
 
 _KILLED_BROKER = """
-import os, signal, sys
+import os, signal, sys, threading
 from pathlib import Path
 from dq_agent.broker.server import Broker, BrokerServer
 from dq_agent.sources.salesforce import SalesforceSource
@@ -746,8 +746,9 @@ def write(self, *args, **kwargs):
 SalesforceSource.write = write
 root, home, socket = sys.argv[1:4]
 server = BrokerServer(Broker(Path(root), Path(home), env={"SF_SESSION_ID": "sandbox"}), socket)
+server.start()
 print("ready", flush=True)
-server.serve_forever()
+threading.Event().wait()
 """
 
 

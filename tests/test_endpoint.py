@@ -25,9 +25,9 @@ from dq_agent.escalate.endpoint import (
     Verifier,
     WebRequest,
     WebResponse,
-    body_length,
 )
 from dq_agent.escalate.server import InteractionsServer
+from dq_agent.serving import body_length
 from dq_agent.store import Store
 
 SECRET = "endpoint-signing-secret"

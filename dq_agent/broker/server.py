@@ -25,21 +25,29 @@ for complete. The broker holds a few lines at a time (``STREAM_CHUNK``), never t
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
 import os
-import socketserver
-import ssl
+import queue
+import socket
 import threading
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+import anyio
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
 
 from dq_agent.agent import at_sources
 from dq_agent.broker.audit import AUDIT_FILE, AuditLog
@@ -58,6 +66,7 @@ from dq_agent.remedy.apply import Outcome
 from dq_agent.restart.base import PipelineRun, RestartError
 from dq_agent.restart.runner import target_for
 from dq_agent.results import SuiteResult, key_text
+from dq_agent.serving import BackgroundServer, body_length, tcp_socket
 from dq_agent.sources import Relation, Source
 from dq_agent.sources.registry import Engines
 from dq_agent.store import Store
@@ -90,7 +99,7 @@ OPERATIONS: dict[str, tuple[str, frozenset[str]]] = {
     # it names a person or a channel, not a suite.
     "notify": ("notify", NOTIFY_FIELDS),
 }
-# Seconds a connection may stay idle on the caller's side (see the handler's timeout).
+# Seconds a caller may stay idle: between requests, in a body, or not reading a stream.
 IDLE_CALLER_S = 300
 # Bytes of a streamed answer gathered before they go out as one chunk.
 STREAM_CHUNK = 64 * 1024
@@ -532,87 +541,95 @@ def _as_of(call: Call) -> datetime | None:
     return as_of
 
 
-class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    daemon_threads = True
+def broker_app(broker: Broker) -> Starlette:
+    """The broker's HTTP API as an ASGI application: ``POST /v1/<operation>`` with a JSON
+    body and ``Authorization: Bearer <token>``, and ``GET /healthz``."""
+
+    async def healthz(_request: Request) -> Response:
+        return JSONResponse({"ok": True})
+
+    async def operation(request: Request) -> Response:
+        length = body_length(request.headers.items(), MAX_BODY)
+        if isinstance(length, tuple):
+            status, reason = length
+            return JSONResponse({"error": reason}, status, headers={"Connection": "close"})
+        try:
+            # A caller that stops sending mid-body is let go.
+            raw = await asyncio.wait_for(request.body(), IDLE_CALLER_S) if length else b""
+        except (ClientDisconnect, TimeoutError):
+            raw = b""
+        if len(raw) != length:
+            return JSONResponse({"error": "incomplete body"}, 400, headers={"Connection": "close"})
+        try:
+            body = json.loads(raw) if raw else {}
+        except ValueError:
+            body = None
+        auth = request.headers.get("authorization") or ""
+        presented = auth[len("Bearer ") :].strip() if auth.startswith("Bearer ") else None
+        name = request.path_params["operation"]
+        answer = await run_in_threadpool(broker.handle, name, presented, body)
+        if answer.stream is None:
+            return JSONResponse(answer.body, answer.status)
+        return StreamingResponse(_streamed(answer.stream), media_type="application/x-ndjson")
+
+    async def not_found(_request: Request) -> Response:
+        return JSONResponse({"error": "not found"}, 404)
+
+    return Starlette(
+        routes=[
+            Route("/healthz", healthz, methods=["GET"]),
+            Route(API + "/{operation}", operation, methods=["POST"]),
+            Route("/{path:path}", not_found, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
+        ]
+    )
 
 
-def _handler(broker: Broker) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        # A caller that sends nothing, or stops reading a stream, for this long is let go:
-        # it would hold a thread (and, reading, a source connection) for ever.
-        timeout = IDLE_CALLER_S
+async def _streamed(stream: Callable[[Send], None]) -> AsyncIterator[bytes]:
+    """A streamed answer's lines, in chunks of about ``STREAM_CHUNK`` bytes, as ``stream``
+    sends them from a thread of its own. A few chunks wait at most: the stream is held back
+    while the caller does not read, and stopped when it is gone or stalled for
+    ``IDLE_CALLER_S``."""
+    chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=4)
+    gone = threading.Event()
+    pending = bytearray()
 
-        def do_GET(self) -> None:
-            if self.path == "/healthz":
-                self._reply(Answer(200, {"ok": True}))
-            else:
-                self._reply(Answer(404, {"error": "not found"}))
+    def put(chunk: bytes) -> None:
+        if gone.is_set():
+            raise _CallerGone()
+        try:
+            chunks.put(chunk, timeout=IDLE_CALLER_S)
+        except queue.Full:
+            raise _CallerGone() from None
 
-        def do_POST(self) -> None:
-            if not self.path.startswith(API + "/"):
-                self._reply(Answer(404, {"error": "not found"}))
+    def send(line: Mapping[str, Any]) -> None:
+        pending.extend(json.dumps(line).encode() + b"\n")
+        if len(pending) >= STREAM_CHUNK:
+            put(bytes(pending))
+            pending.clear()
+
+    def produce() -> None:
+        try:
+            stream(send)
+            if pending:
+                put(bytes(pending))
+        except _CallerGone:
+            pass  # audited by the stream itself
+        finally:
+            with contextlib.suppress(queue.Full):
+                chunks.put(None, timeout=1 if gone.is_set() else IDLE_CALLER_S)
+
+    threading.Thread(target=produce, name="broker-stream", daemon=True).start()
+    try:
+        while True:
+            chunk = await anyio.to_thread.run_sync(chunks.get, abandon_on_cancel=True)
+            if chunk is None:
                 return
-            text = self.headers.get("Content-Length") or "0"
-            if not text.isdigit():
-                self._reply(Answer(400, {"error": "expected a Content-Length in bytes"}))
-                return
-            length = int(text)
-            if length > MAX_BODY:
-                self._reply(Answer(413, {"error": "request too large"}))
-                return
-            raw = self.rfile.read(length)
-            try:
-                body = json.loads(raw) if raw else {}
-            except ValueError:
-                body = None
-            auth = self.headers.get("Authorization") or ""
-            presented = auth[len("Bearer ") :].strip() if auth.startswith("Bearer ") else None
-            self._reply(broker.handle(self.path[len(API) + 1 :], presented, body))
-
-        def _reply(self, answer: Answer) -> None:
-            if answer.stream is not None:
-                self._stream(answer.stream)
-                return
-            data = json.dumps(answer.body).encode()
-            self.send_response(answer.status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def _stream(self, stream: Callable[[Send], None]) -> None:
-            """A streamed answer: its lines in chunks of about ``STREAM_CHUNK`` bytes."""
-            self.send_response(200)
-            self.send_header("Content-Type", "application/x-ndjson")
-            self.send_header("Transfer-Encoding", "chunked")
-            self.end_headers()
-            pending = bytearray()
-
-            def flush() -> None:
-                try:
-                    self.wfile.write(b"%x\r\n%s\r\n" % (len(pending), pending))
-                except OSError as exc:
-                    raise _CallerGone() from exc
-                pending.clear()
-
-            def send(line: Mapping[str, Any]) -> None:
-                pending.extend(json.dumps(line).encode() + b"\n")
-                if len(pending) >= STREAM_CHUNK:
-                    flush()
-
-            try:
-                stream(send)
-                if pending:
-                    flush()
-                self.wfile.write(b"0\r\n\r\n")
-            except (_CallerGone, OSError):
-                self.close_connection = True
-
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-            log.debug("broker: " + format, *args)
-
-    return Handler
+            yield chunk
+    finally:
+        gone.set()
+        with contextlib.suppress(queue.Empty):  # let a producer waiting for room see it
+            while True:
+                chunks.get_nowait()
 
 
 class BrokerServer:
@@ -623,14 +640,15 @@ class BrokerServer:
         self, broker: Broker, listen: str, *, cert: Path | None = None, key: Path | None = None
     ) -> None:
         self.broker = broker
-        handler = _handler(broker)
-        self._server: socketserver.BaseServer
+        tls = False
         if listen.startswith("unix:"):
             path = Path(listen[len("unix:") :])
             path.parent.mkdir(parents=True, exist_ok=True)
             path.unlink(missing_ok=True)  # a socket left by a broker that was killed
-            self._server = _UnixServer(str(path), handler)
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.bind(str(path))
             os.chmod(path, 0o660)  # the agent's group may connect; nobody else
+            sock.listen()
             self.url = f"unix:{path}"
         else:
             parts = urlsplit(listen)
@@ -645,39 +663,27 @@ class BrokerServer:
                     f"--listen {listen}: expected unix:/path, https://host:port or "
                     "http://127.0.0.1:port"
                 )
-            server = ThreadingHTTPServer((host, port), handler)
-            server.daemon_threads = True
-            if parts.scheme == "https":
-                if cert is None or key is None:
-                    raise DqAgentError(f"--listen {listen}: HTTPS needs --cert and --key")
-                context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-                context.load_cert_chain(cert, key)
-                # The handshake happens in the request's thread, not in the accepting one.
-                server.socket = context.wrap_socket(
-                    server.socket, server_side=True, do_handshake_on_connect=False
-                )
-            self._server = server
-            bound_host, bound_port = server.server_address[:2]
+            tls = parts.scheme == "https"
+            if tls and (cert is None or key is None):
+                raise DqAgentError(f"--listen {listen}: HTTPS needs --cert and --key")
+            sock = tcp_socket(host, port)
+            bound_host, bound_port = sock.getsockname()[:2]
             self.url = f"{parts.scheme}://{bound_host!s}:{bound_port}"
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
+        self._server = BackgroundServer(
+            broker_app(broker),
+            sock,
             name="broker",
-            daemon=True,
+            cert=cert if tls else None,
+            key=key if tls else None,
+            timeout_keep_alive=IDLE_CALLER_S,
         )
 
     def start(self) -> BrokerServer:
-        self._thread.start()
+        self._server.start()
         return self
 
-    def serve_forever(self) -> None:
-        self._server.serve_forever(poll_interval=0.2)
-
     def stop(self) -> None:
-        if self._thread.is_alive():
-            self._server.shutdown()
-            self._thread.join(timeout=30)
-        self._server.server_close()
+        self._server.stop()
         if self.url.startswith("unix:"):
             Path(self.url[len("unix:") :]).unlink(missing_ok=True)
 

@@ -18,7 +18,7 @@ import logging
 import queue
 import re
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.cookies import CookieError, SimpleCookie
@@ -210,30 +210,6 @@ WebApp = Callable[[WebRequest], WebResponse | None]
 def limit_for(path: str) -> int:
     """The largest body accepted at ``path``."""
     return MAX_BODY if path == ACTIONS_PATH else MAX_FORM
-
-
-def body_length(headers: Iterable[tuple[str, str]], limit: int) -> int | tuple[int, str]:
-    """The length of a request's body, from its headers alone (every name and value as
-    received, repeated ones too); or the answer to give instead of reading it (status and
-    reason)."""
-    given: set[str] = set()
-    for name, value in headers:
-        name = name.lower()
-        if name == "transfer-encoding":
-            return 411, "send the body with a Content-Length (chunked bodies are not accepted)"
-        if name == "content-length":
-            given.add(value.strip())
-    if not given:
-        return 0
-    if len(given) > 1:
-        return 400, "conflicting Content-Length headers"
-    [text] = given
-    if not text.isascii() or not text.isdigit():
-        return 400, "Content-Length is not a number of bytes"
-    digits = text.lstrip("0")
-    if len(digits) > len(str(limit)) or int(digits or "0") > limit:
-        return 413, f"request too large: at most {limit} bytes here"
-    return int(digits or "0")
 
 
 def web_request(

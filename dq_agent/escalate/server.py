@@ -39,12 +39,11 @@ from dq_agent.escalate.endpoint import (
     WebApp,
     WebResponse,
     answer,
-    body_length,
     limit_for,
     show,
     web_request,
 )
-from dq_agent.serving import BackgroundServer, tcp_socket
+from dq_agent.serving import BackgroundServer, body_length, tcp_socket
 
 __all__ = ["InteractionsServer", "asgi_app"]
 
