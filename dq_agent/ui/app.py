@@ -18,6 +18,8 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote, unquote, urlencode
 
+from markupsafe import Markup
+
 from dq_agent.config.loader import Project
 from dq_agent.engine import RunOptions
 from dq_agent.errors import DqAgentError
@@ -97,9 +99,8 @@ class Dashboard:
             # Kept while the browser has one: another tab (or a favicon request redirected
             # here) must not invalidate a form already on screen.
             nonce = request.cookies.get(LOGIN_COOKIE) or secrets.token_urlsafe(16)
-            body = pages.login(None, nonce)
             return _html(
-                pages.page("Sign in", body, user=None, flash={}),
+                pages.login(None, nonce),
                 cookie=f"{LOGIN_COOKIE}={nonce}; HttpOnly; SameSite=Strict; Path=/login",
             )
         nonce = request.cookies.get(LOGIN_COOKIE, "")
@@ -110,20 +111,19 @@ class Dashboard:
             return _text(400, f"the e-mail address is longer than {MAX_EMAIL} characters")
         if self.gate.throttled(email, request.client):
             minutes = int(FAILURE_WINDOW.total_seconds()) // 60
-            body = pages.login(
+            error = (
                 f"Too many failed sign-ins from this address or for this e-mail address: "
-                f"try again in {minutes} minutes.",
-                nonce,
+                f"try again in {minutes} minutes."
             )
             return _html(
-                pages.page("Sign in", body, user=None, flash={}),
+                pages.login(error, nonce),
                 status=429,
                 headers=(("Retry-After", str(int(FAILURE_WINDOW.total_seconds()))),),
             )
         session = self.gate.sign_in(email, request.form.get("token", ""), request.client)
         if session is None:
-            body = pages.login("Unknown e-mail address or wrong token.", nonce)
-            return _html(pages.page("Sign in", body, user=None, flash={}), status=401)
+            error = "Unknown e-mail address or wrong token."
+            return _html(pages.login(error, nonce), status=401)
         max_age = int(self._project().settings.ui.session_ttl.total_seconds())
         cookie = f"{SESSION_COOKIE}={session}; HttpOnly; SameSite=Lax; Path=/; Max-Age={max_age}"
         return _redirect("/", cookie=cookie)
@@ -220,7 +220,7 @@ class Dashboard:
         # Signing out is allowed on a read-only dashboard too.
         sign_out = token if self.gate.session(request.cookies) else None
         flash = {k: v for k, v in request.query.items() if k in ("done", "error")}
-        view: tuple[str, str] | None = None
+        view: tuple[str, Markup] | None = None
         project, store = self._project(), self.store
         if request.path == "/":
             view = "Overview", overview.render(project, store, self.options.clock())

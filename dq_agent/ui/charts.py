@@ -1,4 +1,6 @@
-"""A monitor's history as a self-contained inline SVG chart: no scripts, fonts or assets."""
+"""A monitor's history as a self-contained inline SVG chart: no scripts, fonts or assets.
+
+The geometry is computed here (:func:`chart`); the ``chart.svg`` template draws it."""
 
 from __future__ import annotations
 
@@ -6,8 +8,11 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from html import escape
 from itertools import pairwise
+
+from markupsafe import Markup
+
+from dq_agent.ui import templating
 
 # The chart is drawn in a viewBox this wide and scales to its card: 1,250 px wide at most, 740
 # in a window of 800. Its text is drawn smaller in a wide window and larger in a narrow one,
@@ -17,20 +22,6 @@ _FONT, _WIDE_FONT, _NARROW_FONT = 13, 12, 16
 _CHAR_PX = 0.6 * _NARROW_FONT  # rough width of a digit, to keep labels from overlapping
 _GAP = 12  # the least room between two x labels
 _RIGHT, _TOP, _BOTTOM = 12, 14, 34
-# Inline <style> in an SVG applies to the whole HTML page, so every rule is scoped to the chart.
-_STYLE = (
-    ".dq-chart{display:block;width:100%;height:auto}"
-    f".dq-chart text{{font:{_FONT}px sans-serif;fill:#555}}"
-    f"@media (min-width:1200px){{.dq-chart text{{font-size:{_WIDE_FONT}px}}}}"
-    f"@media (max-width:900px){{.dq-chart text{{font-size:{_NARROW_FONT}px}}}}"
-    ".dq-chart .grid{stroke:#e5e7eb;stroke-width:1}"
-    ".dq-chart .band{fill:#3b82f6;fill-opacity:.15;stroke:#3b82f6;stroke-opacity:.3}"
-    ".dq-chart .line{fill:none;stroke:#1f2937;stroke-width:1.5}"
-    ".dq-chart .point{fill:#1f2937}"
-    ".dq-chart .point.anomaly{fill:#dc2626}"
-    ".dq-chart .point.expected{fill:#fff;stroke:#2563eb;stroke-width:2}"
-    ".dq-chart .point.too_little_history{fill:#9ca3af}"
-)
 _SUFFIX = {"anomaly": ", anomaly", "expected": ", marked expected"}
 
 
@@ -138,6 +129,56 @@ def _tooltip(p: ChartPoint, lower: float | None, unit: str, percent: bool) -> st
     return text + _SUFFIX.get(p.outcome, "")
 
 
+@dataclass(frozen=True)
+class Tick:
+    """A y value's grid line and its text (``y``: its height, formatted)."""
+
+    y: str
+    text_y: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Label:
+    """A bucket's label under the x axis."""
+
+    x: str
+    anchor: str  # "start", "middle" or "end"
+    text: str
+
+
+@dataclass(frozen=True)
+class Circle:
+    """A bucket's point: where, how large, its outcome, its start and its tooltip."""
+
+    x: str
+    y: str
+    r: int
+    outcome: str
+    bucket: str
+    tooltip: str
+
+
+@dataclass(frozen=True)
+class Chart:
+    """What ``chart.svg`` draws, its coordinates formatted; no ``circles`` draws "no
+    history recorded yet"."""
+
+    title: str
+    width: int
+    height: int
+    left: str = ""  # where the plot starts, after the y ticks' text
+    right: int = 0
+    ticks_x: str = ""  # where the y ticks' text ends
+    label_y: int = 0
+    ticks: Sequence[Tick] = ()
+    labels: Sequence[Label] = ()
+    bands: Sequence[str] = ()  # each band's path
+    line: str = ""  # the polyline's points
+    circles: Sequence[Circle] = ()
+    fonts: tuple[int, int, int] = (_FONT, _WIDE_FONT, _NARROW_FONT)  # usual, wide, narrow
+
+
 def render_chart(
     points: Sequence[ChartPoint],
     *,
@@ -146,8 +187,23 @@ def render_chart(
     percent: bool = False,
     width: int = WIDTH,
     height: int = HEIGHT,
-) -> str:
-    """An ``<svg>`` element charting ``points`` (oldest first) against their baseline band.
+) -> Markup:
+    """An SVG element charting ``points`` (oldest first) against their baseline band, as
+    :func:`chart` lays it out. All text is escaped, so any title is safe."""
+    drawn = chart(points, title=title, unit=unit, percent=percent, width=width, height=height)
+    return templating.render("chart.svg", chart=drawn)
+
+
+def chart(
+    points: Sequence[ChartPoint],
+    *,
+    title: str,
+    unit: str = "rows",
+    percent: bool = False,
+    width: int = WIDTH,
+    height: int = HEIGHT,
+) -> Chart:
+    """``points`` (oldest first) charted against their baseline band.
 
     ``unit`` follows each value in the tooltips (``rows``: counts, whole ticks from zero);
     ``percent`` shows shares (0.25) as percentages. The chart is ``width`` by ``height`` in
@@ -156,20 +212,10 @@ def render_chart(
     Points stand at their buckets' starts, so a bucket missing from ``points`` leaves its
     room empty. The band is drawn wherever consecutive buckets have one, the metric as a line
     with one circle per bucket; each circle carries its outcome as a class and
-    ``data-outcome``, its start as ``data-bucket`` and a tooltip. All text is escaped, so any
-    title is safe.
+    ``data-outcome``, its start as ``data-bucket`` and a tooltip.
     """
-    name = escape(title)
-    head = (
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="dq-chart" width="100%" '
-        f'viewBox="0 0 {width} {height}" role="img" aria-label="{name}">'
-        f"<title>{name}</title><style>{_STYLE}</style>"
-    )
     if not points:
-        return (
-            f'{head}<text x="{width / 2:.1f}" y="{height / 2:.1f}" text-anchor="middle">'
-            "no history recorded yet</text></svg>"
-        )
+        return Chart(title, width, height)
     counts = unit == "rows" or percent
     # Row counts and shares cannot be negative, even where the band's lower bound is.
     lowers = [None if p.lower is None else max(p.lower, 0.0) if counts else p.lower for p in points]
@@ -188,20 +234,15 @@ def render_chart(
     def y(v: float) -> float:
         return _TOP + plot_h * (ticks[-1] - v) / (ticks[-1] - ticks[0])
 
-    parts = [head]
-    for tick, text in zip(ticks, tick_texts, strict=True):
-        parts.append(
-            f'<line class="grid" x1="{left:.1f}" x2="{width - _RIGHT}" y1="{y(tick):.1f}" '
-            f'y2="{y(tick):.1f}"/><text class="y-tick" x="{left - 8:.1f}" '
-            f'y="{y(tick) + 5:.1f}" text-anchor="end">{text}</text>'
-        )
-    labels = [p.label for p in points]
-    for i in _label_indexes(labels, xs):
-        edge = {0: "start", len(points) - 1: "end"} if len(points) > 1 else {}
-        parts.append(
-            f'<text class="x-tick" x="{xs[i]:.1f}" y="{height - 10}" '
-            f'text-anchor="{edge.get(i, "middle")}">{escape(labels[i])}</text>'
-        )
+    grid = [
+        Tick(f"{y(tick):.1f}", f"{y(tick) + 5:.1f}", text)
+        for tick, text in zip(ticks, tick_texts, strict=True)
+    ]
+    edge = {0: "start", len(points) - 1: "end"} if len(points) > 1 else {}
+    labels = [
+        Label(f"{xs[i]:.1f}", edge.get(i, "middle"), points[i].label)
+        for i in _label_indexes([p.label for p in points], xs)
+    ]
     runs: list[list[int]] = []
     for i, p in enumerate(points):
         if lowers[i] is None or p.upper is None:
@@ -210,21 +251,35 @@ def render_chart(
             runs[-1].append(i)
         else:
             runs.append([i])
+    bands = []
     for run in filter(None, runs):
         # A lone bucket with a band would be a zero-width polygon; widen it to stay visible.
         pad = 4.0 if len(run) == 1 else 0.0
         upper = [(xs[i] + d, y(points[i].upper or 0.0)) for i in run for d in (-pad, pad)]
         lower = [(xs[i] + d, y(lowers[i] or 0.0)) for i in reversed(run) for d in (pad, -pad)]
-        path = " L".join(f"{px:.1f},{py:.1f}" for px, py in upper + lower)
-        parts.append(f'<path class="band" d="M{path} Z"/>')
-    line = " ".join(f"{xs[i]:.1f},{y(p.value):.1f}" for i, p in enumerate(points))
-    parts.append(f'<polyline class="line" points="{line}"/>')
-    for i, p in enumerate(points):
-        outcome = escape(p.outcome)
-        parts.append(
-            f'<circle class="point {outcome}" cx="{xs[i]:.1f}" cy="{y(p.value):.1f}" '
-            f'r="{6 if p.outcome == "anomaly" else 4}" data-bucket="{p.start.isoformat()}" '
-            f'data-outcome="{outcome}"><title>'
-            f"{escape(_tooltip(p, lowers[i], unit, percent))}</title></circle>"
+        bands.append(" L".join(f"{px:.1f},{py:.1f}" for px, py in upper + lower))
+    circles = [
+        Circle(
+            x=f"{xs[i]:.1f}",
+            y=f"{y(p.value):.1f}",
+            r=6 if p.outcome == "anomaly" else 4,
+            outcome=p.outcome,
+            bucket=p.start.isoformat(),
+            tooltip=_tooltip(p, lowers[i], unit, percent),
         )
-    return "".join(parts) + "</svg>"
+        for i, p in enumerate(points)
+    ]
+    return Chart(
+        title,
+        width,
+        height,
+        left=f"{left:.1f}",
+        right=width - _RIGHT,
+        ticks_x=f"{left - 8:.1f}",
+        label_y=height - 10,
+        ticks=grid,
+        labels=labels,
+        bands=bands,
+        line=" ".join(f"{xs[i]:.1f},{y(p.value):.1f}" for i, p in enumerate(points)),
+        circles=circles,
+    )

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from html import escape
-from typing import Any
+from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
+
+from markupsafe import Markup
 
 from dq_agent.checks.column_anomaly import RATES
 from dq_agent.checks.volume import detect
@@ -21,8 +23,8 @@ from dq_agent.config.models import (
     WindowedArgs,
 )
 from dq_agent.store import Store
-from dq_agent.ui import pages
-from dq_agent.ui.charts import ChartPoint, render_chart
+from dq_agent.ui import templating
+from dq_agent.ui.charts import Chart, ChartPoint, chart
 
 CHART_BUCKETS = 60
 # Statuses of a verdict that flagged its bucket (a "warn" severity flags with a warn).
@@ -31,9 +33,73 @@ FLAGGED = frozenset({"fail", "warn"})
 METRIC_ORDER = (*COLUMN_METRICS, "share_above", "share_below")
 
 
-def render(project: Project, store: Store, csrf: str | None) -> str:
+@dataclass(frozen=True)
+class Flagged:
+    """A flagged bucket: its label, what is said of it, and its start (for Mark expected)."""
+
+    label: str
+    said: Sequence[str]  # the cells between the bucket and its button
+    start: datetime
+
+
+@dataclass(frozen=True)
+class Volume:
+    """A ``volume_anomaly`` check: rows per bucket, judged again from the recorded series."""
+
+    kind: ClassVar[str] = "volume"
+    suite: str
+    check: str
+    chart: Chart
+    flagged: Sequence[Flagged]
+
+
+@dataclass(frozen=True)
+class Banded:
+    """A ``column_anomaly`` or ``distribution_shift`` check: a chart per metric it records
+    with its band (``charts``: the metric in words, and its chart); with none, its latest
+    verdict (``latest``: status and message; None when it never ran)."""
+
+    kind: ClassVar[str] = "banded"
+    suite: str
+    check: str
+    unit: str
+    charts: Sequence[tuple[str, Chart]]
+    flagged: Sequence[Flagged]
+    latest: tuple[str, str] | None
+
+
+@dataclass(frozen=True)
+class NewBucket:
+    """A bucket that brought new values: those listed with their rows, how many more."""
+
+    label: str
+    values: Sequence[tuple[str, int]]
+    more: int
+    rows: int
+    status: str
+    first_judged_at: datetime
+
+
+@dataclass(frozen=True)
+class NewValues:
+    """A ``new_values`` check: the buckets that brought new values (``judged``: how many
+    buckets it has judged)."""
+
+    kind: ClassVar[str] = "new_values"
+    suite: str
+    check: str
+    unit: str
+    judged: int
+    summary: str
+    buckets: Sequence[NewBucket]
+
+
+Monitor = Volume | Banded | NewValues
+
+
+def render(project: Project, store: Store, csrf: str | None) -> Markup:
     """Every time-bucketed monitor charted against its band, flagged buckets listed."""
-    parts = []
+    found: list[Monitor] = []
     for suite in project.suites.values():
         for spec in suite.checks:
             args, name = spec.args, spec.name
@@ -41,34 +107,17 @@ def render(project: Project, store: Store, csrf: str | None) -> str:
                 continue
             zone = ZoneInfo(args.timezone or suite.timezone)
             if isinstance(args, ColumnAnomalyArgs | DistributionShiftArgs):
-                parts.append(_banded(store, suite.suite, name, args, zone, csrf))
+                found.append(_banded(store, suite.suite, name, args, zone))
             elif isinstance(args, NewValuesArgs):
-                parts.append(_new_values(store, suite.suite, name, args, zone))
+                found.append(_new_values(store, suite.suite, name, args, zone))
             elif isinstance(args, VolumeAnomalyArgs):
-                parts.append(_volume(store, suite.suite, name, args, zone, csrf))
-    return "".join(parts) or '<p class="muted">No time-bucketed checks in this project.</p>'
-
-
-def _section(check: str, heading: str, body: str) -> str:
-    return f'<section class="card" id="{escape(check)}"><h2>{escape(heading)}</h2>{body}</section>'
-
-
-def _bucket_cell(label: str) -> str:
-    # "2026-11-22" breaks at its hyphens in a narrow column otherwise.
-    return f'<span style="white-space:nowrap">{escape(label)}</span>'
-
-
-def _expected_form(suite: str, check: str, point: ChartPoint, csrf: str | None) -> str:
-    fields = {"suite": suite, "check": check, "bucket": point.start.isoformat()}
-    return pages.form("/monitors/expected", "Mark expected", csrf, fields)
-
-
-# -- volume_anomaly: rows per bucket, judged again from the recorded series -------------------
+                found.append(_volume(store, suite.suite, name, args, zone))
+    return templating.render("monitors.html", monitors=found, csrf=csrf)
 
 
 def _volume(
-    store: Store, suite: str, check: str, args: VolumeAnomalyArgs, zone: ZoneInfo, csrf: str | None
-) -> str:
+    store: Store, suite: str, check: str, args: VolumeAnomalyArgs, zone: ZoneInfo
+) -> Volume:
     series = store.bucket_history(suite, check)
     expected = store.expected_buckets(suite, check)
     points = []
@@ -84,22 +133,12 @@ def _volume(
                 outcome=found.outcome,
             )
         )
-    chart = render_chart(points, title=f"{suite} / {check}")
-    flagged = pages.table(
-        ["Bucket", "Rows", "Usual", ""],
-        (
-            [
-                _bucket_cell(p.label),
-                f"{p.value:,.0f}",
-                f"{p.lower or 0:,.0f}–{p.upper or 0:,.0f}",
-                _expected_form(suite, check, p, csrf),
-            ]
-            for p in points
-            if p.outcome == "anomaly"
-        ),
-        empty="No flagged buckets.",
-    )
-    return _section(check, f"{suite} / {check}", chart + flagged)
+    flagged = [
+        Flagged(p.label, [f"{p.value:,.0f}", f"{p.lower or 0:,.0f}–{p.upper or 0:,.0f}"], p.start)
+        for p in points
+        if p.outcome == "anomaly"
+    ]
+    return Volume(suite, check, chart(points, title=f"{suite} / {check}"), flagged)
 
 
 # -- column_anomaly, distribution_shift: each metric with the band it was judged by -----------
@@ -111,8 +150,7 @@ def _banded(
     check: str,
     args: ColumnAnomalyArgs | DistributionShiftArgs,
     zone: ZoneInfo,
-    csrf: str | None,
-) -> str:
+) -> Banded:
     """A chart per metric the check records with its band (``name``, ``name.upper`` and
     perhaps ``name.lower``): one point per bucket, as the newest run judged it."""
     judged = store.judged_buckets(suite, check, limit=CHART_BUCKETS)
@@ -120,7 +158,7 @@ def _banded(
     recorded = {name for verdict in judged for name in verdict["metrics"]}
     banded = [name for name in METRIC_ORDER if f"{name}.upper" in recorded]
     unit = args.bucket
-    charts: list[str] = []
+    charts: list[tuple[str, Chart]] = []
     flagged: dict[datetime, ChartPoint] = {}
     for name in banded:
         points = [
@@ -131,32 +169,16 @@ def _banded(
         share = name in RATES or name.startswith("share_")
         words = name.replace("_", " ")
         title = f"{suite} / {check}: {words}, {unit} by {unit}"
-        chart = render_chart(points, title=title, unit="", percent=share)
-        charts.append(f"<h3>{escape(words)}</h3>{chart}")
+        charts.append((words, chart(points, title=title, unit="", percent=share)))
         flagged.update((p.start, p) for p in points if p.outcome == "anomaly")
-    if not charts:
-        body = _no_chart(judged, unit)
-    else:
-        messages = {verdict["bucket"]: verdict["message"] for verdict in judged}
-        table = pages.table(
-            [unit.capitalize(), "What the check said", ""],
-            (
-                [
-                    _bucket_cell(p.label),
-                    # The message starts with the bucket, already in the first column.
-                    escape(messages[start].removeprefix(f"{p.label}: ")),
-                    _expected_form(suite, check, p, csrf),
-                ]
-                for start, p in sorted(flagged.items(), reverse=True)
-            ),
-            empty=f"No flagged {unit}s.",
-        )
-        note = (
-            f'<p class="muted">One point per {unit}: the newest run\'s verdict on it and the '
-            "band it was judged by.</p>"
-        )
-        body = "".join(charts) + note + table
-    return _section(check, f"{suite} / {check}", body)
+    messages = {verdict["bucket"]: verdict["message"] for verdict in judged}
+    listed = [
+        # The message starts with the bucket, already in the first column.
+        Flagged(p.label, [messages[start].removeprefix(f"{p.label}: ")], start)
+        for start, p in sorted(flagged.items(), reverse=True)
+    ]
+    latest = (judged[-1]["status"], judged[-1]["message"]) if judged else None
+    return Banded(suite, check, unit, charts, listed, latest)
 
 
 def _metric_point(
@@ -190,58 +212,39 @@ def _metric_point(
     )
 
 
-def _no_chart(judged: Sequence[Mapping[str, Any]], unit: str) -> str:
-    if not judged:
-        return '<p class="muted">Not run yet.</p>'
-    newest = judged[-1]
-    return (
-        f'<p class="muted">Nothing to chart yet: no {unit} has been judged against a band. '
-        f"Latest: {pages.status(newest['status'])} {escape(newest['message'])}</p>"
-    )
-
-
 # -- new_values: which values appeared, when, and what the check made of them ----------------
 
 
-def _new_values(store: Store, suite: str, check: str, args: NewValuesArgs, zone: ZoneInfo) -> str:
+def _new_values(
+    store: Store, suite: str, check: str, args: NewValuesArgs, zone: ZoneInfo
+) -> NewValues:
     judged = store.judged_buckets(suite, check, limit=CHART_BUCKETS)
     unit = args.bucket
-    heading = f"{suite} / {check}"
     if not judged:
-        return _section(check, heading, '<p class="muted">Not run yet.</p>')
-    rows = []
+        return NewValues(suite, check, unit, 0, "", [])
+    buckets = []
     for verdict in reversed(judged):
         listed: dict[str, int] = verdict["observed"].get("new_values") or {}
         distinct = int(verdict["metrics"].get("new_values") or len(listed))
         if not distinct:
             continue
-        values = "<br>".join(
-            f"<code>{escape(value)}</code> "
-            f'<span class="muted">{count:,} row{"" if count == 1 else "s"}</span>'
-            for value, count in listed.items()
-        )
-        if distinct > len(listed):
-            more = distinct - len(listed)
-            values += f"{'<br>' if listed else ''}and {more:,} more"
-        label = bucket_label(to_local(verdict["bucket"], zone), unit)
-        rows.append(
-            [
-                _bucket_cell(label),
-                values,
-                f"{int(verdict['observed'].get('new_value_rows') or 0):,}",
-                pages.status(verdict["status"]),
-                pages.when(verdict["first_judged_at"]),
-            ]
+        buckets.append(
+            NewBucket(
+                label=bucket_label(to_local(verdict["bucket"], zone), unit),
+                values=list(listed.items()),
+                more=max(distinct - len(listed), 0),
+                rows=int(verdict["observed"].get("new_value_rows") or 0),
+                status=verdict["status"],
+                first_judged_at=verdict["first_judged_at"],
+            )
         )
     first = bucket_label(to_local(judged[0]["bucket"], zone), unit)
     last = bucket_label(to_local(judged[-1]["bucket"], zone), unit)
     checked = f"{len(judged)} {unit}{'' if len(judged) == 1 else 's'} checked, {first} to {last}"
     summary = (
-        f"New {args.column} values in {len(rows)} of the {checked}: each is a value the "
+        f"New {args.column} values in {len(buckets)} of the {checked}: each is a value the "
         f"{args.training_days} days before its {unit} never had."
-        if rows
+        if buckets
         else f"No new {args.column} values in the {checked}."
     )
-    headers = [unit.capitalize(), "New values", "Rows", "Check", "First reported"]
-    table = pages.table(headers, rows, empty="") if rows else ""
-    return _section(check, heading, f'<p class="muted">{escape(summary)}</p>{table}')
+    return NewValues(suite, check, unit, len(judged), summary, buckets)

@@ -2,17 +2,33 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from html import escape
 from typing import Any
+
+from markupsafe import Markup
 
 from dq_agent.config.loader import Project
 from dq_agent.config.schedule import cron_trigger
 from dq_agent.store import Store
-from dq_agent.ui import pages
+from dq_agent.ui import pages, templating
 
 TIMELINE_DAYS = 7
 RECENT_INCIDENTS = 20
+
+
+@dataclass(frozen=True)
+class SuiteRow:
+    """A suite's row: its latest run, next run, open incidents and last days."""
+
+    suite: str
+    valid: bool  # False: its file does not validate
+    status: str | None  # of its latest run; None: never run
+    last_run: datetime | None
+    next_run: datetime | None
+    incidents: Sequence[dict[str, Any]]  # open, as the store lists them
+    days: Sequence[pages.Day]
 
 
 def last_days(now: datetime) -> list[datetime]:
@@ -21,7 +37,7 @@ def last_days(now: datetime) -> list[datetime]:
     return [today - timedelta(days=n) for n in reversed(range(TIMELINE_DAYS))]
 
 
-def render(project: Project, store: Store, now: datetime) -> str:
+def render(project: Project, store: Store, now: datetime) -> Markup:
     """Every suite with its latest status, next run and open incidents; the latest incidents."""
     latest = store.latest_runs()
     days = last_days(now)
@@ -36,26 +52,16 @@ def render(project: Project, store: Store, now: datetime) -> str:
         next_run = None
         if suite is not None and suite.schedule:
             next_run = cron_trigger(suite.schedule, suite.timezone).get_next_fire_time(None, now)
-        incidents = " ".join(
-            f'<a href="/incidents/{i["id"]}">#{i["id"]} {escape(i["check"])}</a>'
-            for i in open_by_suite.get(suite_id, [])
-        )
         rows.append(
-            [
-                pages.suite_link(suite_id)
-                + ("" if suite else ' <span class="error">(invalid configuration)</span>'),
-                pages.status(last[1] if last else None),
-                pages.when(last[0] if last else None),
-                pages.when(next_run.astimezone(UTC) if next_run else None),
-                incidents or '<span class="muted">none</span>',
-                pages.timeline(days, by_day.get(suite_id, {})),
-            ]
+            SuiteRow(
+                suite=suite_id,
+                valid=suite is not None,
+                status=last[1] if last else None,
+                last_run=last[0] if last else None,
+                next_run=next_run.astimezone(UTC) if next_run else None,
+                incidents=open_by_suite.get(suite_id, []),
+                days=pages.timeline(days, by_day.get(suite_id, {})),
+            )
         )
-    suites = pages.table(
-        ["Suite", "Status", "Last run", "Next run", "Open incidents", "Last 7 days"],
-        rows,
-        empty="No suites in this project.",
-    )
     recent = store.incidents(events=False, limit=RECENT_INCIDENTS)
-    incidents = pages.incidents(recent, empty="No incidents.")
-    return f"{suites}<h2>Incidents</h2>{incidents}"
+    return templating.render("overview.html", suites=rows, incidents=recent)

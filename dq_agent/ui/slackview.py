@@ -5,7 +5,8 @@ A message is kept as it was sent, in Slack's mrkdwn: ``<@U123>`` mentions someon
 ``<`` or ``>`` is written ``&amp;``, ``&lt;``, ``&gt;``: the agent escapes all data so
 (:func:`dq_agent.escalate.messages.escape`). A raw ``<`` is therefore always the agent's own
 markup, and each piece of text is decoded once and HTML-escaped once, as it is written out: data
-shows exactly as it was, and no ``<`` from data ever reaches the HTML.
+shows exactly as it was, and no ``<`` from data ever reaches the HTML. A message is read into
+:class:`Node` s here and written out by the ``slack.html`` template, which escapes every text.
 
 Formatting follows Slack's rules: ``*``, ``_`` and ``~`` open where a word may start and close
 where one may end, hugging non-space text, so ``snake_case_name`` and ``2*3*4`` stay as they are;
@@ -16,11 +17,15 @@ text, as the agent's messages are sent ``verbatim``.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
-from html import escape
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from itertools import groupby
 
-__all__ = ["EMOJI", "mentioned", "to_html"]
+from markupsafe import Markup
+
+from dq_agent.ui import templating
+
+__all__ = ["EMOJI", "Node", "mentioned", "parse", "to_html"]
 
 # Slack's names for the emoji the agent writes, and the ones people use most.
 EMOJI: Mapping[str, str] = {
@@ -114,6 +119,21 @@ _LINKABLE = re.compile(r"https?://|mailto:", re.IGNORECASE)
 _SPECIAL_MENTIONS = ("channel", "here", "everyone")
 
 
+@dataclass(frozen=True)
+class Node:
+    """A piece of a message as Slack shows it: ``text``, a line break (``br``), a ``mention``
+    or ``channel`` (its ``text`` as shown), a ``link`` to ``url``, or ``children`` in
+    ``strong``, ``em``, ``del``, ``code``, ``pre`` or ``quote``."""
+
+    kind: str
+    text: str = ""
+    url: str = ""
+    children: tuple[Node, ...] = ()
+
+
+_BREAK = Node("br")
+
+
 def _emphasis(marker: str) -> re.Pattern[str]:
     m = re.escape(marker)
     # Opens unless a letter or digit comes before, closes unless one comes after; the text
@@ -122,26 +142,31 @@ def _emphasis(marker: str) -> re.Pattern[str]:
     return re.compile(rf"(?<![^\W_]){m}(?=[^\s{m}])((?:<[^<>\n]*>|[^<\n])+?)(?<=\S){m}(?![^\W_])")
 
 
-def to_html(text: str, names: Mapping[str, str]) -> str:
+def to_html(text: str, names: Mapping[str, str]) -> Markup:
     """One message's mrkdwn text as HTML showing what Slack showed.
 
     ``names`` maps user ids to the names Slack shows (:func:`mentioned` says whose are
     needed); a mention of anyone else shows the label it carries, else the id.
     """
+    return templating.macro("slack.html", "message", parse(text, names))
+
+
+def parse(text: str, names: Mapping[str, str]) -> list[Node]:
+    """One message's mrkdwn text as what Slack shows, for :func:`to_html` or a template."""
     parts = _FENCE.split(text)  # every other part is inside ``` ```
-    html: list[str] = []
+    nodes: list[Node] = []
     for i, part in enumerate(parts):
         if i % 2:
             code = part.removeprefix("\n").removesuffix("\n")
-            html.append(f"<pre>{_literal(code, names)}</pre>")
+            nodes.append(Node("pre", children=tuple(_literal(code, names))))
             continue
         # A code block is a block of its own: the line breaks around it are its edges.
         if i > 0:
             part = part.removeprefix("\n")
         if i < len(parts) - 1:
             part = part.removesuffix("\n")
-        html.append(_lines(part, names))
-    return "".join(html)
+        nodes += _lines(part, names)
+    return nodes
 
 
 def mentioned(texts: Iterable[str]) -> set[str]:
@@ -149,9 +174,9 @@ def mentioned(texts: Iterable[str]) -> set[str]:
     return {match.group(1) for text in texts for match in _MENTION.finditer(text)}
 
 
-def _lines(text: str, names: Mapping[str, str]) -> str:
+def _lines(text: str, names: Mapping[str, str]) -> list[Node]:
     """Lines, each ``>`` line a quote and, after ``>>>``, every line."""
-    lines: list[tuple[bool, str]] = []
+    lines: list[tuple[bool, list[Node]]] = []
     quoting_rest = False
     for line in text.split("\n"):
         quoted = quoting_rest
@@ -161,88 +186,100 @@ def _lines(text: str, names: Mapping[str, str]) -> str:
                 quoted, quoting_rest = True, marker.re is _QUOTE_REST
                 line = line[marker.end() :]
         lines.append((quoted, _inline(line, names)))
-    html: list[str] = []
+    nodes: list[Node] = []
     for quoted, run in groupby(lines, key=lambda line: line[0]):
-        shown = "<br>".join(line for _, line in run)
-        html.append(f"<blockquote>{shown}</blockquote>" if quoted else shown)
-    return "".join(html)
+        shown = _joined([line for _, line in run])
+        nodes += [Node("quote", children=tuple(shown))] if quoted else shown
+    return nodes
 
 
-def _inline(text: str, names: Mapping[str, str]) -> str:
-    """One line (or a link's label) as HTML."""
-    html: list[str] = []
+def _joined(lines: Sequence[list[Node]]) -> list[Node]:
+    """Lines one after the other, a line break between each two."""
+    nodes: list[Node] = []
+    for i, line in enumerate(lines):
+        nodes += [_BREAK, *line] if i else line
+    return nodes
+
+
+def _inline(text: str, names: Mapping[str, str]) -> list[Node]:
+    """One line (or a link's label)."""
+    nodes: list[Node] = []
     pos = 0
     while pos < len(text):
-        piece, pos = _next(text, pos, names)
-        html.append(piece)
-    return "".join(html)
+        node, pos = _next(text, pos, names)
+        nodes.append(node)
+    return nodes
 
 
-def _next(text: str, pos: int, names: Mapping[str, str]) -> tuple[str, int]:
-    """The markup at ``pos`` (or the plain text up to the next markup) as HTML, and its end."""
-    for pattern, render in _RULES:
+def _next(text: str, pos: int, names: Mapping[str, str]) -> tuple[Node, int]:
+    """The markup at ``pos`` (or the plain text up to the next markup), and its end."""
+    for pattern, read in _RULES:
         match = pattern.match(text, pos)
         if match is not None:
-            piece = render(match, names)
-            if piece is not None:
-                return piece, match.end()
+            node = read(match, names)
+            if node is not None:
+                return node, match.end()
     special = _SPECIAL.search(text, pos + 1)
     end = special.start() if special is not None else len(text)
     return _plain(text[pos:end]), end
 
 
-def _plain(text: str) -> str:
-    """Text as written in mrkdwn: Slack's escapes decoded, then escaped for HTML, once each."""
-    return escape(_unslack(text))
+def _plain(text: str) -> Node:
+    """Text as written in mrkdwn, Slack's escapes decoded (the template escapes it for HTML)."""
+    return Node("text", _unslack(text))
 
 
 def _unslack(text: str) -> str:
     return _SLACK_ESCAPE.sub(lambda m: _DECODED[m.group(1)], text)
 
 
-def _literal(text: str, names: Mapping[str, str]) -> str:
+def _literal(text: str, names: Mapping[str, str]) -> list[Node]:
     """Code: mentions and links are shown, nothing else is formatted."""
     parts = _ENTITY.split(text)  # every other part is inside <…>
-    return "".join(_reference(p, names) if i % 2 else _plain(p) for i, p in enumerate(parts))
+    return [_reference(p, names) if i % 2 else _plain(p) for i, p in enumerate(parts) if p]
 
 
-def _reference(inner: str, names: Mapping[str, str]) -> str:
+def _reference(inner: str, names: Mapping[str, str]) -> Node:
     """What Slack shows for ``<inner>``: a mention, a channel, a link, or its label as text."""
     target, _, label = inner.partition("|")
     if target.startswith("@"):
         user_id = target[1:]
         name = names.get(user_id) or _unslack(label) or user_id
-        return f'<span class="mention">@{escape(name)}</span>'
+        return Node("mention", f"@{name}")
     if target.startswith("#"):
-        return f'<span class="channel">#{escape(_unslack(label) or target[1:])}</span>'
+        return Node("channel", f"#{_unslack(label) or target[1:]}")
     if target.startswith("!"):
         command = target[1:]
         if command in _SPECIAL_MENTIONS:
-            return f'<span class="mention">@{command}</span>'
+            return Node("mention", f"@{command}")
         if command.startswith("subteam^"):
-            group = _unslack(label) or "@" + command.removeprefix("subteam^")
-            return f'<span class="mention">{escape(group)}</span>'
+            return Node("mention", _unslack(label) or "@" + command.removeprefix("subteam^"))
         return _plain(label or command)  # a date shows its fallback text
     url = _unslack(target)
     if _LINKABLE.match(url) is None:
         return _plain(label or target)  # javascript:, data: and the like are never links
-    shown = _inline(label, names) if label else escape(url)
-    return f'<a href="{escape(url)}" rel="noreferrer">{shown}</a>'
+    shown = _inline(label, names) if label else [Node("text", url)]
+    return Node("link", url=url, children=tuple(shown))
 
 
-# Markup found at a position, as HTML; None lets the next rule try (an unknown emoji).
-_Render = Callable[[re.Match[str], Mapping[str, str]], str | None]
+# Markup found at a position; None lets the next rule try (an unknown emoji).
+_Read = Callable[[re.Match[str], Mapping[str, str]], Node | None]
 
 
-def _styled(tag: str) -> _Render:
-    return lambda match, names: f"<{tag}>{_inline(match.group(1), names)}</{tag}>"
+def _styled(kind: str) -> _Read:
+    return lambda match, names: Node(kind, children=tuple(_inline(match.group(1), names)))
+
+
+def _emoji(match: re.Match[str], _names: Mapping[str, str]) -> Node | None:
+    character = EMOJI.get(match.group(1))
+    return None if character is None else Node("text", character)
 
 
 # Tried in this order wherever markup may start.
-_RULES: tuple[tuple[re.Pattern[str], _Render], ...] = (
+_RULES: tuple[tuple[re.Pattern[str], _Read], ...] = (
     (_ENTITY, lambda match, names: _reference(match.group(1), names)),
-    (_CODE, lambda match, names: f"<code>{_literal(match.group(1), names)}</code>"),
-    (_EMOJI_CODE, lambda match, _names: EMOJI.get(match.group(1))),
+    (_CODE, lambda match, names: Node("code", children=tuple(_literal(match.group(1), names)))),
+    (_EMOJI_CODE, _emoji),
     (_emphasis("*"), _styled("strong")),
     (_emphasis("_"), _styled("em")),
     (_emphasis("~"), _styled("del")),
