@@ -1272,10 +1272,6 @@ def ui(project_dir: Path, listen: str, read_only: bool) -> None:
         sys.exit(EXIT_CANNOT_RUN)
 
 
-# How long a stopping ``serve`` waits for requests in flight before closing them.
-SERVE_GRACE_S = 30
-
-
 @main.command()
 @project_option
 @listen_option("The dashboard, Slack interactions (POST /slack/actions), /healthz and /metrics.")
@@ -1306,6 +1302,7 @@ def serve(project_dir: Path, listen: str, workers: int, forwarded_allow_ips: str
     import uvicorn
 
     from dq_agent.daemon.logs import configure_logging
+    from dq_agent.serving import SERVER_OPTIONS
     from dq_agent.web import PROJECT_VARIABLE
 
     # Handlers of our own, which uvicorn calls again once it has stopped: a signal then stops
@@ -1324,10 +1321,7 @@ def serve(project_dir: Path, listen: str, workers: int, forwarded_allow_ips: str
         workers=workers,
         proxy_headers=True,
         forwarded_allow_ips=forwarded_allow_ips,
-        lifespan="on",
-        access_log=False,
-        server_header=False,
-        timeout_graceful_shutdown=SERVE_GRACE_S,
+        **SERVER_OPTIONS,
     )
 
 

@@ -13,18 +13,27 @@ import socket
 import threading
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp
 
 from dq_agent.errors import DqAgentError
 
-__all__ = ["BackgroundServer", "body_length", "tcp_socket"]
+__all__ = ["SERVER_OPTIONS", "BackgroundServer", "body_length", "tcp_socket"]
 
-# How long stopping waits for requests in flight.
-GRACEFUL_S = 10
+# How long stopping waits for requests in flight (an acknowledged click's work is then
+# finished by the application's shutdown).
+GRACEFUL_S = 30
 # How long starting waits for the application's startup.
 STARTUP_S = 30
+# How uvicorn runs every surface, wherever it runs: by itself (dq-agent serve) or in a thread.
+SERVER_OPTIONS: dict[str, Any] = {
+    "lifespan": "on",
+    "access_log": False,
+    "server_header": False,
+    "timeout_graceful_shutdown": GRACEFUL_S,
+}
 
 
 def tcp_socket(host: str, port: int) -> socket.socket:
@@ -51,13 +60,10 @@ class BackgroundServer:
             app,
             ssl_certfile=cert,
             ssl_keyfile=key,
-            lifespan="on",
             log_config=None,  # the agent's logging stays as the agent set it
             log_level="warning",
-            access_log=False,
-            server_header=False,
             timeout_keep_alive=timeout_keep_alive,
-            timeout_graceful_shutdown=GRACEFUL_S,
+            **SERVER_OPTIONS,
         )
         try:
             config.load()  # a certificate that will not load fails here, not in the thread
