@@ -193,6 +193,8 @@ class WebRequest:
     form: Mapping[str, str] = field(default_factory=dict)
     # The address the request came from (the proxy's, behind one); "" when unknown.
     client: str = ""
+    # Who is signed in, once the web application has found out.
+    user: str | None = None
 
 
 @dataclass(frozen=True)

@@ -25,16 +25,17 @@ from dq_agent.engine import RunOptions
 from dq_agent.errors import DqAgentError
 from dq_agent.escalate import messages
 from dq_agent.escalate.actions import REJECT, RESOLVE, Actions
-from dq_agent.escalate.endpoint import WebRequest, WebResponse
+from dq_agent.escalate.endpoint import WebApp, WebRequest, WebResponse
 from dq_agent.escalate.slack import Slack, SlackError
 from dq_agent.store import Store
-from dq_agent.ui import corrections, incident, monitors, overview, pages, suite
-from dq_agent.ui.auth import FAILURE_WINDOW, MAX_EMAIL, SESSION_COOKIE, Gate
+from dq_agent.ui import corrections, incident, middleware, monitors, overview, pages, suite
+from dq_agent.ui.auth import MAX_EMAIL, SESSION_COOKIE, Gate
+from dq_agent.ui.middleware import LOGIN, LOGIN_COOKIE, LOGOUT, html, redirect, text
 
-# The login form's own token: a random cookie the form must repeat (there is no session yet).
+__all__ = ["LOGIN_COOKIE", "Dashboard"]
+
 log = logging.getLogger(__name__)
 
-LOGIN_COOKIE = "dq_agent_login"
 # Ids are the database's integers: 1 to 2**31 - 1 (a larger one is nothing we know of).
 MAX_ID = 2**31 - 1
 _INCIDENT = re.compile(r"^/incidents/([0-9]+)$")
@@ -68,6 +69,16 @@ class Dashboard:
         # The daemon's: an action and an agent cycle never run at once.
         self._lock = lock
         self.gate = Gate(project().settings.ui, store, options.clock)
+        self._handle: WebApp = self._route
+        for wrap in reversed(
+            (
+                middleware.signed_in(self.gate),
+                middleware.read_only(lambda: self.read_only),
+                middleware.form_token(self.gate),
+                middleware.sign_in_throttle(self.gate, MAX_EMAIL),
+            )
+        ):
+            self._handle = wrap(self._handle)
 
     @property
     def read_only(self) -> bool:
@@ -77,83 +88,57 @@ class Dashboard:
         # Users and their settings as last (re)loaded: a user removed from dq-agent.yml is
         # signed out at the daemon's next reload, not at its next restart.
         self.gate.settings = self._project().settings.ui
-        if request.path == "/login":
+        return self._handle(request)
+
+    def _route(self, request: WebRequest) -> WebResponse | None:
+        if request.path == LOGIN:
             return self._login(request)
         if request.path == "/favicon.ico":
             return None
-        if request.path == "/logout" and request.method == "POST":
+        if request.path == LOGOUT and request.method == "POST":
             return self._logout(request)
-        user = self.gate.identify(request.headers, request.cookies)
-        if user is None:
-            if request.method == "POST":
-                return _text(403, "sign in first")
-            return _redirect("/login")
+        assert request.user is not None  # the signed_in middleware let it through
         if request.method == "POST":
-            return self._post(request, user)
-        return self._get(request, user)
+            return self._post(request, request.user)
+        return self._get(request, request.user)
 
     # -- signing in ------------------------------------------------------------------------
 
     def _login(self, request: WebRequest) -> WebResponse:
+        nonce = request.cookies.get(LOGIN_COOKIE)
         if request.method == "GET":
             # Kept while the browser has one: another tab (or a favicon request redirected
             # here) must not invalidate a form already on screen.
-            nonce = request.cookies.get(LOGIN_COOKIE) or secrets.token_urlsafe(16)
-            return _html(
+            nonce = nonce or secrets.token_urlsafe(16)
+            return html(
                 pages.login(None, nonce),
                 cookie=f"{LOGIN_COOKIE}={nonce}; HttpOnly; SameSite=Strict; Path=/login",
             )
-        nonce = request.cookies.get(LOGIN_COOKIE, "")
-        if not nonce or not secrets.compare_digest(nonce, request.form.get("csrf", "")):
-            return _text(403, "the sign-in form expired or came from elsewhere: reload it")
         email = request.form.get("email", "").strip()
         if len(email) > MAX_EMAIL:
-            return _text(400, f"the e-mail address is longer than {MAX_EMAIL} characters")
-        if self.gate.throttled(email, request.client):
-            minutes = int(FAILURE_WINDOW.total_seconds()) // 60
-            error = (
-                f"Too many failed sign-ins from this address or for this e-mail address: "
-                f"try again in {minutes} minutes."
-            )
-            return _html(
-                pages.login(error, nonce),
-                status=429,
-                headers=(("Retry-After", str(int(FAILURE_WINDOW.total_seconds()))),),
-            )
+            return text(400, f"the e-mail address is longer than {MAX_EMAIL} characters")
         session = self.gate.sign_in(email, request.form.get("token", ""), request.client)
         if session is None:
             error = "Unknown e-mail address or wrong token."
-            return _html(pages.login(error, nonce), status=401)
+            return html(pages.login(error, nonce or ""), status=401)
         max_age = int(self._project().settings.ui.session_ttl.total_seconds())
         cookie = f"{SESSION_COOKIE}={session}; HttpOnly; SameSite=Lax; Path=/; Max-Age={max_age}"
-        return _redirect("/", cookie=cookie)
+        return redirect("/", cookie=cookie)
 
     def _logout(self, request: WebRequest) -> WebResponse:
-        signed_out = _redirect("/login", cookie=f"{SESSION_COOKIE}=; Max-Age=0; Path=/")
-        if self.gate.session(request.cookies) is None:
-            return signed_out  # nothing to end (expired, or already signed out)
-        if not self.gate.form_token_ok(
-            request.form.get("csrf", ""), request.headers, request.cookies
-        ):
-            return _text(403, "missing or wrong form token: reload the page and try again")
+        # Without a session (expired, or already signed out) there is nothing to end.
         self.gate.sign_out(request.cookies)
-        return signed_out
+        return redirect(LOGIN, cookie=f"{SESSION_COOKIE}=; Max-Age=0; Path=/")
 
     # -- acting ----------------------------------------------------------------------------
 
     def _post(self, request: WebRequest, user: str) -> WebResponse:
-        if self.read_only:
-            return _text(403, "this dashboard is read-only")
-        if not self.gate.form_token_ok(
-            request.form.get("csrf", ""), request.headers, request.cookies
-        ):
-            return _text(403, "missing or wrong form token: reload the page and try again")
         try:
             back, act = self._action(request)
         except (ValueError, KeyError):
-            return _text(400, "the form is incomplete: reload the page and try again")
+            return text(400, "the form is incomplete: reload the page and try again")
         if act is None:
-            return _text(404, "not found")
+            return text(404, "not found")
         try:
             with self._lock or nullcontext():
                 done = act(self._actions(), user)
@@ -236,17 +221,17 @@ class Dashboard:
                 else None
             )
             if body is None:
-                return _text(404, f"no incident {found[1]}")
+                return text(404, f"no incident {found[1]}")
             view = f"Incident #{found[1]}", body
         elif found := _SUITE.match(request.path):
             suite_id = unquote(found[1])
             body = suite.render(project, store, suite_id, self.options.clock())
             if body is None:
-                return _text(404, f"no suite {suite_id}")
+                return text(404, f"no suite {suite_id}")
             view = f"Suite {suite_id}", body
         if view is None:
             return None
-        return _html(pages.page(view[0], view[1], user=user, flash=flash, sign_out=sign_out))
+        return html(pages.page(view[0], view[1], user=user, flash=flash, sign_out=sign_out))
 
 
 def _id(text: str) -> int | None:
@@ -258,31 +243,11 @@ def _id(text: str) -> int | None:
     return number if number <= MAX_ID else None
 
 
-def _html(
-    body: str,
-    *,
-    status: int = 200,
-    cookie: str | None = None,
-    headers: tuple[tuple[str, str], ...] = (),
-) -> WebResponse:
-    always = (("Cache-Control", "no-store"), ("X-Frame-Options", "DENY"))
-    cookies = (("Set-Cookie", cookie),) if cookie else ()
-    return WebResponse(status, body, headers=(*always, *headers, *cookies))
-
-
-def _text(status: int, text: str) -> WebResponse:
-    return WebResponse(status, text, "text/plain; charset=utf-8")
-
-
-def _redirect(
-    to: str, *, cookie: str | None = None, done: str | None = None, error: str | None = None
-) -> WebResponse:
+def _redirect(to: str, *, done: str | None = None, error: str | None = None) -> WebResponse:
+    """Back to ``to`` with what was done, or what went wrong, for the page to show."""
     path, _, fragment = to.partition("#")
     flash = {k: v for k, v in (("done", done), ("error", error)) if v}
     location = (
         path + (f"?{urlencode(flash)}" if flash else "") + (f"#{fragment}" if fragment else "")
     )
-    headers = [("Location", location)]
-    if cookie:
-        headers.append(("Set-Cookie", cookie))
-    return WebResponse(303, "", headers=tuple(headers))
+    return redirect(location)
