@@ -88,6 +88,7 @@ bench: $(VENV)/.bench $(SODA_VENV)/.installed $(SURVEILLANCE)/.unpacked
 	$(BIN)/python benchmarks/branch.py
 	$(BIN)/python benchmarks/iceberg.py
 	$(BIN)/python benchmarks/ui.py
+	$(BIN)/python benchmarks/web.py
 	$(BIN)/python benchmarks/salesforce.py
 	$(BIN)/python benchmarks/replicas.py
 	$(BIN)/python benchmarks/stories.py

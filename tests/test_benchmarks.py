@@ -225,6 +225,24 @@ def test_the_dashboard_benchmark_times_every_page() -> None:
     ], done.stdout
 
 
+def test_the_web_benchmark_times_clicks_and_the_overview_under_dq_agent_serve() -> None:
+    done = _bench(
+        "web.py",
+        *("--runs", "200", "--incidents", "20", "--clients", "2", "--requests", "4"),
+        *("--seconds", "20", "--drain", "0"),
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    timed = re.findall(
+        r"^(overview GET /|Slack click ack) +(\d+) +(\d+) .*(PASS|MISS)$", done.stdout, re.M
+    )
+    assert [(kind, n, errors) for kind, n, errors, _ in timed] == [
+        ("overview GET /", "4", "0"),
+        ("Slack click ack", "4", "0"),
+    ], done.stdout
+    assert re.search(r"^clicks acted on \(snoozes recorded\): ", done.stdout, re.M), done.stdout
+
+
 def test_the_salesforce_benchmark_counts_the_calls_of_each_path() -> None:
     done = _bench("salesforce.py", *("--records", "12000", "--corrections", "450"))
     assert done.returncode == 0, done.stdout + done.stderr
