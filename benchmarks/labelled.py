@@ -83,7 +83,7 @@ from benchmarks.labelled_data import (  # noqa: E402
     outbreak_series,
 )
 from dq_agent.checks.base import CheckContext, plural  # noqa: E402
-from dq_agent.checks.volume import MAD_SCALE, detect  # noqa: E402
+from dq_agent.checks.volume import MAD_SCALE, detect, reach_span  # noqa: E402
 from dq_agent.checks.windows import to_local, training_span  # noqa: E402
 from dq_agent.config.models import VolumeAnomalyArgs  # noqa: E402
 
@@ -247,15 +247,16 @@ def reference_alert(
 def judge(prepared: Prepared, buckets: Sequence[datetime]) -> list[Verdict]:
     """What the check and the reference say of each bucket, each against the series up to it.
 
-    The check is given the series from two training windows back (its screen of earlier
-    anomalies judges the buckets of the window against theirs) and the first bucket with
-    rows, which is all of the series :func:`detect` reads for hourly and weekly buckets.
+    The check is given the series from three training windows back (a baseline reaches past
+    the expected buckets of its window by up to one more, and its screen of earlier anomalies
+    judges the buckets of the window against theirs) and the first bucket with rows, which is
+    all of the series :func:`detect` reads for hourly and weekly buckets.
     """
     series, args, expected = prepared.series, prepared.args, prepared.expected
     counts = series.counts
     moments = sorted(counts)
     first = next((m for m in moments if counts[m] > 0), moments[0])
-    reach = 2 * training_span(args) + STEP[series.unit]
+    reach = training_span(args) + reach_span(args) + STEP[series.unit]
     verdicts: list[Verdict] = []
     for bucket in buckets:
         if bucket in expected:

@@ -104,7 +104,7 @@ def test_an_empty_bucket_is_judged_by_the_count_model_like_any_other() -> None:
     # A sparse series: three rows an hour, many hours empty. An empty hour is within its band.
     sparse = [0, 3, 7, 0, 2, 5, 1, 0, 4, 3, 6, 0, 2, 3]
     quiet = judge(sparse, 0, seasonality="none")
-    assert quiet.message == "2026-11-23: 0 rows, within the usual 0–15"
+    assert quiet.message == "2026-11-23: 0 rows, within the usual 0–11"
     # With seven usual, an empty bucket is as unlikely as a value 3 deviations off (e^-7 <
     # 0.135%): the normal approximation, 7 − 3√7 < 0, would have let it through.
     seven = [7, 6, 8, 7, 5, 9, 7, 6, 8, 7, 7, 6, 8, 7]
@@ -113,6 +113,64 @@ def test_an_empty_bucket_is_judged_by_the_count_model_like_any_other() -> None:
     )
     # A table that must never be empty says so.
     assert judge(sparse, 0, seasonality="none", empty_is_anomaly=True).anomalous
+
+
+def test_a_few_rows_are_judged_by_the_count_model_alone_not_widened_by_their_log_spread() -> None:
+    # About 2.6 rows a bucket, varying twice as much as Poisson counts (χ²/df ≈ 2.1). The
+    # count model with that dispersion is the whole noise model: 12 rows is beyond its tail.
+    # The spread of log(rows + 10) of such counts is their counting noise again, stretched
+    # upwards, and taking it as a second rule widened the band to 0–15 and let 12 through.
+    sparse = [0, 3, 7, 0, 2, 5, 1, 0, 4, 3, 6, 0, 2, 3]
+    assert judge(sparse, 11, seasonality="none").message == (
+        "2026-11-23: 11 rows, within the usual 0–11"
+    )
+    assert judge(sparse, 12, seasonality="none").message == (
+        "2026-11-23: 12 rows, 300% above baseline 3 (usually 0–11)"
+    )
+    # Counts in larger clusters than the count model allows (over MAX_DISPERSION times a
+    # Poisson count's variance) keep the log spread's band as well.
+    bursts = [0, 0, 40, 0, 0, 1, 0, 0, 35, 0, 0, 2, 0, 30]
+    assert judge(bursts, 28, seasonality="none").message == (
+        "2026-11-23: 28 rows, within the usual 0–50"
+    )
+
+
+def test_a_run_of_a_few_rows_each_within_its_band_alerts_when_their_sum_is_beyond_chance() -> None:
+    # About one row a day. Five rows happen by chance (the band reaches 5 or 6), but two days
+    # of five in a row hold ten where two are usual: the sum of counts is a count too, and
+    # ten of a Poisson count of about two happen once in a hundred thousand runs.
+    usual = [1, 0, 2, 1, 0, 1, 3, 0, 1, 1, 2, 0, 1, 0, 1, 2, 1, 0, 1, 1, 0, 2, 1, 1, 0, 1]
+    assert judge(usual + [5], 5, seasonality="none").message == (
+        "2026-11-23: 5 rows, within the usual 0–6, but the last 2 days hold 10 rows, "
+        "far more than the 2 usual"
+    )
+    assert judge(usual + [4, 4], 4, seasonality="none").message == (
+        "2026-11-23: 4 rows, within the usual 0–5, but the last 3 days hold 12 rows, "
+        "far more than the 3 usual"
+    )
+    # Each day must have moved the run's way, and the check must watch that direction.
+    assert judge(usual + [0], 5, seasonality="none").message == (
+        "2026-11-23: 5 rows, within the usual 0–5"
+    )
+    assert not judge(usual + [5], 5, seasonality="none", direction="drop").anomalous
+
+
+def test_a_normal_bucket_after_an_anomaly_is_no_run_with_it() -> None:
+    # Twelve rows were reported the day they came; three the day after are within the band,
+    # and adding the twelve again would only echo that alert.
+    usual = [1, 0, 2, 1, 0, 1, 3, 0, 1, 1, 2, 0, 1, 0, 1, 2, 1, 0, 1, 1, 0, 2, 1, 1, 0, 1]
+    assert judge(usual, 12, seasonality="none").anomalous
+    assert judge(usual + [12], 3, seasonality="none").message == (
+        "2026-11-23: 3 rows, within the usual 0–12"
+    )
+
+
+def test_runs_of_large_counts_are_left_to_the_band() -> None:
+    # Thousands of rows vary with the level, which neighbouring buckets share: three days
+    # just inside the band in a row are no stronger evidence than one.
+    steady = [1000, 1040, 960, 1010, 990, 1030, 970, 1000, 1020, 980, 1000, 1010, 990, 1000]
+    found = judge([*steady, 1090, 1090], 1090, seasonality="none", min_change_pct=0)
+    assert found.message == "2026-11-23: 1,090 rows, within the usual 905–1,095"
 
 
 def test_a_clear_spike_fails() -> None:
@@ -283,6 +341,32 @@ def test_hourly_buckets_of_a_weekly_rhythm_compare_the_same_hour_of_the_same_wee
     assert "within the usual 124–211 on Sundays at 08:00" in quiet.message
     busy = detect({**series, SUNDAY_8: 1200.0}, SUNDAY_8, hourly)
     assert busy.anomalous  # a weekday's crowd on a Sunday (it passed, as a usual 08:00)
+
+
+def test_a_closure_in_the_window_is_made_up_from_before_it_and_keeps_the_weekly_rhythm() -> None:
+    # The station's 28 days, and 28 more before them, with a nine-day year-end closure (the
+    # suite's calendar: expected) in the window. Without the days before the window only 19
+    # days were left: too few to tell the weekly rhythm, so a quiet Sunday was compared with
+    # every day's 08:00 ("83% below baseline 1,035 (usually 776–1,380 at 08:00)").
+    wobble = random.Random(5)
+
+    def station(start: datetime) -> float:
+        busy = 1000 if start.weekday() < 5 else 150
+        shape = 0.2 + math.sin(math.pi * start.hour / 24)
+        return float(round(busy * shape * math.exp(wobble.gauss(0, 0.08))))
+
+    series = {
+        **hours_before(SUNDAY_8 - timedelta(days=28), station),
+        **hours_before(SUNDAY_8, station),
+    }
+    closed = {SUNDAY_8 - timedelta(days=3, hours=h) for h in range(9 * 24)}
+    found = detect({**series, SUNDAY_8: 180.0}, SUNDAY_8, args(bucket="hour"), expected=closed)
+    assert found.seasonality == "hour_of_week"
+    assert found.baseline_buckets == 28 * 24  # the 216 closed hours made up from before them
+    assert found.outcome == "normal"
+    assert (
+        found.message == "2026-11-22 08:00: 180 rows, within the usual 124–211 on Sundays at 08:00"
+    )
 
 
 def test_a_sparse_series_is_judged_at_its_rate_not_at_its_median_of_nothing() -> None:
@@ -602,11 +686,11 @@ def test_a_holiday_or_closure_of_the_suites_calendar_is_expected_and_no_baseline
     assert (closed.status, closed.message) == ("pass", "2026-11-23: 25 rows, a closure day")
     # Holidays are left out of later baselines: the 18th is judged on 25 of the 28 days before
     # it, without Veterans Day, New York's Election Day (Tuesday 3 November) and the bridge day
-    # before it.
+    # before it, and on the three days before those 28 in their place.
     later = only_check(
         tmp_path / "later", engine_url, with_calendar, as_of=datetime(2026, 11, 19, tzinfo=UTC)
     )
-    assert (later.status, later.observed["baseline_buckets"]) == ("pass", 25)
+    assert (later.status, later.observed["baseline_buckets"]) == ("pass", 28)
 
 
 def test_a_bridge_day_between_a_holiday_and_the_weekend_is_expected_too() -> None:
@@ -721,7 +805,7 @@ def test_hourly_buckets_compare_the_same_hour_of_day(tmp_path: Path, engine_url:
     )
     assert (night.status, night.message) == (
         "pass",
-        "2026-11-24 03:00: 3 rows, within the usual 0–21 at 03:00",
+        "2026-11-24 03:00: 3 rows, within the usual 0–15 at 03:00",
     )
 
 

@@ -83,6 +83,9 @@ MAX_DISPERSION = 10.0
 # A band wider than e^20 either way (a factor of 500 million) is as good as none; the cap
 # keeps its edges finite numbers whatever the sensitivity.
 MAX_LOG_RATIO = 20.0
+# Counts of a few rows are also judged as the sum of the evaluated bucket and the ones right
+# before it, up to this many buckets in all (see :func:`_sustained`).
+RUN_BUCKETS = 3
 
 
 @dataclass(frozen=True)
@@ -203,13 +206,33 @@ def detect(
     level, band = baseline.level, _band(baseline, args)
     usual = f"{_count(band[0])}–{_count(band[1])}{_season_words(baseline.seasonality, local)}"
     if not _is_anomaly(rows, level, band, args):
-        return verdict("normal", f"{plural(rows, 'row')}, within the usual {usual}{note}", band)
+        within = f"{plural(rows, 'row')}, within the usual {usual}"
+        run = _sustained(judging, local, baseline)
+        if run is None:
+            return verdict("normal", f"{within}{note}", band)
+        return verdict("anomaly", f"{within}, but {run.describe(unit)}{note}", band)
     change = ""
     if rows and level:
         share = abs(rows - level) / level * 100
         change = f"{share:,.0f}% {'below' if rows < level else 'above'} "
     message = f"{plural(rows, 'row')}, {change}baseline {_count(level)} (usually {usual}){note}"
     return verdict("anomaly", message, band)
+
+
+@dataclass(frozen=True)
+class _Run:
+    """Buckets in a row, ending with the evaluated one, whose rows together are unusual."""
+
+    buckets: int
+    rows: float
+    usual: float  # the rows their baselines expect, together
+
+    def describe(self, unit: BucketUnit) -> str:
+        way = "fewer" if self.rows < self.usual else "more"
+        return (
+            f"the last {self.buckets} {unit}s hold {plural(round(self.rows), 'row')}, "
+            f"far {way} than the {_count(self.usual)} usual"
+        )
 
 
 @dataclass(frozen=True)
@@ -294,18 +317,99 @@ def _was_anomaly(judging: _Judging, local: datetime) -> bool:
     return _is_anomaly(int(judging.rows(local)), baseline.level, _band(baseline, args), args)
 
 
+def _sustained(judging: _Judging, local: datetime, baseline: _Baseline) -> _Run | None:
+    """The run of 2 to ``RUN_BUCKETS`` buckets ending with ``local`` whose rows together are
+    beyond their count model's tail, when each of them is judged by one; None otherwise.
+
+    A bucket of a few rows says little: 6 cases in a week where 1.2 are usual happen by chance
+    once in 660 weeks, within a band that alerts on what happens once in 740 (sensitivity 3).
+    Two such weeks in a row happen far more rarely, and the sum of counts
+    is a count too: a Poisson count of the summed rates (scaled by the larger of the buckets'
+    dispersions, see :func:`_counting_band`), whose tail is exact, with no assumption of how
+    the buckets' noise is correlated. Each run length is a test of its own, so each takes an
+    equal share of the one-sided tail of the bucket's own band (Bonferroni), keeping their
+    joint false-alarm chance at that band's. Every bucket of the run must lie on the run's
+    side of its level, and within its own band: one that alerted was reported already, and
+    a normal bucket after it is no new evidence. The run must be a material change
+    (``min_change_pct``) too. Larger counts are left to the band: their noise is the level's
+    wobble from hour to hour, which neighbouring buckets share, and a sum of them is no
+    stronger evidence.
+    """
+    args = judging.args
+    if not _count_model(baseline):
+        return None
+    tail = NormalDist().cdf(-args.sensitivity) / (RUN_BUCKETS - 1)
+    rows, means, scale = [judging.rows(local)], [_count_mean(baseline)], baseline.dispersion
+    side = 1 if rows[0] > means[0] else -1 if rows[0] < means[0] else 0
+    watched = args.direction == "both" or args.direction == ("spike" if side > 0 else "drop")
+    if side == 0 or not watched:
+        return None
+    for earlier in _buckets_before(judging, local, RUN_BUCKETS - 1):
+        points, before, _, _ = _expectation(judging, earlier, screen=False)
+        if len(points) < args.min_history or before.thin_slot is not None:
+            return None
+        if not _count_model(before) or (judging.rows(earlier) - _count_mean(before)) * side <= 0:
+            return None
+        if _is_anomaly(int(judging.rows(earlier)), before.level, _band(before, args), args):
+            return None  # reported on its own: its echo is no new evidence
+        rows.append(judging.rows(earlier))
+        means.append(_count_mean(before))
+        scale = max(scale, before.dispersion)
+        total, usual = sum(rows), sum(means)
+        if abs(total - usual) < max(1.0, args.min_change_pct / 100 * usual):
+            continue  # no material change yet; a longer run may be one
+        if side > 0:
+            chance = 1 - _poisson_cdf(math.ceil(total / scale) - 1, usual / scale)
+        else:
+            chance = _poisson_cdf(math.floor(total / scale), usual / scale)
+        if chance < tail:
+            return _Run(len(rows), total, usual)
+    return None
+
+
+def _buckets_before(judging: _Judging, local: datetime, count: int) -> list[datetime]:
+    """The (naive) starts of up to ``count`` buckets right before ``local``, nearest first,
+    up to one that is expected or before the series' first row."""
+    unit, zone = judging.args.bucket, judging.zone
+    # Two steps more than needed: an hour a clock skips is no bucket.
+    starts = bucket_starts(local - (count + 2) * STEP[unit], local, unit, zone)[::-1][:count]
+    first = min((moment for moment, rows in judging.series.items() if rows > 0), default=None)
+    found: list[datetime] = []
+    for start in starts:
+        moment = to_utc(start, zone)
+        if first is None or moment < first or moment in judging.expected:
+            break
+        found.append(start)
+    return found
+
+
 def _baseline_points(judging: _Judging, local: datetime) -> list[tuple[datetime, float]]:
-    """(naive start, rows) of the buckets the evaluated one is compared with."""
+    """(naive start, rows) of the buckets the evaluated one is compared with: the training
+    window's, less the expected ones, and as many buckets from before the window as those.
+
+    Expected buckets teach nothing of the usual rows, and a window they thin out loses its
+    shape: after a nine-day year-end closure, 28 days hold two or three of each weekday, too
+    few to tell a weekly rhythm or to give a Saturday's 11:00 a median of its own, so the
+    Saturday would be compared with commuters' weekdays. So the window reaches back past them
+    by as many buckets as they took, up to one more training window (``reach_span``).
+    """
     series, args, zone = judging.series, judging.args, judging.zone
     first = min((moment for moment, rows in series.items() if rows > 0), default=None)
     if first is None:
         return []
-    start = max(local - training_span(args), bucket_floor(to_local(first, zone), args.bucket))
-    points: list[tuple[datetime, float]] = []
-    for start_local in bucket_starts(start, local, args.bucket, zone):
-        moment = to_utc(start_local, zone)
-        if moment not in judging.expected:
-            points.append((start_local, float(series.get(moment, 0))))
+    floor = bucket_floor(to_local(first, zone), args.bucket)
+    start = max(local - training_span(args), floor)
+
+    def usual(starts: list[datetime]) -> list[tuple[datetime, float]]:
+        moments = ((local_start, to_utc(local_start, zone)) for local_start in starts)
+        return [(s, float(series.get(m, 0))) for s, m in moments if m not in judging.expected]
+
+    window = bucket_starts(start, local, args.bucket, zone)
+    points = usual(window)
+    missing = len(window) - len(points)
+    if missing and start > floor:
+        earlier = bucket_starts(max(local - reach_span(args), floor), start, args.bucket, zone)
+        points = usual(earlier)[-missing:] + points
     return points
 
 
@@ -692,16 +796,49 @@ def _band(baseline: _Baseline, args: VolumeAnomalyArgs) -> tuple[float, float]:
     for the chance of a normal tail beyond ``sensitivity`` (without that floor a perfectly
     flat history would alert on a one-row change). Material: at least ``min_change_pct`` of
     the level either way. Each rule can only widen the band, so its edges are the widest of
-    the three.
+    the three; but where a count model describes the counts (see :func:`_count_model`), its
+    tails are the whole test of what is unusual.
     """
     level, k = baseline.level, args.sensitivity
-    ratio = math.exp(min(k * baseline.spread, MAX_LOG_RATIO))
+    # Where a count model describes the counts, it is the whole noise model: the log spread of
+    # a few rows is mostly their counting noise again, which the offset log stretches upwards.
+    ratio = 1.0 if _count_model(baseline) else math.exp(min(k * baseline.spread, MAX_LOG_RATIO))
     least, most = _counting_band(baseline, k)
     floor = args.min_change_pct / 100 * level
     offset = level + RATIO_OFFSET
     lower = min(offset / ratio - RATIO_OFFSET, least, level - floor)
     upper = max(offset * ratio - RATIO_OFFSET, most, level + floor)
     return max(0.0, lower), upper
+
+
+def _count_model(baseline: _Baseline) -> bool:
+    """Whether the baseline's counts are few enough for a count's own tails (the level and the
+    slot's mean rate at most ``POISSON_EXACT``) and vary like counts do: no more than
+    ``MAX_DISPERSION`` times a Poisson count's variance. Counts that come in larger clusters
+    are judged by their log spread as well."""
+    return (
+        baseline.level <= POISSON_EXACT
+        and baseline.rate <= POISSON_EXACT
+        and baseline.dispersion <= MAX_DISPERSION
+    )
+
+
+def _count_mean(baseline: _Baseline) -> float:
+    """The rows a count of the baseline holds on average: its level, or the slot's mean rate
+    where that is more (a median of 0 where 1 row an hour in three is usual)."""
+    return max(baseline.level, min(baseline.rate, POISSON_EXACT))
+
+
+def _poisson_cdf(count: int, mean: float) -> float:
+    """The chance that a Poisson count of ``mean`` is at most ``count``."""
+    if count < 0:
+        return 0.0
+    mass = math.exp(-mean)
+    total = mass
+    for i in range(1, count + 1):
+        mass *= mean / i
+        total += mass
+    return min(1.0, total)
 
 
 def _counting_band(baseline: _Baseline, k: float) -> tuple[float, float]:
@@ -720,7 +857,7 @@ def _counting_band(baseline: _Baseline, k: float) -> tuple[float, float]:
         noise = k * math.sqrt(level)
         return level - noise, level + noise
     scale = min(baseline.dispersion, MAX_DISPERSION)
-    mean = max(level, min(baseline.rate, POISSON_EXACT)) / scale
+    mean = _count_mean(baseline) / scale
     tail = NormalDist().cdf(-k)
     least = most = None
     count, mass, total = 0, math.exp(-mean), 0.0
@@ -779,9 +916,14 @@ class VolumeAnomaly(WindowedCheck[VolumeAnomalyArgs]):
         # The months before are read only on a month turn: other days need the window alone.
         turn = unit == "day" and _is_month_turn(local.date(), days_off)
         span = history_span(self.args) if turn else training_span(self.args)
-        start, end = local - span, local + STEP[unit]
+        end = local + STEP[unit]
+        expected = self.expected(local - max(span, reach_span(self.args)), end)
+        # Expected buckets in the window: the baseline reaches past them (_baseline_points).
+        window = to_utc(local - training_span(self.args), self.zone), to_utc(local, self.zone)
+        if any(window[0] <= moment < window[1] for moment in expected):
+            span = max(span, reach_span(self.args))
+        start = local - span
         series = self.series(start, end)
-        expected = self.expected(start, end)
         found = detect(
             series,
             to_utc(local, self.zone),
@@ -883,6 +1025,12 @@ def history_span(args: VolumeAnomalyArgs) -> timedelta:
     return max(training_span(args), months)
 
 
+def reach_span(args: VolumeAnomalyArgs) -> timedelta:
+    """How far back a baseline may reach when expected buckets thin out its training window:
+    one more training window (see :func:`_baseline_points`)."""
+    return 2 * training_span(args)
+
+
 def _next_month(local: datetime) -> datetime:
     """The start of the month after the day starting at ``local``."""
     return (local.replace(day=28) + timedelta(days=4)).replace(day=1)
@@ -905,7 +1053,8 @@ def backtest(
     unit, zone = check.args.bucket, check.zone
     if not judged:
         return []
-    start, end = judged[0] - history_span(check.args), judged[-1] + STEP[unit]
+    reach = max(history_span(check.args), reach_span(check.args))
+    start, end = judged[0] - reach, judged[-1] + STEP[unit]
     try:
         series = check.series(start, end)
     except sa.exc.SQLAlchemyError as exc:
