@@ -1297,7 +1297,8 @@ def serve(project_dir: Path, listen: str, workers: int, forwarded_allow_ips: str
 
     It runs no schedule (dq-agent daemon does): start it next to a daemon, or several behind a
     load balancer, on the same state store. On SIGTERM it stops taking requests, answers the
-    ones in flight, acts on the Slack clicks already acknowledged, and exits 0.
+    ones in flight, acts on the Slack clicks already acknowledged for up to 30 seconds (the
+    rest stay in the state store for the next process), and exits 0.
     """
     import uvicorn
 

@@ -87,7 +87,8 @@ def _assemble(
         if settings is not None and settings.mode != "socket"
         else None
     )
-    clicks = Clicks(act)
+    # Recorded in the store before they are acknowledged, where clicks come here.
+    clicks = Clicks(act, store if verifier is not None else None, clock=clock)
     interactions = Interactions(verifier, clicks)
     dashboard = Dashboard(lambda: project, store, options, slack, lock=acting)
     metrics = Metrics()  # no runs here: the daemon counts those

@@ -43,6 +43,7 @@ TABLES = {
     "sign_in_failures",
     "run_queue",
     "slack_turns",
+    "slack_clicks",
 }
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -71,12 +72,12 @@ def _model_diff(engine: sa.Engine) -> list[object]:
 def test_open_migrates_a_fresh_database_and_reopening_is_a_no_op(db_url: str) -> None:
     with Store.open(db_url) as store:
         assert _tables(store.engine) == TABLES | {"alembic_version"}
-        assert _versions(store.engine) == [_head()] == ["0013"]
+        assert _versions(store.engine) == [_head()] == ["0014"]
         run_id = store.start_run(command="check", started_at=T0, as_of=None, suites=["a"])
 
     with Store.open(db_url) as store:
         assert _tables(store.engine) == TABLES | {"alembic_version"}
-        assert _versions(store.engine) == ["0013"]
+        assert _versions(store.engine) == ["0014"]
         assert [run["id"] for run in store.recent_runs()] == [run_id]
 
 
@@ -95,7 +96,7 @@ def test_downgrade_to_base_and_upgrade_again(db_url: str) -> None:
         with store.engine.begin() as conn:
             command.upgrade(alembic_config(conn), "head")
         assert _tables(store.engine) == TABLES | {"alembic_version"}
-        assert _versions(store.engine) == ["0013"]
+        assert _versions(store.engine) == ["0014"]
         assert _model_diff(store.engine) == []
 
 
@@ -296,7 +297,7 @@ def test_concurrent_open_migrates_once(postgres_url: str) -> None:
 
     assert errors == []
     with Store.open(postgres_url) as store:
-        assert _versions(store.engine) == ["0013"]
+        assert _versions(store.engine) == ["0014"]
         assert _tables(store.engine) == TABLES | {"alembic_version"}
 
 
@@ -326,7 +327,7 @@ def test_concurrent_processes_migrate_once(db_url: str) -> None:
     assert results == ["ok", "ok"]
     assert [process.exitcode for process in processes] == [0, 0]
     with Store.open(db_url) as store:
-        assert _versions(store.engine) == ["0013"]
+        assert _versions(store.engine) == ["0014"]
         assert _tables(store.engine) == TABLES | {"alembic_version"}
 
 

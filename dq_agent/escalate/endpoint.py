@@ -3,9 +3,12 @@
 plain GET pages (``/healthz``, ``/metrics``) and the web application's requests and answers.
 
 Slack wants an answer within three seconds, so a click is verified (signature and
-timestamp, and a request seen before, by any replica sharing the state store, is refused as
-a replay), acknowledged with an empty 200, and acted on afterwards by one worker thread, in
-the order clicks arrived.
+timestamp), recorded in the state store (in the same transaction that refuses a request seen
+before, by any replica sharing the store, as a replay), acknowledged with an empty 200, and
+acted on afterwards by one worker thread, in the order clicks arrived. Slack never sends an
+acknowledged click again, so the record is what keeps it: a process that stops gives the
+clicks it has not acted on back to the store, and one that dies leaves them to lapse; either
+way the next process, or another replica, acts on them (:class:`Clicks`).
 
 A body is read only when its Content-Length is given and within the path's limit; anything
 else is answered from the headers alone and the connection closed.
@@ -15,9 +18,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
 import re
+import socket
 import threading
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -25,7 +31,7 @@ from http.cookies import CookieError, SimpleCookie
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
-from dq_agent.errors import DqAgentError
+from dq_agent.errors import DqAgentError, StoreError
 
 if TYPE_CHECKING:
     from dq_agent.store import Store
@@ -43,6 +49,15 @@ MAX_FORM = 64 << 10
 REQUEST_TIMEOUT_S = 30
 # Slack's timestamps are Unix seconds.
 _TIMESTAMP = re.compile(r"[0-9]{1,12}")
+# How long a stopping process goes on acting on the clicks it holds before it gives them back.
+STOP_GRACE_S = 30.0
+# A click is held this long, renewed while it waits: a process that dies leaves its clicks
+# to another after at most this long.
+CLICK_LEASE = timedelta(seconds=60)
+# How often the holder renews its leases, and an idle worker looks for clicks nobody holds.
+KEEP_S = 5.0
+# Clicks taken over at a time.
+SWEEP_BATCH = 100
 
 Act = Callable[[Mapping[str, Any]], None]
 
@@ -71,11 +86,14 @@ class Verifier:
         self._store = store
         self._clock = clock
 
-    def check(self, body: bytes, headers: Mapping[str, str]) -> str | None:
-        """None when the request is genuine and new, else why it is refused.
+    @property
+    def store(self) -> Store:
+        """Where requests seen are remembered (and clicks recorded)."""
+        return self._store
 
-        Raises :class:`~dq_agent.errors.StoreError` when the store cannot tell a replay.
-        """
+    def signed(self, body: bytes, headers: Mapping[str, str]) -> Signed | str:
+        """The request's signature, when Slack's and current, else why it is refused. A
+        replay is not looked for: that is :meth:`check`, or :meth:`Clicks.accept`."""
         timestamp = headers.get("x-slack-request-timestamp", "")
         signature = headers.get("x-slack-signature", "")
         if not timestamp or not signature:
@@ -93,58 +111,235 @@ class Verifier:
         # ahead of this clock: remember it at least that long.
         now = self._clock()
         signed = datetime.fromtimestamp(int(timestamp), UTC)
-        until = max(now, signed) + timedelta(seconds=REPLAY_WINDOW_S)
-        if not self._store.remember_request(signature, at=now, until=until):
+        return Signed(signature, now, max(now, signed) + timedelta(seconds=REPLAY_WINDOW_S))
+
+    def check(self, body: bytes, headers: Mapping[str, str]) -> str | None:
+        """None when the request is genuine and new, else why it is refused.
+
+        Raises :class:`~dq_agent.errors.StoreError` when the store cannot tell a replay.
+        """
+        signed = self.signed(body, headers)
+        if isinstance(signed, str):
+            return signed
+        if not self._store.remember_request(signed.key, at=signed.at, until=signed.until):
             return "replayed request"
         return None
 
 
-class Clicks:
-    """Clicks already answered, acted on by one worker thread, in the order they arrived."""
+@dataclass(frozen=True)
+class Signed:
+    """A request Slack signed: its key in the memory of requests seen, when it came, and
+    until when a replay of it must be refused."""
 
-    def __init__(self, act: Act) -> None:
+    key: str
+    at: datetime
+    until: datetime
+
+
+@dataclass(frozen=True)
+class _Click:
+    id: int | None  # None: kept in memory only (no store)
+    payload: Mapping[str, Any]
+
+
+# The worker's cue to take over the clicks nobody holds.
+_SWEEP = object()
+
+
+class Clicks:
+    """Clicks already answered, acted on by one worker thread, in the order they arrived.
+
+    With a ``store``, each click is recorded there before it is acknowledged
+    (:meth:`accept`), held by this worker (a lease, renewed while it waits), and marked done
+    once acted on, also when acting failed (that is logged, not tried again). On start, and
+    whenever its queue is idle (every few seconds), the worker takes over the clicks nobody
+    holds: those a stopping process gave back, and those of a process that died, once their
+    lease lapsed. Each is taken by compare-and-set in the store, so of several replicas
+    exactly one acts on it. A click is acted on twice only when a process dies (or its lease
+    lapses) after acting and before marking it done; the actions themselves bear that for
+    the decisions that matter: a second approval of a fix is refused (it is no longer a
+    proposal) and a second undo is told the correction is reverted already, while a repeated
+    snooze or "expected" is recorded and told in the thread again, and a repeated "I fixed
+    it" checks again (refused once the incident is resolved).
+
+    Without a store (no clicks come over HTTP: :meth:`put`), the queue is kept in memory only.
+    """
+
+    def __init__(
+        self,
+        act: Act,
+        store: Store | None = None,
+        *,
+        clock: Callable[[], datetime] = _utc_now,
+        grace: float = STOP_GRACE_S,
+        lease: timedelta = CLICK_LEASE,
+    ) -> None:
         self._act = act
-        self._work: queue.Queue[Mapping[str, Any] | None] = queue.Queue()
+        self._store = store
+        self._clock = clock
+        self._grace = grace
+        self._lease = lease
+        # Who holds this worker's clicks in the store.
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self._work: queue.Queue[_Click | object | None] = queue.Queue()
         self._thread = threading.Thread(target=self._worker, name="slack-actions", daemon=True)
+        self._keeper = threading.Thread(target=self._keep, name="slack-clicks", daemon=True)
+        self._closing = threading.Event()
+        self._lock = threading.Lock()
+        self._acting: int | None = None  # the click being acted on
+        self._stopped = False  # past the grace: act on nothing more
         self._started = False
 
+    @property
+    def durable(self) -> bool:
+        """Whether clicks are recorded in a store (and :meth:`accept` may be called)."""
+        return self._store is not None
+
     def start(self) -> None:
+        self._work.put(_SWEEP)  # first, the clicks a process before this one left
         self._thread.start()
+        if self._store is not None:
+            self._keeper.start()
         self._started = True
 
+    def accept(
+        self, key: str, payload: Mapping[str, Any], *, at: datetime, until: datetime
+    ) -> bool:
+        """Record a click from request ``key`` (refused as a replay until ``until``) and queue
+        it; False for a replay. Returns once the click is in the store, so it may be
+        acknowledged; raises :class:`~dq_agent.errors.StoreError` when it could not be."""
+        if self._store is None:
+            raise TypeError("Clicks.accept needs a store: without one, put() the payload")
+        click_id = self._store.accept_click(
+            key,
+            json.dumps(payload),
+            at=at,
+            until=until,
+            claim=self.holder,
+            lease_until=self._clock() + self._lease,
+        )
+        if click_id is None:
+            return False
+        self._work.put(_Click(click_id, payload))
+        return True
+
     def put(self, payload: Mapping[str, Any]) -> None:
-        self._work.put(payload)
+        """Queue a click in memory only (it is lost if the process stops first)."""
+        self._work.put(_Click(None, payload))
 
     def drain(self) -> None:
-        """Wait until every click put here has been acted on."""
+        """Wait until every click put here, accepted or taken over has been acted on."""
         self._work.join()
 
+    def sweep(self) -> int:
+        """Take over the clicks nobody holds, oldest first, and queue them; how many."""
+        if self._store is None or self._closing.is_set():
+            return 0  # stopping: what it would take, it would give back
+        now = self._clock()
+        taken = self._store.claim_clicks(
+            self.holder, at=now, lease_until=now + self._lease, limit=SWEEP_BATCH
+        )
+        for click_id, payload in taken:
+            self._work.put(_Click(click_id, json.loads(payload)))
+        if len(taken) == SWEEP_BATCH:
+            self._work.put(_SWEEP)  # there may be more: after these
+        return len(taken)
+
     def stop(self) -> None:
-        """Act on the clicks already put here, then stop."""
+        """Act on the clicks already here for up to the grace, then give the rest back to
+        the store (the click being acted on stays held, until it is done or its lease
+        lapses), so the next process or another replica acts on them at once."""
+        self._closing.set()
         if self._started:
             self._work.put(None)
-            self._thread.join(timeout=30)
+            self._thread.join(timeout=self._grace)
+            if self._keeper.is_alive():
+                self._keeper.join()
             self._started = False
+        with self._lock:
+            self._stopped = True
+            acting = self._acting
+        if self._store is None:
+            return
+        try:
+            released = self._store.release_clicks(self.holder, keep=acting)
+        except StoreError as exc:
+            log.error(
+                "could not give back the Slack clicks not acted on (%s): another process takes "
+                "them when their lease lapses",
+                exc,
+            )
+            return
+        if released:
+            log.warning(
+                "stopping with %d Slack clicks not acted on: given back, for the next process "
+                "or another replica",
+                released,
+            )
 
     def _worker(self) -> None:
         while True:
-            payload = self._work.get()
+            item = self._work.get()
             try:
-                if payload is None:
+                if item is None:
                     return
-                self._act(payload)
-            except Exception:  # one bad click must not stop the others
+                if item is _SWEEP:
+                    self.sweep()
+                elif isinstance(item, _Click):
+                    self._take(item)
+            except Exception:  # one bad click, or a store away for a moment, stops nothing
                 log.exception("acting on a Slack interaction failed")
             finally:
                 self._work.task_done()
 
+    def _take(self, click: _Click) -> None:
+        if click.id is None or self._store is None:
+            self._act(click.payload)
+            return
+        with self._lock:
+            if self._stopped:
+                return  # given back: the next process acts on it
+            self._acting = click.id
+        try:
+            lease_until = self._clock() + self._lease
+            if not self._store.hold_click(click.id, self.holder, lease_until=lease_until):
+                return  # done, or another replica took it over when the lease lapsed
+            try:
+                self._act(click.payload)
+            except Exception:  # marked done all the same: a failing click is not retried
+                log.exception("acting on a Slack interaction failed")
+            if not self._store.finish_click(click.id, self.holder, at=self._clock()):
+                log.warning(
+                    "Slack click %d was taken over while it was acted on (its lease lapsed): "
+                    "it may be acted on twice",
+                    click.id,
+                )
+        finally:
+            with self._lock:
+                self._acting = None
+
+    def _keep(self) -> None:
+        """Renew the leases of the clicks waiting here; when none wait, take over others."""
+        assert self._store is not None
+        while not self._closing.wait(KEEP_S):
+            try:
+                if self._work.unfinished_tasks:
+                    now = self._clock()
+                    self._store.hold_clicks(self.holder, lease_until=now + self._lease)
+                else:
+                    self.sweep()
+            except StoreError as exc:
+                log.warning("cannot keep the Slack clicks' leases now: %s", exc)
+
 
 class Interactions:
-    """Slack's requests to :data:`ACTIONS_PATH`: checked, answered, and the genuine clicks
-    handed to :class:`Clicks`. Without a ``verifier`` (Slack not configured, or its clicks
+    """Slack's requests to :data:`ACTIONS_PATH`: checked, the genuine clicks recorded by
+    :class:`Clicks`, then answered. Without a ``verifier`` (Slack not configured, or its clicks
     come over Socket Mode) every request is answered 404."""
 
     def __init__(self, verifier: Verifier | None, clicks: Clicks) -> None:
+        if verifier is not None and not clicks.durable:
+            raise ValueError("Slack's clicks must be recorded: give Clicks the verifier's store")
         self._verifier = verifier
         self._clicks = clicks
         self.refused = 0
@@ -157,15 +352,9 @@ class Interactions:
         if malformed is not None:
             log.warning("refused a malformed Slack interaction: %s", malformed)
             return 400, malformed
-        try:
-            reason = self._verifier.check(body, headers)
-        except DqAgentError as exc:  # Slack retries a request that was not answered 200
-            log.error("cannot check a Slack interaction for replays: %s", exc)
-            return 503, "cannot check the request for replays now: try again"
-        if reason is not None:
-            self.refused += 1
-            log.warning("refused a Slack interaction: %s", reason)
-            return 401, reason
+        signed = self._verifier.signed(body, headers)
+        if isinstance(signed, str):
+            return self._refuse(signed)
         try:
             form = parse_qs(body.decode("utf-8"), strict_parsing=True)
             payload = json.loads(form["payload"][0])
@@ -173,8 +362,19 @@ class Interactions:
             return 400, "expected a form with a JSON payload"
         if not isinstance(payload, dict):
             return 400, "expected a JSON object payload"
-        self._clicks.put(payload)
+        try:
+            new = self._clicks.accept(signed.key, payload, at=signed.at, until=signed.until)
+        except DqAgentError as exc:  # Slack retries a request that was not answered 200
+            log.error("cannot record a Slack interaction: %s", exc)
+            return 503, "cannot record the request now: try again"
+        if not new:
+            return self._refuse("replayed request")
         return 200, ""
+
+    def _refuse(self, reason: str) -> tuple[int, str]:
+        self.refused += 1
+        log.warning("refused a Slack interaction: %s", reason)
+        return 401, reason
 
 
 # A GET route: () -> (HTTP status, content type, body).

@@ -6,8 +6,9 @@ the handlers of :mod:`dq_agent.escalate.endpoint`: each request translated to a
 :class:`~dq_agent.escalate.endpoint.WebRequest` in one place and run in Starlette's
 threadpool. A body is read only when its Content-Length is given and within the path's
 limit; anything else is answered from the headers alone and the connection closed. A Slack
-click is verified, acknowledged at once and acted on afterwards by one worker, which finishes
-the clicks already acknowledged before the application shuts down.
+click is verified, recorded in the state store, acknowledged at once and acted on afterwards
+by one worker; at shutdown the worker acts on the clicks already acknowledged for a grace
+period, then gives the rest back to the store for the next process (or another replica).
 
 ``dq-agent serve`` runs it on uvicorn's command line machinery (:mod:`dq_agent.web`); the
 daemon, ``ui``, ``interactions`` and the demo run it on uvicorn in a thread
@@ -66,8 +67,8 @@ def asgi_app(
 ) -> Starlette:
     """The application: Slack's clicks to ``interactions`` (acted on by ``clicks``, started
     and finished with the application), GET ``pages`` (``/healthz`` at least), and every
-    other request to ``app`` (404 without one). ``on_shutdown`` runs last, once the
-    acknowledged clicks have been acted on."""
+    other request to ``app`` (404 without one). ``on_shutdown`` runs last, once ``clicks``
+    has stopped (acted on the acknowledged clicks, or given back those it had no time for)."""
     routes = {"/healthz": _alive, **(pages or {})}
 
     @asynccontextmanager
@@ -76,7 +77,8 @@ def asgi_app(
         try:
             yield
         finally:
-            # The server has stopped taking requests: finish what was acknowledged.
+            # The server has stopped taking requests: act on what was acknowledged, within
+            # the grace, and give the rest back to the store.
             await run_in_threadpool(clicks.stop)
             if on_shutdown is not None:
                 await run_in_threadpool(on_shutdown)
@@ -177,7 +179,8 @@ class InteractionsServer:
         pages: Mapping[str, Page] | None = None,
         app: WebApp | None = None,
     ) -> None:
-        self._clicks = Clicks(act)
+        # Clicks are recorded in the store where the verifier remembers requests seen.
+        self._clicks = Clicks(act, verifier.store if verifier is not None else None)
         self._interactions = Interactions(verifier, self._clicks)
         application = asgi_app(self._interactions, self._clicks, pages=pages, app=app)
         sock = tcp_socket(host, port)
@@ -200,7 +203,8 @@ class InteractionsServer:
         self._clicks.drain()
 
     def stop(self) -> None:
-        """Stop taking requests; finish the ones in flight and the clicks acknowledged."""
+        """Stop taking requests; finish the ones in flight and the clicks acknowledged (those
+        not acted on within the grace are given back to the store)."""
         self._server.stop()
 
     def __enter__(self) -> InteractionsServer:

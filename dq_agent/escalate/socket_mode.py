@@ -9,12 +9,14 @@ answered a ping for four intervals, or could not be written to five checks runni
 and a new one opened). A failed ``apps.connections.open`` is tried again at each check after, a
 fixed interval (a rate limit is waited out as ``Retry-After`` asks).
 
-An ``interactive`` envelope is taken as the HTTP endpoint takes a request: its id is
-remembered in the state store (the same memory of requests seen, shared by every replica),
-then it is acknowledged at once, then acted on by one worker thread, in the order envelopes
-came. An envelope seen before (Slack delivers one it has not heard acknowledged again, after
-a reconnect or to another replica) is acknowledged and nothing more. When the store cannot
-tell, the envelope is left unacknowledged, and Slack delivers it again.
+An ``interactive`` envelope is taken as the HTTP endpoint takes a request: its click is
+recorded in the state store, with its id in the same transaction (the memory of requests seen,
+shared by every replica), then it is acknowledged at once, then acted on by one worker thread,
+in the order envelopes came (:class:`~dq_agent.escalate.endpoint.Clicks`: a process that stops
+or dies leaves the clicks it has not acted on to the next one, or another replica). An envelope
+seen before (Slack delivers one it has not heard acknowledged again, after a reconnect or to
+another replica) is acknowledged and nothing more. When the store cannot record it, the
+envelope is left unacknowledged, and Slack delivers it again.
 """
 
 from __future__ import annotations
@@ -79,7 +81,7 @@ class SocketInteractions:
         self._store = store
         self._clock = clock
         self._ping_interval = ping_interval
-        self._clicks = Clicks(act)
+        self._clicks = Clicks(act, store, clock=clock)
         self._client: SocketModeClient | None = None
         # Envelopes being remembered and acknowledged, not yet handed to the worker.
         self._arriving = 0
@@ -152,7 +154,7 @@ class SocketInteractions:
 
     def stop(self) -> None:
         """Close the connection (Slack keeps what comes next for the next one); act on the
-        clicks already acknowledged."""
+        clicks already acknowledged, within a grace, and give the rest back to the store."""
         client, self._client = self._client, None
         if client is not None:
             client.auto_reconnect_enabled = False
@@ -188,13 +190,16 @@ class SocketInteractions:
             return
         now = self._clock()
         try:
-            first = self._store.remember_request(
-                ENVELOPE_KEY + request.envelope_id, at=now, until=now + ENVELOPE_MEMORY
+            first = self._clicks.accept(
+                ENVELOPE_KEY + request.envelope_id,
+                request.payload,
+                at=now,
+                until=now + ENVELOPE_MEMORY,
             )
         except DqAgentError as exc:
             log.error(
-                "cannot check a Slack envelope for repeats (%s): left unacknowledged, so "
-                "Slack delivers it again",
+                "cannot record a Slack envelope (%s): left unacknowledged, so Slack delivers "
+                "it again",
                 exc,
             )
             return
@@ -205,7 +210,6 @@ class SocketInteractions:
             return
         self.taken += 1
         self._acknowledge(client, request.envelope_id)  # at once: acting may take long
-        self._clicks.put(request.payload)
 
     def _acknowledge(self, client: BaseSocketModeClient, envelope_id: str) -> None:
         from slack_sdk.errors import SlackClientError

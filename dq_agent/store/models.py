@@ -405,3 +405,25 @@ class SlackTurns(Base):
 
     channel: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
     turns: Mapped[list[float]] = mapped_column(sa.JSON)
+
+
+class SlackClick(Base):
+    """A Slack click, recorded before it is acknowledged: held by one worker at a time for a
+    lease (renewed while it waits and while it is acted on), released when its holder stops,
+    taken over when the lease lapses, and marked done once acted on. Done clicks are kept a
+    day, then pruned."""
+
+    __tablename__ = "slack_clicks"
+    __table_args__ = (
+        sa.UniqueConstraint("key"),
+        sa.Index("ix_slack_clicks_done_at", "done_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    # The request's signature, or the Socket Mode envelope's id (as in seen_requests).
+    key: Mapped[str] = mapped_column(sa.String(255))
+    payload: Mapped[str] = mapped_column(sa.Text)  # Slack's JSON payload, as received
+    received_at: Mapped[datetime]
+    claimed_by: Mapped[str | None] = mapped_column(sa.String(128))
+    lease_until: Mapped[datetime | None]
+    done_at: Mapped[datetime | None]

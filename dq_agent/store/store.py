@@ -43,6 +43,7 @@ from dq_agent.store.models import (
     SchemaSnapshot,
     SeenRequest,
     SignInFailure,
+    SlackClick,
     Snapshot,
     SuiteRun,
 )
@@ -60,6 +61,9 @@ LEDGER_LOCK_KEY = 0x6471_6C65_6467_6572
 # Alembic keeps the running migration's context in module globals, so two threads of one
 # process must not migrate at the same time, even against different databases.
 _ALEMBIC_LOCK = threading.Lock()
+
+# How long a Slack click acted on is kept before it is pruned.
+CLICKS_KEPT = timedelta(days=1)
 
 # Rows per INSERT: SQLite allows 32,766 bound parameters in one statement (7 per row here).
 _UPSERT_BATCH = 1_000
@@ -1261,6 +1265,123 @@ class Store:
             raise
         return True
 
+    # -- Slack clicks acknowledged, until acted on -----------------------------------------------
+
+    def accept_click(
+        self,
+        key: str,
+        payload: str,
+        *,
+        at: datetime,
+        until: datetime,
+        claim: str,
+        lease_until: datetime,
+    ) -> int | None:
+        """Record a click (``payload``, JSON text) held by ``claim`` until ``lease_until``,
+        and remember request ``key`` until ``until``, in one transaction: the click's id, or
+        None for a replay (nothing recorded). Done clicks older than a day are pruned.
+        """
+        try:
+            with self._transaction("record a Slack click") as session:
+                session.execute(sa.delete(SeenRequest).where(SeenRequest.expires_at < at))
+                session.execute(sa.delete(SlackClick).where(SlackClick.done_at < at - CLICKS_KEPT))
+                if session.get(SeenRequest, key) is not None:
+                    return None
+                session.add(SeenRequest(key=key, expires_at=until))
+                click = SlackClick(
+                    key=key,
+                    payload=payload,
+                    received_at=at,
+                    claimed_by=claim,
+                    lease_until=lease_until,
+                    done_at=None,
+                )
+                session.add(click)
+                session.flush()
+                return click.id
+        except StoreError as exc:
+            if isinstance(exc.__cause__, IntegrityError):  # another replica took it first
+                return None
+            raise
+
+    def claim_clicks(
+        self, claim: str, *, at: datetime, lease_until: datetime, limit: int
+    ) -> list[tuple[int, str]]:
+        """The oldest clicks not done that nobody holds (released, or their lease lapsed),
+        at most ``limit``, now held by ``claim``: (id, payload) in the order they came.
+
+        Each is taken by a conditional UPDATE whose row count says who won, so of replicas
+        racing for a click exactly one gets it (on PostgreSQL the rows another replica is
+        taking are skipped, not waited for).
+        """
+        free = sa.or_(SlackClick.lease_until.is_(None), SlackClick.lease_until < at)
+        candidates = (
+            sa.select(SlackClick.id, SlackClick.payload)
+            .where(SlackClick.done_at.is_(None), free)
+            .order_by(SlackClick.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        taken: list[tuple[int, str]] = []
+        with self._transaction("claim Slack clicks") as session:
+            for click_id, payload in session.execute(candidates).all():
+                claimed = session.execute(
+                    sa.update(SlackClick)
+                    .where(SlackClick.id == click_id, SlackClick.done_at.is_(None), free)
+                    .values(claimed_by=claim, lease_until=lease_until)
+                    .execution_options(synchronize_session=False)
+                )
+                if getattr(claimed, "rowcount", 0) == 1:
+                    taken.append((click_id, payload))
+        return taken
+
+    def hold_click(self, click_id: int, claim: str, *, lease_until: datetime) -> bool:
+        """Extend ``claim``'s lease on a click; False when it is done or another holds it."""
+        with self._transaction("hold a Slack click") as session:
+            held = session.execute(
+                sa.update(SlackClick)
+                .where(*_held_click(claim), SlackClick.id == click_id)
+                .values(lease_until=lease_until)
+                .execution_options(synchronize_session=False)
+            )
+            return getattr(held, "rowcount", 0) == 1
+
+    def hold_clicks(self, claim: str, *, lease_until: datetime) -> int:
+        """Extend ``claim``'s lease on every click it holds; how many."""
+        with self._transaction("hold Slack clicks") as session:
+            held = session.execute(
+                sa.update(SlackClick)
+                .where(*_held_click(claim))
+                .values(lease_until=lease_until)
+                .execution_options(synchronize_session=False)
+            )
+            return int(getattr(held, "rowcount", 0))
+
+    def finish_click(self, click_id: int, claim: str, *, at: datetime) -> bool:
+        """Mark a click ``claim`` holds done; False when another holds it now."""
+        with self._transaction("mark a Slack click done") as session:
+            done = session.execute(
+                sa.update(SlackClick)
+                .where(*_held_click(claim), SlackClick.id == click_id)
+                .values(done_at=at, lease_until=None)
+                .execution_options(synchronize_session=False)
+            )
+            return getattr(done, "rowcount", 0) == 1
+
+    def release_clicks(self, claim: str, *, keep: int | None = None) -> int:
+        """Give back the clicks ``claim`` holds and has not acted on (but ``keep``, the one
+        being acted on): any replica may take them at once. How many."""
+        query = sa.update(SlackClick).where(*_held_click(claim))
+        if keep is not None:
+            query = query.where(SlackClick.id != keep)
+        with self._transaction("release Slack clicks") as session:
+            released = session.execute(
+                query.values(claimed_by=None, lease_until=None).execution_options(
+                    synchronize_session=False
+                )
+            )
+            return int(getattr(released, "rowcount", 0))
+
     def end_session(self, session_id: str, *, until: datetime, at: datetime) -> None:
         """A dashboard session was signed out: refuse its cookie until it would expire."""
         with self._transaction("end a session") as session:
@@ -1448,6 +1569,11 @@ class Store:
                     problems.append(f"entry {entry.id}: content does not match its hash")
                 prev_hash = entry.hash
         return problems
+
+
+def _held_click(claim: str) -> tuple[sa.ColumnElement[bool], ...]:
+    """Clicks ``claim`` holds and has not finished."""
+    return (SlackClick.claimed_by == claim, SlackClick.done_at.is_(None))
 
 
 def _resolution(

@@ -1,0 +1,242 @@
+"""Slack clicks acknowledged are never lost: each is recorded in the state store before the
+acknowledgement, and acted on exactly once across a stop, a crash and several replicas.
+
+Slack never sends an acknowledged click again, so a click the agent answered and then forgot
+(stopped with a backlog, or killed) would be lost for good.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+import sqlalchemy as sa
+
+from dq_agent.errors import StoreError
+from dq_agent.escalate.endpoint import CLICK_LEASE, Clicks, Interactions, Verifier
+from dq_agent.store import Store
+from dq_agent.store.models import SlackClick
+
+SECRET = "durable-clicks-secret"
+T0 = datetime(2026, 12, 4, 9, 0, tzinfo=UTC)
+
+
+class Clock:
+    def __init__(self, now: datetime = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+class Acted:
+    """What ``act`` was called with, by trigger id, from any thread."""
+
+    def __init__(self) -> None:
+        self.triggers: list[str] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, payload: Mapping[str, Any]) -> None:
+        with self._lock:
+            self.triggers.append(str(payload["trigger_id"]))
+
+
+@pytest.fixture
+def store(db_url: str) -> Iterator[Store]:
+    with Store.open(db_url) as opened:
+        yield opened
+
+
+def payload(trigger: str) -> dict[str, Any]:
+    return {"type": "block_actions", "trigger_id": trigger, "actions": []}
+
+
+def accept(clicks: Clicks, *triggers: str, at: datetime = T0) -> None:
+    for trigger in triggers:
+        assert clicks.accept(f"sig-{trigger}", payload(trigger), at=at, until=at + timedelta(1))
+
+
+def rows(store: Store) -> list[SlackClick]:
+    with store._transaction("read clicks") as session:
+        return list(session.scalars(sa.select(SlackClick).order_by(SlackClick.id)))
+
+
+def test_clicks_acknowledged_before_a_crash_are_acted_on_once_by_the_next_process(
+    store: Store, db_url: str
+) -> None:
+    clock = Clock()
+    crashed = Clicks(Acted(), store, clock=clock)
+    accept(crashed, "approve", "snooze")  # acknowledged, then kill -9: never started, no stop
+
+    with Store.open(db_url) as other:
+        acted = Acted()
+        clock.now = T0 + timedelta(seconds=30)
+        nxt = Clicks(acted, other, clock=clock)
+        assert nxt.sweep() == 0  # the holder may still be alive: its lease runs
+        clock.now = T0 + CLICK_LEASE + timedelta(seconds=1)
+        nxt.start()
+        nxt.drain()
+        nxt.stop()
+        assert acted.triggers == ["approve", "snooze"]  # in the order they came
+
+        after = Clicks(acted, other, clock=clock)
+        after.start()
+        after.drain()
+        after.stop()
+    assert acted.triggers == ["approve", "snooze"]
+    assert all(row.done_at is not None for row in rows(store))
+
+
+def test_a_stopping_process_gives_back_what_it_had_no_time_for(store: Store) -> None:
+    clock = Clock()
+    acting, finish = threading.Event(), threading.Event()
+    first_acted = Acted()
+
+    def slow(payload: Mapping[str, Any]) -> None:
+        first_acted(payload)
+        acting.set()
+        finish.wait(10)  # a Slack post paced behind many others
+
+    first = Clicks(slow, store, clock=clock, grace=0.05)
+    accept(first, "one", "two", "three")
+    first.start()
+    assert acting.wait(10)
+    first.stop()  # the grace passes while "one" is being acted on
+    finish.set()
+    first.drain()  # "one" is finished and marked done; "two" and "three" were given back
+
+    acted = Acted()
+    nxt = Clicks(acted, store, clock=clock)  # at once: no lease to wait out
+    nxt.start()
+    nxt.drain()
+    nxt.stop()
+    assert first_acted.triggers == ["one"]
+    assert acted.triggers == ["two", "three"]
+    assert [row.done_at is not None for row in rows(store)] == [True, True, True]
+
+
+def test_a_click_that_fails_is_marked_done_and_not_tried_again(store: Store) -> None:
+    tried: list[str] = []
+
+    def broken(payload: Mapping[str, Any]) -> None:
+        tried.append(payload["trigger_id"])
+        raise ValueError("Slack said no")
+
+    clicks = Clicks(broken, store, clock=Clock())
+    accept(clicks, "bad")
+    clicks.start()
+    clicks.drain()
+    clicks.stop()
+    again = Clicks(broken, store, clock=Clock(T0 + 2 * CLICK_LEASE))
+    again.start()
+    again.drain()
+    again.stop()
+    assert tried == ["bad"]
+    assert rows(store)[0].done_at == T0
+
+
+def test_two_replicas_racing_for_given_back_clicks_act_on_each_once(postgres_url: str) -> None:
+    triggers = [f"click-{n}" for n in range(40)]
+    with Store.open(postgres_url) as one, Store.open(postgres_url) as two:
+        stopped = Clicks(Acted(), one, clock=Clock())
+        accept(stopped, *triggers)
+        stopped.stop()  # stopped before acting on any: all given back
+
+        acted = Acted()
+        replicas = [Clicks(acted, s, clock=Clock()) for s in (one, two, one, two)]
+        ready = threading.Barrier(len(replicas))
+        taken: list[int] = []
+
+        def race(clicks: Clicks) -> None:
+            ready.wait()
+            taken.append(clicks.sweep())
+
+        racers = [threading.Thread(target=race, args=(r,)) for r in replicas]
+        for racer in racers:
+            racer.start()
+        for racer in racers:
+            racer.join()
+        for replica in replicas:
+            replica.start()
+        for replica in replicas:
+            replica.drain()
+            replica.stop()
+    assert sum(taken) == len(triggers)
+    assert sorted(acted.triggers) == sorted(triggers)  # each once
+
+
+def signed(body: bytes) -> dict[str, str]:
+    stamp = str(int(time.time()))
+    digest = hmac.new(SECRET.encode(), f"v0:{stamp}:".encode() + body, hashlib.sha256)
+    return {
+        "content-type": "application/x-www-form-urlencoded",
+        "x-slack-request-timestamp": stamp,
+        "x-slack-signature": f"v0={digest.hexdigest()}",
+    }
+
+
+def test_a_replayed_request_is_neither_acknowledged_nor_recorded_twice(
+    store: Store, db_url: str
+) -> None:
+    body = urlencode({"payload": '{"type": "block_actions", "trigger_id": "once"}'}).encode()
+    headers = signed(body)
+    acted = Acted()
+    clicks = Clicks(acted, store)
+    endpoint = Interactions(Verifier(SECRET, store), clicks)
+    assert endpoint.accept(body, headers) == (200, "")
+    assert endpoint.accept(body, headers) == (401, "replayed request")
+    with Store.open(db_url) as other:  # another replica
+        replica = Interactions(Verifier(SECRET, other), Clicks(acted, other))
+        assert replica.accept(body, headers) == (401, "replayed request")
+    assert [row.payload for row in rows(store)] == [
+        '{"type": "block_actions", "trigger_id": "once"}'
+    ]
+    clicks.start()
+    clicks.drain()
+    clicks.stop()
+    assert acted.triggers == ["once"]
+
+
+def test_a_click_that_cannot_be_recorded_is_not_acknowledged(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unreachable(*_args: object, **_kwargs: object) -> int:
+        raise StoreError("cannot record a Slack click in state store: connection refused")
+
+    monkeypatch.setattr(store, "accept_click", unreachable)
+    body = urlencode({"payload": '{"type": "block_actions", "trigger_id": "lost"}'}).encode()
+    endpoint = Interactions(Verifier(SECRET, store), Clicks(Acted(), store))
+    # Slack sends a request again when it is not answered 200.
+    assert endpoint.accept(body, signed(body)) == (503, "cannot record the request now: try again")
+
+
+def test_clicks_acted_on_are_pruned_a_day_later(store: Store) -> None:
+    clock = Clock()
+    clicks = Clicks(Acted(), store, clock=clock)
+    accept(clicks, "old")
+    clicks.start()
+    clicks.drain()
+    clicks.stop()
+    clock.now = T0 + timedelta(days=1, seconds=1)
+    later = Clicks(Acted(), store, clock=clock)
+    accept(later, "new", at=clock.now)
+    assert [row.key for row in rows(store)] == ["sig-new"]
+
+
+def test_without_a_store_clicks_are_kept_in_memory_and_a_verifier_needs_one(store: Store) -> None:
+    acted = Acted()
+    clicks = Clicks(acted)
+    clicks.put(payload("memory"))
+    clicks.start()
+    clicks.drain()
+    clicks.stop()
+    assert acted.triggers == ["memory"]
+    with pytest.raises(ValueError, match="must be recorded"):
+        Interactions(Verifier(SECRET, store), Clicks(acted))
