@@ -175,7 +175,16 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+# The execution option of the connections that only read (see Store._transaction).
+_READ_ONLY = "dq_agent_read_only"
+
+
 def _sqlite_begin(connection: sa.Connection) -> None:
+    if connection.get_execution_options().get(_READ_ONLY):
+        # A reader takes no lock: with write-ahead logging it reads the last commit, and
+        # neither waits for a writer nor holds one up.
+        connection.exec_driver_sql("BEGIN")
+        return
     # IMMEDIATE takes the write lock up front, so two writers wait for each other
     # (up to the busy timeout) instead of one failing when it upgrades its lock.
     connection.exec_driver_sql("BEGIN IMMEDIATE")
@@ -228,6 +237,9 @@ class Store:
         self.engine = engine
         self._display_url = mask_url(engine.url)
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._reads = sessionmaker(
+            engine.execution_options(**{_READ_ONLY: True}), expire_on_commit=False
+        )
 
     @classmethod
     def open(cls, url: str) -> Self:
@@ -270,9 +282,11 @@ class Store:
             session.execute(sa.text("SELECT 1"))
 
     @contextmanager
-    def _transaction(self, what: str) -> Iterator[Session]:
+    def _transaction(self, what: str, *, read: bool = False) -> Iterator[Session]:
+        """A transaction; ``read``: one that only reads (on SQLite it takes no lock, so the
+        dashboard's pages never queue behind the writers)."""
         try:
-            with self._sessions.begin() as session:
+            with (self._reads if read else self._sessions).begin() as session:
                 yield session
         except SQLAlchemyError as exc:
             message = f"cannot {what} in state store {self._display_url}: {_describe(exc)}"
@@ -387,7 +401,7 @@ class Store:
 
     def last_schemas(self, suite: str, count: int) -> list[list[tuple[str, str]]]:
         """The ``count`` most recent distinct column snapshots for ``suite``, newest first."""
-        with self._transaction(f"read the schema of {suite!r}") as session:
+        with self._transaction(f"read the schema of {suite!r}", read=True) as session:
             found = session.scalars(self._latest_schema(suite).limit(count)).all()
         return [[(str(name), str(type_)) for name, type_ in columns] for columns in found]
 
@@ -432,7 +446,7 @@ class Store:
         )
         if since is not None:
             query = query.where(Metric.measured_at >= since)
-        with self._transaction(f"read metric {suite}/{check}/{metric}") as session:
+        with self._transaction(f"read metric {suite}/{check}/{metric}", read=True) as session:
             return [(row.measured_at, row.value) for row in session.execute(query)]
 
     def check_metrics(self, suite: str, check: str) -> dict[str, dict[datetime, float | None]]:
@@ -444,7 +458,7 @@ class Store:
             .order_by(Metric.measured_at, Metric.id)
         )
         found: dict[str, dict[datetime, float | None]] = {}
-        with self._transaction(f"read the metrics of {suite}/{check}") as session:
+        with self._transaction(f"read the metrics of {suite}/{check}", read=True) as session:
             for name, at, value in session.execute(query):
                 found.setdefault(name, {})[at] = value
         return found
@@ -459,7 +473,7 @@ class Store:
             .limit(limit)
         )
         count, since = 0, None
-        with self._transaction(f"read the latest runs of {suite}") as session:
+        with self._transaction(f"read the latest runs of {suite}", read=True) as session:
             for status, started_at in session.execute(query):
                 if status != "error":
                     break
@@ -474,7 +488,7 @@ class Store:
             .order_by(SuiteRun.started_at, SuiteRun.id)
         )
         history: dict[str, list[tuple[datetime, str]]] = {}
-        with self._transaction("read suite runs") as session:
+        with self._transaction("read suite runs", read=True) as session:
             for suite, started_at, status in session.execute(query):
                 history.setdefault(suite, []).append((started_at, status))
         return history
@@ -506,7 +520,7 @@ class Store:
             counted.c.suite, counted.c.day, counted.c.status, sa.func.count()
         ).group_by(counted.c.suite, counted.c.day, counted.c.status)
         found: dict[str, dict[datetime, dict[str, int]]] = {}
-        with self._transaction("count suite runs by day") as session:
+        with self._transaction("count suite runs by day", read=True) as session:
             for name, index, status, count in session.execute(query):
                 found.setdefault(name, {}).setdefault(bounds[int(index)], {})[status] = int(count)
         return found
@@ -528,7 +542,7 @@ class Store:
             .where(SuiteRun.as_of.is_(None))
             .order_by(SuiteRun.id)
         )
-        with self._transaction("read the latest suite runs") as session:
+        with self._transaction("read the latest suite runs", read=True) as session:
             # Of two runs started at the same moment, the one recorded last.
             return {suite: (at, status) for suite, at, status in session.execute(query)}
 
@@ -542,7 +556,7 @@ class Store:
             .order_by(SuiteRun.started_at.desc(), SuiteRun.id.desc())
             .limit(limit)
         )
-        with self._transaction(f"read the runs of {suite!r}") as session:
+        with self._transaction(f"read the runs of {suite!r}", read=True) as session:
             runs: dict[int, dict[str, Any]] = {
                 row.id: {
                     "id": row.id,
@@ -571,7 +585,7 @@ class Store:
     def recent_runs(self, limit: int = 20) -> list[dict[str, Any]]:
         """The latest ``limit`` runs, newest first."""
         query = sa.select(Run).order_by(Run.started_at.desc(), Run.id.desc()).limit(limit)
-        with self._transaction("list runs") as session:
+        with self._transaction("list runs", read=True) as session:
             runs = session.scalars(query).all()
         return [
             {
@@ -616,7 +630,7 @@ class Store:
             .where(Feedback.suite == suite, Feedback.check_name == check)
             .order_by(Feedback.created_at, Feedback.id)
         )
-        with self._transaction(f"read feedback on {suite}/{check}") as session:
+        with self._transaction(f"read feedback on {suite}/{check}", read=True) as session:
             latest = {row.bucket: row.verdict for row in session.execute(query)}
         return {bucket for bucket, verdict in latest.items() if verdict == "expected"}
 
@@ -629,7 +643,7 @@ class Store:
         )
         if since is not None:
             query = query.where(BucketValue.bucket >= since)
-        with self._transaction(f"read bucket history of {suite}/{check}") as session:
+        with self._transaction(f"read bucket history of {suite}/{check}", read=True) as session:
             return {row.bucket: row.value for row in session.execute(query)}
 
     def judged_buckets(self, suite: str, check: str, *, limit: int) -> list[dict[str, Any]]:
@@ -656,7 +670,7 @@ class Store:
         found: dict[datetime, dict[str, Any]] = {}
         run_buckets: dict[int, datetime] = {}
         since: datetime | None = None
-        with self._transaction(f"read the verdicts of {suite}/{check}") as session:
+        with self._transaction(f"read the verdicts of {suite}/{check}", read=True) as session:
             # Newest first: the first verdict on a bucket is the one that counts. Later runs
             # judge later buckets, so once ``limit`` buckets are found, older rows are older.
             rows = session.execute(verdicts)
@@ -730,7 +744,7 @@ class Store:
             .order_by(Snapshot.taken_at.desc(), Snapshot.id.desc())
             .limit(1)
         )
-        with self._transaction(f"read snapshots of {suite!r}") as session:
+        with self._transaction(f"read snapshots of {suite!r}", read=True) as session:
             row = session.execute(query).first()
         return None if row is None else (row.taken_at, list(row.content))
 
@@ -963,7 +977,7 @@ class Store:
         rank = sa.case((same_check, 0), (Incident.dataset == incident["dataset"], 1), else_=2)
         newest = sa.func.coalesce(Incident.resolved_at, Incident.updated_at).desc()
         query = query.order_by(rank, newest, Incident.id.desc()).limit(limit)
-        with self._transaction("find similar incidents") as session:
+        with self._transaction("find similar incidents", read=True) as session:
             return [
                 {"id": i.id, "suite": i.suite, "check": i.check_name, **(i.resolution or {})}
                 for i in session.scalars(query)
@@ -1000,7 +1014,7 @@ class Store:
         return self._incidents(query, events=events)
 
     def _incidents(self, query: sa.Select[Incident], *, events: bool) -> list[dict[str, Any]]:
-        with self._transaction("list incidents") as session:
+        with self._transaction("list incidents", read=True) as session:
             found = list(session.scalars(query))
             history = (
                 list(
@@ -1084,7 +1098,7 @@ class Store:
             query = query.where(LlmCall.incident_id == incident_id)
         if since is not None:
             query = query.where(LlmCall.at >= since)
-        with self._transaction("sum language-model tokens") as session:
+        with self._transaction("sum language-model tokens", read=True) as session:
             return int(session.scalar(query) or 0)
 
     # -- pipeline restarts ----------------------------------------------------------------------
@@ -1131,7 +1145,7 @@ class Store:
             query = query.where(Restart.suite == suite)
         if states is not None:
             query = query.where(Restart.state.in_(list(states)))
-        with self._transaction("read restarts") as session:
+        with self._transaction("read restarts", read=True) as session:
             return list(session.scalars(query))
 
     def restart_update(self, restart_id: int, **values: Any) -> None:
@@ -1208,7 +1222,7 @@ class Store:
             query = query.where(OutboxMessage.incident_id == incident_id)
         if correction_id is not None:
             query = query.where(OutboxMessage.correction_id == correction_id)
-        with self._transaction("read the outbox") as session:
+        with self._transaction("read the outbox", read=True) as session:
             return list(session.scalars(query))
 
     def outbox_update(self, message_id: int, **values: Any) -> None:
@@ -1390,7 +1404,7 @@ class Store:
                 session.add(EndedSession(session_id=session_id, expires_at=until))
 
     def session_ended(self, session_id: str) -> bool:
-        with self._transaction("read ended sessions") as session:
+        with self._transaction("read ended sessions", read=True) as session:
             return session.get(EndedSession, session_id) is not None
 
     def sign_in_failed(
@@ -1403,7 +1417,7 @@ class Store:
 
     def sign_in_failures(self, subject: str, *, since: datetime) -> int:
         """How many wrong sign-ins ``subject`` made since ``since``."""
-        with self._transaction("count failed sign-ins") as session:
+        with self._transaction("count failed sign-ins", read=True) as session:
             return int(
                 session.scalar(
                     sa.select(sa.func.count())
@@ -1521,7 +1535,7 @@ class Store:
         query = sa.select(LedgerEntry).order_by(LedgerEntry.id)
         if suite is not None:
             query = query.where(LedgerEntry.suite == suite)
-        with self._transaction("read the ledger") as session:
+        with self._transaction("read the ledger", read=True) as session:
             entries = list(session.scalars(query))
         grouped: dict[int, list[LedgerEntry]] = {}
         for entry in entries:
@@ -1537,7 +1551,7 @@ class Store:
             .where(LedgerEntry.correction_id == correction_id)
             .order_by(LedgerEntry.id)
         )
-        with self._transaction(f"read correction {correction_id}") as session:
+        with self._transaction(f"read correction {correction_id}", read=True) as session:
             rows = list(session.scalars(query))
         return _fold(rows) if rows else None
 
@@ -1545,7 +1559,7 @@ class Store:
         """Every break in the hash chain, as a sentence; empty when the ledger is intact."""
         problems: list[str] = []
         prev_hash = GENESIS
-        with self._transaction("verify the ledger") as session:
+        with self._transaction("verify the ledger", read=True) as session:
             for entry in session.scalars(sa.select(LedgerEntry).order_by(LedgerEntry.id)):
                 content = {
                     "correction_id": entry.correction_id,
