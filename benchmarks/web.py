@@ -73,7 +73,7 @@ from dq_agent.config import load_project  # noqa: E402
 from dq_agent.sandbox.http import LoopbackServer  # noqa: E402
 from dq_agent.sandbox.slack import SlackEmulator, button_click, signed_interaction  # noqa: E402
 from dq_agent.store import Store  # noqa: E402
-from dq_agent.store.models import IncidentEvent, OutboxMessage  # noqa: E402
+from dq_agent.store.models import IncidentEvent, OutboxMessage, SlackClick  # noqa: E402
 from dq_agent.ui.app import LOGIN_COOKIE  # noqa: E402
 from dq_agent.ui.auth import hash_token  # noqa: E402
 
@@ -186,6 +186,17 @@ def snoozes(url: str) -> int:
     try:
         with engine.connect() as conn:
             query = sa.select(sa.func.count()).where(IncidentEvent.event == "snoozed")
+            return int(conn.execute(query).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def waiting_clicks(url: str) -> int:
+    """Acknowledged clicks in the store that no process has acted on yet."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            query = sa.select(sa.func.count()).where(SlackClick.done_at.is_(None))
             return int(conn.execute(query).scalar_one())
     finally:
         engine.dispose()
@@ -377,6 +388,7 @@ class Round:
     acted_after_drain: int
     drain_s: float
     acted_after_stop: int
+    waiting_after_stop: int
     stop_s: float
     exit_code: int | None
     log_errors: list[str]
@@ -437,6 +449,7 @@ def one_round(project: Path, url: str, targets: list[Target], workers: int, args
         acted,
         round(drain_s, 1),
         snoozes(url) - before,
+        waiting_clicks(url),
         round(stop_s, 1),
         code,
         server.errors(),
@@ -467,7 +480,8 @@ def report(result: Round, clients: int) -> None:
         f"{result.clicks_acked:,} acknowledged when the last was acknowledged, "
         f"{result.acted_after_drain:,} after waiting {result.drain_s:.0f} s, "
         f"{result.acted_after_stop:,} once the server had stopped "
-        f"(SIGTERM → exit {result.exit_code} in {result.stop_s:.0f} s)"
+        f"(SIGTERM → exit {result.exit_code} in {result.stop_s:.0f} s); "
+        f"{result.waiting_after_stop:,} kept in the state store for the next process"
     )
     if result.log_errors:
         print(f"the server logged {len(result.log_errors)} error lines, e.g.:")
