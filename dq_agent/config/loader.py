@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -146,7 +147,9 @@ def load_project(
             ConfigIssue(root / SUITES_DIR, 0, 0, "", "no suite files (*.yml) found in this folder")
         )
     seen: dict[str, Path] = {}
-    lineage = _lineage(root, settings, connectors, connector_types, issues)
+    # Each dbt manifest is parsed once, though both owners: and lineage: may name it.
+    manifest = functools.cache(read_manifest)
+    lineage = _lineage(root, settings, connectors, connector_types, issues, manifest)
     for file in suite_files:
         suite_issues: list[ConfigIssue] = []
         suite, suite_id = _load_suite(
@@ -194,7 +197,7 @@ def load_project(
             del suites[suite_id]
     issues += _allow_list_issues(root, settings, connector_types)
     if settings.owners.dbt_manifest is not None:
-        suites = _owners_from_dbt(root, settings, connectors, suites, issues)
+        suites = _owners_from_dbt(root, settings, connectors, suites, issues, manifest)
     # Report each file's issues top to bottom, files in the order they were read.
     order = {file: index for index, file in enumerate(dict.fromkeys(i.file for i in issues))}
     issues.sort(key=lambda i: (order[i.file], i.line, i.col))
@@ -207,6 +210,7 @@ def _owners_from_dbt(
     connectors: Mapping[str, Connector],
     suites: dict[str, Suite],
     issues: list[ConfigIssue],
+    manifest: Callable[[Path], dict[str, Any]],
 ) -> dict[str, Suite]:
     """Suites without ``owner:`` that read a table a dbt model builds, with that model's
     owner (``owners: {dbt_manifest: …}``); an unreadable manifest is an issue of
@@ -214,7 +218,7 @@ def _owners_from_dbt(
     assert settings.owners.dbt_manifest is not None
     path = Path(settings.owners.dbt_manifest)
     try:
-        owners = manifest_owners(read_manifest(path if path.is_absolute() else root / path))
+        owners = manifest_owners(manifest(path if path.is_absolute() else root / path))
     except ValueError as exc:
         doc = _read(root / SETTINGS_FILE, [])
         assert doc is not None  # the setting was read from it
@@ -559,6 +563,7 @@ def _lineage(
     connectors: Mapping[str, Connector],
     connector_types: Mapping[str, str],
     issues: list[ConfigIssue],
+    manifest: Callable[[Path], dict[str, Any]],
 ) -> LineageRestarts:
     """What ``restart: {auto: true}`` follows: the manifest ``lineage:`` names (else the one
     ``owners:`` names), read once, and the connectors it restarts through; a manifest that
@@ -584,7 +589,7 @@ def _lineage(
         return LineageRestarts(lineage, None, connectors)
     path = Path(name) if Path(name).is_absolute() else root / name
     try:
-        return LineageRestarts(lineage, read_manifest(path), connectors)
+        return LineageRestarts(lineage, manifest(path), connectors)
     except ValueError as exc:
         at = ("lineage", "dbt_manifest") if lineage.dbt_manifest else ("owners", "dbt_manifest")
         doc = _read(root / SETTINGS_FILE, [])
