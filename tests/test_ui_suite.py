@@ -232,6 +232,29 @@ def test_a_suite_with_an_invalid_file_links_to_its_errors_and_has_empty_days(
     ] + [("none", "2026-12-01: no runs")]
 
 
+def test_the_overview_is_rendered_again_only_when_what_it_shows_may_have_changed(
+    project: Project, store: Store
+) -> None:
+    page = overview.Overview(store)
+    first = page.render(project, NOW)
+    assert first == overview.render(project, store, NOW)
+    # The same store, project and minute: the page already rendered, not a new one.
+    assert page.render(project, NOW + timedelta(seconds=59)) is first
+
+    # A run recorded: today's cell counts it.
+    record(store, today(11), "fail")
+    ran = page.render(project, NOW + timedelta(seconds=59))
+    assert cells(ran, "orders")[-1] == ("fail", "2026-12-01: 10 runs — 7 pass, 3 fail")
+    # Something happened to an incident: it shows.
+    store.set_incident_status(1, "snoozed", at=NOW, by=ANA, until=NOW + timedelta(hours=4))
+    snoozed = page.render(project, NOW + timedelta(seconds=59))
+    assert "<td>snoozed</td>" in snoozed and "<td>snoozed</td>" not in ran
+    # Another project loaded, or a new minute: rendered again (the next run moves on).
+    assert page.render(load_project(project.root, env={}), NOW) is not snoozed
+    later = page.render(project, datetime(2026, 12, 2, 5, 0, 30, tzinfo=UTC))
+    assert "2026-12-03 05:00 UTC" in later and "2026-12-03 05:00 UTC" not in snoozed
+
+
 def test_the_days_are_utc_days_whatever_the_clock_s_zone() -> None:
     five_past_midnight_in_tashkent = datetime(
         2026, 12, 1, 0, 5, tzinfo=timezone(timedelta(hours=5))
@@ -430,3 +453,16 @@ def test_the_latest_run_of_each_suite_and_a_suite_s_recent_runs(any_store: Store
     }
     assert runs[1]["checks"] == {}
     assert any_store.suite_runs("nothing", limit=30) == []
+
+
+def test_the_newest_run_and_incident_event_ids_move_with_each_record(any_store: Store) -> None:
+    assert any_store.newest_ids() == (0, 0)
+    record(any_store, NOW, "pass")
+    runs, events = any_store.newest_ids()
+    assert runs > 0 and events == 0
+    problem = {"dataset": "warehouse/orders", "owners": [ANA], "summary": "0 rows"}
+    change = any_store.record_problem(suite="orders", check="row_count", at=NOW, **problem)
+    opened = any_store.newest_ids()
+    assert opened == (runs, change.event_id)
+    any_store.nudged(change.incident_id, at=NOW, level=0, nudges=1, event="nudged", detail="")
+    assert any_store.newest_ids()[1] > opened[1]

@@ -395,6 +395,8 @@ class WebRequest:
     client: str = ""
     # Who is signed in, once the web application has found out.
     user: str | None = None
+    # The live session's cookie, once the web application has checked it ("" without one).
+    session: str = ""
 
 
 @dataclass(frozen=True)

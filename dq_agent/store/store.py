@@ -546,6 +546,18 @@ class Store:
             # Of two runs started at the same moment, the one recorded last.
             return {suite: (at, status) for suite, at, status in session.execute(query)}
 
+    def newest_ids(self) -> tuple[int, int]:
+        """The newest suite run's id and the newest incident event's id (0 for none): one
+        or the other changes whenever a run is recorded or anything happens to an incident
+        (it opens, fails again, is nudged, snoozed, resolved...)."""
+        query = sa.select(
+            sa.select(sa.func.max(SuiteRun.id)).scalar_subquery(),
+            sa.select(sa.func.max(IncidentEvent.id)).scalar_subquery(),
+        )
+        with self._transaction("read the newest ids", read=True) as session:
+            run, event = session.execute(query).one()
+        return run or 0, event or 0
+
     def suite_runs(self, suite: str, *, limit: int) -> list[dict[str, Any]]:
         """The newest ``limit`` live runs of ``suite``, oldest first, each with its checks'
         results: ``{"id", "started_at", "status", "error", "checks": {name: {"status",

@@ -69,6 +69,7 @@ class Dashboard:
         # The daemon's: an action and an agent cycle never run at once.
         self._lock = lock
         self.gate = Gate(project().settings.ui, store, options.clock)
+        self._overview = overview.Overview(store)
         self._handle: WebApp = self._route
         for wrap in reversed(
             (
@@ -200,15 +201,15 @@ class Dashboard:
     # -- pages -----------------------------------------------------------------------------
 
     def _get(self, request: WebRequest, user: str) -> WebResponse | None:
-        token = self.gate.form_token(request.headers, request.cookies)
+        token = self.gate.token_of(request.user, request.session)
         csrf = None if self.read_only else token
         # Signing out is allowed on a read-only dashboard too.
-        sign_out = token if self.gate.session(request.cookies) else None
+        sign_out = token if request.session else None
         flash = {k: v for k, v in request.query.items() if k in ("done", "error")}
         view: tuple[str, Markup] | None = None
         project, store = self._project(), self.store
         if request.path == "/":
-            view = "Overview", overview.render(project, store, self.options.clock())
+            view = "Overview", self._overview.render(project, self.options.clock())
         elif request.path == "/corrections":
             view = "Corrections", corrections.render(store, csrf)
         elif request.path == "/monitors":

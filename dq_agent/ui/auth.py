@@ -110,13 +110,22 @@ class Gate:
 
     def identify(self, headers: Mapping[str, str], cookies: Mapping[str, str]) -> str | None:
         """The signed-in user's e-mail, lower-cased, or None."""
+        return self.visitor(headers, cookies)[0]
+
+    def visitor(
+        self, headers: Mapping[str, str], cookies: Mapping[str, str]
+    ) -> tuple[str | None, str]:
+        """Who a request comes from, with one look at the store: the signed-in user's
+        e-mail, lower-cased (None: nobody), and the session cookie when it holds a live
+        session ("" when it does not: no cookie, or a user the trusted proxy names)."""
+        session = self.session(cookies)
+        live = cookies[SESSION_COOKIE] if session else ""
         header = self.settings.trusted_header
         if header:
             value = headers.get(header.lower(), "").strip().lower()
             if value:
-                return value
-        session = self.session(cookies)
-        return session.email if session else None
+                return value, live
+        return (session.email if session else None), live
 
     def session(self, cookies: Mapping[str, str]) -> Session | None:
         """The cookie's session while it is signed, unexpired, not signed out, and its user
@@ -137,18 +146,12 @@ class Gate:
 
     def form_token(self, headers: Mapping[str, str], cookies: Mapping[str, str]) -> str:
         """The token every form of this user's pages carries."""
-        return self._sign("form", self._session_key(headers, cookies))
+        return self.token_of(*self.visitor(headers, cookies))
 
-    def form_token_ok(
-        self, given: str, headers: Mapping[str, str], cookies: Mapping[str, str]
-    ) -> bool:
-        return bool(given) and hmac.compare_digest(given, self.form_token(headers, cookies))
-
-    def _session_key(self, headers: Mapping[str, str], cookies: Mapping[str, str]) -> str:
-        # Bound to the session cookie, or to the proxy's user when there is none.
-        if self.session(cookies):
-            return cookies[SESSION_COOKIE]
-        return f"header:{self.identify(headers, cookies) or ''}"
+    def token_of(self, user: str | None, session: str) -> str:
+        """The form token of a :meth:`visitor`: bound to the live session cookie, or to the
+        proxy's user when there is none."""
+        return self._sign("form", session or f"header:{user or ''}")
 
     def _sign(self, purpose: str, text: str) -> str:
         return hmac.new(self._key, f"{purpose}|{text}".encode(), hashlib.sha256).hexdigest()

@@ -52,10 +52,10 @@ def signed_in(gate: Gate) -> Middleware:
         def handle(request: WebRequest) -> WebResponse | None:
             if request.path in _OPEN or _signing_out(request):
                 return next_(request)
-            user = gate.identify(request.headers, request.cookies)
+            user, session = gate.visitor(request.headers, request.cookies)
             if user is None:
                 return text(403, "sign in first") if request.method == "POST" else redirect(LOGIN)
-            return next_(dataclasses.replace(request, user=user))
+            return next_(dataclasses.replace(request, user=user, session=session))
 
         return handle
 
@@ -92,9 +92,12 @@ def form_token(gate: Gate) -> Middleware:
                 if not nonce or not secrets.compare_digest(nonce, given):
                     return text(403, "the sign-in form expired or came from elsewhere: reload it")
                 return next_(request)
-            if request.path == LOGOUT and gate.session(request.cookies) is None:
-                return next_(request)  # no session to end: nothing a forger could do
-            if not gate.form_token_ok(given, request.headers, request.cookies):
+            user, session = request.user, request.session
+            if request.path == LOGOUT:  # signing out is open to all: not seen by signed_in
+                user, session = gate.visitor(request.headers, request.cookies)
+                if not session:
+                    return next_(request)  # no session to end: nothing a forger could do
+            if not given or not secrets.compare_digest(given, gate.token_of(user, session)):
                 return text(403, "missing or wrong form token: reload the page and try again")
             return next_(request)
 

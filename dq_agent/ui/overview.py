@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -65,3 +66,30 @@ def render(project: Project, store: Store, now: datetime) -> Markup:
         )
     recent = store.incidents(events=False, limit=RECENT_INCIDENTS)
     return templating.render("overview.html", suites=rows, incidents=recent)
+
+
+class Overview:
+    """The overview page of one store, rendered again only when what it shows may have
+    changed: a run or an incident event recorded since (:meth:`Store.newest_ids`), another
+    project loaded, or a new minute begun (next runs, the days shown, and anything else
+    that changes without either, such as old runs pruned, are at most a minute late).
+
+    Rendering takes about 50 ms with 10,000 runs of 174 suites, most of it in the template;
+    under a burst of requests each change is rendered once, by the first request to see it,
+    while the others wait for that page instead of rendering it too.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._lock = threading.Lock()
+        self._shown: tuple[Project, tuple[object, ...], Markup] | None = None
+
+    def render(self, project: Project, now: datetime) -> Markup:
+        key = (now.replace(second=0, microsecond=0), *self._store.newest_ids())
+        with self._lock:
+            shown = self._shown
+            if shown is not None and shown[0] is project and shown[1] == key:
+                return shown[2]
+            page = render(project, self._store, now)
+            self._shown = (project, key, page)
+            return page
