@@ -607,3 +607,34 @@ def test_an_up_to_date_store_opens_without_importing_alembic(sqlite_url: str) ->
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
     )
     assert done.stdout.strip() == "False"
+
+
+def test_threads_writing_to_sqlite_at_once_queue_for_each_other_not_for_the_file(
+    tmp_path: Path,
+) -> None:
+    """A burst of writes from one process's threads (Slack clicks, each recorded before it
+    is acknowledged): each waits its turn in the process, so none fails on the file's lock,
+    even with a busy timeout far shorter than the burst."""
+    at = datetime(2026, 12, 1, tzinfo=UTC)
+    with Store.open(f"sqlite:///{tmp_path}/state.db?timeout=0.005") as store:
+        failures: list[BaseException] = []
+        start = threading.Barrier(8)
+
+        def writer(n: int) -> None:
+            start.wait()
+            for i in range(40):
+                try:
+                    store.accept_click(
+                        f"{n}-{i}", "{}", at=at, until=at, claim="me", lease_until=at
+                    )
+                except StoreError as exc:
+                    failures.append(exc)
+
+        threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert failures == []
+        with store.engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM slack_clicks")).scalar() == 320
