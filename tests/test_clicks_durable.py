@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 from dq_agent.errors import StoreError
 from dq_agent.escalate.endpoint import CLICK_LEASE, Clicks, Interactions, Verifier
-from dq_agent.store import Store
+from dq_agent.store import NewClick, Store
 from dq_agent.store.models import SlackClick
 
 SECRET = "durable-clicks-secret"
@@ -207,10 +207,10 @@ def test_a_replayed_request_is_neither_acknowledged_nor_recorded_twice(
 def test_a_click_that_cannot_be_recorded_is_not_acknowledged(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def unreachable(*_args: object, **_kwargs: object) -> int:
+    def unreachable(*_args: object, **_kwargs: object) -> list[int | None]:
         raise StoreError("cannot record a Slack click in state store: connection refused")
 
-    monkeypatch.setattr(store, "accept_click", unreachable)
+    monkeypatch.setattr(store, "accept_clicks", unreachable)
     body = urlencode({"payload": '{"type": "block_actions", "trigger_id": "lost"}'}).encode()
     endpoint = Interactions(Verifier(SECRET, store), Clicks(Acted(), store))
     # Slack sends a request again when it is not answered 200.
@@ -240,3 +240,80 @@ def test_without_a_store_clicks_are_kept_in_memory_and_a_verifier_needs_one(stor
     assert acted.triggers == ["memory"]
     with pytest.raises(ValueError, match="must be recorded"):
         Interactions(Verifier(SECRET, store), Clicks(acted))
+
+
+def test_clicks_that_come_together_are_recorded_with_one_commit(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While one click is being recorded, the fifteen that come meanwhile wait, and are then
+    recorded together; a replay among them is refused, and each new click acted on once."""
+    batches: list[list[str]] = []
+    first_commit = threading.Event()
+    record = store.accept_clicks
+
+    def recording(clicks: Any, **kwargs: Any) -> list[int | None]:
+        batches.append([c.key for c in clicks])
+        if len(batches) == 1:
+            assert first_commit.wait(10)
+        return record(clicks, **kwargs)
+
+    monkeypatch.setattr(store, "accept_clicks", recording)
+    acted = Acted()
+    clicks = Clicks(acted, store)
+    outcomes: list[tuple[str, bool]] = []
+
+    def click(key: str) -> None:
+        outcomes.append((key, clicks.accept(key, payload(key), at=T0, until=T0 + timedelta(1))))
+
+    first = threading.Thread(target=click, args=("k0",))
+    first.start()
+    deadline = time.monotonic() + 10
+    while not batches and time.monotonic() < deadline:
+        time.sleep(0.001)
+    # k0 again is a replay of the click being recorded; k7 comes twice at once.
+    keys = [f"k{n}" for n in range(1, 14)] + ["k0", "k7"]
+    others = [threading.Thread(target=click, args=(k,)) for k in keys]
+    for thread in others:
+        thread.start()
+    while len(clicks._waiting) < len(keys) and time.monotonic() < deadline:
+        time.sleep(0.001)
+    first_commit.set()
+    for thread in [first, *others]:
+        thread.join()
+
+    assert [len(b) for b in batches] == [1, len(keys)]
+    assert sorted(batches[1]) == sorted(keys)
+    assert sorted(k for k, new in outcomes if new) == sorted(f"k{n}" for n in range(14))
+    assert sorted(k for k, new in outcomes if not new) == ["k0", "k7"]  # the replays
+    assert len(rows(store)) == 14  # k0 and k7 recorded once each
+    clicks.start()
+    clicks.drain()
+    clicks.stop()
+    assert sorted(acted.triggers) == sorted(f"k{n}" for n in range(14))
+
+
+def test_a_batch_that_meets_another_replica_s_record_refuses_only_that_click(
+    store: Store, db_url: str
+) -> None:
+    """Another replica recorded one of the requests between the look and the insert: the
+    batch's commit fails as a whole, and its clicks are then recorded one by one."""
+    until = T0 + timedelta(1)
+    with Store.open(db_url) as replica:
+        assert replica.accept_click("b", "{}", at=T0, until=until, claim="r", lease_until=T0)
+        seen = store._accept_clicks
+        looked: list[int] = []
+
+        def racing(clicks: Any, claim: str, lease_until: datetime) -> list[int | None]:
+            looked.append(len(clicks))
+            if len(looked) == 1:  # as if "b" were recorded just after this batch looked
+                with replica.engine.begin() as conn:
+                    conn.execute(sa.text("DELETE FROM seen_requests WHERE key = 'b'"))
+                found = seen(clicks, claim, lease_until)
+                raise AssertionError(f"the batch did not fail: {found}")
+            return seen(clicks, claim, lease_until)
+
+        store._accept_clicks = racing  # type: ignore[method-assign]
+        batch = [NewClick(k, "{}", T0, until) for k in ("a", "b", "c")]
+        ids = store.accept_clicks(batch, claim="me", lease_until=T0)
+    assert ids[0] is not None and ids[1] is None and ids[2] is not None
+    assert looked == [3, 1, 1, 1]

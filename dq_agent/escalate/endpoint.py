@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from dq_agent.errors import DqAgentError, StoreError
+from dq_agent.store import NewClick
 
 if TYPE_CHECKING:
     from dq_agent.store import Store
@@ -144,6 +145,17 @@ class _Click:
 
 # The worker's cue to take over the clicks nobody holds.
 _SWEEP = object()
+# A click waiting to be recorded has no outcome yet.
+_WAITING = object()
+
+
+@dataclass
+class _Waiting:
+    """A click waiting to be recorded, and then its outcome: its id, None for a replay, or
+    why it could not be recorded."""
+
+    click: NewClick
+    outcome: object = _WAITING
 
 
 class Clicks:
@@ -186,6 +198,8 @@ class Clicks:
         self._keeper = threading.Thread(target=self._keep, name="slack-clicks", daemon=True)
         self._closing = threading.Event()
         self._lock = threading.Lock()
+        self._recording = threading.Lock()  # held by the thread recording clicks
+        self._waiting: list[_Waiting] = []  # clicks to record, in the order they came
         self._acting: int | None = None  # the click being acted on
         self._stopped = False  # past the grace: act on nothing more
         self._started = False
@@ -207,21 +221,44 @@ class Clicks:
     ) -> bool:
         """Record a click from request ``key`` (refused as a replay until ``until``) and queue
         it; False for a replay. Returns once the click is in the store, so it may be
-        acknowledged; raises :class:`~dq_agent.errors.StoreError` when it could not be."""
+        acknowledged; raises :class:`~dq_agent.errors.StoreError` when it could not be.
+
+        Clicks that come together are recorded together (a group commit): the thread that
+        finds no record being written writes every click waiting, with one commit, while
+        the clicks that come meanwhile wait for the next.
+        """
         if self._store is None:
             raise TypeError("Clicks.accept needs a store: without one, put() the payload")
-        click_id = self._store.accept_click(
-            key,
-            json.dumps(payload),
-            at=at,
-            until=until,
-            claim=self.holder,
-            lease_until=self._clock() + self._lease,
-        )
-        if click_id is None:
-            return False
-        self._work.put(_Click(click_id, payload))
-        return True
+        waiting = _Waiting(NewClick(key, json.dumps(payload), at, until))
+        with self._lock:
+            self._waiting.append(waiting)
+        with self._recording:
+            if waiting.outcome is _WAITING:  # not recorded by the thread before: record
+                self._record()
+        outcome = waiting.outcome
+        if isinstance(outcome, StoreError):
+            raise StoreError(str(outcome)) from outcome
+        return outcome is not None
+
+    def _record(self) -> None:
+        """Record every click waiting, with one commit, and queue the new ones."""
+        assert self._store is not None
+        with self._lock:
+            batch, self._waiting = self._waiting, []
+        try:
+            ids = self._store.accept_clicks(
+                [w.click for w in batch],
+                claim=self.holder,
+                lease_until=self._clock() + self._lease,
+            )
+        except StoreError as exc:
+            for waiting in batch:
+                waiting.outcome = exc
+            return
+        for waiting, click_id in zip(batch, ids, strict=True):
+            waiting.outcome = click_id
+            if click_id is not None:
+                self._work.put(_Click(click_id, json.loads(waiting.click.payload)))
 
     def put(self, payload: Mapping[str, Any]) -> None:
         """Queue a click in memory only (it is lost if the process stops first)."""

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from dq_agent.store.store import Store
+from dq_agent.store.store import NewClick, Store
 
-__all__ = ["Store"]
+__all__ = ["NewClick", "Store"]

@@ -137,6 +137,16 @@ class IncidentChange(NamedTuple):
     event_id: int
 
 
+class NewClick(NamedTuple):
+    """A Slack click to record: request ``key`` (remembered until ``until``), its
+    ``payload`` (JSON text), and when it came."""
+
+    key: str
+    payload: str
+    at: datetime
+    until: datetime
+
+
 class IncidentMoved(StoreError):
     """The incident changed (its status or reminders) since the caller read it."""
 
@@ -1318,27 +1328,64 @@ class Store:
         and remember request ``key`` until ``until``, in one transaction: the click's id, or
         None for a replay (nothing recorded). Done clicks older than a day are pruned.
         """
+        [click_id] = self.accept_clicks(
+            [NewClick(key, payload, at, until)], claim=claim, lease_until=lease_until
+        )
+        return click_id
+
+    def accept_clicks(
+        self, clicks: Sequence[NewClick], *, claim: str, lease_until: datetime
+    ) -> list[int | None]:
+        """:meth:`accept_click` for several clicks with one commit: each one's id, or None
+        for a replay (of a request remembered, or of one earlier in ``clicks``).
+
+        When another replica records one of the same requests meanwhile, the transaction
+        fails as a whole; each click is then recorded on its own, so only that one is
+        refused as a replay.
+        """
+        if not clicks:
+            return []
         try:
-            with self._transaction("record a Slack click") as session:
+            return self._accept_clicks(clicks, claim, lease_until)
+        except StoreError as exc:
+            if not isinstance(exc.__cause__, IntegrityError):
+                raise
+        return [self._accept_clicks([c], claim, lease_until)[0] for c in clicks]
+
+    def _accept_clicks(
+        self, clicks: Sequence[NewClick], claim: str, lease_until: datetime
+    ) -> list[int | None]:
+        at = min(c.at for c in clicks)
+        try:
+            with self._transaction("record Slack clicks") as session:
                 session.execute(sa.delete(SeenRequest).where(SeenRequest.expires_at < at))
                 session.execute(sa.delete(SlackClick).where(SlackClick.done_at < at - CLICKS_KEPT))
-                if session.get(SeenRequest, key) is not None:
-                    return None
-                session.add(SeenRequest(key=key, expires_at=until))
-                click = SlackClick(
-                    key=key,
-                    payload=payload,
-                    received_at=at,
-                    claimed_by=claim,
-                    lease_until=lease_until,
-                    done_at=None,
+                keys = {c.key for c in clicks}
+                seen = set(
+                    session.scalars(sa.select(SeenRequest.key).where(SeenRequest.key.in_(keys)))
                 )
-                session.add(click)
+                rows: list[SlackClick | None] = []
+                for click in clicks:
+                    if click.key in seen:
+                        rows.append(None)
+                        continue
+                    seen.add(click.key)
+                    session.add(SeenRequest(key=click.key, expires_at=click.until))
+                    row = SlackClick(
+                        key=click.key,
+                        payload=click.payload,
+                        received_at=click.at,
+                        claimed_by=claim,
+                        lease_until=lease_until,
+                        done_at=None,
+                    )
+                    session.add(row)
+                    rows.append(row)
                 session.flush()
-                return click.id
+                return [row.id if row is not None else None for row in rows]
         except StoreError as exc:
-            if isinstance(exc.__cause__, IntegrityError):  # another replica took it first
-                return None
+            if isinstance(exc.__cause__, IntegrityError) and len(clicks) == 1:
+                return [None]  # another replica took it first
             raise
 
     def claim_clicks(
