@@ -62,6 +62,14 @@ LEDGER_LOCK_KEY = 0x6471_6C65_6467_6572
 # process must not migrate at the same time, even against different databases.
 _ALEMBIC_LOCK = threading.Lock()
 
+# Connections a process keeps open to a SQLite store (as many as the ASGI server's threads),
+# and to a database server (whose connections cost it memory: PostgreSQL allows 100 by
+# default, for every replica and worker together).
+SQLITE_POOL = 40
+SERVER_POOL = 10
+# How many more a process may open for one transaction each when they are all in use.
+POOL_OVERFLOW = 30
+
 # How long a Slack click acted on is kept before it is pruned.
 CLICKS_KEPT = timedelta(days=1)
 
@@ -200,12 +208,24 @@ def _sqlite_begin(connection: sa.Connection) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def _pool(url: sa.URL) -> dict[str, Any]:
+    """How many connections to keep open. Beyond the pool, SQLAlchemy opens a connection for
+    one transaction and closes it after: served pages run in up to 40 threads at once, and
+    opening a SQLite connection for each took a tenth of a page's time. An in-memory SQLite
+    database has a pool of its own kind."""
+    if url.get_backend_name() != "sqlite":
+        return {"pool_size": SERVER_POOL, "max_overflow": POOL_OVERFLOW}
+    if url.database in (None, "", ":memory:"):
+        return {}
+    return {"pool_size": SQLITE_POOL, "max_overflow": POOL_OVERFLOW}
+
+
 def _create_engine(url: sa.URL) -> sa.Engine:
     if url.get_backend_name() == "sqlite":
         database = url.database or ""
         if database not in ("", ":memory:") and "uri" not in url.query:
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-    engine = sa.create_engine(url)
+    engine = sa.create_engine(url, **_pool(url))
     if engine.dialect.name == "sqlite" and engine.dialect.driver == "pysqlite":
         event.listen(engine, "connect", _sqlite_connect)
         event.listen(engine, "begin", _sqlite_begin)

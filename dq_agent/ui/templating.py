@@ -96,6 +96,9 @@ def environment() -> Environment:
     undefined name an error rather than an empty string."""
     env = Environment(
         loader=PackageLoader("dq_agent.ui", "templates"),
+        # The templates are the package's: they change with it, not while it serves (looking
+        # at each file's time on every page was a tenth of a served page's time).
+        auto_reload=False,
         autoescape=True,
         undefined=StrictUndefined,
         finalize=_escape,
