@@ -11,15 +11,24 @@ a click causes find them.
 
 The real command serves it, ``dq-agent serve --listen 127.0.0.1:PORT --workers N`` (uvicorn),
 and once ``/healthz`` answers, ``--clients`` asyncio clients, each with its own
-``httpx.AsyncClient`` (its own connection), send requests back to back (a closed loop) until
-``--requests`` of the kind are sent or ``--seconds`` have passed, each timed from sending to
-the whole response read:
+``httpx.AsyncClient`` (its own connection), send two kinds of request:
 
 1. ``GET /`` (the overview page), by clients signed in with a session cookie
    (``GET /login``, then ``POST /login`` with the form token and the user's token);
 2. ``POST /slack/actions``: a Slack ``block_actions`` click on an open incident's Snooze
    button, signed with the signing secret at the current time, each click a different request
    (its ``trigger_id``), so none is refused as a replay.
+
+Each kind is measured under two loads:
+
+- **closed** (capacity): every client sends back to back until ``--requests`` are sent or
+  ``--seconds`` have passed, each request timed from sending to the whole response read. With
+  50 clients always waiting, latency is 50 divided by the rate the server and clients reach
+  together (Little's law): it measures throughput more than waiting.
+- **open** (latency at a load), at each of ``--rates`` (arrivals a second, in all): the same
+  number of requests arrive as a Poisson process, each to a client drawn at random, whether or
+  not the earlier ones were answered, each timed from when it was due (a request that waited
+  for its client's previous answer counts the wait).
 
 The overview goes first: the server acts on acknowledged clicks afterwards, one at a time, and
 that work would otherwise be timed with the pages. Anything but a 200 is an error. After the
@@ -28,13 +37,19 @@ the last was acknowledged, and waits up to ``--drain`` seconds for the rest; the
 server with SIGTERM, which acts on what is left before exiting (for at most 30 s), and reports
 how many were acted on in all.
 
-Printed per kind: p50/p95/p99/max milliseconds, requests per second and errors, against the
-targets: p99 ≤ 50 ms for a click's acknowledgement and ≤ 200 ms for the overview page. A miss
-is printed as ``MISS``, not an error exit.
+Last, the same clients measure **the floor**: a server that does nothing but answer, served as
+``dq-agent serve`` is (uvicorn with the product's settings, the answer made in the thread
+pool), with a page the overview's size and an empty 200 for a click. The clients share the
+machine's cores with the server, so the floor is what this machine allows any Python server.
+
+Printed per kind and load: p50/p95/p99/max milliseconds, requests per second and errors,
+against the targets: p99 ≤ 50 ms for a click's acknowledgement and ≤ 200 ms for the overview
+page. A miss is printed as ``MISS``, not an error exit. The clients collect no garbage while
+they time (their pauses are not the server's).
 
 Usage: ``.venv/bin/python benchmarks/web.py [--runs 10000] [--incidents 1000] [--clients 50]
-[--requests 2000] [--seconds 120] [--workers 1[,2...]] [--state-url URL] [--drain 60]
-[--json PATH]``
+[--requests 2000] [--seconds 120] [--rates 50,200] [--workers 1[,2...]] [--state-url URL]
+[--drain 60] [--json PATH]``
 """
 
 from __future__ import annotations
@@ -42,11 +57,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import itertools
 import json
 import math
 import multiprocessing
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -54,7 +71,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection
@@ -63,6 +80,12 @@ from typing import Any
 
 import httpx
 import sqlalchemy as sa
+import uvicorn
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script: make the `benchmarks` package importable
@@ -72,6 +95,7 @@ from benchmarks import ui  # noqa: E402
 from dq_agent.config import load_project  # noqa: E402
 from dq_agent.sandbox.http import LoopbackServer  # noqa: E402
 from dq_agent.sandbox.slack import SlackEmulator, button_click, signed_interaction  # noqa: E402
+from dq_agent.serving import SERVER_OPTIONS, tcp_socket  # noqa: E402
 from dq_agent.store import Store  # noqa: E402
 from dq_agent.store.models import IncidentEvent, OutboxMessage, SlackClick  # noqa: E402
 from dq_agent.ui.app import LOGIN_COOKIE  # noqa: E402
@@ -123,6 +147,45 @@ def slack_emulator(conn: Connection) -> None:
     with contextlib.suppress(EOFError):
         conn.recv()
     server.stop()
+
+
+def floor_server(conn: Connection, page_size: int) -> None:
+    """The floor: a server that does nothing but answer, as ``dq-agent serve`` is served
+    (uvicorn with the product's settings, each answer made in the thread pool), with a page
+    the size of the overview at ``/`` and an empty 200 for a click. In a process of its own:
+    sends its port, then serves until terminated."""
+    page = b"x" * page_size
+
+    def made() -> bytes:
+        return page
+
+    async def get(_request: Request) -> Response:
+        return Response(await run_in_threadpool(made), media_type="text/html; charset=utf-8")
+
+    async def post(request: Request) -> Response:
+        await request.body()
+        await run_in_threadpool(made)
+        return Response(b"", media_type="text/plain; charset=utf-8")
+
+    app = Starlette(routes=[Route("/", get), Route("/slack/actions", post, methods=["POST"])])
+    sock = tcp_socket("127.0.0.1", 0)
+    conn.send(sock.getsockname()[1])
+    config = uvicorn.Config(app, log_config=None, log_level="warning", **SERVER_OPTIONS)
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def floor_round(context: Any, page_size: int, targets: list[Target], args: Any) -> list[Kind]:
+    ours, theirs = context.Pipe()
+    server = context.Process(target=floor_server, args=(theirs, page_size), daemon=True)
+    server.start()
+    try:
+        base_url = f"http://127.0.0.1:{ours.recv()}"
+        print(f"\nthe floor: an empty server answering {page_size:,}-byte pages")
+        pages, clicks = asyncio.run(measure(base_url, targets, args, sign_in_first=False))
+        return pages + clicks
+    finally:
+        server.terminate()
+        server.join(timeout=STOP_TIMEOUT_S)
 
 
 @dataclass(frozen=True)
@@ -278,7 +341,9 @@ class Kind:
 
     name: str
     target_ms: float
+    load: str = "closed"  # "closed": back to back; "N/s": N arrivals a second in all
     took_ms: list[float] = field(default_factory=list)
+    size: int = 0  # bytes of the last answer's body
     errors: int = 0
     error_samples: list[str] = field(default_factory=list)
     wall_s: float = 0.0
@@ -297,6 +362,8 @@ class Kind:
         p99 = self.percentile(0.99)
         return {
             "kind": self.name,
+            "load": self.load,
+            "size": self.size,
             "requests": done,
             "errors": self.errors,
             "p50_ms": round(self.percentile(0.50), 2),
@@ -312,6 +379,21 @@ class Kind:
 
 
 Send = Callable[[httpx.AsyncClient], Awaitable[httpx.Response]]
+
+
+@contextlib.contextmanager
+def collector_quiet() -> Iterator[None]:
+    """No garbage collection here while requests are timed: the clients stand in for 50
+    browsers (or Slack), and their own collector's pauses (up to 180 ms in this process)
+    are not the server's latency."""
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+        gc.unfreeze()
 
 
 async def load(
@@ -333,12 +415,57 @@ async def load(
             took = (time.perf_counter() - started) * 1000
             if response.status_code == 200:
                 kind.took_ms.append(took)
+                kind.size = len(response.content)
             else:
                 kind.error(f"{response.status_code} {response.text[:120]!r}")
 
-    started = time.perf_counter()
-    await asyncio.gather(*(client_loop(c) for c in clients))
-    kind.wall_s = time.perf_counter() - started
+    with collector_quiet():
+        started = time.perf_counter()
+        await asyncio.gather(*(client_loop(c) for c in clients))
+        kind.wall_s = time.perf_counter() - started
+
+
+async def paced(
+    clients: list[httpx.AsyncClient],
+    send: Send,
+    kind: Kind,
+    rate: float,
+    requests: int,
+    seconds: float,
+    seed: int,
+) -> None:
+    """``requests`` arrive (fewer when ``seconds`` are over first) at ``rate`` a second in
+    all, a Poisson process, each to a client drawn at random, whether or not the earlier
+    ones were answered. Each is timed from when it was due: one that waited for its
+    client's previous answer counts the wait (no coordinated omission)."""
+    rng = random.Random(seed)
+    schedules: list[list[float]] = [[] for _ in clients]
+    at = 0.0
+    for _ in range(min(requests, max(1, int(rate * seconds)))):
+        at += rng.expovariate(rate)
+        schedules[rng.randrange(len(clients))].append(at)
+
+    async def client_loop(client: httpx.AsyncClient, due: list[float]) -> None:
+        for offset in due:
+            wait = started + offset - time.perf_counter()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            try:
+                response = await send(client)
+            except httpx.HTTPError as exc:
+                kind.error(f"{exc.__class__.__name__}: {exc}")
+                continue
+            took = (time.perf_counter() - started - offset) * 1000
+            if response.status_code == 200:
+                kind.took_ms.append(took)
+                kind.size = len(response.content)
+            else:
+                kind.error(f"{response.status_code} {response.text[:120]!r}")
+
+    with collector_quiet():
+        started = time.perf_counter()
+        await asyncio.gather(*(client_loop(c, d) for c, d in zip(clients, schedules, strict=True)))
+        kind.wall_s = time.perf_counter() - started
 
 
 async def sign_in(client: httpx.AsyncClient) -> None:
@@ -395,27 +522,37 @@ class Round:
 
 
 async def measure(
-    base_url: str, targets: list[Target], args: argparse.Namespace
-) -> tuple[Kind, Kind]:
+    base_url: str, targets: list[Target], args: argparse.Namespace, *, sign_in_first: bool = True
+) -> tuple[list[Kind], list[Kind]]:
+    """The overview's timings, then the clicks': back to back first, then at each of
+    ``args.rates``."""
     limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
     clients = [
         httpx.AsyncClient(base_url=base_url, timeout=60, limits=limits) for _ in range(args.clients)
     ]
     try:
-        await asyncio.gather(*(sign_in(c) for c in clients))
+        if sign_in_first:
+            await asyncio.gather(*(sign_in(c) for c in clients))
         # Warm-up, untimed: every client's connection open and every worker serving.
         warm = Kind("warm-up", 0)
         await load(clients, overview, warm, 2 * len(clients), args.seconds)
         await load(clients[:WARM_CLICKS], clicker(targets), warm, WARM_CLICKS, args.seconds)
         if warm.errors:  # counted where they are timed; said here
             print(f"  warm-up: {warm.errors} errors, e.g. {warm.error_samples[0]}", flush=True)
-        page = Kind("overview GET /", PAGE_TARGET_MS)
-        print(f"  {page.name}: {args.requests:,} requests by {len(clients)} clients", flush=True)
-        await load(clients, overview, page, args.requests, args.seconds)
-        click = Kind("Slack click ack", CLICK_TARGET_MS)
-        print(f"  {click.name}: {args.requests:,} requests by {len(clients)} clients", flush=True)
-        await load(clients, clicker(targets), click, args.requests, args.seconds)
-        return page, click
+        timed: list[list[Kind]] = []
+        for name, send, target in (
+            ("overview GET /", overview, PAGE_TARGET_MS),
+            ("Slack click ack", clicker(targets), CLICK_TARGET_MS),
+        ):
+            kinds = [Kind(name, target)]
+            print(f"  {name}: {args.requests:,} requests by {len(clients)} clients", flush=True)
+            await load(clients, send, kinds[0], args.requests, args.seconds)
+            for rate in args.rates:
+                kinds.append(Kind(name, target, load=f"{rate:g}/s"))
+                print(f"  {name}: {rate:g} a second for {args.seconds:g} s", flush=True)
+                await paced(clients, send, kinds[-1], rate, args.requests, args.seconds, args.seed)
+            timed.append(kinds)
+        return timed[0], timed[1]
     finally:
         await asyncio.gather(*(c.aclose() for c in clients))
 
@@ -426,8 +563,8 @@ def one_round(project: Path, url: str, targets: list[Target], workers: int, args
         started = server.wait_healthy()
         print(f"\ndq-agent serve --workers {workers}: /healthz answered after {started:.1f} s")
         before = snoozes(url)
-        page, click = asyncio.run(measure(server.base_url, targets, args))
-        acked = len(click.took_ms) + WARM_CLICKS
+        pages, clicks = asyncio.run(measure(server.base_url, targets, args))
+        acked = sum(len(k.took_ms) for k in clicks) + WARM_CLICKS
         at_last_ack = snoozes(url) - before
         drained = time.perf_counter()
         acted = at_last_ack
@@ -443,7 +580,7 @@ def one_round(project: Path, url: str, targets: list[Target], workers: int, args
     return Round(
         workers,
         round(started, 2),
-        [page.summary(), click.summary()],
+        [k.summary() for k in pages + clicks],
         acked,
         at_last_ack,
         acted,
@@ -459,22 +596,26 @@ def one_round(project: Path, url: str, targets: list[Target], workers: int, args
 # -- the report ----------------------------------------------------------------------------------
 
 
-def report(result: Round, clients: int) -> None:
+def table(title: str, kinds: list[dict[str, Any]]) -> None:
     head = (
-        f"{'kind':<18} {'requests':>8} {'errors':>6} {'p50':>7} {'p95':>7} {'p99':>7} "
-        f"{'max':>8} {'req/s':>7}  target p99"
+        f"{'kind':<18} {'load':>6} {'requests':>8} {'errors':>6} {'p50':>7} {'p95':>7} "
+        f"{'p99':>7} {'max':>8} {'req/s':>7}  target p99"
     )
-    print(f"\nworkers={result.workers}, {clients} concurrent clients (ms)")
+    print(f"\n{title} (ms)")
     print(head)
     print("-" * len(head))
-    for k in result.kinds:
+    for k in kinds:
         print(
-            f"{k['kind']:<18} {k['requests']:>8,} {k['errors']:>6} {k['p50_ms']:7.1f} "
-            f"{k['p95_ms']:7.1f} {k['p99_ms']:7.1f} {k['max_ms']:8.1f} {k['per_s']:7.1f}  "
-            f"≤ {k['target_p99_ms']:.0f} ms {k['verdict']}"
+            f"{k['kind']:<18} {k['load']:>6} {k['requests']:>8,} {k['errors']:>6} "
+            f"{k['p50_ms']:7.1f} {k['p95_ms']:7.1f} {k['p99_ms']:7.1f} {k['max_ms']:8.1f} "
+            f"{k['per_s']:7.1f}  ≤ {k['target_p99_ms']:.0f} ms {k['verdict']}"
         )
         for sample in k["error_samples"]:
             print(f"    error: {sample}")
+
+
+def report(result: Round, clients: int) -> None:
+    table(f"workers={result.workers}, {clients} concurrent clients", result.kinds)
     print(
         f"clicks acted on (snoozes recorded): {result.acted_at_last_ack:,} of "
         f"{result.clicks_acked:,} acknowledged when the last was acknowledged, "
@@ -501,6 +642,11 @@ def main() -> None:
     )
     parser.add_argument("--drain", type=float, default=60, help="wait for clicks' actions (s)")
     parser.add_argument(
+        "--rates",
+        default="50,200",
+        help="arrivals a second, in all, of each open-loop measurement (none: '')",
+    )
+    parser.add_argument(
         "--state-url",
         help="a new SQLite file, or a PostgreSQL database to make a schema in "
         f"(e.g. {ui.DEFAULT_POSTGRES_URL}); default: SQLite in a temporary folder",
@@ -509,6 +655,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args()
     workers = [int(w) for w in args.workers.split(",")]
+    args.rates = [float(r) for r in args.rates.split(",") if r]
     suites = max(10, math.ceil(args.incidents * (1 + ui.SPARE_PROBLEMS) / ui.CHECKS_PER_SUITE))
     # The last run this hour, so the overview's recent days hold runs, as a live store's do.
     ui.END = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
@@ -546,6 +693,9 @@ def main() -> None:
             for n in workers:
                 rounds.append(one_round(root, url, targets, n, args))
                 report(rounds[-1], args.clients)
+            page_size = rounds[0].kinds[0]["size"]
+            floor = [k.summary() for k in floor_round(context, page_size, targets, args)]
+            table(f"the floor, {args.clients} concurrent clients", floor)
         finally:
             ours.send("stop")
             emulator.join(timeout=10)
@@ -565,6 +715,7 @@ def main() -> None:
                     "state_store": engine,
                     "load_average": load_average,
                     "rounds": [asdict(r) for r in rounds],
+                    "floor": floor,
                 },
                 indent=2,
             ),
