@@ -11,10 +11,12 @@ it, every check's history, its open incidents, corrections and restart targets.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from html import escape
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -255,6 +257,32 @@ def test_the_overview_is_rendered_again_only_when_what_it_shows_may_have_changed
     assert "2026-12-03 05:00 UTC" in later and "2026-12-03 05:00 UTC" not in snoozed
 
 
+def test_while_a_change_is_rendered_other_requests_get_the_page_before_it(
+    project: Project, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    page = overview.Overview(store)
+    before = page.render(project, NOW)
+    rendering, finish = threading.Event(), threading.Event()
+    slow = overview.render
+
+    def render(*args: Any) -> Any:
+        rendering.set()
+        assert finish.wait(10)
+        return slow(*args)
+
+    monkeypatch.setattr(overview, "render", render)
+    record(store, today(11), "fail")
+    after: list[str] = []
+    first = threading.Thread(target=lambda: after.append(page.render(project, NOW)))
+    first.start()
+    assert rendering.wait(10)
+    assert page.render(project, NOW) is before  # not waited for
+    finish.set()
+    first.join()
+    assert cells(after[0], "orders")[-1] == ("fail", "2026-12-01: 10 runs — 7 pass, 3 fail")
+    assert page.render(project, NOW) is after[0]
+
+
 def test_the_days_are_utc_days_whatever_the_clock_s_zone() -> None:
     five_past_midnight_in_tashkent = datetime(
         2026, 12, 1, 0, 5, tzinfo=timezone(timedelta(hours=5))
@@ -460,8 +488,14 @@ def test_the_newest_run_and_incident_event_ids_move_with_each_record(any_store: 
     record(any_store, NOW, "pass")
     runs, events = any_store.newest_ids()
     assert runs > 0 and events == 0
-    problem = {"dataset": "warehouse/orders", "owners": [ANA], "summary": "0 rows"}
-    change = any_store.record_problem(suite="orders", check="row_count", at=NOW, **problem)
+    change = any_store.record_problem(
+        suite="orders",
+        check="row_count",
+        dataset="warehouse/orders",
+        owners=[ANA],
+        summary="0 rows",
+        at=NOW,
+    )
     opened = any_store.newest_ids()
     assert opened == (runs, change.event_id)
     any_store.nudged(change.incident_id, at=NOW, level=0, nudges=1, event="nudged", detail="")

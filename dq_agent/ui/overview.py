@@ -74,22 +74,34 @@ class Overview:
     project loaded, or a new minute begun (next runs, the days shown, and anything else
     that changes without either, such as old runs pruned, are at most a minute late).
 
-    Rendering takes about 50 ms with 10,000 runs of 174 suites, most of it in the template;
-    under a burst of requests each change is rendered once, by the first request to see it,
-    while the others wait for that page instead of rendering it too.
+    Rendering takes about 50 ms with 10,000 runs of 174 suites, most of it in the template.
+    One request at a time renders a change; the others meanwhile get the page from before
+    it (at most one rendering old) rather than wait, since clicks being acted on can change
+    the store several times a second. Only the first page, or one of another project, is
+    waited for.
     """
 
     def __init__(self, store: Store) -> None:
         self._store = store
-        self._lock = threading.Lock()
+        self._rendering = threading.Lock()
         self._shown: tuple[Project, tuple[object, ...], Markup] | None = None
 
     def render(self, project: Project, now: datetime) -> Markup:
         key = (now.replace(second=0, microsecond=0), *self._store.newest_ids())
-        with self._lock:
+        shown = self._shown
+        if shown is not None and shown[0] is project:
+            if shown[1] == key:
+                return shown[2]
+            if not self._rendering.acquire(blocking=False):
+                return shown[2]  # being rendered by another request
+        else:
+            self._rendering.acquire()
+        try:
             shown = self._shown
             if shown is not None and shown[0] is project and shown[1] == key:
-                return shown[2]
+                return shown[2]  # rendered while this request waited
             page = render(project, self._store, now)
             self._shown = (project, key, page)
             return page
+        finally:
+            self._rendering.release()
