@@ -638,3 +638,36 @@ def test_threads_writing_to_sqlite_at_once_queue_for_each_other_not_for_the_file
         assert failures == []
         with store.engine.connect() as conn:
             assert conn.execute(sa.text("SELECT count(*) FROM slack_clicks")).scalar() == 320
+
+
+def test_processes_writing_to_one_sqlite_file_take_turns(tmp_path: Path) -> None:
+    """Two stores on one file stand for two processes (each flock is its own): a write waits
+    while the other holds the turn, and goes on once it is given up; past SQLite's busy
+    timeout it goes on without it, and SQLite's own lock decides."""
+    at = datetime(2026, 12, 1, tzinfo=UTC)
+    url = f"sqlite:///{tmp_path}/state.db"
+
+    def click(store: Store, key: str) -> threading.Thread:
+        thread = threading.Thread(
+            target=store.accept_click,
+            args=(key, "{}"),
+            kwargs={"at": at, "until": at, "claim": "me", "lease_until": at},
+        )
+        thread.start()
+        return thread
+
+    with Store.open(url) as one, Store.open(url) as other:
+        with one._writing:
+            waiting = click(other, "waits")
+            waiting.join(0.3)
+            assert waiting.is_alive()
+        waiting.join(10)
+        assert not waiting.is_alive()
+        with Store.open(url + "?timeout=0.05") as impatient, one._writing:
+            gone_on = click(impatient, "goes on")
+            gone_on.join(10)
+            assert not gone_on.is_alive()
+        with one.engine.connect() as conn:
+            keys = conn.execute(sa.text("SELECT key FROM slack_clicks ORDER BY id")).scalars()
+            assert list(keys) == ["waits", "goes on"]
+    assert (tmp_path / "state.db-writers").exists()

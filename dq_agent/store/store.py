@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
+import logging
+import os
 import sqlite3
 import threading
+import time
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from datetime import UTC, datetime, timedelta
@@ -57,6 +61,8 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 MIGRATION_LOCK_KEY = 0x6471_6167_656E_7431
 # Appends to the hash-chained ledger are serialised ("dqledger").
 LEDGER_LOCK_KEY = 0x6471_6C65_6467_6572
+
+log = logging.getLogger(__name__)
 
 # Alembic keeps the running migration's context in module globals, so two threads of one
 # process must not migrate at the same time, even against different databases.
@@ -232,6 +238,82 @@ def _create_engine(url: sa.URL) -> sa.Engine:
     return engine
 
 
+def _sqlite_file(url: sa.URL) -> Path | None:
+    """The database file of a SQLite URL; None in memory (or given as a URI)."""
+    if url.database in (None, "", ":memory:") or "uri" in url.query:
+        return None
+    return Path(url.database).resolve()
+
+
+def _busy_timeout(url: sa.URL) -> float:
+    """How long SQLite waits for a lock on this URL: its ``timeout`` (pysqlite's, 5 s)."""
+    try:
+        return float(str(url.query.get("timeout", 5.0)))
+    except ValueError:
+        return 5.0
+
+
+class _SqliteWriters:
+    """The writers of one SQLite store take turns: the threads of this process through a
+    lock, the processes on the file through an exclusive ``flock`` on ``<database>-writers``
+    (freed by the kernel when its holder dies).
+
+    SQLite has one writer at a time, and one waiting for the database's own lock polls for
+    it, sleeping up to 100 ms between tries: under a burst of writes (Slack clicks, each
+    recorded before its acknowledgement) some waited a second. Here a thread is woken as soon
+    as the writer before it is done, and another process's within half a millisecond. A
+    process that waits longer than SQLite's busy timeout goes on without the turn, and
+    SQLite's own lock decides, as it always did.
+    """
+
+    def __init__(self, database: Path | None, busy_s: float) -> None:
+        self._threads = threading.RLock()
+        self._busy_s = busy_s
+        self._path = database.with_name(f"{database.name}-writers") if database else None
+        self._file: int | None = None
+        self._depth = 0  # nested write transactions of the thread holding the turn
+        self._flocked = False
+
+    def __enter__(self) -> None:
+        self._threads.acquire()
+        self._depth += 1
+        if self._depth == 1 and self._path is not None:
+            try:
+                self._flocked = self._take_file()
+            except OSError as exc:  # no turn across processes: SQLite's lock still rules
+                log.warning("cannot take turns on %s: %s", self._path, exc)
+                self._flocked = False
+
+    def __exit__(self, *_exc: object) -> None:
+        try:
+            if self._depth == 1 and self._flocked and self._file is not None:
+                fcntl.flock(self._file, fcntl.LOCK_UN)
+                self._flocked = False
+        finally:
+            self._depth -= 1
+            self._threads.release()
+
+    def _take_file(self) -> bool:
+        if self._file is None:
+            assert self._path is not None
+            self._file = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+        deadline = time.monotonic() + self._busy_s
+        while True:
+            try:
+                fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    return False
+                time.sleep(0.0005)
+
+    def close(self) -> None:
+        with self._threads:
+            if self._file is not None:
+                os.close(self._file)
+                self._file = None
+
+
 class _MigrationError(Exception):
     """Alembic could not bring the schema up to date."""
 
@@ -270,12 +352,10 @@ class Store:
         self._reads = sessionmaker(
             engine.execution_options(**{_READ_ONLY: True}), expire_on_commit=False
         )
-        # SQLite has one writer at a time, and one waiting for the file's lock polls for it,
-        # sleeping up to 100 ms between tries: under a burst of writes (Slack clicks) some
-        # waited a second. The threads of this process queue here instead, woken as soon as
-        # the writer before them commits; other processes still wait on the file's lock.
         self._writing: AbstractContextManager[object] = (
-            threading.RLock() if engine.dialect.name == "sqlite" else nullcontext()
+            _SqliteWriters(_sqlite_file(engine.url), _busy_timeout(engine.url))
+            if engine.dialect.name == "sqlite"
+            else nullcontext()
         )
 
     @classmethod
@@ -301,6 +381,8 @@ class Store:
     def close(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()
+        if isinstance(self._writing, _SqliteWriters):
+            self._writing.close()
 
     def __enter__(self) -> Self:
         return self
