@@ -11,8 +11,9 @@ import hashlib
 import hmac
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 from urllib.parse import urlencode
 
@@ -242,36 +243,44 @@ def test_without_a_store_clicks_are_kept_in_memory_and_a_verifier_needs_one(stor
         Interactions(Verifier(SECRET, store), Clicks(acted))
 
 
-def test_clicks_that_come_together_are_recorded_with_one_commit(
-    store: Store, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """While one click is being recorded, the fifteen that come meanwhile wait, and are then
-    recorded together; a replay among them is refused, and each new click acted on once."""
+def burst(
+    clicks: Clicks,
+    store: Store,
+    monkeypatch: pytest.MonkeyPatch,
+    keys: list[str],
+    second: Callable[..., list[int | None]] | None = None,
+) -> tuple[list[list[str]], list[tuple[str, bool | BaseException]]]:
+    """Click k0, and while it is being recorded click ``keys`` at once; the second record
+    is made by ``second`` (default: the store). The keys of each record made, and each
+    click's outcome (new, a replay, or what it raised)."""
     batches: list[list[str]] = []
     first_commit = threading.Event()
-    record = store.accept_clicks
+    record = partial(Store.accept_clicks, store)  # the store's own, not a patched one
 
-    def recording(clicks: Any, **kwargs: Any) -> list[int | None]:
-        batches.append([c.key for c in clicks])
+    def recording(batch: Any, **kwargs: Any) -> list[int | None]:
+        batches.append([c.key for c in batch])
         if len(batches) == 1:
             assert first_commit.wait(10)
-        return record(clicks, **kwargs)
+        elif second is not None:
+            return second(batch, **kwargs)
+        return record(batch, **kwargs)
 
     monkeypatch.setattr(store, "accept_clicks", recording)
-    acted = Acted()
-    clicks = Clicks(acted, store)
-    outcomes: list[tuple[str, bool]] = []
+    outcomes: list[tuple[str, bool | BaseException]] = []
 
     def click(key: str) -> None:
-        outcomes.append((key, clicks.accept(key, payload(key), at=T0, until=T0 + timedelta(1))))
+        try:
+            new = clicks.accept(key, payload(key), at=T0, until=T0 + timedelta(1))
+        except Exception as exc:  # noqa: BLE001 - the outcome looked at
+            outcomes.append((key, exc))
+        else:
+            outcomes.append((key, new))
 
     first = threading.Thread(target=click, args=("k0",))
     first.start()
     deadline = time.monotonic() + 10
     while not batches and time.monotonic() < deadline:
         time.sleep(0.001)
-    # k0 again is a replay of the click being recorded; k7 comes twice at once.
-    keys = [f"k{n}" for n in range(1, 14)] + ["k0", "k7"]
     others = [threading.Thread(target=click, args=(k,)) for k in keys]
     for thread in others:
         thread.start()
@@ -280,16 +289,54 @@ def test_clicks_that_come_together_are_recorded_with_one_commit(
     first_commit.set()
     for thread in [first, *others]:
         thread.join()
+    return batches, outcomes
+
+
+def test_clicks_that_come_together_are_recorded_with_one_commit(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While one click is being recorded, the fifteen that come meanwhile wait, and are then
+    recorded together; a replay among them is refused, and each new click acted on once."""
+    acted = Acted()
+    clicks = Clicks(acted, store)
+    # k0 again is a replay of the click being recorded; k7 comes twice at once.
+    keys = [f"k{n}" for n in range(1, 14)] + ["k0", "k7"]
+    batches, outcomes = burst(clicks, store, monkeypatch, keys)
 
     assert [len(b) for b in batches] == [1, len(keys)]
     assert sorted(batches[1]) == sorted(keys)
-    assert sorted(k for k, new in outcomes if new) == sorted(f"k{n}" for n in range(14))
-    assert sorted(k for k, new in outcomes if not new) == ["k0", "k7"]  # the replays
+    assert sorted(k for k, new in outcomes if new is True) == sorted(f"k{n}" for n in range(14))
+    assert sorted(k for k, new in outcomes if new is False) == ["k0", "k7"]  # the replays
     assert len(rows(store)) == 14  # k0 and k7 recorded once each
     clicks.start()
     clicks.drain()
     clicks.stop()
     assert sorted(acted.triggers) == sorted(f"k{n}" for n in range(14))
+
+
+def test_no_click_of_a_batch_that_could_not_be_recorded_is_acknowledged(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whether the store refused the batch or something else went wrong, every click of it
+    is answered with an error (Slack sends it again), none as accepted or as a replay."""
+    for fault, told in (
+        (StoreError("cannot record Slack clicks in state store: disk I/O error"), StoreError),
+        (OSError("no space left on device"), (OSError, RuntimeError)),
+    ):
+
+        def failing(
+            *_args: object, fault: Exception = fault, **_kwargs: object
+        ) -> list[int | None]:
+            raise fault
+
+        clicks = Clicks(Acted(), store)
+        keys = [f"{type(fault).__name__}-{n}" for n in range(5)]
+        batches, outcomes = burst(clicks, store, monkeypatch, keys, failing)
+        assert [len(b) for b in batches] == [1, 5]
+        failed = dict(outcomes)
+        assert failed.pop("k0") in (True, False)  # the first was recorded (or a replay)
+        assert sorted(failed) == sorted(keys)
+        assert all(isinstance(outcome, told) for outcome in failed.values()), failed
 
 
 def test_a_batch_that_meets_another_replica_s_record_refuses_only_that_click(

@@ -238,6 +238,8 @@ class Clicks:
         outcome = waiting.outcome
         if isinstance(outcome, StoreError):
             raise StoreError(str(outcome)) from outcome
+        if isinstance(outcome, BaseException):
+            raise RuntimeError("recording Slack clicks failed") from outcome
         return outcome is not None
 
     def _record(self) -> None:
@@ -251,9 +253,11 @@ class Clicks:
                 claim=self.holder,
                 lease_until=self._clock() + self._lease,
             )
-        except StoreError as exc:
+        except BaseException as exc:  # told to every click of the batch, none acknowledged
             for waiting in batch:
                 waiting.outcome = exc
+            if not isinstance(exc, StoreError):
+                raise
             return
         for waiting, click_id in zip(batch, ids, strict=True):
             waiting.outcome = click_id
