@@ -396,6 +396,21 @@ def collector_quiet() -> Iterator[None]:
         gc.unfreeze()
 
 
+async def timed(kind: Kind, send: Send, client: httpx.AsyncClient, since: float) -> None:
+    """Send one request and count it in ``kind``: its time from ``since`` (a perf_counter
+    reading) to the whole answer read when it is a 200, else an error."""
+    try:
+        response = await send(client)
+    except httpx.HTTPError as exc:
+        kind.error(f"{exc.__class__.__name__}: {exc}")
+        return
+    if response.status_code == 200:
+        kind.took_ms.append((time.perf_counter() - since) * 1000)
+        kind.size = len(response.content)
+    else:
+        kind.error(f"{response.status_code} {response.text[:120]!r}")
+
+
 async def load(
     clients: list[httpx.AsyncClient], send: Send, kind: Kind, requests: int, seconds: float
 ) -> None:
@@ -406,18 +421,7 @@ async def load(
 
     async def client_loop(client: httpx.AsyncClient) -> None:
         while next(counter) < requests and time.perf_counter() < deadline:
-            started = time.perf_counter()
-            try:
-                response = await send(client)
-            except httpx.HTTPError as exc:
-                kind.error(f"{exc.__class__.__name__}: {exc}")
-                continue
-            took = (time.perf_counter() - started) * 1000
-            if response.status_code == 200:
-                kind.took_ms.append(took)
-                kind.size = len(response.content)
-            else:
-                kind.error(f"{response.status_code} {response.text[:120]!r}")
+            await timed(kind, send, client, time.perf_counter())
 
     with collector_quiet():
         started = time.perf_counter()
@@ -450,17 +454,7 @@ async def paced(
             wait = started + offset - time.perf_counter()
             if wait > 0:
                 await asyncio.sleep(wait)
-            try:
-                response = await send(client)
-            except httpx.HTTPError as exc:
-                kind.error(f"{exc.__class__.__name__}: {exc}")
-                continue
-            took = (time.perf_counter() - started - offset) * 1000
-            if response.status_code == 200:
-                kind.took_ms.append(took)
-                kind.size = len(response.content)
-            else:
-                kind.error(f"{response.status_code} {response.text[:120]!r}")
+            await timed(kind, send, client, started + offset)
 
     with collector_quiet():
         started = time.perf_counter()
