@@ -73,8 +73,9 @@ _ALEMBIC_LOCK = threading.Lock()
 # default, for every replica and worker together).
 SQLITE_POOL = 40
 SERVER_POOL = 10
-# How many more a process may open for one transaction each when they are all in use.
-POOL_OVERFLOW = 30
+# How many more a process may open for one transaction each when they are all in use (at
+# most 20 to a database server in all, 5 more than SQLAlchemy's default).
+POOL_OVERFLOW = 10
 
 # How long a Slack click acted on is kept before it is pruned.
 CLICKS_KEPT = timedelta(days=1)
@@ -277,12 +278,17 @@ class _SqliteWriters:
     def __enter__(self) -> None:
         self._threads.acquire()
         self._depth += 1
-        if self._depth == 1 and self._path is not None:
-            try:
-                self._flocked = self._take_file()
-            except OSError as exc:  # no turn across processes: SQLite's lock still rules
-                log.warning("cannot take turns on %s: %s", self._path, exc)
-                self._flocked = False
+        if self._depth > 1 or self._path is None:
+            return
+        try:
+            self._flocked = self._take_file()
+        except OSError as exc:  # no turn across processes: SQLite's lock still rules
+            log.warning("cannot take turns on %s: %s", self._path, exc)
+            self._flocked = False
+        except BaseException:  # interrupted while waiting: give the turn up
+            self._depth -= 1
+            self._threads.release()
+            raise
 
     def __exit__(self, *_exc: object) -> None:
         try:
