@@ -60,22 +60,22 @@ def test_a_session_is_signed_and_ends_after_its_time(store: Store) -> None:
     assert ui.sign_in("bob@acme.com", "ana-token-123456", "10.0.0.1") is None
     session = ui.sign_in(" Ana@Acme.com ", "ana-token-123456", "10.0.0.1")
     assert session is not None
-    assert ui.identify({}, {SESSION_COOKIE: session}) == ANA
+    assert ui.visitor({}, {SESSION_COOKIE: session})[0] == ANA
     body, _, signature = session.partition(".")
     forged = ("A" if body[0] != "A" else "B") + body[1:] + "." + signature
-    assert ui.identify({}, {SESSION_COOKIE: forged}) is None
+    assert ui.visitor({}, {SESSION_COOKIE: forged})[0] is None
     # Another process's secret does not vouch for it.
-    assert gate(clock, store).identify({}, {SESSION_COOKIE: session}) is None
+    assert gate(clock, store).visitor({}, {SESSION_COOKIE: session})[0] is None
     clock.at = NOON + timedelta(hours=1, seconds=1)
-    assert ui.identify({}, {SESSION_COOKIE: session}) is None
+    assert ui.visitor({}, {SESSION_COOKIE: session})[0] is None
 
 
 def test_the_proxy_header_counts_only_when_configured(store: Store) -> None:
     clock = Clock()
     headers = {"x-forwarded-email": "Lee@Acme.com"}
-    assert gate(clock, store).identify(headers, {}) is None
+    assert gate(clock, store).visitor(headers, {})[0] is None
     trusting = gate(clock, store, trusted_header="X-Forwarded-Email")
-    assert trusting.identify(headers, {}) == "lee@acme.com"
+    assert trusting.visitor(headers, {})[0] == "lee@acme.com"
 
 
 def test_form_tokens_are_bound_to_the_session(store: Store) -> None:

@@ -108,10 +108,6 @@ class Gate:
         if session is not None:
             self.store.end_session(session.id, until=session.expires, at=self._clock())
 
-    def identify(self, headers: Mapping[str, str], cookies: Mapping[str, str]) -> str | None:
-        """The signed-in user's e-mail, lower-cased, or None."""
-        return self.visitor(headers, cookies)[0]
-
     def visitor(
         self, headers: Mapping[str, str], cookies: Mapping[str, str]
     ) -> tuple[str | None, str]:
