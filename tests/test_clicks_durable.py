@@ -7,6 +7,7 @@ Slack never sends an acknowledged click again, so a click the agent answered and
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import threading
@@ -19,9 +20,11 @@ from urllib.parse import urlencode
 
 import pytest
 import sqlalchemy as sa
+from starlette.testclient import TestClient
 
 from dq_agent.errors import StoreError
-from dq_agent.escalate.endpoint import CLICK_LEASE, Clicks, Interactions, Verifier
+from dq_agent.escalate.endpoint import ACTIONS_PATH, CLICK_LEASE, Clicks, Interactions, Verifier
+from dq_agent.escalate.server import asgi_app
 from dq_agent.store import NewClick, Store
 from dq_agent.store.models import SlackClick
 
@@ -364,3 +367,84 @@ def test_a_batch_that_meets_another_replica_s_record_refuses_only_that_click(
         ids = store.accept_clicks(batch, claim="me", lease_until=T0)
     assert ids[0] is not None and ids[1] is None and ids[2] is not None
     assert looked == [3, 1, 1, 1]
+
+
+def test_clicks_that_come_together_on_an_event_loop_are_recorded_with_one_commit(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """How the server records them: each request's click waits on the loop, and the clicks
+    that came while a batch was recorded (in a thread) make the next batch."""
+    batches: list[list[str]] = []
+    record = partial(Store.accept_clicks, store)
+
+    def recording(batch: Any, **kwargs: Any) -> list[int | None]:
+        batches.append([c.key for c in batch])
+        return record(batch, **kwargs)
+
+    monkeypatch.setattr(store, "accept_clicks", recording)
+    acted = Acted()
+    clicks = Clicks(acted, store)
+    keys = [f"k{n}" for n in range(12)] + ["k3"]  # k3 twice at once: one is a replay
+
+    async def together() -> list[bool]:
+        until = T0 + timedelta(1)
+        first = await clicks.accept_async("first", payload("first"), at=T0, until=until)
+        rest = await asyncio.gather(
+            *(clicks.accept_async(k, payload(k), at=T0, until=until) for k in keys)
+        )
+        return [first, *rest]
+
+    outcomes = asyncio.run(together())
+    assert batches == [["first"], keys]
+    assert outcomes == [True] * 13 + [False]
+    clicks.start()
+    clicks.drain()
+    clicks.stop()
+    assert sorted(acted.triggers) == sorted(["first", *keys[:-1]])
+
+
+def test_no_click_of_a_batch_the_event_loop_could_not_record_is_acknowledged(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for fault, told in (
+        (StoreError("cannot record Slack clicks in state store: disk I/O error"), StoreError),
+        (OSError("no space left on device"), RuntimeError),
+    ):
+
+        def failing(*_args: object, fault: Exception = fault, **_kwargs: object) -> Any:
+            raise fault
+
+        monkeypatch.setattr(store, "accept_clicks", failing)
+        clicks = Clicks(Acted(), store)
+
+        async def together(clicks: Clicks) -> list[bool | BaseException]:
+            until = T0 + timedelta(1)
+            return await asyncio.gather(
+                *(
+                    clicks.accept_async(f"k{n}", payload(f"k{n}"), at=T0, until=until)
+                    for n in range(5)
+                ),
+                return_exceptions=True,
+            )
+
+        outcomes = asyncio.run(together(clicks))
+        assert all(isinstance(outcome, told) for outcome in outcomes), outcomes
+
+
+def test_the_server_answers_a_click_only_once_it_is_recorded(store: Store) -> None:
+    """Over HTTP (the ASGI application, as uvicorn runs it): 200 for a click recorded, 401
+    for its replay, 503 when the store cannot record it."""
+    clicks = Clicks(Acted(), store)
+    app = asgi_app(Interactions(Verifier(SECRET, store), clicks), clicks)
+    body = urlencode({"payload": '{"type": "block_actions", "trigger_id": "t1"}'}).encode()
+    with TestClient(app) as client:
+        sent = client.post(ACTIONS_PATH, content=body, headers=signed(body))
+        again = client.post(ACTIONS_PATH, content=body, headers=signed(body))
+        assert (sent.status_code, again.status_code) == (200, 401)
+        assert len(rows(store)) == 1
+        store.engine.dispose()
+        with store.engine.begin() as conn:
+            conn.execute(sa.text("DROP TABLE slack_clicks"))
+        other = body.replace(b"t1", b"t2")
+        lost = client.post(ACTIONS_PATH, content=other, headers=signed(other))
+        assert (lost.status_code, lost.text) == (503, "cannot record the request now: try again")

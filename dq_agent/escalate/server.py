@@ -94,7 +94,7 @@ def asgi_app(
         if isinstance(body, Response):
             return body
         headers = dict(request.headers.items())
-        status, text = await run_in_threadpool(interactions.accept, body, headers)
+        status, text = await interactions.accept_async(body, headers)
         return Response(text, status, media_type=_TEXT)
 
     application = Starlette(
@@ -120,8 +120,10 @@ async def _body(request: Request) -> bytes | Response:
     if length == 0:
         return b""
     try:
-        # A client that stops sending mid-body is dropped, not waited for.
-        body = await asyncio.wait_for(request.body(), REQUEST_TIMEOUT_S)
+        # A client that stops sending mid-body is dropped, not waited for (a deadline on
+        # this task: wait_for would make a task of its own for every request).
+        async with asyncio.timeout(REQUEST_TIMEOUT_S):
+            body = await request.body()
     except (ClientDisconnect, TimeoutError):
         body = b""
     if len(body) != length:  # the client went away, or sent other than it announced
