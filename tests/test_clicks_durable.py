@@ -448,3 +448,17 @@ def test_the_server_answers_a_click_only_once_it_is_recorded(store: Store) -> No
         other = body.replace(b"t1", b"t2")
         lost = client.post(ACTIONS_PATH, content=other, headers=signed(other))
         assert (lost.status_code, lost.text) == (503, "cannot record the request now: try again")
+
+
+def test_a_click_the_event_loop_could_not_hand_to_a_thread_is_not_acknowledged(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def no_threads(*_args: object) -> None:
+        raise RuntimeError("cannot schedule new futures after interpreter shutdown")
+
+    monkeypatch.setattr(asyncio, "to_thread", no_threads)
+    clicks = Clicks(Acted(), store)
+    until = T0 + timedelta(1)
+    with pytest.raises(RuntimeError, match="recording Slack clicks failed"):
+        asyncio.run(clicks.accept_async("k", payload("k"), at=T0, until=until))
+    assert rows(store) == []

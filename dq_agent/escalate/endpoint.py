@@ -17,7 +17,6 @@ else is answered from the headers alone and the connection closed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -276,8 +275,12 @@ class Clicks:
         try:
             while self._pending:
                 batch, self._pending = self._pending, []
-                with contextlib.suppress(Exception):  # each click of the batch is told
+                try:
                     await asyncio.to_thread(self._record, [w for w, _ in batch])
+                except Exception as exc:  # told to each click, unless _record told it already
+                    for waiting, _ in batch:
+                        if waiting.outcome is _WAITING:
+                            waiting.outcome = exc
                 for _, recorded in batch:
                     recorded.set_result(None)
         finally:
