@@ -36,7 +36,7 @@ from sqlalchemy.pool import NullPool
 
 from dq_agent.errors import StoreError
 from dq_agent.redact import mask_url, redact, url_secrets
-from dq_agent.store.store import _describe
+from dq_agent.store.store import _describe, _sqlite_lock_path
 
 log = logging.getLogger(__name__)
 
@@ -89,18 +89,6 @@ def _connect_args(url: sa.URL) -> dict[str, Any]:
     if _libpq_version(driver) >= 120000:  # tcp_user_timeout appeared in libpq 12
         args["tcp_user_timeout"] = _CLIENT_USER_TIMEOUT_MS
     return {name: value for name, value in args.items() if name not in url.query}
-
-
-def _sqlite_lock_path(url: sa.URL, suffix: str) -> Path | None:
-    """``<database file><suffix>``, or None for an in-memory database."""
-    database = url.database or ""
-    if "uri" in url.query:
-        if url.query.get("mode") == "memory":
-            return None
-        database = database.removeprefix("file:")
-    if database in ("", ":memory:"):
-        return None
-    return Path(f"{database}{suffix}")
 
 
 class SharedLock:

@@ -239,11 +239,16 @@ def _create_engine(url: sa.URL) -> sa.Engine:
     return engine
 
 
-def _sqlite_file(url: sa.URL) -> Path | None:
-    """The database file of a SQLite URL; None in memory (or given as a URI)."""
-    if url.database in (None, "", ":memory:") or "uri" in url.query:
+def _sqlite_lock_path(url: sa.URL, suffix: str) -> Path | None:
+    """``<database file><suffix>``, or None for an in-memory database."""
+    database = url.database or ""
+    if "uri" in url.query:
+        if url.query.get("mode") == "memory":
+            return None
+        database = database.removeprefix("file:")
+    if database in ("", ":memory:"):
         return None
-    return Path(url.database).resolve()
+    return Path(f"{database}{suffix}")
 
 
 def _busy_timeout(url: sa.URL) -> float:
@@ -267,10 +272,10 @@ class _SqliteWriters:
     SQLite's own lock decides, as it always did.
     """
 
-    def __init__(self, database: Path | None, busy_s: float) -> None:
+    def __init__(self, path: Path | None, busy_s: float) -> None:
         self._threads = threading.RLock()
         self._busy_s = busy_s
-        self._path = database.with_name(f"{database.name}-writers") if database else None
+        self._path = path  # None: a database in memory, private to this process
         self._file: int | None = None
         self._depth = 0  # nested write transactions of the thread holding the turn
         self._flocked = False
@@ -359,7 +364,7 @@ class Store:
             engine.execution_options(**{_READ_ONLY: True}), expire_on_commit=False
         )
         self._writing: AbstractContextManager[object] = (
-            _SqliteWriters(_sqlite_file(engine.url), _busy_timeout(engine.url))
+            _SqliteWriters(_sqlite_lock_path(engine.url, "-writers"), _busy_timeout(engine.url))
             if engine.dialect.name == "sqlite"
             else nullcontext()
         )
