@@ -34,7 +34,10 @@ days the bank has no calls for) are expected, as in :mod:`benchmarks.volume`. An
 bucket takes the check about a tenth of a second, so the hourly series judge every labelled
 bucket and a seeded sample of ``--sample`` normal buckets each (``--sample 0``: all of them,
 which takes hours; the expected buckets are all counted); the weekly series judge every
-bucket.
+bucket. Where the windows are injected decides much of the hourly recall (one seed's windows
+may fall on busy hours, another's on the night hours of a quiet sensor), so the hourly series
+are injected and judged ``--rounds`` times, each round with a seed of its own, and their
+figures add up.
 
 A window is caught when the check alerts on any bucket in it or on the bucket right after it
 (a rule may only see a window once it ends). A false alarm is an alert on a normal bucket:
@@ -50,7 +53,7 @@ and a false-alarm rate at most as high). A miss is reported (MISS), never turned
 error. ``--sweep`` prints how the sensitivity maps to the false-alarm rate and the recall.
 
 Usage: ``.venv/bin/python benchmarks/labelled.py [--sensitivity K] [--sweep] [--sample N]
-[--seed N] [--json PATH] [--surveillance DIR] [--examples N]``
+[--seed N] [--rounds N] [--json PATH] [--surveillance DIR] [--examples N]``
 """
 
 from __future__ import annotations
@@ -437,11 +440,16 @@ def evaluate(
     seed: int,
     sample: int,
     processes: int,
+    rounds: int,
 ) -> tuple[list[Prepared], list[list[Verdict]]]:
+    """Every series prepared and judged; the hourly ones ``rounds`` times, each round with
+    windows injected (and normal buckets sampled) by a seed of its own: ``seed``, ``seed + 1``…
+    The weekly series are judged once: their windows are labelled, and every bucket judged."""
     prepared = [
-        prepare(dataset, one, sensitivity, seed, sample)
+        prepare(dataset, one, sensitivity, seed + round_, sample)
         for dataset, members in series.items()
         for one in members
+        for round_ in range(rounds if dataset == HOURLY else 1)
     ]
     return prepared, judge_all(prepared, processes)
 
@@ -457,15 +465,18 @@ def report(
     for dataset in dict.fromkeys(p.dataset for p in prepared):
         print(dataset)
         total = Score()
-        rows: dict[str, object] = {}
+        # A series' rounds (see evaluate) add up to one row.
+        own: dict[str, Score] = {}
         for one, said in zip(prepared, verdicts, strict=True):
             if one.dataset != dataset:
                 continue
-            own, alarms = score(one, said)
-            total.add(own)
-            false_alarms[one.series.name] = alarms
-            print(_row(one.series.name, own))
-            rows[one.series.name] = asdict(own)
+            scored, alarms = score(one, said)
+            own.setdefault(one.series.name, Score()).add(scored)
+            false_alarms.setdefault(one.series.name, []).extend(alarms)
+        for name, scored in own.items():
+            total.add(scored)
+            print(_row(name, scored))
+        rows = {name: asdict(scored) for name, scored in own.items()}
         print(_row("all", total))
         totals[dataset] = total
         figures[dataset] = {"series": rows, "all": asdict(total)}
@@ -503,7 +514,7 @@ def report(
 
 
 def sweep(
-    series: dict[str, list[CountSeries]], seed: int, sample: int, processes: int
+    series: dict[str, list[CountSeries]], seed: int, sample: int, processes: int, rounds: int
 ) -> dict[str, object]:
     """False alarms per normal bucket and window recall per data set, per sensitivity."""
     print("sensitivity → false alarms per normal bucket, window recall (dq-agent | reference)")
@@ -512,7 +523,7 @@ def sweep(
     print(f"  {'sensitivity':<12}{head}")
     figures: dict[str, object] = {}
     for k in SWEEP:
-        prepared, verdicts = evaluate(series, k, seed, sample, processes)
+        prepared, verdicts = evaluate(series, k, seed, sample, processes, rounds)
         cells = []
         for dataset in datasets:
             total = Score()
@@ -536,6 +547,9 @@ def main(argv: list[str] | None = None) -> int:
         "--sample", type=int, default=400, help="normal buckets judged per hourly series (0: all)"
     )
     parser.add_argument("--seed", type=int, default=20261204, help="injection and sample seed")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="hourly injections, seeds --seed, --seed + 1…"
+    )
     parser.add_argument("--json", type=Path, default=None, help="write every figure here")
     parser.add_argument(
         "--surveillance", type=Path, default=SURVEILLANCE, help="unpacked r-cran-surveillance"
@@ -564,30 +578,42 @@ def main(argv: list[str] | None = None) -> int:
         f"{hourly_args.direction}, min_history {hourly_args.min_history})\n"
         + (
             f"hourly series: every labelled bucket and a sample of {options.sample} normal "
-            f"buckets each (seed {options.seed})"
+            f"buckets each, in each of {plural(options.rounds, 'round')} (seeds from "
+            f"{options.seed})"
             if options.sample
-            else f"hourly series: every bucket (seed {options.seed})"
+            else f"hourly series: every bucket, in each of {plural(options.rounds, 'round')} "
+            f"(seeds from {options.seed})"
         )
     )
     figures: dict[str, object] = {
         "sensitivity": hourly_args.sensitivity,
         "sample": options.sample,
         "seed": options.seed,
+        "rounds": options.rounds,
     }
     if options.sweep:
-        figures["sweep"] = sweep(series, options.seed, options.sample, options.processes)
+        figures["sweep"] = sweep(
+            series, options.seed, options.sample, options.processes, options.rounds
+        )
     else:
         prepared, verdicts = evaluate(
-            series, options.sensitivity, options.seed, options.sample, options.processes
+            series,
+            options.sensitivity,
+            options.seed,
+            options.sample,
+            options.processes,
+            options.rounds,
         )
-        for one in prepared:
-            if one.dataset == HOURLY:
-                kinds = [w.kind for w in one.windows]
-                print(
-                    f"  {one.series.name}: {plural(len(one.windows), 'window')} injected ("
-                    + ", ".join(f"{kinds.count(k)} {k}" for k in KINDS)
-                    + f"), {len(one.judged):,} buckets judged"
-                )
+        hourly = [one for one in prepared if one.dataset == HOURLY]
+        for name in dict.fromkeys(one.series.name for one in hourly):
+            rounds = [one for one in hourly if one.series.name == name]
+            kinds = [w.kind for one in rounds for w in one.windows]
+            judged = sum(len(one.judged) for one in rounds)
+            print(
+                f"  {name}: {plural(len(kinds), 'window')} injected ("
+                + ", ".join(f"{kinds.count(k)} {k}" for k in KINDS)
+                + f"), {judged:,} buckets judged"
+            )
         print()
         figures.update(report(prepared, verdicts, options.examples))
     elapsed = time.perf_counter() - started
