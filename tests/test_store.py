@@ -301,6 +301,22 @@ def test_concurrent_open_migrates_once(postgres_url: str) -> None:
         assert _tables(store.engine) == TABLES | {"alembic_version"}
 
 
+def test_postgres_reads_send_their_statements_alone(postgres_url: str) -> None:
+    """A read on PostgreSQL runs outside a transaction block (each statement has a snapshot of
+    its own, as at READ COMMITTED inside one), so it costs no BEGIN and COMMIT round trips;
+    the pooled connection is back in a transaction for the next write."""
+    probe = sa.text("SELECT now() = statement_timestamp()")  # equal: no BEGIN came before
+    with Store.open(postgres_url) as store:
+        with store._transaction("read", read=True) as session:
+            alone = session.execute(probe).scalar()
+        with store._transaction("write") as session:
+            inside = session.execute(probe).scalar()
+        assert store.newest_ids() == (0, 0)
+
+    assert alone is True
+    assert inside is False
+
+
 def _open_in_child(url: str, barrier: Barrier, outcomes: Queue[str]) -> None:
     barrier.wait(timeout=60)
     try:

@@ -360,9 +360,13 @@ class Store:
         self.engine = engine
         self._display_url = mask_url(engine.url)
         self._sessions = sessionmaker(engine, expire_on_commit=False)
-        self._reads = sessionmaker(
-            engine.execution_options(**{_READ_ONLY: True}), expire_on_commit=False
-        )
+        reads = engine.execution_options(**{_READ_ONLY: True})
+        if engine.dialect.name == "postgresql":
+            # At PostgreSQL's READ COMMITTED every statement takes a snapshot of its own,
+            # inside a transaction or not: so a read goes without one, and without the
+            # BEGIN and COMMIT round trips that made up two thirds of a one-query read.
+            reads = reads.execution_options(isolation_level="AUTOCOMMIT")
+        self._reads = sessionmaker(reads, expire_on_commit=False)
         self._writing: AbstractContextManager[object] = (
             _SqliteWriters(_sqlite_lock_path(engine.url, "-writers"), _busy_timeout(engine.url))
             if engine.dialect.name == "sqlite"
