@@ -132,7 +132,7 @@ def _args(unit: str, sensitivity: float | None) -> VolumeAnomalyArgs:
         extra["training_days"] = WEEKLY_TRAINING_DAYS
     if sensitivity is not None:
         extra["sensitivity"] = sensitivity
-    return VolumeAnomalyArgs(timestamp_column="created_at", **extra)  # type: ignore[arg-type]
+    return VolumeAnomalyArgs(timestamp_column="created_at", **extra)
 
 
 def expected_of(series: CountSeries) -> dict[datetime, str]:
@@ -484,6 +484,8 @@ def report(
     kinds = [p for p in prepared if p.dataset == HOURLY]
     if kinds:
         print("hourly injected, per kind of window")
+        by_kind: dict[str, object] = {}
+        figures["hourly kinds"] = by_kind
         for kind in KINDS:
             total = Score()
             for one, said in zip(prepared, verdicts, strict=True):
@@ -493,7 +495,7 @@ def report(
                 f"  {kind:<{NAME_WIDTH}}{_windows_cell(total.caught, total.windows, total.recall)}"
                 f"{'':<{CELL}}{_windows_cell(total.ref_caught, total.windows, total.ref_recall)}"
             )
-            figures.setdefault("hourly kinds", {})[kind] = asdict(total)  # type: ignore[union-attr]
+            by_kind[kind] = asdict(total)
         print()
     for dataset, total in totals.items():
         print(
@@ -524,6 +526,8 @@ def sweep(
     figures: dict[str, object] = {}
     for k in SWEEP:
         prepared, verdicts = evaluate(series, k, seed, sample, processes, rounds)
+        at_k: dict[str, object] = {}
+        figures[f"{k:g}"] = at_k
         cells = []
         for dataset in datasets:
             total = Score()
@@ -534,7 +538,7 @@ def sweep(
                 f"{total.rate:>7.2%} {total.recall:>5.3f} | {total.ref_rate:>6.2%} "
                 f"{total.ref_recall:>5.3f}".rjust(36)
             )
-            figures.setdefault(f"{k:g}", {})[dataset] = asdict(total)  # type: ignore[union-attr]
+            at_k[dataset] = asdict(total)
         print(f"  {k:<12g}{''.join(cells)}")
     return figures
 
