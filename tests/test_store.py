@@ -687,3 +687,25 @@ def test_processes_writing_to_one_sqlite_file_take_turns(tmp_path: Path) -> None
             keys = conn.execute(sa.text("SELECT key FROM slack_clicks ORDER BY id")).scalars()
             assert list(keys) == ["waits", "goes on"]
     assert (tmp_path / "state.db-writers").exists()
+
+
+def test_the_outbox_is_filtered_by_kind_and_by_any_of_several_statuses(db_url: str) -> None:
+    """A long-lived incident's first messages are found in the query, not among every reply
+    and update it has gathered."""
+    rows = [
+        {"key": "root-a", "kind": "root", "incident_id": 1, "recipient": "a", "text": "t"},
+        {"key": "root-b", "kind": "root", "incident_id": 1, "recipient": "b", "text": "t"},
+        {"key": "reply-a", "kind": "reply", "incident_id": 1, "recipient": "a", "text": "t"},
+        {"key": "root-c", "kind": "root", "incident_id": 2, "recipient": "c", "text": "t"},
+    ]
+    with Store.open(db_url) as store:
+        assert store.outbox_add(rows, at=T0) == 4
+        [b] = [m for m in store.outbox() if m.key == "root-b"]
+        store.outbox_update(b.id, status="cancelled")
+        live = store.outbox(incident_id=1, kind="root", status=("pending", "sent"))
+        cancelled = store.outbox(incident_id=1, kind="root", status="cancelled")
+        roots = store.outbox(kind="root")
+
+    assert [m.key for m in live] == ["root-a"]
+    assert [m.key for m in cancelled] == ["root-b"]
+    assert [m.key for m in roots] == ["root-a", "root-b", "root-c"]

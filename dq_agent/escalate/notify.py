@@ -248,15 +248,11 @@ class Escalation:
             return recipient
 
     def _roots(self, incident_id: int) -> list[OutboxMessage]:
-        return [
-            m
-            for m in self.store.outbox(incident_id=incident_id)
-            if m.kind == "root" and m.status in ("pending", "sent")
-        ]
+        return self.store.outbox(incident_id=incident_id, kind="root", status=("pending", "sent"))
 
     def _cancel_unsent_roots(self, incident_id: int) -> None:
-        for m in self.store.outbox(incident_id=incident_id, status="pending"):
-            if m.kind == "root" and m.attempted_at is None:
+        for m in self.store.outbox(incident_id=incident_id, kind="root", status="pending"):
+            if m.attempted_at is None:
                 self.store.outbox_update(m.id, status="cancelled", error="resolved before sent")
 
     def corrected(self, outcomes: Sequence[Outcome], records: RecordOwners | None) -> None:
@@ -554,14 +550,10 @@ class Escalation:
         assert self.slack is not None
         if message.incident_id is not None:
             text, blocks = self._card(message.incident_id)
-            firsts = [
-                m for m in self.store.outbox(incident_id=message.incident_id) if m.kind == "root"
-            ]
+            firsts = self.store.outbox(incident_id=message.incident_id, kind="root")
         else:
             correction = self.store.correction(message.correction_id or 0)
-            firsts = [
-                m for m in self.store.outbox(correction_id=message.correction_id) if m.kind == "fyi"
-            ]
+            firsts = self.store.outbox(correction_id=message.correction_id, kind="fyi")
             if correction is None or not firsts:
                 return
             text, blocks = messages.fyi(self.project, correction, firsts[0].text)

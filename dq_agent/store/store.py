@@ -1374,15 +1374,25 @@ class Store:
     def outbox(
         self,
         *,
-        status: str | None = None,
+        status: str | Collection[str] | None = None,
+        kind: str | None = None,
         due_by: datetime | None = None,
         incident_id: int | None = None,
         correction_id: int | None = None,
     ) -> list[OutboxMessage]:
-        """Recorded messages, oldest first."""
+        """Recorded messages, oldest first; ``status`` one or any of several.
+
+        Filter in the query rather than after it: a long-lived incident gathers a reply and
+        an update per failing run, and reading them all to find its first messages made
+        every run slower than the one before.
+        """
         query = sa.select(OutboxMessage).order_by(OutboxMessage.id)
-        if status is not None:
+        if isinstance(status, str):
             query = query.where(OutboxMessage.status == status)
+        elif status is not None:
+            query = query.where(OutboxMessage.status.in_(status))
+        if kind is not None:
+            query = query.where(OutboxMessage.kind == kind)
         if due_by is not None:
             query = query.where(OutboxMessage.due_at <= due_by)
         if incident_id is not None:
