@@ -705,7 +705,9 @@ def test_the_outbox_is_filtered_by_kind_and_by_any_of_several_statuses(db_url: s
         live = store.outbox(incident_id=1, kind="root", status=("pending", "sent"))
         cancelled = store.outbox(incident_id=1, kind="root", status="cancelled")
         roots = store.outbox(kind="root")
+        waiting = store.outbox_waiting()
 
+    assert waiting == 3  # all but the cancelled one
     assert [m.key for m in live] == ["root-a"]
     assert [m.key for m in cancelled] == ["root-b"]
     assert [m.key for m in roots] == ["root-a", "root-b", "root-c"]

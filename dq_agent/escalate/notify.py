@@ -450,7 +450,7 @@ class Escalation:
                     )
                     done.failed.append(f"{message.key}: {exc}")
                     log.error("message %s not delivered: %s", message.key, exc)
-        done.waiting = len(self.store.outbox(status="pending"))
+        done.waiting = self.store.outbox_waiting()
         return done
 
     def _send(self, message: OutboxMessage, now: datetime) -> bool:

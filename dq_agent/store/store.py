@@ -1402,6 +1402,13 @@ class Store:
         with self._transaction("read the outbox", read=True) as session:
             return list(session.scalars(query))
 
+    def outbox_waiting(self) -> int:
+        """How many messages wait to be sent (counted in the database, not read)."""
+        query = sa.select(sa.func.count()).where(OutboxMessage.status == "pending")
+        row = self._read_one("count the messages waiting", query)
+        assert row is not None  # a count has its one row
+        return int(row[0])
+
     def outbox_update(self, message_id: int, **values: Any) -> None:
         """Record what became of one message (attempted, sent with its ts, failed...)."""
         self._update(OutboxMessage, message_id, values, OUTBOX_FIELDS, "outbox message")
