@@ -27,6 +27,7 @@ from dq_agent.escalate.endpoint import ACTIONS_PATH, CLICK_LEASE, Clicks, Intera
 from dq_agent.escalate.server import asgi_app
 from dq_agent.store import NewClick, Store
 from dq_agent.store.models import SlackClick
+from dq_agent.store.store import CLICKS_KEPT
 
 SECRET = "durable-clicks-secret"
 T0 = datetime(2026, 12, 4, 9, 0, tzinfo=UTC)
@@ -232,6 +233,28 @@ def test_clicks_acted_on_are_pruned_a_day_later(store: Store) -> None:
     later = Clicks(Acted(), store, clock=clock)
     accept(later, "new", at=clock.now)
     assert [row.key for row in rows(store)] == ["sig-new"]
+
+
+def test_what_expired_is_let_go_of_once_a_minute_not_with_every_recording(store: Store) -> None:
+    def record(trigger: str, at: datetime) -> int:
+        click_id = store.accept_click(
+            f"sig-{trigger}", "{}", at=at, until=at, claim="me", lease_until=at + CLICK_LEASE
+        )
+        assert click_id is not None
+        return click_id
+
+    done = record("done", T0)
+    assert store.finish_click(done, "me", at=T0)
+    day = T0 + CLICKS_KEPT
+    record("before its day", day - timedelta(seconds=10))  # the minute's pruning: too early
+    record("after its day", day + timedelta(seconds=10))  # pruned 20 s ago: not again yet
+    assert "sig-done" in [row.key for row in rows(store)]
+    record("a minute on", day + timedelta(seconds=50))
+    assert [row.key for row in rows(store)] == [
+        "sig-before its day",
+        "sig-after its day",
+        "sig-a minute on",
+    ]
 
 
 def test_without_a_store_clicks_are_kept_in_memory_and_a_verifier_needs_one(store: Store) -> None:
