@@ -1526,14 +1526,15 @@ class Store:
                         new.setdefault(click.key, click)
                 if not new:
                     return [None] * len(clicks)
-                # Written as two statements of many rows: the ORM's unit of work took most
-                # of a click's time.
+                # Written as two statements of many rows, into the tables themselves: the
+                # ORM's unit of work took most of a click's time, and its bulk insert a
+                # fifth to a third of what was left.
                 session.execute(
-                    sa.insert(SeenRequest),
+                    sa.insert(cast(sa.Table, SeenRequest.__table__)),
                     [{"key": c.key, "expires_at": c.until} for c in new.values()],
                 )
                 ids = session.execute(
-                    sa.insert(SlackClick).returning(
+                    sa.insert(cast(sa.Table, SlackClick.__table__)).returning(
                         SlackClick.key, SlackClick.id, sort_by_parameter_order=True
                     ),
                     [
