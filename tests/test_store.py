@@ -711,3 +711,24 @@ def test_the_outbox_is_filtered_by_kind_and_by_any_of_several_statuses(db_url: s
     assert [m.key for m in live] == ["root-a"]
     assert [m.key for m in cancelled] == ["root-b"]
     assert [m.key for m in roots] == ["root-a", "root-b", "root-c"]
+
+
+def test_a_message_is_claimed_by_one_sender_on_every_engine(any_url: str) -> None:
+    """One statement where the database returns what it updated (SQLite, PostgreSQL), an
+    update and a read where it cannot (MariaDB): the same claims either way."""
+    lease = timedelta(minutes=5)
+    message = {"key": "k", "kind": "root", "incident_id": 7, "recipient": "a", "text": "hi"}
+    with Store.open(any_url) as store:
+        store.outbox_add([message], at=T0)
+        [pending] = store.outbox()
+        mine = store.outbox_claim(pending.id, by="a", at=T0, lease=lease)
+        assert mine is not None
+        assert (mine.key, mine.claimed_by, mine.incident_id) == ("k", "a", 7)
+        assert mine.claimed_until is not None
+        assert mine.claimed_until.replace(tzinfo=UTC) == T0 + lease
+        assert store.outbox_claim(pending.id, by="b", at=T0, lease=lease) is None
+        lapsed = T0 + lease + timedelta(seconds=1)
+        taken = store.outbox_claim(pending.id, by="b", at=lapsed, lease=lease)
+        assert taken is not None and taken.claimed_by == "b"
+        store.outbox_update(pending.id, status="sent")
+        assert store.outbox_claim(pending.id, by="c", at=lapsed + 2 * lease, lease=lease) is None

@@ -1431,15 +1431,17 @@ class Store:
             OutboxMessage.claimed_until < at,
             OutboxMessage.claimed_by == by,
         )
+        claim = (
+            sa.update(OutboxMessage)
+            .where(OutboxMessage.id == message_id, OutboxMessage.status == "pending")
+            .where(claimable)
+            .values(claimed_by=by, claimed_until=at + lease)
+            .execution_options(synchronize_session=False)
+        )
         with self._transaction(f"claim outbox message {message_id}") as session:
-            claimed = session.execute(
-                sa.update(OutboxMessage)
-                .where(OutboxMessage.id == message_id, OutboxMessage.status == "pending")
-                .where(claimable)
-                .values(claimed_by=by, claimed_until=at + lease)
-                .execution_options(synchronize_session=False)
-            )
-            if claimed.rowcount != 1:  # type: ignore[attr-defined]
+            if self.engine.dialect.update_returning:  # SQLite, PostgreSQL: one statement
+                return session.scalars(claim.returning(OutboxMessage)).one_or_none()
+            if session.execute(claim).rowcount != 1:  # type: ignore[attr-defined]
                 return None
             return session.scalars(
                 sa.select(OutboxMessage)
