@@ -14,7 +14,7 @@ import re
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
-from html import escape
+from html import escape, unescape
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from dq_agent.engine import RunOptions
 from dq_agent.escalate.endpoint import WebRequest
 from dq_agent.results import CheckResult, Status, SuiteResult
 from dq_agent.store import Store
-from dq_agent.ui import overview, suite
+from dq_agent.ui import overview, suite, templating
 from dq_agent.ui.app import Dashboard
 from dq_agent.ui.auth import hash_token
 from tests.helpers import make_project
@@ -194,9 +194,10 @@ def store(project: Project) -> Iterator[Store]:
 
 
 def cells(html: str, suite_id: str) -> list[tuple[str, str]]:
-    """The day cells of ``suite_id``'s row on the overview: (colour class, tooltip)."""
+    """The day cells of ``suite_id``'s row on the overview: (colour class, tooltip as read)."""
     [row] = re.findall(rf'<tr><td><a href="/suites/{suite_id}">.*?</tr>', html)
-    return re.findall(r'<li class="day (\w+)" title="([^"]*)">', row)
+    found = re.findall(r'<li class="day (\w+)" title="([^"]*)">', row)
+    return [(status, unescape(tooltip)) for status, tooltip in found]
 
 
 def test_the_overview_shows_seven_days_each_as_bad_as_its_worst_run(
@@ -239,7 +240,7 @@ def test_the_overview_is_rendered_again_only_when_what_it_shows_may_have_changed
 ) -> None:
     page = overview.Overview(store)
     first = page.render(project, NOW)
-    assert first == overview.render(project, store, NOW)
+    assert first == templating.ascii_only(overview.render(project, store, NOW))
     # The same store, project and minute: the page already rendered, not a new one.
     assert page.render(project, NOW + timedelta(seconds=59)) is first
 
@@ -396,6 +397,20 @@ def test_a_suite_whose_file_is_invalid_shows_its_errors_instead(
     assert "<h2>Open incidents</h2>" in html and "No open incidents." in html
 
 
+def test_the_served_overview_is_ascii_and_reads_as_rendered(project: Project, store: Store) -> None:
+    """Rendered once and served many times over, the overview is sent as ASCII (copied, not
+    encoded character by character): its dashes and signs become character references."""
+    app = Dashboard(lambda: project, store, RunOptions(clock=lambda: NOW))
+    answer = app.handle(WebRequest("GET", "/", {}, {"x-user": ANA}, {}))
+    assert answer is not None and answer.status == 200
+    assert answer.body.isascii()
+    assert "<title>Overview &middot; dq-agent</title>" in answer.body
+    rendered = overview.render(project, store, NOW)
+    assert not rendered.isascii()  # a dash in each day's runs, a sign in each bad day
+    assert cells(answer.body, "orders") == cells(rendered, "orders")
+    assert '<span aria-hidden="true">&#10005;</span>' in answer.body  # the failed day's ✕
+
+
 def test_the_dashboard_serves_a_page_per_suite_and_404_for_an_unknown_one(
     project: Project, store: Store
 ) -> None:
@@ -408,7 +423,7 @@ def test_the_dashboard_serves_a_page_per_suite_and_404_for_an_unknown_one(
 
     status, body = get("/suites/orders")
     assert status == 200
-    assert "<title>Suite orders · dq-agent</title>" in body
+    assert "<title>Suite orders &middot; dq-agent</title>" in body
     assert get("/suites/q3%20plan")[0] == 200
     assert get("/suites/nope") == (404, "no suite nope")
     assert get("/suites/%3Cb%3E") == (404, "no suite <b>")

@@ -136,7 +136,7 @@ def test_a_monitor_named_with_markup_is_escaped_in_its_card_and_its_chart(
 def test_the_slack_thread_the_user_and_the_title_are_escaped() -> None:
     page = pages.page(HOSTILE, to_html(HOSTILE, {}), user=HOSTILE, flash={"done": HOSTILE})
 
-    assert f"<title>{SHOWN} · dq-agent</title>" in page
+    assert f"<title>{SHOWN} &middot; dq-agent</title>" in page
     assert f'<span class="who">{SHOWN}</span>' in page
     assert f'<div class="flash ok" role="status">{SHOWN}</div>' in page
     # In Slack's own markup a raw "<…>" is the sender's markup: it shows as its label, no tag.

@@ -100,7 +100,7 @@ class Overview:
             shown = self._shown
             if shown is not None and shown[0] is project and shown[1] == key:
                 return shown[2]  # rendered while this request waited
-            page = render(project, self._store, now)
+            page = templating.ascii_only(render(project, self._store, now))
             self._shown = (project, key, page)
             return page
         finally:

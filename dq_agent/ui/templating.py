@@ -114,6 +114,17 @@ def render(name: str, /, **context: Any) -> Markup:
     return Markup(environment().get_template(name).render(**context))
 
 
+def ascii_only(html: Markup) -> Markup:
+    """``html`` with every character beyond ASCII written as a character reference.
+
+    For a page rendered once and served many times over (the overview): an ASCII page is
+    joined into its layout and encoded by copying, where one dash or sign in it has Python
+    hold the whole page at two bytes a character and encode it character by character, for
+    every request.
+    """
+    return Markup(html.encode("ascii", "xmlcharrefreplace").decode("ascii"))
+
+
 def macro(name: str, macro: str, /, *args: Any) -> Markup:
     """The macro ``macro`` of the template ``name`` called with ``args``: HTML to send."""
     return Markup(getattr(environment().get_template(name).module, macro)(*args))
