@@ -186,7 +186,13 @@ def suite_yaml(index: int, schedule: Schedule) -> str:
     )
 
 
-def write_project(root: Path, suites: int, state_url: str) -> Project:
+# When the generated project's people are told: messages wait for these hours.
+WORKING_HOURS = "{start: '09:00', end: '18:00', days: [mon, tue, wed, thu, fri]}"
+
+
+def write_project(
+    root: Path, suites: int, state_url: str, *, working_hours: str = WORKING_HOURS
+) -> Project:
     (root / "connectors").mkdir(parents=True)
     (root / "checks").mkdir()
     (root / "connectors" / "warehouse.yml").write_text(
@@ -199,8 +205,7 @@ def write_project(root: Path, suites: int, state_url: str) -> Project:
     (root / "dq-agent.yml").write_text(
         f"state_url: '{state_url}'\n"
         f"ui: {{trusted_header: {HEADER}}}\n"
-        "nudges: {every: 4h, escalate_after: 2, "
-        "working_hours: {start: '09:00', end: '18:00', days: [mon, tue, wed, thu, fri]}}\n",
+        f"nudges: {{every: 4h, escalate_after: 2, working_hours: {working_hours}}}\n",
         encoding="utf-8",
     )
     project = load_project(root, env={})

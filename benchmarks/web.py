@@ -3,11 +3,12 @@ page under 50 concurrent clients, with 10,000 suite runs in the state store.
 
 The project and its store are the dashboard benchmark's (:mod:`benchmarks.ui`: generated
 suites, 10,000 suite runs and 1,000 incidents played through the product), dated so that the
-last run is this hour's. ``dq-agent.yml`` then gets a ``slack:`` section (a bot token, a
-signing secret, and a Slack emulator from :mod:`dq_agent.sandbox` serving in a process of its
-own, where the clicks are acted on after they are acknowledged) and a dashboard user who signs
-in with a token. The threads of the open incidents are posted in the emulator, so the replies
-a click causes find them.
+last run is this hour's, with working hours on every day and all day (:data:`ALWAYS`).
+``dq-agent.yml`` then gets a ``slack:`` section (a bot token, a signing secret, and a Slack
+emulator from :mod:`dq_agent.sandbox` serving in a process of its own, where the clicks are
+acted on after they are acknowledged) and a dashboard user who signs in with a token. The
+threads of the open incidents are posted in the emulator, so the replies a click causes find
+them.
 
 The real command serves it, ``dq-agent serve --listen 127.0.0.1:PORT --workers N`` (uvicorn),
 and once ``/healthz`` answers, ``--clients`` asyncio clients, each with its own
@@ -112,14 +113,18 @@ SEEDED_CHANNEL = "C0DQALERTS"
 # Untimed clicks before the timed ones (few: each is acted on after, about one a second).
 WARM_CLICKS = 2
 STOP_TIMEOUT_S = 90  # serve acts on the clicks left for at most 30 s, then exits
+# Every day, all day: whatever day and hour this runs, the open incidents' first messages
+# were sent when they opened (not held for Monday morning), so there are threads to click
+# in, and the replies a click causes are sent at once.
+ALWAYS = "{start: '00:00', end: '23:59', days: [mon, tue, wed, thu, fri, sat, sun]}"
 
 
 # -- the project ---------------------------------------------------------------------------------
 
 
 def settings_yaml(state_url: str, slack_url: str) -> str:
-    """``dq-agent.yml`` for serving: the seeded store, Slack, a dashboard user. Working hours
-    cover every day, so the replies a click causes are sent at once whenever this runs."""
+    """``dq-agent.yml`` for serving: the seeded store, Slack, a dashboard user, working hours
+    :data:`ALWAYS`."""
     return (
         f"state_url: '{state_url}'\n"
         "slack:\n"
@@ -132,8 +137,7 @@ def settings_yaml(state_url: str, slack_url: str) -> str:
         "nudges:\n"
         "  every: 4h\n"
         "  escalate_after: 2\n"
-        "  working_hours: {start: '00:00', end: '23:59', "
-        "days: [mon, tue, wed, thu, fri, sat, sun]}\n"
+        f"  working_hours: {ALWAYS}\n"
     )
 
 
@@ -669,7 +673,7 @@ def main() -> None:
             slack_url = ours.recv()
             url = new_store("web")
             root = Path(tmp) / "project"
-            project = ui.write_project(root, suites, url)
+            project = ui.write_project(root, suites, url, working_hours=ALWAYS)
             engine = sa.make_url(url).get_backend_name()
             print(f"{len(project.suites)} suites; {engine} state store")
             print(f"store: {args.runs:,} suite runs, {args.incidents:,} incidents")
