@@ -494,16 +494,10 @@ class Escalation:
         """The first message to the same person that a reply belongs under."""
         kind = "root" if message.incident_id is not None else "fyi"
         candidates = self.store.outbox(
-            incident_id=message.incident_id, correction_id=message.correction_id
+            incident_id=message.incident_id, correction_id=message.correction_id, kind=kind
         )
-        return next(
-            (
-                c
-                for c in candidates
-                if c.kind == kind and c.recipient.lower() == message.recipient.lower()
-            ),
-            None,
-        )
+        recipient = message.recipient.lower()
+        return next((c for c in candidates if c.recipient.lower() == recipient), None)
 
     def _render(self, message: OutboxMessage) -> tuple[str, list[messages.Block] | None]:
         if message.kind == "root":
