@@ -258,6 +258,24 @@ def test_the_overview_is_rendered_again_only_when_what_it_shows_may_have_changed
     assert "2026-12-03 05:00 UTC" in later and "2026-12-03 05:00 UTC" not in snoozed
 
 
+def test_what_another_process_records_shows_within_a_second(project: Project, store: Store) -> None:
+    seconds = [0.0]
+    page = overview.Overview(store, monotonic=lambda: seconds[0])
+    first = page.render(project, NOW)
+    with Store.open(project.state_url) as elsewhere:  # the daemon's, say
+        record(elsewhere, today(11), "fail")
+    # The store is not asked again within the second: the page from before.
+    seconds[0] += overview.RECHECK_S * 0.9
+    assert page.render(project, NOW) is first
+    seconds[0] += overview.RECHECK_S * 0.1
+    ran = page.render(project, NOW)
+    assert cells(ran, "orders")[-1] == ("fail", "2026-12-01: 10 runs — 7 pass, 3 fail")
+    # Written through the page's own store: at once.
+    store.set_incident_status(1, "snoozed", at=NOW, by=ANA, until=NOW + timedelta(hours=4))
+    snoozed = page.render(project, NOW)
+    assert "<td>snoozed</td>" in snoozed and "<td>snoozed</td>" not in ran
+
+
 def test_while_a_change_is_rendered_other_requests_get_the_page_before_it(
     project: Project, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:

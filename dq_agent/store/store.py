@@ -83,6 +83,9 @@ CLICKS_KEPT = timedelta(days=1)
 # with every recording, the two deletes were a tenth of a click's cost on PostgreSQL.
 PRUNE_REQUESTS_EVERY = timedelta(minutes=1)
 
+# Set in a session's ``info`` by a transaction that records a suite run or an incident event.
+_RECORDS = "dq_agent_records"
+
 # Rows per INSERT: SQLite allows 32,766 bound parameters in one statement (7 per row here).
 _UPSERT_BATCH = 1_000
 
@@ -381,6 +384,7 @@ class Store:
         )
         # When this process last let go of the requests and clicks expired.
         self._requests_pruned_at: datetime | None = None
+        self._recorded = 0
 
     @classmethod
     def open(cls, url: str) -> Self:
@@ -424,6 +428,13 @@ class Store:
         with self._transaction("reach the state store") as session:
             session.execute(sa.text("SELECT 1"))
 
+    @property
+    def recorded(self) -> int:
+        """How many transactions of this object recorded a suite run or an incident event
+        (at least: two committed at once may count as one): what :meth:`newest_ids` tells
+        of every process, told of this one without asking the database."""
+        return self._recorded
+
     @contextmanager
     def _transaction(self, what: str, *, read: bool = False) -> Iterator[Session]:
         """A transaction; ``read``: one that only reads (on SQLite it takes no lock, so the
@@ -435,6 +446,8 @@ class Store:
             else:
                 with self._writing, self._sessions.begin() as session:
                     yield session
+                if session.info.get(_RECORDS):
+                    self._recorded += 1  # once committed: a page read before is out of date
         except SQLAlchemyError as exc:
             raise self._failed(what, exc) from exc
 
@@ -480,6 +493,7 @@ class Store:
             )
             session.add(suite_run)
             session.flush()
+            session.info[_RECORDS] = True
             for check in result.checks:
                 session.add(
                     CheckResultRow(
@@ -1122,6 +1136,7 @@ class Store:
         row = IncidentEvent(incident_id=incident_id, at=at, event=event, by=by, detail=detail)
         session.add(row)
         session.flush()
+        session.info[_RECORDS] = True
         return IncidentChange(incident_id, event, row.id)
 
     def similar(
