@@ -111,8 +111,12 @@ def served(setup: Setup) -> Iterator[BrokerServer]:
 
 
 def _token(server: BrokerServer, suites: str = "orders", actions: str = "check") -> str:
+    # Minted now: the broker judges a token's expiry by its clock, the wall clock here.
     _, secret = server.broker.tokens.create(
-        suites=suites.split(","), actions=actions.split(","), ttl=timedelta(days=1), now=NOW
+        suites=suites.split(","),
+        actions=actions.split(","),
+        ttl=timedelta(days=1),
+        now=datetime.now(UTC),
     )
     return secret
 
@@ -327,7 +331,7 @@ def test_a_run_through_the_broker_opens_the_incident_and_restarts_the_pipeline(
                 suites=["orders"],
                 actions=["check", "correct", "restart"],
                 ttl=timedelta(days=1),
-                now=NOW,
+                now=datetime.now(UTC),  # the broker's clock: the wall clock
             )
             project = load_project(root, env={"DQ_BROKER_TOKEN": token})
             assert not project.issues, project.issues
@@ -472,7 +476,10 @@ def test_the_broker_corrects_the_slip_within_the_guardrails_and_audits_the_write
         broker = Broker(root, tmp_path / "home", env={"SF_SESSION_ID": "sandbox"})
         with BrokerServer(broker, socket):
             _, token = broker.tokens.create(
-                suites=["crm_*"], actions=["check", "correct"], ttl=timedelta(days=1), now=NOW
+                suites=["crm_*"],
+                actions=["check", "correct"],
+                ttl=timedelta(days=1),
+                now=datetime.now(UTC),  # the broker's clock: the wall clock
             )
             project = load_project(root, env={"DQ_BROKER_TOKEN": token})
             assert not project.issues, project.issues

@@ -8,7 +8,7 @@ import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from dq_agent.results import Finding, SuiteResult
 from dq_agent.sandbox.http import LoopbackServer
 from dq_agent.sandbox.salesforce import SalesforceEmulator
 from tests.helpers import make_project
-from tests.test_broker import NO_WAIT, NOW, WAREHOUSE_SECRET, _short_dir
+from tests.test_broker import NO_WAIT, WAREHOUSE_SECRET, _short_dir
 
 ROWS = 3000
 NULL_AMOUNT = [i for i in range(1, ROWS + 1) if i % 3 == 0]  # 1,000 records
@@ -109,8 +109,12 @@ def broker(projects: Projects, tmp_path: Path) -> Iterator[Broker]:
 
 
 def token(broker: Broker, actions: str = "check,read", suites: str = "orders") -> str:
+    # Minted now: the broker judges a token's expiry by its clock, the wall clock here.
     _, secret = broker.tokens.create(
-        suites=suites.split(","), actions=actions.split(","), ttl=timedelta(days=1), now=NOW
+        suites=suites.split(","),
+        actions=actions.split(","),
+        ttl=timedelta(days=1),
+        now=datetime.now(UTC),
     )
     return secret
 
@@ -339,7 +343,10 @@ def test_salesforce_records_stream_through_the_broker_as_the_direct_path_writes_
         broker = Broker(sealed, tmp_path / "home", env={"SF_SESSION_ID": "sandbox"})
         with BrokerServer(broker, socket):
             _, secret = broker.tokens.create(
-                suites=["crm_*"], actions=["read"], ttl=timedelta(days=1), now=NOW
+                suites=["crm_*"],
+                actions=["read"],
+                ttl=timedelta(days=1),
+                now=datetime.now(UTC),  # the broker's clock: the wall clock
             )
             out = tmp_path / "out"
             args = ["check", "--format", "json", "--findings-out"]
