@@ -327,12 +327,7 @@ def test_a_run_through_the_broker_opens_the_incident_and_restarts_the_pipeline(
         secrets = {"WAREHOUSE_PASSWORD": WAREHOUSE_SECRET, "AIRFLOW_TOKEN": "airflow-Secret-42"}
         broker = Broker(root, tmp_path / "home", env=secrets)
         with BrokerServer(broker, socket) as server:
-            _, token = server.broker.tokens.create(
-                suites=["orders"],
-                actions=["check", "correct", "restart"],
-                ttl=timedelta(days=1),
-                now=datetime.now(UTC),  # the broker's clock: the wall clock
-            )
+            token = _token(server, "orders", "check,correct,restart")
             project = load_project(root, env={"DQ_BROKER_TOKEN": token})
             assert not project.issues, project.issues
             assert "airflow-Secret-42" not in repr(project)
@@ -474,13 +469,8 @@ def test_the_broker_corrects_the_slip_within_the_guardrails_and_audits_the_write
     with LoopbackServer(emulator) as crm:
         root = _crm_project(tmp_path, crm.base_url, socket, f"sqlite:///{tmp_path}/state.db")
         broker = Broker(root, tmp_path / "home", env={"SF_SESSION_ID": "sandbox"})
-        with BrokerServer(broker, socket):
-            _, token = broker.tokens.create(
-                suites=["crm_*"],
-                actions=["check", "correct"],
-                ttl=timedelta(days=1),
-                now=datetime.now(UTC),  # the broker's clock: the wall clock
-            )
+        with BrokerServer(broker, socket) as server:
+            token = _token(server, "crm_*", "check,correct")
             project = load_project(root, env={"DQ_BROKER_TOKEN": token})
             assert not project.issues, project.issues
             options = RunOptions(clock=lambda: NOW, retry=NO_WAIT)

@@ -342,12 +342,7 @@ def test_salesforce_records_stream_through_the_broker_as_the_direct_path_writes_
         )
         broker = Broker(sealed, tmp_path / "home", env={"SF_SESSION_ID": "sandbox"})
         with BrokerServer(broker, socket):
-            _, secret = broker.tokens.create(
-                suites=["crm_*"],
-                actions=["read"],
-                ttl=timedelta(days=1),
-                now=datetime.now(UTC),  # the broker's clock: the wall clock
-            )
+            secret = token(broker, actions="read", suites="crm_*")
             out = tmp_path / "out"
             args = ["check", "--format", "json", "--findings-out"]
             runner = CliRunner()
