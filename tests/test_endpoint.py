@@ -16,15 +16,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import parse_qs, quote_plus, urlencode, urlsplit
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dq_agent.escalate.endpoint import (
     ACTIONS_PATH,
     Verifier,
     WebRequest,
     WebResponse,
+    payload_field,
 )
 from dq_agent.escalate.server import InteractionsServer
 from dq_agent.serving import body_length
@@ -238,3 +241,45 @@ def test_a_signature_dated_ahead_is_remembered_until_it_goes_stale(store: Store)
     assert verifier.check(body, headers) == "replayed request"
     at[0] = now + timedelta(minutes=9, seconds=1)
     assert verifier.check(body, headers) == "bad signature or stale timestamp"
+
+
+def _read_by_parse_qs(body: bytes) -> str | type[Exception]:
+    try:
+        return parse_qs(body.decode("utf-8"), strict_parsing=True)["payload"][0]
+    except (ValueError, KeyError, UnicodeDecodeError) as exc:
+        return type(exc)
+
+
+def _read_by_payload_field(body: bytes) -> str | type[Exception]:
+    try:
+        return payload_field(body)
+    except (ValueError, KeyError, UnicodeDecodeError) as exc:
+        return type(exc)
+
+
+# Bytes that make a form irregular: escapes cut short or not hex, separators, line breaks,
+# what quoted-printable reads specially, and bytes that are not ASCII.
+_FORM_BYTES = st.sampled_from(list(b"%=+&;_\r\n\t aAfFgZ09") + [0x80, 0xC3, 0xA9, 0xFF])
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    st.one_of(
+        st.text().map(lambda text: f"payload={quote_plus(text)}".encode()),
+        st.lists(_FORM_BYTES, max_size=16).map(lambda value: b"payload=" + bytes(value)),
+        st.binary(max_size=24),
+    )
+)
+def test_the_payload_field_is_read_as_parse_qs_reads_it(body: bytes) -> None:
+    assert _read_by_payload_field(body) == _read_by_parse_qs(body)
+
+
+def test_a_slack_click_form_is_read_whole() -> None:
+    payload = {"type": "block_actions", "text": "100% = 1/1 & more +ü", "actions": []}
+    assert json.loads(payload_field(click_form(payload))) == payload
+    assert payload_field(b"payload=%7B%7d") == "{}"  # escapes in either case
+    assert payload_field(b"payload=%zz") == "%zz"  # not an escape: read as it is
+
+
+def click_form(payload: dict[str, Any]) -> bytes:
+    return urlencode({"payload": json.dumps(payload, ensure_ascii=False)}).encode()

@@ -113,7 +113,7 @@ def asgi_app(
 async def _body(request: Request) -> bytes | Response:
     """The request's body, read only when its Content-Length allows; or the answer to give
     instead, the body unread and the connection closed after it."""
-    length = body_length(request.headers.items(), limit_for(request.url.path))
+    length = body_length(request.headers.items(), limit_for(request.scope["path"]))
     if isinstance(length, tuple):
         status, reason = length
         return Response(reason, status, headers={"Connection": "close"}, media_type=_TEXT)
