@@ -11,8 +11,11 @@ threads of the open incidents are posted in the emulator, so the replies a click
 them.
 
 The real command serves it, ``dq-agent serve --listen 127.0.0.1:PORT --workers N`` (uvicorn),
-and once ``/healthz`` answers, ``--clients`` asyncio clients, each with its own
-``httpx.AsyncClient`` (its own connection), send two kinds of request:
+and once ``/healthz`` answers, ``--clients`` asyncio clients, each with a connection of its
+own, send two kinds of request. By default each sends with :class:`LeanClient`, a minimal
+HTTP/1.1 client on asyncio's streams, because the clients share the machine's cores with the
+server: with httpx (``--http-client httpx``), the 50 clients used more CPU than the server
+they measured, and the closed loop timed them as much as the server.
 
 1. ``GET /`` (the overview page), by clients signed in with a session cookie
    (``GET /login``, then ``POST /login`` with the form token and the user's token);
@@ -50,7 +53,7 @@ they time (their pauses are not the server's).
 
 Usage: ``.venv/bin/python benchmarks/web.py [--runs 10000] [--incidents 1000] [--clients 50]
 [--requests 2000] [--seconds 120] [--rates 50,200] [--workers 1[,2...]] [--state-url URL]
-[--drain 60] [--json PATH]``
+[--drain 60] [--http-client lean|httpx] [--json PATH]``
 """
 
 from __future__ import annotations
@@ -77,7 +80,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import httpx
 import sqlalchemy as sa
@@ -382,7 +386,102 @@ class Kind:
         }
 
 
-Send = Callable[[httpx.AsyncClient], Awaitable[httpx.Response]]
+class Answer(Protocol):
+    """What the timing needs of an answer: httpx's response, or :class:`LeanAnswer`."""
+
+    @property
+    def status_code(self) -> int: ...
+    @property
+    def content(self) -> bytes: ...
+    @property
+    def text(self) -> str: ...
+
+
+class Client(Protocol):
+    """What the clients send with: ``httpx.AsyncClient``, or :class:`LeanClient`."""
+
+    async def get(self, url: str) -> Answer: ...
+    async def post(self, url: str, *, content: bytes, headers: dict[str, str]) -> Answer: ...
+    async def aclose(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class LeanAnswer:
+    status_code: int
+    content: bytes
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+
+class LeanError(Exception):
+    """An answer this client does not read (or none at all)."""
+
+
+class LeanClient:
+    """One keep-alive HTTP/1.1 connection on asyncio's streams, doing no more than the
+    benchmark needs: it writes each request whole and reads the status line, the headers
+    and a ``Content-Length`` body. httpx parses and builds far more per request (its client
+    took more CPU than the server in the closed loop, on the same cores); this one lets the
+    server have them. A session cookie, when given, is sent with every request."""
+
+    def __init__(self, base_url: str, cookie: str = "", timeout: float = 60) -> None:
+        parts = urlsplit(base_url)
+        self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
+        self.head = f"Host: {self.host}:{self.port}\r\n"
+        if cookie:
+            self.head += f"Cookie: {cookie}\r\n"
+        self.timeout = timeout
+        self.streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+
+    async def get(self, url: str) -> LeanAnswer:
+        return await self.request("GET", url, b"", {})
+
+    async def post(self, url: str, *, content: bytes, headers: dict[str, str]) -> LeanAnswer:
+        return await self.request("POST", url, content, headers)
+
+    async def request(
+        self, method: str, url: str, body: bytes, headers: dict[str, str]
+    ) -> LeanAnswer:
+        async with asyncio.timeout(self.timeout):
+            if self.streams is not None and self.streams[0].at_eof():
+                await self.aclose()  # the server let it go while idle: another, as httpx does
+            if self.streams is None:
+                self.streams = await asyncio.open_connection(self.host, self.port)
+            reader, writer = self.streams
+            extra = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+            request = f"{method} {url} HTTP/1.1\r\n{self.head}{extra}"
+            writer.write(f"{request}Content-Length: {len(body)}\r\n\r\n".encode() + body)
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except asyncio.IncompleteReadError as exc:
+                await self.aclose()
+                raise LeanError("the server closed the connection") from exc
+            lines = head.decode("latin-1").split("\r\n")
+            status = int(lines[0].split(" ", 2)[1])
+            fields = dict(
+                (name.strip().lower(), value.strip())
+                for name, _, value in (line.partition(":") for line in lines[1:] if line)
+            )
+            if "content-length" not in fields:
+                await self.aclose()
+                raise LeanError(f"{status} without a Content-Length: {fields}")
+            content = await reader.readexactly(int(fields["content-length"]))
+            if fields.get("connection", "").lower() == "close":
+                await self.aclose()
+            return LeanAnswer(status, content)
+
+    async def aclose(self) -> None:
+        if self.streams is not None:
+            _, writer = self.streams
+            self.streams = None
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+
+
+Send = Callable[[Client], Awaitable[Answer]]
 
 
 @contextlib.contextmanager
@@ -400,12 +499,12 @@ def collector_quiet() -> Iterator[None]:
         gc.unfreeze()
 
 
-async def timed(kind: Kind, send: Send, client: httpx.AsyncClient, since: float) -> None:
+async def timed(kind: Kind, send: Send, client: Client, since: float) -> None:
     """Send one request and count it in ``kind``: its time from ``since`` (a perf_counter
     reading) to the whole answer read when it is a 200, else an error."""
     try:
         response = await send(client)
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, OSError, asyncio.IncompleteReadError, LeanError) as exc:
         kind.error(f"{exc.__class__.__name__}: {exc}")
         return
     if response.status_code == 200:
@@ -416,14 +515,14 @@ async def timed(kind: Kind, send: Send, client: httpx.AsyncClient, since: float)
 
 
 async def load(
-    clients: list[httpx.AsyncClient], send: Send, kind: Kind, requests: int, seconds: float
+    clients: list[Client], send: Send, kind: Kind, requests: int, seconds: float
 ) -> None:
     """Every client sends ``send`` back to back until ``requests`` are sent or ``seconds``
     have passed; each is timed from sending to the whole response read."""
     counter = itertools.count()
     deadline = time.perf_counter() + seconds
 
-    async def client_loop(client: httpx.AsyncClient) -> None:
+    async def client_loop(client: Client) -> None:
         while next(counter) < requests and time.perf_counter() < deadline:
             await timed(kind, send, client, time.perf_counter())
 
@@ -434,7 +533,7 @@ async def load(
 
 
 async def paced(
-    clients: list[httpx.AsyncClient],
+    clients: list[Client],
     send: Send,
     kind: Kind,
     rate: float,
@@ -453,7 +552,7 @@ async def paced(
         at += rng.expovariate(rate)
         schedules[rng.randrange(len(clients))].append(at)
 
-    async def client_loop(client: httpx.AsyncClient, due: list[float]) -> None:
+    async def client_loop(client: Client, due: list[float]) -> None:
         for offset in due:
             wait = started + offset - time.perf_counter()
             if wait > 0:
@@ -477,13 +576,33 @@ async def sign_in(client: httpx.AsyncClient) -> None:
         raise SystemExit(f"POST /login: {signed.status_code} {signed.text[:200]}")
 
 
+def web_client(base_url: str) -> httpx.AsyncClient:
+    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    return httpx.AsyncClient(base_url=base_url, timeout=60, limits=limits)
+
+
+async def connected(base_url: str, count: int, kind: str, sign_in_first: bool) -> list[Client]:
+    """``count`` clients of ``kind`` (``httpx`` or ``lean``), each signed in first when
+    ``sign_in_first`` (a lean client through httpx, then given its session cookie)."""
+    browsers = [web_client(base_url) for _ in range(count)]
+    if sign_in_first:
+        await asyncio.gather(*(sign_in(b) for b in browsers))
+    if kind == "httpx":
+        return list(browsers)
+    cookies = [
+        "; ".join(f"{c.name}={c.value}" for c in b.cookies.jar if c.path == "/") for b in browsers
+    ]
+    await asyncio.gather(*(b.aclose() for b in browsers))
+    return [LeanClient(base_url, cookie) for cookie in cookies]
+
+
 def clicker(targets: list[Target]) -> Send:
     """Sends a signed Snooze click on the open incidents in turn, each a different request."""
     turns = itertools.cycle(targets)
     run = uuid.uuid4().hex[:8]
     numbers = itertools.count()
 
-    async def send(client: httpx.AsyncClient) -> httpx.Response:
+    async def send(client: Client) -> Answer:
         target, n = next(turns), next(numbers)
         payload = button_click(
             user_id=target.user_id,
@@ -499,7 +618,7 @@ def clicker(targets: list[Target]) -> Send:
     return send
 
 
-async def overview(client: httpx.AsyncClient) -> httpx.Response:
+async def overview(client: Client) -> Answer:
     return await client.get("/")
 
 
@@ -524,13 +643,8 @@ async def measure(
 ) -> tuple[list[Kind], list[Kind]]:
     """The overview's timings, then the clicks': back to back first, then at each of
     ``args.rates``."""
-    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-    clients = [
-        httpx.AsyncClient(base_url=base_url, timeout=60, limits=limits) for _ in range(args.clients)
-    ]
+    clients = await connected(base_url, args.clients, args.http_client, sign_in_first)
     try:
-        if sign_in_first:
-            await asyncio.gather(*(sign_in(c) for c in clients))
         # Warm-up, untimed: every client's connection open and every worker serving.
         warm = Kind("warm-up", 0)
         await load(clients, overview, warm, 2 * len(clients), args.seconds)
@@ -648,6 +762,12 @@ def main() -> None:
         "--state-url",
         help="a new SQLite file, or a PostgreSQL database to make a schema in "
         f"(e.g. {ui.DEFAULT_POSTGRES_URL}); default: SQLite in a temporary folder",
+    )
+    parser.add_argument(
+        "--http-client",
+        choices=("lean", "httpx"),
+        default="lean",
+        help="what the clients send with: a minimal HTTP/1.1 client (lean), or httpx",
     )
     parser.add_argument("--seed", type=int, default=20261124)
     parser.add_argument("--json", type=Path, help="write the results here")

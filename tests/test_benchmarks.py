@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from benchmarks.children import plan_scans, table_reads
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -225,11 +227,14 @@ def test_the_dashboard_benchmark_times_every_page() -> None:
     ], done.stdout
 
 
-def test_the_web_benchmark_times_clicks_and_the_overview_under_dq_agent_serve() -> None:
+@pytest.mark.parametrize("client", ["lean", "httpx"])
+def test_the_web_benchmark_times_clicks_and_the_overview_under_dq_agent_serve(
+    client: str,
+) -> None:
     done = _bench(
         "web.py",
         *("--runs", "200", "--incidents", "20", "--clients", "2", "--requests", "4"),
-        *("--seconds", "20", "--drain", "0", "--rates", "50"),
+        *("--seconds", "20", "--drain", "0", "--rates", "50", "--http-client", client),
         timeout=120,
     )
     assert done.returncode == 0, done.stdout + done.stderr
