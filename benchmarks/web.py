@@ -422,9 +422,8 @@ class LeanError(Exception):
 class LeanClient:
     """One keep-alive HTTP/1.1 connection on asyncio's streams, doing no more than the
     benchmark needs: it writes each request whole and reads the status line, the headers
-    and a ``Content-Length`` body. httpx parses and builds far more per request (its client
-    took more CPU than the server in the closed loop, on the same cores); this one lets the
-    server have them. A session cookie, when given, is sent with every request."""
+    and a ``Content-Length`` body. A session cookie, when given, is sent with every
+    request."""
 
     def __init__(self, base_url: str, cookie: str = "", timeout: float = 60) -> None:
         parts = urlsplit(base_url)
@@ -455,19 +454,19 @@ class LeanClient:
             writer.write(f"{request}Content-Length: {len(body)}\r\n\r\n".encode() + body)
             try:
                 head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                status = int(lines[0].split(" ", 2)[1])
+                fields = dict(
+                    (name.strip().lower(), value.strip())
+                    for name, _, value in (line.partition(":") for line in lines[1:] if line)
+                )
+                if "content-length" not in fields:
+                    await self.aclose()
+                    raise LeanError(f"{status} without a Content-Length: {fields}")
+                content = await reader.readexactly(int(fields["content-length"]))
             except asyncio.IncompleteReadError as exc:
                 await self.aclose()
                 raise LeanError("the server closed the connection") from exc
-            lines = head.decode("latin-1").split("\r\n")
-            status = int(lines[0].split(" ", 2)[1])
-            fields = dict(
-                (name.strip().lower(), value.strip())
-                for name, _, value in (line.partition(":") for line in lines[1:] if line)
-            )
-            if "content-length" not in fields:
-                await self.aclose()
-                raise LeanError(f"{status} without a Content-Length: {fields}")
-            content = await reader.readexactly(int(fields["content-length"]))
             if fields.get("connection", "").lower() == "close":
                 await self.aclose()
             return LeanAnswer(status, content)
@@ -504,7 +503,7 @@ async def timed(kind: Kind, send: Send, client: Client, since: float) -> None:
     reading) to the whole answer read when it is a 200, else an error."""
     try:
         response = await send(client)
-    except (httpx.HTTPError, OSError, asyncio.IncompleteReadError, LeanError) as exc:
+    except (httpx.HTTPError, OSError, LeanError) as exc:
         kind.error(f"{exc.__class__.__name__}: {exc}")
         return
     if response.status_code == 200:
@@ -576,15 +575,13 @@ async def sign_in(client: httpx.AsyncClient) -> None:
         raise SystemExit(f"POST /login: {signed.status_code} {signed.text[:200]}")
 
 
-def web_client(base_url: str) -> httpx.AsyncClient:
-    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-    return httpx.AsyncClient(base_url=base_url, timeout=60, limits=limits)
-
-
 async def connected(base_url: str, count: int, kind: str, sign_in_first: bool) -> list[Client]:
     """``count`` clients of ``kind`` (``httpx`` or ``lean``), each signed in first when
     ``sign_in_first`` (a lean client through httpx, then given its session cookie)."""
-    browsers = [web_client(base_url) for _ in range(count)]
+    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    browsers = [
+        httpx.AsyncClient(base_url=base_url, timeout=60, limits=limits) for _ in range(count)
+    ]
     if sign_in_first:
         await asyncio.gather(*(sign_in(b) for b in browsers))
     if kind == "httpx":
