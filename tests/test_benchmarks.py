@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -167,15 +168,25 @@ def test_harness_runs_on_duckdb_and_reports_gx_as_not_available(tmp_path: Path) 
 
 
 def _bench(script: str, *args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
-    """``benchmarks/<script>`` run with ``args``, its output captured."""
-    return subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / script), *args],
+    """``benchmarks/<script>`` run with ``args``, its output captured. Past ``timeout`` it is
+    killed with every process it started (a server it serves, the children it forked), so a
+    benchmark that hangs leaves nothing running behind the tests."""
+    command = [sys.executable, str(ROOT / "benchmarks" / script), *args]
+    with subprocess.Popen(
+        command,
         cwd=ROOT,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=timeout,
-        check=False,
-    )
+        start_new_session=True,
+    ) as bench:
+        try:
+            out, err = bench.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(bench.pid, signal.SIGKILL)
+            out, err = bench.communicate()
+            pytest.fail(f"benchmarks/{script} took over {timeout} s:\n{out}{err}")
+    return subprocess.CompletedProcess(command, bench.returncode, out, err)
 
 
 def test_the_escalation_benchmark_runs() -> None:
