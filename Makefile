@@ -49,8 +49,8 @@ $(AXE): tests/browser/package-lock.json
 docs: $(STAMP)
 	$(BIN)/mkdocs build --strict --site-dir site
 
-# The tests run in two processes (one on a single core): each makes its own databases,
-# schemas, ports and files, and two halve the run's time on two cores.
+# The tests run in two processes (one on a single core): each test makes its own databases,
+# schemas, ports and files, so any two may run at once.
 test: lint browser
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir $$(mktemp -d)
 	$(BIN)/pytest -q --numprocesses=auto --maxprocesses=2
