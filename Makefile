@@ -8,24 +8,25 @@ DEMO_STAMP := $(VENV)/.demo
 
 .PHONY: demo test lint bench clean browser docs
 
-$(DEMO_STAMP): pyproject.toml
+# The emulators are a package of their own (sandbox/), installed beside the agent.
+$(DEMO_STAMP): pyproject.toml sandbox/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[demo]'
+	$(BIN)/pip install --quiet -e ./sandbox -e '.[demo]'
 	touch $(DEMO_STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml sandbox/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e ./sandbox -e '.[dev]'
 	touch $(STAMP) $(DEMO_STAMP)
 
 demo: $(DEMO_STAMP)
 	$(BIN)/dq-agent demo --project .
 
 lint: $(STAMP)
-	$(BIN)/ruff check dq_agent tests benchmarks
-	$(BIN)/ruff format --check dq_agent tests benchmarks
+	$(BIN)/ruff check dq_agent sandbox tests benchmarks
+	$(BIN)/ruff format --check dq_agent sandbox tests benchmarks
 	$(BIN)/mypy
 
 # The dashboard's end-to-end tests drive Debian's Chromium (no browser is downloaded) and
@@ -56,7 +57,7 @@ test: lint browser
 	$(BIN)/pytest -q --numprocesses=auto --maxprocesses=2
 
 $(VENV)/.bench: $(STAMP)
-	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	$(BIN)/pip install --quiet -e ./sandbox -e '.[dev,bench]'
 	touch $(VENV)/.bench
 
 # Soda Core 4, compared on PostgreSQL, in a virtualenv of its own: its pins may clash with ours.

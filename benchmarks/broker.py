@@ -420,8 +420,8 @@ def agent_check(project: Path, env: Mapping[str, str], *extra: str) -> tuple[flo
 
 def measure_read(records: int, base_env: Mapping[str, str], sockets: Path) -> Read:
     """N failing records through a fresh broker process and a fresh org."""
-    from dq_agent.sandbox.http import LoopbackServer
-    from dq_agent.sandbox.salesforce import SalesforceEmulator
+    from dq_agent_sandbox.http import LoopbackServer
+    from dq_agent_sandbox.salesforce import SalesforceEmulator
 
     emulator = SalesforceEmulator(session_id=SF_SESSION)
     emulator.seed({"Opportunity": {"records": opportunities(records)}})

@@ -34,9 +34,9 @@ from dq_agent.config import load_project  # noqa: E402
 from dq_agent.escalate.incidents import Notice  # noqa: E402
 from dq_agent.escalate.notify import Escalation  # noqa: E402
 from dq_agent.escalate.slack import SlackApi  # noqa: E402
-from dq_agent.sandbox.http import LoopbackServer  # noqa: E402
-from dq_agent.sandbox.slack import SlackEmulator  # noqa: E402
 from dq_agent.store import Store  # noqa: E402
+from dq_agent_sandbox.http import LoopbackServer  # noqa: E402
+from dq_agent_sandbox.slack import SlackEmulator  # noqa: E402
 
 TOKEN, SECRET = "xoxb-bench", "bench-secret"
 START = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)

@@ -14,10 +14,11 @@ the same size at every run and only the state store changes: rows dated after a 
 are there but outside the buckets it judges. The state store is the default one,
 ``.dq-agent/state.db`` in the project, with no ``retention:``.
 
-Method: one process plays every run, as ``dq-agent check`` runs them (``cli._check`` without
-the spinner and the report): load the project, select every suite, open the store, and
-``run_checks`` with ``RunOptions(clock=...)``, the clock starting at each simulated hour (a
-Monday 00:00 UTC first) and moving on with real time, as ``DQ_AGENT_NOW`` does. Per run:
+Method: one process plays every run, as ``dq-agent check`` runs them
+(``dq_agent.cli.checking.check_and_report`` without the spinner and the report): load the
+project, select every suite, open the store, and ``run_checks`` with ``RunOptions(clock=...)``,
+the clock starting at each simulated hour (a Monday 00:00 UTC first) and moving on with real
+time, as ``DQ_AGENT_NOW`` does. Per run:
 the wall time of all that (``time.perf_counter``, the store's opening included) and the state
 store's bytes on disk after it is closed (``state.db`` with its ``-wal`` and ``-shm``). At the
 sample points (runs 1, 30, 100, 250, 500, 750, 1,000, and the last): rows and bytes per table

@@ -33,11 +33,11 @@ if str(ROOT) not in sys.path:
 import sqlalchemy as sa  # noqa: E402
 
 from dq_agent.config.models import SalesforceConnector, SalesforceSourceSpec  # noqa: E402
-from dq_agent.sandbox.http import LoopbackServer, Request, Response  # noqa: E402
-from dq_agent.sandbox.salesforce import SalesforceEmulator  # noqa: E402
 from dq_agent.sources import salesforce  # noqa: E402
 from dq_agent.sources.base import CellWrite  # noqa: E402
 from dq_agent.sources.retry import RetryPolicy  # noqa: E402
+from dq_agent_sandbox.http import LoopbackServer, Request, Response  # noqa: E402
+from dq_agent_sandbox.salesforce import SalesforceEmulator  # noqa: E402
 
 FIELDS = {
     "Name": "string",

@@ -5,7 +5,7 @@ The project and its store are the dashboard benchmark's (:mod:`benchmarks.ui`: g
 suites, 10,000 suite runs and 1,000 incidents played through the product), dated so that the
 last run is this hour's, with working hours on every day and all day (:data:`ALWAYS`).
 ``dq-agent.yml`` then gets a ``slack:`` section (a bot token, a signing secret, and a Slack
-emulator from :mod:`dq_agent.sandbox` serving in a process of its own, where the clicks are
+emulator from :mod:`dq_agent_sandbox` serving in a process of its own, where the clicks are
 acted on after they are acknowledged) and a dashboard user who signs in with a token. The
 threads of the open incidents are posted in the emulator, so the replies a click causes find
 them.
@@ -98,13 +98,13 @@ if str(ROOT) not in sys.path:  # run as a script: make the `benchmarks` package 
 
 from benchmarks import ui  # noqa: E402
 from dq_agent.config import load_project  # noqa: E402
-from dq_agent.sandbox.http import LoopbackServer  # noqa: E402
-from dq_agent.sandbox.slack import SlackEmulator, button_click, signed_interaction  # noqa: E402
 from dq_agent.serving import SERVER_OPTIONS, tcp_socket  # noqa: E402
 from dq_agent.store import Store  # noqa: E402
 from dq_agent.store.models import IncidentEvent, OutboxMessage, SlackClick  # noqa: E402
 from dq_agent.ui.app import LOGIN_COOKIE  # noqa: E402
 from dq_agent.ui.auth import hash_token  # noqa: E402
+from dq_agent_sandbox.http import LoopbackServer  # noqa: E402
+from dq_agent_sandbox.slack import SlackEmulator, button_click, signed_interaction  # noqa: E402
 
 CLICK_TARGET_MS = 50.0
 PAGE_TARGET_MS = 200.0

@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 
 from dq_agent.cli import main
-from dq_agent.sandbox.http import LoopbackServer
-from dq_agent.sandbox.salesforce import SalesforceEmulator
+from dq_agent_sandbox.http import LoopbackServer
+from dq_agent_sandbox.salesforce import SalesforceEmulator
 from tests.helpers import make_project
 from tests.sources import load_orders, order_rows
 

@@ -21,7 +21,6 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from dq_agent import demo
 from dq_agent.agent import Cycle, connect_slack, run_cycle, tick
 from dq_agent.broker.client import BrokerClient
 from dq_agent.broker.server import Broker, BrokerServer
@@ -32,14 +31,15 @@ from dq_agent.config.models import BrokerSettings
 from dq_agent.engine import RunOptions, run_checks
 from dq_agent.errors import SourceError
 from dq_agent.escalate.slack import Slack, SlackError
-from dq_agent.sandbox.airflow import AirflowEmulator
-from dq_agent.sandbox.http import LoopbackServer
-from dq_agent.sandbox.runner import demo_seed
-from dq_agent.sandbox.salesforce import SalesforceEmulator
-from dq_agent.sandbox.slack import SlackEmulator
 from dq_agent.sources.registry import opened
 from dq_agent.sources.retry import RetryPolicy
 from dq_agent.store import Store
+from dq_agent_sandbox import demo
+from dq_agent_sandbox.airflow import AirflowEmulator
+from dq_agent_sandbox.http import LoopbackServer
+from dq_agent_sandbox.runner import demo_seed
+from dq_agent_sandbox.salesforce import SalesforceEmulator
+from dq_agent_sandbox.slack import SlackEmulator
 from tests.helpers import make_project, write
 
 REPO = Path(__file__).resolve().parents[1]

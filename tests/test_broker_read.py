@@ -23,8 +23,8 @@ from dq_agent.cli import main
 from dq_agent.config import load_project
 from dq_agent.errors import SourceError
 from dq_agent.results import Finding, SuiteResult
-from dq_agent.sandbox.http import LoopbackServer
-from dq_agent.sandbox.salesforce import SalesforceEmulator
+from dq_agent_sandbox.http import LoopbackServer
+from dq_agent_sandbox.salesforce import SalesforceEmulator
 from tests.helpers import make_project
 from tests.test_broker import NO_WAIT, WAREHOUSE_SECRET, _short_dir
 

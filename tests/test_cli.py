@@ -609,7 +609,8 @@ def test_the_dashboard_warns_when_nobody_can_sign_in(tmp_path: Path) -> None:
 
 
 def test_a_signal_another_thread_receives_still_stops_a_serving_command() -> None:
-    from dq_agent.cli import _stop_on_signals, _until
+    from dq_agent.cli.common import stop_on_signals as _stop_on_signals
+    from dq_agent.cli.common import wait_until as _until
 
     before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     stop = _stop_on_signals()

@@ -22,8 +22,8 @@ import requests
 from gspread.exceptions import APIError, SpreadsheetNotFound
 from gspread.utils import DateTimeOption, ValueRenderOption
 
-from dq_agent.sandbox.gsheets import SheetsEmulator
-from dq_agent.sandbox.http import LoopbackServer
+from dq_agent_sandbox.gsheets import SheetsEmulator
+from dq_agent_sandbox.http import LoopbackServer
 from tests.sheets_client import open_sheets_client
 
 Shape = dict[str, set[str] | None]

@@ -22,8 +22,8 @@ import pytest
 import requests
 from simple_salesforce import Salesforce
 
-from dq_agent.sandbox.http import LoopbackServer
-from dq_agent.sandbox.salesforce import SalesforceEmulator
+from dq_agent_sandbox.http import LoopbackServer
+from dq_agent_sandbox.salesforce import SalesforceEmulator
 from tests.sf_client import LoopbackSession, open_salesforce_client
 from tests.sf_reference import DESCRIBE_FIELD, DESCRIBE_GLOBAL_SOBJECT, DESCRIBE_SOBJECT, keys
 

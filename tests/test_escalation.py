@@ -36,13 +36,13 @@ from dq_agent.escalate.endpoint import ACTIONS_PATH, Verifier
 from dq_agent.escalate.notify import CLAIM_LEASE, Escalation
 from dq_agent.escalate.server import InteractionsServer
 from dq_agent.escalate.slack import SlackApi
-from dq_agent.sandbox.gsheets import SheetsEmulator
-from dq_agent.sandbox.http import LoopbackServer
-from dq_agent.sandbox.runner import demo_seed
-from dq_agent.sandbox.salesforce import SalesforceEmulator
-from dq_agent.sandbox.slack import SlackEmulator, button_click, signed_interaction
 from dq_agent.sources.retry import RetryPolicy
 from dq_agent.store import Store
+from dq_agent_sandbox.gsheets import SheetsEmulator
+from dq_agent_sandbox.http import LoopbackServer
+from dq_agent_sandbox.runner import demo_seed
+from dq_agent_sandbox.salesforce import SalesforceEmulator
+from dq_agent_sandbox.slack import SlackEmulator, button_click, signed_interaction
 from tests.helpers import make_project
 from tests.sheets_client import open_sheets_client
 

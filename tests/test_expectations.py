@@ -709,7 +709,7 @@ def test_dq_agent_check_loads_only_what_checking_needs(tmp_path: Path, sqlite_ur
         "dq_agent.escalate.notify",
         "dq_agent.remedy",
         "dq_agent.daemon.service",
-        "dq_agent.sandbox.runner",
+        "dq_agent_sandbox.runner",
     ]
     script = textwrap.dedent(
         f"""\

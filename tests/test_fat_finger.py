@@ -28,8 +28,8 @@ from dq_agent.checks.fat_finger.decide import (
 from dq_agent.checks.fat_finger.peers import BINS_PER_DECADE, MIN_PEERS, Spread, survey
 from dq_agent.expressions import parse
 from dq_agent.results import CheckResult, Finding
-from dq_agent.sandbox.warehouse import build_demo_warehouse
 from dq_agent.sources.base import Relation
+from dq_agent_sandbox.warehouse import build_demo_warehouse
 from tests.sources import load_orders, run_one
 
 D = Decimal

@@ -19,8 +19,8 @@ from dq_agent.config import load_project
 from dq_agent.config.models import CommandRestart, DbtCloudConnector, DbtCloudRestart
 from dq_agent.engine import RunOptions
 from dq_agent.restart.dbt_cloud import DbtCloudTarget
-from dq_agent.sandbox.http import LoopbackServer
 from dq_agent.store import Store
+from dq_agent_sandbox.http import LoopbackServer
 from tests.helpers import make_project
 from tests.sources import load_orders, order_rows
 from tests.test_cli import invoke

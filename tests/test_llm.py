@@ -18,12 +18,12 @@ import pytest
 from dq_agent.agent import run_cycle
 from dq_agent.config import load_project
 from dq_agent.engine import RunOptions
-from dq_agent.sandbox.anthropic import AnthropicEmulator
-from dq_agent.sandbox.http import LoopbackServer
-from dq_agent.sandbox.runner import demo_seed
-from dq_agent.sandbox.salesforce import SalesforceEmulator
 from dq_agent.sources.retry import RetryPolicy
 from dq_agent.store import Store
+from dq_agent_sandbox.anthropic import AnthropicEmulator
+from dq_agent_sandbox.http import LoopbackServer
+from dq_agent_sandbox.runner import demo_seed
+from dq_agent_sandbox.salesforce import SalesforceEmulator
 from tests.helpers import make_project
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)

@@ -23,11 +23,11 @@ from mcp.types import CallToolResult, TextContent
 from dq_agent.agent import run_cycle
 from dq_agent.cli import main
 from dq_agent.config import load_project
-from dq_agent.sandbox.http import LoopbackServer
-from dq_agent.sandbox.runner import demo_seed
-from dq_agent.sandbox.salesforce import SalesforceEmulator
 from dq_agent.store import Store
 from dq_agent.triage.gateway import TOOLS
+from dq_agent_sandbox.http import LoopbackServer
+from dq_agent_sandbox.runner import demo_seed
+from dq_agent_sandbox.salesforce import SalesforceEmulator
 from tests.helpers import make_project
 from tests.test_llm import CRM_SUITE, NOW, OPTIONS, SESSION, SLIP
 

@@ -17,11 +17,11 @@ from dq_agent.config import load_project
 from dq_agent.engine import RunOptions
 from dq_agent.errors import DqAgentError
 from dq_agent.remedy import approve_correction, revert_correction, settle
-from dq_agent.sandbox.http import LoopbackServer
-from dq_agent.sandbox.runner import demo_seed
-from dq_agent.sandbox.salesforce import SalesforceEmulator
 from dq_agent.sources.retry import RetryPolicy
 from dq_agent.store import Store
+from dq_agent_sandbox.http import LoopbackServer
+from dq_agent_sandbox.runner import demo_seed
+from dq_agent_sandbox.salesforce import SalesforceEmulator
 from tests.helpers import make_project, run_killed
 from tests.sf_client import salesforce_client
 
@@ -385,7 +385,7 @@ ROWS = [["US", "CA", 120], ["US", "NY", 95]]
 
 
 def test_an_overwritten_sheet_is_restored_from_its_last_good_snapshot(tmp_path: Path) -> None:
-    from dq_agent.sandbox.gsheets import SheetsEmulator
+    from dq_agent_sandbox.gsheets import SheetsEmulator
     from tests.sheets_client import open_sheets_client
 
     emulator = SheetsEmulator()

@@ -15,9 +15,9 @@ import requests
 from dq_agent.config.models import AirflowConnector, AirflowRestart
 from dq_agent.restart.airflow import AirflowTarget, dag_run_id_for
 from dq_agent.restart.base import PipelineRun, RestartError
-from dq_agent.sandbox.airflow import AirflowEmulator
-from dq_agent.sandbox.http import LoopbackServer
-from dq_agent.sandbox.runner import demo_seed, start_sandbox
+from dq_agent_sandbox.airflow import AirflowEmulator
+from dq_agent_sandbox.http import LoopbackServer
+from dq_agent_sandbox.runner import demo_seed, start_sandbox
 
 NOW = 1764000000.0  # 2025-11-24T16:00:00Z
 TOKEN = "test-airflow-token"

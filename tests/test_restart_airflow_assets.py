@@ -17,9 +17,9 @@ from dq_agent.config.models import AirflowAssetRestart, AirflowConnector
 from dq_agent.engine import RunOptions
 from dq_agent.restart.airflow import AirflowAssetTarget
 from dq_agent.restart.base import PipelineRun, RestartError
-from dq_agent.sandbox.airflow import AirflowEmulator
-from dq_agent.sandbox.http import LoopbackServer
 from dq_agent.store import Store
+from dq_agent_sandbox.airflow import AirflowEmulator
+from dq_agent_sandbox.http import LoopbackServer
 from tests.helpers import make_project
 from tests.sources import NOW as AGENT_NOW
 from tests.sources import load_orders, order_rows

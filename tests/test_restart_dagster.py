@@ -16,8 +16,8 @@ from dq_agent.config.models import DagsterConnector, DagsterRestart
 from dq_agent.restart.base import PipelineRun, RestartError
 from dq_agent.restart.dagster import KEY_TAG, DagsterTarget
 from dq_agent.restart.runner import target_for
-from dq_agent.sandbox.dagster import QUEUE_DELAY_S, DagsterEmulator
-from dq_agent.sandbox.http import LoopbackServer
+from dq_agent_sandbox.dagster import QUEUE_DELAY_S, DagsterEmulator
+from dq_agent_sandbox.http import LoopbackServer
 from tests.helpers import make_project
 
 NOW = 1764000000.0  # 2025-11-24T16:00:00Z

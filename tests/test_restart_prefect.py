@@ -17,8 +17,8 @@ from dq_agent.config.models import PrefectConnector, PrefectRestart
 from dq_agent.restart.base import PipelineRun, RestartError
 from dq_agent.restart.prefect import PrefectTarget
 from dq_agent.restart.runner import target_for
-from dq_agent.sandbox.http import LoopbackServer
-from dq_agent.sandbox.prefect import PICKUP_DELAY_S, PrefectEmulator
+from dq_agent_sandbox.http import LoopbackServer
+from dq_agent_sandbox.prefect import PICKUP_DELAY_S, PrefectEmulator
 from tests.helpers import make_project
 
 NOW = 1764000000.0  # 2025-11-24T16:00:00Z

@@ -33,7 +33,7 @@ from dq_agent.restart.base import PipelineRun, RestartError, RestartTarget
 from dq_agent.restart.command import KEY_VARIABLE, UNKNOWN_OUTCOME, CommandTarget
 from dq_agent.restart.dbt_cloud import DbtCloudTarget, cause_for
 from dq_agent.restart.webhook import WebhookTarget, sign
-from dq_agent.sandbox.http import LoopbackServer, Request, Response
+from dq_agent_sandbox.http import LoopbackServer, Request, Response
 
 TOKEN = "dbtc_test_token"
 ACCOUNT = 70403

@@ -22,9 +22,9 @@ from dq_agent.agent import run_cycle
 from dq_agent.config import load_project
 from dq_agent.engine import RunOptions
 from dq_agent.remedy import approve_correction, revert_correction
-from dq_agent.sandbox.warehouse import payments
 from dq_agent.store import Store
 from dq_agent.store.ledger import RUNBOOK_FIX
+from dq_agent_sandbox.warehouse import payments
 from tests.helpers import make_project, run_killed
 
 NOW = datetime(2026, 11, 25, 7, 0, tzinfo=UTC)

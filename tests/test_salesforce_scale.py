@@ -19,12 +19,12 @@ from dq_agent.cli import main
 from dq_agent.config import load_project
 from dq_agent.config.models import SalesforceConnector, SalesforceSourceSpec
 from dq_agent.engine import RunOptions
-from dq_agent.sandbox.http import LoopbackServer, Request, Response
-from dq_agent.sandbox.salesforce import SalesforceEmulator
 from dq_agent.sources import salesforce
 from dq_agent.sources.base import CellWrite
 from dq_agent.sources.retry import RetryPolicy
 from dq_agent.store import Store
+from dq_agent_sandbox.http import LoopbackServer, Request, Response
+from dq_agent_sandbox.salesforce import SalesforceEmulator
 from tests.helpers import make_project
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)

@@ -13,14 +13,14 @@ import anthropic
 import pytest
 from anthropic.types import Message, TextBlock, ToolParam
 
-from dq_agent.sandbox.anthropic import (
+from dq_agent_sandbox.anthropic import (
     COUNT_TOKENS_PATH,
     DEFAULT_REPLY,
     MESSAGES_PATH,
     AnthropicEmulator,
 )
-from dq_agent.sandbox.http import LoopbackServer
-from dq_agent.sandbox.runner import demo_seed, load_seed, start_sandbox
+from dq_agent_sandbox.http import LoopbackServer
+from dq_agent_sandbox.runner import demo_seed, load_seed, start_sandbox
 
 KEY = "test-anthropic-key"
 MODEL = "claude-sonnet-4-6"

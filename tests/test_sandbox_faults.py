@@ -15,10 +15,10 @@ from dq_agent.cli import main
 from dq_agent.config import load_project
 from dq_agent.engine import RunOptions
 from dq_agent.errors import DqAgentError
-from dq_agent.sandbox.faults import load_faults
-from dq_agent.sandbox.runner import demo_seed, start_sandbox
 from dq_agent.sources.retry import RetryPolicy
 from dq_agent.store import Store
+from dq_agent_sandbox.faults import load_faults
+from dq_agent_sandbox.runner import demo_seed, start_sandbox
 from tests.helpers import make_project
 from tests.sf_client import salesforce_client
 

@@ -14,8 +14,8 @@ import requests
 from gspread.exceptions import APIError, SpreadsheetNotFound, WorksheetNotFound
 from gspread.utils import InsertDataOption, ValueInputOption, ValueRenderOption
 
-from dq_agent.sandbox.gsheets import SheetsEmulator
-from dq_agent.sandbox.http import LoopbackServer
+from dq_agent_sandbox.gsheets import SheetsEmulator
+from dq_agent_sandbox.http import LoopbackServer
 from tests.sheets_client import open_sheets_client
 
 FORECAST_ROWS: list[list[Any]] = [

@@ -10,11 +10,11 @@ import pytest
 
 from dq_agent.config.models import GSheetsConnector, GSheetsSourceSpec
 from dq_agent.errors import SourceError
-from dq_agent.sandbox.gsheets import SheetsEmulator
-from dq_agent.sandbox.http import LoopbackServer, Request, Response
 from dq_agent.sources import gsheets
 from dq_agent.sources.base import BatchWriting, CellWrite, WriteResult
 from dq_agent.sources.retry import RetryPolicy
+from dq_agent_sandbox.gsheets import SheetsEmulator
+from dq_agent_sandbox.http import LoopbackServer, Request, Response
 from tests.sheets_client import open_sheets_client
 
 KEY = "1ForecastKeyAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"

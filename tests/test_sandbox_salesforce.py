@@ -19,10 +19,10 @@ from simple_salesforce.exceptions import (
     SalesforceResourceNotFound,
 )
 
-from dq_agent.sandbox.http import LoopbackServer
-from dq_agent.sandbox.salesforce import SalesforceEmulator
-from dq_agent.sandbox.sobjects import to_18
-from dq_agent.sandbox.soql import SoqlError, parse
+from dq_agent_sandbox.http import LoopbackServer
+from dq_agent_sandbox.salesforce import SalesforceEmulator
+from dq_agent_sandbox.sobjects import to_18
+from dq_agent_sandbox.soql import SoqlError, parse
 from tests.sf_client import Clock, open_salesforce_client, salesforce_login_client
 
 T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)

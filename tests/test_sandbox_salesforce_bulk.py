@@ -19,8 +19,8 @@ from simple_salesforce.exceptions import (
     SalesforceResourceNotFound,
 )
 
-from dq_agent.sandbox.http import LoopbackServer
-from dq_agent.sandbox.salesforce import SalesforceEmulator
+from dq_agent_sandbox.http import LoopbackServer
+from dq_agent_sandbox.salesforce import SalesforceEmulator
 from tests.sf_client import Clock, open_salesforce_client
 
 T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)

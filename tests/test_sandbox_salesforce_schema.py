@@ -13,8 +13,8 @@ import pytest
 from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceMalformedRequest
 
-from dq_agent.sandbox.http import LoopbackServer
-from dq_agent.sandbox.salesforce import SalesforceEmulator
+from dq_agent_sandbox.http import LoopbackServer
+from dq_agent_sandbox.salesforce import SalesforceEmulator
 from tests.sf_client import open_salesforce_client
 from tests.sf_reference import DESCRIBE_FIELD, DESCRIBE_GLOBAL_SOBJECT, DESCRIBE_SOBJECT
 

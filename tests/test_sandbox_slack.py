@@ -19,8 +19,8 @@ from slack_sdk.models.metadata import Metadata
 from slack_sdk.signature import Clock, SignatureVerifier
 from slack_sdk.webhook import WebhookClient
 
-from dq_agent.sandbox.http import LoopbackServer, Request, Response
-from dq_agent.sandbox.slack import (
+from dq_agent_sandbox.http import LoopbackServer, Request, Response
+from dq_agent_sandbox.slack import (
     APP_ID,
     BOT_ID,
     BOT_USER_ID,

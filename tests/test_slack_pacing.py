@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dq_agent.config.models import SlackSettings
 from dq_agent.escalate.slack import SlackApi
-from dq_agent.sandbox.http import LoopbackServer
-from dq_agent.sandbox.slack import SlackEmulator
+from dq_agent_sandbox.http import LoopbackServer
+from dq_agent_sandbox.slack import SlackEmulator
 
 TOKEN = "xoxb-test"
 

@@ -35,10 +35,10 @@ from dq_agent.escalate.actions import Actions
 from dq_agent.escalate.endpoint import ACTIONS_PATH
 from dq_agent.escalate.slack import SlackError
 from dq_agent.escalate.socket_mode import SocketInteractions
-from dq_agent.sandbox.http import LoopbackServer
-from dq_agent.sandbox.slack import SlackEmulator, button_click
-from dq_agent.sandbox.slack_socket import SocketModeLink
 from dq_agent.store import Store
+from dq_agent_sandbox.http import LoopbackServer
+from dq_agent_sandbox.slack import SlackEmulator, button_click
+from dq_agent_sandbox.slack_socket import SocketModeLink
 from tests.helpers import make_project
 from tests.test_config import ANY_SUITE, WAREHOUSE, issues_of
 from tests.test_escalation import (
@@ -220,7 +220,7 @@ def test_a_bad_app_token_names_the_setting_and_never_shows_the_token(
         assert link(world).state()["connections"] == []
 
         # The command says so and stops (its signal handlers left alone: this is pytest's).
-        monkeypatch.setattr("dq_agent.cli._stop_on_signals", threading.Event)
+        monkeypatch.setattr("dq_agent.cli.serve.stop_on_signals", threading.Event)
         done = CliRunner().invoke(main, ["interactions", "--project", str(world.root)])
         assert done.exit_code == 3
         assert done.stderr == f"error: {refused.value}\n"

@@ -27,13 +27,13 @@ from dq_agent.config.models import (
     SqlSourceSpec,
 )
 from dq_agent.errors import SourceError
-from dq_agent.sandbox.gsheets import SheetsEmulator
-from dq_agent.sandbox.http import LoopbackServer
-from dq_agent.sandbox.salesforce import SalesforceEmulator
 from dq_agent.sources import gsheets, salesforce
 from dq_agent.sources.base import Relation, Source, planner_settings
 from dq_agent.sources.retry import RetryPolicy
 from dq_agent.sources.sql import SqlSource, create_engine
+from dq_agent_sandbox.gsheets import SheetsEmulator
+from dq_agent_sandbox.http import LoopbackServer
+from dq_agent_sandbox.salesforce import SalesforceEmulator
 
 SLEPT: list[float] = []
 FAST = RetryPolicy(attempts=3, base_delay=1.0, sleep=SLEPT.append)

@@ -19,13 +19,13 @@ import pytest
 import sqlalchemy as sa
 
 from dq_agent.config import load_project
-from dq_agent.sandbox.gsheets import SheetsEmulator
-from dq_agent.sandbox.http import LoopbackServer
-from dq_agent.sandbox.runner import demo_seed
-from dq_agent.sandbox.salesforce import SalesforceEmulator
-from dq_agent.sandbox.slack import SlackEmulator
-from dq_agent.sandbox.warehouse import OWNERS
 from dq_agent.store import Store
+from dq_agent_sandbox.gsheets import SheetsEmulator
+from dq_agent_sandbox.http import LoopbackServer
+from dq_agent_sandbox.runner import demo_seed
+from dq_agent_sandbox.salesforce import SalesforceEmulator
+from dq_agent_sandbox.slack import SlackEmulator
+from dq_agent_sandbox.warehouse import OWNERS
 from tests.helpers import make_project
 from tests.test_escalation import CRM_SUITE, SLIP
 from tests.test_remedy import SHEET_SUITE

@@ -15,9 +15,9 @@ import pytest
 from dq_agent.config.models import SlackSettings
 from dq_agent.escalate import messages
 from dq_agent.escalate.slack import SlackApi, SlackError
-from dq_agent.sandbox.http import LoopbackServer, Request, Response
-from dq_agent.sandbox.slack import SlackEmulator
 from dq_agent.ui.slackview import EMOJI, mentioned, to_html
+from dq_agent_sandbox.http import LoopbackServer, Request, Response
+from dq_agent_sandbox.slack import SlackEmulator
 
 TOKEN = "xoxb-test"
 PETE_ID, LEAD_ID, STRANGER_ID = "UPETE00001", "ULEAD00001", "USTRANGER1"

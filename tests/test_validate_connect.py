@@ -11,8 +11,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 
-from dq_agent.sandbox.runner import demo_seed, start_sandbox
-from dq_agent.sandbox.warehouse import build_demo_warehouse
+from dq_agent_sandbox.runner import demo_seed, start_sandbox
+from dq_agent_sandbox.warehouse import build_demo_warehouse
 from tests.helpers import make_project
 from tests.sources import load_orders, order_rows, project_for
 from tests.test_cli import REPO, invoke

@@ -33,10 +33,10 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from dq_agent.escalate.endpoint import ACTIONS_PATH
-from dq_agent.sandbox.slack import signed_interaction
 from dq_agent.ui.app import LOGIN_COOKIE
 from dq_agent.ui.auth import hash_token
 from dq_agent.web import build_app
+from dq_agent_sandbox.slack import signed_interaction
 from tests.test_escalation import (  # noqa: F401  (the world fixture)
     HEADER,
     PETE,

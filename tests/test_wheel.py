@@ -44,22 +44,14 @@ def test_the_quick_start_from_a_built_wheel(tmp_path: Path, postgres_url: str) -
             target.symlink_to(os.readlink(ROOT / name))
         else:
             shutil.copy2(ROOT / name, target)
-    run(
-        sys.executable,
-        "-m",
-        "pip",
-        "wheel",
-        "-q",
-        "--no-deps",
-        "-w",
-        tmp_path / "dist",
-        source,
-        cwd=tmp_path,
-    )
+    for package in (source, source / "sandbox"):  # the agent, and the emulators
+        wheel_of = (sys.executable, "-m", "pip", "wheel", "-q", "--no-deps")
+        run(*wheel_of, "-w", tmp_path / "dist", package, cwd=tmp_path)
     [wheel] = (tmp_path / "dist").glob("dq_agent-*.whl")
+    [emulators] = (tmp_path / "dist").glob("dq_agent_sandbox-*.whl")
     run(sys.executable, "-m", "venv", tmp_path / "venv", cwd=tmp_path)
     bin_ = tmp_path / "venv" / "bin"
-    run(bin_ / "pip", "install", "-q", f"{wheel}[postgres,demo]", cwd=tmp_path)
+    run(bin_ / "pip", "install", "-q", f"{wheel}[postgres]", cwd=tmp_path)
     a_healthy_shop(postgres_url)
     elsewhere = tmp_path / "somewhere"
     elsewhere.mkdir()
@@ -77,6 +69,13 @@ def test_the_quick_start_from_a_built_wheel(tmp_path: Path, postgres_url: str) -
     )
     checked = run(bin_ / "dq-agent", "check", "--project", "my-dq", cwd=elsewhere)
     assert checked.stdout.rstrip().endswith("2 suites: 2 pass")
+    # The agent ships alone: the demo says how to install the emulators it plays on.
+    missing = subprocess.run(
+        [bin_ / "dq-agent", "demo"], cwd=elsewhere, capture_output=True, text=True, timeout=60
+    )
+    assert missing.returncode == 3
+    assert "pip install 'dq-agent[demo]'" in missing.stderr
+    run(bin_ / "pip", "install", "-q", emulators, f"{wheel}[demo]", cwd=tmp_path)
     demo = run(bin_ / "dq-agent", "demo", cwd=elsewhere)
     assert "incidents: 4 opened, 4 resolved" in demo.stdout
     assert sorted(p.name for p in elsewhere.iterdir()) == ["my-dq"]

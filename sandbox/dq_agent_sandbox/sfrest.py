@@ -1,7 +1,7 @@
 """How the loopback Salesforce org answers over REST: its error shape, method checks, JSON bodies.
 
-Shared by the org's resources (:mod:`~dq_agent.sandbox.salesforce`) and its Bulk API 2.0 and
-sObject Collections resources (:mod:`~dq_agent.sandbox.sfjobs`).
+Shared by the org's resources (:mod:`~dq_agent_sandbox.salesforce`) and its Bulk API 2.0 and
+sObject Collections resources (:mod:`~dq_agent_sandbox.sfjobs`).
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from dq_agent.sandbox.http import Request, Response
+from dq_agent_sandbox.http import Request, Response
 
 __all__ = ["ApiError", "allow", "json_object", "not_found"]
 

@@ -1,7 +1,7 @@
 """Slack's side of Socket Mode for the Slack emulator: WebSocket connections that carry
 button clicks to the app, so the app needs no public URL.
 
-The app calls ``apps.connections.open`` (served by :class:`~dq_agent.sandbox.slack.SlackEmulator`
+The app calls ``apps.connections.open`` (served by :class:`~dq_agent_sandbox.slack.SlackEmulator`
 with the app-level token), which answers ``ws://127.0.0.1:PORT/link/?ticket=…&app_id=…`` from
 :meth:`SocketModeLink.open_url`. The app connects there (a WebSocket, RFC 6455, written here on
 a plain socket: the standard library has no WebSocket server), is greeted with ``hello``, and

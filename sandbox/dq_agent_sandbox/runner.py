@@ -12,14 +12,14 @@ from typing import Any
 import yaml
 
 from dq_agent.errors import DqAgentError
-from dq_agent.sandbox.airflow import AirflowEmulator
-from dq_agent.sandbox.anthropic import AnthropicEmulator
-from dq_agent.sandbox.faults import Fault, with_faults
-from dq_agent.sandbox.gsheets import SheetsEmulator
-from dq_agent.sandbox.http import Emulator, LoopbackServer
-from dq_agent.sandbox.salesforce import SalesforceEmulator
-from dq_agent.sandbox.slack import SlackEmulator
-from dq_agent.sandbox.warehouse import OWNERS, PRODUCTS, REGIONS, opportunities
+from dq_agent_sandbox.airflow import AirflowEmulator
+from dq_agent_sandbox.anthropic import AnthropicEmulator
+from dq_agent_sandbox.faults import Fault, with_faults
+from dq_agent_sandbox.gsheets import SheetsEmulator
+from dq_agent_sandbox.http import Emulator, LoopbackServer
+from dq_agent_sandbox.salesforce import SalesforceEmulator
+from dq_agent_sandbox.slack import SlackEmulator
+from dq_agent_sandbox.warehouse import OWNERS, PRODUCTS, REGIONS, opportunities
 
 SESSION_ID = "sandbox"
 SLACK_TOKEN = "xoxb-sandbox"
@@ -62,7 +62,7 @@ def start_sandbox(
 
     ``port_base`` N puts Salesforce on N, Sheets on N+1, Slack on N+2, Airflow on N+3 and
     Anthropic on N+4; without it, free ports are used. ``faults`` (by service, see
-    :mod:`dq_agent.sandbox.faults`) are met by the requests they match.
+    :mod:`dq_agent_sandbox.faults`) are met by the requests they match.
     """
     session_id = str(seed.get("salesforce", {}).get("session_id", SESSION_ID))
     salesforce = SalesforceEmulator(session_id=session_id)

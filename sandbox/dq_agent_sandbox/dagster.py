@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
-from dq_agent.sandbox.http import Request, Response
+from dq_agent_sandbox.http import Request, Response
 
 __all__ = ["DEFAULT_REPOSITORY", "GRAPHQL_PATH", "OUTCOMES", "QUEUE_DELAY_S", "DagsterEmulator"]
 

@@ -39,13 +39,13 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from dq_agent.sandbox.http import Request, Response
-from dq_agent.sandbox.sfrest import ApiError, allow, json_object, not_found
-from dq_agent.sandbox.sobjects import Record, SObjectType, looks_like_id, render, to_18, utc
-from dq_agent.sandbox.soql import parse, tokenize
+from dq_agent_sandbox.http import Request, Response
+from dq_agent_sandbox.sfrest import ApiError, allow, json_object, not_found
+from dq_agent_sandbox.sobjects import Record, SObjectType, looks_like_id, render, to_18, utc
+from dq_agent_sandbox.soql import parse, tokenize
 
 if TYPE_CHECKING:
-    from dq_agent.sandbox.salesforce import SalesforceEmulator
+    from dq_agent_sandbox.salesforce import SalesforceEmulator
 
 __all__ = ["BULK_JOB_PREFIX", "DAILY_BULK_QUERY_JOBS", "BulkQueries", "QueryJob", "collections"]
 

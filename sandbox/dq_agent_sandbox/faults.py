@@ -33,7 +33,7 @@ from typing import Any
 import yaml
 
 from dq_agent.errors import DqAgentError
-from dq_agent.sandbox.http import Emulator, Request, Response
+from dq_agent_sandbox.http import Emulator, Request, Response
 
 # What each service's error takes (beside status and times), as its emulator's fail_next does.
 _ANSWERS: dict[str, frozenset[str]] = {

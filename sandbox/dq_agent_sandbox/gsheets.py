@@ -34,7 +34,7 @@ from datetime import date
 from typing import Any, NamedTuple
 from urllib.parse import unquote
 
-from dq_agent.sandbox.http import Request, Response
+from dq_agent_sandbox.http import Request, Response
 
 __all__ = ["SheetsEmulator"]
 

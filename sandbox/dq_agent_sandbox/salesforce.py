@@ -3,10 +3,10 @@
 The real ``simple-salesforce`` client talks to it over HTTP (through :class:`LoopbackServer`), so
 tests and ``dq-agent demo`` exercise the same requests a production org would see: SOQL with
 pagination, sObject rows with ``If-Unmodified-Since``, field history, describe, session expiry
-and API limits. SOQL syntax lives in :mod:`~dq_agent.sandbox.soql` and how a query runs over the
-records in :mod:`~dq_agent.sandbox.sfquery`; the records, their types and the checks of a write in
-:mod:`~dq_agent.sandbox.sobjects`; the standard objects in :mod:`~dq_agent.sandbox.sfcatalog`;
-Bulk API 2.0 query jobs and sObject Collections in :mod:`~dq_agent.sandbox.sfjobs`.
+and API limits. SOQL syntax lives in :mod:`~dq_agent_sandbox.soql` and how a query runs over the
+records in :mod:`~dq_agent_sandbox.sfquery`; the records, their types and the checks of a write in
+:mod:`~dq_agent_sandbox.sobjects`; the standard objects in :mod:`~dq_agent_sandbox.sfcatalog`;
+Bulk API 2.0 query jobs and sObject Collections in :mod:`~dq_agent_sandbox.sfjobs`.
 
 Seed format, per object type (see :meth:`SalesforceEmulator.seed`)::
 
@@ -28,15 +28,15 @@ from typing import Any
 from urllib.parse import unquote
 from xml.sax.saxutils import escape
 
-from dq_agent.sandbox.http import Request, Response
-from dq_agent.sandbox.sfcatalog import STANDARD_OBJECTS, standard_fields
-from dq_agent.sandbox.sfjobs import DAILY_BULK_QUERY_JOBS, BulkQueries, collections
-from dq_agent.sandbox.sfquery import QueryPlan, attributes, no_such_column
-from dq_agent.sandbox.sfrest import ApiError as _ApiError
-from dq_agent.sandbox.sfrest import allow as _allow
-from dq_agent.sandbox.sfrest import json_object as _json_object
-from dq_agent.sandbox.sfrest import not_found as _not_found
-from dq_agent.sandbox.sobjects import (
+from dq_agent_sandbox.http import Request, Response
+from dq_agent_sandbox.sfcatalog import STANDARD_OBJECTS, standard_fields
+from dq_agent_sandbox.sfjobs import DAILY_BULK_QUERY_JOBS, BulkQueries, collections
+from dq_agent_sandbox.sfquery import QueryPlan, attributes, no_such_column
+from dq_agent_sandbox.sfrest import ApiError as _ApiError
+from dq_agent_sandbox.sfrest import allow as _allow
+from dq_agent_sandbox.sfrest import json_object as _json_object
+from dq_agent_sandbox.sfrest import not_found as _not_found
+from dq_agent_sandbox.sobjects import (
     KEY_PREFIXES,
     Record,
     SObjectType,
@@ -56,7 +56,7 @@ from dq_agent.sandbox.sobjects import (
     with_defaults,
     writable_values,
 )
-from dq_agent.sandbox.soql import Query, SoqlError, parse
+from dq_agent_sandbox.soql import Query, SoqlError, parse
 
 __all__ = ["SalesforceEmulator"]
 
@@ -144,7 +144,7 @@ class SalesforceEmulator:
         ``LastModifiedDate`` and ``SystemModstamp`` always exist; missing ones are filled in.
 
         User, Account, Contact, Lead, Opportunity and Case exist before any seed, with their
-        standard fields (:mod:`~dq_agent.sandbox.sfcatalog`). Naming a field that exists
+        standard fields (:mod:`~dq_agent_sandbox.sfcatalog`). Naming a field that exists
         again with the same type and no options changes nothing; with options, they customise
         it (``{"type": "string", "nillable": False}`` makes it required); with another type,
         the seed's definition replaces it, as an org customises its fields. Seeded records are

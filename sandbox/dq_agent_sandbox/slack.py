@@ -8,7 +8,7 @@ the app: :func:`button_click` builds a ``block_actions`` payload and :func:`sign
 signs it as Slack does. A payload's ``response_url`` may point back at this emulator
 (``/actions/…``), which then edits or posts messages as Slack would. Over Socket Mode,
 ``apps.connections.open`` (with the app-level token) answers a WebSocket URL of
-:attr:`SlackEmulator.socket_mode` (:mod:`dq_agent.sandbox.slack_socket`), which delivers clicks
+:attr:`SlackEmulator.socket_mode` (:mod:`dq_agent_sandbox.slack_socket`), which delivers clicks
 as envelopes while it is started.
 
 Where the emulation stops, it says so here rather than guessing:
@@ -46,8 +46,8 @@ from typing import Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from dq_agent.sandbox.http import Request, Response
-from dq_agent.sandbox.slack_socket import SocketModeLink
+from dq_agent_sandbox.http import Request, Response
+from dq_agent_sandbox.slack_socket import SocketModeLink
 
 __all__ = [
     "APP_ID",

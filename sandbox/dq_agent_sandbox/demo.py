@@ -34,12 +34,12 @@ from dq_agent.errors import DqAgentError
 from dq_agent.escalate.actions import Actions
 from dq_agent.escalate.endpoint import ACTIONS_PATH, Verifier
 from dq_agent.escalate.server import InteractionsServer
-from dq_agent.sandbox.airflow import AirflowEmulator
-from dq_agent.sandbox.runner import FORECAST_HEADER, Sandbox, forecast_rows
-from dq_agent.sandbox.slack import SlackEmulator, button_click, signed_interaction
-from dq_agent.sandbox.warehouse import run_forecasts_dag, run_revenue_dag
 from dq_agent.sources import gsheets
 from dq_agent.store import Store
+from dq_agent_sandbox.airflow import AirflowEmulator
+from dq_agent_sandbox.runner import FORECAST_HEADER, Sandbox, forecast_rows
+from dq_agent_sandbox.slack import SlackEmulator, button_click, signed_interaction
+from dq_agent_sandbox.warehouse import run_forecasts_dag, run_revenue_dag
 
 SHEET_SUITE = "us_forecast_sheet"
 PETE = "pete@acme.com"

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from dq_agent.sandbox.sobjects import FieldDef, field_label
+from dq_agent_sandbox.sobjects import FieldDef, field_label
 
 __all__ = ["STANDARD_OBJECTS", "standard_fields"]
 

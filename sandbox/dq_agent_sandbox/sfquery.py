@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from dq_agent.sandbox.sobjects import (
+from dq_agent_sandbox.sobjects import (
     FLOAT_TYPES,
     TEXT_TYPES,
     FieldDef,
@@ -20,7 +20,7 @@ from dq_agent.sandbox.sobjects import (
     render,
     sort_key,
 )
-from dq_agent.sandbox.soql import (
+from dq_agent_sandbox.soql import (
     BoolOp,
     Comparison,
     Condition,

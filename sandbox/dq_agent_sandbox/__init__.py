@@ -1,6 +1,6 @@
 """Loopback stand-ins for the systems dq-agent talks to, for tests and ``dq-agent demo``.
 
-Import the emulators from their modules (``dq_agent.sandbox.slack`` and so on): this package
+Import the emulators from their modules (``dq_agent_sandbox.slack`` and so on): this package
 stays empty so that the command line can name the default ports without loading them.
 """
 

@@ -70,7 +70,7 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
-from dq_agent.sandbox.http import Request, Response
+from dq_agent_sandbox.http import Request, Response
 
 __all__ = ["API_PREFIX", "QUEUE_DELAY_S", "RUN_ID_PATTERN", "SCHEDULER_LOOP_S", "AirflowEmulator"]
 

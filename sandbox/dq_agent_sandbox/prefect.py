@@ -47,7 +47,7 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote
 
-from dq_agent.sandbox.http import Request, Response
+from dq_agent_sandbox.http import Request, Response
 
 __all__ = ["API_PREFIX", "OUTCOMES", "PICKUP_DELAY_S", "VERSION", "PrefectEmulator"]
 
