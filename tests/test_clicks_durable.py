@@ -26,8 +26,8 @@ from dq_agent.errors import StoreError
 from dq_agent.escalate.endpoint import ACTIONS_PATH, CLICK_LEASE, Clicks, Interactions, Verifier
 from dq_agent.escalate.server import asgi_app
 from dq_agent.store import NewClick, Store
+from dq_agent.store.clicks import CLICKS_KEPT
 from dq_agent.store.models import SlackClick
-from dq_agent.store.store import CLICKS_KEPT
 
 SECRET = "durable-clicks-secret"
 T0 = datetime(2026, 12, 4, 9, 0, tzinfo=UTC)

@@ -16,7 +16,7 @@ from dq_agent.cli import main
 from dq_agent.config import load_project
 from dq_agent.engine import RunOptions
 from dq_agent.store import Store
-from dq_agent.store.store import IncidentMoved
+from dq_agent.store.incidents import IncidentMoved
 from tests.sources import load_orders, order_rows, project_for
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)

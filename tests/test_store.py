@@ -20,8 +20,8 @@ from alembic.script import ScriptDirectory
 from dq_agent.errors import StoreError
 from dq_agent.results import CheckResult, Finding, SuiteResult
 from dq_agent.store import Store
+from dq_agent.store.database import SERVER_POOL, alembic_config
 from dq_agent.store.models import Base, BucketValue
-from dq_agent.store.store import SERVER_POOL, alembic_config
 
 TABLES = {
     "runs",
@@ -636,7 +636,7 @@ def test_the_ledger_folds_events_into_corrections_and_detects_tampering(db_url: 
 
 
 def test_the_head_revision_is_read_without_alembic_and_matches_it() -> None:
-    from dq_agent.store.store import head_revision
+    from dq_agent.store.database import head_revision
 
     assert head_revision() == _head()
 

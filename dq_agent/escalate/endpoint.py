@@ -37,7 +37,7 @@ from dq_agent.errors import DqAgentError, StoreError
 from dq_agent.store import NewClick
 
 if TYPE_CHECKING:
-    from dq_agent.store import Store
+    from dq_agent.store.clicks import ClickRepository
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class Verifier:
     """
 
     def __init__(
-        self, signing_secret: str, store: Store, clock: Callable[[], datetime] = _utc_now
+        self, signing_secret: str, store: ClickRepository, clock: Callable[[], datetime] = _utc_now
     ) -> None:
         from slack_sdk.signature import Clock, SignatureVerifier
 
@@ -92,7 +92,7 @@ class Verifier:
         self._clock = clock
 
     @property
-    def store(self) -> Store:
+    def store(self) -> ClickRepository:
         """Where requests seen are remembered (and clicks recorded)."""
         return self._store
 
@@ -203,7 +203,7 @@ class Clicks:
     def __init__(
         self,
         act: Act,
-        store: Store | None = None,
+        store: ClickRepository | None = None,
         *,
         clock: Callable[[], datetime] = _utc_now,
         grace: float = STOP_GRACE_S,

@@ -31,9 +31,9 @@ from dq_agent.escalate.slack import Slack, SlackError
 from dq_agent.remedy.apply import Outcome
 from dq_agent.sources.gsheets import WHOLE_SHEET
 from dq_agent.store import Store
+from dq_agent.store.incidents import IncidentMoved
 from dq_agent.store.ledger import Correction
 from dq_agent.store.models import OutboxMessage
-from dq_agent.store.store import IncidentMoved
 
 log = logging.getLogger(__name__)
 

@@ -25,8 +25,7 @@ from dq_agent.sources.base import (
 )
 from dq_agent.sources.sql import SqlSource
 from dq_agent.sources.sqlrows import same_rows
-from dq_agent.store import Store
-from dq_agent.store.ledger import Correction
+from dq_agent.store.ledger import Correction, LedgerRepository
 
 Clock = Callable[[], datetime]
 
@@ -62,7 +61,7 @@ class Outcome:
         return cls(**{**doc, "change": Change.from_json(doc["change"])})
 
 
-def record_refused(store: Store, change: Change, reason: str, at: datetime) -> Outcome:
+def record_refused(store: LedgerRepository, change: Change, reason: str, at: datetime) -> Outcome:
     """A change the policy did not allow becomes a pending proposal for the owner."""
     return propose(
         store, change, at, detail=f"not applied automatically: {reason}", status="refused"
@@ -70,7 +69,7 @@ def record_refused(store: Store, change: Change, reason: str, at: datetime) -> O
 
 
 def propose(
-    store: Store,
+    store: LedgerRepository,
     change: Change,
     at: datetime,
     *,
@@ -117,7 +116,7 @@ def _subject(change: Change) -> dict[str, Any]:
 
 
 def apply(
-    store: Store,
+    store: LedgerRepository,
     source: Source,
     change: Change,
     *,
@@ -145,7 +144,7 @@ def apply(
 
 
 def apply_many(
-    store: Store,
+    store: LedgerRepository,
     source: BatchWriting,
     changes: Sequence[Change],
     *,
@@ -199,7 +198,7 @@ def _settled_write(
 
 
 def refuse_conflict(
-    store: Store,
+    store: LedgerRepository,
     change: Change,
     written: WriteResult,
     *,
@@ -219,7 +218,7 @@ def refuse_conflict(
 
 
 def publish(
-    store: Store,
+    store: LedgerRepository,
     branch: SourceBranch,
     changes: Sequence[Change],
     *,
@@ -273,7 +272,7 @@ class _NotIntended(Exception):
 
 
 def _intend(
-    store: Store,
+    store: LedgerRepository,
     change: Change,
     decided_by: str,
     marker: str,
@@ -315,7 +314,7 @@ def _conflict(note: _Note, change: Change, written: WriteResult, correction_id: 
 
 
 def revert(
-    store: Store, source: Source, correction: Correction, *, by: str, clock: Clock
+    store: LedgerRepository, source: Source, correction: Correction, *, by: str, clock: Clock
 ) -> Outcome:
     """Put the old value back, compare-and-set: refused if the value changed since.
 
@@ -335,7 +334,7 @@ def revert(
 
 
 def revert_many(
-    store: Store,
+    store: LedgerRepository,
     source: BatchWriting,
     corrections: Sequence[Correction],
     *,
@@ -386,7 +385,7 @@ def _settled_revert(
 
 
 def _claim_revert(
-    store: Store, correction: Correction, by: str, clock: Clock
+    store: LedgerRepository, correction: Correction, by: str, clock: Clock
 ) -> tuple[Change, _Note]:
     """The undo of ``correction`` as a change, once the correction is claimed for it (its
     revert intent follows the write or a refused revert); raises :class:`_NotIntended` when
@@ -409,7 +408,7 @@ def _claim_revert(
 
 
 def revert_rows(
-    store: Store,
+    store: LedgerRepository,
     source: SqlSource,
     correction: Correction,
     *,
@@ -451,7 +450,9 @@ def _shown(value: Any) -> str:
     return repr(value)
 
 
-def _not_revertible(store: Store, change: Change, correction_id: int, status: str) -> Outcome:
+def _not_revertible(
+    store: LedgerRepository, change: Change, correction_id: int, status: str
+) -> Outcome:
     """Why a revert did nothing: already undone (a no-op), or not in a state to undo."""
     if status == "reverted":
         now = store.correction(correction_id)
@@ -476,9 +477,10 @@ class _Note(Protocol):
     ) -> None: ...
 
 
-def _noter(store: Store, correction_id: int, by: str, clock: Clock) -> _Note:
+def _noter(store: LedgerRepository, correction_id: int, by: str, clock: Clock) -> _Note:
     """Append the next event of one correction: what happened, old → new, and why;
-    ``after``: the events it must follow (a claim), as :meth:`Store.ledger_append` says."""
+    ``after``: the events it must follow (a claim), as
+    :meth:`LedgerRepository.ledger_append` says."""
 
     def note(
         event: str, old: Any, new: Any, detail: str, after: Collection[str] | None = None
@@ -508,7 +510,7 @@ _SETTLED = {
 
 
 def reconcile(
-    store: Store, correction: Correction, source: Source, *, clock: Clock
+    store: LedgerRepository, correction: Correction, source: Source, *, clock: Clock
 ) -> Outcome | None:
     """Settle a correction interrupted between its intent and its outcome; None if it was not.
 
@@ -532,7 +534,12 @@ def reconcile(
 
 
 def reconcile_rows(
-    store: Store, correction: Correction, source: SqlSource, *, key: Sequence[str], clock: Clock
+    store: LedgerRepository,
+    correction: Correction,
+    source: SqlSource,
+    *,
+    key: Sequence[str],
+    clock: Clock,
 ) -> Outcome | None:
     """:func:`reconcile` for a runbook fix: its rows read back, compared with the images."""
     if correction.events[-1].event not in ("intent", "revert_intent"):
@@ -554,7 +561,7 @@ def reconcile_rows(
 
 
 def _settle(
-    store: Store,
+    store: LedgerRepository,
     correction: Correction,
     current: Any,
     same: Callable[[Any, Any], bool],
@@ -582,6 +589,6 @@ def _settle(
     return Outcome(Change.of(correction), _SETTLED[event], detail, correction.id)
 
 
-def interrupted(store: Store) -> Sequence[Correction]:
+def interrupted(store: LedgerRepository) -> Sequence[Correction]:
     """Corrections whose latest entry is an intent: a run stopped in the middle."""
     return [c for c in store.corrections() if c.events[-1].event in ("intent", "revert_intent")]

@@ -36,7 +36,7 @@ from sqlalchemy.pool import NullPool
 
 from dq_agent.errors import StoreError
 from dq_agent.redact import mask_url, redact, url_secrets
-from dq_agent.store.store import _describe, _sqlite_lock_path
+from dq_agent.store.database import describe_error, sqlite_lock_path
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ class SharedLock:
             parsed = sa.make_url(url)
         except (SQLAlchemyError, ValueError) as exc:  # ValueError: e.g. a non-numeric port
             shown = mask_url(url)
-            raise StoreError(f"invalid state store URL {shown}: {_describe(exc)}") from exc
+            raise StoreError(f"invalid state store URL {shown}: {describe_error(exc)}") from exc
         self._url = parsed
         self._shown = mask_url(parsed)
         self._keys = (key,) if isinstance(key, int) else tuple(key)
@@ -135,7 +135,7 @@ class SharedLock:
                 raise self._error("cannot open state store", exc) from exc
             self._backend = "postgresql"
         elif backend == "sqlite":
-            self._lock_path = _sqlite_lock_path(parsed, suffix)
+            self._lock_path = sqlite_lock_path(parsed, suffix)
             self._backend = "sqlite" if self._lock_path is not None else "memory"
         else:
             raise StoreError(
@@ -143,7 +143,7 @@ class SharedLock:
             )
 
     def _error(self, what: str, exc: BaseException) -> StoreError:
-        reason = redact(_describe(exc), *url_secrets(self._url))
+        reason = redact(describe_error(exc), *url_secrets(self._url))
         return StoreError(f"{what} {self._shown}: {reason}")
 
     # -- the public face ------------------------------------------------------------------------

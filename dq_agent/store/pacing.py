@@ -16,14 +16,14 @@ from sqlalchemy.exc import IntegrityError
 
 from dq_agent.errors import StoreError
 from dq_agent.escalate.slack import next_turn
+from dq_agent.store.database import Database
 from dq_agent.store.models import SlackTurns
-from dq_agent.store.store import Store
 
 
 class SharedPace:
     """The pace of each channel as the state store records it (wall-clock seconds)."""
 
-    def __init__(self, store: Store, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, store: Database, *, clock: Callable[[], float] = time.time) -> None:
         self._store = store
         self._clock = clock
 

@@ -19,8 +19,8 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from dq_agent.errors import StoreError
+from dq_agent.store.database import Database, unheld
 from dq_agent.store.models import QueuedRun
-from dq_agent.store.store import Store
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class Claim:
     lease_until: datetime
 
 
-def enqueue(store: Store, suite: str, due_at: datetime, *, reason: str = "schedule") -> bool:
+def enqueue(store: Database, suite: str, due_at: datetime, *, reason: str = "schedule") -> bool:
     """Queue ``suite`` to run at ``due_at``; False when it is queued already (for that time,
     or a run of it is still waiting or running: the new time coalesces into it)."""
     try:
@@ -48,10 +48,10 @@ def enqueue(store: Store, suite: str, due_at: datetime, *, reason: str = "schedu
     return True
 
 
-def claim(store: Store, *, by: str, now: datetime, lease: timedelta) -> Claim | None:
+def claim(store: Database, *, by: str, now: datetime, lease: timedelta) -> Claim | None:
     """The oldest due run nobody holds (never claimed, or its lease lapsed), now held by
     ``by`` until ``now + lease``; None when there is none."""
-    free = sa.or_(QueuedRun.lease_until.is_(None), QueuedRun.lease_until < now)
+    free = unheld(QueuedRun.lease_until, now)
     query = (
         sa.select(QueuedRun)
         .where(QueuedRun.finished_at.is_(None), QueuedRun.due_at <= now, free)
@@ -79,7 +79,7 @@ def _held(claimed: Claim, by: str) -> tuple[sa.ColumnElement[bool], ...]:
     )
 
 
-def renew(store: Store, claimed: Claim, *, by: str, until: datetime) -> bool:
+def renew(store: Database, claimed: Claim, *, by: str, until: datetime) -> bool:
     """Extend the lease of a run ``by`` still holds; False if it lost it (lapsed and taken)."""
     with store._transaction("renew a run's lease") as session:
         done = session.execute(
@@ -91,7 +91,7 @@ def renew(store: Store, claimed: Claim, *, by: str, until: datetime) -> bool:
         return bool(getattr(done, "rowcount", 0))
 
 
-def finish(store: Store, claimed: Claim, *, by: str, status: str, at: datetime) -> bool:
+def finish(store: Database, claimed: Claim, *, by: str, status: str, at: datetime) -> bool:
     """Mark the run done with its suite's status; False if another replica holds it now."""
     with store._transaction("finish a queued run") as session:
         done = session.execute(
@@ -103,7 +103,7 @@ def finish(store: Store, claimed: Claim, *, by: str, status: str, at: datetime) 
         return bool(getattr(done, "rowcount", 0))
 
 
-def release(store: Store, claimed: Claim, *, by: str) -> None:
+def release(store: Database, claimed: Claim, *, by: str) -> None:
     """Give back a run ``by`` claimed but did not start (it is stopping): free at once."""
     with store._transaction("release a queued run") as session:
         session.execute(
@@ -114,7 +114,7 @@ def release(store: Store, claimed: Claim, *, by: str) -> None:
         )
 
 
-def depth(store: Store, *, now: datetime) -> int:
+def depth(store: Database, *, now: datetime) -> int:
     """Runs due and not finished (waiting for a replica, or running)."""
     query = (
         sa.select(sa.func.count())
@@ -125,7 +125,7 @@ def depth(store: Store, *, now: datetime) -> int:
         return int(session.execute(query).scalar_one())
 
 
-def history(store: Store, *, since: datetime) -> list[QueuedRun]:
+def history(store: Database, *, since: datetime) -> list[QueuedRun]:
     """Every queued run due since ``since``, oldest first (for benchmarks and tests)."""
     query = (
         sa.select(QueuedRun)

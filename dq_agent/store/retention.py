@@ -28,6 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 
 from dq_agent.config.models import Suite, WindowedArgs
+from dq_agent.store.database import Database
 from dq_agent.store.models import (
     CheckResultRow,
     Metric,
@@ -35,7 +36,6 @@ from dq_agent.store.models import (
     SchemaSnapshot,
     SuiteRun,
 )
-from dq_agent.store.store import Store
 
 # Beyond a suite's newest runs, passing runs are kept one a day for this long, then one a week.
 DAILY_FOR = timedelta(days=14)
@@ -88,7 +88,7 @@ def _period(started_at: datetime, newest: datetime) -> tuple[int, int, int]:
     return year, week, weekday if newest - started_at < DAILY_FOR else 0
 
 
-def thin(store: Store, suite: str, *, keep: int | None, dry_run: bool = False) -> dict[str, int]:
+def thin(store: Database, suite: str, *, keep: int | None, dry_run: bool = False) -> dict[str, int]:
     """Thin ``suite``'s run history beyond its newest ``keep`` runs (see above); rows deleted
     (would be, with ``dry_run``) by table. ``keep`` None: nothing is thinned."""
     if keep is None:
@@ -138,7 +138,7 @@ def thin(store: Store, suite: str, *, keep: int | None, dry_run: bool = False) -
 
 
 def prune(
-    store: Store,
+    store: Database,
     *,
     days: int | None,
     suites: Iterable[Suite],
@@ -201,12 +201,12 @@ def _old(before: datetime) -> sa.Select[Any]:
     )
 
 
-def _old_suite_runs(store: Store, before: datetime, batch: int) -> list[int]:
+def _old_suite_runs(store: Database, before: datetime, batch: int) -> list[int]:
     with store._transaction("find old suite runs") as session:
         return [int(i) for i in session.execute(_old(before).limit(batch)).scalars()]
 
 
-def _count_old(store: Store, before: datetime) -> dict[str, int]:
+def _count_old(store: Database, before: datetime) -> dict[str, int]:
     """What pruning ``before`` would delete with the suite runs, by table (a dry run)."""
     old = _old(before).order_by(None)
     counts: dict[str, int] = {}
@@ -219,7 +219,7 @@ def _count_old(store: Store, before: datetime) -> dict[str, int]:
     return {k: v for k, v in counts.items() if v}
 
 
-def _old_schemas(store: Store, before: datetime, pruned: Pruned) -> None:
+def _old_schemas(store: Database, before: datetime, pruned: Pruned) -> None:
     """Schema snapshots seen before ``before``, each suite's newest kept (drift compares
     against it)."""
     newest = (
@@ -234,7 +234,7 @@ def _old_schemas(store: Store, before: datetime, pruned: Pruned) -> None:
         pruned.add(SchemaSnapshot.__tablename__, _count(deleted))
 
 
-def _old_runs(store: Store, before: datetime, batch: int, pruned: Pruned) -> None:
+def _old_runs(store: Database, before: datetime, batch: int, pruned: Pruned) -> None:
     """Runs started before ``before`` that nothing refers to any more, ``batch`` at a time."""
     unused = (
         sa.select(Run.id)
@@ -272,7 +272,7 @@ class TableStats:
         return {"table": self.name, "rows": self.rows, "bytes": self.bytes}
 
 
-def stats(store: Store) -> list[TableStats]:
+def stats(store: Database) -> list[TableStats]:
     """Every table of the store (Alembic's own left out), largest first."""
     from dq_agent.store.models import Base
 
@@ -285,7 +285,7 @@ def stats(store: Store) -> list[TableStats]:
     return sorted(found, key=lambda t: (-(t.bytes or 0), -t.rows, t.name))
 
 
-def _sizes(store: Store) -> dict[str, int]:
+def _sizes(store: Database) -> dict[str, int]:
     """Bytes per table with its indexes: PostgreSQL's relation sizes, SQLite's ``dbstat``
     where the library has it; nothing elsewhere."""
     dialect = store.engine.dialect.name

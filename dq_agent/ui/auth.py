@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
 from dq_agent.config.models import UiSettings
-from dq_agent.store import Store
+from dq_agent.store.sessions import SessionRepository
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,9 @@ class Session(NamedTuple):
 class Gate:
     """Signs sessions and form tokens, and tells who a request comes from."""
 
-    def __init__(self, settings: UiSettings, store: Store, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self, settings: UiSettings, store: SessionRepository, clock: Callable[[], datetime]
+    ) -> None:
         self.settings = settings
         self.store = store
         self._clock = clock

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from markupsafe import Markup
 
-from dq_agent.store import Store
+from dq_agent.store.ledger import LedgerRepository
 from dq_agent.ui import templating
 
 
-def render(store: Store, csrf: str | None) -> Markup:
+def render(store: LedgerRepository, csrf: str | None) -> Markup:
     """The correction ledger, newest first, with its hash chain checked."""
     return templating.render(
         "corrections.html",

@@ -22,7 +22,7 @@ from dq_agent.config.models import (
     VolumeAnomalyArgs,
     WindowedArgs,
 )
-from dq_agent.store import Store
+from dq_agent.store.buckets import BucketRepository
 from dq_agent.ui import templating
 from dq_agent.ui.charts import Chart, ChartPoint, chart
 
@@ -97,7 +97,7 @@ class NewValues:
 Monitor = Volume | Banded | NewValues
 
 
-def render(project: Project, store: Store, csrf: str | None) -> Markup:
+def render(project: Project, store: BucketRepository, csrf: str | None) -> Markup:
     """Every time-bucketed monitor charted against its band, flagged buckets listed."""
     found: list[Monitor] = []
     for suite in project.suites.values():
@@ -116,7 +116,7 @@ def render(project: Project, store: Store, csrf: str | None) -> Markup:
 
 
 def _volume(
-    store: Store, suite: str, check: str, args: VolumeAnomalyArgs, zone: ZoneInfo
+    store: BucketRepository, suite: str, check: str, args: VolumeAnomalyArgs, zone: ZoneInfo
 ) -> Volume:
     series = store.bucket_history(suite, check)
     expected = store.expected_buckets(suite, check)
@@ -145,7 +145,7 @@ def _volume(
 
 
 def _banded(
-    store: Store,
+    store: BucketRepository,
     suite: str,
     check: str,
     args: ColumnAnomalyArgs | DistributionShiftArgs,
@@ -216,7 +216,7 @@ def _metric_point(
 
 
 def _new_values(
-    store: Store, suite: str, check: str, args: NewValuesArgs, zone: ZoneInfo
+    store: BucketRepository, suite: str, check: str, args: NewValuesArgs, zone: ZoneInfo
 ) -> NewValues:
     judged = store.judged_buckets(suite, check, limit=CHART_BUCKETS)
     unit = args.bucket
