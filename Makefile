@@ -51,10 +51,11 @@ docs: $(STAMP)
 	$(BIN)/mkdocs build --strict --site-dir site
 
 # The tests run in two processes (one on a single core): each test makes its own databases,
-# schemas, ports and files, so any two may run at once.
+# schemas, ports and files, so any two may run at once; the tests of a group (the dashboard's
+# screenshots) run in one process, in order.
 test: lint browser
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir $$(mktemp -d)
-	$(BIN)/pytest -q --numprocesses=auto --maxprocesses=2
+	$(BIN)/pytest -q --numprocesses=auto --maxprocesses=2 --dist loadgroup
 
 $(VENV)/.bench: $(STAMP)
 	$(BIN)/pip install --quiet -e ./sandbox -e '.[dev,bench]'
