@@ -21,8 +21,8 @@ from dq_agent.engine import RunOptions
 from dq_agent.errors import DqAgentError
 from dq_agent.store import Store
 
-# The agent's parts beyond checking (Slack, corrections, the daemon, the emulators) are
-# imported by the commands that use them: `dq-agent check` starts without loading them.
+# Every command group imports the agent's parts beyond checking (Slack, corrections, the
+# daemon) in the commands that use them: `dq-agent check` starts without loading them.
 
 EXIT_CANNOT_RUN = 3
 
@@ -68,8 +68,7 @@ format_option = click.option(
 
 
 def by_option(help: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
-    """``--by EMAIL``: the person deciding, checked against the owners of what is decided on
-    (never trusted for who they say they are beyond that)."""
+    """``--by EMAIL``: who decides; checked against the owners of what is decided on."""
     return click.option("--by", required=True, metavar="EMAIL", help=help)
 
 
@@ -116,6 +115,9 @@ def out_console() -> Console:
 
 
 class ledger:
+    """``with ledger(project_dir) as (project, store)``: the project and its state store, for
+    a command that reads or decides on what is recorded; exit 3 when the store cannot open."""
+
     def __init__(self, project_dir: Path) -> None:
         self._project = load_project(project_dir)
 
