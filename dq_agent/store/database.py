@@ -59,9 +59,7 @@ SERVER_POOL = 20
 RECORDS = "dq_agent_records"
 
 
-def unheld(
-    until: QueryableAttribute[datetime | None], at: datetime
-) -> sa.ColumnElement[bool]:
+def unheld(until: QueryableAttribute[datetime | None], at: datetime) -> sa.ColumnElement[bool]:
     """Whether nobody holds a claimed row at ``at``: never claimed (or let go of), or its
     holder's lease lapsed without renewal (the holder died). The one rule of every lease in
     the store: queued runs, outbox messages, Slack clicks."""
