@@ -51,11 +51,11 @@ docs: $(STAMP)
 	$(BIN)/mkdocs build --strict --site-dir site
 
 # The tests run in two processes (one on a single core): each test makes its own databases,
-# schemas, ports and files, so any two may run at once; the tests of a group (the dashboard's
-# screenshots) run in one process, in order.
+# schemas, ports and files, so any two may run at once. A module's tests run in one process,
+# in order (the dashboard's last test checks the screenshots the ones before it left).
 test: lint browser
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir $$(mktemp -d)
-	$(BIN)/pytest -q --numprocesses=auto --maxprocesses=2 --dist loadgroup
+	$(BIN)/pytest -q --numprocesses=auto --maxprocesses=2 --dist loadfile
 
 $(VENV)/.bench: $(STAMP)
 	$(BIN)/pip install --quiet -e ./sandbox -e '.[dev,bench]'

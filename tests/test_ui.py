@@ -46,10 +46,6 @@ from tests.test_escalation import (  # noqa: F401  (the world fixture)
 CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
-# One process runs this module's tests, in order: the last checks the screenshots the others
-# left, and the first of them in a process clears the folder (`make test` runs two processes,
-# with --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("screenshots")
 AXE = ROOT / "tests" / "browser" / "node_modules" / "axe-core" / "axe.min.js"
 WIDTHS = (1400, 800)
 LEAD, OUTSIDER = "sales-ops@acme.com", "mallory@acme.com"
