@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import tomllib
+from importlib.metadata import EntryPoint
 from pathlib import Path
 
 import pytest
@@ -89,3 +90,30 @@ def test_the_emulators_plug_their_commands_in_when_installed() -> None:
     done = CliRunner().invoke(main, ["demo", "--help"])
     assert done.exit_code == 0
     assert "The running example end to end" in done.output
+
+
+def test_a_broken_plug_in_says_so_and_takes_no_other_command_down(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    group = app.PLUGINS
+    broken = {
+        "demo": EntryPoint("demo", "dq_agent_no_such_module.cli:demo", group),
+        "sandbox": EntryPoint("sandbox", "dq_agent.cli.common:PROJECT_HELP", group),
+    }
+    monkeypatch.setattr(app, "_plugins", lambda: broken)
+    listed = CliRunner().invoke(main, ["--help"])
+    assert listed.exit_code == 0, listed.output
+    assert "Broken: could not be loaded from" in listed.output
+    done = CliRunner().invoke(main, ["demo"])
+    assert done.exit_code == 3
+    assert done.stderr == (
+        "error: dq-agent demo could not be loaded from dq_agent_no_such_module.cli:demo: "
+        "No module named 'dq_agent_no_such_module'\n"
+    )
+    done = CliRunner().invoke(main, ["sandbox", "--port-base", "9000"])
+    assert done.exit_code == 3
+    assert done.stderr == (
+        "error: dq-agent sandbox could not be loaded from dq_agent.cli.common:PROJECT_HELP: "
+        "it is no click command\n"
+    )
+    assert CliRunner().invoke(main, ["validate", "--help"]).exit_code == 0

@@ -25,21 +25,18 @@ def _plugins() -> dict[str, EntryPoint]:
     return {point.name: point for point in entry_points(group=PLUGINS)}
 
 
-def _not_installed(name: str, extra: str) -> click.Command:
-    """A stand-in for a command whose package is missing: it says how to install it."""
+def _unavailable(name: str, why: str, summary: str) -> click.Command:
+    """A stand-in for a command that cannot run here: it says ``why`` and exits 3, whatever
+    it is given. ``summary`` is its line in ``--help``."""
 
     def refuse() -> None:
-        click.echo(
-            f"error: dq-agent {name} needs the emulators, which are not installed: "
-            f"pip install '{extra}'",
-            err=True,
-        )
+        click.echo(f"error: dq-agent {name} {why}", err=True)
         sys.exit(EXIT_CANNOT_RUN)
 
     return click.Command(
         name,
         callback=refuse,
-        help=f"Not installed: pip install '{extra}'.",
+        help=summary,
         context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
     )
 
@@ -56,12 +53,23 @@ class Commands(click.Group):
             return found
         point = _plugins().get(cmd_name)
         if point is not None:
-            command = point.load()
+            # A broken plug-in says so when it is asked for, and takes no other command down
+            # (`--help` loads every one to list it).
+            try:
+                command = point.load()
+            except Exception as exc:
+                why = f"could not be loaded from {point.value}: {exc}"
+                return _unavailable(cmd_name, why, f"Broken: {why}.")
             if not isinstance(command, click.Command):
-                raise click.ClickException(f"{point.value} ({PLUGINS}) is no click command")
+                why = f"could not be loaded from {point.value}: it is no click command"
+                return _unavailable(cmd_name, why, f"Broken: {why}.")
             return command
         extra = OPTIONAL.get(cmd_name)
-        return _not_installed(cmd_name, extra) if extra else None
+        if extra is None:
+            return None
+        install = f"pip install '{extra}'"
+        why = f"needs the emulators, which are not installed: {install}"
+        return _unavailable(cmd_name, why, f"Not installed: {install}.")
 
 
 @click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
