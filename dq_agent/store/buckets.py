@@ -3,26 +3,20 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from dq_agent.errors import StoreError
 from dq_agent.results import CheckResult, SuiteResult
+from dq_agent.store.database import Database
 from dq_agent.store.models import (
     BucketValue,
     CheckResultRow,
     Feedback,
     Metric,
     SuiteRun,
-)
-
-if TYPE_CHECKING:
-    pass
-
-from dq_agent.store.database import (
-    Database,
 )
 
 # Rows per INSERT: SQLite allows 32,766 bound parameters in one statement (7 per row here).

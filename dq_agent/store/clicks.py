@@ -5,24 +5,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, NamedTuple, cast
+from typing import NamedTuple, cast
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from dq_agent.errors import StoreError
-from dq_agent.store.models import (
-    SeenRequest,
-    SlackClick,
-)
-
-if TYPE_CHECKING:
-    pass
-
 from dq_agent.store.database import (
     Database,
     unheld,
+)
+from dq_agent.store.models import (
+    SeenRequest,
+    SlackClick,
 )
 
 # How long a Slack click acted on is kept before it is pruned.

@@ -4,24 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from dq_agent.errors import StoreError
 from dq_agent.results import to_jsonable
-from dq_agent.store.models import (
-    Incident,
-    IncidentEvent,
-)
-
-if TYPE_CHECKING:
-    pass
-
 from dq_agent.store.database import (
     RECORDS,
     Database,
+)
+from dq_agent.store.models import (
+    Incident,
+    IncidentEvent,
 )
 
 

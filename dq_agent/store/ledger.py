@@ -1,4 +1,4 @@
-"""The corrections ledger's shapes and its hash chain.
+"""The corrections ledger: its shapes, its hash chain and its repository.
 
 Every event of every correction is one appended row; each row's hash covers its content and
 the previous row's hash, so editing or deleting any row breaks every hash after it.
@@ -11,22 +11,14 @@ import json
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 
 from dq_agent.errors import LedgerConflict, StoreError
 from dq_agent.results import to_jsonable
-from dq_agent.store.models import (
-    LedgerEntry,
-)
-
-if TYPE_CHECKING:
-    pass
-
-from dq_agent.store.database import (
-    Database,
-)
+from dq_agent.store.database import Database
+from dq_agent.store.models import LedgerEntry
 
 GENESIS = "0" * 64
 

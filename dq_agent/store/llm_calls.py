@@ -3,20 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
-from dq_agent.store.models import (
-    LlmCall,
-)
-
-if TYPE_CHECKING:
-    pass
-
-from dq_agent.store.database import (
-    Database,
-)
+from dq_agent.store.database import Database
+from dq_agent.store.models import LlmCall
 
 
 class LlmCallRepository(Database):

@@ -4,21 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
-
-from dq_agent.store.models import (
-    OutboxMessage,
-)
-
-if TYPE_CHECKING:
-    pass
 
 from dq_agent.store.database import (
     Database,
     unheld,
 )
+from dq_agent.store.models import OutboxMessage
 
 OUTBOX_FIELDS = frozenset(
     {

@@ -4,20 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 
-from dq_agent.store.models import (
-    Restart,
-)
-
-if TYPE_CHECKING:
-    pass
-
-from dq_agent.store.database import (
-    Database,
-)
+from dq_agent.store.database import Database
+from dq_agent.store.models import Restart
 
 # What may change on a row after it is recorded.
 RESTART_FIELDS = frozenset(

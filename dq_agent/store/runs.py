@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 
 from dq_agent.errors import StoreError
 from dq_agent.results import Status, SuiteResult, to_jsonable
+from dq_agent.store.buckets import keep_series
+from dq_agent.store.database import (
+    RECORDS,
+    Database,
+)
 from dq_agent.store.models import (
     CheckResultRow,
     IncidentEvent,
@@ -17,15 +22,6 @@ from dq_agent.store.models import (
     Run,
     SchemaSnapshot,
     SuiteRun,
-)
-
-if TYPE_CHECKING:
-    pass
-
-from dq_agent.store.buckets import keep_series
-from dq_agent.store.database import (
-    RECORDS,
-    Database,
 )
 
 

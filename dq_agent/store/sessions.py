@@ -4,20 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
+from dq_agent.store.database import Database
 from dq_agent.store.models import (
     EndedSession,
     SignInFailure,
-)
-
-if TYPE_CHECKING:
-    pass
-
-from dq_agent.store.database import (
-    Database,
 )
 
 
